@@ -1,0 +1,81 @@
+"""modelstore: save, load, inspect, run and convert trained models, safely.
+
+>>> import modelstore as ms
+>>> ms.save(net, "digits.safetensors", config={"hidden": 32}, labels=list("0123456789"))
+>>> net = ms.load("digits.safetensors", model=Net)
+>>> ms.predict(net, x, output="label")
+
+Importing this package imports no framework (torch, tensorflow, sklearn, onnx) and no numpy;
+each backend imports its framework the first time it is used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._api import (
+    backends,
+    convert,
+    export_onnx,
+    inspect,
+    load,
+    predict,
+    register,
+    save,
+    scan,
+)
+from ._info import Finding, ModelInfo, ScanReport, TensorInfo
+from .errors import (
+    ArchitectureMismatchError,
+    ArchitectureMismatchWarning,
+    ArgumentError,
+    BackendWarning,
+    ExportMismatchError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    ModelExistsError,
+    ModelNotFoundError,
+    ModelstoreError,
+    PickleWarning,
+    RegistryError,
+    StorageError,
+    UnsafeModelError,
+    UnsupportedModelError,
+)
+
+__all__ = [
+    "__version__",
+    # calls
+    "save",
+    "load",
+    "predict",
+    "inspect",
+    "scan",
+    "export_onnx",
+    "convert",
+    "register",
+    "backends",
+    # data
+    "ModelInfo",
+    "TensorInfo",
+    "ScanReport",
+    "Finding",
+    # errors and warnings
+    "ModelstoreError",
+    "UnsafeModelError",
+    "IntegrityError",
+    "FormatError",
+    "ArchitectureMismatchError",
+    "ExportMismatchError",
+    "UnsupportedModelError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "ModelExistsError",
+    "StorageError",
+    "RegistryError",
+    "ArgumentError",
+    "PickleWarning",
+    "ArchitectureMismatchWarning",
+    "BackendWarning",
+]

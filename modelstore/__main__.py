@@ -1,0 +1,7 @@
+"""``python -m modelstore`` is the ``modelstore`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,406 @@
+"""The front door: pick a backend, apply the one trust gate, write atomically, keep metadata.
+
+No framework is known here. Each backend declares its ``risk``; every load of a backend that
+is not ``safe`` is scanned and gated here, so no backend can forget the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._info import ModelInfo, ScanReport
+from ._io import (
+    PathLike,
+    atomic_paths,
+    check_checksum,
+    check_pin,
+    check_target,
+    existing_file,
+    file_checksum,
+    read_head,
+    read_sidecar,
+    remember_sha256,
+    sha256_of,
+    sidecar_path,
+    write_json,
+)
+from ._registry import REGISTRY
+from .backends._base import Backend, LoadRequest, PredictRequest
+from .errors import ArgumentError, FormatError, PickleWarning, UnsupportedModelError
+from .security import enforce
+
+METADATA_VERSION = 1
+OUTPUTS = ("raw", "proba", "label")
+
+# metadata of models this process loaded or saved, for predict(output="label")
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+# -- choosing a backend ---------------------------------------------------------------------
+
+
+def backend_for_file(path: Path, fmt: str | None) -> Backend:
+    """``format=`` wins; else the suffix, checked against the file's first bytes; else sniffing."""
+    head = read_head(path)
+    if fmt is not None:
+        return REGISTRY.get(fmt)
+    candidates = REGISTRY.for_suffix(path)
+    for name in candidates:
+        backend = REGISTRY.get(name)
+        if backend.sniff(path, head):
+            return backend
+    sniffed = REGISTRY.sniff(path, head)
+    if candidates:
+        claimed = candidates[0]
+        if sniffed:
+            msg = (
+                f"{path}: the suffix says {claimed} but the content is {sniffed}; rename the file "
+                f"or pass format={sniffed!r}"
+            )
+        else:
+            msg = f"{path}: not a valid {claimed} file (its first bytes are {head[:16]!r}); the file is corrupt or of another kind"
+        raise FormatError(msg)
+    if sniffed is None:
+        msg = f"{path}: unrecognised model file (first bytes {head[:16]!r}); pass format= with one of {REGISTRY.names()}"
+        raise FormatError(msg)
+    return REGISTRY.get(sniffed)
+
+
+def backend_for_save(model: Any, path: Path, fmt: str | None) -> Backend:
+    if fmt is not None:
+        backend = REGISTRY.get(fmt)
+    else:
+        candidates = [REGISTRY.get(n) for n in REGISTRY.for_suffix(path)]
+        able = [b for b in candidates if b.can_save(model)]
+        if candidates and not able:
+            names = "/".join(b.name for b in candidates)
+            msg = f"{path}: a {type(model).__qualname__} cannot be saved as {names}; {candidates[0].save_hint(model)}"
+            raise UnsupportedModelError(msg)
+        backend = able[0] if able else REGISTRY.for_object(model)
+    if not backend.can_save(model):
+        raise UnsupportedModelError(f"{path}: the {backend.name} backend cannot save a {type(model).__qualname__}")
+    return backend
+
+
+# -- metadata ------------------------------------------------------------------------------
+
+
+def _check_json(value: Any, what: str) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise ArgumentError(f"{what} must be JSON-serialisable ({e})") from None
+    return value
+
+
+def build_meta(backend: Backend, model: Any, *, config: Any, metadata: Any, labels: Any,
+               sample_input: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "modelstore": {"version": __version__, "metadata_version": METADATA_VERSION},
+        "format": backend.name,
+    }
+    meta.update(backend.describe(model))
+    if config is not None:
+        if not isinstance(config, dict):
+            raise ArgumentError("config must be a dict of constructor keyword arguments")
+        meta["config"] = _check_json(dict(config), "config")
+    if labels is not None:
+        meta["labels"] = _check_json(list(labels), "labels")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ArgumentError("metadata must be a dict")
+        meta["metadata"] = _check_json(dict(metadata), "metadata")
+    sig = backend.signature(sample_input)
+    if sig is not None:
+        meta["signature"] = sig
+    return meta
+
+
+def _remember(obj: Any, meta: dict[str, Any] | None) -> None:
+    if meta:
+        try:
+            _KNOWN[obj] = meta
+        except TypeError:  # not weak-referenceable (a dict of tensors): nothing to remember
+            pass
+
+
+def _meta_of(path: Path, backend: Backend) -> tuple[dict[str, Any] | None, str]:
+    if backend.embeds_metadata:
+        return backend.read_meta(path), "its header"
+    return read_sidecar(path), f"the sidecar {sidecar_path(path).name}"
+
+
+# -- public calls --------------------------------------------------------------------------
+
+
+def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[str, Any] | None = None,
+         metadata: dict[str, Any] | None = None, labels: list[Any] | None = None,
+         sample_input: Any = None, overwrite: bool = True, **options: Any) -> ModelInfo:
+    """Save ``model`` to ``path`` atomically, with metadata and a payload checksum.
+
+    Parameters
+    ----------
+    model : a supported model object (``torch.nn.Module``, a dict of tensors, a checkpoint dict)
+    path : target file; its suffix picks the format unless ``format=`` is given. A torch
+        module saved to a path without a known suffix is written as safetensors.
+    format : backend name (see :func:`backends`) to override the suffix.
+    config : constructor keyword arguments, so ``load(path, model=Net)`` can build ``Net(**config)``.
+    metadata : your own JSON-serialisable metadata, shown by :func:`inspect`.
+    labels : class names, used by ``predict(..., output="label")``.
+    sample_input : an example input; its shapes and dtypes are recorded as the signature.
+    overwrite : if False, refuse to replace an existing file.
+
+    Returns
+    -------
+    ModelInfo of the written file.
+
+    Raises
+    ------
+    UnsupportedModelError, ModelExistsError, StorageError, ArgumentError
+
+    Examples
+    --------
+    >>> import modelstore as ms
+    >>> info = ms.save(net, "digits.safetensors", config={"hidden": 32}, labels=list("0123456789"))
+    >>> net = ms.load("digits.safetensors", model=Net)
+    """
+    target = Path(os.fspath(path))
+    check_target(target, overwrite)
+    backend = backend_for_save(model, target, format)
+    backend.require(target, f"saving a {backend.name} file")
+    meta = build_meta(backend, model, config=config, metadata=metadata, labels=labels,
+                      sample_input=sample_input)
+    targets = (target,) if backend.embeds_metadata else (target, sidecar_path(target))
+    with atomic_paths(*targets) as temps:
+        digest = backend.write(model, temps[0], meta, options)
+        if not backend.embeds_metadata:
+            meta["checksum"] = file_checksum(temps[0])
+            meta["payload_size"] = temps[0].stat().st_size
+            write_json(temps[1], meta)
+    if digest:
+        remember_sha256(target, digest)
+    _remember(model, meta)
+    return inspect(target)
+
+
+def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
+         trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
+         sha256: str | None = None, **options: Any) -> Any:
+    """Load a model file without running code from it unless ``trust`` allows.
+
+    Parameters
+    ----------
+    path : the model file (any supported format; foreign files without metadata load too).
+    model : for weights files, a class (built as ``model(**config)`` on the meta device, no
+        random init) or an instance to fill. Without it, weights come back as a state dict.
+    format : backend name, to override the suffix.
+    device : where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    trust : False (default) refuses anything outside the allow-lists; a list of
+        ``"module.Name"`` globals allows those; True allows everything (runs code from the file).
+    strict : False loads the keys that match and warns about the rest.
+    verify : check the recorded payload checksum first (default True).
+    sha256 : a pin; refuse the file unless its sha256 is exactly this.
+
+    Returns
+    -------
+    A model in eval mode, or the state dict / checkpoint when no model was given.
+
+    Raises
+    ------
+    UnsafeModelError, IntegrityError, FormatError, ArchitectureMismatchError,
+    MissingDependencyError, ModelNotFoundError
+
+    Examples
+    --------
+    >>> net = ms.load("digits.safetensors", model=Net)
+    >>> sd = ms.load("weights.pth")                      # a plain state dict
+    >>> ckpt = ms.load("ckpt.pt")                        # {"model": ..., "optimizer": ..., "epoch": 3}
+    """
+    p = existing_file(path)
+    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
+                                                 all(isinstance(t, str) for t in trust))):
+        raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
+    if sha256 is not None:
+        check_pin(p, sha256)
+    backend = backend_for_file(p, format)
+    backend.require(p, f"loading a {backend.name} file")
+    meta, where = _meta_of(p, backend)
+    if verify and meta and meta.get("checksum"):
+        if backend.embeds_metadata:
+            backend.verify(p, meta)
+        else:
+            check_checksum(p, str(meta["checksum"]), file_checksum(p), where)
+    trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
+    _gate(backend, p, trust_arg)
+    request = LoadRequest(model=model, device=device, trust=trust_arg, strict=strict, meta=meta,
+                          options=options)
+    obj = backend.load(p, request)
+    _remember(obj, meta)
+    return obj
+
+
+def _gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
+    """The one trust gate: scan before anything deserialises, refuse what is not allowed."""
+    if backend.risk == "safe":
+        return
+    if trust is not True:
+        enforce(backend.scan(path), trust)
+    if backend.risk == "pickle":
+        what = "with trust=True: any code in it ran" if trust is True else (
+            "after a scan found only allowed globals")
+        warnings.warn(f"{path}: unpickled {what}; prefer safetensors for weights you share",
+                      PickleWarning, stacklevel=3)
+
+
+def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
+            device: str | None = None, output: str = "raw") -> Any:
+    """Run a model on ``inputs`` and return numpy (or a list of labels).
+
+    Parameters
+    ----------
+    model_or_path : a loaded model (torch module, ...) or a path to load safely first.
+    inputs : numpy array, list or tensor; a tuple of arrays for several inputs.
+    batch_size : split the inputs into chunks of this many rows.
+    device : run on this device (moves a torch module there).
+    output : ``"raw"`` model outputs, ``"proba"`` probabilities (softmax), or ``"label"``
+        the arg-max mapped through the saved labels (indices if none were saved).
+
+    Examples
+    --------
+    >>> ms.predict(net, x[:5], output="label")
+    ['3', '7', '1', '0', '9']
+    """
+    if output not in OUTPUTS:
+        raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ArgumentError(f"batch_size must be a positive integer, not {batch_size!r}")
+    model = model_or_path
+    if isinstance(model_or_path, (str, os.PathLike)):
+        model = load(model_or_path)
+    backend = REGISTRY.for_object(model, action="predict")
+    meta = _KNOWN.get(model) if _weakrefable(model) else None
+    labels = (meta or {}).get("labels")
+    request = PredictRequest(batch_size=batch_size, device=device, output=output, labels=labels)
+    return backend.predict(model, inputs, request)
+
+
+def _weakrefable(obj: Any) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def inspect(path: PathLike) -> ModelInfo:
+    """Describe a model file from its headers and opcodes; never runs code from it.
+
+    Examples
+    --------
+    >>> info = ms.inspect("digits.safetensors")
+    >>> info.num_params, info.labels, [t.shape for t in info.tensors]
+    """
+    p = existing_file(path)
+    backend = backend_for_file(p, None)
+    found = backend.inspect(p)
+    meta = found.meta if backend.embeds_metadata else read_sidecar(p)
+    meta = meta or {}
+    user = dict(found.extra_metadata)
+    user.update(meta.get("metadata") or {})
+    return ModelInfo(
+        path=str(p),
+        format=backend.name,
+        framework=meta.get("framework") or found.framework,
+        size_bytes=p.stat().st_size,
+        sha256=sha256_of(p),
+        tensors=found.tensors,
+        num_params=found.num_params if found.num_params is not None else sum(t.numel for t in found.tensors),
+        metadata=user,
+        labels=meta.get("labels"),
+        signature=meta.get("signature"),
+        executes_code=found.executes_code,
+        globals=found.globals,
+    )
+
+
+def recorded_metadata(path: PathLike) -> dict[str, Any]:
+    """Everything modelstore recorded for ``path`` (class, config, versions, checksum)."""
+    p = existing_file(path)
+    meta, _ = _meta_of(p, backend_for_file(p, None))
+    return meta or {}
+
+
+def scan(path: PathLike) -> ScanReport:
+    """A security verdict (``safe`` / ``unsafe`` / ``unknown``) for any supported file.
+
+    Examples
+    --------
+    >>> report = ms.scan("downloaded.pt")
+    >>> report.verdict, report.untrusted
+    """
+    p = existing_file(path)
+    try:
+        backend = backend_for_file(p, None)
+    except FormatError as e:
+        from ._info import Finding
+
+        return ScanReport(str(p), "unknown", "unknown", [Finding("file", "warning", str(e))])
+    return backend.scan(p)
+
+
+def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,
+                dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3,
+                atol: float = 1e-5) -> ModelInfo:
+    """Export ``model`` to ONNX and check parity with onnxruntime.
+
+    Raises UnsupportedModelError until a backend providing ONNX export is installed.
+    """
+    backend = REGISTRY.for_object(model)
+    exporter = getattr(backend, "export_onnx", None)
+    if exporter is None:
+        msg = (
+            f"ONNX export of a {type(model).__qualname__} is not available in this version of "
+            f"modelstore ({backend.name} backend has no exporter)"
+        )
+        raise UnsupportedModelError(msg)
+    result: ModelInfo = exporter(model, Path(os.fspath(path)), sample_input=sample_input, opset=opset,
+                                 dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
+    return result
+
+
+def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,
+            trust: bool | list[str] = False) -> ModelInfo:
+    """Load ``src`` (through the same trust gate) and save it as ``dst``'s format.
+
+    Metadata recorded with ``src`` (config, labels, your metadata) carries over.
+
+    Examples
+    --------
+    >>> ms.convert("weights.pth", "weights.safetensors")
+    """
+    meta = recorded_metadata(src)
+    obj = load(src, model=model, trust=trust)
+    dst_path = Path(os.fspath(dst))
+    if dst_path.suffix.lower() == ".onnx":
+        return export_onnx(obj, dst_path, sample_input=sample_input)
+    return save(obj, dst_path, config=meta.get("config"), metadata=meta.get("metadata"),
+                labels=meta.get("labels"), sample_input=sample_input)
+
+
+def register(backend: Any, *, clobber: bool = False) -> None:
+    """Add a backend (a :class:`modelstore.backends.Backend` subclass or instance).
+
+    A name already taken raises :class:`RegistryError` unless ``clobber=True``.
+    """
+    REGISTRY.register(backend, clobber=clobber)
+
+
+def backends() -> list[str]:
+    """Names of every known backend: built-in, registered and installed plugins."""
+    return REGISTRY.names()

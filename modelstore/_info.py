@@ -1,0 +1,91 @@
+"""Plain data returned by ``inspect``, ``save`` and ``scan``: no framework objects inside."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal["safe", "unsafe", "unknown"]
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One stored tensor: its name, shape, dtype (e.g. ``"float32"``) and size in bytes."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What modelstore knows about a model file, read without running code from it.
+
+    ``executes_code`` says whether a naive load (``pickle.load``, ``torch.load`` with
+    ``weights_only=False``) would call anything beyond modelstore's data allow-list.
+    ``globals`` lists every ``module.Name`` a pickle stream references.
+    """
+
+    path: str
+    format: str
+    framework: str | None
+    size_bytes: int
+    sha256: str
+    tensors: list[TensorInfo] = field(default_factory=list)
+    num_params: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    labels: list[Any] | None = None
+    signature: dict[str, Any] | None = None
+    executes_code: bool = False
+    globals: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason behind a scan verdict: the global or entry, how bad, and why."""
+
+    subject: str
+    severity: Severity
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """A security verdict for one file: ``"safe"``, ``"unsafe"`` or ``"unknown"``."""
+
+    path: str
+    format: str
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    globals: list[str] = field(default_factory=list)
+
+    @property
+    def untrusted(self) -> list[str]:
+        """The globals (``module.Name``) that made the verdict unsafe."""
+        return [f.subject for f in self.findings if f.severity == "critical"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

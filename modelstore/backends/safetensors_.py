@@ -1,0 +1,325 @@
+"""safetensors: the default format for PyTorch weights. Safe by construction (a JSON header
+and raw bytes, nothing to execute), memory-mapped on load.
+
+modelstore writes the file itself (the layout is 8 bytes of header length, a JSON header,
+the tensor bytes) so it can embed its metadata and a checksum of header and payload in the
+header's ``__metadata__`` map. Files from the ``safetensors`` package load the same way, and
+``safetensors.torch.load_file`` reads modelstore's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import struct
+from pathlib import Path
+from typing import Any
+
+from .._info import ScanReport, Finding, TensorInfo
+from .._io import (
+    check_checksum,
+    checksum_placeholder,
+    format_checksum,
+    new_checksum,
+)
+from ..errors import FormatError, IntegrityError, UnsupportedModelError
+from . import _torch
+from ._base import Backend, Inspection, LoadRequest, PredictRequest
+
+#: safetensors' own limit on the header, applied before reading it.
+MAX_HEADER = 100 << 20
+META_KEY = "modelstore"
+CHECKSUM_KEY = "modelstore.checksum"
+
+DTYPES: dict[str, tuple[str, int]] = {
+    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
+    "U64": ("uint64", 8), "U32": ("uint32", 4), "U16": ("uint16", 2), "U8": ("uint8", 1),
+    "BOOL": ("bool", 1), "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1),
+    "C64": ("complex64", 8),
+}
+_CODES = {name: code for code, (name, _) in DTYPES.items()}
+
+
+class Header:
+    """A parsed, validated safetensors header."""
+
+    def __init__(self, path: Path, raw: dict[str, Any], data_start: int, file_size: int) -> None:
+        self.path = path
+        self.raw = raw
+        self.data_start = data_start
+        self.file_size = file_size
+        self.metadata: dict[str, str] = raw.get("__metadata__") or {}
+        self.entries = {k: v for k, v in raw.items() if k != "__metadata__"}
+
+    def modelstore_meta(self) -> dict[str, Any] | None:
+        text = self.metadata.get(META_KEY)
+        if text is None:
+            return None
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            raise FormatError(f"{self.path}: the modelstore metadata in the header is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise FormatError(f"{self.path}: the modelstore metadata in the header is not a JSON object")
+        if CHECKSUM_KEY in self.metadata:
+            meta["checksum"] = self.metadata[CHECKSUM_KEY]
+        return meta
+
+    def canonical_without_checksum(self) -> bytes:
+        raw = dict(self.raw)
+        if "__metadata__" in raw:
+            raw["__metadata__"] = {k: v for k, v in raw["__metadata__"].items() if k != CHECKSUM_KEY}
+        return canonical(raw)
+
+    def tensors(self) -> list[TensorInfo]:
+        out = []
+        for name, e in self.entries.items():
+            dtype = DTYPES[e["dtype"]][0]
+            b, end = e["data_offsets"]
+            out.append(TensorInfo(name, tuple(e["shape"]), dtype, end - b))
+        return out
+
+
+def canonical(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def read_header(path: Path) -> Header:
+    """Parse and validate the header; raises FormatError / IntegrityError on bad files."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise FormatError(f"{path}: {size} bytes is too short for a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER:
+            raise FormatError(f"{path}: not a safetensors file: it declares a {n}-byte header")
+        if n > size - 8:
+            first = f.read(1)
+            if first == b"{":
+                msg = f"{path}: truncated: the header declares {n} bytes but the file has only {size - 8} after the length"
+                raise IntegrityError(msg)
+            raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
+        blob = f.read(n)
+    try:
+        raw = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError(f"{path}: the safetensors header is not valid JSON ({e}); the file is corrupt") from None
+    if not isinstance(raw, dict):
+        raise FormatError(f"{path}: the safetensors header is not a JSON object; the file is corrupt")
+    header = Header(path, raw, 8 + n, size)
+    _validate(header)
+    return header
+
+
+def _validate(h: Header) -> None:
+    path = h.path
+    meta = h.raw.get("__metadata__")
+    if meta is not None and (not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
+        raise FormatError(f"{path}: the header's __metadata__ must map strings to strings")
+    spans = []
+    for name, e in h.entries.items():
+        bad = f"{path}: tensor {name!r} has a malformed header entry"
+        if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
+            raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
+        shape, offs = e.get("shape"), e.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise FormatError(f"{bad} (shape {shape!r})")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) and o >= 0 for o in offs)):
+            raise FormatError(f"{bad} (data_offsets {offs!r})")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if offs[1] - offs[0] != numel * DTYPES[e["dtype"]][1]:
+            raise FormatError(f"{bad}: shape {shape} of {e['dtype']} does not fill offsets {offs}")
+        spans.append((offs[0], offs[1], name))
+    spans.sort()
+    pos = 0
+    for b, end, name in spans:
+        if b != pos:
+            raise FormatError(f"{path}: tensor {name!r} starts at {b}, expected {pos}: the data region has gaps or overlaps")
+        pos = end
+    available = h.file_size - h.data_start
+    if pos > available:
+        msg = f"{path}: truncated: the header describes {pos} bytes of tensors but the file holds {available}"
+        raise IntegrityError(msg)
+    if pos < available:
+        raise FormatError(f"{path}: {available - pos} unexpected bytes after the last tensor")
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+
+
+class SafetensorsBackend(Backend):
+    """Tensors in a JSON-headed flat file; the default for torch modules and state dicts."""
+
+    name = "safetensors"
+    framework = "torch"
+    suffixes = (".safetensors",)
+    risk = "safe"
+    extra = "torch"
+    requires = ("torch",)
+    embeds_metadata = True
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if len(head) < 9:
+            return False
+        (n,) = struct.unpack("<Q", head[:8])
+        return head[8:9] == b"{" and n <= MAX_HEADER
+
+    def can_save(self, obj: Any) -> bool:
+        return _torch.is_module(obj) or _torch.is_state_dict(obj)
+
+    def can_predict(self, obj: Any) -> bool:
+        return _torch.is_module(obj)
+
+    def save_hint(self, obj: Any) -> str:
+        if isinstance(obj, dict):
+            return "safetensors holds a flat mapping of names to tensors; save training checkpoints and nested dicts as .pt"
+        return "it holds torch modules and dicts of tensors"
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        return _torch.describe(obj)
+
+    # -- write ---------------------------------------------------------------------------
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+        if options:
+            raise UnsupportedModelError(f"the safetensors backend takes no options, got {sorted(options)}")
+        sd = _torch.state_dict_of(obj)
+        if not _torch.is_state_dict(sd):
+            raise UnsupportedModelError(self.save_hint(obj))
+        tensors, tied = _dedupe(sd)
+        if tied:
+            meta = {**meta, "tied": tied}
+        order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+        header: dict[str, Any] = {}
+        pos = 0
+        for k in order:
+            t = tensors[k]
+            n = t.numel() * t.element_size()
+            header[k] = {"dtype": _CODES[str(t.dtype).replace("torch.", "")], "shape": list(t.shape),
+                         "data_offsets": [pos, pos + n]}
+            pos += n
+        header["__metadata__"] = {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}
+        hasher = new_checksum()
+        hasher.update(canonical(header))
+        views = [_bytes_of(tensors[k]) for k in order]
+        for v in views:
+            hasher.update(v)
+        header["__metadata__"][CHECKSUM_KEY] = format_checksum(hasher)
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * (-(8 + len(blob)) % 8)
+        sha = hashlib.sha256()
+        with open(tmp, "wb") as f:
+            for chunk in (struct.pack("<Q", len(blob)), blob, *views):
+                f.write(chunk)
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    # -- read ----------------------------------------------------------------------------
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        return read_header(path).modelstore_meta()
+
+    def verify(self, path: Path, meta: dict[str, Any]) -> None:
+        expected = meta.get("checksum")
+        if not expected:
+            return
+        h = read_header(path)
+        hasher = new_checksum()
+        hasher.update(h.canonical_without_checksum())
+        if h.file_size > h.data_start:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                view = memoryview(mm)
+                try:
+                    hasher.update(view[h.data_start:])
+                finally:
+                    view.release()
+        check_checksum(path, expected, format_checksum(hasher), "its header")
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            read_header(path)
+        except (FormatError, IntegrityError) as e:
+            return ScanReport(str(path), self.name, "unknown", [Finding("header", "warning", str(e))])
+        return ScanReport(str(path), self.name, "safe",
+                          [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        return _torch.build_module(load_tensors(path), request, path)
+
+    def inspect(self, path: Path) -> Inspection:
+        h = read_header(path)
+        meta = h.modelstore_meta()
+        framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
+                                                       "flax": "flax"}.get(h.metadata.get("format", ""))
+        tensors = h.tensors()
+        extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY)}
+        return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
+                          meta=meta, extra_metadata=extra)
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        return _torch.predict(model, inputs, request)
+
+
+def load_tensors(path: Path) -> dict[str, Any]:
+    """Memory-map the file and return zero-copy tensors over it."""
+    import torch
+
+    h = read_header(path)
+    out: dict[str, Any] = {}
+    if not h.entries:
+        return out
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    for name, e in h.entries.items():
+        dtype = _torch_dtype(DTYPES[e["dtype"]][0])
+        b, end = e["data_offsets"]
+        shape = e["shape"]
+        if end == b:
+            out[name] = torch.empty(shape, dtype=dtype)
+            continue
+        itemsize = DTYPES[e["dtype"]][1]
+        t = torch.frombuffer(mm, dtype=dtype, count=(end - b) // itemsize, offset=h.data_start + b)
+        out[name] = t.reshape(shape)
+    return out
+
+
+def _bytes_of(t: Any) -> memoryview:
+    import torch
+
+    flat = t.reshape(-1)
+    if flat.numel() == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Contiguous CPU tensors, each shared tensor stored once; ``tied`` maps alias -> kept."""
+    seen: dict[tuple[Any, ...], str] = {}
+    storages: dict[int, list[str]] = {}
+    out: dict[str, Any] = {}
+    tied: dict[str, str] = {}
+    for name in sorted(sd):
+        t = sd[name].detach()
+        if t.device.type == "meta":
+            raise UnsupportedModelError(f"tensor {name!r} is on the meta device and has no data to save")
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if t.numel() and key in seen:
+            tied[name] = seen[key]
+            continue
+        seen[key] = name
+        storages.setdefault(t.untyped_storage().data_ptr(), []).append(name)
+        out[name] = t
+    for names in storages.values():
+        shared = len(names) > 1
+        for n in names:
+            t = out[n].to("cpu")
+            # distinct views of one storage must not be written as overlapping regions
+            out[n] = t.clone() if shared or not t.is_contiguous() else t.contiguous()
+    return out, tied

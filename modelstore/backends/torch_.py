@@ -1,0 +1,166 @@
+"""PyTorch's own ``torch.save`` files (``.pt``, ``.pth``): state dicts and training checkpoints.
+
+These files are pickles. The front door scans them against the tensor allow-list before
+``torch.load`` sees them, and ``torch.load`` then runs with ``weights_only=True`` as a second
+line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.modelstore.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from .._info import Finding, ScanReport
+from ..errors import FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
+from ..security import classify
+from ..security.allowlist import TORCH_WEIGHTS
+from ..security.torchfile import (
+    LEGACY_PREFIX,
+    TorchFileError,
+    is_torch_zip,
+    plain_value,
+    read_pickles,
+    tensor_records,
+)
+from . import _torch
+from ._base import Backend, Inspection, LoadRequest, PredictRequest
+
+#: Keys under which training checkpoints usually keep the model's weights.
+CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
+
+
+class TorchBackend(Backend):
+    """``torch.save`` zip archives (and legacy streams): weights and checkpoints."""
+
+    name = "torch"
+    framework = "torch"
+    suffixes = (".pt", ".pth")
+    risk = "pickle"
+    extra = "torch"
+    requires = ("torch",)
+    embeds_metadata = False
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head.startswith(LEGACY_PREFIX):
+            return True
+        return head.startswith(b"PK\x03\x04") and is_torch_zip(path)
+
+    def can_save(self, obj: Any) -> bool:
+        return _torch.is_module(obj) or (isinstance(obj, dict) and _torch.contains_tensor(obj))
+
+    def can_predict(self, obj: Any) -> bool:
+        return _torch.is_module(obj)
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        return _torch.describe(obj)
+
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+        import torch
+
+        if options:
+            raise UnsupportedModelError(f"the torch backend takes no options, got {sorted(options)}")
+        payload = obj.state_dict() if _torch.is_module(obj) else obj
+        with open(tmp, "wb") as f:  # a file object keeps the archive's inner name neutral
+            torch.save(payload, f)
+        report = self.scan(tmp)
+        if report.untrusted:
+            msg = (
+                f"this checkpoint holds {', '.join(report.untrusted)}, so loading it would need "
+                f"trust=[...]: keep checkpoints to tensors and plain Python values "
+                f"(e.g. float(x) instead of a numpy scalar)"
+            )
+            raise UnsupportedModelError(msg)
+        return None
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            pickles = read_pickles(path)
+        except TorchFileError as e:
+            return ScanReport(str(path), self.name, "unknown", [Finding("archive", "warning", str(e))])
+        return classify(path, self.name, pickles.streams.items(), TORCH_WEIGHTS)
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import torch
+
+        _torch.check_device(request.device, path)
+        legacy = not zipfile.is_zipfile(path)
+        try:
+            with _allowing(request.trust):
+                obj = torch.load(path, map_location=request.device or "cpu",
+                                 weights_only=request.trust is not True, mmap=not legacy)
+        except pickle.UnpicklingError as e:
+            msg = (
+                f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
+                f"Pass trust=True only if you trust the file's author"
+            )
+            raise UnsafeModelError(msg) from None
+        except (RuntimeError, EOFError, ValueError, OSError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise IntegrityError(f"{path}: torch could not read the file ({first}); it is damaged or truncated") from None
+        if _torch.is_module(obj):
+            obj.eval()
+            return obj
+        sd = _weights_of(obj) if (request.model is not None or request.trust is True) else None
+        if sd is None:
+            return obj
+        return _torch.build_module(sd, request, path)
+
+    def inspect(self, path: Path) -> Inspection:
+        try:
+            pickles = read_pickles(path)
+        except TorchFileError as e:
+            cls = IntegrityError if e.truncated else FormatError
+            raise cls(f"{path}: not a readable torch.save file: {e}") from None
+        main = pickles.main
+        if main is None or main.error:
+            why = main.error if main else "no object pickle"
+            raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
+        records = tensor_records(main.result)
+        storage_seen: set[tuple[Any, ...]] = set()
+        num = 0
+        for info, ident in records:
+            if ident not in storage_seen:
+                storage_seen.add(ident)
+                num += info.numel
+        globals_ = [g for rep in pickles.streams.values() for g in rep.globals]
+        top = plain_value(main.result)
+        extra = ({k: v for k, v in top.items() if isinstance(v, (int, float, str, bool))}
+                 if isinstance(top, dict) else {})
+        return Inspection(
+            framework="torch", tensors=[r[0] for r in records], num_params=num,
+            extra_metadata=extra, globals=list(dict.fromkeys(globals_)),
+            executes_code=any(g not in TORCH_WEIGHTS for g in globals_),
+        )
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        return _torch.predict(model, inputs, request)
+
+
+def _weights_of(obj: Any) -> dict[str, Any] | None:
+    if _torch.is_state_dict(obj):
+        return dict(obj)
+    if isinstance(obj, dict):
+        for key in CHECKPOINT_KEYS:
+            if _torch.is_state_dict(obj.get(key)):
+                return dict(obj[key])
+    return None
+
+
+def _allowing(trust: bool | list[str]) -> Any:
+    """torch's weights_only unpickler, widened by the caller's ``trust=[...]`` globals."""
+    if isinstance(trust, bool) or not trust:
+        return nullcontext()
+    import torch
+
+    objs = []
+    for name in trust:
+        module, _, attr = name.rpartition(".")
+        try:
+            objs.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError, ValueError):
+            continue
+    return torch.serialization.safe_globals(objs)

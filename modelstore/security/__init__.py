@@ -1,0 +1,81 @@
+"""The trust policy: classify what a file references, and refuse what is not allowed.
+
+Backends produce a :class:`~modelstore.ScanReport`; :func:`enforce` is the one gate the
+front door applies to every load of a non-``safe`` backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+from .._info import Finding, ScanReport
+from ..errors import UnsafeModelError
+from .pickle_scan import PickleReport
+
+TrustArg = bool | Collection[str]
+
+
+def classify(
+    path: Path,
+    fmt: str,
+    streams: Iterable[tuple[str, PickleReport]],
+    allowed: frozenset[str],
+) -> ScanReport:
+    """A verdict for pickle streams: unsafe if any global is outside ``allowed``,
+    unknown if a stream could not be followed, else safe."""
+    findings: list[Finding] = []
+    globals_: list[str] = []
+    unknown = False
+    for label, rep in streams:
+        for g in rep.globals:
+            if g not in globals_:
+                globals_.append(g)
+        if rep.error:
+            unknown = True
+            findings.append(Finding(label, "warning", f"cannot be read statically: {rep.error}"))
+    for g in globals_:
+        if g not in allowed:
+            findings.append(Finding(g, "critical", _reason(g)))
+    verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
+        "unknown" if unknown else "safe")
+    return ScanReport(str(path), fmt, verdict, findings, globals_)
+
+
+def _reason(g: str) -> str:
+    if g.startswith("<computed>"):
+        return "a global whose name is computed while unpickling (an obfuscation pattern)"
+    if g.startswith("<copyreg-extension>"):
+        return "a copyreg extension code, which names a global indirectly"
+    if g.startswith("<build>"):
+        return "state set on a plain value through __setstate__"
+    return "imported and callable when unpickled; not on modelstore's data allow-list"
+
+
+def enforce(report: ScanReport, trust: TrustArg) -> None:
+    """Raise :class:`UnsafeModelError` unless every finding is allowed by ``trust``."""
+    if trust is True:
+        return
+    trusted = set() if trust is False else set(trust)
+    blocked = [g for g in report.untrusted if g not in trusted]
+    if blocked:
+        listed = ", ".join(blocked)
+        suggestion = ", ".join(repr(g) for g in blocked)
+        msg = (
+            f"{report.path}: refusing to load: the file references {listed}, which would be "
+            f"imported and run by unpickling; nothing from the file was executed. If you trust "
+            f"the file's author, pass trust=[{suggestion}] (or trust=True to allow anything)"
+        )
+        if report.format == "torch":
+            msg += (
+                ". A whole pickled module is best re-saved as weights: in the code that made "
+                "it, ms.save(model, 'model.safetensors') and load it with model=YourClass"
+            )
+        raise UnsafeModelError(msg, blocked)
+    if report.verdict == "unknown":
+        reasons = "; ".join(f"{f.subject}: {f.reason}" for f in report.findings)
+        msg = (
+            f"{report.path}: refusing to load: the file cannot be checked ({reasons}). "
+            f"Pass trust=True only if you trust its author"
+        )
+        raise UnsafeModelError(msg, [])

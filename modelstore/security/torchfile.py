@@ -1,0 +1,178 @@
+"""Read ``torch.save`` files without torch: the zip layout, its pickles, its tensor records.
+
+Handles the zip format (``torch.save`` since 1.6) and the legacy stream of pickles, and
+refuses archives whose layout could make two readers disagree (duplicate entry names).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._info import TensorInfo
+from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
+from .pickle_scan import Call, Global, PersId, PickleReport, analyse, mapping_items
+
+#: ``torch.save(..., _use_new_zipfile_serialization=False)`` starts with this pickled integer.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PREFIX = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+#: A pickle record larger than this is not walked (state-dict pickles are kilobytes).
+MAX_PICKLE_BYTES = 256 << 20
+
+
+class TorchFileError(Exception):
+    """The file is not a readable torch.save file; ``truncated`` says if it looks cut short."""
+
+    def __init__(self, message: str, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+@dataclass
+class TorchPickles:
+    """Every pickle stream in a torch file, analysed; ``main`` is the one torch.load returns."""
+
+    kind: str  # "zip" | "legacy"
+    streams: dict[str, PickleReport] = field(default_factory=dict)
+    main: PickleReport | None = None
+
+
+def is_torch_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+
+
+def read_pickles(path: Path) -> TorchPickles:
+    """Analyse the pickles of a torch file; raises :class:`TorchFileError` if it is not one."""
+    with open(path, "rb") as f:
+        head = f.read(len(LEGACY_PREFIX))
+    if head.startswith(b"PK"):
+        return _read_zip(path)
+    if head == LEGACY_PREFIX:
+        return _read_legacy(path)
+    raise TorchFileError("neither a torch zip archive nor a legacy torch.save stream")
+
+
+def _read_zip(path: Path) -> TorchPickles:
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        # a zip whose end-of-archive record is missing was most likely cut short
+        raise TorchFileError(f"damaged zip archive ({e})", truncated=True) from None
+    out = TorchPickles(kind="zip")
+    with zf:
+        names = [i.filename for i in zf.infolist()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
+            raise TorchFileError(msg)
+        pkls = [i for i in zf.infolist() if i.filename.endswith(".pkl")]
+        if not pkls:
+            raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
+        for info in pkls:
+            if info.file_size > MAX_PICKLE_BYTES:
+                out.streams[info.filename] = PickleReport(error=f"pickle record of {info.file_size} bytes")
+                continue
+            try:
+                data = zf.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                raise TorchFileError(f"cannot read {info.filename}: {e}", truncated=True) from None
+            out.streams[info.filename] = analyse(data)
+        main = [n for n in out.streams if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(main) != 1:
+            raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
+        out.main = out.streams[main[0]]
+    return out
+
+
+def _read_legacy(path: Path) -> TorchPickles:
+    data = path.read_bytes()[: MAX_PICKLE_BYTES]
+    out = TorchPickles(kind="legacy")
+    pos = 0
+    # magic number, protocol version, sys info, the object, the storage keys
+    for label in ("magic", "protocol", "sys_info", "object", "storage_keys"):
+        rep = analyse(data, start=pos)
+        out.streams[label] = rep
+        if rep.error:
+            break
+        pos = rep.end
+    out.main = out.streams.get("object")
+    return out
+
+
+# -- tensor records, for inspect -----------------------------------------------------------
+
+
+_REBUILD_TENSOR = {
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3",
+}
+_REBUILD_WRAPPED = {"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
+
+
+def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] | None:
+    """(dtype, shape, storage identity) if ``value`` rebuilds a tensor, else None."""
+    if not isinstance(value, Call):
+        return None
+    fn = value.func_name
+    args = value.args if isinstance(value.args, tuple) else ()
+    if fn in _REBUILD_WRAPPED and args:
+        return _tensor_fields(args[0])
+    if fn == "torch._tensor._rebuild_from_type_v2" and len(args) >= 3:
+        return _tensor_fields(Call(args[0], args[2]))
+    if fn not in _REBUILD_TENSOR or len(args) < 3:
+        return None
+    storage, offset, size = args[0], args[1], args[2]
+    if not isinstance(storage, PersId) or not isinstance(storage.pid, tuple) or len(storage.pid) < 3:
+        return None
+    stype = storage.pid[1]
+    dtype = "unknown"
+    if isinstance(stype, Global):
+        dtype = TORCH_STORAGE_DTYPES.get(stype.name, stype.name)
+    if fn == "torch._utils._rebuild_tensor_v3" and len(args) >= 7 and isinstance(args[6], Global):
+        dtype = args[6].name
+    shape = tuple(int(d) for d in size) if isinstance(size, tuple) else ()
+    return dtype, shape, (storage.pid[2], offset, shape)
+
+
+def tensor_records(result: Any, prefix: str = "", depth: int = 0) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
+    """Every tensor in a symbolic state dict or checkpoint, with a dotted name."""
+    out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
+    if depth > 32:
+        return out
+    fields = _tensor_fields(result)
+    if fields is not None:
+        dtype, shape, ident = fields
+        n = 1
+        for d in shape:
+            n *= d
+        info = TensorInfo(prefix.rstrip(".") or "<tensor>", shape, dtype, n * DTYPE_SIZES.get(dtype, 0))
+        return [(info, ident)]
+    items = mapping_items(result)
+    if items is not None:
+        for k, v in items:
+            out.extend(tensor_records(v, f"{prefix}{k}.", depth + 1))
+    elif isinstance(result, (list, tuple)):
+        for i, v in enumerate(result):
+            out.extend(tensor_records(v, f"{prefix}{i}.", depth + 1))
+    return out
+
+
+def plain_value(value: Any, depth: int = 0) -> Any:
+    """Turn a symbolic value back into JSON-able Python where it is plain data, else None."""
+    if depth > 16:
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v, depth + 1) for v in value]
+    items = mapping_items(value)
+    if items is not None:
+        return {str(k): plain_value(v, depth + 1) for k, v in items if isinstance(k, (str, int))}
+    return None
