@@ -9,7 +9,6 @@ Importing this package imports no framework (torch, tensorflow, sklearn, onnx) a
 each backend imports its framework the first time it is used.
 """
 
-from __future__ import annotations
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._info import ModelInfo, ScanReport
+from ._info import Finding, ModelInfo, ScanReport
 from ._io import (
     PathLike,
     atomic_paths,
@@ -344,13 +344,13 @@ def scan(path: PathLike) -> ScanReport:
     >>> report = ms.scan("downloaded.pt")
     >>> report.verdict, report.untrusted
     """
-    p = existing_file(path)
     try:
+        p = existing_file(path)
         backend = backend_for_file(p, None)
     except FormatError as e:
-        from ._info import Finding
-
-        return ScanReport(str(p), "unknown", "unknown", [Finding("file", "warning", str(e))])
+        if not Path(os.fspath(path)).is_file():
+            raise
+        return ScanReport(os.fspath(path), "unknown", "unknown", [Finding("file", "warning", str(e))])
     return backend.scan(p)
 
 

@@ -1,0 +1,36 @@
+"""Examples are tests: each one runs top to bottom in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_quickstart_then_evaluate(tmp_path: Path) -> None:
+    """quickstart trains, saves, reloads identically; evaluate_digits reads its file and draws a grid."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    proc = run_example("quickstart.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "identical outputs: True" in proc.stdout
+    acc = float(proc.stdout.split("test accuracy: ")[1].split()[0])
+    assert acc > 0.9
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "grid.png"
+    proc = run_example("evaluate_digits.py", "--model", str(tmp_path / "digits.safetensors"), "--png", str(png),
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,77 @@
+"""predict for torch modules: inputs, outputs, batching, modes, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import modelstore as ms  # noqa: E402
+from tests import models  # noqa: E402
+
+
+@pytest.fixture
+def net() -> models.Net:
+    return models.trained_net()
+
+
+def test_inputs_numpy_list_tensor_agree(net: models.Net, x64: np.ndarray) -> None:
+    """numpy, float64 numpy, lists and tensors give the same numpy output."""
+    ref = ms.predict(net, x64)
+    assert isinstance(ref, np.ndarray) and ref.shape == (16, 10) and ref.dtype == np.float32
+    np.testing.assert_array_equal(ms.predict(net, x64.astype(np.float64)), ref)
+    np.testing.assert_array_equal(ms.predict(net, x64.tolist()), ref)
+    np.testing.assert_array_equal(ms.predict(net, torch.from_numpy(x64)), ref)
+    with torch.no_grad():
+        np.testing.assert_allclose(ref, net.eval()(torch.from_numpy(x64)).numpy(), rtol=0, atol=0)
+
+
+def test_batch_size_splits(net: models.Net, x64: np.ndarray) -> None:
+    """batch_size gives the same result in chunks, including a ragged last chunk."""
+    np.testing.assert_allclose(ms.predict(net, x64, batch_size=5), ms.predict(net, x64), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ms.ArgumentError):
+        ms.predict(net, x64, batch_size=0)
+
+
+def test_eval_mode_and_inference_mode_restored(net: models.Net, x64: np.ndarray) -> None:
+    """predict runs in eval mode (dropout off) and restores the previous training mode."""
+    net.train()
+    a = ms.predict(net, x64)
+    b = ms.predict(net, x64)
+    np.testing.assert_array_equal(a, b)  # dropout would make these differ
+    assert net.training
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_proba_and_labels(tmp_path: Path, net: models.Net, x64: np.ndarray) -> None:
+    """proba sums to one; label maps the arg-max through the saved labels."""
+    proba = ms.predict(net, x64, output="proba")
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    idx = ms.predict(net, x64, output="label")
+    assert idx == [int(i) for i in proba.argmax(axis=1)]  # no labels: class indices
+    names = [f"digit-{i}" for i in range(10)]
+    path = tmp_path / "m.safetensors"
+    ms.save(net, path, labels=names)
+    loaded = ms.load(path, model=models.Net)
+    assert ms.predict(loaded, x64, output="label") == [names[i] for i in idx]
+    assert ms.predict(net, x64, output="label") == [names[i] for i in idx]  # the saved object too
+    with pytest.raises(ms.ArgumentError, match="output"):
+        ms.predict(net, x64, output="probs")
+
+
+def test_predict_from_path_needs_a_runnable_model(tmp_path: Path, net: models.Net, x64: np.ndarray) -> None:
+    """predict(path) loads safely; a bare weights file cannot run, and says so."""
+    path = tmp_path / "m.safetensors"
+    ms.save(net, path)
+    with pytest.raises(ms.UnsupportedModelError, match="no backend can predict"):
+        ms.predict(path, x64)
+
+
+def test_bfloat16_model_returns_float32(x64: np.ndarray) -> None:
+    """Half-precision models take float inputs and give float32 numpy."""
+    net = models.trained_net().to(torch.bfloat16)
+    out = ms.predict(net, x64)
+    assert out.dtype == np.float32 and out.shape == (16, 10)
