@@ -274,7 +274,8 @@ def _as_tensor(x: Any, like: torch.Tensor | None) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(arr))
     if like is not None and x.is_floating_point() and like.is_floating_point() and x.dtype != like.dtype:
         x = x.to(like.dtype)
-    return x
+    out: torch.Tensor = x
+    return out
 
 
 def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:

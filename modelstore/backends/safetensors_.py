@@ -217,7 +217,8 @@ class SafetensorsBackend(Backend):
         blob += b" " * (-(8 + len(blob)) % 8)
         sha = hashlib.sha256()
         with open(tmp, "wb") as f:
-            for chunk in (struct.pack("<Q", len(blob)), blob, *views):
+            chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
+            for chunk in chunks:
                 f.write(chunk)
                 sha.update(chunk)
         return sha.hexdigest()
@@ -259,7 +260,8 @@ class SafetensorsBackend(Backend):
         framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
                                                        "flax": "flax"}.get(h.metadata.get("format", ""))
         tensors = h.tensors()
-        extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY)}
+        # "format" (pt/tf/np) is reported as the framework; the rest is the writer's metadata
+        extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY, "format")}
         return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
                           meta=meta, extra_metadata=extra)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from .._info import Finding, ScanReport
+from .._info import Finding, ScanReport, Verdict
 from ..errors import UnsafeModelError
 from .pickle_scan import PickleReport
 
@@ -37,7 +37,7 @@ def classify(
     for g in globals_:
         if g not in allowed:
             findings.append(Finding(g, "critical", _reason(g)))
-    verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
+    verdict: Verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
         "unknown" if unknown else "safe")
     return ScanReport(str(path), fmt, verdict, findings, globals_)
 

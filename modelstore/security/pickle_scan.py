@@ -213,13 +213,13 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
             elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
                 if not stack:
                     raise PickleParseError("PUT on empty stack")
-                memo[int(arg)] = stack[-1]
+                memo[int(arg)] = stack[-1]  # type: ignore[arg-type]
             elif name == "MEMOIZE":
                 if not stack:
                     raise PickleParseError("MEMOIZE on empty stack")
                 memo[len(memo)] = stack[-1]
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = int(arg)
+                key = int(arg)  # type: ignore[arg-type]
                 if key not in memo:
                     raise PickleParseError(f"memo key {key} read before it was written")
                 stack.append(memo[key])
@@ -272,7 +272,7 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
             elif name == "BINPERSID":
                 stack.append(PersId(pop()))
             elif name in ("EXT1", "EXT2", "EXT4"):
-                report.ext_codes.append(int(arg))
+                report.ext_codes.append(int(arg))  # type: ignore[arg-type]
                 stack.append(note(Global("<copyreg-extension>", str(arg))))
             else:
                 raise PickleParseError(f"unsupported opcode {name}")
