@@ -12,7 +12,6 @@ import hashlib
 import json
 import mmap
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,7 +207,7 @@ def clean_stale_temps(target: Path) -> None:
 
 
 def temp_path_for(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_MARK}")
+    return target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_MARK}")
 
 
 def fsync_file(path: Path) -> None:

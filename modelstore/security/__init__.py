@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._info import Finding, ScanReport, Verdict
 from ..errors import UnsafeModelError
-from .pickle_scan import PickleReport
+
+if TYPE_CHECKING:
+    from .pickle_scan import PickleReport
 
 TrustArg = bool | Collection[str]
 

@@ -10,12 +10,19 @@ of a torch state dict, read from the symbolic tree).
 from __future__ import annotations
 
 import _compat_pickle
+import io
 import pickletools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 #: A pickle stream longer than this many opcodes is reported as unknown, not walked further.
 MAX_OPS = 5_000_000
+#: Nested pickles (``pickle.loads(b"...")`` inside a pickle) are followed this deep.
+MAX_DEPTH = 4
+#: Calls whose bytes argument is itself a pickle the reader follows.
+NESTED_LOADERS = frozenset({"pickle.loads", "_pickle.loads", "pickle._loads", "dill.loads",
+                            "cloudpickle.loads", "joblib.load"})
 
 
 class PickleParseError(Exception):
@@ -80,6 +87,16 @@ class PickleReport:
     error: str | None = None
     ext_codes: list[int] = field(default_factory=list)
     end: int = 0
+    nested: int = 0
+
+    def add(self, qualname: str) -> None:
+        if qualname not in self.globals:
+            self.globals.append(qualname)
+
+
+#: Called after each BUILD with (the object built, the stream, the report); may read the
+#: stream (joblib stores raw array bytes right after a NumpyArrayWrapper's BUILD).
+BuildHook = Callable[[Any, BinaryIO, PickleReport], None]
 
 
 class _Mark:
@@ -89,10 +106,11 @@ class _Mark:
 _MARK = _Mark()
 
 
-def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
-    """Walk one pickle stream starting at ``start``; never raises on bad input."""
+def analyse(data: bytes | BinaryIO, *, start: int = 0, on_build: BuildHook | None = None,
+            depth: int = 0) -> PickleReport:
+    """Walk one pickle stream from ``start`` (bytes) or the current position (a binary file);
+    never raises on bad input. A file is left positioned just after the STOP opcode."""
     report = PickleReport()
-    seen: set[str] = set()
 
     def note(g: Global) -> Global:
         # the unpickler maps Python 2 names (``__builtin__.set``) to their Python 3 homes
@@ -101,10 +119,7 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
             g.module, g.name = _compat_pickle.NAME_MAPPING[key]
         elif g.module in _compat_pickle.IMPORT_MAPPING:
             g.module = _compat_pickle.IMPORT_MAPPING[g.module]
-        q = g.qualname
-        if q not in seen:
-            seen.add(q)
-            report.globals.append(q)
+        report.add(g.qualname)
         return g
 
     stack: list[Any] = []
@@ -128,8 +143,12 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
         return v
 
     try:
-        stream = memoryview(data)[start:] if start else data
-        ops = pickletools.genops(bytes(stream) if isinstance(stream, memoryview) else stream)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            f: BinaryIO = io.BytesIO(data)
+            f.seek(start)
+        else:
+            f = data
+        ops = pickletools.genops(f)
         count = 0
         for op, arg, pos in ops:
             count += 1
@@ -140,7 +159,7 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
                 continue
             if name == "STOP":
                 report.result = pop()
-                report.end = start + (pos or 0) + 1
+                report.end = (pos or 0) + 1
                 return report
             if name == "MARK":
                 metastack.append(stack)
@@ -247,7 +266,10 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
             elif name == "REDUCE":
                 args = pop()
                 func = pop()
-                stack.append(Call(func, args))
+                call = Call(func, args)
+                if call.func_name in NESTED_LOADERS:
+                    _follow_nested(call, report, on_build, depth)
+                stack.append(call)
             elif name == "NEWOBJ":
                 args = pop()
                 cls = pop()
@@ -264,6 +286,8 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
                 target = stack[-1]
                 if isinstance(target, Call):
                     target.state = state
+                    if on_build is not None:
+                        on_build(target, f, report)
                 else:
                     # BUILD on a plain value calls its __setstate__: a gadget in itself
                     stack[-1] = Call(Global("<build>", type(target).__name__), (target,), state=state)
@@ -283,6 +307,22 @@ def analyse(data: bytes | memoryview, *, start: int = 0) -> PickleReport:
             RecursionError, UnicodeDecodeError) as e:
         report.error = f"malformed pickle: {e}"
     return report
+
+
+def _follow_nested(call: Call, report: PickleReport, on_build: BuildHook | None, depth: int) -> None:
+    """Scan the bytes handed to ``pickle.loads`` inside a pickle, and merge what it uses."""
+    args = call.args if isinstance(call.args, tuple) else ()
+    if not args or not isinstance(args[0], (bytes, bytearray)):
+        return
+    if depth >= MAX_DEPTH:
+        report.add("<nested-pickle-too-deep>.loads")
+        return
+    inner = analyse(bytes(args[0]), on_build=on_build, depth=depth + 1)
+    report.nested += 1 + inner.nested
+    for g in inner.globals:
+        report.add(g)
+    if inner.error:
+        report.add("<unreadable-nested-pickle>.loads")
 
 
 _PUSH_ARG = frozenset(
