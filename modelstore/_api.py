@@ -53,7 +53,7 @@ def backend_for_file(path: Path, fmt: str | None) -> Backend:
     candidates = REGISTRY.for_suffix(path)
     for name in candidates:
         backend = REGISTRY.get(name)
-        if backend.sniff(path, head):
+        if backend.accepts(path, head):
             return backend
     sniffed = REGISTRY.sniff(path, head)
     if candidates:
@@ -322,7 +322,7 @@ def inspect(path: PathLike) -> ModelInfo:
         tensors=found.tensors,
         num_params=found.num_params if found.num_params is not None else sum(t.numel for t in found.tensors),
         metadata=user,
-        labels=meta.get("labels"),
+        labels=meta.get("labels") or found.labels,
         signature=meta.get("signature"),
         executes_code=found.executes_code,
         globals=found.globals,

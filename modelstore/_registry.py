@@ -38,6 +38,8 @@ BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("safetensors", "modelstore.backends.safetensors_:SafetensorsBackend", "torch",
                  (".safetensors",)),
     BackendEntry("torch", "modelstore.backends.torch_:TorchBackend", "torch", (".pt", ".pth")),
+    BackendEntry("sklearn", "modelstore.backends.sklearn_:SklearnBackend", "sklearn",
+                 (".joblib", ".pkl", ".pickle")),
 )
 
 
@@ -130,7 +132,8 @@ class Registry:
             self._read_plugins()
         msg = (
             f"no backend can {action} an object of type {type(obj).__module__}.{type(obj).__qualname__}; "
-            f"supported: torch.nn.Module and dicts of tensors (formats: {', '.join(self._entries)})"
+            f"supported: torch modules and dicts of tensors, scikit-learn estimators "
+            f"(formats: {', '.join(self._entries)})"
         )
         raise UnsupportedModelError(msg)
 

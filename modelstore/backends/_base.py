@@ -51,6 +51,7 @@ class Inspection:
     extra_metadata: dict[str, Any] = field(default_factory=dict)  # foreign metadata
     executes_code: bool = False
     globals: list[str] = field(default_factory=list)
+    labels: list[Any] | None = None  # class names found in the file (e.g. classes_)
 
 
 class Backend:
@@ -86,6 +87,11 @@ class Backend:
     def sniff(self, path: Path, head: bytes) -> bool:
         """Whether the file's first bytes (and cheap structure) look like this format."""
         return False
+
+    def accepts(self, path: Path, head: bytes) -> bool:
+        """Whether a file whose suffix names this backend is handled by it (default: sniff).
+        Broader than sniff for formats whose loader would read more than their own layout."""
+        return self.sniff(path, head)
 
     def can_save(self, obj: Any) -> bool:
         """Whether this backend can save ``obj``; must not import a framework."""

@@ -49,6 +49,10 @@ class TorchBackend(Backend):
             return True
         return head.startswith(b"PK\x03\x04") and is_torch_zip(path)
 
+    def accepts(self, path: Path, head: bytes) -> bool:
+        # torch.load unpickles any non-zip file, so a .pt holding a plain pickle is ours to gate
+        return self.sniff(path, head) or (len(head) > 1 and head[0] == 0x80)
+
     def can_save(self, obj: Any) -> bool:
         return _torch.is_module(obj) or (isinstance(obj, dict) and _torch.contains_tensor(obj))
 

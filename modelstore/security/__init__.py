@@ -6,7 +6,7 @@ front door applies to every load of a non-``safe`` backend.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ def classify(
     path: Path,
     fmt: str,
     streams: Iterable[tuple[str, PickleReport]],
-    allowed: frozenset[str],
+    allowed: frozenset[str] | Callable[[str], bool],
 ) -> ScanReport:
     """A verdict for pickle streams: unsafe if any global is outside ``allowed``,
     unknown if a stream could not be followed, else safe."""
@@ -37,8 +37,9 @@ def classify(
         if rep.error:
             unknown = True
             findings.append(Finding(label, "warning", f"cannot be read statically: {rep.error}"))
+    ok = allowed.__contains__ if isinstance(allowed, frozenset) else allowed
     for g in globals_:
-        if g not in allowed:
+        if not ok(g):
             findings.append(Finding(g, "critical", _reason(g)))
     verdict: Verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
         "unknown" if unknown else "safe")

@@ -88,3 +88,92 @@ DTYPE_SIZES: dict[str, int] = {
     "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
     "qint8": 1, "quint8": 1, "qint32": 4,
 }
+
+
+# -- general pickles (scikit-learn, joblib, numpy) ------------------------------------------
+
+#: Builtins and stdlib pieces that only rebuild plain data.
+PLAIN_DATA: frozenset[str] = frozenset(
+    [
+        "builtins.set", "builtins.frozenset", "builtins.complex", "builtins.bytearray",
+        "builtins.bytes", "builtins.slice", "builtins.range", "builtins.dict", "builtins.list",
+        "builtins.tuple", "builtins.int", "builtins.float", "builtins.bool", "builtins.str",
+        "builtins.object",
+        "_codecs.encode",
+        "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__",
+        "collections.OrderedDict", "collections.defaultdict", "collections.deque",
+        "collections.Counter",
+        "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
+        "datetime.timezone", "decimal.Decimal", "fractions.Fraction", "uuid.UUID",
+    ]
+)
+
+#: numpy array, dtype, scalar and random-state reconstruction (numpy 1.x and 2.x homes).
+NUMPY: frozenset[str] = frozenset(
+    [
+        f"{core}.{name}"
+        for core in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    ]
+    + [f"{core}._frombuffer" for core in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [
+        "numpy.ndarray", "numpy.dtype", "numpy.ma.core._mareconstruct", "numpy.ma.core.MaskedArray",
+        "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor",
+        "numpy.random._pickle.__bit_generator_ctor", "numpy.random.mtrand.RandomState",
+        "numpy.random._generator.Generator", "numpy.random._mt19937.MT19937",
+        "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
+        "numpy.random._sfc64.SFC64", "numpy.random.bit_generator.SeedSequence",
+        "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    ]
+    + [f"numpy.{t}" for t in (
+        "float16 float32 float64 longdouble int8 int16 int32 int64 uint8 uint16 uint32 uint64 "
+        "bool_ complex64 complex128 str_ bytes_ datetime64 timedelta64").split()]
+    # element-wise math ufuncs (e.g. in FunctionTransformer): pure functions of their input
+    + [f"numpy.{u}" for u in (
+        "log log1p log2 log10 exp expm1 exp2 sqrt cbrt square abs absolute negative sign "
+        "sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh floor ceil "
+        "rint trunc reciprocal clip").split()]
+)
+
+JOBLIB: frozenset[str] = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper"})
+
+_SPARSE = ("csr", "csc", "coo", "bsr", "dia", "dok", "lil")
+SCIPY: frozenset[str] = frozenset(
+    f"scipy.sparse.{mod}.{kind}_{suffix}"
+    for kind in _SPARSE
+    for mod in (f"_{kind}", kind)
+    for suffix in ("matrix", "array")
+)
+
+#: scikit-learn classes are allowed by module, except these modules, which hold functions and
+#: classes that touch files, the network or the import system.
+SKLEARN_DENIED_MODULES: tuple[str, ...] = (
+    "sklearn.datasets", "sklearn.externals", "sklearn.experimental", "sklearn.utils._testing",
+    "sklearn.utils._show_versions", "sklearn.utils.discovery", "sklearn.utils.parallel",
+    "sklearn.utils._joblib", "sklearn.utils.fixes", "sklearn.tests", "sklearn.conftest",
+    "sklearn._build_utils", "sklearn.__check_build",
+)
+#: The few scikit-learn *functions* its own pickles call (tree structures rebuild through them).
+SKLEARN_FUNCTIONS: frozenset[str] = frozenset(
+    f"sklearn.{m}.newObj" for m in (
+        "neighbors._kd_tree", "neighbors._ball_tree", "neighbors._binary_tree", "metrics._dist_metrics")
+)
+
+GENERAL: frozenset[str] = PLAIN_DATA | NUMPY | JOBLIB | SCIPY | SKLEARN_FUNCTIONS
+
+
+def pickle_allowed(qualname: str) -> bool:
+    """Whether a general pickle (scikit-learn / joblib / numpy) may reference ``qualname``.
+
+    scikit-learn is allowed by module for *classes* (names starting with a capital), since
+    unpickling a class only creates an instance and sets its state; functions are not, apart
+    from the listed tree-rebuilding helpers.
+    """
+    if qualname in GENERAL:
+        return True
+    module, _, name = qualname.rpartition(".")
+    if module == "sklearn" or module.startswith("sklearn."):
+        if any(module == d or module.startswith(d + ".") for d in SKLEARN_DENIED_MODULES):
+            return False
+        return name[:1].isupper() and name.isidentifier()
+    return False

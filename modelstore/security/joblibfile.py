@@ -180,9 +180,26 @@ def dtype_info(dtype: Any) -> tuple[str, int] | None:
         size = int(digits) * (4 if kind == "U" else 1)
     else:
         return None
-    if kind == "V" and len(state) > 4 and state[4] is not None:
-        return None  # structured dtype: fields are not modelled
+    if kind == "V" and _has_object_field(state):
+        return f"|O{size}", size  # joblib pickles arrays with object fields inline
     return f"{order}{kind}{size if kind != 'U' else size // 4}", size
+
+
+def _has_object_field(state: tuple[Any, ...], depth: int = 0) -> bool:
+    """Whether a structured dtype's fields (state[4]: name -> (dtype, offset)) hold objects."""
+    fields = mapping_items(state[4]) if len(state) > 4 else None
+    if not fields or depth > 8:
+        return False
+    for _, spec in fields:
+        sub = spec[0] if isinstance(spec, tuple) and spec else None
+        if not isinstance(sub, Call):
+            return True  # cannot tell: treat as objects, which is the stricter reading
+        args = sub.args if isinstance(sub.args, tuple) else ()
+        if args and isinstance(args[0], str) and args[0].lstrip("<>|=").startswith("O"):
+            return True
+        if isinstance(sub.state, tuple) and _has_object_field(sub.state, depth + 1):
+            return True
+    return False
 
 
 def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, bool] | None:
@@ -213,7 +230,7 @@ def _read_wrapped_array(target: Call, stream: BinaryIO, report: PickleReport, ho
             report.add(g)
         if inner.error:
             raise PickleFileError(f"object array pickle: {inner.error}")
-        target.appends.append(inner.result)
+        target.payload = inner.result
         return
     if padded:
         pad = stream.read(1)
@@ -225,7 +242,7 @@ def _read_wrapped_array(target: Call, stream: BinaryIO, report: PickleReport, ho
         data = stream.read(nbytes)
         if len(data) != nbytes:
             raise PickleFileError("the stream ends inside an array's data")
-        target.appends.append(data)
+        target.payload = data
     else:
         _skip(stream, nbytes)
 
@@ -245,9 +262,9 @@ def _skip(stream: BinaryIO, n: int) -> None:
 
 def array_value(target: Any, limit: int = 1000) -> list[Any] | None:
     """The values of a small wrapped array (numbers or strings), decoded without numpy."""
-    if not isinstance(target, Call) or target.func_name != WRAPPER or not target.appends:
+    if not isinstance(target, Call) or target.func_name != WRAPPER or target.payload is None:
         return None
-    data = target.appends[0]
+    data = target.payload
     fields = wrapper_fields(target)
     if fields is None:
         return None

@@ -49,6 +49,7 @@ class Call:
     state: Any = None
     items: list[tuple[Any, Any]] = field(default_factory=list)
     appends: list[Any] = field(default_factory=list)
+    payload: Any = None  # data a file format stores beside the pickle (joblib's raw arrays)
 
     @property
     def func_name(self) -> str | None:

@@ -55,6 +55,11 @@ def read_pickles(path: Path) -> TorchPickles:
         return _read_zip(path)
     if head == LEGACY_PREFIX:
         return _read_legacy(path)
+    if head[:1] == b"\x80":
+        # not torch's layout, but torch.load would unpickle it as a legacy file: read it all
+        out = TorchPickles(kind="pickle")
+        out.main = out.streams["pickle"] = analyse(path.read_bytes()[:MAX_PICKLE_BYTES])
+        return out
     raise TorchFileError("neither a torch zip archive nor a legacy torch.save stream")
 
 
@@ -66,6 +71,7 @@ def _read_zip(path: Path) -> TorchPickles:
         raise TorchFileError(f"damaged zip archive ({e})", truncated=True) from None
     out = TorchPickles(kind="zip")
     with zf:
+        _check_bounds(path, zf)
         names = [i.filename for i in zf.infolist()]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -88,6 +94,20 @@ def _read_zip(path: Path) -> TorchPickles:
             raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
         out.main = out.streams[main[0]]
     return out
+
+
+def _check_bounds(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse bytes before the first entry or after the end record: a polyglot could carry
+    a pickle there for a reader that does not treat the file as a zip."""
+    infos = zf.infolist()
+    if infos and min(i.header_offset for i in infos) != 0:
+        raise TorchFileError("the file has data before the zip archive starts")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 22))
+        tail = f.read(22)
+    if not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00"):
+        raise TorchFileError("the file has data after the end of the zip archive")
 
 
 def _read_legacy(path: Path) -> TorchPickles:
