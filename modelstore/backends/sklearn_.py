@@ -32,6 +32,8 @@ from ._base import Backend, Inspection, LoadRequest, PredictRequest, is_instance
 #: Frameworks whose estimators this backend saves besides scikit-learn (loading them needs trust=).
 OTHER_ESTIMATORS = ("xgboost", "lightgbm", "catboost")
 _NEWOBJ = ("copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor")
+#: Opcodes a protocol 0/1 pickle can start with (MARK, GLOBAL, containers, scalars, ...).
+_PROTO01_STARTS = frozenset(b"(c]})ILFSVNKJMXUTGi" [i : i + 1] for i in range(19))
 
 
 class SklearnBackend(Backend):
@@ -47,6 +49,10 @@ class SklearnBackend(Backend):
 
     def sniff(self, path: Path, head: bytes) -> bool:
         return looks_like_pickle(head) and not head.startswith(LEGACY_PREFIX)
+
+    def accepts(self, path: Path, head: bytes) -> bool:
+        # protocol 0/1 pickles have no header; a .pkl that starts like one is ours to gate
+        return self.sniff(path, head) or (bool(head) and head[:1] in _PROTO01_STARTS)
 
     def can_save(self, obj: Any) -> bool:
         if is_instance_of(obj, "sklearn.base", "BaseEstimator"):
