@@ -6,10 +6,12 @@ is not ``safe`` is scanned and gated here, so no backend can forget the gate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,14 @@ from ._io import (
 )
 from ._registry import REGISTRY
 from .backends._base import Backend, LoadRequest, PredictRequest
-from .errors import ArgumentError, FormatError, PickleWarning, UnsupportedModelError
+from .errors import (
+    ArgumentError,
+    FormatError,
+    IntegrityError,
+    ModelstoreError,
+    PickleWarning,
+    UnsupportedModelError,
+)
 from .security import enforce
 
 METADATA_VERSION = 1
@@ -111,6 +120,8 @@ def build_meta(backend: Backend, model: Any, *, config: Any, metadata: Any, labe
             raise ArgumentError("config must be a dict of constructor keyword arguments")
         meta["config"] = _check_json(dict(config), "config")
     if labels is not None:
+        if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+            raise ArgumentError(f"labels must be a list of class names, not {type(labels).__name__}")
         meta["labels"] = _check_json(list(labels), "labels")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -130,10 +141,43 @@ def _remember(obj: Any, meta: dict[str, Any] | None) -> None:
             pass
 
 
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config": dict, "metadata": dict, "labels": list, "signature": dict, "tied": dict,
+    "model_class": str, "checksum": str, "framework": str, "framework_version": (str, type(None)),
+    "format": str, "modelstore": dict,
+}
+
+
 def _meta_of(path: Path, backend: Backend) -> tuple[dict[str, Any] | None, str]:
-    if backend.embeds_metadata:
-        return backend.read_meta(path), "its header"
-    return read_sidecar(path), f"the sidecar {sidecar_path(path).name}"
+    """Read modelstore's metadata for ``path`` and check every field's type: it comes from
+    the file, so it is as untrusted as the rest of it."""
+    with _reading(path, "read the metadata of"):
+        if backend.embeds_metadata:
+            meta, where = backend.read_meta(path), "its header"
+        else:
+            meta, where = read_sidecar(path), f"the sidecar {sidecar_path(path).name}"
+    for key, kind in _META_TYPES.items():
+        if meta is not None and key in meta and not isinstance(meta[key], kind):
+            msg = f"{path}: the modelstore metadata in {where} has a malformed {key!r} ({type(meta[key]).__name__})"
+            raise FormatError(msg)
+    tied = (meta or {}).get("tied") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
+        raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'tied' map")
+    return meta, where
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn anything a framework raises on a bad file into a ModelstoreError naming it."""
+    try:
+        yield
+    except (ModelstoreError, Warning):  # warnings raised as errors are the caller's choice
+        raise
+    except MemoryError:
+        raise IntegrityError(f"{path}: the file declares sizes too large to {what} it; it is damaged") from None
+    except Exception as e:
+        msg = f"{path}: could not {what} the file ({type(e).__name__}: {e}); it is damaged or not what its name says"
+        raise FormatError(msg) from e
 
 
 # -- public calls --------------------------------------------------------------------------
@@ -186,7 +230,7 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     if digest:
         remember_sha256(target, digest)
     _remember(model, meta)
-    return inspect(target)
+    return _inspect(target, backend)
 
 
 def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
@@ -231,16 +275,19 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     backend = backend_for_file(p, format)
     backend.require(p, f"loading a {backend.name} file")
     meta, where = _meta_of(p, backend)
-    if verify and meta and meta.get("checksum"):
-        if backend.embeds_metadata:
-            backend.verify(p, meta)
-        else:
-            check_checksum(p, str(meta["checksum"]), file_checksum(p), where)
+    with _reading(p, "verify"):
+        if verify and meta and meta.get("checksum"):
+            if backend.embeds_metadata:
+                backend.verify(p, meta)
+            else:
+                check_checksum(p, str(meta["checksum"]), file_checksum(p), where)
     trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
-    _gate(backend, p, trust_arg)
+    with _reading(p, "scan"):
+        _gate(backend, p, trust_arg)
     request = LoadRequest(model=model, device=device, trust=trust_arg, strict=strict, meta=meta,
                           options=options)
-    obj = backend.load(p, request)
+    with _reading(p, "load"):
+        obj = backend.load(p, request)
     _remember(obj, meta)
     return obj
 
@@ -307,10 +354,13 @@ def inspect(path: PathLike) -> ModelInfo:
     >>> info.num_params, info.labels, [t.shape for t in info.tensors]
     """
     p = existing_file(path)
-    backend = backend_for_file(p, None)
-    found = backend.inspect(p)
-    meta = found.meta if backend.embeds_metadata else read_sidecar(p)
-    meta = meta or {}
+    return _inspect(p, backend_for_file(p, None))
+
+
+def _inspect(p: Path, backend: Backend) -> ModelInfo:
+    with _reading(p, "inspect"):
+        found = backend.inspect(p)
+    meta = _meta_of(p, backend)[0] or {}
     user = dict(found.extra_metadata)
     user.update(meta.get("metadata") or {})
     return ModelInfo(
@@ -351,7 +401,8 @@ def scan(path: PathLike) -> ScanReport:
         if not Path(os.fspath(path)).is_file():
             raise
         return ScanReport(os.fspath(path), "unknown", "unknown", [Finding("file", "warning", str(e))])
-    return backend.scan(p)
+    with _reading(p, "scan"):
+        return backend.scan(p)
 
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import (
+    ArgumentError,
     FormatError,
     IntegrityError,
     ModelExistsError,
@@ -117,7 +118,11 @@ def remember_sha256(path: Path, digest: str) -> None:
 
 
 def check_pin(path: Path, pin: str) -> None:
+    """Compare the file's sha256 (always recomputed: a pin must not trust any cache)."""
+    if not isinstance(pin, str):
+        raise ArgumentError(f"sha256= must be a hex string, not {type(pin).__name__}")
     pin = pin.lower().removeprefix("sha256:")
+    _SHA_CACHE.pop(_stat_key(path), None)
     actual = sha256_of(path)
     if actual != pin:
         msg = (
@@ -132,9 +137,11 @@ def check_pin(path: Path, pin: str) -> None:
 
 def existing_file(path: PathLike) -> Path:
     """Return ``path`` as a Path if it is a readable, non-empty regular file, else raise."""
-    p = Path(os.fspath(path))
     try:
+        p = Path(os.fspath(path))
         st = p.stat()
+    except (TypeError, ValueError) as e:
+        raise ArgumentError(f"{path!r} is not a usable path ({e})") from None
     except FileNotFoundError:
         msg = f"{p}: no such file. Check the path (relative paths start at {os.getcwd()})"
         raise ModelNotFoundError(errno.ENOENT, msg, str(p)) from None

@@ -160,6 +160,12 @@ def mismatch(module: Any, sd: dict[str, Any]) -> tuple[list[str], list[str], lis
         for k in expected
         if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)
     ]
+    shaped += [
+        f"{k}: file {str(sd[k].dtype).replace('torch.', '')} vs model {str(expected[k].dtype).replace('torch.', '')}"
+        for k in expected
+        if k in sd and tuple(sd[k].shape) == tuple(expected[k].shape)
+        and sd[k].is_floating_point() != expected[k].is_floating_point()
+    ]
     return missing, unexpected, shaped
 
 
@@ -243,11 +249,15 @@ def check_device(device: str | None, where: Path) -> None:
 
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError, ValueError) as e:
         raise ArgumentError(f"{where}: device={device!r} is not a torch device ({e})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         msg = f"{where}: device={device!r} but CUDA is not available here; use device='cpu'"
         raise ArgumentError(msg)
+    try:
+        torch.empty(0, device=dev)
+    except Exception as e:  # mps/xpu/cuda:7 ...: whatever torch raises for an unusable device
+        raise ArgumentError(f"{where}: device={device!r} cannot be used here ({e})") from None
 
 
 def _has_meta(module: Any) -> bool:
@@ -263,19 +273,33 @@ def _to_device(sd: dict[str, Any], device: str | None) -> dict[str, Any]:
 # -- predict ------------------------------------------------------------------------------
 
 
-def _as_tensor(x: Any, like: torch.Tensor | None) -> torch.Tensor:
+def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tensor:
     import numpy as np
     import torch
 
     if not isinstance(x, torch.Tensor):
-        arr = np.asarray(x)
-        if arr.dtype == object:
-            raise UnsupportedModelError("predict inputs must be numeric arrays, lists or tensors")
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # ragged lists
+            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
+        if arr.dtype.kind not in "biuf":
+            raise ArgumentError(f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})")
         x = torch.from_numpy(np.ascontiguousarray(arr))
-    if like is not None and x.is_floating_point() and like.is_floating_point() and x.dtype != like.dtype:
-        x = x.to(like.dtype)
+    if like is not None and like.is_floating_point() and x.dtype != like.dtype:
+        # floats follow the model's dtype; integers too, unless the model starts with an embedding
+        if x.is_floating_point() or (not takes_ids and x.dtype != torch.bool):
+            x = x.to(like.dtype)
     out: torch.Tensor = x
     return out
+
+
+def _starts_with_embedding(module: Any) -> bool:
+    import torch
+
+    for m in module.modules():
+        if any(True for _ in m.parameters(recurse=False)):
+            return isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+    return False
 
 
 def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
@@ -288,8 +312,11 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
         module.to(request.device)
         first = next(iter(module.parameters()), None)
     device = first.device if first is not None else torch.device(request.device or "cpu")
+    if inputs is None:
+        raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
     many = isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs)
-    xs = [_as_tensor(i, first) for i in (inputs if many else (inputs,))]
+    takes_ids = _starts_with_embedding(module)
+    xs = [_as_tensor(i, first, takes_ids) for i in (inputs if many else (inputs,))]
     n = xs[0].shape[0] if xs[0].dim() else 1
     step = request.batch_size or n or 1
     was_training = module.training
@@ -299,7 +326,12 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
         with torch.inference_mode():
             for s in range(0, max(n, 1), step):
                 chunk = [x[s : s + step].to(device) if x.dim() else x.to(device) for x in xs]
-                y = module(*chunk)
+                try:
+                    y = module(*chunk)
+                except (RuntimeError, ValueError, IndexError, TypeError) as e:
+                    shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
+                    msg = f"the inputs (shape {shapes}) do not fit the model: {str(e).splitlines()[0]}"
+                    raise ArgumentError(msg) from None
                 if not isinstance(y, torch.Tensor):
                     msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
                     raise UnsupportedModelError(msg)

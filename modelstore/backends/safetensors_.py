@@ -126,14 +126,14 @@ def _validate(h: Header) -> None:
         if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
             raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
         shape, offs = e.get("shape"), e.get("data_offsets")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
             raise FormatError(f"{bad} (shape {shape!r})")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) and o >= 0 for o in offs)):
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and 0 <= o < 2**62 for o in offs)):
             raise FormatError(f"{bad} (data_offsets {offs!r})")
         numel = 1
         for d in shape:
             numel *= d
-        if offs[1] - offs[0] != numel * DTYPES[e["dtype"]][1]:
+        if numel >= 2**62 or offs[1] - offs[0] != numel * DTYPES[e["dtype"]][1]:
             raise FormatError(f"{bad}: shape {shape} of {e['dtype']} does not fill offsets {offs}")
         spans.append((offs[0], offs[1], name))
     spans.sort()
@@ -192,8 +192,12 @@ class SafetensorsBackend(Backend):
         if options:
             raise UnsupportedModelError(f"the safetensors backend takes no options, got {sorted(options)}")
         sd = _torch.state_dict_of(obj)
-        if not _torch.is_state_dict(sd):
+        if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
             raise UnsupportedModelError(self.save_hint(obj))
+        bad = sorted({str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES})
+        if bad:
+            names = ", ".join(sorted(_CODES))
+            raise UnsupportedModelError(f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt")
         tensors, tied = _dedupe(sd)
         if tied:
             meta = {**meta, "tied": tied}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._info import Finding, ScanReport
-from ..errors import FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
+from ..errors import ArchitectureMismatchError, FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
 from ..security import classify
 from ..security.allowlist import TORCH_WEIGHTS
 from ..security.torchfile import (
@@ -84,7 +84,8 @@ class TorchBackend(Backend):
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
-            return ScanReport(str(path), self.name, "unknown", [Finding("archive", "warning", str(e))])
+            prefix = {"damaged": "damaged: ", "format": "not a torch file: "}.get(e.kind, "")
+            return ScanReport(str(path), self.name, "unknown", [Finding("archive", "warning", prefix + str(e))])
         return classify(path, self.name, pickles.streams.items(), TORCH_WEIGHTS)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
@@ -108,9 +109,20 @@ class TorchBackend(Backend):
         if _torch.is_module(obj):
             obj.eval()
             return obj
-        sd = _weights_of(obj) if (request.model is not None or request.trust is True) else None
+        if request.model is None:
+            recorded = (request.meta or {}).get("model_class")
+            if request.trust is True and recorded and _torch.is_state_dict(obj):
+                return _torch.build_module(dict(obj), request, path)
+            return obj  # a state dict or a whole checkpoint, as saved
+        sd = _weights_of(obj)
         if sd is None:
-            return obj
+            keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+            msg = (
+                f"{path}: model= was given but the file holds no state dict under "
+                f"{', '.join(CHECKPOINT_KEYS)} (it holds {keys}); load it without model= and "
+                f"pick the weights yourself"
+            )
+            raise ArchitectureMismatchError(msg)
         return _torch.build_module(sd, request, path)
 
     def inspect(self, path: Path) -> Inspection:

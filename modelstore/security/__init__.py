@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._info import Finding, ScanReport, Verdict
-from ..errors import UnsafeModelError
+from ..errors import FormatError, IntegrityError, UnsafeModelError
 
 if TYPE_CHECKING:
     from .pickle_scan import PickleReport
@@ -36,7 +36,7 @@ def classify(
                 globals_.append(g)
         if rep.error:
             unknown = True
-            findings.append(Finding(label, "warning", f"cannot be read statically: {rep.error}"))
+            findings.append(Finding(label, "warning", f"damaged: cannot be read statically: {rep.error}"))
     ok = allowed.__contains__ if isinstance(allowed, frozenset) else allowed
     for g in globals_:
         if not ok(g):
@@ -78,6 +78,15 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
         raise UnsafeModelError(msg, blocked)
     if report.verdict == "unknown":
         reasons = "; ".join(f"{f.subject}: {f.reason}" for f in report.findings)
+        kinds = {f.reason.split(":", 1)[0] for f in report.findings if f.severity == "warning"}
+        if kinds == {"not a torch file"} or kinds == {"not a safetensors file"}:
+            raise FormatError(f"{report.path}: {reasons}; pass the right format= or none")
+        if kinds == {"damaged"}:
+            msg = (
+                f"{report.path}: the file is damaged or truncated ({reasons}); nothing was "
+                f"unpickled. Fetch it again"
+            )
+            raise IntegrityError(msg)
         msg = (
             f"{report.path}: refusing to load: the file cannot be checked ({reasons}). "
             f"Pass trust=True only if you trust its author"

@@ -139,7 +139,7 @@ def scan_file(path: Path) -> ScannedPickle:
             raw = lzma.LZMAFile(f)
         elif comp == "zlib":
             raw = _ZlibReader(f)
-        stream = _Counted(raw) if comp else f
+        stream: Any = _Counted(raw) if comp else f
         counter = [0]
 
         def hook(target: Any, s: BinaryIO, report: PickleReport) -> None:

@@ -23,11 +23,17 @@ MAX_PICKLE_BYTES = 256 << 20
 
 
 class TorchFileError(Exception):
-    """The file is not a readable torch.save file; ``truncated`` says if it looks cut short."""
+    """The file is not a readable torch.save file. ``kind`` is ``"format"`` (another kind of
+    file), ``"damaged"`` (corrupt or truncated) or ``"suspicious"`` (a layout that could make
+    readers disagree)."""
 
-    def __init__(self, message: str, truncated: bool = False) -> None:
+    def __init__(self, message: str, kind: str = "format") -> None:
         super().__init__(message)
-        self.truncated = truncated
+        self.kind = kind
+
+    @property
+    def truncated(self) -> bool:
+        return self.kind == "damaged"
 
 
 @dataclass
@@ -66,9 +72,9 @@ def read_pickles(path: Path) -> TorchPickles:
 def _read_zip(path: Path) -> TorchPickles:
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         # a zip whose end-of-archive record is missing was most likely cut short
-        raise TorchFileError(f"damaged zip archive ({e})", truncated=True) from None
+        raise TorchFileError(f"damaged zip archive ({e})", "damaged") from None
     out = TorchPickles(kind="zip")
     with zf:
         _check_bounds(path, zf)
@@ -76,7 +82,7 @@ def _read_zip(path: Path) -> TorchPickles:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
-            raise TorchFileError(msg)
+            raise TorchFileError(msg, "suspicious")
         pkls = [i for i in zf.infolist() if i.filename.endswith(".pkl")]
         if not pkls:
             raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
@@ -86,8 +92,8 @@ def _read_zip(path: Path) -> TorchPickles:
                 continue
             try:
                 data = zf.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-                raise TorchFileError(f"cannot read {info.filename}: {e}", truncated=True) from None
+            except Exception as e:  # zlib.error, NotImplementedError, RuntimeError (encrypted), ...
+                raise TorchFileError(f"cannot read {info.filename}: {e}", "damaged") from None
             out.streams[info.filename] = analyse(data)
         main = [n for n in out.streams if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(main) != 1:
@@ -101,13 +107,13 @@ def _check_bounds(path: Path, zf: zipfile.ZipFile) -> None:
     a pickle there for a reader that does not treat the file as a zip."""
     infos = zf.infolist()
     if infos and min(i.header_offset for i in infos) != 0:
-        raise TorchFileError("the file has data before the zip archive starts")
+        raise TorchFileError("the file has data before the zip archive starts", "suspicious")
     size = path.stat().st_size
     with open(path, "rb") as f:
         f.seek(max(0, size - 22))
         tail = f.read(22)
     if not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00"):
-        raise TorchFileError("the file has data after the end of the zip archive")
+        raise TorchFileError("the file has data after the end of the zip archive", "suspicious")
 
 
 def _read_legacy(path: Path) -> TorchPickles:

@@ -16,7 +16,7 @@ from ..errors import UnsafeModelError
 
 
 def _guarded(base: type, allowed: Callable[[str], bool], trusted: Collection[str], path: Path) -> type:
-    class Guarded(base):  # type: ignore[valid-type,misc]
+    class Guarded(base):  # type: ignore[misc]
         def find_class(self, module: str, name: str) -> Any:
             mod, nm = module, name
             if getattr(self, "proto", 3) < 3:
