@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from . import __version__
@@ -17,7 +19,8 @@ from .errors import ModelstoreError, UnsafeModelError
 
 EXAMPLES = {
     "inspect": "examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json",
-    "scan": "examples:\n  modelstore scan downloaded.pt\n  modelstore scan a.pt b.safetensors --json",
+    "scan": "examples:\n  modelstore scan downloaded.pt\n  modelstore scan models/ --json\n"
+            "exit codes: 0 all safe, 1 something unsafe, 2 unknown or error",
 }
 
 
@@ -82,8 +85,54 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _expand(paths: list[str]) -> list[str]:
+    """Files as given; folders walked recursively for files with a model suffix."""
+    from ._io import SIDECAR_SUFFIX
+    from ._registry import REGISTRY
+
+    out: list[str] = []
+    for p in paths:
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                if not name.endswith(SIDECAR_SUFFIX) and REGISTRY.for_suffix(Path(full)):
+                    out.append(full)
+    return out
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only for terminals, or when asked)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done = total, enabled and total > 1, 0
+
+    def step(self, label: str) -> None:
+        if not self.enabled:
+            return
+        self.done += 1
+        width = 30
+        filled = width * self.done // self.total
+        sys.stderr.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {label[-40:]:<40}")
+        if self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def _cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
-    reports = [scan(p) for p in args.paths]
+    files = _expand(args.paths)
+    if not files:
+        sys.stderr.write("modelstore: error: no model files found\n")
+        return 2
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = _Progress(len(files), show)
+    reports = []
+    for f in files:
+        reports.append(scan(f))
+        bar.step(f)
     if args.json:
         json.dump([r.to_dict() for r in reports], out, indent=2)
         out.write("\n")
@@ -105,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("scan", help="security verdict: exit 0 safe, 1 unsafe, 2 unknown",
                        epilog=EXAMPLES["scan"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+")
+    p.add_argument("paths", nargs="+", help="files, or folders to search for model files")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=_cmd_scan)
     return parser
 

@@ -77,3 +77,24 @@ def test_help_has_examples() -> None:
         proc = run(sub, "--help")
         assert proc.returncode == 0 and "examples:" in proc.stdout
     assert run().returncode == 2
+
+
+def test_scan_recurses_into_folders_with_progress(tmp_path: Path) -> None:
+    """scan DIR finds model files recursively (not sidecars or notes) and draws progress."""
+    import pickle
+
+    from tests.hostile import Reduce
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    ms.save(models.trained_net(), tmp_path / "a" / "m.pt")
+    ms.save(models.trained_net(), tmp_path / "a" / "b" / "m.safetensors")
+    (tmp_path / "notes.txt").write_text("not a model")
+    proc = run("scan", str(tmp_path), "--json", "--progress")
+    assert proc.returncode == 0, proc.stderr
+    paths = sorted(Path(r["path"]).name for r in json.loads(proc.stdout))
+    assert paths == ["m.pt", "m.safetensors"]
+    assert "scanning [" in proc.stderr and "2/2" in proc.stderr
+    (tmp_path / "a" / "evil.pkl").write_bytes(pickle.dumps(Reduce(os.getcwd)))
+    proc = run("scan", str(tmp_path))
+    assert proc.returncode == 1 and "evil.pkl: unsafe" in proc.stdout and "posix.getcwd" in proc.stdout
+    assert run("scan", str(tmp_path / "a" / "b" / "nothing")).returncode == 2

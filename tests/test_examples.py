@@ -34,3 +34,22 @@ def test_quickstart_then_evaluate(tmp_path: Path) -> None:
                        cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_sklearn_iris(tmp_path: Path) -> None:
+    """sklearn_iris saves, inspects without unpickling, loads through the gate, predicts the same."""
+    pytest.importorskip("sklearn")
+    proc = run_example("sklearn_iris.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "scan: safe" in proc.stdout and "predicts the same: True" in proc.stdout
+    assert (tmp_path / "iris_forest.joblib.modelstore.json").exists()
+
+
+def test_load_untrusted(tmp_path: Path) -> None:
+    """load_untrusted loads the safe files, refuses the hostile ones, and the payload never runs."""
+    pytest.importorskip("torch")
+    proc = run_example("load_untrusted.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("refused:") == 2 and proc.stdout.count("loaded:") == 2
+    assert "payload ran: False" in proc.stdout
