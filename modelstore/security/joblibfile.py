@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -54,27 +55,25 @@ def looks_like_pickle(head: bytes) -> bool:
     return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or compression_of(head) is not None
 
 
-class _Counted:
-    """A read-only stream over a decompressor with ``tell()`` and a size cap."""
+class _Buffered:
+    """A read-only file interface over a source of chunks, cheap for many tiny reads
+    (the opcode walker reads a byte at a time): an offset into the current chunk, no copies
+    of the remainder."""
 
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
+    def __init__(self) -> None:
+        self._buf = b""
+        self._off = 0
         self._pos = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self._raw.read(n)
-        self._pos += len(data)
-        if self._pos > MAX_INFLATED:
+    def _more(self) -> bytes:
+        raise NotImplementedError
+
+    def _chunk(self) -> bytes:
+        data = self._more()
+        self._inflated = getattr(self, "_inflated", 0) + len(data)
+        if self._inflated > MAX_INFLATED:
             raise PickleFileError(f"decompresses to more than {MAX_INFLATED} bytes")
         return data
-
-    def readline(self) -> bytes:
-        data: bytes = self._raw.readline()
-        self._pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos
 
     def skip(self, n: int) -> None:
         while n > 0:
@@ -83,36 +82,80 @@ class _Counted:
                 raise PickleFileError("the stream ends inside an array's data")
             n -= len(chunk)
 
-
-class _ZlibReader:
-    """joblib's zlib files are one raw zlib stream; give it a file interface."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self._d = zlib.decompressobj()
-        self._buf = b""
-
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            chunk = self._f.read(1 << 20)
+        if 0 <= n <= len(self._buf) - self._off:
+            out = self._buf[self._off : self._off + n]
+            self._off += n
+            self._pos += n
+            return out
+        parts = [self._buf[self._off :]]
+        have = len(parts[0])
+        self._buf, self._off = b"", 0
+        while n < 0 or have < n:
+            chunk = self._chunk()
             if not chunk:
-                self._buf += self._d.flush()
                 break
-            self._buf += self._d.decompress(chunk)
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+            if n >= 0 and have + len(chunk) > n:
+                take = n - have
+                parts.append(chunk[:take])
+                self._buf, self._off = chunk, take
+                have = n
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        self._pos += have
+        return b"".join(parts)
 
     def readline(self) -> bytes:
-        line = b""
-        while not line.endswith(b"\n"):
-            c = self.read(1)
-            if not c:
-                break
-            line += c
-        return line
+        parts = []
+        while True:
+            i = self._buf.find(b"\n", self._off)
+            if i >= 0:
+                parts.append(self.read(i + 1 - self._off))
+                return b"".join(parts)
+            rest = self.read(len(self._buf) - self._off)
+            if rest:
+                parts.append(rest)
+            chunk = self._chunk()
+            if not chunk:
+                return b"".join(parts)
+            self._buf, self._off = chunk, 0
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _ZlibReader(_Buffered):
+    """joblib's zlib files are one raw zlib stream."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        super().__init__()
+        self._f = f
+        self._d = zlib.decompressobj()
+        self._done = False
+
+    def _more(self) -> bytes:
+        while not self._done:
+            chunk = self._f.read(1 << 20)
+            if not chunk:
+                self._done = True
+                return self._d.flush()
+            out = self._d.decompress(chunk)
+            if out:
+                return out
+        return b""
+
+
+class _FileReader(_Buffered):
+    """Any binary file (plain, or a gzip/bz2/lzma decompressor) read in 1 MiB chunks."""
+
+    def __init__(self, f: Any) -> None:
+        super().__init__()
+        self._f = f
+
+    def _more(self) -> bytes:
+        data: bytes = self._f.read(1 << 20)
+        return data
 
 
 @dataclass
@@ -130,16 +173,15 @@ def scan_file(path: Path) -> ScannedPickle:
         comp = compression_of(head)
         if comp in ("lz4", "zlib-legacy"):
             raise PickleFileError(f"{comp} compression is not supported by the scanner")
-        raw: Any = f
+        stream: Any = f  # uncompressed: the file itself (C-level reads, seek to skip arrays)
         if comp == "gzip":
-            raw = gzip.GzipFile(fileobj=f)
+            stream = _FileReader(gzip.GzipFile(fileobj=f))
         elif comp == "bz2":
-            raw = bz2.BZ2File(f)
+            stream = _FileReader(bz2.BZ2File(f))
         elif comp in ("xz", "lzma"):
-            raw = lzma.LZMAFile(f)
+            stream = _FileReader(lzma.LZMAFile(f))
         elif comp == "zlib":
-            raw = _ZlibReader(f)
-        stream: Any = _Counted(raw) if comp else f
+            stream = _ZlibReader(f)
         counter = [0]
 
         def hook(target: Any, s: BinaryIO, report: PickleReport) -> None:
@@ -250,11 +292,11 @@ def _read_wrapped_array(target: Call, stream: BinaryIO, report: PickleReport, ho
 def _skip(stream: BinaryIO, n: int) -> None:
     if n <= 0:
         return
-    if isinstance(stream, _Counted):
+    if isinstance(stream, _Buffered):
         stream.skip(n)
         return
     pos = stream.tell()
-    end = stream.seek(0, 2)
+    end = os.fstat(stream.fileno()).st_size
     if pos + n > end:
         raise PickleFileError(f"an array claims {n} bytes but only {end - pos} remain (truncated?)")
     stream.seek(pos + n)
