@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args, out)
+    except BrokenPipeError:  # `modelstore inspect x | head`: the reader left, that is fine
+        sys.stderr.close()
+        return 0
     except UnsafeModelError as e:
         sys.stderr.write(f"modelstore: refused: {e}\n")
         return 1

@@ -313,17 +313,28 @@ def analyse(data: bytes | BinaryIO, *, start: int = 0, on_build: BuildHook | Non
 def _follow_nested(call: Call, report: PickleReport, on_build: BuildHook | None, depth: int) -> None:
     """Scan the bytes handed to ``pickle.loads`` inside a pickle, and merge what it uses."""
     args = call.args if isinstance(call.args, tuple) else ()
-    if not args or not isinstance(args[0], (bytes, bytearray)):
+    data = _as_bytes(args[0]) if args else None
+    if data is None:
         return
     if depth >= MAX_DEPTH:
         report.add("<nested-pickle-too-deep>.loads")
         return
-    inner = analyse(bytes(args[0]), on_build=on_build, depth=depth + 1)
+    inner = analyse(data, on_build=on_build, depth=depth + 1)
     report.nested += 1 + inner.nested
     for g in inner.globals:
         report.add(g)
     if inner.error:
         report.add("<unreadable-nested-pickle>.loads")
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    """Bytes as a pickle spells them: a literal, or protocol 2's ``_codecs.encode(s, 'latin1')``."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Call) and value.func_name == "_codecs.encode" and isinstance(value.args, tuple):
+        if len(value.args) == 2 and isinstance(value.args[0], str) and value.args[1] == "latin1":
+            return value.args[0].encode("latin1")
+    return None
 
 
 _PUSH_ARG = frozenset(
