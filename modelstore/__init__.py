@@ -24,24 +24,8 @@ from ._api import (
     scan,
 )
 from ._info import Finding, ModelInfo, ScanReport, TensorInfo
-from .errors import (
-    ArchitectureMismatchError,
-    ArchitectureMismatchWarning,
-    ArgumentError,
-    BackendWarning,
-    ExportMismatchError,
-    FormatError,
-    IntegrityError,
-    MissingDependencyError,
-    ModelExistsError,
-    ModelNotFoundError,
-    ModelstoreError,
-    PickleWarning,
-    RegistryError,
-    StorageError,
-    UnsafeModelError,
-    UnsupportedModelError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
 
 __all__ = [
     "__version__",
@@ -60,21 +44,6 @@ __all__ = [
     "TensorInfo",
     "ScanReport",
     "Finding",
-    # errors and warnings
-    "ModelstoreError",
-    "UnsafeModelError",
-    "IntegrityError",
-    "FormatError",
-    "ArchitectureMismatchError",
-    "ExportMismatchError",
-    "UnsupportedModelError",
-    "MissingDependencyError",
-    "ModelNotFoundError",
-    "ModelExistsError",
-    "StorageError",
-    "RegistryError",
-    "ArgumentError",
-    "PickleWarning",
-    "ArchitectureMismatchWarning",
-    "BackendWarning",
+    # errors and warnings: see errors.__all__
 ]
+__all__ += _errors.__all__

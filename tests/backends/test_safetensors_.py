@@ -17,6 +17,7 @@ import modelstore as ms  # noqa: E402
 from modelstore.backends.safetensors_ import CHECKSUM_KEY, META_KEY  # noqa: E402
 from modelstore.testing import BackendContract  # noqa: E402
 from tests import models  # noqa: E402
+from tests.backends.torch_hooks import NetHooks  # noqa: E402
 
 
 def rewrite_header(path: Path, edit: Any) -> None:
@@ -30,20 +31,11 @@ def rewrite_header(path: Path, edit: Any) -> None:
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n :])
 
 
-class TestSafetensorsContract(BackendContract):
+class TestSafetensorsContract(NetHooks, BackendContract):
     backend_name = "safetensors"
     suffix = ".safetensors"
     backend_module = "modelstore.backends.safetensors_"
     framework_modules = ("torch", "safetensors")
-
-    def make_model(self) -> Any:
-        return models.trained_net()
-
-    def make_input(self) -> Any:
-        return np.random.default_rng(1).random((8, 64), dtype=np.float32)
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {"model": models.Net}
 
     def native_save(self, model: Any, path: Path) -> None:
         safetensors_torch.save_model(model, str(path))
@@ -52,10 +44,6 @@ class TestSafetensorsContract(BackendContract):
         net = models.Net()
         net.load_state_dict(safetensors_torch.load_file(str(path)))
         return net.eval()
-
-    def outputs_of(self, loaded: Any, x: Any) -> Any:
-        with torch.no_grad():
-            return loaded(torch.from_numpy(x)).numpy()
 
     def set_recorded_class(self, path: Path, class_path: str) -> None:
         def edit(h: dict[str, Any]) -> None:

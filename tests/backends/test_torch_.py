@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 import modelstore as ms  # noqa: E402
 from modelstore.testing import BackendContract, run_python  # noqa: E402
 from tests import models  # noqa: E402
+from tests.backends.torch_hooks import NetHooks  # noqa: E402
 
 
 class Payload:
@@ -28,20 +29,11 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-class TestTorchContract(BackendContract):
+class TestTorchContract(NetHooks, BackendContract):
     backend_name = "torch"
     suffix = ".pth"
     backend_module = "modelstore.backends.torch_"
     framework_modules = ("torch",)
-
-    def make_model(self) -> Any:
-        return models.trained_net()
-
-    def make_input(self) -> Any:
-        return np.random.default_rng(1).random((8, 64), dtype=np.float32)
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {"model": models.Net}
 
     def native_save(self, model: Any, path: Path) -> None:
         torch.save(model.state_dict(), path)
@@ -50,10 +42,6 @@ class TestTorchContract(BackendContract):
         net = models.Net()
         net.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return net.eval()
-
-    def outputs_of(self, loaded: Any, x: Any) -> Any:
-        with torch.no_grad():
-            return loaded(torch.from_numpy(x)).numpy()
 
     def write_hostile(self, path: Path, marker: Path) -> bool:
         torch.save({"weights": torch.zeros(2), "x": Payload(marker)}, path)
