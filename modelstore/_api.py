@@ -222,7 +222,7 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
                       sample_input=sample_input)
     targets = (target,) if backend.embeds_metadata else (target, sidecar_path(target))
     with atomic_paths(*targets) as temps:
-        digest = backend.write(model, temps[0], meta, options)
+        digest = backend.write(model, temps[0], meta, options, target)
         if not backend.embeds_metadata:
             meta["checksum"] = file_checksum(temps[0])
             meta["payload_size"] = temps[0].stat().st_size

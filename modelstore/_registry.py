@@ -40,6 +40,8 @@ BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("torch", "modelstore.backends.torch_:TorchBackend", "torch", (".pt", ".pth")),
     BackendEntry("sklearn", "modelstore.backends.sklearn_:SklearnBackend", "sklearn",
                  (".joblib", ".pkl", ".pickle")),
+    BackendEntry("keras", "modelstore.backends.keras_:KerasBackend", "keras",
+                 (".keras", ".h5", ".hdf5", ".weights.h5")),
 )
 
 
@@ -132,7 +134,7 @@ class Registry:
             self._read_plugins()
         msg = (
             f"no backend can {action} an object of type {type(obj).__module__}.{type(obj).__qualname__}; "
-            f"supported: torch modules and dicts of tensors, scikit-learn estimators "
+            f"supported: torch modules and dicts of tensors, scikit-learn estimators, Keras models "
             f"(formats: {', '.join(self._entries)})"
         )
         raise UnsupportedModelError(msg)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow quiet in test output
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture

@@ -53,3 +53,13 @@ def test_load_untrusted(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("refused:") == 2 and proc.stdout.count("loaded:") == 2
     assert "payload ran: False" in proc.stdout
+
+
+@pytest.mark.slow
+def test_keras_digits(tmp_path: Path) -> None:
+    """keras_digits saves .h5/.keras/.weights.h5, reloads each way, predicts the same."""
+    pytest.importorskip("keras")
+    proc = run_example("keras_digits.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("same predictions as the trained model: True") == 3
+    assert "total params 2,410" in proc.stdout

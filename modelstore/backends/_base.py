@@ -109,9 +109,11 @@ class Backend:
         """Framework facts about ``obj`` to record in metadata (class path, versions)."""
         return {"framework": self.framework}
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
-        """Write ``obj`` to ``tmp``. Embedding backends store ``meta`` and its checksum in
-        the file. May return the file's sha256 if it was computed while writing."""
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any],
+              target: Path) -> str | None:
+        """Write ``obj`` to ``tmp`` (a temp file beside ``target``, renamed over it after).
+        Embedding backends store ``meta`` and its checksum in the file. May return the
+        file's sha256 if it was computed while writing."""
         raise UnsupportedModelError(f"the {self.name} backend cannot save models")
 
     def read_meta(self, path: Path) -> dict[str, Any] | None:

@@ -188,7 +188,8 @@ class SafetensorsBackend(Backend):
         return _torch.describe(obj)
 
     # -- write ---------------------------------------------------------------------------
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any],
+              target: Path) -> str | None:
         if options:
             raise UnsupportedModelError(f"the safetensors backend takes no options, got {sorted(options)}")
         sd = _torch.state_dict_of(obj)

@@ -73,7 +73,8 @@ class SklearnBackend(Backend):
                 "framework_version": getattr(mod, "__version__", None),
                 "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any],
+              target: Path) -> str | None:
         import joblib
 
         unknown = set(options) - {"compress", "protocol"}

@@ -62,7 +62,8 @@ class TorchBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         return _torch.describe(obj)
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any]) -> str | None:
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any],
+              target: Path) -> str | None:
         import torch
 
         if options:

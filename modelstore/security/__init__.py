@@ -53,7 +53,7 @@ def _reason(g: str) -> str:
         return "a copyreg extension code, which names a global indirectly"
     if g.startswith("<build>"):
         return "state set on a plain value through __setstate__"
-    return "imported and callable when unpickled; not on modelstore's data allow-list"
+    return "imported and run by unpickling; not on modelstore's data allow-list"
 
 
 def enforce(report: ScanReport, trust: TrustArg) -> None:
@@ -63,12 +63,16 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
     trusted = set() if trust is False else set(trust)
     blocked = [g for g in report.untrusted if g not in trusted]
     if blocked:
-        listed = ", ".join(blocked)
+        by_reason: dict[str, list[str]] = {}
+        for f in report.findings:
+            if f.severity == "critical" and f.subject in blocked:
+                by_reason.setdefault(f.reason, []).append(f.subject)
+        what = "; ".join(f"{', '.join(subjects)} ({reason})" for reason, subjects in by_reason.items())
         suggestion = ", ".join(repr(g) for g in blocked)
         msg = (
-            f"{report.path}: refusing to load: the file references {listed}, which would be "
-            f"imported and run by unpickling; nothing from the file was executed. If you trust "
-            f"the file's author, pass trust=[{suggestion}] (or trust=True to allow anything)"
+            f"{report.path}: refusing to load: the file references {what}. Nothing from the "
+            f"file was executed. If you trust the file's author, pass trust=[{suggestion}] "
+            f"(or trust=True to allow anything)"
         )
         if report.format == "torch":
             msg += (

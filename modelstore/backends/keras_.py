@@ -1,0 +1,291 @@
+"""Keras models: ``.keras`` archives (default), legacy ``.h5`` full models, ``.weights.h5``.
+
+TensorFlow/Keras are imported only inside ``write``, ``load`` and ``predict``; ``inspect`` and
+``scan`` read the zip, the JSON config and the HDF5 data with ``h5py`` alone. Loads use
+``safe_mode=True`` unless trusted, after the front door's gate has audited the config and the
+container (``security.kerasfile``). modelstore's metadata is a ``modelstore.json`` entry
+appended to the ``.keras`` archive, or HDF5 attributes of ``.h5`` files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._info import Finding, ScanReport
+from .._io import check_checksum, format_checksum, new_checksum, read_head, update_from_file
+from ..errors import ArchitectureMismatchError, ArgumentError, FormatError
+from ..security.kerasfile import (
+    KerasFileError,
+    audit_config,
+    kind_of,
+    layer_table,
+    open_h5,
+    read_config,
+    weights,
+)
+from ._base import Backend, Inspection, LoadRequest, PredictRequest, is_instance_of, labels_from_scores
+
+META_ENTRY = "modelstore.json"
+META_ATTR = "modelstore"
+_SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
+
+
+def _mode_for(name: str) -> str:
+    name = name.lower()
+    if name.endswith(".weights.h5"):
+        return "weights"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    return "keras"
+
+
+class KerasBackend(Backend):
+    """Keras 3 models and weights; safe_mode on unless trusted."""
+
+    name = "keras"
+    framework = "keras"
+    suffixes = (".keras", ".h5", ".hdf5", ".weights.h5")
+    risk = "restricted"
+    extra = "keras"
+    requires = ("keras", "h5py")
+    embeds_metadata = True
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        return kind_of(path, head) is not None
+
+    def can_save(self, obj: Any) -> bool:
+        return is_instance_of(obj, "keras", "Model")
+
+    def can_predict(self, obj: Any) -> bool:
+        return self.can_save(obj)
+
+    def save_hint(self, obj: Any) -> str:
+        return "it holds Keras models"
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        import keras
+
+        return {"framework": "keras", "framework_version": keras.__version__,
+                "keras_backend": keras.backend.backend(),
+                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+
+    # -- write ---------------------------------------------------------------------------
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: dict[str, Any],
+              target: Path) -> str | None:
+        if options:
+            raise ArgumentError(f"the keras backend takes no options, got {sorted(options)}")
+        mode = _mode_for(target.name)
+        kpath = tmp.with_name(tmp.name + _SUFFIX[mode])  # Keras insists on the suffix
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy.*")
+                if mode == "weights":
+                    obj.save_weights(kpath)
+                else:
+                    obj.save(kpath)
+            if mode == "keras":
+                _embed_zip(kpath, meta)
+            else:
+                _embed_h5(kpath, meta)
+            os.replace(kpath, tmp)
+        finally:
+            kpath.unlink(missing_ok=True)
+        return None
+
+    # -- read ----------------------------------------------------------------------------
+    def _kind(self, path: Path) -> str:
+        kind = kind_of(path, read_head(path))
+        if kind is None:
+            raise FormatError(f"{path}: not a Keras file (neither a .keras archive nor HDF5)")
+        return kind
+
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        kind = self._kind(path)
+        try:
+            if kind == "keras":
+                with zipfile.ZipFile(path) as zf:
+                    if META_ENTRY not in zf.namelist():
+                        return None
+                    meta = json.loads(zf.read(META_ENTRY))
+            else:
+                with open_h5(path, kind) as f:
+                    raw = f.attrs.get(META_ATTR)
+                    if raw is None:
+                        return None
+                    meta = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+        except KerasFileError as e:
+            if e.kind == "suspicious":
+                return None  # the gate's scan refuses the file with the reason
+            raise FormatError(f"{path}: {e}") from None
+        except (ValueError, zipfile.BadZipFile, KeyError, OSError):
+            raise FormatError(f"{path}: modelstore's metadata in the file is not readable JSON") from None
+        return meta if isinstance(meta, dict) else None
+
+    def verify(self, path: Path, meta: dict[str, Any]) -> None:
+        expected = meta.get("checksum")
+        if not isinstance(expected, str):
+            return
+        kind = self._kind(path)
+        if kind == "keras":
+            with zipfile.ZipFile(path) as zf:
+                end = zf.getinfo(META_ENTRY).header_offset
+            hasher = new_checksum()
+            update_from_file(hasher, path, 0, end)
+            actual = format_checksum(hasher)
+        else:
+            with open_h5(path, kind) as f:
+                actual = _h5_checksum(f)
+        check_checksum(path, expected, actual, "the file")
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            kind = self._kind(path)
+            config, _ = read_config(path, kind)
+            with open_h5(path, kind):
+                pass  # checks links and external storage
+        except (KerasFileError, FormatError) as e:
+            prefix = {"damaged": "damaged: ", "format": "not a keras file: "}.get(getattr(e, "kind", "format"), "")
+            return ScanReport(str(path), self.name, "unknown", [Finding("file", "warning", prefix + str(e))])
+        findings = audit_config(config)
+        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import keras
+
+        kind = self._kind(path)
+        if kind == "weights":
+            return _load_weights(path, request.model)
+        if kind == "h5" and read_config(path, kind)[0] is None:
+            if request.model is not None:
+                return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
+            msg = (f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
+                   f"save_weights wrote them: pass model= a built Keras model to load them into")
+            raise ArgumentError(msg)
+        if request.model is not None:
+            raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
+        trusted = request.trust is True or (isinstance(request.trust, list) and "keras.layers.Lambda" in request.trust)
+        with _with_suffix(path, _SUFFIX[kind]) as p:
+            return keras.saving.load_model(p, safe_mode=not trusted)
+
+    def inspect(self, path: Path) -> Inspection:
+        kind = self._kind(path)
+        try:
+            config, facts = read_config(path, kind)
+            with open_h5(path, kind) as f:
+                tensors = weights(f, kind)
+        except KerasFileError as e:
+            raise FormatError(f"{path}: {e}") from None
+        details: dict[str, Any] = {"keras_file": {"keras": ".keras archive", "h5": "legacy HDF5 model",
+                                                  "weights": "weights only"}[kind]}
+        details.update({k: v for k, v in facts.items() if k in ("keras_version", "backend", "date_saved")})
+        if config:
+            details["model"] = config.get("class_name")
+            details["layers"] = layer_table(config, tensors)
+        findings = audit_config(config) if config else []
+        return Inspection(framework="keras", tensors=tensors, num_params=sum(t.numel for t in tensors),
+                          meta=self.read_meta(path), extra_metadata=details,
+                          executes_code=bool(findings), globals=[f.subject for f in findings])
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        import numpy as np
+
+        if request.device not in (None, "cpu"):
+            raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
+        if inputs is None:
+            raise ArgumentError("predict needs inputs (an array or list), got None")
+        x = inputs if isinstance(inputs, dict) else np.asarray(inputs)
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise ArgumentError(f"predict inputs must be numbers, got {x.dtype}")
+            if x.dtype == np.float64:
+                x = x.astype(np.float32)
+        try:
+            out = np.asarray(model.predict(x, batch_size=request.batch_size or 32, verbose=0))
+        except Exception as e:  # TensorFlow raises its own error types for bad shapes
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ArgumentError(f"the inputs do not fit the model: {first}") from None
+        if request.output in ("proba", "label") and _last_activation(model) not in ("softmax", "sigmoid"):
+            exp = np.exp(out - out.max(axis=-1, keepdims=True))
+            out = exp / exp.sum(axis=-1, keepdims=True)
+        if request.output == "label":
+            return labels_from_scores(out, request.labels)
+        return out
+
+
+def _last_activation(model: Any) -> str | None:
+    try:
+        act = model.layers[-1].get_config().get("activation")
+    except (AttributeError, IndexError, NotImplementedError):
+        return None
+    return act if isinstance(act, str) else None
+
+
+def _load_weights(path: Path, model: Any) -> Any:
+    if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
+        msg = (f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
+               f"(same layers, built with the same input shape)")
+        raise ArgumentError(msg)
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        detail = " ".join(str(e).split())[:400]
+        msg = (f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
+               f"{detail} Build the model exactly as it was when saved")
+        raise ArchitectureMismatchError(msg) from None
+    return model
+
+
+@contextlib.contextmanager
+def _with_suffix(path: Path, suffix: str) -> Iterator[str]:
+    """Keras picks its reader from the suffix: give it a correctly named link if needed."""
+    if path.name.lower().endswith(suffix) or (suffix == ".h5" and path.suffix.lower() == ".hdf5"):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        link = Path(tmp) / f"model{suffix}"
+        os.symlink(path.resolve(), link)
+        yield str(link)
+
+
+def _embed_zip(path: Path, meta: dict[str, Any]) -> None:
+    """Append modelstore.json; its checksum covers every byte before it (the Keras archive)."""
+    with zipfile.ZipFile(path) as zf:
+        end = zf.start_dir
+    hasher = new_checksum()
+    update_from_file(hasher, path, 0, end)
+    record = {**meta, "checksum": format_checksum(hasher)}
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(META_ENTRY, json.dumps(record, sort_keys=True))
+
+
+def _embed_h5(path: Path, meta: dict[str, Any]) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        record = {**meta, "checksum": _h5_checksum(f)}
+        f.attrs[META_ATTR] = json.dumps(record, sort_keys=True)
+
+
+def _h5_checksum(f: Any) -> str:
+    """Checksum of every dataset (name, shape, dtype, bytes) and every attribute but ours."""
+    import h5py
+
+    hasher = new_checksum()
+    for key in sorted(k for k in f.attrs if k != META_ATTR):
+        hasher.update(f"{key}={f.attrs[key]!r}".encode())
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for name in sorted(names):
+        d = f[name]
+        hasher.update(f"{name}:{d.shape}:{d.dtype}".encode())
+        hasher.update(d[()].tobytes() if d.shape != () else bytes(d[()].tobytes()))
+    return format_checksum(hasher)
+
