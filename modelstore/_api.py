@@ -49,6 +49,8 @@ OUTPUTS = ("raw", "proba", "label")
 
 # metadata of models this process loaded or saved, for predict(output="label")
 _KNOWN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+# which backend runs a model of each type (predict is a hot path)
+_PREDICTORS: dict[type, Backend] = {}
 
 
 # -- choosing a backend ---------------------------------------------------------------------
@@ -216,6 +218,10 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     """
     target = Path(os.fspath(path))
     check_target(target, overwrite)
+    if format == "onnx" or (format is None and target.suffix.lower() == ".onnx"):
+        if options or config is not None:
+            raise ArgumentError(f"{target}: ONNX export takes sample_input=, labels= and metadata=")
+        return _export(model, target, sample_input=sample_input, labels=labels, metadata=metadata)
     backend = backend_for_save(model, target, format)
     backend.require(target, f"saving a {backend.name} file")
     meta = build_meta(backend, model, config=config, metadata=metadata, labels=labels,
@@ -330,7 +336,8 @@ def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load(model_or_path)
-    backend = REGISTRY.for_object(model, action="predict")
+    backend = _PREDICTORS.get(type(model)) or REGISTRY.for_object(model, action="predict")
+    _PREDICTORS[type(model)] = backend
     meta = _KNOWN.get(model) if _weakrefable(model) else None
     labels = (meta or {}).get("labels")
     request = PredictRequest(batch_size=batch_size, device=device, output=output, labels=labels)
@@ -408,38 +415,88 @@ def scan(path: PathLike) -> ScanReport:
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,
                 dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3,
                 atol: float = 1e-5) -> ModelInfo:
-    """Export ``model`` to ONNX and check parity with onnxruntime.
+    """Export a PyTorch, scikit-learn or Keras model to ONNX and verify it with onnxruntime.
 
-    Raises UnsupportedModelError until a backend providing ONNX export is installed.
+    Parameters
+    ----------
+    model : a torch module, a scikit-learn estimator or pipeline, or a Keras model.
+    path : the ``.onnx`` file to write (atomically).
+    sample_input : an example batch; it fixes input shapes and dtypes and drives the check.
+    opset : ONNX opset to target (the exporter's default if None).
+    dynamic_batch : make the first dimension dynamic.
+    check : run the original and onnxruntime on the sample and on generated batches of 1, 7
+        and the sample's size, and raise ExportMismatchError beyond ``rtol``/``atol``.
+
+    Returns
+    -------
+    ModelInfo of the ONNX file; its metadata records exporter, versions, opset, tolerances
+    and the measured differences.
+
+    Examples
+    --------
+    >>> ms.export_onnx(net, "digits.onnx", sample_input=x[:8])
+    >>> ms.predict("digits.onnx", x)          # onnxruntime only: no torch needed
     """
-    backend = REGISTRY.for_object(model)
-    exporter = getattr(backend, "export_onnx", None)
-    if exporter is None:
-        msg = (
-            f"ONNX export of a {type(model).__qualname__} is not available in this version of "
-            f"modelstore ({backend.name} backend has no exporter)"
-        )
-        raise UnsupportedModelError(msg)
-    result: ModelInfo = exporter(model, Path(os.fspath(path)), sample_input=sample_input, opset=opset,
-                                 dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
-    return result
+    return _export(model, Path(os.fspath(path)), sample_input=sample_input, opset=opset,
+                   dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
+
+
+def _export(model: Any, target: Path, *, sample_input: Any, opset: int | None = None,
+            dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3, atol: float = 1e-5,
+            labels: Any = None, metadata: Any = None, source: Path | None = None) -> ModelInfo:
+    if sample_input is None:
+        raise ArgumentError(f"{target}: ONNX export needs sample_input=, an example batch of inputs")
+    check_target(target, overwrite=True)
+    source_backend = REGISTRY.for_object(model)
+    onnx_backend = REGISTRY.get("onnx")
+    onnx_backend.require(target, "ONNX export")
+    known = _KNOWN.get(model) if _weakrefable(model) else None
+    if labels is None and known:
+        labels = known.get("labels")
+    meta = build_meta(source_backend, model, config=None, metadata=metadata, labels=labels,
+                      sample_input=sample_input)
+    meta["format"] = "onnx"
+    from .backends import _onnx_export, onnx_
+
+    with atomic_paths(target) as (tmp,):
+        exported = source_backend.export_onnx(model, tmp, sample_input, opset, dynamic_batch)
+        onnx_.rename_external_data(tmp, target)
+        parity = (_onnx_export.check_parity(tmp, exported, sample_input, dynamic_batch, rtol, atol)
+                  if check else None)
+        import onnx
+        import onnxruntime
+
+        meta["onnx"] = {
+            "exporter": exported.exporter, "exporter_version": exported.exporter_version,
+            "opset": exported.opset, "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__, "parity": parity,
+            "source_format": source_backend.name,
+            "source_sha256": sha256_of(source) if source is not None else None,
+            **exported.extra,
+        }
+        onnx_.embed_metadata(tmp, meta)
+    _remember(model, meta)
+    return _inspect(target, onnx_backend)
 
 
 def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,
             trust: bool | list[str] = False) -> ModelInfo:
     """Load ``src`` (through the same trust gate) and save it as ``dst``'s format.
 
-    Metadata recorded with ``src`` (config, labels, your metadata) carries over.
+    Metadata recorded with ``src`` (config, labels, your metadata) carries over; converting to
+    ``.onnx`` needs ``sample_input`` and records ``src``'s sha256 in the ONNX metadata.
 
     Examples
     --------
     >>> ms.convert("weights.pth", "weights.safetensors")
+    >>> ms.convert("digits.safetensors", "digits.onnx", model=Net, sample_input=x[:8])
     """
     meta = recorded_metadata(src)
     obj = load(src, model=model, trust=trust)
     dst_path = Path(os.fspath(dst))
     if dst_path.suffix.lower() == ".onnx":
-        return export_onnx(obj, dst_path, sample_input=sample_input)
+        return _export(obj, dst_path, sample_input=sample_input, labels=meta.get("labels"),
+                       metadata=meta.get("metadata"), source=existing_file(src))
     return save(obj, dst_path, config=meta.get("config"), metadata=meta.get("metadata"),
                 labels=meta.get("labels"), sample_input=sample_input)
 

@@ -42,6 +42,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
                  (".joblib", ".pkl", ".pickle")),
     BackendEntry("keras", "modelstore.backends.keras_:KerasBackend", "keras",
                  (".keras", ".h5", ".hdf5", ".weights.h5")),
+    BackendEntry("onnx", "modelstore.backends.onnx_:OnnxBackend", "onnx", (".onnx",)),
 )
 
 

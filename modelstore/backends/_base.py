@@ -135,6 +135,11 @@ class Backend:
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         raise UnsupportedModelError(f"the {self.name} backend cannot run models")
 
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        """Write ``model`` as ONNX to ``path``; return a ``_onnx_export.Exported``."""
+        raise UnsupportedModelError(f"the {self.name} backend has no ONNX exporter")
+
     def signature(self, sample_input: Any) -> dict[str, Any] | None:
         return describe_inputs(sample_input)
 

@@ -194,6 +194,12 @@ class KerasBackend(Backend):
                           meta=self.read_meta(path), extra_metadata=details,
                           executes_code=bool(findings), globals=[f.subject for f in findings])
 
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ._onnx_export import export_keras
+
+        return export_keras(model, path, sample_input, opset, dynamic_batch)
+
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         import numpy as np
 

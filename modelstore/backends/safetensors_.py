@@ -270,6 +270,12 @@ class SafetensorsBackend(Backend):
         return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
                           meta=meta, extra_metadata=extra)
 
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ._onnx_export import export_torch
+
+        return export_torch(model, path, sample_input, opset, dynamic_batch)
+
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _torch.predict(model, inputs, request)
 

@@ -131,6 +131,12 @@ class SklearnBackend(Backend):
             executes_code=any(not pickle_allowed(g) for g in rep.globals),
         )
 
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ._onnx_export import export_sklearn
+
+        return export_sklearn(model, path, sample_input, opset, dynamic_batch)
+
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         import numpy as np
 

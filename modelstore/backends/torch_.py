@@ -153,6 +153,12 @@ class TorchBackend(Backend):
             executes_code=any(g not in TORCH_WEIGHTS for g in globals_),
         )
 
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ._onnx_export import export_torch
+
+        return export_torch(model, path, sample_input, opset, dynamic_batch)
+
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _torch.predict(model, inputs, request)
 

@@ -1,0 +1,356 @@
+"""ONNX files, run with onnxruntime; no torch or TensorFlow needed.
+
+``ms.load("x.onnx")`` returns an :class:`OnnxModel` around an ``InferenceSession``.
+modelstore's metadata lives in the model's own ``metadata_props``. External data must stay
+inside the model's folder: no ``..``, absolute paths, symlinks or hard links leading out, and
+offsets and lengths inside the data file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._info import Finding, ScanReport, TensorInfo
+from .._io import check_checksum, format_checksum, new_checksum, update_from_file
+from ..errors import ArgumentError, FormatError
+from ._base import Backend, Inspection, LoadRequest, PredictRequest, labels_from_scores
+
+META_KEY = "modelstore"
+CHECKSUM_KEY = "modelstore.checksum"
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(string)": "str"}
+
+
+class OnnxModel:
+    """A loaded ONNX model: an onnxruntime session plus what modelstore knows about it.
+
+    Call it like a function (``model(x)``) or use ``ms.predict(model, x)``.
+    """
+
+    def __init__(self, path: Path, session: Any, meta: dict[str, Any] | None) -> None:
+        self.path = path
+        self.session = session
+        self.meta = meta or {}
+        self.inputs = session.get_inputs()
+        self.outputs = session.get_outputs()
+        self.input_names = [i.name for i in self.inputs]
+        self.output_names = [o.name for o in self.outputs]
+        self._float_inputs = {i.name: _ORT_TYPES.get(i.type) for i in self.inputs}
+        self.labels: list[Any] | None = self.meta.get("labels")
+        self.providers: list[str] = session.get_providers()
+
+    def __repr__(self) -> str:
+        return f"<OnnxModel {self.path.name} inputs={self.input_names} outputs={self.output_names} {self.providers}>"
+
+    def feed(self, inputs: Any) -> dict[str, Any]:
+        """Map inputs (an array, a tuple in input order, or a dict by name) to a feed dict."""
+        import numpy as np
+
+        if isinstance(inputs, dict):
+            items = dict(inputs)
+            missing = [n for n in self.input_names if n not in items]
+            if missing:
+                raise ArgumentError(f"{self.path}: inputs lack {missing}; the model takes {self.input_names}")
+        elif isinstance(inputs, tuple) and len(self.input_names) > 1:
+            items = dict(zip(self.input_names, inputs))
+        elif len(self.input_names) == 1:
+            items = {self.input_names[0]: inputs}
+        else:
+            raise ArgumentError(f"{self.path}: the model takes several inputs {self.input_names}: pass a dict")
+        feed = {}
+        for name, value in items.items():
+            arr = value if type(value) is np.ndarray else np.asarray(value)
+            want = self._float_inputs.get(name)
+            if want is not None and arr.dtype.name != want and arr.dtype.kind in "biuf":
+                arr = arr.astype(want)
+            feed[name] = arr
+        return feed
+
+    def run(self, inputs: Any) -> list[Any]:
+        out: list[Any] = self.session.run(None, self.feed(inputs))
+        return out
+
+    def __call__(self, inputs: Any) -> Any:
+        return self.run(inputs)[0]
+
+
+class OnnxBackend(Backend):
+    """ONNX models run by onnxruntime (CPU by default, CUDA with device="cuda")."""
+
+    name = "onnx"
+    framework = "onnx"
+    suffixes = (".onnx",)
+    risk = "restricted"  # no Python runs, but external data could reach outside the folder
+    extra = "onnx"
+    requires = ("onnx", "onnxruntime")
+    embeds_metadata = True
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        # a ModelProto starts with field 1 (ir_version, a small varint)
+        return len(head) > 4 and head[0] == 0x08 and 3 <= head[1] <= 15 and head[2] in (0x12, 0x1A, 0x22, 0x3A)
+
+    def can_predict(self, obj: Any) -> bool:
+        return isinstance(obj, OnnxModel)
+
+    # -- reading the proto ----------------------------------------------------------------
+    def _proto(self, path: Path) -> Any:
+        import onnx
+
+        try:
+            return onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise FormatError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        props = {p.key: p.value for p in self._proto(path).metadata_props}
+        if META_KEY not in props:
+            return None
+        try:
+            meta = json.loads(props[META_KEY])
+        except ValueError:
+            raise FormatError(f"{path}: modelstore's metadata_props entry is not JSON") from None
+        if not isinstance(meta, dict):
+            return None
+        if CHECKSUM_KEY in props:
+            meta["checksum"] = props[CHECKSUM_KEY]
+        return meta
+
+    def verify(self, path: Path, meta: dict[str, Any]) -> None:
+        expected = meta.get("checksum")
+        if isinstance(expected, str):
+            check_checksum(path, expected, proto_checksum(self._proto(path), path.parent), "its metadata_props")
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            proto = self._proto(path)
+        except FormatError as e:
+            return ScanReport(str(path), self.name, "unknown", [Finding("model", "warning", f"not a onnx file: {e}")])
+        findings = [Finding(subject, "critical", reason) for subject, reason in external_data_problems(proto, path)]
+        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import onnx
+        import onnxruntime as ort
+
+        if request.model is not None:
+            raise ArgumentError(f"{path}: model= is for weights files; an ONNX file holds the whole graph")
+        try:
+            onnx.checker.check_model(str(path))
+        except (onnx.checker.ValidationError, Exception) as e:
+            raise FormatError(f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}") from None
+        providers = request.options.pop("providers", None) or _providers_for(request.device, ort, path)
+        if request.options:
+            raise ArgumentError(f"{path}: unknown options for an ONNX load: {sorted(request.options)}")
+        session = ort.InferenceSession(str(path), providers=providers)
+        return OnnxModel(path, session, request.meta)
+
+    def inspect(self, path: Path) -> Inspection:
+        proto = self._proto(path)
+        g = proto.graph
+        init_names = {t.name for t in g.initializer}
+        details: dict[str, Any] = {
+            "inputs": [_value_info(v) for v in g.input if v.name not in init_names],
+            "outputs": [_value_info(v) for v in g.output],
+            "opset": {(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "ir_version": proto.ir_version,
+            "initializers": len(g.initializer),
+            "nodes": len(g.node),
+        }
+        props = {p.key: p.value for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)}
+        if props:
+            details["metadata_props"] = props
+        tensors = [_tensor_info(t) for t in g.initializer]
+        problems = external_data_problems(proto, path)
+        return Inspection(framework="onnx", tensors=tensors, num_params=sum(t.numel for t in tensors),
+                          meta=self.read_meta(path), extra_metadata=details, executes_code=False,
+                          globals=[s for s, _ in problems])
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        import numpy as np
+
+        if request.device not in (None, "cpu") and request.device.split(":")[0] != "cuda":
+            raise ArgumentError(f"device={request.device!r}: load the model with that device instead")
+        if inputs is None:
+            raise ArgumentError("predict needs inputs, got None")
+        feed = model.feed(inputs)
+        n = len(next(iter(feed.values())))
+        step = request.batch_size or n or 1
+        try:
+            if step >= n:
+                outs = model.session.run(None, feed)
+            else:
+                parts = [model.session.run(None, {k: v[s : s + step] for k, v in feed.items()})
+                         for s in range(0, n, step)]
+                outs = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        except Exception as e:  # onnxruntime's InvalidArgument / Fail for wrong shapes or types
+            raise ArgumentError(f"{model.path}: the inputs do not fit the model: {str(e).splitlines()[0]}") from None
+        if request.output == "raw":
+            return outs[0]
+        proba = _probabilities(model, outs)
+        if request.output == "proba":
+            return proba
+        labels = request.labels or model.labels
+        if len(outs) > 1 and outs[0].ndim == 1:  # classifier exports give labels directly
+            if labels and outs[0].dtype.kind in "iu" and max(outs[0], default=0) < len(labels):
+                return [labels[int(i)] for i in outs[0]]
+            return [v.item() if hasattr(v, "item") else v for v in outs[0]]
+        return labels_from_scores(proba, labels)
+
+
+def _probabilities(model: OnnxModel, outs: list[Any]) -> Any:
+    import numpy as np
+
+    names = [o.name.lower() for o in model.outputs]
+    for i, name in enumerate(names):
+        if "prob" in name and i < len(outs):
+            return outs[i]
+    out = np.asarray(outs[0], dtype=np.float64)
+    if out.ndim and (out.min() >= 0) and np.allclose(out.sum(axis=-1), 1, atol=1e-4):
+        return outs[0]  # already probabilities (a softmax at the end)
+    e = np.exp(out - out.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _providers_for(device: str | None, ort: Any, path: Path) -> list[str]:
+    available = ort.get_available_providers()
+    if device is None or device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.split(":")[0] == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            msg = (f"{path}: device={device!r} needs onnxruntime's CUDAExecutionProvider, which this "
+                   f"onnxruntime lacks (it has {available}); install onnxruntime-gpu or use device='cpu'")
+            raise ArgumentError(msg)
+        index = device.split(":")[1] if ":" in device else "0"
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]  # type: ignore[list-item]
+    raise ArgumentError(f"{path}: device={device!r} is not supported for ONNX (use 'cpu' or 'cuda')")
+
+
+def _value_info(v: Any) -> dict[str, Any]:
+    import onnx
+
+    t = v.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    return {"name": v.name, "shape": dims, "dtype": dtype}
+
+
+def _tensor_info(t: Any) -> TensorInfo:
+    import onnx
+
+    shape = tuple(int(d) for d in t.dims)
+    n = 1
+    for d in shape:
+        n *= d
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        dtype, size = np_dtype.name, np_dtype.itemsize
+    except (KeyError, ValueError, TypeError):
+        dtype, size = str(t.data_type), 0
+    return TensorInfo(t.name, shape, dtype, n * size)
+
+
+# -- external data ------------------------------------------------------------------------
+
+
+def _external_refs(proto: Any) -> list[tuple[str, dict[str, str]]]:
+    import onnx
+
+    refs = []
+    for t in onnx.external_data_helper._get_all_tensors(proto):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            refs.append((t.name, {e.key: e.value for e in t.external_data}))
+    return refs
+
+
+def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
+    """(subject, reason) for every external-data reference that leaves the model's folder."""
+    folder = path.parent.resolve()
+    problems: list[tuple[str, str]] = []
+    for name, info in _external_refs(proto):
+        loc = info.get("location", "")
+        subject = f"external:{loc}"
+        if not loc or os.path.isabs(loc) or ".." in Path(loc).parts or loc.startswith(("\\", "/")) or ":" in loc:
+            problems.append((subject, f"tensor {name!r} reads data from outside the model's folder"))
+            continue
+        target = path.parent / loc
+        try:
+            resolved = target.resolve(strict=True)
+        except (OSError, RuntimeError):
+            problems.append((subject, f"tensor {name!r} needs {loc}, which does not exist"))
+            continue
+        if folder not in resolved.parents or target.is_symlink():
+            problems.append((subject, f"tensor {name!r} reads {loc}, a link leading outside the model's folder"))
+            continue
+        st = resolved.stat()
+        if st.st_nlink > 1:
+            problems.append((subject, f"tensor {name!r} reads {loc}, which has other hard links"))
+            continue
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size))
+        except ValueError:
+            problems.append((subject, f"tensor {name!r} has a malformed offset or length"))
+            continue
+        if offset < 0 or length < 0 or offset + length > st.st_size:
+            problems.append((subject, f"tensor {name!r} reads bytes {offset}..{offset + length} of a "
+                                      f"{st.st_size}-byte file"))
+    return problems
+
+
+def proto_checksum(proto: Any, folder: Path) -> str:
+    """Checksum of the model without modelstore's own props, plus its external data files."""
+    clean = type(proto)()
+    clean.CopyFrom(proto)
+    keep = [p for p in clean.metadata_props if p.key != CHECKSUM_KEY]
+    del clean.metadata_props[:]
+    clean.metadata_props.extend(keep)
+    hasher = new_checksum()
+    hasher.update(clean.SerializeToString(deterministic=True))
+    for loc in sorted({info.get("location", "") for _, info in _external_refs(proto)}):
+        target = folder / loc
+        if loc and target.is_file() and folder.resolve() in target.resolve().parents:
+            hasher.update(loc.encode())
+            update_from_file(hasher, target)
+    return format_checksum(hasher)
+
+
+def embed_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Write modelstore's metadata and checksum into the model's metadata_props."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    keep = [p for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in keep},
+                                           META_KEY: json.dumps(meta, sort_keys=True)})
+    checksum = proto_checksum(proto, path.parent)
+    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                           CHECKSUM_KEY: checksum})
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def rename_external_data(tmp: Path, target: Path) -> None:
+    """Exporters name external data after the temp file; give it the target's name."""
+    import onnx
+
+    proto = onnx.load(str(tmp), load_external_data=False)
+    moved: dict[str, str] = {}
+    for t in onnx.external_data_helper._get_all_tensors(proto):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        for entry in t.external_data:
+            if entry.key == "location" and entry.value.startswith(tmp.name):
+                new = target.name + entry.value[len(tmp.name):]
+                moved[entry.value] = new
+                entry.value = new
+    for old, new in moved.items():
+        os.replace(tmp.parent / old, tmp.parent / new)
+    if moved:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
