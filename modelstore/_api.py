@@ -329,6 +329,11 @@ def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
     >>> ms.predict(net, x[:5], output="label")
     ['3', '7', '1', '0', '9']
     """
+    if output == "raw" and batch_size is None and device is None:
+        # a loaded model may offer a lean path for the common call (ONNX serving: every µs counts)
+        fast = getattr(model_or_path, "__modelstore_predict__", None)
+        if fast is not None:
+            return fast(inputs)
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):

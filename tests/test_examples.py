@@ -63,3 +63,12 @@ def test_keras_digits(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("same predictions as the trained model: True") == 3
     assert "total params 2,410" in proc.stdout
+
+
+@pytest.mark.slow
+def test_onnx_bridge(tmp_path: Path) -> None:
+    """onnx_bridge exports with parity and predicts in a child process without torch."""
+    pytest.importorskip("onnxruntime")
+    proc = run_example("onnx_bridge.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch imported: False" in proc.stdout

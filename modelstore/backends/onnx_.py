@@ -42,6 +42,13 @@ class OnnxModel:
         self._float_inputs = {i.name: _ORT_TYPES.get(i.type) for i in self.inputs}
         self.labels: list[Any] | None = self.meta.get("labels")
         self.providers: list[str] = session.get_providers()
+        self._run = session.run
+        np = __import__("numpy")  # onnxruntime imported it already
+        self._ndarray = np.ndarray
+        single = self.inputs[0] if len(self.inputs) == 1 else None
+        want = _ORT_TYPES.get(single.type) if single is not None else None
+        # (input name, the numpy dtype it takes) for the one-array fast path
+        self._single = (single.name, np.dtype(want)) if single is not None and want not in (None, "str") else None
 
     def __repr__(self) -> str:
         return f"<OnnxModel {self.path.name} inputs={self.input_names} outputs={self.output_names} {self.providers}>"
@@ -69,6 +76,16 @@ class OnnxModel:
                 arr = arr.astype(want)
             feed[name] = arr
         return feed
+
+    def __modelstore_predict__(self, inputs: Any) -> Any:
+        """``ms.predict(model, x)`` with default options: one array in, first output out."""
+        single = self._single
+        if single is not None and type(inputs) is self._ndarray and inputs.dtype is single[1]:
+            try:
+                return self._run(None, {single[0]: inputs})[0]
+            except Exception:
+                pass  # fall through to the full path, which explains the problem
+        return OnnxBackend().predict(self, inputs, PredictRequest())
 
     def run(self, inputs: Any) -> list[Any]:
         out: list[Any] = self.session.run(None, self.feed(inputs))
