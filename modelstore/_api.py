@@ -19,8 +19,13 @@ from . import __version__
 from ._info import Finding, ModelInfo, ScanReport
 from ._io import (
     PathLike,
+    SIDECAR_KEEP,
+    SIDECAR_VERSION,
     atomic_paths,
     check_checksum,
+    choose_version,
+    sidecar_versions,
+    writer_lock,
     check_pin,
     check_target,
     existing_file,
@@ -150,14 +155,18 @@ _META_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _meta_of(path: Path, backend: Backend) -> tuple[dict[str, Any] | None, str]:
+def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple[dict[str, Any] | None, str]:
     """Read modelstore's metadata for ``path`` and check every field's type: it comes from
-    the file, so it is as untrusted as the rest of it."""
+    the file, so it is as untrusted as the rest of it. For sidecar formats ``checksum`` (the
+    payload's, if already computed) picks the entry that describes the payload on disk."""
     with _reading(path, "read the metadata of"):
         if backend.embeds_metadata:
             meta, where = backend.read_meta(path), "its header"
         else:
-            meta, where = read_sidecar(path), f"the sidecar {sidecar_path(path).name}"
+            versions = sidecar_versions(read_sidecar(path))
+            if checksum is None and len(versions) > 1:
+                checksum = file_checksum(path)  # several entries: the payload decides
+            meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
     for key, kind in _META_TYPES.items():
         if meta is not None and key in meta and not isinstance(meta[key], kind):
             msg = f"{path}: the modelstore metadata in {where} has a malformed {key!r} ({type(meta[key]).__name__})"
@@ -226,17 +235,35 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     backend.require(target, f"saving a {backend.name} file")
     meta = build_meta(backend, model, config=config, metadata=metadata, labels=labels,
                       sample_input=sample_input)
-    targets = (target,) if backend.embeds_metadata else (target, sidecar_path(target))
-    with atomic_paths(*targets) as temps:
-        digest = backend.write(model, temps[0], meta, options, target)
-        if not backend.embeds_metadata:
-            meta["checksum"] = file_checksum(temps[0])
-            meta["payload_size"] = temps[0].stat().st_size
-            write_json(temps[1], meta)
+    if backend.embeds_metadata:
+        with atomic_paths(target) as (tmp,):
+            digest = backend.write(model, tmp, meta, options, target)
+    else:
+        digest = _save_with_sidecar(backend, model, target, meta, options)
     if digest:
         remember_sha256(target, digest)
     _remember(model, meta)
     return _inspect(target, backend)
+
+
+def _save_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[str, Any],
+                       options: dict[str, Any]) -> str | None:
+    """Payload plus sidecar, crash- and race-safe: writers of one target take turns; the
+    sidecar (new entry + the entry it replaces) is renamed before the payload, so whichever
+    payload a reader or a crash finds, the sidecar describes it."""
+    side = sidecar_path(target)
+    with writer_lock(target), atomic_paths(side, target) as (side_tmp, tmp):
+        digest = backend.write(model, tmp, meta, options, target)
+        meta["checksum"] = file_checksum(tmp)
+        meta["payload_size"] = tmp.stat().st_size
+        try:
+            previous = sidecar_versions(read_sidecar(target)) if target.exists() else []
+            current = choose_version(target, previous, file_checksum(target)) if previous else None
+        except (FormatError, OSError):
+            current = None  # an unreadable old sidecar is simply replaced
+        keep = [meta] + ([current] if current is not None else [])
+        write_json(side_tmp, {"sidecar_version": SIDECAR_VERSION, "versions": keep[:SIDECAR_KEEP]})
+    return digest
 
 
 def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
@@ -280,13 +307,16 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         check_pin(p, sha256)
     backend = backend_for_file(p, format)
     backend.require(p, f"loading a {backend.name} file")
-    meta, where = _meta_of(p, backend)
+    computed = None
+    if verify and not backend.embeds_metadata and sidecar_path(p).is_file():
+        computed = file_checksum(p)
+    meta, where = _meta_of(p, backend, computed)
     with _reading(p, "verify"):
         if verify and meta and meta.get("checksum"):
             if backend.embeds_metadata:
                 backend.verify(p, meta)
             else:
-                check_checksum(p, str(meta["checksum"]), file_checksum(p), where)
+                check_checksum(p, str(meta["checksum"]), computed or file_checksum(p), where)
     trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
     with _reading(p, "scan"):
         _gate(backend, p, trust_arg)

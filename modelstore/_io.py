@@ -169,6 +169,52 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+SIDECAR_VERSION = 2
+#: How many versions a sidecar remembers: the new one and the one it replaces, so a reader
+#: that meets the old payload between the two renames of a save still finds its metadata.
+SIDECAR_KEEP = 2
+
+
+def sidecar_versions(data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The metadata entries of a sidecar, newest first (version 1 held a single entry)."""
+    if data is None:
+        return []
+    versions = data.get("versions") if data.get("sidecar_version") == SIDECAR_VERSION else [data]
+    return [v for v in versions or [] if isinstance(v, dict)]
+
+
+def choose_version(path: Path, versions: list[dict[str, Any]], checksum: str | None) -> dict[str, Any] | None:
+    """The entry describing the payload now on disk: the one whose checksum matches, else the
+    newest whose size matches, else the newest (verification then reports the mismatch)."""
+    if not versions:
+        return None
+    if checksum is not None:
+        for v in versions:
+            if v.get("checksum") == checksum:
+                return v
+        return versions[0]
+    size = path.stat().st_size
+    return next((v for v in versions if v.get("payload_size") == size), versions[0])
+
+
+@contextlib.contextmanager
+def writer_lock(target: Path) -> Iterator[None]:
+    """Serialise sidecar writers in one folder (an flock on the folder itself, so no lock
+    file is left behind), so sidecar and payload of concurrent saves never interleave.
+    Readers never lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+        yield
+        return
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def read_sidecar(path: Path) -> dict[str, Any] | None:
     side = sidecar_path(path)
     if not side.is_file():

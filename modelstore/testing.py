@@ -213,9 +213,10 @@ class BackendContract:
         the sidecar; backends that embed metadata override this."""
         side = Path(str(path) + SIDECAR_SUFFIX)
         if side.exists():
-            meta = json.loads(side.read_text())
-            meta["model_class"] = class_path
-            side.write_text(json.dumps(meta))
+            data = json.loads(side.read_text())
+            for meta in data.get("versions", [data]):
+                meta["model_class"] = class_path
+            side.write_text(json.dumps(data))
 
     def _load_plain(self, path: Path, **kw: Any) -> Any:
         import warnings

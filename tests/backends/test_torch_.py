@@ -53,7 +53,9 @@ def test_load_warns_pickle_and_uses_sidecar(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     ms.save(models.trained_net(hidden=8), path, config={"hidden": 8}, labels=list("0123456789"))
     side = tmp_path / "m.pt.modelstore.json"
-    meta = json.loads(side.read_text())
+    data = json.loads(side.read_text())
+    assert data["sidecar_version"] == 2 and len(data["versions"]) == 1
+    meta = data["versions"][0]
     assert meta["config"] == {"hidden": 8} and meta["checksum"].startswith("xxh3_128:")
     assert meta["model_class"] == "tests.models:Net"
     with pytest.warns(ms.PickleWarning):
