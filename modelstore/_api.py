@@ -307,6 +307,33 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         check_pin(p, sha256)
     backend = backend_for_file(p, format)
     backend.require(p, f"loading a {backend.name} file")
+    trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
+    # a save may replace the file while we read it: verify, scan and load must all see one
+    # and the same file, so start again if it changed under us
+    for attempt in range(_READ_ATTEMPTS):
+        before = _identity(p)
+        try:
+            obj, meta = _load_once(p, backend, model, device, trust_arg, strict, verify, options)
+        except IntegrityError:
+            if _identity(p) != before and attempt + 1 < _READ_ATTEMPTS:
+                continue
+            raise
+        if _identity(p) == before:
+            _remember(obj, meta)
+            return obj
+    raise IntegrityError(f"{p}: the file kept changing while it was read ({_READ_ATTEMPTS} tries); try again")
+
+
+_READ_ATTEMPTS = 5
+
+
+def _identity(p: Path) -> tuple[int, int, int]:
+    st = p.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _load_once(p: Path, backend: Backend, model: Any, device: str | None, trust: bool | list[str],
+               strict: bool, verify: bool, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
     computed = None
     if verify and not backend.embeds_metadata and sidecar_path(p).is_file():
         computed = file_checksum(p)
@@ -317,15 +344,12 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
                 backend.verify(p, meta)
             else:
                 check_checksum(p, str(meta["checksum"]), computed or file_checksum(p), where)
-    trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
     with _reading(p, "scan"):
-        _gate(backend, p, trust_arg)
-    request = LoadRequest(model=model, device=device, trust=trust_arg, strict=strict, meta=meta,
-                          options=options)
+        _gate(backend, p, trust)
+    request = LoadRequest(model=model, device=device, trust=trust, strict=strict, meta=meta,
+                          options=dict(options))
     with _reading(p, "load"):
-        obj = backend.load(p, request)
-    _remember(obj, meta)
-    return obj
+        return backend.load(p, request), meta
 
 
 def _gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
@@ -338,7 +362,7 @@ def _gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
         what = "with trust=True: any code in it ran" if trust is True else (
             "after a scan found only allowed globals")
         warnings.warn(f"{path}: unpickled {what}; prefer safetensors for weights you share",
-                      PickleWarning, stacklevel=3)
+                      PickleWarning, stacklevel=4)
 
 
 def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
