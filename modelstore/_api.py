@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -315,16 +317,17 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         try:
             obj, meta = _load_once(p, backend, model, device, trust_arg, strict, verify, options)
         except IntegrityError:
-            if _identity(p) != before and attempt + 1 < _READ_ATTEMPTS:
-                continue
-            raise
-        if _identity(p) == before:
-            _remember(obj, meta)
-            return obj
+            if _identity(p) == before or attempt + 1 == _READ_ATTEMPTS:
+                raise
+        else:
+            if _identity(p) == before:
+                _remember(obj, meta)
+                return obj
+        time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its rename
     raise IntegrityError(f"{p}: the file kept changing while it was read ({_READ_ATTEMPTS} tries); try again")
 
 
-_READ_ATTEMPTS = 5
+_READ_ATTEMPTS = 8
 
 
 def _identity(p: Path) -> tuple[int, int, int]:

@@ -251,7 +251,8 @@ def clean_stale_temps(target: Path) -> None:
         return
     for entry in entries:
         name = entry.name
-        if not (name.startswith(prefix) and name.endswith(_TMP_MARK)):
+        # temp names may carry a suffix a framework insists on (".modelstore-tmp.keras")
+        if not (name.startswith(prefix) and _TMP_MARK in name):
             continue
         pid_part = name[len(prefix) :].split(".", 1)[0]
         if pid_part.isdigit() and int(pid_part) != os.getpid() and not _pid_alive(int(pid_part)):
