@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import (
     ArgumentError,
+    ModelstoreError,
     FormatError,
     IntegrityError,
     ModelExistsError,
@@ -312,16 +313,27 @@ def atomic_paths(*targets: Path) -> Iterator[list[Path]]:
             if tmp.exists():
                 os.replace(tmp, target)
         fsync_dir(targets[0].parent)
-    except OSError as e:
+    except BaseException as e:
         _remove(temps)
-        if isinstance(e, StorageError):
+        cause = _os_error_in(e)
+        if isinstance(e, ModelstoreError) or cause is None:
             raise
-        where = targets[0]
-        msg = f"{where}: saving failed: {e.strerror or e}; the previous file, if any, is untouched"
-        raise StorageError(e.errno or errno.EIO, msg, str(where)) from e
-    except BaseException:
-        _remove(temps)
-        raise
+        where = targets[-1]
+        msg = f"{where}: saving failed: {cause.strerror or cause}; the previous file, if any, is untouched"
+        raise StorageError(cause.errno or errno.EIO, msg, str(where)) from e
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The OSError behind ``e``: frameworks wrap a full disk in their own errors
+    (torch's zip writer raises RuntimeError after the OSError)."""
+    cur: BaseException | None = e
+    for _ in range(8):
+        if cur is None:
+            return None
+        if isinstance(cur, OSError):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _remove(paths: list[Path]) -> None:

@@ -59,6 +59,8 @@ def check_zip(zf: zipfile.ZipFile) -> None:
         raise KerasFileError(f"the archive holds duplicate entries {dupes}", "suspicious")
     for info in zf.infolist():
         n = info.filename
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise KerasFileError(f"the archive entry {n!r} is a symbolic link", "suspicious")
         if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/") or ":" in n:
             raise KerasFileError(f"the archive entry {n!r} points outside the archive", "suspicious")
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > (1 << 20):

@@ -79,6 +79,9 @@ def _read_zip(path: Path) -> TorchPickles:
     with zf:
         _check_bounds(path, zf)
         names = [i.filename for i in zf.infolist()]
+        links = [i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000]
+        if links:
+            raise TorchFileError(f"the archive holds symbolic link entries {links}", "suspicious")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"

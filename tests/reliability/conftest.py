@@ -28,10 +28,10 @@ def record(section: str, figures: dict[str, Any]) -> None:
             f.write(json.dumps({"section": section, **figures}) + "\n")
 
 
-def spawn(*args: str, **kw: Any) -> subprocess.Popen[str]:
+def spawn(*args: str, stdin: Any = None, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return subprocess.Popen([sys.executable, str(WORKERS), *args], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=env)
 
 
 @pytest.fixture
