@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from ._api import inspect, scan
@@ -18,9 +18,18 @@ from ._info import ModelInfo, ScanReport
 from .errors import ModelstoreError, UnsafeModelError
 
 EXAMPLES = {
-    "inspect": "examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json",
+    "inspect": "examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json\n"
+               "  modelstore inspect digits.keras --stats --plot weights.png",
     "scan": "examples:\n  modelstore scan downloaded.pt\n  modelstore scan models/ --json\n"
             "exit codes: 0 all safe, 1 something unsafe, 2 unknown or error",
+    "convert": "examples:\n  modelstore convert weights.pth weights.safetensors\n"
+               "  modelstore convert digits.h5 digits.keras\n"
+               "  modelstore convert digits.safetensors digits.onnx --model examples/quickstart.py:Net "
+               "--sample x.npy",
+    "predict": "examples:\n  modelstore predict digits.onnx --input x.npy --output label\n"
+               "  modelstore predict iris.joblib --input rows.csv --output proba --out proba.npy",
+    "serve": "examples:\n  modelstore serve digits.onnx --port 8000\n"
+             "  curl -s localhost:8000/predict -d '{\"inputs\": [[0, 1, ...]], \"output\": \"label\"}'",
 }
 
 
@@ -41,7 +50,7 @@ def _table(rows: list[list[str]], out: TextIO, right: set[int] | None = None) ->
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def print_info(info: ModelInfo, out: TextIO) -> None:
+def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None:
     fw = f" ({info.framework})" if info.framework else ""
     head = [
         ["path", info.path],
@@ -50,23 +59,46 @@ def print_info(info: ModelInfo, out: TextIO) -> None:
         ["sha256", info.sha256],
         ["executes code", "yes: load only with trust=" if info.executes_code else "no"],
     ]
+    if verdict is not None:
+        head.append(["scan verdict", verdict])
     if info.labels:
         shown = ", ".join(map(str, info.labels[:12])) + (" ..." if len(info.labels) > 12 else "")
         head.append(["labels", shown])
     if info.signature:
         head.append(["signature", json.dumps(info.signature["inputs"])])
-    if info.metadata:
-        head.append(["metadata", json.dumps(info.metadata, sort_keys=True)])
+    compact = {k: v for k, v in info.metadata.items() if k not in ("layers", "params")}
+    if compact:
+        head.append(["metadata", json.dumps(compact, sort_keys=True)[:400]])
     if info.globals:
         head.append(["globals", ", ".join(info.globals)])
     _table(head, out)
-    if info.tensors:
+    layers = info.metadata.get("layers")
+    if isinstance(layers, list) and layers:
+        out.write("\n")
+        rows = [["layer", "type", "output shape", "params"]]
+        for row in layers:
+            shape = row.get("output_shape")
+            rows.append([str(row.get("name")), str(row.get("class")),
+                         "x".join("?" if d is None else str(d) for d in shape) if shape else "",
+                         f"{row.get('params', 0):,}"])
+        rows.append(["total", "", "", f"{info.num_params:,}"])
+        _table(rows, out, right={3})
+    elif info.tensors:
         out.write("\n")
         rows = [["tensor", "shape", "dtype", "params", "bytes"]]
         for t in info.tensors:
             rows.append([t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, f"{t.numel:,}", f"{t.nbytes:,}"])
         rows.append(["total", "", "", f"{info.num_params:,}", f"{sum(t.nbytes for t in info.tensors):,}"])
         _table(rows, out, right={3, 4})
+
+
+def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
+    table = [["tensor", "shape", "mean", "std", "min", "max"]]
+    for r in rows:
+        shape = r["shape"] if isinstance(r["shape"], list) else []
+        table.append([str(r["name"]), "x".join(map(str, shape)) or "scalar",
+                      *(f"{float(r[k]):.4g}" for k in ("mean", "std", "min", "max"))])  # type: ignore[arg-type]
+    _table(table, out, right={2, 3, 4, 5})
 
 
 def print_scan(report: ScanReport, out: TextIO) -> None:
@@ -77,11 +109,30 @@ def print_scan(report: ScanReport, out: TextIO) -> None:
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     info = inspect(args.path)
+    verdict = scan(args.path).verdict
+    data: dict[str, object] = {**info.to_dict(), "verdict": verdict}
+    arrays = None
+    if args.stats or args.plot:
+        from ._stats import weights
+
+        arrays = weights(args.path, trust=args.trust)
+    if args.stats and arrays is not None:
+        from ._stats import stats
+
+        data["stats"] = stats(arrays)
     if args.json:
-        json.dump(info.to_dict(), out, indent=2)
+        json.dump(data, out, indent=2)
         out.write("\n")
     else:
-        print_info(info, out)
+        print_info(info, out, verdict)
+        if "stats" in data:
+            out.write("\n")
+            print_stats(data["stats"], out)  # type: ignore[arg-type]
+    if args.plot and arrays is not None:
+        from ._stats import plot
+
+        n = plot(arrays, args.plot, f"{Path(args.path).name}: weight histograms")
+        sys.stderr.write(f"wrote {args.plot} ({n} histograms)\n")
     return 0
 
 
@@ -143,22 +194,57 @@ def _cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if "unsafe" in verdicts else (2 if "unknown" in verdicts else 0)
 
 
+def _sub(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text,
+                                                epilog=EXAMPLES[name],
+                                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelstore", description="Inspect and check model files safely.")
+    from . import _cli_run
+
+    parser = argparse.ArgumentParser(prog="modelstore", description="Save, load, inspect, run and convert "
+                                     "model files safely. Exit codes: 0 ok, 1 refused or unsafe, 2 error.")
     parser.add_argument("--version", action="version", version=f"modelstore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="show a model file's tensors, metadata and safety, without running it",
-                       epilog=EXAMPLES["inspect"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _sub(sub, "inspect", "show a model file's tensors or layers, metadata and safety, without running it")
     p.add_argument("path")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--stats", action="store_true", help="mean, std, min and max of every weight tensor")
+    p.add_argument("--plot", metavar="FILE.png", help="write per-tensor weight histograms to a PNG")
+    p.add_argument("--trust", action="store_true", help="allow unpickling (needed for --stats of pickle formats)")
     p.set_defaults(func=_cmd_inspect)
-    p = sub.add_parser("scan", help="security verdict: exit 0 safe, 1 unsafe, 2 unknown",
-                       epilog=EXAMPLES["scan"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _sub(sub, "scan", "security verdict for model files: exit 0 safe, 1 unsafe, 2 unknown")
     p.add_argument("paths", nargs="+", help="files, or folders to search for model files")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=_cmd_scan)
+    p = _sub(sub, "convert", "convert a model file: .pth -> .safetensors, .h5 -> .keras, anything -> .onnx")
+    p.add_argument("src")
+    p.add_argument("dst")
+    _cli_run.add_model_options(p)
+    p.add_argument("--sample", metavar="X.npy", help="example inputs (.npy or .csv), needed for .onnx")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress (default: on a terminal, for files over 50 MB)")
+    p.set_defaults(func=_cli_run.cmd_convert)
+    p = _sub(sub, "predict", "run a model on inputs from a .npy or .csv file")
+    p.add_argument("path")
+    p.add_argument("--input", required=True, metavar="X.npy|X.csv")
+    p.add_argument("--output", choices=["raw", "proba", "label"], default="raw")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", metavar="FILE", help="write results to .npy, .csv or .json instead of stdout")
+    _cli_run.add_model_options(p)
+    p.set_defaults(func=_cli_run.cmd_predict)
+    p = _sub(sub, "serve", "serve a model over HTTP: POST /predict, GET /health, GET /info")
+    p.add_argument("path")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    _cli_run.add_model_options(p)
+    p.set_defaults(func=_cli_run.cmd_serve)
     return parser
 
 

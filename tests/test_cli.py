@@ -98,3 +98,68 @@ def test_scan_recurses_into_folders_with_progress(tmp_path: Path) -> None:
     proc = run("scan", str(tmp_path))
     assert proc.returncode == 1 and "evil.pkl: unsafe" in proc.stdout and "posix.getcwd" in proc.stdout
     assert run("scan", str(tmp_path / "a" / "b" / "nothing")).returncode == 2
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("inputs") / "x.npy"
+    np.save(path, np.random.default_rng(0).random((6, 64), dtype=np.float32))
+    return path
+
+
+def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
+    """--stats gives mean/std/min/max per tensor; --plot writes a PNG of histograms;
+    pickle formats need --trust for stats."""
+    png = tmp_path / "w.png"
+    proc = run("inspect", str(files["st"]), "--stats", "--plot", str(png), "--json")
+    assert proc.returncode == 0, proc.stderr
+    stats = {row["name"]: row for row in json.loads(proc.stdout)["stats"]}
+    assert set(stats) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    w = models.trained_net(hidden=8).fc1.weight.detach().numpy()
+    assert abs(stats["fc1.weight"]["mean"] - float(w.mean())) < 1e-6
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    refused = run("inspect", str(files["pt"]), "--stats")
+    assert refused.returncode == 1 and "--trust" in refused.stderr
+    trusted = run("inspect", str(files["pt"]), "--stats", "--trust")
+    assert trusted.returncode == 0 and "fc2.bias" in trusted.stdout and "mean" in trusted.stdout
+
+
+def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Path) -> None:
+    """convert .pth -> .safetensors and -> .onnx (with --model/--sample); predict from .npy and .csv;
+    never overwrite without --force."""
+    import numpy as np
+
+    dst = tmp_path / "w.safetensors"
+    proc = run("convert", str(files["pt"]), str(dst), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["format"] == "safetensors"
+    assert run("convert", str(files["pt"]), str(dst)).returncode == 2  # exists
+    assert run("convert", str(files["pt"]), str(dst), "--force").returncode == 0
+    onnx_path = tmp_path / "w.onnx"
+    proc = run("convert", str(files["st"]), str(onnx_path), "--model", "tests.models:Net",
+               "--config", '{"hidden": 8}', "--sample", str(sample))
+    assert proc.returncode == 0, proc.stderr
+    proc = run("predict", str(onnx_path), "--input", str(sample), "--output", "label")
+    assert proc.returncode == 0, proc.stderr
+    labels = json.loads(proc.stdout)
+    assert len(labels) == 6 and all(v in list("0123456789") for v in labels)
+    csv = tmp_path / "x.csv"
+    np.savetxt(csv, np.load(sample), delimiter=",", header=",".join(f"f{i}" for i in range(64)), comments="")
+    out = tmp_path / "proba.npy"
+    proc = run("predict", str(files["st"]), "--input", str(csv), "--output", "proba", "--model", "tests.models:Net",
+               "--config", '{"hidden": 8}', "--out", str(out), "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(out).sum(axis=1), 1, rtol=1e-5)
+    bad = run("predict", str(files["whole"]), "--input", str(sample))
+    assert bad.returncode == 1 and "refused" in bad.stderr and "Traceback" not in bad.stderr
+    wrong = run("predict", str(onnx_path), "--input", str(csv) + ".missing")
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_every_subcommand_has_help_with_examples() -> None:
+    """--help of every subcommand shows examples."""
+    for sub in ("inspect", "scan", "convert", "predict", "serve"):
+        proc = run(sub, "--help")
+        assert proc.returncode == 0 and "examples:" in proc.stdout, sub

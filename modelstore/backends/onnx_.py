@@ -70,8 +70,14 @@ class OnnxModel:
             raise ArgumentError(f"{self.path}: the model takes several inputs {self.input_names}: pass a dict")
         feed = {}
         for name, value in items.items():
-            arr = value if type(value) is np.ndarray else np.asarray(value)
+            try:
+                arr = value if type(value) is np.ndarray else np.asarray(value)
+            except ValueError as e:
+                raise ArgumentError(f"{self.path}: input {name!r} is not rectangular: {e}") from None
             want = self._float_inputs.get(name)
+            if arr.ndim == 0 or (want not in (None, "str") and arr.dtype.kind not in "biuf"):
+                msg = f"{self.path}: input {name!r} must be an array of numbers, got {arr.dtype} with shape {arr.shape}"
+                raise ArgumentError(msg)
             if want is not None and arr.dtype.name != want and arr.dtype.kind in "biuf":
                 arr = arr.astype(want)
             feed[name] = arr
