@@ -163,3 +163,63 @@ def test_every_subcommand_has_help_with_examples() -> None:
     for sub in ("inspect", "scan", "convert", "predict", "serve"):
         proc = run(sub, "--help")
         assert proc.returncode == 0 and "examples:" in proc.stdout, sub
+
+
+@pytest.fixture(scope="module")
+def every_format(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One real file per available format."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("formats")
+    out: dict[str, Path] = {}
+    net = models.trained_net(hidden=8)
+    out["safetensors"] = root / "m.safetensors"
+    ms.save(net, out["safetensors"], config={"hidden": 8})
+    out["torch"] = root / "m.pth"
+    ms.save(net, out["torch"], config={"hidden": 8})
+    try:
+        from sklearn.linear_model import LogisticRegression
+
+        out["sklearn"] = root / "m.joblib"
+        rng = np.random.default_rng(0)
+        ms.save(LogisticRegression().fit(rng.random((20, 64)), rng.integers(0, 3, 20)), out["sklearn"])
+    except ImportError:
+        pass
+    try:
+        import keras
+
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+        out["keras"] = root / "m.h5"
+        ms.save(model, out["keras"])
+    except ImportError:
+        pass
+    try:
+        import onnxruntime  # noqa: F401
+
+        out["onnx"] = root / "m.onnx"
+        ms.export_onnx(net, out["onnx"], sample_input=np.zeros((2, 64), np.float32))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch", "sklearn", "keras", "onnx"])
+def test_every_format_through_the_command(every_format: dict[str, Path], fmt: str, sample: Path,
+                                          tmp_path: Path) -> None:
+    """inspect --json, scan, predict (and convert where it applies) on each format."""
+    if fmt not in every_format:
+        pytest.skip(f"{fmt} not installed")
+    path = every_format[fmt]
+    proc = run("inspect", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["format"] == fmt and data["verdict"] == "safe" and data["num_params"] > 0
+    assert run("scan", str(path)).returncode == 0
+    extra = ["--model", "tests.models:Net", "--config", '{"hidden": 8}'] if fmt in ("safetensors", "torch") else []
+    proc = run("predict", str(path), "--input", str(sample), *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 6
+    if fmt == "keras":
+        proc = run("convert", str(path), str(tmp_path / "m.keras"))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(run("inspect", str(tmp_path / "m.keras"), "--json").stdout)["format"] == "keras"
