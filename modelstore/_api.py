@@ -173,6 +173,9 @@ def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple
         if meta is not None and key in meta and not isinstance(meta[key], kind):
             msg = f"{path}: the modelstore metadata in {where} has a malformed {key!r} ({type(meta[key]).__name__})"
             raise FormatError(msg)
+    sig = (meta or {}).get("signature")
+    if sig is not None and not isinstance(sig.get("inputs"), list):
+        raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'signature'")
     tied = (meta or {}).get("tied") or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
         raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'tied' map")
@@ -393,7 +396,7 @@ def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
             return fast(inputs)
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
         raise ArgumentError(f"batch_size must be a positive integer, not {batch_size!r}")
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -470,8 +473,11 @@ def scan(path: PathLike) -> ScanReport:
         if not Path(os.fspath(path)).is_file():
             raise
         return ScanReport(os.fspath(path), "unknown", "unknown", [Finding("file", "warning", str(e))])
-    with _reading(p, "scan"):
-        return backend.scan(p)
+    try:
+        with _reading(p, "scan"):
+            return backend.scan(p)
+    except FormatError as e:
+        return ScanReport(str(p), backend.name, "unknown", [Finding("file", "warning", f"damaged: {e}")])
 
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,
@@ -520,25 +526,57 @@ def _export(model: Any, target: Path, *, sample_input: Any, opset: int | None = 
     meta["format"] = "onnx"
     from .backends import _onnx_export, onnx_
 
-    with atomic_paths(target) as (tmp,):
-        exported = source_backend.export_onnx(model, tmp, sample_input, opset, dynamic_batch)
-        onnx_.rename_external_data(tmp, target)
-        parity = (_onnx_export.check_parity(tmp, exported, sample_input, dynamic_batch, rtol, atol)
-                  if check else None)
-        import onnx
-        import onnxruntime
+    sample = _numeric_sample(target, sample_input)
+    moved: list[Path] = []
+    try:
+        with atomic_paths(target) as (tmp,):
+            try:
+                exported = source_backend.export_onnx(model, tmp, sample, opset, dynamic_batch)
+            except (ModelstoreError, Warning):
+                raise
+            except Exception as e:  # exporters raise their own types for unsupported graphs
+                first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+                msg = (f"{target}: {source_backend.name} could not export this model "
+                       f"({type(e).__name__}: {first[:300]}); check sample_input's shape and dtype")
+                raise UnsupportedModelError(msg) from None
+            parity = (_onnx_export.check_parity(tmp, exported, sample, dynamic_batch, rtol, atol)
+                      if check else None)
+            moved = onnx_.rename_external_data(tmp, target)  # unique names: the old pair stays whole
+            import onnx
+            import onnxruntime
 
-        meta["onnx"] = {
-            "exporter": exported.exporter, "exporter_version": exported.exporter_version,
-            "opset": exported.opset, "onnx_version": onnx.__version__,
-            "onnxruntime_version": onnxruntime.__version__, "parity": parity,
-            "source_format": source_backend.name,
-            "source_sha256": sha256_of(source) if source is not None else None,
-            **exported.extra,
-        }
-        onnx_.embed_metadata(tmp, meta)
+            meta["onnx"] = {
+                "exporter": exported.exporter, "exporter_version": exported.exporter_version,
+                "opset": exported.opset, "onnx_version": onnx.__version__,
+                "onnxruntime_version": onnxruntime.__version__, "parity": parity,
+                "source_format": source_backend.name,
+                "source_sha256": sha256_of(source) if source is not None else None,
+                **exported.extra,
+            }
+            onnx_.embed_metadata(tmp, meta)
+    except BaseException:
+        for data in moved:
+            data.unlink(missing_ok=True)
+        raise
+    onnx_.remove_stale_external_data(target)
     _remember(model, meta)
     return _inspect(target, onnx_backend)
+
+
+def _numeric_sample(target: Path, sample: Any) -> Any:
+    """The sample as something exporters accept: tensors and arrays pass, lists become arrays;
+    anything that is not numbers is an ArgumentError."""
+    if hasattr(sample, "shape") and hasattr(sample, "dtype"):
+        return sample
+    import numpy as np
+
+    try:
+        arr = np.asarray(sample)
+    except ValueError as e:
+        raise ArgumentError(f"{target}: sample_input is not rectangular ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ArgumentError(f"{target}: sample_input must be numbers, got {arr.dtype}")
+    return arr.astype(np.float32) if arr.dtype == np.float64 else arr
 
 
 def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,

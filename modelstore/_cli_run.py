@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ArgumentError, ModelExistsError
+from .errors import ArgumentError, ModelExistsError, StorageError
 
 PROGRESS_BYTES = 50 << 20
 
@@ -25,6 +25,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def model_class(spec: str | None, config: str | None) -> Any:
     """Import the class the user named (their own code, named on the command line)."""
     if spec is None:
+        if config:
+            raise ArgumentError("--config needs --model (the class it configures)")
         return None
     module_name, _, qual = spec.rpartition(":")
     if not module_name or not qual:
@@ -42,14 +44,19 @@ def model_class(spec: str | None, config: str | None) -> Any:
         cls: Any = module
         for part in qual.split("."):
             cls = getattr(cls, part)
-    except (ImportError, AttributeError, OSError) as e:
-        raise ArgumentError(f"--model {spec!r} cannot be imported: {e}") from None
+    except Exception as e:  # the user's module failed to import (SyntaxError, ImportError, ...)
+        raise ArgumentError(f"--model {spec!r} cannot be imported: {type(e).__name__}: {e}") from None
     if config:
         try:
             kwargs = json.loads(config)
         except ValueError as e:
             raise ArgumentError(f"--config is not JSON: {e}") from None
-        return cls(**kwargs)
+        if not isinstance(kwargs, dict):
+            raise ArgumentError("--config must be a JSON object of constructor arguments")
+        try:
+            return cls(**kwargs)
+        except Exception as e:
+            raise ArgumentError(f"--model {spec} --config {config}: {type(e).__name__}: {e}") from None
     return cls
 
 
@@ -117,12 +124,15 @@ def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
     values = result if isinstance(result, list) else np.asarray(result).tolist()
     if args.out:
         target = Path(args.out)
-        if target.suffix == ".npy":
-            np.save(target, np.asarray(result))
-        elif target.suffix == ".csv":
-            np.savetxt(target, np.asarray(result).reshape(len(values), -1), delimiter=",", fmt="%s")
-        else:
-            target.write_text(json.dumps(values))
+        try:
+            if target.suffix == ".npy":
+                np.save(target, np.asarray(result))
+            elif target.suffix == ".csv":
+                np.savetxt(target, np.asarray(result).reshape(len(values), -1), delimiter=",", fmt="%s")
+            else:
+                target.write_text(json.dumps(values))
+        except OSError as e:
+            raise StorageError(e.errno or 5, f"{target}: cannot write the results: {e.strerror or e}", str(target)) from None
         sys.stderr.write(f"wrote {len(values)} results to {target}\n")
     else:
         json.dump(values, out)

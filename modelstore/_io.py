@@ -181,7 +181,9 @@ def sidecar_versions(data: dict[str, Any] | None) -> list[dict[str, Any]]:
     if data is None:
         return []
     versions = data.get("versions") if data.get("sidecar_version") == SIDECAR_VERSION else [data]
-    return [v for v in versions or [] if isinstance(v, dict)]
+    if not isinstance(versions, list):
+        return []
+    return [v for v in versions if isinstance(v, dict)]
 
 
 def choose_version(path: Path, versions: list[dict[str, Any]], checksum: str | None) -> dict[str, Any] | None:

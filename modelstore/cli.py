@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 from . import __version__
 from ._api import inspect, scan
-from ._info import ModelInfo, ScanReport
-from .errors import ModelstoreError, UnsafeModelError
+from ._info import Finding, ModelInfo, ScanReport
+from .errors import ModelstoreError, StorageError, UnsafeModelError
 
 EXAMPLES = {
     "inspect": "examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json\n"
@@ -131,7 +131,11 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     if args.plot and arrays is not None:
         from ._stats import plot
 
-        n = plot(arrays, args.plot, f"{Path(args.path).name}: weight histograms")
+        try:
+            n = plot(arrays, args.plot, f"{Path(args.path).name}: weight histograms")
+        except OSError as e:
+            raise StorageError(e.errno or 5, f"{args.plot}: cannot write the plot: {e.strerror or e}",
+                               str(args.plot)) from None
         sys.stderr.write(f"wrote {args.plot} ({n} histograms)\n")
     return 0
 
@@ -182,7 +186,10 @@ def _cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
     bar = _Progress(len(files), show)
     reports = []
     for f in files:
-        reports.append(scan(f))
+        try:
+            reports.append(scan(f))
+        except ModelstoreError as e:  # a missing or unreadable file: report it, keep going
+            reports.append(ScanReport(f, "unknown", "unknown", [Finding("file", "warning", str(e))]))
         bar.step(f)
     if args.json:
         json.dump([r.to_dict() for r in reports], out, indent=2)
@@ -261,6 +268,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except ModelstoreError as e:
         sys.stderr.write(f"modelstore: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug: still one line, never a traceback
+        sys.stderr.write(f"modelstore: internal error: {type(e).__name__}: {e} (please report it)\n")
         return 2
     return code
 

@@ -12,6 +12,7 @@ client. Install with ``pip install "modelstore[serve]"``.
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -27,7 +28,7 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False)
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
         from starlette.requests import Request
-        from starlette.responses import JSONResponse
+        from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
         raise MissingDependencyError('serving needs starlette and uvicorn; run: pip install "modelstore[serve]"',
@@ -42,15 +43,19 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False)
         return JSONResponse({"error": message}, status_code=status)
 
     async def predict_route(request: Request) -> Any:
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
             return error(413, f"request body over {MAX_BODY} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return error(413, f"request body over {MAX_BODY} bytes")
+            chunks.append(chunk)
         try:
-            import json
-
-            data = json.loads(body)
-        except ValueError as e:
-            return error(400, f"the body is not valid JSON: {e}")
+            data = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as e:
+            return error(400, f"the body is not valid JSON: {str(e)[:200] or type(e).__name__}")
         if not isinstance(data, dict) or "inputs" not in data:
             return error(422, 'expected a JSON object {"inputs": [...]}')
         output = data.get("output", "raw")
@@ -65,7 +70,11 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False)
         except Exception as e:  # never a traceback to the client
             return error(500, f"prediction failed: {type(e).__name__}")
         outputs = result if isinstance(result, list) else result.tolist()
-        return JSONResponse({"outputs": outputs})
+        try:
+            body = json.dumps({"outputs": outputs}, allow_nan=False)
+        except ValueError:
+            return error(422, "the model produced NaN or infinite outputs for these inputs")
+        return Response(body, media_type="application/json")
 
     async def health(request: Request) -> Any:
         return JSONResponse({"status": "ok", "model": str(path)})

@@ -53,6 +53,10 @@ def export_torch(module: Any, path: Path, sample: Any, opset: int | None, dynami
     import torch
 
     _needs("onnxscript")
+    if not isinstance(module, torch.nn.Module):
+        msg = (f"ONNX export needs a torch.nn.Module, not a {type(module).__name__}; for a weights file "
+               f"pass model=YourClass so it is loaded into the module first")
+        raise UnsupportedModelError(msg)
     x = torch.as_tensor(np.asarray(sample)) if not isinstance(sample, torch.Tensor) else sample
     first = next(iter(module.parameters()), None)
     if first is not None and x.is_floating_point():
@@ -198,7 +202,7 @@ def check_parity(path: Path, exported: Exported, sample: Any, dynamic: bool, rto
     want_float = "float" in inp.type
     worst_abs, worst_rel, checked = 0.0, 0.0, []
     for x in batches(sample, dynamic):
-        feed = x.astype(np.float32) if want_float and x.dtype == np.float64 else x
+        feed = x.astype(np.float32) if want_float and x.dtype != np.float32 and x.dtype.kind in "biuf" else x
         got = session.run(None, {inp.name: feed})
         ref = exported.reference(x)
         for i, (g, r) in enumerate(zip(got, ref)):

@@ -336,7 +336,11 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
                     msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
                     raise UnsupportedModelError(msg)
                 if request.output in ("proba", "label"):
-                    y = torch.softmax(y.float(), dim=-1)
+                    if y.dim() and y.shape[-1] == 1:  # one logit: a binary classifier
+                        p = torch.sigmoid(y.float())
+                        y = torch.cat([1 - p, p], dim=-1)
+                    else:
+                        y = torch.softmax(y.float(), dim=-1)
                 outs.append(y.detach().to("cpu"))
     finally:
         module.train(was_training)

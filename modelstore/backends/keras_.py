@@ -160,6 +160,10 @@ class KerasBackend(Backend):
     def load(self, path: Path, request: LoadRequest) -> Any:
         import keras
 
+        if request.device not in (None, "cpu"):
+            raise ArgumentError(f"{path}: device={request.device!r}: Keras places models itself; use device=None")
+        if request.options:
+            raise ArgumentError(f"{path}: unknown options for a Keras load: {sorted(request.options)}")
         kind = self._kind(path)
         if kind == "weights":
             return _load_weights(path, request.model)
@@ -207,7 +211,15 @@ class KerasBackend(Backend):
             raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
         if inputs is None:
             raise ArgumentError("predict needs inputs (an array or list), got None")
-        x = inputs if isinstance(inputs, dict) else np.asarray(inputs)
+        try:
+            if isinstance(inputs, dict):
+                x: Any = inputs
+            elif isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs):
+                x = [np.asarray(i) for i in inputs]  # several model inputs, in order
+            else:
+                x = np.asarray(inputs)
+        except ValueError as e:
+            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
         if isinstance(x, np.ndarray):
             if x.dtype.kind not in "biuf":
                 raise ArgumentError(f"predict inputs must be numbers, got {x.dtype}")
@@ -218,12 +230,25 @@ class KerasBackend(Backend):
         except Exception as e:  # TensorFlow raises its own error types for bad shapes
             first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             raise ArgumentError(f"the inputs do not fit the model: {first}") from None
-        if request.output in ("proba", "label") and _last_activation(model) not in ("softmax", "sigmoid"):
-            exp = np.exp(out - out.max(axis=-1, keepdims=True))
-            out = exp / exp.sum(axis=-1, keepdims=True)
+        if request.output in ("proba", "label"):
+            out = to_probabilities(out, _last_activation(model))
         if request.output == "label":
             return labels_from_scores(out, request.labels)
         return out
+
+
+def to_probabilities(out: Any, activation: str | None) -> Any:
+    """Class probabilities from raw outputs: one column is a binary (sigmoid) output and
+    becomes [1 - p, p]; several columns get a softmax unless the model ends in one."""
+    import numpy as np
+
+    if out.ndim >= 1 and out.shape[-1] == 1:
+        p = out if activation == "sigmoid" else 1 / (1 + np.exp(-out))
+        return np.concatenate([1 - p, p], axis=-1)
+    if activation in ("softmax", "sigmoid"):
+        return out
+    exp = np.exp(out - out.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _last_activation(model: Any) -> str | None:
@@ -292,6 +317,11 @@ def _h5_checksum(f: Any) -> str:
     for name in sorted(names):
         d = f[name]
         hasher.update(f"{name}:{d.shape}:{d.dtype}".encode())
-        hasher.update(d[()].tobytes() if d.shape != () else bytes(d[()].tobytes()))
+        if d.ndim == 0 or d.shape[0] == 0:
+            hasher.update(d[()].tobytes())
+            continue
+        rows = max(1, (16 << 20) // max(1, d.dtype.itemsize * (d.size // d.shape[0] or 1)))
+        for start in range(0, d.shape[0], rows):  # bounded memory, whatever the dataset's size
+            hasher.update(d[start : start + rows].tobytes())
     return format_checksum(hasher)
 

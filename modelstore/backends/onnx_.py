@@ -280,11 +280,33 @@ def _tensor_info(t: Any) -> TensorInfo:
 # -- external data ------------------------------------------------------------------------
 
 
+def _all_tensors(proto: Any) -> list[Any]:
+    """Every TensorProto in the model: initializers, node attributes (also in subgraphs) and
+    both halves of sparse initializers."""
+    import onnx
+
+    tensors = list(onnx.external_data_helper._get_all_tensors(proto))
+    graphs = [proto.graph]
+    while graphs:
+        g = graphs.pop()
+        for sp in g.sparse_initializer:
+            tensors += [sp.values, sp.indices]
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("sparse_tensor"):
+                    tensors += [attr.sparse_tensor.values, attr.sparse_tensor.indices]
+                tensors += [s for sp in attr.sparse_tensors for s in (sp.values, sp.indices)]
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+    return tensors
+
+
 def _external_refs(proto: Any) -> list[tuple[str, dict[str, str]]]:
     import onnx
 
     refs = []
-    for t in onnx.external_data_helper._get_all_tensors(proto):
+    for t in _all_tensors(proto):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             refs.append((t.name, {e.key: e.value for e in t.external_data}))
     return refs
@@ -358,22 +380,41 @@ def embed_metadata(path: Path, meta: dict[str, Any]) -> None:
         f.write(proto.SerializeToString())
 
 
-def rename_external_data(tmp: Path, target: Path) -> None:
-    """Exporters name external data after the temp file; give it the target's name."""
+def rename_external_data(tmp: Path, target: Path) -> list[Path]:
+    """Exporters name external data after the temp file. Give each data file a name of its
+    own beside the target (``model.onnx.<token>.data``), so the previous model keeps reading
+    its previous data until the new model file replaces it; returns the new data files."""
     import onnx
 
     proto = onnx.load(str(tmp), load_external_data=False)
     moved: dict[str, str] = {}
-    for t in onnx.external_data_helper._get_all_tensors(proto):
+    token = os.urandom(4).hex()
+    for t in _all_tensors(proto):
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
         for entry in t.external_data:
             if entry.key == "location" and entry.value.startswith(tmp.name):
-                new = target.name + entry.value[len(tmp.name):]
+                new = f"{target.name}.{token}{entry.value[len(tmp.name):]}"
                 moved[entry.value] = new
                 entry.value = new
     for old, new in moved.items():
+        fd = os.open(tmp.parent / old, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp.parent / old, tmp.parent / new)
     if moved:
         with open(tmp, "wb") as f:
             f.write(proto.SerializeToString())
+    return [tmp.parent / new for new in moved.values()]
+
+
+def remove_stale_external_data(target: Path) -> None:
+    """Delete data files an earlier export of ``target`` left, now that nothing reads them."""
+    import onnx
+
+    used = {info.get("location") for _, info in _external_refs(onnx.load(str(target), load_external_data=False))}
+    for f in target.parent.glob(f"{target.name}.*.data"):
+        if f.name not in used:
+            f.unlink(missing_ok=True)

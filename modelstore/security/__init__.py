@@ -87,8 +87,8 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
             raise FormatError(f"{report.path}: {reasons}; pass the right format= or none")
         if kinds == {"damaged"}:
             msg = (
-                f"{report.path}: the file is damaged or truncated ({reasons}); nothing was "
-                f"unpickled. Fetch it again"
+                f"{report.path}: the file is damaged or truncated ({reasons}); nothing from it "
+                f"was run. Fetch it again"
             )
             raise IntegrityError(msg)
         msg = (

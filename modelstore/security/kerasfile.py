@@ -86,6 +86,11 @@ def check_h5(f: Any) -> None:
                     problems.append(f"{name} stores its data in external files")
                 if obj.is_virtual:
                     problems.append(f"{name} is a virtual dataset mapping other files")
+                declared = obj.size * obj.dtype.itemsize
+                stored = obj.id.get_storage_size()
+                if declared > MAX_RATIO * stored + (1 << 20):
+                    # reading it would allocate what the file never stored (fill values)
+                    problems.append(f"{name} declares {declared} bytes but stores {stored}")
 
     f.visititems_links(visit)
     if problems:
@@ -129,17 +134,21 @@ def read_config(path: Path, kind: str) -> tuple[dict[str, Any] | None, dict[str,
                 facts = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
         except KerasFileError:
             raise
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
-            raise KerasFileError(f"the archive's config cannot be read ({e})", "damaged") from None
-        return (config if isinstance(config, dict) else None), (facts if isinstance(facts, dict) else {})
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError) as e:
+            raise KerasFileError(f"the archive's config cannot be read ({type(e).__name__})", "damaged") from None
+        if not isinstance(config, dict):
+            raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
+        return config, (facts if isinstance(facts, dict) else {})
     with open_h5(path, kind) as f:
         attrs = {k: _text(v) for k, v in f.attrs.items() if k in ("keras_version", "backend", "model_config")}
     raw = attrs.pop("model_config", None)
     try:
         config = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise KerasFileError("the HDF5 model_config attribute is not JSON", "damaged") from None
-    return (config if isinstance(config, dict) else None), attrs
+    if config is not None and not isinstance(config, dict):
+        raise KerasFileError("the HDF5 model_config attribute is not a JSON object", "damaged")
+    return config, attrs
 
 
 def _text(v: Any) -> Any:
@@ -230,6 +239,8 @@ def layer_table(config: dict[str, Any] | None, tensors: list[TensorInfo]) -> lis
         name = str(cfg.get("name", ""))
         row: dict[str, Any] = {"name": name, "class": layer.get("class_name")}
         shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+        if not isinstance(shape, list):
+            shape = None
         if shape is None and isinstance(cfg.get("units"), int):
             shape = [None, cfg["units"]]
         if shape is not None:
