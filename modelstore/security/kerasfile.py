@@ -97,6 +97,47 @@ def check_h5(f: Any) -> None:
         raise KerasFileError("; ".join(problems[:5]), "suspicious")
 
 
+#: How long the HDF5 library may take to walk a file's structure and attributes.
+GUARD_SECONDS = 5
+_GUARD = """
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+def attrs(obj):
+    for key in obj.attrs:
+        obj.attrs[key]
+attrs(f)
+f.visititems(lambda name, obj: attrs(obj))
+f.visititems_links(lambda name, link: None)
+"""
+_GUARDED: dict[tuple[str, int, int, int], str | None] = {}  # file version -> failure, if any
+
+
+def guard_h5(path: Path) -> None:
+    """Walk the HDF5 structure and read every attribute in a child process first.
+
+    The HDF5 C library can loop forever on some damaged files (seen: a variable-length
+    string attribute pointing into a corrupt global heap), and C code cannot be interrupted
+    in-process. A walk that does not finish in GUARD_SECONDS means a damaged file; one that
+    does means the same reads are safe here. Done once per file version per process.
+    """
+    import subprocess
+    import sys
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _GUARDED:
+        try:
+            proc = subprocess.run([sys.executable, "-c", _GUARD, str(path)], capture_output=True, text=True,
+                                  timeout=GUARD_SECONDS)
+            last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            _GUARDED[key] = None if proc.returncode == 0 else f"the HDF5 structure cannot be read ({last[:200]})"
+        except subprocess.TimeoutExpired:
+            _GUARDED[key] = f"the HDF5 library did not finish reading the file's structure in {GUARD_SECONDS} s"
+    failure = _GUARDED[key]
+    if failure is not None:
+        raise KerasFileError(failure, "damaged")
+
+
 @contextmanager
 def open_h5(path: Path, kind: str) -> Iterator[Any]:
     """The HDF5 file holding the weights: the file itself, or model.weights.h5 in the zip."""
@@ -113,6 +154,7 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
                     check_h5(f)
                     yield f
         else:
+            guard_h5(path)
             with h5py.File(path, "r") as f:
                 check_h5(f)
                 yield f

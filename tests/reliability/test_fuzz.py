@@ -153,6 +153,10 @@ def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, se
             shutil.copy(side, Path(str(target) + ".modelstore.json"))
         outcome = worker.ask(target)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome != "ok":  # keep the case for whoever debugs it
+            keep = root / "failures"
+            keep.mkdir(exist_ok=True)
+            shutil.copy(target, keep / f"{sum(outcomes.values())}-{outcome.split()[0]}{seed.suffix}")
 
     started = time.perf_counter()
     try:
@@ -163,4 +167,4 @@ def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, se
     record("fuzz", {"format": fmt, "cases": sum(outcomes.values()), "foreign": sum(
         v for k, v in foreign.items() if k not in ("HANG", "CRASH")), "hangs": worker.hangs,
         "crashes": worker.crashes, "seconds": round(time.perf_counter() - started, 1)})
-    assert not foreign, foreign
+    assert not foreign, f"{foreign}; cases kept in {root / 'failures'}"
