@@ -7,9 +7,7 @@ and loads the weights into it, loads the full model, and predicts with each.
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -70,12 +68,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        main(args.out)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(Path(tmp))
+    from _runner import run
+
+    run(main, __doc__)

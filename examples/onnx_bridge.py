@@ -8,11 +8,9 @@ has only onnxruntime, and compares.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +57,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        main(args.out)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(Path(tmp))
+    from _runner import run
+
+    run(main, __doc__)

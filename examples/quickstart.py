@@ -6,8 +6,6 @@ Runs on a CPU in a few seconds; the data ships with scikit-learn (8x8 digits).
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +79,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=None, help="folder for the model file (default: a temp dir)")
-    args = parser.parse_args()
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        main(args.out)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(Path(tmp))
+    from _runner import run
+
+    run(main, __doc__)
