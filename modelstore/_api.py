@@ -49,7 +49,7 @@ from .errors import (
     PickleWarning,
     UnsupportedModelError,
 )
-from .security import enforce
+from .security import enforce, unreadable
 
 METADATA_VERSION = 1
 OUTPUTS = ("raw", "proba", "label")
@@ -477,7 +477,7 @@ def scan(path: PathLike) -> ScanReport:
         with _reading(p, "scan"):
             return backend.scan(p)
     except FormatError as e:
-        return ScanReport(str(p), backend.name, "unknown", [Finding("file", "warning", f"damaged: {e}")])
+        return unreadable(p, backend.name, "damaged", str(e))
 
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,

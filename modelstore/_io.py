@@ -48,11 +48,6 @@ def format_checksum(hasher: Any) -> str:
     return f"{CHECKSUM_ALGO}:{hasher.hexdigest()}"
 
 
-def checksum_placeholder() -> str:
-    """A string of the same length as :func:`format_checksum`'s output."""
-    return f"{CHECKSUM_ALGO}:{'0' * 32}"
-
-
 def update_from_file(hasher: Any, path: Path, start: int = 0, end: int | None = None) -> None:
     """Feed bytes ``[start, end)`` of ``path`` to ``hasher`` through one memory map."""
     size = path.stat().st_size

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._info import Finding, ScanReport
+from .._info import ScanReport
 from .._io import check_checksum, format_checksum, new_checksum, read_head, update_from_file
 from ..errors import ArchitectureMismatchError, ArgumentError, FormatError
+from ..security import unreadable
 from ..security.kerasfile import (
     KerasFileError,
     audit_config,
@@ -152,8 +153,7 @@ class KerasBackend(Backend):
             with open_h5(path, kind):
                 pass  # checks links and external storage
         except (KerasFileError, FormatError) as e:
-            prefix = {"damaged": "damaged: ", "format": "not a keras file: "}.get(getattr(e, "kind", "format"), "")
-            return ScanReport(str(path), self.name, "unknown", [Finding("file", "warning", prefix + str(e))])
+            return unreadable(path, self.name, getattr(e, "kind", "format"), str(e))
         findings = audit_config(config)
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._info import Finding, ScanReport, TensorInfo
+from ..security import unreadable
 from .._io import check_checksum, format_checksum, new_checksum, update_from_file
 from ..errors import ArgumentError, FormatError
 from ._base import Backend, Inspection, LoadRequest, PredictRequest, labels_from_scores
@@ -151,7 +152,7 @@ class OnnxBackend(Backend):
         try:
             proto = self._proto(path)
         except FormatError as e:
-            return ScanReport(str(path), self.name, "unknown", [Finding("model", "warning", f"not a onnx file: {e}")])
+            return unreadable(path, self.name, "format", str(e), subject="model")
         findings = [Finding(subject, "critical", reason) for subject, reason in external_data_problems(proto, path)]
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
 

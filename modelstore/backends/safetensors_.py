@@ -19,11 +19,11 @@ from typing import Any
 from .._info import ScanReport, Finding, TensorInfo
 from .._io import (
     check_checksum,
-    checksum_placeholder,
     format_checksum,
     new_checksum,
 )
 from ..errors import FormatError, IntegrityError, UnsupportedModelError
+from ..security import unreadable
 from . import _torch
 from ._base import Backend, Inspection, LoadRequest, PredictRequest
 
@@ -252,7 +252,8 @@ class SafetensorsBackend(Backend):
         try:
             read_header(path)
         except (FormatError, IntegrityError) as e:
-            return ScanReport(str(path), self.name, "unknown", [Finding("header", "warning", str(e))])
+            kind = "damaged" if isinstance(e, IntegrityError) else "format"
+            return unreadable(path, self.name, kind, str(e), subject="header")
         return ScanReport(str(path), self.name, "safe",
                           [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
 

@@ -14,9 +14,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .._info import Finding, ScanReport
+from .._info import ScanReport
 from ..errors import ArchitectureMismatchError, FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
-from ..security import classify
+from ..security import classify, unreadable
 from ..security.allowlist import TORCH_WEIGHTS
 from ..security.torchfile import (
     LEGACY_PREFIX,
@@ -85,8 +85,7 @@ class TorchBackend(Backend):
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
-            prefix = {"damaged": "damaged: ", "format": "not a torch file: "}.get(e.kind, "")
-            return ScanReport(str(path), self.name, "unknown", [Finding("archive", "warning", prefix + str(e))])
+            return unreadable(path, self.name, e.kind, str(e), subject="archive")
         return classify(path, self.name, pickles.streams.items(), TORCH_WEIGHTS)
 
     def load(self, path: Path, request: LoadRequest) -> Any:

@@ -36,7 +36,7 @@ def classify(
                 globals_.append(g)
         if rep.error:
             unknown = True
-            findings.append(Finding(label, "warning", f"damaged: cannot be read statically: {rep.error}"))
+            findings.append(Finding(label, "warning", f"{DAMAGED}: cannot be read statically: {rep.error}"))
     ok = allowed.__contains__ if isinstance(allowed, frozenset) else allowed
     for g in globals_:
         if not ok(g):
@@ -44,6 +44,17 @@ def classify(
     verdict: Verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
         "unknown" if unknown else "safe")
     return ScanReport(str(path), fmt, verdict, findings, globals_)
+
+
+#: Reason prefixes of an "unknown" verdict, which the gate turns into the right error.
+DAMAGED, WRONG_FORMAT = "damaged", "not this format"
+
+
+def unreadable(path: Path, fmt: str, kind: str, message: str, subject: str = "file") -> ScanReport:
+    """An "unknown" verdict for a file the scanner could not read. ``kind`` is "damaged"
+    (IntegrityError on load), "format" (FormatError) or anything else (refused as unsafe)."""
+    prefix = {"damaged": f"{DAMAGED}: ", "format": f"{WRONG_FORMAT}: "}.get(kind, "")
+    return ScanReport(str(path), fmt, "unknown", [Finding(subject, "warning", prefix + message)])
 
 
 def _reason(g: str) -> str:
@@ -83,9 +94,9 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
     if report.verdict == "unknown":
         reasons = "; ".join(f"{f.subject}: {f.reason}" for f in report.findings)
         kinds = {f.reason.split(":", 1)[0] for f in report.findings if f.severity == "warning"}
-        if kinds == {"not a torch file"} or kinds == {"not a safetensors file"}:
+        if kinds == {WRONG_FORMAT}:
             raise FormatError(f"{report.path}: {reasons}; pass the right format= or none")
-        if kinds == {"damaged"}:
+        if kinds == {DAMAGED}:
             msg = (
                 f"{report.path}: the file is damaged or truncated ({reasons}); nothing from it "
                 f"was run. Fetch it again"

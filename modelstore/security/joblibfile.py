@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .pickle_scan import Call, Global, PickleReport, analyse, mapping_items
+from .pickle_scan import Call, PickleReport, analyse, mapping_items
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 #: Arrays up to this size are kept (to show ``classes_`` in inspect); larger ones are skipped.
@@ -340,6 +340,3 @@ def _object_array_values(result: Any) -> list[Any] | None:
             return values
     return None
 
-
-def global_name(value: Any) -> str | None:
-    return value.qualname if isinstance(value, Global) else None
