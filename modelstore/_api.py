@@ -263,7 +263,9 @@ def _save_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[st
         meta["payload_size"] = tmp.stat().st_size
         try:
             previous = sidecar_versions(read_sidecar(target)) if target.exists() else []
-            current = choose_version(target, previous, file_checksum(target)) if previous else None
+            # one entry describes the file; several (a crash left both) need the payload's checksum
+            checksum = file_checksum(target) if len(previous) > 1 else None
+            current = choose_version(target, previous, checksum) if previous else None
         except (FormatError, OSError):
             current = None  # an unreadable old sidecar is simply replaced
         keep = [meta] + ([current] if current is not None else [])

@@ -54,7 +54,7 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, A
 def _safetensors_arrays(p: Path) -> dict[str, Any]:
     import numpy as np
 
-    from .backends.safetensors_ import read_header
+    from .backends.safetensors_ import DTYPES, read_header
 
     h = read_header(p)
     out: dict[str, Any] = {}
@@ -62,16 +62,13 @@ def _safetensors_arrays(p: Path) -> dict[str, Any]:
         for name, e in h.entries.items():
             b, end = e["data_offsets"]
             raw = np.frombuffer(mm, dtype=np.uint8, count=end - b, offset=h.data_start + b).copy()
-            code = e["dtype"]
-            if code == "BF16":
+            dtype = DTYPES[e["dtype"]][0]
+            if dtype == "bfloat16":
                 arr = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-            elif code.startswith("F8"):
+            elif dtype.startswith("float8"):
                 continue  # no numpy type for 8-bit floats
             else:
-                arr = raw.view({"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
-                                "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-                                "U16": np.uint16, "U32": np.uint32, "U64": np.uint64, "BOOL": np.bool_,
-                                "C64": np.complex64}[code])
+                arr = raw.view(np.dtype(dtype))
             out[name] = arr.reshape(e["shape"])
     return out
 
