@@ -24,6 +24,7 @@ from ._api import (
     scan,
 )
 from ._info import Finding, ModelInfo, ScanReport, TensorInfo
+from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
 
@@ -39,7 +40,10 @@ __all__ = [
     "convert",
     "register",
     "backends",
+    # a versioned store on a local folder or any fsspec URI (s3://, gs://, memory://)
+    "Store",
     # data
+    "ModelVersion",
     "ModelInfo",
     "TensorInfo",
     "ScanReport",

@@ -7,6 +7,7 @@ is not ``safe`` is scanned and gated here, so no backend can forget the gate.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, _remote
 from ._info import Finding, ModelInfo, ScanReport
 from ._io import (
     PathLike,
@@ -201,7 +202,8 @@ def _reading(path: Path, what: str) -> Iterator[None]:
 
 def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[str, Any] | None = None,
          metadata: dict[str, Any] | None = None, labels: list[Any] | None = None,
-         sample_input: Any = None, overwrite: bool = True, **options: Any) -> ModelInfo:
+         sample_input: Any = None, overwrite: bool = True,
+         storage_options: dict[str, Any] | None = None, **options: Any) -> ModelInfo:
     """Save ``model`` to ``path`` atomically, with metadata and a payload checksum.
 
     Parameters
@@ -215,6 +217,8 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     labels : class names, used by ``predict(..., output="label")``.
     sample_input : an example input; its shapes and dtypes are recorded as the signature.
     overwrite : if False, refuse to replace an existing file.
+    storage_options : passed to fsspec when ``path`` is a URI (``s3://bucket/key``): the
+        model is written locally, then uploaded payload first and metadata last.
 
     Returns
     -------
@@ -230,6 +234,14 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     >>> info = ms.save(net, "digits.safetensors", config={"hidden": 32}, labels=list("0123456789"))
     >>> net = ms.load("digits.safetensors", model=Net)
     """
+    if _remote.is_uri(path):
+        local = _remote.local_path_of(str(path))
+        if local is None:
+            with _remote.staged(str(path), overwrite, storage_options) as staged:
+                info = save(model, staged, format=format, config=config, metadata=metadata,
+                            labels=labels, sample_input=sample_input, **options)
+            return _relocated(info, staged, str(path))
+        path = local
     target = Path(os.fspath(path))
     check_target(target, overwrite)
     if format == "onnx" or (format is None and target.suffix.lower() == ".onnx"):
@@ -275,7 +287,8 @@ def _save_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[st
 
 def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
          trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
-         sha256: str | None = None, **options: Any) -> Any:
+         sha256: str | None = None, storage_options: dict[str, Any] | None = None,
+         **options: Any) -> Any:
     """Load a model file without running code from it unless ``trust`` allows.
 
     Parameters
@@ -290,6 +303,8 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     strict : False loads the keys that match and warns about the rest.
     verify : check the recorded payload checksum first (default True).
     sha256 : a pin; refuse the file unless its sha256 is exactly this.
+    storage_options : passed to fsspec when ``path`` is a URI; the file (with its sidecar,
+        shards or external data) is copied to a private temporary folder and loaded from there.
 
     Returns
     -------
@@ -306,6 +321,13 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     >>> sd = ms.load("weights.pth")                      # a plain state dict
     >>> ckpt = ms.load("ckpt.pt")                        # {"model": ..., "optimizer": ..., "epoch": 3}
     """
+    if _remote.is_uri(path):
+        local = _remote.local_path_of(str(path))
+        if local is None:
+            return _load_remote(str(path), storage_options, dict(
+                model=model, format=format, device=device, trust=trust, strict=strict,
+                verify=verify, sha256=sha256, **options))
+        path = local
     p = existing_file(path)
     if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
                                                  all(isinstance(t, str) for t in trust))):
@@ -333,6 +355,52 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
 
 
 _READ_ATTEMPTS = 8
+
+
+def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[str, Any]) -> Any:
+    """Fetch, then load through the same gate; retry when a save replaced the remote file
+    between our reads (payload and metadata then disagree)."""
+    for attempt in range(3):
+        before = _remote.identity(uri, storage_options)
+        with _remote.fetched(uri, storage_options) as local:
+            try:
+                with _as_uri(local, uri):
+                    return load(local, **kwargs)
+            except IntegrityError:
+                if attempt == 2 or _remote.identity(uri, storage_options) == before:
+                    raise
+        time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _as_uri(local: Path, uri: str) -> Iterator[None]:
+    """Errors and warnings about a fetched copy name the URI the caller gave, not our
+    temporary folder."""
+    def fix(text: str) -> str:
+        return text.replace(str(local), uri)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except ModelstoreError as e:
+            if isinstance(e, OSError):
+                e.strerror = fix(e.strerror or "")
+                e.filename = uri
+            else:
+                e.args = tuple(fix(a) if isinstance(a, str) else a for a in e.args)
+            raise
+        finally:
+            pending = list(caught)
+    for w in pending:  # re-issued outside the block, so the caller's filters apply
+        warnings.warn(fix(str(w.message)), w.category, stacklevel=4)
+
+
+def _relocated(info: ModelInfo, local: Path, uri: str) -> ModelInfo:
+    """``info`` of a staged copy, with the path it now has remotely."""
+    rel = Path(info.path).relative_to(local.parent).as_posix()
+    return dataclasses.replace(info, path=_remote.join(_remote.parent_uri(uri), rel))
 
 
 def _identity(p: Path) -> tuple[int, int, int]:
@@ -419,14 +487,22 @@ def _weakrefable(obj: Any) -> bool:
         return False
 
 
-def inspect(path: PathLike) -> ModelInfo:
+def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> ModelInfo:
     """Describe a model file from its headers and opcodes; never runs code from it.
+
+    A remote ``.safetensors`` (``s3://...``) is described from its header alone, read with
+    two range requests; other remote files are copied to a temporary folder first.
 
     Examples
     --------
     >>> info = ms.inspect("digits.safetensors")
     >>> info.num_params, info.labels, [t.shape for t in info.tensors]
     """
+    if _remote.is_uri(path):
+        local = _remote.local_path_of(str(path))
+        if local is None:
+            return _inspect_remote(str(path), storage_options)
+        path = local
     p = existing_file(path)
     return _inspect(p, backend_for_file(p, None))
 
@@ -435,14 +511,35 @@ def _inspect(p: Path, backend: Backend) -> ModelInfo:
     with _reading(p, "inspect"):
         found = backend.inspect(p)
     meta = _meta_of(p, backend)[0] or {}
+    return _model_info(str(p), backend.name, found, meta, p.stat().st_size, sha256_of(p))
+
+
+def _inspect_remote(uri: str, storage_options: dict[str, Any] | None) -> ModelInfo:
+    from .backends import safetensors_
+
+    size, kind = _remote.size_of(uri, storage_options)
+    if kind == "file" and uri.lower().endswith(".safetensors"):
+        # the header alone, with range requests: never the tensors (a 10 GB file costs ~2 reads)
+        header = safetensors_.header_from_reader(
+            uri, size, lambda start, end: _remote.read_range(uri, start, end, storage_options))
+        found = safetensors_.inspection_of(header)
+        meta = header.modelstore_meta() or {}
+        # sha256 needs every byte: left empty for a header-only look (ms.Store records it)
+        return _model_info(uri, "safetensors", found, meta, size, "")
+    with _remote.fetched(uri, storage_options) as local, _as_uri(local, uri):
+        info = inspect(local)
+    return _relocated(info, local, uri)
+
+
+def _model_info(path: str, fmt: str, found: Any, meta: dict[str, Any], size: int, sha: str) -> ModelInfo:
     user = dict(found.extra_metadata)
     user.update(meta.get("metadata") or {})
     return ModelInfo(
-        path=str(p),
-        format=backend.name,
+        path=path,
+        format=fmt,
         framework=meta.get("framework") or found.framework,
-        size_bytes=p.stat().st_size,
-        sha256=sha256_of(p),
+        size_bytes=size,
+        sha256=sha,
         tensors=found.tensors,
         num_params=found.num_params if found.num_params is not None else sum(t.numel for t in found.tensors),
         metadata=user,
@@ -455,12 +552,15 @@ def _inspect(p: Path, backend: Backend) -> ModelInfo:
 
 def recorded_metadata(path: PathLike) -> dict[str, Any]:
     """Everything modelstore recorded for ``path`` (class, config, versions, checksum)."""
+    if _remote.is_uri(path):
+        with _remote.fetched(str(path)) as local, _as_uri(local, str(path)):
+            return recorded_metadata(local)
     p = existing_file(path)
     meta, _ = _meta_of(p, backend_for_file(p, None))
     return meta or {}
 
 
-def scan(path: PathLike) -> ScanReport:
+def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> ScanReport:
     """A security verdict (``safe`` / ``unsafe`` / ``unknown``) for any supported file.
 
     Examples
@@ -468,6 +568,14 @@ def scan(path: PathLike) -> ScanReport:
     >>> report = ms.scan("downloaded.pt")
     >>> report.verdict, report.untrusted
     """
+    if _remote.is_uri(path):
+        local = _remote.local_path_of(str(path))
+        if local is None:
+            uri = str(path)
+            with _remote.fetched(uri, storage_options) as fetched_path, _as_uri(fetched_path, uri):
+                report = scan(fetched_path)
+            return dataclasses.replace(report, path=uri)
+        path = local
     try:
         p = existing_file(path)
         backend = backend_for_file(p, None)
@@ -484,7 +592,7 @@ def scan(path: PathLike) -> ScanReport:
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,
                 dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3,
-                atol: float = 1e-5) -> ModelInfo:
+                atol: float = 1e-5, storage_options: dict[str, Any] | None = None) -> ModelInfo:
     """Export a PyTorch, scikit-learn or Keras model to ONNX and verify it with onnxruntime.
 
     Parameters
@@ -507,6 +615,14 @@ def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | N
     >>> ms.export_onnx(net, "digits.onnx", sample_input=x[:8])
     >>> ms.predict("digits.onnx", x)          # onnxruntime only: no torch needed
     """
+    if _remote.is_uri(path):
+        local = _remote.local_path_of(str(path))
+        if local is None:
+            with _remote.staged(str(path), True, storage_options) as staged:
+                info = export_onnx(model, staged, sample_input=sample_input, opset=opset,
+                                   dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
+            return _relocated(info, staged, str(path))
+        path = local
     return _export(model, Path(os.fspath(path)), sample_input=sample_input, opset=opset,
                    dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
 
@@ -582,7 +698,7 @@ def _numeric_sample(target: Path, sample: Any) -> Any:
 
 
 def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,
-            trust: bool | list[str] = False) -> ModelInfo:
+            trust: bool | list[str] = False, storage_options: dict[str, Any] | None = None) -> ModelInfo:
     """Load ``src`` (through the same trust gate) and save it as ``dst``'s format.
 
     Metadata recorded with ``src`` (config, labels, your metadata) carries over; converting to
@@ -592,7 +708,21 @@ def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: An
     --------
     >>> ms.convert("weights.pth", "weights.safetensors")
     >>> ms.convert("digits.safetensors", "digits.onnx", model=Net, sample_input=x[:8])
+    >>> ms.convert("s3://models/weights.pth", "s3://models/weights.safetensors")
     """
+    if _remote.is_uri(src) and _remote.local_path_of(str(src)) is None:
+        with _remote.fetched(str(src), storage_options) as local, _as_uri(local, str(src)):
+            return convert(local, dst, model=model, sample_input=sample_input, trust=trust,
+                           storage_options=storage_options)
+    if _remote.is_uri(dst):
+        local_dst = _remote.local_path_of(str(dst))
+        if local_dst is None:
+            with _remote.staged(str(dst), True, storage_options) as staged:
+                info = convert(src, staged, model=model, sample_input=sample_input, trust=trust)
+            return _relocated(info, staged, str(dst))
+        dst = local_dst
+    if _remote.is_uri(src):
+        src = _remote.local_path_of(str(src)) or src
     meta = recorded_metadata(src)
     obj = load(src, model=model, trust=trust)
     dst_path = Path(os.fspath(dst))

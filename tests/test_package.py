@@ -11,7 +11,7 @@ from modelstore import errors
 from modelstore.testing import run_python
 
 HEAVY = ["torch", "tensorflow", "keras", "sklearn", "numpy", "onnx", "onnxruntime", "joblib",
-         "safetensors", "scipy", "pandas", "h5py", "xxhash"]
+         "safetensors", "scipy", "pandas", "h5py", "xxhash", "fsspec", "s3fs", "botocore"]
 
 
 def test_import_loads_no_framework() -> None:

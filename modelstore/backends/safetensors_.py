@@ -14,6 +14,7 @@ import json
 import mmap
 import struct
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .._info import ScanReport, Finding, TensorInfo
@@ -90,19 +91,28 @@ def read_header(path: Path) -> Header:
     """Parse and validate the header; raises FormatError / IntegrityError on bad files."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise FormatError(f"{path}: {size} bytes is too short for a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER:
-            raise FormatError(f"{path}: not a safetensors file: it declares a {n}-byte header")
-        if n > size - 8:
-            first = f.read(1)
-            if first == b"{":
-                msg = f"{path}: truncated: the header declares {n} bytes but the file has only {size - 8} after the length"
-                raise IntegrityError(msg)
-            raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
-        blob = f.read(n)
+        def read(start: int, end: int) -> bytes:
+            f.seek(start)
+            return f.read(end - start)
+
+        return header_from_reader(path, size, read)
+
+
+def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) -> Header:
+    """Parse the header with two reads, ``read(start, end)``: a local file or range
+    requests to object storage (``path`` only names the file in messages)."""
+    head = read(0, 8) if size >= 8 else b""
+    if len(head) < 8:
+        raise FormatError(f"{path}: {size} bytes is too short for a safetensors file")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER:
+        raise FormatError(f"{path}: not a safetensors file: it declares a {n}-byte header")
+    if n > size - 8:
+        if read(8, 9) == b"{":
+            msg = f"{path}: truncated: the header declares {n} bytes but the file has only {size - 8} after the length"
+            raise IntegrityError(msg)
+        raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
+    blob = read(8, 8 + n)
     try:
         raw = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -261,15 +271,7 @@ class SafetensorsBackend(Backend):
         return _torch.build_module(load_tensors(path), request, path)
 
     def inspect(self, path: Path) -> Inspection:
-        h = read_header(path)
-        meta = h.modelstore_meta()
-        framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
-                                                       "flax": "flax"}.get(h.metadata.get("format", ""))
-        tensors = h.tensors()
-        # "format" (pt/tf/np) is reported as the framework; the rest is the writer's metadata
-        extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY, "format")}
-        return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
-                          meta=meta, extra_metadata=extra)
+        return inspection_of(read_header(path))
 
     def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
                     dynamic_batch: bool) -> Any:
@@ -279,6 +281,18 @@ class SafetensorsBackend(Backend):
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _torch.predict(model, inputs, request)
+
+
+def inspection_of(h: Header) -> Inspection:
+    """What ``inspect`` reports from a parsed header."""
+    meta = h.modelstore_meta()
+    framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
+                                                   "flax": "flax"}.get(h.metadata.get("format", ""))
+    tensors = h.tensors()
+    # "format" (pt/tf/np) is reported as the framework; the rest is the writer's metadata
+    extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY, "format")}
+    return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
+                      meta=meta, extra_metadata=extra)
 
 
 def load_tensors(path: Path) -> dict[str, Any]:

@@ -1,0 +1,432 @@
+"""``Store``: numbered, immutable model versions with aliases, on any fsspec root.
+
+Layout under the root (a local folder, ``s3://bucket/prefix``, ``memory://...``)::
+
+    <name>/versions/000003.claim          who took number 3 (created exclusively, never removed)
+    <name>/versions/000003/model.safetensors   the files of version 3 (any supported format)
+    <name>/versions/000003.json           the version's manifest: written LAST, it publishes it
+    <name>/aliases/prod.json              {"version": 3}
+
+A save first *claims* the next number with an exclusive create (``O_EXCL`` locally, a
+conditional ``PUT`` with ``If-None-Match: *`` on S3), so two concurrent saves of one name get
+distinct numbers and neither is lost. It then writes the model's files into the version's
+own folder, and the manifest last: a reader lists manifests only, so it never sees a version
+whose files are still uploading, and a killed save leaves an invisible, unused number.
+Claims are kept after ``delete`` so numbers are never reused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import _api, _remote
+from ._info import _jsonable
+from ._io import PathLike
+from .errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
+
+STORE_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_WIDTH = 6
+_RESERVED = {"latest"}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One published version of a named model in a :class:`Store`."""
+
+    name: str
+    version: int
+    path: str  # the model file (or shard index) to load, as a path or URI
+    format: str
+    framework: str | None
+    created: str  # ISO 8601, UTC
+    size_bytes: int
+    sha256: str  # of the model file (the index for shards): pin it with load(..., sha256=)
+    files: dict[str, int] = field(default_factory=dict)  # every file of the version: size
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        out: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return out
+
+
+def default_root() -> str:
+    """``$MODELSTORE_HOME``, else ``~/.modelstore``."""
+    return os.environ.get("MODELSTORE_HOME") or str(Path.home() / ".modelstore")
+
+
+class Store:
+    """A versioned model store on a local folder or any fsspec URI.
+
+    Parameters
+    ----------
+    root : a folder or URI (``s3://bucket/models``); default ``$MODELSTORE_HOME`` or
+        ``~/.modelstore``. A local folder is created if missing.
+    storage_options : passed to fsspec (e.g. ``{"endpoint_url": ..., "key": ...}`` for S3).
+
+    Examples
+    --------
+    >>> store = ms.Store("s3://team-models")
+    >>> v = store.save(net, "digits-mlp", config={"hidden": 32}, tags={"data": "digits"})
+    >>> store.alias("digits-mlp", v, "prod")
+    >>> net = store.load("digits-mlp@prod", model=Net)
+    """
+
+    def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None) -> None:
+        root_str = os.fspath(root) if root is not None else default_root()
+        self._options = dict(storage_options or {})
+        if _remote.is_uri(root_str) and _remote.local_path_of(root_str) is None:
+            self._fs, path = _remote.open_fs(root_str, self._options)
+            self._root = path.rstrip("/")
+            self._uri_prefix = root_str.rstrip("/")
+            self._local = False
+        else:
+            local = _remote.local_path_of(root_str) or Path(root_str)
+            local = local.expanduser().resolve()
+            try:
+                local.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(e.errno or errno.EIO, f"{local}: cannot create the store folder: {e.strerror}",
+                                   str(local)) from None
+            self._fs, _ = _remote.open_fs(f"file://{local}")
+            self._root = str(local)
+            self._uri_prefix = str(local)
+            self._local = True
+        self.root = root_str if not self._local else self._root
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    # -- names and paths ------------------------------------------------------------------
+    def _p(self, *parts: str) -> str:
+        return _remote.join(self._root, *parts)
+
+    def _public(self, path: str) -> str:
+        """A path inside the filesystem as the user addresses it (URI for remote roots)."""
+        rel = path[len(self._root):].lstrip("/")
+        return _remote.join(self._uri_prefix, rel) if rel else self._uri_prefix
+
+    @staticmethod
+    def _check_name(name: Any, what: str = "model name") -> str:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ArgumentError(f"{name!r} is not a valid {what}: use letters, digits, '.', '_' "
+                                f"and '-', starting with a letter or digit (at most 128)")
+        return name
+
+    def _vdir(self, name: str, version: int) -> str:
+        return self._p(name, "versions", f"{version:0{_WIDTH}d}")
+
+    def _fresh(self, path: str) -> None:
+        with contextlib.suppress(Exception):
+            self._fs.invalidate_cache(path)
+
+    def _ls(self, path: str) -> list[str]:
+        self._fresh(path)
+        try:
+            with _remote.storage_errors(self._public(path), "list"):
+                return [_remote.basename(p) for p in self._fs.ls(path, detail=False)]
+        except ModelNotFoundError:
+            return []
+
+    def _read_json(self, path: str) -> dict[str, Any] | None:
+        self._fresh(path)
+        try:
+            with _remote.storage_errors(self._public(path), "read"):
+                raw = self._fs.cat_file(path)
+        except ModelNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise FormatError(f"{self._public(path)}: not valid JSON ({e}); the store entry is damaged") from None
+        if not isinstance(data, dict):
+            raise FormatError(f"{self._public(path)}: must hold a JSON object; the store entry is damaged")
+        return data
+
+    def _write_json(self, path: str, data: dict[str, Any]) -> None:
+        blob = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+        with _remote.storage_errors(self._public(path), "write"):
+            if self._local:  # a rename publishes it whole
+                tmp = _remote.join(_remote.parent(path), f".{_remote.basename(path)}.{os.getpid()}.tmp")
+                self._fs.makedirs(_remote.parent(path), exist_ok=True)
+                self._fs.pipe_file(tmp, blob)
+                os.replace(tmp, path)
+            else:  # an object store publishes an object only once its upload completed
+                self._fs.pipe_file(path, blob)
+
+    # -- versions ---------------------------------------------------------------------------
+    def _claim(self, name: str) -> int:
+        """Take the next free version number with an exclusive create."""
+        folder = self._p(name, "versions")
+        taken = [int(n.split(".")[0]) for n in self._ls(folder)
+                 if n.split(".")[0].isdigit() and (n.endswith(".claim") or n.endswith(".json"))]
+        number = max(taken, default=0) + 1
+        who = {"host": socket.gethostname(), "pid": os.getpid(), "time": _now()}
+        if self._local:
+            self._fs.makedirs(folder, exist_ok=True)
+        for _ in range(10_000):
+            path = self._p(name, "versions", f"{number:0{_WIDTH}d}.claim")
+            try:
+                with _remote.storage_errors(self._public(path), "claim a version number at"):
+                    with self._fs.open(path, "xb") as f:
+                        f.write(json.dumps(who).encode())
+                return number
+            except FileExistsError:
+                number += 1
+            except (ValueError, NotImplementedError):  # a filesystem without exclusive create
+                raise StorageError(errno.ENOTSUP, f"{self._public(path)}: this filesystem cannot create "
+                                   f"files exclusively, so concurrent saves could collide; use a local "
+                                   f"folder, S3 or memory://", self._public(path)) from None
+        raise StorageError(errno.EAGAIN, f"{self._public(folder)}: could not claim a version number", name)
+
+    def save(self, model: Any, name: str, *, metadata: dict[str, Any] | None = None,
+             tags: dict[str, str] | list[str] | None = None, format: str | None = None,
+             **save_options: Any) -> int:
+        """Save ``model`` as the next version of ``name`` and return its number.
+
+        ``save_options`` go to :func:`modelstore.save` (``config=``, ``labels=``,
+        ``sample_input=``, ``dtype=``, ``max_shard_size=``...). The format is the one
+        :func:`modelstore.save` picks for the object (safetensors for torch modules,
+        joblib for scikit-learn, .keras for Keras), or ``format=``.
+        """
+        self._check_name(name)
+        tag_map = _tags(tags)
+        suffix = _suffix_for(model, format)
+        number = self._claim(name)
+        vdir = self._vdir(name, number)
+        shards = save_options.get("max_shard_size") is not None
+        entry = "model" if shards else f"model{suffix}"
+        target = _remote.join(self._public(vdir), entry)
+        try:
+            if self._local:
+                self._fs.makedirs(vdir, exist_ok=True)
+            info = _api.save(model, target, format=format, metadata=metadata,
+                             storage_options=self._options, **save_options)
+        except BaseException:
+            self._discard(vdir)
+            raise
+        return self._publish(name, number, vdir, info, tag_map)
+
+    def push(self, path: PathLike, name: str, *, metadata: dict[str, Any] | None = None,
+             tags: dict[str, str] | list[str] | None = None) -> int:
+        """Add an existing local model file (with its sidecar, shards or external data) as
+        the next version of ``name``, without loading it. ``metadata`` is kept in the manifest."""
+        self._check_name(name)
+        src = Path(os.fspath(path))
+        info = _api.inspect(src)  # reads headers only: a hostile file is not run by a push
+        files = _remote.companions(src)
+        number = self._claim(name)
+        vdir = self._vdir(name, number)
+        base = src if src.is_dir() else src.parent
+        try:
+            for f in files:  # companions() lists data first, describing files last
+                rel = f.relative_to(base).as_posix()
+                dest = _remote.join(vdir, (src.name + "/" + rel) if src.is_dir() else rel)
+                with _remote.storage_errors(self._public(dest), "upload"):
+                    if self._local:
+                        self._fs.makedirs(_remote.parent(dest), exist_ok=True)
+                    self._fs.put_file(str(f), dest)
+        except BaseException:
+            self._discard(vdir)
+            raise
+        rel_entry = Path(info.path).relative_to(base).as_posix()
+        entry = (src.name + "/" + rel_entry) if src.is_dir() else rel_entry
+        import dataclasses
+
+        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry),
+                                   metadata={**info.metadata, **(metadata or {})})
+        return self._publish(name, number, vdir, info, _tags(tags), extra_meta=metadata)
+
+    def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str],
+                 extra_meta: dict[str, Any] | None = None) -> int:
+        files = {}
+        for p in self._walk(vdir):
+            files[p[len(vdir):].lstrip("/")] = int(self._fs.info(p).get("size") or 0)
+        entry = info.path[len(self._public(vdir)):].lstrip("/")
+        manifest = {
+            "store_version": STORE_VERSION, "name": name, "version": number, "created": _now(),
+            "entry": entry, "format": info.format, "framework": info.framework,
+            "size_bytes": sum(files.values()), "sha256": info.sha256, "files": files,
+            "metadata": {**info.metadata, **(extra_meta or {})}, "tags": tags,
+        }
+        # the manifest last: the version exists for readers only once all its files do
+        self._write_json(vdir + ".json", manifest)
+        return number
+
+    def _walk(self, folder: str) -> list[str]:
+        self._fresh(folder)
+        with _remote.storage_errors(self._public(folder), "list"):
+            found = self._fs.find(folder)
+        return sorted(str(p) for p in found)
+
+    def _discard(self, vdir: str) -> None:
+        with contextlib.suppress(Exception):
+            if self._fs.exists(vdir):
+                self._fs.rm(vdir, recursive=True)
+
+    def list(self) -> list[str]:
+        """Names with at least one published version, sorted."""
+        names = []
+        for name in self._ls(self._root):
+            if _NAME.match(name) and any(n.endswith(".json") for n in self._ls(self._p(name, "versions"))):
+                names.append(name)
+        return sorted(names)
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        """Every published version of ``name``, oldest first."""
+        self._check_name(name)
+        aliases = self._aliases(name)
+        out = []
+        for entry in self._ls(self._p(name, "versions")):
+            stem = entry[:-len(".json")] if entry.endswith(".json") else ""
+            if stem.isdigit():
+                manifest = self._read_json(self._p(name, "versions", entry))
+                if manifest is not None:  # deleted between the listing and the read
+                    out.append(self._version(name, int(stem), manifest, aliases))
+        return sorted(out, key=lambda v: v.version)
+
+    def _version(self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
+        where = self._public(self._vdir(name, number) + ".json")
+        try:
+            entry = m["entry"]
+            if not isinstance(entry, str) or ".." in entry.split("/") or entry.startswith("/"):
+                raise TypeError("entry")
+            return ModelVersion(
+                name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), entry),
+                format=str(m["format"]), framework=m.get("framework"), created=str(m["created"]),
+                size_bytes=int(m["size_bytes"]), sha256=str(m.get("sha256") or ""),
+                files={str(k): int(v) for k, v in dict(m.get("files") or {}).items()},
+                metadata=dict(m.get("metadata") or {}), tags=dict(m.get("tags") or {}),
+                aliases=sorted(a for a, v in aliases.items() if v == number))
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{where}: the version manifest is malformed ({e}); the store entry is damaged") from None
+
+    def _aliases(self, name: str) -> dict[str, int]:
+        out = {}
+        for entry in self._ls(self._p(name, "aliases")):
+            if entry.endswith(".json"):
+                data = self._read_json(self._p(name, "aliases", entry)) or {}
+                if isinstance(data.get("version"), int):
+                    out[entry[:-len(".json")]] = data["version"]
+        return out
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """``"name"`` (latest), ``"name@3"``, ``"name@prod"`` (an alias) or ``"name@latest"``."""
+        if not isinstance(ref, str):
+            raise ArgumentError(f"a model reference is a string like 'digits@3', not {type(ref).__name__}")
+        name, _, which = ref.partition("@")
+        self._check_name(name)
+        aliases = self._aliases(name)
+        if which in ("", "latest"):
+            found = self.versions(name)
+            if not found:
+                raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
+                                         f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
+            return found[-1]
+        if which.isdigit():
+            number = int(which)
+        elif which in aliases:
+            number = aliases[which]
+        else:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise ModelNotFoundError(errno.ENOENT, f"{ref}: no version or alias {which!r} of {name!r} in "
+                                     f"{self.root} (aliases: {known})", ref)
+        manifest = self._read_json(self._vdir(name, number) + ".json")
+        if manifest is None:
+            have = ", ".join(str(v.version) for v in self.versions(name)) or "none"
+            raise ModelNotFoundError(errno.ENOENT, f"{ref}: version {number} of {name!r} does not exist in "
+                                     f"{self.root} (versions: {have})", ref)
+        return self._version(name, number, manifest, aliases)
+
+    def info(self, ref: str) -> ModelVersion:
+        """The manifest of one version (what ``modelstore store show`` prints)."""
+        return self.resolve(ref)
+
+    def path(self, ref: str) -> str:
+        """The path or URI of a version's model file, for :func:`modelstore.load` and friends."""
+        return self.resolve(ref).path
+
+    def load(self, ref: str, **load_options: Any) -> Any:
+        """Load a version through :func:`modelstore.load` (same trust gate and checks):
+        ``store.load("digits-mlp@prod", model=Net)``."""
+        return _api.load(self.resolve(ref).path, storage_options=self._options, **load_options)
+
+    def pull(self, ref: str, dest: PathLike) -> Path:
+        """Copy a version's files into the local folder ``dest``; return the model file's path."""
+        version = self.resolve(ref)
+        folder = Path(os.fspath(dest))
+        folder.mkdir(parents=True, exist_ok=True)
+        vdir = self._vdir(version.name, version.version)
+        for rel in version.files:
+            if ".." in rel.split("/") or rel.startswith("/"):
+                raise FormatError(f"{version.ref}: the manifest names {rel!r}, outside the version folder")
+            local = folder / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with _remote.storage_errors(self._public(_remote.join(vdir, rel)), "download"):
+                self._fs.get_file(_remote.join(vdir, rel), str(local))
+        entry = version.path[len(self._public(vdir)):].lstrip("/")
+        return folder / entry
+
+    def alias(self, name: str, version: int, alias: str) -> None:
+        """Point ``alias`` (e.g. ``"prod"``) at ``version`` of ``name``; moves it if it exists."""
+        self._check_name(name)
+        self._check_name(alias, "alias")
+        if alias.isdigit() or alias in _RESERVED:
+            raise ArgumentError(f"{alias!r} cannot be an alias: numbers and 'latest' already mean versions")
+        if type(version) is not int:
+            raise ArgumentError(f"version must be an int, not {type(version).__name__}")
+        self.resolve(f"{name}@{version}")  # must exist
+        self._write_json(self._p(name, "aliases", f"{alias}.json"), {"version": version, "updated": _now()})
+
+    def delete(self, name: str, version: int) -> None:
+        """Remove one version (its manifest first, so readers stop seeing it, then its files)
+        and the aliases that pointed at it. Its number is never reused."""
+        found = self.resolve(f"{name}@{version}")
+        vdir = self._vdir(name, found.version)
+        with _remote.storage_errors(self._public(vdir), "delete"):
+            self._fs.rm_file(vdir + ".json")
+            for alias in found.aliases:
+                with contextlib.suppress(FileNotFoundError):
+                    self._fs.rm_file(self._p(name, "aliases", f"{alias}.json"))
+        self._discard(vdir)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if isinstance(tags, dict):
+        out = {str(k): str(v) for k, v in tags.items()}
+    elif isinstance(tags, (list, tuple, set)) and all(isinstance(t, str) for t in tags):
+        out = {t: "" for t in tags}
+    else:
+        raise ArgumentError("tags must be a dict of strings or a list of strings")
+    return out
+
+
+def _suffix_for(model: Any, fmt: str | None) -> str:
+    from ._registry import REGISTRY
+
+    backend = REGISTRY.get(fmt) if fmt is not None else REGISTRY.for_object(model)
+    return backend.suffixes[0] if backend.suffixes else ""
