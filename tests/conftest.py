@@ -12,3 +12,20 @@ import pytest  # noqa: E402
 def x64() -> np.ndarray:
     """A batch of 16 digit-shaped inputs (64 features)."""
     return np.random.default_rng(0).random((16, 64), dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def s3_server():  # type: ignore[no-untyped-def]
+    """A real S3-speaking server (moto) on loopback for the whole session."""
+    from tests import s3server
+
+    server = s3server.start()
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:  # type: ignore[no-untyped-def]
+    """``s3://<fresh bucket>`` on the loopback server."""
+    return f"s3://{s3_server.bucket()}"

@@ -1,0 +1,264 @@
+"""fsspec URIs on every public call, and ms.Store on a local folder and on a real S3 server.
+
+S3 is moto in server mode on loopback (tests/s3server.py), reached through s3fs over HTTP:
+the same client code path as a real bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import modelstore as ms
+from tests import models
+
+
+@pytest.fixture
+def mem() -> str:
+    """A fresh ``memory://`` folder."""
+    return f"memory://t-{uuid.uuid4().hex[:10]}"
+
+
+def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# -- URIs on the public calls ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["memory", "s3", "file"])
+def test_save_load_predict_inspect_on_uris(where: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                           x64: np.ndarray) -> None:
+    base = {"memory": lambda: request.getfixturevalue("mem"),
+            "s3": lambda: request.getfixturevalue("s3_bucket") + "/models",
+            "file": lambda: f"file://{tmp_path}"}[where]()
+    net = models.trained_net()
+    uri = f"{base}/digits.safetensors"
+    info = ms.save(net, uri, config={"hidden": 32}, labels=list("0123456789"), metadata={"run": 7})
+    assert info.path == (uri if where != "file" else str(tmp_path / "digits.safetensors"))
+    back = ms.load(uri, model=models.Net)
+    assert weights_equal(back, net)
+    assert np.array_equal(ms.predict(back, x64), ms.predict(net, x64))
+    looked = ms.inspect(uri)
+    assert looked.num_params == info.num_params and looked.labels == list("0123456789")
+    assert looked.metadata["run"] == 7 and looked.framework == "torch"
+    assert ms.scan(uri).verdict == "safe"
+    # a sidecar format: payload and sidecar travel together
+    ms.save(net.state_dict(), f"{base}/digits.pt", metadata={"run": 8})
+    with pytest.warns(ms.PickleWarning, match="digits.pt"):
+        sd = ms.load(f"{base}/digits.pt")
+    assert all(torch.equal(sd[k], net.state_dict()[k]) for k in sd)
+    assert ms.inspect(f"{base}/digits.pt").metadata["run"] == 8
+
+
+def test_remote_errors_name_the_uri(s3_bucket: str, tmp_path: Path) -> None:
+    with pytest.raises(ms.ModelNotFoundError, match=f"{s3_bucket}/nope.safetensors"):
+        ms.load(f"{s3_bucket}/nope.safetensors")
+    with pytest.raises(ms.ModelNotFoundError):
+        ms.inspect(f"{s3_bucket}/nope.safetensors")
+    with pytest.raises(ms.ArgumentError, match="nosuchscheme"):
+        ms.load("nosuchscheme://x/y.pt")
+    ms.save(models.trained_net(), f"{s3_bucket}/a.safetensors")
+    with pytest.raises(ms.ModelExistsError):
+        ms.save(models.trained_net(), f"{s3_bucket}/a.safetensors", overwrite=False)
+    # damaged on the server: the checksum catches it, and the message names the URI
+    fs = ms.Store  # noqa: F841 - keep the public name in view
+    import s3fs
+
+    s3 = s3fs.S3FileSystem()
+    key = f"{s3_bucket[5:]}/a.safetensors"
+    blob = bytearray(s3.cat_file(key))
+    blob[-3] ^= 0xFF
+    s3.pipe_file(key, bytes(blob))
+    with pytest.raises(ms.IntegrityError, match=f"{s3_bucket}/a.safetensors"):
+        ms.load(f"{s3_bucket}/a.safetensors")
+
+
+def test_hostile_remote_pickle_is_refused_and_never_runs(s3_bucket: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> Any:
+            return (Path.touch, (marker,))
+
+    import s3fs
+
+    s3fs.S3FileSystem().pipe_file(f"{s3_bucket[5:]}/evil.pkl", pickle.dumps({"w": Payload()}))
+    with pytest.raises(ms.UnsafeModelError, match=f"{s3_bucket}/evil.pkl") as e:
+        ms.load(f"{s3_bucket}/evil.pkl")
+    assert "pathlib" in str(e.value)
+    report = ms.scan(f"{s3_bucket}/evil.pkl")
+    assert report.verdict == "unsafe" and report.path == f"{s3_bucket}/evil.pkl"
+    assert not marker.exists()
+
+
+class CountingFS:
+    """Registers ``countmem://``: fsspec's real in-memory filesystem, counting the bytes
+    every read returns (to prove what a remote inspect downloads)."""
+
+    read = 0
+
+    @classmethod
+    def register(cls) -> None:
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Counting(MemoryFileSystem):
+            protocol = "countmem"
+
+            def cat_file(self, path: str, start: int | None = None, end: int | None = None,
+                         **kw: Any) -> bytes:
+                data: bytes = super().cat_file(path, start=start, end=end, **kw)
+                cls.read += len(data)
+                return data
+
+            def get_file(self, rpath: str, lpath: str, *a: Any, **kw: Any) -> None:
+                cls.read += self.info(rpath)["size"]
+                super().get_file(rpath, lpath, *a, **kw)
+
+        fsspec.register_implementation("countmem", Counting, clobber=True)
+
+
+def test_remote_inspect_of_safetensors_reads_only_the_header() -> None:
+    CountingFS.register()
+    big = {"w": torch.randn(512, 1024), "b": torch.randn(1024)}  # ~2 MB of tensors
+    uri = f"countmem://c-{uuid.uuid4().hex[:8]}/big.safetensors"
+    ms.save(big, uri, metadata={"note": "header only"})
+    CountingFS.read = 0
+    info = ms.inspect(uri)
+    assert info.metadata["note"] == "header only" and info.num_params == 512 * 1024 + 1024
+    assert info.size_bytes > 2_000_000
+    assert CountingFS.read < 4096, f"inspect read {CountingFS.read} bytes"
+
+
+def test_convert_and_export_between_uris(mem: str, x64: np.ndarray) -> None:
+    net = models.trained_net()
+    ms.save(net.state_dict(), f"{mem}/w.pth")
+    with pytest.warns(ms.PickleWarning):
+        info = ms.convert(f"{mem}/w.pth", f"{mem}/w.safetensors")
+    assert info.path == f"{mem}/w.safetensors" and info.format == "safetensors"
+    assert weights_equal(ms.load(f"{mem}/w.safetensors", model=models.Net), net)
+    onnx_info = ms.export_onnx(net, f"{mem}/net.onnx", sample_input=x64[:4])
+    assert onnx_info.path == f"{mem}/net.onnx"
+    np.testing.assert_allclose(ms.predict(f"{mem}/net.onnx", x64), ms.predict(net, x64), rtol=1e-4, atol=1e-5)
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ms.Store:
+    if request.param == "local":
+        return ms.Store(tmp_path / "store")
+    return ms.Store(request.getfixturevalue("s3_bucket") + "/team")
+
+
+def test_store_versions_aliases_delete(store: ms.Store, x64: np.ndarray, tmp_path: Path) -> None:
+    nets = [models.trained_net(seed=s) for s in (1, 2, 3)]
+    v1 = store.save(nets[0], "digits-mlp", config={"hidden": 32}, labels=list("0123456789"),
+                    metadata={"acc": 0.91}, tags={"data": "digits"})
+    v2 = store.save(nets[1], "digits-mlp", config={"hidden": 32}, metadata={"acc": 0.95})
+    assert (v1, v2) == (1, 2)
+    assert store.list() == ["digits-mlp"]
+    store.alias("digits-mlp", v1, "prod")
+    assert weights_equal(store.load("digits-mlp", model=models.Net), nets[1])  # latest
+    assert weights_equal(store.load("digits-mlp@latest", model=models.Net), nets[1])
+    assert weights_equal(store.load("digits-mlp@1", model=models.Net), nets[0])
+    prod = store.load("digits-mlp@prod", model=models.Net)
+    assert weights_equal(prod, nets[0])
+    assert ms.predict(prod, x64[:3], output="label") == ms.predict(nets[0], x64[:3], output="label")
+    listed = store.versions("digits-mlp")
+    assert [(v.version, v.aliases) for v in listed] == [(1, ["prod"]), (2, [])]
+    first = listed[0]
+    assert first.metadata["acc"] == 0.91 and first.tags == {"data": "digits"}
+    assert first.format == "safetensors" and first.framework == "torch" and len(first.sha256) == 64
+    assert first.files == {"model.safetensors": first.size_bytes}
+    # the recorded sha256 pins the file
+    assert weights_equal(store.load("digits-mlp@1", model=models.Net, sha256=first.sha256), nets[0])
+    # the alias moves; delete hides a version for good and its number is not reused
+    store.alias("digits-mlp", v2, "prod")
+    assert store.info("digits-mlp@prod").version == 2
+    store.delete("digits-mlp", 2)
+    assert [v.version for v in store.versions("digits-mlp")] == [1]
+    with pytest.raises(ms.ModelNotFoundError, match="prod"):
+        store.load("digits-mlp@prod")
+    assert store.save(nets[2], "digits-mlp", config={"hidden": 32}) == 3
+    # pull copies a version's files to a local folder, loadable without the store
+    pulled = store.pull("digits-mlp@3", tmp_path / "pulled")
+    assert pulled == tmp_path / "pulled" / "model.safetensors"
+    assert weights_equal(ms.load(pulled, model=models.Net), nets[2])
+
+
+def test_store_other_formats_and_push(store: ms.Store, tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=300).fit(X, y)
+    v = store.save(clf, "iris", labels=["setosa", "versicolor", "virginica"])
+    assert store.info(f"iris@{v}").files.keys() == {"model.joblib", "model.joblib.modelstore.json"}
+    with pytest.warns(ms.PickleWarning):
+        back = store.load("iris")
+    assert ms.predict(back, X[:5], output="label") == ms.predict(clf, X[:5], output="label")
+    # push an existing file (a torch checkpoint with its sidecar) without loading it
+    ms.save(models.trained_net().state_dict(), tmp_path / "w.pt", metadata={"from": "disk"})
+    pv = store.push(tmp_path / "w.pt", "pushed", tags=["baseline"], metadata={"note": "pushed"})
+    info = store.info(f"pushed@{pv}")
+    assert info.format == "torch" and info.tags == {"baseline": ""}
+    assert info.metadata == {"from": "disk", "note": "pushed"}
+    assert set(info.files) == {"w.pt", "w.pt.modelstore.json"}
+    with pytest.warns(ms.PickleWarning):
+        sd = store.load("pushed")
+    assert set(sd) == set(models.trained_net().state_dict())
+    assert store.list() == ["iris", "pushed"]
+
+
+def test_store_refuses_bad_names_and_refs(tmp_path: Path) -> None:
+    store = ms.Store(tmp_path)
+    for bad in ["../up", "a/b", "", "x@y", ".hidden"]:
+        with pytest.raises(ms.ArgumentError):
+            store.save(models.trained_net(), bad)
+    store.save(models.trained_net(), "m")
+    with pytest.raises(ms.ModelNotFoundError, match="versions: 1"):
+        store.load("m@9")
+    with pytest.raises(ms.ModelNotFoundError, match="aliases: none"):
+        store.load("m@staging")
+    with pytest.raises(ms.ModelNotFoundError, match="no versions"):
+        store.load("other")
+    with pytest.raises(ms.ArgumentError):
+        store.alias("m", 1, "latest")
+    with pytest.raises(ms.ModelNotFoundError):
+        store.alias("m", 5, "prod")
+    # a failed save leaves no visible version and no files
+    with pytest.raises(ms.UnsupportedModelError):
+        store.save(object(), "m")
+    assert [v.version for v in store.versions("m")] == [1]
+
+
+def test_store_manifest_is_hostile_input(tmp_path: Path) -> None:
+    store = ms.Store(tmp_path)
+    store.save(models.trained_net(), "m")
+    manifest = tmp_path / "m" / "versions" / "000001.json"
+    data = json.loads(manifest.read_text())
+    data["entry"] = "../../../etc/passwd"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ms.FormatError, match="malformed"):
+        store.load("m")
+    manifest.write_text("{not json")
+    with pytest.raises(ms.FormatError, match="000001.json"):
+        store.versions("m")
+
+
+def test_store_default_root_is_modelstore_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSTORE_HOME", str(tmp_path / "home"))
+    store = ms.Store()
+    store.save(models.trained_net(), "m")
+    assert (tmp_path / "home" / "m" / "versions" / "000001.json").is_file()
