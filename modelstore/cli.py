@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     _cli_run.add_model_options(p)
     p.set_defaults(func=_cli_run.cmd_serve)
+    from . import _cli_store
+
+    _cli_store.add_parser(sub, argparse.RawDescriptionHelpFormatter)
     return parser
 
 

@@ -262,3 +262,38 @@ def test_store_default_root_is_modelstore_home(tmp_path: Path, monkeypatch: pyte
     store = ms.Store()
     store.save(models.trained_net(), "m")
     assert (tmp_path / "home" / "m" / "versions" / "000001.json").is_file()
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_store_command_push_list_show_pull(where: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    root = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_bucket") + "/cli"
+    net = models.trained_net()
+    ms.save(net, tmp_path / "digits.safetensors", labels=list("0123456789"))
+    pushed = run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "digits",
+                 "--tag", "data=digits", "--alias", "prod", "--metadata", '{"acc": 0.93}')
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.startswith("pushed digits@1")
+    assert run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "digits").returncode == 0
+    listed = run("store", "--root", root, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [{"name": "digits", "versions": 2, "latest": 2, "format": "safetensors",
+                                          "size_bytes": json.loads(listed.stdout)[0]["size_bytes"],
+                                          "created": json.loads(listed.stdout)[0]["created"],
+                                          "aliases": ["prod->1"]}]
+    shown = run("store", "--root", root, "show", "digits@prod")
+    assert shown.returncode == 0 and "digits@1" in shown.stdout and "data=digits" in shown.stdout
+    assert '"acc": 0.93' in shown.stdout and "digits.safetensors" in shown.stdout
+    shown_json = json.loads(run("store", "--root", root, "show", "digits", "--json").stdout)
+    assert shown_json["version"] == 2 and shown_json["sha256"] == ms.inspect(tmp_path / "digits.safetensors").sha256
+    pulled = run("store", "--root", root, "pull", "digits@prod", str(tmp_path / "out"))
+    assert pulled.returncode == 0, pulled.stderr
+    assert weights_equal(ms.load(pulled.stdout.strip(), model=models.Net), net)
+    missing = run("store", "--root", root, "show", "digits@7")
+    assert missing.returncode == 2 and "versions: 1, 2" in missing.stderr and "Traceback" not in missing.stderr
+    bad = run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "../evil")
+    assert bad.returncode == 2 and "not a valid model name" in bad.stderr
