@@ -57,7 +57,7 @@ def cmd_store(args: argparse.Namespace, out: TextIO) -> int:
                               ",".join(r["aliases"]), _tags(r["tags"])])
             cli._table(table, out)
             return 0
-        summary = []
+        summary: list[dict[str, Any]] = []
         for name in store.list():
             versions = store.versions(name)
             latest = versions[-1]
