@@ -154,7 +154,7 @@ def _remember(obj: Any, meta: dict[str, Any] | None) -> None:
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
     "config": dict, "metadata": dict, "labels": list, "signature": dict, "tied": dict,
     "model_class": str, "checksum": str, "framework": str, "framework_version": (str, type(None)),
-    "format": str, "modelstore": dict,
+    "format": str, "modelstore": dict, "cast": dict,
 }
 
 
@@ -170,6 +170,12 @@ def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple
             if checksum is None and len(versions) > 1:
                 checksum = file_checksum(path)  # several entries: the payload decides
             meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
+    check_meta(path, meta, where)
+    return meta, where
+
+
+def check_meta(path: Path, meta: dict[str, Any] | None, where: str) -> None:
+    """FormatError unless every field of ``meta`` (read from ``where``) has its type."""
     for key, kind in _META_TYPES.items():
         if meta is not None and key in meta and not isinstance(meta[key], kind):
             msg = f"{path}: the modelstore metadata in {where} has a malformed {key!r} ({type(meta[key]).__name__})"
@@ -180,7 +186,6 @@ def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple
     tied = (meta or {}).get("tied") or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
         raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'tied' map")
-    return meta, where
 
 
 @contextlib.contextmanager
@@ -217,6 +222,12 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     labels : class names, used by ``predict(..., output="label")``.
     sample_input : an example input; its shapes and dtypes are recorded as the signature.
     overwrite : if False, refuse to replace an existing file.
+    max_shard_size : (torch weights) write Hugging Face style shards of at most this size
+        (``"2GB"`` = 10**9 bytes, ``"1.5GiB"`` = 2**30, or an int) plus an index: ``path`` is
+        a folder (``model-00001-of-0000N.safetensors``, ``model.safetensors.index.json``),
+        ``NAME.safetensors`` or ``NAME.safetensors.index.json`` (``NAME-00001-of-...``).
+    dtype : (torch weights) cast floating-point tensors to ``"float16"``, ``"bfloat16"``,
+        ``"float32"`` or ``"float64"`` before writing; ``load`` restores the original dtypes.
     storage_options : passed to fsspec when ``path`` is a URI (``s3://bucket/key``): the
         model is written locally, then uploaded payload first and metadata last.
 
@@ -243,6 +254,12 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
             return _relocated(info, staged, str(path))
         path = local
     target = Path(os.fspath(path))
+    if options.get("max_shard_size") is not None:  # a folder of safetensors shards and an index
+        from ._shards import save_sharded
+
+        return save_sharded(model, target, format=format, config=config, metadata=metadata, labels=labels,
+                            sample_input=sample_input, overwrite=overwrite, **options)
+    options.pop("max_shard_size", None)
     check_target(target, overwrite)
     if format == "onnx" or (format is None and target.suffix.lower() == ".onnx"):
         if options or config is not None:
@@ -250,13 +267,19 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
         return _export(model, target, sample_input=sample_input, labels=labels, metadata=metadata)
     backend = backend_for_save(model, target, format)
     backend.require(target, f"saving a {backend.name} file")
+    dtype = options.pop("dtype", None)
     meta = build_meta(backend, model, config=config, metadata=metadata, labels=labels,
                       sample_input=sample_input)
+    payload = model
+    if dtype is not None:  # cast floating-point tensors; meta["cast"] records what they were
+        from ._dtype import cast_for_save
+
+        payload = cast_for_save(backend, model, dtype, meta, target)
     if backend.embeds_metadata:
         with atomic_paths(target) as (tmp,):
-            digest = backend.write(model, tmp, meta, options, target)
+            digest = backend.write(payload, tmp, meta, options, target)
     else:
-        digest = _save_with_sidecar(backend, model, target, meta, options)
+        digest = _save_with_sidecar(backend, payload, target, meta, options)
     if digest:
         remember_sha256(target, digest)
     _remember(model, meta)
@@ -293,7 +316,8 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
 
     Parameters
     ----------
-    path : the model file (any supported format; foreign files without metadata load too).
+    path : the model file (any supported format; foreign files without metadata load too),
+        or a sharded safetensors checkpoint: its folder or its ``*.safetensors.index.json``.
     model : for weights files, a class (built as ``model(**config)`` on the meta device, no
         random init) or an instance to fill. Without it, weights come back as a state dict.
     format : backend name, to override the suffix.
@@ -302,7 +326,10 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         ``"module.Name"`` globals allows those; True allows everything (runs code from the file).
     strict : False loads the keys that match and warns about the rest.
     verify : check the recorded payload checksum first (default True).
-    sha256 : a pin; refuse the file unless its sha256 is exactly this.
+    sha256 : a pin; refuse the file unless its sha256 is exactly this (for shards: the
+        index's, and every shard must match the sha256 the index records).
+    dtype : (torch weights) the floating-point dtype to return; by default a ``model=`` keeps
+        its own dtypes and a state dict comes back in the dtypes saved before ``save(dtype=)``.
     storage_options : passed to fsspec when ``path`` is a URI; the file (with its sidecar,
         shards or external data) is copied to a private temporary folder and loaded from there.
 
@@ -328,6 +355,14 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
                 model=model, format=format, device=device, trust=trust, strict=strict,
                 verify=verify, sha256=sha256, **options))
         path = local
+    from ._shards import index_for
+
+    shard_index = index_for(path)
+    if shard_index is not None:  # a sharded checkpoint: a folder or its *.safetensors.index.json
+        from ._shards import load_sharded
+
+        return load_sharded(shard_index, model=model, format=format, device=device, trust=trust,
+                            strict=strict, verify=verify, sha256=sha256, **options)
     p = existing_file(path)
     if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
                                                  all(isinstance(t, str) for t in trust))):
@@ -336,6 +371,9 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         check_pin(p, sha256)
     backend = backend_for_file(p, format)
     backend.require(p, f"loading a {backend.name} file")
+    from ._dtype import take_load_dtype
+
+    take_load_dtype(backend, options, p)
     trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
     # a save may replace the file while we read it: verify, scan and load must all see one
     # and the same file, so start again if it changed under us
@@ -503,6 +541,11 @@ def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) ->
         if local is None:
             return _inspect_remote(str(path), storage_options)
         path = local
+    from ._shards import index_for, inspect_sharded
+
+    shard_index = index_for(path)
+    if shard_index is not None:
+        return inspect_sharded(shard_index)
     p = existing_file(path)
     return _inspect(p, backend_for_file(p, None))
 
@@ -555,6 +598,11 @@ def recorded_metadata(path: PathLike) -> dict[str, Any]:
     if _remote.is_uri(path):
         with _remote.fetched(str(path)) as local, _as_uri(local, str(path)):
             return recorded_metadata(local)
+    from ._shards import index_for, recorded_meta
+
+    shard_index = index_for(path)
+    if shard_index is not None:
+        return recorded_meta(shard_index)
     p = existing_file(path)
     meta, _ = _meta_of(p, backend_for_file(p, None))
     return meta or {}
@@ -576,6 +624,11 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
                 report = scan(fetched_path)
             return dataclasses.replace(report, path=uri)
         path = local
+    from ._shards import scan_if_sharded
+
+    sharded = scan_if_sharded(path)
+    if sharded is not None:
+        return sharded
     try:
         p = existing_file(path)
         backend = backend_for_file(p, None)

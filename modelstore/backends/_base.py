@@ -66,6 +66,8 @@ class Backend:
     requires: ClassVar[tuple[str, ...]] = ()
     #: True: metadata and checksum live inside the file; False: in ``PATH.modelstore.json``.
     embeds_metadata: ClassVar[bool] = False
+    #: True: ``save``/``load`` take ``dtype=`` and cast floating-point tensors (torch weights).
+    casts: ClassVar[bool] = False
 
     # -- availability ------------------------------------------------------------------
     def missing(self) -> list[str]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _dtype
 from ..errors import (
     ArchitectureMismatchError,
     ArchitectureMismatchWarning,
@@ -188,15 +190,33 @@ def mismatch_message(where: Path, cls_name: str, recorded: str | None,
 def build_module(sd: dict[str, Any], request: LoadRequest, where: Path) -> Any:
     """Turn loaded tensors into what ``load`` returns: a filled module in eval mode, or the
     state dict itself when no model was given (and trust does not allow importing one)."""
+    return build_from_parts(sd, lambda: [sd], request, where)
+
+
+def build_from_parts(layout: dict[str, Any], parts: Callable[[], Iterable[dict[str, Any]]],
+                     request: LoadRequest, where: Path) -> Any:
+    """:func:`build_module` for weights that arrive in parts (the shards of a checkpoint).
+
+    ``layout`` maps every stored name to a tensor of its shape and dtype (meta tensors do),
+    so missing, unexpected and mis-shaped keys are reported for the whole checkpoint before
+    any weights are read. ``parts()`` yields the real tensors part by part; each part is read
+    when reached and assigned before the next. It may be called a second time when the
+    module must be rebuilt for real.
+    """
     meta = request.meta or {}
     check_device(request.device, where)
+    dtype = request.options.get("dtype")
+    tied = meta.get("tied")
     target = request.model
     recorded = meta.get("model_class")
     if target is None and request.trust is True and recorded:
         target = import_class(recorded, where)
     if target is None:
-        fill_tied(sd, [], meta.get("tied"))
-        return _to_device(sd, request.device)
+        sd: dict[str, Any] = {}
+        for part in parts():
+            sd.update(part)
+        fill_tied(sd, [], tied)
+        return _to_device(_dtype.for_load(sd, meta, dtype, where), request.device)
     config = dict(meta.get("config") or {})
     built_here = isinstance(target, type)
     module = construct(target, config, where, on_meta=True) if built_here else target
@@ -204,34 +224,63 @@ def build_module(sd: dict[str, Any], request: LoadRequest, where: Path) -> Any:
         msg = f"{where}: model= must be a torch.nn.Module class or instance, not {type(target).__name__}"
         raise UnsupportedModelError(msg)
     groups = _tie_groups(module)
-    fill_tied(sd, groups, meta.get("tied"))
-    missing, unexpected, shaped = mismatch(module, sd)
+    plan = dict(layout)
+    fill_tied(plan, groups, tied)
+    missing, unexpected, shaped = mismatch(module, plan)
+    skip: set[str] = set()
     if missing or unexpected or shaped:
         msg = mismatch_message(where, type(module).__qualname__, recorded, missing, unexpected, shaped)
         if request.strict:
             raise ArchitectureMismatchError(msg, missing, unexpected, shaped)
         warnings.warn(msg.replace("or strict=False to load what matches", "skipped keys were left as initialised"),
-                      ArchitectureMismatchWarning, stacklevel=4)
+                      ArchitectureMismatchWarning, stacklevel=5)
         bad = {s.split(":", 1)[0] for s in shaped}
-        sd = {k: v for k, v in sd.items() if k not in unexpected and k not in bad}
+        skip = set(unexpected) | bad
         if built_here and (missing or bad):
             # keys the file lacks need real initial values: build the module for real
             module = construct(target, config, where, on_meta=False)
             built_here = False
-    _fill(module, sd, assign=built_here, groups=groups)
-    if built_here and _has_meta(module):
+    if built_here and _unfilled(module, set(plan) - skip):
         # e.g. non-persistent buffers, which no state dict carries: build for real and copy
         module = construct(target, config, where, on_meta=False)
-        _fill(module, sd, assign=False, groups=groups)
+        built_here = False
+    _fill_parts(module, parts, groups, tied, skip, assign=built_here)
+    if built_here and _has_meta(module):
+        # meta tensors no state dict names (plain tensor attributes): build for real and copy
+        module = construct(target, config, where, on_meta=False)
+        _fill_parts(module, parts, groups, tied, skip, assign=False)
     if request.device is not None:
         module.to(request.device)
+    _dtype.cast_module(module, dtype)
     module.eval()
     return module
 
 
-def _fill(module: Any, sd: dict[str, Any], *, assign: bool, groups: list[list[str]]) -> None:
+def _fill_parts(module: Any, parts: Callable[[], Iterable[dict[str, Any]]], groups: list[list[str]],
+                tied: dict[str, str] | None, skip: set[str], *, assign: bool) -> None:
+    expected = module.state_dict(keep_vars=True) if assign else None  # the dtypes to keep
+    for part in parts():
+        chunk = dict(part)
+        fill_tied(chunk, groups, tied)
+        for k in skip:
+            chunk.pop(k, None)
+        _fill(module, chunk, assign=assign, groups=[], expected=expected)
     if assign:
-        expected = module.state_dict(keep_vars=True)
+        _retie(module, groups)
+
+
+def _unfilled(module: Any, names: set[str]) -> bool:
+    """Whether some parameter or buffer of ``module`` (non-persistent buffers included) is
+    not among ``names``, so a module built on the meta device would keep a meta tensor."""
+    return any(n not in names for n, _ in module.named_parameters(remove_duplicate=False)) or any(
+        n not in names for n, _ in module.named_buffers(remove_duplicate=False))
+
+
+def _fill(module: Any, sd: dict[str, Any], *, assign: bool, groups: list[list[str]],
+          expected: dict[str, Any] | None = None) -> None:
+    if assign:
+        if expected is None:
+            expected = module.state_dict(keep_vars=True)
         for k, t in list(sd.items()):
             want = expected.get(k)
             if want is not None and t.dtype != want.dtype and t.is_floating_point() and want.is_floating_point():

@@ -13,6 +13,7 @@ import hashlib
 import json
 import mmap
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -176,6 +177,7 @@ class SafetensorsBackend(Backend):
     extra = "torch"
     requires = ("torch",)
     embeds_metadata = True
+    casts = True
 
     def sniff(self, path: Path, head: bytes) -> bool:
         if len(head) < 9:
@@ -202,41 +204,10 @@ class SafetensorsBackend(Backend):
               target: Path) -> str | None:
         if options:
             raise UnsupportedModelError(f"the safetensors backend takes no options, got {sorted(options)}")
-        sd = _torch.state_dict_of(obj)
-        if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
-            raise UnsupportedModelError(self.save_hint(obj))
-        bad = sorted({str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES})
-        if bad:
-            names = ", ".join(sorted(_CODES))
-            raise UnsupportedModelError(f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt")
-        tensors, tied = _dedupe(sd)
+        tensors, tied = savable(obj, self.save_hint(obj))
         if tied:
             meta = {**meta, "tied": tied}
-        order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
-        header: dict[str, Any] = {}
-        pos = 0
-        for k in order:
-            t = tensors[k]
-            n = t.numel() * t.element_size()
-            header[k] = {"dtype": _CODES[str(t.dtype).replace("torch.", "")], "shape": list(t.shape),
-                         "data_offsets": [pos, pos + n]}
-            pos += n
-        header["__metadata__"] = {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}
-        hasher = new_checksum()
-        hasher.update(canonical(header))
-        views = [_bytes_of(tensors[k]) for k in order]
-        for v in views:
-            hasher.update(v)
-        header["__metadata__"][CHECKSUM_KEY] = format_checksum(hasher)
-        blob = json.dumps(header, separators=(",", ":")).encode()
-        blob += b" " * (-(8 + len(blob)) % 8)
-        sha = hashlib.sha256()
-        with open(tmp, "wb") as f:
-            chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
-            for chunk in chunks:
-                f.write(chunk)
-                sha.update(chunk)
-        return sha.hexdigest()
+        return write_tensors(tmp, tensors, {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}).sha256
 
     # -- read ----------------------------------------------------------------------------
     def read_meta(self, path: Path) -> dict[str, Any] | None:
@@ -316,6 +287,68 @@ def load_tensors(path: Path) -> dict[str, Any]:
         t = torch.frombuffer(mm, dtype=dtype, count=(end - b) // itemsize, offset=h.data_start + b)
         out[name] = t.reshape(shape)
     return out
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_tensors` wrote: the file's sha256, its size and, when asked for,
+    the xxh3 checksum of the whole file (what a shard index records)."""
+
+    sha256: str
+    size: int
+    file_checksum: str | None = None
+
+
+def savable(obj: Any, hint: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors a safetensors file of ``obj`` (a module or a flat dict of tensors) holds:
+    contiguous CPU tensors in the state dict's order, each shared tensor once, and the tie
+    map (alias -> kept name). Raises UnsupportedModelError for what safetensors cannot hold."""
+    sd = _torch.state_dict_of(obj)
+    if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
+        raise UnsupportedModelError(hint)
+    bad = sorted({str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES})
+    if bad:
+        names = ", ".join(sorted(_CODES))
+        raise UnsupportedModelError(f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt")
+    tensors, tied = _dedupe(sd)
+    return {k: tensors[k] for k in sd if k in tensors}, tied
+
+
+def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str], *,
+                  file_checksum: bool = False) -> Written:
+    """Write ``tensors`` (as :func:`savable` returns them) to ``path`` as a safetensors file
+    whose header's ``__metadata__`` holds ``metadata`` plus ``modelstore.checksum``: the
+    xxh3 of the canonical header (without that key) and the payload."""
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict[str, Any] = {}
+    pos = 0
+    for k in order:
+        t = tensors[k]
+        n = t.numel() * t.element_size()
+        header[k] = {"dtype": _CODES[str(t.dtype).replace("torch.", "")], "shape": list(t.shape),
+                     "data_offsets": [pos, pos + n]}
+        pos += n
+    header["__metadata__"] = {**metadata}
+    hasher = new_checksum()
+    hasher.update(canonical(header))
+    views = [_bytes_of(tensors[k]) for k in order]
+    for v in views:
+        hasher.update(v)
+    header["__metadata__"][CHECKSUM_KEY] = format_checksum(hasher)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-(8 + len(blob)) % 8)
+    sha = hashlib.sha256()
+    whole = new_checksum() if file_checksum else None
+    size = 0
+    with open(path, "wb") as f:
+        chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
+        for chunk in chunks:
+            f.write(chunk)
+            sha.update(chunk)
+            if whole is not None:
+                whole.update(chunk)
+            size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+    return Written(sha.hexdigest(), size, format_checksum(whole) if whole is not None else None)
 
 
 def _bytes_of(t: Any) -> memoryview:

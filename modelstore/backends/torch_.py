@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from .. import _dtype
 from .._info import ScanReport
 from ..errors import ArchitectureMismatchError, FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
 from ..security import classify, unreadable
@@ -43,6 +44,7 @@ class TorchBackend(Backend):
     extra = "torch"
     requires = ("torch",)
     embeds_metadata = False
+    casts = True
 
     def sniff(self, path: Path, head: bytes) -> bool:
         if head.startswith(LEGACY_PREFIX):
@@ -107,13 +109,15 @@ class TorchBackend(Backend):
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise IntegrityError(f"{path}: torch could not read the file ({first}); it is damaged or truncated") from None
         if _torch.is_module(obj):
+            _dtype.cast_module(obj, request.options.get("dtype"))
             obj.eval()
             return obj
         if request.model is None:
             recorded = (request.meta or {}).get("model_class")
             if request.trust is True and recorded and _torch.is_state_dict(obj):
                 return _torch.build_module(dict(obj), request, path)
-            return obj  # a state dict or a whole checkpoint, as saved
+            # a state dict (in the dtypes it was saved from) or a whole checkpoint, as saved
+            return _dtype.for_load_object(obj, request.meta, request.options.get("dtype"), path)
         sd = _weights_of(obj)
         if sd is None:
             keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
