@@ -297,3 +297,55 @@ def test_store_command_push_list_show_pull(where: str, request: pytest.FixtureRe
     assert missing.returncode == 2 and "versions: 1, 2" in missing.stderr and "Traceback" not in missing.stderr
     bad = run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "../evil")
     assert bad.returncode == 2 and "not a valid model name" in bad.stderr
+
+
+# -- shards and dtype over URIs and in the store -----------------------------------------------
+
+
+class Wide(torch.nn.Module):
+    """Four 64x64 layers: ~66 KB of float32, so "20KB" shards make at least 3 files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(*(torch.nn.Linear(64, 64) for _ in range(4)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def test_sharded_and_cast_checkpoints_over_s3(s3_bucket: str, x64: np.ndarray) -> None:
+    torch.manual_seed(0)
+    net = Wide().eval()
+    info = ms.save(net, f"{s3_bucket}/wide", max_shard_size="10KB", dtype="bfloat16")
+    assert info.path == f"{s3_bucket}/wide/model.safetensors.index.json"
+    import s3fs
+
+    names = sorted(p.rsplit("/", 1)[-1] for p in s3fs.S3FileSystem().ls(f"{s3_bucket[5:]}/wide"))
+    shards = [n for n in names if n.startswith("model-")]
+    assert len(shards) >= 3 and "model.safetensors.index.json" in names
+    for ref in (f"{s3_bucket}/wide", info.path):  # the folder or the index
+        back = ms.load(ref, model=Wide)
+        assert next(back.parameters()).dtype == torch.float32  # the module's own dtype
+        np.testing.assert_allclose(ms.predict(back, x64), ms.predict(net, x64), atol=5e-2)
+    assert ms.inspect(f"{s3_bucket}/wide").num_params == sum(p.numel() for p in net.parameters())
+    assert ms.scan(f"{s3_bucket}/wide").verdict == "safe"
+
+
+def test_store_keeps_sharded_versions(store: ms.Store, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = Wide().eval()
+    v = store.save(net, "wide", max_shard_size="10KB", dtype="float16", metadata={"note": "sharded"})
+    info = store.info(f"wide@{v}")
+    assert info.path.endswith("/versions/000001/model/model.safetensors.index.json")
+    assert len([f for f in info.files if f.startswith("model/model-")]) >= 3
+    back = store.load("wide", model=Wide)
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(back.state_dict().values(),
+                                                              net.state_dict().values()))
+    pulled = store.pull("wide", tmp_path / "pulled")
+    assert pulled.name == "model.safetensors.index.json"
+    assert isinstance(ms.load(pulled.parent, model=Wide), Wide)
+    # push a sharded folder as it is
+    ms.save(net, tmp_path / "local-shards", max_shard_size="20KB")
+    pv = store.push(tmp_path / "local-shards", "wide")
+    assert store.info(f"wide@{pv}").path.endswith("local-shards/model.safetensors.index.json")
+    assert weights_equal(store.load(f"wide@{pv}", model=Wide), net)
