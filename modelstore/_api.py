@@ -620,6 +620,12 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
         local = _remote.local_path_of(str(path))
         if local is None:
             uri = str(path)
+            if uri.lower().endswith(".safetensors"):  # the header alone decides: range requests
+                from .backends import safetensors_
+
+                size, _ = _remote.size_of(uri, storage_options)
+                return safetensors_.scan_header(uri, lambda: safetensors_.header_from_reader(
+                    uri, size, lambda start, end: _remote.read_range(uri, start, end, storage_options)))
             with _remote.fetched(uri, storage_options) as fetched_path, _as_uri(fetched_path, uri):
                 report = scan(fetched_path)
             return dataclasses.replace(report, path=uri)

@@ -56,7 +56,7 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
         ["path", info.path],
         ["format", info.format + fw],
         ["size", f"{_size(info.size_bytes)} ({info.size_bytes:,} bytes)"],
-        ["sha256", info.sha256],
+        ["sha256", info.sha256 or "not computed (a remote header-only read)"],
         ["executes code", "yes: load only with trust=" if info.executes_code else "no"],
     ]
     if verdict is not None:

@@ -160,7 +160,7 @@ def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Pat
 
 def test_every_subcommand_has_help_with_examples() -> None:
     """--help of every subcommand shows examples."""
-    for sub in ("inspect", "scan", "convert", "predict", "serve"):
+    for sub in ("inspect", "scan", "convert", "predict", "serve", "store"):
         proc = run(sub, "--help")
         assert proc.returncode == 0 and "examples:" in proc.stdout, sub
 

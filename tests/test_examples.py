@@ -72,3 +72,15 @@ def test_onnx_bridge(tmp_path: Path) -> None:
     proc = run_example("onnx_bridge.py", "--out", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "torch imported: False" in proc.stdout
+
+
+@pytest.mark.slow
+def test_model_store(tmp_path: Path) -> None:
+    """model_store keeps two versions, aliases the better one, loads it, shards and casts it."""
+    pytest.importorskip("torch")
+    proc = run_example("model_store.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "saved digits-mlp@2" in proc.stdout and "aliases ['prod']" in proc.stdout
+    assert "float16 shards predict the same labels: True; module dtype torch.float32" in proc.stdout
+    assert (tmp_path / "store" / "digits-mlp" / "versions" / "000002.json").is_file()
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()

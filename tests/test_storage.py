@@ -137,6 +137,16 @@ def test_remote_inspect_of_safetensors_reads_only_the_header() -> None:
     assert info.metadata["note"] == "header only" and info.num_params == 512 * 1024 + 1024
     assert info.size_bytes > 2_000_000
     assert CountingFS.read < 4096, f"inspect read {CountingFS.read} bytes"
+    CountingFS.read = 0
+    assert ms.scan(uri).verdict == "safe"
+    assert CountingFS.read < 4096, f"scan read {CountingFS.read} bytes"
+    # a truncated remote file: the header says so, still without downloading it
+    import fsspec.core
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.pipe_file(path, fs.cat_file(path)[:-100])
+    report = ms.scan(uri)
+    assert report.verdict == "unknown" and "truncated" in report.findings[0].reason
 
 
 def test_convert_and_export_between_uris(mem: str, x64: np.ndarray) -> None:

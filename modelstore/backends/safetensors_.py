@@ -230,13 +230,7 @@ class SafetensorsBackend(Backend):
         check_checksum(path, expected, format_checksum(hasher), "its header")
 
     def scan(self, path: Path) -> ScanReport:
-        try:
-            read_header(path)
-        except (FormatError, IntegrityError) as e:
-            kind = "damaged" if isinstance(e, IntegrityError) else "format"
-            return unreadable(path, self.name, kind, str(e), subject="header")
-        return ScanReport(str(path), self.name, "safe",
-                          [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
+        return scan_header(path, lambda: read_header(path))
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         return _torch.build_module(load_tensors(path), request, path)
@@ -252,6 +246,18 @@ class SafetensorsBackend(Backend):
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _torch.predict(model, inputs, request)
+
+
+def scan_header(path: Any, read: Callable[[], Header]) -> ScanReport:
+    """The verdict for a safetensors file: safe if its header parses (``read`` parses it,
+    from a local file or with range requests)."""
+    try:
+        read()
+    except (FormatError, IntegrityError) as e:
+        kind = "damaged" if isinstance(e, IntegrityError) else "format"
+        return unreadable(path, "safetensors", kind, str(e), subject="header")
+    return ScanReport(str(path), "safetensors", "safe",
+                      [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
 
 
 def inspection_of(h: Header) -> Inspection:
