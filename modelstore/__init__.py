@@ -24,7 +24,10 @@ from ._api import (
     scan,
 )
 from ._info import Finding, ModelInfo, ScanReport, TensorInfo
-from .store import ModelVersion, Store
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
+
+if _TYPE_CHECKING:
+    from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
 
@@ -51,3 +54,20 @@ __all__ = [
     # errors and warnings: see errors.__all__
 ]
 __all__ += _errors.__all__
+
+_LAZY = {"Store": "store", "ModelVersion": "store"}  # not needed to save or load a file
+
+
+def __getattr__(name: str) -> _Any:
+    """Import the store on first use, keeping ``import modelstore`` lean."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

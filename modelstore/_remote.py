@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,9 +169,19 @@ def fetched(uri: str, storage_options: dict[str, Any] | None = None) -> Iterator
     if is_local(fs):
         yield Path(rpath)
         return
-    tmp = Path(tempfile.mkdtemp(prefix="modelstore-fetch-"))
-    try:
+    with _scratch("fetch") as tmp:
         yield download(fs, rpath, uri, tmp)
+
+
+@contextlib.contextmanager
+def _scratch(purpose: str) -> Iterator[Path]:
+    """A private temporary folder, removed afterwards (imported here: not at import time)."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"modelstore-{purpose}-"))
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -268,13 +276,9 @@ def staged(uri: str, overwrite: bool, storage_options: dict[str, Any] | None = N
         if taken:
             msg = f"{uri}: already exists and overwrite=False; pick another name or pass overwrite=True"
             raise ModelExistsError(errno.EEXIST, msg, uri)
-    tmp = Path(tempfile.mkdtemp(prefix="modelstore-stage-"))
-    try:
-        local = tmp / basename(rpath)
-        yield local
+    with _scratch("stage") as tmp:
+        yield tmp / basename(rpath)
         upload(fs, tmp, parent(rpath), uri)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def upload(fs: Any, local_root: Path, remote_root: str, uri: str) -> None:

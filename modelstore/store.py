@@ -23,9 +23,7 @@ import errno
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +177,8 @@ class Store:
         taken = [int(n.split(".")[0]) for n in self._ls(folder)
                  if n.split(".")[0].isdigit() and (n.endswith(".claim") or n.endswith(".json"))]
         number = max(taken, default=0) + 1
+        import socket
+
         who = {"host": socket.gethostname(), "pid": os.getpid(), "time": _now()}
         if self._local:
             self._fs.makedirs(folder, exist_ok=True)
@@ -410,6 +410,8 @@ class Store:
 
 
 def _now() -> str:
+    from datetime import datetime, timezone
+
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
