@@ -14,7 +14,7 @@ import random
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -364,9 +364,7 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         return load_sharded(shard_index, model=model, format=format, device=device, trust=trust,
                             strict=strict, verify=verify, sha256=sha256, **options)
     p = existing_file(path)
-    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
-                                                 all(isinstance(t, str) for t in trust))):
-        raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
+    trust_arg = checked_trust(trust)
     if sha256 is not None:
         check_pin(p, sha256)
     backend = backend_for_file(p, format)
@@ -374,25 +372,36 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     from ._dtype import take_load_dtype
 
     take_load_dtype(backend, options, p)
-    trust_arg: bool | list[str] = trust if isinstance(trust, bool) else list(trust)
-    # a save may replace the file while we read it: verify, scan and load must all see one
-    # and the same file, so start again if it changed under us
+    return read_consistently(p, lambda: _load_once(p, backend, model, device, trust_arg, strict, verify, options))
+
+
+def checked_trust(trust: Any) -> bool | list[str]:
+    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
+                                                 all(isinstance(t, str) for t in trust))):
+        raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
+    return trust if isinstance(trust, bool) else list(trust)
+
+
+_READ_ATTEMPTS = 8
+
+
+def read_consistently(p: Path, once: Callable[[], tuple[Any, dict[str, Any] | None]],
+                      retry_on: tuple[type[Exception], ...] = (IntegrityError,)) -> Any:
+    """Run ``once`` (verify, scan, load) until ``p`` did not change under it: a save may
+    replace the file (or a shard index) while we read, and every step must see the same one."""
     for attempt in range(_READ_ATTEMPTS):
         before = _identity(p)
         try:
-            obj, meta = _load_once(p, backend, model, device, trust_arg, strict, verify, options)
-        except IntegrityError:
+            obj, meta = once()
+        except retry_on:
             if _identity(p) == before or attempt + 1 == _READ_ATTEMPTS:
                 raise
         else:
             if _identity(p) == before:
                 _remember(obj, meta)
                 return obj
-        time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its rename
+        time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its renames
     raise IntegrityError(f"{p}: the file kept changing while it was read ({_READ_ATTEMPTS} tries); try again")
-
-
-_READ_ATTEMPTS = 8
 
 
 def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[str, Any]) -> Any:
@@ -442,7 +451,10 @@ def _relocated(info: ModelInfo, local: Path, uri: str) -> ModelInfo:
 
 
 def _identity(p: Path) -> tuple[int, int, int]:
-    st = p.stat()
+    try:
+        st = p.stat()
+    except OSError:  # replaced or removed this instant: differs from any real identity
+        return (-1, -1, -1)
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 

@@ -113,13 +113,18 @@ def remember_sha256(path: Path, digest: str) -> None:
     _SHA_CACHE[_stat_key(path)] = digest
 
 
+def fresh_sha256(path: Path) -> str:
+    """The file's sha256 read now: what a pin is compared with must not come from a cache."""
+    _SHA_CACHE.pop(_stat_key(path), None)
+    return sha256_of(path)
+
+
 def check_pin(path: Path, pin: str) -> None:
     """Compare the file's sha256 (always recomputed: a pin must not trust any cache)."""
     if not isinstance(pin, str):
         raise ArgumentError(f"sha256= must be a hex string, not {type(pin).__name__}")
     pin = pin.lower().removeprefix("sha256:")
-    _SHA_CACHE.pop(_stat_key(path), None)
-    actual = sha256_of(path)
+    actual = fresh_sha256(path)
     if actual != pin:
         msg = (
             f"{path}: sha256 is {actual}, not the pinned {pin}. The file is not the one you "

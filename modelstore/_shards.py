@@ -25,13 +25,10 @@ torch is imported inside functions only; this module is imported on first use.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import random
 import re
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -42,6 +39,7 @@ from ._io import (
     atomic_paths,
     check_checksum,
     file_checksum,
+    fresh_sha256,
     remember_sha256,
     sha256_of,
     write_json,
@@ -67,7 +65,6 @@ _RESERVED = {"total_size", "total_parameters", "modelstore", "shards", "format"}
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
-_READ_ATTEMPTS = 8
 
 
 # -- finding an index ------------------------------------------------------------------------
@@ -420,40 +417,18 @@ def load_sharded(index: Path, *, model: Any = None, format: str | None = None, d
 
     if format not in (None, "safetensors"):
         raise ArgumentError(f"{index}: a shard index holds safetensors shards; format={format!r} does not apply")
-    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
-                                                 all(isinstance(t, str) for t in trust))):
-        raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
+    trust_arg = _api.checked_trust(trust)
     dtype = options.pop("dtype", None)
     if dtype is not None:
         dtype = _dtype.dtype_name(dtype, index)
     if options:
         raise ArgumentError(f"{index}: unknown options for a sharded load: {sorted(options)}")
     REGISTRY.get("safetensors").require(index, "loading sharded safetensors")
-    trust_arg = trust if isinstance(trust, bool) else list(trust)
-    for attempt in range(_READ_ATTEMPTS):
-        before = _identity(index)
-        try:
-            obj, meta = _load_once(index, model, device, trust_arg, strict, verify, sha256, dtype)
-        except (IntegrityError, ModelNotFoundError):
-            # a save renames its shards, then its index: a reader caught between them sees
-            # shards that do not match the index it read. Start again if the index moved on.
-            time.sleep(0.005 * 2**attempt)
-            if _identity(index) == before or attempt + 1 == _READ_ATTEMPTS:
-                raise
-        else:
-            if _identity(index) == before:
-                _api._remember(obj, meta)
-                return obj
-        time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise IntegrityError(f"{index}: the checkpoint kept changing while it was read ({_READ_ATTEMPTS} tries); try again")
-
-
-def _identity(p: Path) -> tuple[int, int, int]:
-    try:
-        st = p.stat()
-    except OSError:
-        return (-1, -1, -1)
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    # a save renames its shards, then its index: a reader caught between them sees shards
+    # that do not match the index it read (or miss); start again if the index moved on
+    return _api.read_consistently(
+        index, lambda: _load_once(index, model, device, trust_arg, strict, verify, sha256, dtype),
+        retry_on=(IntegrityError, ModelNotFoundError))
 
 
 def _load_once(index: Path, model: Any, device: str | None, trust: bool | list[str], strict: bool,
@@ -517,7 +492,7 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
             msg = (f"{index}: sha256= pins the index, but it records no sha256 for the shard {path.name}, "
                    f"so the pin cannot cover it; load it without sha256=")
             raise IntegrityError(msg)
-        actual = _sha256(path)
+        actual = fresh_sha256(path)
         if actual != want:
             msg = (f"{path}: sha256 is {actual}, not the {want} the pinned index {index.name} records. "
                    f"The shard is not the one you pinned; do not load it")
@@ -538,14 +513,6 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
     own = safetensors_.read_header(path).modelstore_meta()
     if own and own.get("checksum"):
         REGISTRY.get("safetensors").verify(path, own)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(16 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- inspect, scan, metadata ----------------------------------------------------------------------
