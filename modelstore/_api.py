@@ -245,14 +245,12 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     >>> info = ms.save(net, "digits.safetensors", config={"hidden": 32}, labels=list("0123456789"))
     >>> net = ms.load("digits.safetensors", model=Net)
     """
-    if _remote.is_uri(path):
-        local = _remote.local_path_of(str(path))
-        if local is None:
-            with _remote.staged(str(path), overwrite, storage_options) as staged:
-                info = save(model, staged, format=format, config=config, metadata=metadata,
-                            labels=labels, sample_input=sample_input, **options)
-            return _relocated(info, staged, str(path))
-        path = local
+    path, uri = _remote.split(path)
+    if uri is not None:
+        with _remote.staged(uri, overwrite, storage_options) as staged:
+            info = save(model, staged, format=format, config=config, metadata=metadata,
+                        labels=labels, sample_input=sample_input, **options)
+        return _relocated(info, staged, uri)
     target = Path(os.fspath(path))
     if options.get("max_shard_size") is not None:  # a folder of safetensors shards and an index
         from ._shards import save_sharded
@@ -348,13 +346,11 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     >>> sd = ms.load("weights.pth")                      # a plain state dict
     >>> ckpt = ms.load("ckpt.pt")                        # {"model": ..., "optimizer": ..., "epoch": 3}
     """
-    if _remote.is_uri(path):
-        local = _remote.local_path_of(str(path))
-        if local is None:
-            return _load_remote(str(path), storage_options, dict(
-                model=model, format=format, device=device, trust=trust, strict=strict,
-                verify=verify, sha256=sha256, **options))
-        path = local
+    path, uri = _remote.split(path)
+    if uri is not None:
+        return _load_remote(uri, storage_options, dict(
+            model=model, format=format, device=device, trust=trust, strict=strict,
+            verify=verify, sha256=sha256, **options))
     from ._shards import index_for
 
     shard_index = index_for(path)
@@ -548,11 +544,9 @@ def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) ->
     >>> info = ms.inspect("digits.safetensors")
     >>> info.num_params, info.labels, [t.shape for t in info.tensors]
     """
-    if _remote.is_uri(path):
-        local = _remote.local_path_of(str(path))
-        if local is None:
-            return _inspect_remote(str(path), storage_options)
-        path = local
+    path, uri = _remote.split(path)
+    if uri is not None:
+        return _inspect_remote(uri, storage_options)
     from ._shards import index_for, inspect_sharded
 
     shard_index = index_for(path)
@@ -572,15 +566,13 @@ def _inspect(p: Path, backend: Backend) -> ModelInfo:
 def _inspect_remote(uri: str, storage_options: dict[str, Any] | None) -> ModelInfo:
     from .backends import safetensors_
 
-    size, kind = _remote.size_of(uri, storage_options)
-    if kind == "file" and uri.lower().endswith(".safetensors"):
+    if uri.lower().endswith(".safetensors"):
         # the header alone, with range requests: never the tensors (a 10 GB file costs ~2 reads)
-        header = safetensors_.header_from_reader(
-            uri, size, lambda start, end: _remote.read_range(uri, start, end, storage_options))
+        header = _remote.safetensors_header(uri, storage_options)
         found = safetensors_.inspection_of(header)
         meta = header.modelstore_meta() or {}
         # sha256 needs every byte: left empty for a header-only look (ms.Store records it)
-        return _model_info(uri, "safetensors", found, meta, size, "")
+        return _model_info(uri, "safetensors", found, meta, header.file_size, "")
     with _remote.fetched(uri, storage_options) as local, _as_uri(local, uri):
         info = inspect(local)
     return _relocated(info, local, uri)
@@ -607,8 +599,9 @@ def _model_info(path: str, fmt: str, found: Any, meta: dict[str, Any], size: int
 
 def recorded_metadata(path: PathLike) -> dict[str, Any]:
     """Everything modelstore recorded for ``path`` (class, config, versions, checksum)."""
-    if _remote.is_uri(path):
-        with _remote.fetched(str(path)) as local, _as_uri(local, str(path)):
+    path, uri = _remote.split(path)
+    if uri is not None:
+        with _remote.fetched(uri) as local, _as_uri(local, uri):
             return recorded_metadata(local)
     from ._shards import index_for, recorded_meta
 
@@ -628,20 +621,15 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
     >>> report = ms.scan("downloaded.pt")
     >>> report.verdict, report.untrusted
     """
-    if _remote.is_uri(path):
-        local = _remote.local_path_of(str(path))
-        if local is None:
-            uri = str(path)
-            if uri.lower().endswith(".safetensors"):  # the header alone decides: range requests
-                from .backends import safetensors_
+    path, uri = _remote.split(path)
+    if uri is not None:
+        if uri.lower().endswith(".safetensors"):  # the header alone decides: range requests
+            from .backends import safetensors_
 
-                size, _ = _remote.size_of(uri, storage_options)
-                return safetensors_.scan_header(uri, lambda: safetensors_.header_from_reader(
-                    uri, size, lambda start, end: _remote.read_range(uri, start, end, storage_options)))
-            with _remote.fetched(uri, storage_options) as fetched_path, _as_uri(fetched_path, uri):
-                report = scan(fetched_path)
-            return dataclasses.replace(report, path=uri)
-        path = local
+            return safetensors_.scan_header(uri, lambda: _remote.safetensors_header(uri, storage_options))
+        with _remote.fetched(uri, storage_options) as fetched_path, _as_uri(fetched_path, uri):
+            report = scan(fetched_path)
+        return dataclasses.replace(report, path=uri)
     from ._shards import scan_if_sharded
 
     sharded = scan_if_sharded(path)
@@ -686,14 +674,12 @@ def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | N
     >>> ms.export_onnx(net, "digits.onnx", sample_input=x[:8])
     >>> ms.predict("digits.onnx", x)          # onnxruntime only: no torch needed
     """
-    if _remote.is_uri(path):
-        local = _remote.local_path_of(str(path))
-        if local is None:
-            with _remote.staged(str(path), True, storage_options) as staged:
-                info = export_onnx(model, staged, sample_input=sample_input, opset=opset,
-                                   dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
-            return _relocated(info, staged, str(path))
-        path = local
+    path, uri = _remote.split(path)
+    if uri is not None:
+        with _remote.staged(uri, True, storage_options) as staged:
+            info = export_onnx(model, staged, sample_input=sample_input, opset=opset,
+                               dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
+        return _relocated(info, staged, uri)
     return _export(model, Path(os.fspath(path)), sample_input=sample_input, opset=opset,
                    dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
 
@@ -781,19 +767,16 @@ def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: An
     >>> ms.convert("digits.safetensors", "digits.onnx", model=Net, sample_input=x[:8])
     >>> ms.convert("s3://models/weights.pth", "s3://models/weights.safetensors")
     """
-    if _remote.is_uri(src) and _remote.local_path_of(str(src)) is None:
-        with _remote.fetched(str(src), storage_options) as local, _as_uri(local, str(src)):
+    src, src_uri = _remote.split(src)
+    if src_uri is not None:
+        with _remote.fetched(src_uri, storage_options) as local, _as_uri(local, src_uri):
             return convert(local, dst, model=model, sample_input=sample_input, trust=trust,
                            storage_options=storage_options)
-    if _remote.is_uri(dst):
-        local_dst = _remote.local_path_of(str(dst))
-        if local_dst is None:
-            with _remote.staged(str(dst), True, storage_options) as staged:
-                info = convert(src, staged, model=model, sample_input=sample_input, trust=trust)
-            return _relocated(info, staged, str(dst))
-        dst = local_dst
-    if _remote.is_uri(src):
-        src = _remote.local_path_of(str(src)) or src
+    dst, dst_uri = _remote.split(dst)
+    if dst_uri is not None:
+        with _remote.staged(dst_uri, True, storage_options) as staged:
+            info = convert(src, staged, model=model, sample_input=sample_input, trust=trust)
+        return _relocated(info, staged, dst_uri)
     meta = recorded_metadata(src)
     obj = load(src, model=model, trust=trust)
     dst_path = Path(os.fspath(dst))

@@ -49,6 +49,23 @@ def local_path_of(uri: str) -> Path | None:
     return None
 
 
+def split(path: Any) -> tuple[Any, str | None]:
+    """``(path, None)`` for a local path (a ``file://`` URI becomes its path), ``(path, uri)``
+    for a remote URI: what every public call asks first."""
+    if not is_uri(path):
+        return path, None
+    local = local_path_of(path)
+    return (local, None) if local is not None else (path, path)
+
+
+def safetensors_header(uri: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """A remote safetensors header, parsed from two range requests (never the tensors)."""
+    from .backends import safetensors_
+
+    size, _ = size_of(uri, storage_options)
+    return safetensors_.header_from_reader(uri, size, lambda start, end: read_range(uri, start, end, storage_options))
+
+
 def open_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     """``(filesystem, path inside it)`` for ``uri``; a missing fsspec plugin names its extra."""
     m = _SCHEME.match(uri)

@@ -91,14 +91,14 @@ class Store:
     def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None) -> None:
         root_str = os.fspath(root) if root is not None else default_root()
         self._options = dict(storage_options or {})
-        if _remote.is_uri(root_str) and _remote.local_path_of(root_str) is None:
+        root_local, uri = _remote.split(root_str)
+        if uri is not None:
             self._fs, path = _remote.open_fs(root_str, self._options)
             self._root = path.rstrip("/")
             self._uri_prefix = root_str.rstrip("/")
             self._local = False
         else:
-            local = _remote.local_path_of(root_str) or Path(root_str)
-            local = local.expanduser().resolve()
+            local = Path(root_local).expanduser().resolve()
             try:
                 local.mkdir(parents=True, exist_ok=True)
             except OSError as e:
