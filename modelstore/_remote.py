@@ -22,6 +22,7 @@ from typing import Any
 from ._io import SIDECAR_SUFFIX
 from .errors import (
     ArgumentError,
+    FormatError,
     MissingDependencyError,
     ModelExistsError,
     ModelNotFoundError,
@@ -145,19 +146,23 @@ def companions(local: Path) -> list[Path]:
         if index is None:
             return sorted(p for p in local.rglob("*") if p.is_file())
         local = index
-    files: list[Path] = []
-    name = local.name.lower()
-    if name.endswith(".safetensors" + INDEX_SUFFIX):
-        from . import _shards
-
-        files += [local.parent / n for n in _shards.index_files(local)]
-    elif name.endswith(".onnx"):
-        files += [local.parent / n for n in _onnx_data_names(local) if (local.parent / n).is_file()]
+    files = [local.parent / n for n in _data_names(local) if (local.parent / n).is_file()]
     files.append(local)
     side = local.with_name(local.name + SIDECAR_SUFFIX)
     if side.is_file():
         files.append(side)
     return files
+
+
+def _data_names(main: Path) -> list[str]:
+    """Files ``main`` names that travel with it: a shard index's shards, an ONNX graph's
+    external data."""
+    lower = main.name.lower()
+    if lower.endswith(".safetensors" + INDEX_SUFFIX):
+        from . import _shards
+
+        return _shards.index_files(main)
+    return _onnx_data_names(main) if lower.endswith(".onnx") else []
 
 
 def _onnx_data_names(path: Path) -> list[str]:
@@ -207,34 +212,23 @@ def download(fs: Any, rpath: str, uri: str, dest: Path) -> Path:
     """Download the model at ``rpath`` into ``dest``; return the local path to load."""
     with storage_errors(uri, "read"):
         info = fs.info(rpath)
-    if info.get("type") == "directory":
-        from . import _shards
-
+    if info.get("type") == "directory":  # a sharded checkpoint's folder: its index decides
         with storage_errors(uri, "list"):
-            names = [basename(p) for p in fs.ls(rpath, detail=False)]
-        indexes = sorted(n for n in names if n.endswith(".safetensors" + INDEX_SUFFIX))
+            names = sorted(basename(p) for p in fs.ls(rpath, detail=False))
+        indexes = [n for n in names if n.lower().endswith(".safetensors" + INDEX_SUFFIX)]
+        default = "model.safetensors" + INDEX_SUFFIX
         if not indexes:
             msg = f"{uri}: is a folder with no *.safetensors.index.json; give the URI of the model file"
             raise ModelNotFoundError(errno.ENOENT, msg, uri)
-        chosen = "model.safetensors" + INDEX_SUFFIX if "model.safetensors" + INDEX_SUFFIX in indexes else indexes[0]
+        if default not in indexes and len(indexes) > 1:
+            raise FormatError(f"{uri}: holds several shard indexes ({', '.join(indexes)}); pass the one to load")
         folder = dest / basename(rpath)
         folder.mkdir()
-        _get(fs, join(rpath, chosen), folder / chosen, uri)
-        for name in _shards.index_files(folder / chosen):
-            _get(fs, join(rpath, name), folder / name, uri)
+        download(fs, join(rpath, default if default in indexes else indexes[0]), uri, folder)
         return folder
     local = dest / basename(rpath)
     _get(fs, rpath, local, uri)
-    lower = local.name.lower()
-    if lower.endswith(".safetensors" + INDEX_SUFFIX):
-        from . import _shards
-
-        names = _shards.index_files(local)
-    elif lower.endswith(".onnx"):
-        names = _onnx_data_names(local)
-    else:
-        names = []
-    for name in names:
+    for name in _data_names(local):
         _get(fs, join(parent(rpath), name), dest / name, uri)
     side = rpath + SIDECAR_SUFFIX
     with storage_errors(uri, "read the sidecar of"):
