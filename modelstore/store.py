@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -60,8 +61,6 @@ class ModelVersion:
         return f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
         out: dict[str, Any] = _jsonable(dataclasses.asdict(self))
         return out
 
@@ -235,11 +234,9 @@ class Store:
         files = _remote.companions(src)
         number = self._claim(name)
         vdir = self._vdir(name, number)
-        base = src if src.is_dir() else src.parent
         try:
             for f in files:  # companions() lists data first, describing files last
-                rel = f.relative_to(base).as_posix()
-                dest = _remote.join(vdir, (src.name + "/" + rel) if src.is_dir() else rel)
+                dest = _remote.join(vdir, f.relative_to(src.parent).as_posix())
                 with _remote.storage_errors(self._public(dest), "upload"):
                     if self._local:
                         self._fs.makedirs(_remote.parent(dest), exist_ok=True)
@@ -247,35 +244,26 @@ class Store:
         except BaseException:
             self._discard(vdir)
             raise
-        rel_entry = Path(info.path).relative_to(base).as_posix()
-        entry = (src.name + "/" + rel_entry) if src.is_dir() else rel_entry
-        import dataclasses
-
+        entry = Path(info.path).relative_to(src.parent).as_posix()
         info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry),
                                    metadata={**info.metadata, **(metadata or {})})
-        return self._publish(name, number, vdir, info, _tags(tags), extra_meta=metadata)
+        return self._publish(name, number, vdir, info, _tags(tags))
 
-    def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str],
-                 extra_meta: dict[str, Any] | None = None) -> int:
-        files = {}
-        for p in self._walk(vdir):
-            files[p[len(vdir):].lstrip("/")] = int(self._fs.info(p).get("size") or 0)
+    def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
+        self._fresh(vdir)
+        with _remote.storage_errors(self._public(vdir), "list"):
+            found = self._fs.find(vdir, detail=True)  # one listing, sizes included
+        files = {str(p)[len(vdir):].lstrip("/"): int(d.get("size") or 0) for p, d in sorted(found.items())}
         entry = info.path[len(self._public(vdir)):].lstrip("/")
         manifest = {
             "store_version": STORE_VERSION, "name": name, "version": number, "created": _now(),
             "entry": entry, "format": info.format, "framework": info.framework,
             "size_bytes": sum(files.values()), "sha256": info.sha256, "files": files,
-            "metadata": {**info.metadata, **(extra_meta or {})}, "tags": tags,
+            "metadata": info.metadata, "tags": tags,
         }
         # the manifest last: the version exists for readers only once all its files do
         self._write_json(vdir + ".json", manifest)
         return number
-
-    def _walk(self, folder: str) -> list[str]:
-        self._fresh(folder)
-        with _remote.storage_errors(self._public(folder), "list"):
-            found = self._fs.find(folder)
-        return sorted(str(p) for p in found)
 
     def _discard(self, vdir: str) -> None:
         with contextlib.suppress(Exception):
