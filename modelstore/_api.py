@@ -471,18 +471,25 @@ def _load_once(p: Path, backend: Backend, model: Any, device: str | None, trust:
     request = LoadRequest(model=model, device=device, trust=trust, strict=strict, meta=meta,
                           options=dict(options))
     with _reading(p, "load"):
-        return backend.load(p, request), meta
+        obj = backend.load(p, request)
+    _warn_unpickled(backend, p, trust)
+    return obj, meta
 
 
 def _gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
     """The one trust gate: scan before anything deserialises, refuse what is not allowed."""
     if backend.risk == "safe":
         return
-    if trust is not True:
+    # a pickle backend whose loader is the restricted unpickler checks while it reads (one
+    # pass); every other non-safe backend is scanned before anything is deserialised
+    if trust is not True and not (backend.risk == "pickle" and getattr(backend, "checks_while_loading", False)):
         enforce(backend.scan(path), trust)
+
+
+def _warn_unpickled(backend: Backend, path: Path, trust: bool | list[str]) -> None:
     if backend.risk == "pickle":
         what = "with trust=True: any code in it ran" if trust is True else (
-            "after a scan found only allowed globals")
+            "through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
         warnings.warn(f"{path}: unpickled {what}; prefer safetensors for weights you share",
                       PickleWarning, stacklevel=4)
 

@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from .._info import ScanReport, TensorInfo
-from ..errors import ArgumentError, FormatError, IntegrityError, MissingDependencyError, UnsupportedModelError
+from ..errors import (
+    ArgumentError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    ModelstoreError,
+    UnsupportedModelError,
+)
 from ..security import classify
-from ..security.allowlist import pickle_allowed
 from ..security.joblibfile import (
     WRAPPER,
-    PickleFileError,
     array_value,
+    load_file,
     looks_like_pickle,
     scan_file,
     wrapper_fields,
@@ -83,14 +89,17 @@ class SklearnBackend(Backend):
         joblib.dump(obj, tmp, compress=options.get("compress", 0), protocol=options.get("protocol"))
         return None
 
+    #: the restricted unpickler is the check: a load reads the file once, not scan-then-load
+    checks_while_loading = True
+
     def scan(self, path: Path) -> ScanReport:
+        from ..security.policy import GENERAL
+
         scanned = scan_file(path)
-        return classify(path, self.name, [("pickle", scanned.report)], pickle_allowed)
+        return classify(path, self.name, [("pickle", scanned.report)], GENERAL.entry)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         import joblib
-
-        from ..security.unpickler import load_joblib
 
         if request.model is not None:
             raise ArgumentError(f"{path}: model= is for weights files; a pickle holds the whole estimator")
@@ -98,7 +107,9 @@ class SklearnBackend(Backend):
             if request.trust is True:
                 return joblib.load(path)
             trusted = [] if request.trust is False else list(request.trust)
-            return load_joblib(path, pickle_allowed, trusted)
+            return load_file(path, trusted)
+        except ModelstoreError:
+            raise
         except ModuleNotFoundError as e:
             msg = (f"{path}: the model needs the module {e.name!r}, which is not installed; "
                    f'run: pip install "modelstore[sklearn]" (or the package that provides {e.name})')
@@ -109,10 +120,7 @@ class SklearnBackend(Backend):
             raise IntegrityError(msg) from None
 
     def inspect(self, path: Path) -> Inspection:
-        try:
-            scanned = scan_file(path)
-        except PickleFileError as e:
-            raise FormatError(f"{path}: {e}") from None
+        scanned = scan_file(path)
         rep = scanned.report
         if rep.error:
             raise FormatError(f"{path}: the pickle cannot be read statically ({rep.error})")
@@ -128,7 +136,7 @@ class SklearnBackend(Backend):
         return Inspection(
             framework=framework, tensors=arrays, num_params=sum(t.numel for t in arrays),
             extra_metadata=details, globals=list(rep.globals), labels=details.get("classes_"),
-            executes_code=any(not pickle_allowed(g) for g in rep.globals),
+            executes_code=True,  # unpickling calls whatever the stream names (DESIGN section 2)
         )
 
     def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,

@@ -18,7 +18,7 @@ from .. import _dtype
 from .._info import ScanReport
 from ..errors import ArchitectureMismatchError, FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
 from ..security import classify, unreadable
-from ..security.allowlist import TORCH_WEIGHTS
+from ..security.policy import TORCH_POLICY
 from ..security.torchfile import (
     LEGACY_PREFIX,
     TorchFileError,
@@ -88,7 +88,7 @@ class TorchBackend(Backend):
             pickles = read_pickles(path)
         except TorchFileError as e:
             return unreadable(path, self.name, e.kind, str(e), subject="archive")
-        return classify(path, self.name, pickles.streams.items(), TORCH_WEIGHTS)
+        return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         import torch
@@ -153,7 +153,7 @@ class TorchBackend(Backend):
         return Inspection(
             framework="torch", tensors=[r[0] for r in records], num_params=num,
             extra_metadata=extra, globals=list(dict.fromkeys(globals_)),
-            executes_code=any(g not in TORCH_WEIGHTS for g in globals_),
+            executes_code=True,  # unpickling calls whatever the stream names (DESIGN section 2)
         )
 
     def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
@@ -186,7 +186,14 @@ def _allowing(trust: bool | list[str]) -> Any:
     for name in trust:
         module, _, attr = name.rpartition(".")
         try:
-            objs.append(getattr(importlib.import_module(module), attr))
+            obj = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError, ValueError):
             continue
+        objs.append(obj)
+        if name == "numpy.dtype":
+            # torch's unpickler also checks the type of each dtype it rebuilds (Float64DType, ...):
+            # trusting numpy.dtype means trusting what it makes
+            import numpy
+
+            objs.extend(v for v in vars(numpy.dtypes).values() if isinstance(v, type) and issubclass(v, numpy.dtype))
     return torch.serialization.safe_globals(objs)

@@ -1,53 +1,43 @@
-"""Read pickle and joblib files statically: compression, raw numpy buffers, nested pickles.
+"""Pickle and joblib files: the one reader for ``scan``, ``inspect`` and gated ``load``.
 
-``joblib.dump`` writes a pickle in which each numpy array is a ``NumpyArrayWrapper`` whose
-raw bytes follow its BUILD opcode in the stream (object arrays: a whole nested pickle).
-Plain opcode walkers stop there; this reader skips (or, for small arrays, keeps) the bytes
-and carries on, so a normal scikit-learn model scans cleanly. The whole stream may be
-zlib/gzip/bz2/lzma/xz-compressed. Nothing is imported or unpickled.
+``joblib.dump`` writes a pickle in which each numpy array is a ``NumpyArrayWrapper`` whose raw
+bytes follow its ``BUILD`` opcode in the file (an object array: a whole pickle of its own,
+inline); the file may be zlib/gzip/bz2/lzma/xz compressed. The scanner and the loader read
+those bytes with the same rules, so they always agree on where the next opcode starts:
+
+- an array's item size is the digits of its dtype's type code (``f8`` -> 8, ``U3`` -> 12), and
+  a dtype's state may not change it (:mod:`.check_numpy` refuses that while loading);
+- only a plain object dtype (``O``) is followed by an inline pickle; other dtypes that hold
+  objects are refused;
+- an alignment pad is one byte ``p`` (at most the declared alignment) then ``p`` bytes;
+- array bytes may not start inside a pickle frame.
+
+Plain ``pickle.dump`` files are the same minus the wrappers.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
-import os
 import re
-import zlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from .pickle_scan import Call, PickleReport, analyse, mapping_items
+from .pickle_scan import Call, PickleReport, SymbolicUnpickler, analyse_source, mapping_items
+from .pickle_stream import Limits, PickleStreamError, Source, compression_of, open_source
+
+if TYPE_CHECKING:
+    from .pickle_load import RestrictedUnpickler
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
-#: Arrays up to this size are kept (to show ``classes_`` in inspect); larger ones are skipped.
+#: Arrays up to this size are kept by the scanner (to show ``classes_`` in inspect).
 KEEP_BYTES = 64 << 10
-#: A compressed stream that inflates beyond this is reported as unknown (a decompression bomb).
-MAX_INFLATED = 64 << 30
-
-_MAGIC: list[tuple[bytes, str]] = [
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bz2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x5d\x00\x00", "lzma"),
-    (b"\x04\x22\x4d\x18", "lz4"),
-    (b"ZF", "zlib-legacy"),
-]
+_STATE_KEYS = frozenset({"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"})
+_CODE = re.compile(r"^[<>|=]?([a-zA-Z?])(\d{1,12})$")
 
 
 class PickleFileError(Exception):
     """The file cannot be read as a (possibly compressed) pickle."""
-
-
-def compression_of(head: bytes) -> str | None:
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
-        return "zlib"
-    return None
 
 
 def looks_like_pickle(head: bytes) -> bool:
@@ -55,107 +45,177 @@ def looks_like_pickle(head: bytes) -> bool:
     return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or compression_of(head) is not None
 
 
-class _Buffered:
-    """A read-only file interface over a source of chunks, cheap for many tiny reads
-    (the opcode walker reads a byte at a time): an offset into the current chunk, no copies
-    of the remainder."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._off = 0
-        self._pos = 0
-
-    def _more(self) -> bytes:
-        raise NotImplementedError
-
-    def _chunk(self) -> bytes:
-        data = self._more()
-        self._inflated = getattr(self, "_inflated", 0) + len(data)
-        if self._inflated > MAX_INFLATED:
-            raise PickleFileError(f"decompresses to more than {MAX_INFLATED} bytes")
-        return data
-
-    def skip(self, n: int) -> None:
-        while n > 0:
-            chunk = self.read(min(n, 16 << 20))
-            if not chunk:
-                raise PickleFileError("the stream ends inside an array's data")
-            n -= len(chunk)
-
-    def read(self, n: int = -1) -> bytes:
-        if 0 <= n <= len(self._buf) - self._off:
-            out = self._buf[self._off : self._off + n]
-            self._off += n
-            self._pos += n
-            return out
-        parts = [self._buf[self._off :]]
-        have = len(parts[0])
-        self._buf, self._off = b"", 0
-        while n < 0 or have < n:
-            chunk = self._chunk()
-            if not chunk:
-                break
-            if n >= 0 and have + len(chunk) > n:
-                take = n - have
-                parts.append(chunk[:take])
-                self._buf, self._off = chunk, take
-                have = n
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        self._pos += have
-        return b"".join(parts)
-
-    def readline(self) -> bytes:
-        parts = []
-        while True:
-            i = self._buf.find(b"\n", self._off)
-            if i >= 0:
-                parts.append(self.read(i + 1 - self._off))
-                return b"".join(parts)
-            rest = self.read(len(self._buf) - self._off)
-            if rest:
-                parts.append(rest)
-            chunk = self._chunk()
-            if not chunk:
-                return b"".join(parts)
-            self._buf, self._off = chunk, 0
-
-    def tell(self) -> int:
-        return self._pos
+def itemsize_of_code(code: str) -> tuple[str, int] | None:
+    """(kind, item size) from a dtype type code as numpy pickles it, or None."""
+    m = _CODE.match(code)
+    if not m:
+        return None
+    kind, digits = m.group(1), int(m.group(2))
+    return kind, digits * 4 if kind == "U" else digits
 
 
-class _ZlibReader(_Buffered):
-    """joblib's zlib files are one raw zlib stream."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        super().__init__()
-        self._f = f
-        self._d = zlib.decompressobj()
-        self._done = False
-
-    def _more(self) -> bytes:
-        while not self._done:
-            chunk = self._f.read(1 << 20)
-            if not chunk:
-                self._done = True
-                return self._d.flush()
-            out = self._d.decompress(chunk)
-            if out:
-                return out
-        return b""
+def _read_padding(read: Any, alignment: Any) -> None:
+    if alignment is None:
+        return
+    if type(alignment) is not int or not 0 < alignment <= 64:
+        raise PickleStreamError("an array with a malformed alignment", "suspicious")
+    pad = read(1)[0]
+    if pad > alignment:
+        raise PickleStreamError(f"an array padding of {pad} bytes for an alignment of {alignment}", "suspicious")
+    if pad:
+        read(pad)
 
 
-class _FileReader(_Buffered):
-    """Any binary file (plain, or a gzip/bz2/lzma decompressor) read in 1 MiB chunks."""
+# -- the loader's side ------------------------------------------------------------------------
 
-    def __init__(self, f: Any) -> None:
-        super().__init__()
-        self._f = f
 
-    def _more(self) -> bytes:
-        data: bytes = self._f.read(1 << 20)
-        return data
+def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
+    """joblib's wrapper receives its state: read the array it stands for, with the rules
+    above, and put the array where the wrapper was."""
+    import numpy as np
+
+    from .check_numpy import check_shape, dtype_in_use
+
+    st = reader.state
+    if not isinstance(state, dict) or not set(state) <= _STATE_KEYS or not {"shape", "dtype", "order"} <= set(state):
+        raise st.refuse("a joblib array record of an unknown layout")
+    if state.get("subclass") not in (np.ndarray, np.memmap) or state["order"] not in ("C", "F"):
+        raise st.refuse("a joblib array record of a class or order joblib never writes")
+    shape = state["shape"]
+    count = check_shape(st, shape, "a joblib array")
+    dtype = dtype_in_use(st, state["dtype"], "a joblib array")
+    if dtype.kind == "O" and dtype.fields is None:
+        reader.raw_read(0)  # the inline pickle may not start inside a frame either
+        array = reader.nested().load()
+        if type(array) is not np.ndarray or array.dtype.kind != "O" or array.size != count:
+            raise st.refuse("a joblib object array whose inline pickle is not that array")
+        return array
+    if dtype.hasobject:
+        raise st.refuse("a joblib array of a structured dtype holding objects")
+    _read_padding(reader.raw_read, state.get("numpy_array_alignment_bytes"))
+    nbytes = count * dtype.itemsize
+    left = reader.source.remaining()
+    if left is not None and nbytes > left:
+        raise PickleStreamError(f"an array claims {nbytes} bytes but only {left} remain (truncated?)")
+    array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
+    array = array.reshape(shape[::-1]).transpose() if state["order"] == "F" else array.reshape(shape)
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    return array
+
+
+def _read_all(reader: RestrictedUnpickler, nbytes: int) -> bytes:
+    """``nbytes`` of raw data, read in chunks so a false length allocates nothing up front."""
+    chunks, have, step = [], 0, 16 << 20
+    while have < nbytes:
+        part = reader.raw_read(min(step, nbytes - have))
+        chunks.append(part)
+        have += len(part)
+    return b"".join(chunks)
+
+
+def load_file(path: Path, trusted: list[str], where: str | None = None, limits: Limits | None = None) -> Any:
+    """Unpickle a pickle or joblib file through the restricted unpickler.
+
+    Raises UnsafeModelError for anything refused or crafted (frames, trailing pickles, bombs),
+    IntegrityError for a damaged or truncated stream."""
+    from ..errors import IntegrityError, UnsafeModelError
+    from .pickle_load import restricted_load
+
+    where = where or str(path)
+    limits = limits or Limits.from_env()
+    try:
+        with open(path, "rb") as f:
+            source = open_source(path, f, limits)
+            return restricted_load(source, where, trusted=trusted, limits=limits)
+    except PickleStreamError as e:
+        if e.kind == "suspicious":
+            msg = f"{where}: refusing to load: the file is crafted ({e}). Nothing from the file was executed"
+            raise UnsafeModelError(msg, []) from None
+        msg = f"{where}: the pickle could not be read ({e}); the file is damaged or truncated. Fetch it again"
+        raise IntegrityError(msg) from None
+
+
+# -- the scanner's side -----------------------------------------------------------------------
+
+
+def _symbolic_code(dtype: Any) -> str | None:
+    if not isinstance(dtype, Call) or dtype.func_name not in ("numpy.dtype", "numpy.core.multiarray.dtype"):
+        return None
+    args = dtype.args if isinstance(dtype.args, tuple) else ()
+    return args[0] if args and isinstance(args[0], str) else None
+
+
+def _plain_struct(dtype: Call, depth: int = 0) -> bool:
+    """Whether a symbolic structured dtype's fields are all plain (no objects, no nesting the
+    scanner cannot size)."""
+    state = dtype.state if isinstance(dtype.state, tuple) else ()
+    fields = mapping_items(state[4]) if len(state) > 4 else None
+    if not fields:
+        return True
+    for _, spec in fields:
+        sub = spec[0] if isinstance(spec, tuple) and spec else None
+        code = _symbolic_code(sub)
+        info = itemsize_of_code(code) if code else None
+        if info is None or info[0] == "O" or (info[0] == "V" and (depth >= 4 or not _plain_struct(sub, depth + 1))):
+            return False
+    return True
+
+
+def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
+    """After a wrapper's BUILD: skip (or keep, if small) its array bytes, or scan its inline
+    object-array pickle, exactly as :func:`build_wrapper` reads them."""
+    if call.func_name != WRAPPER:
+        return None
+    fields = wrapper_fields(call)
+    if fields is None:
+        raise PickleStreamError("a joblib array record whose shape or dtype the scanner cannot size", "suspicious")
+    shape, code, itemsize, alignment = fields
+    count = 1
+    for d in shape:
+        count *= d
+    kind = code.lstrip("<>|=")[0]
+    if kind == "O":
+        reader.raw_read(0)
+        inner = reader.nested()
+        call.payload = inner.load()
+        return None
+    if kind == "V" and not _plain_struct(_dtype_call(call)):
+        raise PickleStreamError("a joblib array of a structured dtype the scanner cannot size", "suspicious")
+    _read_padding(reader.raw_read, alignment)
+    nbytes = count * itemsize
+    left = reader.source.remaining()
+    if left is not None and nbytes > left:
+        raise PickleStreamError(f"an array claims {nbytes} bytes but only {left} remain (truncated?)")
+    if nbytes <= KEEP_BYTES:
+        call.payload = reader.raw_read(nbytes)
+    else:
+        step = 16 << 20
+        while nbytes > 0:
+            reader.raw_read(min(step, nbytes))
+            nbytes -= step
+    return None
+
+
+def _dtype_call(call: Call) -> Call:
+    state = dict((k, v) for k, v in mapping_items(call.state) or [] if isinstance(k, str))
+    return state.get("dtype")  # type: ignore[return-value]
+
+
+def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None] | None:
+    """(shape, dtype code, item size, alignment) of a symbolic NumpyArrayWrapper, or None."""
+    state = dict((k, v) for k, v in mapping_items(target.state) or [] if isinstance(k, str))
+    shape = state.get("shape")
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        return None
+    code = _symbolic_code(state.get("dtype"))
+    info = itemsize_of_code(code) if code else None
+    if info is None:
+        return None
+    alignment = state.get("numpy_array_alignment_bytes")
+    if alignment is not None and type(alignment) is not int:
+        return None
+    return shape, code, info[1], alignment  # type: ignore[return-value]
 
 
 @dataclass
@@ -165,178 +225,62 @@ class ScannedPickle:
     arrays: int
 
 
-def scan_file(path: Path) -> ScannedPickle:
-    """Analyse a pickle / joblib file; raises PickleFileError for unreadable compression."""
+def scan_file(path: Path, lookup: Any = None, limits: Limits | None = None) -> ScannedPickle:
+    """Walk a pickle / joblib file as the loader would read it."""
+    from .policy import GENERAL
+
+    limits = limits or Limits.from_env()
+    counter = [0]
+
+    def hook(reader: SymbolicUnpickler, call: Call) -> Any:
+        if call.func_name == WRAPPER:
+            counter[0] += 1
+        return scan_wrapper(reader, call)
+
     with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(0)
-        comp = compression_of(head)
-        if comp in ("lz4", "zlib-legacy"):
-            raise PickleFileError(f"{comp} compression is not supported by the scanner")
-        stream: Any = f  # uncompressed: the file itself (C-level reads, seek to skip arrays)
-        if comp == "gzip":
-            stream = _FileReader(gzip.GzipFile(fileobj=f))
-        elif comp == "bz2":
-            stream = _FileReader(bz2.BZ2File(f))
-        elif comp in ("xz", "lzma"):
-            stream = _FileReader(lzma.LZMAFile(f))
-        elif comp == "zlib":
-            stream = _ZlibReader(f)
-        counter = [0]
-
-        def hook(target: Any, s: BinaryIO, report: PickleReport) -> None:
-            if isinstance(target, Call) and target.func_name == WRAPPER:
-                counter[0] += 1
-                _read_wrapped_array(target, s, report, hook)
-
         try:
-            report = analyse(stream, on_build=hook)
-        except (OSError, EOFError, zlib.error, lzma.LZMAError, PickleFileError) as e:
-            report = PickleReport(error=f"cannot decompress or read the stream: {e}")
-    return ScannedPickle(report, comp, counter[0])
+            source: Source = open_source(path, f, limits)
+        except PickleStreamError as e:
+            report = PickleReport(error=str(e), suspicious=e.kind == "suspicious")
+            return ScannedPickle(report, compression_of(f.read(8)), 0)
+        report = analyse_source(source, str(path), lookup or GENERAL.entry, on_build=hook)
+    return ScannedPickle(report, source.compression, counter[0])
 
 
-# -- numpy arrays inside joblib files -----------------------------------------------------
-
-
-_DTYPE = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)$")
-
-
-def dtype_info(dtype: Any) -> tuple[str, int] | None:
-    """(numpy dtype string such as '<f8', itemsize) from a symbolic ``numpy.dtype(...)``."""
-    if not isinstance(dtype, Call) or dtype.func_name not in ("numpy.dtype", "numpy.core.multiarray.dtype"):
-        return None
-    args = dtype.args if isinstance(dtype.args, tuple) else ()
-    if not args or not isinstance(args[0], str):
-        return None
-    m = _DTYPE.match(args[0])
-    if not m:
-        return None
-    kind, digits = m.group(1), m.group(2)
-    state = dtype.state if isinstance(dtype.state, tuple) else ()
-    order = state[1] if len(state) > 1 and isinstance(state[1], str) else "|"
-    elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
-    if kind in ("U", "S", "V") and elsize > 0:
-        size = elsize
-    elif digits:
-        size = int(digits) * (4 if kind == "U" else 1)
-    else:
-        return None
-    if kind == "V" and _has_object_field(state):
-        return f"|O{size}", size  # joblib pickles arrays with object fields inline
-    return f"{order}{kind}{size if kind != 'U' else size // 4}", size
-
-
-def _has_object_field(state: tuple[Any, ...], depth: int = 0) -> bool:
-    """Whether a structured dtype's fields (state[4]: name -> (dtype, offset)) hold objects."""
-    fields = mapping_items(state[4]) if len(state) > 4 else None
-    if not fields or depth > 8:
-        return False
-    for _, spec in fields:
-        sub = spec[0] if isinstance(spec, tuple) and spec else None
-        if not isinstance(sub, Call):
-            return True  # cannot tell: treat as objects, which is the stricter reading
-        args = sub.args if isinstance(sub.args, tuple) else ()
-        if args and isinstance(args[0], str) and args[0].lstrip("<>|=").startswith("O"):
-            return True
-        if isinstance(sub.state, tuple) and _has_object_field(sub.state, depth + 1):
-            return True
-    return False
-
-
-def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, bool] | None:
-    """(shape, dtype string, itemsize, has alignment padding) of a NumpyArrayWrapper."""
-    state = dict((k, v) for k, v in mapping_items(target.state) or [] if isinstance(k, str))
-    shape = state.get("shape")
-    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        return None
-    info = dtype_info(state.get("dtype"))
-    if info is None:
-        return None
-    padded = state.get("numpy_array_alignment_bytes") is not None and "numpy_array_alignment_bytes" in state
-    return shape, info[0], info[1], padded
-
-
-def _read_wrapped_array(target: Call, stream: BinaryIO, report: PickleReport, hook: Any) -> None:
-    fields = wrapper_fields(target)
-    if fields is None:
-        raise PickleFileError("a NumpyArrayWrapper whose shape or dtype cannot be read")
-    shape, dtype, itemsize, padded = fields
-    count = 1
-    for d in shape:
-        count *= d
-    if dtype.lstrip("<>|=").startswith("O"):
-        # object arrays are a whole pickle of their own, inline
-        inner = analyse(stream, on_build=hook, depth=1)
-        for g in inner.globals:
-            report.add(g)
-        if inner.error:
-            raise PickleFileError(f"object array pickle: {inner.error}")
-        target.payload = inner.result
-        return
-    if padded:
-        pad = stream.read(1)
-        if len(pad) != 1:
-            raise PickleFileError("the stream ends before an array's padding")
-        _skip(stream, pad[0])
-    nbytes = count * itemsize
-    if nbytes <= KEEP_BYTES:
-        data = stream.read(nbytes)
-        if len(data) != nbytes:
-            raise PickleFileError("the stream ends inside an array's data")
-        target.payload = data
-    else:
-        _skip(stream, nbytes)
-
-
-def _skip(stream: BinaryIO, n: int) -> None:
-    if n <= 0:
-        return
-    if isinstance(stream, _Buffered):
-        stream.skip(n)
-        return
-    pos = stream.tell()
-    end = os.fstat(stream.fileno()).st_size
-    if pos + n > end:
-        raise PickleFileError(f"an array claims {n} bytes but only {end - pos} remain (truncated?)")
-    stream.seek(pos + n)
+# -- values of small arrays, for inspect ----------------------------------------------------------
 
 
 def array_value(target: Any, limit: int = 1000) -> list[Any] | None:
     """The values of a small wrapped array (numbers or strings), decoded without numpy."""
     if not isinstance(target, Call) or target.func_name != WRAPPER or target.payload is None:
         return None
-    data = target.payload
     fields = wrapper_fields(target)
     if fields is None:
         return None
-    shape, dtype, itemsize, _ = fields
+    shape, code, itemsize, _ = fields
     if len(shape) != 1 or shape[0] > limit:
         return None
+    data = target.payload
     if not isinstance(data, (bytes, bytearray)):
-        inner = data  # object array: the nested pickle's symbolic result
-        return _object_array_values(inner)
-    kind = dtype.lstrip("<>|=")[0]
-    big = dtype.startswith(">")
-    import struct
-
+        return _object_array_values(data)
+    kind = code.lstrip("<>|=")[0]
+    big = code.startswith(">")
     codes = {("i", 8): "q", ("i", 4): "i", ("i", 2): "h", ("i", 1): "b", ("u", 8): "Q", ("u", 4): "I",
              ("u", 2): "H", ("u", 1): "B", ("f", 8): "d", ("f", 4): "f", ("b", 1): "?"}
     if kind == "U":
         width = itemsize // 4
         text = data.decode("utf-32-be" if big else "utf-32-le", errors="replace")
         return [text[i * width : (i + 1) * width].rstrip("\x00") for i in range(shape[0])]
-    code = codes.get((kind, itemsize))
-    if code is None:
+    fmt = codes.get((kind, itemsize))
+    if fmt is None or len(data) != shape[0] * itemsize:
         return None
-    return list(struct.unpack(f"{'>' if big else '<'}{shape[0]}{code}", data))
+    return list(struct.unpack(f"{'>' if big else '<'}{shape[0]}{fmt}", data))
 
 
 def _object_array_values(result: Any) -> list[Any] | None:
-    # numpy.core.multiarray._reconstruct(...) + BUILD state (version, shape, dtype, fortran, list)
+    # numpy's _reconstruct(...) + BUILD state (version, shape, dtype, fortran, list of items)
     if isinstance(result, Call) and isinstance(result.state, tuple) and len(result.state) == 5:
         values = result.state[4]
         if isinstance(values, list) and all(isinstance(v, (str, int, float, bool)) for v in values):
             return values
     return None
-

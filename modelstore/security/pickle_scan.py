@@ -1,38 +1,29 @@
-"""A static pickle reader: walks opcodes and builds an inert picture of the stream.
+"""The static scanner: the loader's own reader, with every import, call and mutation recorded
+instead of performed.
 
-Nothing is imported, called or constructed. ``GLOBAL``/``STACK_GLOBAL``/``INST`` become
-:class:`Global` records, ``REDUCE``/``NEWOBJ``/``OBJ`` become :class:`Call` records, and
-persistent ids become :class:`PersId`. The result serves two readers: the security scan
-(every global referenced, classified against an allow-list) and ``inspect`` (tensor records
-of a torch state dict, read from the symbolic tree).
+:class:`SymbolicUnpickler` is a :class:`~.pickle_stream.StreamReader`, so it reads exactly what
+the restricted loader reads (same framing, same opcode readers, same raw-data rules). Globals
+become :class:`Global` records, calls and new instances :class:`Call` records, persistent ids
+:class:`PersId`. The result serves two readers: the security verdict (every global against the
+allow-list, every use against the entry's kind, every mutation of something the stream did not
+create) and ``inspect`` (tensor records of a torch state dict, an estimator's parameters).
 """
 
 from __future__ import annotations
 
-import _compat_pickle
-import io
-import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
-#: A pickle stream longer than this many opcodes is reported as unknown, not walked further.
-MAX_OPS = 5_000_000
-#: Nested pickles (``pickle.loads(b"...")`` inside a pickle) are followed this deep.
-MAX_DEPTH = 4
-#: Calls whose bytes argument is itself a pickle the reader follows.
-NESTED_LOADERS = frozenset({"pickle.loads", "_pickle.loads", "pickle._loads", "dill.loads",
-                            "cloudpickle.loads", "joblib.load"})
-
-
-class PickleParseError(Exception):
-    """The stream is not a pickle this reader can follow (malformed or unsupported)."""
+from .allowlist import CALL, CONSTRUCT, Entry
+from .pickle_stream import PickleStreamError, Source, StreamReader, safe_key
 
 
 @dataclass(eq=False)
 class Global:
     module: str
     name: str
+    entry: Entry | None = None
 
     @property
     def qualname(self) -> str:
@@ -41,7 +32,7 @@ class Global:
 
 @dataclass(eq=False)
 class Call:
-    """``func(*args)`` as the unpickler would have called it, plus later mutations."""
+    """``func(*args)`` (or an empty instance of ``func`` when ``new``), plus later mutations."""
 
     func: Any
     args: Any
@@ -50,6 +41,8 @@ class Call:
     items: list[tuple[Any, Any]] = field(default_factory=list)
     appends: list[Any] = field(default_factory=list)
     payload: Any = None  # data a file format stores beside the pickle (joblib's raw arrays)
+    new: bool = False
+    built: bool = False
 
     @property
     def func_name(self) -> str | None:
@@ -72,294 +65,202 @@ class SymSet:
     frozen: bool = False
 
 
-@dataclass(eq=False)
-class Opaque:
-    """A value the reader does not model (out-of-band buffer, extension code)."""
-
-    what: str
-
-
 @dataclass
 class PickleReport:
-    """Globals referenced (in order of first use), the symbolic result, and any failure."""
+    """Globals referenced (in order of first use), the symbolic result, what breaks the
+    loader's rules (``misuse``: each a reason), and a failure to read the stream at all."""
 
     globals: list[str] = field(default_factory=list)
     result: Any = None
     error: str | None = None
-    ext_codes: list[int] = field(default_factory=list)
+    suspicious: bool = False
+    misuse: list[str] = field(default_factory=list)
     end: int = 0
-    nested: int = 0
+    #: (module, name) exactly as the stream spelled each global (the name may hold dots)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, qualname: str) -> None:
+    def add(self, module: str, name: str) -> None:
+        qualname = f"{module}.{name}"
         if qualname not in self.globals:
             self.globals.append(qualname)
+            self.pairs.append((module, name))
+
+    def flag(self, reason: str) -> None:
+        if reason not in self.misuse and len(self.misuse) < 50:
+            self.misuse.append(reason)
 
 
-#: Called after each BUILD with (the object built, the stream, the report); may read the
-#: stream (joblib stores raw array bytes right after a NumpyArrayWrapper's BUILD).
-BuildHook = Callable[[Any, BinaryIO, PickleReport], None]
+#: ``(reader, call)`` after a BUILD on a Call: joblib reads array bytes right after its wrapper.
+BuildHook = Callable[["SymbolicUnpickler", Call], Any]
+#: ``qualname -> Entry | None``: the allow-list the verdict is judged against.
+Lookup = Callable[[str, str], "Entry | None"]
 
 
-class _Mark:
-    pass
+def _name(v: Any) -> str:
+    return v.qualname if isinstance(v, Global) else type(v).__name__
 
 
-_MARK = _Mark()
+class SymbolicUnpickler(StreamReader):
+    """Read a stream the way the loader does, without importing or calling anything."""
 
+    def __init__(self, source: Source, where: str, report: PickleReport, lookup: Lookup,
+                 on_build: BuildHook | None = None, persistent_ids: bool = False) -> None:
+        super().__init__(source, where)
+        self.report = report
+        self.lookup = lookup
+        self.hook = on_build
+        if persistent_ids:  # torch's data.pkl names its storages by persistent id
+            self.dispatch = dict(self.dispatch)
+            self.dispatch[ord("Q")] = SymbolicUnpickler._binpersid
+            self.dispatch[ord("P")] = SymbolicUnpickler._persid
 
-def analyse(data: bytes | BinaryIO, *, start: int = 0, on_build: BuildHook | None = None,
-            depth: int = 0) -> PickleReport:
-    """Walk one pickle stream from ``start`` (bytes) or the current position (a binary file);
-    never raises on bad input. A file is left positioned just after the STOP opcode."""
-    report = PickleReport()
+    def _binpersid(self) -> None:
+        self.stack[-1] = PersId(self.stack[-1])
 
-    def note(g: Global) -> Global:
-        # the unpickler maps Python 2 names (``__builtin__.set``) to their Python 3 homes
-        key = (g.module, g.name)
-        if key in _compat_pickle.NAME_MAPPING:
-            g.module, g.name = _compat_pickle.NAME_MAPPING[key]
-        elif g.module in _compat_pickle.IMPORT_MAPPING:
-            g.module = _compat_pickle.IMPORT_MAPPING[g.module]
-        report.add(g.qualname)
+    def _persid(self) -> None:
+        self.append(PersId(self.readline()[:-1].decode("ascii", "replace")))
+
+    # ---- what the loader would import
+
+    def on_global(self, module: str, name: str) -> Any:
+        g = Global(module, name, self.lookup(module, name))
+        self.report.add(module, name)
         return g
 
-    stack: list[Any] = []
-    metastack: list[list[Any]] = []
-    memo: dict[int, Any] = {}
+    # ---- what the loader would call
 
-    def pop_mark() -> list[Any]:
-        nonlocal stack
-        items = stack
-        if not metastack:
-            raise PickleParseError("MARK expected but the stack has none")
-        stack = metastack.pop()
-        return items
+    def on_call(self, func: Any, args: Any) -> Any:
+        if not isinstance(func, Global):
+            self.report.flag(f"calls a {_name(func)} the stream built, not an allowed function")
+        elif func.entry is not None and func.entry.kind != CALL:
+            self.report.flag(f"calls {func.qualname}, which may only be {func.entry.kind}ed")
+        return Call(func, args)
 
-    def pop() -> Any:
-        if not stack:
-            raise PickleParseError("stack underflow")
-        v = stack.pop()
-        if v is _MARK:
-            raise PickleParseError("unexpected MARK")
-        return v
+    def on_new(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        if not isinstance(cls, Global):
+            self.report.flag(f"creates an instance of a {_name(cls)}, not an allowed class")
+        elif cls.entry is not None and cls.entry.kind != CONSTRUCT:
+            self.report.flag(f"creates an instance of {cls.qualname}, which may not be instantiated")
+        elif args or kwargs:
+            self.report.flag(f"passes arguments to {cls.qualname}.__new__")
+        return Call(cls, args, kwargs, new=True)
 
-    try:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            f: BinaryIO = io.BytesIO(data)
-            f.seek(start)
-        else:
-            f = data
-        ops = pickletools.genops(f)
-        count = 0
-        for op, arg, pos in ops:
-            count += 1
-            if count > MAX_OPS:
-                raise PickleParseError(f"more than {MAX_OPS} opcodes")
-            name = op.name
-            if name in ("PROTO", "FRAME"):
-                continue
-            if name == "STOP":
-                report.result = pop()
-                report.end = (pos or 0) + 1
-                return report
-            if name == "MARK":
-                metastack.append(stack)
-                stack = []
-            elif name == "POP":
-                if stack and stack[-1] is _MARK:
-                    stack.pop()
-                else:
-                    pop()
-            elif name == "POP_MARK":
-                pop_mark()
-            elif name == "DUP":
-                if not stack:
-                    raise PickleParseError("DUP on empty stack")
-                stack.append(stack[-1])
-            elif name in _PUSH_ARG:
-                stack.append(arg)
-            elif name == "NONE":
-                stack.append(None)
-            elif name == "NEWTRUE":
-                stack.append(True)
-            elif name == "NEWFALSE":
-                stack.append(False)
-            elif name in ("NEXT_BUFFER", "READONLY_BUFFER"):
-                if name == "NEXT_BUFFER":
-                    stack.append(Opaque("out-of-band buffer"))
-            elif name == "EMPTY_LIST":
-                stack.append([])
-            elif name == "EMPTY_TUPLE":
-                stack.append(())
-            elif name == "EMPTY_DICT":
-                stack.append(SymDict())
-            elif name == "EMPTY_SET":
-                stack.append(SymSet())
-            elif name == "LIST":
-                items = pop_mark()  # rebinds ``stack``: evaluate before appending
-                stack.append(list(items))
-            elif name == "TUPLE":
-                items = pop_mark()
-                stack.append(tuple(items))
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                n = int(name[-1])
-                items = [pop() for _ in range(n)][::-1]
-                stack.append(tuple(items))
-            elif name == "DICT":
-                items = pop_mark()
-                stack.append(SymDict(list(zip(items[::2], items[1::2]))))
-            elif name == "FROZENSET":
-                items = pop_mark()
-                stack.append(SymSet(items, frozen=True))
-            elif name == "APPEND":
-                v = pop()
-                _append(stack[-1] if stack else None, [v])
-            elif name == "APPENDS":
-                items = pop_mark()
-                _append(stack[-1] if stack else None, items)
-            elif name == "SETITEM":
-                v = pop()
-                k = pop()
-                _setitems(stack[-1] if stack else None, [(k, v)])
-            elif name == "SETITEMS":
-                items = pop_mark()
-                _setitems(stack[-1] if stack else None, list(zip(items[::2], items[1::2])))
-            elif name == "ADDITEMS":
-                items = pop_mark()
-                target = stack[-1] if stack else None
-                if not isinstance(target, SymSet):
-                    raise PickleParseError("ADDITEMS on a non-set")
-                target.items.extend(items)
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                if not stack:
-                    raise PickleParseError("PUT on empty stack")
-                memo[int(arg)] = stack[-1]  # type: ignore[arg-type]
-            elif name == "MEMOIZE":
-                if not stack:
-                    raise PickleParseError("MEMOIZE on empty stack")
-                memo[len(memo)] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = int(arg)  # type: ignore[arg-type]
-                if key not in memo:
-                    raise PickleParseError(f"memo key {key} read before it was written")
-                stack.append(memo[key])
-            elif name == "GLOBAL":
-                module, _, qual = str(arg).partition(" ")
-                stack.append(note(Global(module, qual)))
-            elif name == "STACK_GLOBAL":
-                qual = pop()
-                module = pop()
-                if not isinstance(module, str) or not isinstance(qual, str):
-                    # names computed at run time: the reader cannot tell what they are
-                    g = Global("<computed>", "<computed>")
-                    stack.append(note(g))
-                else:
-                    stack.append(note(Global(module, qual)))
-            elif name == "INST":
-                module, _, qual = str(arg).partition(" ")
-                args = tuple(pop_mark())
-                stack.append(Call(note(Global(module, qual)), args))
-            elif name == "OBJ":
-                items = pop_mark()
-                if not items:
-                    raise PickleParseError("OBJ without a class")
-                stack.append(Call(items[0], tuple(items[1:])))
-            elif name == "REDUCE":
-                args = pop()
-                func = pop()
-                call = Call(func, args)
-                if call.func_name in NESTED_LOADERS:
-                    _follow_nested(call, report, on_build, depth)
-                stack.append(call)
-            elif name == "NEWOBJ":
-                args = pop()
-                cls = pop()
-                stack.append(Call(cls, args))
-            elif name == "NEWOBJ_EX":
-                kwargs = pop()
-                args = pop()
-                cls = pop()
-                stack.append(Call(cls, args, kwargs))
-            elif name == "BUILD":
-                state = pop()
-                if not stack:
-                    raise PickleParseError("BUILD on empty stack")
-                target = stack[-1]
-                if isinstance(target, Call):
-                    target.state = state
-                    if on_build is not None:
-                        on_build(target, f, report)
-                else:
-                    # BUILD on a plain value calls its __setstate__: a gadget in itself
-                    stack[-1] = Call(Global("<build>", type(target).__name__), (target,), state=state)
-            elif name == "PERSID":
-                stack.append(PersId(arg))
-            elif name == "BINPERSID":
-                stack.append(PersId(pop()))
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                report.ext_codes.append(int(arg))  # type: ignore[arg-type]
-                stack.append(note(Global("<copyreg-extension>", str(arg))))
+    # ---- what the loader would mutate
+
+    def _own(self, target: Any, op: str) -> bool:
+        if isinstance(target, Global):
+            self.report.flag(f"{op} on {target.qualname}, an object the file did not create "
+                             "(it would change it for every model in the process)")
+            return False
+        return True
+
+    def on_build(self, target: Any, state: Any) -> Any:
+        if not self._own(target, "BUILD"):
+            return target
+        if not isinstance(target, Call):
+            self.report.flag(f"BUILD on a plain {type(target).__name__}")
+            return target
+        if target.built:
+            self.report.flag(f"sets the state of {target.func_name or 'an object'} twice")
+        target.built = True
+        target.state = state
+        if self.hook is not None:
+            replaced = self.hook(self, target)
+            if replaced is not None:
+                return replaced
+        return target
+
+    def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        if self._own(target, "SETITEM"):
+            self._keys(k for k, _ in pairs)
+            if isinstance(target, (SymDict, Call)):
+                target.items.extend(pairs)
             else:
-                raise PickleParseError(f"unsupported opcode {name}")
-        raise PickleParseError("the stream ended without a STOP opcode")
-    except PickleParseError as e:
+                self.report.flag(f"SETITEM on a {type(target).__name__}")
+
+    def on_appends(self, target: Any, items: list[Any]) -> None:
+        if self._own(target, "APPEND"):
+            if isinstance(target, list):
+                target.extend(items)
+            elif isinstance(target, Call):
+                target.appends.extend(items)
+            else:
+                self.report.flag(f"APPEND on a {type(target).__name__}")
+
+    def on_additems(self, target: Any, items: list[Any]) -> None:
+        if self._own(target, "ADDITEMS"):
+            self._keys(items)
+            if isinstance(target, SymSet):
+                target.items.extend(items)
+            elif isinstance(target, Call):
+                target.appends.extend(items)
+            else:
+                self.report.flag(f"ADDITEMS on a {type(target).__name__}")
+
+    def on_dict(self, pairs: list[tuple[Any, Any]]) -> Any:
+        self._keys(k for k, _ in pairs)
+        return SymDict(pairs)
+
+    def on_frozenset(self, items: list[Any]) -> Any:
+        self._keys(items)
+        return SymSet(items, frozen=True)
+
+    def _keys(self, keys: Any) -> None:
+        for k in keys:
+            if isinstance(k, Call):
+                if k.func_name not in ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"):
+                    self.report.flag(f"a dict key built by {k.func_name or 'a call'}, whose hash cannot be checked")
+            elif isinstance(k, (Global, SymDict, SymSet, PersId)) or not safe_key(k):
+                self.report.flag(f"a dict key or set member of type {type(k).__name__} whose hash the file controls")
+
+    def load_empty_dictionary(self) -> None:
+        self.append(SymDict())
+
+    def load_empty_set(self) -> None:
+        self.append(SymSet())
+
+    dispatch = dict(StreamReader.dispatch)
+    dispatch[ord("}")] = load_empty_dictionary
+    dispatch[0x8F] = load_empty_set  # EMPTY_SET
+
+    def nested(self) -> SymbolicUnpickler:
+        return SymbolicUnpickler(self.source, self.where, self.report, self.lookup, self.hook)
+
+
+def analyse_source(source: Source, where: str, lookup: Lookup, *, on_build: BuildHook | None = None,
+                   persistent_ids: bool = False, expect_end: bool = True) -> PickleReport:
+    """Walk one pickle stream; never raises on bad input (the report says what went wrong)."""
+    from .pickle_stream import DECOMPRESS_ERRORS, expect_end as check_end
+
+    report = PickleReport()
+    reader = SymbolicUnpickler(source, where, report, lookup, on_build, persistent_ids)
+    try:
+        report.result = reader.load()
+        report.end = source.tell()
+        if expect_end:
+            check_end(reader)
+    except PickleStreamError as e:
         report.error = str(e)
-    except (ValueError, IndexError, TypeError, KeyError, OverflowError, MemoryError,
-            RecursionError, UnicodeDecodeError) as e:
-        report.error = f"malformed pickle: {e}"
+        report.suspicious = e.kind == "suspicious"
+    except DECOMPRESS_ERRORS as e:
+        report.error = f"cannot decompress or read the stream: {e}"
+    except Exception as e:  # a refusal raised while reading (unsafe keys) or anything else: fail closed
+        report.error = f"{type(e).__name__}: {str(e)[:200]}"
+        report.suspicious = True
     return report
 
 
-def _follow_nested(call: Call, report: PickleReport, on_build: BuildHook | None, depth: int) -> None:
-    """Scan the bytes handed to ``pickle.loads`` inside a pickle, and merge what it uses."""
-    args = call.args if isinstance(call.args, tuple) else ()
-    data = _as_bytes(args[0]) if args else None
-    if data is None:
-        return
-    if depth >= MAX_DEPTH:
-        report.add("<nested-pickle-too-deep>.loads")
-        return
-    inner = analyse(data, on_build=on_build, depth=depth + 1)
-    report.nested += 1 + inner.nested
-    for g in inner.globals:
-        report.add(g)
-    if inner.error:
-        report.add("<unreadable-nested-pickle>.loads")
+def analyse(data: bytes, *, lookup: Lookup | None = None, persistent_ids: bool = False,
+            expect_end: bool = True, where: str = "<bytes>") -> PickleReport:
+    """:func:`analyse_source` over bytes in memory (a torch zip record, a test stream)."""
+    import io
+
+    return analyse_source(Source(io.BytesIO(data), len(data)), where, lookup or _nothing,
+                          persistent_ids=persistent_ids, expect_end=expect_end)
 
 
-def _as_bytes(value: Any) -> bytes | None:
-    """Bytes as a pickle spells them: a literal, or protocol 2's ``_codecs.encode(s, 'latin1')``."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, Call) and value.func_name == "_codecs.encode" and isinstance(value.args, tuple):
-        if len(value.args) == 2 and isinstance(value.args[0], str) and value.args[1] == "latin1":
-            return value.args[0].encode("latin1")
+def _nothing(module: str, name: str) -> Entry | None:
     return None
-
-
-_PUSH_ARG = frozenset(
-    """INT BININT BININT1 BININT2 LONG LONG1 LONG4 STRING BINSTRING SHORT_BINSTRING
-    BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8 UNICODE BINUNICODE SHORT_BINUNICODE
-    BINUNICODE8 FLOAT BINFLOAT""".split()
-)
-
-
-def _append(target: Any, items: list[Any]) -> None:
-    if isinstance(target, list):
-        target.extend(items)
-    elif isinstance(target, Call):
-        target.appends.extend(items)
-    else:
-        raise PickleParseError("APPEND on a value that is not a list")
-
-
-def _setitems(target: Any, pairs: list[tuple[Any, Any]]) -> None:
-    if isinstance(target, SymDict):
-        target.items.extend(pairs)
-    elif isinstance(target, Call):
-        target.items.extend(pairs)
-    else:
-        raise PickleParseError("SETITEM on a value that is not a dict")
 
 
 def mapping_items(value: Any) -> list[tuple[Any, Any]] | None:

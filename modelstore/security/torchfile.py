@@ -13,7 +13,8 @@ from typing import Any
 
 from .._info import TensorInfo
 from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
-from .pickle_scan import Call, Global, PersId, PickleReport, analyse, mapping_items
+from .pickle_scan import Call, Global, PersId, PickleReport, analyse, analyse_source, mapping_items
+from .pickle_stream import Source
 
 #: ``torch.save(..., _use_new_zipfile_serialization=False)`` starts with this pickled integer.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -64,7 +65,7 @@ def read_pickles(path: Path) -> TorchPickles:
     if head[:1] == b"\x80":
         # not torch's layout, but torch.load would unpickle it as a legacy file: read it all
         out = TorchPickles(kind="pickle")
-        out.main = out.streams["pickle"] = analyse(path.read_bytes()[:MAX_PICKLE_BYTES])
+        out.main = out.streams["pickle"] = _analyse(path.read_bytes()[:MAX_PICKLE_BYTES], str(path))
         return out
     raise TorchFileError("neither a torch zip archive nor a legacy torch.save stream")
 
@@ -82,7 +83,8 @@ def _read_zip(path: Path) -> TorchPickles:
         links = [i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000]
         if links:
             raise TorchFileError(f"the archive holds symbolic link entries {links}", "suspicious")
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        seen: set[str] = set()
+        dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
         if dupes:
             msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
             raise TorchFileError(msg, "suspicious")
@@ -97,7 +99,7 @@ def _read_zip(path: Path) -> TorchPickles:
                 data = zf.read(info)
             except Exception as e:  # zlib.error, NotImplementedError, RuntimeError (encrypted), ...
                 raise TorchFileError(f"cannot read {info.filename}: {e}", "damaged") from None
-            out.streams[info.filename] = analyse(data)
+            out.streams[info.filename] = _analyse(data, f"{path}:{info.filename}")
         main = [n for n in out.streams if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(main) != 1:
             raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
@@ -119,17 +121,26 @@ def _check_bounds(path: Path, zf: zipfile.ZipFile) -> None:
         raise TorchFileError("the file has data after the end of the zip archive", "suspicious")
 
 
+def _analyse(data: bytes, where: str) -> PickleReport:
+    from .policy import TORCH_POLICY
+
+    return analyse(data, lookup=TORCH_POLICY.entry, persistent_ids=True, where=where)
+
+
 def _read_legacy(path: Path) -> TorchPickles:
-    data = path.read_bytes()[: MAX_PICKLE_BYTES]
+    """torch's legacy format: five pickles in a row (magic number, protocol version, sys info,
+    the object, the storage keys), then raw storage bytes. torch.load unpickles all five."""
+    from .policy import TORCH_POLICY
+
     out = TorchPickles(kind="legacy")
-    pos = 0
-    # magic number, protocol version, sys info, the object, the storage keys
-    for label in ("magic", "protocol", "sys_info", "object", "storage_keys"):
-        rep = analyse(data, start=pos)
-        out.streams[label] = rep
-        if rep.error:
-            break
-        pos = rep.end
+    with open(path, "rb") as f:
+        source = Source(f, path.stat().st_size)
+        for label in ("magic", "protocol", "sys_info", "object", "storage_keys"):
+            rep = analyse_source(source, f"{path}:{label}", TORCH_POLICY.entry, persistent_ids=True,
+                                 expect_end=False)
+            out.streams[label] = rep
+            if rep.error:
+                break
     out.main = out.streams.get("object")
     return out
 

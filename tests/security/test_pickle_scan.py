@@ -59,8 +59,9 @@ def test_unknown_opcode_and_truncation(tmp_path: Path) -> None:
         ms.load(path)
 
 
-def test_nested_pickle_globals_are_listed() -> None:
-    """Bytes handed to pickle.loads inside a pickle are scanned and their globals merged."""
+def test_nested_deserialisers_are_refused_not_followed(tmp_path: Path) -> None:
+    """pickle.loads inside a pickle is itself a refused global (an attack primitive): the
+    inner bytes are never deserialised, by scan or load."""
     import os
 
     class R:
@@ -73,5 +74,9 @@ def test_nested_pickle_globals_are_listed() -> None:
         def __reduce__(self):  # type: ignore[no-untyped-def]
             return (pickle.loads, (inner,))
 
-    rep = analyse(pickle.dumps(Outer(), protocol=2))
-    assert "posix.getcwd" in rep.globals and rep.nested == 1
+    path = tmp_path / "nested.pkl"
+    path.write_bytes(pickle.dumps(Outer(), protocol=2))
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and report.untrusted == ["pickle.loads"]
+    with pytest.raises(ms.UnsafeModelError, match="attack"):
+        ms.load(path)

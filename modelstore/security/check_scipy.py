@@ -1,0 +1,102 @@
+"""Validators for scipy objects in models: sparse matrices and B-splines.
+
+A sparse matrix pickles as its ``__dict__``; scipy's C++ kernels then index ``data`` with
+``indices`` and ``indptr`` without checking them (a ``coef_`` with an index past its shape
+crashes ``predict``). scipy's own ``check_format(full_check=True)`` is the check, run when
+the load ends, plus type checks on the attributes it assumes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .check_numpy import _int
+
+if TYPE_CHECKING:
+    from .pickle_load import LoadState
+
+_MAX_DIM = 1 << 40
+
+
+def _shape_ok(shape: Any) -> bool:
+    return isinstance(shape, tuple) and len(shape) == 2 and all(_int(d) and 0 <= int(d) < _MAX_DIM for d in shape)
+
+
+def _arrays_complete(st: LoadState, obj: Any, names: tuple[str, ...]) -> None:
+    import numpy as np
+
+    for name in names:
+        value = obj.__dict__.get(name)
+        if not isinstance(value, np.ndarray) or type(value) is not np.ndarray:
+            raise st.refuse(f"a sparse matrix whose {name} is not an array")
+        st.complete(value, "an array")
+
+
+def check_sparse(st: LoadState, obj: Any) -> None:
+    """Index arrays in range of the shape, lengths consistent: scipy's own full check."""
+    import numpy as np
+
+    d = obj.__dict__
+    fmt = obj.format
+    if not _shape_ok(d.get("_shape")):
+        raise st.refuse("a sparse matrix with a malformed shape")
+    try:
+        if fmt in ("csr", "csc", "bsr"):
+            _arrays_complete(st, obj, ("data", "indices", "indptr"))
+            if d["indices"].dtype.kind != "i" or d["indptr"].dtype.kind != "i":
+                raise st.refuse("a sparse matrix with non-integer indices")
+            obj.check_format(full_check=True)
+        elif fmt == "coo":
+            coords = d.get("coords")
+            if not isinstance(coords, tuple) or len(coords) != 2:
+                raise st.refuse("a COO matrix with malformed coordinates")
+            _arrays_complete(st, obj, ("data",))
+            for c in coords:
+                if not isinstance(c, np.ndarray) or c.dtype.kind != "i" or c.shape != d["data"].shape:
+                    raise st.refuse("a COO matrix whose coordinates do not match its data")
+                st.complete(c, "an array")
+            obj._check()
+            for c, n in zip(coords, d["_shape"]):
+                if c.size and (c.min() < 0 or c.max() >= n):
+                    raise st.refuse("a COO matrix with coordinates outside its shape")
+        elif fmt == "dia":
+            _arrays_complete(st, obj, ("data", "offsets"))
+            data, offsets = d["data"], d["offsets"]
+            if data.ndim != 2 or offsets.ndim != 1 or offsets.dtype.kind != "i" or data.shape[0] != offsets.shape[0]:
+                raise st.refuse("a DIA matrix whose data and offsets disagree")
+            if data.shape[1] > int(d["_shape"][1]):
+                raise st.refuse("a DIA matrix whose diagonals are longer than its shape")
+        elif fmt in ("lil", "dok"):
+            # pure Python containers: scipy converts them with bounds-checked code
+            obj.tocsr().check_format(full_check=True)
+        else:
+            raise st.refuse(f"a sparse matrix of unknown format {fmt!r}")
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
+        raise st.refuse(f"a sparse {fmt} matrix that fails scipy's own check ({str(e)[:120]})") from None
+
+
+def check_bspline(st: LoadState, obj: Any) -> None:
+    """Knots, coefficients and degree as scipy's BSpline constructor requires them."""
+    import numpy as np
+
+    d = obj.__dict__
+    t, c, k = d.get("_t", d.get("t")), d.get("_c", d.get("c")), d.get("k")
+    if not (isinstance(t, np.ndarray) and isinstance(c, np.ndarray) and _int(k)):
+        raise st.refuse("a B-spline without its knots, coefficients or degree")
+    st.complete(t, "an array")
+    st.complete(c, "an array")
+    k = int(k)
+    n = t.shape[0] - k - 1
+    if not (t.ndim == 1 and t.dtype == np.float64 and t.flags.c_contiguous and 0 <= k < 64 and n >= k + 1
+            and c.ndim >= 1 and c.shape[0] >= n and np.all(np.diff(t) >= 0)
+            and _int(d.get("axis", 0)) and 0 <= int(d.get("axis", 0)) < max(c.ndim, 1)):
+        raise st.refuse("a B-spline whose knots, coefficients and degree disagree")
+
+
+def finals_for(obj: Any) -> list[Any]:
+    module = type(obj).__module__
+    if module.startswith("scipy.sparse."):
+        return [check_sparse]
+    if module == "scipy.interpolate._bsplines":
+        return [check_bspline]
+    return []

@@ -1,0 +1,225 @@
+"""The restricted unpickler: the one check a gated pickle load goes through, in one pass.
+
+Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). Its rules:
+
+- **Globals** are looked up exactly in the allow-list (:mod:`.allowlist`), their modules
+  imported only from the standard library or installed packages (:mod:`.origin`); what the
+  stream gets is the listed object itself. Anything else is refused, unless the caller's
+  ``trust=[...]`` names it exactly.
+- **Calls** (``REDUCE``, ``INST``/``OBJ`` with arguments) only of ``call`` entries, each
+  through its validator, which checks the arguments and returns a fresh object.
+- **New instances** (``NEWOBJ``, ``copyreg.__newobj__``/``_reconstructor``) only of
+  ``construct`` classes, created empty.
+- **Mutation** (``BUILD``, ``SETITEM(S)``, ``APPEND(S)``, ``ADDITEMS``) only of objects this
+  stream created, each ``BUILD`` at most once, through the state validator of the object's
+  type. Nothing a lookup returned (a class, a function, a module's object) is ever mutated:
+  one file cannot change how other models in the process behave.
+- **Reconstructed objects of a risky kind** (dtypes, arrays, trees, neighbour trees, sparse
+  matrices, random states, ...) are validated before the load returns; objects that need
+  their state (a tree with no nodes) are refused if they never got it.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UnsafeModelError
+from . import allowlist
+from .allowlist import CALL, CONSTRUCT, VALUE, Entry
+from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, check_keys, expect_end
+from .policy import GENERAL, Policy, refusal
+
+TRUSTED = "trusted"
+_NOT_MUTABLE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+                types.MethodType, types.BuiltinMethodType, types.WrapperDescriptorType,
+                types.MethodDescriptorType, types.GetSetDescriptorType)
+
+
+@dataclass
+class LoadState:
+    """What one load knows, shared by the nested readers of one file (joblib object arrays)."""
+
+    where: str
+    policy: Policy
+    trusted: frozenset[str]
+    limits: Limits
+    #: id -> entry of every object a lookup returned (kept alive by the entries' modules)
+    external: dict[int, Entry] = field(default_factory=dict)
+    #: id -> object created by the stream that may still receive its one BUILD
+    buildable: dict[int, Any] = field(default_factory=dict)
+    #: id -> object that must have received its BUILD by the end of the load
+    required: dict[int, Any] = field(default_factory=dict)
+    #: ids of objects whose state is final (built, or used by another object)
+    sealed: set[int] = field(default_factory=set)
+    finals: list[Callable[[], None]] = field(default_factory=list)
+
+    # ---- used by validators
+
+    def refuse(self, what: str) -> UnsafeModelError:
+        return UnsafeModelError(f"{self.where}: refusing to load: {what}. Nothing from the file was "
+                                "executed; the file is damaged or crafted", [])
+
+    def entry_of(self, obj: Any) -> Entry | None:
+        return self.external.get(id(obj))
+
+    def is_value(self, obj: Any, target: str) -> bool:
+        """Whether ``obj`` is the allow-listed object whose home is ``target`` ("module:name")."""
+        entry = self.external.get(id(obj))
+        return entry is not None and ":".join(entry.target) == target
+
+    def expect_build(self, obj: Any, *, required: bool = False) -> Any:
+        self.buildable[id(obj)] = obj
+        if required:
+            self.required[id(obj)] = obj
+        return obj
+
+    def seal(self, obj: Any) -> None:
+        """``obj`` is now used by something: its state may not change any more."""
+        self.buildable.pop(id(obj), None)
+        self.sealed.add(id(obj))
+
+    def complete(self, obj: Any, what: str) -> None:
+        """Refuse ``obj`` if it still lacks a required state; else seal it."""
+        if id(obj) in self.required:
+            raise self.refuse(f"{what} is used before its state was set")
+        self.seal(obj)
+
+    def final(self, check: Callable[[], None]) -> None:
+        self.finals.append(check)
+
+    def finish(self) -> None:
+        if self.required:
+            obj = next(iter(self.required.values()))
+            raise self.refuse(f"a {type(obj).__qualname__} never received its state")
+        for check in self.finals:
+            check()
+
+
+class RestrictedUnpickler(StreamReader):
+    """Load one pickle stream with the rules in this module's docstring."""
+
+    def __init__(self, source: Source, state: LoadState) -> None:
+        super().__init__(source, state.where)
+        self.state = state
+
+    # ---- globals
+
+    def on_global(self, module: str, name: str) -> Any:
+        st = self.state
+        entry = st.policy.entry(module, name)
+        if entry is None:
+            key = f"{module}.{name}"
+            if key in st.trusted:
+                obj = st.policy.resolve_trusted(module, name, st.where)
+                entry = Entry(module, name, TRUSTED, "named in the caller's trust=[...]")
+            else:
+                raise refusal(st.where, [(module, name)])
+        else:
+            obj = st.policy.resolve(entry, st.where)
+        st.external[id(obj)] = entry
+        return obj
+
+    # ---- calls and new instances
+
+    def on_call(self, func: Any, args: Any) -> Any:
+        st = self.state
+        entry = st.external.get(id(func))
+        if entry is None:
+            raise st.refuse(f"the stream calls a {type(func).__name__} it built itself, not an allowed function")
+        if not isinstance(args, tuple):
+            raise PickleStreamError("REDUCE arguments are not a tuple")
+        if entry.kind == TRUSTED:
+            result = func(*args)
+        elif entry.kind == CALL:
+            from .validators import call_validator
+
+            result = call_validator(entry)(st, func, args)
+        elif entry.kind == CONSTRUCT:
+            raise st.refuse(f"{entry.key} is only ever created empty and filled by its state, "
+                            "but the stream calls it with arguments")
+        else:
+            raise st.refuse(f"{entry.key} may only be referred to, but the stream calls it")
+        if id(result) in st.external or isinstance(result, _NOT_MUTABLE):
+            raise st.refuse(f"{entry.key} returned a shared object ({type(result).__name__})")
+        return result
+
+    def on_new(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        st = self.state
+        entry = st.external.get(id(cls))
+        if entry is None or not isinstance(cls, type):
+            raise st.refuse(f"the stream creates an instance of a {type(cls).__name__} that is not an allowed class")
+        if entry.kind == TRUSTED:
+            obj = cls.__new__(cls, *args, **(kwargs or {}))
+        elif entry.kind != CONSTRUCT:
+            raise st.refuse(f"{entry.key} may not be instantiated by the stream")
+        elif args or kwargs:
+            raise st.refuse(f"{entry.key} is created with arguments to __new__, which it never needs")
+        else:
+            obj = cls.__new__(cls)
+        return st.expect_build(obj)
+
+    # ---- mutation of the stream's own objects
+
+    def _own(self, target: Any, op: str) -> None:
+        if id(target) in self.state.external or isinstance(target, _NOT_MUTABLE):
+            what = getattr(target, "__qualname__", type(target).__qualname__)
+            raise self.state.refuse(f"{op} on {what}, an object the file did not create (it would "
+                                    "change it for every model in this process)")
+
+    def on_build(self, target: Any, state: Any) -> Any:
+        st = self.state
+        self._own(target, "BUILD")
+        if id(target) not in st.buildable:
+            built = "a second time" if id(target) in st.sealed else "on an object that takes no state"
+            raise st.refuse(f"the stream sets the state of a {type(target).__qualname__} {built}")
+        st.buildable.pop(id(target))
+        st.required.pop(id(target), None)
+        from .validators import build_validator
+
+        result = build_validator(type(target))(self, target, state)
+        st.sealed.add(id(target))
+        return result
+
+    def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        self._own(target, "SETITEM")
+        if not isinstance(target, dict):
+            raise self.state.refuse(f"SETITEM on a {type(target).__qualname__}, which is not a dict")
+        check_keys((k for k, _ in pairs), self.where)
+        for k, v in pairs:
+            target[k] = v
+
+    def on_appends(self, target: Any, items: list[Any]) -> None:
+        self._own(target, "APPEND")
+        if not isinstance(target, list):
+            raise self.state.refuse(f"APPEND on a {type(target).__qualname__}, which is not a list")
+        target.extend(items)
+
+    def on_additems(self, target: Any, items: list[Any]) -> None:
+        self._own(target, "ADDITEMS")
+        if not isinstance(target, set):
+            raise self.state.refuse(f"ADDITEMS on a {type(target).__qualname__}, which is not a set")
+        check_keys(items, self.where)
+        target.update(items)
+
+    def nested(self) -> RestrictedUnpickler:
+        """A reader for a pickle that follows inline in the same file (joblib object arrays)."""
+        return RestrictedUnpickler(self.source, self.state)
+
+
+def restricted_load(source: Source, where: str, *, trusted: Collection[str] = (),
+                    policy: Policy = GENERAL, limits: Limits | None = None) -> Any:
+    """Load the one pickle in ``source`` under the allow-list ``policy`` plus ``trusted``
+    (exact ``"module.name"`` strings from the caller). Raises UnsafeModelError for anything
+    refused, PickleStreamError for a malformed stream."""
+    state = LoadState(where, policy, frozenset(trusted), limits or Limits.from_env())
+    reader = RestrictedUnpickler(source, state)
+    obj = reader.load()
+    expect_end(reader)
+    state.finish()
+    return obj
+
+
+__all__ = ["LoadState", "RestrictedUnpickler", "restricted_load", "TRUSTED", "VALUE", "allowlist"]

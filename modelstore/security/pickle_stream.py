@@ -1,0 +1,490 @@
+"""One way to read a pickle stream, shared by the scanner and the loader.
+
+``scan`` and ``load`` must read exactly the same bytes with exactly the same rules, or an
+attacker hides an opcode from one of them (a ``BINBYTES`` that overruns its ``FRAME``, a
+second pickle after ``STOP``, array bytes joblib reads from the raw file while the opcode
+walker reads them as opcodes). So both are subclasses of :class:`StreamReader`, which is
+CPython's own pure-Python unpickler (``pickle._Unpickler``: its framing, its opcode readers,
+its memo) with the opcodes that import, call or mutate routed to a handful of methods the
+subclasses implement, and these rules added:
+
+- every read is bounded by the bytes really present (a 20-byte file cannot make us allocate
+  3 GiB for a ``BYTEARRAY8`` that claims it), and compressed streams inflate within a ratio
+  and an absolute cap (:class:`Limits`);
+- an opcode may not straddle a frame end, frames may not nest (stdlib rules, kept), raw data
+  (joblib's array bytes) may only start where no frame is open;
+- extension codes, persistent ids and out-of-band buffers are refused;
+- dict keys and set members are limited to types whose hashes an attacker cannot collide
+  at will (no O(n^2) dict from a small file);
+- data after ``STOP`` is refused by the callers (:func:`expect_end`).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import pickle
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from ..errors import ModelstoreError, UnsafeModelError
+
+P = pickle  # opcode constants
+
+
+class PickleStreamError(Exception):
+    """The stream is malformed, truncated or breaks a reading rule (never a refusal of a
+    global: that is an UnsafeModelError). ``kind``: "damaged" or "suspicious"."""
+
+    def __init__(self, message: str, kind: str = "damaged") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() else default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what reading one file may cost. Each can be raised by an environment
+    variable (named in the error that reports it): the file cannot change them."""
+
+    #: a compressed stream may inflate to this many times its compressed size ...
+    inflate_ratio: int = 2000
+    #: ... but always to at least this many bytes ...
+    inflate_floor: int = 256 << 20
+    #: ... and never beyond this many.
+    inflate_cap: int = 64 << 30
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            inflate_ratio=_env_int("MODELSTORE_MAX_INFLATE_RATIO", cls.inflate_ratio),
+            inflate_floor=_env_int("MODELSTORE_MIN_INFLATE_BYTES", cls.inflate_floor),
+            inflate_cap=_env_int("MODELSTORE_MAX_INFLATE_BYTES", cls.inflate_cap),
+        )
+
+
+# -- sources: the bytes of a file, plain or compressed, read within bounds ---------------------
+
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"ZF", "zlib-legacy"),
+]
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression joblib would detect from a file's first bytes, if any."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+class Source:
+    """A read-only byte stream with bounded reads: ``read(n)`` never allocates more than what
+    is really there, whatever ``n`` a length field claimed."""
+
+    CHUNK = 16 << 20
+
+    def __init__(self, f: BinaryIO, size: int | None, compression: str | None = None) -> None:
+        self._f = f
+        self._pos = 0
+        self.size = size  # known only when uncompressed
+        self.compression = compression
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = (self.size - self._pos) if self.size is not None else (1 << 62)
+        if self.size is not None:
+            n = min(n, self.size - self._pos)
+        if n <= self.CHUNK:
+            data: bytes = self._f.read(n)
+        else:
+            parts, have = [], 0
+            while have < n:
+                part = self._f.read(min(self.CHUNK, n - have))
+                if not part:
+                    break
+                parts.append(part)
+                have += len(part)
+            data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line: bytes = self._f.readline(1 << 20)  # protocol 0 lines are short; bounded anyway
+        self._pos += len(line)
+        return line
+
+    def tell(self) -> int:
+        return self._pos
+
+    def remaining(self) -> int | None:
+        return None if self.size is None else self.size - self._pos
+
+    def at_end(self) -> bool:
+        if self.size is not None:
+            return self._pos >= self.size
+        more = self._f.read(1)
+        if more:
+            self._pos += 1
+            return False
+        return True
+
+
+class _Inflating(io.RawIOBase):
+    """A decompressor's output, counted: past the budget the read fails (a bomb)."""
+
+    def __init__(self, inner: Any, budget: int, name: str) -> None:
+        self._inner = inner
+        self._budget = budget
+        self._out = 0
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n: int = self._inner.readinto(buf)
+        self._out += n
+        if self._out > self._budget:
+            var = "MODELSTORE_MAX_INFLATE_RATIO / MODELSTORE_MAX_INFLATE_BYTES"
+            raise PickleStreamError(
+                f"the {self._name} stream inflates to more than {self._budget} bytes, beyond the "
+                f"decompression limit for a file of this size (a decompression bomb?); if the file "
+                f"is genuine, raise the limit with the environment variables {var}",
+                "suspicious")
+        return n
+
+
+class _ZlibRaw(io.RawIOBase):
+    """joblib's zlib files: raw zlib streams, one after another (as joblib reads them)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._d = zlib.decompressobj()
+        self._tail = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while True:
+            if self._d.eof:
+                rest = self._d.unused_data or self._f.read(1 << 20)
+                if not rest:
+                    return 0
+                self._d, self._tail = zlib.decompressobj(), rest
+            data = self._tail or self._f.read(1 << 20)
+            if not data:
+                raise EOFError("the zlib stream ends before its end marker (truncated?)")
+            out = self._d.decompress(data, len(buf))
+            self._tail = self._d.unconsumed_tail
+            if out:
+                buf[: len(out)] = out
+                return len(out)
+
+
+def open_source(path: Path, f: BinaryIO, limits: Limits) -> Source:
+    """A :class:`Source` over ``f`` (opened on ``path``), decompressing as joblib would."""
+    head = f.read(8)
+    f.seek(0)
+    comp = compression_of(head)
+    size = os.fstat(f.fileno()).st_size
+    if comp is None:
+        return Source(f, size)
+    if comp in ("lz4", "zlib-legacy"):
+        raise PickleStreamError(f"{comp} compression is not supported (joblib < 0.10 or lz4)", "suspicious")
+    budget = min(limits.inflate_cap, max(limits.inflate_floor, limits.inflate_ratio * size))
+    raw: Any
+    if comp == "gzip":
+        raw = gzip.GzipFile(fileobj=f, mode="rb")
+    elif comp == "bz2":
+        raw = bz2.BZ2File(f, mode="rb")
+    elif comp in ("xz", "lzma"):
+        raw = lzma.LZMAFile(f, mode="rb")
+    else:
+        raw = _ZlibRaw(f)
+    return Source(io.BufferedReader(_Inflating(raw, budget, comp), 1 << 20), None, comp)
+
+
+DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+# -- dict keys whose hashes an attacker cannot collide -----------------------------------------
+
+_HASH_BOUND = (1 << 61) - 1  # Python's int hash is the value modulo this prime
+
+
+def safe_key(k: Any) -> bool:
+    """Whether ``k`` may be a dict key or set member: types with randomised hashes (str,
+    bytes), small ints and finite floats (distinct values, distinct hashes), and tuples of
+    strings. Big ints, Decimals and Fractions hash modulo a known prime, and tuples of ints
+    combine attacker-chosen hashes: thousands of colliding keys make a small file a hang."""
+    t = type(k)
+    if t is str or t is bytes or k is None or t is bool:
+        return True
+    if t is int:
+        return -_HASH_BOUND < k < _HASH_BOUND
+    if t is float:
+        return k == k and abs(k) < 1e300
+    if t is tuple:
+        return all(type(x) is str or type(x) is bytes for x in k) and len(k) <= 64
+    if hasattr(k, "dtype") and hasattr(k, "item") and getattr(k, "shape", None) == ():
+        return safe_key(k.item())  # numpy scalars hash like their Python value
+    return False
+
+
+def check_keys(keys: Any, where: str) -> None:
+    for k in keys:
+        if not safe_key(k):
+            raise UnsafeModelError(
+                f"{where}: a dict key or set member of type {type(k).__name__} whose hash the file "
+                f"controls (crafted collisions make loading hang); nothing from the file was executed",
+                [])
+
+
+# -- the reader -------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """Internal: carries a ModelstoreError out of the opcode loop unchanged."""
+
+
+class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """CPython's pure-Python unpickler with the import/call/mutate opcodes routed to
+    :meth:`on_global`, :meth:`on_call`, :meth:`on_new`, :meth:`on_build`, :meth:`on_setitems`,
+    :meth:`on_appends`, :meth:`on_additems`, and the reading rules above."""
+
+    def __init__(self, source: Source, where: str) -> None:
+        super().__init__(source, fix_imports=True, encoding="ASCII", errors="strict")
+        self.source = source
+        self.where = where
+
+    # ---- the loop
+
+    def load(self) -> Any:  # noqa: C901 - CPython's loop, kept recognisable
+        self._unframer = pickle._Unframer(self._file_read, self._file_readline)  # type: ignore[attr-defined]
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read = self.read
+        dispatch = self.dispatch
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise PickleStreamError("the stream ends before its STOP opcode (truncated?)")
+                handler = dispatch.get(key[0])
+                if handler is None:
+                    raise PickleStreamError(f"unknown opcode {key!r} at byte {self.source.tell() - 1}")
+                handler(self)
+        except pickle._Stop as stop:  # type: ignore[attr-defined]
+            return stop.value
+        except (PickleStreamError, ModelstoreError):
+            raise
+        except pickle.UnpicklingError as e:
+            # an opcode straddling a frame end, or a frame inside a frame, is how a stream makes
+            # two readers disagree on where the next opcode starts (gh-154848): crafted, not damage
+            kind = "suspicious" if "frame" in str(e) else "damaged"
+            raise PickleStreamError(f"malformed pickle: {e}", kind) from None
+        except DECOMPRESS_ERRORS as e:
+            raise PickleStreamError(f"cannot decompress or read the stream: {e}") from None
+        except (IndexError, KeyError, ValueError, TypeError, AttributeError, struct.error,
+                UnicodeDecodeError, OverflowError, MemoryError, RecursionError) as e:
+            raise PickleStreamError(f"malformed pickle ({type(e).__name__}: {str(e)[:200]})") from None
+
+    def frame_open(self) -> bool:
+        """Whether unread bytes of a FRAME remain (raw reads may not start inside one)."""
+        frame = self._unframer.current_frame
+        return bool(frame) and frame.tell() < len(frame.getbuffer())
+
+    def raw_read(self, n: int) -> bytes:
+        """Bytes that follow the opcodes in the file itself (joblib's array data)."""
+        if self.frame_open():
+            raise PickleStreamError("raw array data starts inside a pickle frame", "suspicious")
+        data = self.source.read(n)
+        if len(data) != n:
+            raise PickleStreamError(f"the stream ends inside {n} bytes of array data (truncated?)")
+        return data
+
+    # ---- hooks for subclasses
+
+    def on_global(self, module: str, name: str) -> Any:
+        raise NotImplementedError
+
+    def on_call(self, func: Any, args: Any) -> Any:
+        raise NotImplementedError
+
+    def on_new(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def on_build(self, target: Any, state: Any) -> Any:
+        """Apply ``state``; return what replaces the target on the stack (usually itself)."""
+        raise NotImplementedError
+
+    def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        raise NotImplementedError
+
+    def on_appends(self, target: Any, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def on_additems(self, target: Any, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def on_dict(self, pairs: list[tuple[Any, Any]]) -> Any:
+        check_keys((k for k, _ in pairs), self.where)
+        return dict(pairs)
+
+    def on_frozenset(self, items: list[Any]) -> Any:
+        check_keys(items, self.where)
+        return frozenset(items)
+
+    # ---- opcodes
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self.on_global(*self.mapped(module, name))
+
+    def mapped(self, module: str, name: str) -> tuple[str, str]:
+        """Python 2 names as the stdlib unpickler maps them (protocols 0-2)."""
+        import _compat_pickle
+
+        if self.proto < 3:
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                return _compat_pickle.NAME_MAPPING[(module, name)]  # type: ignore[no-any-return]
+            if module in _compat_pickle.IMPORT_MAPPING:
+                return _compat_pickle.IMPORT_MAPPING[module], name
+        return module, name
+
+    def _bad(self, what: str) -> None:
+        raise PickleStreamError(what, "suspicious")
+
+    def load_ext(self) -> None:
+        self._bad("the stream uses a copyreg extension code, which names a global indirectly")
+
+    def load_persid(self) -> None:
+        self._bad("the stream uses a persistent id, which this kind of file never holds")
+
+    def load_buffer(self) -> None:
+        self._bad("the stream uses an out-of-band buffer, which a file cannot supply")
+
+    def load_reduce(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        stack[-1] = self.on_call(stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self.on_new(cls, args, None))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self.on_new(cls, args, kwargs))
+
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:
+        # INST and OBJ: with arguments (or a non-class) a call, else an empty instance
+        if args:
+            self.append(self.on_call(klass, tuple(args)))
+        else:
+            self.append(self.on_new(klass, (), None))
+
+    def load_build(self) -> None:
+        stack = self.stack
+        state = stack.pop()
+        stack[-1] = self.on_build(stack[-1], state)
+
+    def load_setitem(self) -> None:
+        stack = self.stack
+        value = stack.pop()
+        key = stack.pop()
+        self.on_setitems(stack[-1], [(key, value)])
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        self.on_setitems(self.stack[-1], list(zip(items[::2], items[1::2])))
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        self.on_appends(self.stack[-1], [value])
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        self.on_appends(self.stack[-1], items)
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self.on_additems(self.stack[-1], items)
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise PickleStreamError("DICT with an odd number of items")
+        self.append(self.on_dict(list(zip(items[::2], items[1::2]))))
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()  # rebinds self.append: take it after
+        self.append(self.on_frozenset(items))
+
+    def load_bytearray8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)  # bounded by what is there, unlike bytearray(n) + readinto
+        if len(data) != n:
+            raise PickleStreamError("the stream ends inside a BYTEARRAY8 (truncated?)")
+        self.append(bytearray(data))
+
+    def load_proto(self) -> None:
+        proto = self.read(1)
+        if not proto or proto[0] > pickle.HIGHEST_PROTOCOL:
+            raise PickleStreamError(f"unsupported pickle protocol {proto!r}")
+        self.proto = proto[0]
+
+    dispatch: dict[int, Callable[[Any], None]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    for _op in (P.EXT1, P.EXT2, P.EXT4):
+        dispatch[_op[0]] = load_ext
+    for _op in (P.PERSID, P.BINPERSID):
+        dispatch[_op[0]] = load_persid
+    for _op in (P.NEXT_BUFFER, P.READONLY_BUFFER):
+        dispatch[_op[0]] = load_buffer
+    dispatch[P.REDUCE[0]] = load_reduce
+    dispatch[P.NEWOBJ[0]] = load_newobj
+    dispatch[P.NEWOBJ_EX[0]] = load_newobj_ex
+    dispatch[P.BUILD[0]] = load_build
+    dispatch[P.SETITEM[0]] = load_setitem
+    dispatch[P.SETITEMS[0]] = load_setitems
+    dispatch[P.APPEND[0]] = load_append
+    dispatch[P.APPENDS[0]] = load_appends
+    dispatch[P.ADDITEMS[0]] = load_additems
+    dispatch[P.DICT[0]] = load_dict
+    dispatch[P.FROZENSET[0]] = load_frozenset
+    dispatch[P.BYTEARRAY8[0]] = load_bytearray8
+    dispatch[P.PROTO[0]] = load_proto
+    del _op
+
+
+def expect_end(reader: StreamReader) -> None:
+    """Refuse bytes after the pickle's STOP: a second pickle there is what another reader
+    (a legacy torch.load, a careless ``pickle.load`` loop) would run next."""
+    if reader.frame_open() or not reader.source.at_end():
+        raise PickleStreamError("data follows the pickle's STOP opcode (a second pickle?)", "suspicious")
