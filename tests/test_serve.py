@@ -67,12 +67,18 @@ def serving(path: Path, *flags: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The digits MLP exported to ONNX, served with the default limits."""
+def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits MLP exported to ONNX."""
     path = tmp_path_factory.mktemp("serve") / "digits.onnx"
     ms.export_onnx(models.trained_net(), path, sample_input=np.zeros((4, 64), np.float32))
     assert ms.inspect(path).format == "onnx"
-    with serving(path) as url:
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(digits_onnx: Path) -> Iterator[str]:
+    """The digits MLP in ONNX, served with the default limits."""
+    with serving(digits_onnx) as url:
         yield url
 
 
@@ -294,11 +300,25 @@ def test_limits_are_checked() -> None:
         create_app("x.onnx", limits={"max_rows": 5})  # type: ignore[arg-type]
 
 
-def test_cli_limit_flags_reach_the_server(tmp_path: Path) -> None:
+def test_cli_limit_flags_reach_the_server(digits_onnx: Path) -> None:
     """--max-rows 2 on the command line makes a 3-row request a 413."""
-    path = tmp_path / "digits.onnx"
-    ms.export_onnx(models.trained_net(), path, sample_input=np.zeros((4, 64), np.float32))
-    with serving(path, "--max-rows", "2") as url:
+    with serving(digits_onnx, "--max-rows", "2") as url:
         assert httpx.post(f"{url}/predict", json={"inputs": [ROW] * 2}).status_code == 200
         r = httpx.post(f"{url}/predict", json={"inputs": [ROW] * 3})
         assert r.status_code == 413 and "3 rows" in r.json()["error"]
+
+
+def test_a_text_model_takes_a_flat_list_of_texts(tmp_path: Path) -> None:
+    """A scikit-learn text pipeline is served: one text per row, in a flat list."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from starlette.testclient import TestClient
+
+    texts, y = ["good day", "bad day", "good job", "bad job"], [1, 0, 1, 0]
+    path = tmp_path / "text.joblib"
+    ms.save(make_pipeline(HashingVectorizer(n_features=256), RidgeClassifier()).fit(texts, y), path)
+    with TestClient(create_app(str(path))) as client:
+        r = client.post("/predict", json={"inputs": ["good stuff", "bad stuff"]})
+        assert r.status_code == 200 and r.json() == {"outputs": [1, 0]}
+        assert client.post("/predict", json={"inputs": [["good", "day"]]}).status_code == 422
