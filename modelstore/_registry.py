@@ -57,7 +57,7 @@ class Registry:
         self._entries: dict[str, BackendEntry | Backend] = {e.name: e for e in builtin}
         self._builtin = frozenset(e.name for e in builtin)
         self._instances: dict[str, Backend] = {}
-        self._plugin_values: set[str] = set()
+        self._plugins: dict[str, str] = {}  # entry point value -> the backend name it added
         self._lock = threading.RLock()
 
     # -- table -------------------------------------------------------------------------
@@ -81,6 +81,7 @@ class Registry:
         with self._lock:
             self._entries.pop(name, None)
             self._instances.pop(name, None)
+            self._plugins = {value: n for value, n in self._plugins.items() if n != name}
 
     def get(self, name: str) -> Backend:
         with self._lock:
@@ -167,7 +168,7 @@ class Registry:
         return added
 
     def _load_plugin(self, ep: Any) -> str | None:
-        if ep.value in self._plugin_values:
+        if ep.value in self._plugins:
             return None  # read by an earlier refresh
         try:
             instance = _instantiate(_load_entry_point(ep.value))
@@ -177,7 +178,7 @@ class Registry:
         if instance.name in self._entries:
             _warn(f"modelstore backend plugin {ep.value} is named {instance.name!r}, which is taken; it was ignored")
             return None
-        self._plugin_values.add(ep.value)
+        self._plugins[ep.value] = instance.name
         self._entries[instance.name] = instance
         self._instances[instance.name] = instance
         return instance.name
