@@ -180,7 +180,7 @@ def _good(client: httpx.Client, url: str) -> None:
     assert len(r.json()["outputs"]) == 2
 
 
-@pytest.mark.parametrize("which", ["server", "sk_server"])
+@pytest.mark.parametrize("which", ["server", pytest.param("sk_server", marks=pytest.mark.slow)])
 def test_every_client_mistake_is_a_4xx_and_the_next_request_works(which: str,
                                                                    request: pytest.FixtureRequest) -> None:
     """Each bad request gets its 4xx with a JSON error and no traceback; a good request on the
@@ -191,12 +191,14 @@ def test_every_client_mistake_is_a_4xx_and_the_next_request_works(which: str,
         for name, body, headers, status in BAD:
             r = client.post(f"{url}/predict", content=body, headers=headers)
             error = r.json().get("error") if r.headers.get("content-type") == "application/json" else None
-            if r.status_code not in (status if isinstance(status, tuple) else (status,)) or not isinstance(error, str) or not error or "Traceback" in r.text:
+            allowed = status if isinstance(status, tuple) else (status,)
+            if r.status_code not in allowed or not isinstance(error, str) or not error or "Traceback" in r.text:
                 wrong.append((name, r.status_code, r.text[:200]))
             _good(client, url)
     assert not wrong, wrong
 
 
+@pytest.mark.slow
 def test_limits_answer_413(sk_server: str) -> None:
     """Bodies, rows and values over the server's limits are 413s, streamed or declared; the
     server reads no further than the limit and the next request works."""
@@ -300,6 +302,7 @@ def test_limits_are_checked() -> None:
         create_app("x.onnx", limits={"max_rows": 5})  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_cli_limit_flags_reach_the_server(digits_onnx: Path) -> None:
     """--max-rows 2 on the command line makes a 3-row request a 413."""
     with serving(digits_onnx, "--max-rows", "2") as url:

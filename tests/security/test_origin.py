@@ -56,7 +56,8 @@ def test_planted_modules_are_refused_and_never_run(tmp_path: Path) -> None:
                           ("sklearn.linear_model", "sklearn/__init__.py"), ("sklearn.base", "sklearn/__init__.py")]:
         trusted, message, untrusted = out[name]
         assert trusted is False and untrusted == [name.split(".")[0]]
-        assert str(tmp_path / planted) in message and "outside the standard library and the installed packages" in message
+        assert str(tmp_path / planted) in message
+        assert "outside the standard library and the installed packages" in message
     assert out["loaded"] == []
     assert not marker.exists()
 
