@@ -191,12 +191,11 @@ def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
         result = run_model(loaded, inputs, data.get("output", "raw"), batch_size)
     except ClientError as e:
         return e.status, jsonsafe.dumps({"error": str(e)})
-    outputs = result if isinstance(result, list) else result.tolist()
     try:
-        return 200, jsonsafe.dumps({"outputs": outputs})
+        return 200, jsonsafe.dumps({"outputs": result if isinstance(result, list) else result.tolist()})
     except ValueError:
         return 422, jsonsafe.dumps({"error": "the model produced NaN or infinite outputs for these inputs"})
-    except TypeError as e:  # labels the model's metadata holds that JSON cannot carry
+    except (TypeError, AttributeError) as e:  # not an array, or labels JSON cannot carry: ours to fix
         return 500, jsonsafe.dumps({"error": f"the model's outputs cannot be written as JSON ({e})"})
 
 
