@@ -24,6 +24,7 @@ from ._api import (
     scan,
 )
 from ._info import Finding, ModelInfo, ScanReport, TensorInfo
+from ._registry import refresh_backends
 from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 if _TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "convert",
     "register",
     "backends",
+    "refresh_backends",
     # a versioned store on a local folder or any fsspec URI (s3://, gs://, memory://)
     "Store",
     # data

@@ -140,12 +140,36 @@ def cmd_predict(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from .serve import run
+#: ``modelstore serve`` flags for the per-request limits: (flag, Limits field, help).
+SERVE_LIMITS = (
+    ("--max-body-bytes", "max_body_bytes", "largest request body, counted while it streams in"),
+    ("--max-dims", "max_dims", "most dimensions of an input array"),
+    ("--max-rows", "max_rows", "most rows in one request"),
+    ("--max-values", "max_values", "most numbers in one request (rows x features)"),
+    ("--max-batches", "max_batches", "most model calls one request's batch_size may cause"),
+)
 
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    from .serve import Limits
+
+    p.add_argument("path")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    defaults = Limits()
+    for flag, field, text in SERVE_LIMITS:
+        p.add_argument(flag, type=int, default=getattr(defaults, field), metavar="N",
+                       help=f"{text} (default %(default)s)")
+    add_model_options(p)
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from .serve import Limits, run
+
+    limits = Limits(**{field: getattr(args, field) for _, field, _ in SERVE_LIMITS})
+    model = model_class(args.model, args.config)
     out.write(f"serving {args.path} on http://{args.host}:{args.port} (POST /predict, GET /health, GET /info)\n")
     out.flush()
-    run(args.path, host=args.host, port=args.port, model=model_class(args.model, args.config),
-        trust=args.trust)
+    run(args.path, host=args.host, port=args.port, model=model, trust=args.trust, limits=limits)
     return 0
 

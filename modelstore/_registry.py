@@ -2,13 +2,19 @@
 
 The built-in backends are one visible table of import strings; a backend module is imported
 the first time it is needed (backend modules import no framework at module level). Third-party
-backends come from the ``modelstore.backends`` entry-point group, read on the first lookup
-that the built-ins and ``register()`` cannot answer, never at import.
+backends are added by ``register()``, or read from the ``modelstore.backends`` entry-point
+group by an explicit :func:`refresh_backends` call, never as a side effect of reading a file:
+the folder a model sits in is often the working directory, and then on ``sys.path``, so a
+``*.dist-info`` planted beside a model must never be imported. Only installed distributions
+count (their ``*.dist-info`` folder lies in site-packages, the standard library or a folder a
+``.pth`` file there adds; see :mod:`modelstore.security.origin`), and their entry-point module
+must be imported from such a place too.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -51,12 +57,11 @@ class Registry:
         self._entries: dict[str, BackendEntry | Backend] = {e.name: e for e in builtin}
         self._builtin = frozenset(e.name for e in builtin)
         self._instances: dict[str, Backend] = {}
-        self._plugins_read = False
+        self._plugins: dict[str, str] = {}  # entry point value -> the backend name it added
         self._lock = threading.RLock()
 
     # -- table -------------------------------------------------------------------------
     def names(self) -> list[str]:
-        self._read_plugins()
         return list(self._entries)
 
     def register(self, backend: Any, *, clobber: bool = False) -> None:
@@ -76,14 +81,15 @@ class Registry:
         with self._lock:
             self._entries.pop(name, None)
             self._instances.pop(name, None)
+            self._plugins = {value: n for value, n in self._plugins.items() if n != name}
 
     def get(self, name: str) -> Backend:
         with self._lock:
             if name not in self._entries:
-                self._read_plugins()
-            if name not in self._entries:
                 known = ", ".join(self._entries)
-                raise FormatError(f"unknown format {name!r}; known formats: {known}")
+                msg = (f"unknown format {name!r}; known formats: {known} (installed plugins are added "
+                       f"by modelstore.refresh_backends())")
+                raise FormatError(msg)
             if name not in self._instances:
                 entry = self._entries[name]
                 assert isinstance(entry, BackendEntry)
@@ -91,7 +97,6 @@ class Registry:
             return self._instances[name]
 
     def all(self) -> list[Backend]:
-        self._read_plugins()
         out = []
         for name in list(self._entries):
             try:
@@ -104,16 +109,12 @@ class Registry:
     def for_suffix(self, path: Path) -> list[str]:
         """Backend names whose suffix matches ``path``, longest suffix first."""
         name = path.name.lower()
-        for attempt in range(2):
-            hits = []
-            for key, entry in self._entries.items():
-                for s in entry.suffixes:
-                    if name.endswith(s.lower()):
-                        hits.append((len(s), key))
-            if hits or attempt:
-                return [k for _, k in sorted(hits, key=lambda h: -h[0])]
-            self._read_plugins()
-        return []
+        hits = []
+        for key, entry in list(self._entries.items()):
+            for s in entry.suffixes:
+                if name.endswith(s.lower()):
+                    hits.append((len(s), key))
+        return [k for _, k in sorted(hits, key=lambda h: -h[0])]
 
     def sniff(self, path: Path, head: bytes) -> str | None:
         for backend in self.all():
@@ -125,14 +126,10 @@ class Registry:
         return None
 
     def for_object(self, obj: Any, action: str = "save") -> Backend:
-        for attempt in range(2):
-            for name in list(self._entries):
-                if attempt == 0 and name not in self._builtin and name not in self._instances:
-                    continue
-                backend = self.get(name)
-                if backend.can_save(obj) if action == "save" else backend.can_predict(obj):
-                    return backend
-            self._read_plugins()
+        for name in list(self._entries):
+            backend = self.get(name)
+            if backend.can_save(obj) if action == "save" else backend.can_predict(obj):
+                return backend
         msg = (
             f"no backend can {action} an object of type {type(obj).__module__}.{type(obj).__qualname__}; "
             f"supported: torch modules and dicts of tensors, scikit-learn estimators, Keras models "
@@ -141,26 +138,101 @@ class Registry:
         raise UnsupportedModelError(msg)
 
     # -- plugins -----------------------------------------------------------------------
-    def _read_plugins(self) -> None:
-        with self._lock:
-            if self._plugins_read:
-                return
-            self._plugins_read = True
-            from importlib.metadata import entry_points
+    def refresh(self) -> list[str]:
+        """Read the installed plugins' entry points; the names of the backends added."""
+        from importlib.metadata import distributions
 
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                try:
-                    instance = _instantiate(ep.load())
-                except Exception as e:  # a broken plugin must not break modelstore
-                    warnings.warn(f"modelstore backend plugin {ep.name!r} ({ep.value}) failed to load: "
-                                  f"{type(e).__name__}: {e}", BackendWarning, stacklevel=4)
+        from .security.origin import installed_locations
+
+        installed_locations.cache_clear()  # a plugin may have been installed since
+        added: list[str] = []
+        with self._lock:
+            seen: set[str] = set()
+            for dist in distributions():
+                points = _plugin_entry_points(dist)
+                if not points:
                     continue
-                if instance.name in self._entries:
-                    warnings.warn(f"modelstore backend plugin {ep.value} is named {instance.name!r}, "
-                                  f"which is taken; it was ignored", BackendWarning, stacklevel=4)
+                folder = _dist_folder(dist)
+                if folder is None:
+                    for ep in points:
+                        _warn(f"modelstore backend plugin {ep.value} was skipped: {_not_installed(dist)}")
                     continue
-                self._entries[instance.name] = instance
-                self._instances[instance.name] = instance
+                key = _dist_key(dist)
+                if key in seen:
+                    continue  # an earlier copy on sys.path wins, as it would for an import
+                seen.add(key)
+                for ep in points:
+                    name = self._load_plugin(ep)
+                    if name:
+                        added.append(name)
+        return added
+
+    def _load_plugin(self, ep: Any) -> str | None:
+        if ep.value in self._plugins:
+            return None  # read by an earlier refresh
+        try:
+            instance = _instantiate(_load_entry_point(ep.value))
+        except Exception as e:  # a broken or refused plugin must not break modelstore
+            _warn(f"modelstore backend plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
+            return None
+        if instance.name in self._entries:
+            _warn(f"modelstore backend plugin {ep.value} is named {instance.name!r}, which is taken; it was ignored")
+            return None
+        self._plugins[ep.value] = instance.name
+        self._entries[instance.name] = instance
+        self._instances[instance.name] = instance
+        return instance.name
+
+
+def _warn(message: str) -> None:
+    # refresh_backends -> Registry.refresh -> here: the caller's line is three frames up
+    warnings.warn(message, BackendWarning, stacklevel=4)
+
+
+def _plugin_entry_points(dist: Any) -> list[Any]:
+    try:
+        return list(dist.entry_points.select(group=ENTRY_POINT_GROUP))
+    except Exception:  # a malformed entry_points.txt: no plugin from it
+        return []
+
+
+def _dist_folder(dist: Any) -> Path | None:
+    """The folder holding the distribution's metadata, if it is an installed location."""
+    from .security.origin import is_installed_location
+
+    try:
+        folder = Path(dist.locate_file(""))
+    except Exception:
+        return None
+    return folder if folder.is_dir() and is_installed_location(folder) else None
+
+
+def _not_installed(dist: Any) -> str:
+    path = getattr(dist, "_path", None)  # PathDistribution's folder; other kinds have none
+    where = os.path.abspath(str(path)) if path is not None else "(no folder)"
+    return (f"its metadata {where} is not in an installed location (site-packages or the standard "
+            f"library), so it may be a file beside a model rather than a package you installed; "
+            f"install it with pip to use it")
+
+
+def _dist_key(dist: Any) -> str:
+    name = ""
+    try:
+        name = str(dist.metadata["Name"] or "")
+    except Exception:
+        pass
+    return name.lower().replace("-", "_").replace(".", "_") or str(getattr(dist, "_path", id(dist)))
+
+
+def _load_entry_point(value: str) -> Any:
+    """``module:attr.attr`` imported through the origin check (no folder on sys.path is trusted)."""
+    from .security.origin import import_trusted
+
+    module_name, _, attrs = value.partition(":")
+    obj: Any = import_trusted(module_name.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
 
 
 def _import(target: str) -> Any:
@@ -184,3 +256,26 @@ def _instantiate(backend: Any) -> Backend:
 
 
 REGISTRY = Registry()
+
+
+def refresh_backends() -> list[str]:
+    """Add the backends of installed plugins (the ``modelstore.backends`` entry-point group).
+
+    Plugins are never read as a side effect of ``load``, ``inspect`` or ``scan``: call this
+    once, after installing a plugin. Only installed distributions are read (their metadata
+    in site-packages, the standard library or a folder a ``.pth`` file there adds), and their
+    module is imported only from such a place: a ``*.dist-info`` or module in the working
+    directory or another ``sys.path`` folder is skipped with a :class:`BackendWarning` saying
+    why, as is a plugin that fails to load or whose name is taken. Calling it again reads
+    plugins installed since.
+
+    Returns
+    -------
+    The names of the backends this call added.
+
+    Examples
+    --------
+    >>> ms.refresh_backends()
+    ['myformat']
+    """
+    return REGISTRY.refresh()

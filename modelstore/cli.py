@@ -29,7 +29,7 @@ EXAMPLES = {
     "predict": "examples:\n  modelstore predict digits.onnx --input x.npy --output label\n"
                "  modelstore predict iris.joblib --input rows.csv --output proba --out proba.npy",
     "serve": "examples:\n  modelstore serve digits.onnx --port 8000\n"
-             "  curl -s localhost:8000/predict -d '{\"inputs\": [[0, 1, ...]], \"output\": \"label\"}'",
+             "  curl -s localhost:8000/predict --json '{\"inputs\": [[0, 1, ...]], \"output\": \"label\"}'",
 }
 
 
@@ -247,10 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_run.add_model_options(p)
     p.set_defaults(func=_cli_run.cmd_predict)
     p = _sub(sub, "serve", "serve a model over HTTP: POST /predict, GET /health, GET /info")
-    p.add_argument("path")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    _cli_run.add_model_options(p)
+    _cli_run.add_serve_options(p)
     p.set_defaults(func=_cli_run.cmd_serve)
     from . import _cli_store
 

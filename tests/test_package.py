@@ -47,7 +47,8 @@ def test_all_is_exactly_the_public_surface() -> None:
     public = {n for n in dir(ms) if not n.startswith("_") and not isinstance(getattr(ms, n), types.ModuleType)}
     assert set(ms.__all__) - {"__version__"} == public
     assert callable(ms.backends)  # the function, not the backends/ subpackage
-    for name in ["save", "load", "predict", "inspect", "scan", "export_onnx", "convert", "register", "backends"]:
+    for name in ["save", "load", "predict", "inspect", "scan", "export_onnx", "convert", "register", "backends",
+                 "refresh_backends"]:
         assert callable(getattr(ms, name))
 
 
