@@ -197,7 +197,7 @@ def test_dtype_is_refused_where_it_does_not_apply(tmp_path: Path) -> None:
     with pytest.raises(ms.ArgumentError, match="checkpoint"):
         ms.save(checkpoint, tmp_path / "ckpt.pt", dtype="float16")
     ms.save(checkpoint, tmp_path / "ckpt.pt")
-    with pytest.warns(ms.PickleWarning), pytest.raises(ms.ArgumentError, match="checkpoint"):
+    with pytest.raises(ms.ArgumentError, match="checkpoint"):  # no PickleWarning: nothing was loaded
         ms.load(tmp_path / "ckpt.pt", dtype="float16")
     with pytest.raises(ms.ArgumentError):
         ms.save(models.trained_net(), tmp_path / "m.onnx", dtype="float16", sample_input=np.zeros((1, 64), np.float32))

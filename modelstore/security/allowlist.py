@@ -116,8 +116,6 @@ NUMPY: list[Entry] = [
           "rebuilds a SeedSequence; pool and sizes are validated"),
     Entry("numpy", "ndarray", VALUE, "the array class, passed to _reconstruct"),
     Entry("numpy", "matrix", VALUE, "the matrix class, passed to _reconstruct"),
-    Entry("numpy", "memmap", VALUE, "joblib records memory-mapped arrays by this class; they load "
-          "as plain arrays"),
     Entry("numpy.ma", "MaskedArray", VALUE, "the masked array class, passed to _mareconstruct"),
     Entry("numpy.ma.core", "MaskedArray", VALUE, "the masked array class, passed to _mareconstruct"),
     *group(VALUE, "a random bit generator class, passed to __bit_generator_ctor",
@@ -156,7 +154,8 @@ SCIPY: list[Entry] = [
     *[e for kind in _SPARSE_KINDS for mod in (f"scipy.sparse._{kind}", f"scipy.sparse.{kind}")
       for e in group(CONSTRUCT, "a sparse matrix; its index arrays are checked against its "
                      "shape after loading (C code trusts them)", mod,
-                     f"{kind}_matrix {kind}_array")],
+                     f"{kind}_matrix {kind}_array",
+                     home=None if mod.startswith("scipy.sparse._") else f"scipy.sparse._{kind}")],
     Entry("scipy.interpolate._bsplines", "BSpline", CONSTRUCT, "a spline (SplineTransformer); "
           "knots, coefficients and degree are checked for consistency after loading"),
     Entry("scipy._lib.array_api_compat.numpy._aliases", "asarray", VALUE,
@@ -186,7 +185,7 @@ TORCH: list[Entry] = [
            "OrderedDict Counter"),
     *group(CALL, "a plain value torch's weights_only unpickler rebuilds", "builtins",
            "set frozenset bytearray complex slice"),
-    Entry("_codecs", "encode", CALL, "protocol 2 bytes"),
+    Entry("_codecs", "encode", CALL, "protocol 2's spelling of bytes (torch checks the codec too)"),
     *group(CALL, "rebuilds a tensor from a storage record (torch validates sizes)",
            "torch._utils", "_rebuild_tensor _rebuild_tensor_v2 _rebuild_tensor_v3 _rebuild_parameter "
            "_rebuild_parameter_with_state _rebuild_sparse_tensor _rebuild_qtensor "
@@ -197,14 +196,14 @@ TORCH: list[Entry] = [
            "Tensor Size device"),
     Entry("torch.nn.parameter", "Parameter", CALL, "a parameter around a tensor"),
     Entry("torch.serialization", "_get_layout", CALL, "looks up a layout by name"),
-    *group(VALUE, "a quantization scheme", "torch", "per_tensor_affine per_channel_affine "
+    *group(VALUE, "a quantization scheme named by a quantized tensor record", "torch", "per_tensor_affine per_channel_affine "
            "per_tensor_symmetric per_channel_symmetric per_channel_affine_float_qparams"),
-    *group(VALUE, "a dtype", "torch", " ".join(_TORCH_DTYPES)),
+    *group(VALUE, "a dtype named by a tensor record", "torch", " ".join(_TORCH_DTYPES)),
     *group(VALUE, "a storage type named by a tensor record", "torch",
            " ".join(f"{s}Storage" for s in _TORCH_STORAGES)),
     *group(VALUE, "a storage type named by a tensor record", "torch.cuda",
            " ".join(f"{s}Storage" for s in _TORCH_STORAGES[:12])),
-    *group(VALUE, "storage classes", "torch.storage", "TypedStorage UntypedStorage"),
+    *group(VALUE, "a storage class named by a tensor record", "torch.storage", "TypedStorage UntypedStorage"),
 ]
 
 #: Qualnames of the torch allow-list, for the static scan of ``.pt`` files.
@@ -279,6 +278,8 @@ def is_attack(module: str, name: str) -> bool:
         return name not in _HARMLESS_BUILTINS
     if module == "torch.serialization":
         return name != "_get_layout"
+    if module == "joblib.numpy_pickle" and name == "NumpyArrayWrapper":
+        return False  # a data marker modelstore reads itself
     if f"{module}.{name}" in _ATTACK_NAMES:
         return True
     return module in ATTACK_MODULES or any(module == p or module.startswith(p + ".") for p in _ATTACK_PACKAGES)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelstoreError
+
 if TYPE_CHECKING:
     from .pickle_load import LoadState, RestrictedUnpickler
 
@@ -132,6 +134,8 @@ def build_dtype(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     st = reader.state
     try:
         cand = _candidate(st, target, state)
+    except ModelstoreError:
+        raise
     except (TypeError, ValueError) as e:
         raise st.refuse(f"a dtype state numpy itself would not build ({str(e)[:120]})") from None
     if type(cand) is not type(target) or cand.itemsize != target.itemsize or cand.__reduce__()[2] != state:

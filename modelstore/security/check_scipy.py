@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelstoreError
 from .check_numpy import _int
 
 if TYPE_CHECKING:
@@ -43,9 +44,7 @@ def check_sparse(st: LoadState, obj: Any) -> None:
     try:
         if fmt in ("csr", "csc", "bsr"):
             _arrays_complete(st, obj, ("data", "indices", "indptr"))
-            if d["indices"].dtype.kind != "i" or d["indptr"].dtype.kind != "i":
-                raise st.refuse("a sparse matrix with non-integer indices")
-            obj.check_format(full_check=True)
+            _check_compressed(st, obj, fmt)
         elif fmt == "coo":
             coords = d.get("coords")
             if not isinstance(coords, tuple) or len(coords) != 2:
@@ -71,8 +70,38 @@ def check_sparse(st: LoadState, obj: Any) -> None:
             obj.tocsr().check_format(full_check=True)
         else:
             raise st.refuse(f"a sparse matrix of unknown format {fmt!r}")
+    except ModelstoreError:
+        raise
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
         raise st.refuse(f"a sparse {fmt} matrix that fails scipy's own check ({str(e)[:120]})") from None
+
+
+def _check_compressed(st: LoadState, obj: Any, fmt: str) -> None:
+    """What scipy's C++ kernels assume of CSR/CSC/BSR, checked in full: scipy's own
+    ``check_format`` skips its index checks when ``indptr[-1]`` is 0 and prunes first."""
+    import numpy as np
+
+    d = obj.__dict__
+    data, indices, indptr = d["data"], d["indices"], d["indptr"]
+    rows, cols = (int(v) for v in d["_shape"])
+    if fmt == "bsr":
+        if data.ndim != 3:
+            raise st.refuse("a BSR matrix whose data are not blocks")
+        r, c = data.shape[1], data.shape[2]
+        if r < 1 or c < 1 or rows % r or cols % c:
+            raise st.refuse("a BSR matrix whose blocks do not tile its shape")
+        major, minor = rows // r, cols // c
+    else:
+        if data.ndim != 1:
+            raise st.refuse("a sparse matrix whose data are not one-dimensional")
+        major, minor = (rows, cols) if fmt == "csr" else (cols, rows)
+    ok = (indices.dtype.kind == "i" and indptr.dtype.kind == "i" and indices.ndim == 1 and indptr.ndim == 1
+          and indptr.shape[0] == major + 1 and indices.shape[0] == data.shape[0]
+          and int(indptr[0]) == 0 and int(indptr[-1]) == indices.shape[0]
+          and bool(np.all(np.diff(indptr) >= 0))
+          and (indices.size == 0 or (int(indices.min()) >= 0 and int(indices.max()) < minor)))
+    if not ok:
+        raise st.refuse(f"a sparse {fmt} matrix whose index arrays disagree with its shape or data")
 
 
 def check_bspline(st: LoadState, obj: Any) -> None:

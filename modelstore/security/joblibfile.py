@@ -79,7 +79,7 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     st = reader.state
     if not isinstance(state, dict) or not set(state) <= _STATE_KEYS or not {"shape", "dtype", "order"} <= set(state):
         raise st.refuse("a joblib array record of an unknown layout")
-    if state.get("subclass") not in (np.ndarray, np.memmap) or state["order"] not in ("C", "F"):
+    if state.get("subclass") is not np.ndarray or state["order"] not in ("C", "F"):
         raise st.refuse("a joblib array record of a class or order joblib never writes")
     shape = state["shape"]
     count = check_shape(st, shape, "a joblib array")

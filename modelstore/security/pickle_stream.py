@@ -302,7 +302,7 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             return stop.value
         except (PickleStreamError, ModelstoreError):
             raise
-        except pickle.UnpicklingError as e:
+        except pickle.PickleError as e:  # UnpicklingError, and Cython's checksum mismatches
             # an opcode straddling a frame end, or a frame inside a frame, is how a stream makes
             # two readers disagree on where the next opcode starts (gh-154848): crafted, not damage
             kind = "suspicious" if "frame" in str(e) else "damaged"
