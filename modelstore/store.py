@@ -445,8 +445,13 @@ class Store:
                                str(folder)) from None
         vdir = self._vdir(version.name, version.version)
         source = self._public(vdir + ".json")
-        for rel in version.files:
-            local = writable(folder, rel, what="the pulled file", source=source)
+        targets = {}
+        for rel in version.files:  # every file checked before any is copied
+            if self._local:
+                confine(self._root, self._rel(_remote.join(vdir, rel)), what="the version file", source=source,
+                        todo=_FIX)
+            targets[rel] = writable(folder, rel, what="the pulled file", source=source)
+        for rel, local in targets.items():
             tmp = local.with_name(f".{local.name}.{os.getpid()}.{os.urandom(4).hex()}.modelstore-tmp")
             try:
                 if self._local:
