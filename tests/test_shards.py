@@ -417,7 +417,9 @@ def test_tensor_missing_from_its_shard(saved: tuple[Deep, Path, ms.ModelInfo]) -
     "{not json", "[1, 2]", "null", '{"metadata": {}}', '{"weight_map": []}', '{"weight_map": {"a": 3}}',
     '{"weight_map": {}, "metadata": []}', '{"weight_map": {}, "metadata": {"modelstore": {"config": []}}}',
     '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": "big"}}}}',
-    "\xff\xfe",
+    "\xff\xfe", '{"weight_map": {}, "metadata": {"total_size": 1e999}}', '{"weight_map": {}, "metadata": Infinity}',
+    '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": 18446744073709551616}}}}',
+    '{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"weight_map": {"a": ' + "9" * 5000 + '}}',
 ])
 def test_malformed_indexes_are_format_errors(tmp_path: Path, text: str) -> None:
     (tmp_path / "model.safetensors.index.json").write_bytes(text.encode("latin-1"))

@@ -73,7 +73,8 @@ class ConfinementError(UnsafeModelError):
 
 def _refuse(source: object, what: str, name: object, found: str, todo: str) -> ConfinementError:
     where = f"{source}: " if source is not None else ""
-    return ConfinementError(f"{where}{what} {name!r} {found}", todo)
+    shown = repr(name) if len(repr(name)) <= 200 else repr(name)[:160] + "...'"
+    return ConfinementError(f"{where}{what} {shown} {found}", todo)
 
 
 _FIX_NAME = "Only plain relative names inside the model's folder are accepted; the file is damaged or hostile"

@@ -279,6 +279,18 @@ def test_hostile_sidecar_is_refused_by_every_entry_point(sk_model: tuple[Path, n
     assert store.list() == []
 
 
+@pytest.mark.parametrize("text", ['{"versions": [{"payload_size": 1e999}], "sidecar_version": 2}',
+                                  '{"sidecar_version": Infinity}', "[" * 100_000 + "]" * 100_000,
+                                  '{"versions": [{"config": ' + "9" * 5000 + "}]}"])
+def test_hostile_sidecar_json_is_a_format_error(sk_model: tuple[Path, np.ndarray], text: str) -> None:
+    """Overflowing, infinite, huge and 100,000-deep sidecar JSON is a FormatError naming the sidecar."""
+    path, _ = sk_model
+    Path(str(path) + ".modelstore.json").write_text(text)
+    for call in (lambda: ms.load(path), lambda: ms.inspect(path)):
+        with pytest.raises(ms.FormatError, match="sidecar"):
+            call()
+
+
 def test_fifo_sidecar_never_hangs(sk_model: tuple[Path, np.ndarray]) -> None:
     """A FIFO in place of the sidecar is refused without opening it (an open would block)."""
     from tests.test_cli import run
@@ -342,10 +354,15 @@ def ckpt(tmp_path: Path) -> Path:
     return folder
 
 
-def test_linked_shard_index_is_refused(ckpt: Path, outside: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trick", ["symlink", "hardlink"])
+def test_linked_shard_index_is_refused(ckpt: Path, outside: Path, tmp_path: Path, trick: str) -> None:
     """A shard index that is a link to a file elsewhere is not read by load, inspect, scan, convert or push."""
     index = ckpt / "model.safetensors.index.json"
-    relink(index, outside / "secret.json")
+    if trick == "symlink":
+        relink(index, outside / "secret.json")
+    else:
+        index.unlink()
+        os.link(outside / "secret.json", index)
     assert CANARY in index.read_text()
     for ref in (ckpt, index):
         refused(lambda: ms.load(ref))
