@@ -387,7 +387,8 @@ def _remove(paths: list[Path]) -> None:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to the fresh temp file ``path``: created exclusively and never through
     a link, so a name planted in the folder cannot redirect the write."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    with os.fdopen(os.open(path, flags, 0o666), "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-        f.write("\n")
+    from .security.confine import create_new
+
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with create_new(path) as f:
+        f.write(text.encode("utf-8"))

@@ -32,7 +32,7 @@ from . import _api, _remote
 from ._info import _jsonable
 from ._io import PathLike
 from .errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
-from .security.confine import check_name, confine, open_confined, read_confined, writable
+from .security.confine import check_name, confine, create_new, open_confined, read_confined, replace_file, writable
 from .security.jsonsafe import dumps, loads
 
 STORE_VERSION = 1
@@ -195,12 +195,20 @@ class Store:
             raise FormatError(f"{self._public(path)}: must hold a JSON object; the store entry is damaged")
         return data
 
+    @staticmethod
+    def _check_json(data: Any, where: str) -> str:
+        try:  # what we write must read back through the bounded reader
+            return dumps(data, indent=2, sort_keys=True) + "\n"
+        except (TypeError, ValueError) as e:
+            raise ArgumentError(f"{where}: cannot be stored as JSON ({e}); pass numbers, strings, "
+                                f"lists and dicts (no NaN or infinity)") from None
+
     def _write_json(self, path: str, data: dict[str, Any]) -> None:
-        blob = (dumps(data, indent=2, sort_keys=True) + "\n").encode()
+        blob = self._check_json(data, self._public(path)).encode()
         if self._local:  # a rename publishes it whole; folders on the way must be the store's own
             target = writable(self._root, self._rel(path), what="the store entry", source=self.root, todo=_FIX)
             with _remote.storage_errors(self._public(path), "write"):
-                _replace_with(target, blob)
+                replace_file(target, blob)
             return
         with _remote.storage_errors(self._public(path), "write"):  # published once the upload completes
             self._fs.pipe_file(path, blob)
@@ -268,6 +276,8 @@ class Store:
         src = Path(os.fspath(path))
         info = _api.inspect(src)  # reads headers only: a hostile file is not run by a push
         files = _remote.companions(src)
+        metadata = {**info.metadata, **(metadata or {})}
+        self._check_json(metadata, "metadata")  # before a number is claimed for it
         number = self._claim(name)
         vdir = self._vdir(name, number)
         try:
@@ -282,8 +292,7 @@ class Store:
             self._discard(vdir)
             raise
         entry = Path(info.path).relative_to(src.parent).as_posix()
-        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry),
-                                   metadata={**info.metadata, **(metadata or {})})
+        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry), metadata=metadata)
         return self._publish(name, number, vdir, info, _tags(tags))
 
     def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
@@ -435,6 +444,8 @@ class Store:
         read without following links, never a hard link, FIFO or device), each written
         to ``dest`` under a fresh name and renamed into place (never written through a link
         found there; folders on the way must be ``dest``'s own)."""
+        import shutil
+
         version = self.resolve(ref)
         self._entry(version)
         folder = Path(os.fspath(dest))
@@ -457,7 +468,8 @@ class Store:
                 if self._local:
                     with open_confined(self._root, self._rel(_remote.join(vdir, rel)), what="the version file",
                                        source=source, todo=_FIX) as src:
-                        _copy_to_new(src, tmp)
+                        with create_new(tmp) as out:
+                            shutil.copyfileobj(src, out, 16 << 20)
                 else:
                     with _remote.storage_errors(self._public(_remote.join(vdir, rel)), "download"):
                         self._fs.get_file(_remote.join(vdir, rel), str(tmp))
@@ -496,32 +508,6 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{type(value).__name__} where text belongs")
     return value
-
-
-def _new_file(path: Path) -> Any:
-    """A file created for writing, exclusively and never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    return os.fdopen(os.open(path, flags, 0o666), "wb")
-
-
-def _copy_to_new(src: Any, tmp: Path) -> None:
-    import shutil
-
-    with _new_file(tmp) as out:
-        shutil.copyfileobj(src, out, 16 << 20)
-
-
-def _replace_with(target: Path, blob: bytes) -> None:
-    """Write ``blob`` to a fresh temp file beside ``target`` and rename it over it (a link
-    at ``target`` is replaced, never written through)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        with _new_file(tmp) as f:
-            f.write(blob)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _now() -> str:

@@ -501,3 +501,16 @@ def test_remote_companion_names_are_never_fetched_from_elsewhere(mem: str, tmp_p
 
     assert not _remote._plain_name("%2e%2e%2fw.bin") and not _remote._plain_name("..") \
         and not _remote._plain_name("a/b") and _remote._plain_name("w.bin")
+
+
+def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Path) -> None:
+    """NaN in metadata is refused when written, so every manifest reads back through the bounded reader."""
+    store = ms.Store(tmp_path / "store")
+    with pytest.raises(ms.ArgumentError, match="JSON"):
+        store.save(models.trained_net(), "m", metadata={"loss": float("nan")})
+    ms.save(models.trained_net(), tmp_path / "w.safetensors")
+    with pytest.raises(ms.ArgumentError, match="NaN"):
+        store.push(tmp_path / "w.safetensors", "m", metadata={"loss": float("inf")})
+    with pytest.raises(ms.ArgumentError, match="JSON"):
+        ms.save(models.trained_net(), tmp_path / "x.safetensors", metadata={"loss": float("nan")})
+    assert store.list() == []

@@ -127,8 +127,9 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
             raise IntegrityError(msg)
         raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
     blob = read(8, 8 + n)
-    # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely)
-    raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER)
+    # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely);
+    # _validate checks the type of every field, so it refuses nesting without a depth walk
+    raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER, max_depth=None)
     if not isinstance(raw, dict):
         raise FormatError(f"{path}: the safetensors header is not a JSON object; the file is corrupt")
     header = Header(path, raw, 8 + n, size)
@@ -147,7 +148,7 @@ def _validate(h: Header) -> None:
         bad = f"{path}: tensor {name!r} has a malformed header entry"
         if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
             raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
-        if any(isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")):
+        if len(e) > 3 and any(isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")):
             raise FormatError(f"{bad} (an unexpected nested field)")
         shape, offs = e.get("shape"), e.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):

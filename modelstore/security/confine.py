@@ -51,8 +51,8 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HF_REPO = re.compile(r"(models|datasets|spaces)--.+")
-_KERNEL = (Path("/proc"), Path("/sys"), Path("/dev"))
-_SHM = Path("/dev/shm")
+_KERNEL = ("/proc", "/sys", "/dev")
+_SHM = "/dev/shm"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -108,8 +108,8 @@ def check_name(name: object, *, what: str, source: object = None) -> tuple[str, 
     return parts
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
 
 
 def _hf_root(real_base: Path, real: Path) -> Path | None:
@@ -125,8 +125,25 @@ def _hf_root(real_base: Path, real: Path) -> Path | None:
     return None
 
 
-def _kernel(real: Path) -> bool:
+def _kernel(real: str) -> bool:
     return any(_inside(real, k) for k in _KERNEL) and not _inside(real, _SHM)
+
+
+def _real(real_base: str, parts: tuple[str, ...]) -> tuple[str, os.stat_result | None]:
+    """The real path of ``real_base/parts`` and, when no component is a link, its lstat
+    (the common case costs one lstat per component, not a full ``realpath``)."""
+    path, st = real_base, None
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            break
+        if stat.S_ISLNK(st.st_mode):
+            break
+    else:
+        return path, st
+    return os.path.realpath(os.path.join(real_base, *parts)), None
 
 
 def _resolve(base: str | os.PathLike[str], name: str, *, what: str, source: object, main: Path | None,
@@ -143,33 +160,34 @@ def _resolve(base: str | os.PathLike[str], name: str, *, what: str, source: obje
 def _resolve_checked(base: str | os.PathLike[str], name: str, *, what: str, source: object,
                      main: Path | None, hf_cache: bool, kind: Kind) -> tuple[Path, Path, os.stat_result]:
     parts = check_name(name, what=what, source=source)
-    base_p = Path(os.fspath(base))
-    real_base = Path(os.path.realpath(base_p))
-    lexical = base_p.joinpath(*parts)
-    real = Path(os.path.realpath(lexical))
+    base_s = os.fspath(base)
+    real_base = os.path.realpath(base_s)  # the caller's folder: its own links are the caller's
+    real, st = _real(real_base, parts)
     root = real_base
     if not _inside(real, real_base):
-        hf = _hf_root(real_base, real) if hf_cache else None
+        hf = _hf_root(Path(real_base), Path(real)) if hf_cache else None
         if hf is None:
             raise _refuse(source, what, name, f"is a link (or passes through a linked folder) leading "
-                          f"outside {base_p} (to {real})", "Copy the file itself into the folder if you trust it")
-        root = hf
+                          f"outside {base_s} (to {real})", "Copy the file itself into the folder if you trust it")
+        root = str(hf)
     if _kernel(real):
         raise _refuse(source, what, name, f"leads into {real}, kernel state rather than a file",
                       "A model's files are ordinary files in its folder")
-    try:
-        st = os.stat(real)
-    except FileNotFoundError:
-        if os.path.lexists(lexical):
-            raise _refuse(source, what, name, "is a broken link", "Replace it with the file itself") from None
-        msg = f"{source or base_p}: {what} {name!r} does not exist in {base_p}"
-        raise ModelNotFoundError(errno.ENOENT, msg, str(lexical)) from None
-    except OSError as e:  # a link loop (ELOOP), a name too long for this file system
-        raise _refuse(source, what, name, f"cannot be resolved ({e.strerror})", _FIX_NAME) from None
+    if st is None:
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            lexical = os.path.join(base_s, *parts)
+            if os.path.lexists(lexical):
+                raise _refuse(source, what, name, "is a broken link", "Replace it with the file itself") from None
+            msg = f"{source or base_s}: {what} {name!r} does not exist in {base_s}"
+            raise ModelNotFoundError(errno.ENOENT, msg, lexical) from None
+        except OSError as e:  # a link loop (ELOOP), a name too long for this file system
+            raise _refuse(source, what, name, f"cannot be resolved ({e.strerror})", _FIX_NAME) from None
     _check_stat(st, kind, source=source, what=what, name=name)
     if main is not None and kind == "file" and _same(st, main):
         raise _refuse(source, what, name, "is the model file itself", _FIX_NAME)
-    return real, root, st
+    return Path(real), Path(root), st
 
 
 def _same(st: os.stat_result, main: Path) -> bool:
@@ -232,11 +250,7 @@ def open_confined(base: str | os.PathLike[str], name: str, *, what: str, source:
         _check_stat(now, "file", source=source, what=what, name=name)
         if main is not None and _same(now, main):
             raise _refuse(source, what, name, "is the model file itself", _FIX_NAME)
-        if _NONBLOCK:
-            import fcntl
-
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb")  # O_NONBLOCK is left on: it changes nothing for a regular file
     except BaseException:
         os.close(fd)
         raise
@@ -258,9 +272,9 @@ def read_confined(base: str | os.PathLike[str], name: str, *, what: str, max_byt
 def _open_below(root: Path, real: Path) -> int:
     """Open ``real`` (free of links, inside ``root``) walking from ``root`` with O_NOFOLLOW
     on every component, non-blocking (a FIFO swapped in cannot hang the open)."""
-    rel = real.relative_to(root).parts
+    rel = os.fspath(real)[len(os.fspath(root)):].strip(os.sep).split(os.sep)
     last = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    if not rel or os.open not in os.supports_dir_fd or not _NOFOLLOW:  # pragma: no cover - not POSIX
+    if rel == [""] or os.open not in os.supports_dir_fd or not _NOFOLLOW:  # pragma: no cover - not POSIX
         return os.open(real, last)
     dfd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:
@@ -293,6 +307,26 @@ def writable(base: str | os.PathLike[str], name: str, *, what: str, source: obje
                                    str(folder)) from None
         confine(base_p, "/".join(parts[: i + 1]), what=what, source=source, kind="dir", todo=todo)
     return folder / parts[-1]
+
+
+def create_new(path: Path) -> BinaryIO:
+    """A file created for writing, exclusively and never through a link (a name planted
+    at ``path`` makes it fail instead of redirecting the write)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags, 0o666), "wb")
+
+
+def replace_file(target: Path, blob: bytes) -> None:
+    """Write ``blob`` to a fresh temp file beside ``target`` and rename it over ``target``:
+    a link found at ``target`` is replaced, never written through."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with create_new(tmp) as f:
+            f.write(blob)
+        os.replace(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def external_data_problem(folder: Path, location: object, *, main: Path) -> str | None:
