@@ -176,7 +176,7 @@ def _resolve_checked(base: str | os.PathLike[str], name: str, *, what: str, sour
     if st is None:
         try:
             st = os.stat(real)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where a folder would be: no such path
             lexical = os.path.join(base_s, *parts)
             if os.path.lexists(lexical):
                 raise _refuse(source, what, name, "is a broken link", "Replace it with the file itself") from None

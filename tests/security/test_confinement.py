@@ -574,3 +574,22 @@ def test_remote_store_manifest_names_stay_in_the_version(field: str, value: Any,
     refused(lambda: store.load("m", model=models.Net))
     refused(lambda: store.info("m@1"))
     assert not (tmp_path / "escaped.bin").exists() and not (tmp_path / "a" / "escaped.bin").exists()
+
+
+def test_plain_files_in_a_store_root_do_not_break_listing(store: ms.Store) -> None:
+    """A stray file beside the models (a README) is not a model and does not break list or save."""
+    (Path(store.root) / "README.md").write_text("notes")
+    assert store.list() == ["m"]
+    assert store.versions("README.md") == []
+
+
+def test_store_command_refuses_a_linked_entry(store: ms.Store, outside: Path, tmp_path: Path) -> None:
+    """modelstore store show|pull of a version whose model file links outside: exit 1, no canary, no traceback."""
+    from tests.test_cli import run
+
+    relink(_vdir(store) / "model.safetensors", outside / "secret.safetensors")
+    for args in (("show", "m@1"), ("pull", "m@1", str(tmp_path / "pulled"))):
+        proc = run("store", "--root", store.root, *args)
+        assert proc.returncode == 1 and "outside" in proc.stderr, proc.stderr
+        assert CANARY not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "pulled" / "model.safetensors").exists()
