@@ -347,25 +347,25 @@ class Store:
         """A manifest read as hostile input: names lead only into the version's folder
         (ConfinementError), every field has its type and sizes their range (FormatError)."""
         where = self._public(self._vdir(name, number) + ".json")
-        entry, files = m.get("entry"), m.get("files") or {}
-        check_name(entry, what="the version entry", source=where)
-        for rel in files if isinstance(files, dict) else ():
-            check_name(rel, what="the version file", source=where)
         try:
-            tags, metadata, framework = m.get("tags") or {}, m.get("metadata") or {}, m.get("framework")
-            if not (isinstance(files, dict) and isinstance(metadata, dict) and isinstance(tags, dict)
-                    and all(isinstance(v, str) for v in tags.values())):
-                raise TypeError("files, metadata or tags")
+            entry, files, tags = m["entry"], m.get("files") or {}, m.get("tags") or {}
+            metadata, framework = m.get("metadata") or {}, m.get("framework")
+            if not (isinstance(entry, str) and isinstance(files, dict) and isinstance(metadata, dict)
+                    and isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+                raise TypeError("entry, files, metadata or tags")
             if framework is not None and not isinstance(framework, str):
                 raise TypeError("framework")
-            return ModelVersion(
-                name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), str(entry)),
+            version = ModelVersion(
+                name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), entry),
                 format=_text(m["format"]), framework=framework, created=_text(m["created"]),
                 size_bytes=_size(m["size_bytes"]), sha256=_text(m.get("sha256") or ""),
                 files={k: _size(v) for k, v in files.items()}, metadata=dict(metadata), tags=dict(tags),
                 aliases=sorted(a for a, v in aliases.items() if v == number))
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: the version manifest is malformed ({e}); the store entry is damaged") from None
+        for rel in (entry, *files):  # names lead nowhere but into the version's folder
+            check_name(rel, what="the version file", source=where)
+        return version
 
     def _entry(self, version: ModelVersion) -> str:
         """The version's model file to read: locally confined to the store (the entry, the
@@ -406,11 +406,9 @@ class Store:
                 raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
                                          f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
             return found[-1]
-        if number is not None:
-            pass
-        elif which in aliases:
+        if number is None and which in aliases:
             number = aliases[which]
-        else:
+        elif number is None:
             known = ", ".join(sorted(aliases)) or "none"
             raise ModelNotFoundError(errno.ENOENT, f"{ref}: no version or alias {which!r} of {name!r} in "
                                      f"{self.root} (aliases: {known})", ref)

@@ -28,8 +28,12 @@ NTFS streams), a NUL or other control character, or a percent-escape (``%2e``, `
   (``/dev/shm`` excepted: a tmpfs of regular files), whose "regular files" are kernel state.
 
 :func:`open_confined` then opens the checked path one component at a time from the folder
-with ``O_NOFOLLOW`` and compares the opened descriptor with what was checked, so a file or
-folder swapped for a link between the check and the open is caught, never followed.
+with ``O_NOFOLLOW`` (non-blocking, so a FIFO swapped in cannot hang it) and checks the opened
+descriptor again by the same rules, so a file or folder swapped for a link, a hard link or a
+FIFO between the check and the open is caught, never followed or read. :func:`writable`,
+:func:`create_new` and :func:`replace_file` are the write side: folders on the way must be
+the base's own, and a file is written under a fresh name and renamed into place, never
+through a link found there.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def _real(real_base: str, parts: tuple[str, ...]) -> tuple[str, os.stat_result |
     return os.path.realpath(os.path.join(real_base, *parts)), None
 
 
-def _resolve(base: str | os.PathLike[str], name: str, *, what: str, source: object, main: Path | None,
+def _resolve(base: str | os.PathLike[str], name: object, *, what: str, source: object, main: Path | None,
              hf_cache: bool, kind: Kind, todo: str | None = None) -> tuple[Path, Path, os.stat_result]:
     """(real path, real folder it was checked against, its stat)."""
     try:
@@ -157,7 +161,7 @@ def _resolve(base: str | os.PathLike[str], name: str, *, what: str, source: obje
         raise ConfinementError(e.detail, todo) from None
 
 
-def _resolve_checked(base: str | os.PathLike[str], name: str, *, what: str, source: object,
+def _resolve_checked(base: str | os.PathLike[str], name: object, *, what: str, source: object,
                      main: Path | None, hf_cache: bool, kind: Kind) -> tuple[Path, Path, os.stat_result]:
     parts = check_name(name, what=what, source=source)
     base_s = os.fspath(base)
@@ -212,7 +216,7 @@ def _check_stat(st: os.stat_result, kind: Kind, *, source: object, what: str, na
                       f"from elsewhere", "Copy it (cp, not ln) into the folder if you trust it")
 
 
-def confine(base: str | os.PathLike[str], name: str, *, what: str, source: object = None,
+def confine(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
             main: Path | None = None, hf_cache: bool = False, kind: Kind = "file", todo: str | None = None) -> Path:
     """The real path of ``name`` inside the folder ``base`` after every check in the module
     docstring, or ConfinementError (ModelNotFoundError if it does not exist).
@@ -226,7 +230,7 @@ def confine(base: str | os.PathLike[str], name: str, *, what: str, source: objec
     return _resolve(base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind=kind, todo=todo)[0]
 
 
-def open_confined(base: str | os.PathLike[str], name: str, *, what: str, source: object = None,
+def open_confined(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
                   main: Path | None = None, hf_cache: bool = False, todo: str | None = None) -> BinaryIO:
     """:func:`confine`, then open the checked path without following any link and check
     the descriptor itself (a regular file, no other hard links, not the main file). A file
@@ -256,7 +260,7 @@ def open_confined(base: str | os.PathLike[str], name: str, *, what: str, source:
         raise
 
 
-def read_confined(base: str | os.PathLike[str], name: str, *, what: str, max_bytes: int, source: object = None,
+def read_confined(base: str | os.PathLike[str], name: object, *, what: str, max_bytes: int, source: object = None,
                   main: Path | None = None, hf_cache: bool = False, todo: str | None = None) -> bytes:
     """The bytes of a confined companion file of at most ``max_bytes`` (FormatError beyond)."""
     from ..errors import FormatError
@@ -287,7 +291,7 @@ def _open_below(root: Path, real: Path) -> int:
         os.close(dfd)
 
 
-def writable(base: str | os.PathLike[str], name: str, *, what: str, source: object = None,
+def writable(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
              todo: str | None = None) -> Path:
     """Where to write ``name`` inside ``base``: the folders on the way must be real folders
     inside it (created if missing); an existing file there is replaced, never written
@@ -334,7 +338,7 @@ def external_data_problem(folder: Path, location: object, *, main: Path) -> str 
     confined regular file in ``folder``, else the reason it is refused (the graph walk turns
     it into a scan finding)."""
     try:
-        confine(folder, location, what="the external data file", main=main)  # type: ignore[arg-type]
+        confine(folder, location, what="the external data file", main=main)
     except ConfinementError as e:
         return str(e)
     except ModelNotFoundError:
