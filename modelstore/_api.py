@@ -38,6 +38,7 @@ from ._io import (
     remember_sha256,
     sha256_of,
     sidecar_path,
+    sidecar_problem,
     write_json,
 )
 from ._registry import REGISTRY
@@ -112,7 +113,7 @@ def backend_for_save(model: Any, path: Path, fmt: str | None) -> Backend:
 
 def _check_json(value: Any, what: str) -> Any:
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # what we write must read back through jsonsafe
     except (TypeError, ValueError) as e:
         raise ArgumentError(f"{what} must be JSON-serialisable ({e})") from None
     return value
@@ -174,7 +175,7 @@ def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple
     return meta, where
 
 
-def check_meta(path: Path, meta: dict[str, Any] | None, where: str) -> None:
+def check_meta(path: Path | str, meta: dict[str, Any] | None, where: str) -> None:
     """FormatError unless every field of ``meta`` (read from ``where``) has its type."""
     for key, kind in _META_TYPES.items():
         if meta is not None and key in meta and not isinstance(meta[key], kind):
@@ -299,8 +300,8 @@ def _save_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[st
             # one entry describes the file; several (a crash left both) need the payload's checksum
             checksum = file_checksum(target) if len(previous) > 1 else None
             current = choose_version(target, previous, checksum) if previous else None
-        except (FormatError, OSError):
-            current = None  # an unreadable old sidecar is simply replaced
+        except (ModelstoreError, OSError):
+            current = None  # an unreadable (or hostile: a link out) old sidecar is replaced, not followed
         keep = [meta] + ([current] if current is not None else [])
         write_json(side_tmp, {"sidecar_version": SIDECAR_VERSION, "versions": keep[:SIDECAR_KEEP]})
     return digest
@@ -578,6 +579,7 @@ def _inspect_remote(uri: str, storage_options: dict[str, Any] | None) -> ModelIn
         header = _remote.safetensors_header(uri, storage_options)
         found = safetensors_.inspection_of(header)
         meta = header.modelstore_meta() or {}
+        check_meta(uri, meta, "its header")  # the same validation as a local inspect
         # sha256 needs every byte: left empty for a header-only look (ms.Store records it)
         return _model_info(uri, "safetensors", found, meta, header.file_size, "")
     with _remote.fetched(uri, storage_options) as local, _as_uri(local, uri):
@@ -651,9 +653,14 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
         return ScanReport(os.fspath(path), "unknown", "unknown", [Finding("file", "warning", str(e))])
     try:
         with _reading(p, "scan"):
-            return backend.scan(p)
+            report = backend.scan(p)
     except FormatError as e:
         return unreadable(p, backend.name, "damaged", str(e))
+    problem = None if backend.embeds_metadata else sidecar_problem(p)
+    if problem:  # load refuses a sidecar that leads outside: scan must not call the model safe
+        return dataclasses.replace(report, verdict="unsafe",
+                                   findings=[*report.findings, Finding("sidecar", "critical", problem)])
+    return report
 
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,

@@ -92,10 +92,12 @@ def cmd_store(args: argparse.Namespace, out: TextIO) -> int:
         tags = dict(t.split("=", 1) if "=" in t else (t, "") for t in args.tag)
         metadata = None
         if args.metadata:
+            from .security.jsonsafe import loads
+
             try:
-                metadata = json.loads(args.metadata)
+                metadata = loads(args.metadata, where="--metadata")
             except ValueError as e:
-                raise ArgumentError(f"--metadata is not valid JSON ({e})") from None
+                raise ArgumentError(str(e)) from None
             if not isinstance(metadata, dict):
                 raise ArgumentError("--metadata must be a JSON object")
         number = store.push(args.path, args.name, metadata=metadata, tags=tags)

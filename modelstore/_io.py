@@ -14,7 +14,7 @@ import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import (
     ArgumentError,
@@ -48,24 +48,28 @@ def format_checksum(hasher: Any) -> str:
     return f"{CHECKSUM_ALGO}:{hasher.hexdigest()}"
 
 
-def update_from_file(hasher: Any, path: Path, start: int = 0, end: int | None = None) -> None:
-    """Feed bytes ``[start, end)`` of ``path`` to ``hasher`` through one memory map."""
-    size = path.stat().st_size
-    end = size if end is None else end
-    if end <= start:
-        return
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
-        try:
-            for pos in range(start, end, _CHUNK * 4):
-                hasher.update(view[pos : min(end, pos + _CHUNK * 4)])
-        finally:
-            view.release()
+def update_from_file(hasher: Any, path: Path, start: int = 0, end: int | None = None,
+                     file: BinaryIO | None = None) -> None:
+    """Feed bytes ``[start, end)`` of ``path`` (or of the already opened ``file``: a
+    confined companion) to ``hasher`` through one memory map."""
+    with contextlib.ExitStack() as stack:
+        f = file if file is not None else stack.enter_context(open(path, "rb"))
+        size = os.fstat(f.fileno()).st_size
+        end = size if end is None else min(end, size)
+        if end <= start:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                for pos in range(start, end, _CHUNK * 4):
+                    hasher.update(view[pos : min(end, pos + _CHUNK * 4)])
+            finally:
+                view.release()
 
 
-def file_checksum(path: Path) -> str:
+def file_checksum(path: Path, file: BinaryIO | None = None) -> str:
     h = new_checksum()
-    update_from_file(h, path)
+    update_from_file(h, path, file=file)
     return format_checksum(h)
 
 
@@ -119,12 +123,20 @@ def fresh_sha256(path: Path) -> str:
     return sha256_of(path)
 
 
-def check_pin(path: Path, pin: str) -> None:
-    """Compare the file's sha256 (always recomputed: a pin must not trust any cache)."""
+def file_sha256(file: BinaryIO) -> str:
+    """The sha256 of an already opened file, read now (no cache)."""
+    h = hashlib.sha256()
+    update_from_file(h, Path(), file=file)
+    return h.hexdigest()
+
+
+def check_pin(path: Path, pin: str, actual: str | None = None) -> None:
+    """Compare the file's sha256 (always recomputed: a pin must not trust any cache), or
+    ``actual``, the digest of the very bytes the caller read and will use."""
     if not isinstance(pin, str):
         raise ArgumentError(f"sha256= must be a hex string, not {type(pin).__name__}")
     pin = pin.lower().removeprefix("sha256:")
-    actual = fresh_sha256(path)
+    actual = fresh_sha256(path) if actual is None else actual
     if actual != pin:
         msg = (
             f"{path}: sha256 is {actual}, not the pinned {pin}. The file is not the one you "
@@ -218,18 +230,46 @@ def writer_lock(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
+#: A sidecar holds metadata: far below this even with large user metadata.
+MAX_SIDECAR = 64 << 20
+
+
 def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar of ``path`` as a dict, or None if there is none. It is a companion file:
+    confined to the model's folder (no link leading out, no hard link, no FIFO or device),
+    opened without following links, and parsed with the bounded JSON reader."""
+    from .security.confine import read_confined
+    from .security.jsonsafe import loads
+
     side = sidecar_path(path)
-    if not side.is_file():
+    if not os.path.lexists(side):
         return None
+    raw = read_confined(path.parent, side.name, what="the sidecar", source=path, main=path,
+                        max_bytes=MAX_SIDECAR)
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        msg = f"{side}: the modelstore sidecar is not valid JSON ({e}); delete it to load {path.name} without metadata"
-        raise FormatError(msg) from None
+        data = loads(raw, where=f"the sidecar {side}")
+    except FormatError as e:
+        raise FormatError(f"{e}; delete it to load {path.name} without metadata") from None
     if not isinstance(data, dict):
         raise FormatError(f"{side}: the modelstore sidecar must hold a JSON object")
     return data
+
+
+def sidecar_problem(path: Path) -> str | None:
+    """Why the sidecar of ``path`` would be refused as leading outside its folder (for
+    ``scan``, which reads no metadata but must not call such a model safe), else None."""
+    from .security.confine import ConfinementError, confine
+
+    side = sidecar_path(path)
+    if not os.path.lexists(side):
+        return None
+    try:
+        confine(path.parent, side.name, what="the sidecar", source=path, main=path)
+    except ConfinementError as e:
+        return str(e)
+    except ModelstoreError:
+        return None
+    return None
 
 
 # -- atomic writes ---------------------------------------------------------------------------
@@ -345,8 +385,10 @@ def _remove(paths: list[Path]) -> None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
+    """Write ``data`` to the fresh temp file ``path``: created exclusively and never through
+    a link, so a name planted in the folder cannot redirect the write."""
+    from .security.confine import create_new
 
-
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with create_new(path) as f:
+        f.write(text.encode("utf-8"))

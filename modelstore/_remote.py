@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,24 +133,46 @@ def storage_errors(uri: str, what: str) -> Iterator[None]:
 
 
 def _plain_name(name: Any) -> bool:
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
-            and "\\" not in name and not name.startswith("."))
+    """A plain file name in the model's own folder (the one confinement check's name rules,
+    no folders, not hidden): only such names are fetched beside a remote model."""
+    from .security.confine import ConfinementError, check_name
+
+    try:
+        parts = check_name(name, what="the companion file")
+    except ConfinementError:
+        return False
+    return parts == (name,) and not name.startswith(".")
 
 
 def companions(local: Path) -> list[Path]:
     """Files beside ``local`` that belong to it (sidecar, shards, ONNX external data), in
-    upload order: data first, the file that describes them last."""
+    upload order: data first, the file that describes them last. Each passes the one
+    confinement check (ConfinementError for a link leading out, a hard link, a FIFO...), so
+    a push never uploads a file from elsewhere."""
+    from .security.confine import confine
+
     if local.is_dir():
         from . import _shards
 
         index = _shards.find_index(local)
         if index is None:
-            return sorted(p for p in local.rglob("*") if p.is_file())
+            found = sorted(p for p in local.rglob("*") if not p.is_dir())
+            for p in found:
+                confine(local, p.relative_to(local).as_posix(), what="the file", source=local)
+            return found
         local = index
-    files = [local.parent / n for n in _data_names(local) if (local.parent / n).is_file()]
+    sharded = local.name.lower().endswith(".safetensors" + INDEX_SUFFIX)
+    files = []
+    for n in _data_names(local):
+        try:
+            confine(local.parent, n, what="the companion file", source=local, main=local, hf_cache=sharded)
+        except ModelNotFoundError:
+            continue  # the load reports what is missing
+        files.append(local.parent / n)
     files.append(local)
     side = local.with_name(local.name + SIDECAR_SUFFIX)
-    if side.is_file():
+    if os.path.lexists(side):
+        confine(local.parent, side.name, what="the sidecar", source=local, main=local)
         files.append(side)
     return files
 
@@ -210,12 +233,14 @@ def _scratch(purpose: str) -> Iterator[Path]:
 
 def download(fs: Any, rpath: str, uri: str, dest: Path) -> Path:
     """Download the model at ``rpath`` into ``dest``; return the local path to load."""
+    from .security.confine import check_name
+
     with storage_errors(uri, "read"):
         info = fs.info(rpath)
     if info.get("type") == "directory":  # a sharded checkpoint's folder: its index decides
         with storage_errors(uri, "list"):
             names = sorted(basename(p) for p in fs.ls(rpath, detail=False))
-        indexes = [n for n in names if n.lower().endswith(".safetensors" + INDEX_SUFFIX)]
+        indexes = [n for n in names if n.lower().endswith(".safetensors" + INDEX_SUFFIX) and _plain_name(n)]
         default = "model.safetensors" + INDEX_SUFFIX
         if not indexes:
             msg = f"{uri}: is a folder with no *.safetensors.index.json; give the URI of the model file"
@@ -228,7 +253,9 @@ def download(fs: Any, rpath: str, uri: str, dest: Path) -> Path:
         return folder
     local = dest / basename(rpath)
     _get(fs, rpath, local, uri)
-    for name in _data_names(local):
+    for name in _data_names(local):  # plain names only (checked): never a path elsewhere
+        if check_name(name, what="the companion file", source=uri) != (name,):
+            raise FormatError(f"{uri}: names the companion file {name!r}, which is not a plain file name beside it")
         _get(fs, join(parent(rpath), name), dest / name, uri)
     side = rpath + SIDECAR_SUFFIX
     with storage_errors(uri, "read the sidecar of"):

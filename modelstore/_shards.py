@@ -25,23 +25,22 @@ torch is imported inside functions only; this module is imported on first use.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from ._info import Finding, ModelInfo, ScanReport, TensorInfo
 from ._io import (
     atomic_paths,
     check_checksum,
     file_checksum,
-    fresh_sha256,
+    file_sha256,
     remember_sha256,
-    sha256_of,
     write_json,
     writer_lock,
 )
@@ -52,8 +51,11 @@ from .errors import (
     ModelExistsError,
     ModelNotFoundError,
     StorageError,
+    UnsafeModelError,
     UnsupportedModelError,
 )
+from .security.confine import check_name, confine, open_confined, read_confined
+from .security.jsonsafe import loads
 
 INDEX_SUFFIX = ".safetensors.index.json"
 SHARD_SUFFIX = ".safetensors"
@@ -126,6 +128,7 @@ class Index:
     metadata: dict[str, Any]
     meta: dict[str, Any] | None  # modelstore's metadata, "tied" added from HF's entries
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sha256: str = ""  # of the very bytes parsed (what a pin is compared with)
     _by_shard: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
@@ -142,36 +145,33 @@ class Index:
 
 
 def check_shard_name(index: Path, name: str) -> None:
-    """A shard must be a plain ``*.safetensors`` file name: no folders, no ``..``, no drive,
-    nothing absolute, so an index can only point into its own folder."""
-    win = PureWindowsPath(name)
-    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or ":" in name
-            or win.drive or win.root or os.path.isabs(name)):
+    """A shard must be a plain ``*.safetensors`` file name: the one confinement check's name
+    rules (no ``..``, nothing absolute, no encoded or Windows separators; ConfinementError),
+    and no folders either (FormatError), so an index can only point into its own folder."""
+    parts = check_name(name, what="the shard", source=index)
+    if len(parts) != 1 or parts[0] != name:
         msg = (f"{index}: the index names the shard {name!r}, which is not a plain file name in the "
-               f"index's folder; refusing to read outside it")
+               f"index's folder; Hugging Face indexes name shards beside the index")
         raise FormatError(msg)
     if not name.lower().endswith(SHARD_SUFFIX):
         raise FormatError(f"{index}: the index names the shard {name!r}; shards must be .safetensors files")
 
 
 def read_index(path: Path) -> Index:
-    """Parse and validate ``path``; FormatError for anything malformed."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_INDEX:
-            raise FormatError(f"{path}: {size} bytes is too large for a shard index (limit {MAX_INDEX})")
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    """Parse and validate ``path``; FormatError for anything malformed. The index is a
+    companion of its folder (found there, or naming files there): confined to it like a
+    shard, opened without following links, parsed with the bounded JSON reader."""
+    if not os.path.lexists(path):
         msg = f"{path}: no such shard index. Check the path (relative paths start at {os.getcwd()})"
-        raise ModelNotFoundError(errno.ENOENT, msg, str(path)) from None
-    except IsADirectoryError:
-        raise FormatError(f"{path}: is a folder, not a shard index") from None
-    except OSError as e:
-        raise StorageError(e.errno, f"{path}: cannot read: {e.strerror}", str(path)) from None
+        raise ModelNotFoundError(errno.ENOENT, msg, str(path))
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"{path}: the shard index is not valid JSON ({e}); the file is damaged") from None
+        raw = read_confined(path.parent, path.name, what="the shard index", source=path.parent,
+                            hf_cache=True, max_bytes=MAX_INDEX)
+    except OSError as e:
+        if isinstance(e, (ModelNotFoundError, StorageError)):
+            raise
+        raise StorageError(e.errno, f"{path}: cannot read: {e.strerror}", str(path)) from None
+    data = loads(raw, where=f"{path}: the shard index", max_bytes=MAX_INDEX)
     if not isinstance(data, dict):
         raise FormatError(f"{path}: the shard index must hold a JSON object, not {type(data).__name__}")
     weight_map = data.get("weight_map")
@@ -201,7 +201,7 @@ def read_index(path: Path) -> Index:
             if k not in _RESERVED and isinstance(v, str) and k not in weight_map and v in weight_map}
     if ties and not (meta or {}).get("tied"):  # huggingface_hub records the names it dropped
         meta = {**(meta or {}), "tied": ties}
-    return Index(path, dict(weight_map), metadata, meta, records)
+    return Index(path, dict(weight_map), metadata, meta, records, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _records(path: Path, shards: Any, *, strict: bool) -> dict[str, dict[str, Any]]:
@@ -217,7 +217,7 @@ def _records(path: Path, shards: Any, *, strict: bool) -> dict[str, dict[str, An
         checksum, sha, size = rec.get("checksum"), rec.get("sha256"), rec.get("size")
         if (checksum is not None and not isinstance(checksum, str)) or (
                 sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha))) or (
-                size is not None and not (type(size) is int and size >= 0)):
+                size is not None and not (type(size) is int and 0 <= size < 2**63)):
             raise bad
         out[name] = {"checksum": checksum, "sha256": sha, "size": size}
     return out
@@ -230,30 +230,26 @@ def index_files(index_path: Path) -> list[str]:
 
 
 def shard_path(index: Path, name: str) -> Path:
-    """The shard ``name`` beside ``index``: it must exist, be a regular file, and a symlink
-    may only lead inside the folder (or, in a Hugging Face cache snapshot, to its blobs)."""
-    folder = index.parent
-    p = folder / name
+    """The shard ``name`` beside ``index``, after the one confinement check (a link may only
+    lead inside the folder or, in a Hugging Face cache snapshot, to that repository's blobs;
+    no hard links, FIFOs or devices). Returns the path by its name in the folder, for
+    messages; read it with :func:`open_shard`."""
     try:
-        st = p.lstat()
-    except FileNotFoundError:
-        msg = f"{index}: the shard {name} it lists is missing from {folder}; the checkpoint is incomplete"
-        raise ModelNotFoundError(errno.ENOENT, msg, str(p)) from None
-    if p.is_symlink():
-        try:
-            resolved = p.resolve(strict=True)
-        except (OSError, RuntimeError):
-            msg = f"{index}: the shard {name} is a broken link; the checkpoint is incomplete"
-            raise ModelNotFoundError(errno.ENOENT, msg, str(p)) from None
-        home = folder.resolve()
-        hf_blobs = home.parent.parent / "blobs" if home.parent.name == "snapshots" else None
-        if home not in resolved.parents and (hf_blobs is None or resolved.parent != hf_blobs):
-            msg = f"{index}: the shard {name} is a link leading outside the checkpoint's folder (to {resolved})"
-            raise FormatError(msg)
-        st = resolved.stat()
-    if not stat.S_ISREG(st.st_mode):
-        raise FormatError(f"{index}: the shard {name} is not a regular file")
-    return p
+        confine(index.parent, name, what="the shard", source=index, main=index, hf_cache=True)
+    except ModelNotFoundError:
+        msg = f"{index}: the shard {name} it lists is missing from {index.parent}; the checkpoint is incomplete"
+        raise ModelNotFoundError(errno.ENOENT, msg, str(index.parent / name)) from None
+    return index.parent / name
+
+
+def open_shard(index: Path, name: str) -> BinaryIO:
+    """The shard ``name`` opened after the confinement check, without following links: every
+    read of a shard (header, checksum, memory map) goes through this one descriptor."""
+    try:
+        return open_confined(index.parent, name, what="the shard", source=index, main=index, hf_cache=True)
+    except ModelNotFoundError:
+        msg = f"{index}: the shard {name} it lists is missing from {index.parent}; the checkpoint is incomplete"
+        raise ModelNotFoundError(errno.ENOENT, msg, str(index.parent / name)) from None
 
 
 # -- saving ----------------------------------------------------------------------------------
@@ -440,10 +436,13 @@ def _load_once(index: Path, model: Any, device: str | None, trust: bool | list[s
 
     idx = read_index(index)
     if pin is not None:
-        check_pin(index, pin)
+        check_pin(index, pin, actual=idx.sha256)  # the bytes parsed are the bytes pinned
     paths = {name: shard_path(index, name) for name in idx.shards}
     with _reading(index, "read the shard headers of"):
-        headers = {name: safetensors_.read_header(p) for name, p in paths.items()}
+        headers = {}
+        for name, p in paths.items():
+            with open_shard(index, name) as f:
+                headers[name] = safetensors_.read_header(p, f)
         layout = _layout(idx, headers)
     request = LoadRequest(model=model, device=device, trust=trust, strict=strict, meta=idx.meta,
                           options={"dtype": dtype} if dtype else {})
@@ -451,8 +450,9 @@ def _load_once(index: Path, model: Any, device: str | None, trust: bool | list[s
     def parts() -> Iterator[dict[str, Any]]:
         for name in idx.shards:
             p = paths[name]
-            check_shard(index, p, idx.records.get(name), verify=verify, pinned=pin is not None)
-            tensors = safetensors_.load_tensors(p)
+            with open_shard(index, name) as f:  # one descriptor: checked, hashed and mapped
+                check_shard(index, p, idx.records.get(name), verify=verify, pinned=pin is not None, file=f)
+                tensors = safetensors_.load_tensors(p, f)
             part: dict[str, Any] = {}
             for key in idx.keys_of(name):
                 if key not in tensors:
@@ -481,10 +481,12 @@ def _layout(idx: Index, headers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verify: bool, pinned: bool) -> None:
+def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verify: bool, pinned: bool,
+                file: BinaryIO) -> None:
     """Check one shard just before it is read: against the sha256 the index records when the
     index is pinned; else (``verify``) against the index's size and checksum, or failing
-    those the checksum in the shard's own header."""
+    those the checksum in the shard's own header. ``file`` is the shard opened by
+    :func:`open_shard`: what is checked is what is then mapped."""
     rec = record or {}
     if pinned:
         want = rec.get("sha256")
@@ -492,7 +494,7 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
             msg = (f"{index}: sha256= pins the index, but it records no sha256 for the shard {path.name}, "
                    f"so the pin cannot cover it; load it without sha256=")
             raise IntegrityError(msg)
-        actual = fresh_sha256(path)
+        actual = file_sha256(file)
         if actual != want:
             msg = (f"{path}: sha256 is {actual}, not the {want} the pinned index {index.name} records. "
                    f"The shard is not the one you pinned; do not load it")
@@ -500,19 +502,20 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
         return
     if not verify:
         return
-    if rec.get("size") is not None and path.stat().st_size != rec["size"]:
-        msg = (f"{path}: {path.stat().st_size} bytes, but the index {index.name} records {rec['size']}; "
+    size = os.fstat(file.fileno()).st_size
+    if rec.get("size") is not None and size != rec["size"]:
+        msg = (f"{path}: {size} bytes, but the index {index.name} records {rec['size']}; "
                f"the shard is truncated or from another save")
         raise IntegrityError(msg)
     if rec.get("checksum"):
-        check_checksum(path, rec["checksum"], file_checksum(path), f"the index {index.name}")
+        check_checksum(path, rec["checksum"], file_checksum(path, file), f"the index {index.name}")
         return
-    from ._registry import REGISTRY
     from .backends import safetensors_
 
-    own = safetensors_.read_header(path).modelstore_meta()
-    if own and own.get("checksum"):
-        REGISTRY.get("safetensors").verify(path, own)
+    h = safetensors_.read_header(path, file)
+    own = h.modelstore_meta()
+    if own and isinstance(own.get("checksum"), str):  # the header's own: canonical header + payload
+        check_checksum(path, own["checksum"], safetensors_.checksum_of(h, file), "its header")
 
 
 # -- inspect, scan, metadata ----------------------------------------------------------------------
@@ -530,8 +533,9 @@ def inspect_sharded(index: Path) -> ModelInfo:
     with _reading(index, "inspect"):
         for name in idx.shards:
             p = shard_path(index, name)
-            h = safetensors_.read_header(p)
-            size += p.stat().st_size
+            with open_shard(index, name) as f:
+                h = safetensors_.read_header(p, f)
+            size += h.file_size
             framework = framework or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
                                       "flax": "flax"}.get(h.metadata.get("format", ""))
             for key in idx.keys_of(name):
@@ -545,7 +549,7 @@ def inspect_sharded(index: Path) -> ModelInfo:
                             if k not in _RESERVED and isinstance(v, (str, int, float, bool)) and k not in
                             (meta.get("tied") or {})}
     info["shards"] = len(idx.shards)
-    if isinstance(idx.metadata.get("total_size"), int):
+    if type(idx.metadata.get("total_size")) is int:
         info["total_size"] = idx.metadata["total_size"]
     info.update(meta.get("metadata") or {})
     return ModelInfo(
@@ -553,7 +557,7 @@ def inspect_sharded(index: Path) -> ModelInfo:
         format="safetensors",
         framework=meta.get("framework") or framework or ("torch" if not idx.shards else None),
         size_bytes=size,
-        sha256=sha256_of(index),
+        sha256=idx.sha256,
         tensors=tensors,
         num_params=sum(t.numel for t in tensors),
         metadata=info,
@@ -572,21 +576,27 @@ def scan_sharded(index: Path) -> ScanReport:
 
     try:
         idx = read_index(index)
+    except UnsafeModelError as e:  # leads outside its folder: an attack, not damage
+        return ScanReport(str(index), "safetensors", "unsafe", [Finding("index", "critical", str(e))])
     except (FormatError, IntegrityError, ModelNotFoundError, StorageError) as e:
         kind = "damaged" if isinstance(e, IntegrityError) else "format"
         return unreadable(index, "safetensors", kind, str(e), subject="index")
     findings: list[Finding] = []
     for name in idx.shards:
         try:
-            header = safetensors_.read_header(shard_path(index, name))
+            with open_shard(index, name) as f:
+                header = safetensors_.read_header(shard_path(index, name), f)
             missing = [k for k in idx.keys_of(name) if k not in header.entries]
             if missing:
                 raise IntegrityError(f"{index}: the index puts {missing[0]!r} in {name}, but that shard does not hold it")
+        except UnsafeModelError as e:
+            findings.append(Finding(name, "critical", str(e)))
         except (FormatError, IntegrityError, ModelNotFoundError, StorageError) as e:
             kind = "format" if isinstance(e, FormatError) else "damaged"
             findings += unreadable(index, "safetensors", kind, str(e), subject=name).findings
     if findings:
-        return ScanReport(str(index), "safetensors", "unknown", findings)
+        unsafe = any(f.severity == "critical" for f in findings)
+        return ScanReport(str(index), "safetensors", "unsafe" if unsafe else "unknown", findings)
     what = f"{len(idx.shards)} safetensors shards: tensors and string metadata only; nothing to execute"
     return ScanReport(str(index), "safetensors", "safe", [Finding("index", "info", what)])
 

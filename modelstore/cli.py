@@ -145,9 +145,15 @@ def _expand(paths: list[str]) -> list[str]:
     from ._io import SIDECAR_SUFFIX
     from ._registry import REGISTRY
 
+    from ._shards import index_for
+
     out: list[str] = []
     for p in paths:
-        if not os.path.isdir(p):
+        try:  # a sharded checkpoint's folder is one model: its index names (and confines) the shards
+            sharded = os.path.isdir(p) and index_for(p) is not None
+        except ModelstoreError:
+            sharded = True  # scan reports what is wrong with the folder
+        if not os.path.isdir(p) or sharded:
             out.append(p)
             continue
         for root, dirs, files in os.walk(p):

@@ -32,11 +32,34 @@ from . import _api, _remote
 from ._info import _jsonable
 from ._io import PathLike
 from .errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
+from .security.confine import check_name, confine, create_new, open_confined, read_confined, replace_file, writable
+from .security.jsonsafe import dumps, loads
 
 STORE_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _WIDTH = 6
 _RESERVED = {"latest"}
+#: Version numbers have at most this many ASCII digits (far beyond any store's life).
+_MAX_DIGITS = 18
+#: A manifest or alias holds metadata: far below this even with large user metadata.
+_MAX_JSON = 64 << 20
+#: What to do about a store entry the confinement check refuses.
+_FIX = "Remove it from the store folder (someone wrote a link or special file there)"
+
+
+def _number(text: str) -> int | None:
+    """A version number from ASCII digits only (``str.isdigit`` accepts '²', which ``int``
+    refuses), bounded in length; None for anything else."""
+    if 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def _size(value: Any) -> int:
+    """A byte count read from a manifest: a plain non-negative int below 2**63."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError(f"a size of {str(value)[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -135,8 +158,18 @@ class Store:
         with contextlib.suppress(Exception):
             self._fs.invalidate_cache(path)
 
+    def _rel(self, path: str) -> str:
+        """``path`` (inside the filesystem) relative to the store's root."""
+        return path[len(self._root):].lstrip("/")
+
     def _ls(self, path: str) -> list[str]:
         self._fresh(path)
+        if self._local and self._rel(path):  # a folder linked out of the store is never listed
+            try:
+                confine(self._root, self._rel(path), what="the store folder", source=self.root, kind="dir",
+                        todo=_FIX)
+            except ModelNotFoundError:
+                return []
         try:
             with _remote.storage_errors(self._public(path), "list"):
                 return [_remote.basename(p) for p in self._fs.ls(path, detail=False)]
@@ -144,43 +177,55 @@ class Store:
             return []
 
     def _read_json(self, path: str) -> dict[str, Any] | None:
+        """A manifest or alias: confined to the store (locally: no link leading out, no
+        hard link, no FIFO; opened without following links) and read with the bounded JSON
+        reader. None if it does not exist."""
         self._fresh(path)
         try:
-            with _remote.storage_errors(self._public(path), "read"):
-                raw = self._fs.cat_file(path)
+            if self._local:
+                raw = read_confined(self._root, self._rel(path), what="the store entry", source=self.root,
+                                    max_bytes=_MAX_JSON, todo=_FIX)
+            else:
+                with _remote.storage_errors(self._public(path), "read"):
+                    raw = self._fs.cat_file(path)
         except ModelNotFoundError:
             return None
-        try:
-            data = json.loads(raw)
-        except ValueError as e:
-            raise FormatError(f"{self._public(path)}: not valid JSON ({e}); the store entry is damaged") from None
+        data = loads(raw, where=f"{self._public(path)} (a damaged store entry)", max_bytes=_MAX_JSON)
         if not isinstance(data, dict):
             raise FormatError(f"{self._public(path)}: must hold a JSON object; the store entry is damaged")
         return data
 
+    @staticmethod
+    def _check_json(data: Any, where: str) -> str:
+        try:  # what we write must read back through the bounded reader
+            return dumps(data, indent=2, sort_keys=True) + "\n"
+        except (TypeError, ValueError) as e:
+            raise ArgumentError(f"{where}: cannot be stored as JSON ({e}); pass numbers, strings, "
+                                f"lists and dicts (no NaN or infinity)") from None
+
     def _write_json(self, path: str, data: dict[str, Any]) -> None:
-        blob = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-        with _remote.storage_errors(self._public(path), "write"):
-            if self._local:  # a rename publishes it whole
-                tmp = _remote.join(_remote.parent(path), f".{_remote.basename(path)}.{os.getpid()}.tmp")
-                self._fs.makedirs(_remote.parent(path), exist_ok=True)
-                self._fs.pipe_file(tmp, blob)
-                os.replace(tmp, path)
-            else:  # an object store publishes an object only once its upload completed
-                self._fs.pipe_file(path, blob)
+        blob = self._check_json(data, self._public(path)).encode()
+        if self._local:  # a rename publishes it whole; folders on the way must be the store's own
+            target = writable(self._root, self._rel(path), what="the store entry", source=self.root, todo=_FIX)
+            with _remote.storage_errors(self._public(path), "write"):
+                replace_file(target, blob)
+            return
+        with _remote.storage_errors(self._public(path), "write"):  # published once the upload completes
+            self._fs.pipe_file(path, blob)
 
     # -- versions ---------------------------------------------------------------------------
     def _claim(self, name: str) -> int:
         """Take the next free version number with an exclusive create."""
         folder = self._p(name, "versions")
-        taken = [int(n.split(".")[0]) for n in self._ls(folder)
-                 if n.split(".")[0].isdigit() and (n.endswith(".claim") or n.endswith(".json"))]
-        number = max(taken, default=0) + 1
+        # every numbered entry counts (a folder left without its claim too): never reuse one
+        found = (_number(n.split(".")[0]) for n in self._ls(folder))
+        number = max((n for n in found if n is not None), default=0) + 1
         import socket
 
         who = {"host": socket.gethostname(), "pid": os.getpid(), "time": _now()}
         if self._local:
-            self._fs.makedirs(folder, exist_ok=True)
+            writable(self._root, self._rel(self._p(name, "versions", "x.claim")), what="the store folder",
+                     source=self.root, todo=_FIX)
         for _ in range(10_000):
             path = self._p(name, "versions", f"{number:0{_WIDTH}d}.claim")
             try:
@@ -215,8 +260,7 @@ class Store:
         entry = "model" if shards else f"model{suffix}"
         target = _remote.join(self._public(vdir), entry)
         try:
-            if self._local:
-                self._fs.makedirs(vdir, exist_ok=True)
+            self._make_vdir(vdir)
             info = _api.save(model, target, format=format, metadata=metadata,
                              storage_options=self._options, **save_options)
         except BaseException:
@@ -232,21 +276,23 @@ class Store:
         src = Path(os.fspath(path))
         info = _api.inspect(src)  # reads headers only: a hostile file is not run by a push
         files = _remote.companions(src)
+        metadata = {**info.metadata, **(metadata or {})}
+        self._check_json(metadata, "metadata")  # before a number is claimed for it
         number = self._claim(name)
         vdir = self._vdir(name, number)
         try:
+            self._make_vdir(vdir)
             for f in files:  # companions() lists data first, describing files last
                 dest = _remote.join(vdir, f.relative_to(src.parent).as_posix())
+                if self._local:
+                    writable(self._root, self._rel(dest), what="the version folder", source=self.root, todo=_FIX)
                 with _remote.storage_errors(self._public(dest), "upload"):
-                    if self._local:
-                        self._fs.makedirs(_remote.parent(dest), exist_ok=True)
                     self._fs.put_file(str(f), dest)
         except BaseException:
             self._discard(vdir)
             raise
         entry = Path(info.path).relative_to(src.parent).as_posix()
-        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry),
-                                   metadata={**info.metadata, **(metadata or {})})
+        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry), metadata=metadata)
         return self._publish(name, number, vdir, info, _tags(tags))
 
     def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
@@ -264,6 +310,12 @@ class Store:
         # the manifest last: the version exists for readers only once all its files do
         self._write_json(vdir + ".json", manifest)
         return number
+
+    def _make_vdir(self, vdir: str) -> None:
+        """Create a claimed version's folder: locally a real folder of the store, never a
+        link someone planted under the claimed number."""
+        if self._local:
+            writable(self._root, self._rel(vdir) + "/x", what="the version folder", source=self.root, todo=_FIX)
 
     def _discard(self, vdir: str) -> None:
         with contextlib.suppress(Exception):
@@ -284,36 +336,56 @@ class Store:
         aliases = self._aliases(name)
         out = []
         for entry in self._ls(self._p(name, "versions")):
-            stem = entry[:-len(".json")] if entry.endswith(".json") else ""
-            if stem.isdigit():
+            number = _number(entry[:-len(".json")]) if entry.endswith(".json") else None
+            if number is not None:
                 manifest = self._read_json(self._p(name, "versions", entry))
                 if manifest is not None:  # deleted between the listing and the read
-                    out.append(self._version(name, int(stem), manifest, aliases))
+                    out.append(self._version(name, number, manifest, aliases))
         return sorted(out, key=lambda v: v.version)
 
     def _version(self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
+        """A manifest read as hostile input: names lead only into the version's folder
+        (ConfinementError), every field has its type and sizes their range (FormatError)."""
         where = self._public(self._vdir(name, number) + ".json")
         try:
-            entry = m["entry"]
-            if not isinstance(entry, str) or ".." in entry.split("/") or entry.startswith("/"):
-                raise TypeError("entry")
-            return ModelVersion(
+            entry, files, tags = m["entry"], m.get("files") or {}, m.get("tags") or {}
+            metadata, framework = m.get("metadata") or {}, m.get("framework")
+            if not (isinstance(entry, str) and isinstance(files, dict) and isinstance(metadata, dict)
+                    and isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+                raise TypeError("entry, files, metadata or tags")
+            if framework is not None and not isinstance(framework, str):
+                raise TypeError("framework")
+            version = ModelVersion(
                 name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), entry),
-                format=str(m["format"]), framework=m.get("framework"), created=str(m["created"]),
-                size_bytes=int(m["size_bytes"]), sha256=str(m.get("sha256") or ""),
-                files={str(k): int(v) for k, v in dict(m.get("files") or {}).items()},
-                metadata=dict(m.get("metadata") or {}), tags=dict(m.get("tags") or {}),
+                format=_text(m["format"]), framework=framework, created=_text(m["created"]),
+                size_bytes=_size(m["size_bytes"]), sha256=_text(m.get("sha256") or ""),
+                files={k: _size(v) for k, v in files.items()}, metadata=dict(metadata), tags=dict(tags),
                 aliases=sorted(a for a, v in aliases.items() if v == number))
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{where}: the version manifest is malformed ({e}); the store entry is damaged") from None
+        for rel in (entry, *files):  # names lead nowhere but into the version's folder
+            check_name(rel, what="the version file", source=where)
+        return version
+
+    def _entry(self, version: ModelVersion) -> str:
+        """The version's model file to read: locally confined to the store (the entry, the
+        version folder and every folder on the way: no link leading out, no hard link, no
+        FIFO), returned as its real path; remote entries as their URI (checked by name)."""
+        if not self._local:
+            return version.path
+        vdir = self._vdir(version.name, version.version)
+        entry = version.path[len(self._public(vdir)):].lstrip("/")
+        return str(confine(self._root, _remote.join(self._rel(vdir), entry), what="the version's model file",
+                           source=self._public(vdir + ".json"), todo=_FIX))
 
     def _aliases(self, name: str) -> dict[str, int]:
         out = {}
         for entry in self._ls(self._p(name, "aliases")):
             if entry.endswith(".json"):
                 data = self._read_json(self._p(name, "aliases", entry)) or {}
-                if isinstance(data.get("version"), int):
-                    out[entry[:-len(".json")]] = data["version"]
+                version = data.get("version")
+                if type(version) is int and 0 < version < 10**_MAX_DIGITS:
+                    out[entry[:-len(".json")]] = version
         return out
 
     def resolve(self, ref: str) -> ModelVersion:
@@ -322,6 +394,11 @@ class Store:
             raise ArgumentError(f"a model reference is a string like 'digits@3', not {type(ref).__name__}")
         name, _, which = ref.partition("@")
         self._check_name(name)
+        number = _number(which)
+        if which and number is None and (not _NAME.match(which) or which.isdigit()):
+            msg = (f"{ref[:200]!r} is not a valid model reference: after '@' comes a version number "
+                   f"(at most {_MAX_DIGITS} digits 0-9), an alias or 'latest'")
+            raise ArgumentError(msg)
         aliases = self._aliases(name)
         if which in ("", "latest"):
             found = self.versions(name)
@@ -329,11 +406,9 @@ class Store:
                 raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
                                          f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
             return found[-1]
-        if which.isdigit():
-            number = int(which)
-        elif which in aliases:
+        if number is None and which in aliases:
             number = aliases[which]
-        else:
+        elif number is None:
             known = ", ".join(sorted(aliases)) or "none"
             raise ModelNotFoundError(errno.ENOENT, f"{ref}: no version or alias {which!r} of {name!r} in "
                                      f"{self.root} (aliases: {known})", ref)
@@ -345,31 +420,61 @@ class Store:
         return self._version(name, number, manifest, aliases)
 
     def info(self, ref: str) -> ModelVersion:
-        """The manifest of one version (what ``modelstore store show`` prints)."""
-        return self.resolve(ref)
+        """The manifest of one version (what ``modelstore store show`` prints). Locally, its
+        model file must be the store's own (a link leading out is refused, as by ``load``)."""
+        version = self.resolve(ref)
+        self._entry(version)
+        return version
 
     def path(self, ref: str) -> str:
         """The path or URI of a version's model file, for :func:`modelstore.load` and friends."""
-        return self.resolve(ref).path
+        return self._entry(self.resolve(ref))
 
     def load(self, ref: str, **load_options: Any) -> Any:
         """Load a version through :func:`modelstore.load` (same trust gate and checks):
         ``store.load("digits-mlp@prod", model=Net)``."""
-        return _api.load(self.resolve(ref).path, storage_options=self._options, **load_options)
+        return _api.load(self._entry(self.resolve(ref)), storage_options=self._options, **load_options)
 
     def pull(self, ref: str, dest: PathLike) -> Path:
-        """Copy a version's files into the local folder ``dest``; return the model file's path."""
+        """Copy a version's files into the local folder ``dest``; return the model file's path.
+
+        Only the files the manifest lists, each confined to the version's folder (locally:
+        read without following links, never a hard link, FIFO or device), each written
+        to ``dest`` under a fresh name and renamed into place (never written through a link
+        found there; folders on the way must be ``dest``'s own)."""
+        import shutil
+
         version = self.resolve(ref)
+        self._entry(version)
         folder = Path(os.fspath(dest))
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(e.errno or errno.EIO, f"{folder}: cannot create the folder: {e.strerror}",
+                               str(folder)) from None
         vdir = self._vdir(version.name, version.version)
-        for rel in version.files:
-            if ".." in rel.split("/") or rel.startswith("/"):
-                raise FormatError(f"{version.ref}: the manifest names {rel!r}, outside the version folder")
-            local = folder / rel
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with _remote.storage_errors(self._public(_remote.join(vdir, rel)), "download"):
-                self._fs.get_file(_remote.join(vdir, rel), str(local))
+        source = self._public(vdir + ".json")
+        targets = {}
+        for rel in version.files:  # every file checked before any is copied
+            if self._local:
+                confine(self._root, self._rel(_remote.join(vdir, rel)), what="the version file", source=source,
+                        todo=_FIX)
+            targets[rel] = writable(folder, rel, what="the pulled file", source=source)
+        for rel, local in targets.items():
+            tmp = local.with_name(f".{local.name}.{os.getpid()}.{os.urandom(4).hex()}.modelstore-tmp")
+            try:
+                if self._local:
+                    with open_confined(self._root, self._rel(_remote.join(vdir, rel)), what="the version file",
+                                       source=source, todo=_FIX) as src:
+                        with create_new(tmp) as out:
+                            shutil.copyfileobj(src, out, 16 << 20)
+                else:
+                    with _remote.storage_errors(self._public(_remote.join(vdir, rel)), "download"):
+                        self._fs.get_file(_remote.join(vdir, rel), str(tmp))
+                os.replace(tmp, local)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         entry = version.path[len(self._public(vdir)):].lstrip("/")
         return folder / entry
 
@@ -395,6 +500,12 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     self._fs.rm_file(self._p(name, "aliases", f"{alias}.json"))
         self._discard(vdir)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} where text belongs")
+    return value
 
 
 def _now() -> str:

@@ -345,22 +345,27 @@ def test_sha256_pin_covers_the_shards(saved: tuple[Deep, Path, ms.ModelInfo]) ->
 # -- hostile indexes ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "../x.safetensors", "/etc/passwd.safetensors", "sub/x.safetensors", "..\\x.safetensors",
-    "C:x.safetensors", "..", "", "model-00001-of-00004.bin",
+@pytest.mark.parametrize(("name", "error", "verdict"), [
+    ("../x.safetensors", ms.UnsafeModelError, "unsafe"), ("/etc/passwd.safetensors", ms.UnsafeModelError, "unsafe"),
+    ("..\\x.safetensors", ms.UnsafeModelError, "unsafe"), ("C:x.safetensors", ms.UnsafeModelError, "unsafe"),
+    ("%2e%2e%2fx.safetensors", ms.UnsafeModelError, "unsafe"), ("..", ms.UnsafeModelError, "unsafe"),
+    ("", ms.UnsafeModelError, "unsafe"), ("sub/x.safetensors", ms.FormatError, "unknown"),
+    ("model-00001-of-00004.bin", ms.FormatError, "unknown"),
 ])
-def test_shard_names_must_stay_in_the_folder(saved: tuple[Deep, Path, ms.ModelInfo], name: str) -> None:
+def test_shard_names_must_stay_in_the_folder(saved: tuple[Deep, Path, ms.ModelInfo], name: str,
+                                             error: type[Exception], verdict: str) -> None:
+    """A shard name that could lead outside is refused as unsafe; a malformed one as a format error."""
     _, folder, _ = saved
     index = index_of(folder)
     index["weight_map"]["head.bias"] = name
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(ms.FormatError):
+    with pytest.raises(error):
         ms.load(folder)
-    with pytest.raises(ms.FormatError):
+    with pytest.raises(error):
         ms.inspect(folder)
-    with pytest.raises(ms.FormatError):
+    with pytest.raises(error):
         _shards.index_files(folder / "model.safetensors.index.json")
-    assert ms.scan(folder).verdict == "unknown"
+    assert ms.scan(folder).verdict == verdict
 
 
 def test_absolute_path_to_a_real_file_outside_is_refused(tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
@@ -368,7 +373,7 @@ def test_absolute_path_to_a_real_file_outside_is_refused(tmp_path: Path, saved: 
     outside = tmp_path / "outside.safetensors"
     safetensors_torch.save_file({"head.bias": torch.zeros(10)}, str(outside))
     write_index(folder, {**{k: v for k, v in index_of(folder)["weight_map"].items()}, "head.bias": str(outside)})
-    with pytest.raises(ms.FormatError, match="plain file name"):
+    with pytest.raises(ms.UnsafeModelError, match="absolute path"):
         ms.load(folder)
 
 
@@ -378,7 +383,7 @@ def test_symlinks_may_not_lead_outside(tmp_path: Path, saved: tuple[Deep, Path, 
     outside = tmp_path / "elsewhere.safetensors"
     os.replace(folder / first, outside)
     (folder / first).symlink_to(outside)
-    with pytest.raises(ms.FormatError, match="outside"):
+    with pytest.raises(ms.UnsafeModelError, match="outside"):
         ms.load(folder)
     # a link inside the folder is fine
     (folder / first).unlink()
@@ -412,7 +417,9 @@ def test_tensor_missing_from_its_shard(saved: tuple[Deep, Path, ms.ModelInfo]) -
     "{not json", "[1, 2]", "null", '{"metadata": {}}', '{"weight_map": []}', '{"weight_map": {"a": 3}}',
     '{"weight_map": {}, "metadata": []}', '{"weight_map": {}, "metadata": {"modelstore": {"config": []}}}',
     '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": "big"}}}}',
-    "\xff\xfe",
+    "\xff\xfe", '{"weight_map": {}, "metadata": {"total_size": 1e999}}', '{"weight_map": {}, "metadata": Infinity}',
+    '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": 18446744073709551616}}}}',
+    '{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"weight_map": {"a": ' + "9" * 5000 + '}}',
 ])
 def test_malformed_indexes_are_format_errors(tmp_path: Path, text: str) -> None:
     (tmp_path / "model.safetensors.index.json").write_bytes(text.encode("latin-1"))

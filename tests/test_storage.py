@@ -260,7 +260,7 @@ def test_store_manifest_is_hostile_input(tmp_path: Path) -> None:
     data = json.loads(manifest.read_text())
     data["entry"] = "../../../etc/passwd"
     manifest.write_text(json.dumps(data))
-    with pytest.raises(ms.FormatError, match="malformed"):
+    with pytest.raises(ms.UnsafeModelError, match="climbs out of the folder"):
         store.load("m")
     manifest.write_text("{not json")
     with pytest.raises(ms.FormatError, match="000001.json"):
@@ -359,3 +359,158 @@ def test_store_keeps_sharded_versions(store: ms.Store, tmp_path: Path) -> None:
     pv = store.push(tmp_path / "local-shards", "wide")
     assert store.info(f"wide@{pv}").path.endswith("local-shards/model.safetensors.index.json")
     assert weights_equal(store.load(f"wide@{pv}", model=Wide), net)
+
+
+# -- hostile numbers, nesting and refs (no foreign exception from a store or a remote header) ------
+
+
+def _naive(text: str) -> BaseException:
+    """What plain ``json`` + ``int`` raise on ``text`` (the code path before the bounded reader)."""
+    try:
+        int(json.loads(text)["size_bytes"])
+    except BaseException as e:  # noqa: BLE001 - we want to see exactly what escapes
+        return e
+    raise AssertionError("the naive path accepted it")
+
+
+@pytest.mark.parametrize("text, naive", [
+    ('{"size_bytes": 1e999}', OverflowError), ('{"size_bytes": Infinity}', OverflowError),
+    ('{"size_bytes": NaN}', ValueError), ('{"size_bytes": ' + "[" * 100_000 + "]" * 100_000 + "}", RecursionError),
+    ('{"size_bytes": ' + "9" * 5000 + "}", ValueError),
+])
+def test_hostile_manifest_numbers_are_format_errors(tmp_path: Path, text: str, naive: type[BaseException]) -> None:
+    """Overflowing, infinite, NaN, huge and 100,000-deep manifest values raise FormatError, not what json/int raise."""
+    assert isinstance(_naive(text), naive)
+    store = ms.Store(tmp_path)
+    store.save(models.trained_net(), "m")
+    (tmp_path / "m" / "versions" / "000001.json").write_text(text)
+    for call in (lambda: store.versions("m"), lambda: store.info("m@1"), lambda: store.load("m")):
+        with pytest.raises(ms.FormatError, match="000001.json"):
+            call()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("size_bytes", -5), ("size_bytes", True), ("size_bytes", 2**64), ("size_bytes", "7"), ("size_bytes", 1.5),
+    ("files", {"model.safetensors": -1}), ("files", {"model.safetensors": 10**30}), ("files", [1]),
+    ("tags", {"a": 1}), ("metadata", [1]), ("format", 3), ("framework", ["torch"]),
+])
+def test_manifest_fields_are_type_and_range_checked(tmp_path: Path, field: str, value: Any) -> None:
+    """A manifest field of the wrong type or a size out of range is a FormatError naming the manifest."""
+    store = ms.Store(tmp_path)
+    store.save(models.trained_net(), "m")
+    path = tmp_path / "m" / "versions" / "000001.json"
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ms.FormatError, match="000001.json.*malformed"):
+        store.info("m@1")
+
+
+@pytest.mark.parametrize("ref", ["m@²", "m@" + "9" * 5000, "m@١٢", "m@" + "1" * 19, "m@-1", "m@a/b", "m@",
+                                 "m@@1"])
+def test_malformed_version_refs_are_argument_errors(tmp_path: Path, ref: str) -> None:
+    """Refs whose version passes str.isdigit but not int(), non-ASCII digits, absurdly long numbers and
+    malformed refs raise ArgumentError naming the ref."""
+    number = ref.split("@", 1)[1]
+    if number in ("²", "9" * 5000):  # the naive parse: isdigit() says yes, int() raises ValueError
+        assert number.isdigit()
+        with pytest.raises(ValueError):
+            int(number)
+    store = ms.Store(tmp_path)
+    store.save(models.trained_net(), "m")
+    if ref == "m@":
+        assert store.info(ref).version == 1  # an empty version means the latest
+        return
+    for call in (store.load, store.info, store.resolve):
+        with pytest.raises(ms.ArgumentError, match="not a valid model reference") as e:
+            call(ref)
+        assert len(str(e.value)) < 600
+
+
+def test_odd_names_in_a_store_folder_are_ignored(tmp_path: Path) -> None:
+    """Entries whose number is not plain ASCII digits, and aliases out of range, never crash listing or saving."""
+    store = ms.Store(tmp_path)
+    store.save(models.trained_net(), "m")
+    versions = tmp_path / "m" / "versions"
+    for name in ("².json", "١.claim", "9" * 40 + ".json", "x.json"):
+        (versions / name).write_text("{}")
+    (tmp_path / "m" / "aliases").mkdir()
+    (tmp_path / "m" / "aliases" / "big.json").write_text('{"version": ' + "9" * 4000 + "}")
+    (tmp_path / "m" / "aliases" / "neg.json").write_text('{"version": -1}')
+    assert [v.version for v in store.versions("m")] == [1]
+    assert store.save(models.trained_net(), "m") == 2
+    with pytest.raises(ms.ModelNotFoundError, match="aliases: none"):
+        store.load("m@big")
+
+
+@pytest.mark.parametrize("where", ["memory", "s3"])
+def test_remote_header_nested_50000_deep_is_a_format_error(where: str, request: pytest.FixtureRequest) -> None:
+    """A remote safetensors header nested 50,000 deep: scan says unknown, inspect and load raise FormatError."""
+    import struct
+
+    import fsspec.core
+
+    base = request.getfixturevalue("mem") if where == "memory" else request.getfixturevalue("s3_bucket")
+    uri = f"{base}/deep.safetensors"
+    header = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    with pytest.raises(RecursionError):
+        json.loads(header)
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.pipe_file(path, struct.pack("<Q", len(header)) + header)
+    report = ms.scan(uri)
+    assert report.verdict == "unknown" and "nests too deeply" in report.findings[0].reason
+    with pytest.raises(ms.FormatError, match="nests too deeply"):
+        ms.inspect(uri)
+    with pytest.raises(ms.FormatError):
+        ms.load(uri)
+
+
+def test_remote_header_only_inspect_validates_metadata_like_a_local_one(mem: str, tmp_path: Path) -> None:
+    """Metadata of the wrong type in a header is refused by a remote header-only inspect as by a local one."""
+    import fsspec.core
+    from safetensors.torch import save_file
+
+    local = tmp_path / "bad.safetensors"
+    save_file({"w": torch.zeros(2)}, str(local), metadata={"modelstore": json.dumps({"config": [1, 2]})})
+    with pytest.raises(ms.FormatError, match="malformed 'config'"):
+        ms.inspect(local)
+    fs, path = fsspec.core.url_to_fs(f"{mem}/bad.safetensors")
+    fs.pipe_file(path, local.read_bytes())
+    with pytest.raises(ms.FormatError, match="malformed 'config'"):
+        ms.inspect(f"{mem}/bad.safetensors")
+    deep = tmp_path / "deep.safetensors"
+    save_file({"w": torch.zeros(2)}, str(deep), metadata={"modelstore": "[" * 5000 + "]" * 5000})
+    fs.pipe_file(f"{path}.deep.safetensors", deep.read_bytes())
+    for target in (deep, f"{mem}/bad.safetensors.deep.safetensors"):
+        with pytest.raises(ms.FormatError):
+            ms.inspect(target)
+
+
+def test_remote_companion_names_are_never_fetched_from_elsewhere(mem: str, tmp_path: Path) -> None:
+    """A remote index or ONNX graph naming companions with '..' or encoded separators fetches nothing else."""
+    import fsspec.core
+
+    fs, root = fsspec.core.url_to_fs(mem)
+    fs.pipe_file(f"{root}/secret.safetensors", b"secret bytes")
+    index = {"weight_map": {"w": "%2e%2e%2fsecret.safetensors"}}
+    fs.pipe_file(f"{root}/ckpt/model.safetensors.index.json", json.dumps(index).encode())
+    for call in (lambda: ms.load(f"{mem}/ckpt"), lambda: ms.inspect(f"{mem}/ckpt/model.safetensors.index.json")):
+        with pytest.raises(ms.UnsafeModelError, match="percent-escape"):
+            call()
+    from modelstore import _remote
+
+    assert not _remote._plain_name("%2e%2e%2fw.bin") and not _remote._plain_name("..") \
+        and not _remote._plain_name("a/b") and _remote._plain_name("w.bin")
+
+
+def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Path) -> None:
+    """NaN in metadata is refused when written, so every manifest reads back through the bounded reader."""
+    store = ms.Store(tmp_path / "store")
+    with pytest.raises(ms.ArgumentError, match="JSON"):
+        store.save(models.trained_net(), "m", metadata={"loss": float("nan")})
+    ms.save(models.trained_net(), tmp_path / "w.safetensors")
+    with pytest.raises(ms.ArgumentError, match="NaN"):
+        store.push(tmp_path / "w.safetensors", "m", metadata={"loss": float("inf")})
+    with pytest.raises(ms.ArgumentError, match="JSON"):
+        ms.save(models.trained_net(), tmp_path / "x.safetensors", metadata={"loss": float("nan")})
+    assert store.list() == []

@@ -315,27 +315,17 @@ def _external_refs(proto: Any) -> list[tuple[str, dict[str, str]]]:
 
 def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
     """(subject, reason) for every external-data reference that leaves the model's folder."""
-    folder = path.parent.resolve()
+    from ..security.confine import external_data_problem
+
     problems: list[tuple[str, str]] = []
     for name, info in _external_refs(proto):
         loc = info.get("location", "")
         subject = f"external:{loc}"
-        if not loc or os.path.isabs(loc) or ".." in Path(loc).parts or loc.startswith(("\\", "/")) or ":" in loc:
-            problems.append((subject, f"tensor {name!r} reads data from outside the model's folder"))
+        reason = external_data_problem(path.parent, loc, main=path)  # the one confinement check
+        if reason is not None:
+            problems.append((subject, f"tensor {name!r}: {reason}"))
             continue
-        target = path.parent / loc
-        try:
-            resolved = target.resolve(strict=True)
-        except (OSError, RuntimeError):
-            problems.append((subject, f"tensor {name!r} needs {loc}, which does not exist"))
-            continue
-        if folder not in resolved.parents or target.is_symlink():
-            problems.append((subject, f"tensor {name!r} reads {loc}, a link leading outside the model's folder"))
-            continue
-        st = resolved.stat()
-        if st.st_nlink > 1:
-            problems.append((subject, f"tensor {name!r} reads {loc}, which has other hard links"))
-            continue
+        st = (path.parent / loc).stat()
         try:
             offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size))
         except ValueError:

@@ -9,23 +9,27 @@ header's ``__metadata__`` map. Files from the ``safetensors`` package load the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from .._info import ScanReport, Finding, TensorInfo
 from .._io import (
     check_checksum,
     format_checksum,
     new_checksum,
+    update_from_file,
 )
 from ..errors import FormatError, IntegrityError, UnsupportedModelError
 from ..security import unreadable
+from ..security.jsonsafe import loads
 from . import _torch
 from ._base import Backend, Inspection, LoadRequest, PredictRequest
 
@@ -59,10 +63,7 @@ class Header:
         text = self.metadata.get(META_KEY)
         if text is None:
             return None
-        try:
-            meta = json.loads(text)
-        except ValueError:
-            raise FormatError(f"{self.path}: the modelstore metadata in the header is not valid JSON") from None
+        meta = loads(text, where=f"{self.path}: the modelstore metadata in the header")
         if not isinstance(meta, dict):
             raise FormatError(f"{self.path}: the modelstore metadata in the header is not a JSON object")
         if CHECKSUM_KEY in self.metadata:
@@ -84,14 +85,26 @@ class Header:
         return out
 
 
+def checksum_of(h: Header, file: BinaryIO | None = None) -> str:
+    """The checksum modelstore records in a header: the canonical header without it, then
+    the tensor bytes (read from ``file`` when given: a confined, already opened shard)."""
+    hasher = new_checksum()
+    hasher.update(h.canonical_without_checksum())
+    update_from_file(hasher, h.path, h.data_start, file=file)
+    return format_checksum(hasher)
+
+
 def canonical(header: dict[str, Any]) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def read_header(path: Path) -> Header:
-    """Parse and validate the header; raises FormatError / IntegrityError on bad files."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+def read_header(path: Path, file: BinaryIO | None = None) -> Header:
+    """Parse and validate the header; raises FormatError / IntegrityError on bad files.
+    ``file``: an already opened (confined) file to read instead of opening ``path``."""
+    with contextlib.ExitStack() as stack:
+        f = file if file is not None else stack.enter_context(open(path, "rb"))
+        size = os.fstat(f.fileno()).st_size
+
         def read(start: int, end: int) -> bytes:
             f.seek(start)
             return f.read(end - start)
@@ -114,10 +127,9 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
             raise IntegrityError(msg)
         raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
     blob = read(8, 8 + n)
-    try:
-        raw = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"{path}: the safetensors header is not valid JSON ({e}); the file is corrupt") from None
+    # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely);
+    # _validate checks the type of every field, so it refuses nesting without a depth walk
+    raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER, max_depth=None)
     if not isinstance(raw, dict):
         raise FormatError(f"{path}: the safetensors header is not a JSON object; the file is corrupt")
     header = Header(path, raw, 8 + n, size)
@@ -136,6 +148,8 @@ def _validate(h: Header) -> None:
         bad = f"{path}: tensor {name!r} has a malformed header entry"
         if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
             raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
+        if len(e) > 3 and any(isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")):
+            raise FormatError(f"{bad} (an unexpected nested field)")
         shape, offs = e.get("shape"), e.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
             raise FormatError(f"{bad} (shape {shape!r})")
@@ -217,17 +231,7 @@ class SafetensorsBackend(Backend):
         expected = meta.get("checksum")
         if not expected:
             return
-        h = read_header(path)
-        hasher = new_checksum()
-        hasher.update(h.canonical_without_checksum())
-        if h.file_size > h.data_start:
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                view = memoryview(mm)
-                try:
-                    hasher.update(view[h.data_start:])
-                finally:
-                    view.release()
-        check_checksum(path, expected, format_checksum(hasher), "its header")
+        check_checksum(path, expected, checksum_of(read_header(path)), "its header")
 
     def scan(self, path: Path) -> ScanReport:
         return scan_header(path, lambda: read_header(path))
@@ -272,16 +276,20 @@ def inspection_of(h: Header) -> Inspection:
                       meta=meta, extra_metadata=extra)
 
 
-def load_tensors(path: Path) -> dict[str, Any]:
-    """Memory-map the file and return zero-copy tensors over it."""
+def load_tensors(path: Path, file: BinaryIO | None = None) -> dict[str, Any]:
+    """Memory-map the file (or the already opened, confined ``file``) and return
+    zero-copy tensors over it."""
     import torch
 
-    h = read_header(path)
+    h = read_header(path, file)
     out: dict[str, Any] = {}
     if not h.entries:
         return out
-    with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    if file is not None:
+        mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+    else:
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     for name, e in h.entries.items():
         dtype = _torch_dtype(DTYPES[e["dtype"]][0])
         b, end = e["data_offsets"]

@@ -63,12 +63,14 @@ DEPTH_CHECK_BYTES = 1 << 20
 
 
 def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYTES,
-          max_depth: int = MAX_DEPTH) -> Any:
+          max_depth: int | None = MAX_DEPTH) -> Any:
     """Parse JSON text read from ``where`` (a file, URI or "the request body").
 
     Raises :class:`JSONLimitError` (a ``FormatError``) for malformed text, text over
     ``max_bytes``, nesting deeper than ``max_depth``, ``NaN``/``Infinity``, floats that
     overflow, integers of more digits than Python converts (4300), and invalid UTF-8.
+    ``max_depth=None`` skips the exact depth walk (the parser's own recursion guard still
+    holds): for readers that check the type of every field, so refuse nesting themselves.
     """
     if len(data) > max_bytes:
         raise JSONLimitError(f"{where}: {len(data)} bytes of JSON is more than the {max_bytes} accepted")
@@ -82,7 +84,7 @@ def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYT
         raise JSONLimitError(f"{where}: the JSON nests too deeply; it is damaged or hostile") from None
     except ValueError as e:  # json.JSONDecodeError is a ValueError, and so are ours above
         raise JSONLimitError(f"{where}: not valid JSON ({str(e)[:200]})") from None
-    if len(text) <= DEPTH_CHECK_BYTES and depth_of(value) > max_depth:
+    if max_depth is not None and len(text) <= DEPTH_CHECK_BYTES and depth_of(value) > max_depth:
         raise JSONLimitError(f"{where}: the JSON nests deeper than {max_depth} levels; it is damaged or hostile")
     return value
 
