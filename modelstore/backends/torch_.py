@@ -16,7 +16,14 @@ from typing import Any
 
 from .. import _dtype
 from .._info import ScanReport
-from ..errors import ArchitectureMismatchError, FormatError, IntegrityError, UnsafeModelError, UnsupportedModelError
+from ..errors import (
+    ArchitectureMismatchError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    UnsafeModelError,
+    UnsupportedModelError,
+)
 from ..security import classify, unreadable
 from ..security.policy import TORCH_POLICY
 from ..security.torchfile import (
@@ -94,6 +101,11 @@ class TorchBackend(Backend):
         import torch
 
         _torch.check_device(request.device, path)
+        if request.trust is not True and _torch_version(torch) < (2, 10):
+            msg = (f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
+                   f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
+                   f"or pass trust=True only if you trust the file's author")
+            raise MissingDependencyError(msg, name="torch")
         legacy = not zipfile.is_zipfile(path)
         try:
             with _allowing(request.trust):
@@ -164,6 +176,14 @@ class TorchBackend(Backend):
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _torch.predict(model, inputs, request)
+
+
+def _torch_version(torch: Any) -> tuple[int, int]:
+    parts = torch.__version__.split("+")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return (0, 0)
 
 
 def _weights_of(obj: Any) -> dict[str, Any] | None:
