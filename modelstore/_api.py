@@ -363,7 +363,8 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     p = existing_file(path)
     trust_arg = checked_trust(trust)
     if sha256 is not None:
-        check_pin(p, sha256)
+        return _load_pinned(p, sha256, dict(model=model, format=format, device=device, trust=trust_arg,
+                                            strict=strict, verify=verify, **options))
     backend = backend_for_file(p, format)
     backend.require(p, f"loading a {backend.name} file")
     from ._dtype import take_load_dtype
@@ -399,6 +400,35 @@ def read_consistently(p: Path, once: Callable[[], tuple[Any, dict[str, Any] | No
                 return obj
         time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its renames
     raise IntegrityError(f"{p}: the file kept changing while it was read ({_READ_ATTEMPTS} tries); try again")
+
+
+def _load_pinned(p: Path, pin: str, kwargs: dict[str, Any]) -> Any:
+    """A pinned load deserialises exactly the bytes that were pinned: the file and its
+    companions are copied into a private folder, the file hashed as it is copied, the pin
+    compared with that hash, and the copy is what gets loaded. A file rewritten after the
+    check (in place, mtime restored) can no longer be read in its place, memory-mapped
+    formats included."""
+    import shutil
+
+    from ._io import copy_hashing
+    from .security.confine import open_confined
+
+    if not isinstance(pin, str):
+        check_pin(p, pin)  # raises the ArgumentError for a pin that is not a hex string
+    with _remote._scratch("pin") as folder:
+        copy = folder / p.name
+        digest = copy_hashing(p, copy)
+        check_pin(p, pin, actual=digest)
+        for extra in _remote.companions(p):
+            if extra == p:
+                continue
+            rel = extra.relative_to(p.parent)
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            with open_confined(p.parent, rel.as_posix(), what="the companion file", source=p, main=p) as src, \
+                    open(folder / rel, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        with _as_uri(copy, str(p)):
+            return load(copy, **kwargs)
 
 
 def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[str, Any]) -> Any:

@@ -90,12 +90,13 @@ def check_checksum(path: Path, expected: str, actual: str, where: str) -> None:
         raise IntegrityError(msg)
 
 
-_SHA_CACHE: dict[tuple[str, int, int, int], str] = {}
+_SHA_CACHE: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
+    # ctime too: a rewrite in place can restore size and mtime, never the change time
     st = path.stat()
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def sha256_of(path: Path) -> str:
@@ -111,6 +112,17 @@ def sha256_of(path: Path) -> str:
     digest = h.hexdigest()
     _SHA_CACHE[key] = digest
     return digest
+
+
+def copy_hashing(src: Path, dst: Path) -> str:
+    """Copy ``src`` to a new file ``dst``, hashing the bytes as they are copied; returns the
+    sha256 of exactly what was written (what a pinned load then reads)."""
+    h = hashlib.sha256()
+    with open(src, "rb") as f, open(dst, "xb") as out:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    return h.hexdigest()
 
 
 def remember_sha256(path: Path, digest: str) -> None:
