@@ -35,6 +35,7 @@ from ..security import jsonsafe, unreadable
 from ..security.kerasaudit import Audit
 from ..security.kerasfile import (
     KerasFileError,
+    audit_configs,
     audit_file,
     check,
     check_zip,
@@ -42,6 +43,7 @@ from ..security.kerasfile import (
     layer_table,
     open_h5,
     read_config,
+    read_configs,
     weights,
 )
 from ._base import Backend, Inspection, LoadRequest, PredictRequest, is_instance_of, labels_from_scores
@@ -191,10 +193,10 @@ class KerasBackend(Backend):
         if kind == "weights":
             return _load_weights(path, request.model)
         try:
-            config = read_config(path, kind)[0] if kind == "h5" else {}
+            configs = read_configs(path, kind)[0]  # read once: the audit below uses these
         except KerasFileError as e:
             raise FormatError(f"{path}: {e}") from None
-        if config is None:
+        if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
                 return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
             msg = (f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
@@ -203,7 +205,7 @@ class KerasBackend(Backend):
         if request.model is not None:
             raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
         # trust=True allows anything, Python bytecode included
-        safe = False if request.trust is True else _safe_mode_for(path, kind, request.trust)
+        safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
             try:
                 return keras.saving.load_model(p, safe_mode=safe)
@@ -286,13 +288,9 @@ def to_probabilities(out: Any, activation: str | None) -> Any:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _safe_mode_for(path: Path, kind: str, trust: bool | list[str]) -> bool:
+def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
     """Keras' safe mode for this load: off only when every finding that needs it off (and
     every other finding) is named in ``trust``; a trust list widens exactly what it names."""
-    try:
-        found = audit_file(path, kind) if kind != "weights" else Audit()
-    except KerasFileError as e:
-        raise FormatError(f"{path}: {e}") from None
     trusted = set(trust) if isinstance(trust, list) else set()
     left = [f.subject for f in found.findings if f.subject not in trusted]
     if left:  # the gate refused these already; a second line, not a second policy

@@ -250,7 +250,11 @@ def _text(v: Any) -> Any:
 
 def audit_file(path: Path, kind: str) -> Audit:
     """The audit of every config the file holds (nothing for weights-only files)."""
-    configs, _ = read_configs(path, kind)
+    return audit_configs(read_configs(path, kind)[0])
+
+
+def audit_configs(configs: list[tuple[str, dict[str, Any], bool]]) -> Audit:
+    """The audit of configs as :func:`read_configs` returns them, merged."""
     out = Audit()
     for _, config, legacy in configs:
         part = _audit(config, legacy_root=legacy)

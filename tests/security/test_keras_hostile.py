@@ -337,6 +337,19 @@ def test_bytecode_under_an_unknown_spelling_is_its_own_finding(base: Path, tmp_p
     assert not a.exists()
 
 
+def test_safe_mode_is_pinned_for_the_load() -> None:
+    """A process-wide enable_unsafe_deserialization() does not turn safe mode off for our load."""
+    from keras.src.saving import serialization_lib
+
+    before = serialization_lib.in_safe_mode()
+    keras.config.enable_unsafe_deserialization()
+    try:
+        with keras_._pinned_safe_mode(True):
+            assert serialization_lib.in_safe_mode() is True
+    finally:
+        serialization_lib.global_state.set_global_attribute("safe_mode_saving", before)
+
+
 def test_keras_version_floor() -> None:
     """The gated path needs Keras >= 3.13.2 and says how to upgrade."""
     keras_._require_keras(Path("m.keras"), "3.13.2")
@@ -350,7 +363,6 @@ def test_keras_version_floor() -> None:
 # -- the allow-list: generated from Keras, resolved as Keras resolves ---------------------------
 
 
-@pytest.mark.slow
 def test_allow_list_matches_the_installed_keras() -> None:
     """kerasnames.py is exactly what the generator makes from the installed Keras (regenerate
     with ``python -m modelstore.security._kerasgen`` after a Keras upgrade and review the diff)."""
