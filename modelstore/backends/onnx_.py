@@ -23,7 +23,7 @@ from .._info import Finding, ScanReport, TensorInfo
 from .._io import check_checksum, format_checksum, new_checksum, update_from_file
 from ..errors import ArgumentError, FormatError, MissingDependencyError, UnsafeModelError
 from ..security import jsonsafe, unreadable
-from ..security.onnxfile import ExternalRef, entry_problems, external_refs, require_onnx, tensors
+from ..security.onnxfile import custom_domains, external_refs, ref_problem, require_onnx, tensors
 from ._base import Backend, Inspection, LoadRequest, PredictRequest, labels_from_scores
 
 META_KEY = "modelstore"
@@ -31,11 +31,6 @@ CHECKSUM_KEY = "modelstore.checksum"
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
               "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(string)": "str"}
-#: Operator domains onnxruntime implements itself; any other needs a custom-op library,
-#: which modelstore never registers (nothing named by a file is loaded as native code).
-ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
-                         "com.microsoft.experimental", "ai.onnx.training", "ai.onnx.preview.training",
-                         "com.ms.internal.nhwc", "org.pytorch.aten"})
 
 
 class OnnxModel:
@@ -324,23 +319,6 @@ def _tensor_info(t: Any) -> TensorInfo:
 # -- external data ------------------------------------------------------------------------
 
 
-def custom_domains(proto: Any) -> list[str]:
-    """Operator domains the model uses that onnxruntime does not implement (and that are not
-    the model's own functions): running them would need a custom-op library."""
-    local = {f.domain for f in proto.functions}
-    used: set[str] = set()
-    graphs = [proto.graph, *[f for f in proto.functions]]
-    while graphs:
-        g = graphs.pop()
-        for node in g.node:
-            used.add(node.domain)
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    graphs.append(attr.g)
-                graphs.extend(attr.graphs)
-    return sorted(used - ORT_DOMAINS - local)
-
-
 def _confined_external(path: Path, location: str) -> tuple[Path | None, str | None]:
     """The one confinement check for an external-data location of the model at ``path``:
     (the regular file it names inside the model's folder, None) or (None, why not).
@@ -368,25 +346,6 @@ def _confined_external(path: Path, location: str) -> tuple[Path | None, str | No
     return resolved, None
 
 
-def _ref_problem(ref: ExternalRef, path: Path) -> str | None:
-    bad = entry_problems(ref)
-    if bad:
-        return f"{ref.where} {bad[0]}"
-    location = ref.get("location") or ""
-    target, problem = _confined_external(path, location)
-    if target is None:
-        return f"{ref.where} {problem}"
-    size = target.stat().st_size
-    offset = int(ref.get("offset") or 0)
-    length_text = ref.get("length")
-    length = int(length_text) if length_text is not None else ref.nbytes
-    if length is not None and ref.nbytes is not None and length != ref.nbytes:
-        return f"{ref.where} declares {length} bytes of external data, its shape needs {ref.nbytes}"
-    if offset + (length or 0) > size:
-        return f"{ref.where} reads bytes {offset}..{offset + (length or 0)} of the {size}-byte file {location}"
-    return None
-
-
 def _external_refs(proto: Any) -> list[tuple[str, dict[str, str]]]:
     """(tensor name, external-data entries) of every external tensor, from the one walker.
     Kept for ``_remote._onnx_data_names`` (which fetches a remote model's data files)."""
@@ -398,7 +357,7 @@ def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
     model's folder, found by the one walker over every tensor in the model."""
     problems = []
     for ref in external_refs(proto):
-        problem = _ref_problem(ref, path)
+        problem = ref_problem(ref, path, _confined_external)
         if problem is not None:
             problems.append((f"external:{ref.get('location') or ref.tensor}", problem))
     return problems

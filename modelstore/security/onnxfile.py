@@ -15,8 +15,9 @@ private helpers of the ``onnx`` package. ``scan`` and ``load`` both use :func:`e
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: The keys the ONNX spec defines for ``TensorProto.external_data``; anything else is refused
@@ -28,6 +29,13 @@ _TENSOR = "onnx.TensorProto"
 _LABELS = {"onnx.GraphProto": "graph", "onnx.FunctionProto": "function", "onnx.NodeProto": "node",
            "onnx.AttributeProto": "attribute", "onnx.TrainingInfoProto": "training info"}
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+#: Operator domains onnxruntime implements itself; any other needs a custom-op library,
+#: which modelstore never registers (nothing named by a file is loaded as native code).
+ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
+                         "com.microsoft.experimental", "ai.onnx.training", "ai.onnx.preview.training",
+                         "com.ms.internal.nhwc", "org.pytorch.aten"})
+#: (confined file or None, why not): the one confinement check, given by the caller.
+Confine = Callable[[Path, str], "tuple[Path | None, str | None]"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,44 @@ def entry_problems(ref: ExternalRef) -> list[str]:
         if value is not None and not (value.isascii() and value.isdigit()):
             problems.append(f"has a malformed {key} {value[:40]!r}")
     return problems
+
+
+def ref_problem(ref: ExternalRef, path: Path, confine: Confine) -> str | None:
+    """Why the reference of the model at ``path`` is refused (its entries, its location as
+    ``confine`` judges it, its offset and length against the file and its shape), or None."""
+    bad = entry_problems(ref)
+    if bad:
+        return f"{ref.where} {bad[0]}"
+    location = ref.get("location") or ""
+    target, problem = confine(path, location)
+    if target is None:
+        return f"{ref.where} {problem}"
+    size = target.stat().st_size
+    offset = int(ref.get("offset") or 0)
+    length_text = ref.get("length")
+    length = int(length_text) if length_text is not None else ref.nbytes
+    if length is not None and ref.nbytes is not None and length != ref.nbytes:
+        return f"{ref.where} declares {length} bytes of external data, its shape needs {ref.nbytes}"
+    if offset + (length or 0) > size:
+        return f"{ref.where} reads bytes {offset}..{offset + (length or 0)} of the {size}-byte file {location}"
+    return None
+
+
+def custom_domains(proto: Any) -> list[str]:
+    """Operator domains the model uses that onnxruntime does not implement (and that are not
+    the model's own functions): running them would need a custom-op library."""
+    local = {f.domain for f in proto.functions}
+    used: set[str] = set()
+    graphs: list[Any] = [proto.graph, *proto.functions]
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            used.add(node.domain)
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+    return sorted(used - ORT_DOMAINS - local)
 
 
 def _nbytes(t: Any) -> int | None:
