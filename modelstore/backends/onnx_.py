@@ -324,8 +324,8 @@ def _confined_external(path: Path, location: str) -> tuple[Path | None, str | No
     (the regular file it names inside the model's folder, None) or (None, why not).
 
     Refuses absolute paths, ``..``, Windows separators and drives, NUL, a final symlink and any
-    resolved path outside the folder (a symlinked folder on the way), non-regular files
-    (devices, FIFOs, /proc) and files with other hard links.
+    resolved path outside the folder (a symlinked folder on the way), the model file itself,
+    non-regular files (devices, FIFOs, /proc) and files with other hard links.
     """
     if (not location or os.path.isabs(location) or ".." in Path(location).parts or "\\" in location
             or location.startswith("/") or ":" in location or "\x00" in location):
@@ -339,6 +339,8 @@ def _confined_external(path: Path, location: str) -> tuple[Path | None, str | No
         return None, f"needs {location}, which does not exist"
     if folder not in resolved.parents or target.is_symlink():
         return None, f"reads {location}, a link leading outside the model's folder"
+    if resolved == path.resolve():
+        return None, f"reads {location}, the model file itself"
     if not stat.S_ISREG(st.st_mode):
         return None, f"reads {location}, which is not a regular file"
     if st.st_nlink > 1:

@@ -15,6 +15,8 @@ What Keras 3 can reach from a config (``serialization_lib.deserialize_keras_obje
   imports the module and takes the class), each mapped to its canonical name;
 - ``PLAIN``: every name in the dictionaries Keras looks plain names up in (``keras.src.layers``'s
   namespace for legacy H5 layers, each family's ``ALL_OBJECTS_DICT``, the schedules module);
+- ``_BUILTIN_REFUSED``: exported names in the families Keras searches for ``module="builtins"``
+  functions that are not allowed, so that search cannot skip over them;
 - ``_LEGACY_FUNCTIONS``: the functions in the legacy layer namespace, which Keras' legacy reader
   substitutes for a string naming them at the top of a layer's config.
 """
@@ -84,6 +86,9 @@ REFUSED = {
     "keras.layers.JaxLayer": "wraps arbitrary JAX functions named in the config",
     "keras.layers.FlaxLayer": "wraps an arbitrary Flax module named in the config",
 }
+#: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
+BUILTIN_MODULES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
+                   "regularizers")
 #: Resolvers (a string or config in, any object out) are never modelling APIs.
 RESOLVERS = ("get", "serialize", "deserialize")
 
@@ -175,6 +180,9 @@ def render(data: dict[str, Any]) -> str:
     aliased = [f"{n}={c}" for n, c in sorted(aliases.items()) if c in known and n != c]
     plain = [f"{n}={'|'.join(sorted(cs))}" for n, cs in sorted(data["plain"].items())]
     legacy = [f"{n}={c}" for n, c in sorted(data["legacy_functions"].items())]
+    families = tuple(f"keras.{m}." for m in BUILTIN_MODULES)
+    builtin_refused = [n for n, c in sorted(data["exported"].items())
+                       if n.startswith(families) and n.count(".") == 2 and c not in known]
     groups: dict[str, list[str]] = {}
     for c in sorted(data["allowed"]):
         groups.setdefault(str(allowed_group(c)), []).append(c)
@@ -212,6 +220,8 @@ def render(data: dict[str, Any]) -> str:
     out += _block("_ALIASES", "Other spellings (exported aliases, ``cls.__module__.cls.__name__``) of known names.",
                   aliased) + "\n"
     out += _block("_PLAIN", "Plain names Keras looks up in its dictionaries, ``=canonical[|canonical]``.", plain)
+    out += "\n" + _block("_BUILTIN_REFUSED", "Exported names Keras searches for ``module='builtins'`` "
+                          "functions that are not allowed (so that route cannot skip them).", builtin_refused)
     out += "\n" + _block("_LEGACY_FUNCTIONS", "Functions Keras' legacy H5 reader substitutes for a string "
                           "naming them in a layer's config.", legacy)
     return out

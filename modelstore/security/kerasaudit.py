@@ -86,12 +86,16 @@ def plain_targets(name: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def _tables() -> tuple[frozenset[str], dict[str, str], dict[str, tuple[str, ...]], dict[str, str]]:
+def _known(name: str, names: frozenset[str]) -> str | None:
+    return name if name in names else None
+
+
+def _tables() -> tuple[frozenset[str], dict[str, str], dict[str, tuple[str, ...]], dict[str, str], frozenset[str]]:
     allowed = frozenset(n for block in kerasnames.ALLOWED_BY_GROUP.values() for n in block.split())
     aliases = dict(item.split("=", 1) for item in kerasnames._ALIASES.split())
     plain = {k: tuple(v.split("|")) for k, v in (item.split("=", 1) for item in kerasnames._PLAIN.split())}
     legacy = dict(item.split("=", 1) for item in kerasnames._LEGACY_FUNCTIONS.split())
-    return allowed, aliases, plain, legacy
+    return allowed, aliases, plain, legacy, frozenset(kerasnames._BUILTIN_REFUSED.split())
 
 
 def canonical(spelling: str) -> str | None:
@@ -197,7 +201,7 @@ class _Walker:
 
     def legacy_strings(self, cfg: dict[str, Any], where: str) -> None:
         """Keras' legacy reader turns a top-level string that names a function into that function."""
-        _, _, _, legacy = _tables()
+        legacy = _tables()[3]
         for key, value in cfg.items():
             if key != "name" and isinstance(value, str) and value in legacy:
                 self.require((legacy[value],), value, where)
@@ -219,8 +223,10 @@ class _Walker:
         if module is None:  # legacy layers and the families' plain-name lookups
             return self.require(plain_targets(name), name, where)
         routes: list[str] = []
-        if kind == "function" and module == "builtins":
-            routes = [c for m in BUILTIN_MODULES if (c := canonical(f"keras.{m}.{name}"))]
+        if kind == "function" and module == "builtins":  # Keras tries each family in turn
+            refused = _tables()[4]
+            routes = [c for m in BUILTIN_MODULES
+                      if (c := canonical(f"keras.{m}.{name}") or _known(f"keras.{m}.{name}", refused))]
         elif module == "keras" or module.startswith("keras."):
             found = canonical(f"{module}.{name}")
             if found is None:

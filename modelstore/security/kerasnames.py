@@ -1007,6 +1007,17 @@ variance_scaling=keras.initializers.VarianceScaling zero=keras.initializers.Zero
 zeros=keras.initializers.Zeros
 """
 
+#: Exported names Keras searches for ``module='builtins'`` functions that are not allowed (so that route cannot skip them).
+_BUILTIN_REFUSED = """
+keras.activations.deserialize keras.activations.get keras.activations.serialize
+keras.constraints.deserialize keras.constraints.get keras.constraints.serialize
+keras.initializers.deserialize keras.initializers.get keras.initializers.serialize
+keras.losses.deserialize keras.losses.get keras.losses.serialize keras.metrics.deserialize
+keras.metrics.get keras.metrics.serialize keras.optimizers.deserialize keras.optimizers.get
+keras.optimizers.serialize keras.regularizers.deserialize keras.regularizers.get
+keras.regularizers.serialize
+"""
+
 #: Functions Keras' legacy H5 reader substitutes for a string naming them in a layer's config.
 _LEGACY_FUNCTIONS = """
 Input=keras.layers.Input add=keras.layers.add average=keras.layers.average

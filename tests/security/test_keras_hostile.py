@@ -160,6 +160,8 @@ CORPUS = [
                  "keras.activations.get"),
     KerasHostile("torch_module_wrapper", None, _torch_wrapper, "keras.layers.TorchModuleWrapper"),
     KerasHostile("custom_function", None, _slot("activation", _function("builtins", "print")), "builtins.print"),
+    KerasHostile("resolver_found_through_builtins", None, _slot("activation", _function("builtins", "deserialize")),
+                 "keras.activations.deserialize"),
 ]
 IDS = [h.name for h in CORPUS]
 

@@ -151,6 +151,8 @@ CORPUS = [
                 "copy", False),
     OnnxHostile("offset_in_unicode_digits", initializer_with((("location", "data.bin"), ("offset", "\u0660"))),
                 "copy", False),
+    OnnxHostile("location_is_the_model_itself", initializer_with((("location", "m.onnx"), ("length", "16"))),
+                "copy", False),
     OnnxHostile("length_past_the_end", initializer_with((("location", "data.bin"), ("offset", "8"),
                                                          ("length", "16"))), "copy", False),
 ]
