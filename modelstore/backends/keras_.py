@@ -1,10 +1,12 @@
 """Keras models: ``.keras`` archives (default), legacy ``.h5`` full models, ``.weights.h5``.
 
 TensorFlow/Keras are imported only inside ``write``, ``load`` and ``predict``; ``inspect`` and
-``scan`` read the zip, the JSON config and the HDF5 data with ``h5py`` alone. Loads use
-``safe_mode=True`` unless trusted, after the front door's gate has audited the config and the
-container (``security.kerasfile``). modelstore's metadata is a ``modelstore.json`` entry
-appended to the ``.keras`` archive, or HDF5 attributes of ``.h5`` files.
+``scan`` read the zip, the JSON config and the HDF5 data with ``h5py`` alone. The front door's
+gate refuses a file whose container or config the audit (``security.kerasfile``) does not
+accept; ``load`` audits again and keeps Keras' safe mode on unless every finding that needs it
+off (Lambda bytecode, TFSMLayer) is named in ``trust=[...]``, so a trust list widens exactly
+what it names. modelstore's metadata is a ``modelstore.json`` entry appended to the ``.keras``
+archive, or HDF5 attributes of ``.h5`` files.
 """
 
 from __future__ import annotations
@@ -21,15 +23,27 @@ from typing import Any
 
 from .._info import ScanReport
 from .._io import check_checksum, format_checksum, new_checksum, read_head, update_from_file
-from ..errors import ArchitectureMismatchError, ArgumentError, FormatError
-from ..security import unreadable
+from ..errors import (
+    ArchitectureMismatchError,
+    ArgumentError,
+    FormatError,
+    MissingDependencyError,
+    ModelstoreError,
+    UnsafeModelError,
+)
+from ..security import jsonsafe, unreadable
+from ..security.kerasaudit import Audit
 from ..security.kerasfile import (
     KerasFileError,
-    audit_config,
+    audit_configs,
+    audit_file,
+    check,
+    check_zip,
     kind_of,
     layer_table,
     open_h5,
     read_config,
+    read_configs,
     weights,
 )
 from ._base import Backend, Inspection, LoadRequest, PredictRequest, is_instance_of, labels_from_scores
@@ -37,6 +51,9 @@ from ._base import Backend, Inspection, LoadRequest, PredictRequest, is_instance
 META_ENTRY = "modelstore.json"
 META_ATTR = "modelstore"
 _SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
+#: The oldest Keras whose loader the gated path relies on (safe mode that fails closed for
+#: Lambda and TFSMLayer, zip-bomb and non-modelling-API guards of its own).
+MIN_KERAS = (3, 13, 2)
 
 
 def _mode_for(name: str) -> str:
@@ -110,24 +127,25 @@ class KerasBackend(Backend):
 
     def read_meta(self, path: Path) -> dict[str, Any] | None:
         kind = self._kind(path)
+        where = f"{path} (modelstore's metadata)"
         try:
             if kind == "keras":
+                if META_ENTRY not in {i.filename for i in check_zip(path)}:
+                    return None
                 with zipfile.ZipFile(path) as zf:
-                    if META_ENTRY not in zf.namelist():
-                        return None
-                    meta = json.loads(zf.read(META_ENTRY))
+                    meta = jsonsafe.loads(zf.read(META_ENTRY), where=where)
             else:
                 with open_h5(path, kind) as f:
                     raw = f.attrs.get(META_ATTR)
                     if raw is None:
                         return None
-                    meta = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+                    meta = jsonsafe.loads(raw if isinstance(raw, bytes) else str(raw), where=where)
         except KerasFileError as e:
             if e.kind == "suspicious":
                 return None  # the gate's scan refuses the file with the reason
             raise FormatError(f"{path}: {e}") from None
-        except (ValueError, zipfile.BadZipFile, KeyError, OSError):
-            raise FormatError(f"{path}: modelstore's metadata in the file is not readable JSON") from None
+        except (zipfile.BadZipFile, KeyError, OSError):
+            raise FormatError(f"{path}: modelstore's metadata in the file is not readable") from None
         return meta if isinstance(meta, dict) else None
 
     def verify(self, path: Path, meta: dict[str, Any]) -> None:
@@ -136,8 +154,11 @@ class KerasBackend(Backend):
             return
         kind = self._kind(path)
         if kind == "keras":
-            with zipfile.ZipFile(path) as zf:
-                end = zf.getinfo(META_ENTRY).header_offset
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    end = zf.getinfo(META_ENTRY).header_offset
+            except (zipfile.BadZipFile, KeyError, OSError):
+                raise FormatError(f"{path}: the archive changed while it was read") from None
             hasher = new_checksum()
             update_from_file(hasher, path, 0, end)
             actual = format_checksum(hasher)
@@ -149,13 +170,15 @@ class KerasBackend(Backend):
     def scan(self, path: Path) -> ScanReport:
         try:
             kind = self._kind(path)
-            config, _ = read_config(path, kind)
+            check(path, kind)  # the whole container, every CRC, the HDF5 walk in a child
+            found = audit_file(path, kind)
             with open_h5(path, kind):
-                pass  # checks links and external storage
+                pass  # checks links, external storage, filters and declared sizes
         except (KerasFileError, FormatError) as e:
             return unreadable(path, self.name, getattr(e, "kind", "format"), str(e))
-        findings = audit_config(config)
-        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
+        findings = found.findings
+        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings,
+                          [f.subject for f in findings])
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         import keras
@@ -165,9 +188,15 @@ class KerasBackend(Backend):
         if request.options:
             raise ArgumentError(f"{path}: unknown options for a Keras load: {sorted(request.options)}")
         kind = self._kind(path)
+        if request.trust is not True:
+            _require_keras(path, keras.__version__)
         if kind == "weights":
             return _load_weights(path, request.model)
-        if kind == "h5" and read_config(path, kind)[0] is None:
+        try:
+            configs = read_configs(path, kind)[0]  # read once: the audit below uses these
+        except KerasFileError as e:
+            raise FormatError(f"{path}: {e}") from None
+        if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
                 return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
             msg = (f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
@@ -175,14 +204,22 @@ class KerasBackend(Backend):
             raise ArgumentError(msg)
         if request.model is not None:
             raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
-        trusted = request.trust is True or (isinstance(request.trust, list) and "keras.layers.Lambda" in request.trust)
-        with _with_suffix(path, _SUFFIX[kind]) as p:
-            return keras.saving.load_model(p, safe_mode=not trusted)
+        # trust=True allows anything, Python bytecode included
+        safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
+        with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
+            try:
+                return keras.saving.load_model(p, safe_mode=safe)
+            except ModelstoreError:
+                raise
+            except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
+                raise _load_error(path, e) from None
 
     def inspect(self, path: Path) -> Inspection:
         kind = self._kind(path)
         try:
+            check(path, kind)
             config, facts = read_config(path, kind)
+            found = audit_file(path, kind)
             with open_h5(path, kind) as f:
                 tensors = weights(f, kind)
         except KerasFileError as e:
@@ -193,7 +230,7 @@ class KerasBackend(Backend):
         if config:
             details["model"] = config.get("class_name")
             details["layers"] = layer_table(config, tensors)
-        findings = audit_config(config) if config else []
+        findings = found.findings
         return Inspection(framework="keras", tensors=tensors, num_params=sum(t.numel for t in tensors),
                           meta=self.read_meta(path), extra_metadata=details,
                           executes_code=bool(findings), globals=[f.subject for f in findings])
@@ -251,6 +288,48 @@ def to_probabilities(out: Any, activation: str | None) -> Any:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
+    """Keras' safe mode for this load: off only when every finding that needs it off (and
+    every other finding) is named in ``trust``; a trust list widens exactly what it names."""
+    trusted = set(trust) if isinstance(trust, list) else set()
+    left = [f.subject for f in found.findings if f.subject not in trusted]
+    if left:  # the gate refused these already; a second line, not a second policy
+        msg = (f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
+               f"not name; nothing from the file was run")
+        raise UnsafeModelError(msg, left)
+    return not found.needs_unsafe
+
+
+def _require_keras(path: Path, version: str) -> None:
+    numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
+    if tuple(numbers) < MIN_KERAS:
+        want = ".".join(map(str, MIN_KERAS))
+        msg = (f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
+               f'run: pip install -U "keras>={want}"')
+        raise MissingDependencyError(msg, name="keras")
+
+
+@contextlib.contextmanager
+def _pinned_safe_mode(safe: bool) -> Iterator[None]:
+    """Pin Keras' safe mode for this thread while loading: a process-wide
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise override safe_mode=True."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # a Keras without it: the audit and safe_mode= remain
+        yield
+        return
+    with SafeModeScope(safe):
+        yield
+
+
+def _load_error(path: Path, e: Exception) -> ModelstoreError:
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
+    if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+        return UnsafeModelError(f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
+                                f"from the file was run")
+    return FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})")
+
+
 def _last_activation(model: Any) -> str | None:
     try:
         act = model.layers[-1].get_config().get("activation")
@@ -271,6 +350,8 @@ def _load_weights(path: Path, model: Any) -> Any:
         msg = (f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
                f"{detail} Build the model exactly as it was when saved")
         raise ArchitectureMismatchError(msg) from None
+    except Exception as e:  # h5py and Keras raise KeyError/OSError/TypeError on odd files
+        raise FormatError(f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]) from None
     return model
 
 

@@ -1,22 +1,29 @@
 """ONNX files, run with onnxruntime; no torch or TensorFlow needed.
 
 ``ms.load("x.onnx")`` returns an :class:`OnnxModel` around an ``InferenceSession``.
-modelstore's metadata lives in the model's own ``metadata_props``. External data must stay
-inside the model's folder: no ``..``, absolute paths, symlinks or hard links leading out, and
-offsets and lengths inside the data file.
+modelstore's metadata lives in the model's own ``metadata_props``. Every tensor that reads
+external data, wherever it sits (initializers, sparse initializers, ``Constant`` and other
+tensor attributes, ``If``/``Loop``/``Scan`` bodies, model-local functions), is found by one
+walker (``security.onnxfile``) in ``scan`` and ``load`` alike, and each location goes through
+one confinement check (:func:`_confined_external`): inside the model's folder, no ``..``,
+absolute paths, links leading out or hard links, a regular file, offsets and lengths inside
+it, only the keys the spec defines. ``load`` runs onnxruntime on the very bytes it checked,
+and never registers a custom-op library: operators of unknown domains cannot run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from .._info import Finding, ScanReport, TensorInfo
-from ..security import unreadable
 from .._io import check_checksum, format_checksum, new_checksum, update_from_file
-from ..errors import ArgumentError, FormatError
+from ..errors import ArgumentError, FormatError, MissingDependencyError, UnsafeModelError
+from ..security import jsonsafe, unreadable
+from ..security.onnxfile import custom_domains, external_refs, ref_problem, require_onnx, tensors
 from ._base import Backend, Inspection, LoadRequest, PredictRequest, labels_from_scores
 
 META_KEY = "modelstore"
@@ -121,10 +128,15 @@ class OnnxBackend(Backend):
         return isinstance(obj, OnnxModel)
 
     # -- reading the proto ----------------------------------------------------------------
-    def _proto(self, path: Path) -> Any:
+    def _proto(self, path: Path, data: bytes | None = None) -> Any:
         import onnx
 
+        problem = require_onnx(onnx.__version__)
+        if problem:
+            raise MissingDependencyError(f"{path}: {problem}", name="onnx")
         try:
+            if data is not None:
+                return onnx.load_model_from_string(data)
             return onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf's DecodeError and friends
             raise FormatError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
@@ -133,10 +145,7 @@ class OnnxBackend(Backend):
         props = {p.key: p.value for p in self._proto(path).metadata_props}
         if META_KEY not in props:
             return None
-        try:
-            meta = json.loads(props[META_KEY])
-        except ValueError:
-            raise FormatError(f"{path}: modelstore's metadata_props entry is not JSON") from None
+        meta = jsonsafe.loads(props[META_KEY], where=f"{path} (modelstore's metadata_props entry)")
         if not isinstance(meta, dict):
             return None
         if CHECKSUM_KEY in props:
@@ -162,14 +171,40 @@ class OnnxBackend(Backend):
 
         if request.model is not None:
             raise ArgumentError(f"{path}: model= is for weights files; an ONNX file holds the whole graph")
-        try:
-            onnx.checker.check_model(str(path))
-        except (onnx.checker.ValidationError, Exception) as e:
-            raise FormatError(f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}") from None
         providers = request.options.pop("providers", None) or _providers_for(request.device, ort, path)
         if request.options:
             raise ArgumentError(f"{path}: unknown options for an ONNX load: {sorted(request.options)}")
-        session = ort.InferenceSession(str(path), providers=providers)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise FormatError(f"{path}: the model cannot be read ({e.strerror})") from None
+        proto = self._proto(path, data)
+        # the same walk and confinement as scan, on the bytes onnxruntime will run; confinement
+        # holds whatever trust says (trust is about code, and an ONNX file runs none)
+        problems = external_data_problems(proto, path)
+        if problems:
+            subjects = [subject for subject, _ in problems]
+            reasons = "; ".join(reason for _, reason in problems[:5])
+            raise UnsafeModelError(f"{path}: refusing to load: {reasons}. Keep external data as regular "
+                                   f"files beside the model", subjects)
+        external = bool(external_refs(proto))
+        domains = custom_domains(proto)
+        del proto
+        try:
+            onnx.checker.check_model(str(path) if external else data)
+        except Exception as e:  # ValidationError, and C++ errors surfaced as others
+            raise FormatError(f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}") from None
+        options = ort.SessionOptions()
+        if external:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                             str(path.parent))
+        try:
+            session = ort.InferenceSession(data, options, providers=providers)
+        except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented
+            first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            hint = (f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
+                    f"never loads" if domains else "")
+            raise FormatError(f"{path}: onnxruntime cannot load the model ({first}){hint}") from None
         return OnnxModel(path, session, request.meta)
 
     def inspect(self, path: Path) -> Inspection:
@@ -188,6 +223,9 @@ class OnnxBackend(Backend):
         props = {p.key: p.value for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)}
         if props:
             details["metadata_props"] = props
+        domains = custom_domains(proto)
+        if domains:
+            details["custom_domains"] = domains
         tensors = [_tensor_info(t) for t in g.initializer]
         problems = external_data_problems(proto, path)
         return Inspection(framework="onnx", tensors=tensors, num_params=sum(t.numel for t in tensors),
@@ -281,59 +319,35 @@ def _tensor_info(t: Any) -> TensorInfo:
 # -- external data ------------------------------------------------------------------------
 
 
-def _all_tensors(proto: Any) -> list[Any]:
-    """Every TensorProto in the model: initializers, node attributes (also in subgraphs) and
-    both halves of sparse initializers."""
-    import onnx
+def _confined_external(path: Path, location: str) -> tuple[Path | None, str | None]:
+    """An external-data location of the model at ``path`` through the one confinement check
+    (security/confine.py): (the regular file it names inside the model's folder, None) or
+    (None, why not)."""
+    from ..errors import ModelNotFoundError
+    from ..security.confine import ConfinementError, confine
 
-    tensors = list(onnx.external_data_helper._get_all_tensors(proto))
-    graphs = [proto.graph]
-    while graphs:
-        g = graphs.pop()
-        for sp in g.sparse_initializer:
-            tensors += [sp.values, sp.indices]
-        for node in g.node:
-            for attr in node.attribute:
-                if attr.HasField("sparse_tensor"):
-                    tensors += [attr.sparse_tensor.values, attr.sparse_tensor.indices]
-                tensors += [s for sp in attr.sparse_tensors for s in (sp.values, sp.indices)]
-                if attr.HasField("g"):
-                    graphs.append(attr.g)
-                graphs.extend(attr.graphs)
-    return tensors
+    try:
+        return confine(path.parent, location, what="the external data file", main=path), None
+    except ConfinementError as e:
+        return None, str(e)
+    except ModelNotFoundError:
+        return None, f"needs {location}, which does not exist"
 
 
 def _external_refs(proto: Any) -> list[tuple[str, dict[str, str]]]:
-    import onnx
-
-    refs = []
-    for t in _all_tensors(proto):
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            refs.append((t.name, {e.key: e.value for e in t.external_data}))
-    return refs
+    """(tensor name, external-data entries) of every external tensor, from the one walker.
+    Kept for ``_remote._onnx_data_names`` (which fetches a remote model's data files)."""
+    return [(ref.tensor, dict(ref.entries)) for ref in external_refs(proto)]
 
 
 def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
-    """(subject, reason) for every external-data reference that leaves the model's folder."""
-    from ..security.confine import external_data_problem
-
-    problems: list[tuple[str, str]] = []
-    for name, info in _external_refs(proto):
-        loc = info.get("location", "")
-        subject = f"external:{loc}"
-        reason = external_data_problem(path.parent, loc, main=path)  # the one confinement check
-        if reason is not None:
-            problems.append((subject, f"tensor {name!r}: {reason}"))
-            continue
-        st = (path.parent / loc).stat()
-        try:
-            offset, length = int(info.get("offset", 0)), int(info.get("length", st.st_size))
-        except ValueError:
-            problems.append((subject, f"tensor {name!r} has a malformed offset or length"))
-            continue
-        if offset < 0 or length < 0 or offset + length > st.st_size:
-            problems.append((subject, f"tensor {name!r} reads bytes {offset}..{offset + length} of a "
-                                      f"{st.st_size}-byte file"))
+    """(subject, reason) for every external-data reference that is malformed or leaves the
+    model's folder, found by the one walker over every tensor in the model."""
+    problems = []
+    for ref in external_refs(proto):
+        problem = ref_problem(ref, path, _confined_external)
+        if problem is not None:
+            problems.append((f"external:{ref.get('location') or ref.tensor}", problem))
     return problems
 
 
@@ -346,9 +360,10 @@ def proto_checksum(proto: Any, folder: Path) -> str:
     clean.metadata_props.extend(keep)
     hasher = new_checksum()
     hasher.update(clean.SerializeToString(deterministic=True))
-    for loc in sorted({info.get("location", "") for _, info in _external_refs(proto)}):
-        target = folder / loc
-        if loc and target.is_file() and folder.resolve() in target.resolve().parents:
+    model = folder / "model.onnx"  # any name in the folder: only its parent matters
+    for loc in sorted({ref.get("location") or "" for ref in external_refs(proto)}):
+        target, _ = _confined_external(model, loc)
+        if target is not None:  # the scan refuses the others
             hasher.update(loc.encode())
             update_from_file(hasher, target)
     return format_checksum(hasher)
@@ -380,12 +395,13 @@ def rename_external_data(tmp: Path, target: Path) -> list[Path]:
     proto = onnx.load(str(tmp), load_external_data=False)
     moved: dict[str, str] = {}
     token = os.urandom(4).hex()
-    for t in _all_tensors(proto):
-        if t.data_location != onnx.TensorProto.EXTERNAL:
-            continue
+    for _, t in tensors(proto):
         for entry in t.external_data:
             if entry.key == "location" and entry.value.startswith(tmp.name):
                 new = f"{target.name}.{token}{entry.value[len(tmp.name):]}"
+                if any(_plain_name(n) is None for n in (entry.value, new)):
+                    raise FormatError(f"{target}: the exporter named external data {entry.value!r}, which is "
+                                      f"not a plain file name beside the model; refusing to move it")
                 moved[entry.value] = new
                 entry.value = new
     for old, new in moved.items():
@@ -405,7 +421,13 @@ def remove_stale_external_data(target: Path) -> None:
     """Delete data files an earlier export of ``target`` left, now that nothing reads them."""
     import onnx
 
-    used = {info.get("location") for _, info in _external_refs(onnx.load(str(target), load_external_data=False))}
+    used = {ref.get("location") for ref in external_refs(onnx.load(str(target), load_external_data=False))}
     for f in target.parent.glob(f"{target.name}.*.data"):
-        if f.name not in used:
+        if f.name not in used and f.is_file() and not f.is_symlink():
             f.unlink(missing_ok=True)
+
+
+def _plain_name(name: str) -> str | None:
+    """``name`` if it is one file name (no folder, no link out of the folder), else None."""
+    ok = name and name not in (".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
+    return name if ok else None

@@ -1,14 +1,13 @@
 """Read Keras files without Keras or TensorFlow: ``.keras`` zips, legacy ``.h5``, ``.weights.h5``.
 
-Checks the container before Keras sees it (zip entry names, duplicates, zip bombs; HDF5
-external links, external storage, virtual datasets) and walks the model config for things a
-load could run: Lambda layers carrying Python bytecode, and functions or classes from modules
-outside Keras. Only ``zipfile``, ``json`` and ``h5py`` are used.
+Checks the container before Keras sees it (the strict zip reader of :mod:`.zipcheck`; HDF5
+external, soft and virtual links, external storage, filter plugins and declared sizes never
+stored) and audits the model config (:mod:`.kerasaudit`) for anything a load could run, import
+or read from elsewhere. Only ``zipfile``, ``json`` and ``h5py`` are used.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from collections.abc import Iterator
@@ -17,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from .._info import Finding, TensorInfo
+from ..errors import FormatError
+from . import jsonsafe
+from .kerasaudit import Audit, audit_config as _audit
+from .zipcheck import ArchiveError, check_archive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-#: A member whose declared size exceeds this many times its compressed size is a zip bomb.
+#: A member or dataset whose declared size exceeds this many times what is stored is a bomb.
 MAX_RATIO = 200
 #: Declared total size of all members above this is refused outright.
 MAX_TOTAL = 64 << 30
-SAFE_MODULES = ("keras",)
+#: What a .keras archive holds: Keras' config, metadata and weights, its assets, our metadata.
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "modelstore.json")
+#: HDF5 filters built into the library and h5py (deflate, shuffle, fletcher32, szip, nbit,
+#: scale-offset, lzf); any other filter id makes HDF5 load a plugin (a shared library).
+H5_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
 
 
 class KerasFileError(Exception):
@@ -35,14 +42,15 @@ class KerasFileError(Exception):
 
 
 def kind_of(path: Path, head: bytes) -> str | None:
-    """"keras" (zip), "h5" (full model), "weights" (weights only) or None."""
+    """"keras" (zip), "h5" (full model), "weights" (weights only) or None. Recognition only:
+    :func:`check` decides whether the container is acceptable."""
     if head.startswith(HDF5_MAGIC):
         return "weights" if path.name.lower().endswith(".weights.h5") else "h5"
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        except Exception:  # zipfile raises many types on hostile archives; the scan explains
             return None
         if "config.json" in names and ("metadata.json" in names or "model.weights.h5" in names):
             return "keras"
@@ -52,26 +60,32 @@ def kind_of(path: Path, head: bytes) -> str | None:
 # -- containers ------------------------------------------------------------------------------
 
 
-def check_zip(zf: zipfile.ZipFile) -> None:
-    names = [i.filename for i in zf.infolist()]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise KerasFileError(f"the archive holds duplicate entries {dupes}", "suspicious")
-    for info in zf.infolist():
-        n = info.filename
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise KerasFileError(f"the archive entry {n!r} is a symbolic link", "suspicious")
-        if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/") or ":" in n:
-            raise KerasFileError(f"the archive entry {n!r} points outside the archive", "suspicious")
-        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > (1 << 20):
-            raise KerasFileError(f"the entry {n!r} inflates {info.file_size // info.compress_size}x (a zip bomb?)",
-                                 "suspicious")
-    if sum(i.file_size for i in zf.infolist()) > MAX_TOTAL:
-        raise KerasFileError("the archive declares more than 64 GiB of content", "suspicious")
+def keras_member(name: str) -> bool:
+    return name in KERAS_MEMBERS or (name.startswith("assets/") and len(name) > len("assets/"))
+
+
+def check_zip(path: Path, crc: bool | Any = False) -> list[zipfile.ZipInfo]:
+    """The strict archive check (structure always; CRCs of the members ``crc`` selects)."""
+    try:
+        return check_archive(path, expected=keras_member, max_ratio=MAX_RATIO, max_total=MAX_TOTAL, crc=crc)
+    except ArchiveError as e:
+        raise KerasFileError(e.detail, e.kind) from None
+
+
+def check(path: Path, kind: str) -> None:
+    """Everything about the container, before anything else reads it: the whole archive with
+    every CRC, or the HDF5 structure walked in a child process."""
+    if kind == "keras":
+        infos = check_zip(path, crc=True)
+        if "model.weights.h5" in {i.filename for i in infos}:
+            guard_h5(path, "model.weights.h5")
+    else:
+        guard_h5(path)
 
 
 def check_h5(f: Any) -> None:
-    """Refuse external links, external raw storage and virtual datasets (they read other files)."""
+    """Refuse links and storage that read other files or other places, plugin filters, and
+    datasets declaring far more than they store."""
     import h5py
 
     problems: list[str] = []
@@ -79,29 +93,44 @@ def check_h5(f: Any) -> None:
     def visit(name: str, link: Any) -> None:
         if isinstance(link, h5py.ExternalLink):
             problems.append(f"{name} is an external link to {link.filename}")
+        elif isinstance(link, h5py.SoftLink):
+            problems.append(f"{name} is a soft link to {link.path}")
         elif isinstance(link, h5py.HardLink):
             obj = f.get(name)
             if isinstance(obj, h5py.Dataset):
-                if obj.external:
-                    problems.append(f"{name} stores its data in external files")
-                if obj.is_virtual:
-                    problems.append(f"{name} is a virtual dataset mapping other files")
-                declared = obj.size * obj.dtype.itemsize
-                stored = obj.id.get_storage_size()
-                if declared > MAX_RATIO * stored + (1 << 20):
-                    # reading it would allocate what the file never stored (fill values)
-                    problems.append(f"{name} declares {declared} bytes but stores {stored}")
+                problems.extend(_dataset_problems(name, obj))
 
     f.visititems_links(visit)
     if problems:
         raise KerasFileError("; ".join(problems[:5]), "suspicious")
 
 
+def _dataset_problems(name: str, obj: Any) -> list[str]:
+    out = []
+    if obj.external:
+        out.append(f"{name} stores its data in external files")
+    if obj.is_virtual:
+        out.append(f"{name} is a virtual dataset mapping other files")
+    plist = obj.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if any(fid not in H5_FILTERS for fid in filters):
+        out.append(f"{name} needs HDF5 filter plugin(s) {sorted(set(filters) - H5_FILTERS)} (shared libraries)")
+    declared = obj.size * obj.dtype.itemsize
+    stored = obj.id.get_storage_size()
+    if declared > MAX_RATIO * stored + (1 << 20):
+        # reading it would allocate what the file never stored (fill values)
+        out.append(f"{name} declares {declared} bytes but stores {stored}")
+    return out
+
+
 #: How long the HDF5 library may take to walk a file's structure and attributes.
 GUARD_SECONDS = 5
 _GUARD = """
-import sys, h5py
-f = h5py.File(sys.argv[1], "r")
+import sys, zipfile, h5py
+if len(sys.argv) > 2:
+    f = h5py.File(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), "r")
+else:
+    f = h5py.File(sys.argv[1], "r")
 def attrs(obj):
     for key in obj.attrs:
         obj.attrs[key]
@@ -109,26 +138,27 @@ attrs(f)
 f.visititems(lambda name, obj: attrs(obj))
 f.visititems_links(lambda name, link: None)
 """
-_GUARDED: dict[tuple[str, int, int, int], str | None] = {}  # file version -> failure, if any
+_GUARDED: dict[tuple[str, str, int, int, int], str | None] = {}  # file version -> failure, if any
 
 
-def guard_h5(path: Path) -> None:
+def guard_h5(path: Path, member: str = "") -> None:
     """Walk the HDF5 structure and read every attribute in a child process first.
 
     The HDF5 C library can loop forever on some damaged files (seen: a variable-length
     string attribute pointing into a corrupt global heap), and C code cannot be interrupted
     in-process. A walk that does not finish in GUARD_SECONDS means a damaged file; one that
-    does means the same reads are safe here. Done once per file version per process.
+    does means the same reads are safe here. Done once per file version per process; for a
+    ``.keras`` archive, on its ``model.weights.h5`` member.
     """
     import subprocess
     import sys
 
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _GUARDED:
         try:
-            proc = subprocess.run([sys.executable, "-c", _GUARD, str(path)], capture_output=True, text=True,
-                                  timeout=GUARD_SECONDS)
+            args = [sys.executable, "-c", _GUARD, str(path)] + ([member] if member else [])
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
             last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             _GUARDED[key] = None if proc.returncode == 0 else f"the HDF5 structure cannot be read ({last[:200]})"
         except subprocess.TimeoutExpired:
@@ -140,19 +170,19 @@ def guard_h5(path: Path) -> None:
 
 @contextmanager
 def open_h5(path: Path, kind: str) -> Iterator[Any]:
-    """The HDF5 file holding the weights: the file itself, or model.weights.h5 in the zip."""
+    """The HDF5 file holding the weights: the file itself, or model.weights.h5 in the zip.
+    Call :func:`check` first: this checks the archive's structure and the HDF5 links only."""
     import h5py
 
     try:
         if kind == "keras":
-            with zipfile.ZipFile(path) as zf:
-                check_zip(zf)
-                if "model.weights.h5" not in zf.namelist():
-                    yield None
-                    return
-                with zf.open("model.weights.h5") as fh, h5py.File(fh, "r") as f:
-                    check_h5(f)
-                    yield f
+            names = {i.filename for i in check_zip(path)}
+            if "model.weights.h5" not in names:
+                yield None
+                return
+            with zipfile.ZipFile(path) as zf, zf.open("model.weights.h5") as fh, h5py.File(fh, "r") as f:
+                check_h5(f)
+                yield f
         else:
             guard_h5(path)
             with h5py.File(path, "r") as f:
@@ -162,35 +192,53 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
         raise
     except zipfile.BadZipFile as e:
         raise KerasFileError(f"damaged archive ({e})", "damaged") from None
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
         raise KerasFileError(f"the HDF5 data cannot be read ({e})", "damaged") from None
 
 
 def read_config(path: Path, kind: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(model config, file-level facts such as keras_version) without building anything."""
+    configs, facts = read_configs(path, kind)
+    return next((c for name, c, _ in configs if name != "training_config"), None), facts
+
+
+def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any], bool]], dict[str, Any]]:
+    """Every config a Keras load deserialises, with its name and whether it is legacy (H5)
+    JSON: ``config.json`` of an archive; ``model_config`` and ``training_config`` of H5."""
     if kind == "keras":
+        check_zip(path, crc=lambda name: name in ("config.json", "metadata.json"))
         try:
             with zipfile.ZipFile(path) as zf:
-                check_zip(zf)
-                config = json.loads(zf.read("config.json"))
-                facts = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+                config = _json(zf.read("config.json"), f"{path} (config.json)")
+                names = zf.namelist()
+                facts = _json(zf.read("metadata.json"), f"{path} (metadata.json)") if "metadata.json" in names else {}
         except KerasFileError:
             raise
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError) as e:
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
             raise KerasFileError(f"the archive's config cannot be read ({type(e).__name__})", "damaged") from None
         if not isinstance(config, dict):
             raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
-        return config, (facts if isinstance(facts, dict) else {})
+        return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
+    keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
-        attrs = {k: _text(v) for k, v in f.attrs.items() if k in ("keras_version", "backend", "model_config")}
-    raw = attrs.pop("model_config", None)
+        attrs = {k: _text(v) for k, v in f.attrs.items() if k in keys}
+    configs = []
+    for key in ("model_config", "training_config"):
+        raw = attrs.pop(key, None)
+        if raw is None or raw == "":
+            continue
+        value = _json(raw if isinstance(raw, str) else str(raw), f"{path} (HDF5 attribute {key})")
+        if not isinstance(value, dict):
+            raise KerasFileError(f"the HDF5 {key} attribute is not a JSON object", "damaged")
+        configs.append((key, value, True))
+    return configs, attrs
+
+
+def _json(data: bytes | str, where: str) -> Any:
     try:
-        config = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
-        raise KerasFileError("the HDF5 model_config attribute is not JSON", "damaged") from None
-    if config is not None and not isinstance(config, dict):
-        raise KerasFileError("the HDF5 model_config attribute is not a JSON object", "damaged")
-    return config, attrs
+        return jsonsafe.loads(data, where=where)
+    except FormatError as e:
+        raise KerasFileError(str(e).replace(f"{where}: ", ""), "damaged") from None
 
 
 def _text(v: Any) -> Any:
@@ -200,50 +248,24 @@ def _text(v: Any) -> Any:
 # -- config audit ----------------------------------------------------------------------------
 
 
+def audit_file(path: Path, kind: str) -> Audit:
+    """The audit of every config the file holds (nothing for weights-only files)."""
+    return audit_configs(read_configs(path, kind)[0])
+
+
+def audit_configs(configs: list[tuple[str, dict[str, Any], bool]]) -> Audit:
+    """The audit of configs as :func:`read_configs` returns them, merged."""
+    out = Audit()
+    for _, config, legacy in configs:
+        part = _audit(config, legacy_root=legacy)
+        for f in part.findings:
+            out.add(f.subject, f.reason, unsafe=f.subject in part.needs_unsafe)
+    return out
+
+
 def audit_config(config: Any) -> list[Finding]:
-    """Everything in a model config that a load could run or import."""
-    findings: list[Finding] = []
-    seen: set[str] = set()
-
-    def add(subject: str, reason: str) -> None:
-        if subject not in seen:
-            seen.add(subject)
-            findings.append(Finding(subject, "critical", reason))
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > 64:
-            add("<config>", "the config nests deeper than 64 levels")
-            return
-        if isinstance(node, list):
-            for item in node:
-                walk(item, depth + 1)
-            return
-        if not isinstance(node, dict):
-            return
-        cls = node.get("class_name")
-        cfg = node.get("config")
-        if cls == "Lambda":
-            fn = cfg.get("function") if isinstance(cfg, dict) else None
-            if isinstance(fn, dict) and fn.get("class_name") == "__lambda__" or (
-                    isinstance(cfg, dict) and cfg.get("function_type") == "lambda"):
-                add("keras.layers.Lambda", "a Lambda layer carrying Python bytecode, run when the model is built")
-            elif isinstance(fn, str):
-                add(f"{cfg.get('module') or '?'}.{fn}" if isinstance(cfg, dict) else fn,
-                    "a Lambda layer calling a named Python function")
-        module = node.get("module")
-        if isinstance(module, str) and isinstance(cls, str) and not _keras_module(module):
-            name = cfg if cls == "function" and isinstance(cfg, str) else cls
-            add(f"{module}.{name}", f"a {'function' if cls == 'function' else 'class'} from outside Keras, "
-                "imported when the model is loaded")
-        for value in node.values():
-            walk(value, depth + 1)
-
-    walk(config, 0)
-    return findings
-
-
-def _keras_module(module: str) -> bool:
-    return any(module == m or module.startswith(m + ".") for m in SAFE_MODULES)
+    """Everything in a model config that a load could run, import or read (see kerasaudit)."""
+    return _audit(config).findings
 
 
 # -- weights and layers, for inspect --------------------------------------------------------

@@ -237,3 +237,123 @@ def test_other_frameworks_never_import_tensorflow(tmp_path: Path) -> None:
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- HDF5 structures that read elsewhere ------------------------------------------------------
+
+CANARY = b"CANARY-7f3a9-CANARY-7f3a"  # 24 bytes: a (3, 2) float32 kernel
+
+
+def _weights_variant(tmp_path: Path, kind: str, name: str = "w.weights.h5") -> tuple[Path, str]:
+    """A .weights.h5 of Dense(3 -> 2) whose kernel dataset is replaced by ``kind``; returns the
+    file and the dataset name Keras reads the kernel from."""
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "canary.bin").write_bytes(CANARY)
+    with h5py.File(outside / "other.h5", "w") as g:
+        g["secret"] = np.frombuffer(CANARY, "<f4").reshape(3, 2)
+    path = tmp_path / name
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(path)
+    key = "layers/dense/vars/0"
+    with h5py.File(path, "a") as f:
+        del f[key]
+        if kind == "external storage":
+            f.create_dataset(key, shape=(3, 2), dtype="<f4", external=[(str(outside / "canary.bin"), 0, 24)])
+        elif kind == "virtual":
+            layout = h5py.VirtualLayout(shape=(3, 2), dtype="<f4")
+            layout[:] = h5py.VirtualSource(str(outside / "other.h5"), "secret", shape=(3, 2))
+            f.create_virtual_dataset(key, layout)
+        elif kind == "soft link":
+            f["elsewhere/k"] = np.frombuffer(CANARY, "<f4").reshape(3, 2)
+            f[key] = h5py.SoftLink("/elsewhere/k")
+        elif kind == "external link":
+            f[key] = h5py.ExternalLink(str(outside / "other.h5"), "/secret")
+        else:  # a filter only a plugin (a shared library HDF5 would load) can decode
+            from h5py import h5d, h5p, h5s, h5t, h5z
+
+            dcpl = h5p.create(h5p.DATASET_CREATE)
+            dcpl.set_chunk((3, 2))
+            dcpl.set_filter(32004, h5z.FLAG_OPTIONAL, ())
+            h5d.create(f["layers/dense/vars"].id, b"0", h5t.IEEE_F32LE, h5s.create_simple((3, 2)), dcpl=dcpl)
+    return path, key
+
+
+@pytest.mark.parametrize("kind", ["external storage", "virtual", "soft link", "external link", "filter plugin"])
+def test_hdf5_structures_that_read_elsewhere(tmp_path: Path, kind: str) -> None:
+    """Datasets stored in other files, virtual datasets, soft and external links and plugin
+    filters: h5py (what Keras reads with) follows them; modelstore refuses the file."""
+    path, key = _weights_variant(tmp_path, kind)
+    if kind != "filter plugin":
+        with h5py.File(path) as f:  # the naive read: the bytes come from elsewhere
+            assert f[key][()].tobytes() == CANARY
+    report = ms.scan(path)
+    assert report.verdict != "safe" and kind.split()[0] in str(report.findings)
+    with pytest.raises(ms.UnsafeModelError) as e:
+        ms.load(path, model=mlp())
+    assert CANARY.decode() not in str(e.value)
+    with pytest.raises(ms.FormatError):
+        ms.inspect(path)
+
+
+def test_hdf5_inside_a_keras_archive_is_checked(tmp_path: Path) -> None:
+    """A .keras whose model.weights.h5 holds an external link is refused like a bare .h5."""
+    weights, _ = _weights_variant(tmp_path, "external link")
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
+    with zipfile.ZipFile(path) as zf:
+        entries = {i.filename: zf.read(i) for i in zf.infolist()}
+    entries["model.weights.h5"] = weights.read_bytes()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    assert ms.scan(path).verdict != "safe"
+    with pytest.raises(ms.UnsafeModelError, match="external link"):
+        ms.load(path)
+
+
+# -- .keras archives two zip readers read differently --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keras_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("k") / "m.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
+    return path.read_bytes()
+
+
+def _prepended(raw: bytes) -> bytes:
+    import pickle
+
+    return pickle.dumps({"polyglot": True}, protocol=2) + raw  # zipfile still opens it
+
+
+def _appended(raw: bytes) -> bytes:
+    return raw + b"trailing bytes after the end record"
+
+
+def _bad_crc(raw: bytes) -> bytes:
+    at = raw.index(b'"module"')  # a byte inside config.json (stored uncompressed by Keras)
+    return raw[:at] + b"'" + raw[at + 1:]
+
+
+@pytest.mark.parametrize("trick", [_prepended, _appended, _bad_crc], ids=["prepended", "appended", "bad_crc"])
+def test_keras_archive_polyglots_and_damage(tmp_path: Path, keras_bytes: bytes, trick: Any) -> None:
+    """Data before or after the archive, and a member failing its CRC, are refused before Keras runs."""
+    path = tmp_path / "m.keras"
+    path.write_bytes(trick(keras_bytes))
+    assert ms.scan(path).verdict == "unknown"
+    with pytest.raises((ms.UnsafeModelError, ms.IntegrityError, ms.FormatError)):
+        ms.load(path)
+    with pytest.raises(ms.FormatError):
+        ms.inspect(path)
+
+
+def test_keras_archive_with_unexpected_members(tmp_path: Path, keras_bytes: bytes) -> None:
+    """Members Keras does not write (an extra pickle, npz weights) are refused."""
+    for extra in ("evil.pkl", "model.weights.npz"):
+        path = tmp_path / f"{extra}.keras"
+        path.write_bytes(keras_bytes)
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(extra, b"\x80\x02N.")
+        with pytest.raises(ms.UnsafeModelError, match="unexpected member"):
+            ms.load(path)
