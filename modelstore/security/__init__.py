@@ -111,6 +111,9 @@ def _refusal(report: ScanReport, structure: list[str], blocked: list[Finding]) -
         what = "; ".join(f"{', '.join(subjects)} ({reason})" for reason, subjects in by_reason.items())
         parts.append(f"the file references {what}")
     msg = f"{report.path}: refusing to load: {'. '.join(parts)}. Nothing from the file was executed"
+    if any(s.startswith("external:") for s in others):
+        # confinement is not a trust matter: no trust list lets a model read outside its folder
+        return msg + ". Keep external data as regular files beside the model, in its own folder"
     if others and not attacks and not structure:
         recipe = ", ".join(repr(g) for g in others)
         msg += f". If you trust the file's author, pass trust=[{recipe}] (or trust=True to allow anything)"

@@ -454,6 +454,19 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise PickleStreamError("the stream ends inside a BYTEARRAY8 (truncated?)")
         self.append(bytearray(data))
 
+    def load_frame(self) -> None:
+        """A FRAME as the stdlib reads it, except that a frame cut short by the end of the
+        file is damage (truncation), not a crafted stream: it is told apart here, before an
+        opcode later runs past the short frame's end."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        frame = self._unframer.current_frame
+        if frame is not None and frame.read() != b"":
+            raise PickleStreamError("a new frame begins before the current frame ends", "suspicious")
+        data = self._file_read(size)
+        if len(data) < size:
+            raise PickleStreamError("the stream ends inside a frame (truncated?)")
+        self._unframer.current_frame = io.BytesIO(data)
+
     def load_proto(self) -> None:
         proto = self.read(1)
         if not proto or proto[0] > pickle.HIGHEST_PROTOCOL:
@@ -480,6 +493,7 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
     dispatch[P.FROZENSET[0]] = load_frozenset
     dispatch[P.BYTEARRAY8[0]] = load_bytearray8
     dispatch[P.PROTO[0]] = load_proto
+    dispatch[P.FRAME[0]] = load_frame
     del _op
 
 

@@ -6,6 +6,7 @@ refuses archives whose layout could make two readers disagree (duplicate entry n
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,35 @@ def read_pickles(path: Path) -> TorchPickles:
     raise TorchFileError("neither a torch zip archive nor a legacy torch.save stream")
 
 
+#: What ``torch.save`` writes under the archive's one root folder: the pickle, format records,
+#: and raw storages named by number. Anything else (a second pickle torch would not read but
+#: another tool might) is refused.
+_TORCH_MEMBER = re.compile(r"(data\.pkl|version|byteorder|\.format_version|\.storage_alignment|"
+                           r"\.data/version|\.data/serialization_id|data/\d{1,12})")
+
+
+def _torch_member(name: str) -> bool:
+    root, sep, rest = name.partition("/")
+    return bool(sep) and "/" not in root and bool(_TORCH_MEMBER.fullmatch(rest))
+
+
+def _check_container(path: Path) -> None:
+    """The strict zip reader: one unambiguous archive (local headers agree with the central
+    directory, nothing before, between or after members, no duplicates, links or bombs),
+    members only of torch's own layout under one root, CRCs checked for all but storages."""
+    from .zipcheck import ArchiveError, check_archive
+
+    try:
+        infos = check_archive(path, expected=_torch_member, crc=lambda n: "/data/" not in n)
+    except ArchiveError as e:
+        raise TorchFileError(e.detail, e.kind) from None
+    roots = {i.filename.partition("/")[0] for i in infos}
+    if len(roots) > 1:
+        raise TorchFileError(f"the archive holds records under several roots {sorted(roots)}", "suspicious")
+
+
 def _read_zip(path: Path) -> TorchPickles:
+    _check_container(path)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:

@@ -162,8 +162,9 @@ class _Reader:
                     found.append(self.size - tail_len + at)
             at = tail.rfind(_SIG_EOCD, 0, at)
         if not found:
-            raise self.fail("no zip end record at the end of the file (damaged, or data after the archive)",
-                            "damaged")
+            if tail.rfind(_SIG_EOCD) >= 0:  # an end record that does not end the file: bytes follow it
+                raise self.fail("data follows the end of the zip archive (a second file appended?)")
+            raise self.fail("no zip end record at the end of the file (damaged or truncated)", "damaged")
         if len(found) > 1:
             raise self.fail("the file holds two zip end records (a second archive hidden in the comment)")
         eocd = found[0]
