@@ -159,17 +159,20 @@ _META_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _meta_of(path: Path, backend: Backend, checksum: str | None = None) -> tuple[dict[str, Any] | None, str]:
+def _meta_of(path: Path, backend: Backend, checksum: str | None = None,
+             data: Path | None = None) -> tuple[dict[str, Any] | None, str]:
     """Read modelstore's metadata for ``path`` and check every field's type: it comes from
     the file, so it is as untrusted as the rest of it. For sidecar formats ``checksum`` (the
-    payload's, if already computed) picks the entry that describes the payload on disk."""
+    payload's, if already computed) picks the entry that describes the payload on disk;
+    ``data`` is where the payload is read (the same file as ``path``, held open)."""
+    data = data or path
     with _reading(path, "read the metadata of"):
         if backend.embeds_metadata:
-            meta, where = backend.read_meta(path), "its header"
+            meta, where = backend.read_meta(data), "its header"
         else:
             versions = sidecar_versions(read_sidecar(path))
             if checksum is None and len(versions) > 1:
-                checksum = file_checksum(path)  # several entries: the payload decides
+                checksum = file_checksum(data)  # several entries: the payload decides
             meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
     check_meta(path, meta, where)
     return meta, where
@@ -487,24 +490,44 @@ def _identity(p: Path) -> tuple[int, int, int]:
 
 def _load_once(p: Path, backend: Backend, model: Any, device: str | None, trust: bool | list[str],
                strict: bool, verify: bool, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
-    computed = None
-    if verify and not backend.embeds_metadata and sidecar_path(p).is_file():
-        computed = file_checksum(p)
-    meta, where = _meta_of(p, backend, computed)
-    with _reading(p, "verify"):
-        if verify and meta and meta.get("checksum"):
-            if backend.embeds_metadata:
-                backend.verify(p, meta)
-            else:
-                check_checksum(p, str(meta["checksum"]), computed or file_checksum(p), where)
-    with _reading(p, "scan"):
-        _gate(backend, p, trust)
-    request = LoadRequest(model=model, device=device, trust=trust, strict=strict, meta=meta,
-                          options=dict(options))
-    with _reading(p, "load"):
-        obj = backend.load(p, request)
-    _warn_unpickled(backend, p, trust)
+    with _one_file(p, backend) as f:  # every step below reads the same file, even if p is replaced
+        computed = None
+        if verify and not backend.embeds_metadata and sidecar_path(p).is_file():
+            computed = file_checksum(f)
+        meta, where = _meta_of(p, backend, computed, data=f)
+        with _reading(f, "verify"):
+            if verify and meta and meta.get("checksum"):
+                if backend.embeds_metadata:
+                    backend.verify(f, meta)
+                else:
+                    check_checksum(f, str(meta["checksum"]), computed or file_checksum(f), where)
+        with _reading(f, "scan"):
+            _gate(backend, f, trust)
+        request = LoadRequest(model=model, device=device, trust=trust, strict=strict, meta=meta,
+                              options=dict(options))
+        with _reading(f, "load"):
+            obj = backend.load(f, request)
+        _warn_unpickled(backend, f, trust)
     return obj, meta
+
+
+@contextlib.contextmanager
+def _one_file(p: Path, backend: Backend) -> Iterator[Path]:
+    """A path that reaches the file ``p`` names *now*, for backends that read only that file:
+    ``/proc/self/fd/N`` of a descriptor held open (Linux), so the checksum, the scan and the
+    load all read one file even if a save (or an attacker) renames another over ``p`` in the
+    middle; messages still name ``p``. Elsewhere, ``p`` itself (a change is then caught by
+    ``read_consistently``)."""
+    if not backend.reads_one_file or not os.path.isdir("/proc/self/fd"):
+        yield p
+        return
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd_path = Path(f"/proc/self/fd/{fd}")
+        with _as_uri(fd_path, str(p)):
+            yield fd_path
+    finally:
+        os.close(fd)
 
 
 def _gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:

@@ -68,6 +68,9 @@ class Backend:
     embeds_metadata: ClassVar[bool] = False
     #: True: ``save``/``load`` take ``dtype=`` and cast floating-point tensors (torch weights).
     casts: ClassVar[bool] = False
+    #: True: loading reads this one file and nothing beside it, under any name, so the front
+    #: door can hand every step (metadata, checksum, scan, load) the same opened file.
+    reads_one_file: ClassVar[bool] = False
 
     # -- availability ------------------------------------------------------------------
     def missing(self) -> list[str]:

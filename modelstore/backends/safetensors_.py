@@ -190,6 +190,7 @@ class SafetensorsBackend(Backend):
     risk = "safe"
     extra = "torch"
     requires = ("torch",)
+    reads_one_file = True
     embeds_metadata = True
     casts = True
 

@@ -51,6 +51,7 @@ class SklearnBackend(Backend):
     risk = "pickle"
     extra = "sklearn"
     requires = ("joblib",)
+    reads_one_file = True
     embeds_metadata = False
 
     def sniff(self, path: Path, head: bytes) -> bool:

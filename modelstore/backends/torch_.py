@@ -50,6 +50,7 @@ class TorchBackend(Backend):
     risk = "pickle"
     extra = "torch"
     requires = ("torch",)
+    reads_one_file = True
     embeds_metadata = False
     casts = True
 
