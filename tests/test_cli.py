@@ -109,6 +109,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
     """--stats gives mean/std/min/max per tensor; --plot writes a PNG of histograms;
     pickle formats need --trust for stats."""
@@ -126,6 +127,7 @@ def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
     assert trusted.returncode == 0 and "fc2.bias" in trusted.stdout and "mean" in trusted.stdout
 
 
+@pytest.mark.slow
 def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Path) -> None:
     """convert .pth -> .safetensors and -> .onnx (with --model/--sample); predict from .npy and .csv;
     never overwrite without --force."""
@@ -203,6 +205,7 @@ def every_format(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["safetensors", "torch", "sklearn", "keras", "onnx"])
 def test_every_format_through_the_command(every_format: dict[str, Path], fmt: str, sample: Path,
                                           tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def test_sklearn_iris(tmp_path: Path) -> None:
     assert (tmp_path / "iris_forest.joblib.modelstore.json").exists()
 
 
+@pytest.mark.slow
 def test_load_untrusted(tmp_path: Path) -> None:
     """load_untrusted loads the safe files, refuses the hostile ones, and the payload never runs."""
     pytest.importorskip("torch")

@@ -24,6 +24,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_failed_reexport_keeps_previous_onnx_with_external_data(tmp_path: Path, monkeypatch: Any) -> None:
     """A re-export that fails parity leaves the previous model and its external data whole."""
     pytest.importorskip("onnxruntime")
@@ -115,6 +116,7 @@ def test_malformed_old_sidecar_is_replaced(tmp_path: Path) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_cli_bad_arguments_are_one_line(tmp_path: Path) -> None:
     """--config that is not an object, --config without --model, an unwritable --out: exit 2, one line."""
     path = tmp_path / "m.safetensors"

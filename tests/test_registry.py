@@ -98,6 +98,7 @@ def test_naive_entry_point_loading_imports_a_planted_plugin(tmp_path: Path) -> N
     assert "Backend" in proc.stdout and marker.exists()
 
 
+@pytest.mark.slow
 def test_reading_files_never_discovers_plugins(tmp_path: Path) -> None:
     """inspect, scan, load, predict, save and backends() with the model's folder as the working
     directory (first on sys.path) never import a plugin planted there; nor does the CLI."""

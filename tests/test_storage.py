@@ -149,6 +149,7 @@ def test_remote_inspect_of_safetensors_reads_only_the_header() -> None:
     assert report.verdict == "unknown" and "truncated" in report.findings[0].reason
 
 
+@pytest.mark.slow
 def test_convert_and_export_between_uris(mem: str, x64: np.ndarray) -> None:
     net = models.trained_net()
     ms.save(net.state_dict(), f"{mem}/w.pth")
@@ -277,6 +278,7 @@ def test_store_default_root_is_modelstore_home(tmp_path: Path, monkeypatch: pyte
 # -- the command -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_store_command_push_list_show_pull(where: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     from tests.test_cli import run

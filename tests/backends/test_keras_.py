@@ -78,6 +78,7 @@ class TestKerasContract(BackendContract):
         return True
 
 
+@pytest.mark.slow
 def test_training_resumes_after_reload(tmp_path: Path) -> None:
     """compile, fit, save, load, fit again: optimizer iterations continue, loss keeps falling."""
     model = mlp()
@@ -92,6 +93,7 @@ def test_training_resumes_after_reload(tmp_path: Path) -> None:
     assert again[-1] < first[-1]
 
 
+@pytest.mark.slow
 def test_h5_and_weights_only(tmp_path: Path) -> None:
     """Legacy .h5 full models and .weights.h5 into a built model; mismatches are clear."""
     model = mlp()
@@ -175,6 +177,7 @@ def test_hostile_archives(tmp_path: Path, trick: str) -> None:
     assert ms.scan(path).verdict == "unsafe"
 
 
+@pytest.mark.slow
 def test_hdf5_external_link_refused(tmp_path: Path) -> None:
     """An HDF5 external link (reading another file) is refused in .h5 and .weights.h5."""
     for name in ("m.h5", "m.weights.h5"):
@@ -186,6 +189,7 @@ def test_hdf5_external_link_refused(tmp_path: Path) -> None:
             ms.load(path, model=mlp() if "weights" in name else None, verify=False)
 
 
+@pytest.mark.slow
 def test_inspect_without_tensorflow(tmp_path: Path) -> None:
     """inspect of .keras / .h5 / .weights.h5 reads zip, JSON and h5py only."""
     model = mlp()
@@ -222,6 +226,7 @@ def test_predict_modes() -> None:
         ms.predict(model, np.zeros((2, 5), np.float32))
 
 
+@pytest.mark.slow
 def test_other_frameworks_never_import_tensorflow(tmp_path: Path) -> None:
     """Saving and loading torch and scikit-learn models leaves tensorflow unimported."""
     proc = run_python(f"""

@@ -23,6 +23,7 @@ from tests import models  # noqa: E402
 X = np.random.default_rng(0).random((8, 64), dtype=np.float32)
 
 
+@pytest.mark.slow
 class TestOnnxContract(BackendContract):
     backend_name = "onnx"
     suffix = ".onnx"
@@ -55,6 +56,7 @@ class TestOnnxContract(BackendContract):
         return loaded.run(None, {loaded.get_inputs()[0].name: x})[0]
 
 
+@pytest.mark.slow
 def test_torch_export_records_parity_and_runs_without_torch(tmp_path: Path) -> None:
     """export_onnx checks parity on 1/7/N batches, records it, and predict needs no torch."""
     net = models.trained_net()
@@ -79,6 +81,7 @@ def test_torch_export_records_parity_and_runs_without_torch(tmp_path: Path) -> N
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_parity_failure_is_export_mismatch(tmp_path: Path) -> None:
     """A model whose outputs the ONNX file cannot reproduce raises ExportMismatchError."""
     class Noisy(torch.nn.Module):
@@ -241,6 +244,7 @@ def test_corrupt_onnx_is_format_error(tmp_path: Path) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_inspect_reads_the_graph(tmp_path: Path) -> None:
     """inspect: inputs/outputs, opset, producer, initializers, params; nothing runs."""
     path = tmp_path / "d.onnx"

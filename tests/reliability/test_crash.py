@@ -15,6 +15,8 @@ from tests.reliability.conftest import count, record, spawn
 from tests.reliability.workers import FAMILIES, make, version_of
 
 
+pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
+
 def load_quietly(path: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)

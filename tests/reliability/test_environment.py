@@ -28,6 +28,8 @@ except ms.StorageError as e:
 """
 
 
+pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
+
 def run(code: str, path: Path, **kw: object) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path)], capture_output=True,

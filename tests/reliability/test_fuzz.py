@@ -24,6 +24,8 @@ from tests.reliability.conftest import count, record, spawn
 CASE_SECONDS = 20
 
 
+pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
+
 class Worker:
     """The fuzz worker process; restarted after a hang or a crash."""
 

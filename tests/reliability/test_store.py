@@ -19,6 +19,8 @@ from tests.reliability.conftest import count, record
 WORKER = Path(__file__).with_name("store_workers.py")
 
 
+pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
+
 def spawn(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE,

@@ -24,6 +24,7 @@ def test_corpus_is_large_enough() -> None:
     assert {h.suffix for h in CORPUS} >= {".pkl", ".joblib", ".pt"}
 
 
+@pytest.mark.slow
 def test_every_payload_runs_under_a_naive_load(tmp_path: Path) -> None:
     """Proof the corpus is real: pickle.load / joblib.load / torch.load(weights_only=False)
     in a fresh process creates each file's marker."""

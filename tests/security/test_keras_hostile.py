@@ -406,6 +406,7 @@ def test_allow_list_is_exact_names_not_prefixes() -> None:
     assert set(kerasnames.GROUPS) == set(kerasnames.ALLOWED_BY_GROUP)  # a reason for every group
 
 
+@pytest.mark.slow
 def test_benign_models_audit_clean(tmp_path: Path) -> None:
     """Functional models with ops, schedules, metrics, regularisers and nested layers audit clean."""
     inp = keras.Input((4,))

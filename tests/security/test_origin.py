@@ -79,6 +79,7 @@ def test_a_planted_module_already_imported_is_not_trusted(tmp_path: Path) -> Non
     assert proc.stdout.startswith("refused") and str(tmp_path / "fractions.py") in proc.stdout
 
 
+@pytest.mark.slow
 def test_installed_and_standard_modules_are_trusted(tmp_path: Path) -> None:
     """Stdlib (source, extension, zip-free), built-in, frozen and site-packages modules pass,
     and trusted_origin imports nothing to decide."""

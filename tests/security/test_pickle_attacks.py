@@ -58,6 +58,7 @@ def code_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
     return out
 
 
+@pytest.mark.slow
 def test_each_payload_runs_under_joblib_load(code_files: dict[str, tuple[Path, Path]]) -> None:
     """Proof the files are real: ``joblib.load`` in a fresh process creates every marker."""
     paths = [str(p) for p, _ in code_files.values()]
@@ -100,6 +101,7 @@ def test_refused_by_load_scan_inspect_predict_convert(code_files: dict[str, tupl
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_refused_by_the_cli_and_serve(code_files: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
     """``modelstore predict``/``scan``/``serve`` as subprocesses: refused, exit codes 1/2, no marker."""
     path, marker = code_files["dotted_pyrun"]
@@ -169,6 +171,7 @@ _CHECK = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(POISON))
 def test_a_load_cannot_change_other_models(tmp_path: Path, name: str) -> None:
     """Naively, the file rewrites a shared class, constant or function so that models already
@@ -202,6 +205,7 @@ def _crash_or_hang(code: str, timeout: float = 10) -> str:
     return f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}: {proc.stderr[-300:]}"
 
 
+@pytest.mark.slow
 def test_forged_object_array_crashes_naively_and_is_refused(tmp_path: Path) -> None:
     """An object dtype whose flags deny its objects, plus raw bytes: the naive load hands out
     forged object pointers (a segfault on first use); modelstore refuses the dtype state."""
@@ -213,6 +217,7 @@ def test_forged_object_array_crashes_naively_and_is_refused(tmp_path: Path) -> N
         ms.load(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["oob", "cycle"])
 def test_tree_nodes_out_of_range_or_cyclic(tmp_path: Path, kind: str) -> None:
     """A decision tree whose child points past its nodes crashes predict naively, one that
@@ -229,6 +234,7 @@ def test_tree_nodes_out_of_range_or_cyclic(tmp_path: Path, kind: str) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_sparse_coef_with_indices_past_its_shape(tmp_path: Path) -> None:
     """A sparse ``coef_`` whose indices lie outside its shape loads naively and makes
     ``predict`` read out of bounds; modelstore runs scipy's full check and refuses it."""
@@ -246,6 +252,7 @@ def test_sparse_coef_with_indices_past_its_shape(tmp_path: Path) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_fraction_from_a_huge_exponent_hangs_naively(tmp_path: Path) -> None:
     """``Fraction('1e999999999')`` in a 40-byte file hangs the naive load; modelstore refuses
     the text at once."""
@@ -259,6 +266,7 @@ def test_fraction_from_a_huge_exponent_hangs_naively(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 5
 
 
+@pytest.mark.slow
 def test_bytes_of_an_int_allocates_gigabytes_naively(tmp_path: Path) -> None:
     """``bytes(3 << 30)`` in a 30-byte file makes the naive load allocate 3 GiB (a MemoryError
     under a 1 GiB address-space limit); modelstore refuses before allocating anything."""
@@ -279,6 +287,7 @@ def test_bytes_of_an_int_allocates_gigabytes_naively(tmp_path: Path) -> None:
     assert "refused" in ours.stdout, ours.stderr
 
 
+@pytest.mark.slow
 def test_multistream_bz2_bomb_is_bounded(tmp_path: Path) -> None:
     """A small multi-stream bz2 joblib file whose array claims 48 GiB: scan and load stop at
     the decompression limit (quickly, with a message naming the limit)."""
@@ -311,6 +320,7 @@ def test_random_state_position_past_its_key(tmp_path: Path) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_colliding_dict_keys_are_refused_quickly(tmp_path: Path) -> None:
     """60,000 int keys that share one hash make a naive load quadratic (over 5 s here);
     modelstore refuses the first such key."""
@@ -353,6 +363,7 @@ class _FrameDroppingUnpickler(pickle._Unpickler):  # type: ignore[name-defined,m
             return stop.value
 
 
+@pytest.mark.slow
 def test_frame_overrun_is_refused_as_crafted(tmp_path: Path) -> None:
     """A string argument that runs past its FRAME: a linear walker (pickletools) sees two
     harmless strings, a frame-dropping reader runs ``os.system``; modelstore reads frames as
@@ -376,6 +387,7 @@ def test_frame_overrun_is_refused_as_crafted(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_second_pickle_after_stop(tmp_path: Path) -> None:
     """Bytes after STOP (a second pickle a reading loop would run) are refused by scan and
     load, even though the first pickle alone is harmless."""
@@ -399,6 +411,7 @@ def test_second_pickle_after_stop(tmp_path: Path) -> None:
 # -- code beside the model --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_planted_module_in_the_working_directory_is_not_imported(tmp_path: Path) -> None:
     """A ``fractions.py`` beside the model, with that folder as the working directory (as in
     a notebook or ``python -c``): a naive load of a file naming ``fractions.Fraction`` imports
@@ -423,6 +436,7 @@ def test_planted_module_in_the_working_directory_is_not_imported(tmp_path: Path)
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_nothing_named_by_the_file_is_imported_before_the_audit(tmp_path: Path) -> None:
     """A module on sys.path that writes a canary when imported, named by a hostile file: the
     naive load imports it, modelstore never does (the name is not on the list)."""

@@ -79,6 +79,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_public_corpora_are_never_safe_and_never_run(tmp_path: Path) -> None:
     """Every malicious file of the corpora scans unsafe or unknown and is refused; benign
     controls may load; no foreign exception; nothing runs."""
