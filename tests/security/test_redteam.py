@@ -335,3 +335,42 @@ def test_str_runs_no_decompressing_codec(tmp_path: Path) -> None:
     assert_no_signal_and_clean(r)
     rss = int(r.stdout.split("RSS_MB")[1].split()[0])
     assert rss < 400, f"loading an {path.stat().st_size}-byte file peaked at {rss} MB"
+
+
+# -- 12. a Keras config that declares layers far larger than the weights it stores ------------------
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="red team: 12 KB .keras declaring Dense(units=5e7) allocates gigabytes")
+def test_keras_config_sizes_are_bounded_by_stored_weights(tmp_path: Path) -> None:
+    """A .keras file whose config declares a layer far larger than the weights it stores is
+    refused before Keras builds (and randomly initialises) the layer: a 12 KB file never
+    makes load allocate gigabytes."""
+    pytest.importorskip("keras")
+    import json
+    import zipfile
+
+    code = f"""
+        import json, zipfile, keras
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        m.save({str(tmp_path / 'base.keras')!r})
+    """
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with zipfile.ZipFile(tmp_path / "base.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    cfg = json.loads(members["config.json"])
+    cfg["config"]["layers"][-1]["config"]["units"] = 5 * 10**7  # 800 MB of float32 kernel, 0 bytes stored
+    members["config.json"] = json.dumps(cfg).encode()
+    path = tmp_path / "big.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    assert path.stat().st_size < 20_000
+    r = run_py(gated_child(path) + """
+        import resource
+        print("RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """, timeout=300)
+    assert_no_signal_and_clean(r)
+    rss = int(r.stdout.split("RSS_MB")[1].split()[0])
+    assert rss < 1500, f"loading a {path.stat().st_size}-byte .keras file peaked at {rss} MB"
