@@ -116,6 +116,37 @@ def test_scan_reads_array_bytes_where_joblib_does(tmp_path: Path, via: str) -> N
     assert not marker.exists()
 
 
+def wrapper_dtype_resized(marker: Path) -> bytes:
+    """A joblib array record whose dtype is spelled ``S4`` but whose BUILD state makes its
+    item size 8: joblib reads 8 bytes per item, the scanner (sizing by the spelling) 4, and
+    parses the other half as opcodes: a BINBYTES that swallows the os.system call joblib runs."""
+    n = 16
+    payload = _g("os", "system") + _s(f"touch {marker}") + b"\x85R"
+    raw = b"\x00" * (4 * n) + b"B" + struct.pack("<I", 4 * n - 5 + len(payload)) + b"\x00" * (4 * n - 5)
+    dtype = (_g("numpy", "dtype") + _s("S4") + b"\x89\x88\x87R"
+             + b"(K\x03" + _s("|") + b"NNNK\x08K\x01K\x00tb")  # (3, '|', None, None, None, 8, 1, 0)
+    state = (b"}(" + _s("subclass") + _g("numpy", "ndarray") + _s("shape") + b"K" + bytes([n]) + b"\x85"
+             + _s("order") + _s("C") + _s("dtype") + dtype + _s("allow_mmap") + b"\x89u")
+    return P2 + _g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81" + state + b"b" + raw + payload + b"0."
+
+
+@pytest.mark.xfail(strict=True, reason="red team: dtype BUILD resizing items hides os.system from scan")
+def test_scan_sizes_arrays_by_the_dtype_joblib_builds(tmp_path: Path) -> None:
+    """The scanner sizes a joblib array by the dtype joblib will have built (or calls a dtype
+    state that changes the item size unsafe, as load refuses it): never "safe" for a file
+    whose os.system call joblib.load runs."""
+    marker = tmp_path / "marker"
+    path = tmp_path / "m.joblib"
+    path.write_bytes(wrapper_dtype_resized(marker))
+    r = run_py(f"import joblib; joblib.load({str(path)!r})")
+    assert marker.exists(), r.stderr
+    marker.unlink()
+    with pytest.raises(ms.UnsafeModelError):
+        ms.load(path)
+    assert ms.scan(path).verdict != "safe"
+    assert not marker.exists()
+
+
 # -- 2. a protocol-0 line longer than the reader's line bound ------------------------------------
 
 
