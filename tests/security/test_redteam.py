@@ -318,6 +318,35 @@ def test_dict_key_check_calls_nothing_from_the_file(tmp_path: Path) -> None:
     assert "EXITED" in r.stdout
 
 
+# -- 9b. the sparse-matrix validator runs scipy's unchecked conversion --------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="red team: lil_matrix rows longer than its shape overflow tocsr() in the validator")
+def test_lil_matrix_validation_never_writes_past_its_arrays(tmp_path: Path) -> None:
+    """A LIL matrix whose ``rows`` hold more entries than its shape has rows is refused by
+    plain checks, before any scipy conversion runs (``tocsr`` writes one length per row into
+    an array sized by the shape: a 7 KB file overflows the heap inside ms.load)."""
+    from scipy.sparse import lil_matrix
+
+    m = lil_matrix((2, 2))
+    rows = np.empty(200_000, dtype=object)
+    for i in range(len(rows)):
+        rows[i] = [0]
+    m.rows = rows
+    path = tmp_path / "lil.joblib"
+    joblib.dump(m, path, compress=3)
+    assert path.stat().st_size < 20_000
+    naive = run_py(f"import joblib; joblib.load({str(path)!r}); print('LOADED')")
+    assert naive.returncode == 0 and "LOADED" in naive.stdout  # the crash is modelstore's own check
+    try:
+        r = run_py(gated_child(path) + "\n        import gc; gc.collect(); print('EXITED')", timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading the file hung")
+    assert_no_signal_and_clean(r)
+    assert "EXITED" in r.stdout
+
+
 # -- 10. a module planted beside the model, imported by an allowed module --------------------------
 
 
