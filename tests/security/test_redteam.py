@@ -347,6 +347,39 @@ def test_lil_matrix_validation_never_writes_past_its_arrays(tmp_path: Path) -> N
     assert "EXITED" in r.stdout
 
 
+# -- 9c. predict's fast path trusts an attribute the file set ---------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="red team: a pickled __modelstore_predict__ attribute steers ms.predict")
+def test_predict_fast_path_is_never_taken_from_the_file(tmp_path: Path) -> None:
+    """``ms.predict(model, x)`` (and ``serve``) takes its fast path only from modelstore's own
+    wrapper classes, never from an attribute a pickle put in an estimator's ``__dict__``:
+    here a partial of an allowed kmeans helper that corrupts the heap when called."""
+    from sklearn.cluster._kmeans import _kmeans_single_lloyd
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(20, 3)
+    m = LinearRegression().fit(x, x[:, 0])
+    m.__modelstore_predict__ = functools.partial(_kmeans_single_lloyd, np.zeros((1, 50_000)), np.ones(1),
+                                                 np.zeros((1, 1)), 1)
+    path = tmp_path / "hook.joblib"
+    joblib.dump(m, path, compress=3)
+    naive = run_py(f"""
+        import joblib, numpy as np
+        print(joblib.load({str(path)!r}).predict(np.random.rand(2, 3)))
+        import gc; gc.collect(); print("EXITED")
+    """)
+    assert naive.returncode == 0 and "EXITED" in naive.stdout  # the model itself predicts fine
+    try:
+        r = run_py(gated_child(path, "np.random.rand(2, 3)") + "\n        import gc; gc.collect(); print('EXITED')",
+                   timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("predicting hung")
+    assert_no_signal_and_clean(r)
+    assert "EXITED" in r.stdout
+
+
 # -- 10. a module planted beside the model, imported by an allowed module --------------------------
 
 
