@@ -403,6 +403,39 @@ def test_allowed_modules_never_import_planted_files(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+# -- 10b. JSON over 1 MiB skips the depth check --------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="red team: >1 MiB sidecar nesting 900 deep makes inspect raise RecursionError")
+def test_deep_metadata_in_a_large_sidecar_is_refused(tmp_path: Path) -> None:
+    """A sidecar over 1 MiB whose metadata nests 900 levels (under the parser's own guard,
+    far over MAX_DEPTH) is refused like a small one: ``inspect`` and the CLI answer with a
+    ModelstoreError, never a RecursionError or an "internal error"."""
+    import json
+    import warnings
+
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(10, 2)
+    path = tmp_path / "m.joblib"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ms.save(LinearRegression().fit(x, x[:, 0]), path, metadata={"a": 1})
+    side = tmp_path / "m.joblib.modelstore.json"
+    data = json.loads(side.read_text())
+    data["versions"][0]["metadata"] = "PLACEHOLDER"
+    deep = "[" * 900 + "]" * 900
+    side.write_text(json.dumps(data).replace('"PLACEHOLDER"', '{"a": ' + deep + ', "pad": "' + "x" * (1 << 20) + '"}'))
+    try:
+        info = ms.inspect(path)
+    except ms.ModelstoreError:
+        pass
+    else:
+        json.dumps(info.to_dict())
+    r = cli("inspect", "--json", str(path))
+    assert "internal error" not in r.stderr and "RecursionError" not in r.stderr, r.stderr[-500:]
+
+
 # -- 11. str() of bytes with a decompressing codec -------------------------------------------------
 
 
