@@ -567,10 +567,12 @@ def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
     ['3', '7', '1', '0', '9']
     """
     if output == "raw" and batch_size is None and device is None:
-        # a loaded model may offer a lean path for the common call (ONNX serving: every µs counts)
-        fast = getattr(model_or_path, "__modelstore_predict__", None)
+        # modelstore's own wrapper classes offer a lean path for the common call (ONNX serving:
+        # every µs counts); looked up on the class, never on the instance, whose __dict__ a
+        # loaded file may have filled
+        fast = _fast_path(type(model_or_path))
         if fast is not None:
-            return fast(inputs)
+            return fast(model_or_path, inputs)
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
@@ -584,6 +586,12 @@ def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
     labels = (meta or {}).get("labels")
     request = PredictRequest(batch_size=batch_size, device=device, output=output, labels=labels)
     return backend.predict(model, inputs, request)
+
+
+def _fast_path(cls: type) -> Any:
+    if not cls.__module__.startswith("modelstore."):
+        return None
+    return cls.__dict__.get("__modelstore_predict__")
 
 
 def _weakrefable(obj: Any) -> bool:

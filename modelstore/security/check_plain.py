@@ -68,8 +68,9 @@ def _bytes_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     if args:
         src = args[0]
         if isinstance(src, str):
-            if len(args) < 2 or not isinstance(args[1], str) or args[1].lower() not in _TEXT_CODECS:
+            if len(args) < 2:
                 raise st.refuse(f"{func.__name__}() of text without a text encoding")
+            _text_codec(st, func.__name__, args[1:])
         elif isinstance(src, list):
             if not all(type(b) is int and 0 <= b < 256 for b in src):
                 raise st.refuse(f"{func.__name__}() of a list that is not bytes")
@@ -90,7 +91,21 @@ def _str(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     _n_args(st, "str", args, 0, 3)
     if args and not isinstance(args[0], (str, bytes, bytearray)) and not _number(args[0]):
         raise st.refuse(f"str() of a {type(args[0]).__name__}")
+    if len(args) > 1:  # str(data, encoding, errors) decodes: text codecs only (bz2_codec inflates)
+        _text_codec(st, "str", args[1:])
     return func(*args)
+
+
+_ERROR_HANDLERS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass",
+                             "backslashreplace"})
+
+
+def _text_codec(st: LoadState, what: str, args: tuple[Any, ...]) -> None:
+    """``args`` is ``(encoding[, errors])``: a plain text encoding and a built-in error handler."""
+    encoding, errors = args[0], (args[1] if len(args) > 1 else "strict")
+    if not isinstance(encoding, str) or encoding.lower() not in _TEXT_CODECS \
+            or not isinstance(errors, str) or errors not in _ERROR_HANDLERS:
+        raise st.refuse(f"{what}() with a codec that is not a plain text encoding")
 
 
 def _slice_range(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:

@@ -65,15 +65,58 @@ def check_sparse(st: LoadState, obj: Any) -> None:
                 raise st.refuse("a DIA matrix whose data and offsets disagree")
             if data.shape[1] > int(d["_shape"][1]):
                 raise st.refuse("a DIA matrix whose diagonals are longer than its shape")
-        elif fmt in ("lil", "dok"):
-            # pure Python containers: scipy converts them with bounds-checked code
-            obj.tocsr().check_format(full_check=True)
+        elif fmt == "lil":
+            _check_lil(st, obj)
+        elif fmt == "dok":
+            _check_dok(st, obj)
         else:
             raise st.refuse(f"a sparse matrix of unknown format {fmt!r}")
     except ModelstoreError:
         raise
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
         raise st.refuse(f"a sparse {fmt} matrix that fails scipy's own check ({str(e)[:120]})") from None
+
+
+def _check_lil(st: LoadState, obj: Any) -> None:
+    """LIL as plain Python, before any scipy code touches it: ``tocsr`` writes one length per
+    entry of ``rows`` into an array sized by the shape (more rows than the shape overflows)."""
+    import numpy as np
+
+    d = obj.__dict__
+    rows, data = d.get("rows"), d.get("data")
+    n, m = (int(v) for v in d["_shape"])
+    for name, arr in (("rows", rows), ("data", data)):
+        if type(arr) is not np.ndarray or arr.dtype != object or arr.shape != (n,):
+            raise st.refuse(f"a LIL matrix whose {name} is not one list per row of its shape")
+        st.complete(arr, "an array")
+    for r, v in zip(rows.tolist(), data.tolist()):
+        if type(r) is not list or type(v) is not list or len(r) != len(v):
+            raise st.refuse("a LIL matrix whose row indices and values disagree")
+        last = -1
+        for j in r:
+            if type(j) is not int or not last < j < m:
+                raise st.refuse("a LIL matrix whose column indices are out of order or outside its shape")
+            last = j
+        if not all(_scalar(x) for x in v):
+            raise st.refuse("a LIL matrix whose values are not numbers")
+
+
+def _check_dok(st: LoadState, obj: Any) -> None:
+    """DOK as plain Python: keys are (row, column) pairs inside the shape, values numbers."""
+    entries = obj.__dict__.get("_dict")
+    n, m = (int(v) for v in obj.__dict__["_shape"])
+    if type(entries) is not dict:
+        raise st.refuse("a DOK matrix without its entries")
+    for key, value in entries.items():
+        if not (type(key) is tuple and len(key) == 2 and all(_int(i) for i in key)
+                and 0 <= int(key[0]) < n and 0 <= int(key[1]) < m and _scalar(value)):
+            raise st.refuse("a DOK matrix with an entry outside its shape")
+
+
+def _scalar(x: Any) -> bool:
+    import numpy as np
+
+    return type(x) in (int, float, bool, complex) or (isinstance(x, np.generic) and type(x).__module__ == "numpy")
 
 
 def _check_compressed(st: LoadState, obj: Any, fmt: str) -> None:

@@ -202,6 +202,18 @@ def _dtype_call(call: Call) -> Call:
     return state.get("dtype")  # type: ignore[return-value]
 
 
+def _state_keeps_size(dtype: Call, itemsize: int) -> bool:
+    """A dtype's BUILD state names its item size (``elsize``): joblib reads items of that size,
+    so a state that changes it from the spelled code is one the scanner cannot size (load
+    refuses it: numpy's constructor never builds such a dtype)."""
+    state = dtype.state
+    if state is None:
+        return True
+    fixed = _symbolic_code(dtype).lstrip("<>|=")[:1] not in ("U", "S", "V")  # numpy writes -1 for these
+    return isinstance(state, tuple) and len(state) >= 6 and type(state[5]) is int \
+        and (state[5] == itemsize or (fixed and state[5] == -1))
+
+
 def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None] | None:
     """(shape, dtype code, item size, alignment) of a symbolic NumpyArrayWrapper, or None."""
     state = dict((k, v) for k, v in mapping_items(target.state) or [] if isinstance(k, str))
@@ -210,7 +222,7 @@ def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None]
         return None
     code = _symbolic_code(state.get("dtype"))
     info = itemsize_of_code(code) if code else None
-    if info is None:
+    if info is None or not _state_keeps_size(state.get("dtype"), info[1]):
         return None
     alignment = state.get("numpy_array_alignment_bytes")
     if alignment is not None and type(alignment) is not int:

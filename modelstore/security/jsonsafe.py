@@ -56,12 +56,6 @@ def depth_of(value: Any) -> int:
     return deepest
 
 
-#: Texts up to this size get an exact depth check after parsing (cheap at this size); larger
-#: ones (safetensors headers of many tensors) rely on the parser's own recursion guard, and
-#: their readers check every field's type, which refuses nesting where none belongs.
-DEPTH_CHECK_BYTES = 1 << 20
-
-
 def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYTES,
           max_depth: int | None = MAX_DEPTH) -> Any:
     """Parse JSON text read from ``where`` (a file, URI or "the request body").
@@ -84,7 +78,7 @@ def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYT
         raise JSONLimitError(f"{where}: the JSON nests too deeply; it is damaged or hostile") from None
     except ValueError as e:  # json.JSONDecodeError is a ValueError, and so are ours above
         raise JSONLimitError(f"{where}: not valid JSON ({str(e)[:200]})") from None
-    if max_depth is not None and len(text) <= DEPTH_CHECK_BYTES and depth_of(value) > max_depth:
+    if max_depth is not None and depth_of(value) > max_depth:
         raise JSONLimitError(f"{where}: the JSON nests deeper than {max_depth} levels; it is damaged or hostile")
     return value
 

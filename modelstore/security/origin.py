@@ -19,13 +19,15 @@ The import root is the ``sys.path`` entry the file was found under (for ``a.b.c`
 ``ROOT/a/b/c.py``, ``ROOT``), compared after resolving links, so a planted file never passes
 because its folder happens to sit inside an installed location. A module already in
 ``sys.modules`` is trusted only if its ``__spec__``/``__file__`` passes the same check.
-What a trusted module imports in turn is its own business (Python resolves those the usual
-way); modules installed through an editable-install import hook, not a ``.pth`` folder, are
-not trusted.
+What a trusted module imports in turn is found the same way: while it is imported,
+``sys.path`` holds only installed locations (and modelstore's own root), so ``numpy.random``
+importing ``secrets`` never finds a ``secrets.py`` planted in the working directory. Modules
+installed through an editable-install import hook, not a ``.pth`` folder, are not trusted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.machinery
@@ -34,6 +36,8 @@ import os
 import site
 import sys
 import sysconfig
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -205,12 +209,29 @@ def import_trusted(module_name: str) -> ModuleType:
             msg = f"no module named {name} is installed; install the package that provides it"
             raise MissingDependencyError(msg, name=name)
         _refuse(name, _spec_problem(name, spec))
-        module = importlib.import_module(name)
+        with _installed_path_only():
+            module = importlib.import_module(name)
         # what was imported is what was checked, unless the folder changed in between
         _refuse(name, _spec_problem(name, _find(name)))
         _VERIFIED[name] = module
     assert module is not None
     return module
+
+
+_PATH_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _installed_path_only() -> Iterator[None]:
+    """``sys.path`` without the working directory and other folders outside the installed
+    locations, for the duration of one trusted import (and everything it imports in turn)."""
+    with _PATH_LOCK:
+        saved = list(sys.path)
+        sys.path[:] = [p for p in saved if p and (is_installed_location(p) or os.path.realpath(p) == _OWN_ROOT)]
+        try:
+            yield
+        finally:
+            sys.path[:] = saved
 
 
 #: Modules that passed, by name: the same object still in sys.modules needs no second look.

@@ -96,6 +96,10 @@ BuildHook = Callable[["SymbolicUnpickler", Call], Any]
 Lookup = Callable[[str, str], "Entry | None"]
 
 
+_COPYREG_NEW = frozenset({"copyreg.__newobj__", "copyreg._reconstructor", "copyreg.__newobj_ex__",
+                          "copy_reg.__newobj__", "copy_reg._reconstructor"})
+
+
 def _name(v: Any) -> str:
     return v.qualname if isinstance(v, Global) else type(v).__name__
 
@@ -130,6 +134,17 @@ class SymbolicUnpickler(StreamReader):
     # ---- what the loader would call
 
     def on_call(self, func: Any, args: Any) -> Any:
+        if isinstance(func, Global) and func.qualname in _COPYREG_NEW and isinstance(args, tuple) and args \
+                and isinstance(args[0], Global):
+            # copyreg's helpers create an empty instance of their first argument, as NEWOBJ
+            # does: the result is that class's instance (a joblib wrapper reads raw bytes next)
+            if func.qualname.endswith("__newobj_ex__"):
+                rest, kwargs = (args[1], args[2]) if len(args) == 3 else ((), None)
+            elif func.qualname.endswith("_reconstructor"):
+                rest, kwargs = (() if len(args) == 3 and args[2] is None else args[1:]), None
+            else:
+                rest, kwargs = args[1:], None
+            return self.on_new(args[0], rest, kwargs)
         if not isinstance(func, Global):
             self.report.flag(f"calls a {_name(func)} the stream built, not an allowed function")
         elif func.entry is not None and func.entry.kind != CALL:

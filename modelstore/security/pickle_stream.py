@@ -28,6 +28,7 @@ import lzma
 import os
 import pickle
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,7 @@ class Source:
     is really there, whatever ``n`` a length field claimed."""
 
     CHUNK = 16 << 20
+    MAX_LINE = 1 << 20  # protocol 0 lines are short (a repr of one value); bounded anyway
 
     def __init__(self, f: BinaryIO, size: int | None, compression: str | None = None) -> None:
         self._f = f
@@ -127,8 +129,11 @@ class Source:
         return data
 
     def readline(self) -> bytes:
-        line: bytes = self._f.readline(1 << 20)  # protocol 0 lines are short; bounded anyway
+        line: bytes = self._f.readline(self.MAX_LINE + 1)
         self._pos += len(line)
+        if len(line) > self.MAX_LINE:  # never cut short: the rest would be read as opcodes
+            raise PickleStreamError(f"a protocol-0 line longer than {self.MAX_LINE} bytes at byte "
+                                    f"{self._pos - len(line)} (crafted: real pickles write short lines)")
         return line
 
     def tell(self) -> int:
@@ -245,7 +250,8 @@ def safe_key(k: Any) -> bool:
         return k == k and abs(k) < 1e300
     if t is tuple:
         return all(type(x) is str or type(x) is bytes for x in k) and len(k) <= 64
-    if hasattr(k, "dtype") and hasattr(k, "item") and getattr(k, "shape", None) == ():
+    np = sys.modules.get("numpy")  # only numpy's own scalar types: never call what the stream built
+    if np is not None and isinstance(k, np.generic) and t.__module__ == "numpy":
         return safe_key(k.item())  # numpy scalars hash like their Python value
     return False
 
