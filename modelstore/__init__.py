@@ -9,23 +9,24 @@ Importing this package imports no framework (torch, tensorflow, sklearn, onnx) a
 each backend imports its framework the first time it is used.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-__version__ = "0.1.0"
-
-from ._api import (
+from . import backends as _plugin_api  # noqa: F401 - first, so `backends` below is the function
+from ._info import Finding, ModelInfo, ScanReport, TensorInfo
+from ._version import __version__
+from .api import (
     backends,
     convert,
     export_onnx,
     inspect,
     load,
     predict,
+    refresh_backends,
     register,
     save,
     scan,
 )
-from ._info import Finding, ModelInfo, ScanReport, TensorInfo
-from ._registry import refresh_backends
-from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 if _TYPE_CHECKING:
     from .store import ModelVersion, Store

@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._api import OUTPUTS, inspect, load, predict
+from .api import OUTPUTS, inspect, load, predict
 from .errors import ArgumentError, MissingDependencyError, ModelstoreError
 from .security import jsonsafe
 

@@ -29,9 +29,9 @@ import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._io import SIDECAR_SUFFIX
-from ._registry import REGISTRY
-from .backends._base import Backend
+from .backends import Backend
+from .pipeline.registry import REGISTRY
+from .storage.sidecar import SIDECAR_SUFFIX
 
 __all__ = ["BackendContract", "Backend", "run_python"]
 

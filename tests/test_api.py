@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import struct
 from pathlib import Path
 
@@ -73,11 +74,27 @@ def test_failed_save_leaves_previous_file_and_no_temp(tmp_path: Path, net: model
 
 def test_stale_temp_of_dead_process_is_cleaned(tmp_path: Path, net: models.Net) -> None:
     """Temp files left by a killed save (dead pid) are removed by the next save."""
+    from modelstore.storage.files import _host
+
     path = tmp_path / "m.safetensors"
-    stale = tmp_path / ".m.safetensors.999999999.abcd1234.modelstore-tmp"
+    stale = tmp_path / f".m.safetensors.{_host()}.999999999.abcd1234.modelstore-tmp"
     stale.write_bytes(b"partial")
     ms.save(net, path)
     assert not stale.exists()
+
+
+def test_temp_of_another_host_is_left_until_it_is_old(tmp_path: Path, net: models.Net) -> None:
+    """On a shared filesystem another machine's process id means nothing here: its temp file
+    (a save that may still be running there) is only removed once it is a day old."""
+    path = tmp_path / "m.safetensors"
+    fresh = tmp_path / ".m.safetensors.otherhost.999999999.abcd1234.modelstore-tmp"
+    old = tmp_path / ".m.safetensors.otherhost.999999998.abcd1234.modelstore-tmp"
+    fresh.write_bytes(b"partial")
+    old.write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    ms.save(net, path)
+    assert fresh.exists() and not old.exists()
 
 
 def test_target_problems_are_storage_errors(tmp_path: Path, net: models.Net) -> None:

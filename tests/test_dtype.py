@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 import modelstore as ms  # noqa: E402
-from modelstore._api import recorded_metadata  # noqa: E402
+from modelstore.api import recorded_metadata  # noqa: E402
 from tests import models  # noqa: E402
 
 

@@ -28,7 +28,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_failed_reexport_keeps_previous_onnx_with_external_data(tmp_path: Path, monkeypatch: Any) -> None:
     """A re-export that fails parity leaves the previous model and its external data whole."""
     pytest.importorskip("onnxruntime")
-    from modelstore.backends import _onnx_export
+    from modelstore.formats.onnx import export as _onnx_export
 
     monkeypatch.setattr(_onnx_export, "EXTERNAL_DATA_BYTES", 0)  # as if the model were over 2 GB
     x = np.random.default_rng(0).random((4, 16), dtype=np.float32)

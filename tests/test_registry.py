@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import modelstore as ms
-from modelstore._registry import BUILTIN, REGISTRY
+from modelstore.pipeline.registry import BUILTIN, REGISTRY
 from modelstore.backends import Backend
 from modelstore.testing import run_python
 
@@ -205,7 +205,7 @@ def test_refresh_backends_reads_installed_plugins(tmp_path: Path) -> None:
         for x in w:
             print(x.category.__name__, x.message)
         print(ms.scan("f.good").format)
-        from modelstore._registry import REGISTRY
+        from modelstore.pipeline.registry import REGISTRY
         print(type(REGISTRY.get("torch")).__name__)
     """)
     root = Path(ms.__file__).resolve().parent.parent

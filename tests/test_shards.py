@@ -16,8 +16,9 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 
 import modelstore as ms  # noqa: E402
-from modelstore import _shards  # noqa: E402
-from modelstore._api import recorded_metadata  # noqa: E402
+from modelstore.formats.safetensors import index as _shards  # noqa: E402
+from modelstore.pipeline import choose  # noqa: E402
+from modelstore.api import recorded_metadata  # noqa: E402
 from tests import models  # noqa: E402
 
 LIMIT = "20KB"  # a 64x64 Linear is 16.6 kB: one layer per shard
@@ -188,7 +189,8 @@ def test_path_errors(tmp_path: Path) -> None:
         ms.save(deep(), tmp_path / "m.pt", max_shard_size=LIMIT)
     with pytest.raises(ms.ArgumentError, match="sharded"):
         ms.save(deep(), tmp_path / "m", max_shard_size=LIMIT, format="torch")
-    with pytest.raises(ms.UnsupportedModelError):
+    # a nested checkpoint is a torch file, which takes no max_shard_size=: refused with the reason
+    with pytest.raises(ms.ArgumentError, match="sharded safetensors"):
         ms.save({"model": {"w": torch.zeros(2)}, "epoch": 1}, tmp_path / "ck", max_shard_size=LIMIT)
     assert not (tmp_path / "ck").exists()  # nothing created for a refused save
 
@@ -442,9 +444,10 @@ def test_several_indexes_need_the_one_to_use(tmp_path: Path) -> None:
 def test_find_index_and_index_files(saved: tuple[Deep, Path, ms.ModelInfo], tmp_path: Path) -> None:
     _, folder, _ = saved
     index = folder / "model.safetensors.index.json"
-    assert _shards.find_index(folder) == index
-    assert _shards.find_index(index) == index
-    assert _shards.find_index(tmp_path / "nothing.pt") is None
+    assert choose.model_file(folder) == index
+    assert choose.model_file(index) == index
+    with pytest.raises(ms.ModelNotFoundError):
+        choose.model_file(tmp_path / "nothing.pt")
     assert _shards.index_files(index) == shard_names(folder)
 
 

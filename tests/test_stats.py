@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import modelstore as ms  # noqa: E402
-from modelstore._stats import stats, weights  # noqa: E402
+from modelstore.api.stats import stats, weights  # noqa: E402
 
 
 def test_safetensors_arrays_keep_names_and_values(tmp_path: Path) -> None:

@@ -499,10 +499,10 @@ def test_remote_companion_names_are_never_fetched_from_elsewhere(mem: str, tmp_p
     for call in (lambda: ms.load(f"{mem}/ckpt"), lambda: ms.inspect(f"{mem}/ckpt/model.safetensors.index.json")):
         with pytest.raises(ms.UnsafeModelError, match="percent-escape"):
             call()
-    from modelstore import _remote
+    from modelstore.pipeline import locate
 
-    assert not _remote._plain_name("%2e%2e%2fw.bin") and not _remote._plain_name("..") \
-        and not _remote._plain_name("a/b") and _remote._plain_name("w.bin")
+    assert not locate.plain_name("%2e%2e%2fw.bin") and not locate.plain_name("..") \
+        and not locate.plain_name("a/b") and locate.plain_name("w.bin")
 
 
 def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Path) -> None:

@@ -112,8 +112,19 @@ def _saveables(base: type) -> list[type]:
 
 def _plain_dicts() -> list[dict[str, Any]]:
     """The dictionaries Keras looks plain names up in (legacy layers, families, schedules)."""
-    from keras.src import (activations, constraints, dtype_policies, initializers, layers, losses, metrics,
-                           models, optimizers, quantizers, regularizers)
+    from keras.src import (
+        activations,
+        constraints,
+        dtype_policies,
+        initializers,
+        layers,
+        losses,
+        metrics,
+        models,
+        optimizers,
+        quantizers,
+        regularizers,
+    )
     from keras.src.optimizers.schedules import learning_rate_schedule
 
     legacy = dict(vars(layers))

@@ -114,7 +114,12 @@ def _binary_tree_classes() -> tuple[type, ...]:
 
 
 def _metric_base() -> tuple[type, ...]:
-    from sklearn.metrics._dist_metrics import DistanceMetric32, DistanceMetric64, PyFuncDistance32, PyFuncDistance64
+    from sklearn.metrics._dist_metrics import (
+        DistanceMetric32,
+        DistanceMetric64,
+        PyFuncDistance32,
+        PyFuncDistance64,
+    )
 
     return (DistanceMetric64, DistanceMetric32), (PyFuncDistance64, PyFuncDistance32)  # type: ignore[return-value]
 
@@ -252,7 +257,6 @@ def _trees_of(est: Any) -> list[Any]:
     from sklearn.ensemble import IsolationForest
     from sklearn.ensemble._forest import BaseForest
     from sklearn.ensemble._gb import BaseGradientBoosting
-
     from sklearn.tree._classes import BaseDecisionTree
 
     np = _np()

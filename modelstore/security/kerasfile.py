@@ -18,7 +18,8 @@ from typing import Any
 from .._info import Finding, TensorInfo
 from ..errors import FormatError
 from . import jsonsafe
-from .kerasaudit import Audit, audit_config as _audit
+from .kerasaudit import Audit
+from .kerasaudit import audit_config as _audit
 from .zipcheck import ArchiveError, check_archive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

@@ -245,7 +245,8 @@ class SymbolicUnpickler(StreamReader):
 def analyse_source(source: Source, where: str, lookup: Lookup, *, on_build: BuildHook | None = None,
                    persistent_ids: bool = False, expect_end: bool = True) -> PickleReport:
     """Walk one pickle stream; never raises on bad input (the report says what went wrong)."""
-    from .pickle_stream import DECOMPRESS_ERRORS, expect_end as check_end
+    from .pickle_stream import DECOMPRESS_ERRORS
+    from .pickle_stream import expect_end as check_end
 
     report = PickleReport()
     reader = SymbolicUnpickler(source, where, report, lookup, on_build, persistent_ids)

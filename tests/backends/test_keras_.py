@@ -54,7 +54,7 @@ def edit_config(path: Path, edit: Any) -> None:
 class TestKerasContract(BackendContract):
     backend_name = "keras"
     suffix = ".keras"
-    backend_module = "modelstore.backends.keras_"
+    backend_module = "modelstore.formats.keras.backend"
     framework_modules = ("keras", "tensorflow")
 
     def make_model(self) -> Any:

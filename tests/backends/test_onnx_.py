@@ -27,7 +27,7 @@ X = np.random.default_rng(0).random((8, 64), dtype=np.float32)
 class TestOnnxContract(BackendContract):
     backend_name = "onnx"
     suffix = ".onnx"
-    backend_module = "modelstore.backends.onnx_"
+    backend_module = "modelstore.formats.onnx.backend"
     framework_modules = ("onnx", "onnxruntime", "torch")
     rtol, atol = 1e-5, 1e-6
 

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 import modelstore as ms  # noqa: E402
-from modelstore.backends.safetensors_ import CHECKSUM_KEY, META_KEY  # noqa: E402
+from modelstore.formats.safetensors.backend import CHECKSUM_KEY, META_KEY  # noqa: E402
 from modelstore.testing import BackendContract  # noqa: E402
 from tests import models  # noqa: E402
 from tests.backends.torch_hooks import NetHooks  # noqa: E402
@@ -34,7 +34,7 @@ def rewrite_header(path: Path, edit: Any) -> None:
 class TestSafetensorsContract(NetHooks, BackendContract):
     backend_name = "safetensors"
     suffix = ".safetensors"
-    backend_module = "modelstore.backends.safetensors_"
+    backend_module = "modelstore.formats.safetensors.backend"
     framework_modules = ("torch", "safetensors")
 
     def native_save(self, model: Any, path: Path) -> None:

@@ -35,7 +35,7 @@ def forest(n: int = 5) -> RandomForestClassifier:
 class TestSklearnContract(BackendContract):
     backend_name = "sklearn"
     suffix = ".joblib"
-    backend_module = "modelstore.backends.sklearn_"
+    backend_module = "modelstore.formats.sklearn.backend"
     framework_modules = ("sklearn", "joblib")
 
     def make_model(self) -> Any:

@@ -32,7 +32,7 @@ class Payload:
 class TestTorchContract(NetHooks, BackendContract):
     backend_name = "torch"
     suffix = ".pth"
-    backend_module = "modelstore.backends.torch_"
+    backend_module = "modelstore.formats.torch.backend"
     framework_modules = ("torch",)
 
     def native_save(self, model: Any, path: Path) -> None:

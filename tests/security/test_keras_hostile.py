@@ -26,7 +26,7 @@ keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 
 import modelstore as ms  # noqa: E402
-from modelstore.backends import keras_  # noqa: E402
+from modelstore.formats.keras import backend as keras_  # noqa: E402
 from modelstore.security import kerasaudit, kerasnames  # noqa: E402
 
 X = np.zeros((2, 3), np.float32)

@@ -26,7 +26,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 import modelstore as ms  # noqa: E402
-from modelstore.backends import onnx_  # noqa: E402
+from modelstore.formats.onnx import backend as onnx_  # noqa: E402
 from modelstore.security import onnxfile  # noqa: E402
 
 CANARY = b"CANARY-SECRET-12"  # four float32 values

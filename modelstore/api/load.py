@@ -1,0 +1,130 @@
+"""``ms.load``: locate -> choose -> options -> metadata -> verify -> gate -> backend.
+
+Local files, folders, sharded checkpoints and URIs take the same steps: a URI is fetched
+into a private folder first, a pin makes a private copy first, and then the one local
+pipeline runs on what was fetched or copied.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityError
+from ..formats.base import Backend, LoadRequest, attach
+from ..pipeline import choose, gate, locate, metadata
+from ..pipeline import options as typed
+from ..pipeline import verify as verify_step
+from ..pipeline.read import consistently, one_file, reading, renamed
+from ..storage import remote
+from ..storage.files import PathLike
+from ..storage.hashing import file_checksum
+from ..storage.sidecar import sidecar_path
+
+
+def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
+         trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
+         sha256: str | None = None, storage_options: dict[str, Any] | None = None,
+         **options: Any) -> Any:
+    """Load a model file without running code from it unless ``trust`` allows.
+
+    Parameters
+    ----------
+    path : the model file (any supported format; foreign files without metadata load too),
+        a sharded safetensors checkpoint (its folder or its ``*.safetensors.index.json``),
+        or a URI (``s3://...``).
+    model : for weights files, a class (built as ``model(**config)`` on the meta device, no
+        random init) or an instance to fill. Without it, weights come back as a state dict.
+    format : backend name, to override the suffix.
+    device : where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    trust : False (default) refuses anything outside the allow-lists; a list of
+        ``"module.Name"`` globals allows those; True allows everything (runs code from the file).
+    strict : False loads the keys that match and warns about the rest.
+    verify : check the recorded payload checksum first (default True).
+    sha256 : a pin; refuse the file unless its sha256 is exactly this (for shards: the
+        index's, and every shard must match the sha256 the index records).
+    storage_options : passed to fsspec when ``path`` is a URI; the model's files are copied
+        to a private temporary folder and loaded from there.
+    **options : the backend's typed load options; unknown names are refused with the valid
+        ones. torch weights: ``dtype=`` (the floating-point dtype to return; by default a
+        ``model=`` keeps its own dtypes and a state dict comes back in the dtypes saved before
+        ``save(dtype=)``). ONNX: ``providers=``.
+
+    Returns
+    -------
+    A model in eval mode, or the state dict / checkpoint when no model was given.
+
+    Raises
+    ------
+    UnsafeModelError, IntegrityError, FormatError, ArchitectureMismatchError,
+    MissingDependencyError, ModelNotFoundError, ArgumentError
+
+    Examples
+    --------
+    >>> net = ms.load("digits.safetensors", model=Net)
+    >>> sd = ms.load("weights.pth")                      # a plain state dict
+    >>> ckpt = ms.load("ckpt.pt")                        # {"model": ..., "optimizer": ..., "epoch": 3}
+    """
+    trust = gate.checked_trust(trust)
+    args = dict(model=model, format=format, device=device, trust=trust, strict=strict,
+                verify=verify, sha256=sha256, options=options)
+    path, uri = locate.split(path)
+    if uri is not None:
+        return _load_remote(uri, storage_options, args)
+    return _load_local(path, None, **args)
+
+
+def _load_local(path: Any, shown: str | None, *, model: Any, format: str | None, device: str | None,
+                trust: bool | list[str], strict: bool, verify: bool, sha256: str | None,
+                options: dict[str, Any]) -> Any:
+    p = choose.model_file(path)
+    backend = choose.for_file(p, format)
+    opts = typed.parse(backend, "load", options, shown or p)
+    backend.require(p, f"loading a {backend.name} file")
+    request = LoadRequest(model=model, device=device, trust=trust, strict=strict, options=opts,
+                          verify=verify)
+    name = shown or str(p)
+    if sha256 is not None:
+        files = locate.companion_names(p, backend)
+        with verify_step.pinned_copy(p, sha256, files) as copy, renamed(copy.parent, str(p.parent)):
+            request.pinned = True
+            return consistently(copy, lambda: _load_once(copy, backend, request, name))
+    return consistently(p, lambda: _load_once(p, backend, request, name))
+
+
+def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str) -> Any:
+    """One pass of metadata -> verify -> gate -> backend over one file (held open)."""
+    with one_file(p, backend.single_file(p)) as f:  # every step reads the same file
+        computed = None
+        if request.verify and not backend.embeds_metadata and sidecar_path(p).is_file():
+            computed = file_checksum(f)
+        meta, where = metadata.read(p, backend, computed, data=f)
+        if request.verify:
+            verify_step.checksum(f, backend, meta, computed, where)
+        with reading(f, "scan"):
+            gate.gate(backend, f, request.trust)
+        request.meta = meta
+        with reading(f, "load"):
+            obj = backend.load(f, request)
+    gate.warn_unpickled(backend, name, request.trust)
+    attach(obj, meta)
+    return obj
+
+
+def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[str, Any]) -> Any:
+    """Fetch, then load through the same pipeline; retry when a save replaced the remote
+    model between our reads (payload and metadata then disagree)."""
+    for attempt in range(3):
+        before = remote.identity(uri, storage_options)
+        with locate.fetched(uri, storage_options, kwargs.get("format")) as (local, shown):
+            try:
+                with renamed(local.parent, remote.parent_uri(shown)):
+                    return _load_local(local, shown, **kwargs)
+            except IntegrityError:
+                if attempt == 2 or remote.identity(uri, storage_options) == before:
+                    raise
+        time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+

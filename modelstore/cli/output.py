@@ -1,0 +1,84 @@
+"""Human output of the ``modelstore`` command: tables of tensors, layers, stats and findings."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from .._info import ModelInfo, ScanReport
+
+
+def size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def table(rows: list[list[str]], out: TextIO, right: set[int] | None = None) -> None:
+    right = right or set()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None:
+    fw = f" ({info.framework})" if info.framework else ""
+    head = [
+        ["path", info.path],
+        ["format", info.format + fw],
+        ["size", f"{size(info.size_bytes)} ({info.size_bytes:,} bytes)"],
+        ["sha256", info.sha256 or "not computed (a remote header-only read)"],
+        ["executes code", "yes: load only with trust=" if info.executes_code else "no"],
+    ]
+    if verdict is not None:
+        head.append(["scan verdict", verdict])
+    if info.labels:
+        shown = ", ".join(map(str, info.labels[:12])) + (" ..." if len(info.labels) > 12 else "")
+        head.append(["labels", shown])
+    if info.signature:
+        head.append(["signature", json.dumps(info.signature["inputs"])])
+    compact = {k: v for k, v in info.metadata.items() if k not in ("layers", "params")}
+    if compact:
+        head.append(["metadata", json.dumps(compact, sort_keys=True)[:400]])
+    if info.globals:
+        head.append(["globals", ", ".join(info.globals)])
+    table(head, out)
+    layers = info.metadata.get("layers")
+    if isinstance(layers, list) and layers:
+        out.write("\n")
+        rows = [["layer", "type", "output shape", "params"]]
+        for row in layers:
+            shape = row.get("output_shape")
+            rows.append([str(row.get("name")), str(row.get("class")),
+                         "x".join("?" if d is None else str(d) for d in shape) if shape else "",
+                         f"{row.get('params', 0):,}"])
+        rows.append(["total", "", "", f"{info.num_params:,}"])
+        table(rows, out, right={3})
+    elif info.tensors:
+        out.write("\n")
+        rows = [["tensor", "shape", "dtype", "params", "bytes"]]
+        for t in info.tensors:
+            rows.append([t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, f"{t.numel:,}", f"{t.nbytes:,}"])
+        rows.append(["total", "", "", f"{info.num_params:,}", f"{sum(t.nbytes for t in info.tensors):,}"])
+        table(rows, out, right={3, 4})
+
+
+def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
+    rows = [["tensor", "shape", "mean", "std", "min", "max"]]
+    for r in rows:
+        shape = r["shape"] if isinstance(r["shape"], list) else []
+        rows.append([str(r["name"]), "x".join(map(str, shape)) or "scalar",
+                      *(f"{float(r[k]):.4g}" for k in ("mean", "std", "min", "max"))])  # type: ignore[arg-type]
+    table(rows, out, right={2, 3, 4, 5})
+
+
+def print_scan(report: ScanReport, out: TextIO) -> None:
+    out.write(f"{report.path}: {report.verdict} ({report.format})\n")
+    for f in report.findings:
+        out.write(f"  [{f.severity}] {f.subject}: {f.reason}\n")
+
+

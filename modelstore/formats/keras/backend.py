@@ -1,0 +1,409 @@
+"""Keras models: ``.keras`` archives (default), legacy ``.h5`` full models, ``.weights.h5``.
+
+TensorFlow/Keras are imported only inside ``write``, ``load`` and ``predict``; ``inspect`` and
+``scan`` read the zip, the JSON config and the HDF5 data with ``h5py`` alone. The front door's
+gate refuses a file whose container or config the audit (``security.kerasfile``) does not
+accept; ``load`` audits again and keeps Keras' safe mode on unless every finding that needs it
+off (Lambda bytecode, TFSMLayer) is named in ``trust=[...]``, so a trust list widens exactly
+what it names. modelstore's metadata is a ``modelstore.json`` entry appended to the ``.keras``
+archive, or HDF5 attributes of ``.h5`` files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..._info import ScanReport
+from ...errors import (
+    ArchitectureMismatchError,
+    ArgumentError,
+    FormatError,
+    MissingDependencyError,
+    ModelstoreError,
+    UnsafeModelError,
+)
+from ...security import jsonsafe, unreadable
+from ...security.kerasaudit import Audit
+from ...security.kerasfile import (
+    KerasFileError,
+    audit_configs,
+    audit_file,
+    check,
+    check_zip,
+    kind_of,
+    layer_table,
+    open_h5,
+    read_config,
+    read_configs,
+    weights,
+)
+from ...storage.files import read_head
+from ...storage.hashing import check_checksum, format_checksum, new_checksum, update_from_file
+from ..base import (
+    Backend,
+    Inspection,
+    LoadRequest,
+    PredictRequest,
+    is_instance_of,
+    labels_from_scores,
+)
+
+META_ENTRY = "modelstore.json"
+META_ATTR = "modelstore"
+_SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
+#: The oldest Keras whose loader the gated path relies on (safe mode that fails closed for
+#: Lambda and TFSMLayer, zip-bomb and non-modelling-API guards of its own).
+MIN_KERAS = (3, 13, 2)
+
+
+def _mode_for(name: str) -> str:
+    name = name.lower()
+    if name.endswith(".weights.h5"):
+        return "weights"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    return "keras"
+
+
+class KerasBackend(Backend):
+    """Keras 3 models and weights; safe_mode on unless trusted."""
+
+    name = "keras"
+    framework = "keras"
+    suffixes = (".keras", ".h5", ".hdf5", ".weights.h5")
+    risk = "restricted"
+    extra = "keras"
+    requires = ("keras", "h5py")
+    embeds_metadata = True
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        return kind_of(path, head) is not None
+
+    def can_save(self, obj: Any) -> bool:
+        return is_instance_of(obj, "keras", "Model")
+
+    def can_predict(self, obj: Any) -> bool:
+        return self.can_save(obj)
+
+    def save_hint(self, obj: Any) -> str:
+        return "it holds Keras models"
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        import keras
+
+        return {"framework": "keras", "framework_version": keras.__version__,
+                "keras_backend": keras.backend.backend(),
+                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+
+    # -- write ---------------------------------------------------------------------------
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
+              target: Path) -> str | None:
+        mode = _mode_for(target.name)
+        kpath = tmp.with_name(tmp.name + _SUFFIX[mode])  # Keras insists on the suffix
+        try:
+            if mode == "weights":
+                obj.save_weights(kpath)
+            else:
+                obj.save(kpath)
+            if mode == "keras":
+                _embed_zip(kpath, meta)
+            else:
+                _embed_h5(kpath, meta)
+            os.replace(kpath, tmp)
+        finally:
+            kpath.unlink(missing_ok=True)
+        return None
+
+    # -- read ----------------------------------------------------------------------------
+    def _kind(self, path: Path) -> str:
+        kind = kind_of(path, read_head(path))
+        if kind is None:
+            raise FormatError(f"{path}: not a Keras file (neither a .keras archive nor HDF5)")
+        return kind
+
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        kind = self._kind(path)
+        where = f"{path} (modelstore's metadata)"
+        try:
+            if kind == "keras":
+                if META_ENTRY not in {i.filename for i in check_zip(path)}:
+                    return None
+                with zipfile.ZipFile(path) as zf:
+                    meta = jsonsafe.loads(zf.read(META_ENTRY), where=where)
+            else:
+                with open_h5(path, kind) as f:
+                    raw = f.attrs.get(META_ATTR)
+                    if raw is None:
+                        return None
+                    meta = jsonsafe.loads(raw if isinstance(raw, bytes) else str(raw), where=where)
+        except KerasFileError as e:
+            if e.kind == "suspicious":
+                return None  # the gate's scan refuses the file with the reason
+            raise FormatError(f"{path}: {e}") from None
+        except (zipfile.BadZipFile, KeyError, OSError):
+            raise FormatError(f"{path}: modelstore's metadata in the file is not readable") from None
+        return meta if isinstance(meta, dict) else None
+
+    def verify(self, path: Path, meta: dict[str, Any]) -> None:
+        expected = meta.get("checksum")
+        if not isinstance(expected, str):
+            return
+        kind = self._kind(path)
+        if kind == "keras":
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    end = zf.getinfo(META_ENTRY).header_offset
+            except (zipfile.BadZipFile, KeyError, OSError):
+                raise FormatError(f"{path}: the archive changed while it was read") from None
+            hasher = new_checksum()
+            update_from_file(hasher, path, 0, end)
+            actual = format_checksum(hasher)
+        else:
+            with open_h5(path, kind) as f:
+                actual = _h5_checksum(f)
+        check_checksum(path, expected, actual, "the file")
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            kind = self._kind(path)
+            check(path, kind)  # the whole container, every CRC, the HDF5 walk in a child
+            found = audit_file(path, kind)
+            with open_h5(path, kind):
+                pass  # checks links, external storage, filters and declared sizes
+        except (KerasFileError, FormatError) as e:
+            return unreadable(path, self.name, getattr(e, "kind", "format"), str(e))
+        findings = found.findings
+        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings,
+                          [f.subject for f in findings])
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import keras
+
+        if request.device not in (None, "cpu"):
+            raise ArgumentError(f"{path}: device={request.device!r}: Keras places models itself; use device=None")
+        kind = self._kind(path)
+        if request.trust is not True:
+            _require_keras(path, keras.__version__)
+        if kind == "weights":
+            return _load_weights(path, request.model)
+        try:
+            configs = read_configs(path, kind)[0]  # read once: the audit below uses these
+        except KerasFileError as e:
+            raise FormatError(f"{path}: {e}") from None
+        if not any(name != "training_config" for name, _, _ in configs):
+            if request.model is not None:
+                return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
+            msg = (f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
+                   f"save_weights wrote them: pass model= a built Keras model to load them into")
+            raise ArgumentError(msg)
+        if request.model is not None:
+            raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
+        # trust=True allows anything, Python bytecode included
+        safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
+        with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
+            try:
+                return keras.saving.load_model(p, safe_mode=safe)
+            except ModelstoreError:
+                raise
+            except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
+                raise _load_error(path, e) from None
+
+    def inspect(self, path: Path) -> Inspection:
+        kind = self._kind(path)
+        try:
+            check(path, kind)
+            config, facts = read_config(path, kind)
+            found = audit_file(path, kind)
+            with open_h5(path, kind) as f:
+                tensors = weights(f, kind)
+        except KerasFileError as e:
+            raise FormatError(f"{path}: {e}") from None
+        details: dict[str, Any] = {"keras_file": {"keras": ".keras archive", "h5": "legacy HDF5 model",
+                                                  "weights": "weights only"}[kind]}
+        details.update({k: v for k, v in facts.items() if k in ("keras_version", "backend", "date_saved")})
+        if config:
+            details["model"] = config.get("class_name")
+            details["layers"] = layer_table(config, tensors)
+        findings = found.findings
+        return Inspection(framework="keras", tensors=tensors, num_params=sum(t.numel for t in tensors),
+                          meta=self.read_meta(path), extra_metadata=details,
+                          executes_code=bool(findings), globals=[f.subject for f in findings])
+
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ..onnx.export import export_keras
+
+        return export_keras(model, path, sample_input, opset, dynamic_batch)
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        import numpy as np
+
+        if request.device not in (None, "cpu"):
+            raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
+        if inputs is None:
+            raise ArgumentError("predict needs inputs (an array or list), got None")
+        try:
+            if isinstance(inputs, dict):
+                x: Any = inputs
+            elif isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs):
+                x = [np.asarray(i) for i in inputs]  # several model inputs, in order
+            else:
+                x = np.asarray(inputs)
+        except ValueError as e:
+            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise ArgumentError(f"predict inputs must be numbers, got {x.dtype}")
+            if x.dtype == np.float64:
+                x = x.astype(np.float32)
+        try:
+            out = np.asarray(model.predict(x, batch_size=request.batch_size or 32, verbose=0))
+        except Exception as e:  # TensorFlow raises its own error types for bad shapes
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ArgumentError(f"the inputs do not fit the model: {first}") from None
+        if request.output in ("proba", "label"):
+            out = to_probabilities(out, _last_activation(model))
+        if request.output == "label":
+            return labels_from_scores(out, request.labels)
+        return out
+
+
+def to_probabilities(out: Any, activation: str | None) -> Any:
+    """Class probabilities from raw outputs: one column is a binary (sigmoid) output and
+    becomes [1 - p, p]; several columns get a softmax unless the model ends in one."""
+    import numpy as np
+
+    if out.ndim >= 1 and out.shape[-1] == 1:
+        p = out if activation == "sigmoid" else 1 / (1 + np.exp(-out))
+        return np.concatenate([1 - p, p], axis=-1)
+    if activation in ("softmax", "sigmoid"):
+        return out
+    exp = np.exp(out - out.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
+    """Keras' safe mode for this load: off only when every finding that needs it off (and
+    every other finding) is named in ``trust``; a trust list widens exactly what it names."""
+    trusted = set(trust) if isinstance(trust, list) else set()
+    left = [f.subject for f in found.findings if f.subject not in trusted]
+    if left:  # the gate refused these already; a second line, not a second policy
+        msg = (f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
+               f"not name; nothing from the file was run")
+        raise UnsafeModelError(msg, left)
+    return not found.needs_unsafe
+
+
+def _require_keras(path: Path, version: str) -> None:
+    numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
+    if tuple(numbers) < MIN_KERAS:
+        want = ".".join(map(str, MIN_KERAS))
+        msg = (f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
+               f'run: pip install -U "keras>={want}"')
+        raise MissingDependencyError(msg, name="keras")
+
+
+@contextlib.contextmanager
+def _pinned_safe_mode(safe: bool) -> Iterator[None]:
+    """Pin Keras' safe mode for this thread while loading: a process-wide
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise override safe_mode=True."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # a Keras without it: the audit and safe_mode= remain
+        yield
+        return
+    with SafeModeScope(safe):
+        yield
+
+
+def _load_error(path: Path, e: Exception) -> ModelstoreError:
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
+    if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+        return UnsafeModelError(f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
+                                f"from the file was run")
+    return FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})")
+
+
+def _last_activation(model: Any) -> str | None:
+    try:
+        act = model.layers[-1].get_config().get("activation")
+    except (AttributeError, IndexError, NotImplementedError):
+        return None
+    return act if isinstance(act, str) else None
+
+
+def _load_weights(path: Path, model: Any) -> Any:
+    if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
+        msg = (f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
+               f"(same layers, built with the same input shape)")
+        raise ArgumentError(msg)
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        detail = " ".join(str(e).split())[:400]
+        msg = (f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
+               f"{detail} Build the model exactly as it was when saved")
+        raise ArchitectureMismatchError(msg) from None
+    except Exception as e:  # h5py and Keras raise KeyError/OSError/TypeError on odd files
+        raise FormatError(f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]) from None
+    return model
+
+
+@contextlib.contextmanager
+def _with_suffix(path: Path, suffix: str) -> Iterator[str]:
+    """Keras picks its reader from the suffix: give it a correctly named link if needed."""
+    if path.name.lower().endswith(suffix) or (suffix == ".h5" and path.suffix.lower() == ".hdf5"):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        link = Path(tmp) / f"model{suffix}"
+        os.symlink(path.resolve(), link)
+        yield str(link)
+
+
+def _embed_zip(path: Path, meta: dict[str, Any]) -> None:
+    """Append modelstore.json; its checksum covers every byte before it (the Keras archive)."""
+    with zipfile.ZipFile(path) as zf:
+        end = zf.start_dir
+    hasher = new_checksum()
+    update_from_file(hasher, path, 0, end)
+    record = {**meta, "checksum": format_checksum(hasher)}
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(META_ENTRY, json.dumps(record, sort_keys=True))
+
+
+def _embed_h5(path: Path, meta: dict[str, Any]) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        record = {**meta, "checksum": _h5_checksum(f)}
+        f.attrs[META_ATTR] = json.dumps(record, sort_keys=True)
+
+
+def _h5_checksum(f: Any) -> str:
+    """Checksum of every dataset (name, shape, dtype, bytes) and every attribute but ours."""
+    import h5py
+
+    hasher = new_checksum()
+    for key in sorted(k for k in f.attrs if k != META_ATTR):
+        hasher.update(f"{key}={f.attrs[key]!r}".encode())
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for name in sorted(names):
+        d = f[name]
+        hasher.update(f"{name}:{d.shape}:{d.dtype}".encode())
+        if d.ndim == 0 or d.shape[0] == 0:
+            hasher.update(d[()].tobytes())
+            continue
+        rows = max(1, (16 << 20) // max(1, d.dtype.itemsize * (d.size // d.shape[0] or 1)))
+        for start in range(0, d.shape[0], rows):  # bounded memory, whatever the dataset's size
+            hasher.update(d[start : start + rows].tobytes())
+    return format_checksum(hasher)
+

@@ -1,0 +1,1 @@
+"""The onnx format family."""

@@ -1,0 +1,474 @@
+"""ONNX files, run with onnxruntime; no torch or TensorFlow needed.
+
+``ms.load("x.onnx")`` returns an :class:`OnnxModel` around an ``InferenceSession``.
+modelstore's metadata lives in the model's own ``metadata_props``. Every tensor that reads
+external data, wherever it sits (initializers, sparse initializers, ``Constant`` and other
+tensor attributes, ``If``/``Loop``/``Scan`` bodies, model-local functions), is found by one
+walker (``security.onnxfile``) in ``scan`` and ``load`` alike, and each location goes through
+one confinement check (:func:`_confined_external`): inside the model's folder, no ``..``,
+absolute paths, links leading out or hard links, a regular file, offsets and lengths inside
+it, only the keys the spec defines. ``load`` runs onnxruntime on the very bytes it checked,
+and never registers a custom-op library: operators of unknown domains cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..._info import Finding, ScanReport, TensorInfo
+from ...errors import ArgumentError, FormatError, MissingDependencyError, UnsafeModelError
+from ...security import jsonsafe, unreadable
+from ...security.onnxfile import custom_domains, external_refs, ref_problem, require_onnx, tensors
+from ...storage.hashing import check_checksum, format_checksum, new_checksum, update_from_file
+from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest, labels_from_scores
+
+META_KEY = "modelstore"
+CHECKSUM_KEY = "modelstore.checksum"
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(string)": "str"}
+
+
+class OnnxModel:
+    """A loaded ONNX model: an onnxruntime session plus what modelstore knows about it.
+
+    Call it like a function (``model(x)``) or use ``ms.predict(model, x)``.
+    """
+
+    def __init__(self, path: Path, session: Any, meta: dict[str, Any] | None) -> None:
+        self.path = path
+        self.session = session
+        self.meta = meta or {}
+        self.inputs = session.get_inputs()
+        self.outputs = session.get_outputs()
+        self.input_names = [i.name for i in self.inputs]
+        self.output_names = [o.name for o in self.outputs]
+        self._float_inputs = {i.name: _ORT_TYPES.get(i.type) for i in self.inputs}
+        self.labels: list[Any] | None = self.meta.get("labels")
+        self.providers: list[str] = session.get_providers()
+        self._run = session.run
+        np = __import__("numpy")  # onnxruntime imported it already
+        self._ndarray = np.ndarray
+        single = self.inputs[0] if len(self.inputs) == 1 else None
+        want = _ORT_TYPES.get(single.type) if single is not None else None
+        # (input name, the numpy dtype it takes) for the one-array fast path
+        self._single = (single.name, np.dtype(want)) if single is not None and want not in (None, "str") else None
+
+    def __repr__(self) -> str:
+        return f"<OnnxModel {self.path.name} inputs={self.input_names} outputs={self.output_names} {self.providers}>"
+
+    def feed(self, inputs: Any) -> dict[str, Any]:
+        """Map inputs (an array, a tuple in input order, or a dict by name) to a feed dict."""
+        import numpy as np
+
+        if isinstance(inputs, dict):
+            items = dict(inputs)
+            missing = [n for n in self.input_names if n not in items]
+            if missing:
+                raise ArgumentError(f"{self.path}: inputs lack {missing}; the model takes {self.input_names}")
+        elif isinstance(inputs, tuple) and len(self.input_names) > 1:
+            items = dict(zip(self.input_names, inputs))
+        elif len(self.input_names) == 1:
+            items = {self.input_names[0]: inputs}
+        else:
+            raise ArgumentError(f"{self.path}: the model takes several inputs {self.input_names}: pass a dict")
+        feed = {}
+        for name, value in items.items():
+            try:
+                arr = value if type(value) is np.ndarray else np.asarray(value)
+            except ValueError as e:
+                raise ArgumentError(f"{self.path}: input {name!r} is not rectangular: {e}") from None
+            want = self._float_inputs.get(name)
+            if arr.ndim == 0 or (want not in (None, "str") and arr.dtype.kind not in "biuf"):
+                msg = f"{self.path}: input {name!r} must be an array of numbers, got {arr.dtype} with shape {arr.shape}"
+                raise ArgumentError(msg)
+            if want is not None and arr.dtype.name != want and arr.dtype.kind in "biuf":
+                arr = arr.astype(want)
+            feed[name] = arr
+        return feed
+
+    def __modelstore_predict__(self, inputs: Any) -> Any:
+        """``ms.predict(model, x)`` with default options: one array in, first output out."""
+        single = self._single
+        if single is not None and type(inputs) is self._ndarray and inputs.dtype is single[1]:
+            try:
+                return self._run(None, {single[0]: inputs})[0]
+            except Exception:
+                pass  # fall through to the full path, which explains the problem
+        return OnnxBackend().predict(self, inputs, PredictRequest())
+
+    def run(self, inputs: Any) -> list[Any]:
+        out: list[Any] = self.session.run(None, self.feed(inputs))
+        return out
+
+    def __call__(self, inputs: Any) -> Any:
+        return self.run(inputs)[0]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """``providers``: onnxruntime execution providers to use instead of those ``device=`` picks."""
+
+    providers: list[Any] | None = None
+
+
+class OnnxBackend(Backend):
+    """ONNX models run by onnxruntime (CPU by default, CUDA with device="cuda").
+
+    ``save(model, "m.onnx", sample_input=x)`` exports a torch, scikit-learn or Keras model
+    (this backend is an export target: ``exports_to``), checked for parity with onnxruntime.
+    """
+
+    name = "onnx"
+    framework = "onnx"
+    suffixes = (".onnx",)
+    risk = "restricted"  # no Python runs, but external data could reach outside the folder
+    extra = "onnx"
+    requires = ("onnx", "onnxruntime")
+    embeds_metadata = True
+    exports_to = True
+    LoadOptions = LoadOptions
+
+    def companions(self, path: Path) -> list[str]:
+        """The external data files the graph names (only plain names in its own folder: the
+        load refuses anything else anyway)."""
+        try:
+            proto = self._proto(path)
+        except (FormatError, MissingDependencyError):  # the load reports it
+            return []
+        names = {ref.get("location") or "" for ref in external_refs(proto)}
+        return sorted(n for n in names if _plain_name(n) is not None and not n.startswith("."))
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        # a ModelProto starts with field 1 (ir_version, a small varint)
+        return len(head) > 4 and head[0] == 0x08 and 3 <= head[1] <= 15 and head[2] in (0x12, 0x1A, 0x22, 0x3A)
+
+    def can_predict(self, obj: Any) -> bool:
+        return isinstance(obj, OnnxModel)
+
+    # -- reading the proto ----------------------------------------------------------------
+    def _proto(self, path: Path, data: bytes | None = None) -> Any:
+        import onnx
+
+        problem = require_onnx(onnx.__version__)
+        if problem:
+            raise MissingDependencyError(f"{path}: {problem}", name="onnx")
+        try:
+            if data is not None:
+                return onnx.load_model_from_string(data)
+            return onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise FormatError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        props = {p.key: p.value for p in self._proto(path).metadata_props}
+        if META_KEY not in props:
+            return None
+        meta = jsonsafe.loads(props[META_KEY], where=f"{path} (modelstore's metadata_props entry)")
+        if not isinstance(meta, dict):
+            return None
+        if CHECKSUM_KEY in props:
+            meta["checksum"] = props[CHECKSUM_KEY]
+        return meta
+
+    def verify(self, path: Path, meta: dict[str, Any]) -> None:
+        expected = meta.get("checksum")
+        if isinstance(expected, str):
+            check_checksum(path, expected, proto_checksum(self._proto(path), path.parent), "its metadata_props")
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            proto = self._proto(path)
+        except FormatError as e:
+            return unreadable(path, self.name, "format", str(e), subject="model")
+        findings = [Finding(subject, "critical", reason) for subject, reason in external_data_problems(proto, path)]
+        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import onnx
+        import onnxruntime as ort
+
+        if request.model is not None:
+            raise ArgumentError(f"{path}: model= is for weights files; an ONNX file holds the whole graph")
+        providers = request.options.providers or _providers_for(request.device, ort, path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise FormatError(f"{path}: the model cannot be read ({e.strerror})") from None
+        proto = self._proto(path, data)
+        # the same walk and confinement as scan, on the bytes onnxruntime will run; confinement
+        # holds whatever trust says (trust is about code, and an ONNX file runs none)
+        problems = external_data_problems(proto, path)
+        if problems:
+            subjects = [subject for subject, _ in problems]
+            reasons = "; ".join(reason for _, reason in problems[:5])
+            raise UnsafeModelError(f"{path}: refusing to load: {reasons}. Keep external data as regular "
+                                   f"files beside the model", subjects)
+        external = bool(external_refs(proto))
+        domains = custom_domains(proto)
+        del proto
+        try:
+            onnx.checker.check_model(str(path) if external else data)
+        except Exception as e:  # ValidationError, and C++ errors surfaced as others
+            raise FormatError(f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}") from None
+        options = ort.SessionOptions()
+        if external:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                             str(path.parent))
+        try:
+            session = ort.InferenceSession(data, options, providers=providers)
+        except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented
+            first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            hint = (f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
+                    f"never loads" if domains else "")
+            raise FormatError(f"{path}: onnxruntime cannot load the model ({first}){hint}") from None
+        return OnnxModel(path, session, request.meta)
+
+    def inspect(self, path: Path) -> Inspection:
+        proto = self._proto(path)
+        g = proto.graph
+        init_names = {t.name for t in g.initializer}
+        details: dict[str, Any] = {
+            "inputs": [_value_info(v) for v in g.input if v.name not in init_names],
+            "outputs": [_value_info(v) for v in g.output],
+            "opset": {(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "ir_version": proto.ir_version,
+            "initializers": len(g.initializer),
+            "nodes": len(g.node),
+        }
+        props = {p.key: p.value for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)}
+        if props:
+            details["metadata_props"] = props
+        domains = custom_domains(proto)
+        if domains:
+            details["custom_domains"] = domains
+        tensors = [_tensor_info(t) for t in g.initializer]
+        problems = external_data_problems(proto, path)
+        return Inspection(framework="onnx", tensors=tensors, num_params=sum(t.numel for t in tensors),
+                          meta=self.read_meta(path), extra_metadata=details, executes_code=False,
+                          globals=[s for s, _ in problems])
+
+    # -- as an export target ------------------------------------------------------------
+    def finish_export(self, tmp: Path, target: Path, exported: Exported, sample: Any,
+                      meta: dict[str, Any], check: dict[str, Any] | None) -> list[Path]:
+        """Check parity with onnxruntime (``check``: dynamic_batch, rtol, atol), give the
+        external data names of their own beside ``target`` and embed the metadata."""
+        import onnx
+        import onnxruntime
+
+        from .export import check_parity
+
+        parity = (check_parity(tmp, exported, sample, check["dynamic_batch"], check["rtol"], check["atol"])
+                  if check is not None else None)
+        moved = rename_external_data(tmp, target)  # unique names: the old pair stays whole
+        meta["format"] = self.name
+        meta["onnx"] = {
+            "exporter": exported.exporter, "exporter_version": exported.exporter_version,
+            "opset": exported.opset, "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__, "parity": parity,
+            **meta.pop("onnx_source", {}), **exported.extra,
+        }
+        embed_metadata(tmp, meta)
+        return moved
+
+    def after_commit(self, target: Path) -> None:
+        remove_stale_external_data(target)
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        import numpy as np
+
+        if request.device not in (None, "cpu") and request.device.split(":")[0] != "cuda":
+            raise ArgumentError(f"device={request.device!r}: load the model with that device instead")
+        if inputs is None:
+            raise ArgumentError("predict needs inputs, got None")
+        feed = model.feed(inputs)
+        n = len(next(iter(feed.values())))
+        step = request.batch_size or n or 1
+        try:
+            if step >= n:
+                outs = model.session.run(None, feed)
+            else:
+                parts = [model.session.run(None, {k: v[s : s + step] for k, v in feed.items()})
+                         for s in range(0, n, step)]
+                outs = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        except Exception as e:  # onnxruntime's InvalidArgument / Fail for wrong shapes or types
+            raise ArgumentError(f"{model.path}: the inputs do not fit the model: {str(e).splitlines()[0]}") from None
+        if request.output == "raw":
+            return outs[0]
+        proba = _probabilities(model, outs)
+        if request.output == "proba":
+            return proba
+        labels = request.labels or model.labels
+        if len(outs) > 1 and outs[0].ndim == 1:  # classifier exports give labels directly
+            if labels and outs[0].dtype.kind in "iu" and max(outs[0], default=0) < len(labels):
+                return [labels[int(i)] for i in outs[0]]
+            return [v.item() if hasattr(v, "item") else v for v in outs[0]]
+        return labels_from_scores(proba, labels)
+
+
+def _probabilities(model: OnnxModel, outs: list[Any]) -> Any:
+    import numpy as np
+
+    names = [o.name.lower() for o in model.outputs]
+    for i, name in enumerate(names):
+        if "prob" in name and i < len(outs):
+            return outs[i]
+    out = np.asarray(outs[0], dtype=np.float64)
+    if out.ndim and (out.min() >= 0) and np.allclose(out.sum(axis=-1), 1, atol=1e-4):
+        return outs[0]  # already probabilities (a softmax at the end)
+    e = np.exp(out - out.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _providers_for(device: str | None, ort: Any, path: Path) -> list[str]:
+    available = ort.get_available_providers()
+    if device is None or device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.split(":")[0] == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            msg = (f"{path}: device={device!r} needs onnxruntime's CUDAExecutionProvider, which this "
+                   f"onnxruntime lacks (it has {available}); install onnxruntime-gpu or use device='cpu'")
+            raise ArgumentError(msg)
+        index = device.split(":")[1] if ":" in device else "0"
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]  # type: ignore[list-item]
+    raise ArgumentError(f"{path}: device={device!r} is not supported for ONNX (use 'cpu' or 'cuda')")
+
+
+def _value_info(v: Any) -> dict[str, Any]:
+    import onnx
+
+    t = v.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    return {"name": v.name, "shape": dims, "dtype": dtype}
+
+
+def _tensor_info(t: Any) -> TensorInfo:
+    import onnx
+
+    shape = tuple(int(d) for d in t.dims)
+    n = 1
+    for d in shape:
+        n *= d
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        dtype, size = np_dtype.name, np_dtype.itemsize
+    except (KeyError, ValueError, TypeError):
+        dtype, size = str(t.data_type), 0
+    return TensorInfo(t.name, shape, dtype, n * size)
+
+
+# -- external data ------------------------------------------------------------------------
+
+
+def _confined_external(path: Path, location: str) -> tuple[Path | None, str | None]:
+    """An external-data location of the model at ``path`` through the one confinement check
+    (security/confine.py): (the regular file it names inside the model's folder, None) or
+    (None, why not)."""
+    from ...errors import ModelNotFoundError
+    from ...security.confine import ConfinementError, confine
+
+    try:
+        return confine(path.parent, location, what="the external data file", main=path), None
+    except ConfinementError as e:
+        return None, str(e)
+    except ModelNotFoundError:
+        return None, f"needs {location}, which does not exist"
+
+
+def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
+    """(subject, reason) for every external-data reference that is malformed or leaves the
+    model's folder, found by the one walker over every tensor in the model."""
+    problems = []
+    for ref in external_refs(proto):
+        problem = ref_problem(ref, path, _confined_external)
+        if problem is not None:
+            problems.append((f"external:{ref.get('location') or ref.tensor}", problem))
+    return problems
+
+
+def proto_checksum(proto: Any, folder: Path) -> str:
+    """Checksum of the model without modelstore's own props, plus its external data files."""
+    clean = type(proto)()
+    clean.CopyFrom(proto)
+    keep = [p for p in clean.metadata_props if p.key != CHECKSUM_KEY]
+    del clean.metadata_props[:]
+    clean.metadata_props.extend(keep)
+    hasher = new_checksum()
+    hasher.update(clean.SerializeToString(deterministic=True))
+    model = folder / "model.onnx"  # any name in the folder: only its parent matters
+    for loc in sorted({ref.get("location") or "" for ref in external_refs(proto)}):
+        target, _ = _confined_external(model, loc)
+        if target is not None:  # the scan refuses the others
+            hasher.update(loc.encode())
+            update_from_file(hasher, target)
+    return format_checksum(hasher)
+
+
+def embed_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Write modelstore's metadata and checksum into the model's metadata_props."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    keep = [p for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in keep},
+                                           META_KEY: json.dumps(meta, sort_keys=True)})
+    checksum = proto_checksum(proto, path.parent)
+    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                           CHECKSUM_KEY: checksum})
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def rename_external_data(tmp: Path, target: Path) -> list[Path]:
+    """Exporters name external data after the temp file. Give each data file a name of its
+    own beside the target (``model.onnx.<token>.data``), so the previous model keeps reading
+    its previous data until the new model file replaces it; returns the new data files."""
+    import onnx
+
+    proto = onnx.load(str(tmp), load_external_data=False)
+    moved: dict[str, str] = {}
+    token = os.urandom(4).hex()
+    for _, t in tensors(proto):
+        for entry in t.external_data:
+            if entry.key == "location" and entry.value.startswith(tmp.name):
+                new = f"{target.name}.{token}{entry.value[len(tmp.name):]}"
+                if any(_plain_name(n) is None for n in (entry.value, new)):
+                    raise FormatError(f"{target}: the exporter named external data {entry.value!r}, which is "
+                                      f"not a plain file name beside the model; refusing to move it")
+                moved[entry.value] = new
+                entry.value = new
+    for old, new in moved.items():
+        fd = os.open(tmp.parent / old, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp.parent / old, tmp.parent / new)
+    if moved:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+    return [tmp.parent / new for new in moved.values()]
+
+
+def remove_stale_external_data(target: Path) -> None:
+    """Delete data files an earlier export of ``target`` left, now that nothing reads them."""
+    import onnx
+
+    used = {ref.get("location") for ref in external_refs(onnx.load(str(target), load_external_data=False))}
+    for f in target.parent.glob(f"{target.name}.*.data"):
+        if f.name not in used and f.is_file() and not f.is_symlink():
+            f.unlink(missing_ok=True)
+
+
+def _plain_name(name: str) -> str | None:
+    """``name`` if it is one file name (no folder, no link out of the folder), else None."""
+    ok = name and name not in (".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
+    return name if ok else None

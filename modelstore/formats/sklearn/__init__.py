@@ -1,0 +1,1 @@
+"""The sklearn format family."""

@@ -1,0 +1,222 @@
+"""PyTorch's own ``torch.save`` files (``.pt``, ``.pth``): state dicts and training checkpoints.
+
+These files are pickles. The front door scans them against the tensor allow-list before
+``torch.load`` sees them, and ``torch.load`` then runs with ``weights_only=True`` as a second
+line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.modelstore.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from ..._info import ScanReport
+from ...errors import (
+    ArchitectureMismatchError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    UnsafeModelError,
+    UnsupportedModelError,
+)
+from ...security import classify, unreadable
+from ...security.policy import TORCH_POLICY
+from ...security.torchfile import (
+    LEGACY_PREFIX,
+    TorchFileError,
+    is_torch_zip,
+    plain_value,
+    read_pickles,
+    tensor_records,
+)
+from ..base import Backend, Inspection, LoadRequest, PredictRequest
+from . import common as _torch
+from . import dtype as _dtype
+
+#: Keys under which training checkpoints usually keep the model's weights.
+CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
+
+
+class TorchBackend(Backend):
+    """``torch.save`` zip archives (and legacy streams): weights and checkpoints."""
+
+    name = "torch"
+    framework = "torch"
+    suffixes = (".pt", ".pth")
+    risk = "pickle"
+    extra = "torch"
+    requires = ("torch",)
+    reads_one_file = True
+    embeds_metadata = False
+    casts = True
+    SaveOptions = _dtype.SaveOptions
+    LoadOptions = _dtype.LoadOptions
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        if head.startswith(LEGACY_PREFIX):
+            return True
+        return head.startswith(b"PK\x03\x04") and is_torch_zip(path)
+
+    def accepts(self, path: Path, head: bytes) -> bool:
+        # torch.load unpickles any non-zip file, so a .pt holding a plain pickle is ours to gate
+        return self.sniff(path, head) or (len(head) > 1 and head[0] == 0x80)
+
+    def can_save(self, obj: Any) -> bool:
+        return _torch.is_module(obj) or (isinstance(obj, dict) and _torch.contains_tensor(obj))
+
+    def can_predict(self, obj: Any) -> bool:
+        return _torch.is_module(obj)
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        return _torch.describe(obj)
+
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
+              target: Path) -> str | None:
+        import torch
+
+        if options.dtype is not None:
+            obj = _dtype.cast_for_save(obj, options.dtype, meta, target)
+        payload = obj.state_dict() if _torch.is_module(obj) else obj
+        with open(tmp, "wb") as f:  # a file object keeps the archive's inner name neutral
+            torch.save(payload, f)
+        report = self.scan(tmp)
+        if report.untrusted:
+            msg = (
+                f"this checkpoint holds {', '.join(report.untrusted)}, so loading it would need "
+                f"trust=[...]: keep checkpoints to tensors and plain Python values "
+                f"(e.g. float(x) instead of a numpy scalar)"
+            )
+            raise UnsupportedModelError(msg)
+        return None
+
+    def scan(self, path: Path) -> ScanReport:
+        try:
+            pickles = read_pickles(path)
+        except TorchFileError as e:
+            return unreadable(path, self.name, e.kind, str(e), subject="archive")
+        return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import torch
+
+        _torch.check_device(request.device, path)
+        if request.trust is not True and _torch_version(torch) < (2, 10):
+            msg = (f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
+                   f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
+                   f"or pass trust=True only if you trust the file's author")
+            raise MissingDependencyError(msg, name="torch")
+        legacy = not zipfile.is_zipfile(path)
+        try:
+            with _allowing(request.trust):
+                obj = torch.load(path, map_location=request.device or "cpu",
+                                 weights_only=request.trust is not True, mmap=not legacy)
+        except pickle.UnpicklingError as e:
+            msg = (
+                f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
+                f"Pass trust=True only if you trust the file's author"
+            )
+            raise UnsafeModelError(msg) from None
+        except (RuntimeError, EOFError, ValueError, OSError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise IntegrityError(f"{path}: torch could not read the file ({first}); it is damaged or truncated") from None
+        if _torch.is_module(obj):
+            _dtype.cast_module(obj, request.options.dtype)
+            obj.eval()
+            return obj
+        if request.model is None:
+            recorded = (request.meta or {}).get("model_class")
+            if request.trust is True and recorded and _torch.is_state_dict(obj):
+                return _torch.build_module(dict(obj), request, path)
+            # a state dict (in the dtypes it was saved from) or a whole checkpoint, as saved
+            return _dtype.for_load_object(obj, request.meta, request.options.dtype, path)
+        sd = _weights_of(obj)
+        if sd is None:
+            keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+            msg = (
+                f"{path}: model= was given but the file holds no state dict under "
+                f"{', '.join(CHECKPOINT_KEYS)} (it holds {keys}); load it without model= and "
+                f"pick the weights yourself"
+            )
+            raise ArchitectureMismatchError(msg)
+        return _torch.build_module(sd, request, path)
+
+    def inspect(self, path: Path) -> Inspection:
+        try:
+            pickles = read_pickles(path)
+        except TorchFileError as e:
+            cls = IntegrityError if e.truncated else FormatError
+            raise cls(f"{path}: not a readable torch.save file: {e}") from None
+        main = pickles.main
+        if main is None or main.error:
+            why = main.error if main else "no object pickle"
+            raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
+        records = tensor_records(main.result)
+        storage_seen: set[tuple[Any, ...]] = set()
+        num = 0
+        for info, ident in records:
+            if ident not in storage_seen:
+                storage_seen.add(ident)
+                num += info.numel
+        globals_ = [g for rep in pickles.streams.values() for g in rep.globals]
+        top = plain_value(main.result)
+        extra = ({k: v for k, v in top.items() if isinstance(v, (int, float, str, bool))}
+                 if isinstance(top, dict) else {})
+        return Inspection(
+            framework="torch", tensors=[r[0] for r in records], num_params=num,
+            extra_metadata=extra, globals=list(dict.fromkeys(globals_)),
+            executes_code=True,  # unpickling calls whatever the stream names (DESIGN section 2)
+        )
+
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Any:
+        from ..onnx.export import export_torch
+
+        return export_torch(model, path, sample_input, opset, dynamic_batch)
+
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        return _torch.predict(model, inputs, request)
+
+
+def _torch_version(torch: Any) -> tuple[int, int]:
+    parts = torch.__version__.split("+")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return (0, 0)
+
+
+def _weights_of(obj: Any) -> dict[str, Any] | None:
+    if _torch.is_state_dict(obj):
+        return dict(obj)
+    if isinstance(obj, dict):
+        for key in CHECKPOINT_KEYS:
+            if _torch.is_state_dict(obj.get(key)):
+                return dict(obj[key])
+    return None
+
+
+def _allowing(trust: bool | list[str]) -> Any:
+    """torch's weights_only unpickler, widened by the caller's ``trust=[...]`` globals."""
+    if isinstance(trust, bool) or not trust:
+        return nullcontext()
+    import torch
+
+    objs = []
+    for name in trust:
+        module, _, attr = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        objs.append(obj)
+        if name == "numpy.dtype":
+            # torch's unpickler also checks the type of each dtype it rebuilds (Float64DType, ...):
+            # trusting numpy.dtype means trusting what it makes
+            import numpy
+
+            objs.extend(v for v in vars(numpy.dtypes).values() if isinstance(v, type) and issubclass(v, numpy.dtype))
+    return torch.serialization.safe_globals(objs)

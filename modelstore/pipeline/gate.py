@@ -1,0 +1,45 @@
+"""The one trust decision: from the backend's declared risk and the scan, before anything is
+deserialised. No backend can skip it by declaring itself safe: only the built-in table's
+``safe`` formats (no code path in their loaders) pass without a scan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import _warn
+from ..errors import ArgumentError, PickleWarning
+from ..formats.base import Backend
+from ..security import enforce
+
+
+def checked_trust(trust: Any) -> bool | list[str]:
+    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
+                                                 all(isinstance(t, str) for t in trust))):
+        raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
+    return trust if isinstance(trust, bool) else list(trust)
+
+
+def _declared_safe(backend: Backend) -> bool:
+    """``risk == "safe"`` counts only for modelstore's own backends: a plugin that declares
+    itself safe is scanned like any other (its scan decides)."""
+    return backend.risk == "safe" and type(backend).__module__.startswith("modelstore.formats.")
+
+
+def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
+    """Scan before anything deserialises; refuse what is not allowed."""
+    if _declared_safe(backend) or trust is True:
+        return
+    # a pickle backend whose loader is the restricted unpickler checks while it reads (one
+    # pass); every other non-safe backend is scanned before anything is deserialised
+    if backend.risk == "pickle" and getattr(backend, "checks_while_loading", False) and \
+            type(backend).__module__.startswith("modelstore.formats."):
+        return
+    enforce(backend.scan(path), trust)
+
+
+def warn_unpickled(backend: Backend, shown: str, trust: bool | list[str]) -> None:
+    if backend.risk == "pickle":
+        what = "with trust=True: any code in it ran" if trust is True else (
+            "through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
+        _warn.warn(f"{shown}: unpickled {what}; prefer safetensors for weights you share", PickleWarning)

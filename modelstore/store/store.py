@@ -1,0 +1,544 @@
+"""``Store``: numbered, immutable model versions with aliases, on any fsspec root.
+
+Layout under the root (a local folder, ``s3://bucket/prefix``, ``memory://...``)::
+
+    <name>/versions/000003.claim          who took number 3 (created exclusively, never removed)
+    <name>/versions/000003/model.safetensors   the files of version 3 (any supported format)
+    <name>/versions/000003.json           the version's manifest: written LAST, it publishes it
+    <name>/aliases/prod.json              {"version": 3}
+
+A save first *claims* the next number with an exclusive create (``O_EXCL`` locally, a
+conditional ``PUT`` with ``If-None-Match: *`` on S3), so two concurrent saves of one name get
+distinct numbers and neither is lost. It then writes the model's files into the version's
+own folder, and the manifest last: a reader lists manifests only, so it never sees a version
+whose files are still uploading, and a killed save leaves an invisible, unused number.
+Claims are kept after ``delete`` so numbers are never reused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import api as _api
+from .._info import _jsonable
+from ..errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
+from ..pipeline import choose, locate
+from ..security.confine import (
+    check_name,
+    confine,
+    create_new,
+    open_confined,
+    read_confined,
+    replace_file,
+    writable,
+)
+from ..security.jsonsafe import dumps, loads
+from ..storage import remote as _remote
+from ..storage.files import PathLike
+
+STORE_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_WIDTH = 6
+_RESERVED = {"latest"}
+#: Version numbers have at most this many ASCII digits (far beyond any store's life).
+_MAX_DIGITS = 18
+#: A manifest or alias holds metadata: far below this even with large user metadata.
+_MAX_JSON = 64 << 20
+#: What to do about a store entry the confinement check refuses.
+_FIX = "Remove it from the store folder (someone wrote a link or special file there)"
+
+
+def _number(text: str) -> int | None:
+    """A version number from ASCII digits only (``str.isdigit`` accepts '²', which ``int``
+    refuses), bounded in length; None for anything else."""
+    if 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def _size(value: Any) -> int:
+    """A byte count read from a manifest: a plain non-negative int below 2**63."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError(f"a size of {str(value)[:40]!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One published version of a named model in a :class:`Store`."""
+
+    name: str
+    version: int
+    path: str  # the model file (or shard index) to load, as a path or URI
+    format: str
+    framework: str | None
+    created: str  # ISO 8601, UTC
+    size_bytes: int
+    sha256: str  # of the model file (the index for shards): pin it with load(..., sha256=)
+    files: dict[str, int] = field(default_factory=dict)  # every file of the version: size
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return out
+
+
+def default_root() -> str:
+    """``$MODELSTORE_HOME``, else ``~/.modelstore``."""
+    return os.environ.get("MODELSTORE_HOME") or str(Path.home() / ".modelstore")
+
+
+class Store:
+    """A versioned model store on a local folder or any fsspec URI.
+
+    Parameters
+    ----------
+    root : a folder or URI (``s3://bucket/models``); default ``$MODELSTORE_HOME`` or
+        ``~/.modelstore``. A local folder is created if missing.
+    storage_options : passed to fsspec (e.g. ``{"endpoint_url": ..., "key": ...}`` for S3).
+
+    Examples
+    --------
+    >>> store = ms.Store("s3://team-models")
+    >>> v = store.save(net, "digits-mlp", config={"hidden": 32}, tags={"data": "digits"})
+    >>> store.alias("digits-mlp", v, "prod")
+    >>> net = store.load("digits-mlp@prod", model=Net)
+    """
+
+    def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None) -> None:
+        root_str = os.fspath(root) if root is not None else default_root()
+        self._options = dict(storage_options or {})
+        root_local, uri = _remote.split(root_str)
+        if uri is not None:
+            self._fs, path = _remote.open_fs(root_str, self._options)
+            self._root = path.rstrip("/")
+            self._uri_prefix = root_str.rstrip("/")
+            self._local = False
+        else:
+            local = Path(root_local).expanduser().resolve()
+            try:
+                local.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(e.errno or errno.EIO, f"{local}: cannot create the store folder: {e.strerror}",
+                                   str(local)) from None
+            self._fs, _ = _remote.open_fs(f"file://{local}")
+            self._root = str(local)
+            self._uri_prefix = str(local)
+            self._local = True
+        self.root = root_str if not self._local else self._root
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    # -- names and paths ------------------------------------------------------------------
+    def _p(self, *parts: str) -> str:
+        return _remote.join(self._root, *parts)
+
+    def _public(self, path: str) -> str:
+        """A path inside the filesystem as the user addresses it (URI for remote roots)."""
+        rel = path[len(self._root):].lstrip("/")
+        return _remote.join(self._uri_prefix, rel) if rel else self._uri_prefix
+
+    @staticmethod
+    def _check_name(name: Any, what: str = "model name") -> str:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ArgumentError(f"{name!r} is not a valid {what}: use letters, digits, '.', '_' "
+                                f"and '-', starting with a letter or digit (at most 128)")
+        return name
+
+    def _vdir(self, name: str, version: int) -> str:
+        return self._p(name, "versions", f"{version:0{_WIDTH}d}")
+
+    def _fresh(self, path: str) -> None:
+        with contextlib.suppress(Exception):
+            self._fs.invalidate_cache(path)
+
+    def _rel(self, path: str) -> str:
+        """``path`` (inside the filesystem) relative to the store's root."""
+        return path[len(self._root):].lstrip("/")
+
+    def _ls(self, path: str) -> list[str]:
+        self._fresh(path)
+        if self._local and self._rel(path):  # a folder linked out of the store is never listed
+            try:
+                confine(self._root, self._rel(path), what="the store folder", source=self.root, kind="dir",
+                        todo=_FIX)
+            except ModelNotFoundError:
+                return []
+        try:
+            with _remote.storage_errors(self._public(path), "list"):
+                return [_remote.basename(p) for p in self._fs.ls(path, detail=False)]
+        except ModelNotFoundError:
+            return []
+
+    def _read_json(self, path: str) -> dict[str, Any] | None:
+        """A manifest or alias: confined to the store (locally: no link leading out, no
+        hard link, no FIFO; opened without following links) and read with the bounded JSON
+        reader. None if it does not exist."""
+        self._fresh(path)
+        try:
+            if self._local:
+                raw = read_confined(self._root, self._rel(path), what="the store entry", source=self.root,
+                                    max_bytes=_MAX_JSON, todo=_FIX)
+            else:
+                with _remote.storage_errors(self._public(path), "read"):
+                    raw = self._fs.cat_file(path)
+        except ModelNotFoundError:
+            return None
+        data = loads(raw, where=f"{self._public(path)} (a damaged store entry)", max_bytes=_MAX_JSON)
+        if not isinstance(data, dict):
+            raise FormatError(f"{self._public(path)}: must hold a JSON object; the store entry is damaged")
+        return data
+
+    @staticmethod
+    def _check_json(data: Any, where: str) -> str:
+        try:  # what we write must read back through the bounded reader
+            return dumps(data, indent=2, sort_keys=True) + "\n"
+        except (TypeError, ValueError) as e:
+            raise ArgumentError(f"{where}: cannot be stored as JSON ({e}); pass numbers, strings, "
+                                f"lists and dicts (no NaN or infinity)") from None
+
+    def _write_json(self, path: str, data: dict[str, Any]) -> None:
+        blob = self._check_json(data, self._public(path)).encode()
+        if self._local:  # a rename publishes it whole; folders on the way must be the store's own
+            target = writable(self._root, self._rel(path), what="the store entry", source=self.root, todo=_FIX)
+            with _remote.storage_errors(self._public(path), "write"):
+                replace_file(target, blob)
+            return
+        with _remote.storage_errors(self._public(path), "write"):  # published once the upload completes
+            self._fs.pipe_file(path, blob)
+
+    # -- versions ---------------------------------------------------------------------------
+    def _claim(self, name: str) -> int:
+        """Take the next free version number with an exclusive create."""
+        folder = self._p(name, "versions")
+        # every numbered entry counts (a folder left without its claim too): never reuse one
+        found = (_number(n.split(".")[0]) for n in self._ls(folder))
+        number = max((n for n in found if n is not None), default=0) + 1
+        import socket
+
+        who = {"host": socket.gethostname(), "pid": os.getpid(), "time": _now()}
+        if self._local:
+            writable(self._root, self._rel(self._p(name, "versions", "x.claim")), what="the store folder",
+                     source=self.root, todo=_FIX)
+        for _ in range(10_000):
+            path = self._p(name, "versions", f"{number:0{_WIDTH}d}.claim")
+            try:
+                with _remote.storage_errors(self._public(path), "claim a version number at"):
+                    with self._fs.open(path, "xb") as f:
+                        f.write(json.dumps(who).encode())
+                return number
+            except FileExistsError:
+                number += 1
+            except (ValueError, NotImplementedError):  # a filesystem without exclusive create
+                raise StorageError(errno.ENOTSUP, f"{self._public(path)}: this filesystem cannot create "
+                                   f"files exclusively, so concurrent saves could collide; use a local "
+                                   f"folder, S3 or memory://", self._public(path)) from None
+        raise StorageError(errno.EAGAIN, f"{self._public(folder)}: could not claim a version number", name)
+
+    def save(self, model: Any, name: str, *, metadata: dict[str, Any] | None = None,
+             tags: dict[str, str] | list[str] | None = None, format: str | None = None,
+             **save_options: Any) -> int:
+        """Save ``model`` as the next version of ``name`` and return its number.
+
+        ``save_options`` go to :func:`modelstore.save` (``config=``, ``labels=``,
+        ``sample_input=``, ``dtype=``, ``max_shard_size=``...). The format is the one
+        :func:`modelstore.save` picks for the object (safetensors for torch modules,
+        joblib for scikit-learn, .keras for Keras), or ``format=``.
+        """
+        self._check_name(name)
+        tag_map = _tags(tags)
+        suffix = _suffix_for(model, format)
+        number = self._claim(name)
+        vdir = self._vdir(name, number)
+        shards = save_options.get("max_shard_size") is not None
+        entry = "model" if shards else f"model{suffix}"
+        target = _remote.join(self._public(vdir), entry)
+        try:
+            self._make_vdir(vdir)
+            info = _api.save(model, target, format=format, metadata=metadata,
+                             storage_options=self._options, **save_options)
+        except BaseException:
+            self._discard(vdir)
+            raise
+        return self._publish(name, number, vdir, info, tag_map)
+
+    def push(self, path: PathLike, name: str, *, metadata: dict[str, Any] | None = None,
+             tags: dict[str, str] | list[str] | None = None) -> int:
+        """Add an existing local model file (with its sidecar, shards or external data) as
+        the next version of ``name``, without loading it. ``metadata`` is kept in the manifest."""
+        self._check_name(name)
+        src = Path(os.fspath(path))
+        info = _api.inspect(src)  # reads headers only: a hostile file is not run by a push
+        main = choose.model_file(src)
+        files = locate.model_paths(main, choose.for_file(main, info.format))
+        metadata = {**info.metadata, **(metadata or {})}
+        self._check_json(metadata, "metadata")  # before a number is claimed for it
+        number = self._claim(name)
+        vdir = self._vdir(name, number)
+        try:
+            self._make_vdir(vdir)
+            for f in files:  # data first, describing files last
+                dest = _remote.join(vdir, f.relative_to(src.parent).as_posix())
+                if self._local:
+                    writable(self._root, self._rel(dest), what="the version folder", source=self.root, todo=_FIX)
+                with _remote.storage_errors(self._public(dest), "upload"):
+                    self._fs.put_file(str(f), dest)
+        except BaseException:
+            self._discard(vdir)
+            raise
+        entry = Path(info.path).relative_to(src.parent).as_posix()
+        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry), metadata=metadata)
+        return self._publish(name, number, vdir, info, _tags(tags))
+
+    def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
+        self._fresh(vdir)
+        with _remote.storage_errors(self._public(vdir), "list"):
+            found = self._fs.find(vdir, detail=True)  # one listing, sizes included
+        files = {str(p)[len(vdir):].lstrip("/"): int(d.get("size") or 0) for p, d in sorted(found.items())}
+        entry = info.path[len(self._public(vdir)):].lstrip("/")
+        manifest = {
+            "store_version": STORE_VERSION, "name": name, "version": number, "created": _now(),
+            "entry": entry, "format": info.format, "framework": info.framework,
+            "size_bytes": sum(files.values()), "sha256": info.sha256, "files": files,
+            "metadata": info.metadata, "tags": tags,
+        }
+        # the manifest last: the version exists for readers only once all its files do
+        self._write_json(vdir + ".json", manifest)
+        return number
+
+    def _make_vdir(self, vdir: str) -> None:
+        """Create a claimed version's folder: locally a real folder of the store, never a
+        link someone planted under the claimed number."""
+        if self._local:
+            writable(self._root, self._rel(vdir) + "/x", what="the version folder", source=self.root, todo=_FIX)
+
+    def _discard(self, vdir: str) -> None:
+        with contextlib.suppress(Exception):
+            if self._fs.exists(vdir):
+                self._fs.rm(vdir, recursive=True)
+
+    def list(self) -> list[str]:
+        """Names with at least one published version, sorted."""
+        names = []
+        for name in self._ls(self._root):
+            if _NAME.match(name) and any(n.endswith(".json") for n in self._ls(self._p(name, "versions"))):
+                names.append(name)
+        return sorted(names)
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        """Every published version of ``name``, oldest first."""
+        self._check_name(name)
+        aliases = self._aliases(name)
+        out = []
+        for entry in self._ls(self._p(name, "versions")):
+            number = _number(entry[:-len(".json")]) if entry.endswith(".json") else None
+            if number is not None:
+                manifest = self._read_json(self._p(name, "versions", entry))
+                if manifest is not None:  # deleted between the listing and the read
+                    out.append(self._version(name, number, manifest, aliases))
+        return sorted(out, key=lambda v: v.version)
+
+    def _version(self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
+        """A manifest read as hostile input: names lead only into the version's folder
+        (ConfinementError), every field has its type and sizes their range (FormatError)."""
+        where = self._public(self._vdir(name, number) + ".json")
+        try:
+            entry, files, tags = m["entry"], m.get("files") or {}, m.get("tags") or {}
+            metadata, framework = m.get("metadata") or {}, m.get("framework")
+            if not (isinstance(entry, str) and isinstance(files, dict) and isinstance(metadata, dict)
+                    and isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+                raise TypeError("entry, files, metadata or tags")
+            if framework is not None and not isinstance(framework, str):
+                raise TypeError("framework")
+            version = ModelVersion(
+                name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), entry),
+                format=_text(m["format"]), framework=framework, created=_text(m["created"]),
+                size_bytes=_size(m["size_bytes"]), sha256=_text(m.get("sha256") or ""),
+                files={k: _size(v) for k, v in files.items()}, metadata=dict(metadata), tags=dict(tags),
+                aliases=sorted(a for a, v in aliases.items() if v == number))
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{where}: the version manifest is malformed ({e}); the store entry is damaged") from None
+        for rel in (entry, *files):  # names lead nowhere but into the version's folder
+            check_name(rel, what="the version file", source=where)
+        return version
+
+    def _entry(self, version: ModelVersion) -> str:
+        """The version's model file to read: locally confined to the store (the entry, the
+        version folder and every folder on the way: no link leading out, no hard link, no
+        FIFO), returned as its real path; remote entries as their URI (checked by name)."""
+        if not self._local:
+            return version.path
+        vdir = self._vdir(version.name, version.version)
+        entry = version.path[len(self._public(vdir)):].lstrip("/")
+        return str(confine(self._root, _remote.join(self._rel(vdir), entry), what="the version's model file",
+                           source=self._public(vdir + ".json"), todo=_FIX))
+
+    def _aliases(self, name: str) -> dict[str, int]:
+        out = {}
+        for entry in self._ls(self._p(name, "aliases")):
+            if entry.endswith(".json"):
+                data = self._read_json(self._p(name, "aliases", entry)) or {}
+                version = data.get("version")
+                if type(version) is int and 0 < version < 10**_MAX_DIGITS:
+                    out[entry[:-len(".json")]] = version
+        return out
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """``"name"`` (latest), ``"name@3"``, ``"name@prod"`` (an alias) or ``"name@latest"``."""
+        if not isinstance(ref, str):
+            raise ArgumentError(f"a model reference is a string like 'digits@3', not {type(ref).__name__}")
+        name, _, which = ref.partition("@")
+        self._check_name(name)
+        number = _number(which)
+        if which and number is None and (not _NAME.match(which) or which.isdigit()):
+            msg = (f"{ref[:200]!r} is not a valid model reference: after '@' comes a version number "
+                   f"(at most {_MAX_DIGITS} digits 0-9), an alias or 'latest'")
+            raise ArgumentError(msg)
+        aliases = self._aliases(name)
+        if which in ("", "latest"):
+            found = self.versions(name)
+            if not found:
+                raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
+                                         f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
+            return found[-1]
+        if number is None and which in aliases:
+            number = aliases[which]
+        elif number is None:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise ModelNotFoundError(errno.ENOENT, f"{ref}: no version or alias {which!r} of {name!r} in "
+                                     f"{self.root} (aliases: {known})", ref)
+        manifest = self._read_json(self._vdir(name, number) + ".json")
+        if manifest is None:
+            have = ", ".join(str(v.version) for v in self.versions(name)) or "none"
+            raise ModelNotFoundError(errno.ENOENT, f"{ref}: version {number} of {name!r} does not exist in "
+                                     f"{self.root} (versions: {have})", ref)
+        return self._version(name, number, manifest, aliases)
+
+    def info(self, ref: str) -> ModelVersion:
+        """The manifest of one version (what ``modelstore store show`` prints). Locally, its
+        model file must be the store's own (a link leading out is refused, as by ``load``)."""
+        version = self.resolve(ref)
+        self._entry(version)
+        return version
+
+    def path(self, ref: str) -> str:
+        """The path or URI of a version's model file, for :func:`modelstore.load` and friends."""
+        return self._entry(self.resolve(ref))
+
+    def load(self, ref: str, **load_options: Any) -> Any:
+        """Load a version through :func:`modelstore.load` (same trust gate and checks):
+        ``store.load("digits-mlp@prod", model=Net)``."""
+        return _api.load(self._entry(self.resolve(ref)), storage_options=self._options, **load_options)
+
+    def pull(self, ref: str, dest: PathLike) -> Path:
+        """Copy a version's files into the local folder ``dest``; return the model file's path.
+
+        Only the files the manifest lists, each confined to the version's folder (locally:
+        read without following links, never a hard link, FIFO or device), each written
+        to ``dest`` under a fresh name and renamed into place (never written through a link
+        found there; folders on the way must be ``dest``'s own)."""
+        import shutil
+
+        version = self.resolve(ref)
+        self._entry(version)
+        folder = Path(os.fspath(dest))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(e.errno or errno.EIO, f"{folder}: cannot create the folder: {e.strerror}",
+                               str(folder)) from None
+        vdir = self._vdir(version.name, version.version)
+        source = self._public(vdir + ".json")
+        targets = {}
+        for rel in version.files:  # every file checked before any is copied
+            if self._local:
+                confine(self._root, self._rel(_remote.join(vdir, rel)), what="the version file", source=source,
+                        todo=_FIX)
+            targets[rel] = writable(folder, rel, what="the pulled file", source=source)
+        for rel, local in targets.items():
+            tmp = local.with_name(f".{local.name}.{os.getpid()}.{os.urandom(4).hex()}.modelstore-tmp")
+            try:
+                if self._local:
+                    with open_confined(self._root, self._rel(_remote.join(vdir, rel)), what="the version file",
+                                       source=source, todo=_FIX) as src:
+                        with create_new(tmp) as out:
+                            shutil.copyfileobj(src, out, 16 << 20)
+                else:
+                    with _remote.storage_errors(self._public(_remote.join(vdir, rel)), "download"):
+                        self._fs.get_file(_remote.join(vdir, rel), str(tmp))
+                os.replace(tmp, local)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        entry = version.path[len(self._public(vdir)):].lstrip("/")
+        return folder / entry
+
+    def alias(self, name: str, version: int, alias: str) -> None:
+        """Point ``alias`` (e.g. ``"prod"``) at ``version`` of ``name``; moves it if it exists."""
+        self._check_name(name)
+        self._check_name(alias, "alias")
+        if alias.isdigit() or alias in _RESERVED:
+            raise ArgumentError(f"{alias!r} cannot be an alias: numbers and 'latest' already mean versions")
+        if type(version) is not int:
+            raise ArgumentError(f"version must be an int, not {type(version).__name__}")
+        self.resolve(f"{name}@{version}")  # must exist
+        self._write_json(self._p(name, "aliases", f"{alias}.json"), {"version": version, "updated": _now()})
+
+    def delete(self, name: str, version: int) -> None:
+        """Remove one version (its manifest first, so readers stop seeing it, then its files)
+        and the aliases that pointed at it. Its number is never reused."""
+        found = self.resolve(f"{name}@{version}")
+        vdir = self._vdir(name, found.version)
+        with _remote.storage_errors(self._public(vdir), "delete"):
+            self._fs.rm_file(vdir + ".json")
+            for alias in found.aliases:
+                with contextlib.suppress(FileNotFoundError):
+                    self._fs.rm_file(self._p(name, "aliases", f"{alias}.json"))
+        self._discard(vdir)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} where text belongs")
+    return value
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if isinstance(tags, dict):
+        out = {str(k): str(v) for k, v in tags.items()}
+    elif isinstance(tags, (list, tuple, set)) and all(isinstance(t, str) for t in tags):
+        out = {t: "" for t in tags}
+    else:
+        raise ArgumentError("tags must be a dict of strings or a list of strings")
+    return out
+
+
+def _suffix_for(model: Any, fmt: str | None) -> str:
+    from ..pipeline.registry import REGISTRY
+
+    backend = REGISTRY.get(fmt) if fmt is not None else REGISTRY.for_object(model)
+    return backend.suffixes[0] if backend.suffixes else ""
