@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .joblib_arrays import _read_padding
 from .pickle_scan import Call, PickleReport, SymbolicUnpickler, analyse_source, mapping_items
 from .pickle_stream import Limits, PickleStreamError, Source, compression_of, open_source
 
 if TYPE_CHECKING:
-    from .pickle_load import RestrictedUnpickler
+    pass
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 #: Arrays up to this size are kept by the scanner (to show ``classes_`` in inspect).
 KEEP_BYTES = 64 << 10
-_STATE_KEYS = frozenset({"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"})
 _CODE = re.compile(r"^[<>|=]?([a-zA-Z?])(\d{1,12})$")
 
 
@@ -54,64 +54,7 @@ def itemsize_of_code(code: str) -> tuple[str, int] | None:
     return kind, digits * 4 if kind == "U" else digits
 
 
-def _read_padding(read: Any, alignment: Any) -> None:
-    if alignment is None:
-        return
-    if type(alignment) is not int or not 0 < alignment <= 64:
-        raise PickleStreamError("an array with a malformed alignment", "suspicious")
-    pad = read(1)[0]
-    if pad > alignment:
-        raise PickleStreamError(f"an array padding of {pad} bytes for an alignment of {alignment}", "suspicious")
-    if pad:
-        read(pad)
-
-
 # -- the loader's side ------------------------------------------------------------------------
-
-
-def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
-    """joblib's wrapper receives its state: read the array it stands for, with the rules
-    above, and put the array where the wrapper was."""
-    import numpy as np
-
-    from .check_numpy import check_shape, dtype_in_use
-
-    st = reader.state
-    if not isinstance(state, dict) or not set(state) <= _STATE_KEYS or not {"shape", "dtype", "order"} <= set(state):
-        raise st.refuse("a joblib array record of an unknown layout")
-    if state.get("subclass") is not np.ndarray or state["order"] not in ("C", "F"):
-        raise st.refuse("a joblib array record of a class or order joblib never writes")
-    shape = state["shape"]
-    count = check_shape(st, shape, "a joblib array")
-    dtype = dtype_in_use(st, state["dtype"], "a joblib array")
-    if dtype.kind == "O" and dtype.fields is None:
-        reader.raw_read(0)  # the inline pickle may not start inside a frame either
-        array = reader.nested().load()
-        if type(array) is not np.ndarray or array.dtype.kind != "O" or array.size != count:
-            raise st.refuse("a joblib object array whose inline pickle is not that array")
-        return array
-    if dtype.hasobject:
-        raise st.refuse("a joblib array of a structured dtype holding objects")
-    _read_padding(reader.raw_read, state.get("numpy_array_alignment_bytes"))
-    nbytes = count * dtype.itemsize
-    left = reader.source.remaining()
-    if left is not None and nbytes > left:
-        raise PickleStreamError(f"an array claims {nbytes} bytes but only {left} remain (truncated?)")
-    array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
-    array = array.reshape(shape[::-1]).transpose() if state["order"] == "F" else array.reshape(shape)
-    if not dtype.isnative:
-        array = array.astype(dtype.newbyteorder("="))
-    return array
-
-
-def _read_all(reader: RestrictedUnpickler, nbytes: int) -> bytes:
-    """``nbytes`` of raw data, read in chunks so a false length allocates nothing up front."""
-    chunks, have, step = [], 0, 16 << 20
-    while have < nbytes:
-        part = reader.raw_read(min(step, nbytes - have))
-        chunks.append(part)
-        have += len(part)
-    return b"".join(chunks)
 
 
 def load_file(path: Path, trusted: list[str], where: str | None = None, limits: Limits | None = None) -> Any:

@@ -63,7 +63,7 @@ def _builder_for(t: type) -> BuildValidator:
     if module == "functools" and t.__name__ == "partial":
         return check_plain.build_partial
     if module == "joblib.numpy_pickle" and t.__name__ == "NumpyArrayWrapper":
-        from .joblibfile import build_wrapper
+        from .joblib_arrays import build_wrapper
 
         return build_wrapper
     if not hasattr(t, "__dict__") or not (t.__flags__ & (1 << 9)):  # Py_TPFLAGS_HEAPTYPE

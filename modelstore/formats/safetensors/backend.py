@@ -1,183 +1,40 @@
-"""safetensors: the default format for PyTorch weights. Safe by construction (a JSON header
-and raw bytes, nothing to execute), memory-mapped on load.
+"""safetensors: the default format for PyTorch weights (see :mod:`.file` for the layout).
 
-modelstore writes the file itself (the layout is 8 bytes of header length, a JSON header,
-the tensor bytes) so it can embed its metadata and a checksum of header and payload in the
-header's ``__metadata__`` map. Files from the ``safetensors`` package load the same way, and
-``safetensors.torch.load_file`` reads modelstore's files.
+A ``*.safetensors.index.json`` (or a folder holding one) is a sharded checkpoint
+(:mod:`.index`, :mod:`.shards`); the pipeline drives both through this one backend.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import mmap
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from ..._info import Finding, ScanReport, TensorInfo
-from ...errors import ArgumentError, FormatError, IntegrityError, UnsupportedModelError
-from ...security import unreadable
-from ...security.jsonsafe import loads
-from ...storage.hashing import check_checksum, format_checksum, new_checksum, update_from_file
+from ..._info import ScanReport
+from ...errors import ArgumentError
+from ...storage.hashing import check_checksum
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
 from . import index as _index
-
-#: safetensors' own limit on the header, applied before reading it.
-MAX_HEADER = 100 << 20
-META_KEY = "modelstore"
-CHECKSUM_KEY = "modelstore.checksum"
-
-DTYPES: dict[str, tuple[str, int]] = {
-    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
-    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
-    "U64": ("uint64", 8), "U32": ("uint32", 4), "U16": ("uint16", 2), "U8": ("uint8", 1),
-    "BOOL": ("bool", 1), "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1),
-    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 1), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 1),
-    "F8_E8M0": ("float8_e8m0fnu", 1), "C64": ("complex64", 8),
-}
-# Not read: F4 / F6_* (sub-byte, packed) — a file using them is refused as malformed, by name.
-_CODES = {name: code for code, (name, _) in DTYPES.items()}
-
-
-class Header:
-    """A parsed, validated safetensors header."""
-
-    def __init__(self, path: Path, raw: dict[str, Any], data_start: int, file_size: int) -> None:
-        self.path = path
-        self.raw = raw
-        self.data_start = data_start
-        self.file_size = file_size
-        self.metadata: dict[str, str] = raw.get("__metadata__") or {}
-        self.entries = {k: v for k, v in raw.items() if k != "__metadata__"}
-
-    def modelstore_meta(self) -> dict[str, Any] | None:
-        text = self.metadata.get(META_KEY)
-        if text is None:
-            return None
-        meta = loads(text, where=f"{self.path}: the modelstore metadata in the header")
-        if not isinstance(meta, dict):
-            raise FormatError(f"{self.path}: the modelstore metadata in the header is not a JSON object")
-        if CHECKSUM_KEY in self.metadata:
-            meta["checksum"] = self.metadata[CHECKSUM_KEY]
-        return meta
-
-    def canonical_without_checksum(self) -> bytes:
-        raw = dict(self.raw)
-        if "__metadata__" in raw:
-            raw["__metadata__"] = {k: v for k, v in raw["__metadata__"].items() if k != CHECKSUM_KEY}
-        return canonical(raw)
-
-    def tensors(self) -> list[TensorInfo]:
-        out = []
-        for name, e in self.entries.items():
-            dtype = DTYPES[e["dtype"]][0]
-            b, end = e["data_offsets"]
-            out.append(TensorInfo(name, tuple(e["shape"]), dtype, end - b))
-        return out
-
-
-def checksum_of(h: Header, file: BinaryIO | None = None) -> str:
-    """The checksum modelstore records in a header: the canonical header without it, then
-    the tensor bytes (read from ``file`` when given: a confined, already opened shard)."""
-    hasher = new_checksum()
-    hasher.update(h.canonical_without_checksum())
-    update_from_file(hasher, h.path, h.data_start, file=file)
-    return format_checksum(hasher)
-
-
-def canonical(header: dict[str, Any]) -> bytes:
-    return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def read_header(path: Path, file: BinaryIO | None = None) -> Header:
-    """Parse and validate the header; raises FormatError / IntegrityError on bad files.
-    ``file``: an already opened (confined) file to read instead of opening ``path``."""
-    with contextlib.ExitStack() as stack:
-        f = file if file is not None else stack.enter_context(open(path, "rb"))
-        size = os.fstat(f.fileno()).st_size
-
-        def read(start: int, end: int) -> bytes:
-            f.seek(start)
-            return f.read(end - start)
-
-        return header_from_reader(path, size, read)
-
-
-def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) -> Header:
-    """Parse the header with two reads, ``read(start, end)``: a local file or range
-    requests to object storage (``path`` only names the file in messages)."""
-    head = read(0, 8) if size >= 8 else b""
-    if len(head) < 8:
-        raise FormatError(f"{path}: {size} bytes is too short for a safetensors file")
-    (n,) = struct.unpack("<Q", head)
-    if n > MAX_HEADER:
-        raise FormatError(f"{path}: not a safetensors file: it declares a {n}-byte header")
-    if n > size - 8:
-        if read(8, 9) == b"{":
-            msg = f"{path}: truncated: the header declares {n} bytes but the file has only {size - 8} after the length"
-            raise IntegrityError(msg)
-        raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
-    blob = read(8, 8 + n)
-    # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely);
-    # _validate checks the type of every field, so it refuses nesting without a depth walk
-    raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER, max_depth=None)
-    if not isinstance(raw, dict):
-        raise FormatError(f"{path}: the safetensors header is not a JSON object; the file is corrupt")
-    header = Header(path, raw, 8 + n, size)
-    _validate(header)
-    return header
-
-
-def _validate(h: Header) -> None:
-    path = h.path
-    meta = h.raw.get("__metadata__")
-    if meta is not None and (not isinstance(meta, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
-        raise FormatError(f"{path}: the header's __metadata__ must map strings to strings")
-    spans = []
-    for name, e in h.entries.items():
-        bad = f"{path}: tensor {name!r} has a malformed header entry"
-        if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
-            raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
-        if len(e) > 3 and any(isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")):
-            raise FormatError(f"{bad} (an unexpected nested field)")
-        shape, offs = e.get("shape"), e.get("data_offsets")
-        if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
-            raise FormatError(f"{bad} (shape {shape!r})")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and 0 <= o < 2**62 for o in offs)):
-            raise FormatError(f"{bad} (data_offsets {offs!r})")
-        numel = 1
-        for d in shape:
-            numel *= d
-        if numel >= 2**62 or offs[1] - offs[0] != numel * DTYPES[e["dtype"]][1]:
-            raise FormatError(f"{bad}: shape {shape} of {e['dtype']} does not fill offsets {offs}")
-        spans.append((offs[0], offs[1], name))
-    spans.sort()
-    pos = 0
-    for b, end, name in spans:
-        if b != pos:
-            raise FormatError(f"{path}: tensor {name!r} starts at {b}, expected {pos}: the data region has gaps or overlaps")
-        pos = end
-    available = h.file_size - h.data_start
-    if pos > available:
-        msg = f"{path}: truncated: the header describes {pos} bytes of tensors but the file holds {available}"
-        raise IntegrityError(msg)
-    if pos < available:
-        raise FormatError(f"{path}: {available - pos} unexpected bytes after the last tensor")
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    return getattr(torch, name)
+from .file import (  # noqa: F401 - re-exported: the names other modules know this format by
+    CHECKSUM_KEY,
+    DTYPES,
+    MAX_HEADER,
+    META_KEY,
+    Header,
+    checksum_of,
+    header_from_reader,
+    inspection_of,
+    load_tensors,
+    read_header,
+    savable,
+    scan_header,
+    write_tensors,
+)
 
 
 @dataclass(frozen=True)
@@ -319,149 +176,3 @@ class SafetensorsBackend(Backend):
         return _torch.predict(model, inputs, request)
 
 
-def scan_header(path: Any, read: Callable[[], Header]) -> ScanReport:
-    """The verdict for a safetensors file: safe if its header parses (``read`` parses it,
-    from a local file or with range requests)."""
-    try:
-        read()
-    except (FormatError, IntegrityError) as e:
-        kind = "damaged" if isinstance(e, IntegrityError) else "format"
-        return unreadable(path, "safetensors", kind, str(e), subject="header")
-    return ScanReport(str(path), "safetensors", "safe",
-                      [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
-
-
-def inspection_of(h: Header) -> Inspection:
-    """What ``inspect`` reports from a parsed header."""
-    meta = h.modelstore_meta()
-    framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
-                                                   "flax": "flax"}.get(h.metadata.get("format", ""))
-    tensors = h.tensors()
-    # "format" (pt/tf/np) is reported as the framework; the rest is the writer's metadata
-    extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY, "format")}
-    return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
-                      meta=meta, extra_metadata=extra)
-
-
-def load_tensors(path: Path, file: BinaryIO | None = None) -> dict[str, Any]:
-    """Memory-map the file (or the already opened, confined ``file``) and return
-    zero-copy tensors over it."""
-    import torch
-
-    h = read_header(path, file)
-    out: dict[str, Any] = {}
-    if not h.entries:
-        return out
-    if file is not None:
-        mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
-    else:
-        with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    for name, e in h.entries.items():
-        dtype = _torch_dtype(DTYPES[e["dtype"]][0])
-        b, end = e["data_offsets"]
-        shape = e["shape"]
-        if end == b:
-            out[name] = torch.empty(shape, dtype=dtype)
-            continue
-        itemsize = DTYPES[e["dtype"]][1]
-        t = torch.frombuffer(mm, dtype=dtype, count=(end - b) // itemsize, offset=h.data_start + b)
-        out[name] = t.reshape(shape)
-    return out
-
-
-@dataclass(frozen=True)
-class Written:
-    """What :func:`write_tensors` wrote: the file's sha256, its size and, when asked for,
-    the xxh3 checksum of the whole file (what a shard index records)."""
-
-    sha256: str
-    size: int
-    file_checksum: str | None = None
-
-
-def savable(obj: Any, hint: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The tensors a safetensors file of ``obj`` (a module or a flat dict of tensors) holds:
-    contiguous CPU tensors in the state dict's order, each shared tensor once, and the tie
-    map (alias -> kept name). Raises UnsupportedModelError for what safetensors cannot hold."""
-    sd = _torch.state_dict_of(obj)
-    if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
-        raise UnsupportedModelError(hint)
-    bad = sorted({str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES})
-    if bad:
-        names = ", ".join(sorted(_CODES))
-        raise UnsupportedModelError(f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt")
-    tensors, tied = _dedupe(sd)
-    return {k: tensors[k] for k in sd if k in tensors}, tied
-
-
-def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str], *,
-                  file_checksum: bool = False) -> Written:
-    """Write ``tensors`` (as :func:`savable` returns them) to ``path`` as a safetensors file
-    whose header's ``__metadata__`` holds ``metadata`` plus ``modelstore.checksum``: the
-    xxh3 of the canonical header (without that key) and the payload."""
-    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
-    header: dict[str, Any] = {}
-    pos = 0
-    for k in order:
-        t = tensors[k]
-        n = t.numel() * t.element_size()
-        header[k] = {"dtype": _CODES[str(t.dtype).replace("torch.", "")], "shape": list(t.shape),
-                     "data_offsets": [pos, pos + n]}
-        pos += n
-    header["__metadata__"] = {**metadata}
-    hasher = new_checksum()
-    hasher.update(canonical(header))
-    views = [_bytes_of(tensors[k]) for k in order]
-    for v in views:
-        hasher.update(v)
-    header["__metadata__"][CHECKSUM_KEY] = format_checksum(hasher)
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-(8 + len(blob)) % 8)
-    sha = hashlib.sha256()
-    whole = new_checksum() if file_checksum else None
-    size = 0
-    with open(path, "wb") as f:
-        chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
-        for chunk in chunks:
-            f.write(chunk)
-            sha.update(chunk)
-            if whole is not None:
-                whole.update(chunk)
-            size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
-    return Written(sha.hexdigest(), size, format_checksum(whole) if whole is not None else None)
-
-
-def _bytes_of(t: Any) -> memoryview:
-    import torch
-
-    flat = t.reshape(-1)
-    if flat.numel() == 0:
-        return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())
-
-
-def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Contiguous CPU tensors, each shared tensor stored once; ``tied`` maps alias -> kept."""
-    seen: dict[tuple[Any, ...], str] = {}
-    storages: dict[int, list[str]] = {}
-    out: dict[str, Any] = {}
-    tied: dict[str, str] = {}
-    for name in sorted(sd):
-        t = sd[name].detach()
-        if t.device.type == "meta":
-            raise UnsupportedModelError(f"tensor {name!r} is on the meta device and has no data to save")
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-        if t.numel() and key in seen:
-            tied[name] = seen[key]
-            continue
-        seen[key] = name
-        storages.setdefault(t.untyped_storage().data_ptr(), []).append(name)
-        out[name] = t
-    for names in storages.values():
-        shared = len(names) > 1
-        for n in names:
-            t = out[n].to("cpu")
-            # distinct views of one storage must not be written as overlapping regions
-            out[n] = t.clone() if shared or not t.is_contiguous() else t.contiguous()
-    return out, tied

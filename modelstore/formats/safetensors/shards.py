@@ -45,7 +45,7 @@ from .index import (
 def write_sharded(model: Any, path: Path, meta: dict[str, Any], *, limit: int, dtype: str | None,
                   overwrite: bool, hint: str) -> Path:
     """``save(..., max_shard_size=)``: see the module docstring. Returns the index's path."""
-    from .backend import META_KEY, savable, write_tensors
+    from .file import META_KEY, savable, write_tensors
 
     folder, prefix = shard_target(path)
     index_path = folder / (prefix + INDEX_SUFFIX)
@@ -113,7 +113,7 @@ def _remove_stale(folder: Path, prefix: str, keep: set[str]) -> None:
 def load_index(index: Path, request: LoadRequest) -> Any:
     """``load`` of a sharded checkpoint (the pipeline has gated and retries on a change):
     shards are checked and memory-mapped one at a time, through one descriptor each."""
-    from .backend import DTYPES, load_tensors, read_header
+    from .file import DTYPES, load_tensors, read_header
 
     idx = read_index(index)
     paths = {name: shard_path(index, name) for name in idx.shards}
@@ -160,7 +160,7 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
     index is pinned; else (``verify``) against the index's size and checksum, or failing
     those the checksum in the shard's own header. ``file`` is the shard opened by
     :func:`open_shard`: what is checked is what is then mapped."""
-    from .backend import checksum_of, read_header
+    from .file import checksum_of, read_header
 
     rec = record or {}
     if pinned:
@@ -196,7 +196,7 @@ def check_shard(index: Path, path: Path, record: dict[str, Any] | None, *, verif
 
 def inspect_index(index: Path) -> Inspection:
     """What ``inspect`` reports from the index and the shard headers only."""
-    from .backend import DTYPES, read_header
+    from .file import DTYPES, read_header
 
     idx = read_index(index)
     tensors: list[TensorInfo] = []
@@ -230,7 +230,7 @@ def inspect_index(index: Path) -> Inspection:
 def scan_index(index: Path) -> ScanReport:
     """"safe" when the index is well formed and every shard's header parses (tensors and
     string metadata only); else "unknown" with a finding per problem."""
-    from .backend import read_header
+    from .file import read_header
 
     try:
         idx = read_index(index)

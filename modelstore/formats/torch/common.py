@@ -19,39 +19,14 @@ from ...errors import (
     ArgumentError,
     UnsupportedModelError,
 )
-from ..base import LoadRequest, PredictRequest, is_instance_of, labels_from_scores
+from ..base import LoadRequest, PredictRequest, labels_from_scores
 from . import dtype as _dtype
+from .kinds import contains_tensor, is_module, is_state_dict, is_tensor  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import torch
 
 _SHOW = 20
-
-
-def is_module(obj: Any) -> bool:
-    return is_instance_of(obj, "torch.nn", "Module")
-
-
-def is_tensor(obj: Any) -> bool:
-    return is_instance_of(obj, "torch", "Tensor")
-
-
-def is_state_dict(obj: Any) -> bool:
-    """A flat ``{str: Tensor}`` mapping (what safetensors can hold)."""
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and is_tensor(v) for k, v in obj.items())
-
-
-def contains_tensor(obj: Any, depth: int = 0) -> bool:
-    if depth > 8:
-        return False
-    if is_tensor(obj):
-        return True
-    if isinstance(obj, dict):
-        return any(contains_tensor(v, depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(contains_tensor(v, depth + 1) for v in obj)
-    return False
 
 
 def class_path(cls: type) -> str:

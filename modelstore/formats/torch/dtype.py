@@ -77,7 +77,7 @@ class LoadOptions:
 def cast_for_save(model: Any, name: str, meta: dict[str, Any], where: Path) -> Any:
     """What to write instead of ``model`` for ``save(..., dtype=)``: a state dict whose
     floating-point tensors are cast. Records ``meta["cast"]``; ``model`` is left untouched."""
-    from . import common as _torch
+    from . import kinds as _torch
 
     if _torch.is_module(model):
         sd = dict(model.state_dict())
@@ -176,7 +176,7 @@ def cast_module(module: Any, dtype: str | None) -> Any:
 def for_load_object(obj: Any, meta: dict[str, Any] | None, dtype: str | None, where: Path) -> Any:
     """Apply :func:`for_load` to what a ``.pt`` load returned: a state dict is restored or
     cast; a module is cast; a nested checkpoint only refuses an explicit ``dtype=``."""
-    from . import common as _torch
+    from . import kinds as _torch
 
     if _torch.is_module(obj):
         return cast_module(obj, dtype)
