@@ -85,3 +85,17 @@ def test_model_store(tmp_path: Path) -> None:
     assert "float16 shards predict the same labels: True; module dtype torch.float32" in proc.stdout
     assert (tmp_path / "store" / "digits-mlp" / "versions" / "000002.json").is_file()
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+
+
+@pytest.mark.slow
+def test_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
+    """examples/plugin_linear_json, a backend outside the package written with public names
+    only, passes modelstore.testing's contract suite and wins by priority (its own pytest run,
+    in a fresh interpreter, so its registration does not leak into this process)."""
+    pytest.importorskip("sklearn")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--rootdir", str(EXAMPLES / "plugin_linear_json"), str(EXAMPLES / "plugin_linear_json")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
