@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._info import Finding, ModelInfo, ScanReport
-from ..errors import FormatError
+from ..errors import FormatError, ModelNotFoundError
 from ..formats.base import Backend, Inspection, check_meta
 from ..pipeline import choose, locate, metadata
 from ..pipeline.read import reading, renamed
@@ -86,7 +86,10 @@ def _ranged(uri: str, storage_options: dict[str, Any] | None, method: str) -> tu
     backend = REGISTRY.get(names[0])
     if getattr(type(backend), method) is getattr(Backend, method):
         return None  # the backend reads whole files only: skip the size request
-    size, kind = remote.size_of(uri, storage_options)
+    try:
+        size, kind = remote.size_of(uri, storage_options)
+    except ModelNotFoundError:  # perhaps saved under another name (shards): the fetch finds it
+        return None
     if kind == "directory":
         return None
     found = getattr(backend, method)(uri, size, lambda a, b: remote.read_range(uri, a, b, storage_options))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError
+from ..errors import ArgumentError, IntegrityError
 from ..formats.base import Backend, LoadRequest, attach
 from ..pipeline import choose, gate, locate, metadata
 from ..pipeline import options as typed
@@ -24,7 +24,8 @@ from ..storage.hashing import file_checksum
 from ..storage.sidecar import sidecar_path
 
 
-def load(path: PathLike, *, model: Any = None, format: str | None = None, device: str | None = None,
+def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = None,
+         format: str | None = None, device: str | None = None,
          trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
          sha256: str | None = None, storage_options: dict[str, Any] | None = None,
          **options: Any) -> Any:
@@ -37,6 +38,8 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
         or a URI (``s3://...``).
     model : for weights files, a class (built as ``model(**config)`` on the meta device, no
         random init) or an instance to fill. Without it, weights come back as a state dict.
+    config : constructor keyword arguments for ``model=`` (a class), for files that record
+        none (a plain ``safetensors`` or ``torch.save`` file); wins over a recorded config.
     format : backend name, to override the suffix.
     device : where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
     trust : False (default) refuses anything outside the allow-lists; a list of
@@ -68,7 +71,11 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     >>> ckpt = ms.load("ckpt.pt")                        # {"model": ..., "optimizer": ..., "epoch": 3}
     """
     trust = gate.checked_trust(trust)
-    args = dict(model=model, format=format, device=device, trust=trust, strict=strict,
+    if config is not None and not isinstance(config, dict):
+        raise ArgumentError(f"config= must be a dict of constructor keyword arguments, not {type(config).__name__}")
+    if config is not None and not isinstance(model, type):
+        raise ArgumentError("config= gives the constructor arguments of model=: pass the class as model=")
+    args = dict(model=model, config=config, format=format, device=device, trust=trust, strict=strict,
                 verify=verify, sha256=sha256, options=options)
     path, uri = locate.split(path)
     if uri is not None:
@@ -76,7 +83,8 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
     return _load_local(path, None, **args)
 
 
-def _load_local(path: Any, shown: str | None, *, model: Any, format: str | None, device: str | None,
+def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, Any] | None,
+                format: str | None, device: str | None,
                 trust: bool | list[str], strict: bool, verify: bool, sha256: str | None,
                 options: dict[str, Any]) -> Any:
     p = choose.model_file(path)
@@ -84,7 +92,7 @@ def _load_local(path: Any, shown: str | None, *, model: Any, format: str | None,
     opts = typed.parse(backend, "load", options, shown or p)
     backend.require(p, f"loading a {backend.name} file")
     request = LoadRequest(model=model, device=device, trust=trust, strict=strict, options=opts,
-                          verify=verify)
+                          verify=verify, config=config)
     name = shown or str(p)
     if sha256 is not None:
         files = locate.companion_names(p, backend)

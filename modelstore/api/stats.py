@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +54,7 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False,
         msg = (f"{p}: reading the weights of a {backend.name} file means unpickling it; pass --trust "
                f"(trust=True) if you trust its author, or convert it to safetensors first")
         raise UnsafeModelError(msg, [])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        obj = load(p, trust=True)
+    obj = load(p, trust=True)
     out: dict[str, Any] = {}
     _collect(obj, "", out, np, 0)
     return out

@@ -61,6 +61,8 @@ class LoadRequest:
     verify: bool = True
     #: the main file was pinned by sha256=: companions must match digests it records
     pinned: bool = False
+    #: ``load(config=)``: constructor arguments for ``model=``, over any recorded config
+    config: dict[str, Any] | None = None
 
 
 @dataclass
@@ -303,7 +305,7 @@ def labels_from_scores(scores: Any, labels: list[Any] | None) -> list[Any]:
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
     "config": dict, "metadata": dict, "labels": list, "signature": dict, "tied": dict,
     "model_class": str, "checksum": str, "framework": str, "framework_version": (str, type(None)),
-    "format": str, "modelstore": dict, "cast": dict,
+    "format": str, "modelstore": dict, "cast": dict, "checksum_covers": str,
 }
 
 

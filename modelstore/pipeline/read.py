@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, ModelNotFoundError, ModelstoreError
+from ..errors import FormatError, IntegrityError, ModelstoreError
 
 READ_ATTEMPTS = 8
 
@@ -47,12 +47,13 @@ def identity(p: Path) -> tuple[int, int, int]:
 
 def consistently(p: Path, once: Callable[[], Any]) -> Any:
     """Run ``once`` until ``p`` did not change under it (a save renames shards, then the
-    index; a reader caught between them sees a mismatch or a missing file: start again)."""
+    index; a reader caught between them sees a mismatch, a missing file or a companion the
+    new save already removed: whatever the error, start again if ``p`` was replaced)."""
     for attempt in range(READ_ATTEMPTS):
         before = identity(p)
         try:
             result = once()
-        except (IntegrityError, ModelNotFoundError):
+        except ModelstoreError:
             if identity(p) == before or attempt + 1 == READ_ATTEMPTS:
                 raise
         else:

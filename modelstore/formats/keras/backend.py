@@ -159,12 +159,9 @@ class KerasBackend(Backend):
         if kind == "keras":
             try:
                 with zipfile.ZipFile(path) as zf:
-                    end = zf.getinfo(META_ENTRY).header_offset
+                    actual = _zip_checksum(path, zf, directory=meta.get("checksum_covers") == _COVERS)
             except (zipfile.BadZipFile, KeyError, OSError):
                 raise FormatError(f"{path}: the archive changed while it was read") from None
-            hasher = new_checksum()
-            update_from_file(hasher, path, 0, end)
-            actual = format_checksum(hasher)
         else:
             with open_h5(path, kind) as f:
                 actual = _h5_checksum(f)
@@ -368,13 +365,35 @@ def _with_suffix(path: Path, suffix: str) -> Iterator[str]:
         yield str(link)
 
 
-def _embed_zip(path: Path, meta: dict[str, Any]) -> None:
-    """Append modelstore.json; its checksum covers every byte before it (the Keras archive)."""
-    with zipfile.ZipFile(path) as zf:
-        end = zf.start_dir
+#: What a ``.keras`` checksum covers (recorded as ``checksum_covers``): every byte of the
+#: archive's members before modelstore's entry, and the central directory's record of each of
+#: them (name, offset, sizes, CRC, method), which is what Keras reads the archive by. Files
+#: without the field were written when the checksum covered the member bytes alone.
+_COVERS = "members+directory"
+
+
+def _zip_checksum(path: Path, zf: zipfile.ZipFile, *, directory: bool) -> str:
+    """The checksum of the Keras archive inside ``path``, modelstore's entry left out."""
+    infos = zf.infolist()
+    ours = [i for i in infos if i.filename == META_ENTRY]
+    end = ours[0].header_offset if ours else zf.start_dir
     hasher = new_checksum()
     update_from_file(hasher, path, 0, end)
-    record = {**meta, "checksum": format_checksum(hasher)}
+    if directory:
+        rows = sorted((i.header_offset, i.filename, i.compress_size, i.file_size, i.CRC, i.compress_type)
+                      for i in infos if i.filename != META_ENTRY)
+        if any(offset >= end for offset, *_ in rows):
+            raise FormatError(f"{path}: an archive member lies after modelstore's metadata entry; the file was altered")
+        hasher.update(json.dumps(rows).encode())
+    return format_checksum(hasher)
+
+
+def _embed_zip(path: Path, meta: dict[str, Any]) -> None:
+    """Append modelstore.json; its checksum covers the Keras archive before it, bytes and
+    central directory (see ``_COVERS``)."""
+    with zipfile.ZipFile(path) as zf:
+        checksum = _zip_checksum(path, zf, directory=True)
+    record = {**meta, "checksum": checksum, "checksum_covers": _COVERS}
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr(META_ENTRY, json.dumps(record, sort_keys=True))
 

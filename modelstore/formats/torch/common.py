@@ -192,7 +192,7 @@ def build_from_parts(layout: dict[str, Any], parts: Callable[[], Iterable[dict[s
             sd.update(part)
         fill_tied(sd, [], tied)
         return _to_device(_dtype.for_load(sd, meta, dtype, where), request.device)
-    config = dict(meta.get("config") or {})
+    config = dict(request.config if request.config is not None else (meta.get("config") or {}))
     built_here = isinstance(target, type)
     module = construct(target, config, where, on_meta=True) if built_here else target
     if not is_module(module):
