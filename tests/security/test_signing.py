@@ -314,7 +314,7 @@ def _bundle_with(sig: Path, statement: Any) -> None:
 
 
 @pytest.mark.parametrize("hostile", ["deep", "huge", "junk", "not_base64", "dotdot", "absolute", "tiny_shards",
-                                     "many", "not_object", "payload_edit"])
+                                     "many", "not_object", "payload_edit", "huge_ranges"])
 def test_hostile_bundle(tmp_path: Path, keys: tuple[Keys, Keys], hostile: str) -> None:
     """A hostile bundle is a SignatureError or FormatError, never a foreign exception."""
     team, _ = keys
@@ -345,6 +345,11 @@ def test_hostile_bundle(tmp_path: Path, keys: tuple[Keys, Keys], hostile: str) -
         _bundle_with(sig, statement)
     elif hostile == "not_object":
         sig.write_text(json.dumps([1, 2, 3]))
+    elif hostile == "huge_ranges":  # shard entries claiming absurd offsets
+        statement["predicate"]["serialization"] = {"method": "shards", "hash_type": "sha256",
+                                                   "shard_size": 10**30, "allow_symlinks": False}
+        statement["predicate"]["resources"] = [{"name": f"w.pt:0:{10**40}", "digest": "00", "algorithm": "sha256"}]
+        _bundle_with(sig, statement)
     elif hostile == "payload_edit":  # a well-formed payload the key never signed
         statement["predicate"]["resources"][0]["digest"] = "0" * 64
         _bundle_with(sig, statement)
