@@ -104,3 +104,16 @@ def test_create_app_refuses_unsigned(tmp_path: Path, keys: tuple[Keys, Keys]) ->
         create_app(str(path), signed_by=team.pub)
     ms.sign(path, key=team.key)
     assert create_app(str(path), signed_by=team.pub) is not None
+
+
+def test_store_push_sign_with(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+    """`modelstore store push --sign-with KEY` stores the signature; a signed load of that version passes."""
+    team, _ = keys
+    path = pt_model(tmp_path / "m")
+    root = tmp_path / "store"
+    code, _ = cli("store", "--root", str(root), "push", str(path), "digits", "--sign-with", str(team.key))
+    assert code == 0
+    store = ms.Store(root, signed_by=team.pub)
+    assert "w.pt.sig" in store.info("digits").files
+    with pytest.warns(ms.PickleWarning):
+        assert store.load("digits")["layer0.weight"].shape == (16, 16)
