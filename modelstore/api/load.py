@@ -7,6 +7,7 @@ pipeline runs on what was fetched or copied.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def load(path: PathLike, *, model: Any = None, format: str | None = None, device
 
 
 def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dict[str, Any] | None,
-                 args: dict[str, Any]) -> Any:
+                 args: dict[str, Any], shown: str | None = None) -> Any:
     """Verify a private copy of the model against its signature, then run the local pipeline
     on that copy; every byte of it was just hashed against the signed manifest, so that pass
     serves as the checksum too (a pin, ``sha256=``, is still compared)."""
@@ -98,11 +99,11 @@ def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dic
     if uri is not None:
         with step.fetched_with_signature(uri, signature, storage_options, args["format"]) as (fetched, sig, shown):
             with renamed(fetched.parent, remote.parent_uri(shown)):
-                return _load_signed(fetched, signed_by, sig, None, args)
+                return _load_signed(fetched, signed_by, sig, None, args, shown)
     with step.verified(local, signed_by=signed_by, signature=signature) as v, \
             renamed(v.copy_root, str(v.model.root)):
         try:
-            return _load_local(v.load_path, None, **{**args, "verify": False})
+            return _load_local(v.load_path, shown or os.fspath(local), **{**args, "verify": False})
         except ModelNotFoundError as e:  # a shard or external data file the signature left out
             raise SignatureError(f"{path}: the load needs a file the signature does not cover ({e})") from None
 

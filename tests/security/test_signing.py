@@ -554,3 +554,16 @@ def test_sharded_by_name_signs_index_and_shards(tmp_path: Path, keys: tuple[Keys
     flip(sorted(folder.glob("big-*.safetensors"))[-1])
     with pytest.raises(ms.SignatureError):
         ms.load(name, signed_by=team.pub)
+
+
+def test_warnings_and_errors_name_the_callers_path(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+    """A signed load's warnings and errors name the path the caller gave, never the private copy."""
+    team, _ = keys
+    path = pt_model(tmp_path / "m")
+    ms.sign(path, key=team.key)
+    with pytest.warns(ms.PickleWarning) as caught:
+        ms.load(path, signed_by=team.pub)
+    assert all(str(path) in str(w.message) and "modelstore-" not in str(w.message) for w in caught)
+    with pytest.raises(ms.ModelstoreError) as err:
+        ms.load(path, signed_by=team.pub, model=42)
+    assert "modelstore-" not in str(err.value)
