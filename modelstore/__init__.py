@@ -30,6 +30,7 @@ from .api import (
 
 if _TYPE_CHECKING:
     from .store import ModelVersion, Store
+    from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
 
@@ -44,6 +45,11 @@ __all__ = [
     "export_onnx",
     "convert",
     "register",
+    # OpenSSF model signing (needs modelstore[signing]; imported on first use)
+    "sign",
+    "verify",
+    "SigningPolicy",
+    "VerifiedSignature",
     "backends",
     "refresh_backends",
     # a versioned store on a local folder or any fsspec URI (s3://, gs://, memory://)
@@ -58,7 +64,9 @@ __all__ = [
 ]
 __all__ += _errors.__all__
 
-_LAZY = {"Store": "store", "ModelVersion": "store"}  # not needed to save or load a file
+_LAZY = {"Store": "store", "ModelVersion": "store",  # not needed to save or load a file
+         "sign": "api.signing", "verify": "api.signing", "SigningPolicy": "api.signing",
+         "VerifiedSignature": "api.signing"}
 
 
 def __getattr__(name: str) -> _Any:

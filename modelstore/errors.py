@@ -7,6 +7,7 @@ existing code keeps working::
     ModelstoreError(Exception)
     ├── UnsafeModelError(ValueError)          the file would run code; nothing was executed
     ├── IntegrityError(ValueError)            checksum or pin mismatch, truncated file
+    ├── SignatureError(ValueError)            a signature is missing, invalid, out of date or not the signer's
     ├── FormatError(ValueError)               unknown, corrupt or mislabelled file
     ├── ArchitectureMismatchError(ValueError) weights do not fit the model
     ├── ExportMismatchError(ValueError)       ONNX output differs beyond tolerance
@@ -29,6 +30,7 @@ __all__ = [
     "ModelstoreError",
     "UnsafeModelError",
     "IntegrityError",
+    "SignatureError",
     "FormatError",
     "ArchitectureMismatchError",
     "ExportMismatchError",
@@ -62,6 +64,12 @@ class UnsafeModelError(ModelstoreError, ValueError):
 
 class IntegrityError(ModelstoreError, ValueError):
     """The file does not match its recorded checksum or the caller's pin, or is truncated."""
+
+
+class SignatureError(ModelstoreError, ValueError):
+    """A requested signature check failed: no signature, an invalid one, one made by another
+    key, or one that does not cover exactly the files that would be loaded. Nothing was
+    deserialised."""
 
 
 class FormatError(ModelstoreError, ValueError):

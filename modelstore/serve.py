@@ -220,7 +220,7 @@ def _json_media(content_type: str | None) -> bool:
 
 
 def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
-               limits: Limits | None = None) -> Any:
+               limits: Limits | None = None, signed_by: Any = None, signature: str | None = None) -> Any:
     """The ASGI application serving the model at ``path``.
 
     The model is loaded here (a hostile file raises :class:`UnsafeModelError` and nothing
@@ -241,7 +241,7 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
         raise ArgumentError(f"limits must be a modelstore.serve.Limits, not {type(limits).__name__}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a PickleWarning is the load's business; a refusal raises
-        loaded = load(path, model=model, trust=trust)
+        loaded = load(path, model=model, trust=trust, signed_by=signed_by, signature=signature)
     info = inspect(path).to_dict()
     cap = limits.max_body_bytes
 
@@ -295,12 +295,13 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
 
 
 def run(path: str, *, host: str = "127.0.0.1", port: int = 8000, model: Any = None,
-        trust: bool | list[str] = False, limits: Limits | None = None) -> None:
+        trust: bool | list[str] = False, limits: Limits | None = None, signed_by: Any = None,
+        signature: str | None = None) -> None:
     """Serve until interrupted (see :func:`create_app`)."""
     try:
         import uvicorn
     except ImportError:
         raise MissingDependencyError('serving needs uvicorn; run: pip install "modelstore[serve]"',
                                      name="uvicorn") from None
-    app = create_app(path, model=model, trust=trust, limits=limits)
+    app = create_app(path, model=model, trust=trust, limits=limits, signed_by=signed_by, signature=signature)
     uvicorn.run(app, host=host, port=port, log_level="warning")

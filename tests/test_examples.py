@@ -99,3 +99,10 @@ def test_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+def test_signed_models(tmp_path: Path) -> None:
+    """signed_models signs, verifies and loads, then refuses a tampered, a foreign and an unsigned file."""
+    pytest.importorskip("torch")
+    pytest.importorskip("model_signing")
+    proc = run_example("signed_models.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "loaded: Net" in proc.stdout and proc.stdout.count("refused (") == 3

@@ -7,6 +7,7 @@ pipeline runs on what was fetched or copied.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
          format: str | None = None, device: str | None = None,
          trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
          sha256: str | None = None, storage_options: dict[str, Any] | None = None,
-         **options: Any) -> Any:
+         signed_by: Any = None, signature: PathLike | None = None, **options: Any) -> Any:
     """Load a model file without running code from it unless ``trust`` allows.
 
     Parameters
@@ -50,6 +51,12 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
         index's, and every shard must match the sha256 the index records).
     storage_options : passed to fsspec when ``path`` is a URI; the model's files are copied
         to a private temporary folder and loaded from there.
+    signed_by : a public key, certificate(s) or :class:`modelstore.SigningPolicy`: refuse the
+        model (SignatureError) unless its OpenSSF signature, made by that signer, covers exactly
+        its files; the check runs over a private copy, which is what gets loaded. Never skipped
+        by ``verify=False``. See docs/signing.md.
+    signature : the signature bundle (default ``FILE.sig`` beside the file, ``FOLDER/model.sig``;
+        for a URI, ``URI.sig``).
     **options : the backend's typed load options; unknown names are refused with the valid
         ones. torch weights: ``dtype=`` (the floating-point dtype to return; by default a
         ``model=`` keeps its own dtypes and a state dict comes back in the dtypes saved before
@@ -77,10 +84,35 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
         raise ArgumentError("config= gives the constructor arguments of model=: pass the class as model=")
     args = dict(model=model, config=config, format=format, device=device, trust=trust, strict=strict,
                 verify=verify, sha256=sha256, options=options)
+    if signed_by is not None or signature is not None:  # verify a private copy, load that copy
+        return _load_signed(path, signed_by, signature, storage_options, args)
     path, uri = locate.split(path)
     if uri is not None:
         return _load_remote(uri, storage_options, args)
     return _load_local(path, None, **args)
+
+
+def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dict[str, Any] | None,
+                 args: dict[str, Any], shown: str | None = None) -> Any:
+    """Verify a private copy of the model against its signature, then run the local pipeline
+    on that copy; every byte of it was just hashed against the signed manifest, so that pass
+    serves as the checksum too (a pin, ``sha256=``, is still compared)."""
+    from ..errors import ArgumentError, ModelNotFoundError, SignatureError
+    from ..pipeline import signature as step
+
+    if signed_by is None:
+        raise ArgumentError("signature= needs signed_by=, the key or certificate that must have signed it")
+    local, uri = locate.split(path)
+    if uri is not None:
+        with step.fetched_with_signature(uri, signature, storage_options, args["format"]) as (fetched, sig, shown):
+            with renamed(fetched.parent, remote.parent_uri(shown)):
+                return _load_signed(fetched, signed_by, sig, None, args, shown)
+    with step.verified(local, signed_by=signed_by, signature=signature) as v, \
+            renamed(v.copy_root, str(v.model.root)):
+        try:
+            return _load_local(v.load_path, shown or os.fspath(local), **{**args, "verify": False})
+        except ModelNotFoundError as e:  # a shard or external data file the signature left out
+            raise SignatureError(f"{path}: the load needs a file the signature does not cover ({e})") from None
 
 
 def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, Any] | None,

@@ -10,10 +10,10 @@ import sys
 from typing import Any, TextIO
 
 from .._version import __version__
-from ..errors import ModelstoreError, UnsafeModelError
-from . import convert, inspect, predict, scan, serve, store
+from ..errors import ModelstoreError, SignatureError, UnsafeModelError
+from . import convert, inspect, predict, scan, serve, sign, store
 
-COMMANDS = (inspect, scan, convert, predict, serve, store)
+COMMANDS = (inspect, scan, convert, predict, serve, store, sign)
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except BrokenPipeError:  # `modelstore inspect x | head`: the reader left, that is fine
         sys.stderr.close()
         return 0
-    except UnsafeModelError as e:
+    except (UnsafeModelError, SignatureError) as e:
         sys.stderr.write(f"modelstore: refused: {e}\n")
         return 1
     except ModelstoreError as e:

@@ -38,6 +38,9 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=int, default=getattr(defaults, field), metavar="N",
                        help=f"{text} (default %(default)s)")
     add_model_options(p)
+    p.add_argument("--signed-by", metavar="KEY.pub|CA.pem|POLICY.toml",
+                   help="refuse to start unless the model is signed by this key, certificate or policy")
+    p.add_argument("--signature", metavar="FILE.sig", help="the bundle for --signed-by")
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -48,6 +51,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     model = model_class(args.model, args.config)
     out.write(f"serving {args.path} on http://{args.host}:{args.port} (POST /predict, GET /health, GET /info)\n")
     out.flush()
-    serve(args.path, host=args.host, port=args.port, model=model, trust=args.trust, limits=limits)
+    from .sign import signer_arg
+
+    serve(args.path, host=args.host, port=args.port, model=model, trust=args.trust, limits=limits,
+          signed_by=signer_arg(args.signed_by), signature=args.signature)
     return 0
 

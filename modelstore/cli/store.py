@@ -31,6 +31,7 @@ def add_parser(sub: Any, make: Any) -> None:
     a.add_argument("--tag", action="append", default=[], metavar="KEY[=VALUE]")
     a.add_argument("--metadata", metavar="JSON", help="a JSON object kept in the manifest")
     a.add_argument("--alias", action="append", default=[], help="point this alias at the new version")
+    a.add_argument("--sign-with", metavar="KEY.pem", help="sign the files and store the signature with the version")
     a.add_argument("--json", action="store_true")
     a = actions.add_parser("pull", help="copy a version's files into a local folder")
     a.add_argument("ref")
@@ -98,7 +99,7 @@ def cmd_store(args: argparse.Namespace, out: TextIO) -> int:
                 raise ArgumentError(str(e)) from None
             if not isinstance(metadata, dict):
                 raise ArgumentError("--metadata must be a JSON object")
-        number = store.push(args.path, args.name, metadata=metadata, tags=tags)
+        number = store.push(args.path, args.name, metadata=metadata, tags=tags, sign_with=args.sign_with)
         for alias in args.alias:
             store.alias(args.name, number, alias)
         v = store.info(f"{args.name}@{number}")

@@ -68,7 +68,9 @@ class Store(_Folder):
     >>> net = store.load("digits-mlp@prod", model=Net)
     """
 
-    def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None,
+                 signed_by: Any = None) -> None:
+        self._signed_by = signed_by  # every load must be signed by this key / policy (docs/signing.md)
         root_str = os.fspath(root) if root is not None else default_root()
         self._options = dict(storage_options or {})
         root_local, uri = _remote.split(root_str)
@@ -122,9 +124,10 @@ class Store(_Folder):
         return self._publish(name, number, vdir, info, tag_map)
 
     def push(self, path: PathLike, name: str, *, metadata: dict[str, Any] | None = None,
-             tags: dict[str, str] | list[str] | None = None) -> int:
+             tags: dict[str, str] | list[str] | None = None, sign_with: Any = None) -> int:
         """Add an existing local model file (with its sidecar, shards or external data) as
-        the next version of ``name``, without loading it. ``metadata`` is kept in the manifest."""
+        the next version of ``name``, without loading it. ``metadata`` is kept in the manifest.
+        ``sign_with`` (a private key) signs those files and stores the signature with them."""
         self._check_name(name)
         src = Path(os.fspath(path))
         info = _api.inspect(src)  # reads headers only: a hostile file is not run by a push
@@ -132,12 +135,18 @@ class Store(_Folder):
         files = locate.model_paths(main, choose.for_file(main, info.format))
         metadata = {**info.metadata, **(metadata or {})}
         self._check_json(metadata, "metadata")  # before a number is claimed for it
+        entry = Path(info.path).relative_to(src.parent).as_posix()
+        uploads = [(f, f.relative_to(src.parent).as_posix()) for f in files]
+        if sign_with is not None:  # the signature travels as one more file of the version
+            from ..api.signing import push_signature
+
+            uploads.append((push_signature(Path(info.path), sign_with), entry + ".sig"))
         number = self._claim(name)
         vdir = self._vdir(name, number)
         try:
             self._make_vdir(vdir)
-            for f in files:  # data first, describing files last
-                dest = _remote.join(vdir, f.relative_to(src.parent).as_posix())
+            for f, rel in uploads:  # data first, describing files last
+                dest = _remote.join(vdir, rel)
                 if self._local:
                     writable(self._root, self._rel(dest), what="the version folder", source=self.root, todo=_FIX)
                 with _remote.storage_errors(self._public(dest), "upload"):
@@ -145,7 +154,11 @@ class Store(_Folder):
         except BaseException:
             self._discard(vdir)
             raise
-        entry = Path(info.path).relative_to(src.parent).as_posix()
+        finally:
+            if sign_with is not None:
+                import shutil
+
+                shutil.rmtree(uploads[-1][0].parent, ignore_errors=True)
         info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry), metadata=metadata)
         return self._publish(name, number, vdir, info, _tags(tags))
 
@@ -275,7 +288,14 @@ class Store(_Folder):
 
     def load(self, ref: str, **load_options: Any) -> Any:
         """Load a version through :func:`modelstore.load` (same trust gate and checks):
-        ``store.load("digits-mlp@prod", model=Net)``."""
+        ``store.load("digits-mlp@prod", model=Net)``. ``signed_by=`` (default: the store's)
+        refuses a version whose stored signature that signer did not make."""
+        signed_by = load_options.pop("signed_by", None)
+        signed_by = signed_by if signed_by is not None else self._signed_by  # None never lifts the store's
+        if signed_by is not None:
+            from ..api.signing import load_from_store
+
+            return load_from_store(self, ref, signed_by, load_options)
         return _api.load(self._entry(self.resolve(ref)), storage_options=self._options, **load_options)
 
     def pull(self, ref: str, dest: PathLike) -> Path:
