@@ -29,8 +29,8 @@ from .api import (
 )
 
 if _TYPE_CHECKING:
-    from .store import ModelVersion, Store
     from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
+    from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
 

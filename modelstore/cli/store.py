@@ -7,7 +7,7 @@ import json
 from typing import Any, TextIO
 
 from ..errors import ArgumentError
-from .output import size
+from .output import size, table
 
 HELP = ("examples:\n  modelstore store list\n  modelstore store --root s3://team-models show digits-mlp@prod\n"
         "  modelstore store push digits.safetensors digits-mlp --tag data=digits --alias staging\n"
@@ -50,11 +50,11 @@ def cmd_store(args: argparse.Namespace, out: TextIO) -> int:
             rows = [v.to_dict() for v in store.versions(args.name)]
             if args.json:
                 return _json(rows, out)
-            table = [["version", "created", "format", "size", "aliases", "tags"]]
+            cells = [["version", "created", "format", "size", "aliases", "tags"]]
             for r in rows:
-                table.append([str(r["version"]), r["created"], r["format"], size(r["size_bytes"]),
+                cells.append([str(r["version"]), r["created"], r["format"], size(r["size_bytes"]),
                               ",".join(r["aliases"]), _tags(r["tags"])])
-            table(table, out)
+            table(cells, out)
             return 0
         summary: list[dict[str, Any]] = []
         for name in store.list():
@@ -69,11 +69,11 @@ def cmd_store(args: argparse.Namespace, out: TextIO) -> int:
         if not summary:
             out.write(f"no models in {store.root}\n")
             return 0
-        table = [["name", "versions", "latest", "format", "size", "created", "aliases"]]
+        cells = [["name", "versions", "latest", "format", "size", "created", "aliases"]]
         for s in summary:
-            table.append([s["name"], str(s["versions"]), str(s["latest"]), s["format"],
+            cells.append([s["name"], str(s["versions"]), str(s["latest"]), s["format"],
                           size(s["size_bytes"]), s["created"], " ".join(s["aliases"])])
-        table(table, out)
+        table(cells, out)
         return 0
     if action == "show":
         v = store.info(args.ref)

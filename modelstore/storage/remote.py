@@ -134,7 +134,7 @@ def scratch(purpose: str) -> Iterator[Path]:
 
 def is_dir(fs: Any, rpath: str, uri: str) -> bool:
     with storage_errors(uri, "read"):
-        return fs.info(rpath).get("type") == "directory"
+        return bool(fs.info(rpath).get("type") == "directory")
 
 
 def exists(fs: Any, rpath: str, uri: str) -> bool:

@@ -1,5 +1,6 @@
 """A versioned model store on a local folder or any fsspec URI (``s3://``, ``gs://``, ``memory://``)."""
 
-from .store import ModelVersion, Store, default_root
+from .records import ModelVersion, default_root
+from .store import Store
 
 __all__ = ["ModelVersion", "Store", "default_root"]

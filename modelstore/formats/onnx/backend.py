@@ -23,15 +23,29 @@ from ...security import jsonsafe, unreadable
 from ...security.onnxfile import custom_domains, external_refs, require_onnx
 from ...storage.hashing import check_checksum
 from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest, labels_from_scores
-from .files import (  # noqa: F401 - re-exported
-    CHECKSUM_KEY,
-    META_KEY,
-    _plain_name,
-    embed_metadata,
-    external_data_problems,
-    proto_checksum,
-    remove_stale_external_data,
-    rename_external_data,
+from .files import (  # re-exported
+    CHECKSUM_KEY as CHECKSUM_KEY,
+)
+from .files import (
+    META_KEY as META_KEY,
+)
+from .files import (
+    _plain_name as _plain_name,
+)
+from .files import (
+    embed_metadata as embed_metadata,
+)
+from .files import (
+    external_data_problems as external_data_problems,
+)
+from .files import (
+    proto_checksum as proto_checksum,
+)
+from .files import (
+    remove_stale_external_data as remove_stale_external_data,
+)
+from .files import (
+    rename_external_data as rename_external_data,
 )
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",

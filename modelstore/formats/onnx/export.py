@@ -178,6 +178,9 @@ def check_parity(path: Path, exported: Exported, sample: Any, dynamic: bool, rto
     import numpy as np
     import onnxruntime as ort
 
+    if exported.reference is None:
+        raise ExportMismatchError(f"{path}: the exporter gave no reference outputs to check parity against; pass check=False")
+    reference = exported.reference
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     want_float = "float" in inp.type
@@ -185,7 +188,7 @@ def check_parity(path: Path, exported: Exported, sample: Any, dynamic: bool, rto
     for x in batches(sample, dynamic):
         feed = x.astype(np.float32) if want_float and x.dtype != np.float32 and x.dtype.kind in "biuf" else x
         got = session.run(None, {inp.name: feed})
-        ref = exported.reference(x)
+        ref = reference(x)
         for i, (g, r) in enumerate(zip(got, ref)):
             g, r = np.asarray(g), np.asarray(r)
             if g.size != r.size:

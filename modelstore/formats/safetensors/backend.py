@@ -20,20 +20,44 @@ from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
 from . import index as _index
-from .file import (  # noqa: F401 - re-exported: the names other modules know this format by
-    CHECKSUM_KEY,
-    DTYPES,
-    MAX_HEADER,
-    META_KEY,
-    Header,
-    checksum_of,
-    header_from_reader,
-    inspection_of,
-    load_tensors,
-    read_header,
-    savable,
-    scan_header,
-    write_tensors,
+from .file import (  # the names other modules know this format by
+    CHECKSUM_KEY as CHECKSUM_KEY,
+)
+from .file import (
+    DTYPES as DTYPES,
+)
+from .file import (
+    MAX_HEADER as MAX_HEADER,
+)
+from .file import (
+    META_KEY as META_KEY,
+)
+from .file import (
+    Header as Header,
+)
+from .file import (
+    checksum_of as checksum_of,
+)
+from .file import (
+    header_from_reader as header_from_reader,
+)
+from .file import (
+    inspection_of as inspection_of,
+)
+from .file import (
+    load_tensors as load_tensors,
+)
+from .file import (
+    read_header as read_header,
+)
+from .file import (
+    savable as savable,
+)
+from .file import (
+    scan_header as scan_header,
+)
+from .file import (
+    write_tensors as write_tensors,
 )
 
 

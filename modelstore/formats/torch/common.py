@@ -21,7 +21,10 @@ from ...errors import (
 )
 from ..base import LoadRequest, PredictRequest, labels_from_scores
 from . import dtype as _dtype
-from .kinds import contains_tensor, is_module, is_state_dict, is_tensor  # noqa: F401 - re-exported
+from .kinds import contains_tensor as contains_tensor
+from .kinds import is_module as is_module
+from .kinds import is_state_dict as is_state_dict
+from .kinds import is_tensor as is_tensor
 
 if TYPE_CHECKING:
     import torch
