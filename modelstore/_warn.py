@@ -13,13 +13,16 @@ import sys
 import warnings
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Standard-library frames a warning can pass through on its way out (context managers).
+_PASSING = (os.sep + "contextlib.py",)
 
 
 def user_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside modelstore, seen from our caller."""
     frame = sys._getframe(2)  # the caller of warn()
     level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
+                                 or frame.f_code.co_filename.endswith(_PASSING)):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level

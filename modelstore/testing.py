@@ -80,6 +80,12 @@ class BackendContract:
     def save_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def payload_offset(self, path: Path) -> int:
+        """Where :meth:`test_checksum_catches_a_flipped_byte` flips a byte: inside the payload,
+        away from headers and directories (default: 2% before the end of the file)."""
+        size = path.stat().st_size
+        return size - max(1, size // 50)
+
     def write_hostile(self, path: Path, marker: Path) -> bool:
         """Write a file that would create ``marker`` if loaded naively; False if the format
         cannot carry code (then the suite checks that its metadata cannot smuggle any)."""
@@ -160,7 +166,7 @@ class BackendContract:
         path = tmp_path / f"model{self.suffix}"
         self._save(self.make_model(), path)
         data = bytearray(path.read_bytes())
-        data[-max(1, len(data) // 50)] ^= 0x01  # inside the payload, away from headers
+        data[self.payload_offset(path)] ^= 0x01
         path.write_bytes(bytes(data))
         with pytest.raises((ms.IntegrityError, ms.FormatError)):
             self._load(path)

@@ -72,6 +72,15 @@ class TestKerasContract(BackendContract):
     def outputs_of(self, loaded: Any, x: Any) -> Any:
         return loaded.predict(x, verbose=0)
 
+    def payload_offset(self, path: Path) -> int:
+        """The middle of the weights member (a .keras file ends with its zip directory, where
+        a flipped byte is a refused inconsistency, not a checksum mismatch)."""
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("model.weights.h5")
+        return info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+
     def write_hostile(self, path: Path, marker: Path) -> bool:
         lambda_model(marker).save(path)
         marker.unlink(missing_ok=True)  # building the model here ran the lambda once

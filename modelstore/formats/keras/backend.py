@@ -380,11 +380,15 @@ def _zip_checksum(path: Path, zf: zipfile.ZipFile, *, directory: bool) -> str:
     hasher = new_checksum()
     update_from_file(hasher, path, 0, end)
     if directory:
-        rows = sorted((i.header_offset, i.filename, i.compress_size, i.file_size, i.CRC, i.compress_type)
-                      for i in infos if i.filename != META_ENTRY)
-        if any(offset >= end for offset, *_ in rows):
+        # every field of each member's central-directory record (so every byte of it), and the
+        # archive comment: what Keras reads the archive by
+        rows = sorted((i.header_offset, i.filename, i.compress_size, i.file_size, i.CRC, i.compress_type,
+                       list(i.date_time), i.create_system, i.create_version, i.extract_version,
+                       i.flag_bits, i.volume, i.internal_attr, i.external_attr, i.extra.hex(),
+                       i.comment.hex()) for i in infos if i.filename != META_ENTRY)
+        if any(row[0] >= end for row in rows):
             raise FormatError(f"{path}: an archive member lies after modelstore's metadata entry; the file was altered")
-        hasher.update(json.dumps(rows).encode())
+        hasher.update(json.dumps([rows, zf.comment.hex()]).encode())
     return format_checksum(hasher)
 
 
