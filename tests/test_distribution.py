@@ -37,16 +37,31 @@ def test_version_is_single_sourced() -> None:
 
 def test_docs_and_examples_name_our_distribution() -> None:
     """README, docs and examples never tell users to install the other `modelstore` distribution."""
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*.py"))]
-    wrong = [f"{p.relative_to(ROOT)}:{n}" for p in files
-             for n, line in enumerate(p.read_text().splitlines(), 1) if WRONG_HINT.search(line)]
+    files = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "examples").glob("*.py")),
+    ]
+    wrong = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in files
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if WRONG_HINT.search(line)
+    ]
     assert wrong == []
 
 
-@pytest.mark.xfail(strict=True, reason="the library's install hints still say modelstore[extra]; "
-                   "rewritten to safe-modelstore[extra] after the core restructure")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the library's install hints still say modelstore[extra]; "
+    "rewritten to safe-modelstore[extra] after the core restructure",
+)
 def test_error_hints_name_our_distribution() -> None:
     """MissingDependencyError messages and docstrings say `pip install "safe-modelstore[extra]"`."""
-    wrong = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "modelstore").rglob("*.py"))
-             for n, line in enumerate(p.read_text().splitlines(), 1) if WRONG_HINT.search(line)]
+    wrong = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sorted((ROOT / "modelstore").rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if WRONG_HINT.search(line)
+    ]
     assert wrong == []

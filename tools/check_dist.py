@@ -25,7 +25,9 @@ def source_version() -> str:
     """``__version__`` as written in the package, read without importing it."""
     tree = ast.parse((ROOT / "modelstore" / "__init__.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "__version__" for t in node.targets
+        ):
             return str(ast.literal_eval(node.value))
     raise SystemExit("modelstore/__init__.py has no __version__")
 
@@ -39,22 +41,36 @@ def check_wheel(path: Path, version: str) -> list[str]:
         if info is None:
             return [f"{path.name}: no .dist-info folder"]
         meta = Parser().parsestr(zf.read(f"{info}/METADATA").decode())
-        entry_points = zf.read(f"{info}/entry_points.txt").decode() if f"{info}/entry_points.txt" in names else ""
+        entry_points = (
+            zf.read(f"{info}/entry_points.txt").decode()
+            if f"{info}/entry_points.txt" in names
+            else ""
+        )
     extra_tops = tops - {"modelstore", info}
     if extra_tops:
-        problems.append(f"{path.name}: unexpected top-level entries {sorted(extra_tops)} (tests and examples stay in the sdist)")
+        problems.append(
+            f"{path.name}: unexpected top-level entries {sorted(extra_tops)} (tests and examples stay in the sdist)"
+        )
     if "modelstore/py.typed" not in names:
-        problems.append(f"{path.name}: modelstore/py.typed is missing (type checkers would ignore our annotations)")
+        problems.append(
+            f"{path.name}: modelstore/py.typed is missing (type checkers would ignore our annotations)"
+        )
     if not any(n.startswith(f"{info}/licenses/") and n.endswith("LICENSE") for n in names):
         problems.append(f"{path.name}: the licence is not in {info}/licenses/")
     if any("/tests/" in f"/{n}" or n.endswith("conftest.py") for n in names):
-        problems.append(f"{path.name}: ships test files: {[n for n in names if 'tests/' in n or 'conftest' in n][:5]}")
+        problems.append(
+            f"{path.name}: ships test files: {[n for n in names if 'tests/' in n or 'conftest' in n][:5]}"
+        )
     if meta["Name"] != DIST_NAME:
         problems.append(f"{path.name}: distribution name {meta['Name']!r}, expected {DIST_NAME!r}")
     if meta["Version"] != version:
-        problems.append(f"{path.name}: version {meta['Version']} but modelstore.__version__ is {version}")
+        problems.append(
+            f"{path.name}: version {meta['Version']} but modelstore.__version__ is {version}"
+        )
     if meta.get("License-Expression") != "Apache-2.0":
-        problems.append(f"{path.name}: License-Expression is {meta.get('License-Expression')!r}, expected 'Apache-2.0'")
+        problems.append(
+            f"{path.name}: License-Expression is {meta.get('License-Expression')!r}, expected 'Apache-2.0'"
+        )
     if "modelstore = modelstore.cli:main" not in entry_points.replace("  ", " "):
         problems.append(f"{path.name}: no `modelstore` console script in entry_points.txt")
     return problems
@@ -63,11 +79,24 @@ def check_wheel(path: Path, version: str) -> list[str]:
 def check_sdist(path: Path) -> list[str]:
     with tarfile.open(path) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    needed = ["pyproject.toml", "LICENSE", "README.md", "CHANGELOG.md", "constraints.txt", "mkdocs.yml",
-              "modelstore/py.typed", "tests/conftest.py", "tests/test_api.py", "examples/quickstart.py",
-              "docs/index.md"]
-    problems = [f"{path.name}: {n} is missing (the sdist must be able to run the tests and build the docs)"
-                for n in needed if n not in names]
+    needed = [
+        "pyproject.toml",
+        "LICENSE",
+        "README.md",
+        "CHANGELOG.md",
+        "constraints.txt",
+        "mkdocs.yml",
+        "modelstore/py.typed",
+        "tests/conftest.py",
+        "tests/test_api.py",
+        "examples/quickstart.py",
+        "docs/index.md",
+    ]
+    problems = [
+        f"{path.name}: {n} is missing (the sdist must be able to run the tests and build the docs)"
+        for n in needed
+        if n not in names
+    ]
     stray = sorted(n for n in names if "__pycache__" in n or n.endswith(".pyc"))
     if stray:
         problems.append(f"{path.name}: ships bytecode: {stray[:3]}")
@@ -79,8 +108,10 @@ def main(argv: list[str]) -> int:
     wheels = sorted(dist.glob("*.whl"))
     sdists = sorted(dist.glob("*.tar.gz"))
     if len(wheels) != 1 or len(sdists) != 1:
-        print(f"{dist}: expected one wheel and one sdist, found {[p.name for p in wheels + sdists]}; "
-              f"empty the folder and run `python -m build` again")
+        print(
+            f"{dist}: expected one wheel and one sdist, found {[p.name for p in wheels + sdists]}; "
+            f"empty the folder and run `python -m build` again"
+        )
         return 1
     version = source_version()
     problems = check_wheel(wheels[0], version) + check_sdist(sdists[0])

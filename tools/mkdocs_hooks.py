@@ -15,14 +15,20 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("examples", "benchmarks")
-_LINK = re.compile(r"\]\(\.\./((?:%s)/[^)\s]+)\)" % "|".join(FOLDERS))
+_LINK = re.compile(r"\]\(\.\./((?:" + "|".join(FOLDERS) + r")/[^)\s]+)\)")
 
 
 def on_files(files: Files, config: Any) -> Files:
     for folder in FOLDERS:
         for path in sorted((ROOT / folder).glob("*.py")):
-            files.append(File(f"{folder}/{path.name}", str(ROOT), config["site_dir"],
-                              config["use_directory_urls"]))
+            files.append(
+                File(
+                    f"{folder}/{path.name}",
+                    str(ROOT),
+                    config["site_dir"],
+                    config["use_directory_urls"],
+                )
+            )
     return files
 
 

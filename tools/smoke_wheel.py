@@ -21,15 +21,23 @@ DIST_NAME = "safe-modelstore"
 def main() -> int:
     prefix = Path(sys.prefix).resolve()
     lean = subprocess.run(
-        [sys.executable, "-c", "import sys, modelstore; print(sorted({'numpy', 'sklearn', 'torch'} & set(sys.modules)))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelstore; print(sorted({'numpy', 'sklearn', 'torch'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert lean == "[]", f"import modelstore imported {lean}"
 
     import modelstore as ms
 
     where = Path(ms.__file__).resolve()
-    assert prefix in where.parents, f"modelstore imported from {where}, not from the venv at {prefix}"
+    assert prefix in where.parents, (
+        f"modelstore imported from {where}, not from the venv at {prefix}"
+    )
     assert version(DIST_NAME) == ms.__version__, (version(DIST_NAME), ms.__version__)
     assert (where.parent / "py.typed").is_file(), "py.typed is not installed"
 
@@ -46,8 +54,10 @@ def main() -> int:
         assert ms.scan(path).verdict == "safe", ms.scan(path)
         assert np.array_equal(loaded.predict(X), clf.predict(X))
         labels = ms.predict(loaded, X[:3], output="label")
-    print(f"ok: {DIST_NAME} {ms.__version__} from {where.parent}; saved {info.format}, "
-          f"loaded and predicted {list(labels)}")
+    print(
+        f"ok: {DIST_NAME} {ms.__version__} from {where.parent}; saved {info.format}, "
+        f"loaded and predicted {list(labels)}"
+    )
     return 0
 
 
