@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "iris.joblib"
         info = ms.save(clf, path, labels=["setosa", "versicolor", "virginica"])
-        loaded = ms.load(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = ms.load(path)  # a pickle, read through the allow-list: it says so
+        assert [w.category for w in caught] == [ms.PickleWarning], [str(w.message) for w in caught]
         assert ms.scan(path).verdict == "safe", ms.scan(path)
         assert np.array_equal(loaded.predict(X), clf.predict(X))
         labels = ms.predict(loaded, X[:3], output="label")
