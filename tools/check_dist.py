@@ -91,6 +91,7 @@ def check_sdist(path: Path) -> list[str]:
         "tests/test_api.py",
         "examples/quickstart.py",
         "docs/index.md",
+        ".ci/run",
     ]
     problems = [
         f"{path.name}: {n} is missing (the sdist must be able to run the tests and build the docs)"
