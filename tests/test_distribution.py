@@ -28,11 +28,18 @@ def test_installed_distribution_is_ours() -> None:
 
 
 def test_version_is_single_sourced() -> None:
-    """pyproject.toml reads the version from modelstore.__version__ and writes none of its own."""
+    """pyproject.toml reads the version from modelstore/_version.py and writes none of its own."""
     text = (ROOT / "pyproject.toml").read_text()
     assert f'name = "{DIST_NAME}"' in text
-    assert 'dynamic = ["version"]' in text and 'attr = "modelstore.__version__"' in text
+    assert 'dynamic = ["version"]' in text and 'attr = "modelstore._version.__version__"' in text
     assert not re.search(r'(?m)^version\s*=\s*"', text)  # no literal version beside it
+
+
+def test_package_version_is_the_version_module() -> None:
+    """modelstore.__version__ is the one written in modelstore/_version.py."""
+    from modelstore import _version
+
+    assert ms.__version__ == _version.__version__
 
 
 def test_docs_and_examples_name_our_distribution() -> None:

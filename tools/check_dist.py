@@ -3,7 +3,7 @@
     python tools/check_dist.py dist/
 
 The wheel must ship the package with ``py.typed``, the licence, the ``modelstore`` command and
-the version written in ``modelstore/__init__.py``, and nothing else at the top level (no tests,
+the version written in ``modelstore/_version.py``, and nothing else at the top level (no tests,
 no examples). The sdist must carry what it takes to run the tests and build the docs. Exits 1
 with one line per problem.
 """
@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def source_version() -> str:
-    """``__version__`` as written in the package, read without importing it."""
-    tree = ast.parse((ROOT / "modelstore" / "__init__.py").read_text())
+    """``__version__`` as written in ``modelstore/_version.py``, read without importing it."""
+    tree = ast.parse((ROOT / "modelstore" / "_version.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             getattr(t, "id", None) == "__version__" for t in node.targets
         ):
             return str(ast.literal_eval(node.value))
-    raise SystemExit("modelstore/__init__.py has no __version__")
+    raise SystemExit("modelstore/_version.py has no __version__")
 
 
 def check_wheel(path: Path, version: str) -> list[str]:
