@@ -11,13 +11,13 @@ import pytest
 import modelstore as ms
 
 ROOT = Path(__file__).resolve().parent.parent
-DIST_NAME = "safe-modelstore"
+DIST_NAME = "modelstore-safe"
 # `pip install "modelstore[x]"` installs an unrelated project's distribution, not ours
 WRONG_HINT = re.compile(r"""pip install ["']?modelstore\[""")
 
 
 def test_installed_distribution_is_ours() -> None:
-    """The installed distribution is safe-modelstore, at modelstore.__version__, with the command."""
+    """The installed distribution is modelstore-safe, at modelstore.__version__, with the command."""
     try:
         meta = metadata(DIST_NAME)
     except PackageNotFoundError:
@@ -61,10 +61,10 @@ def test_docs_and_examples_name_our_distribution() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="the library's install hints still say modelstore[extra]; "
-    "rewritten to safe-modelstore[extra] after the core restructure",
+    "rewritten to modelstore-safe[extra] after the core restructure",
 )
 def test_error_hints_name_our_distribution() -> None:
-    """MissingDependencyError messages and docstrings say `pip install "safe-modelstore[extra]"`."""
+    """MissingDependencyError messages and docstrings say `pip install "modelstore-safe[extra]"`."""
     wrong = [
         f"{p.relative_to(ROOT)}:{n}"
         for p in sorted((ROOT / "modelstore").rglob("*.py"))

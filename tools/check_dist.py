@@ -17,7 +17,7 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-DIST_NAME = "safe-modelstore"
+DIST_NAME = "modelstore-safe"
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,7 +16,7 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
-DIST_NAME = "safe-modelstore"
+DIST_NAME = "modelstore-safe"
 
 
 def main() -> int:
