@@ -50,7 +50,7 @@ def main(out: Path) -> None:
     same = np.array_equal(ms.predict(again, x_test, output="label"), ms.predict(prod, x_test, output="label"))
     print(f"float16 shards predict the same labels: {same}; module dtype {next(again.parameters()).dtype}")
 
-    # any fsspec URI works the same way (s3:// needs: pip install "modelstore[s3]")
+    # any fsspec URI works the same way (s3:// needs: pip install "modelstore-safe[s3]")
     info = ms.save(prod, "memory://team/digits.safetensors", config={"hidden": hidden}, labels=LABELS)
     print(f"saved {info.path}: {ms.inspect(info.path).num_params:,} parameters")
 
