@@ -2,7 +2,7 @@
 
 Makes a key pair (EC P-256), saves a small MLP, signs it, loads it with ``signed_by=``, then
 shows what is refused: a tampered weight file, a file signed by someone else, an unsigned
-one. Needs ``pip install "modelstore[signing,torch]"``.
+one. Needs ``pip install "modelstore-safe[signing,torch]"``.
 
     python examples/signed_models.py
 """

@@ -45,7 +45,7 @@ __all__ = [
     "export_onnx",
     "convert",
     "register",
-    # OpenSSF model signing (needs modelstore[signing]; imported on first use)
+    # OpenSSF model signing (needs modelstore-safe[signing]; imported on first use)
     "sign",
     "verify",
     "SigningPolicy",

@@ -11,7 +11,7 @@ strangers, so each is bounded before any work is done on it (:class:`Limits`): b
 client mistake is a 4xx with ``{"error": "..."}`` (400 not JSON, 413 too large, 415 not JSON
 by its Content-Type, 422 JSON the model cannot use); tracebacks never reach the client, and a
 request body is only ever parsed as JSON (never unpickled), whatever its Content-Type says.
-Install with ``pip install "modelstore[serve]"``.
+Install with ``pip install "modelstore-safe[serve]"``.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
-        raise MissingDependencyError('serving needs starlette and uvicorn; run: pip install "modelstore[serve]"',
+        raise MissingDependencyError('serving needs starlette and uvicorn; run: pip install "modelstore-safe[serve]"',
                                      name="starlette") from None
     limits = limits if limits is not None else Limits()
     if not isinstance(limits, Limits):
@@ -301,7 +301,7 @@ def run(path: str, *, host: str = "127.0.0.1", port: int = 8000, model: Any = No
     try:
         import uvicorn
     except ImportError:
-        raise MissingDependencyError('serving needs uvicorn; run: pip install "modelstore[serve]"',
+        raise MissingDependencyError('serving needs uvicorn; run: pip install "modelstore-safe[serve]"',
                                      name="uvicorn") from None
     app = create_app(path, model=model, trust=trust, limits=limits, signed_by=signed_by, signature=signature)
     uvicorn.run(app, host=host, port=port, log_level="warning")

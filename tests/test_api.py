@@ -233,7 +233,7 @@ def test_missing_torch_names_the_extra(tmp_path: Path) -> None:
     assert len(lines) == 3
     for line in lines[:2]:
         assert line.startswith("MissingDependencyError True")
-        assert 'pip install "modelstore[torch]"' in line and str(path) in line
+        assert 'pip install "modelstore-safe[torch]"' in line and str(path) in line
     assert lines[2] == str(64 * 32 + 32 + 32 * 10 + 10)  # inspect needs no torch
 
 

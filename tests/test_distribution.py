@@ -58,11 +58,6 @@ def test_docs_and_examples_name_our_distribution() -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the library's install hints still say modelstore[extra]; "
-    "rewritten to modelstore-safe[extra] after the core restructure",
-)
 def test_error_hints_name_our_distribution() -> None:
     """MissingDependencyError messages and docstrings say `pip install "modelstore-safe[extra]"`."""
     wrong = [

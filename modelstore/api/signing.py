@@ -6,7 +6,7 @@
 >>> net = ms.load("digits.safetensors", model=Net, signed_by="team.pub")
 
 The signing and the bundle format are the ``model-signing`` library's own (install
-``modelstore[signing]``); a bundle made here verifies with ``model_signing`` and its CLI, and
+``modelstore-safe[signing]``); a bundle made here verifies with ``model_signing`` and its CLI, and
 one made there verifies here. What modelstore adds: the signature covers exactly the files a
 load reads (sidecar, shard index and shards, ONNX external data), the check runs over a private
 copy of those bytes and the load reads that copy (:mod:`modelstore.pipeline.signature`), and a

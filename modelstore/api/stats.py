@@ -140,7 +140,7 @@ def plot(arrays: dict[str, Any], png: str | os.PathLike[str], title: str) -> int
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError('--plot needs matplotlib; run: pip install "modelstore[plot]"',
+        raise MissingDependencyError('--plot needs matplotlib; run: pip install "modelstore-safe[plot]"',
                                      name="matplotlib") from None
     import numpy as np
 

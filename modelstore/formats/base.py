@@ -125,7 +125,7 @@ class Backend:
         missing = self.missing()
         if missing:
             target = f"{path}: " if path else ""
-            hint = f'pip install "modelstore[{self.extra}]"' if self.extra else f"pip install {' '.join(missing)}"
+            hint = f'pip install "modelstore-safe[{self.extra}]"' if self.extra else f"pip install {' '.join(missing)}"
             msg = (
                 f"{target}{what or 'this'} needs {', '.join(missing)}, which is not installed; "
                 f"run: {hint}"

@@ -50,7 +50,7 @@ MIN_SHARD = 1 << 20
 SIGNATURE_SUFFIX = ".sig"
 FOLDER_SIGNATURE = "model.sig"
 HASHES = {"sha256", "blake2b", "blake2", "blake3"}
-_INSTALL = 'pip install "modelstore[signing]"'
+_INSTALL = 'pip install "modelstore-safe[signing]"'
 
 
 # -- what a signature covers -------------------------------------------------------------------

@@ -71,7 +71,7 @@ def open_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[An
         return fs, str(path)
     except ImportError as e:
         extra = _EXTRAS.get(scheme)
-        hint = f'pip install "modelstore[{extra}]"' if extra else "install the fsspec plugin for it"
+        hint = f'pip install "modelstore-safe[{extra}]"' if extra else "install the fsspec plugin for it"
         raise MissingDependencyError(f"{uri}: the {scheme}:// scheme needs a package that is not "
                                      f"installed ({e}); run: {hint}", name=scheme) from None
     except ValueError as e:

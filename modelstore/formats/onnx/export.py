@@ -25,7 +25,7 @@ def _needs(module: str, extra: str = "onnx") -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f'ONNX export needs {module}; run: pip install "modelstore[{extra}]"', name=module)
+        raise MissingDependencyError(f'ONNX export needs {module}; run: pip install "modelstore-safe[{extra}]"', name=module)
 
 
 # -- PyTorch ------------------------------------------------------------------------------

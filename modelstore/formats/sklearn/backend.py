@@ -132,7 +132,7 @@ class SklearnBackend(Backend):
             raise
         except ModuleNotFoundError as e:
             msg = (f"{path}: the model needs the module {e.name!r}, which is not installed; "
-                   f'run: pip install "modelstore[sklearn]" (or the package that provides {e.name})')
+                   f'run: pip install "modelstore-safe[sklearn]" (or the package that provides {e.name})')
             raise MissingDependencyError(msg, name=e.name) from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
                 KeyError, OSError) as e:
