@@ -378,3 +378,15 @@ def test_load_takes_config_for_files_that_carry_none(tmp_path: Path) -> None:
     with pytest.raises(ms.ArgumentError, match="config= must be a dict"):
         ms.load(tmp_path / "foreign.safetensors", model=models.Net, config=[16])
     assert os.path.exists(tmp_path / "foreign.safetensors")
+
+
+def test_no_private_third_party_apis() -> None:
+    """No module reaches into a framework's private helpers (they change without notice)."""
+    import re
+
+    root = Path(ms.__file__).parent
+    pattern = re.compile(r"\b(onnx|torch|keras|sklearn|joblib|safetensors|h5py)(\.[a-z_]+)*\.(_[a-z]\w*)\(")
+    hits = [f"{p.relative_to(root)}: {m.group(0)}" for p in root.rglob("*.py")
+            for m in pattern.finditer(p.read_text()) if "external_data_helper" in m.group(0)
+            or m.group(3) == "_get_all_tensors"]
+    assert hits == []

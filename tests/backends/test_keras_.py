@@ -374,3 +374,24 @@ def test_keras_archive_with_unexpected_members(tmp_path: Path, keras_bytes: byte
             zf.writestr(extra, b"\x80\x02N.")
         with pytest.raises(ms.UnsafeModelError, match="unexpected member"):
             ms.load(path)
+
+
+def test_checksum_covers_the_zip_directory(tmp_path: Path) -> None:
+    """The .keras checksum covers what Keras reads the archive by: a changed byte in a
+    member's central-directory record (here its timestamp, which a zip reader ignores) or in
+    the archive comment is a checksum mismatch, not a silent load."""
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    ms.save(mlp(), path)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        start = zf.start_dir
+    # the first central-directory record (config or metadata): its modification time, byte 12
+    assert raw[start:start + 4] == b"PK\x01\x02"
+    raw[start + 12] ^= 0x01
+    altered = tmp_path / "altered.keras"
+    altered.write_bytes(bytes(raw))
+    with pytest.raises(ms.IntegrityError, match="checksum"):
+        ms.load(altered)
+    assert ms.load(altered, verify=False) is not None  # verify=False: the caller's choice
