@@ -11,9 +11,9 @@ from typing import Any, TextIO
 
 from .._version import __version__
 from ..errors import ModelstoreError, UnsafeModelError
-from . import convert, inspect, predict, scan, serve, store
+from . import convert, evaluate, inspect, predict, scan, serve, store, summary
 
-COMMANDS = (inspect, scan, convert, predict, serve, store)
+COMMANDS = (inspect, scan, convert, predict, serve, store, summary, evaluate)
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:

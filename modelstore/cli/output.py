@@ -68,12 +68,13 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
 
 
 def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
-    rows = [["tensor", "shape", "mean", "std", "min", "max"]]
+    cells = [["tensor", "shape", "mean", "std", "min", "max"]]
     for r in rows:
         shape = r["shape"] if isinstance(r["shape"], list) else []
-        rows.append([str(r["name"]), "x".join(map(str, shape)) or "scalar",
-                      *(f"{float(r[k]):.4g}" for k in ("mean", "std", "min", "max"))])  # type: ignore[arg-type]
-    table(rows, out, right={2, 3, 4, 5})
+        cells.append([str(r["name"]), "x".join(map(str, shape)) or "scalar",
+                      *(f"{float(r[k]):.4g}" if r[k] is not None else "nan"  # type: ignore[arg-type]
+                        for k in ("mean", "std", "min", "max"))])
+    table(cells, out, right={2, 3, 4, 5})
 
 
 def print_scan(report: ScanReport, out: TextIO) -> None:
