@@ -107,3 +107,17 @@ def test_cli_stats_of_a_state_dict_needs_no_trust(tmp_path: Path) -> None:
     row = json.loads(proc.stdout)["stats"][0]
     assert row["name"] == "a" and row["dtype"] == "float32" and row["nans"] == 0
     assert "trust" not in proc.stderr and (tmp_path / "p.png").is_file()
+
+
+def test_cli_stats_table_shows_dtype_zeros_and_nan(tmp_path: Path) -> None:
+    """The human --stats table has the stored dtype, the zero fraction and NaN/Inf counts."""
+    import io
+
+    from modelstore.cli.main import main
+
+    path = tmp_path / "w.safetensors"
+    ms.save({"h": torch.tensor([0.0, float("nan"), 2.0, 2.0]).bfloat16()}, path)
+    out = io.StringIO()
+    assert main(["inspect", str(path), "--stats"], out=out) == 0
+    last = out.getvalue().strip().splitlines()[-1].split()
+    assert last[:3] == ["h", "4", "bfloat16"] and last[-2:] == ["25.0%", "1/0"]

@@ -33,14 +33,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     verdict = scan(args.path).verdict
     data: dict[str, object] = {**info.to_dict(), "verdict": verdict}
     arrays = None
+    dtypes: dict[str, str] = {}
     if args.stats or args.plot:
         from ..api.stats import weights
 
-        arrays = weights(args.path, trust=args.trust)
+        arrays = weights(args.path, trust=args.trust, dtypes=dtypes)
     if args.stats and arrays is not None:
         from ..api.stats import summarize
 
-        data["stats"] = [s.to_dict() for s in summarize(arrays)]
+        data["stats"] = [s.to_dict() for s in summarize(arrays, dtypes)]
     if args.json:
         json.dump(data, out, indent=2)
         out.write("\n")
