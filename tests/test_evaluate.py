@@ -102,3 +102,17 @@ def test_plot_predictions_grid(tmp_path: Path) -> None:
         as_image(np.zeros(10))
     with pytest.raises(ms.ArgumentError, match="max_images"):
         ms.plot_predictions(clf, x[:5], y[:5], tmp_path / "g.png", max_images=0)
+
+
+@pytest.mark.slow
+def test_keras_model(iris, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A Keras classifier evaluates the same live and from its .keras file (loaded in safe mode)."""
+    keras = pytest.importorskip("keras")
+    clf, x, y = iris
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.layers[0].set_weights([clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)])
+    live = ms.evaluate(model, x, y, labels=NAMES)
+    assert live.accuracy == pytest.approx(float(np.mean(clf.predict(x) == y)))
+    path = tmp_path / "iris.keras"
+    ms.save(model, path, labels=NAMES)
+    assert ms.evaluate(path, x, np.array(NAMES)[y]).confusion == live.confusion

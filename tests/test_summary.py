@@ -192,3 +192,28 @@ def test_meta_pass_with_real_fallback() -> None:
     assert ms.summary(DataDependent(), input_size=(2, 4)).layers[0].output_shape == [2, 4]
     s = ms.summary(ConvNet(), input_size=(3, 1, 8, 8))
     assert [r.output_shape for r in s.layers if r.name == "head"] == [[3, 10]]
+
+
+class TwoInputs(nn.Module):
+    """Two inputs, an LSTM (tuple outputs) and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+        self.side = nn.Linear(4, 16)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(seq)
+        return self.head(torch.cat([out[:, -1], self.side(extra)], dim=1))
+
+
+def test_several_inputs_and_tuple_outputs_match_torchinfo() -> None:
+    """A list of input sizes feeds several inputs; an LSTM's tuple output shows its first tensor."""
+    torchinfo = pytest.importorskip("torchinfo")
+    net = TwoInputs()
+    ours = ms.summary(net, input_size=[(2, 5, 8), (2, 4)])
+    theirs = torchinfo.summary(net, input_size=[(2, 5, 8), (2, 4)], verbose=0)
+    assert (ours.total_params, ours.trainable_params) == (theirs.total_params, theirs.trainable_params)
+    assert ours.input_shapes == [[2, 5, 8], [2, 4]]
+    assert {r.name: r.output_shape for r in ours.layers} == {"rnn": [2, 5, 16], "side": [2, 16], "head": [2, 3]}
