@@ -41,6 +41,8 @@ def test_numbers_match_torchinfo() -> None:
     assert ours.frozen_params == 40
     bn_buffers = 4 + 4 + 1  # running_mean, running_var, num_batches_tracked
     assert ours.buffers == bn_buffers
+    assert ours.size_bytes == 4330 * 4 + 8 * 4 + 8  # float32 params and running stats, an int64 counter
+    assert "weights size: 17.0 KiB (params and buffers)" in str(ours)
     leaf_shapes = {row.var_name: row.output_size for row in theirs.summary_list if row.is_leaf_layer}
     by_type = {(r.type, r.output_shape and tuple(r.output_shape)) for r in ours.layers if r.type != "Sequential"}
     for row in theirs.summary_list:
@@ -107,6 +109,7 @@ def test_plain_state_dict_needs_no_trust(tmp_path: Path) -> None:
     torch.save(ConvNet().state_dict(), path)
     s = ms.summary(path)
     assert s.total_params == 4330 and s.buffers == 9
+    assert s.size_bytes == sum(t.numel() * t.element_size() for t in ConvNet().state_dict().values())
     assert [r.name for r in s.layers] == ["conv", "bn", "head.1", "head.3"]
 
 

@@ -59,6 +59,7 @@ class Summary:
     buffers: int
     input_shapes: list[Shape] | None = None
     notes: list[str] = field(default_factory=list)
+    size_bytes: int | None = None  # parameters and buffers as stored (None where unknown)
 
     @property
     def frozen_params(self) -> int | None:
@@ -96,6 +97,8 @@ class Summary:
             lines.append(f"trainable params: {self.trainable_params:,}")
             lines.append(f"frozen params: {self.frozen_params:,}")
         lines.append(f"buffers (not params): {self.buffers:,}")
+        if self.size_bytes is not None:
+            lines.append(f"weights size: {_human(self.size_bytes)} (params and buffers)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -112,6 +115,15 @@ class Summary:
         notes = "".join(f"<br><i>{html.escape(n)}</i>" for n in self.notes)
         return (f"<p><b>{html.escape(self.name)}</b> ({html.escape(self.framework)})</p>"
                 f"<table><tr>{head}</tr>{body}</table><p>{totals}{notes}</p>")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n:,} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
 
 
 def summary(model_or_path: Any, *, input_size: Any = None, sample_input: Any = None, model: Any = None,
@@ -222,7 +234,7 @@ def torch_summary(module: Any, inputs: list[Any] | None, name: str | None = None
         notes.append("output shapes need input_size= or sample_input= (or a signature saved with the model)")
     seen: set[int] = set()
     rows: list[LayerSummary] = []
-    total = trainable = buffers = 0
+    total = trainable = buffers = nbytes = 0
     for mod_name, m in module.named_modules():
         own = [p for p in m.parameters(recurse=False) if id(p) not in seen]
         seen.update(id(p) for p in own)
@@ -232,11 +244,13 @@ def torch_summary(module: Any, inputs: list[Any] | None, name: str | None = None
         train = sum(p.numel() for p in own if p.requires_grad)
         buf = sum(b.numel() for b in own_buffers)
         total, trainable, buffers = total + params, trainable + train, buffers + buf
+        nbytes += sum(t.numel() * t.element_size() for t in own + own_buffers)
         if mod_name or params or buf:
             rows.append(LayerSummary(mod_name or "(root)", type(m).__name__, mod_name.count(".") + 1 if mod_name else 1,
                                      shapes.get(mod_name) if mod_name else None, params, train, buf))
     in_shapes: list[Shape] | None = [[int(d) for d in t.shape] for t in inputs] if inputs is not None else None
-    return Summary(name or type(module).__name__, "torch", rows, total, trainable, buffers, in_shapes, notes)
+    return Summary(name or type(module).__name__, "torch", rows, total, trainable, buffers, in_shapes, notes,
+                   nbytes)
 
 
 def _output_shapes(module: Any, inputs: list[Any]) -> dict[str, Shape]:
@@ -414,7 +428,8 @@ def _tensor_summary(info: Any, p: Path, meta: dict[str, Any]) -> Summary:
     notes = [f"layers from the stored tensor names; {hint} for types and output shapes"]
     if buffers:
         notes.append("buffers recognised by name (BatchNorm's running_mean, running_var, num_batches_tracked)")
-    return Summary(p.name, info.framework or info.format, rows, total, None, buffers, None, notes)
+    return Summary(p.name, info.framework or info.format, rows, total, None, buffers, None, notes,
+                   sum(t.nbytes for t in info.tensors))
 
 
 # -- Keras --------------------------------------------------------------------------------
