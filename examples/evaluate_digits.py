@@ -1,7 +1,8 @@
-"""Evaluate a saved digits model: test accuracy and a PNG grid of predictions.
+"""Evaluate a saved digits model: accuracy, a per-class report, and a grid of predictions.
 
-Correct predictions are titled in green, wrong ones in red. Uses the model file from
-quickstart.py if given, else trains one the same way first.
+``ms.evaluate`` gives accuracy, per-class precision/recall/F1 and the confusion matrix;
+``ms.plot_predictions`` draws the tutorials' grid (wrong predictions in red, shown first).
+Uses the model file from quickstart.py if given, else trains one the same way first.
     python examples/evaluate_digits.py [--model digits.safetensors] [--png predictions.png]
 """
 
@@ -11,31 +12,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import torch
+from quickstart import LABELS, Net, digits, train
 
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from quickstart import LABELS, Net, digits, train  # noqa: E402
-
-import modelstore as ms  # noqa: E402
-
-
-def grid(images: np.ndarray, predicted: list[str], truth: np.ndarray, png: Path) -> None:
-    cols = 8
-    rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4))
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, img, p, t in zip(axes.ravel(), images, predicted, truth):
-        ax.imshow(img.reshape(8, 8), cmap="gray_r")
-        ok = int(p) == int(t)
-        ax.set_title(f"{p}" if ok else f"{p} (true {t})", color="green" if ok else "red", fontsize=8)
-    fig.suptitle("digits: green = correct, red = wrong")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+import modelstore as ms
 
 
 def main(model_path: Path | None, png: Path, workdir: Path) -> None:
@@ -48,14 +28,11 @@ def main(model_path: Path | None, png: Path, workdir: Path) -> None:
         model_path = workdir / "digits.safetensors"
         ms.save(net, model_path, config={"hidden": 32}, labels=LABELS)
     model = ms.load(model_path, model=Net)
-    predicted = ms.predict(model, x_test, output="label")
-    correct = np.array([int(p) == t for p, t in zip(predicted, y_test)])
-    print(f"{model_path.name}: test accuracy {correct.mean():.3f} ({correct.sum()}/{len(correct)})")
-    wrong = np.flatnonzero(~correct)[:8]
-    right = np.flatnonzero(correct)[: 32 - len(wrong)]
-    show = np.sort(np.concatenate([wrong, right]))
-    grid(x_test[show], [predicted[i] for i in show], y_test[show], png)
-    print(f"wrote {png} ({len(show)} samples, {len(wrong)} of them wrong)")
+    result = ms.evaluate(model, x_test, y_test)  # y as indices; the saved labels name the classes
+    print(result)
+    ms.plot_predictions(model, x_test, y_test, png, max_images=32)
+    print(f"\n{model_path.name}: test accuracy {result.accuracy:.3f}; {len(result.wrong)} wrong")
+    print(f"wrote {png} (32 samples, the wrong ones first)")
 
 
 if __name__ == "__main__":

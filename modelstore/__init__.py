@@ -29,7 +29,14 @@ from .api import (
 )
 
 if _TYPE_CHECKING:
+<<<<<<< HEAD
     from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
+=======
+    from .api.evaluate import Evaluation, evaluate
+    from .api.plots import plot_predictions, plot_weights
+    from .api.stats import TensorStats, stats
+    from .api.summary import LayerSummary, Summary, summary
+>>>>>>> tutorials-v2
     from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
@@ -54,6 +61,16 @@ __all__ = [
     "refresh_backends",
     # a versioned store on a local folder or any fsspec URI (s3://, gs://, memory://)
     "Store",
+    # tutorials in a line: a layer table, weight statistics and pictures, classifier metrics
+    "summary",
+    "stats",
+    "plot_weights",
+    "evaluate",
+    "plot_predictions",
+    "Summary",
+    "LayerSummary",
+    "TensorStats",
+    "Evaluation",
     # data
     "ModelVersion",
     "ModelInfo",
@@ -64,9 +81,19 @@ __all__ = [
 ]
 __all__ += _errors.__all__
 
+<<<<<<< HEAD
 _LAZY = {"Store": "store", "ModelVersion": "store",  # not needed to save or load a file
          "sign": "api.signing", "verify": "api.signing", "SigningPolicy": "api.signing",
          "VerifiedSignature": "api.signing"}
+=======
+_LAZY = {  # not needed to save or load a file: imported on first use
+    "Store": "store", "ModelVersion": "store",
+    "summary": "api.summary", "Summary": "api.summary", "LayerSummary": "api.summary",
+    "stats": "api.stats", "TensorStats": "api.stats",
+    "evaluate": "api.evaluate", "Evaluation": "api.evaluate",
+    "plot_weights": "api.plots", "plot_predictions": "api.plots",
+}
+>>>>>>> tutorials-v2
 
 
 def __getattr__(name: str) -> _Any:

@@ -112,7 +112,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
     """--stats gives mean/std/min/max per tensor; --plot writes a PNG of histograms;
-    pickle formats need --trust for stats."""
+    a plain state dict needs no --trust; a pickled whole module does."""
     png = tmp_path / "w.png"
     proc = run("inspect", str(files["st"]), "--stats", "--plot", str(png), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -121,10 +121,12 @@ def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
     w = models.trained_net(hidden=8).fc1.weight.detach().numpy()
     assert abs(stats["fc1.weight"]["mean"] - float(w.mean())) < 1e-6
     assert png.read_bytes()[:4] == b"\x89PNG"
-    refused = run("inspect", str(files["pt"]), "--stats")
+    plain = run("inspect", str(files["pt"]), "--stats")
+    assert plain.returncode == 0 and "fc2.bias" in plain.stdout and "mean" in plain.stdout, plain.stderr
+    refused = run("inspect", str(files["whole"]), "--stats")
     assert refused.returncode == 1 and "--trust" in refused.stderr
-    trusted = run("inspect", str(files["pt"]), "--stats", "--trust")
-    assert trusted.returncode == 0 and "fc2.bias" in trusted.stdout and "mean" in trusted.stdout
+    trusted = run("inspect", str(files["whole"]), "--stats", "--trust")
+    assert trusted.returncode == 0 and "fc2.bias" in trusted.stdout
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ def test_quickstart_then_evaluate(tmp_path: Path) -> None:
                        cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "confusion matrix (rows: true, columns: predicted)" in proc.stdout and "macro avg" in proc.stdout
 
 
 @pytest.mark.slow
@@ -99,6 +100,9 @@ def test_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+@pytest.mark.slow
 def test_signed_models(tmp_path: Path) -> None:
     """signed_models signs, verifies and loads, then refuses a tampered, a foreign and an unsigned file."""
     pytest.importorskip("torch")
@@ -106,3 +110,25 @@ def test_signed_models(tmp_path: Path) -> None:
     proc = run_example("signed_models.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "loaded: Net" in proc.stdout and proc.stdout.count("refused (") == 3
+
+
+@pytest.mark.slow
+def test_model_summary(tmp_path: Path) -> None:
+    """model_summary prints a layer table with a frozen layer, and the same table from the file."""
+    pytest.importorskip("torch")
+    proc = run_example("model_summary.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "trainable 4,474 of 4,554; buffers 17" in proc.stdout
+    assert "BatchNorm2d  1x8x8x8" in proc.stdout and "same layers and shapes from the file: True" in proc.stdout
+
+
+@pytest.mark.slow
+def test_weight_histograms(tmp_path: Path) -> None:
+    """weight_histograms reads a plain torch.save state dict without trust and writes a PNG."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "w.png"
+    proc = run_example("weight_histograms.py", "--out", str(tmp_path), "--png", str(png), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "fc1.weight" in proc.stdout and "NaN/Inf: 0" in proc.stdout and "trust" not in proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,8 @@ def add_parser(sub: Any, make: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--stats", action="store_true", help="mean, std, min and max of every weight tensor")
     p.add_argument("--plot", metavar="FILE.png", help="write per-tensor weight histograms to a PNG")
-    p.add_argument("--trust", action="store_true", help="allow unpickling (needed for --stats of pickle formats)")
+    p.add_argument("--trust", action="store_true",
+                   help="allow code in the file to run (only for --stats/--plot of pickles the safe loader refuses)")
     p.set_defaults(func=run)
 
 
@@ -32,14 +33,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     verdict = scan(args.path).verdict
     data: dict[str, object] = {**info.to_dict(), "verdict": verdict}
     arrays = None
+    dtypes: dict[str, str] = {}
     if args.stats or args.plot:
         from ..api.stats import weights
 
-        arrays = weights(args.path, trust=args.trust)
+        arrays = weights(args.path, trust=args.trust, dtypes=dtypes)
     if args.stats and arrays is not None:
-        from ..api.stats import stats
+        from ..api.stats import summarize
 
-        data["stats"] = stats(arrays)
+        data["stats"] = [s.to_dict() for s in summarize(arrays, dtypes)]
     if args.json:
         json.dump(data, out, indent=2)
         out.write("\n")

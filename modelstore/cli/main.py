@@ -10,10 +10,17 @@ import sys
 from typing import Any, TextIO
 
 from .._version import __version__
+<<<<<<< HEAD
 from ..errors import ModelstoreError, SignatureError, UnsafeModelError
 from . import convert, inspect, predict, scan, serve, sign, store
 
 COMMANDS = (inspect, scan, convert, predict, serve, store, sign)
+=======
+from ..errors import ModelstoreError, UnsafeModelError
+from . import convert, evaluate, inspect, predict, scan, serve, store, summary
+
+COMMANDS = (inspect, scan, convert, predict, serve, store, summary, evaluate)
+>>>>>>> tutorials-v2
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:

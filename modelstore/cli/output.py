@@ -68,12 +68,15 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
 
 
 def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
-    cells = [["tensor", "shape", "mean", "std", "min", "max"]]
+    cells = [["tensor", "shape", "dtype", "mean", "std", "min", "max", "zeros", "nan/inf"]]
     for r in rows:
         shape = r["shape"] if isinstance(r["shape"], list) else []
-        cells.append([str(r["name"]), "x".join(map(str, shape)) or "scalar",
-                      *(f"{float(r[k]):.4g}" for k in ("mean", "std", "min", "max"))])  # type: ignore[arg-type]
-    table(cells, out, right={2, 3, 4, 5})
+        cells.append([str(r["name"]), "x".join(map(str, shape)) or "scalar", str(r.get("dtype", "")),
+                      *(f"{float(r[k]):.4g}" if r[k] is not None else "nan"  # type: ignore[arg-type]
+                        for k in ("mean", "std", "min", "max")),
+                      f"{float(r.get('zeros', 0.0)):.1%}",  # type: ignore[arg-type]
+                      f"{r.get('nans', 0)}/{r.get('infs', 0)}"])
+    table(cells, out, right={3, 4, 5, 6, 7, 8})
 
 
 def print_scan(report: ScanReport, out: TextIO) -> None:

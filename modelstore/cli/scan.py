@@ -1,33 +1,74 @@
-"""``modelstore scan``: a security verdict for files and folders; exit 0 safe, 1 unsafe, 2 unknown."""
+"""``modelstore scan PATH... [--format text|json|sarif]``: a security gate for CI.
+
+Exit codes: 0 every file safe, 1 something unsafe, 2 something unknown or unreadable (or no
+model file found). Folders are searched recursively for files with a model suffix; a sharded
+checkpoint's folder counts as one model. Every scanned file is listed in an inventory: path,
+format, sha256, size and verdict, with the findings behind the verdict.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from .._info import Finding, ScanReport
-from ..api import scan
 from ..errors import ModelstoreError
-from .output import print_scan
 
-EXAMPLE = ("examples:\n  modelstore scan downloaded.pt\n  modelstore scan models/ --json\n"
-           "exit codes: 0 all safe, 1 something unsafe, 2 unknown or error")
+EPILOG = (
+    "examples:\n"
+    "  modelstore scan downloaded.pt\n"
+    "  modelstore scan models/ --format json > inventory.json\n"
+    "  modelstore scan models/ --format sarif --output modelstore.sarif   # for code scanning\n"
+    "exit codes: 0 all safe, 1 something unsafe, 2 unknown or error"
+)
+FORMATS = ("text", "json", "sarif")
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "scan", "security verdict for model files: exit 0 safe, 1 unsafe, 2 unknown", EXAMPLE)
+    p = make(sub, "scan", "security verdict for model files: exit 0 safe, 1 unsafe, 2 unknown", EPILOG)
     p.add_argument("paths", nargs="+", help="files, or folders to search for model files")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--format", choices=FORMATS, default=None, dest="fmt",
+                   help="text (default), json (the inventory) or sarif (SARIF 2.1.0 for code scanning)")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+    p.add_argument("--output", "-o", metavar="FILE", default=None,
+                   help="write the report to FILE instead of stdout")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=run)
 
 
-def _expand(paths: list[str]) -> list[str]:
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.json and args.fmt not in (None, "json"):
+        sys.stderr.write(f"modelstore: error: --json and --format {args.fmt} disagree; give one\n")
+        return 2
+    fmt = "json" if args.json else (args.fmt or "text")
+    files = expand(args.paths)
+    if not files:
+        sys.stderr.write("modelstore: error: no model files found in " + ", ".join(args.paths) +
+                         " (scan looks for .safetensors, .pt/.pth, .keras/.h5, .joblib/.pkl, .onnx, ...)\n")
+        return 2
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    records = inventory(files, progress=_Progress(len(files), show).step)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                write_report(records, fmt, f)
+        except OSError as e:
+            sys.stderr.write(f"modelstore: error: {args.output}: cannot write the report: {e.strerror or e}\n")
+            return 2
+        if fmt != "text":
+            write_report(records, "text", out)  # the human summary still goes to the terminal
+    else:
+        write_report(records, fmt, out)
+    return exit_code(records)
+
+
+def expand(paths: list[str]) -> list[str]:
     """Files as given; folders walked recursively for model files. A folder a backend claims
     (a sharded checkpoint) is one model: its index names (and confines) its shards."""
     from ..pipeline.choose import model_file
@@ -56,6 +97,72 @@ def _expand(paths: list[str]) -> list[str]:
     return out
 
 
+def inventory(files: list[str], *, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Scan each file; one record per file: its report plus ``sha256`` and ``size_bytes``."""
+    from ..api import scan
+
+    records = []
+    for f in files:
+        try:
+            report = scan(f)
+        except ModelstoreError as e:  # a missing or unreadable file: report it, keep going
+            report = ScanReport(f, "unknown", "unknown", [Finding("file", "warning", str(e))])
+        records.append({**report.to_dict(), **_digest(f)})
+        if progress is not None:
+            progress(f)
+    return records
+
+
+def _digest(path: str) -> dict[str, Any]:
+    """sha256 and size of a regular file (not followed through links); None for folders."""
+    try:
+        if not os.path.isfile(path) or os.path.islink(path):
+            return {"sha256": None, "size_bytes": None}
+        h = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        return {"sha256": h.hexdigest(), "size_bytes": size}
+    except OSError:
+        return {"sha256": None, "size_bytes": None}
+
+
+def exit_code(records: list[dict[str, Any]]) -> int:
+    verdicts = {r["verdict"] for r in records}
+    return 1 if "unsafe" in verdicts else (2 if "unknown" in verdicts else 0)
+
+
+def write_report(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        json.dump(records, out, indent=2)
+        out.write("\n")
+    elif fmt == "sarif":
+        from .._version import __version__
+        from .sarif import build
+
+        json.dump(build(records, tool_version=__version__), out, indent=2)
+        out.write("\n")
+    else:
+        _text(records, out)
+
+
+def _text(records: list[dict[str, Any]], out: TextIO) -> None:
+    for r in records:
+        out.write(f"{r['path']}: {r['verdict']} ({r['format']})\n")
+        for f in r["findings"]:
+            out.write(f"  [{f['severity']}] {f['subject']}: {f['reason']}\n")
+    counts = {v: sum(r["verdict"] == v for r in records) for v in ("safe", "unsafe", "unknown")}
+    if len(records) > 1:
+        out.write(f"\n{len(records)} files: {counts['safe']} safe, {counts['unsafe']} unsafe, "
+                  f"{counts['unknown']} unknown\n")
+        width = max(len(str(r["path"])) for r in records)
+        for r in records:
+            sha = (r["sha256"] or "-")[:16]
+            out.write(f"  {str(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n")
+
+
 class _Progress:
     """A one-line progress bar on stderr (only for terminals, or when asked)."""
 
@@ -68,33 +175,8 @@ class _Progress:
         self.done += 1
         width = 30
         filled = width * self.done // self.total
-        sys.stderr.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {label[-40:]:<40}")
+        sys.stderr.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                         f"{label[-40:]:<40}")
         if self.done == self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-def run(args: argparse.Namespace, out: TextIO) -> int:
-    files = _expand(args.paths)
-    if not files:
-        sys.stderr.write("modelstore: error: no model files found\n")
-        return 2
-    show = sys.stderr.isatty() if args.progress is None else args.progress
-    bar = _Progress(len(files), show)
-    reports = []
-    for f in files:
-        try:
-            reports.append(scan(f))
-        except ModelstoreError as e:  # a missing or unreadable file: report it, keep going
-            reports.append(ScanReport(f, "unknown", "unknown", [Finding("file", "warning", str(e))]))
-        bar.step(f)
-    if args.json:
-        json.dump([r.to_dict() for r in reports], out, indent=2)
-        out.write("\n")
-    else:
-        for r in reports:
-            print_scan(r, out)
-    verdicts = {r.verdict for r in reports}
-    return 1 if "unsafe" in verdicts else (2 if "unknown" in verdicts else 0)
-
-
