@@ -29,14 +29,11 @@ from .api import (
 )
 
 if _TYPE_CHECKING:
-<<<<<<< HEAD
-    from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
-=======
     from .api.evaluate import Evaluation, evaluate
     from .api.plots import plot_predictions, plot_weights
+    from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
     from .api.stats import TensorStats, stats
     from .api.summary import LayerSummary, Summary, summary
->>>>>>> tutorials-v2
     from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
@@ -81,19 +78,15 @@ __all__ = [
 ]
 __all__ += _errors.__all__
 
-<<<<<<< HEAD
-_LAZY = {"Store": "store", "ModelVersion": "store",  # not needed to save or load a file
-         "sign": "api.signing", "verify": "api.signing", "SigningPolicy": "api.signing",
-         "VerifiedSignature": "api.signing"}
-=======
 _LAZY = {  # not needed to save or load a file: imported on first use
     "Store": "store", "ModelVersion": "store",
     "summary": "api.summary", "Summary": "api.summary", "LayerSummary": "api.summary",
     "stats": "api.stats", "TensorStats": "api.stats",
     "evaluate": "api.evaluate", "Evaluation": "api.evaluate",
     "plot_weights": "api.plots", "plot_predictions": "api.plots",
+    "sign": "api.signing", "verify": "api.signing", "SigningPolicy": "api.signing",
+    "VerifiedSignature": "api.signing",
 }
->>>>>>> tutorials-v2
 
 
 def __getattr__(name: str) -> _Any:

@@ -1,7 +1,7 @@
 """Pictures the tutorials draw by hand: weight histograms and a grid of predictions.
 
 matplotlib is imported inside each call and drawn on its Agg canvas directly (no pyplot, no
-change to the global backend, no window); ``pip install "modelstore[plot]"`` brings it.
+change to the global backend, no window); ``pip install "modelstore-safe[plot]"`` brings it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def plot_weights(path_or_model: Any, png_path: str | os.PathLike[str], *, trust:
     """
     from .stats import arrays_of, plot
 
-    arrays = arrays_of(path_or_model, trust=trust, quiet=False)
+    arrays = arrays_of(path_or_model, trust=trust)
     if title is None:
         name = Path(os.fspath(path_or_model)).name if isinstance(path_or_model, (str, os.PathLike)) \
             else type(path_or_model).__name__
@@ -74,8 +74,8 @@ def plot_predictions(model_or_path: Any, images: Any, y_true: Any, png_path: str
     """
     import numpy as np
 
-    from .stats import agg_figure
     from .evaluate import predicted_names, saved_labels, true_names
+    from .stats import agg_figure
 
     if type(max_images) is not int or not 1 <= max_images <= MAX_IMAGES:
         raise ArgumentError(f"max_images must be an integer from 1 to {MAX_IMAGES}, not {max_images!r}")

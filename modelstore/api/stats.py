@@ -13,19 +13,14 @@ import dataclasses
 import math
 import mmap
 import os
-<<<<<<< HEAD
-=======
 import sys
-import warnings
 from dataclasses import dataclass
->>>>>>> tutorials-v2
 from pathlib import Path
 from typing import Any
 
 from ..errors import (
     ArgumentError,
     MissingDependencyError,
-    PickleWarning,
     UnsafeModelError,
     UnsupportedModelError,
 )
@@ -90,20 +85,19 @@ def stats(path_or_model: Any, *, trust: bool = False) -> list[TensorStats]:
     ...     print(s.name, s.shape, f"{s.mean:+.3f} {s.std:.3f}", s.zeros)
     """
     dtypes: dict[str, str] = {}
-    arrays = arrays_of(path_or_model, trust=trust, dtypes=dtypes, quiet=False)
+    arrays = arrays_of(path_or_model, trust=trust, dtypes=dtypes)
     return summarize(arrays, dtypes)
 
 
-def arrays_of(path_or_model: Any, *, trust: bool = False, dtypes: dict[str, str] | None = None,
-              quiet: bool = True) -> dict[str, Any]:
+def arrays_of(path_or_model: Any, *, trust: bool = False, dtypes: dict[str, str] | None = None) -> dict[str, Any]:
     """Weights as numpy arrays by name, from a path or a loaded model."""
     if trust is not True and trust is not False:
         raise ArgumentError(f"trust must be True or False here, not {trust!r}")
     if isinstance(path_or_model, (str, os.PathLike)):
-        return weights(path_or_model, trust=trust, dtypes=dtypes, quiet=quiet)
+        return weights(path_or_model, trust=trust, dtypes=dtypes)
     own_path = getattr(path_or_model, "path", None)
     if type(path_or_model).__module__.startswith("modelstore.") and isinstance(own_path, (str, Path)):
-        return weights(own_path, trust=False, dtypes=dtypes, quiet=quiet)  # a loaded ONNX model: its file
+        return weights(own_path, trust=False, dtypes=dtypes)  # a loaded ONNX model: its file
     return _object_arrays(path_or_model, dtypes)
 
 
@@ -137,12 +131,9 @@ def is_torch_module(obj: Any) -> bool:
 
 
 def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[str, str] | None = None,
-            quiet: bool = True, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+            storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every weight array in the model as numpy, by name (a URI is fetched first; ``dtypes``
     gets the stored dtypes).
-
-    ``quiet`` keeps the ``PickleWarning`` of a pickle load to itself (the CLI says so in its
-    output); ``ms.stats`` lets it through like any load.
     """
     import numpy as np
 
@@ -154,7 +145,7 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
     local, uri = locate.split(path)
     if uri is not None:
         with locate.fetched(uri, storage_options) as (copy, shown), renamed(copy.parent, remote.parent_uri(shown)):
-            return weights(copy, trust=trust, dtypes=dtypes, quiet=quiet)
+            return weights(copy, trust=trust, dtypes=dtypes)
     path = local
 
     from .inspect import scan
@@ -173,26 +164,12 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
         from onnx import numpy_helper
 
         proto = onnx.load(str(p))
-<<<<<<< HEAD
-        return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    if not trust:
-        msg = (f"{p}: reading the weights of a {backend.name} file means unpickling it; pass --trust "
-               f"(trust=True) if you trust its author, or convert it to safetensors first")
-        raise UnsafeModelError(msg, [])
-    obj = load(p, trust=True)
-=======
         inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
         if dtypes is not None:
             dtypes.update({k: str(v.dtype) for k, v in inits.items()})
         return inits
     try:  # the same gate as load: plain state dicts and allow-listed objects need no trust
-        if quiet:
-            # the CLI says in its output that it unpickled; the filter is restored on exit
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=PickleWarning)
-                obj = load(p, trust=trust)
-        else:
-            obj = load(p, trust=trust)
+        obj = load(p, trust=trust)
     except UnsafeModelError as e:
         if trust:
             raise
@@ -200,7 +177,6 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
                f"plain tensors: pass --trust / trust=True only if you trust its author, or ask for a "
                f"safetensors file)")
         raise UnsafeModelError(msg, e.untrusted) from None
->>>>>>> tutorials-v2
     out: dict[str, Any] = {}
     _collect(obj, "", out, np, 0, dtypes)
     return out
@@ -303,16 +279,8 @@ def summarize(arrays: dict[str, Any], dtypes: dict[str, str] | None = None) -> l
 def plot(arrays: dict[str, Any], png: str | os.PathLike[str], title: str) -> int:
     """Histograms of the (up to 16) largest floating arrays; returns how many were drawn.
 
-<<<<<<< HEAD
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError('--plot needs matplotlib; run: pip install "modelstore-safe[plot]"',
-                                     name="matplotlib") from None
-=======
     Drawn on a matplotlib ``Figure`` with the Agg canvas: no pyplot, no global backend change.
     """
->>>>>>> tutorials-v2
     import numpy as np
 
     figure_cls, canvas_cls = agg_figure()
@@ -347,6 +315,6 @@ def agg_figure() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise MissingDependencyError('plots need matplotlib; run: pip install "modelstore[plot]"',
+        raise MissingDependencyError('plots need matplotlib; run: pip install "modelstore-safe[plot]"',
                                      name="matplotlib") from None
     return Figure, FigureCanvasAgg

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchitectureMismatchError, ArgumentError, UnsafeModelError, UnsupportedModelError
+from ..errors import (
+    ArchitectureMismatchError,
+    ArgumentError,
+    UnsafeModelError,
+    UnsupportedModelError,
+)
 
 Shape = list[int | None]
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")  # nn.BatchNorm*'s buffers

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..api import inspect, scan
-from ..errors import StorageError
+from ..errors import PickleWarning, StorageError
 from .output import print_info, print_stats
 
 EXAMPLE = ("examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json\n"
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.stats or args.plot:
         from ..api.stats import weights
 
+        # the command is the application: the pickle note is not its output
+        warnings.filterwarnings("ignore", category=PickleWarning)
         arrays = weights(args.path, trust=args.trust, dtypes=dtypes)
     if args.stats and arrays is not None:
         from ..api.stats import summarize

@@ -10,17 +10,10 @@ import sys
 from typing import Any, TextIO
 
 from .._version import __version__
-<<<<<<< HEAD
 from ..errors import ModelstoreError, SignatureError, UnsafeModelError
-from . import convert, inspect, predict, scan, serve, sign, store
+from . import convert, evaluate, inspect, predict, scan, serve, sign, store, summary
 
-COMMANDS = (inspect, scan, convert, predict, serve, store, sign)
-=======
-from ..errors import ModelstoreError, UnsafeModelError
-from . import convert, evaluate, inspect, predict, scan, serve, store, summary
-
-COMMANDS = (inspect, scan, convert, predict, serve, store, summary, evaluate)
->>>>>>> tutorials-v2
+COMMANDS = (inspect, scan, convert, predict, serve, store, sign, summary, evaluate)
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
