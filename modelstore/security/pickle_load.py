@@ -90,12 +90,18 @@ class LoadState:
     def final(self, check: Callable[[], None]) -> None:
         self.finals.append(check)
 
-    def finish(self) -> None:
+    def finish(self, root: Any = None) -> None:
+        """End of the load: every required state set, every end-of-load check passed, and
+        reference functions only where their models keep them (walked from ``root``)."""
         if self.required:
             obj = next(iter(self.required.values()))
             raise self.refuse(f"a {type(obj).__qualname__} never received its state")
         for check in self.finals:
             check()
+        if any(e.module.startswith("sklearn.") for e in self.external.values()):
+            from .check_sklearn_state import check_placements
+
+            check_placements(self, root)
 
 
 class RestrictedUnpickler(StreamReader):
@@ -218,7 +224,7 @@ def restricted_load(source: Source, where: str, *, trusted: Collection[str] = ()
     reader = RestrictedUnpickler(source, state)
     obj = reader.load()
     expect_end(reader)
-    state.finish()
+    state.finish(obj)
     return obj
 
 

@@ -1,0 +1,279 @@
+"""End-of-load checks of fitted scikit-learn state that compiled code indexes with, or sizes
+its output by, and of where allow-listed reference functions may sit.
+
+- **Neighbours**: ``_y`` holds class indices the Cython class-mode reduction counts into
+  ``classes_`` without bounds checks; ``_fit_X`` is read with the width of the query.
+- **Text**: ``vocabulary_`` gives the column of each term in a CSR matrix built without
+  index checks; a hashing width of 0 divides by zero in C (scikit-learn builds with cdivision).
+- **Encoders, projections, polynomial features**: output widths recomputed from what the file
+  stores, so a stored count can never make ``transform`` write past, or allocate far beyond,
+  what the model holds.
+- **Clustering**: every centre (the flat ones and those in a bisecting tree) is as wide as the
+  data ``predict`` validates; thread counts are bounded.
+- **Reference functions** (``_kmeans_single_lloyd``, ``check_array``) are on the allow-list
+  because real models hold them at one attribute; anywhere else (a FunctionTransformer's
+  ``func``, a metric, a callback) they would be called with arguments from the file, which
+  they do not validate. :func:`check_placements` walks the loaded object once and refuses
+  any other place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .check_numpy import _int
+from .check_sklearn import _array, _np
+
+if TYPE_CHECKING:
+    from .pickle_load import LoadState
+
+#: Most output columns a fitted transform may declare per sample (8 bytes each: 1 GiB/row).
+MAX_WIDTH = 1 << 27
+#: Most OpenMP threads a fitted estimator may ask for.
+MAX_THREADS = 4096
+
+#: Reference functions -> the only (class, attribute) where a model may hold them.
+PLACES: dict[str, frozenset[tuple[str, str]]] = {
+    "sklearn.cluster._kmeans:_kmeans_single_lloyd": frozenset({
+        ("sklearn.cluster._bisect_k_means.BisectingKMeans", "_kmeans_single")}),
+    "sklearn.cluster._kmeans:_kmeans_single_elkan": frozenset({
+        ("sklearn.cluster._bisect_k_means.BisectingKMeans", "_kmeans_single")}),
+    # HistGradientBoosting's preprocessor: FunctionTransformer(partial(check_array, ...))
+    "sklearn.utils.validation:check_array": frozenset({("functools.partial", "func")}),
+}
+
+
+def _labels_in(st: LoadState, y: Any, n_classes: int, what: str) -> None:
+    np = _np()
+    if y.dtype.kind not in "iu" or (y.size and not (y.min() >= 0 and y.max() < n_classes)):
+        raise st.refuse(f"{what} holds class indices outside its {n_classes} classes")
+    del np
+
+
+def check_neighbors(st: LoadState, est: Any) -> None:
+    """A fitted neighbours model: its samples, tree and labels agree in count and width."""
+    np = _np()
+    d = est.__dict__
+    if "_fit_X" not in d:
+        return
+    name = type(est).__name__
+    n, n_features = d.get("n_samples_fit_"), d.get("n_features_in_")
+    if not (_int(n) and int(n) >= 1 and _int(n_features) and int(n_features) >= 1):
+        raise st.refuse(f"a {name} without its sample and feature counts")
+    n, n_features = int(n), int(n_features)
+    fit_x = d["_fit_X"]
+    shape = getattr(fit_x, "shape", None)
+    if isinstance(fit_x, np.ndarray):
+        _array(st, fit_x, f"the samples of a {name}", ndim=2, contiguous=False)
+    precomputed = d.get("effective_metric_") == "precomputed"
+    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[0] == n
+            and (precomputed or shape[1] == n_features)):
+        raise st.refuse(f"a {name} whose samples are {shape}, not {n} rows of its {n_features} features")
+    tree = d.get("_tree")
+    if tree is not None:
+        from sklearn.neighbors import BallTree, KDTree
+
+        if type(tree) not in (BallTree, KDTree) or np.asarray(tree.data).shape != (n, n_features):
+            raise st.refuse(f"a {name} whose search tree holds other data than the model")
+    y = d.get("_y")
+    if y is None:
+        return
+    y = _array(st, y, f"the targets of a {name}", contiguous=False)
+    if y.ndim not in (1, 2) or y.shape[0] != n:
+        raise st.refuse(f"a {name} with {y.shape[:1]} targets for {n} samples")
+    if "classes_" not in d:
+        return
+    classes = d["classes_"]
+    if d.get("outputs_2d_"):
+        if y.ndim != 2 or not isinstance(classes, list) or len(classes) != y.shape[1]:
+            raise st.refuse(f"a {name} whose targets and classes disagree in outputs")
+        for k, cls in enumerate(classes):
+            _labels_in(st, y[:, k], len(cls), f"a {name}")
+    else:
+        if y.ndim != 1 or not isinstance(classes, np.ndarray) or classes.ndim != 1:
+            raise st.refuse(f"a {name} whose targets and classes disagree in outputs")
+        _labels_in(st, y, classes.shape[0], f"a {name}")
+
+
+def check_vocabulary(st: LoadState, est: Any) -> None:
+    """CountVectorizer/TfidfVectorizer: each term's column is distinct and inside the matrix."""
+    vocab = est.__dict__.get("vocabulary_")
+    if vocab is None:
+        return
+    if not isinstance(vocab, dict):
+        raise st.refuse(f"a {type(est).__name__} whose vocabulary is not a dict")
+    cols = set()
+    for term, col in vocab.items():
+        if not isinstance(term, str) or not _int(col) or not 0 <= int(col) < len(vocab):
+            raise st.refuse(f"a {type(est).__name__} whose vocabulary maps {str(term)[:40]!r} to column "
+                            f"{str(col)[:40]}, outside its {len(vocab)} columns")
+        cols.add(int(col))
+    if len(cols) != len(vocab):
+        raise st.refuse(f"a {type(est).__name__} whose vocabulary gives two terms the same column")
+
+
+def check_hashing(st: LoadState, est: Any) -> None:
+    """HashingVectorizer/FeatureHasher: ``h % n_features`` in C: a width of at least 1."""
+    n = est.__dict__.get("n_features")
+    if not _int(n) or not 1 <= int(n) < (1 << 31):
+        raise st.refuse(f"a {type(est).__name__} hashing into {str(n)[:40]} columns")
+
+
+def check_one_hot(st: LoadState, est: Any) -> None:
+    """OneHotEncoder: the column count of each feature is what its categories give."""
+    d = est.__dict__
+    if "_n_features_outs" not in d:
+        return
+    cats, outs = d.get("categories_"), d["_n_features_outs"]
+    if not isinstance(cats, list) or not isinstance(outs, list) or len(outs) != len(cats) \
+            or d.get("n_features_in_") != len(cats) or not all(_int(v) for v in outs):
+        raise st.refuse("a OneHotEncoder whose output widths do not match its features")
+    try:
+        expected = est._compute_n_features_outs()
+    except Exception:  # noqa: BLE001 - a malformed state of any kind
+        expected = None
+    if expected is None or [int(v) for v in outs] != [int(v) for v in expected]:
+        raise st.refuse("a OneHotEncoder whose output widths do not match its categories")
+
+
+def check_polynomial(st: LoadState, est: Any) -> None:
+    """PolynomialFeatures: output widths recomputed from features and degrees, and bounded."""
+    d = est.__dict__
+    if "_n_out_full" not in d:
+        return
+    n, lo, hi = d.get("n_features_in_"), d.get("_min_degree"), d.get("_max_degree")
+    if not (_int(n) and _int(lo) and _int(hi) and 1 <= int(n) < MAX_WIDTH and 0 <= int(lo) <= int(hi) <= 10_000):
+        raise st.refuse("a PolynomialFeatures with malformed degrees or feature count")
+    full = type(est)._num_combinations(n_features=int(n), min_degree=0, max_degree=int(hi),
+                                       interaction_only=bool(d.get("interaction_only")),
+                                       include_bias=bool(d.get("include_bias")))
+    out = type(est)._num_combinations(n_features=int(n), min_degree=int(lo), max_degree=int(hi),
+                                      interaction_only=bool(d.get("interaction_only")),
+                                      include_bias=bool(d.get("include_bias")))
+    if d["_n_out_full"] != full or d.get("n_output_features_") != out or full > MAX_WIDTH:
+        raise st.refuse(f"a PolynomialFeatures declaring {str(d['_n_out_full'])[:40]} output columns "
+                        f"(its degrees give {full}; at most {MAX_WIDTH})")
+
+
+def check_random_projection(st: LoadState, est: Any) -> None:
+    """Random projections: the projection matrix is (n_components_, n_features_in_), and a
+    sparse one declares no more rows than it stores entries (the output is dense)."""
+    from scipy import sparse
+
+    d = est.__dict__
+    comp = d.get("components_")
+    if comp is None:
+        return
+    k, n = d.get("n_components_"), d.get("n_features_in_")
+    shape = getattr(comp, "shape", None)
+    stored = comp.nnz if sparse.issparse(comp) else getattr(comp, "size", 0)
+    if not (_int(k) and _int(n) and shape == (int(k), int(n)) and int(k) <= max(4 * stored, 1024)):
+        raise st.refuse(f"a {type(est).__name__} projecting to {str(k)[:40]} columns from a "
+                        f"{shape} matrix storing {stored} values")
+
+
+def check_clustering(st: LoadState, est: Any) -> None:
+    """k-means family: centres (flat and in a bisecting tree) as wide as the features;
+    thread counts bounded."""
+    np = _np()
+    d = est.__dict__
+    name = type(est).__name__
+    threads = d.get("_n_threads")
+    if threads is not None and not (_int(threads) and 1 <= int(threads) <= MAX_THREADS):
+        raise st.refuse(f"a {name} asking for {str(threads)[:40]} threads")
+    centers = d.get("cluster_centers_")
+    if centers is None:
+        return
+    n_features = d.get("n_features_in_")
+    centers = _array(st, centers, "cluster centres", ndim=2, contiguous=False)
+    if not _int(n_features) or centers.shape[1] != int(n_features):
+        raise st.refuse(f"a {name} whose centres do not match its feature count")
+    n_features = int(n_features)
+    mean = d.get("_X_mean")
+    if mean is not None and getattr(mean, "shape", None) != (n_features,):
+        raise st.refuse(f"a {name} whose data mean does not match its feature count")
+    if "_bisecting_tree" not in d:
+        return
+    from sklearn.cluster._bisect_k_means import _BisectingTree
+
+    seen: set[int] = set()
+    todo = [d["_bisecting_tree"]]
+    while todo:
+        node = todo.pop()
+        if type(node) is not _BisectingTree or id(node) in seen:
+            raise st.refuse(f"a {name} whose cluster tree is not a tree")
+        seen.add(id(node))
+        nd = node.__dict__
+        center = nd.get("center")
+        if not isinstance(center, np.ndarray) or center.shape != (n_features,) or center.dtype.kind != "f":
+            raise st.refuse(f"a {name} with a cluster centre that does not match its feature count")
+        left, right = nd.get("left"), nd.get("right")
+        if (left is None) != (right is None):
+            raise st.refuse(f"a {name} whose cluster tree has a node with one child")
+        if left is not None:
+            todo += [left, right]
+
+
+# -- where reference functions may sit ---------------------------------------------------------
+
+
+def check_placements(st: LoadState, root: Any) -> None:
+    """Refuse a reference function (:data:`PLACES`) anywhere but at its one attribute.
+
+    Walks what the stream built, from ``root``: containers, object arrays, instance
+    ``__dict__``s and partials; never into objects a lookup returned."""
+    import functools
+    import types
+
+    np = _np()
+    placed = {i: e for i, e in st.external.items() if ":".join(e.target) in PLACES}
+    if not placed:
+        return
+    stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, str, bytes)
+    seen: set[int] = set()
+    todo: list[tuple[Any, str, str]] = [(root, "the file", "")]
+    while todo:
+        obj, owner, key = todo.pop()
+        entry = placed.get(id(obj))
+        if entry is not None:
+            target = ":".join(entry.target)
+            if (owner, key) not in PLACES[target]:
+                raise st.refuse(f"{target.replace(':', '.')} held by {owner}.{key}: it is allowed only "
+                                "where scikit-learn keeps it, never as a function the model calls")
+            continue
+        if id(obj) in seen or id(obj) in st.external or isinstance(obj, stop):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            todo += [(v, "a dict", str(k)[:40]) for k, v in obj.items()]
+            todo += [(k, "a dict key", "") for k in obj]
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo += [(v, f"a {type(obj).__name__}", "") for v in obj]
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == np.dtype(object):
+                todo += [(v, "an object array", "") for v in obj.flat]
+        elif isinstance(obj, functools.partial):
+            todo += [(obj.func, "functools.partial", "func"), (obj.args, "functools.partial", "args"),
+                     (obj.keywords, "functools.partial", "keywords")]
+        else:
+            attrs = getattr(obj, "__dict__", None)
+            if isinstance(attrs, dict):
+                cls = type(obj)
+                where = f"{cls.__module__}.{cls.__qualname__}"
+                todo += [(v, where, str(k)) for k, v in attrs.items()]
+
+
+def finals_for(obj: Any) -> list[Any]:
+    """The checks of this module an estimator needs, by what it is."""
+    from sklearn.cluster._kmeans import _BaseKMeans
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+    from sklearn.neighbors._base import NeighborsBase
+    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
+    from sklearn.random_projection import BaseRandomProjection
+
+    table = ((NeighborsBase, check_neighbors), (CountVectorizer, check_vocabulary),
+             ((HashingVectorizer, FeatureHasher), check_hashing), (OneHotEncoder, check_one_hot),
+             (PolynomialFeatures, check_polynomial), (BaseRandomProjection, check_random_projection),
+             (_BaseKMeans, check_clustering))
+    return [check for kinds, check in table if isinstance(obj, kinds)]
