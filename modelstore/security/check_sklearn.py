@@ -1,12 +1,13 @@
-"""Validators for scikit-learn's Cython objects and the estimators whose compiled code trusts
-their fitted state.
+"""Validators for scikit-learn's Cython objects (trees, neighbour trees, distance metrics,
+losses), checked as the stream builds them.
 
 scikit-learn's Cython code (trees, neighbour trees, distance metrics, histogram gradient
 boosting, libsvm) reads arrays with the indices those arrays hold, without bounds checks: a
 decision tree whose child points past its nodes, or back at an ancestor, crashes or never
 returns from ``predict``. Each such state is checked here, before the object's
-``__setstate__`` for Cython types, and when the load ends for estimators that tie several
-objects together (a tree's features against the estimator's ``n_features_in_``).
+``__setstate__`` for Cython types. Estimators that tie several objects together (a tree's
+features against the estimator's ``n_features_in_``) are checked when the load ends, in
+:mod:`.check_sklearn_fitted` and :mod:`.check_sklearn_state`.
 """
 
 from __future__ import annotations

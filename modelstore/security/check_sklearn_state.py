@@ -27,8 +27,10 @@ from .check_sklearn import _array, _np
 if TYPE_CHECKING:
     from .pickle_load import LoadState
 
-#: Most output columns a fitted transform may declare per sample (8 bytes each: 1 GiB/row).
-MAX_WIDTH = 1 << 27
+#: Most output columns a fitted transform may declare per sample (8 bytes each: 128 MiB/row).
+MAX_WIDTH = 1 << 24
+#: Most iterations a transform-time solver may be asked for (NMF, LDA, sparse coding).
+MAX_ITER = 100_000
 #: Most OpenMP threads a fitted estimator may ask for.
 MAX_THREADS = 4096
 
@@ -172,6 +174,59 @@ def check_random_projection(st: LoadState, est: Any) -> None:
                         f"{shape} matrix storing {stored} values")
 
 
+def check_spline(st: LoadState, est: Any) -> None:
+    """SplineTransformer: the output width is what its splines give (transform allocates it)."""
+    d = est.__dict__
+    splines, n = d.get("bsplines_"), d.get("n_features_in_")
+    if splines is None:
+        return
+    shapes = [getattr(getattr(b, "c", None), "shape", None) for b in splines] if isinstance(splines, list) else []
+    shape = shapes[0] if shapes and all(type(x) is tuple and x == shapes[0] for x in shapes) else None
+    if not _int(n) or len(splines) != int(n) or not (isinstance(shape, tuple) and len(shape) == 2):
+        raise st.refuse("a SplineTransformer whose splines do not match its features")
+    n_splines = shape[1]
+    expected = int(n) * int(n_splines) - int(n) * (1 - bool(d.get("include_bias")))
+    if d.get("n_features_out_") != expected or expected > MAX_WIDTH:
+        raise st.refuse(f"a SplineTransformer declaring {str(d.get('n_features_out_'))[:40]} output columns "
+                        f"(its splines give {expected})")
+
+
+def check_sketch(st: LoadState, est: Any) -> None:
+    """PolynomialCountSketch: a bounded sketch width that every hash index falls inside."""
+    d = est.__dict__
+    k, index = d.get("n_components"), d.get("indexHash_")
+    degree = d.get("degree")
+    if index is None:
+        return
+    index = _array(st, index, "a count sketch's hash indices", ndim=2, contiguous=False)
+    if not (_int(k) and 1 <= int(k) <= MAX_WIDTH and _int(degree) and 1 <= int(degree) <= 1000
+            and index.shape[0] == int(degree) and index.dtype.kind in "iu"
+            and (index.size == 0 or (index.min() >= 0 and index.max() < int(k)))):
+        raise st.refuse(f"a PolynomialCountSketch of width {str(k)[:40]} whose hashes do not fit it")
+
+
+#: estimator class name -> (attributes a transform loops or sizes by, their upper bound)
+_BOUNDED = {
+    "AdditiveChi2Sampler": (("sample_steps",), 1000),
+    "NMF": (("max_iter",), MAX_ITER),
+    "MiniBatchNMF": (("max_iter", "_transform_max_iter", "transform_max_iter", "fresh_restarts_max_iter"),
+                     MAX_ITER),
+    "LatentDirichletAllocation": (("max_doc_update_iter",), MAX_ITER),
+    "DictionaryLearning": (("transform_max_iter",), MAX_ITER),
+    "MiniBatchDictionaryLearning": (("transform_max_iter",), MAX_ITER),
+    "SparseCoder": (("transform_max_iter",), MAX_ITER),
+}
+
+
+def check_bounded(st: LoadState, est: Any) -> None:
+    """Counts a transform loops over or multiplies its output by, within sane bounds."""
+    attrs, hi = _BOUNDED[type(est).__name__]
+    for attr in attrs:
+        value = est.__dict__.get(attr)
+        if value is not None and not (_int(value) and 0 <= int(value) <= hi):
+            raise st.refuse(f"a {type(est).__name__} with {attr}={str(value)[:40]} (at most {hi})")
+
+
 def check_clustering(st: LoadState, est: Any) -> None:
     """k-means family: centres (flat and in a bisecting tree) as wide as the features;
     thread counts bounded."""
@@ -217,6 +272,21 @@ def check_clustering(st: LoadState, est: Any) -> None:
 # -- where reference functions may sit ---------------------------------------------------------
 
 
+def _placed(entry: Any) -> bool:
+    """Whether an entry may sit only at its places: those in PLACES, and every other function
+    the sklearn allow-list holds as a reference (fail closed: a new one has no place yet)."""
+    import sys
+    import types
+
+    from .allowlist_sklearn import REASONS
+
+    module, name = entry.target
+    if f"{module}:{name}" in PLACES:
+        return True
+    obj = getattr(sys.modules.get(module), name, None)
+    return entry.reason == REASONS["reference"] and isinstance(obj, types.FunctionType)
+
+
 def check_placements(st: LoadState, root: Any) -> None:
     """Refuse a reference function (:data:`PLACES`) anywhere but at its one attribute.
 
@@ -226,7 +296,7 @@ def check_placements(st: LoadState, root: Any) -> None:
     import types
 
     np = _np()
-    placed = {i: e for i, e in st.external.items() if ":".join(e.target) in PLACES}
+    placed = {i: e for i, e in st.external.items() if _placed(e)}
     if not placed:
         return
     stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, str, bytes)
@@ -237,7 +307,7 @@ def check_placements(st: LoadState, root: Any) -> None:
         entry = placed.get(id(obj))
         if entry is not None:
             target = ":".join(entry.target)
-            if (owner, key) not in PLACES[target]:
+            if (owner, key) not in PLACES.get(target, ()):
                 raise st.refuse(f"{target.replace(':', '.')} held by {owner}.{key}: it is allowed only "
                                 "where scikit-learn keeps it, never as a function the model calls")
             continue
@@ -272,8 +342,13 @@ def finals_for(obj: Any) -> list[Any]:
     from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
     from sklearn.random_projection import BaseRandomProjection
 
+    from sklearn.kernel_approximation import PolynomialCountSketch
+    from sklearn.preprocessing import SplineTransformer
+
+    out = [check_bounded] if type(obj).__name__ in _BOUNDED and type(obj).__module__.startswith("sklearn.") else []
     table = ((NeighborsBase, check_neighbors), (CountVectorizer, check_vocabulary),
+             (SplineTransformer, check_spline), (PolynomialCountSketch, check_sketch),
              ((HashingVectorizer, FeatureHasher), check_hashing), (OneHotEncoder, check_one_hot),
              (PolynomialFeatures, check_polynomial), (BaseRandomProjection, check_random_projection),
              (_BaseKMeans, check_clustering))
-    return [check for kinds, check in table if isinstance(obj, kinds)]
+    return out + [check for kinds, check in table if isinstance(obj, kinds)]

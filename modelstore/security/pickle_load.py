@@ -17,6 +17,10 @@ Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). 
 - **Reconstructed objects of a risky kind** (dtypes, arrays, trees, neighbour trees, sparse
   matrices, random states, ...) are validated before the load returns; objects that need
   their state (a tree with no nodes) are refused if they never got it.
+- **Estimators whose compiled code trusts their fitted state** are checked when the load ends,
+  once every attribute is final (:mod:`.check_sklearn_fitted`): widths, counts and indices
+  that must agree across attributes. A reference function of the scikit-learn allow-list may
+  sit only at the attribute where scikit-learn keeps it (:mod:`.check_sklearn_state`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ estimators (non-default parameters the zoo does not fit) must still load and pre
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,43 @@ def _polynomial_width(path: Path) -> str:
     return "np.random.rand(8, 3)"
 
 
-#: name -> (builder, what the naive load + predict does: "crash", "silent" read or "alloc")
+def _spline_width(path: Path) -> str:
+    from sklearn.preprocessing import SplineTransformer
+
+    m = SplineTransformer().fit(np.random.RandomState(0).rand(20, 3))
+    m.n_features_out_ = 2**28  # transform allocates (n_samples, n_features_out_)
+    joblib.dump(m, path)
+    return "np.random.rand(8, 3)"
+
+
+def _sketch_width(path: Path) -> str:
+    from sklearn.kernel_approximation import PolynomialCountSketch
+
+    m = PolynomialCountSketch(n_components=4, random_state=0).fit(np.random.RandomState(0).rand(20, 3))
+    m.n_components = 2**28  # transform allocates (n_samples, degree, n_components)
+    joblib.dump(m, path)
+    return "np.random.rand(4, 3)"
+
+
+def _chi2_steps(path: Path) -> str:
+    from sklearn.kernel_approximation import AdditiveChi2Sampler
+
+    m = AdditiveChi2Sampler(sample_steps=2).fit(np.random.RandomState(0).rand(20, 3))
+    m.sample_steps, m.sample_interval = 10**5, 0.5  # 2 * 10**5 - 1 output blocks
+    joblib.dump(m, path)
+    return "np.random.rand(5000, 3)"
+
+
+def _nmf_iterations(path: Path) -> str:
+    from sklearn.decomposition import NMF
+
+    m = NMF(n_components=2, max_iter=500, random_state=0).fit(np.random.RandomState(0).rand(20, 3))
+    m.max_iter, m.tol = 10**12, -1.0  # transform's solver never converges and never stops
+    joblib.dump(m, path)
+    return "np.random.rand(4, 3)"
+
+
+#: name -> (builder, what the naive load + predict does: "crash", "silent" read, "alloc" or "hang")
 HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
     "radius_labels": (_radius_labels, "crash"),
     "one_hot_widths": (_one_hot_widths, "crash"),
@@ -111,10 +148,14 @@ HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
     "isolation_max_features": (_isolation_max_features, "silent"),
     "random_projection_rows": (_random_projection_rows, "alloc"),
     "polynomial_width": (_polynomial_width, "alloc"),
+    "spline_width": (_spline_width, "alloc"),
+    "sketch_width": (_sketch_width, "alloc"),
+    "chi2_steps": (_chi2_steps, "alloc"),
+    "nmf_iterations": (_nmf_iterations, "hang"),
 }
 
 
-def naive(path: Path, sample: str, limit_mb: int | None = None) -> tuple[int, str]:
+def naive(path: Path, sample: str, limit_mb: int | None = None, timeout: float = 180) -> tuple[int, str]:
     r = run_py(f"""
         import resource, warnings, joblib, numpy as np
         warnings.simplefilter("ignore")
@@ -130,7 +171,7 @@ def naive(path: Path, sample: str, limit_mb: int | None = None) -> tuple[int, st
             print("MEMORYERROR")
         import gc; gc.collect()
         print("SURVIVED")
-    """)
+    """, timeout=timeout)
     return r.returncode, r.stdout + r.stderr[-800:]
 
 
@@ -146,8 +187,11 @@ def test_inconsistent_fitted_state_is_refused(tmp_path: Path, name: str) -> None
     elif harm == "silent":  # compiled code reads past a buffer and raises nothing
         rc, out = naive(path, sample)
         assert rc == 0 and "PREDICTED" in out, (rc, out)
+    elif harm == "hang":
+        with pytest.raises(subprocess.TimeoutExpired):
+            naive(path, sample, timeout=15)
     else:
-        assert path.stat().st_size < 2000
+        assert path.stat().st_size < 10_000
         rc, out = naive(path, sample, limit_mb=4096)
         assert "MEMORYERROR" in out, (rc, out)
     with pytest.raises(ms.ModelstoreError) as err:
@@ -161,13 +205,16 @@ def test_inconsistent_fitted_state_is_refused(tmp_path: Path, name: str) -> None
 def _benign() -> list[tuple[str, object, object]]:
     import pandas as pd
     from sklearn.cluster import BisectingKMeans, KMeans
+    from sklearn.decomposition import NMF
+    from sklearn.kernel_approximation import AdditiveChi2Sampler, PolynomialCountSketch
     from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegressor,
                                   HistGradientBoostingClassifier, IsolationForest)
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PolynomialFeatures
+    from sklearn.preprocessing import (FunctionTransformer, OneHotEncoder, PolynomialFeatures,
+                                       SplineTransformer)
     from sklearn.random_projection import GaussianRandomProjection, SparseRandomProjection
 
     rng = np.random.RandomState(0)
@@ -199,6 +246,10 @@ def _benign() -> list[tuple[str, object, object]]:
          docs),
         ("hashing", make_pipeline(HashingVectorizer(n_features=32), LogisticRegression()).fit(docs, np.arange(20) % 2),
          docs),
+        ("spline", SplineTransformer(n_knots=4, degree=2, include_bias=False).fit(x), x),
+        ("sketch", PolynomialCountSketch(n_components=8, random_state=0).fit(x), x),
+        ("chi2", AdditiveChi2Sampler(sample_steps=3).fit(x), x),
+        ("nmf", NMF(n_components=2, max_iter=400, random_state=0).fit(x), x),
         ("function_log1p", make_pipeline(FunctionTransformer(np.log1p), LinearRegression()).fit(x, x[:, 0]), x),
     ]
 
@@ -222,3 +273,49 @@ def test_benign_variants_still_load_and_predict_alike(tmp_path: Path) -> None:
             loaded = ms.load(path)
             np.testing.assert_allclose(np.asarray(_out(loaded, x), dtype=float),
                                        np.asarray(_out(model, x), dtype=float), err_msg=name)
+
+
+# -- reference functions only where scikit-learn keeps them ---------------------------------------
+
+
+def test_every_reference_function_has_its_places() -> None:
+    """Each function the generated allow-list holds "by reference" has the attributes where it
+    may sit (check_sklearn_state.PLACES); one without places is refused everywhere."""
+    import sys
+    import types
+
+    from modelstore.security.allowlist_sklearn import ENTRIES, REASONS
+    from modelstore.security.check_sklearn_state import PLACES
+    from modelstore.security.policy import GENERAL
+
+    for e in ENTRIES:
+        if e.reason == REASONS["reference"]:
+            GENERAL.resolve(e, "test")
+            obj = getattr(sys.modules[e.module], e.name)
+            if isinstance(obj, types.FunctionType):
+                assert f"{e.module}:{e.name}" in PLACES, e
+
+
+def _reference_elsewhere(kind: str) -> object:
+    """A pipeline holding an allowed reference function where no model keeps it."""
+    from sklearn.cluster._kmeans import _kmeans_single_lloyd
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils.validation import check_array
+
+    x = np.random.RandomState(0).rand(20, 3)
+    if kind == "check_array_as_func":  # HGB keeps it only inside a partial
+        return make_pipeline(FunctionTransformer(check_array), LinearRegression()).fit(x, x[:, 0])
+    return make_pipeline(FunctionTransformer(np.log1p, kw_args={"callback": _kmeans_single_lloyd}))
+
+
+@pytest.mark.parametrize("kind", ["check_array_as_func", "in_kw_args"])
+def test_reference_functions_elsewhere_are_refused(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.joblib"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        joblib.dump(_reference_elsewhere(kind), path)
+    with pytest.raises(ms.UnsafeModelError, match="allowed only where scikit-learn keeps it") as err:
+        ms.load(path)
+    assert path.name in str(err.value)
