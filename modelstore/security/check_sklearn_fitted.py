@@ -128,7 +128,7 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
         else:
             ok = not multi or getattr(getattr(init, "classes_", None), "shape", None) == (k,)
     else:
-        ok = k == 1 and (init == "zero" or type(init) is not DummyRegressor or init.__dict__.get("n_outputs_") == 1)
+        ok = k == 1 and (type(init) is not DummyRegressor or init.__dict__.get("n_outputs_") == 1)
     if not ok:
         raise st.refuse(f"a {name} whose initial estimator predicts a different width than its stages")
 
@@ -171,7 +171,7 @@ def check_hist_gradient_boosting(st: LoadState, est: Any) -> None:
         _check_hgb_preprocessor(st, d["_preprocessor"], int(n_features))
     for row in predictors:
         for pred in row if isinstance(row, list) else [None]:
-            if type(pred) is not TreePredictor:
+            if not isinstance(pred, TreePredictor) or type(pred) is not TreePredictor:
                 raise st.refuse("a gradient boosting model holding something other than its trees")
             nodes = pred.nodes
             inner = ~nodes["is_leaf"].astype(bool)
@@ -285,6 +285,22 @@ def check_libsvm(st: LoadState, est: Any) -> None:
         raise st.refuse(f"a {type(est).__name__} whose support vectors, counts and coefficients disagree")
 
 
+def _guarded(check: Any) -> Any:
+    """``check``, with any error its comparisons raise on a malformed state (an array where a
+    number belongs, a missing attribute) turned into a refusal naming the file."""
+    from ..errors import ModelstoreError
+
+    def run(st: LoadState, est: Any) -> None:
+        try:
+            check(st, est)
+        except ModelstoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the state is the attacker's: any failure refuses
+            raise st.refuse(f"a {type(est).__name__} whose fitted state is malformed "
+                            f"({type(e).__name__} while checking it)") from None
+    return run
+
+
 def finals_for(obj: Any) -> list[Any]:
     """The end-of-load checks an estimator needs, by what it is."""
     name = type(obj).__module__
@@ -301,4 +317,4 @@ def finals_for(obj: Any) -> list[Any]:
     table = ((TreePredictor, check_predictor), (BaseHistGradientBoosting, check_hist_gradient_boosting),
              (BaseGradientBoosting, check_gradient_boosting), (BaseLibSVM, check_libsvm))
     out += [check for kinds, check in table if isinstance(obj, kinds)]
-    return out + check_sklearn_state.finals_for(obj)
+    return [_guarded(check) for check in out + check_sklearn_state.finals_for(obj)]

@@ -67,7 +67,7 @@ def check_neighbors(st: LoadState, est: Any) -> None:
     shape = getattr(fit_x, "shape", None)
     if isinstance(fit_x, np.ndarray):
         _array(st, fit_x, f"the samples of a {name}", ndim=2, contiguous=False)
-    precomputed = d.get("effective_metric_") == "precomputed"
+    precomputed = isinstance(d.get("effective_metric_"), str) and d["effective_metric_"] == "precomputed"
     if not (isinstance(shape, tuple) and len(shape) == 2 and shape[0] == n
             and (precomputed or shape[1] == n_features)):
         raise st.refuse(f"a {name} whose samples are {shape}, not {n} rows of its {n_features} features")
@@ -315,7 +315,7 @@ def check_placements(st: LoadState, root: Any) -> None:
             continue
         seen.add(id(obj))
         if isinstance(obj, dict):
-            todo += [(v, "a dict", str(k)[:40]) for k, v in obj.items()]
+            todo += [(v, "a dict", k[:40] if isinstance(k, str) else type(k).__name__) for k, v in obj.items()]
             todo += [(k, "a dict key", "") for k in obj]
         elif isinstance(obj, (list, tuple, set, frozenset)):
             todo += [(v, f"a {type(obj).__name__}", "") for v in obj]
@@ -330,7 +330,7 @@ def check_placements(st: LoadState, root: Any) -> None:
             if isinstance(attrs, dict):
                 cls = type(obj)
                 where = f"{cls.__module__}.{cls.__qualname__}"
-                todo += [(v, where, str(k)) for k, v in attrs.items()]
+                todo += [(v, where, k if isinstance(k, str) else type(k).__name__) for k, v in attrs.items()]
 
 
 def finals_for(obj: Any) -> list[Any]:
