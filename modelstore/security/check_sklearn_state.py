@@ -46,10 +46,8 @@ PLACES: dict[str, frozenset[tuple[str, str]]] = {
 
 
 def _labels_in(st: LoadState, y: Any, n_classes: int, what: str) -> None:
-    np = _np()
     if y.dtype.kind not in "iu" or (y.size and not (y.min() >= 0 and y.max() < n_classes)):
         raise st.refuse(f"{what} holds class indices outside its {n_classes} classes")
-    del np
 
 
 def check_neighbors(st: LoadState, est: Any) -> None:
@@ -98,7 +96,8 @@ def check_neighbors(st: LoadState, est: Any) -> None:
 
 
 def check_vocabulary(st: LoadState, est: Any) -> None:
-    """CountVectorizer/TfidfVectorizer: each term's column is distinct and inside the matrix."""
+    """CountVectorizer/TfidfVectorizer/DictVectorizer: each term's column is distinct and inside
+    the matrix (``len(vocabulary_)`` columns, built without index checks)."""
     vocab = est.__dict__.get("vocabulary_")
     if vocab is None:
         return
@@ -106,12 +105,24 @@ def check_vocabulary(st: LoadState, est: Any) -> None:
         raise st.refuse(f"a {type(est).__name__} whose vocabulary is not a dict")
     cols = set()
     for term, col in vocab.items():
-        if not isinstance(term, str) or not _int(col) or not 0 <= int(col) < len(vocab):
+        if not _int(col) or not 0 <= int(col) < len(vocab):
             raise st.refuse(f"a {type(est).__name__} whose vocabulary maps {str(term)[:40]!r} to column "
                             f"{str(col)[:40]}, outside its {len(vocab)} columns")
         cols.add(int(col))
     if len(cols) != len(vocab):
         raise st.refuse(f"a {type(est).__name__} whose vocabulary gives two terms the same column")
+
+
+def check_agglomeration(st: LoadState, est: Any) -> None:
+    """FeatureAgglomeration: one cluster label per feature, each below the feature count
+    (transform sizes ``bincount(labels_)`` by the largest)."""
+    labels, n = est.__dict__.get("labels_"), est.__dict__.get("n_features_in_")
+    if labels is None:
+        return
+    labels = _array(st, labels, "feature cluster labels", ndim=1, contiguous=False)
+    if not _int(n) or labels.shape != (int(n),):
+        raise st.refuse("a FeatureAgglomeration whose labels do not match its features")
+    _labels_in(st, labels, int(n), "a FeatureAgglomeration")
 
 
 def check_hashing(st: LoadState, est: Any) -> None:
@@ -336,7 +347,8 @@ def check_placements(st: LoadState, root: Any) -> None:
 def finals_for(obj: Any) -> list[Any]:
     """The checks of this module an estimator needs, by what it is."""
     from sklearn.cluster._kmeans import _BaseKMeans
-    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.cluster import FeatureAgglomeration
+    from sklearn.feature_extraction import DictVectorizer, FeatureHasher
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
     from sklearn.neighbors._base import NeighborsBase
     from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
@@ -346,7 +358,8 @@ def finals_for(obj: Any) -> list[Any]:
     from sklearn.preprocessing import SplineTransformer
 
     out = [check_bounded] if type(obj).__name__ in _BOUNDED and type(obj).__module__.startswith("sklearn.") else []
-    table = ((NeighborsBase, check_neighbors), (CountVectorizer, check_vocabulary),
+    table = ((NeighborsBase, check_neighbors), ((CountVectorizer, DictVectorizer), check_vocabulary),
+             (FeatureAgglomeration, check_agglomeration),
              (SplineTransformer, check_spline), (PolynomialCountSketch, check_sketch),
              ((HashingVectorizer, FeatureHasher), check_hashing), (OneHotEncoder, check_one_hot),
              (PolynomialFeatures, check_polynomial), (BaseRandomProjection, check_random_projection),

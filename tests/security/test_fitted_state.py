@@ -140,6 +140,24 @@ def _nmf_iterations(path: Path) -> str:
     return "np.random.rand(4, 3)"
 
 
+def _dict_vectorizer_column(path: Path) -> str:
+    from sklearn.feature_extraction import DictVectorizer
+
+    m = DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}, {"c": 3}])
+    m.vocabulary_["a"] = 2**31 - 1  # a column far outside the matrix toarray() writes
+    joblib.dump(m, path)
+    return "[{'a': 1.0, 'b': 2.0}] * 50"
+
+
+def _agglomeration_labels(path: Path) -> str:
+    from sklearn.cluster import FeatureAgglomeration
+
+    m = FeatureAgglomeration(n_clusters=2).fit(np.random.RandomState(0).rand(20, 3))
+    m.labels_ = np.array([0, 1, 2**28])  # transform: bincount(labels_) per sample
+    joblib.dump(m, path)
+    return "np.random.rand(4, 3)"
+
+
 #: name -> (builder, what the naive load + predict does: "crash", "silent" read, "alloc" or "hang")
 HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
     "radius_labels": (_radius_labels, "crash"),
@@ -153,6 +171,8 @@ HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
     "sketch_width": (_sketch_width, "alloc"),
     "chi2_steps": (_chi2_steps, "alloc"),
     "nmf_iterations": (_nmf_iterations, "hang"),
+    "dict_vectorizer_column": (_dict_vectorizer_column, "crash"),
+    "agglomeration_labels": (_agglomeration_labels, "alloc"),
 }
 
 
@@ -205,11 +225,12 @@ def test_inconsistent_fitted_state_is_refused(tmp_path: Path, name: str) -> None
 
 def _benign() -> list[tuple[str, object, object]]:
     import pandas as pd
-    from sklearn.cluster import BisectingKMeans, KMeans
+    from sklearn.cluster import BisectingKMeans, FeatureAgglomeration, KMeans
     from sklearn.decomposition import NMF
     from sklearn.kernel_approximation import AdditiveChi2Sampler, PolynomialCountSketch
     from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegressor,
                                   HistGradientBoostingClassifier, IsolationForest)
+    from sklearn.feature_extraction import DictVectorizer
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsClassifier
@@ -251,6 +272,9 @@ def _benign() -> list[tuple[str, object, object]]:
         ("sketch", PolynomialCountSketch(n_components=8, random_state=0).fit(x), x),
         ("chi2", AdditiveChi2Sampler(sample_steps=3).fit(x), x),
         ("nmf", NMF(n_components=2, max_iter=400, random_state=0).fit(x), x),
+        ("dict_vectorizer", DictVectorizer(sparse=False).fit([{"a": 1, "b": "x"}, {"c": 3}]),
+         [{"a": 2, "b": "x", "c": 2}]),
+        ("agglomeration", FeatureAgglomeration(n_clusters=2).fit(x), x),
         ("function_log1p", make_pipeline(FunctionTransformer(np.log1p), LinearRegression()).fit(x, x[:, 0]), x),
     ]
 
