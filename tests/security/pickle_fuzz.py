@@ -56,7 +56,13 @@ _ATTRS = ["tree_", "n_features_in_", "coef_", "intercept_", "classes_", "estimat
           "shape_fit_", "_sparse", "kernel", "cluster_centers_", "_shape", "data", "indices", "indptr",
           "coords", "offsets", "_t", "_c", "k", "nodes", "binned_left_cat_bitsets", "raw_left_cat_bitsets",
           "_bin_mapper", "is_categorical_", "n_classes_", "max_depth", "node_count", "values", "effective_metric_",
-          "_fit_method", "n_samples_fit_", "_y", "_probA", "_probB", "support_", "_gamma", "class_weight_"]
+          "_fit_method", "n_samples_fit_", "_y", "_probA", "_probB", "support_", "_gamma", "class_weight_",
+          # fitted state the end-of-load checks compare (check_sklearn_fitted.py, check_sklearn_state.py)
+          "n_trees_per_iteration_", "init_", "_loss", "_preprocessor", "transformers_", "vocabulary_",
+          "n_features", "_n_features_outs", "categories_", "_bisecting_tree", "_n_threads", "_max_features",
+          "estimators_features_", "n_components_", "components_", "_n_out_full", "n_output_features_",
+          "labels_", "n_features_out_", "bsplines_", "indexHash_", "n_components", "sample_steps", "max_iter",
+          "outputs_2d_", "func", "kw_args", "center", "left", "right"]
 
 
 class Composer:
