@@ -93,8 +93,8 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
 def check_gradient_boosting(st: LoadState, est: Any) -> None:
     """``predict_stages`` adds tree ``k`` of each stage into column ``k`` of the initial
     predictions without bounds checks: every stage is exactly as wide as those predictions."""
-    from sklearn.base import is_classifier
     from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.tree import DecisionTreeRegressor
 
     np = _np()
@@ -111,7 +111,7 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
     if not all(type(t) is DecisionTreeRegressor for t in stages.flat):
         raise st.refuse(f"a {name} holding something other than regression trees")
     init, loss = d.get("init_"), d.get("_loss")
-    if is_classifier(est):
+    if isinstance(est, GradientBoostingClassifier):
         n_classes, classes = d.get("n_classes_"), d.get("classes_")
         multi = getattr(loss, "is_multiclass", None)
         if not (_int(n_classes) and int(n_classes) >= 2 and type(multi) is bool and multi == (int(n_classes) > 2)

@@ -199,6 +199,7 @@ def naive(path: Path, sample: str, limit_mb: int | None = None, timeout: float =
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_inconsistent_fitted_state_is_refused(tmp_path: Path, name: str) -> None:
+    """Each hostile file harms a naive joblib.load + predict, and ms.load refuses it by name."""
     build, harm = HOSTILE[name]
     path = tmp_path / f"{name}.joblib"
     sample = build(path)
@@ -287,6 +288,7 @@ def _out(m: object, x: object) -> object:
 
 @pytest.mark.slow
 def test_benign_variants_still_load_and_predict_alike(tmp_path: Path) -> None:
+    """Real models with the parameters the checks care about load and predict as fitted."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = _benign()
@@ -337,6 +339,8 @@ def _reference_elsewhere(kind: str) -> object:
 
 @pytest.mark.parametrize("kind", ["check_array_as_func", "in_kw_args"])
 def test_reference_functions_elsewhere_are_refused(tmp_path: Path, kind: str) -> None:
+    """check_array as a FunctionTransformer's func, or a k-means helper in its keyword
+    arguments, is refused: reference functions sit only where scikit-learn keeps them."""
     path = tmp_path / f"{kind}.joblib"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
