@@ -229,7 +229,7 @@ REASONS = {
               "state it receives are validated (check_sklearn.py)",
     "reference": "stored by reference in a fitted estimator (a function or class as a parameter); "
                  "never called while loading; a function only at the attribute where scikit-learn "
-                 "keeps it (check_sklearn_state.PLACES), refused anywhere else",
+                 "keeps it (check_sklearn_places.PLACES), refused anywhere else",
     "score": "a feature-scoring function passed to a selector (SelectKBest(chi2)); a pure computation",
 }
 

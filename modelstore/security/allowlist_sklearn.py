@@ -22,7 +22,7 @@ REASONS = {
         "a compiled class or unpickle helper scikit-learn's pickles call; its arguments and the state it receives are validated (check_sklearn.py)"
     ),
     'reference': (
-        'stored by reference in a fitted estimator (a function or class as a parameter); never called while loading; a function only at the attribute where scikit-learn keeps it (check_sklearn_state.PLACES), refused anywhere else'
+        'stored by reference in a fitted estimator (a function or class as a parameter); never called while loading; a function only at the attribute where scikit-learn keeps it (check_sklearn_places.PLACES), refused anywhere else'
     ),
     'score': (
         'a feature-scoring function passed to a selector (SelectKBest(chi2)); a pure computation'

@@ -27,7 +27,6 @@ def _trees_of(est: Any) -> list[Any]:
     from sklearn.ensemble import IsolationForest
     from sklearn.ensemble._forest import BaseForest
     from sklearn.ensemble._gb import BaseGradientBoosting
-
     from sklearn.tree._classes import BaseDecisionTree
 
     np = _np()
@@ -49,12 +48,13 @@ def _trees_of(est: Any) -> list[Any]:
 def _isolation_widths(st: LoadState, est: Any, n_trees: int, n_features: int) -> list[int] | None:
     """The input width of each tree of an isolation forest: all features, or (when
     ``_max_features`` is fewer) the columns ``estimators_features_`` picks for that tree."""
-    np = _np()
     d = est.__dict__
     max_features = d.get("_max_features")
     if not _int(max_features) or not 1 <= int(max_features) <= n_features:
-        raise st.refuse(f"an IsolationForest whose max_features ({str(max_features)[:40]}) is not "
-                        f"between 1 and its {n_features} features")
+        raise st.refuse(
+            f"an IsolationForest whose max_features ({str(max_features)[:40]}) is not "
+            f"between 1 and its {n_features} features"
+        )
     if int(max_features) == n_features:
         return None
     picks = d.get("estimators_features_")
@@ -63,7 +63,9 @@ def _isolation_widths(st: LoadState, est: Any, n_trees: int, n_features: int) ->
     widths = []
     for cols in picks:
         cols = _array(st, cols, "a tree's feature columns", ndim=1, contiguous=False)
-        if cols.dtype.kind not in "iu" or (cols.size and not (cols.min() >= 0 and cols.max() < n_features)):
+        if cols.dtype.kind not in "iu" or (
+            cols.size and not (cols.min() >= 0 and cols.max() < n_features)
+        ):
             raise st.refuse("an IsolationForest whose trees read columns outside its features")
         widths.append(int(cols.shape[0]))
     return widths
@@ -83,11 +85,15 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
     widths = [int(n_features)] * len(trees)
     if isinstance(est, IsolationForest):
         widths = _isolation_widths(st, est, len(trees), int(n_features)) or widths
-    for tree, width in zip(trees, widths):
+    for tree, width in zip(trees, widths, strict=True):
         if type(tree) is not Tree:
-            raise st.refuse(f"{type(est).__name__} holds a {type(tree).__name__} where a tree belongs")
+            raise st.refuse(
+                f"{type(est).__name__} holds a {type(tree).__name__} where a tree belongs"
+            )
         if tree.n_features != width:
-            raise st.refuse(f"{type(est).__name__} gives {width} features to a tree over {tree.n_features}")
+            raise st.refuse(
+                f"{type(est).__name__} gives {width} features to a tree over {tree.n_features}"
+            )
 
 
 def check_gradient_boosting(st: LoadState, est: Any) -> None:
@@ -104,9 +110,16 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
     name = type(est).__name__
     stages = _array(st, d["estimators_"], "boosting stages", ndim=2, contiguous=False)
     k = d.get("n_trees_per_iteration_")
-    if stages.dtype != np.dtype(object) or not _int(k) or stages.shape[1] != int(k) or stages.shape[0] < 1:
-        raise st.refuse(f"a {name} whose stages are {stages.shape[1:]} trees wide, not n_trees_per_iteration_ "
-                        f"({str(k)[:20]})")
+    if (
+        stages.dtype != np.dtype(object)
+        or not _int(k)
+        or stages.shape[1] != int(k)
+        or stages.shape[0] < 1
+    ):
+        raise st.refuse(
+            f"a {name} whose stages are {stages.shape[1:]} trees wide, not n_trees_per_iteration_ "
+            f"({str(k)[:20]})"
+        )
     k = int(k)
     if not all(type(t) is DecisionTreeRegressor for t in stages.flat):
         raise st.refuse(f"a {name} holding something other than regression trees")
@@ -114,23 +127,34 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
     if isinstance(est, GradientBoostingClassifier):
         n_classes, classes = d.get("n_classes_"), d.get("classes_")
         multi = getattr(loss, "is_multiclass", None)
-        if not (_int(n_classes) and int(n_classes) >= 2 and type(multi) is bool and multi == (int(n_classes) > 2)
-                and k == (int(n_classes) if multi else 1) and getattr(classes, "shape", None) == (int(n_classes),)):
+        if not (
+            _int(n_classes)
+            and int(n_classes) >= 2
+            and type(multi) is bool
+            and multi == (int(n_classes) > 2)
+            and k == (int(n_classes) if multi else 1)
+            and getattr(classes, "shape", None) == (int(n_classes),)
+        ):
             raise st.refuse(f"a {name} whose class count, loss and stage width disagree")
         if isinstance(init, str):
             ok = init == "zero"
         elif type(init) is DummyClassifier:
             i = init.__dict__
             prior = i.get("class_prior_")
-            ok = (i.get("n_outputs_") == 1 and i.get("n_classes_") == int(n_classes)
-                  and getattr(prior, "shape", None) == (int(n_classes),)
-                  and getattr(i.get("classes_"), "shape", None) == (int(n_classes),))
+            ok = (
+                i.get("n_outputs_") == 1
+                and i.get("n_classes_") == int(n_classes)
+                and getattr(prior, "shape", None) == (int(n_classes),)
+                and getattr(i.get("classes_"), "shape", None) == (int(n_classes),)
+            )
         else:
             ok = not multi or getattr(getattr(init, "classes_", None), "shape", None) == (k,)
     else:
         ok = k == 1 and (type(init) is not DummyRegressor or init.__dict__.get("n_outputs_") == 1)
     if not ok:
-        raise st.refuse(f"a {name} whose initial estimator predicts a different width than its stages")
+        raise st.refuse(
+            f"a {name} whose initial estimator predicts a different width than its stages"
+        )
 
 
 def check_predictor(st: LoadState, pred: Any) -> None:
@@ -139,18 +163,25 @@ def check_predictor(st: LoadState, pred: Any) -> None:
 
     np = _np()
     d = pred.__dict__
-    nodes = _array(st, d.get("nodes"), "a boosting tree's nodes", dtype=PREDICTOR_RECORD_DTYPE, ndim=1)
+    nodes = _array(
+        st, d.get("nodes"), "a boosting tree's nodes", dtype=PREDICTOR_RECORD_DTYPE, ndim=1
+    )
     n = nodes.shape[0]
     if n < 1:
         raise st.refuse("a boosting tree without nodes")
-    bitsets = [_array(st, d.get(k), "a boosting tree's category bitsets", dtype="uint32", ndim=2)
-               for k in ("binned_left_cat_bitsets", "raw_left_cat_bitsets")]
+    bitsets = [
+        _array(st, d.get(k), "a boosting tree's category bitsets", dtype="uint32", ndim=2)
+        for k in ("binned_left_cat_bitsets", "raw_left_cat_bitsets")
+    ]
     if any(b.shape[1] != 8 for b in bitsets) or bitsets[0].shape != bitsets[1].shape:
         raise st.refuse("a boosting tree with malformed category bitsets")
     leaf = nodes["is_leaf"].astype(bool)
     cat = nodes["is_categorical"].astype(bool) & ~leaf
-    if not (_children_ok(nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), n, leaf)
-            and np.all(nodes["feature_idx"][~leaf] >= 0) and np.all(nodes["bitset_idx"][cat] < bitsets[0].shape[0])):
+    if not (
+        _children_ok(nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), n, leaf)
+        and np.all(nodes["feature_idx"][~leaf] >= 0)
+        and np.all(nodes["bitset_idx"][cat] < bitsets[0].shape[0])
+    ):
         raise st.refuse("a boosting tree whose nodes point outside the tree or its bitsets")
 
 
@@ -177,24 +208,34 @@ def check_hist_gradient_boosting(st: LoadState, est: Any) -> None:
             inner = ~nodes["is_leaf"].astype(bool)
             feats = nodes["feature_idx"][inner]
             if feats.size and feats.max() >= int(n_features):
-                raise st.refuse("a gradient boosting tree that reads features the model does not have")
+                raise st.refuse(
+                    "a gradient boosting tree that reads features the model does not have"
+                )
             cat = feats[nodes["is_categorical"][inner].astype(bool)]
-            if cat.size and (is_cat is None or not isinstance(is_cat, np.ndarray) or is_cat.shape != (int(n_features),)
-                             or not np.all(is_cat[cat])):
-                raise st.refuse("a gradient boosting tree with categorical splits on non-categorical features")
+            if cat.size and (
+                is_cat is None
+                or not isinstance(is_cat, np.ndarray)
+                or is_cat.shape != (int(n_features),)
+                or not np.all(is_cat[cat])
+            ):
+                raise st.refuse(
+                    "a gradient boosting tree with categorical splits on non-categorical features"
+                )
 
 
 def _selected(st: LoadState, cols: Any, n: int) -> int:
     """How many of ``n`` input columns a ColumnTransformer selection picks."""
     np = _np()
-    if isinstance(cols, slice) or isinstance(cols, str):
+    if isinstance(cols, (slice, str)):
         raise st.refuse("a gradient boosting preprocessor selecting columns by name or slice")
     cols = np.asarray(cols) if isinstance(cols, (list, np.ndarray)) else None
     if cols is None or cols.ndim != 1:
         raise st.refuse("a gradient boosting preprocessor with a malformed column selection")
     if cols.dtype == np.dtype(bool):
         if cols.shape != (n,):
-            raise st.refuse("a gradient boosting preprocessor whose column mask does not match its features")
+            raise st.refuse(
+                "a gradient boosting preprocessor whose column mask does not match its features"
+            )
         return int(cols.sum())
     if cols.size and (cols.dtype.kind not in "iu" or cols.min() < 0 or cols.max() >= n):
         raise st.refuse("a gradient boosting preprocessor selecting columns it does not have")
@@ -213,8 +254,10 @@ def _check_hgb_preprocessor(st: LoadState, pre: Any, n_features: int) -> None:
     d = pre.__dict__ if type(pre) is ColumnTransformer else {}
     fitted = d.get("transformers_")
     if d.get("n_features_in_") != n_features or not isinstance(fitted, list):
-        raise st.refuse(f"a gradient boosting model whose preprocessor is a {type(pre).__name__}, not the "
-                        f"ColumnTransformer over its {n_features} features that scikit-learn builds")
+        raise st.refuse(
+            f"a gradient boosting model whose preprocessor is a {type(pre).__name__}, not the "
+            f"ColumnTransformer over its {n_features} features that scikit-learn builds"
+        )
     by_name = d.get("_transformer_to_input_indices")
     width = 0
     for item in fitted:
@@ -230,16 +273,23 @@ def _check_hgb_preprocessor(st: LoadState, pre: Any, n_features: int) -> None:
         if type(trans) is OrdinalEncoder:
             ok = trans.__dict__.get("n_features_in_") == picked
         elif type(trans) is FunctionTransformer:
-            ok = (isinstance(func, functools.partial) and st.is_value(func.func, "sklearn.utils.validation:check_array")
-                  and not trans.__dict__.get("kw_args"))
+            ok = (
+                isinstance(func, functools.partial)
+                and st.is_value(func.func, "sklearn.utils.validation:check_array")
+                and not trans.__dict__.get("kw_args")
+            )
         else:
             ok = isinstance(trans, str) and trans == "passthrough"
         if not ok:
-            raise st.refuse(f"a gradient boosting preprocessor holding {type(trans).__name__} {name!r}, not "
-                            "an OrdinalEncoder or the check_array pass-through")
+            raise st.refuse(
+                f"a gradient boosting preprocessor holding {type(trans).__name__} {name!r}, not "
+                "an OrdinalEncoder or the check_array pass-through"
+            )
         width += picked
     if width != n_features:
-        raise st.refuse(f"a gradient boosting preprocessor giving {width} columns to trees over {n_features}")
+        raise st.refuse(
+            f"a gradient boosting preprocessor giving {width} columns to trees over {n_features}"
+        )
 
 
 _LIBSVM_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
@@ -256,8 +306,14 @@ def check_libsvm(st: LoadState, est: Any) -> None:
 
     sv = d["support_vectors_"]
     impl = d.get("_impl", getattr(type(est), "_impl", None))
-    if d.get("_sparse") is not False or d.get("kernel") not in _LIBSVM_KERNELS or impl not in LIBSVM_IMPL:
-        raise st.refuse(f"a {type(est).__name__} with a kernel or layout modelstore does not validate")
+    if (
+        d.get("_sparse") is not False
+        or d.get("kernel") not in _LIBSVM_KERNELS
+        or impl not in LIBSVM_IMPL
+    ):
+        raise st.refuse(
+            f"a {type(est).__name__} with a kernel or layout modelstore does not validate"
+        )
     sv = _array(st, sv, "support vectors", dtype="float64", ndim=2)
     n_sv = sv.shape[0]
     n_support = _array(st, d.get("_n_support"), "support counts", dtype="int32", ndim=1)
@@ -265,16 +321,23 @@ def check_libsvm(st: LoadState, est: Any) -> None:
     dual = _array(st, d.get("_dual_coef_"), "dual coefficients", dtype="float64", ndim=2)
     intercept = _array(st, d.get("_intercept_"), "intercepts", dtype="float64", ndim=1)
     shape_fit = d.get("shape_fit_")
-    if not (isinstance(shape_fit, tuple) and len(shape_fit) == 2 and all(_int(v) for v in shape_fit)):
+    if not (
+        isinstance(shape_fit, tuple) and len(shape_fit) == 2 and all(_int(v) for v in shape_fit)
+    ):
         raise st.refuse("an SVM without its training shape")
     classify = impl in ("c_svc", "nu_svc")
     n_class = n_support.shape[0] if classify else 2
     pairs = n_class * (n_class - 1) // 2 if classify else 1
     counted = int(n_support.sum()) == n_sv if classify else n_support.shape == (2,)
-    ok = (np.all(n_support >= 0) and counted and support.shape == (n_sv,)
-          and (n_sv == 0 or (support.min() >= 0 and support.max() < int(shape_fit[0])))
-          and dual.shape == (max(n_class - 1, 1), n_sv) and intercept.shape == (pairs,)
-          and (d["kernel"] == "precomputed" or sv.shape[1] == int(shape_fit[1])))
+    ok = (
+        np.all(n_support >= 0)
+        and counted
+        and support.shape == (n_sv,)
+        and (n_sv == 0 or (support.min() >= 0 and support.max() < int(shape_fit[0])))
+        and dual.shape == (max(n_class - 1, 1), n_sv)
+        and intercept.shape == (pairs,)
+        and (d["kernel"] == "precomputed" or sv.shape[1] == int(shape_fit[1]))
+    )
     for key in ("_probA", "_probB"):
         prob = _array(st, d.get(key), "probability coefficients", dtype="float64", ndim=1)
         ok = ok and prob.shape in ((0,), (pairs,))
@@ -282,7 +345,9 @@ def check_libsvm(st: LoadState, est: Any) -> None:
         weights = _array(st, d["class_weight_"], "class weights", dtype="float64", ndim=1)
         ok = ok and weights.shape == (n_class,)
     if not ok:
-        raise st.refuse(f"a {type(est).__name__} whose support vectors, counts and coefficients disagree")
+        raise st.refuse(
+            f"a {type(est).__name__} whose support vectors, counts and coefficients disagree"
+        )
 
 
 def _guarded(check: Any) -> Any:
@@ -296,8 +361,11 @@ def _guarded(check: Any) -> Any:
         except ModelstoreError:
             raise
         except Exception as e:  # noqa: BLE001 - the state is the attacker's: any failure refuses
-            raise st.refuse(f"a {type(est).__name__} whose fitted state is malformed "
-                            f"({type(e).__name__} while checking it)") from None
+            raise st.refuse(
+                f"a {type(est).__name__} whose fitted state is malformed "
+                f"({type(e).__name__} while checking it)"
+            ) from None
+
     return run
 
 
@@ -314,7 +382,11 @@ def finals_for(obj: Any) -> list[Any]:
     from . import check_sklearn_state
 
     out: list[Any] = [check_tree_estimator]
-    table = ((TreePredictor, check_predictor), (BaseHistGradientBoosting, check_hist_gradient_boosting),
-             (BaseGradientBoosting, check_gradient_boosting), (BaseLibSVM, check_libsvm))
+    table = (
+        (TreePredictor, check_predictor),
+        (BaseHistGradientBoosting, check_hist_gradient_boosting),
+        (BaseGradientBoosting, check_gradient_boosting),
+        (BaseLibSVM, check_libsvm),
+    )
     out += [check for kinds, check in table if isinstance(obj, kinds)]
     return [_guarded(check) for check in out + check_sklearn_state.finals_for(obj)]

@@ -1,5 +1,5 @@
 """End-of-load checks of fitted scikit-learn state that compiled code indexes with, or sizes
-its output by, and of where allow-listed reference functions may sit.
+its output by, or loops over.
 
 - **Neighbours**: ``_y`` holds class indices the Cython class-mode reduction counts into
   ``classes_`` without bounds checks; ``_fit_X`` is read with the width of the query.
@@ -10,11 +10,10 @@ its output by, and of where allow-listed reference functions may sit.
   what the model holds.
 - **Clustering**: every centre (the flat ones and those in a bisecting tree) is as wide as the
   data ``predict`` validates; thread counts are bounded.
-- **Reference functions** (``_kmeans_single_lloyd``, ``check_array``) are on the allow-list
-  because real models hold them at one attribute; anywhere else (a FunctionTransformer's
-  ``func``, a metric, a callback) they would be called with arguments from the file, which
-  they do not validate. :func:`check_placements` walks the loaded object once and refuses
-  any other place.
+- **Transform-time solvers** (NMF, LDA, sparse coding) and loops (chi2 sampling steps):
+  iteration counts bounded.
+
+Where allow-listed reference functions may sit is checked in :mod:`.check_sklearn_places`.
 """
 
 from __future__ import annotations
@@ -33,16 +32,6 @@ MAX_WIDTH = 1 << 24
 MAX_ITER = 100_000
 #: Most OpenMP threads a fitted estimator may ask for.
 MAX_THREADS = 4096
-
-#: Reference functions -> the only (class, attribute) where a model may hold them.
-PLACES: dict[str, frozenset[tuple[str, str]]] = {
-    "sklearn.cluster._kmeans:_kmeans_single_lloyd": frozenset({
-        ("sklearn.cluster._bisect_k_means.BisectingKMeans", "_kmeans_single")}),
-    "sklearn.cluster._kmeans:_kmeans_single_elkan": frozenset({
-        ("sklearn.cluster._bisect_k_means.BisectingKMeans", "_kmeans_single")}),
-    # HistGradientBoosting's preprocessor: FunctionTransformer(partial(check_array, ...))
-    "sklearn.utils.validation:check_array": frozenset({("functools.partial", "func")}),
-}
 
 
 def _labels_in(st: LoadState, y: Any, n_classes: int, what: str) -> None:
@@ -65,10 +54,18 @@ def check_neighbors(st: LoadState, est: Any) -> None:
     shape = getattr(fit_x, "shape", None)
     if isinstance(fit_x, np.ndarray):
         _array(st, fit_x, f"the samples of a {name}", ndim=2, contiguous=False)
-    precomputed = isinstance(d.get("effective_metric_"), str) and d["effective_metric_"] == "precomputed"
-    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[0] == n
-            and (precomputed or shape[1] == n_features)):
-        raise st.refuse(f"a {name} whose samples are {shape}, not {n} rows of its {n_features} features")
+    precomputed = (
+        isinstance(d.get("effective_metric_"), str) and d["effective_metric_"] == "precomputed"
+    )
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) == 2
+        and shape[0] == n
+        and (precomputed or shape[1] == n_features)
+    ):
+        raise st.refuse(
+            f"a {name} whose samples are {shape}, not {n} rows of its {n_features} features"
+        )
     tree = d.get("_tree")
     if tree is not None:
         from sklearn.neighbors import BallTree, KDTree
@@ -106,9 +103,13 @@ def check_vocabulary(st: LoadState, est: Any) -> None:
     np = _np()
     cols = np.asarray(list(vocab.values()))  # one pass in C: vocabularies run to millions of terms
     n = len(vocab)
-    if n and (cols.dtype.kind not in "iu" or cols.shape != (n,) or cols.min() < 0 or cols.max() >= n):
-        raise st.refuse(f"a {type(est).__name__} whose vocabulary maps a term to a column outside its "
-                        f"{n} columns")
+    if n and (
+        cols.dtype.kind not in "iu" or cols.shape != (n,) or cols.min() < 0 or cols.max() >= n
+    ):
+        raise st.refuse(
+            f"a {type(est).__name__} whose vocabulary maps a term to a column outside its "
+            f"{n} columns"
+        )
     if n and np.bincount(cols, minlength=n).max() > 1:
         raise st.refuse(f"a {type(est).__name__} whose vocabulary gives two terms the same column")
 
@@ -138,8 +139,13 @@ def check_one_hot(st: LoadState, est: Any) -> None:
     if "_n_features_outs" not in d:
         return
     cats, outs = d.get("categories_"), d["_n_features_outs"]
-    if not isinstance(cats, list) or not isinstance(outs, list) or len(outs) != len(cats) \
-            or d.get("n_features_in_") != len(cats) or not all(_int(v) for v in outs):
+    if (
+        not isinstance(cats, list)
+        or not isinstance(outs, list)
+        or len(outs) != len(cats)
+        or d.get("n_features_in_") != len(cats)
+        or not all(_int(v) for v in outs)
+    ):
         raise st.refuse("a OneHotEncoder whose output widths do not match its features")
     try:
         expected = est._compute_n_features_outs()
@@ -155,17 +161,33 @@ def check_polynomial(st: LoadState, est: Any) -> None:
     if "_n_out_full" not in d:
         return
     n, lo, hi = d.get("n_features_in_"), d.get("_min_degree"), d.get("_max_degree")
-    if not (_int(n) and _int(lo) and _int(hi) and 1 <= int(n) < MAX_WIDTH and 0 <= int(lo) <= int(hi) <= 10_000):
+    if not (
+        _int(n)
+        and _int(lo)
+        and _int(hi)
+        and 1 <= int(n) < MAX_WIDTH
+        and 0 <= int(lo) <= int(hi) <= 10_000
+    ):
         raise st.refuse("a PolynomialFeatures with malformed degrees or feature count")
-    full = type(est)._num_combinations(n_features=int(n), min_degree=0, max_degree=int(hi),
-                                       interaction_only=bool(d.get("interaction_only")),
-                                       include_bias=bool(d.get("include_bias")))
-    out = type(est)._num_combinations(n_features=int(n), min_degree=int(lo), max_degree=int(hi),
-                                      interaction_only=bool(d.get("interaction_only")),
-                                      include_bias=bool(d.get("include_bias")))
+    full = type(est)._num_combinations(
+        n_features=int(n),
+        min_degree=0,
+        max_degree=int(hi),
+        interaction_only=bool(d.get("interaction_only")),
+        include_bias=bool(d.get("include_bias")),
+    )
+    out = type(est)._num_combinations(
+        n_features=int(n),
+        min_degree=int(lo),
+        max_degree=int(hi),
+        interaction_only=bool(d.get("interaction_only")),
+        include_bias=bool(d.get("include_bias")),
+    )
     if d["_n_out_full"] != full or d.get("n_output_features_") != out or full > MAX_WIDTH:
-        raise st.refuse(f"a PolynomialFeatures declaring {str(d['_n_out_full'])[:40]} output columns "
-                        f"(its degrees give {full}; at most {MAX_WIDTH})")
+        raise st.refuse(
+            f"a PolynomialFeatures declaring {str(d['_n_out_full'])[:40]} output columns "
+            f"(its degrees give {full}; at most {MAX_WIDTH})"
+        )
 
 
 def check_random_projection(st: LoadState, est: Any) -> None:
@@ -181,8 +203,10 @@ def check_random_projection(st: LoadState, est: Any) -> None:
     shape = getattr(comp, "shape", None)
     stored = comp.nnz if sparse.issparse(comp) else getattr(comp, "size", 0)
     if not (_int(k) and _int(n) and shape == (int(k), int(n)) and int(k) <= max(4 * stored, 1024)):
-        raise st.refuse(f"a {type(est).__name__} projecting to {str(k)[:40]} columns from a "
-                        f"{shape} matrix storing {stored} values")
+        raise st.refuse(
+            f"a {type(est).__name__} projecting to {str(k)[:40]} columns from a "
+            f"{shape} matrix storing {stored} values"
+        )
 
 
 def check_spline(st: LoadState, est: Any) -> None:
@@ -191,15 +215,23 @@ def check_spline(st: LoadState, est: Any) -> None:
     splines, n = d.get("bsplines_"), d.get("n_features_in_")
     if splines is None:
         return
-    shapes = [getattr(getattr(b, "c", None), "shape", None) for b in splines] if isinstance(splines, list) else []
-    shape = shapes[0] if shapes and all(type(x) is tuple and x == shapes[0] for x in shapes) else None
+    shapes = (
+        [getattr(getattr(b, "c", None), "shape", None) for b in splines]
+        if isinstance(splines, list)
+        else []
+    )
+    shape = (
+        shapes[0] if shapes and all(type(x) is tuple and x == shapes[0] for x in shapes) else None
+    )
     if not _int(n) or len(splines) != int(n) or not (isinstance(shape, tuple) and len(shape) == 2):
         raise st.refuse("a SplineTransformer whose splines do not match its features")
     n_splines = shape[1]
     expected = int(n) * int(n_splines) - int(n) * (1 - bool(d.get("include_bias")))
     if d.get("n_features_out_") != expected or expected > MAX_WIDTH:
-        raise st.refuse(f"a SplineTransformer declaring {str(d.get('n_features_out_'))[:40]} output columns "
-                        f"(its splines give {expected})")
+        raise st.refuse(
+            f"a SplineTransformer declaring {str(d.get('n_features_out_'))[:40]} output columns "
+            f"(its splines give {expected})"
+        )
 
 
 def check_sketch(st: LoadState, est: Any) -> None:
@@ -210,18 +242,28 @@ def check_sketch(st: LoadState, est: Any) -> None:
     if index is None:
         return
     index = _array(st, index, "a count sketch's hash indices", ndim=2, contiguous=False)
-    if not (_int(k) and 1 <= int(k) <= MAX_WIDTH and _int(degree) and 1 <= int(degree) <= 1000
-            and index.shape[0] == int(degree) and index.dtype.kind in "iu"
-            and (index.size == 0 or (index.min() >= 0 and index.max() < int(k)))):
-        raise st.refuse(f"a PolynomialCountSketch of width {str(k)[:40]} whose hashes do not fit it")
+    if not (
+        _int(k)
+        and 1 <= int(k) <= MAX_WIDTH
+        and _int(degree)
+        and 1 <= int(degree) <= 1000
+        and index.shape[0] == int(degree)
+        and index.dtype.kind in "iu"
+        and (index.size == 0 or (index.min() >= 0 and index.max() < int(k)))
+    ):
+        raise st.refuse(
+            f"a PolynomialCountSketch of width {str(k)[:40]} whose hashes do not fit it"
+        )
 
 
 #: estimator class name -> (attributes a transform loops or sizes by, their upper bound)
 _BOUNDED = {
     "AdditiveChi2Sampler": (("sample_steps",), 1000),
     "NMF": (("max_iter",), MAX_ITER),
-    "MiniBatchNMF": (("max_iter", "_transform_max_iter", "transform_max_iter", "fresh_restarts_max_iter"),
-                     MAX_ITER),
+    "MiniBatchNMF": (
+        ("max_iter", "_transform_max_iter", "transform_max_iter", "fresh_restarts_max_iter"),
+        MAX_ITER,
+    ),
     "LatentDirichletAllocation": (("max_doc_update_iter",), MAX_ITER),
     "DictionaryLearning": (("transform_max_iter",), MAX_ITER),
     "MiniBatchDictionaryLearning": (("transform_max_iter",), MAX_ITER),
@@ -271,7 +313,11 @@ def check_clustering(st: LoadState, est: Any) -> None:
         seen.add(id(node))
         nd = node.__dict__
         center = nd.get("center")
-        if not isinstance(center, np.ndarray) or center.shape != (n_features,) or center.dtype.kind != "f":
+        if (
+            not isinstance(center, np.ndarray)
+            or center.shape != (n_features,)
+            or center.dtype.kind != "f"
+        ):
             raise st.refuse(f"a {name} with a cluster centre that does not match its feature count")
         left, right = nd.get("left"), nd.get("right")
         if (left is None) != (right is None):
@@ -280,88 +326,32 @@ def check_clustering(st: LoadState, est: Any) -> None:
             todo += [left, right]
 
 
-# -- where reference functions may sit ---------------------------------------------------------
-
-
-def _placed(entry: Any) -> bool:
-    """Whether an entry may sit only at its places: those in PLACES, and every other function
-    the sklearn allow-list holds as a reference (fail closed: a new one has no place yet)."""
-    import sys
-    import types
-
-    from .allowlist_sklearn import REASONS
-
-    module, name = entry.target
-    if f"{module}:{name}" in PLACES:
-        return True
-    obj = getattr(sys.modules.get(module), name, None)
-    return entry.reason == REASONS["reference"] and isinstance(obj, types.FunctionType)
-
-
-def check_placements(st: LoadState, root: Any) -> None:
-    """Refuse a reference function (:data:`PLACES`) anywhere but at its one attribute.
-
-    Walks what the stream built, from ``root``: containers, object arrays, instance
-    ``__dict__``s and partials; never into objects a lookup returned."""
-    import functools
-    import types
-
-    np = _np()
-    placed = {i: e for i, e in st.external.items() if _placed(e)}
-    if not placed:
-        return
-    stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, str, bytes)
-    seen: set[int] = set()
-    todo: list[tuple[Any, str, str]] = [(root, "the file", "")]
-    while todo:
-        obj, owner, key = todo.pop()
-        entry = placed.get(id(obj))
-        if entry is not None:
-            target = ":".join(entry.target)
-            if (owner, key) not in PLACES.get(target, ()):
-                raise st.refuse(f"{target.replace(':', '.')} held by {owner}.{key}: it is allowed only "
-                                "where scikit-learn keeps it, never as a function the model calls")
-            continue
-        if id(obj) in seen or id(obj) in st.external or isinstance(obj, stop):
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, dict):
-            todo += [(v, "a dict", k[:40] if isinstance(k, str) else type(k).__name__) for k, v in obj.items()]
-            todo += [(k, "a dict key", "") for k in obj]
-        elif isinstance(obj, (list, tuple, set, frozenset)):
-            todo += [(v, f"a {type(obj).__name__}", "") for v in obj]
-        elif isinstance(obj, np.ndarray):
-            if obj.dtype == np.dtype(object):
-                todo += [(v, "an object array", "") for v in obj.flat]
-        elif isinstance(obj, functools.partial):
-            todo += [(obj.func, "functools.partial", "func"), (obj.args, "functools.partial", "args"),
-                     (obj.keywords, "functools.partial", "keywords")]
-        else:
-            attrs = getattr(obj, "__dict__", None)
-            if isinstance(attrs, dict):
-                cls = type(obj)
-                where = f"{cls.__module__}.{cls.__qualname__}"
-                todo += [(v, where, k if isinstance(k, str) else type(k).__name__) for k, v in attrs.items()]
-
-
 def finals_for(obj: Any) -> list[Any]:
     """The checks of this module an estimator needs, by what it is."""
-    from sklearn.cluster._kmeans import _BaseKMeans
     from sklearn.cluster import FeatureAgglomeration
+    from sklearn.cluster._kmeans import _BaseKMeans
     from sklearn.feature_extraction import DictVectorizer, FeatureHasher
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+    from sklearn.kernel_approximation import PolynomialCountSketch
     from sklearn.neighbors._base import NeighborsBase
-    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
+    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, SplineTransformer
     from sklearn.random_projection import BaseRandomProjection
 
-    from sklearn.kernel_approximation import PolynomialCountSketch
-    from sklearn.preprocessing import SplineTransformer
-
-    out = [check_bounded] if type(obj).__name__ in _BOUNDED and type(obj).__module__.startswith("sklearn.") else []
-    table = ((NeighborsBase, check_neighbors), ((CountVectorizer, DictVectorizer), check_vocabulary),
-             (FeatureAgglomeration, check_agglomeration),
-             (SplineTransformer, check_spline), (PolynomialCountSketch, check_sketch),
-             ((HashingVectorizer, FeatureHasher), check_hashing), (OneHotEncoder, check_one_hot),
-             (PolynomialFeatures, check_polynomial), (BaseRandomProjection, check_random_projection),
-             (_BaseKMeans, check_clustering))
+    out = (
+        [check_bounded]
+        if type(obj).__name__ in _BOUNDED and type(obj).__module__.startswith("sklearn.")
+        else []
+    )
+    table = (
+        (NeighborsBase, check_neighbors),
+        ((CountVectorizer, DictVectorizer), check_vocabulary),
+        (FeatureAgglomeration, check_agglomeration),
+        (SplineTransformer, check_spline),
+        (PolynomialCountSketch, check_sketch),
+        ((HashingVectorizer, FeatureHasher), check_hashing),
+        (OneHotEncoder, check_one_hot),
+        (PolynomialFeatures, check_polynomial),
+        (BaseRandomProjection, check_random_projection),
+        (_BaseKMeans, check_clustering),
+    )
     return out + [check for kinds, check in table if isinstance(obj, kinds)]

@@ -20,7 +20,7 @@ Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). 
 - **Estimators whose compiled code trusts their fitted state** are checked when the load ends,
   once every attribute is final (:mod:`.check_sklearn_fitted`): widths, counts and indices
   that must agree across attributes. A reference function of the scikit-learn allow-list may
-  sit only at the attribute where scikit-learn keeps it (:mod:`.check_sklearn_state`).
+  sit only at the attribute where scikit-learn keeps it (:mod:`.check_sklearn_places`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class LoadState:
         for check in self.finals:
             check()
         if any(e.module.startswith("sklearn.") for e in self.external.values()):
-            from .check_sklearn_state import check_placements
+            from .check_sklearn_places import check_placements
 
             check_placements(self, root)
 

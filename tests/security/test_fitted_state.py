@@ -32,7 +32,9 @@ def _radius_labels(path: Path) -> str:
     from sklearn.neighbors import RadiusNeighborsClassifier
 
     x = np.random.RandomState(0).rand(40, 3)
-    m = RadiusNeighborsClassifier(radius=10.0, algorithm="brute", metric="manhattan").fit(x, np.arange(40) % 2)
+    m = RadiusNeighborsClassifier(radius=10.0, algorithm="brute", metric="manhattan").fit(
+        x, np.arange(40) % 2
+    )
     m._y = np.full(40, 10**12, dtype=np.intp)  # class indices the Cython class mode counts into
     joblib.dump(m, path)
     return "np.random.rand(2, 3)"
@@ -45,7 +47,11 @@ def _one_hot_widths(path: Path) -> str:
 
     cats = np.random.RandomState(0).randint(0, 5, size=(40, 3))
     m = make_pipeline(OneHotEncoder(), LogisticRegression()).fit(cats, np.arange(40) % 2)
-    m.steps[0][1]._n_features_outs = [-10**12, 10**12, 15]  # same total, columns far outside the matrix
+    m.steps[0][1]._n_features_outs = [
+        -(10**12),
+        10**12,
+        15,
+    ]  # same total, columns far outside the matrix
     joblib.dump(m, path)
     return "np.random.RandomState(1).randint(0, 5, size=(200, 3))"
 
@@ -87,9 +93,12 @@ def _random_projection_rows(path: Path) -> str:
     from scipy import sparse
     from sklearn.random_projection import SparseRandomProjection
 
-    m = SparseRandomProjection(n_components=2, random_state=0).fit(np.random.RandomState(0).rand(20, 3))
-    m.components_ = sparse.csc_matrix((np.ones(3), np.zeros(3, dtype=np.int32), np.arange(4, dtype=np.int32)),
-                                      shape=(2**28, 3))  # 3 stored values, 2**28 dense output columns
+    m = SparseRandomProjection(n_components=2, random_state=0).fit(
+        np.random.RandomState(0).rand(20, 3)
+    )
+    m.components_ = sparse.csc_matrix(
+        (np.ones(3), np.zeros(3, dtype=np.int32), np.arange(4, dtype=np.int32)), shape=(2**28, 3)
+    )  # 3 stored values, 2**28 dense output columns
     m.n_components_ = 2**28
     joblib.dump(m, path)
     return "np.random.rand(4, 3)"
@@ -116,7 +125,9 @@ def _spline_width(path: Path) -> str:
 def _sketch_width(path: Path) -> str:
     from sklearn.kernel_approximation import PolynomialCountSketch
 
-    m = PolynomialCountSketch(n_components=4, random_state=0).fit(np.random.RandomState(0).rand(20, 3))
+    m = PolynomialCountSketch(n_components=4, random_state=0).fit(
+        np.random.RandomState(0).rand(20, 3)
+    )
     m.n_components = 2**28  # transform allocates (n_samples, degree, n_components)
     joblib.dump(m, path)
     return "np.random.rand(4, 3)"
@@ -176,8 +187,11 @@ HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
 }
 
 
-def naive(path: Path, sample: str, limit_mb: int | None = None, timeout: float = 180) -> tuple[int, str]:
-    r = run_py(f"""
+def naive(
+    path: Path, sample: str, limit_mb: int | None = None, timeout: float = 180
+) -> tuple[int, str]:
+    r = run_py(
+        f"""
         import resource, warnings, joblib, numpy as np
         warnings.simplefilter("ignore")
         if {limit_mb!r}:
@@ -192,7 +206,9 @@ def naive(path: Path, sample: str, limit_mb: int | None = None, timeout: float =
             print("MEMORYERROR")
         import gc; gc.collect()
         print("SURVIVED")
-    """, timeout=timeout)
+    """,
+        timeout=timeout,
+    )
     return r.returncode, r.stdout + r.stderr[-800:]
 
 
@@ -228,16 +244,28 @@ def _benign() -> list[tuple[str, object, object]]:
     import pandas as pd
     from sklearn.cluster import BisectingKMeans, FeatureAgglomeration, KMeans
     from sklearn.decomposition import NMF
-    from sklearn.kernel_approximation import AdditiveChi2Sampler, PolynomialCountSketch
-    from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegressor,
-                                  HistGradientBoostingClassifier, IsolationForest)
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        IsolationForest,
+    )
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+    from sklearn.kernel_approximation import AdditiveChi2Sampler, PolynomialCountSketch
     from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsClassifier
+    from sklearn.neighbors import (
+        KNeighborsClassifier,
+        KNeighborsRegressor,
+        RadiusNeighborsClassifier,
+    )
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import (FunctionTransformer, OneHotEncoder, PolynomialFeatures,
-                                       SplineTransformer)
+    from sklearn.preprocessing import (
+        FunctionTransformer,
+        OneHotEncoder,
+        PolynomialFeatures,
+        SplineTransformer,
+    )
     from sklearn.random_projection import GaussianRandomProjection, SparseRandomProjection
 
     rng = np.random.RandomState(0)
@@ -248,35 +276,82 @@ def _benign() -> list[tuple[str, object, object]]:
     frame = pd.DataFrame({"a": rng.rand(60), "c": pd.Categorical(rng.choice(["x", "y", "z"], 60))})
     return [
         ("knn_kd_2d", KNeighborsClassifier(3, algorithm="kd_tree").fit(x, np.c_[y3, y2]), x),
-        ("knn_ball_distance", KNeighborsClassifier(3, algorithm="ball_tree", weights="distance").fit(x, y3), x),
-        ("knn_precomputed", KNeighborsRegressor(3, metric="precomputed").fit(x @ x.T, x[:, 0]), x @ x.T),
+        (
+            "knn_ball_distance",
+            KNeighborsClassifier(3, algorithm="ball_tree", weights="distance").fit(x, y3),
+            x,
+        ),
+        (
+            "knn_precomputed",
+            KNeighborsRegressor(3, metric="precomputed").fit(x @ x.T, x[:, 0]),
+            x @ x.T,
+        ),
         ("radius", RadiusNeighborsClassifier(2.0, metric="manhattan").fit(x, y3), x),
         ("gb_multiclass", GradientBoostingClassifier(n_estimators=5).fit(x, y3), x),
         ("gb_binary_zero", GradientBoostingClassifier(n_estimators=5, init="zero").fit(x, y2), x),
-        ("gb_custom_init", GradientBoostingRegressor(n_estimators=5, init=LinearRegression()).fit(x, x[:, 0]), x),
-        ("gb_multiclass_init", GradientBoostingClassifier(n_estimators=3, init=LogisticRegression()).fit(x, y3), x),
-        ("hgb_categorical", HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype")
-         .fit(frame, y2), frame),
-        ("iforest_half", IsolationForest(n_estimators=5, max_features=0.5, random_state=0).fit(x), x),
+        (
+            "gb_custom_init",
+            GradientBoostingRegressor(n_estimators=5, init=LinearRegression()).fit(x, x[:, 0]),
+            x,
+        ),
+        (
+            "gb_multiclass_init",
+            GradientBoostingClassifier(n_estimators=3, init=LogisticRegression()).fit(x, y3),
+            x,
+        ),
+        (
+            "hgb_categorical",
+            HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype").fit(
+                frame, y2
+            ),
+            frame,
+        ),
+        (
+            "iforest_half",
+            IsolationForest(n_estimators=5, max_features=0.5, random_state=0).fit(x),
+            x,
+        ),
         ("bisecting", BisectingKMeans(4, random_state=0).fit(x), x),
         ("kmeans_elkan", KMeans(3, algorithm="elkan", n_init=1, random_state=0).fit(x), x),
-        ("one_hot_drop", OneHotEncoder(drop="first", min_frequency=5, handle_unknown="infrequent_if_exist")
-         .fit(cats), cats),
+        (
+            "one_hot_drop",
+            OneHotEncoder(drop="first", min_frequency=5, handle_unknown="infrequent_if_exist").fit(
+                cats
+            ),
+            cats,
+        ),
         ("poly_interactions", PolynomialFeatures(degree=(2, 3), interaction_only=True).fit(x), x),
         ("sparse_projection", SparseRandomProjection(3, random_state=0).fit(x), x),
         ("gaussian_projection", GaussianRandomProjection(3, random_state=0).fit(x), x),
-        ("tfidf", make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression()).fit(docs, np.arange(20) % 2),
-         docs),
-        ("hashing", make_pipeline(HashingVectorizer(n_features=32), LogisticRegression()).fit(docs, np.arange(20) % 2),
-         docs),
+        (
+            "tfidf",
+            make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression()).fit(
+                docs, np.arange(20) % 2
+            ),
+            docs,
+        ),
+        (
+            "hashing",
+            make_pipeline(HashingVectorizer(n_features=32), LogisticRegression()).fit(
+                docs, np.arange(20) % 2
+            ),
+            docs,
+        ),
         ("spline", SplineTransformer(n_knots=4, degree=2, include_bias=False).fit(x), x),
         ("sketch", PolynomialCountSketch(n_components=8, random_state=0).fit(x), x),
         ("chi2", AdditiveChi2Sampler(sample_steps=3).fit(x), x),
         ("nmf", NMF(n_components=2, max_iter=400, random_state=0).fit(x), x),
-        ("dict_vectorizer", DictVectorizer(sparse=False).fit([{"a": 1, "b": "x"}, {"c": 3}]),
-         [{"a": 2, "b": "x", "c": 2}]),
+        (
+            "dict_vectorizer",
+            DictVectorizer(sparse=False).fit([{"a": 1, "b": "x"}, {"c": 3}]),
+            [{"a": 2, "b": "x", "c": 2}],
+        ),
         ("agglomeration", FeatureAgglomeration(n_clusters=2).fit(x), x),
-        ("function_log1p", make_pipeline(FunctionTransformer(np.log1p), LinearRegression()).fit(x, x[:, 0]), x),
+        (
+            "function_log1p",
+            make_pipeline(FunctionTransformer(np.log1p), LinearRegression()).fit(x, x[:, 0]),
+            x,
+        ),
     ]
 
 
@@ -298,8 +373,11 @@ def test_benign_variants_still_load_and_predict_alike(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loaded = ms.load(path)
-            np.testing.assert_allclose(np.asarray(_out(loaded, x), dtype=float),
-                                       np.asarray(_out(model, x), dtype=float), err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(_out(loaded, x), dtype=float),
+                np.asarray(_out(model, x), dtype=float),
+                err_msg=name,
+            )
 
 
 # -- reference functions only where scikit-learn keeps them ---------------------------------------
@@ -307,12 +385,12 @@ def test_benign_variants_still_load_and_predict_alike(tmp_path: Path) -> None:
 
 def test_every_reference_function_has_its_places() -> None:
     """Each function the generated allow-list holds "by reference" has the attributes where it
-    may sit (check_sklearn_state.PLACES); one without places is refused everywhere."""
+    may sit (check_sklearn_places.PLACES); one without places is refused everywhere."""
     import sys
     import types
 
     from modelstore.security.allowlist_sklearn import ENTRIES, REASONS
-    from modelstore.security.check_sklearn_state import PLACES
+    from modelstore.security.check_sklearn_places import PLACES
     from modelstore.security.policy import GENERAL
 
     for e in ENTRIES:
@@ -345,7 +423,9 @@ def test_reference_functions_elsewhere_are_refused(tmp_path: Path, kind: str) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         joblib.dump(_reference_elsewhere(kind), path)
-    with pytest.raises(ms.UnsafeModelError, match="allowed only where scikit-learn keeps it") as err:
+    with pytest.raises(
+        ms.UnsafeModelError, match="allowed only where scikit-learn keeps it"
+    ) as err:
         ms.load(path)
     assert path.name in str(err.value)
 
@@ -362,9 +442,15 @@ def _mutated(kind: str) -> object:
     x = np.random.RandomState(0).rand(20, 3)
     if kind.startswith("knn"):
         m = KNeighborsClassifier(3).fit(x, np.arange(20) % 2)
-        setattr(m, *{"knn_y_list": ("_y", [0] * 20), "knn_count_array": ("n_samples_fit_", np.arange(3)),
-                     "knn_metric_array": ("effective_metric_", np.arange(3)),
-                     "knn_classes_2d": ("classes_", np.zeros((2, 2)))}[kind])
+        setattr(
+            m,
+            *{
+                "knn_y_list": ("_y", [0] * 20),
+                "knn_count_array": ("n_samples_fit_", np.arange(3)),
+                "knn_metric_array": ("effective_metric_", np.arange(3)),
+                "knn_classes_2d": ("classes_", np.zeros((2, 2))),
+            }[kind],
+        )
     elif kind == "gb_stages_list":
         m = GradientBoostingRegressor(n_estimators=2).fit(x, x[:, 0])
         m.estimators_ = list(m.estimators_.ravel())
@@ -380,8 +466,19 @@ def _mutated(kind: str) -> object:
     return m
 
 
-@pytest.mark.parametrize("kind", ["knn_y_list", "knn_count_array", "knn_metric_array", "knn_classes_2d",
-                                  "gb_stages_list", "vocabulary_list", "hashing_float", "one_hot_array"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "knn_y_list",
+        "knn_count_array",
+        "knn_metric_array",
+        "knn_classes_2d",
+        "gb_stages_list",
+        "vocabulary_list",
+        "hashing_float",
+        "one_hot_array",
+    ],
+)
 def test_malformed_fitted_values_are_refused_cleanly(tmp_path: Path, kind: str) -> None:
     """Values of the wrong kind are refused with a ModelstoreError naming the file, never a
     foreign exception from the checks' own comparisons (a metric name that is an array is
