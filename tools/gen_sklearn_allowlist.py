@@ -222,13 +222,14 @@ def entries() -> tuple[list[tuple[str, str, str, str]], list[str]]:
 REASONS = {
     "estimator": "a scikit-learn estimator class defined in this module: created empty, filled with "
                  "its fitted attributes; estimators whose compiled code trusts those attributes are "
-                 "validated when the load ends (check_sklearn.py)",
+                 "validated when the load ends (check_sklearn_fitted.py, check_sklearn_state.py)",
     "helper": "a helper class a fitted estimator's state holds (found in the pickles of fitted "
               "estimators); created empty and filled",
     "cython": "a compiled class or unpickle helper scikit-learn's pickles call; its arguments and the "
               "state it receives are validated (check_sklearn.py)",
     "reference": "stored by reference in a fitted estimator (a function or class as a parameter); "
-                 "never called while loading",
+                 "never called while loading; a function only at the attribute where scikit-learn "
+                 "keeps it (check_sklearn_places.PLACES), refused anywhere else",
     "score": "a feature-scoring function passed to a selector (SelectKBest(chi2)); a pure computation",
 }
 

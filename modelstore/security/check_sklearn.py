@@ -1,12 +1,13 @@
-"""Validators for scikit-learn's Cython objects and the estimators whose compiled code trusts
-their fitted state.
+"""Validators for scikit-learn's Cython objects (trees, neighbour trees, distance metrics,
+losses), checked as the stream builds them.
 
 scikit-learn's Cython code (trees, neighbour trees, distance metrics, histogram gradient
 boosting, libsvm) reads arrays with the indices those arrays hold, without bounds checks: a
 decision tree whose child points past its nodes, or back at an ancestor, crashes or never
 returns from ``predict``. Each such state is checked here, before the object's
-``__setstate__`` for Cython types, and when the load ends for estimators that tie several
-objects together (a tree's features against the estimator's ``n_features_in_``).
+``__setstate__`` for Cython types. Estimators that tie several objects together (a tree's
+features against the estimator's ``n_features_in_``) are checked when the load ends, in
+:mod:`.check_sklearn_fitted` and :mod:`.check_sklearn_state`.
 """
 
 from __future__ import annotations
@@ -114,12 +115,7 @@ def _binary_tree_classes() -> tuple[type, ...]:
 
 
 def _metric_base() -> tuple[type, ...]:
-    from sklearn.metrics._dist_metrics import (
-        DistanceMetric32,
-        DistanceMetric64,
-        PyFuncDistance32,
-        PyFuncDistance64,
-    )
+    from sklearn.metrics._dist_metrics import DistanceMetric32, DistanceMetric64, PyFuncDistance32, PyFuncDistance64
 
     return (DistanceMetric64, DistanceMetric32), (PyFuncDistance64, PyFuncDistance32)  # type: ignore[return-value]
 
@@ -245,173 +241,6 @@ def build_cython_value(reader: RestrictedUnpickler, target: Any, state: Any) -> 
         raise reader.state.refuse(f"a {type(target).__qualname__} state that is not plain numbers")
     target.__setstate__(state)
     return target
-
-
-# -- estimator-level checks when the load ends ------------------------------------------------------
-
-
-def _trees_of(est: Any) -> list[Any]:
-    """The trees ``est`` runs on inputs it validated itself: its own ``tree_``, and for the
-    ensembles that call their trees with ``check_input=False`` (forests, gradient boosting,
-    isolation forests), every sub-estimator's tree."""
-    from sklearn.ensemble import IsolationForest
-    from sklearn.ensemble._forest import BaseForest
-    from sklearn.ensemble._gb import BaseGradientBoosting
-    from sklearn.tree._classes import BaseDecisionTree
-
-    np = _np()
-    out = []
-    if isinstance(est, BaseDecisionTree) and "tree_" in est.__dict__:
-        out.append(est.__dict__["tree_"])
-    if not isinstance(est, (BaseForest, BaseGradientBoosting, IsolationForest)):
-        return out
-    subs = est.__dict__.get("estimators_")
-    if isinstance(subs, np.ndarray):
-        subs = list(subs.ravel())
-    if isinstance(subs, list):
-        for sub in subs:
-            if isinstance(getattr(sub, "__dict__", None), dict) and "tree_" in sub.__dict__:
-                out.append(sub.__dict__["tree_"])
-    return out
-
-
-def check_tree_estimator(st: LoadState, est: Any) -> None:
-    """Every tree an estimator predicts with reads only the features it is given."""
-    from sklearn.tree._tree import Tree
-
-    trees = _trees_of(est)
-    if not trees:
-        return
-    n_features = est.__dict__.get("n_features_in_")
-    for tree in trees:
-        if type(tree) is not Tree:
-            raise st.refuse(f"{type(est).__name__} holds a {type(tree).__name__} where a tree belongs")
-        if not _int(n_features) or tree.n_features != int(n_features):
-            raise st.refuse(f"{type(est).__name__} expects {n_features} features but holds a tree over {tree.n_features}")
-
-
-def check_predictor(st: LoadState, pred: Any) -> None:
-    """A histogram-gradient-boosting tree: nodes, children and bitset rows in range."""
-    from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
-
-    np = _np()
-    d = pred.__dict__
-    nodes = _array(st, d.get("nodes"), "a boosting tree's nodes", dtype=PREDICTOR_RECORD_DTYPE, ndim=1)
-    n = nodes.shape[0]
-    if n < 1:
-        raise st.refuse("a boosting tree without nodes")
-    bitsets = [_array(st, d.get(k), "a boosting tree's category bitsets", dtype="uint32", ndim=2)
-               for k in ("binned_left_cat_bitsets", "raw_left_cat_bitsets")]
-    if any(b.shape[1] != 8 for b in bitsets) or bitsets[0].shape != bitsets[1].shape:
-        raise st.refuse("a boosting tree with malformed category bitsets")
-    leaf = nodes["is_leaf"].astype(bool)
-    cat = nodes["is_categorical"].astype(bool) & ~leaf
-    if not (_children_ok(nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), n, leaf)
-            and np.all(nodes["feature_idx"][~leaf] >= 0) and np.all(nodes["bitset_idx"][cat] < bitsets[0].shape[0])):
-        raise st.refuse("a boosting tree whose nodes point outside the tree or its bitsets")
-
-
-def check_hist_gradient_boosting(st: LoadState, est: Any) -> None:
-    np = _np()
-    d = est.__dict__
-    predictors = d.get("_predictors")
-    if predictors is None:
-        return
-    n_features = d.get("n_features_in_")
-    mapper = d.get("_bin_mapper")
-    is_cat = getattr(mapper, "is_categorical_", None) if mapper is not None else None
-    if not _int(n_features) or not isinstance(predictors, list):
-        raise st.refuse("a gradient boosting model without its feature count")
-    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-
-    for row in predictors:
-        for pred in row if isinstance(row, list) else [None]:
-            if type(pred) is not TreePredictor:
-                raise st.refuse("a gradient boosting model holding something other than its trees")
-            nodes = pred.nodes
-            inner = ~nodes["is_leaf"].astype(bool)
-            feats = nodes["feature_idx"][inner]
-            if feats.size and feats.max() >= int(n_features):
-                raise st.refuse("a gradient boosting tree that reads features the model does not have")
-            cat = feats[nodes["is_categorical"][inner].astype(bool)]
-            if cat.size and (is_cat is None or not isinstance(is_cat, np.ndarray) or is_cat.shape != (int(n_features),)
-                             or not np.all(is_cat[cat])):
-                raise st.refuse("a gradient boosting tree with categorical splits on non-categorical features")
-
-
-_LIBSVM_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
-
-
-def check_libsvm(st: LoadState, est: Any) -> None:
-    """libsvm copies the support vectors and coefficients using the counts in ``_n_support``:
-    every array must match them."""
-    np = _np()
-    d = est.__dict__
-    if "support_vectors_" not in d:
-        return
-    from sklearn.svm._base import LIBSVM_IMPL
-
-    sv = d["support_vectors_"]
-    impl = d.get("_impl", getattr(type(est), "_impl", None))
-    if d.get("_sparse") is not False or d.get("kernel") not in _LIBSVM_KERNELS or impl not in LIBSVM_IMPL:
-        raise st.refuse(f"a {type(est).__name__} with a kernel or layout modelstore does not validate")
-    sv = _array(st, sv, "support vectors", dtype="float64", ndim=2)
-    n_sv = sv.shape[0]
-    n_support = _array(st, d.get("_n_support"), "support counts", dtype="int32", ndim=1)
-    support = _array(st, d.get("support_"), "support indices", dtype="int32", ndim=1)
-    dual = _array(st, d.get("_dual_coef_"), "dual coefficients", dtype="float64", ndim=2)
-    intercept = _array(st, d.get("_intercept_"), "intercepts", dtype="float64", ndim=1)
-    shape_fit = d.get("shape_fit_")
-    if not (isinstance(shape_fit, tuple) and len(shape_fit) == 2 and all(_int(v) for v in shape_fit)):
-        raise st.refuse("an SVM without its training shape")
-    classify = impl in ("c_svc", "nu_svc")
-    n_class = n_support.shape[0] if classify else 2
-    pairs = n_class * (n_class - 1) // 2 if classify else 1
-    counted = int(n_support.sum()) == n_sv if classify else n_support.shape == (2,)
-    ok = (np.all(n_support >= 0) and counted and support.shape == (n_sv,)
-          and (n_sv == 0 or (support.min() >= 0 and support.max() < int(shape_fit[0])))
-          and dual.shape == (max(n_class - 1, 1), n_sv) and intercept.shape == (pairs,)
-          and (d["kernel"] == "precomputed" or sv.shape[1] == int(shape_fit[1])))
-    for key in ("_probA", "_probB"):
-        prob = _array(st, d.get(key), "probability coefficients", dtype="float64", ndim=1)
-        ok = ok and prob.shape in ((0,), (pairs,))
-    if classify and "class_weight_" in d:
-        weights = _array(st, d["class_weight_"], "class weights", dtype="float64", ndim=1)
-        ok = ok and weights.shape == (n_class,)
-    if not ok:
-        raise st.refuse(f"a {type(est).__name__} whose support vectors, counts and coefficients disagree")
-
-
-def check_kmeans(st: LoadState, est: Any) -> None:
-    d = est.__dict__
-    centers = d.get("cluster_centers_")
-    if centers is None:
-        return
-    centers = _array(st, centers, "cluster centres", ndim=2, contiguous=False)
-    if not _int(d.get("n_features_in_")) or centers.shape[1] != int(d["n_features_in_"]):
-        raise st.refuse("a clustering model whose centres do not match its feature count")
-
-
-def finals_for(obj: Any) -> list[Any]:
-    """The end-of-load checks an estimator needs, by what it is."""
-    name = type(obj).__module__
-    if not name.startswith("sklearn."):
-        return []
-    out = [check_tree_estimator]
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import BaseHistGradientBoosting
-    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-    from sklearn.svm._base import BaseLibSVM
-
-    if isinstance(obj, TreePredictor):
-        out.append(check_predictor)
-    if isinstance(obj, BaseHistGradientBoosting):
-        out.append(check_hist_gradient_boosting)
-    if isinstance(obj, BaseLibSVM):
-        out.append(check_libsvm)
-    if isinstance(obj, (KMeans, MiniBatchKMeans)):
-        out.append(check_kmeans)
-    return out
 
 
 def build_for(t: type) -> Any:

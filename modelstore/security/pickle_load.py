@@ -17,6 +17,10 @@ Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). 
 - **Reconstructed objects of a risky kind** (dtypes, arrays, trees, neighbour trees, sparse
   matrices, random states, ...) are validated before the load returns; objects that need
   their state (a tree with no nodes) are refused if they never got it.
+- **Estimators whose compiled code trusts their fitted state** are checked when the load ends,
+  once every attribute is final (:mod:`.check_sklearn_fitted`): widths, counts and indices
+  that must agree across attributes. A reference function of the scikit-learn allow-list may
+  sit only at the attribute where scikit-learn keeps it (:mod:`.check_sklearn_places`).
 """
 
 from __future__ import annotations
@@ -90,12 +94,18 @@ class LoadState:
     def final(self, check: Callable[[], None]) -> None:
         self.finals.append(check)
 
-    def finish(self) -> None:
+    def finish(self, root: Any = None) -> None:
+        """End of the load: every required state set, every end-of-load check passed, and
+        reference functions only where their models keep them (walked from ``root``)."""
         if self.required:
             obj = next(iter(self.required.values()))
             raise self.refuse(f"a {type(obj).__qualname__} never received its state")
         for check in self.finals:
             check()
+        if any(e.module.startswith("sklearn.") for e in self.external.values()):
+            from .check_sklearn_places import check_placements
+
+            check_placements(self, root)
 
 
 class RestrictedUnpickler(StreamReader):
@@ -218,7 +228,7 @@ def restricted_load(source: Source, where: str, *, trusted: Collection[str] = ()
     reader = RestrictedUnpickler(source, state)
     obj = reader.load()
     expect_end(reader)
-    state.finish()
+    state.finish(obj)
     return obj
 
 

@@ -100,9 +100,9 @@ def _register_finals(st: LoadState, obj: Any) -> None:
     module = type(obj).__module__ or ""
     checks: list[Any] = []
     if module.startswith("sklearn."):
-        from . import check_sklearn
+        from . import check_sklearn_fitted
 
-        checks = check_sklearn.finals_for(obj)
+        checks = check_sklearn_fitted.finals_for(obj)
     elif module.startswith("scipy."):
         from . import check_scipy
 

@@ -56,7 +56,13 @@ _ATTRS = ["tree_", "n_features_in_", "coef_", "intercept_", "classes_", "estimat
           "shape_fit_", "_sparse", "kernel", "cluster_centers_", "_shape", "data", "indices", "indptr",
           "coords", "offsets", "_t", "_c", "k", "nodes", "binned_left_cat_bitsets", "raw_left_cat_bitsets",
           "_bin_mapper", "is_categorical_", "n_classes_", "max_depth", "node_count", "values", "effective_metric_",
-          "_fit_method", "n_samples_fit_", "_y", "_probA", "_probB", "support_", "_gamma", "class_weight_"]
+          "_fit_method", "n_samples_fit_", "_y", "_probA", "_probB", "support_", "_gamma", "class_weight_",
+          # fitted state the end-of-load checks compare (check_sklearn_fitted.py, check_sklearn_state.py)
+          "n_trees_per_iteration_", "init_", "_loss", "_preprocessor", "transformers_", "vocabulary_",
+          "n_features", "_n_features_outs", "categories_", "_bisecting_tree", "_n_threads", "_max_features",
+          "estimators_features_", "n_components_", "components_", "_n_out_full", "n_output_features_",
+          "labels_", "n_features_out_", "bsplines_", "indexHash_", "n_components", "sample_steps", "max_iter",
+          "outputs_2d_", "func", "kw_args", "center", "left", "right"]
 
 
 class Composer:
@@ -202,7 +208,30 @@ def real_objects() -> list[Any]:
         KDTree(X), BallTree(X, metric="seuclidean", V=np.ones(4)), lr, lr_sparse,
         np.random.RandomState(0), np.random.default_rng(1), np.arange(12.0).reshape(3, 4),
         np.array(["a", None, 3], dtype=object), np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),
-        sp.coo_matrix(np.eye(3)), sp.csc_matrix(np.eye(3)),
+        sp.coo_matrix(np.eye(3)), sp.csc_matrix(np.eye(3)), *fitted_state_objects(X, y),
+    ]
+
+
+def fitted_state_objects(X: Any, y: Any) -> list[Any]:
+    """Estimators whose attributes the end-of-load checks compare with each other."""
+    import numpy as np
+    from sklearn.cluster import BisectingKMeans, FeatureAgglomeration
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingRegressor, IsolationForest
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.neighbors import RadiusNeighborsClassifier
+    from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, SplineTransformer
+    from sklearn.random_projection import SparseRandomProjection
+
+    cats = np.random.RandomState(0).randint(0, 3, size=(40, 4))
+    return [
+        GradientBoostingClassifier(n_estimators=3, max_depth=2).fit(X, y),
+        HistGradientBoostingRegressor(max_iter=3, categorical_features=[0]).fit(cats, X[:40, 0]),
+        IsolationForest(n_estimators=3, max_features=0.5, random_state=0).fit(X),
+        RadiusNeighborsClassifier(radius=3.0, metric="manhattan").fit(X, y),
+        BisectingKMeans(n_clusters=3, random_state=0).fit(X), FeatureAgglomeration(n_clusters=2).fit(X),
+        OneHotEncoder().fit(cats), PolynomialFeatures(degree=2).fit(X), SplineTransformer(n_knots=3).fit(X),
+        SparseRandomProjection(n_components=2, random_state=0).fit(X),
+        DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}, {"c": 3}]),
     ]
 
 
@@ -329,6 +358,8 @@ def use(obj: Any, depth: int = 0) -> None:
     n_features = getattr(obj, "n_features_in_", None)
     if hasattr(obj, "predict") and isinstance(n_features, int) and 0 < n_features < 10_000:
         obj.predict(np.random.RandomState(0).rand(5, n_features))
+    elif hasattr(obj, "transform") and isinstance(n_features, int) and 0 < n_features < 10_000:
+        obj.transform(np.random.RandomState(0).randint(0, 3, size=(5, n_features)).astype(float))
     if isinstance(obj, (list, tuple)):
         for item in obj[:10]:
             use(item, depth + 1)

@@ -275,7 +275,6 @@ PREDICT_CRASHES = {
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="red team: fitted state crashes scikit-learn's compiled predict")
 @pytest.mark.parametrize("name", sorted(PREDICT_CRASHES))
 def test_fitted_state_never_crashes_predict(tmp_path: Path, name: str) -> None:
     """A model whose fitted state scikit-learn's compiled predict code trusts (labels, stage
