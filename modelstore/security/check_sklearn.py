@@ -115,7 +115,12 @@ def _binary_tree_classes() -> tuple[type, ...]:
 
 
 def _metric_base() -> tuple[type, ...]:
-    from sklearn.metrics._dist_metrics import DistanceMetric32, DistanceMetric64, PyFuncDistance32, PyFuncDistance64
+    from sklearn.metrics._dist_metrics import (
+        DistanceMetric32,
+        DistanceMetric64,
+        PyFuncDistance32,
+        PyFuncDistance64,
+    )
 
     return (DistanceMetric64, DistanceMetric32), (PyFuncDistance64, PyFuncDistance32)  # type: ignore[return-value]
 
