@@ -101,7 +101,7 @@ def dask_client() -> Iterator[Any]:
     distributed = pytest.importorskip("distributed")
 
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                                       dashboard_address="127.0.0.1:0")  # inproc: no host
     client = distributed.Client(cluster)
     try:
         yield client
