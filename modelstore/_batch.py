@@ -66,8 +66,6 @@ def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str
     if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set))
                                                  and all(isinstance(t, str) for t in trust))):
         raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
-    for name in ("sha256", "trust", "signed_by"):
-        load_options.pop(name, None)  # named parameters above; never in the options
     if signed_by is not None and "signed_by" not in _load_parameters():
         msg = ("signed_by= needs signature support in modelstore.load, which this version does not "
                "have: pin the file with sha256= instead, or upgrade modelstore")
