@@ -200,7 +200,10 @@ def features(columns: list[Any]) -> Any:
         values = columns[0].to_numpy()
         if values.dtype == object:
             try:
-                return np.stack([np.asarray(v) for v in values]) if len(values) else np.empty((0, 0))
+                if not len(values):
+                    return np.empty((0, 0))
+                # Spark hands each row of an array column over as a numpy array already
+                return np.stack(values if isinstance(values[0], np.ndarray) else [np.asarray(v) for v in values])
             except ValueError as e:
                 raise ArgumentError(f"the array column's rows differ in length: {e}") from None
         return values.reshape(-1, 1)

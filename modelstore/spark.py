@@ -103,7 +103,7 @@ def _shape_of(result_type: Any) -> str:
 
 def _udf(job: _batch.Plan, result_type: Any, shape: str) -> Any:
     import pandas as pd
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     def score(batches: Any) -> Any:
         # runs on the executors: only `job` (strings, numbers, load options) was shipped
@@ -113,4 +113,4 @@ def _udf(job: _batch.Plan, result_type: Any, shape: str) -> Any:
 
     # real objects, not strings: pyspark reads these hints to pick the iterator UDF type
     score.__annotations__ = {"batches": Iterator[Tuple[pd.Series, ...]], "return": Iterator[pd.Series]}
-    return pandas_udf(score, returnType=result_type)  # type: ignore[call-overload]
+    return pandas_udf(score, returnType=result_type)  # type: ignore[call-overload]  # hints set above
