@@ -75,7 +75,12 @@ def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str
         load_options["storage_options"] = store_options
     if sha256 is not None and not isinstance(sha256, str):
         raise ArgumentError(f"sha256 must be a hex string, not {type(sha256).__name__}")
-    actual = digest_of(path, load_options.get("storage_options"))
+    if pin is not None and "://" in path:
+        # a remote store's manifest already names the digest: executors check it on their copy,
+        # the driver need not download the whole file to learn it again
+        actual = pin.lower()
+    else:
+        actual = digest_of(path, load_options.get("storage_options"))
     for want, where in ((pin, "the store's manifest"), (sha256, "the sha256= pin")):
         if want is not None and want.lower() != actual:
             msg = (f"{path}: its sha256 is {actual}, but {where} says {want.lower()}: the file changed "
@@ -100,10 +105,10 @@ def _resolve(model_ref: Any, storage_options: Any) -> tuple[str, str | None, dic
         store, ref = model_ref
         if not isinstance(store, modelstore.Store):
             raise ArgumentError(f"a store reference is (Store, 'name@version'), not ({type(store).__name__}, ...)")
-        version = store.info(ref)
+        version = store.info(ref)  # an alias is resolved once: the path below is this version's
         # a remote store's files need its storage options on the executors too
         options = storage_options if storage_options is not None else getattr(store, "_options", None)
-        return store.path(ref), version.sha256 or None, options
+        return store.path(f"{version.name}@{version.version}"), version.sha256 or None, options
     if isinstance(model_ref, (str, os.PathLike)):
         text = os.fspath(model_ref)
         if "://" in text:

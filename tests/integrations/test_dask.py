@@ -126,3 +126,16 @@ def test_bad_arguments(models: Models) -> None:
         predict_partitions(frame(models.x), models.onnx, meta=object())
     with pytest.raises(ms.ArgumentError, match="signature support"):
         predict_partitions(frame(models.x), models.onnx, signed_by="someone@example.com")
+
+
+def test_remote_store_reference(dask_client: Any, models: Models) -> None:
+    """A (Store, 'name@alias') pair on a URI store (memory://, shared by the in-process worker):
+    the manifest's sha256 becomes the pin, and each worker loads its own checked copy."""
+    from modelstore.dask import predict_partitions
+
+    store = ms.Store("memory://engine-tests/models")
+    version = store.push(models.onnx, "digits")
+    store.alias("digits", version, "prod")
+    got = predict_partitions(frame(models.x), (store, "digits@prod"), output="label",
+                             meta=("prediction", object)).compute()
+    assert got.to_list() == [str(v) for v in expected(models.onnx, models.x, "label")]
