@@ -185,6 +185,11 @@ def model_for(job: Plan) -> Any:
 
 def remember(job: Plan, model: Any) -> None:
     """Keep ``model`` (loaded through ``job``'s pinned load) for later batches in this process."""
+    if isinstance(model, dict):  # a weights file without model=: tensors, nothing to run
+        msg = (f"{job.path}: loads as a state dict (weights only), which cannot predict: pass "
+               "model=YourClass (importable on the executors), or trust=True to build the class "
+               "recorded in the file")
+        raise ArgumentError(msg)
     _CACHE[job.key()] = model
     _CACHE.move_to_end(job.key())
     while len(_CACHE) > CACHE_SIZE:

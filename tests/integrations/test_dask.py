@@ -139,3 +139,16 @@ def test_remote_store_reference(dask_client: Any, models: Models) -> None:
     got = predict_partitions(frame(models.x), (store, "digits@prod"), output="label",
                              meta=("prediction", object)).compute()
     assert got.to_list() == [str(v) for v in expected(models.onnx, models.x, "label")]
+
+
+def test_weights_need_a_class(dask_client: Any, models: Models) -> None:
+    """A safetensors file without model= is a state dict: refused with a hint; trust=True
+    builds the class recorded in the file on each worker and predicts like model=Net."""
+    from modelstore.dask import predict_partitions
+    from tests.models import Net
+
+    with pytest.raises(ms.ArgumentError, match="model=YourClass"):
+        predict_partitions(frame(models.x), models.torch)
+    got = predict_partitions(frame(models.x), models.torch, trust=True, meta=object).compute()
+    np.testing.assert_allclose(np.stack(got.to_list()), expected(models.torch, models.x, model=Net),
+                               rtol=1e-5, atol=1e-6)
