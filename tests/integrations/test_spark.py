@@ -21,15 +21,6 @@ pytestmark = pytest.mark.slow
 COLUMNS = [f"f{i}" for i in range(64)]
 
 
-def frame(spark: Any, x: np.ndarray, partitions: int = 4) -> Any:
-    """Feature columns f0..f63 (doubles) and one array column ``x`` (floats), in a few partitions."""
-    import pandas as pd
-
-    pdf = pd.DataFrame(x.astype(np.float64), columns=COLUMNS)
-    pdf["x"] = list(x)
-    return spark.createDataFrame(pdf).repartition(partitions)
-
-
 def collect(df: Any, column: Any) -> Any:
     """The column, in the frame's row order (``row`` keeps it through the repartition)."""
     from pyspark.sql import functions as F
@@ -38,7 +29,15 @@ def collect(df: Any, column: Any) -> Any:
     return out["y"].to_list()
 
 
+def run_job(df: Any, column: Any) -> None:
+    """Score every row and drop the result (a failing job raises the executor's error as is;
+    toPandas would first warn that its Arrow path failed)."""
+    df.select(column.alias("y")).write.format("noop").mode("overwrite").save()
+
+
 def with_rows(spark: Any, x: np.ndarray) -> Any:
+    """Feature columns f0..f63 (doubles), one array column ``x`` (floats) and a ``row`` number,
+    in four partitions."""
     import pandas as pd
 
     pdf = pd.DataFrame(x.astype(np.float64), columns=COLUMNS)
@@ -121,7 +120,8 @@ def test_hostile_joblib_refused_on_the_executors(spark: Any, models: Models, tmp
     score = predict_udf(spark, path, result_type="bigint")
     df = with_rows(spark, models.x[:40])
     with pytest.raises(Exception, match="UnsafeModelError") as info:
-        collect(df, score(*COLUMNS))
+        run_job(df, score(*COLUMNS))
+    assert type(info.value).__name__ == "PythonException"  # raised on an executor, not here
     assert "nothing from the file was executed" in str(info.value)  # modelstore's own refusal
     assert not marker.exists()
 
@@ -141,11 +141,11 @@ def test_file_swapped_after_planning_is_refused(spark: Any, models: Models, tmp_
     retrained = DummyClassifier().fit(models.x[:50], np.arange(50) % 3)
     ms.save(retrained, path)  # a valid model, but not the one planned
     with pytest.raises(Exception, match="IntegrityError") as info:
-        collect(df, score(*COLUMNS))
-    assert "sha256" in str(info.value)
+        run_job(df, score(*COLUMNS))
+    assert type(info.value).__name__ == "PythonException" and "sha256" in str(info.value)
     joblib_dumped(_system)(path, marker)  # now a hostile file in its place
     with pytest.raises(Exception, match="IntegrityError"):
-        collect(df, score(*COLUMNS))
+        run_job(df, score(*COLUMNS))
     assert not marker.exists()
 
 
