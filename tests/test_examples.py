@@ -132,3 +132,19 @@ def test_weight_histograms(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "fc1.weight" in proc.stdout and "NaN/Inf: 0" in proc.stdout and "trust" not in proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_spark_scoring(tmp_path: Path) -> None:
+    """spark_scoring scores on Spark and Dask like ms.predict, and a swapped file is refused."""
+    import shutil
+
+    for name in ("sklearn", "pyspark", "pyarrow", "dask.dataframe", "distributed"):
+        pytest.importorskip(name)
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs a Java runtime")
+    proc = run_example("spark_scoring.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "spark: 150 rows scored, same as ms.predict: True" in proc.stdout
+    assert "dask: 150 rows scored, same as ms.predict: True" in proc.stdout
+    assert "swapped file refused on the executors: True" in proc.stdout

@@ -11,7 +11,8 @@ from modelstore import errors
 from modelstore.testing import run_python
 
 HEAVY = ["torch", "tensorflow", "keras", "sklearn", "numpy", "onnx", "onnxruntime", "joblib",
-         "safetensors", "scipy", "pandas", "h5py", "xxhash", "fsspec", "s3fs", "botocore"]
+         "safetensors", "scipy", "pandas", "h5py", "xxhash", "fsspec", "s3fs", "botocore",
+         "pyspark", "pyarrow", "dask", "distributed"]
 
 
 def test_import_loads_no_framework() -> None:
@@ -19,6 +20,18 @@ def test_import_loads_no_framework() -> None:
     proc = run_python(f"""
         import sys, json
         import modelstore, modelstore.errors, modelstore.cli
+        print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+def test_engine_modules_import_no_engine() -> None:
+    """`import modelstore.spark, modelstore.dask` imports neither engine (nor numpy): only a
+    call to predict_udf / predict_partitions does."""
+    proc = run_python(f"""
+        import sys, json
+        import modelstore.spark, modelstore.dask
         print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
     """)
     assert proc.returncode == 0, proc.stderr
