@@ -252,7 +252,7 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
         with StatelessScope(initialize_variables=False):
             if legacy:
                 from keras.src.legacy.saving import json_utils, saving_utils
-                from keras.src.saving import saving_options
+                from keras.src.legacy.saving import saving_options
 
                 with saving_options.keras_option_scope(use_legacy_config=True):  # as the loader does
                     return saving_utils.model_from_config(json_utils.decode(text))
@@ -268,10 +268,15 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
 
 
 def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
+    """(owning layer, shape, elements) of every variable; the innermost layer owns it."""
+    owner: dict[int, str] = {}
+    for layer in _all_layers(model):  # outer layers first: inner ones overwrite
+        for v in getattr(layer, "weights", None) or []:
+            owner[id(v)] = f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
     out = []
     for v in getattr(model, "weights", []):
         shape = tuple(int(d) for d in v.shape)
-        out.append((str(getattr(v, "path", v.name)), shape, _prod(list(shape))))
+        out.append((owner.get(id(v), repr(getattr(v, "path", "?"))), shape, _prod(list(shape))))
     return out
 
 
@@ -281,7 +286,7 @@ def _match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], 
         if n < MATCH_MIN:
             break
         if available[n] <= 0:
-            raise SizeError(f"{where}: the variable {path} of layer {path.split('/')[0]!r} has the shape "
+            raise SizeError(f"{where}: layer {path} has the shape "
                             f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
                             f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
                             f"allocate it before reading the file's weights")
