@@ -179,6 +179,19 @@ def input_shapes(config: Any) -> list[tuple[str, list[Any]]]:
     return out
 
 
+#: Config arguments that size a layer, shown in refusals.
+_SIZE_ARGS = ("units", "input_dim", "output_dim", "filters", "kernel_size", "depth_multiplier", "num_heads",
+              "key_dim", "value_dim", "head_dim", "num_query_heads", "num_key_value_heads", "n", "size",
+              "strides", "dilation_rate", "padding", "height", "width", "target_shape", "num_tokens",
+              "num_bins", "max_tokens", "output_sequence_length")
+
+
+def _what(cls: str, name: str, cfg: dict[str, Any]) -> str:
+    """``'dense' (Dense, units=50000000)``: the layer and the arguments that size it."""
+    args = [f"{k}={json.dumps(cfg[k])[:60]}" for k in _SIZE_ARGS if k in cfg and not isinstance(cfg[k], str)]
+    return f"{name!r} ({', '.join([cls, *args])})"
+
+
 def _mib(elements: int, itemsize: int = 4) -> str:
     return f"{elements * itemsize / (1 << 20):,.0f} MiB as float32" if elements * itemsize >= 1 << 20 else \
         f"{elements * itemsize:,} bytes as float32"
@@ -198,27 +211,28 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
                             f"be whole numbers up to {MAX_DIM}")
         input_elements = max(input_elements, _prod([int(d) for d in dims]))
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
-    floor, biggest, total_growth = 0, (0, "", ""), 1
+    floor, biggest, total_growth = 0, (0, ""), 1
     for cls, name, cfg in layers(config):
         n = weight_floor(cls, cfg)
         floor += n
-        biggest = max(biggest, (n, name, cls))
+        if n > biggest[0]:
+            biggest = (n, _what(cls, name, cfg))
         factor, fixed = growth(cls, cfg)
         if factor > GROWTH_LIMIT:
-            raise SizeError(f"{where}: layer {name!r} ({cls}) multiplies the size of its input by {factor:,} "
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by {factor:,} "
                             f"(at most {GROWTH_LIMIT:,} is accepted): it would allocate that much at predict")
         total_growth *= factor
         if fixed > act_limit:
-            raise SizeError(f"{where}: layer {name!r} ({cls}) outputs or pads to {fixed:,} elements per sample "
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per sample "
                             f"({_mib(fixed)}; at most {act_limit:,} are accepted for this model's inputs): it "
                             f"would allocate that much at predict")
     if total_growth > TOTAL_GROWTH_LIMIT:
         raise SizeError(f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
                         f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)")
     if floor > total_stored + SLACK:
-        n, name, cls = biggest
+        n, what = biggest
         raise SizeError(f"{where}: its layers declare at least {floor:,} weights ({_mib(floor)}; layer "
-                        f"{name!r} ({cls}) alone {n:,}) but the file stores {total_stored:,}: Keras would "
+                        f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
                         f"allocate and initialise them before reading the file's weights")
 
 
