@@ -127,7 +127,7 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
         heads, key = _int(g("num_heads")) or 0, _int(g("key_dim")) or 0
         value = _int(g("value_dim")) or key
         return heads * (2 * key + 2 * value)
-    if cls == "GroupedQueryAttention":
+    if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
         head = _int(g("head_dim")) or 0
         return head * (2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0))
     return 0
@@ -211,6 +211,7 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
                             f"be whole numbers up to {MAX_DIM}")
         input_elements = max(input_elements, _prod([int(d) for d in dims]))
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
+    batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
     floor, biggest, total_growth = 0, (0, ""), 1
     for cls, name, cfg in layers(config):
         n = weight_floor(cls, cfg)
@@ -218,6 +219,8 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         if n > biggest[0]:
             biggest = (n, _what(cls, name, cfg))
         factor, fixed = growth(cls, cfg)
+        if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
+            fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
         if factor > GROWTH_LIMIT:
             raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by {factor:,} "
                             f"(at most {GROWTH_LIMIT:,} is accepted): it would allocate that much at predict")
@@ -261,7 +264,7 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
     from keras.src.backend.common.stateless_scope import StatelessScope
 
     pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-    text = json.dumps(config)  # a private copy, decoded the way the loader decodes it
+    text = json.dumps(_stateless(config))  # a private copy, decoded the way the loader decodes it
     try:
         with StatelessScope(initialize_variables=False):
             if legacy:
@@ -279,6 +282,17 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
     finally:
         # the variables made here stay uninitialised: never let a later scope initialise them
         global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+def _stateless(config: Any) -> Any:
+    """A copy without ``stateful=True``: a stateful RNN makes its state variables from tensors
+    (bounded by :func:`check_config`), which Keras' StatelessScope cannot defer. They are not
+    weights, so the check loses nothing."""
+    if isinstance(config, list):
+        return [_stateless(v) for v in config]
+    if isinstance(config, dict):
+        return {k: (False if k == "stateful" and v is True else _stateless(v)) for k, v in config.items()}
+    return config
 
 
 def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:

@@ -229,6 +229,7 @@ def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
     tok = keras.Input((6,), dtype="int32", name="tok")
     e = L.Embedding(50, 8)(tok)
     e = L.MultiHeadAttention(num_heads=2, key_dim=4)(e, e)
+    e = L.GroupQueryAttention(head_dim=4, num_query_heads=2, num_key_value_heads=1)(e, e)
     e = L.LayerNormalization()(e)
     e = L.Bidirectional(L.LSTM(5, return_sequences=True))(e)
     e = L.GRU(4, return_sequences=True)(e)
@@ -245,12 +246,18 @@ def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
     xs = [rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 50, size=(8, 6)).astype("int32")]
     model.fit(xs, rng.integers(0, 2, size=8), epochs=1, verbose=0)
     want = model.predict(xs, verbose=0)
+    # a stateful RNN makes its state from tensors, which Keras' StatelessScope cannot defer
+    stateful = keras.Sequential([keras.Input(batch_shape=(2, 3, 4)), L.LSTM(3, stateful=True), L.Dense(2)])
+    x2 = rng.normal(size=(2, 3, 4)).astype("float32")
     for suffix in (".keras", ".h5"):
         path = tmp_path / f"all{suffix}"
         ms.save(model, path)
         assert ms.scan(path).verdict == "safe"
         got = ms.load(path).predict(xs, verbose=0)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        path = tmp_path / f"stateful{suffix}"
+        ms.save(stateful, path)
+        assert ms.load(path).predict(x2, verbose=0).shape == (2, 2)
 
 
 # -- the config check alone (no Keras) ------------------------------------------------------
@@ -271,8 +278,8 @@ def _layer(cls: str, name: str, **cfg: Any) -> dict[str, Any]:
     (_layer("Conv3D", "c", filters=10**5, kernel_size=[3, 3, 3]), ["'c' (Conv3D, "]),
     (_layer("Bidirectional", "b", layer=_layer("LSTM", "inner", units=10**4)), ["'inner' (LSTM, "]),
     (_layer("RNN", "r", cell=_layer("GRUCell", "cell", units=10**4)), ["'cell' (GRUCell, "]),
-    (_layer("GroupedQueryAttention", "g", head_dim=10**4, num_query_heads=64, num_key_value_heads=8),
-     ["'g' (GroupedQueryAttention, "]),
+    (_layer("GroupQueryAttention", "g", head_dim=10**4, num_query_heads=64, num_key_value_heads=8),
+     ["'g' (GroupQueryAttention, "]),
     (_layer("RepeatVector", "rv", n=10**9), ["'rv' (RepeatVector, ", "1,000,000,000"]),
     (_layer("UpSampling3D", "u", size=[100, 100, 100]), ["'u' (UpSampling3D, ", "1,000,000"]),
     (_layer("Conv2DTranspose", "t", filters=1, kernel_size=1, strides=[1000, 1000]), ["'t' (Conv2DTranspose, "]),
@@ -296,6 +303,9 @@ def test_config_check_bounds_inputs_and_accepts_what_is_stored() -> None:
         kerassize.check_config(_seq(shape=[None, 10**12]), stored=[])
     big = _layer("Dense", "d", units=5 * 10**6)
     kerassize.check_config(_seq(big), stored=[4 * 5 * 10**6, 5 * 10**6])
+    stateful = _layer("LSTM", "st", units=1000, stateful=True)  # its state is batch x units
+    with pytest.raises(kerassize.SizeError, match=r"'st' \(LSTM, units=1000\) outputs or pads to 100,000,000"):
+        kerassize.check_config(_seq(stateful, shape=[10**5, 3, 4]), stored=[4 * 10**6])
     ups = [_layer("UpSampling2D", f"u{i}", size=[4, 4]) for i in range(6)]
     with pytest.raises(kerassize.SizeError, match="in all"):
         kerassize.check_config(_seq(*ups, shape=[None, 2, 2, 1]), stored=[])
