@@ -238,14 +238,26 @@ def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any],
     return configs, attrs
 
 
+_STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes
+
+
 def stored_sizes(path: Path, kind: str) -> list[int]:
-    """Element counts of the weight datasets the file stores, from HDF5 metadata only."""
+    """Element counts of the weight datasets the file stores, from HDF5 metadata only.
+    Remembered per file version (path, size, mtime, inode, ctime): scan and load both ask."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    if key in _STORED:
+        return _STORED[key]
     if kind == "keras":
         if "model.weights.h5" not in {i.filename for i in check_zip(path)}:
             return []
         guard_h5(path, "model.weights.h5")  # cached: the gate's scan walked it already
     with open_h5(path, kind) as f:
-        return [t.numel for t in weights(f, kind)]
+        sizes = [t.numel for t in weights(f, kind)]
+    if len(_STORED) > 64:
+        _STORED.clear()
+    _STORED[key] = sizes
+    return sizes
 
 
 def _check_sizes(configs: list[tuple[str, dict[str, Any], bool]], stored: list[int]) -> None:
