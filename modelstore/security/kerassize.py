@@ -76,6 +76,12 @@ def _ints(value: Any) -> list[int]:
     return [] if n is None else [n]
 
 
+def _dim_ok(value: Any) -> bool:
+    """An unknown dimension, or a whole number up to MAX_DIM."""
+    n = _int(value)
+    return value is None or (n is not None and n <= MAX_DIM)
+
+
 def _prod(values: list[int]) -> int:
     out = 1
     for v in values:
@@ -205,8 +211,7 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
     input_elements = 0
     for name, shape in input_shapes(config):
         dims = [d for d in shape[1:] if d is not None]
-        bad = [d for d in dims if _int(d) is None or _int(d) > MAX_DIM]  # type: ignore[operator]
-        if bad:
+        if not all(_dim_ok(d) for d in shape):
             raise SizeError(f"{where}: input {name!r} declares the shape {shape[:8]!r}; dimensions must "
                             f"be whole numbers up to {MAX_DIM}")
         input_elements = max(input_elements, _prod([int(d) for d in dims]))
@@ -222,13 +227,14 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
             fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
         if factor > GROWTH_LIMIT:
-            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by {factor:,} "
-                            f"(at most {GROWTH_LIMIT:,} is accepted): it would allocate that much at predict")
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by "
+                            f"{factor:,} (at most {GROWTH_LIMIT:,} is accepted): it would allocate that much "
+                            f"at predict")
         total_growth *= factor
         if fixed > act_limit:
-            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per sample "
-                            f"({_mib(fixed)}; at most {act_limit:,} are accepted for this model's inputs): it "
-                            f"would allocate that much at predict")
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per "
+                            f"sample ({_mib(fixed)}; at most {act_limit:,} are accepted for this model's "
+                            f"inputs): it would allocate that much at predict")
     if total_growth > TOTAL_GROWTH_LIMIT:
         raise SizeError(f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
                         f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)")
