@@ -199,8 +199,8 @@ def _what(cls: str, name: str, cfg: dict[str, Any]) -> str:
 
 
 def _mib(elements: int, itemsize: int = 4) -> str:
-    return f"{elements * itemsize / (1 << 20):,.0f} MiB as float32" if elements * itemsize >= 1 << 20 else \
-        f"{elements * itemsize:,} bytes as float32"
+    size = elements * itemsize  # integers throughout: a declared size may exceed any float
+    return f"{size >> 20:,} MiB as float32" if size >= 1 << 20 else f"{size:,} bytes as float32"
 
 
 def check_config(config: Any, stored: list[int], where: str = "the model config") -> None:

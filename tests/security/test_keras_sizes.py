@@ -341,3 +341,36 @@ def test_scan_refuses_a_declared_layer_without_keras(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "VERDICT unsafe" in r.stdout and "'dense' (Dense, units=50000000)" in r.stdout, r.stdout
     assert "REFUSED" in r.stdout and "TF False" in r.stdout, r.stdout
+
+
+def test_config_check_is_total_on_garbage() -> None:
+    """Random configs of size-bearing layers with hostile values (huge, negative, NaN, 1e300,
+    strings, nested lists) only ever raise SizeError: never an OverflowError or TypeError."""
+    import random
+
+    rng = random.Random(7)
+    classes = ["Dense", "Embedding", "Conv2D", "Conv1DTranspose", "SeparableConv2D", "DepthwiseConv2D",
+               "ConvLSTM2D", "LSTM", "GRUCell", "MultiHeadAttention", "GroupQueryAttention", "RepeatVector",
+               "UpSampling2D", "ZeroPadding3D", "Resizing", "Reshape", "CategoryEncoding", "Hashing",
+               "TextVectorization", "InputLayer"]
+    keys = [*kerassize._SIZE_ARGS, "batch_shape", "batch_input_shape", "stateful", "use_bias", "output_mode"]
+    odd = [None, True, False, -1, 0, 3, 2**40, 1e300, float("nan"), float("inf"), "x", "one_hot", 2.5]
+
+    def value(depth: int = 0) -> Any:
+        r = rng.random()
+        if r < 0.3:
+            return rng.choice(odd)
+        if r < 0.6 and depth < 3:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        if r < 0.7 and depth < 3:
+            return {rng.choice(keys): value(depth + 1)}
+        return rng.randint(-5, 10**6)
+
+    for _ in range(3000):
+        layers = [{"class_name": rng.choice(classes), "config": {rng.choice(keys): value() for _ in range(4)}}
+                  for _ in range(3)]
+        try:
+            kerassize.check_config({"class_name": "Sequential", "config": {"layers": layers}},
+                                   [rng.randint(0, 10**7)])
+        except kerassize.SizeError:
+            pass
