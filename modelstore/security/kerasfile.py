@@ -19,7 +19,6 @@ from .._info import Finding, TensorInfo
 from ..errors import FormatError
 from . import jsonsafe
 from .kerasaudit import Audit, audit_config as _audit
-from .kerassize import SizeError, check_config
 from .zipcheck import ArchiveError, check_archive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -262,6 +261,8 @@ def stored_sizes(path: Path, kind: str) -> list[int]:
 
 def _check_sizes(configs: list[tuple[str, dict[str, Any], bool]], stored: list[int]) -> None:
     """Layers must not declare more weights than the file stores (see kerassize)."""
+    from .kerassize import SizeError, check_config
+
     for name, config, _ in configs:
         if name != "training_config":
             try:
