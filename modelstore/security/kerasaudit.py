@@ -90,6 +90,7 @@ def _known(name: str, names: frozenset[str]) -> str | None:
     return name if name in names else None
 
 
+@functools.lru_cache(maxsize=1)  # parsed once: the audit asks for them for every node
 def _tables() -> tuple[frozenset[str], dict[str, str], dict[str, tuple[str, ...]], dict[str, str], frozenset[str]]:
     allowed = frozenset(n for block in kerasnames.ALLOWED_BY_GROUP.values() for n in block.split())
     aliases = dict(item.split("=", 1) for item in kerasnames._ALIASES.split())

@@ -219,10 +219,12 @@ def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any],
             raise KerasFileError(f"the archive's config cannot be read ({type(e).__name__})", "damaged") from None
         if not isinstance(config, dict):
             raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
+        _check_sizes([("config.json", config, False)], stored_sizes(path, kind))
         return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
     keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
         attrs = {k: _text(v) for k, v in f.attrs.items() if k in keys}
+        stored = [t.numel for t in weights(f, kind)]
     configs = []
     for key in ("model_config", "training_config"):
         raw = attrs.pop(key, None)
@@ -232,7 +234,42 @@ def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any],
         if not isinstance(value, dict):
             raise KerasFileError(f"the HDF5 {key} attribute is not a JSON object", "damaged")
         configs.append((key, value, True))
+    _check_sizes(configs, stored)
     return configs, attrs
+
+
+_STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes
+
+
+def stored_sizes(path: Path, kind: str) -> list[int]:
+    """Element counts of the weight datasets the file stores, from HDF5 metadata only.
+    Remembered per file version (path, size, mtime, inode, ctime): scan and load both ask."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    if key in _STORED:
+        return _STORED[key]
+    if kind == "keras":
+        if "model.weights.h5" not in {i.filename for i in check_zip(path)}:
+            return []
+        guard_h5(path, "model.weights.h5")  # cached: the gate's scan walked it already
+    with open_h5(path, kind) as f:
+        sizes = [t.numel for t in weights(f, kind)]
+    if len(_STORED) > 64:
+        _STORED.clear()
+    _STORED[key] = sizes
+    return sizes
+
+
+def _check_sizes(configs: list[tuple[str, dict[str, Any], bool]], stored: list[int]) -> None:
+    """Layers must not declare more weights than the file stores (see kerassize)."""
+    from .kerassize import SizeError, check_config
+
+    for name, config, _ in configs:
+        if name != "training_config":
+            try:
+                check_config(config, stored, where=f"the model config ({name})")
+            except SizeError as e:
+                raise KerasFileError(str(e), "suspicious") from None
 
 
 def _json(data: bytes | str, where: str) -> Any:

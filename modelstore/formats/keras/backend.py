@@ -204,6 +204,10 @@ class KerasBackend(Backend):
             raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
         # trust=True allows anything, Python bytecode included
         safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
+        if request.trust is not True:  # build without allocating: sizes must match the stored weights
+            from modelstore.security.kerassize import check_load  # absolute: the module moves
+
+            check_load(path, kind, configs, safe=safe)
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
             try:
                 return keras.saving.load_model(p, safe_mode=safe)

@@ -1,0 +1,405 @@
+"""Bound what a Keras config makes Keras allocate by what the file stores.
+
+Keras builds a model from its config (and randomly initialises every variable) before it
+reads a single stored weight, so a 12 KB ``.keras`` file declaring ``Dense(units=5e7)`` makes
+a plain ``keras.saving.load_model`` allocate gigabytes, and ``RepeatVector(n=5e7)`` or
+``UpSampling2D(size=10000)`` allocates them at the first predict. Two checks, both before the
+model is built:
+
+- :func:`check_config` reads the config alone (no Keras, so ``scan``, ``inspect`` and the
+  gate run it): a lower bound of the weights each size-bearing layer declares (Dense, Embedding,
+  convolutions, recurrent layers and cells, attention) must be covered by the weights the file
+  stores; layers that grow their input (repeat, upsampling, transposed and dilated
+  convolutions, padding, fixed output sizes, one-hot encodings) and input shapes are bounded.
+- :func:`check_build` (``load`` only, Keras imported) builds the model the way Keras' loader
+  will, inside Keras' ``StatelessScope`` so that no variable is initialised, then requires every
+  variable of real size to match a stored dataset of the same size and bounds every layer
+  output Keras can infer from the declared input shapes.
+
+Weights that *are* stored are already bounded by the container checks (sizes declared vs.
+stored in :mod:`.kerasfile` and :mod:`.zipcheck`), so a file can only make Keras allocate about
+what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Weights (elements) a config may declare beyond what the file stores, for rounding and for
+#: small state Keras keeps outside the weights file (seed generators and the like).
+SLACK = 1 << 20
+#: A built variable this large (elements) must match a stored dataset of the same size.
+MATCH_MIN = 1 << 16
+#: Elements one layer may output per sample, whatever its input: 2**26 (256 MiB of float32),
+#: or ACTIVATION_FACTOR times the elements the model's inputs declare, if more.
+ACTIVATION_LIMIT = 1 << 26
+ACTIVATION_FACTOR = 64
+#: How many times one layer may multiply the size of its input (upsampling, repeats,
+#: transposed-convolution strides), and all such layers of a model together.
+GROWTH_LIMIT = 1 << 12
+TOTAL_GROWTH_LIMIT = 1 << 20
+#: A declared input dimension above this is absurd (TensorFlow indexes with int32).
+MAX_DIM = (1 << 31) - 1
+#: Output modes in which a preprocessing layer emits a vector as long as its vocabulary.
+_VECTOR_MODES = ("one_hot", "multi_hot", "count", "tf_idf")
+
+
+class SizeError(ValueError):
+    """The config declares sizes the file cannot back; the message names layer and sizes."""
+
+
+# -- reading the config ------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    """A non-negative integer as Keras would take it (JSON may spell 5e7 as a float)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _ints(value: Any) -> list[int]:
+    """The integers of an int-or-tuple argument (``kernel_size=3`` or ``[3, 3]``), nested."""
+    if isinstance(value, (list, tuple)):
+        return [i for v in value for i in _ints(v)]
+    n = _int(value)
+    return [] if n is None else [n]
+
+
+def _dim_ok(value: Any) -> bool:
+    """An unknown dimension, or a whole number up to MAX_DIM."""
+    n = _int(value)
+    return value is None or (n is not None and n <= MAX_DIM)
+
+
+def _prod(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(class name, layer name, config) of every object node in a model config, nested
+    layers (Bidirectional, TimeDistributed, RNN cells, models inside models) included."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            cls, cfg = node.get("class_name"), node.get("config")
+            if isinstance(cls, str) and isinstance(cfg, dict):
+                name = cfg.get("name")
+                yield cls.rsplit(".", 1)[-1], name if isinstance(name, str) else "?", cfg
+            stack.extend(node.values())
+
+
+def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
+    """Weights (elements) the layer has at least, from its config alone (inputs of size 1)."""
+    g = cfg.get
+    bias = g("use_bias", True) is not False
+    if cls == "Dense":
+        units = _int(g("units")) or 0
+        return units * (2 if bias else 1)
+    if cls == "Embedding":
+        return (_int(g("input_dim")) or 0) * (_int(g("output_dim")) or 0)
+    if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and "LSTM" not in cls:
+        filters = _int(g("filters")) or 0
+        return filters * _prod(_ints(g("kernel_size"))) + (filters if bias else 0)
+    if cls.startswith("SeparableConv"):
+        dm, filters = _int(g("depth_multiplier")) or 1, _int(g("filters")) or 0
+        return _prod(_ints(g("kernel_size"))) * dm + dm * filters
+    if cls.startswith("DepthwiseConv"):
+        return _prod(_ints(g("kernel_size"))) * (_int(g("depth_multiplier")) or 1)
+    if cls.startswith("ConvLSTM"):
+        filters = _int(g("filters")) or 0
+        return 4 * filters * filters * _prod(_ints(g("kernel_size")))
+    gates = {"LSTM": 4, "LSTMCell": 4, "GRU": 3, "GRUCell": 3, "SimpleRNN": 1, "SimpleRNNCell": 1}.get(cls)
+    if gates:
+        units = _int(g("units")) or 0
+        return gates * units * (units + 1)  # recurrent kernel and (at least) the input kernel
+    if cls == "MultiHeadAttention":
+        heads, key = _int(g("num_heads")) or 0, _int(g("key_dim")) or 0
+        value = _int(g("value_dim")) or key
+        return heads * (2 * key + 2 * value)
+    if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
+        head = _int(g("head_dim")) or 0
+        return head * (2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0))
+    return 0
+
+
+def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
+    """(factor, fixed): how many times the layer multiplies its input's size per sample, and
+    how many elements per sample it outputs (or pads to) whatever its input."""
+    g = cfg.get
+    factor, fixed = 1, 0
+    if cls == "RepeatVector":
+        fixed = _int(g("n")) or 0
+    elif cls.startswith("UpSampling"):
+        factor = _prod(_ints(g("size")))
+    elif cls.startswith("Conv") and cls.endswith("Transpose"):
+        factor = _prod(_ints(g("strides")))
+    elif cls.startswith("ZeroPadding"):
+        pads = g("padding")
+        per_dim = pads if isinstance(pads, (list, tuple)) else [pads]
+        fixed = _prod([sum(_ints(p)) + 1 for p in per_dim])
+    elif cls in ("Resizing", "CenterCrop"):
+        fixed = (_int(g("height")) or 1) * (_int(g("width")) or 1)
+    elif cls == "Reshape":
+        fixed = _prod(_ints(g("target_shape")))
+    elif cls == "CategoryEncoding":
+        fixed = _int(g("num_tokens")) or 0
+    elif cls in ("Hashing", "HashedCrossing") and g("output_mode") in _VECTOR_MODES:
+        fixed = _int(g("num_bins")) or 0
+    elif cls in ("StringLookup", "IntegerLookup", "TextVectorization") and g("output_mode") in _VECTOR_MODES:
+        fixed = _int(g("max_tokens")) or 0
+    if cls == "TextVectorization":
+        fixed = max(fixed, _int(g("output_sequence_length")) or 0)
+    dilation = _ints(g("dilation_rate"))
+    if any(d > 1 for d in dilation):  # "same" padding pads the input by the dilated kernel
+        kernel = _ints(g("kernel_size")) or [1] * len(dilation)
+        if len(kernel) == 1:
+            kernel = kernel * len(dilation)
+        fixed = max(fixed, _prod([(k - 1) * d + 1 for k, d in zip(kernel, dilation)]))
+    return factor, fixed
+
+
+def input_shapes(config: Any) -> list[tuple[str, list[Any]]]:
+    """(layer name, declared shape) of every input the config declares."""
+    out = []
+    for _, name, cfg in layers(config):
+        shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+        if isinstance(shape, list):
+            out.append((name, shape))
+    return out
+
+
+#: Config arguments that size a layer, shown in refusals.
+_SIZE_ARGS = ("units", "input_dim", "output_dim", "filters", "kernel_size", "depth_multiplier", "num_heads",
+              "key_dim", "value_dim", "head_dim", "num_query_heads", "num_key_value_heads", "n", "size",
+              "strides", "dilation_rate", "padding", "height", "width", "target_shape", "num_tokens",
+              "num_bins", "max_tokens", "output_sequence_length")
+
+
+def _what(cls: str, name: str, cfg: dict[str, Any]) -> str:
+    """``'dense' (Dense, units=50000000)``: the layer and the arguments that size it."""
+    args = [f"{k}={json.dumps(cfg[k])[:60]}" for k in _SIZE_ARGS if k in cfg and not isinstance(cfg[k], str)]
+    return f"{name!r} ({', '.join([cls, *args])})"
+
+
+def _mib(elements: int, itemsize: int = 4) -> str:
+    size = elements * itemsize  # integers throughout: a declared size may exceed any float
+    return f"{size >> 20:,} MiB as float32" if size >= 1 << 20 else f"{size:,} bytes as float32"
+
+
+def check_config(config: Any, stored: list[int], where: str = "the model config") -> None:
+    """Refuse a config whose layers declare more weights than the file stores, or that
+    multiplies or fixes activation sizes past the limits; ``stored`` lists the element counts
+    of the stored weight datasets. Raises :class:`SizeError`."""
+    total_stored = sum(stored)
+    input_elements = 0
+    for name, shape in input_shapes(config):
+        dims = [d for d in shape[1:] if d is not None]
+        if not all(_dim_ok(d) for d in shape):
+            raise SizeError(f"{where}: input {name!r} declares the shape {shape[:8]!r}; dimensions must "
+                            f"be whole numbers up to {MAX_DIM}")
+        input_elements = max(input_elements, _prod([int(d) for d in dims]))
+    act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
+    batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
+    floor, biggest, total_growth = 0, (0, ""), 1
+    for cls, name, cfg in layers(config):
+        n = weight_floor(cls, cfg)
+        floor += n
+        if n > biggest[0]:
+            biggest = (n, _what(cls, name, cfg))
+        factor, fixed = growth(cls, cfg)
+        if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
+            fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
+        if factor > GROWTH_LIMIT:
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by "
+                            f"{factor:,} (at most {GROWTH_LIMIT:,} is accepted): it would allocate that much "
+                            f"at predict")
+        total_growth *= factor
+        if fixed > act_limit:
+            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per "
+                            f"sample ({_mib(fixed)}; at most {act_limit:,} are accepted for this model's "
+                            f"inputs): it would allocate that much at predict")
+    if total_growth > TOTAL_GROWTH_LIMIT:
+        raise SizeError(f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
+                        f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)")
+    if floor > total_stored + SLACK:
+        n, what = biggest
+        raise SizeError(f"{where}: its layers declare at least {floor:,} weights ({_mib(floor)}; layer "
+                        f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
+                        f"allocate and initialise them before reading the file's weights")
+
+
+# -- building the model without allocating ----------------------------------------------
+
+
+def check_build(config: dict[str, Any], legacy: bool, stored: list[int], where: str = "the model config",
+                *, activations: bool = True, safe: bool = True) -> None:
+    """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
+    initialised), then require every variable of MATCH_MIN elements or more to match a stored
+    dataset of the same size, all of them together to stay within SLACK of what is stored, and
+    (``activations``) every layer output Keras infers to stay within the activation limit.
+    Call it only on a config the audit accepted: it runs Keras' deserialisation."""
+    model = _build(config, legacy, safe)
+    try:
+        declared = _variables(model)
+        _match(declared, stored, where)
+        if activations:
+            _bound_outputs(model, where)
+    finally:
+        del model
+
+
+def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.stateless_scope import StatelessScope
+
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    text = json.dumps(_stateless(config))  # a private copy, decoded the way the loader decodes it
+    try:
+        with StatelessScope(initialize_variables=False):
+            if legacy:
+                from keras.src.legacy.saving import json_utils, saving_utils
+                from keras.src.legacy.saving import saving_options
+
+                with saving_options.keras_option_scope(use_legacy_config=True):  # as the loader does
+                    return saving_utils.model_from_config(json_utils.decode(text))
+            from keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
+
+            cfg = json.loads(text)
+            cfg["compile_config"] = None  # the optimizer's state follows the model's variables
+            with ObjectSharingScope():
+                return deserialize_keras_object(cfg, safe_mode=safe)
+    finally:
+        # the variables made here stay uninitialised: never let a later scope initialise them
+        global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+def _stateless(config: Any) -> Any:
+    """A copy without ``stateful=True``: a stateful RNN makes its state variables from tensors
+    (bounded by :func:`check_config`), which Keras' StatelessScope cannot defer. They are not
+    weights, so the check loses nothing."""
+    if isinstance(config, list):
+        return [_stateless(v) for v in config]
+    if isinstance(config, dict):
+        return {k: (False if k == "stateful" and v is True else _stateless(v)) for k, v in config.items()}
+    return config
+
+
+def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
+    """(owning layer, shape, elements) of every variable; the innermost layer owns it."""
+    owner: dict[int, str] = {}
+    for layer in _all_layers(model):  # outer layers first: inner ones overwrite
+        for v in getattr(layer, "weights", None) or []:
+            owner[id(v)] = f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
+    out = []
+    for v in getattr(model, "weights", []):
+        shape = tuple(int(d) for d in v.shape)
+        out.append((owner.get(id(v), repr(getattr(v, "path", "?"))), shape, _prod(list(shape))))
+    return out
+
+
+def _match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], where: str) -> None:
+    available = Counter(stored)
+    for path, shape, n in sorted(declared, key=lambda d: -d[2]):
+        if n < MATCH_MIN:
+            break
+        if available[n] <= 0:
+            raise SizeError(f"{where}: layer {path} has the shape "
+                            f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
+                            f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
+                            f"allocate it before reading the file's weights")
+        available[n] -= 1
+    total = sum(n for _, _, n in declared)
+    if total > sum(stored) + SLACK:
+        raise SizeError(f"{where}: the model's variables hold {total:,} elements ({_mib(total)}) but the file "
+                        f"stores {sum(stored):,}")
+
+
+def _bound_outputs(model: Any, where: str) -> None:
+    inputs = [t for t in getattr(model, "inputs", None) or [] if hasattr(t, "shape")]
+    input_elements = max([_known(t.shape) for t in inputs] or [0])
+    limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
+    for layer in _all_layers(model):
+        for node in getattr(layer, "_inbound_nodes", []) or []:
+            for t in getattr(node, "output_tensors", []) or []:
+                n = _known(getattr(t, "shape", ()))
+                if n > limit:
+                    raise SizeError(f"{where}: layer {layer.name!r} ({type(layer).__name__}) outputs the shape "
+                                    f"{list(t.shape)} ({n:,} elements per sample, {_mib(n)}; at most {limit:,} "
+                                    f"are accepted for this model's inputs): predict would allocate that much")
+
+
+def _known(shape: Any) -> int:
+    """Elements per sample, counting unknown dimensions as 1."""
+    dims = list(shape)[1:] if shape else []
+    return _prod([int(d) for d in dims if d is not None])
+
+
+def _all_layers(model: Any) -> Iterator[Any]:
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(getattr(layer, "layers", None) or [])
+
+
+def stored_sizes(f: Any) -> list[int]:
+    """Element counts of the weight datasets in an open HDF5 file (metadata only)."""
+    from .kerasfile import weights
+
+    return [t.numel for t in weights(f, "")]
+
+
+def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool) -> None:
+    """The load-time check of every model config in ``path`` (see :func:`check_build`), as
+    ModelstoreErrors: UnsafeModelError for sizes the file does not back, FormatError for a
+    config Keras cannot build."""
+    from ..errors import FormatError, UnsafeModelError
+    from .kerasfile import KerasFileError, stored_sizes
+
+    try:
+        stored = stored_sizes(path, kind)
+    except KerasFileError as e:
+        raise FormatError(f"{path}: {e}") from None
+    for name, config, legacy in configs:
+        if name == "training_config":
+            continue
+        try:
+            with _safe_mode(safe):
+                check_build(config, legacy, stored, where=f"the model config ({name})", safe=safe)
+        except SizeError as e:
+            msg = f"{path}: refusing to load: {e}. Nothing was allocated; the file is damaged or hostile"
+            raise UnsafeModelError(msg, []) from None
+        except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
+            raise FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})") from None
+
+
+@contextmanager
+def _safe_mode(safe: bool) -> Iterator[None]:
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:
+        yield
+        return
+    with SafeModeScope(safe):
+        yield

@@ -1,0 +1,376 @@
+"""Keras configs that declare sizes the file never stores (THREATS class 6, resource exhaustion).
+
+Keras builds and randomly initialises every variable before it reads a stored weight, and
+layers that repeat or upsample allocate at predict: a few-KB file can make a plain
+``keras.saving.load_model`` (or the first predict) allocate gigabytes. Each hostile file here
+is a small benign model whose config was edited; plain Keras is first shown to allocate
+(peak RSS from VmHWM in a child, reset per file through /proc/self/clear_refs), then modelstore
+refuses it without allocating. Benign models of every size-bearing layer kind still load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelstore as ms
+from modelstore.security import kerassize
+
+ROOT = Path(__file__).resolve().parents[2]
+MB = 1 << 20
+
+#: (case id, base model, config text to replace, replacement, predict input shape or None,
+#: words the refusal must contain). Sizes make plain Keras allocate roughly 0.3-1 GB.
+CASES = [
+    ("dense-units", "dense", '"units": 3', '"units": 25000000', None, ["'dense' (Dense, units=25000000)", "50,000,000"]),
+    ("input-dim", "dense", "[null, 4]", "[null, 30000000]", None, ["Dense 'dense', variable 'kernel'", "[30000000, 3]"]),
+    ("embedding", "seq", '"input_dim": 10', '"input_dim": 25000000', None, ["'embedding' (Embedding, input_dim=25000000, output_dim=4)"]),
+    ("lstm-units", "seq", '"units": 6', '"units": 5000', None, ["(LSTM, units=5000)"]),
+    ("gru-units", "seq", '"units": 7', '"units": 6000', None, ["(GRU, units=6000)"]),
+    ("repeat-n", "seq", '"n": 2', '"n": 20000000', (1, 5), ["'repeat_vector' (RepeatVector)", "[None, 20000000, 7]"]),
+    ("conv-filters", "conv", '"filters": 5', '"filters": 10000000', None, ["'conv2d' (Conv2D, filters=10000000, kernel_size=[3, 3]"]),
+    ("upsampling", "conv", '"size": [2, 2]', '"size": [1000, 1000]', (1, 8, 8, 1),
+     ["'up_sampling2d' (UpSampling2D, size=[1000, 1000])", "1,000,000"]),
+    ("attention", "mha", '"key_dim": 5', '"key_dim": 10000000', None, ["(MultiHeadAttention, num_heads=2, key_dim=10000000"]),
+]
+
+
+def run_py(code: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+#: Child helpers: growth() resets the peak RSS (VmHWM) to the current RSS and returns a
+#: function giving, in MB, how far the peak has risen above it since.
+PEAK = """
+    def _status(key):
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) // 1024
+    def growth():
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status("VmRSS")
+        return lambda: _status("VmHWM") - base
+"""
+
+
+def _bases(root: Path) -> dict[str, dict[str, Path]]:
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    q = keras.Input((3, 4))
+    models = {
+        "dense": keras.Sequential([keras.Input((4,)), L.BatchNormalization(), L.Dense(3)]),
+        "seq": keras.Sequential([keras.Input((5,), dtype="int32"), L.Embedding(10, 4),
+                                 L.LSTM(6, return_sequences=True, recurrent_initializer="glorot_uniform"),
+                                 L.GRU(7, recurrent_initializer="glorot_uniform"), L.RepeatVector(2)]),
+        "conv": keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(5, 3), L.UpSampling2D(2)]),
+        "mha": keras.Model(q, L.MultiHeadAttention(num_heads=2, key_dim=5)(q, q)),
+    }
+    out: dict[str, dict[str, Path]] = {}
+    for name, model in models.items():
+        out[name] = {}
+        for fmt in ("keras", "h5"):
+            path = root / f"{name}.{fmt}"
+            model.save(path)
+            out[name][fmt] = path
+    return out
+
+
+def _edit(base: Path, out: Path, old: str, new: str) -> Path:
+    """A copy of ``base`` whose model config has every ``old`` replaced by ``new``."""
+    if base.suffix == ".keras":
+        with zipfile.ZipFile(base) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        text = members["config.json"].decode()
+        assert old in text, (old, text)
+        members["config.json"] = text.replace(old, new).encode()
+        with zipfile.ZipFile(out, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+    else:
+        import h5py
+
+        shutil.copy(base, out)
+        with h5py.File(out, "r+") as f:
+            raw = f.attrs["model_config"]
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            assert old in text, (old, text)
+            f.attrs["model_config"] = text.replace(old, new)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path, Any, list[str]]]:
+    """Every case as a .keras archive and as a legacy .h5 model."""
+    root = tmp_path_factory.mktemp("keras_sizes")
+    bases = _bases(root)
+    files = []
+    for case, base, old, new, shape, words in CASES:
+        for fmt in ("keras", "h5"):
+            path = _edit(bases[base][fmt], root / f"{case}.{fmt}", old, new)
+            assert path.stat().st_size < 200_000
+            files.append((f"{case}.{fmt}", path, shape, words))
+    return files
+
+
+@pytest.mark.slow
+def test_plain_keras_allocates_what_the_config_declares(hostile: list[tuple[str, Path, Any, list[str]]]) -> None:
+    """Plain Keras (safe mode on) allocates hundreds of MB for each .keras file, at load or at
+    the first predict, before it notices that the stored weights do not fit. One child per
+    file, two at a time: memory a process freed may be reused without raising its peak."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    children = []
+    for name, path, shape, _ in hostile:
+        if not name.endswith(".keras"):
+            continue  # the legacy .h5 files are built by the same Keras code
+        code = PEAK + f"""
+    import warnings, numpy as np, keras
+    warnings.simplefilter("ignore")
+    grown = growth()
+    try:
+        m = keras.saving.load_model({str(path)!r})
+        m.predict(np.zeros({shape!r}, "float32"), verbose=0)
+    except Exception:
+        pass
+    print("GREW", grown())
+    """
+        children.append((name, textwrap.dedent(code)))
+    grown: dict[str, Any] = {}
+    for i in range(0, len(children), 2):
+        procs = [(name, subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env))
+                 for name, code in children[i:i + 2]]
+        for name, proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, (name, err[-2000:])
+            grown[name] = int(out.split("GREW")[1].split()[0])
+    small = {name: mb for name, mb in grown.items() if mb < 250}
+    assert not small, f"plain Keras did not allocate for {small} (all: {grown})"
+
+
+@pytest.mark.slow
+def test_load_refuses_without_allocating(hostile: list[tuple[str, Path, Any, list[str]]]) -> None:
+    """ms.load (and ms.predict, had it loaded) refuses each file with an UnsafeModelError
+    naming the layer and the sizes, and the child's peak RSS does not grow."""
+    files = [(name, str(path), shape) for name, path, shape, _ in hostile]
+    r = run_py(PEAK + f"""
+    import warnings, numpy as np, keras
+    import modelstore as ms
+    warnings.simplefilter("ignore")
+    for name, path, shape in {files!r}:
+        grown = growth()
+        try:
+            m = ms.load(path)
+            if shape:
+                ms.predict(m, np.zeros(shape, "float32"))
+            outcome = "LOADED"
+        except ms.ModelstoreError as e:
+            outcome = type(e).__name__ + " " + " ".join(str(e).split())
+        print("CASE", name, grown(), outcome, flush=True)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("CASE "):
+            _, name, mb, outcome = line.split(" ", 3)
+            seen[name] = (int(mb), outcome)
+    for name, _, _, words in hostile:
+        mb, outcome = seen[name]
+        assert outcome.startswith("UnsafeModelError"), f"{name}: {outcome}"
+        missing = [w for w in words if w not in outcome]
+        assert not missing, f"{name}: {missing} not in {outcome}"
+        assert mb < 100, f"{name}: modelstore's load grew the peak RSS by {mb} MB ({outcome})"
+
+
+@pytest.mark.slow
+def test_scan_and_inspect_agree_where_the_config_alone_tells(
+        hostile: list[tuple[str, Path, Any, list[str]]]) -> None:
+    """Cases the config alone proves (declared weights, growth factors) are unsafe to scan and
+    refused by inspect, without Keras building anything."""
+    config_only = {"dense-units", "embedding", "lstm-units", "gru-units", "conv-filters", "upsampling",
+                   "attention"}
+    for name, path, _, words in hostile:
+        if name.split(".")[0] not in config_only:
+            continue
+        report = ms.scan(path)
+        assert report.verdict == "unsafe", (name, report)
+        with pytest.raises(ms.ModelstoreError):
+            ms.inspect(path)
+
+
+# -- benign models of every size-bearing kind still load -------------------------------------
+
+
+@pytest.mark.slow
+def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
+    """A trained model using every size-bearing layer kind round-trips through .keras and .h5."""
+    keras = pytest.importorskip("keras")
+    np = pytest.importorskip("numpy")
+    L = keras.layers
+    img = keras.Input((8, 8, 3), name="img")
+    x = L.Conv2D(4, 3, padding="same", dilation_rate=2)(img)
+    x = L.BatchNormalization()(x)
+    x = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.SeparableConv2D(4, 3, padding="same")(x)
+    x = L.Conv2DTranspose(3, 3, strides=2, padding="same")(x)
+    x = L.UpSampling2D(2)(x)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    tok = keras.Input((6,), dtype="int32", name="tok")
+    e = L.Embedding(50, 8)(tok)
+    e = L.MultiHeadAttention(num_heads=2, key_dim=4)(e, e)
+    e = L.GroupQueryAttention(head_dim=4, num_query_heads=2, num_key_value_heads=1)(e, e)
+    e = L.LayerNormalization()(e)
+    e = L.Bidirectional(L.LSTM(5, return_sequences=True))(e)
+    e = L.GRU(4, return_sequences=True)(e)
+    e = L.SimpleRNN(3)(e)
+    e = L.RepeatVector(3)(e)
+    e = L.Conv1D(2, 2)(e)
+    e = L.Reshape((4,))(e)
+    h = L.Concatenate()([x, e])
+    h = L.EinsumDense("ab,bc->ac", output_shape=5)(h)
+    out = L.Dense(2, activation="softmax")(L.Dropout(0.1)(h))
+    model = keras.Model([img, tok], out)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 50, size=(8, 6)).astype("int32")]
+    model.fit(xs, rng.integers(0, 2, size=8), epochs=1, verbose=0)
+    want = model.predict(xs, verbose=0)
+    # a stateful RNN makes its state from tensors, which Keras' StatelessScope cannot defer
+    stateful = keras.Sequential([keras.Input(batch_shape=(2, 3, 4)), L.LSTM(3, stateful=True), L.Dense(2)])
+    x2 = rng.normal(size=(2, 3, 4)).astype("float32")
+    for suffix in (".keras", ".h5"):
+        path = tmp_path / f"all{suffix}"
+        ms.save(model, path)
+        assert ms.scan(path).verdict == "safe"
+        got = ms.load(path).predict(xs, verbose=0)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        path = tmp_path / f"stateful{suffix}"
+        ms.save(stateful, path)
+        assert ms.load(path).predict(x2, verbose=0).shape == (2, 2)
+
+
+# -- the config check alone (no Keras) ------------------------------------------------------
+
+
+def _seq(*layers: dict[str, Any], shape: list[Any] | None = None) -> dict[str, Any]:
+    first = {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": shape or [None, 4]}}
+    return {"class_name": "Sequential", "config": {"name": "s", "layers": [first, *layers]}}
+
+
+def _layer(cls: str, name: str, **cfg: Any) -> dict[str, Any]:
+    return {"module": "keras.layers", "class_name": cls, "config": {"name": name, **cfg}}
+
+
+@pytest.mark.parametrize("layer, words", [
+    (_layer("Dense", "d", units=5e7), ["'d' (Dense, units=50000000.0)", "100,000,000"]),
+    (_layer("Embedding", "e", input_dim=10**6, output_dim=10**3), ["'e' (Embedding, "]),
+    (_layer("Conv3D", "c", filters=10**5, kernel_size=[3, 3, 3]), ["'c' (Conv3D, "]),
+    (_layer("Bidirectional", "b", layer=_layer("LSTM", "inner", units=10**4)), ["'inner' (LSTM, "]),
+    (_layer("RNN", "r", cell=_layer("GRUCell", "cell", units=10**4)), ["'cell' (GRUCell, "]),
+    (_layer("GroupQueryAttention", "g", head_dim=10**4, num_query_heads=64, num_key_value_heads=8),
+     ["'g' (GroupQueryAttention, "]),
+    (_layer("RepeatVector", "rv", n=10**9), ["'rv' (RepeatVector, ", "1,000,000,000"]),
+    (_layer("UpSampling3D", "u", size=[100, 100, 100]), ["'u' (UpSampling3D, ", "1,000,000"]),
+    (_layer("Conv2DTranspose", "t", filters=1, kernel_size=1, strides=[1000, 1000]), ["'t' (Conv2DTranspose, "]),
+    (_layer("ZeroPadding2D", "z", padding=[[10**5, 0], [10**5, 0]]), ["'z' (ZeroPadding2D, "]),
+    (_layer("Resizing", "rs", height=10**5, width=10**5), ["'rs' (Resizing, "]),
+    (_layer("CategoryEncoding", "ce", num_tokens=10**9, output_mode="one_hot"), ["'ce' (CategoryEncoding, "]),
+    (_layer("Conv1D", "dil", filters=1, kernel_size=3, dilation_rate=10**9, padding="same"), ["'dil' (Conv1D, "]),
+])
+def test_config_check_names_layer_and_sizes(layer: dict[str, Any], words: list[str]) -> None:
+    """The Keras-free check refuses each size-bearing or size-growing layer declared too large,
+    naming the layer and the numbers."""
+    with pytest.raises(kerassize.SizeError) as e:
+        kerassize.check_config(_seq(layer), stored=[12, 3])
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_config_check_bounds_inputs_and_accepts_what_is_stored() -> None:
+    """Absurd input shapes are refused; a large layer is accepted when its weights are stored;
+    many layers growing a little each add up."""
+    with pytest.raises(kerassize.SizeError, match="input 'in'"):
+        kerassize.check_config(_seq(shape=[None, 10**12]), stored=[])
+    big = _layer("Dense", "d", units=5 * 10**6)
+    kerassize.check_config(_seq(big), stored=[4 * 5 * 10**6, 5 * 10**6])
+    stateful = _layer("LSTM", "st", units=1000, stateful=True)  # its state is batch x units
+    with pytest.raises(kerassize.SizeError, match=r"'st' \(LSTM, units=1000\) outputs or pads to 100,000,000"):
+        kerassize.check_config(_seq(stateful, shape=[10**5, 3, 4]), stored=[4 * 10**6])
+    ups = [_layer("UpSampling2D", f"u{i}", size=[4, 4]) for i in range(6)]
+    with pytest.raises(kerassize.SizeError, match="in all"):
+        kerassize.check_config(_seq(*ups, shape=[None, 2, 2, 1]), stored=[])
+
+
+def test_scan_refuses_a_declared_layer_without_keras(tmp_path: Path) -> None:
+    """A .keras archive made by hand (config.json and an h5py weights file) declaring
+    Dense(5e7) over 15 stored weights is unsafe to scan and refused by load's gate, and
+    neither imports TensorFlow."""
+    h5py = pytest.importorskip("h5py")
+    np = pytest.importorskip("numpy")
+    weights = tmp_path / "w.h5"
+    with h5py.File(weights, "w") as f:
+        f["layers/dense/vars/0"] = np.zeros((4, 3), "float32")
+        f["layers/dense/vars/1"] = np.zeros((3,), "float32")
+    path = tmp_path / "big.keras"
+    config = _seq(_layer("Dense", "dense", units=5 * 10**7))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.13.2"}))
+        z.writestr("model.weights.h5", weights.read_bytes())
+    r = run_py(f"""
+        import sys, modelstore as ms
+        report = ms.scan({str(path)!r})
+        print("VERDICT", report.verdict, report.findings[0].reason)
+        try:
+            ms.load({str(path)!r})
+        except ms.UnsafeModelError as e:
+            print("REFUSED", e)
+        print("TF", "tensorflow" in sys.modules)
+    """)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "VERDICT unsafe" in r.stdout and "'dense' (Dense, units=50000000)" in r.stdout, r.stdout
+    assert "REFUSED" in r.stdout and "TF False" in r.stdout, r.stdout
+
+
+def test_config_check_is_total_on_garbage() -> None:
+    """Random configs of size-bearing layers with hostile values (huge, negative, NaN, 1e300,
+    strings, nested lists) only ever raise SizeError: never an OverflowError or TypeError."""
+    import random
+
+    rng = random.Random(7)
+    classes = ["Dense", "Embedding", "Conv2D", "Conv1DTranspose", "SeparableConv2D", "DepthwiseConv2D",
+               "ConvLSTM2D", "LSTM", "GRUCell", "MultiHeadAttention", "GroupQueryAttention", "RepeatVector",
+               "UpSampling2D", "ZeroPadding3D", "Resizing", "Reshape", "CategoryEncoding", "Hashing",
+               "TextVectorization", "InputLayer"]
+    keys = [*kerassize._SIZE_ARGS, "batch_shape", "batch_input_shape", "stateful", "use_bias", "output_mode"]
+    odd = [None, True, False, -1, 0, 3, 2**40, 1e300, float("nan"), float("inf"), "x", "one_hot", 2.5]
+
+    def value(depth: int = 0) -> Any:
+        r = rng.random()
+        if r < 0.3:
+            return rng.choice(odd)
+        if r < 0.6 and depth < 3:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        if r < 0.7 and depth < 3:
+            return {rng.choice(keys): value(depth + 1)}
+        return rng.randint(-5, 10**6)
+
+    for _ in range(3000):
+        layers = [{"class_name": rng.choice(classes), "config": {rng.choice(keys): value() for _ in range(4)}}
+                  for _ in range(3)]
+        try:
+            kerassize.check_config({"class_name": "Sequential", "config": {"layers": layers}},
+                                   [rng.randint(0, 10**7)])
+        except kerassize.SizeError:
+            pass
