@@ -27,8 +27,6 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
@@ -274,12 +272,14 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
     try:
         with StatelessScope(initialize_variables=False):
             if legacy:
-                from keras.src.legacy.saving import json_utils, saving_utils
-                from keras.src.legacy.saving import saving_options
+                from keras.src.legacy.saving import json_utils, saving_options, saving_utils
 
                 with saving_options.keras_option_scope(use_legacy_config=True):  # as the loader does
                     return saving_utils.model_from_config(json_utils.decode(text))
-            from keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
+            from keras.src.saving.serialization_lib import (
+                ObjectSharingScope,
+                deserialize_keras_object,
+            )
 
             cfg = json.loads(text)
             cfg["compile_config"] = None  # the optimizer's state follows the model's variables
@@ -360,46 +360,3 @@ def _all_layers(model: Any) -> Iterator[Any]:
         seen.add(id(layer))
         yield layer
         stack.extend(getattr(layer, "layers", None) or [])
-
-
-def stored_sizes(f: Any) -> list[int]:
-    """Element counts of the weight datasets in an open HDF5 file (metadata only)."""
-    from .kerasfile import weights
-
-    return [t.numel for t in weights(f, "")]
-
-
-def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool) -> None:
-    """The load-time check of every model config in ``path`` (see :func:`check_build`), as
-    ModelstoreErrors: UnsafeModelError for sizes the file does not back, FormatError for a
-    config Keras cannot build."""
-    from ..errors import FormatError, UnsafeModelError
-    from .kerasfile import KerasFileError, stored_sizes
-
-    try:
-        stored = stored_sizes(path, kind)
-    except KerasFileError as e:
-        raise FormatError(f"{path}: {e}") from None
-    for name, config, legacy in configs:
-        if name == "training_config":
-            continue
-        try:
-            with _safe_mode(safe):
-                check_build(config, legacy, stored, where=f"the model config ({name})", safe=safe)
-        except SizeError as e:
-            msg = f"{path}: refusing to load: {e}. Nothing was allocated; the file is damaged or hostile"
-            raise UnsafeModelError(msg, []) from None
-        except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
-            raise FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})") from None
-
-
-@contextmanager
-def _safe_mode(safe: bool) -> Iterator[None]:
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:
-        yield
-        return
-    with SafeModeScope(safe):
-        yield

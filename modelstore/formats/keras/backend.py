@@ -205,7 +205,7 @@ class KerasBackend(Backend):
         # trust=True allows anything, Python bytecode included
         safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
         if request.trust is not True:  # build without allocating: sizes must match the stored weights
-            from modelstore.security.kerassize import check_load  # absolute: the module moves
+            from ...security.kerasload import check_load
 
             check_load(path, kind, configs, safe=safe)
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):

@@ -1,0 +1,48 @@
+"""The load-time Keras size check: build the model the way Keras' loader does, without
+allocating a variable, and compare what it declares with what the file stores
+(:mod:`.kerassize` holds the checks; :mod:`.kerasfile` reads the stored sizes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .kerassize import SizeError, check_build
+
+
+def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool) -> None:
+    """The load-time check of every model config in ``path`` (see :func:`check_build`), as
+    ModelstoreErrors: UnsafeModelError for sizes the file does not back, FormatError for a
+    config Keras cannot build."""
+    from ..errors import FormatError, UnsafeModelError
+    from .kerasfile import KerasFileError, stored_sizes
+
+    try:
+        stored = stored_sizes(path, kind)
+    except KerasFileError as e:
+        raise FormatError(f"{path}: {e}") from None
+    for name, config, legacy in configs:
+        if name == "training_config":
+            continue
+        try:
+            with _safe_mode(safe):
+                check_build(config, legacy, stored, where=f"the model config ({name})", safe=safe)
+        except SizeError as e:
+            msg = f"{path}: refusing to load: {e}. Nothing was allocated; the file is damaged or hostile"
+            raise UnsafeModelError(msg, []) from None
+        except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
+            raise FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})") from None
+
+
+@contextmanager
+def _safe_mode(safe: bool) -> Iterator[None]:
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:
+        yield
+        return
+    with SafeModeScope(safe):
+        yield
