@@ -69,13 +69,18 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
     keras = pytest.importorskip("keras")
     L = keras.layers
     q = keras.Input((3, 4))
+    # layers named explicitly: Keras numbers default names per process (dense_5 after other tests)
     models = {
-        "dense": keras.Sequential([keras.Input((4,)), L.BatchNormalization(), L.Dense(3)]),
-        "seq": keras.Sequential([keras.Input((5,), dtype="int32"), L.Embedding(10, 4),
-                                 L.LSTM(6, return_sequences=True, recurrent_initializer="glorot_uniform"),
-                                 L.GRU(7, recurrent_initializer="glorot_uniform"), L.RepeatVector(2)]),
-        "conv": keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(5, 3), L.UpSampling2D(2)]),
-        "mha": keras.Model(q, L.MultiHeadAttention(num_heads=2, key_dim=5)(q, q)),
+        "dense": keras.Sequential([keras.Input((4,)), L.BatchNormalization(name="batch_normalization"),
+                                   L.Dense(3, name="dense")]),
+        "seq": keras.Sequential([keras.Input((5,), dtype="int32"), L.Embedding(10, 4, name="embedding"),
+                                 L.LSTM(6, return_sequences=True, recurrent_initializer="glorot_uniform",
+                                        name="lstm"),
+                                 L.GRU(7, recurrent_initializer="glorot_uniform", name="gru"),
+                                 L.RepeatVector(2, name="repeat_vector")]),
+        "conv": keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(5, 3, name="conv2d"),
+                                  L.UpSampling2D(2, name="up_sampling2d")]),
+        "mha": keras.Model(q, L.MultiHeadAttention(num_heads=2, key_dim=5, name="multi_head_attention")(q, q)),
     }
     out: dict[str, dict[str, Path]] = {}
     for name, model in models.items():
