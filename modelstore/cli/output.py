@@ -8,6 +8,17 @@ from typing import TextIO
 from .._info import ModelInfo, ScanReport
 
 
+def printable(text: object) -> str:
+    """``text`` with every character that is not printable (newlines, ESC and other control
+    characters, bidirectional overrides, undecodable bytes) shown as its escape: file names,
+    tensor names and findings come from the file, and must not forge lines or drive the
+    terminal."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in s)
+
+
 def size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -19,6 +30,7 @@ def size(n: int) -> str:
 
 def table(rows: list[list[str]], out: TextIO, right: set[int] | None = None) -> None:
     right = right or set()
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
@@ -80,8 +92,8 @@ def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
 
 
 def print_scan(report: ScanReport, out: TextIO) -> None:
-    out.write(f"{report.path}: {report.verdict} ({report.format})\n")
+    out.write(f"{printable(report.path)}: {report.verdict} ({report.format})\n")
     for f in report.findings:
-        out.write(f"  [{f.severity}] {f.subject}: {f.reason}\n")
+        out.write(f"  [{f.severity}] {printable(f.subject)}: {printable(f.reason)}\n")
 
 
