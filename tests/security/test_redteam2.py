@@ -305,6 +305,30 @@ def test_scan_text_report_does_not_pass_control_characters_through(tmp_path: Pat
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text, repr(text)
 
 
+@pytest.mark.xfail(strict=True, reason="red team: summary tables print names from the file raw")
+def test_summary_report_does_not_pass_control_characters_through(tmp_path: Path) -> None:
+    """``modelstore summary`` prints layer names and types read from the file (ONNX node
+    names) in a table: a name holding a newline forges rows, one holding ESC drives the
+    terminal. The same rule as the scan report: shown escaped, one row per layer."""
+    pytest.importorskip("onnx")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from modelstore.cli.main import main
+
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
+    node = helper.make_node("Relu", ["X"], ["Y"], name="relu\x1b]0;owned\x07\nforged  Gemm  1x4  999,999")
+    graph = helper.make_graph([node], "g", [x], [y])
+    path = tmp_path / "named.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    out = io.StringIO()
+    assert main(["summary", str(path)], out=out) == 0
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert not any(line.startswith("forged") for line in text.splitlines()), text
+
+
 # -- 4. the plugin API: who counts as a built-in ------------------------------------------------
 
 
