@@ -5,18 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from .._info import ModelInfo, ScanReport
-
-
-def printable(text: object) -> str:
-    """``text`` with every character that is not printable (newlines, ESC and other control
-    characters, bidirectional overrides, undecodable bytes) shown as its escape: file names,
-    tensor names and findings come from the file, and must not forge lines or drive the
-    terminal."""
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in s)
+from .._info import ModelInfo, ScanReport, printable
 
 
 def size(n: int) -> str:

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .._info import Finding, ScanReport
+from .._info import Finding, ScanReport, printable
 from ..errors import ModelstoreError
-from .output import printable
 
 EPILOG = (
     "examples:\n"

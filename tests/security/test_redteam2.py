@@ -305,7 +305,6 @@ def test_scan_text_report_does_not_pass_control_characters_through(tmp_path: Pat
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text, repr(text)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: summary tables print names from the file raw")
 def test_summary_report_does_not_pass_control_characters_through(tmp_path: Path) -> None:
     """``modelstore summary`` prints layer names and types read from the file (ONNX node
     names) in a table: a name holding a newline forges rows, one holding ESC drives the
