@@ -6,6 +6,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+
+def printable(text: object) -> str:
+    """``text`` with every character that is not printable (newlines, ESC and other control
+    characters, bidirectional overrides, undecodable bytes) shown as its escape: names and
+    findings in human reports come from the file, and must not forge lines or drive the
+    terminal."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in s)
+
+
 Verdict = Literal["safe", "unsafe", "unknown"]
 Severity = Literal["info", "warning", "critical"]
 

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._info import printable
 from ..errors import ArgumentError
 
 
@@ -45,17 +46,18 @@ class Evaluation:
         return {**dataclasses.asdict(self), "macro_f1": self.macro_f1}
 
     def __str__(self) -> str:
-        width = max([len(x) for x in self.labels] + [len("macro avg")])
+        shown = [printable(x) for x in self.labels]  # class names may come from the file
+        width = max([len(x) for x in shown] + [len("macro avg")])
         lines = [f"accuracy {self.accuracy:.4f} ({self.n - len(self.wrong)}/{self.n} correct)", "",
                  f"{'class':<{width}}  precision  recall     f1  support"]
-        for name, p, r, f, s in zip(self.labels, self.precision, self.recall, self.f1, self.support):
+        for name, p, r, f, s in zip(shown, self.precision, self.recall, self.f1, self.support):
             lines.append(f"{name:<{width}}  {p:9.3f}  {r:6.3f}  {f:5.3f}  {s:7d}")
         lines.append(f"{'macro avg':<{width}}  {_mean(self.precision, self.support):9.3f}  "
                      f"{_mean(self.recall, self.support):6.3f}  {self.macro_f1:5.3f}  {self.n:7d}")
         lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-        cell = max([len(x) for x in self.labels] + [len(str(v)) for row in self.confusion for v in row])
-        lines.append(" " * width + "  " + " ".join(x.rjust(cell) for x in self.labels))
-        for name, row in zip(self.labels, self.confusion):
+        cell = max([len(x) for x in shown] + [len(str(v)) for row in self.confusion for v in row])
+        lines.append(" " * width + "  " + " ".join(x.rjust(cell) for x in shown))
+        for name, row in zip(shown, self.confusion):
             lines.append(f"{name:<{width}}  " + " ".join(str(v).rjust(cell) for v in row))
         return "\n".join(lines)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from ..errors import (
     ArgumentError,
+    FormatError,
+    IntegrityError,
     MissingDependencyError,
     UnsafeModelError,
     UnsupportedModelError,
@@ -139,7 +141,7 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
 
     from ..pipeline import locate
     from ..pipeline.choose import for_file, model_file
-    from ..pipeline.read import renamed
+    from ..pipeline.read import reading, renamed
     from ..storage import remote
 
     local, uri = locate.split(path)
@@ -163,8 +165,9 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
         import onnx
         from onnx import numpy_helper
 
-        proto = onnx.load(str(p))
-        inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        with reading(p, "read the weights of"):  # onnx's own refusals and damaged tensors
+            proto = onnx.load(str(p))
+            inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
         if dtypes is not None:
             dtypes.update({k: str(v.dtype) for k, v in inits.items()})
         return inits
@@ -178,7 +181,7 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
                f"safetensors file)")
         raise UnsafeModelError(msg, e.untrusted) from None
     out: dict[str, Any] = {}
-    _collect(obj, "", out, np, 0, dtypes)
+    _collect(obj, "", out, np, 0, dtypes, source=p)
     return out
 
 
@@ -209,31 +212,47 @@ def _safetensors_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[s
 def _keras_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[str, Any]:
     import h5py
 
-    from ..security.kerasfile import kind_of, open_h5
+    from ..pipeline.read import reading
+    from ..security.kerasfile import KerasFileError, check, kind_of, open_h5
     from ..storage.files import read_head
 
     kind = kind_of(p, read_head(p)) or "h5"
     out: dict[str, Any] = {}
-    with open_h5(p, kind) as f:
-        if f is not None:
-            f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
-                         and not n.startswith(("optimizer", "optimizer_weights")) else None)
+    try:
+        check(p, kind)  # the container checks of the scan (every CRC, the HDF5 walk in a child)
+        with open_h5(p, kind) as f, reading(p, "read the weights of"):
+            if f is not None:
+                f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                             and not n.startswith(("optimizer", "optimizer_weights")) else None)
+    except KerasFileError as e:  # internal to the Keras reader: say it as the load would
+        if e.kind == "suspicious":
+            raise UnsafeModelError(f"{p}: {e}; not reading its weights", []) from None
+        raise FormatError(f"{p}: {e}") from None
     if dtypes is not None:
         dtypes.update({k: str(v.dtype) for k, v in out.items()})
     return out
 
 
 def _collect(obj: Any, prefix: str, out: dict[str, Any], np: Any, depth: int,
-             dtypes: dict[str, str] | None = None) -> None:
+             dtypes: dict[str, str] | None = None, source: Path | None = None) -> None:
+    """Numeric arrays of ``obj`` by name. ``source``: the file ``obj`` was read from, whose
+    tensors may only hold what their storage holds (no view that repeats its bytes)."""
     if depth > 6 or len(out) > 10_000:
         return
     name = prefix.rstrip(".") or "tensor"
     if is_torch_module(obj):  # a whole pickled module (trust=True), or one inside a checkpoint
-        _collect(obj.state_dict(), prefix, out, np, depth + 1, dtypes)
+        _collect(obj.state_dict(), prefix, out, np, depth + 1, dtypes, source)
     elif hasattr(obj, "detach") and hasattr(obj, "numpy"):  # a torch tensor
         t = obj.detach()
         if t.is_meta or t.is_complex():
             return
+        if source is not None and t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            # a stride-0 (expanded) view: a few stored bytes declaring any number of elements,
+            # which the statistics below would copy (to float64) in full
+            msg = (f"{source}: the tensor {name!r} declares {t.numel():,} elements over "
+                   f"{t.untyped_storage().nbytes():,} stored bytes (a view that repeats its data); "
+                   f"not reading its statistics")
+            raise IntegrityError(msg)
         out[name] = t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
         if dtypes is not None:
             dtypes[name] = str(t.dtype).replace("torch.", "")
@@ -243,14 +262,14 @@ def _collect(obj: Any, prefix: str, out: dict[str, Any], np: Any, depth: int,
             dtypes[name] = str(obj.dtype)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            _collect(v, f"{prefix}{k}.", out, np, depth + 1, dtypes)
+            _collect(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _collect(v, f"{prefix}{i}.", out, np, depth + 1, dtypes)
+            _collect(v, f"{prefix}{i}.", out, np, depth + 1, dtypes, source)
     elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("sklearn", "xgboost", "lightgbm"):
         for k, v in vars(obj).items():
             if k.endswith("_") or k == "steps":
-                _collect(v, f"{prefix}{k}.", out, np, depth + 1, dtypes)
+                _collect(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source)
 
 
 def summarize(arrays: dict[str, Any], dtypes: dict[str, str] | None = None) -> list[TensorStats]:

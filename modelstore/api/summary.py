@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._info import printable
 from ..errors import (
     ArchitectureMismatchError,
     ArgumentError,
@@ -77,7 +78,7 @@ class Summary:
         rows = [["layer", "type", "output shape", "params", "trainable"]]
         for r in self.layers:
             shape = "" if r.output_shape is None else "x".join("?" if d is None else str(d) for d in r.output_shape)
-            rows.append(["  " * (r.depth - 1) + r.name, r.type, shape, f"{r.params:,}" if r.params else "-",
+            rows.append(["  " * (r.depth - 1) + printable(r.name), printable(r.type), shape, f"{r.params:,}" if r.params else "-",
                          "" if r.trainable is None or not r.params else
                          ("yes" if r.trainable == r.params else "no" if r.trainable == 0 else f"{r.trainable:,}")])
         return rows

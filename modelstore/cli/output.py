@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from .._info import ModelInfo, ScanReport
+from .._info import ModelInfo, ScanReport, printable
 
 
 def size(n: int) -> str:
@@ -19,6 +19,7 @@ def size(n: int) -> str:
 
 def table(rows: list[list[str]], out: TextIO, right: set[int] | None = None) -> None:
     right = right or set()
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
@@ -80,8 +81,8 @@ def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
 
 
 def print_scan(report: ScanReport, out: TextIO) -> None:
-    out.write(f"{report.path}: {report.verdict} ({report.format})\n")
+    out.write(f"{printable(report.path)}: {report.verdict} ({report.format})\n")
     for f in report.findings:
-        out.write(f"  [{f.severity}] {f.subject}: {f.reason}\n")
+        out.write(f"  [{f.severity}] {printable(f.subject)}: {printable(f.reason)}\n")
 
 

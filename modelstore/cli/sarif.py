@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def _location(path: str, root: Path) -> dict[str, Any]:
         rel = p.relative_to(root)
     except ValueError:
         return {"uri": p.as_uri()}
-    return {"uri": rel.as_posix(), "uriBaseId": "%SRCROOT%"}
+    # a URI reference: '#', '?', '%' and spaces in a file name must not change which file it names
+    return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
 
 
 def _result(rule: str, text: str, location: dict[str, Any], index: int, rec: dict[str, Any],

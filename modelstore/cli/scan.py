@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .._info import Finding, ScanReport
+from .._info import Finding, ScanReport, printable
 from ..errors import ModelstoreError
 
 EPILOG = (
@@ -150,17 +150,17 @@ def write_report(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 
 def _text(records: list[dict[str, Any]], out: TextIO) -> None:
     for r in records:
-        out.write(f"{r['path']}: {r['verdict']} ({r['format']})\n")
+        out.write(f"{printable(r['path'])}: {r['verdict']} ({r['format']})\n")
         for f in r["findings"]:
-            out.write(f"  [{f['severity']}] {f['subject']}: {f['reason']}\n")
+            out.write(f"  [{f['severity']}] {printable(f['subject'])}: {printable(f['reason'])}\n")
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("safe", "unsafe", "unknown")}
     if len(records) > 1:
         out.write(f"\n{len(records)} files: {counts['safe']} safe, {counts['unsafe']} unsafe, "
                   f"{counts['unknown']} unknown\n")
-        width = max(len(str(r["path"])) for r in records)
+        width = max(len(printable(r["path"])) for r in records)
         for r in records:
             sha = (r["sha256"] or "-")[:16]
-            out.write(f"  {str(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n")
+            out.write(f"  {printable(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n")
 
 
 class _Progress:
@@ -176,7 +176,7 @@ class _Progress:
         width = 30
         filled = width * self.done // self.total
         sys.stderr.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                         f"{label[-40:]:<40}")
+                         f"{printable(label)[-40:]:<40}")
         if self.done == self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()

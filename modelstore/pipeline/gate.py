@@ -11,6 +11,7 @@ from .. import _warn
 from ..errors import ArgumentError, PickleWarning
 from ..formats.base import Backend
 from ..security import enforce
+from .registry import BUILTIN
 
 
 def checked_trust(trust: Any) -> bool | list[str]:
@@ -20,10 +21,24 @@ def checked_trust(trust: Any) -> bool | list[str]:
     return trust if isinstance(trust, bool) else list(trust)
 
 
+def _builtin(backend: Backend) -> bool:
+    """Whether ``backend`` is an instance of the very class the built-in table names for its
+    name (identity: a class body can spell its ``__module__`` any way it likes, and a
+    subclass registered over a built-in name is a plugin)."""
+    import sys
+
+    for entry in BUILTIN:
+        if entry.name == backend.name:
+            module, _, qual = entry.target.partition(":")
+            loaded = sys.modules.get(module)
+            return loaded is not None and type(backend) is getattr(loaded, qual, None)
+    return False
+
+
 def _declared_safe(backend: Backend) -> bool:
     """``risk == "safe"`` counts only for modelstore's own backends: a plugin that declares
     itself safe is scanned like any other (its scan decides)."""
-    return backend.risk == "safe" and type(backend).__module__.startswith("modelstore.formats.")
+    return backend.risk == "safe" and _builtin(backend)
 
 
 def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
@@ -32,8 +47,7 @@ def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
         return
     # a pickle backend whose loader is the restricted unpickler checks while it reads (one
     # pass); every other non-safe backend is scanned before anything is deserialised
-    if backend.risk == "pickle" and getattr(backend, "checks_while_loading", False) and \
-            type(backend).__module__.startswith("modelstore.formats."):
+    if backend.risk == "pickle" and getattr(backend, "checks_while_loading", False) and _builtin(backend):
         return
     enforce(backend.scan(path), trust)
 

@@ -90,6 +90,7 @@ def check_h5(f: Any) -> None:
     import h5py
 
     problems: list[str] = []
+    totals = [0, 0]  # bytes declared, bytes stored, over every dataset
 
     def visit(name: str, link: Any) -> None:
         if isinstance(link, h5py.ExternalLink):
@@ -99,14 +100,17 @@ def check_h5(f: Any) -> None:
         elif isinstance(link, h5py.HardLink):
             obj = f.get(name)
             if isinstance(obj, h5py.Dataset):
-                problems.extend(_dataset_problems(name, obj))
+                problems.extend(_dataset_problems(name, obj, totals))
 
     f.visititems_links(visit)
+    if not problems and totals[0] > MAX_RATIO * totals[1] + (1 << 20):
+        # each dataset within its own slack, the file as a whole far beyond what it stores
+        problems.append(f"the datasets declare {totals[0]} bytes in all but store {totals[1]}")
     if problems:
         raise KerasFileError("; ".join(problems[:5]), "suspicious")
 
 
-def _dataset_problems(name: str, obj: Any) -> list[str]:
+def _dataset_problems(name: str, obj: Any, totals: list[int] | None = None) -> list[str]:
     out = []
     if obj.external:
         out.append(f"{name} stores its data in external files")
@@ -118,6 +122,9 @@ def _dataset_problems(name: str, obj: Any) -> list[str]:
         out.append(f"{name} needs HDF5 filter plugin(s) {sorted(set(filters) - H5_FILTERS)} (shared libraries)")
     declared = obj.size * obj.dtype.itemsize
     stored = obj.id.get_storage_size()
+    if totals is not None:
+        totals[0] += declared
+        totals[1] += stored
     if declared > MAX_RATIO * stored + (1 << 20):
         # reading it would allocate what the file never stored (fill values)
         out.append(f"{name} declares {declared} bytes but stores {stored}")
