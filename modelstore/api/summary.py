@@ -331,16 +331,23 @@ def _first_tensor(value: Any, depth: int = 0) -> Any:
 
 
 def _file_summary(p: Path, input_size: Any, sample_input: Any, model: Any, trust: bool) -> Summary:
-    from .inspect import inspect, recorded_metadata, scan
+    from .inspect import inspect, recorded_metadata
     from .load import load
 
     info = inspect(p)
     if info.format == "onnx":
-        if scan(p).verdict != "safe":
-            raise UnsafeModelError(f"{p}: the scan did not call it safe (see ms.scan); not reading its graph")
         import onnx
 
-        return _onnx_summary(onnx.load(str(p), load_external_data=False), p.name)
+        from ..formats.onnx.backend import external_data_problems
+        from ..pipeline.read import reading
+
+        with open(p, "rb") as f:  # one read: the graph checked is the graph summarised
+            data = f.read()
+        with reading(p, "read the graph of"):
+            proto = onnx.load_model_from_string(data)
+        if external_data_problems(proto, p):
+            raise UnsafeModelError(f"{p}: the scan did not call it safe (see ms.scan); not reading its graph")
+        return _onnx_summary(proto, p.name)
     if info.format == "keras":
         return _keras_summary(load(p), p.name)
     if info.framework != "torch" and info.format not in ("torch", "safetensors"):
