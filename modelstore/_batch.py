@@ -16,7 +16,6 @@ Only the public API is used here: ``modelstore.load``, ``modelstore.predict``,
 from __future__ import annotations
 
 import hashlib
-import inspect as _pyinspect
 import os
 import threading
 from collections import OrderedDict
@@ -66,10 +65,6 @@ def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str
     if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set))
                                                  and all(isinstance(t, str) for t in trust))):
         raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
-    if signed_by is not None and "signed_by" not in _load_parameters():
-        msg = ("signed_by= needs signature support in modelstore.load, which this version does not "
-               "have: pin the file with sha256= instead, or upgrade modelstore")
-        raise ArgumentError(msg)
     path, pin, store_options = _resolve(model_ref, load_options.get("storage_options"))
     if store_options and "storage_options" not in load_options:
         load_options["storage_options"] = store_options
@@ -89,12 +84,6 @@ def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str
     trust_value = trust if isinstance(trust, bool) else tuple(sorted(trust))
     return Plan(path=path, sha256=actual, output=output, trust=trust_value, batch_size=batch_size,
                 signed_by=signed_by, load_options=dict(load_options))
-
-
-def _load_parameters() -> set[str]:
-    import modelstore
-
-    return set(_pyinspect.signature(modelstore.load).parameters)
 
 
 def _resolve(model_ref: Any, storage_options: Any) -> tuple[str, str | None, dict[str, Any] | None]:
