@@ -160,11 +160,11 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
         if not shards.is_index(p):
             with open(p, "rb") as f:  # one descriptor: the header checked is the data read
                 return _safetensors_arrays(p, dtypes, f)
-        out: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         for name in shards.read_index(p).shards:  # each shard confined, like load
             with shards.open_shard(p, name) as f:
-                out.update(_safetensors_arrays(p.parent / name, dtypes, f))
-        return out
+                merged.update(_safetensors_arrays(p.parent / name, dtypes, f))
+        return merged
     if backend.name == "keras":
         return _keras_arrays(p, dtypes)
     if backend.name == "onnx":

@@ -100,7 +100,8 @@ def _plain_struct(dtype: Call, depth: int = 0) -> bool:
         sub = spec[0] if isinstance(spec, tuple) and spec else None
         code = _symbolic_code(sub)
         info = itemsize_of_code(code) if code else None
-        if info is None or info[0] == "O" or (info[0] == "V" and (depth >= 4 or not _plain_struct(sub, depth + 1))):
+        if info is None or info[0] == "O" or (info[0] == "V" and (
+                depth >= 4 or not isinstance(sub, Call) or not _plain_struct(sub, depth + 1))):
             return False
     return True
 
@@ -152,7 +153,7 @@ def _state_keeps_size(dtype: Call, itemsize: int) -> bool:
     state = dtype.state
     if state is None:
         return True
-    fixed = _symbolic_code(dtype).lstrip("<>|=")[:1] not in ("U", "S", "V")  # numpy writes -1 for these
+    fixed = (_symbolic_code(dtype) or "").lstrip("<>|=")[:1] not in ("U", "S", "V")  # numpy writes -1 for these
     return isinstance(state, tuple) and len(state) >= 6 and type(state[5]) is int \
         and (state[5] == itemsize or (fixed and state[5] == -1))
 
@@ -165,7 +166,8 @@ def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None]
         return None
     code = _symbolic_code(state.get("dtype"))
     info = itemsize_of_code(code) if code else None
-    if info is None or not _state_keeps_size(state.get("dtype"), info[1]):
+    dtype = state.get("dtype")
+    if info is None or not isinstance(dtype, Call) or not _state_keeps_size(dtype, info[1]):
         return None
     alignment = state.get("numpy_array_alignment_bytes")
     if alignment is not None and type(alignment) is not int:
