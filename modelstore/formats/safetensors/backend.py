@@ -147,6 +147,10 @@ class SafetensorsBackend(Backend):
 
     def write_files(self, obj: Any, target: Path, meta: dict[str, Any], options: Any,
                     overwrite: bool) -> Path | None:
+        from .pretrained import saves_pretrained, write_pretrained
+
+        if saves_pretrained(obj, target) and options.dtype is None:
+            return write_pretrained(obj, target, meta, options, overwrite)
         if options.max_shard_size is None:
             if _index.is_index(target):
                 raise ArgumentError(f"{target}: an index names shards; pass max_shard_size= to write them")
