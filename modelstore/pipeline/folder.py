@@ -16,7 +16,7 @@ from ..errors import ModelstoreError
 from ..formats.base import Backend
 from ..security.confine import ConfinementError, confine
 from ..storage.files import read_head
-from . import locate
+from ..storage.sidecar import SIDECAR_SUFFIX
 from .read import reading
 from .registry import REGISTRY
 
@@ -38,16 +38,20 @@ def listing(folder: Path) -> dict[str, int]:
 
 
 def with_files(info: ModelInfo, folder: Path) -> ModelInfo:
-    """``info`` of a folder's model with every file of the folder and their total."""
-    files = listing(folder)
-    return dataclasses.replace(info, files=files, size_bytes=sum(files.values()))
+    """``info`` of a folder's model with every file of the folder (``size_bytes`` stays the
+    model's own files; the folder's total is the sum of ``files``)."""
+    return dataclasses.replace(info, files=listing(folder))
 
 
 def scan_folder(folder: Path, main: Path, backend: Backend, report: ScanReport) -> ScanReport:
     """``report`` (the model's own) with the folder's config problems and the verdict of every
     other file a backend recognises; a link leading out of the folder is a finding too."""
-    own = {p.name for p in locate.model_paths(main, backend)}
     findings = list(report.findings)
+    own = {main.name, main.name + SIDECAR_SUFFIX}
+    try:  # the model's own scan and the config check judge these (and where they lead)
+        own.update(backend.companions(main))
+    except ModelstoreError:
+        pass
     for problem in _config_problems(main, backend):
         findings.append(Finding("config.json", "critical", problem))
     for name in listing(folder):
@@ -77,7 +81,8 @@ def _config_problems(main: Path, backend: Backend) -> list[str]:
 def _side_findings(folder: Path, name: str) -> list[Finding]:
     """Findings of one side file, each subject prefixed with its name."""
     try:
-        path = confine(folder, name, what="the file", source=folder)
+        # a Hugging Face cache snapshot links every file to its repository's blobs
+        path = confine(folder, name, what="the file", source=folder, hf_cache=True)
     except ConfinementError as e:
         return [Finding(name, "critical", e.detail)]
     except (ModelstoreError, OSError):
@@ -85,6 +90,9 @@ def _side_findings(folder: Path, name: str) -> list[Finding]:
     candidates = REGISTRY.for_suffix(Path(name))
     head = read_head(path)
     backend = next((b for b in map(REGISTRY.get, candidates) if b.accepts(path, head)), None)
+    if backend is None and not candidates:  # training_args.bin: a torch file by its content
+        sniffed = REGISTRY.sniff(path, head)
+        backend = REGISTRY.get(sniffed) if sniffed else None
     if backend is None:
         if not candidates:
             return []  # tokenizer files, README, ...: not models

@@ -48,7 +48,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "torch"
-    suffixes = (".pt", ".pth", ".bin", _bin.INDEX_SUFFIX)
+    suffixes = (".pt", ".pth", _bin.BIN_INDEX)  # a .bin is recognised by its content
     risk = "pickle"
     extra = "torch"
     requires = ("torch",)

@@ -25,21 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from ..._info import Finding, ScanReport, TensorInfo
-from ...errors import FormatError, IntegrityError
+from ...errors import FormatError, IntegrityError, ModelNotFoundError, UnsafeModelError
 from ...security import classify, enforce, unreadable
 from ...security.confine import check_name, open_confined, read_confined
 from ...security.jsonsafe import loads
 from ...security.policy import TORCH_POLICY
 from ...security.torchfile import TorchFileError, read_pickles, tensor_records
 
-INDEX_SUFFIX = ".bin.index.json"
+BIN_INDEX = ".bin.index.json"
 DEFAULT_INDEX = "pytorch_model.bin.index.json"
 DEFAULT_FILE = "pytorch_model.bin"
 MAX_INDEX = 64 << 20
 
 
 def is_index(path: Path) -> bool:
-    return path.name.lower().endswith(INDEX_SUFFIX)
+    return path.name.lower().endswith(BIN_INDEX)
 
 
 def entry_file(names: list[str]) -> str | None:
@@ -48,7 +48,7 @@ def entry_file(names: list[str]) -> str | None:
     ``pytorch_model.bin`` (never a side file such as ``training_args.bin``)."""
     if DEFAULT_INDEX in names:
         return DEFAULT_INDEX
-    found = sorted(n for n in names if n.lower().endswith(INDEX_SUFFIX))
+    found = sorted(n for n in names if n.lower().endswith(BIN_INDEX))
     if len(found) > 1:
         raise FormatError(f"the folder holds several shard indexes ({', '.join(found)}); pass the one to load")
     if found:
@@ -113,15 +113,23 @@ def scan(index: Path) -> ScanReport:
     """Every shard's pickles against the tensor allow-list, as one report for the index."""
     try:
         parsed = read_index(index)
+    except UnsafeModelError as e:  # a shard name leading out of the folder
+        return unreadable(index, "torch", "suspicious", str(e))
     except FormatError as e:
         return unreadable(index, "torch", "format", str(e))
     findings: list[Finding] = []
     globals_: list[str] = []
     for name in parsed.shards:
-        with opened_shard(index, name) as data:
-            rep = scan_shard(index, name, data)
-        findings += [Finding(f.subject if f.subject.startswith(name) else f"{name}: {f.subject}", f.severity,
-                             f.reason) for f in rep.findings]
+        try:
+            with opened_shard(index, name) as data:
+                rep = scan_shard(index, name, data)
+        except UnsafeModelError as e:
+            rep = unreadable(index.parent / name, "torch", "suspicious", str(e))
+        except ModelNotFoundError as e:
+            rep = unreadable(index.parent / name, "torch", "damaged", str(e), subject=name)
+        # subjects stay the globals themselves (what trust=[...] names); the reason names the shard
+        findings += [Finding(f.subject, f.severity, f.reason if name in f.reason else f"in {name}: {f.reason}")
+                     for f in rep.findings]
         globals_ += [g for g in rep.globals if g not in globals_]
     verdict = "unsafe" if any(f.severity == "critical" for f in findings) else ("unknown" if findings else "safe")
     return ScanReport(str(index), "torch", verdict, findings, globals_)  # type: ignore[arg-type]

@@ -57,8 +57,9 @@ def read_config(path: Path) -> dict[str, Any] | None:
     if not config_companion(path):
         return None
     try:
+        # hf_cache: in a Hugging Face cache snapshot the config links to the repository's blobs
         raw = read_confined(path.parent, CONFIG, what="the config", source=path, main=path,
-                            max_bytes=MAX_CONFIG)
+                            hf_cache=True, max_bytes=MAX_CONFIG)
     except ModelNotFoundError:
         return None
     data = loads(raw, where=f"{path.parent / CONFIG}")
