@@ -66,5 +66,7 @@ def read(path: Path, backend: Backend, checksum: str | None = None,
             if checksum is None and len(versions) > 1:
                 checksum = file_checksum(data)  # several entries: the payload decides
             meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
+            if not versions:  # no sidecar: what the file carries itself (a .pt from ms.save)
+                meta, where = backend.read_meta(data), "the metadata record inside the file"
     check_meta(path, meta, where)
     return meta, where

@@ -37,6 +37,7 @@ from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from . import binshards as _bin
 from . import common as _torch
 from . import dtype as _dtype
+from . import embedded as _embedded
 from . import hf as _hf
 
 #: Keys under which training checkpoints usually keep the model's weights.
@@ -98,6 +99,7 @@ class TorchBackend(Backend):
         payload = obj.state_dict() if _torch.is_module(obj) else obj
         with open(tmp, "wb") as f:  # a file object keeps the archive's inner name neutral
             torch.save(payload, f)
+        _embedded.write_record(tmp, meta)  # the file alone keeps its metadata
         report = self.scan(tmp)
         if report.untrusted:
             msg = (
@@ -107,6 +109,16 @@ class TorchBackend(Backend):
             )
             raise UnsupportedModelError(msg)
         return None
+
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        """The metadata record ``ms.save`` puts inside the archive (used without a sidecar)."""
+        if _bin.is_index(path):
+            return None
+        meta = _embedded.read_record(path)
+        return None if meta is None else {k: v for k, v in meta.items() if k != "data_checksum"}
+
+    def intact(self, path: Path) -> dict[str, Any] | None:
+        return None if _bin.is_index(path) else _embedded.intact(path)
 
     def scan(self, path: Path) -> ScanReport:
         if _bin.is_index(path):
