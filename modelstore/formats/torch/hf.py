@@ -148,10 +148,11 @@ def config_for(path: Path, request: Any) -> dict[str, Any] | None:
         return None
     refuse_problems(path, config, request.trust)
     if hf:
+        config_class: Any = getattr(cls, "config_class")  # noqa: B009  (checked by takes_hf_config)
         try:
-            built = cls.config_class.from_dict(config)
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            msg = f"{path.parent / CONFIG}: {cls.config_class.__name__} cannot read this config ({e})"
+            built = config_class.from_dict(config)
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
+            msg = f"{path.parent / CONFIG}: {config_class.__name__} cannot read this config ({e})"
             raise FormatError(msg) from None
         return {"config": built}
     return _mixin_kwargs(cls, config, path)
@@ -162,7 +163,7 @@ def _mixin_kwargs(cls: type, config: dict[str, Any], path: Path) -> dict[str, An
     import inspect
 
     try:
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return dict(config)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
