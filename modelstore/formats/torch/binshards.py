@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,7 +102,35 @@ def opened_shard(index: Path, name: str) -> Iterator[Path]:
         yield fd_path if fd_path.exists() else index.parent / name
 
 
+#: Verdicts of shards scanned by the gate, by the identity of the file scanned, so the load
+#: that follows (which opens each shard again) re-scans only a shard that changed meanwhile.
+#: Bounded; an entry counts only for a file of the same device, inode, size, mtime and ctime
+#: (any write or rename over it changes ctime, which no caller can set back).
+_SCANNED: OrderedDict[tuple[int, ...], ScanReport] = OrderedDict()
+_SCANNED_MAX = 256
+_LOCK = threading.Lock()
+
+
+def _identity(data: Path) -> tuple[int, ...]:
+    st = os.stat(data)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def scan_shard(index: Path, name: str, data: Path) -> ScanReport:
+    key = _identity(data)
+    with _LOCK:
+        known = _SCANNED.get(key)
+    if known is not None:
+        return known
+    report = _scan_shard(index, name, data)
+    with _LOCK:
+        _SCANNED[key] = report
+        while len(_SCANNED) > _SCANNED_MAX:
+            _SCANNED.popitem(last=False)
+    return report
+
+
+def _scan_shard(index: Path, name: str, data: Path) -> ScanReport:
     try:
         pickles = read_pickles(data)
     except TorchFileError as e:
