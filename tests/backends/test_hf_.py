@@ -276,3 +276,14 @@ def test_save_over_a_folder(bert: Any, tmp_path: Path) -> None:
     with pytest.raises(ms.ModelExistsError):
         ms.save(bert, folder, overwrite=False)
     assert Path(ms.inspect(folder).path).name == "model.safetensors"
+
+
+@pytest.mark.parametrize("layout", ["st", "bin", "bin_sharded"])
+def test_base_model_from_a_head_models_folder(folders: dict[str, Path], bert: Any, layout: str) -> None:
+    """model=BertModel on a BertForMaskedLM folder takes the bert.* weights, as transformers
+    does; the pooler the file lacks is reported (strict) or left initialised (strict=False)."""
+    with pytest.raises(ms.ArchitectureMismatchError, match="pooler.dense.weight"):
+        quiet(ms.load, folders[layout], model=transformers.BertModel)
+    base = quiet(ms.load, folders[layout], model=transformers.BertModel, strict=False)
+    assert torch.equal(base.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(base.encoder.layer[1].output.dense.weight, bert.bert.encoder.layer[1].output.dense.weight)

@@ -187,7 +187,7 @@ class SafetensorsBackend(Backend):
             from .shards import load_index
 
             return load_index(path, request)
-        return _torch.build_module(load_tensors(path), request, path)
+        return _torch.build_module(_hf.base_model_keys(load_tensors(path), request), request, path)
 
     def inspect(self, path: Path) -> Inspection:
         if _index.is_index(path):

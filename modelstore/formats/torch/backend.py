@@ -136,7 +136,7 @@ class TorchBackend(Backend):
             request.config = hf_config
         if _bin.is_index(path):
             sd = _bin.load(path, request.trust, lambda shard: self._torch_load(shard, request))
-            return _torch.build_module(sd, request, path)
+            return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
         obj = self._torch_load(path, request)
         return self._built(path, request, obj)
 
@@ -185,7 +185,7 @@ class TorchBackend(Backend):
                 f"pick the weights yourself"
             )
             raise ArchitectureMismatchError(msg)
-        return _torch.build_module(sd, request, path)
+        return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
 
     def inspect(self, path: Path) -> Inspection:
         found = self._inspect(path)

@@ -182,3 +182,29 @@ def describe(path: Path, found: Any) -> None:
     problems = config_problems(config)
     if problems:
         found.extra_metadata["hf_config_problems"] = problems
+
+
+
+def base_model_keys(sd: dict[str, Any], request: Any) -> dict[str, Any]:
+    """Weights saved from a model with a head (``BertForMaskedLM``: ``bert.*``, ``cls.*``) for
+    its base class (``BertModel``), as transformers maps them: when the caller's transformers
+    class has no weights under its ``base_model_prefix`` but the file's are there, keep the
+    keys under the prefix, without it (the head is left out). Anything else is unchanged."""
+    cls = request.model
+    prefix = getattr(cls, "base_model_prefix", None) if takes_hf_config(cls) else None
+    config = request.config
+    if not isinstance(prefix, str) or not prefix or not isinstance(config, dict):
+        return sd
+    head = prefix + "."
+    if not any(k.startswith(head) for k in sd):
+        return sd
+    import torch
+
+    try:
+        with torch.device("meta"):
+            own = list(cls(**config).state_dict())
+    except Exception:  # noqa: BLE001 - the build that follows reports a class that cannot be built
+        return sd
+    if any(k.startswith(head) for k in own) or not own:
+        return sd
+    return {k[len(head):]: v for k, v in sd.items() if k.startswith(head)}
