@@ -52,6 +52,9 @@ def info_of(p: Path, backend: Backend) -> ModelInfo:
     with reading(p, "inspect"):
         found = backend.inspect(p)
     meta, where = metadata.read(p, backend)
+    meta, where, note = metadata.current(p, backend, meta, where)
+    if note:
+        found.extra_metadata["sidecar"] = note
     return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_of(p))
 
 

@@ -62,6 +62,8 @@ def test_a_stale_sidecar_is_reported_not_called_damage(tmp_path: Path) -> None:
             pytest.warns(ms.PickleWarning):
         sd = ms.load(path)
     assert torch.equal(sd["weight"], fresh["weight"])
+    info = ms.inspect(path)  # inspect says so too, and shows no stale labels
+    assert "rewritten by another tool" in info.metadata["sidecar"] and info.labels is None
 
 
 def test_a_stale_sidecar_beside_another_ms_save_uses_the_files_own_record(tmp_path: Path) -> None:
@@ -85,6 +87,7 @@ def test_damage_is_still_damage(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(ms.IntegrityError):
         ms.load(path)
+    assert "damaged" in ms.inspect(path).metadata["sidecar"]
 
 
 @pytest.mark.parametrize("record", [b"[" * 100_000, b'{"labels": "not a list"}', b"{not json"])
