@@ -45,7 +45,8 @@ class ModelInfo:
 
     ``executes_code`` says whether a naive load (``pickle.load``, ``torch.load`` with
     ``weights_only=False``) would call anything beyond modelstore's data allow-list.
-    ``globals`` lists every ``module.Name`` a pickle stream references.
+    ``globals`` lists every ``module.Name`` a pickle stream references. ``files`` lists
+    every file of a folder given as the model (a ``save_pretrained`` folder).
     """
 
     path: str
@@ -60,6 +61,8 @@ class ModelInfo:
     signature: dict[str, Any] | None = None
     executes_code: bool = False
     globals: list[str] = field(default_factory=list)
+    #: for a model given as a folder: every file in it (name -> bytes); ``size_bytes`` is their total
+    files: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (tuples become lists)."""

@@ -22,6 +22,7 @@ existing code keeps working::
     PickleWarning(UserWarning)                a load unpickled data (after scanning it)
     ArchitectureMismatchWarning(UserWarning)  strict=False left keys unloaded
     BackendWarning(UserWarning)               a plugin backend is broken or clashes
+    MetadataWarning(UserWarning)              a stale sidecar was set aside (another tool rewrote the file)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "PickleWarning",
     "ArchitectureMismatchWarning",
     "BackendWarning",
+    "MetadataWarning",
 ]
 
 
@@ -130,6 +132,10 @@ class PickleWarning(UserWarning):
 
 class ArchitectureMismatchWarning(UserWarning):
     """``strict=False`` loaded what matched and left the listed keys alone."""
+
+
+class MetadataWarning(UserWarning):
+    """modelstore's metadata for a file was not used as recorded (e.g. a stale sidecar)."""
 
 
 class BackendWarning(UserWarning):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -482,7 +484,8 @@ def test_overwrite_false_refuses_an_existing_index(saved: tuple[Deep, Path, ms.M
 def test_inspect_reads_every_shard_header(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
     net, folder, info = saved
     again = ms.inspect(folder)
-    assert again == info
+    assert dataclasses.replace(again, files={}) == info  # a folder also lists its files
+    assert set(again.files) == {p.name for p in folder.iterdir()}
     assert info.format == "safetensors" and info.framework == "torch"
     assert {t.name for t in info.tensors} == set(net.state_dict())
     assert info.num_params == sum(p.numel() for p in net.parameters())

@@ -13,7 +13,7 @@ from typing import Any
 from .._info import Finding, ModelInfo, ScanReport
 from ..errors import FormatError, ModelNotFoundError
 from ..formats.base import Backend, Inspection, check_meta
-from ..pipeline import choose, locate, metadata
+from ..pipeline import choose, folder, locate, metadata
 from ..pipeline.read import reading, renamed
 from ..security import unreadable
 from ..storage import remote
@@ -43,7 +43,8 @@ def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) ->
         with locate.fetched(uri, storage_options) as (local, shown), renamed(local.parent, remote.parent_uri(shown)):
             return dataclasses.replace(inspect(local), path=shown)
     p = choose.model_file(path)
-    return info_of(p, choose.for_file(p, None))
+    info = info_of(p, choose.for_file(p, None))
+    return folder.with_files(info, Path(os.fspath(path))) if os.path.isdir(path) else info
 
 
 def info_of(p: Path, backend: Backend) -> ModelInfo:
@@ -51,6 +52,9 @@ def info_of(p: Path, backend: Backend) -> ModelInfo:
     with reading(p, "inspect"):
         found = backend.inspect(p)
     meta, where = metadata.read(p, backend)
+    meta, where, note = metadata.current(p, backend, meta, where)
+    if note:
+        found.extra_metadata["sidecar"] = note
     return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_of(p))
 
 
@@ -138,6 +142,8 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
         return unreadable(p, backend.name, "damaged", str(e))
     problem = None if backend.embeds_metadata else sidecar_problem(p)
     if problem:  # load refuses a sidecar that leads outside: scan must not call the model safe
-        return dataclasses.replace(report, verdict="unsafe",
-                                   findings=[*report.findings, Finding("sidecar", "critical", problem)])
+        report = dataclasses.replace(report, verdict="unsafe",
+                                     findings=[*report.findings, Finding("sidecar", "critical", problem)])
+    if os.path.isdir(path):  # a folder: its config and side files (optimizer.pt, ...) too
+        report = folder.scan_folder(Path(os.fspath(path)), p, backend, report)
     return report

@@ -142,7 +142,7 @@ def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str) -> An
             computed = file_checksum(f)
         meta, where = metadata.read(p, backend, computed, data=f)
         if request.verify:
-            verify_step.checksum(f, backend, meta, computed, where)
+            meta = verify_step.checksum(f, backend, meta, computed, where, shown=name)
         with reading(f, "scan"):
             gate.gate(backend, f, request.trust)
         request.meta = meta

@@ -42,7 +42,10 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
         head.append(["labels", shown])
     if info.signature:
         head.append(["signature", json.dumps(info.signature["inputs"])])
-    compact = {k: v for k, v in info.metadata.items() if k not in ("layers", "params")}
+    compact = {k: v for k, v in info.metadata.items() if k not in ("layers", "params", "hf_config")}
+    if isinstance(info.metadata.get("hf_config"), dict):
+        cfg = info.metadata["hf_config"]
+        head.append(["config.json", json.dumps({k: cfg[k] for k in ("architectures", "model_type") if k in cfg})])
     if compact:
         head.append(["metadata", json.dumps(compact, sort_keys=True)[:400]])
     if info.globals:
@@ -66,6 +69,11 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
             rows.append([t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, f"{t.numel:,}", f"{t.nbytes:,}"])
         rows.append(["total", "", "", f"{info.num_params:,}", f"{sum(t.nbytes for t in info.tensors):,}"])
         table(rows, out, right={3, 4})
+    if info.files:
+        out.write("\n")
+        rows = [["file", "bytes"]] + [[n, f"{b:,}"] for n, b in info.files.items()]
+        rows.append(["total", f"{sum(info.files.values()):,}"])
+        table(rows, out, right={1})
 
 
 def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:

@@ -202,6 +202,13 @@ class Backend:
     def verify(self, path: Path, meta: dict[str, Any]) -> None:
         """Check an embedded checksum; raise IntegrityError on mismatch."""
 
+    def intact(self, path: Path) -> dict[str, Any] | None:
+        """(sidecar formats) When the sidecar's checksum does not match ``path``: the metadata
+        the file carries itself ({} for none) if the file's own checks show it whole (the
+        sidecar is stale: another tool rewrote the file), else None (the file is damaged).
+        The default cannot tell, so a mismatch stays an IntegrityError."""
+        return None
+
     def scan(self, path: Path) -> ScanReport:
         return ScanReport(str(path), self.name, "safe")
 

@@ -66,5 +66,25 @@ def read(path: Path, backend: Backend, checksum: str | None = None,
             if checksum is None and len(versions) > 1:
                 checksum = file_checksum(data)  # several entries: the payload decides
             meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
+            if not versions:  # no sidecar: what the file carries itself (a .pt from ms.save)
+                meta, where = backend.read_meta(data), "the metadata record inside the file"
     check_meta(path, meta, where)
     return meta, where
+
+
+def current(path: Path, backend: Backend, meta: dict[str, Any] | None,
+            where: str) -> tuple[dict[str, Any] | None, str, str | None]:
+    """For ``inspect``: ``(meta, where, note)`` with a sidecar that no longer matches the file
+    set aside: a whole file rewritten by another tool is described by its own metadata (if it
+    carries any) and the note says the sidecar is stale; a damaged file keeps the sidecar's
+    metadata and the note says so. ``load`` decides the same in its verify step."""
+    if backend.embeds_metadata or not meta or not meta.get("checksum"):
+        return meta, where, None
+    with reading(path, "read the metadata of"):
+        if file_checksum(path) == meta["checksum"]:
+            return meta, where, None
+        own = backend.intact(path)
+    if own is None:
+        return meta, where, f"{where} does not match this file: the file is damaged (load raises IntegrityError)"
+    note = f"{where} does not match this file: it was rewritten by another tool; the sidecar is stale"
+    return (own or None), ("the metadata record inside the file" if own else where), note

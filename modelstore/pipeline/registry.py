@@ -45,7 +45,8 @@ class BackendEntry:
 BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("safetensors", "modelstore.formats.safetensors.backend:SafetensorsBackend", "torch",
                  (".safetensors", ".safetensors.index.json")),
-    BackendEntry("torch", "modelstore.formats.torch.backend:TorchBackend", "torch", (".pt", ".pth")),
+    BackendEntry("torch", "modelstore.formats.torch.backend:TorchBackend", "torch",
+                 (".pt", ".pth", ".bin.index.json")),
     BackendEntry("sklearn", "modelstore.formats.sklearn.backend:SklearnBackend", "sklearn",
                  (".joblib", ".pkl", ".pickle")),
     BackendEntry("keras", "modelstore.formats.keras.backend:KerasBackend", "keras",

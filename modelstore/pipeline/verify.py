@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import _warn
+from ..errors import IntegrityError, MetadataWarning
 from ..formats.base import Backend
 from ..security.confine import open_confined
 from ..storage.hashing import check_checksum, check_pin, copy_hashing, file_checksum
@@ -22,15 +24,29 @@ from ..storage.remote import scratch
 from .read import reading
 
 
-def checksum(f: Path, backend: Backend, meta: dict[str, Any] | None, computed: str | None, where: str) -> None:
-    """The payload against the checksum its metadata records (if it records one)."""
+def checksum(f: Path, backend: Backend, meta: dict[str, Any] | None, computed: str | None,
+             where: str, shown: str | None = None) -> dict[str, Any] | None:
+    """The payload against the checksum its metadata records (if it records one); returns the
+    metadata to use. A sidecar that does not match a file whose own checks show it whole
+    (another tool rewrote it) is stale, not damage: a warning, and the file's own metadata."""
     if not meta or not meta.get("checksum"):
-        return
+        return meta
     with reading(f, "verify"):
         if backend.embeds_metadata:
             backend.verify(f, meta)
-        else:
+            return meta
+        try:
             check_checksum(f, str(meta["checksum"]), computed or file_checksum(f), where)
+        except IntegrityError:
+            own = backend.intact(f)
+            if own is None:
+                raise
+            using = "the metadata recorded inside the file" if own else "no modelstore metadata"
+            _warn.warn(f"{shown or f}: {where} does not match this file: it was rewritten by another tool "
+                       f"(the file itself is whole); loading it with {using}. Save it again with "
+                       f"ms.save, or delete the sidecar", MetadataWarning)
+            return own or None
+    return meta
 
 
 @contextlib.contextmanager

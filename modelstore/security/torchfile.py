@@ -72,9 +72,10 @@ def read_pickles(path: Path) -> TorchPickles:
 
 
 #: What ``torch.save`` writes under the archive's one root folder: the pickle, format records,
-#: and raw storages named by number. Anything else (a second pickle torch would not read but
+#: and raw storages named by number (plus the JSON metadata record ``ms.save`` appends, which
+#: torch never reads and modelstore reads as bounded JSON). Anything else (a second pickle torch would not read but
 #: another tool might) is refused.
-_TORCH_MEMBER = re.compile(r"(data\.pkl|version|byteorder|\.format_version|\.storage_alignment|"
+_TORCH_MEMBER = re.compile(r"(data\.pkl|modelstore\.json|version|byteorder|\.format_version|\.storage_alignment|"
                            r"\.data/version|\.data/serialization_id|data/\d{1,12})")
 
 

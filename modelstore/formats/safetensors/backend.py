@@ -19,6 +19,7 @@ from ...storage.hashing import check_checksum
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
+from ..torch import hf as _hf
 from . import index as _index
 from .file import (  # the names other modules know this format by
     CHECKSUM_KEY as CHECKSUM_KEY,
@@ -61,6 +62,10 @@ from .file import (
 )
 
 
+#: The weights file of a ``save_pretrained`` folder of one file.
+_HF_FILE = "model.safetensors"
+
+
 @dataclass(frozen=True)
 class SaveOptions(_dtype.SaveOptions):
     """``dtype``: cast floating-point tensors before writing. ``max_shard_size``: write
@@ -91,16 +96,21 @@ class SafetensorsBackend(Backend):
     LoadOptions = _dtype.LoadOptions
 
     def single_file(self, path: Path) -> bool:
-        return not _index.is_index(path)
+        # a Hugging Face folder's weights are read with the config.json beside them
+        return not _index.is_index(path) and not _hf.config_companion(path)
 
     def entry_file(self, names: list[str]) -> str | None:
-        return _index.entry_file(names)
+        found = _index.entry_file(names)
+        if found is None and _HF_FILE in names:  # a save_pretrained folder of one file
+            return _HF_FILE
+        return found
 
     def alternatives(self, name: str) -> list[str]:
         return _index.alternatives(name)
 
     def companions(self, path: Path) -> list[str]:
-        return _index.read_index(path).shards if _index.is_index(path) else []
+        shards = _index.read_index(path).shards if _index.is_index(path) else []
+        return shards + _hf.config_companion(path)
 
     def accepts(self, path: Path, head: bytes) -> bool:
         return head[:1] == b"{" if _index.is_index(path) else self.sniff(path, head)
@@ -137,6 +147,10 @@ class SafetensorsBackend(Backend):
 
     def write_files(self, obj: Any, target: Path, meta: dict[str, Any], options: Any,
                     overwrite: bool) -> Path | None:
+        from .pretrained import saves_pretrained, write_pretrained
+
+        if saves_pretrained(obj, target) and options.dtype is None:
+            return write_pretrained(obj, target, meta, options, overwrite)
         if options.max_shard_size is None:
             if _index.is_index(target):
                 raise ArgumentError(f"{target}: an index names shards; pass max_shard_size= to write them")
@@ -166,18 +180,24 @@ class SafetensorsBackend(Backend):
         return scan_header(path, lambda: read_header(path))
 
     def load(self, path: Path, request: LoadRequest) -> Any:
+        hf_config = _hf.config_for(path, request)
+        if hf_config is not None:
+            request.config = hf_config
         if _index.is_index(path):
             from .shards import load_index
 
             return load_index(path, request)
-        return _torch.build_module(load_tensors(path), request, path)
+        return _torch.build_module(_hf.base_model_keys(load_tensors(path), request), request, path)
 
     def inspect(self, path: Path) -> Inspection:
         if _index.is_index(path):
             from .shards import inspect_index
 
-            return inspect_index(path)
-        return inspection_of(read_header(path))
+            found = inspect_index(path)
+        else:
+            found = inspection_of(read_header(path))
+        _hf.describe(path, found)
+        return found
 
     def inspect_remote(self, name: str, size: int, read: Callable[[int, int], bytes]) -> Inspection | None:
         """A remote single file from its header alone (two range requests, never the tensors)."""

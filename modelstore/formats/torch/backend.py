@@ -34,8 +34,11 @@ from ...security.torchfile import (
     tensor_records,
 )
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
+from . import binshards as _bin
 from . import common as _torch
 from . import dtype as _dtype
+from . import embedded as _embedded
+from . import hf as _hf
 
 #: Keys under which training checkpoints usually keep the model's weights.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -46,7 +49,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "torch"
-    suffixes = (".pt", ".pth")
+    suffixes = (".pt", ".pth", _bin.BIN_INDEX)  # a .bin is recognised by its content
     risk = "pickle"
     extra = "torch"
     requires = ("torch",)
@@ -56,12 +59,25 @@ class TorchBackend(Backend):
     SaveOptions = _dtype.SaveOptions
     LoadOptions = _dtype.LoadOptions
 
+    def single_file(self, path: Path) -> bool:
+        # a Hugging Face folder's weights are read with the config.json beside them
+        return not _bin.is_index(path) and not _hf.config_companion(path)
+
+    def entry_file(self, names: list[str]) -> str | None:
+        return _bin.entry_file(names)
+
+    def companions(self, path: Path) -> list[str]:
+        shards = _bin.read_index(path).shards if _bin.is_index(path) else []
+        return shards + _hf.config_companion(path)
+
     def sniff(self, path: Path, head: bytes) -> bool:
         if head.startswith(LEGACY_PREFIX):
             return True
         return head.startswith(b"PK\x03\x04") and is_torch_zip(path)
 
     def accepts(self, path: Path, head: bytes) -> bool:
+        if _bin.is_index(path):
+            return head[:1] == b"{"
         # torch.load unpickles any non-zip file, so a .pt holding a plain pickle is ours to gate
         return self.sniff(path, head) or (len(head) > 1 and head[0] == 0x80)
 
@@ -83,6 +99,7 @@ class TorchBackend(Backend):
         payload = obj.state_dict() if _torch.is_module(obj) else obj
         with open(tmp, "wb") as f:  # a file object keeps the archive's inner name neutral
             torch.save(payload, f)
+        _embedded.write_record(tmp, meta)  # the file alone keeps its metadata
         report = self.scan(tmp)
         if report.untrusted:
             msg = (
@@ -93,7 +110,19 @@ class TorchBackend(Backend):
             raise UnsupportedModelError(msg)
         return None
 
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        """The metadata record ``ms.save`` puts inside the archive (used without a sidecar)."""
+        if _bin.is_index(path):
+            return None
+        meta = _embedded.read_record(path)
+        return None if meta is None else {k: v for k, v in meta.items() if k != "data_checksum"}
+
+    def intact(self, path: Path) -> dict[str, Any] | None:
+        return None if _bin.is_index(path) else _embedded.intact(path)
+
     def scan(self, path: Path) -> ScanReport:
+        if _bin.is_index(path):
+            return _bin.scan(path)
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
@@ -101,9 +130,20 @@ class TorchBackend(Backend):
         return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
+        _torch.check_device(request.device, path)
+        hf_config = _hf.config_for(path, request)
+        if hf_config is not None:
+            request.config = hf_config
+        if _bin.is_index(path):
+            sd = _bin.load(path, request.trust, lambda shard: self._torch_load(shard, request))
+            return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
+        obj = self._torch_load(path, request)
+        return self._built(path, request, obj)
+
+    def _torch_load(self, path: Path, request: LoadRequest) -> Any:
+        """``torch.load`` with ``weights_only=True`` (unless trust=True), errors translated."""
         import torch
 
-        _torch.check_device(request.device, path)
         if request.trust is not True and _torch_version(torch) < (2, 10):
             msg = (f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
                    f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
@@ -123,6 +163,9 @@ class TorchBackend(Backend):
         except (RuntimeError, EOFError, ValueError, OSError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise IntegrityError(f"{path}: torch could not read the file ({first}); it is damaged or truncated") from None
+        return obj
+
+    def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
         if _torch.is_module(obj):
             _dtype.cast_module(obj, request.options.dtype)
             obj.eval()
@@ -142,9 +185,18 @@ class TorchBackend(Backend):
                 f"pick the weights yourself"
             )
             raise ArchitectureMismatchError(msg)
-        return _torch.build_module(sd, request, path)
+        return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
 
     def inspect(self, path: Path) -> Inspection:
+        found = self._inspect(path)
+        _hf.describe(path, found)
+        return found
+
+    def _inspect(self, path: Path) -> Inspection:
+        if _bin.is_index(path):
+            tensors, num, globals_, size = _bin.inspect(path)
+            return Inspection(framework="torch", tensors=tensors, num_params=num, globals=globals_,
+                              executes_code=True, size_bytes=size)
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
