@@ -61,7 +61,6 @@ from .file import (
     write_tensors as write_tensors,
 )
 
-
 #: The weights file of a ``save_pretrained`` folder of one file.
 _HF_FILE = "model.safetensors"
 
