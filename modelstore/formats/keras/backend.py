@@ -293,7 +293,22 @@ def _load_error(path: Path, e: Exception) -> ModelstoreError:
     if "safe_mode" in str(e) or "unsafe" in str(e).lower():
         return UnsafeModelError(f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
                                 f"from the file was run")
-    return FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})")
+    reason = _keras_reason(e)
+    hint = (" It may come from another Keras (Keras 2 / tf.keras): load it with the Keras that wrote "
+            "it and re-save it as .keras")
+    return FormatError(f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
+                       f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}")
+
+
+def _keras_reason(e: Exception) -> str:
+    """The informative part of a Keras deserialisation error: Keras wraps the cause as
+    "Error when deserializing class X using config={...}. Exception encountered: CAUSE"."""
+    text = " ".join(str(e).split())
+    cls = text.partition("Error when deserializing class ")[2].partition(" ")[0].strip("'\"")
+    cause = text.rpartition("Exception encountered:")[2].strip() if "Exception encountered:" in text else ""
+    if cls and cause:
+        return f"{type(e).__name__} in layer class {cls}: {cause[:300]}"
+    return f"{type(e).__name__}: {(cause or text or type(e).__name__)[:300]}"
 
 
 def _load_weights(path: Path, model: Any) -> Any:
