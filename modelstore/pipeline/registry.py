@@ -51,6 +51,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("keras", "modelstore.formats.keras.backend:KerasBackend", "keras",
                  (".keras", ".h5", ".hdf5", ".weights.h5")),
     BackendEntry("onnx", "modelstore.formats.onnx.backend:OnnxBackend", "onnx", (".onnx",)),
+    BackendEntry("numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")),
 )
 
 
