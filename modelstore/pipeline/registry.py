@@ -52,6 +52,8 @@ BUILTIN: tuple[BackendEntry, ...] = (
                  (".keras", ".h5", ".hdf5", ".weights.h5")),
     BackendEntry("onnx", "modelstore.formats.onnx.backend:OnnxBackend", "onnx", (".onnx",)),
     BackendEntry("numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")),
+    BackendEntry("xgboost", "modelstore.formats.xgboost.backend:XGBoostBackend", "xgboost", (".ubj",)),
+    BackendEntry("lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)),
 )
 
 
