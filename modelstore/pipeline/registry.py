@@ -54,6 +54,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")),
     BackendEntry("xgboost", "modelstore.formats.xgboost.backend:XGBoostBackend", "xgboost", (".ubj",)),
     BackendEntry("lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)),
+    BackendEntry("skops", "modelstore.formats.skops.backend:SkopsBackend", "skops", (".skops",)),
 )
 
 
