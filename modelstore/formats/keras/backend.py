@@ -251,7 +251,7 @@ class KerasBackend(Backend):
             names = input_names(model)
             where = f" (the model takes inputs {names}, in this order)" if len(names) > 1 else ""
             raise ArgumentError(f"the inputs do not fit the model{where}: {first}") from None
-        return finish(model, out, request, _last_activation(model))
+        return finish(model, out, request, _last_activation(model) if request.output != "raw" else None)
 
 
 def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:

@@ -74,7 +74,7 @@ def output_activations(model: Any) -> list[str | None]:
         layer = getattr(getattr(t, "_keras_history", None), "operation", None)
         try:
             act = layer.get_config().get("activation") if layer is not None else None
-        except (AttributeError, NotImplementedError, TypeError):
+        except Exception:  # as in last_activation
             act = None
         acts.append(act if isinstance(act, str) else None)
     return acts
@@ -84,13 +84,15 @@ def finish(model: Any, out: Any, request: PredictRequest, last_activation: str |
     """The model's outputs (dict / list / array as built) as numpy, then proba or labels."""
     import numpy as np
 
+    if request.output == "raw" and not isinstance(out, (dict, list, tuple)):
+        return np.asarray(out)
     if isinstance(out, dict):
         names = list(getattr(model, "output_names", None) or out)
         keys = [k for k in names if k in out] + [k for k in out if k not in names]
-        acts = dict(zip(names, output_activations(model)))
+        acts = dict(zip(names, output_activations(model))) if request.output != "raw" else {}
         return {k: _convert(np.asarray(out[k]), request, acts.get(k)) for k in keys}
     if isinstance(out, (list, tuple)):
-        acts_list = output_activations(model)
+        acts_list = output_activations(model) if request.output != "raw" else []
         return [_convert(np.asarray(o), request, acts_list[i] if i < len(acts_list) else None)
                 for i, o in enumerate(out)]
     return _convert(np.asarray(out), request, last_activation, several=False)
@@ -125,7 +127,7 @@ def to_probabilities(out: Any, activation: str | None) -> Any:
 def last_activation(model: Any) -> str | None:
     try:
         act = model.layers[-1].get_config().get("activation")
-    except (AttributeError, IndexError, NotImplementedError):
+    except Exception:  # get_config of custom layers may raise anything (OSError for a lambda)
         return None
     return act if isinstance(act, str) else None
 

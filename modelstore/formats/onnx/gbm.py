@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,7 @@ def export_gbm(family: str, model: Any, path: Path, sample: Any, opset: int | No
         kwargs["zipmap"] = False
     batch = None if dynamic_batch else x.shape[0]
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxmltools prints progress
             onx = convert(model, initial_types=[("input", FloatTensorType([batch, x.shape[1]]))], **kwargs)
     except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError, KeyError) as e:
         msg = f"onnxmltools cannot convert this {type(model).__qualname__}: {str(e).splitlines()[0][:300]}"
