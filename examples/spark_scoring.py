@@ -4,7 +4,7 @@ Trains a small classifier on iris, saves it, scores it with ``modelstore.spark.p
 a local Spark session and with ``modelstore.dask.predict_partitions`` on a local Dask cluster,
 then swaps the file after planning and shows the executors refusing it.
 
-    python examples/spark_scoring.py [--out DIR]       # needs "modelstore[spark,dask,sklearn]" and Java
+    python examples/spark_scoring.py [--out DIR]       # needs "modelstore-safe[spark,dask,sklearn]" and Java
 """
 
 from __future__ import annotations

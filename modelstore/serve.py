@@ -1,7 +1,7 @@
 """``modelstore serve``: an HTTP JSON service for one model (Starlette on uvicorn).
 
     POST /predict  {"inputs": [[...], ...], "output": "raw"|"proba"|"label", "batch_size": N}
-                   -> {"outputs": [...]}
+                   -> {"outputs": [...]}  (an object {name: [...]} for named outputs)
     GET  /health   -> {"status": "ok", "model": PATH}
     GET  /info     -> what ``modelstore inspect --json`` prints
 
@@ -192,11 +192,21 @@ def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
     except ClientError as e:
         return e.status, jsonsafe.dumps({"error": str(e)})
     try:
-        return 200, jsonsafe.dumps({"outputs": result if isinstance(result, list) else result.tolist()})
+        return 200, jsonsafe.dumps({"outputs": plain(result)})
     except ValueError:
         return 422, jsonsafe.dumps({"error": "the model produced NaN or infinite outputs for these inputs"})
     except (TypeError, AttributeError) as e:  # not an array, or labels JSON cannot carry: ours to fix
         return 500, jsonsafe.dumps({"error": f"the model's outputs cannot be written as JSON ({e})"})
+
+
+def plain(result: Any) -> Any:
+    """``predict``'s result as JSON values: arrays as nested lists, a model's dict of named
+    outputs as a JSON object, a list of outputs (or labels) as a list."""
+    if isinstance(result, dict):
+        return {str(k): plain(v) for k, v in result.items()}
+    if isinstance(result, (list, tuple)):
+        return [plain(v) for v in result]
+    return result.tolist() if hasattr(result, "tolist") else result
 
 
 def run_model(loaded: Any, inputs: Any, output: str, batch_size: int | None) -> Any:

@@ -29,7 +29,7 @@ def model_file(path: Any) -> Path:
             raise StorageError(e.errno or errno.EIO, f"{p}: cannot list the folder: {e.strerror}", str(p)) from None
         found = REGISTRY.entry_file(names)
         if found is None:
-            msg = f"{p}: is a directory, not a model file; pass the path of the file inside it"
+            msg = foreign_folder(p, names) or f"{p}: is a directory, not a model file; pass the path of the file inside it"
             raise FormatError(msg)
         return existing_file(p / found[1])
     if not os.path.lexists(p):
@@ -60,6 +60,8 @@ def for_file(path: Path, fmt: str | None) -> Backend:
         else:
             msg = f"{path}: not a valid {claimed} file (its first bytes are {head[:16]!r}); the file is corrupt or of another kind"
         raise FormatError(msg)
+    if sniffed is None and path.name in SAVED_MODEL_FILES:
+        raise FormatError(foreign_folder(path.parent, [path.name]) or "")
     if sniffed is None:
         msg = f"{path}: unrecognised model file (first bytes {head[:16]!r}); pass format= with one of {REGISTRY.names()}"
         raise FormatError(msg)
@@ -86,3 +88,18 @@ def for_save(model: Any, path: Path, fmt: str | None) -> Backend:
 
 def for_object(model: Any, action: str = "save") -> Backend:
     return REGISTRY.for_object(model, action=action)
+
+
+#: The graph file of a TensorFlow SavedModel folder (``tf.saved_model.save``, ``model.export``).
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def foreign_folder(folder: Path, names: list[str]) -> str | None:
+    """What to say about a folder of a format modelstore does not read, or None."""
+    if any(n in SAVED_MODEL_FILES for n in names):
+        return (f"{folder}: this is a TensorFlow SavedModel folder, which modelstore does not read "
+                f"(loading one runs the TensorFlow graph functions it holds, and may load custom op "
+                f"libraries). If you trust it: tf.saved_model.load({str(folder)!r}), or convert it "
+                f"once with python -m tf2onnx.convert --saved-model {folder} --output model.onnx and "
+                f"load the .onnx file here")
+    return None

@@ -52,6 +52,10 @@ BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry("keras", "modelstore.formats.keras.backend:KerasBackend", "keras",
                  (".keras", ".h5", ".hdf5", ".weights.h5")),
     BackendEntry("onnx", "modelstore.formats.onnx.backend:OnnxBackend", "onnx", (".onnx",)),
+    BackendEntry("numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")),
+    BackendEntry("xgboost", "modelstore.formats.xgboost.backend:XGBoostBackend", "xgboost", (".ubj",)),
+    BackendEntry("lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)),
+    BackendEntry("skops", "modelstore.formats.skops.backend:SkopsBackend", "skops", (".skops",)),
 )
 
 

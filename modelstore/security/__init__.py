@@ -25,6 +25,9 @@ TrustArg = bool | Collection[str]
 DAMAGED, WRONG_FORMAT = "damaged", "not this format"
 #: Subject of findings about how a stream uses what it references (not a global to trust).
 STRUCTURE = "<stream>"
+#: Subject of a finding that the file is another format modelstore does not read (TorchScript,
+#: a pickled object array); its reason is the whole answer, refused unless trust=True.
+FOREIGN = "<foreign format>"
 ATTACK = "an attack payload: it runs code, touches files or the network, or imports code"
 NOT_ALLOWED = "imported and run by unpickling; not on modelstore's allow-list"
 
@@ -72,6 +75,9 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
     if trust is True:
         return
     trusted = set() if trust is False else set(trust)
+    foreign = [f.reason for f in report.findings if f.subject == FOREIGN]
+    if foreign:
+        raise UnsafeModelError(f"{report.path}: {foreign[0]}. Nothing from the file was executed", [])
     critical = [f for f in report.findings if f.severity == "critical"]
     structure = [f.reason for f in critical if f.subject == STRUCTURE]
     blocked = [f for f in critical if f.subject != STRUCTURE and f.subject not in trusted]

@@ -93,10 +93,37 @@ def _check_container(path: Path) -> None:
     try:
         infos = check_archive(path, expected=_torch_member, crc=lambda n: "/data/" not in n)
     except ArchiveError as e:
+        code = torchscript_code(path)
+        if code:
+            raise TorchFileError(torchscript_message(code), "torchscript") from None
         raise TorchFileError(e.detail, e.kind) from None
     roots = {i.filename.partition("/")[0] for i in infos}
     if len(roots) > 1:
         raise TorchFileError(f"the archive holds records under several roots {sorted(roots)}", "suspicious")
+
+
+def torchscript_code(path: Path) -> list[str]:
+    """The compiled-code members of a TorchScript archive (``torch.jit.save``: ``ROOT/code/``
+    beside ``ROOT/constants.pkl``), or [] for any other file. Names only, read from the
+    central directory; the archive is refused either way, this only names what it is."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return []
+    roots = {n.partition("/")[0] for n in names}
+    if len(roots) != 1 or f"{next(iter(roots))}/constants.pkl" not in names:
+        return []
+    root = next(iter(roots))
+    return [n for n in names if n.startswith(f"{root}/code/") and n.endswith(".py")]
+
+
+def torchscript_message(code: list[str]) -> str:
+    shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
+    return (f"this is TorchScript (torch.jit.save), not a torch.save file: it holds compiled code "
+            f"({shown}) that runs when it is loaded, which modelstore never does; use "
+            f"torch.jit.load if you trust it (then ms.save(module.state_dict(), 'model.safetensors') "
+            f"gives a file anyone can load safely)")
 
 
 def _read_zip(path: Path) -> TorchPickles:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..._info import Finding, ScanReport, TensorInfo
+from ..._info import Finding, ScanReport
 from ...errors import ArgumentError, FormatError, MissingDependencyError, UnsafeModelError
 from ...security import jsonsafe, unreadable
 from ...security.onnxfile import custom_domains, external_refs, require_onnx
 from ...storage.hashing import check_checksum
 from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest, labels_from_scores
+from .classes import class_list, is_zipmap, map_labels, zipmap_to_array
 from .files import (  # re-exported
     CHECKSUM_KEY as CHECKSUM_KEY,
 )
@@ -47,6 +48,8 @@ from .files import (
 from .files import (
     rename_external_data as rename_external_data,
 )
+from .graphinfo import tensor_info as _tensor_info
+from .graphinfo import value_info as _value_info
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
@@ -59,8 +62,11 @@ class OnnxModel:
     Call it like a function (``model(x)``) or use ``ms.predict(model, x)``.
     """
 
-    def __init__(self, path: Path, session: Any, meta: dict[str, Any] | None) -> None:
+    def __init__(self, path: Path, session: Any, meta: dict[str, Any] | None,
+                 classes: list[Any] | None = None) -> None:
         self.path = path
+        #: a classifier's classes in column order, as the graph records them (skl2onnx)
+        self.classes = classes
         self.session = session
         self.meta = meta or {}
         self.inputs = session.get_inputs()
@@ -230,6 +236,7 @@ class OnnxBackend(Backend):
                                    f"files beside the model", subjects)
         external = bool(external_refs(proto))
         domains = custom_domains(proto)
+        classes = class_list(proto)
         del proto
         try:
             onnx.checker.check_model(str(path) if external else data)
@@ -246,7 +253,7 @@ class OnnxBackend(Backend):
             hint = (f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
                     f"never loads" if domains else "")
             raise FormatError(f"{path}: onnxruntime cannot load the model ({first}){hint}") from None
-        return OnnxModel(path, session, request.meta)
+        return OnnxModel(path, session, request.meta, classes)
 
     def inspect(self, path: Path) -> Inspection:
         proto = self._proto(path)
@@ -271,7 +278,7 @@ class OnnxBackend(Backend):
         problems = external_data_problems(proto, path)
         return Inspection(framework="onnx", tensors=tensors, num_params=sum(t.numel for t in tensors),
                           meta=self.read_meta(path), extra_metadata=details, executes_code=False,
-                          globals=[s for s, _ in problems])
+                          globals=[s for s, _ in problems], labels=class_list(proto))
 
     # -- as an export target ------------------------------------------------------------
     def finish_export(self, tmp: Path, target: Path, exported: Exported, sample: Any,
@@ -300,7 +307,6 @@ class OnnxBackend(Backend):
         remove_stale_external_data(target)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        import numpy as np
 
         if request.device not in (None, "cpu") and request.device.split(":")[0] != "cuda":
             raise ArgumentError(f"device={request.device!r}: load the model with that device instead")
@@ -315,20 +321,29 @@ class OnnxBackend(Backend):
             else:
                 parts = [model.session.run(None, {k: v[s : s + step] for k, v in feed.items()})
                          for s in range(0, n, step)]
-                outs = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+                outs = [_join([p[i] for p in parts]) for i in range(len(parts[0]))]
         except Exception as e:  # onnxruntime's InvalidArgument / Fail for wrong shapes or types
             raise ArgumentError(f"{model.path}: the inputs do not fit the model: {str(e).splitlines()[0]}") from None
         if request.output == "raw":
             return outs[0]
+        classes = getattr(model, "classes", None)
+        outs = [zipmap_to_array(o, classes, model.path) if is_zipmap(o) else o for o in outs]
         proba = _probabilities(model, outs)
         if request.output == "proba":
             return proba
         labels = request.labels or model.labels
-        if len(outs) > 1 and outs[0].ndim == 1:  # classifier exports give labels directly
-            if labels and outs[0].dtype.kind in "iu" and max(outs[0], default=0) < len(labels):
-                return [labels[int(i)] for i in outs[0]]
-            return [v.item() if hasattr(v, "item") else v for v in outs[0]]
+        first = outs[0]
+        if len(outs) > 1 and getattr(first, "ndim", 0) == 1:  # classifier exports give labels directly
+            return map_labels(first, classes, labels)
         return labels_from_scores(proba, labels)
+
+
+def _join(parts: list[Any]) -> Any:
+    import numpy as np
+
+    if all(isinstance(p, list) for p in parts):  # ZipMap outputs: lists of dicts
+        return [row for p in parts for row in p]
+    return np.concatenate(parts)
 
 
 def _probabilities(model: OnnxModel, outs: list[Any]) -> Any:
@@ -357,30 +372,6 @@ def _providers_for(device: str | None, ort: Any, path: Path) -> list[str]:
         index = device.split(":")[1] if ":" in device else "0"
         return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]  # type: ignore[list-item]
     raise ArgumentError(f"{path}: device={device!r} is not supported for ONNX (use 'cpu' or 'cuda')")
-
-
-def _value_info(v: Any) -> dict[str, Any]:
-    import onnx
-
-    t = v.type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
-    return {"name": v.name, "shape": dims, "dtype": dtype}
-
-
-def _tensor_info(t: Any) -> TensorInfo:
-    import onnx
-
-    shape = tuple(int(d) for d in t.dims)
-    n = 1
-    for d in shape:
-        n *= d
-    try:
-        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-        dtype, size = np_dtype.name, np_dtype.itemsize
-    except (KeyError, ValueError, TypeError):
-        dtype, size = str(t.data_type), 0
-    return TensorInfo(t.name, shape, dtype, n * size)
 
 
 # -- external data ------------------------------------------------------------------------

@@ -46,6 +46,9 @@ from ..base import (
 )
 
 #: Frameworks whose estimators this backend saves besides scikit-learn (loading them needs trust=).
+#: Other libraries' estimators this backend pickles when asked by suffix (``.joblib``); for
+#: xgboost and lightgbm their own backends have a higher priority, so a native, pickle-free
+#: format is what ``ms.save`` writes by default.
 OTHER_ESTIMATORS = ("xgboost", "lightgbm", "catboost")
 _NEWOBJ = ("copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor")
 #: Opcodes a protocol 0/1 pickle can start with (MARK, GLOBAL, containers, scalars, ...).

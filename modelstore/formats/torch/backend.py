@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from ..._info import ScanReport
+from ..._info import Finding, ScanReport
 from ...errors import (
     ArchitectureMismatchError,
     FormatError,
@@ -23,7 +23,7 @@ from ...errors import (
     UnsafeModelError,
     UnsupportedModelError,
 )
-from ...security import classify, unreadable
+from ...security import FOREIGN, classify, unreadable
 from ...security.policy import TORCH_POLICY
 from ...security.torchfile import (
     LEGACY_PREFIX,
@@ -126,6 +126,8 @@ class TorchBackend(Backend):
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
+            if e.kind == "torchscript":
+                return ScanReport(str(path), self.name, "unsafe", [Finding(FOREIGN, "critical", str(e))])
             return unreadable(path, self.name, e.kind, str(e), subject="archive")
         return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
 
@@ -201,6 +203,8 @@ class TorchBackend(Backend):
             pickles = read_pickles(path)
         except TorchFileError as e:
             cls = IntegrityError if e.truncated else FormatError
+            if e.kind == "torchscript":
+                raise FormatError(f"{path}: {e}") from None
             raise cls(f"{path}: not a readable torch.save file: {e}") from None
         main = pickles.main
         if main is None or main.error:

@@ -1,0 +1,140 @@
+"""``ms.predict`` on Keras models, including several named inputs and outputs.
+
+Inputs: one array; a dict by input name (checked against the model's names before Keras
+sees it, so a wrong key is an error that lists the names and their order); or a tuple/list
+with one array per input, in the model's order. Outputs keep the model's structure: a model
+built with a dict of outputs gives a dict of arrays, one built with a list gives a list, a
+single output one array. ``output="proba"``/``"label"`` apply to each output, with that
+output's own final activation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ArgumentError
+from ..base import PredictRequest, labels_from_scores
+
+
+def input_names(model: Any) -> list[str]:
+    """The model's input names in the order it takes them ([] when Keras does not say)."""
+    try:
+        return [str(t.name) for t in model.inputs]
+    except (AttributeError, TypeError, ValueError):
+        return []
+
+
+def _expects(names: list[str]) -> str:
+    return f"the model takes {len(names)} inputs, in this order: {names}"
+
+
+def _array(value: Any, name: str) -> Any:
+    import numpy as np
+
+    try:
+        x = np.asarray(value)
+    except ValueError as e:
+        raise ArgumentError(f"predict input {name!r} must be rectangular: {e}") from None
+    if x.dtype.kind not in "biuf":
+        raise ArgumentError(f"predict input {name!r} must be numbers, got {x.dtype}")
+    return x.astype(np.float32) if x.dtype == np.float64 else x
+
+
+def prepare(model: Any, inputs: Any) -> Any:
+    """Inputs as Keras takes them, checked against the model's input names."""
+    if inputs is None:
+        raise ArgumentError("predict needs inputs (an array, a dict by input name, or a list), got None")
+    names = input_names(model)
+    if isinstance(inputs, dict):
+        keys = [str(k) for k in inputs]
+        if names and sorted(keys) != sorted(names):
+            missing = [n for n in names if n not in keys]
+            unknown = [k for k in keys if k not in names]
+            detail = "; ".join(p for p in (f"missing {missing}" if missing else "",
+                                           f"unknown {unknown}" if unknown else "") if p)
+            raise ArgumentError(f"predict inputs by name: {detail}; {_expects(names)}")
+        return {str(k): _array(v, str(k)) for k, v in inputs.items()}
+    several = len(names) > 1
+    if isinstance(inputs, (tuple, list)) and (several or (inputs and all(hasattr(i, "shape") for i in inputs)
+                                                       and isinstance(inputs, tuple))):
+        if names and len(inputs) != len(names):
+            raise ArgumentError(f"predict got {len(inputs)} inputs; {_expects(names)} (or pass a dict by name)")
+        if several:  # by name: Keras takes a dict for a model built from a list or a dict
+            return {n: _array(v, n) for n, v in zip(names, inputs)}
+        return [_array(v, names[i] if names else f"input_{i}") for i, v in enumerate(inputs)]
+    if several:
+        raise ArgumentError(f"predict got one array; {_expects(names)}: pass a dict by name or a list in that order")
+    return _array(inputs, names[0] if names else "inputs")
+
+
+def output_activations(model: Any) -> list[str | None]:
+    """The final activation of each output, in ``model.outputs`` order."""
+    acts: list[str | None] = []
+    for t in getattr(model, "outputs", None) or []:
+        layer = getattr(getattr(t, "_keras_history", None), "operation", None)
+        try:
+            act = layer.get_config().get("activation") if layer is not None else None
+        except Exception:  # as in last_activation
+            act = None
+        acts.append(act if isinstance(act, str) else None)
+    return acts
+
+
+def finish(model: Any, out: Any, request: PredictRequest, last_activation: str | None) -> Any:
+    """The model's outputs (dict / list / array as built) as numpy, then proba or labels."""
+    import numpy as np
+
+    if request.output == "raw" and not isinstance(out, (dict, list, tuple)):
+        return np.asarray(out)
+    if isinstance(out, dict):
+        names = list(getattr(model, "output_names", None) or out)
+        keys = [k for k in names if k in out] + [k for k in out if k not in names]
+        acts = dict(zip(names, output_activations(model))) if request.output != "raw" else {}
+        return {k: _convert(np.asarray(out[k]), request, acts.get(k)) for k in keys}
+    if isinstance(out, (list, tuple)):
+        acts_list = output_activations(model) if request.output != "raw" else []
+        return [_convert(np.asarray(o), request, acts_list[i] if i < len(acts_list) else None)
+                for i, o in enumerate(out)]
+    return _convert(np.asarray(out), request, last_activation, several=False)
+
+
+def _convert(out: Any, request: PredictRequest, activation: str | None, several: bool = True) -> Any:
+    if request.output == "raw":
+        return out
+    proba = to_probabilities(out, activation)
+    if request.output == "proba":
+        return proba
+    labels = request.labels
+    if several and labels and len(labels) != proba.shape[-1]:
+        labels = None  # names saved for one output of several: the others give indices
+    return labels_from_scores(proba, labels)
+
+
+def to_probabilities(out: Any, activation: str | None) -> Any:
+    """Class probabilities from raw outputs: one column is a binary (sigmoid) output and
+    becomes [1 - p, p]; several columns get a softmax unless the model ends in one."""
+    import numpy as np
+
+    if out.ndim >= 1 and out.shape[-1] == 1:
+        p = out if activation == "sigmoid" else 1 / (1 + np.exp(-out))
+        return np.concatenate([1 - p, p], axis=-1)
+    if activation in ("softmax", "sigmoid"):
+        return out
+    exp = np.exp(out - out.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def last_activation(model: Any) -> str | None:
+    try:
+        act = model.layers[-1].get_config().get("activation")
+    except Exception:  # get_config of custom layers may raise anything (OSError for a lambda)
+        return None
+    return act if isinstance(act, str) else None
+
+
+def first_reason(e: Exception) -> str:
+    """The line of a Keras/TensorFlow error that says what went wrong (Keras puts a generic
+    "Exception encountered when calling ..." line first)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception encountered", "Arguments received", "•"))]
+    return (useful or lines or [type(e).__name__])[0][:500]

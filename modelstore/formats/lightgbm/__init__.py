@@ -1,0 +1,1 @@
+"""LightGBM native model files (text)."""

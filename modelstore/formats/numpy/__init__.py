@@ -1,0 +1,1 @@
+"""NumPy ``.npy``/``.npz`` arrays, read without pickle."""

@@ -1,0 +1,1 @@
+"""skops files (.skops): scikit-learn models without pickle, audited by skops and by modelstore."""

@@ -1,0 +1,1 @@
+"""XGBoost native model files (.json / .ubj)."""

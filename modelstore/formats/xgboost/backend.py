@@ -1,0 +1,195 @@
+"""XGBoost's own model formats: JSON (``.json``) and Universal Binary JSON (``.ubj``).
+
+Both hold trees and parameters only (no pickle, no code): a custom objective is stored by name
+and never rebuilt. ``ms.save(booster_or_wrapper, "m.ubj" | "m.json")`` writes them, and for an
+XGBoost object a native format is the default (this backend's ``priority`` is above the
+scikit-learn backend's, whose joblib pickle is used only when asked for by suffix). Loading
+returns the scikit-learn wrapper the file records (``XGBClassifier``... from a fixed list; the
+file cannot name any other class) or a ``Booster``. A JSON file is parsed by our bounded JSON
+reader first (depth, numbers), so a hostile one is refused before XGBoost's parser sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ...errors import ArgumentError, FormatError, UnsupportedModelError
+from ...security import jsonsafe
+from ..base import (
+    Backend,
+    Exported,
+    Inspection,
+    LoadRequest,
+    PredictRequest,
+    is_instance_of,
+    labels_from_scores,
+)
+
+#: the scikit-learn wrappers a file may ask to be rebuilt as (exact names in ``xgboost``)
+WRAPPERS = ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")
+_BY_TYPE = {"classifier": "XGBClassifier", "regressor": "XGBRegressor", "ranker": "XGBRanker"}
+
+
+def _is_wrapper(obj: Any) -> bool:
+    return is_instance_of(obj, "xgboost.sklearn", "XGBModel")
+
+
+class XGBoostBackend(Backend):
+    """XGBoost boosters and their scikit-learn wrappers, in XGBoost's own formats."""
+
+    name = "xgboost"
+    framework = "xgboost"
+    suffixes = (".ubj",)  # .json is recognised by content (the suffix is too common to claim)
+    risk = "safe"  # trees and numbers: XGBoost's loaders build nothing else
+    extra = "xgboost"
+    requires = ("xgboost",)
+    priority = 10  # above the joblib pickle of the scikit-learn backend
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        text = head.lstrip()
+        return text.startswith(b'{"learner"') or (text[:1] == b"{" and b"learner" in text[:24]
+                                                   and text[1:2] in (b"L", b"l", b"i", b"U", b"I"))
+
+    def can_save(self, obj: Any) -> bool:
+        return is_instance_of(obj, "xgboost.core", "Booster") or _is_wrapper(obj)
+
+    def can_predict(self, obj: Any) -> bool:
+        return self.can_save(obj)
+
+    def describe(self, obj: Any) -> dict[str, Any]:
+        import xgboost
+
+        return {"framework": "xgboost", "framework_version": xgboost.__version__,
+                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+
+    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+        fmt = "json" if target.name.lower().endswith(".json") else "ubj"
+        # XGBoost picks the format by suffix, and the wrapper records its scikit-learn facts
+        fd, name = tempfile.mkstemp(dir=tmp.parent, suffix=f".{fmt}", prefix=".xgb-")
+        os.close(fd)
+        try:
+            obj.save_model(name)
+            os.replace(name, tmp)
+        finally:
+            if os.path.exists(name):
+                os.unlink(name)
+        return None
+
+    # -- reading --------------------------------------------------------------------------
+    def _read(self, path: Path) -> tuple[bytes, str | None]:
+        """The file's bytes (what XGBoost will parse) and the wrapper type it records."""
+        data = path.read_bytes()
+        if data.lstrip()[:2] == b'{"' or data.lstrip()[:1] == b"{" and data.lstrip()[1:2] in b' \n\r\t"':
+            doc = jsonsafe.loads(data, where=str(path))
+            learner = doc.get("learner") if isinstance(doc, dict) else None
+            if not isinstance(learner, dict):
+                raise FormatError(f"{path}: not an XGBoost JSON model (no 'learner' object)")
+            attrs = learner.get("attributes")
+            sk = attrs.get("scikit_learn") if isinstance(attrs, dict) else None
+            return data, _estimator_type(sk)
+        return data, None
+
+    def _booster(self, path: Path, data: bytes) -> Any:
+        import xgboost
+
+        booster = xgboost.Booster()
+        try:
+            booster.load_model(bytearray(data))
+        except (xgboost.core.XGBoostError, ValueError, TypeError) as e:
+            raise FormatError(f"{path}: XGBoost cannot read the model ({str(e).splitlines()[0][:200]})") from None
+        return booster
+
+    def load(self, path: Path, request: LoadRequest) -> Any:
+        import xgboost
+
+        if request.model is not None:
+            raise ArgumentError(f"{path}: model= is for weights files; an XGBoost file holds the whole model")
+        data, kind = self._read(path)
+        booster = self._booster(path, data)
+        if kind is None:
+            recorded = str((request.meta or {}).get("model_class") or "")
+            kind = next((w for w in WRAPPERS if recorded == f"xgboost.sklearn:{w}"), None)
+            if kind is None:  # UBJSON: the attribute as XGBoost read it
+                kind = _estimator_type(booster.attributes().get("scikit_learn"))
+        if kind is None:
+            return booster
+        model = getattr(xgboost, kind)()
+        try:
+            model.load_model(bytearray(data))
+        except (xgboost.core.XGBoostError, ValueError, TypeError, KeyError) as e:
+            raise FormatError(f"{path}: XGBoost cannot rebuild its {kind} ({str(e).splitlines()[0][:200]})") from None
+        return model
+
+    def inspect(self, path: Path) -> Inspection:
+        data, kind = self._read(path)
+        booster = self._booster(path, data)
+        kind = kind or _estimator_type(booster.attributes().get("scikit_learn"))
+        config = jsonsafe.loads(booster.save_config(), where=f"{path} (config)")
+        learner = config.get("learner", {}) if isinstance(config, dict) else {}
+        details = {
+            "trees": booster.num_boosted_rounds(),
+            "features": booster.num_features(),
+            "objective": (learner.get("objective") or {}).get("name"),
+            "estimator": kind or "Booster",
+            "feature_names": booster.feature_names,
+        }
+        return Inspection(framework="xgboost", extra_metadata=details)
+
+    # -- running --------------------------------------------------------------------------
+    def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
+        import numpy as np
+
+        x = _matrix(inputs)
+        if _is_wrapper(model):
+            if request.output == "raw" or not hasattr(model, "predict_proba"):
+                return np.asarray(model.predict(x))
+            proba = np.asarray(model.predict_proba(x))
+        else:
+            import xgboost
+
+            out = np.asarray(model.predict(xgboost.DMatrix(x)))
+            if request.output == "raw":
+                return out
+            proba = np.stack([1 - out, out], axis=1) if out.ndim == 1 else out
+        if request.output == "proba":
+            return proba
+        return labels_from_scores(proba, request.labels)
+
+    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
+                    dynamic_batch: bool) -> Exported:
+        from ..onnx.gbm import export_gbm
+
+        return export_gbm("xgboost", model, path, sample_input, opset, dynamic_batch)
+
+
+def _estimator_type(sk: Any) -> str | None:
+    if not isinstance(sk, str):
+        return None
+    try:
+        facts = json.loads(sk) if len(sk) < 100_000 else None
+    except ValueError:
+        return None
+    kind = facts.get("_estimator_type") if isinstance(facts, dict) else None
+    return _BY_TYPE.get(kind) if isinstance(kind, str) else None
+
+
+def _matrix(inputs: Any) -> Any:
+    import numpy as np
+
+    if inputs is None:
+        raise ArgumentError("predict needs inputs, got None")
+    try:
+        x = np.asarray(inputs)
+    except ValueError as e:
+        raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
+    if x.ndim != 2 or x.dtype.kind not in "biuf":
+        raise ArgumentError(f"predict inputs must be a 2-D array of numbers (rows x features), got "
+                            f"{x.dtype} with shape {x.shape}")
+    return x
+
+
+__all__ = ["XGBoostBackend", "UnsupportedModelError"]
