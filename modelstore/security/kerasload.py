@@ -14,8 +14,8 @@ from .kerassize import SizeError, check_build
 
 def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool) -> None:
     """The load-time check of every model config in ``path`` (see :func:`check_build`), as
-    ModelstoreErrors: UnsafeModelError for sizes the file does not back, FormatError for a
-    config Keras cannot build."""
+    ModelstoreErrors: UnsafeModelError for sizes the file does not back. A config Keras cannot
+    build raises Keras' own error, which the backend reports as it reports a failed load."""
     from ..errors import FormatError, UnsafeModelError
     from .kerasfile import KerasFileError, stored_sizes
 
@@ -32,9 +32,6 @@ def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], b
         except SizeError as e:
             msg = f"{path}: refusing to load: {e}. Nothing was allocated; the file is damaged or hostile"
             raise UnsafeModelError(msg, []) from None
-        except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
-            raise FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})") from None
 
 
 @contextmanager

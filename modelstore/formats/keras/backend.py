@@ -208,7 +208,12 @@ class KerasBackend(Backend):
         if request.trust is not True:  # build without allocating: sizes must match the stored weights
             from ...security.kerasload import check_load
 
-            check_load(path, kind, configs, safe=safe)
+            try:
+                check_load(path, kind, configs, safe=safe)
+            except ModelstoreError:
+                raise
+            except Exception as e:  # a config Keras cannot rebuild: the same answer as the load's
+                raise _load_error(path, e) from None
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
             try:
                 return keras.saving.load_model(p, safe_mode=safe)
