@@ -7,8 +7,15 @@ times every method once (in a rotating order), so drift of a shared machine hits
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+#: The checkout these benchmarks belong to, imported before any installed modelstore.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def per_call(fn: Callable[[], object], number: int) -> float:

@@ -87,6 +87,8 @@ def main() -> None:
                 x = rng.random((batch, width), dtype=np.float32)
                 np.testing.assert_allclose(np.asarray(ms.predict(model, x)), np.asarray(raw(x)), rtol=1e-4, atol=1e-5)
                 number = args.number if batch == 1 else max(args.number // 4, 20)
+                if fam == "keras":
+                    number = max(number // 10, 10)
                 t = interleaved({"raw": lambda: raw(x), "ms": lambda: ms.predict(model, x)},
                                 repeat=args.repeat, number=number, warmup=5)
                 over = (t["ms"] - t["raw"]) * 1e6

@@ -52,7 +52,6 @@ from ..base import (
     LoadRequest,
     PredictRequest,
     is_instance_of,
-    labels_from_scores,
 )
 
 META_ENTRY = "modelstore.json"
@@ -240,50 +239,9 @@ class KerasBackend(Backend):
         return export_keras(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        import numpy as np
+        from .predict import predict
 
-        if request.device not in (None, "cpu"):
-            raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
-        if inputs is None:
-            raise ArgumentError("predict needs inputs (an array or list), got None")
-        try:
-            if isinstance(inputs, dict):
-                x: Any = inputs
-            elif isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs):
-                x = [np.asarray(i) for i in inputs]  # several model inputs, in order
-            else:
-                x = np.asarray(inputs)
-        except ValueError as e:
-            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
-        if isinstance(x, np.ndarray):
-            if x.dtype.kind not in "biuf":
-                raise ArgumentError(f"predict inputs must be numbers, got {x.dtype}")
-            if x.dtype == np.float64:
-                x = x.astype(np.float32)
-        try:
-            out = np.asarray(model.predict(x, batch_size=request.batch_size or 32, verbose=0))
-        except Exception as e:  # TensorFlow raises its own error types for bad shapes
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise ArgumentError(f"the inputs do not fit the model: {first}") from None
-        if request.output in ("proba", "label"):
-            out = to_probabilities(out, _last_activation(model))
-        if request.output == "label":
-            return labels_from_scores(out, request.labels)
-        return out
-
-
-def to_probabilities(out: Any, activation: str | None) -> Any:
-    """Class probabilities from raw outputs: one column is a binary (sigmoid) output and
-    becomes [1 - p, p]; several columns get a softmax unless the model ends in one."""
-    import numpy as np
-
-    if out.ndim >= 1 and out.shape[-1] == 1:
-        p = out if activation == "sigmoid" else 1 / (1 + np.exp(-out))
-        return np.concatenate([1 - p, p], axis=-1)
-    if activation in ("softmax", "sigmoid"):
-        return out
-    exp = np.exp(out - out.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
+        return predict(model, inputs, request)
 
 
 def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
@@ -326,14 +284,6 @@ def _load_error(path: Path, e: Exception) -> ModelstoreError:
         return UnsafeModelError(f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
                                 f"from the file was run")
     return FormatError(f"{path}: Keras could not rebuild the model ({type(e).__name__}: {first})")
-
-
-def _last_activation(model: Any) -> str | None:
-    try:
-        act = model.layers[-1].get_config().get("activation")
-    except (AttributeError, IndexError, NotImplementedError):
-        return None
-    return act if isinstance(act, str) else None
 
 
 def _load_weights(path: Path, model: Any) -> Any:
