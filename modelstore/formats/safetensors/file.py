@@ -27,7 +27,7 @@ from ...errors import FormatError, IntegrityError, UnsupportedModelError
 from ...security import unreadable
 from ...security.jsonsafe import loads
 from ...storage.hashing import format_checksum, new_checksum, update_from_file
-from ..base import Inspection
+from ..base import Inspection, pass_cached
 from ..torch import common as _torch
 
 #: safetensors' own limit on the header, applied before reading it.
@@ -99,16 +99,22 @@ def canonical(header: dict[str, Any]) -> bytes:
 
 def read_header(path: Path, file: BinaryIO | None = None) -> Header:
     """Parse and validate the header; raises FormatError / IntegrityError on bad files.
-    ``file``: an already opened (confined) file to read instead of opening ``path``."""
+    ``file``: an already opened (confined) file to read instead of opening ``path``.
+    Within one pipeline pass (``formats.base.one_pass``) a file is parsed once: the key is
+    the path and the file's identity (device, inode, size, modification time)."""
     with contextlib.ExitStack() as stack:
         f = file if file is not None else stack.enter_context(open(path, "rb"))
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        key = ("safetensors-header", os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return pass_cached(key, lambda: _parse(path, f, st.st_size))
 
-        def read(start: int, end: int) -> bytes:
-            f.seek(start)
-            return f.read(end - start)
 
-        return header_from_reader(path, size, read)
+def _parse(path: Path, f: BinaryIO, size: int) -> Header:
+    def read(start: int, end: int) -> bytes:
+        f.seek(start)
+        return f.read(end - start)
+
+    return header_from_reader(path, size, read)
 
 
 def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) -> Header:
