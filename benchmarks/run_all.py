@@ -21,6 +21,7 @@ RUNS: dict[str, tuple[list[str], int]] = {
     "predict_overhead": (["--repeat", "5", "--number", "200"], 150),
     "many_tensors": (["--counts", "2000,4000,8000", "--repeat", "2"], 150),
     "store_latest": (["--counts", "100,200,400", "--repeat", "3"], 120),
+    "save_overhead": (["--layers", "8", "--trees", "100", "--repeat", "3"], 120),
     "onnx_predict": (["--repeat", "3", "--number", "500"], 60),
     "scan_joblib": (["--mb", "20", "--repeat", "3"], 60),
     "load_torch": (["--sizes", "20", "--repeat", "2"], 90),
