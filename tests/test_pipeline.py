@@ -390,3 +390,21 @@ def test_no_private_third_party_apis() -> None:
             for m in pattern.finditer(p.read_text()) if "external_data_helper" in m.group(0)
             or m.group(3) == "_get_all_tensors"]
     assert hits == []
+
+
+def test_safetensors_header_parsed_once_per_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One load or inspect parses and validates the header once; the next call (a new pass)
+    parses again, so a file saved anew in between is read anew."""
+    from modelstore.formats.safetensors import file as st_file
+
+    calls = []
+    real = st_file.header_from_reader
+    monkeypatch.setattr(st_file, "header_from_reader", lambda *a: calls.append(1) or real(*a))
+    path = tmp_path / "m.safetensors"
+    ms.save({"a": torch.zeros(3)}, path)
+    for run in (lambda: ms.load(path), lambda: ms.inspect(path), lambda: ms.load(path, verify=False)):
+        calls.clear()
+        run()
+        assert len(calls) == 1
+    ms.save({"a": torch.ones(4)}, path, overwrite=True)
+    assert ms.load(path)["a"].shape == (4,)

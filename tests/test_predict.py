@@ -75,3 +75,32 @@ def test_bfloat16_model_returns_float32(x64: np.ndarray) -> None:
     net = models.trained_net().to(torch.bfloat16)
     out = ms.predict(net, x64)
     assert out.dtype == np.float32 and out.shape == (16, 10)
+
+
+def test_modes_of_submodules_put_back(net: models.Net, x64: np.ndarray) -> None:
+    """A module in training mode runs in eval mode and each submodule gets its own mode back;
+    one in eval mode runs as it is (a submodule left in training mode on purpose stays so)."""
+    net.train()
+    net.fc1.eval()
+    a = ms.predict(net, x64)
+    np.testing.assert_array_equal(a, ms.predict(net, x64))
+    assert net.training and net.drop.training and not net.fc1.training
+    net.eval()
+    net.drop.train()  # e.g. Monte-Carlo dropout, asked for by the caller
+    assert not np.array_equal(ms.predict(net, x64), ms.predict(net, x64))
+    assert net.drop.training and not net.training
+
+
+def test_structure_changes_after_a_predict_are_seen(x64: np.ndarray) -> None:
+    """What predict remembers per module (its first parameter, embedding or not) follows a
+    change of the module: a new first layer of another dtype, an embedding put in front."""
+    net = models.trained_net().eval()
+    ms.predict(net, x64)
+    net.fc1 = torch.nn.Linear(64, net.fc1.out_features).to(torch.float64)
+    net.fc2 = net.fc2.to(torch.float64)
+    assert ms.predict(net, x64).dtype == np.float64  # inputs cast to the new first layer's dtype
+    emb = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+    ms.predict(emb, np.zeros((2, 4), np.float32))
+    emb[0] = torch.nn.Embedding(10, 4)
+    out = ms.predict(emb, np.array([[1, 2, 3]]))  # integer ids stay integers for the embedding
+    assert out.shape == (1, 3, 4)

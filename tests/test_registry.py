@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import modelstore as ms
-from modelstore.pipeline.registry import BUILTIN, REGISTRY
 from modelstore.backends import Backend
+from modelstore.pipeline.registry import BUILTIN, REGISTRY
 from modelstore.testing import run_python
 
 

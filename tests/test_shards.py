@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import os
@@ -18,9 +17,9 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from torch import nn  # noqa: E402
 
 import modelstore as ms  # noqa: E402
+from modelstore.api import recorded_metadata  # noqa: E402
 from modelstore.formats.safetensors import index as _shards  # noqa: E402
 from modelstore.pipeline import choose  # noqa: E402
-from modelstore.api import recorded_metadata  # noqa: E402
 from tests import models  # noqa: E402
 
 LIMIT = "20KB"  # a 64x64 Linear is 16.6 kB: one layer per shard

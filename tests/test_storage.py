@@ -516,3 +516,22 @@ def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Pat
     with pytest.raises(ms.ArgumentError, match="JSON"):
         ms.save(models.trained_net(), tmp_path / "x.safetensors", metadata={"loss": float("nan")})
     assert store.list() == []
+
+
+@pytest.mark.parametrize("where", ["folder", "mem"])
+def test_store_latest_reads_one_manifest(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latest version is the highest published number, from one listing and one manifest
+    read; a claim without its manifest is not a version; a deleted latest falls back."""
+    root = str(tmp_path / "s") if where == "folder" else f"memory://latest-{uuid.uuid4().hex}"
+    store = ms.Store(root)
+    for i in range(4):
+        store.save({"w": torch.full((2,), float(i))}, "m")
+    store._claim("m")  # a save in progress: number 5 claimed, not published
+    reads: list[str] = []
+    real = type(store)._read_json
+    monkeypatch.setattr(type(store), "_read_json", lambda self, p: reads.append(p) or real(self, p))
+    assert store.resolve("m").version == 4
+    assert [r for r in reads if "/versions/" in r] == [store._vdir("m", 4) + ".json"]
+    assert float(store.load("m")["w"][0]) == 3.0
+    store.delete("m", 4)
+    assert store.resolve("m@latest").version == 3

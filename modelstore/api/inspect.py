@@ -12,7 +12,7 @@ from typing import Any
 
 from .._info import Finding, ModelInfo, ScanReport
 from ..errors import FormatError, ModelNotFoundError
-from ..formats.base import Backend, Inspection, check_meta
+from ..formats.base import Backend, Inspection, check_meta, one_pass
 from ..pipeline import choose, folder, locate, metadata
 from ..pipeline.read import reading, renamed
 from ..security import unreadable
@@ -49,10 +49,11 @@ def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) ->
 
 def info_of(p: Path, backend: Backend) -> ModelInfo:
     """ModelInfo of the local model whose main file is ``p``."""
-    with reading(p, "inspect"):
-        found = backend.inspect(p)
-    meta, where = metadata.read(p, backend)
-    meta, where, note = metadata.current(p, backend, meta, where)
+    with one_pass():  # the backend's inspect and the metadata share what they parse
+        with reading(p, "inspect"):
+            found = backend.inspect(p)
+        meta, where = metadata.read(p, backend)
+        meta, where, note = metadata.current(p, backend, meta, where)
     if note:
         found.extra_metadata["sidecar"] = note
     return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_of(p))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentError, IntegrityError
-from ..formats.base import Backend, LoadRequest, attach
+from ..formats.base import Backend, LoadRequest, attach, one_pass
 from ..pipeline import choose, gate, locate, metadata
 from ..pipeline import options as typed
 from ..pipeline import verify as verify_step
@@ -136,7 +136,7 @@ def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, A
 
 def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str) -> Any:
     """One pass of metadata -> verify -> gate -> backend over one file (held open)."""
-    with one_file(p, backend.single_file(p)) as f:  # every step reads the same file
+    with one_file(p, backend.single_file(p)) as f, one_pass():  # every step reads the same file, parsed once
         computed = None
         if request.verify and not backend.embeds_metadata and sidecar_path(p).is_file():
             computed = file_checksum(f)

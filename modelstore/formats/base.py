@@ -11,9 +11,11 @@ reads and writes its own bytes. Plugin authors import these names from
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -355,3 +357,30 @@ def attached(obj: Any) -> dict[str, Any]:
     except TypeError:
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+# -- one pipeline pass --------------------------------------------------------------------
+
+_PASS: ContextVar[dict[Any, Any] | None] = ContextVar("modelstore_pass", default=None)
+
+
+@contextlib.contextmanager
+def one_pass() -> Iterator[None]:
+    """The steps of one read of one file (metadata, checksum, scan, load or inspect) share
+    what they parse (:func:`pass_cached`); the next pass, or a retry, starts afresh."""
+    token = _PASS.set({})
+    try:
+        yield
+    finally:
+        _PASS.reset(token)
+
+
+def pass_cached(key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per pass for ``key`` (which must name the file's identity, not only
+    its path); outside a pass, every time."""
+    cache = _PASS.get()
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]

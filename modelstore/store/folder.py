@@ -76,6 +76,14 @@ class _Folder:
                         todo=_FIX)
             except ModelNotFoundError:
                 return []
+        if self._local:  # os.listdir: fsspec's local ls costs ~7 µs per entry (a store's latest lists every version)
+            try:
+                return os.listdir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as e:
+                with _remote.storage_errors(self._public(path), "list"):
+                    raise e from None
         try:
             with _remote.storage_errors(self._public(path), "list"):
                 return [_remote.basename(p) for p in self._fs.ls(path, detail=False)]

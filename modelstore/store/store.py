@@ -199,6 +199,18 @@ class Store(_Folder):
                     out.append(self._version(name, number, manifest, aliases))
         return sorted(out, key=lambda v: v.version)
 
+    def _latest(self, name: str, aliases: dict[str, int]) -> ModelVersion | None:
+        """The highest published version from one listing and one manifest read (not every
+        manifest: a load of the latest costs the same at 10 versions and at 10,000). A manifest
+        deleted between the listing and the read falls back to the next highest."""
+        numbers = sorted((n for n in (_number(e[:-len(".json")]) for e in self._ls(self._p(name, "versions"))
+                                      if e.endswith(".json")) if n is not None), reverse=True)
+        for number in numbers:
+            manifest = self._read_json(self._vdir(name, number) + ".json")
+            if manifest is not None:
+                return self._version(name, number, manifest, aliases)
+        return None
+
     def _version(self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
         """A manifest read as hostile input: names lead only into the version's folder
         (ConfinementError), every field has its type and sizes their range (FormatError)."""
@@ -257,11 +269,11 @@ class Store(_Folder):
             raise ArgumentError(msg)
         aliases = self._aliases(name)
         if which in ("", "latest"):
-            found = self.versions(name)
-            if not found:
+            latest = self._latest(name, aliases)
+            if latest is None:
                 raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
                                          f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
-            return found[-1]
+            return latest
         if number is None and which in aliases:
             number = aliases[which]
         elif number is None:

@@ -235,6 +235,24 @@ def test_predict_modes() -> None:
         ms.predict(model, np.zeros((2, 5), np.float32))
 
 
+def test_predict_batches_agree_with_keras_predict() -> None:
+    """One predict_on_batch when the input fits a batch, several otherwise (rows and several
+    inputs alike): the same numbers as Keras' own model.predict."""
+    from modelstore.formats.keras import predict as kp
+
+    model = mlp()
+    x = np.random.default_rng(2).random((kp.ONE_BATCH + 5, 64), dtype=np.float32)
+    ref = model.predict(x, verbose=0)
+    for batch_size in (None, 1, 100, kp.ONE_BATCH + 5, 10_000):
+        np.testing.assert_allclose(ms.predict(model, x, batch_size=batch_size), ref, rtol=1e-5, atol=1e-6)
+    a, b = keras.Input((4,)), keras.Input((2,))
+    two = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
+    xa, xb = X[:10, :4], X[:10, 4:6]
+    ref2 = two.predict([xa, xb], verbose=0)
+    np.testing.assert_allclose(ms.predict(two, (xa, xb), batch_size=3), ref2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ms.predict(two, (xa, xb)), ref2, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_other_frameworks_never_import_tensorflow(tmp_path: Path) -> None:
     """Saving and loading torch and scikit-learn models leaves tensorflow unimported."""

@@ -14,7 +14,6 @@ import modelstore as ms
 from tests.reliability.conftest import count, record, spawn
 from tests.reliability.workers import FAMILIES, make, version_of
 
-
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
 
 def load_quietly(path: Path) -> Any:

@@ -15,7 +15,6 @@ from the load is a finding.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import random
@@ -216,7 +215,11 @@ def fitted_state_objects(X: Any, y: Any) -> list[Any]:
     """Estimators whose attributes the end-of-load checks compare with each other."""
     import numpy as np
     from sklearn.cluster import BisectingKMeans, FeatureAgglomeration
-    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingRegressor, IsolationForest
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        IsolationForest,
+    )
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.neighbors import RadiusNeighborsClassifier
     from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, SplineTransformer

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 import modelstore as ms
-from modelstore.security.origin import import_trusted, installed_locations, trusted_origin, untrusted_reason
+from modelstore.security.origin import (
+    import_trusted,
+    installed_locations,
+    trusted_origin,
+    untrusted_reason,
+)
 from modelstore.testing import run_python
 
 

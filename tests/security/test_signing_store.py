@@ -11,7 +11,7 @@ pytest.importorskip("OpenSSL")
 torch = pytest.importorskip("torch")
 
 import modelstore as ms  # noqa: E402
-from tests.security.test_signing import Keys, flip, load_pt, pt_model, sharded_model  # noqa: E402
+from tests.security.test_signing import Keys, flip, pt_model, sharded_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

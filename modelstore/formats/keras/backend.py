@@ -53,7 +53,7 @@ from ..base import (
     PredictRequest,
     is_instance_of,
 )
-from .predict import finish, first_reason, input_names, prepare
+from .predict import finish, first_reason, input_names, prepare, run_batches
 from .predict import last_activation as _last_activation
 
 META_ENTRY = "modelstore.json"
@@ -254,7 +254,7 @@ class KerasBackend(Backend):
             raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
         x = prepare(model, inputs)
         try:
-            out = model.predict(x, batch_size=request.batch_size or 32, verbose=0)
+            out = run_batches(model, x, request.batch_size)
         except Exception as e:  # TensorFlow raises its own error types for bad shapes
             first = first_reason(e)
             names = input_names(model)

@@ -216,6 +216,8 @@ class SafetensorsBackend(Backend):
         return export_torch(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        return _torch.predict(model, inputs, request)
+        from ..torch.predict import predict
+
+        return predict(model, inputs, request)
 
 

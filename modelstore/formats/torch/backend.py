@@ -234,7 +234,9 @@ class TorchBackend(Backend):
         return export_torch(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        return _torch.predict(model, inputs, request)
+        from ..torch.predict import predict
+
+        return predict(model, inputs, request)
 
 
 def _torch_version(torch: Any) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import importlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import _warn
 from ...errors import (
@@ -19,15 +19,12 @@ from ...errors import (
     ArgumentError,
     UnsupportedModelError,
 )
-from ..base import LoadRequest, PredictRequest, labels_from_scores
+from ..base import LoadRequest
 from . import dtype as _dtype
 from .kinds import contains_tensor as contains_tensor
 from .kinds import is_module as is_module
 from .kinds import is_state_dict as is_state_dict
 from .kinds import is_tensor as is_tensor
-
-if TYPE_CHECKING:
-    import torch
 
 _SHOW = 20
 
@@ -296,85 +293,3 @@ def _to_device(sd: dict[str, Any], device: str | None) -> dict[str, Any]:
         return sd
     return {k: v.to(device) for k, v in sd.items()}
 
-
-# -- predict ------------------------------------------------------------------------------
-
-
-def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    if not isinstance(x, torch.Tensor):
-        try:
-            arr = np.asarray(x)
-        except ValueError as e:  # ragged lists
-            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
-        if arr.dtype.kind not in "biuf":
-            raise ArgumentError(f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})")
-        x = torch.from_numpy(np.ascontiguousarray(arr))
-    if like is not None and like.is_floating_point() and x.dtype != like.dtype:
-        # floats follow the model's dtype; integers too, unless the model starts with an embedding
-        if x.is_floating_point() or (not takes_ids and x.dtype != torch.bool):
-            x = x.to(like.dtype)
-    out: torch.Tensor = x
-    return out
-
-
-def _starts_with_embedding(module: Any) -> bool:
-    import torch
-
-    for m in module.modules():
-        if any(True for _ in m.parameters(recurse=False)):
-            return isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
-    return False
-
-
-def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
-    """Run ``module`` in eval mode under ``torch.inference_mode()``; numpy out."""
-    import torch
-
-    first = next(iter(module.parameters()), None)
-    check_device(request.device, Path("<model>"))
-    if request.device is not None:
-        module.to(request.device)
-        first = next(iter(module.parameters()), None)
-    device = first.device if first is not None else torch.device(request.device or "cpu")
-    if inputs is None:
-        raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
-    many = isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs)
-    takes_ids = _starts_with_embedding(module)
-    xs = [_as_tensor(i, first, takes_ids) for i in (inputs if many else (inputs,))]
-    n = xs[0].shape[0] if xs[0].dim() else 1
-    step = request.batch_size or n or 1
-    was_training = module.training
-    module.eval()
-    outs = []
-    try:
-        with torch.inference_mode():
-            for s in range(0, max(n, 1), step):
-                chunk = [x[s : s + step].to(device) if x.dim() else x.to(device) for x in xs]
-                try:
-                    y = module(*chunk)
-                except (RuntimeError, ValueError, IndexError, TypeError) as e:
-                    shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
-                    msg = f"the inputs (shape {shapes}) do not fit the model: {str(e).splitlines()[0]}"
-                    raise ArgumentError(msg) from None
-                if not isinstance(y, torch.Tensor):
-                    msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
-                    raise UnsupportedModelError(msg)
-                if request.output in ("proba", "label"):
-                    if y.dim() and y.shape[-1] == 1:  # one logit: a binary classifier
-                        p = torch.sigmoid(y.float())
-                        y = torch.cat([1 - p, p], dim=-1)
-                    else:
-                        y = torch.softmax(y.float(), dim=-1)
-                outs.append(y.detach().to("cpu"))
-    finally:
-        module.train(was_training)
-    y = torch.cat(outs) if len(outs) > 1 else outs[0]
-    if y.dtype in (torch.bfloat16, torch.float16):
-        y = y.float()
-    arr = y.numpy()
-    if request.output == "label":
-        return labels_from_scores(arr, request.labels)
-    return arr

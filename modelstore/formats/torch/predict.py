@@ -1,0 +1,115 @@
+"""``ms.predict`` for torch modules: eval mode, ``torch.inference_mode()``, numpy out.
+
+A hot path (serving calls it per request): a module in eval mode runs as it is, with no
+walk over its submodules to switch modes; the first parameter (dtype, device, embedding or
+not) is found by a walk that stops at the first submodule holding one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ArgumentError, UnsupportedModelError
+from ..base import PredictRequest, labels_from_scores
+
+if TYPE_CHECKING:
+    import torch
+
+def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tensor:
+    import numpy as np
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # ragged lists
+            raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
+        if arr.dtype.kind not in "biuf":
+            raise ArgumentError(f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})")
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    if like is not None and like.is_floating_point() and x.dtype != like.dtype:
+        # floats follow the model's dtype; integers too, unless the model starts with an embedding
+        if x.is_floating_point() or (not takes_ids and x.dtype != torch.bool):
+            x = x.to(like.dtype)
+    out: torch.Tensor = x
+    return out
+
+
+def _first_and_ids(module: Any) -> tuple[Any, bool]:
+    """The module's first parameter (``next(module.parameters())``) and whether the submodule
+    holding it is an embedding (the model takes integer ids). One walk that stops at the first
+    submodule with a parameter, reading ``_parameters`` directly: a few µs, no generators of
+    generators, and nothing remembered that a change of the module could make stale."""
+    import torch
+
+    for m in module.modules():
+        for p in m._parameters.values():
+            if p is not None:
+                return p, isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+    return None, False
+
+
+def _eval_for_predict(module: Any) -> list[tuple[Any, bool]]:
+    """Switch ``module`` and its submodules to eval mode; their previous modes, to restore."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    return modes
+
+
+def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
+    """Run ``module`` in eval mode under ``torch.inference_mode()``; numpy out."""
+    import torch
+
+    if request.device is not None:
+        from .common import check_device
+
+        check_device(request.device, Path("<model>"))
+        module.to(request.device)
+    first, takes_ids = _first_and_ids(module)
+    device = first.device if first is not None else torch.device(request.device or "cpu")
+    if inputs is None:
+        raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
+    many = isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs)
+    xs = [_as_tensor(i, first, takes_ids) for i in (inputs if many else (inputs,))]
+    n = xs[0].shape[0] if xs[0].dim() else 1
+    step = request.batch_size or n or 1
+    # A module in eval mode (what ms.load returns) runs as it is: no walk over every
+    # submodule per call. One in training mode is switched to eval for the call and each
+    # submodule's own mode is put back afterwards.
+    modes = _eval_for_predict(module) if module.training else None
+    outs = []
+    try:
+        with torch.inference_mode():
+            for s in range(0, max(n, 1), step):
+                if step >= n:  # one batch: no slicing
+                    chunk = [x.to(device) for x in xs]
+                else:
+                    chunk = [x[s : s + step].to(device) if x.dim() else x.to(device) for x in xs]
+                try:
+                    y = module(*chunk)
+                except (RuntimeError, ValueError, IndexError, TypeError) as e:
+                    shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
+                    msg = f"the inputs (shape {shapes}) do not fit the model: {str(e).splitlines()[0]}"
+                    raise ArgumentError(msg) from None
+                if not isinstance(y, torch.Tensor):
+                    msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
+                    raise UnsupportedModelError(msg)
+                if request.output in ("proba", "label"):
+                    if y.dim() and y.shape[-1] == 1:  # one logit: a binary classifier
+                        p = torch.sigmoid(y.float())
+                        y = torch.cat([1 - p, p], dim=-1)
+                    else:
+                        y = torch.softmax(y.float(), dim=-1)
+                outs.append(y.detach().to("cpu"))
+    finally:
+        if modes is not None:
+            for m, mode in modes:
+                m.training = mode
+    y = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if y.dtype in (torch.bfloat16, torch.float16):
+        y = y.float()
+    arr = y.numpy()
+    if request.output == "label":
+        return labels_from_scores(arr, request.labels)
+    return arr
