@@ -19,9 +19,25 @@ from ..base import PredictRequest, labels_from_scores
 def input_names(model: Any) -> list[str]:
     """The model's input names in the order it takes them ([] when Keras does not say)."""
     try:
-        return [str(t.name) for t in model.inputs]
+        tensors = list(model.inputs)
     except (AttributeError, TypeError, ValueError):
         return []
+    # Keras keys a dict of inputs by input *layer* name, which differs from the tensor's
+    # name when the Input was not named ("input_layer_1" vs "keras_tensor_4")
+    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "InputLayer"]
+    names = []
+    for t in tensors:
+        owner = next((layer for layer in layers if getattr(layer, "output", None) is t), None)
+        names.append(str(owner.name if owner is not None else t.name))
+    return names
+
+
+def _takes_dict(model: Any) -> bool:
+    """Whether the model was built from a dict of inputs (Keras then wants one back)."""
+    try:
+        return isinstance(model.input, dict)
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _expects(names: list[str]) -> str:
@@ -53,13 +69,15 @@ def prepare(model: Any, inputs: Any) -> Any:
             detail = "; ".join(p for p in (f"missing {missing}" if missing else "",
                                            f"unknown {unknown}" if unknown else "") if p)
             raise ArgumentError(f"predict inputs by name: {detail}; {_expects(names)}")
-        return {str(k): _array(v, str(k)) for k, v in inputs.items()}
+        arrays = {str(k): _array(v, str(k)) for k, v in inputs.items()}
+        # a model built from a list takes a list: the dict's entries in the model's order
+        return arrays if _takes_dict(model) or not names else [arrays[n] for n in names]
     several = len(names) > 1
     if isinstance(inputs, (tuple, list)) and (several or (inputs and all(hasattr(i, "shape") for i in inputs)
                                                        and isinstance(inputs, tuple))):
         if names and len(inputs) != len(names):
             raise ArgumentError(f"predict got {len(inputs)} inputs; {_expects(names)} (or pass a dict by name)")
-        if several:  # by name: Keras takes a dict for a model built from a list or a dict
+        if several and _takes_dict(model):  # a model built from a dict of inputs takes a dict
             return {n: _array(v, n) for n, v in zip(names, inputs)}
         return [_array(v, names[i] if names else f"input_{i}") for i, v in enumerate(inputs)]
     if several:
