@@ -148,7 +148,7 @@ def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str) -> An
         request.meta = meta
         with reading(f, "load"):
             obj = backend.load(f, request)
-    gate.warn_unpickled(backend, name, request.trust)
+    gate.warn_unpickled(backend, name, request.trust, p, obj)
     attach(obj, meta)
     return obj
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..api.convert import convert_steps
+from ..errors import PickleWarning
 from .common import add_model_options, model_class, read_inputs
 
 PROGRESS_BYTES = 50 << 20
@@ -43,12 +45,22 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                               "write": f"[2/2] writing {args.dst}\n", "done": "done\n"}[what])
             sys.stderr.flush()
 
-    info = convert_steps(args.src, args.dst, model=model, sample_input=sample, trust=args.trust,
-                         overwrite=args.force, step=step)
+    # the command is the application: a pickle source is said in its output, not as a warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PickleWarning)
+        info = convert_steps(args.src, args.dst, model=model, sample_input=sample, trust=args.trust,
+                             overwrite=args.force, step=step)
+    pickled = any(issubclass(w.category, PickleWarning) for w in caught)
+    for w in caught:
+        if not issubclass(w.category, PickleWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if args.json:
         json.dump(info.to_dict(), out, indent=2)
         out.write("\n")
     else:
         out.write(f"{info.path}: {info.format}, {info.size_bytes:,} bytes, {info.num_params:,} parameters, "
                   f"sha256 {info.sha256}\n")
+        if pickled:
+            how = "with --trust" if args.trust else "through the allow-list"
+            out.write(f"note: {args.src} is a pickle (read {how}); {info.path} is what to share\n")
     return 0

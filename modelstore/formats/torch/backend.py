@@ -74,6 +74,13 @@ class TorchBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         return _torch.describe(obj)
 
+    def pickle_advice(self, obj: Any) -> str:
+        if _torch.is_module(obj) or _torch.is_state_dict(obj):
+            return ("torch weights can go to safetensors, which stores no code: "
+                    "ms.save(weights, 'model.safetensors')")
+        return ("a training checkpoint (optimizer state, epoch) is inherently a pickle: keep it "
+                "for resuming, and share the weights as safetensors")
+
     def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
               target: Path) -> str | None:
         import torch
