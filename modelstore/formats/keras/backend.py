@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ... import _warn
 from ..._info import ScanReport
 from ...errors import (
     ArchitectureMismatchError,
@@ -51,9 +53,11 @@ from ..base import (
     Inspection,
     LoadRequest,
     PredictRequest,
+    attached,
     is_instance_of,
     labels_from_scores,
 )
+from ..shapes import expected_shapes, fit_hint
 
 META_ENTRY = "modelstore.json"
 META_ATTR = "modelstore"
@@ -119,6 +123,10 @@ class KerasBackend(Backend):
             os.replace(kpath, tmp)
         finally:
             kpath.unlink(missing_ok=True)
+        if mode == "h5" and re.search(r"weights?$", target.stem, re.IGNORECASE):
+            base = re.sub(r"[_.-]*weights?$", "", target.stem, flags=re.IGNORECASE) or "model"
+            _warn.warn(f"{target}: a full model (architecture and weights) was written; Keras writes "
+                       f"weights only to names ending in .weights.h5, such as {base}.weights.h5", UserWarning)
         return None
 
     # -- read ----------------------------------------------------------------------------
@@ -264,7 +272,10 @@ class KerasBackend(Backend):
             out = np.asarray(model.predict(x, batch_size=request.batch_size or 32, verbose=0))
         except Exception as e:  # TensorFlow raises its own error types for bad shapes
             first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise ArgumentError(f"the inputs do not fit the model: {first}") from None
+            given = [tuple(v.shape) for v in (x if isinstance(x, list) else [x]) if hasattr(v, "shape")]
+            hint = fit_hint(given, expected_shapes(attached(model)) or _input_shapes(model))
+            raise ArgumentError(f"the inputs (shape {', '.join(map(str, given))}) do not fit the model: "
+                                f"{first}{hint}") from None
         if request.output in ("proba", "label"):
             out = to_probabilities(out, _last_activation(model))
         if request.output == "label":
@@ -430,3 +441,9 @@ def _h5_checksum(f: Any) -> str:
             hasher.update(d[start : start + rows].tobytes())
     return format_checksum(hasher)
 
+
+def _input_shapes(model: Any) -> list[list[Any]] | None:
+    try:
+        return [list(t.shape) for t in model.inputs]
+    except Exception:  # a subclassed model that was never built has no inputs
+        return None

@@ -19,12 +19,14 @@ from ...errors import (
     ArgumentError,
     UnsupportedModelError,
 )
-from ..base import LoadRequest, PredictRequest, labels_from_scores
+from ..base import LoadRequest, PredictRequest, attached, labels_from_scores
+from ..shapes import expected_shapes, fit_hint, runtime_message
 from . import dtype as _dtype
 from .kinds import contains_tensor as contains_tensor
 from .kinds import is_module as is_module
 from .kinds import is_state_dict as is_state_dict
 from .kinds import is_tensor as is_tensor
+from .kinds import training_state_hint as training_state_hint
 
 if TYPE_CHECKING:
     import torch
@@ -357,8 +359,9 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
                     y = module(*chunk)
                 except (RuntimeError, ValueError, IndexError, TypeError) as e:
                     shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
-                    msg = f"the inputs (shape {shapes}) do not fit the model: {str(e).splitlines()[0]}"
-                    raise ArgumentError(msg) from None
+                    msg = f"the inputs (shape {shapes}) do not fit the model: {runtime_message(e)}"
+                    hint = fit_hint([tuple(x.shape) for x in xs], expected_shapes(attached(module)))
+                    raise ArgumentError(msg + hint) from None
                 if not isinstance(y, torch.Tensor):
                     msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
                     raise UnsupportedModelError(msg)
