@@ -15,7 +15,9 @@ def expected_shapes(meta: dict[str, Any]) -> list[list[Any]] | None:
     if not isinstance(inputs, list) or not inputs:
         return None
     shapes = [i.get("shape") for i in inputs if isinstance(i, dict)]
-    return shapes if shapes and all(isinstance(s, list) for s in shapes) else None
+    if not shapes or not all(isinstance(s, list) for s in shapes):
+        return None
+    return [list(s) for s in shapes if isinstance(s, list)]
 
 
 def _show(shape: Sequence[Any]) -> str:
