@@ -16,8 +16,10 @@ Install with ``pip install "modelstore-safe[serve]"``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -222,6 +224,27 @@ def run_model(loaded: Any, inputs: Any, output: str, batch_size: int | None) -> 
         raise ClientError(422, f"the model cannot run on these inputs: {type(e).__name__}: {first}") from None
 
 
+def servable(path: str, loaded: Any) -> None:
+    """Refuse at start-up what no request could run: weights without their class."""
+    from .api.inspect import recorded_metadata
+    from .api.predict import predictor
+    from .errors import UnsupportedModelError
+
+    try:
+        predictor(type(loaded), loaded)
+        return
+    except UnsupportedModelError:
+        pass
+    what = "weights only (a state dict or checkpoint)" if isinstance(loaded, dict) else f"a {type(loaded).__qualname__}"
+    try:
+        recorded = recorded_metadata(path).get("model_class")
+    except ModelstoreError:
+        recorded = None
+    hint = (f"pass the recorded class: --model {recorded} (Python: model=)" if isinstance(recorded, str)
+            else "pass the model's class: --model MODULE:CLASS or path/to/file.py:CLASS (Python: model=)")
+    raise ArgumentError(f"{path}: holds {what}, which cannot answer /predict; {hint}")
+
+
 def _json_media(content_type: str | None) -> bool:
     if content_type is None:
         return True  # a bare POST: read as JSON, the only thing this server reads
@@ -252,6 +275,7 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a PickleWarning is the load's business; a refusal raises
         loaded = load(path, model=model, trust=trust, signed_by=signed_by, signature=signature)
+    servable(path, loaded)
     info = inspect(path).to_dict()
     cap = limits.max_body_bytes
 
@@ -306,12 +330,23 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
 
 def run(path: str, *, host: str = "127.0.0.1", port: int = 8000, model: Any = None,
         trust: bool | list[str] = False, limits: Limits | None = None, signed_by: Any = None,
-        signature: str | None = None) -> None:
-    """Serve until interrupted (see :func:`create_app`)."""
+        signature: str | None = None, ready: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted (see :func:`create_app`). ``ready(url)`` is called once the
+    model is loaded and the port is listening (the CLI prints "serving ... on ..." there)."""
     try:
         import uvicorn
     except ImportError:
         raise MissingDependencyError('serving needs uvicorn; run: pip install "modelstore-safe[serve]"',
                                      name="uvicorn") from None
     app = create_app(path, model=model, trust=trust, limits=limits, signed_by=signed_by, signature=signature)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    asyncio.run(_serve(server, lambda: ready(f"http://{host}:{port}") if ready else None))
+
+
+async def _serve(server: Any, on_started: Callable[[], None]) -> None:
+    task = asyncio.ensure_future(server.serve())
+    while not task.done() and not server.started:
+        await asyncio.sleep(0.02)
+    if server.started:
+        on_started()
+    await task

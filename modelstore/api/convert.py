@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import _progress
 from .._info import ModelInfo
 from ..pipeline import choose, locate
 from ..pipeline.export import export
@@ -21,7 +22,8 @@ from .save import save
 
 def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | None = None,
                 dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3,
-                atol: float = 1e-5, storage_options: dict[str, Any] | None = None) -> ModelInfo:
+                atol: float = 1e-5, storage_options: dict[str, Any] | None = None,
+                progress: bool | None = None) -> ModelInfo:
     """Export a PyTorch, scikit-learn or Keras model to ONNX and verify it with onnxruntime.
 
     Parameters
@@ -33,6 +35,8 @@ def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | N
     dynamic_batch : make the first dimension dynamic.
     check : run the original and onnxruntime on the sample and on generated batches of 1, 7
         and the sample's size, and raise ExportMismatchError beyond ``rtol``/``atol``.
+    progress : a progress bar on stderr (needs tqdm): None (default) on a terminal once the
+        export takes over 0.5 s, True always, False never (``MODELSTORE_PROGRESS=0/1``).
 
     Returns
     -------
@@ -44,28 +48,33 @@ def export_onnx(model: Any, path: PathLike, *, sample_input: Any, opset: int | N
     >>> ms.export_onnx(net, "digits.onnx", sample_input=x[:8])
     >>> ms.predict("digits.onnx", x)          # onnxruntime only: no torch needed
     """
+    _progress.wanted(progress)
     path, uri = locate.split(path)
     if uri is not None:
         with locate.staged(uri, True, storage_options) as (staged, publish):
             info = export_onnx(model, staged, sample_input=sample_input, opset=opset,
-                               dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol)
+                               dynamic_batch=dynamic_batch, check=check, rtol=rtol, atol=atol,
+                               progress=progress)
             out: ModelInfo = publish(info)
         return out
     target = Path(os.fspath(path))
     onnx = REGISTRY.get("onnx")
-    export(model, target, onnx, sample_input=sample_input, opset=opset, dynamic_batch=dynamic_batch,
-           check=check, rtol=rtol, atol=atol)
+    with _progress.progress_bar(f"exporting {target.name}", 1, progress=progress) as bar:
+        bar.step("export and check" if check else "export")
+        export(model, target, onnx, sample_input=sample_input, opset=opset, dynamic_batch=dynamic_batch,
+               check=check, rtol=rtol, atol=atol)
     return info_of(target, onnx)
 
 
 def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,
             trust: bool | list[str] = False, overwrite: bool = True,
-            storage_options: dict[str, Any] | None = None) -> ModelInfo:
+            storage_options: dict[str, Any] | None = None, progress: bool | None = None) -> ModelInfo:
     """Load ``src`` (through the same trust gate) and save it as ``dst``'s format.
 
     Metadata recorded with ``src`` (config, labels, your metadata) carries over; converting to
     an export format (``.onnx``) needs ``sample_input`` and records ``src``'s sha256.
     ``overwrite=False`` refuses an existing ``dst`` (local or remote) before anything is read.
+    ``progress``: a bar on stderr over the load and the write (see :func:`save`).
 
     Examples
     --------
@@ -73,8 +82,14 @@ def convert(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: An
     >>> ms.convert("digits.safetensors", "digits.onnx", model=Net, sample_input=x[:8])
     >>> ms.convert("s3://models/weights.pth", "s3://models/weights.safetensors")
     """
-    return convert_steps(src, dst, model=model, sample_input=sample_input, trust=trust,
-                         overwrite=overwrite, storage_options=storage_options)
+    _progress.wanted(progress)
+    size = Path(os.fspath(src)).stat().st_size if locate.split(src)[1] is None and \
+        Path(os.fspath(src)).is_file() else None
+    with _progress.progress_bar(f"converting {Path(os.fspath(src)).name}", 2, progress=progress,
+                                size=size) as bar:
+        return convert_steps(src, dst, model=model, sample_input=sample_input, trust=trust,
+                             overwrite=overwrite, storage_options=storage_options,
+                             step=lambda what: bar.step(what) if what != "done" else None)
 
 
 def convert_steps(src: PathLike, dst: PathLike, *, model: Any = None, sample_input: Any = None,
@@ -100,7 +115,7 @@ def convert_steps(src: PathLike, dst: PathLike, *, model: Any = None, sample_inp
     check_target(dst_path, overwrite)  # before the (possibly long) load
     step("load")
     meta = recorded_metadata(src)
-    obj = load(src, model=model, trust=trust)
+    obj = load(src, model=model, trust=trust, progress=False)
     step("write")
     backend = choose.for_save(obj, dst_path, None)
     if backend.exports_to:
@@ -109,6 +124,7 @@ def convert_steps(src: PathLike, dst: PathLike, *, model: Any = None, sample_inp
         info = info_of(dst_path, backend)
     else:
         info = save(obj, dst_path, config=meta.get("config"), metadata=meta.get("metadata"),
-                    labels=meta.get("labels"), sample_input=sample_input, overwrite=overwrite)
+                    labels=meta.get("labels"), sample_input=sample_input, overwrite=overwrite,
+                    progress=False)
     step("done")
     return info

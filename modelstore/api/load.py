@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import _progress
 from ..errors import ArgumentError, IntegrityError
 from ..formats.base import Backend, LoadRequest, attach, one_pass
 from ..pipeline import choose, gate, locate, metadata
@@ -29,7 +30,8 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
          format: str | None = None, device: str | None = None,
          trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
          sha256: str | None = None, storage_options: dict[str, Any] | None = None,
-         signed_by: Any = None, signature: PathLike | None = None, **options: Any) -> Any:
+         signed_by: Any = None, signature: PathLike | None = None, progress: bool | None = None,
+         **options: Any) -> Any:
     """Load a model file without running code from it unless ``trust`` allows.
 
     Parameters
@@ -57,6 +59,9 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
         by ``verify=False``. See docs/signing.md.
     signature : the signature bundle (default ``FILE.sig`` beside the file, ``FOLDER/model.sig``;
         for a URI, ``URI.sig``).
+    progress : a progress bar on stderr (needs tqdm): None (default) on a terminal once the
+        load takes over 0.5 s (at once for files over 50 MB), True always, False never; the
+        environment variable ``MODELSTORE_PROGRESS=0/1`` sets the default.
     **options : the backend's typed load options; unknown names are refused with the valid
         ones. torch weights: ``dtype=`` (the floating-point dtype to return; by default a
         ``model=`` keeps its own dtypes and a state dict comes back in the dtypes saved before
@@ -82,8 +87,9 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
         raise ArgumentError(f"config= must be a dict of constructor keyword arguments, not {type(config).__name__}")
     if config is not None and not isinstance(model, type):
         raise ArgumentError("config= gives the constructor arguments of model=: pass the class as model=")
+    _progress.wanted(progress)  # checked before anything is read
     args = dict(model=model, config=config, format=format, device=device, trust=trust, strict=strict,
-                verify=verify, sha256=sha256, options=options)
+                verify=verify, sha256=sha256, options=options, progress=progress)
     if signed_by is not None or signature is not None:  # verify a private copy, load that copy
         return _load_signed(path, signed_by, signature, storage_options, args)
     path, uri = locate.split(path)
@@ -118,7 +124,7 @@ def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dic
 def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, Any] | None,
                 format: str | None, device: str | None,
                 trust: bool | list[str], strict: bool, verify: bool, sha256: str | None,
-                options: dict[str, Any]) -> Any:
+                options: dict[str, Any], progress: bool | None = None) -> Any:
     p = choose.model_file(path)
     backend = choose.for_file(p, format)
     opts = typed.parse(backend, "load", options, shown or p)
@@ -126,29 +132,40 @@ def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, A
     request = LoadRequest(model=model, device=device, trust=trust, strict=strict, options=opts,
                           verify=verify, config=config)
     name = shown or str(p)
-    if sha256 is not None:
-        files = locate.companion_names(p, backend)
-        with verify_step.pinned_copy(p, sha256, files) as copy, renamed(copy.parent, str(p.parent)):
-            request.pinned = True
-            return consistently(copy, lambda: _load_once(copy, backend, request, name))
-    return consistently(p, lambda: _load_once(p, backend, request, name))
+    size = p.stat().st_size if p.is_file() else None
+    with _progress.progress_bar(f"loading {Path(name).name}", len(STEPS), progress=progress, size=size) as bar:
+        if sha256 is not None:
+            files = locate.companion_names(p, backend)
+            bar.step("sha256")
+            with verify_step.pinned_copy(p, sha256, files) as copy, renamed(copy.parent, str(p.parent)):
+                request.pinned = True
+                return consistently(copy, lambda: _load_once(copy, backend, request, name, bar.step))
+        return consistently(p, lambda: _load_once(p, backend, request, name, bar.step))
 
 
-def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str) -> Any:
+#: The steps of one load a progress bar counts.
+STEPS = ("checksum", "scan", "load")
+
+
+def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str,
+               step: Any = lambda _: None) -> Any:
     """One pass of metadata -> verify -> gate -> backend over one file (held open)."""
     with one_file(p, backend.single_file(p)) as f, one_pass():  # every step reads the same file, parsed once
+        step("checksum")
         computed = None
         if request.verify and not backend.embeds_metadata and sidecar_path(p).is_file():
             computed = file_checksum(f)
         meta, where = metadata.read(p, backend, computed, data=f)
         if request.verify:
             meta = verify_step.checksum(f, backend, meta, computed, where, shown=name)
+        step("scan")
         with reading(f, "scan"):
             gate.gate(backend, f, request.trust)
         request.meta = meta
+        step("load")
         with reading(f, "load"):
             obj = backend.load(f, request)
-    gate.warn_unpickled(backend, name, request.trust)
+    gate.warn_unpickled(backend, name, request.trust, p, obj)
     attach(obj, meta)
     return obj
 

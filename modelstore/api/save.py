@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import _progress
 from .._info import ModelInfo
 from ..errors import ArgumentError, ModelstoreError
 from ..formats.base import Backend, attach
@@ -29,7 +30,8 @@ from .inspect import info_of
 def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[str, Any] | None = None,
          metadata: dict[str, Any] | None = None, labels: list[Any] | None = None,
          sample_input: Any = None, overwrite: bool = True,
-         storage_options: dict[str, Any] | None = None, **options: Any) -> ModelInfo:
+         storage_options: dict[str, Any] | None = None, progress: bool | None = None,
+         **options: Any) -> ModelInfo:
     """Save ``model`` to ``path`` atomically, with metadata and a payload checksum.
 
     Parameters
@@ -47,6 +49,8 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     overwrite : if False, refuse to replace an existing file.
     storage_options : passed to fsspec when ``path`` is a URI (``s3://bucket/key``): the
         model is written locally, then uploaded payload first and metadata last.
+    progress : a progress bar on stderr (needs tqdm): None (default) on a terminal once the
+        save takes over 0.5 s, True always, False never (``MODELSTORE_PROGRESS=0/1``).
     **options : the backend's typed save options; unknown names are refused with the valid
         ones. torch weights: ``dtype=`` (cast floating-point tensors to ``"float16"``,
         ``"bfloat16"``, ``"float32"`` or ``"float64"``; ``load`` restores the original
@@ -69,14 +73,26 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     >>> info = ms.save(net, "digits.safetensors", config={"hidden": 32}, labels=list("0123456789"))
     >>> net = ms.load("digits.safetensors", model=Net)
     """
+    _progress.wanted(progress)
     path, uri = locate.split(path)
     if uri is not None:
-        with locate.staged(uri, overwrite, storage_options) as (staged, publish):
+        with locate.staged(uri, overwrite, storage_options) as (staged, publish), \
+                _progress.progress_bar(f"saving {uri.rsplit('/', 1)[-1]}", 2, progress=progress) as bar:
+            bar.step("write")
             info = save(model, staged, format=format, config=config, metadata=metadata,
-                        labels=labels, sample_input=sample_input, **options)
+                        labels=labels, sample_input=sample_input, progress=False, **options)
+            bar.step("upload")
             out: ModelInfo = publish(info)
         return out
     target = Path(os.fspath(path))
+    with _progress.progress_bar(f"saving {target.name}", 1, progress=progress) as bar:
+        bar.step("write")
+        return _save_local(model, target, format, config, metadata, labels, sample_input, overwrite, options)
+
+
+def _save_local(model: Any, target: Path, format: str | None, config: dict[str, Any] | None,
+                metadata: dict[str, Any] | None, labels: list[Any] | None, sample_input: Any,
+                overwrite: bool, options: dict[str, Any]) -> ModelInfo:
     backend = choose.for_save(model, target, format)
     if backend.exports_to:
         if options or config is not None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, PickleWarning
 from .common import add_model_options, model_class, read_inputs
 
 EXAMPLE = (
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
     cls = model_class(args.model, args.config)
     model: Any = args.path
+    # the command is the application here: it decides that the pickle note is not output
+    warnings.filterwarnings("ignore", category=PickleWarning)
     if cls is not None or args.trust:
         model = load(args.path, model=cls, trust=args.trust)
     result = evaluate(model, x, y, labels=labels)

@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .._info import Finding, ScanReport, printable
 from ..errors import ModelstoreError
@@ -38,7 +39,8 @@ def add_parser(sub: Any, make: Any) -> None:
     p.add_argument("--output", "-o", metavar="FILE", default=None,
                    help="write the report to FILE instead of stdout")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: when stderr is a terminal)")
+                   help="show a progress bar (default: on a terminal, once it takes over 0.5 s; "
+                        "MODELSTORE_PROGRESS=0/1; needs tqdm)")
     p.set_defaults(func=run)
 
 
@@ -52,8 +54,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write("modelstore: error: no model files found in " + ", ".join(args.paths) +
                          " (scan looks for .safetensors, .pt/.pth, .keras/.h5, .joblib/.pkl, .onnx, ...)\n")
         return 2
-    show = sys.stderr.isatty() if args.progress is None else args.progress
-    records = inventory(files, progress=_Progress(len(files), show).step)
+    from .._progress import progress_bar
+
+    with progress_bar("scanning", len(files), progress=args.progress if len(files) > 1 else False,
+                      unit="file") as bar:
+        records = inventory(files, progress=lambda f: bar.advance(1, f))
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as f:
@@ -161,22 +166,3 @@ def _text(records: list[dict[str, Any]], out: TextIO) -> None:
         for r in records:
             sha = (r["sha256"] or "-")[:16]
             out.write(f"  {printable(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n")
-
-
-class _Progress:
-    """A one-line progress bar on stderr (only for terminals, or when asked)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done = total, enabled and total > 1, 0
-
-    def step(self, label: str) -> None:
-        if not self.enabled:
-            return
-        self.done += 1
-        width = 30
-        filled = width * self.done // self.total
-        sys.stderr.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                         f"{printable(label)[-40:]:<40}")
-        if self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()

@@ -49,11 +49,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     limits = Limits(**{field: getattr(args, field) for _, field, _ in SERVE_LIMITS})
     model = model_class(args.model, args.config)
-    out.write(f"serving {args.path} on http://{args.host}:{args.port} (POST /predict, GET /health, GET /info)\n")
-    out.flush()
     from .sign import signer_arg
 
+    def ready(url: str) -> None:  # the model is loaded and the port listens
+        out.write(f"serving {args.path} on {url} (POST /predict, GET /health, GET /info)\n")
+        out.flush()
+
     serve(args.path, host=args.host, port=args.port, model=model, trust=args.trust, limits=limits,
-          signed_by=signer_arg(args.signed_by), signature=args.signature)
+          signed_by=signer_arg(args.signed_by), signature=args.signature, ready=ready)
     return 0
 

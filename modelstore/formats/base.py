@@ -155,6 +155,16 @@ class Backend:
         """Why ``obj`` cannot be saved in this format, and what to do instead."""
         return "use a suffix its framework supports, or pass format="
 
+    def object_hint(self, obj: Any) -> str | None:
+        """What to save instead of ``obj``, for objects of this framework no backend saves
+        (an optimizer), or None."""
+        return None
+
+    def pickle_advice(self, obj: Any) -> str:
+        """For a ``risk = "pickle"`` backend: what the loaded ``obj`` could be kept as instead
+        (the tail of the ``PickleWarning`` a load emits)."""
+        return "prefer a format that stores no code (safetensors, ONNX) for files you share"
+
     # -- operations --------------------------------------------------------------------
     def describe(self, obj: Any) -> dict[str, Any]:
         """Framework facts about ``obj`` to record in metadata (class path, versions)."""

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, FormatError, StorageError, UnsupportedModelError
+from ..errors import FormatError, StorageError, UnsupportedModelError
 from ..formats.base import Backend
-from ..storage.files import existing_file, read_head
+from ..storage.files import existing_file, not_a_path, read_head
 from .registry import REGISTRY
 
 
@@ -21,7 +21,7 @@ def model_file(path: Any) -> Path:
     try:
         p = Path(os.fspath(path))
     except TypeError as e:
-        raise ArgumentError(f"{path!r} is not a usable path ({e})") from None
+        raise not_a_path(path, e) from None
     if p.is_dir():
         try:
             names = sorted(entry.name for entry in p.iterdir() if entry.is_file())

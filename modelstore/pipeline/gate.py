@@ -4,6 +4,8 @@ deserialised. No backend can skip it by declaring itself safe: only the built-in
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,40 @@ def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
     enforce(backend.scan(path), trust)
 
 
-def warn_unpickled(backend: Backend, shown: str, trust: bool | list[str]) -> None:
-    if backend.risk == "pickle":
-        what = "with trust=True: any code in it ran" if trust is True else (
-            "through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
-        _warn.warn(f"{shown}: unpickled {what}; prefer safetensors for weights you share", PickleWarning)
+#: Files this process already warned about: (file identity, trusted) -> None, oldest first.
+_WARNED: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+_WARNED_MAX = 1024
+
+
+def _identity(shown: str, path: Path) -> tuple[Any, ...]:
+    """The file a user named (resolved path, size, mtime); a URI or a private copy by its
+    name and size."""
+    for candidate, named in ((shown, True), (path, False)):
+        try:
+            st = os.stat(candidate)
+        except (OSError, ValueError):
+            continue
+        if named:
+            return (os.path.realpath(candidate), st.st_size, st.st_mtime_ns)
+        return (shown, st.st_size)
+    return (shown,)
+
+
+def warn_unpickled(backend: Backend, shown: str, trust: bool | list[str], path: Path | None = None,
+                   obj: Any = None) -> None:
+    """One ``PickleWarning`` per file per process (a changed file warns again), at the
+    caller's line, with advice that fits what was loaded. Silence it for files you wrote
+    yourself with ``warnings.filterwarnings("ignore", category=ms.PickleWarning)``."""
+    if backend.risk != "pickle":
+        return
+    key = (*_identity(shown, path if path is not None else Path(shown)), trust is True)
+    if key in _WARNED:
+        return
+    _WARNED[key] = None
+    while len(_WARNED) > _WARNED_MAX:
+        _WARNED.popitem(last=False)
+    what = "with trust=True: any code in it ran" if trust is True else (
+        "through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
+    _warn.warn(f"{shown}: unpickled {what}; {backend.pickle_advice(obj)}. Once per file; "
+               "silence it for files you wrote with "
+               "warnings.filterwarnings('ignore', category=modelstore.PickleWarning)", PickleWarning)

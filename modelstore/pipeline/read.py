@@ -80,6 +80,8 @@ def renamed(local: Path | str, shown: str) -> Iterator[None]:
             e.filename = shown
         else:
             e.args = tuple(a.replace(local, shown) if isinstance(a, str) else a for a in e.args)
+            if isinstance(e, ImportError) and e.msg:  # its str() is .msg, not .args
+                e.msg = e.msg.replace(local, shown)
         raise
 
 

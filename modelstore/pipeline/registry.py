@@ -153,6 +153,9 @@ class Registry:
             f"supported: torch modules and dicts of tensors, scikit-learn estimators, Keras models "
             f"(formats: {', '.join(self._entries)})"
         )
+        hint = next((h for h in (self.get(n).object_hint(obj) for n in list(self._entries)) if h), None)
+        if hint and action == "save":
+            msg = f"a {type(obj).__qualname__} cannot be saved as a model: {hint}"
         raise UnsupportedModelError(msg)
 
     def entry_file(self, names: list[str]) -> tuple[Backend, str] | None:

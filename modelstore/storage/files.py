@@ -29,13 +29,24 @@ PathLike = str | os.PathLike[str]
 # -- reading ---------------------------------------------------------------------------------
 
 
+def not_a_path(path: Any, error: Exception) -> ArgumentError:
+    """The error for a path argument that is not one, naming it briefly (never the whole
+    ``repr`` of a model object)."""
+    if isinstance(path, (str, bytes)) or path is None:
+        return ArgumentError(f"{path!r} is not a usable path ({error})")
+    cls = type(path)
+    return ArgumentError(f"a {cls.__module__}.{cls.__qualname__} object was given where a file path is "
+                         f"expected; this call reads model files: pass the path, or for a model in "
+                         f"memory use ms.summary(model) or ms.stats(model)")
+
+
 def existing_file(path: PathLike) -> Path:
     """Return ``path`` as a Path if it is a readable, non-empty regular file, else raise."""
     try:
         p = Path(os.fspath(path))
         st = p.stat()
     except (TypeError, ValueError) as e:
-        raise ArgumentError(f"{path!r} is not a usable path ({e})") from None
+        raise not_a_path(path, e) from None
     except FileNotFoundError:
         msg = f"{p}: no such file. Check the path (relative paths start at {os.getcwd()})"
         raise ModelNotFoundError(errno.ENOENT, msg, str(p)) from None

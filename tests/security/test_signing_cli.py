@@ -103,7 +103,9 @@ def test_create_app_refuses_unsigned(tmp_path: Path, keys: tuple[Keys, Keys]) ->
     with pytest.raises(ms.SignatureError):
         create_app(str(path), signed_by=team.pub)
     ms.sign(path, key=team.key)
-    assert create_app(str(path), signed_by=team.pub) is not None
+    # signed: past the signature check, on to the next refusal (weights without a class)
+    with pytest.raises(ms.ArgumentError, match="weights only"):
+        create_app(str(path), signed_by=team.pub)
 
 
 def test_store_push_sign_with(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:

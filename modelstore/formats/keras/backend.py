@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ... import _warn
 from ..._info import ScanReport
 from ...errors import (
     ArchitectureMismatchError,
@@ -51,8 +53,10 @@ from ..base import (
     Inspection,
     LoadRequest,
     PredictRequest,
+    attached,
     is_instance_of,
 )
+from ..shapes import expected_shapes, fit_hint
 from .predict import finish, first_reason, input_names, prepare, run_batches
 from .predict import last_activation as _last_activation
 
@@ -120,6 +124,10 @@ class KerasBackend(Backend):
             os.replace(kpath, tmp)
         finally:
             kpath.unlink(missing_ok=True)
+        if mode == "h5" and re.search(r"weights?$", target.stem, re.IGNORECASE):
+            base = re.sub(r"[_.-]*weights?$", "", target.stem, flags=re.IGNORECASE) or "model"
+            _warn.warn(f"{target}: a full model (architecture and weights) was written; Keras writes "
+                       f"weights only to names ending in .weights.h5, such as {base}.weights.h5", UserWarning)
         return None
 
     # -- read ----------------------------------------------------------------------------
@@ -259,7 +267,11 @@ class KerasBackend(Backend):
             first = first_reason(e)
             names = input_names(model)
             where = f" (the model takes inputs {names}, in this order)" if len(names) > 1 else ""
-            raise ArgumentError(f"the inputs do not fit the model{where}: {first}") from None
+            given = [tuple(v.shape) for v in (list(x.values()) if isinstance(x, dict) else x if isinstance(x, list)
+                                              else [x]) if hasattr(v, "shape")]
+            hint = fit_hint(given, expected_shapes(attached(model)) or _input_shapes(model))
+            raise ArgumentError(f"the inputs (shape {', '.join(map(str, given))}) do not fit the "
+                                f"model{where}: {first}{hint}") from None
         return finish(model, out, request, _last_activation(model) if request.output != "raw" else None)
 
 
@@ -414,3 +426,9 @@ def _h5_checksum(f: Any) -> str:
             hasher.update(d[start : start + rows].tobytes())
     return format_checksum(hasher)
 
+
+def _input_shapes(model: Any) -> list[list[Any]] | None:
+    try:
+        return [list(t.shape) for t in model.inputs]
+    except Exception:  # a subclassed model that was never built has no inputs
+        return None

@@ -23,6 +23,7 @@ from ...security import jsonsafe, unreadable
 from ...security.onnxfile import custom_domains, external_refs, require_onnx
 from ...storage.hashing import check_checksum
 from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest, labels_from_scores
+from ..shapes import expected_shapes, fit_hint, runtime_message
 from .classes import class_list, is_zipmap, map_labels, zipmap_to_array
 from .files import (  # re-exported
     CHECKSUM_KEY as CHECKSUM_KEY,
@@ -323,7 +324,10 @@ class OnnxBackend(Backend):
                          for s in range(0, n, step)]
                 outs = [_join([p[i] for p in parts]) for i in range(len(parts[0]))]
         except Exception as e:  # onnxruntime's InvalidArgument / Fail for wrong shapes or types
-            raise ArgumentError(f"{model.path}: the inputs do not fit the model: {str(e).splitlines()[0]}") from None
+            given = [tuple(v.shape) for v in feed.values()]
+            expected = expected_shapes(model.meta) or [list(i.shape) for i in model.inputs]
+            msg = f"{model.path}: the inputs (shape {', '.join(map(str, given))}) do not fit the model: "
+            raise ArgumentError(msg + runtime_message(e) + fit_hint(given, expected)) from None
         if request.output == "raw":
             return outs[0]
         classes = getattr(model, "classes", None)

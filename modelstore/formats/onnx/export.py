@@ -21,7 +21,7 @@ from ...formats.base import Exported
 EXTERNAL_DATA_BYTES = 2 << 30
 
 
-def _needs(module: str, extra: str = "onnx") -> None:
+def _needs(module: str, extra: str = "export") -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:

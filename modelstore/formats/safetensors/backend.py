@@ -126,7 +126,13 @@ class SafetensorsBackend(Backend):
     def can_predict(self, obj: Any) -> bool:
         return _torch.is_module(obj)
 
+    def object_hint(self, obj: Any) -> str | None:
+        return _torch.training_state_hint(obj)
+
     def save_hint(self, obj: Any) -> str:
+        hint = _torch.training_state_hint(obj)
+        if hint:
+            return hint
         if isinstance(obj, dict):
             return "safetensors holds a flat mapping of names to tensors; save training checkpoints and nested dicts as .pt"
         return "it holds torch modules and dicts of tensors"

@@ -95,6 +95,10 @@ class SklearnBackend(Backend):
     def save_hint(self, obj: Any) -> str:
         return "it holds scikit-learn estimators (and xgboost/lightgbm models)"
 
+    def pickle_advice(self, obj: Any) -> str:
+        return ("a scikit-learn model can go to ONNX, which stores no code "
+                "(ms.export_onnx(model, 'model.onnx', sample_input=X[:1])), or to skops's .skops")
+
     def describe(self, obj: Any) -> dict[str, Any]:
         top = type(obj).__module__.split(".")[0]
         mod = sys.modules.get(top)

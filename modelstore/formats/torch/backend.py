@@ -90,6 +90,19 @@ class TorchBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         return _torch.describe(obj)
 
+    def object_hint(self, obj: Any) -> str | None:
+        return _torch.training_state_hint(obj)
+
+    def save_hint(self, obj: Any) -> str:
+        return _torch.training_state_hint(obj) or "it holds torch modules and dicts with tensors"
+
+    def pickle_advice(self, obj: Any) -> str:
+        if _torch.is_module(obj) or _torch.is_state_dict(obj):
+            return ("torch weights can go to safetensors, which stores no code: "
+                    "ms.save(weights, 'model.safetensors')")
+        return ("a training checkpoint (optimizer state, epoch) is inherently a pickle: keep it "
+                "for resuming, and share the weights as safetensors")
+
     def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
               target: Path) -> str | None:
         import torch
@@ -152,11 +165,18 @@ class TorchBackend(Backend):
                    f"or pass trust=True only if you trust the file's author")
             raise MissingDependencyError(msg, name="torch")
         legacy = not zipfile.is_zipfile(path)
+        missing: list[str] = []
         try:
-            with _allowing(request.trust):
+            with _allowing(request.trust, missing):
                 obj = torch.load(path, map_location=request.device or "cpu",
                                  weights_only=request.trust is not True, mmap=not legacy)
+        except (ImportError, AttributeError) as e:  # trust=True: the class of a pickled module
+            if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
+                raise
+            raise _class_not_importable(path, str(e).splitlines()[0]) from None
         except pickle.UnpicklingError as e:
+            if missing:
+                raise _class_not_importable(path, ", ".join(missing)) from None
             msg = (
                 f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
                 f"Pass trust=True only if you trust the file's author"
@@ -257,8 +277,9 @@ def _weights_of(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def _allowing(trust: bool | list[str]) -> Any:
-    """torch's weights_only unpickler, widened by the caller's ``trust=[...]`` globals."""
+def _allowing(trust: bool | list[str], missing: list[str] | None = None) -> Any:
+    """torch's weights_only unpickler, widened by the caller's ``trust=[...]`` globals (the
+    names that cannot be imported are added to ``missing``)."""
     if isinstance(trust, bool) or not trust:
         return nullcontext()
     import torch
@@ -268,7 +289,9 @@ def _allowing(trust: bool | list[str]) -> Any:
         module, _, attr = name.rpartition(".")
         try:
             obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError, ValueError):
+        except (ImportError, AttributeError, ValueError) as e:
+            if missing is not None:
+                missing.append(f"{name} ({type(e).__name__}: {e})")
             continue
         objs.append(obj)
         if name == "numpy.dtype":
@@ -278,3 +301,14 @@ def _allowing(trust: bool | list[str]) -> Any:
 
             objs.extend(v for v in vars(numpy.dtypes).values() if isinstance(v, type) and issubclass(v, numpy.dtype))
     return torch.serialization.safe_globals(objs)
+
+
+def _class_not_importable(path: Path, detail: str) -> MissingDependencyError:
+    """A pickled whole module names its class by import path: moved or renamed code, or a
+    script's ``__main__``, cannot be found again (the file is not damaged)."""
+    return MissingDependencyError(
+        f"{path}: a class the file was pickled with could not be imported ({detail}). A pickled "
+        f"whole module stores only the import path of its class, so the code must be importable "
+        f"under the same name as when it was saved (not moved, renamed or defined in __main__). "
+        f"Put that module on sys.path, or in the code that made the file re-save the weights: "
+        f"ms.save(model, 'model.safetensors'), loaded later with model=YourClass")

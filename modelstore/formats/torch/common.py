@@ -25,6 +25,7 @@ from .kinds import contains_tensor as contains_tensor
 from .kinds import is_module as is_module
 from .kinds import is_state_dict as is_state_dict
 from .kinds import is_tensor as is_tensor
+from .kinds import training_state_hint as training_state_hint
 
 _SHOW = 20
 

@@ -12,6 +12,20 @@ def is_module(obj: Any) -> bool:
     return is_instance_of(obj, "torch.nn", "Module")
 
 
+def training_state_hint(obj: Any) -> str | None:
+    """What to save instead of an optimizer or a scheduler (their state belongs in a
+    checkpoint beside the model's weights), or None for anything else."""
+    if is_instance_of(obj, "torch.optim", "Optimizer"):
+        what = "an optimizer"
+    elif is_instance_of(obj, "torch.optim.lr_scheduler", "LRScheduler"):
+        what = "a learning-rate scheduler"
+    else:
+        return None
+    return (f"{what} is saved by its state, in a training checkpoint with the model's weights: "
+            "ms.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), "
+            "'epoch': epoch}, 'ckpt.pt'); to resume, build them again and call load_state_dict")
+
+
 def is_tensor(obj: Any) -> bool:
     return is_instance_of(obj, "torch", "Tensor")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ArgumentError, UnsupportedModelError
-from ..base import PredictRequest, labels_from_scores
+from ..base import PredictRequest, attached, labels_from_scores
+from ..shapes import expected_shapes, fit_hint, runtime_message
 
 if TYPE_CHECKING:
     import torch
@@ -90,8 +91,9 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
                     y = module(*chunk)
                 except (RuntimeError, ValueError, IndexError, TypeError) as e:
                     shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
-                    msg = f"the inputs (shape {shapes}) do not fit the model: {str(e).splitlines()[0]}"
-                    raise ArgumentError(msg) from None
+                    msg = f"the inputs (shape {shapes}) do not fit the model: {runtime_message(e)}"
+                    hint = fit_hint([tuple(x.shape) for x in xs], expected_shapes(attached(module)))
+                    raise ArgumentError(msg + hint) from None
                 if not isinstance(y, torch.Tensor):
                     msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
                     raise UnsupportedModelError(msg)
