@@ -26,8 +26,9 @@ def per_call(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
-def interleaved(methods: dict[str, Callable[[], object]], repeat: int, number: int = 1,
-                warmup: int = 1) -> dict[str, float]:
+def interleaved(
+    methods: dict[str, Callable[[], object]], repeat: int, number: int = 1, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds per call of each method; rounds interleave the methods, rotating the order."""
     names = list(methods)
     for name in names:
@@ -35,7 +36,7 @@ def interleaved(methods: dict[str, Callable[[], object]], repeat: int, number: i
             methods[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeat):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             times[name].append(per_call(methods[name], number))
     return {n: statistics.median(ts) for n, ts in times.items()}
@@ -50,7 +51,11 @@ def fmt_s(seconds: float) -> str:
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    out = [f"### {title}", "", "| " + " | ".join(header) + " |",
-           "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    out = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|",
+    ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)

@@ -48,15 +48,19 @@ def main() -> None:
             save_torch_state_dict(sd, many, safe_serialization=False, max_shard_size=f"{mb // 8}MB")
             shards = sorted(many.glob("pytorch_model-*.bin"))
             t = time.perf_counter()
-            ms.load(many)  # the first load scans every shard (later loads reuse the verdicts of unchanged shards)
+            ms.load(
+                many
+            )  # the first load scans every shard (later loads reuse the verdicts of unchanged shards)
             first = time.perf_counter() - t
             raw = best(lambda: [torch.load(s, weights_only=True, mmap=True) for s in shards])
             single = best(lambda: ms.load(one))
             sharded = best(lambda: ms.load(many))
-        print(f"{mb} MB, {len(shards)} shards: raw torch.load of the shards {raw * 1000:.1f} ms, "
-              f"ms.load single file {single * 1000:.1f} ms, ms.load sharded folder {sharded * 1000:.1f} ms "
-              f"(sharded/single {sharded / single:.2f}x, sharded/raw {sharded / raw:.2f}x); "
-              f"first sharded load {first * 1000:.1f} ms")
+        print(
+            f"{mb} MB, {len(shards)} shards: raw torch.load of the shards {raw * 1000:.1f} ms, "
+            f"ms.load single file {single * 1000:.1f} ms, ms.load sharded folder {sharded * 1000:.1f} ms "
+            f"(sharded/single {sharded / single:.2f}x, sharded/raw {sharded / raw:.2f}x); "
+            f"first sharded load {first * 1000:.1f} ms"
+        )
     finally:
         shutil.rmtree(root)
 

@@ -48,7 +48,9 @@ print("SECONDS", time.perf_counter() - t)
 
 def run(code: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     return proc.stdout
@@ -61,14 +63,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"keras": str(Path(tmp) / "m.keras"), "h5": str(Path(tmp) / "m.h5")}
         params = run(MAKE.format(**paths)).split()[-1]
-        print(f"MobileNetV2 (weights=None), {params} parameters; median of {args.repeat} fresh processes\n")
+        print(
+            f"MobileNetV2 (weights=None), {params} parameters; median of {args.repeat} fresh processes\n"
+        )
         print("| file | keras.saving.load_model | ms.load | size check alone |")
         print("| --- | --- | --- | --- |")
         for fmt, path in paths.items():
             row = []
             for method in ("keras", "ms", "check"):
-                times = [float(run(RUN.format(path=path, method=method)).split("SECONDS")[1])
-                         for _ in range(args.repeat)]
+                times = [
+                    float(run(RUN.format(path=path, method=method)).split("SECONDS")[1])
+                    for _ in range(args.repeat)
+                ]
                 row.append(f"{statistics.median(times):.2f} s")
             print(f"| .{fmt} | " + " | ".join(row) + " |")
 

@@ -113,8 +113,17 @@ def child(method: str, folder: Path, layers: int) -> None:
     t1 = time.perf_counter()
     total = touch(net)
     t2 = time.perf_counter()
-    print(json.dumps({"seconds": t2 - t0, "load_only": t1 - t0, "base": base,
-                      "peak": proc_status("VmHWM"), "sum": total}))
+    print(
+        json.dumps(
+            {
+                "seconds": t2 - t0,
+                "load_only": t1 - t0,
+                "base": base,
+                "peak": proc_status("VmHWM"),
+                "sum": total,
+            }
+        )
+    )
 
 
 # -- parent --------------------------------------------------------------------------------
@@ -138,8 +147,16 @@ def write_models(folder: Path, layers: int, width: int = WIDTH) -> int:
 
 
 def run_child(method: str, folder: Path, layers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", method, "--dir", str(folder),
-           "--layers", str(layers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--dir",
+        str(folder),
+        "--layers",
+        str(layers),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{method} failed:\n{out.stderr}")
@@ -159,25 +176,38 @@ def bench_size(size_m: float, repeat: int, root: Path) -> tuple[str, dict]:
     sums = {m: runs[m][0]["sum"] for m in METHODS}
     if max(sums.values()) - min(sums.values()) > 1e-6 * max(1.0, abs(sums["tutorial"])):
         print(f"WARNING: methods loaded different weights: {sums}")
-    res = {m: {"median": statistics.median(r["seconds"] for r in rs),
-               "load_only": statistics.median(r["load_only"] for r in rs),
-               "delta": max(r["peak"] - r["base"] for r in rs),
-               "peak": max(r["peak"] for r in rs)} for m, rs in runs.items()}
+    res = {
+        m: {
+            "median": statistics.median(r["seconds"] for r in rs),
+            "load_only": statistics.median(r["load_only"] for r in rs),
+            "delta": max(r["peak"] - r["base"] for r in rs),
+            "peak": max(r["peak"] for r in rs),
+        }
+        for m, rs in runs.items()
+    }
     raw, tut = res["raw_safetensors"]["median"], res["tutorial"]["median"]
     params = model_bytes // 4
-    lines = [(f"### {params / 1e6:.0f}M parameters ({layers} x Linear({WIDTH}, {WIDTH}), fp32, "
-              f"{model_bytes / 2**20:.0f} MiB): median time of {repeat} fresh processes, "
-              "largest RSS, warm page cache"),
-             "",
-             ("| method | median s | load only s | vs raw_safetensors | speed-up vs tutorial "
-              "| peak RSS MiB | RSS delta MiB | delta / model bytes |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            f"### {params / 1e6:.0f}M parameters ({layers} x Linear({WIDTH}, {WIDTH}), fp32, "
+            f"{model_bytes / 2**20:.0f} MiB): median time of {repeat} fresh processes, "
+            "largest RSS, warm page cache"
+        ),
+        "",
+        (
+            "| method | median s | load only s | vs raw_safetensors | speed-up vs tutorial "
+            "| peak RSS MiB | RSS delta MiB | delta / model bytes |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in METHODS:
         r = res[m]
-        lines.append(f"| {m} | {r['median']:.3f} | {r['load_only']:.3f} "
-                     f"| {r['median'] / raw:.2f}x | {tut / r['median']:.1f}x "
-                     f"| {r['peak'] / 2**20:.0f} | {r['delta'] / 2**20:.0f} "
-                     f"| {r['delta'] / model_bytes:.2f} |")
+        lines.append(
+            f"| {m} | {r['median']:.3f} | {r['load_only']:.3f} "
+            f"| {r['median'] / raw:.2f}x | {tut / r['median']:.1f}x "
+            f"| {r['peak'] / 2**20:.0f} | {r['delta'] / 2**20:.0f} "
+            f"| {r['delta'] / model_bytes:.2f} |"
+        )
     return "\n".join(lines), {"params": params, "bytes": model_bytes, "res": res}
 
 
@@ -194,8 +224,14 @@ def goals(results: dict[float, dict]) -> list[str]:
         ratio = res["ms_noverify"]["median"] / res["raw_safetensors"]["median"]
         out.append(line(label, "ms_noverify <= 1.2x raw_safetensors", ratio, ratio <= 1.2))
         speedup = res["tutorial"]["median"] / res["ms_verify"]["median"]
-        out.append(line(label, "ms_verify >= 10x faster than tutorial", speedup,
-                        speedup >= 10 if size >= 500 else None))
+        out.append(
+            line(
+                label,
+                "ms_verify >= 10x faster than tutorial",
+                speedup,
+                speedup >= 10 if size >= 500 else None,
+            )
+        )
         for m in ("ms_noverify", "ms_verify"):
             frac = res[m]["delta"] / r["bytes"]
             out.append(line(label, f"{m} peak RSS delta <= 1.1x model bytes", frac, frac <= 1.1))
@@ -209,15 +245,18 @@ def machine_info() -> str:
 
     import modelstore
 
-    return (f"python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), safetensors {safetensors.__version__}, "
-            f"modelstore {modelstore.__version__}, {os.cpu_count()} CPUs, {platform.machine()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), safetensors {safetensors.__version__}, "
+        f"modelstore {modelstore.__version__}, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="100,500", help="millions of parameters, comma-separated")
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes per method")
     ap.add_argument("--out", help="also write the markdown here")
@@ -229,10 +268,18 @@ def main() -> None:
         return child(args.child, Path(args.dir), args.layers)
 
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
-    text = ["## modelstore load benchmark (torch)", "", machine_info(), "",
-            ("Each method in a fresh process; the files were just written and read back, so the "
-             "page cache is warm for every method. Timed: build + load + one read of every "
-             "parameter; 'load only' leaves the read out."), ""]
+    text = [
+        "## modelstore load benchmark (torch)",
+        "",
+        machine_info(),
+        "",
+        (
+            "Each method in a fresh process; the files were just written and read back, so the "
+            "page cache is warm for every method. Timed: build + load + one read of every "
+            "parameter; 'load only' leaves the read out."
+        ),
+        "",
+    ]
     print("\n".join(text), flush=True)
     results = {}
     root = Path(tempfile.mkdtemp(prefix="modelstore-bench-", dir="/tmp"))

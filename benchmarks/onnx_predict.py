@@ -32,7 +32,9 @@ def per_call_us(fn: object, repeat: int, number: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--number", type=int, default=2000)
     parser.add_argument("--out", type=Path)
@@ -73,8 +75,10 @@ def main() -> None:
             t_raw = per_call_us(raw, args.repeat, args.number)
             t_ours = per_call_us(ours, args.repeat, args.number)
             t_eager = per_call_us(eager, args.repeat, args.number)
-            rows.append(f"| {batch} | {t_raw:.1f} | {t_ours:.1f} | {t_ours / t_raw:.2f}x | {t_eager:.1f} | "
-                        f"{t_eager / t_raw:.2f}x faster |")
+            rows.append(
+                f"| {batch} | {t_raw:.1f} | {t_ours:.1f} | {t_ours / t_raw:.2f}x | {t_eager:.1f} | "
+                f"{t_eager / t_raw:.2f}x faster |"
+            )
     text = "\n".join(rows)
     print(text)
     if args.out:

@@ -24,9 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, table  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _timing import interleaved, table  # noqa: E402
 
 import modelstore as ms  # noqa: E402
 
@@ -42,12 +41,19 @@ def torch_cases() -> list[tuple[str, object, object, int]]:
     from quickstart import Net
 
     torch.manual_seed(0)
-    deep = nn.Sequential(*[m for _ in range(16) for m in (nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.1))])
+    deep = nn.Sequential(
+        *[m for _ in range(16) for m in (nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.1))]
+    )
     out = []
-    for name, net in (("torch MLP 64-32-10", Net(hidden=32).eval()), ("torch 48-module stack", deep.eval())):
+    for name, net in (
+        ("torch MLP 64-32-10", Net(hidden=32).eval()),
+        ("torch 48-module stack", deep.eval()),
+    ):
+
         def raw(x: np.ndarray, net: object = net) -> object:
             with torch.inference_mode():
                 return net(torch.from_numpy(x)).numpy()  # type: ignore[operator]
+
         out.append((name, net, raw, 64))
     return out
 
@@ -56,8 +62,9 @@ def keras_cases() -> list[tuple[str, object, object, int]]:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    )
     return [("Keras Dense 64-32-10", model, lambda x: model.predict_on_batch(x), 64)]
 
 
@@ -73,7 +80,9 @@ def sklearn_cases() -> list[tuple[str, object, object, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--number", type=int, default=300)
     parser.add_argument("--only", default="torch,keras,sklearn")
@@ -85,23 +94,45 @@ def main() -> None:
         for name, model, raw, width in builders[fam]():
             for batch in (1, 256):
                 x = rng.random((batch, width), dtype=np.float32)
-                np.testing.assert_allclose(np.asarray(ms.predict(model, x)), np.asarray(raw(x)), rtol=1e-4, atol=1e-5)
+                np.testing.assert_allclose(
+                    np.asarray(ms.predict(model, x)), np.asarray(raw(x)), rtol=1e-4, atol=1e-5
+                )
                 number = args.number if batch == 1 else max(args.number // 4, 20)
                 if fam == "keras":
                     number = max(number // 10, 10)
-                t = interleaved({"raw": lambda: raw(x), "ms": lambda: ms.predict(model, x)},
-                                repeat=args.repeat, number=number, warmup=5)
+                t = interleaved(
+                    {"raw": lambda: raw(x), "ms": lambda: ms.predict(model, x)},
+                    repeat=args.repeat,
+                    number=number,
+                    warmup=5,
+                )
                 over = (t["ms"] - t["raw"]) * 1e6
                 ok = over <= GOAL_US or t["ms"] / t["raw"] <= GOAL_RATIO
-                rows.append([name, str(batch), f"{t['raw'] * 1e6:.1f}", f"{t['ms'] * 1e6:.1f}",
-                             f"{over:+.1f}", f"{t['ms'] / t['raw']:.2f}x", "MET" if ok else "not met"])
+                rows.append(
+                    [
+                        name,
+                        str(batch),
+                        f"{t['raw'] * 1e6:.1f}",
+                        f"{t['ms'] * 1e6:.1f}",
+                        f"{over:+.1f}",
+                        f"{t['ms'] / t['raw']:.2f}x",
+                        "MET" if ok else "not met",
+                    ]
+                )
                 print(" | ".join(rows[-1]), flush=True)
     print()
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs; µs per call, median of "
-          f"{args.repeat} interleaved rounds")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs; µs per call, median of "
+        f"{args.repeat} interleaved rounds"
+    )
     print()
-    print(table("ms.predict vs the raw call",
-                ["model", "batch", "raw µs", "ms.predict µs", "overhead µs", "ratio", "goal"], rows))
+    print(
+        table(
+            "ms.predict vs the raw call",
+            ["model", "batch", "raw µs", "ms.predict µs", "overhead µs", "ratio", "goal"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

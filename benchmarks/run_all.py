@@ -30,18 +30,28 @@ RUNS: dict[str, tuple[list[str], int]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(RUNS))
     args = parser.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     summary = []
     for name in args.only.split(","):
         argv, limit = RUNS[name]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *argv], env=env, timeout=limit,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, str(HERE / f"{name}.py"), *argv],
+                env=env,
+                timeout=limit,
+                capture_output=True,
+                text=True,
+            )
             status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
             out = proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr[-2000:]
         except subprocess.TimeoutExpired:

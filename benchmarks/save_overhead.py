@@ -20,10 +20,9 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import fmt_s, interleaved, table  # noqa: E402
-
 import joblib  # noqa: E402
 import torch  # noqa: E402
+from _timing import fmt_s, interleaved, table  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 import modelstore as ms  # noqa: E402
@@ -38,7 +37,9 @@ def fsync(path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
@@ -63,24 +64,59 @@ def main() -> None:
             save_file(sd, d / "raw.safetensors")
             fsync(d / "raw.safetensors")
 
-        t = interleaved({"raw": raw_forest, "ms.save": lambda: ms.save(forest, d / "ms.joblib"),
-                         "ms.inspect": lambda: ms.inspect(d / "ms.joblib")}, repeat=args.repeat)
+        t = interleaved(
+            {
+                "raw": raw_forest,
+                "ms.save": lambda: ms.save(forest, d / "ms.joblib"),
+                "ms.inspect": lambda: ms.inspect(d / "ms.joblib"),
+            },
+            repeat=args.repeat,
+        )
         size = (d / "raw.joblib").stat().st_size
-        rows.append([f"RandomForest ({args.trees} trees, {size / 2**20:.0f} MiB)", "joblib.dump + fsync",
-                     fmt_s(t["raw"]), fmt_s(t["ms.save"]), f"{t['ms.save'] / t['raw']:.2f}x", fmt_s(t["ms.inspect"])])
+        rows.append(
+            [
+                f"RandomForest ({args.trees} trees, {size / 2**20:.0f} MiB)",
+                "joblib.dump + fsync",
+                fmt_s(t["raw"]),
+                fmt_s(t["ms.save"]),
+                f"{t['ms.save'] / t['raw']:.2f}x",
+                fmt_s(t["ms.inspect"]),
+            ]
+        )
         print(" | ".join(rows[-1]), flush=True)
-        t = interleaved({"raw": raw_torch, "ms.save": lambda: ms.save(net, d / "ms.safetensors"),
-                         "ms.inspect": lambda: ms.inspect(d / "ms.safetensors")}, repeat=args.repeat)
+        t = interleaved(
+            {
+                "raw": raw_torch,
+                "ms.save": lambda: ms.save(net, d / "ms.safetensors"),
+                "ms.inspect": lambda: ms.inspect(d / "ms.safetensors"),
+            },
+            repeat=args.repeat,
+        )
         size = (d / "raw.safetensors").stat().st_size
-        rows.append([f"torch MLP ({args.layers} x Linear(2048, 2048), {size / 2**20:.0f} MiB)", "save_file + fsync",
-                     fmt_s(t["raw"]), fmt_s(t["ms.save"]), f"{t['ms.save'] / t['raw']:.2f}x", fmt_s(t["ms.inspect"])])
+        rows.append(
+            [
+                f"torch MLP ({args.layers} x Linear(2048, 2048), {size / 2**20:.0f} MiB)",
+                "save_file + fsync",
+                fmt_s(t["raw"]),
+                fmt_s(t["ms.save"]),
+                f"{t['ms.save'] / t['raw']:.2f}x",
+                fmt_s(t["ms.inspect"]),
+            ]
+        )
         print(" | ".join(rows[-1]), flush=True)
     print()
-    print(f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs; median of "
-          f"{args.repeat} interleaved rounds")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs; median of "
+        f"{args.repeat} interleaved rounds"
+    )
     print()
-    print(table("ms.save vs the durable raw save",
-                ["model", "raw", "raw time", "ms.save", "ratio", "of which a re-inspect would cost"], rows))
+    print(
+        table(
+            "ms.save vs the durable raw save",
+            ["model", "raw", "raw time", "ms.save", "ratio", "of which a re-inspect would cost"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

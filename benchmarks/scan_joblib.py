@@ -40,7 +40,9 @@ def build(target_mb: float) -> RandomForestClassifier:
     """Fully grown trees on noisy labels, as many as make about ``target_mb`` of joblib file."""
     import pickle
 
-    x, y = make_classification(n_samples=20_000, n_features=20, n_informative=10, flip_y=0.3, random_state=0)
+    x, y = make_classification(
+        n_samples=20_000, n_features=20, n_informative=10, flip_y=0.3, random_state=0
+    )
     pilot = RandomForestClassifier(n_estimators=4, n_jobs=-1, random_state=0).fit(x, y)
     per_tree = len(pickle.dumps(pilot, protocol=5)) / 4 / 1e6
     n_trees = max(1, round(target_mb / per_tree))
@@ -48,7 +50,9 @@ def build(target_mb: float) -> RandomForestClassifier:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mb", type=float, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path)
@@ -73,8 +77,10 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ms.PickleWarning)
                 t_ms = median_time(lambda: ms.load(path), args.repeat)
-            lines.append(f"| {label} | {size:.1f} | {t_load:.3f} | {t_scan:.3f} | {t_scan / t_load:.1%} | "
-                         f"{t_ms:.3f} | {t_ms / t_load:.2f}x |")
+            lines.append(
+                f"| {label} | {size:.1f} | {t_load:.3f} | {t_scan:.3f} | {t_scan / t_load:.1%} | "
+                f"{t_ms:.3f} | {t_ms / t_load:.2f}x |"
+            )
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -35,7 +35,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def load(url: str, requests: int, concurrency: int, rows: list[list[float]]) -> tuple[list[float], int]:
+async def load(
+    url: str, requests: int, concurrency: int, rows: list[list[float]]
+) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -57,7 +59,9 @@ async def load(url: str, requests: int, concurrency: int, rows: list[list[float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path)
@@ -68,8 +72,12 @@ def main() -> None:
         ms.export_onnx(Net().eval(), path, sample_input=np.zeros((4, 64), np.float32))
         port = free_port()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        server = subprocess.Popen([sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -89,16 +97,18 @@ def main() -> None:
     ms_sorted = sorted(v * 1000 for v in latencies)
     p50 = statistics.median(ms_sorted)
     p99 = ms_sorted[min(len(ms_sorted) - 1, int(0.99 * len(ms_sorted)))]
-    text = "\n".join([
-        "## modelstore serve under load (digits MLP, ONNX, one row per request)",
-        "",
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, server and clients on one machine (loopback)",
-        "",
-        "| requests | concurrency | errors | seconds | requests/s | p50 ms | p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {len(latencies)} | {args.concurrency} | {errors} | {elapsed:.2f} | {len(latencies) / elapsed:.0f} | "
-        f"{p50:.1f} | {p99:.1f} |",
-    ])
+    text = "\n".join(
+        [
+            "## modelstore serve under load (digits MLP, ONNX, one row per request)",
+            "",
+            f"python {platform.python_version()}, {os.cpu_count()} CPUs, server and clients on one machine (loopback)",
+            "",
+            "| requests | concurrency | errors | seconds | requests/s | p50 ms | p99 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {len(latencies)} | {args.concurrency} | {errors} | {elapsed:.2f} | {len(latencies) / elapsed:.0f} | "
+            f"{p50:.1f} | {p99:.1f} |",
+        ]
+    )
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -49,7 +49,11 @@ def bench(size_mb: int, repeat: int, folder: Path) -> dict[str, float]:
     key = ec.generate_private_key(ec.SECP256R1())
     pub = key.public_key()
     pub_file = folder / "k.pub"
-    pub_file.write_bytes(pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub_file.write_bytes(
+        pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     ms.sign(path, key=key)
     methods: dict[str, Callable[[], Any]] = {
         "raw_load": lambda: touch(load_file(str(path))),
@@ -57,8 +61,12 @@ def bench(size_mb: int, repeat: int, folder: Path) -> dict[str, float]:
         "ms_load_signed": lambda: touch(ms.load(path, signed_by=pub)),
         "ms_sign": lambda: ms.sign(path, key=key),
         "ms_verify": lambda: ms.verify(path, signed_by=pub),
-        "raw_ms_verify": lambda: verifying.Config().use_elliptic_key_verifier(public_key=pub_file)
-        .set_ignore_unsigned_files(True).verify(model_dir, path.with_name("w.safetensors.sig")),
+        "raw_ms_verify": lambda: (
+            verifying.Config()
+            .use_elliptic_key_verifier(public_key=pub_file)
+            .set_ignore_unsigned_files(True)
+            .verify(model_dir, path.with_name("w.safetensors.sig"))
+        ),
     }
     times: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(repeat):
@@ -75,16 +83,29 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 2000], help="model sizes in MB")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
-          f"median of {args.repeat}, warm page cache\n")
-    print("| size | raw load | ms.load | ms.load(signed_by=) | ms.sign | ms.verify | model_signing verify |")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
+        f"median of {args.repeat}, warm page cache\n"
+    )
+    print(
+        "| size | raw load | ms.load | ms.load(signed_by=) | ms.sign | ms.verify | model_signing verify |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             r = bench(size, args.repeat, Path(tmp))
             mib = r["bytes"] / 2**20
-            cells = [f"{r[m]:.2f} s ({r[m] / r['raw_load']:.1f}x)" for m in
-                     ("raw_load", "ms_load", "ms_load_signed", "ms_sign", "ms_verify", "raw_ms_verify")]
+            cells = [
+                f"{r[m]:.2f} s ({r[m] / r['raw_load']:.1f}x)"
+                for m in (
+                    "raw_load",
+                    "ms_load",
+                    "ms_load_signed",
+                    "ms_sign",
+                    "ms_verify",
+                    "raw_ms_verify",
+                )
+            ]
             print(f"| {mib:.0f} MiB | " + " | ".join(cells) + " |")
 
 

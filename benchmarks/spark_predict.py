@@ -57,6 +57,7 @@ def raw_udf(kind: str, path: Path) -> Any:
     from pyspark.sql.functions import pandas_udf
 
     if kind == "onnx":
+
         @pandas_udf("array<float>")  # type: ignore[call-overload]
         def onnx_raw(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
             import onnxruntime as ort
@@ -66,6 +67,7 @@ def raw_udf(kind: str, path: Path) -> Any:
             for s in batches:
                 x = np.stack(s.to_numpy()).astype(np.float32)
                 yield pd.Series(list(sess.run(None, {name: x})[0]))
+
         return onnx_raw
 
     @pandas_udf("bigint")  # type: ignore[call-overload]
@@ -75,6 +77,7 @@ def raw_udf(kind: str, path: Path) -> Any:
         model = joblib.load(path)
         for s in batches:
             yield pd.Series(model.predict(np.stack(s.to_numpy())))
+
     return sklearn_raw
 
 
@@ -100,20 +103,30 @@ def main() -> None:
     import modelstore as ms
     from modelstore.spark import predict_udf
 
-    spark = (SparkSession.builder.master("local[2]").appName("modelstore-bench")
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", str(args.partitions)).config("spark.driver.memory", "4g")
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("modelstore-bench")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(args.partitions))
+        .config("spark.driver.memory", "4g")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     folder = Path(tempfile.mkdtemp(prefix="spark-bench-"))
     paths = make_models(folder)
-    df = (spark.range(args.rows, numPartitions=args.partitions)
-          .select(F.array(*[F.rand(seed=i).cast("float") for i in range(64)]).alias("x")).cache())
+    df = (
+        spark.range(args.rows, numPartitions=args.partitions)
+        .select(F.array(*[F.rand(seed=i).cast("float") for i in range(64)]).alias("x"))
+        .cache()
+    )
     df.count()  # materialise the cache: the timed jobs read the same rows from memory
     # the same shape, small: starts every Python worker and imports the frameworks before timing
-    warm = (spark.range(4000, numPartitions=args.partitions)
-            .select(F.array(*[F.rand(seed=i).cast("float") for i in range(64)]).alias("x")))
+    warm = spark.range(4000, numPartitions=args.partitions).select(
+        F.array(*[F.rand(seed=i).cast("float") for i in range(64)]).alias("x")
+    )
 
     rows = []
     for kind, path in paths.items():
@@ -122,7 +135,7 @@ def main() -> None:
             ms_udf = predict_udf(spark, path)
         udfs = {"hand-written pandas UDF": raw_udf(kind, path), "modelstore predict_udf": ms_udf}
         times: dict[str, list[float]] = {name: [] for name in udfs}
-        for name, udf in udfs.items():  # warm-up: Python workers started, models loaded
+        for udf in udfs.values():  # warm-up: Python workers started, models loaded
             timed(warm, udf)
         for _ in range(args.repeat):
             for name, udf in udfs.items():
@@ -130,7 +143,9 @@ def main() -> None:
         base = args.rows / statistics.median(times["hand-written pandas UDF"])
         for name in udfs:
             rate = args.rows / statistics.median(times[name])
-            rows.append(f"| {kind} | {name} | {statistics.median(times[name]):.2f} | {rate:,.0f} | {rate / base:.2f}x |")
+            rows.append(
+                f"| {kind} | {name} | {statistics.median(times[name]):.2f} | {rate:,.0f} | {rate / base:.2f}x |"
+            )
     spark.stop()
 
     import onnxruntime

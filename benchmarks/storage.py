@@ -54,7 +54,9 @@ def make_state(size_mb: int) -> dict[str, torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
@@ -86,7 +88,9 @@ def main() -> None:
         args.out.write_text(text)
 
 
-def run(sd: dict[str, torch.Tensor], nbytes: int, server: Any, repeat: int) -> list[tuple[str, float, float]]:
+def run(
+    sd: dict[str, torch.Tensor], nbytes: int, server: Any, repeat: int
+) -> list[tuple[str, float, float]]:
     import s3fs
 
     s3 = s3fs.S3FileSystem()

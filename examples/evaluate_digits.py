@@ -37,7 +37,9 @@ def main(model_path: Path | None, png: Path, workdir: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=None, help="a digits model saved by quickstart.py")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a digits model saved by quickstart.py"
+    )
     parser.add_argument("--png", type=Path, default=Path("digits_predictions.png"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

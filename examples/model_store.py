@@ -28,17 +28,27 @@ def main(out: Path) -> None:
         net = Net(hidden=hidden)
         train(net, x_train, y_train, epochs=epochs)
         acc = accuracy(net.eval(), x_test, y_test)
-        v = store.save(net, "digits-mlp", config={"hidden": hidden}, labels=LABELS,
-                       metadata={"accuracy": round(acc, 4), "epochs": epochs}, tags={"data": "digits"})
+        v = store.save(
+            net,
+            "digits-mlp",
+            config={"hidden": hidden},
+            labels=LABELS,
+            metadata={"accuracy": round(acc, 4), "epochs": epochs},
+            tags={"data": "digits"},
+        )
         print(f"saved digits-mlp@{v}: hidden={hidden}, accuracy {acc:.3f}")
 
     best = max(store.versions("digits-mlp"), key=lambda v: v.metadata["accuracy"])
     store.alias("digits-mlp", best.version, "prod")
     for v in store.versions("digits-mlp"):
-        print(f"  version {v.version}: {v.size_bytes:,} bytes, accuracy {v.metadata['accuracy']}, "
-              f"aliases {v.aliases}, sha256 {v.sha256[:12]}...")
+        print(
+            f"  version {v.version}: {v.size_bytes:,} bytes, accuracy {v.metadata['accuracy']}, "
+            f"aliases {v.aliases}, sha256 {v.sha256[:12]}..."
+        )
 
-    prod = store.load("digits-mlp@prod", model=Net)  # builds Net(hidden=...) from the recorded config
+    prod = store.load(
+        "digits-mlp@prod", model=Net
+    )  # builds Net(hidden=...) from the recorded config
     print(f"loaded digits-mlp@prod: accuracy {accuracy(prod, x_test, y_test):.3f}")
 
     # big models: shards of at most max_shard_size, floats cast to float16 (half the bytes)
@@ -47,11 +57,17 @@ def main(out: Path) -> None:
     files = sorted(p.name for p in (out / "sharded").iterdir())
     print(f"sharded float16 checkpoint: {files}")
     again = ms.load(out / "sharded", model=Net)
-    same = np.array_equal(ms.predict(again, x_test, output="label"), ms.predict(prod, x_test, output="label"))
-    print(f"float16 shards predict the same labels: {same}; module dtype {next(again.parameters()).dtype}")
+    same = np.array_equal(
+        ms.predict(again, x_test, output="label"), ms.predict(prod, x_test, output="label")
+    )
+    print(
+        f"float16 shards predict the same labels: {same}; module dtype {next(again.parameters()).dtype}"
+    )
 
     # any fsspec URI works the same way (s3:// needs: pip install "modelstore-safe[s3]")
-    info = ms.save(prod, "memory://team/digits.safetensors", config={"hidden": hidden}, labels=LABELS)
+    info = ms.save(
+        prod, "memory://team/digits.safetensors", config={"hidden": hidden}, labels=LABELS
+    )
     print(f"saved {info.path}: {ms.inspect(info.path).num_params:,} parameters")
 
 

@@ -21,10 +21,15 @@ class DigitsCNN(nn.Module):
 
     def __init__(self, channels: int = 8, hidden: int = 32) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels),
-                                      nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * 4 * 4, hidden), nn.ReLU(),
-                                        nn.Linear(hidden, 10))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels * 4 * 4, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -36,14 +41,18 @@ def main(out: Path) -> None:
     net.features[0].requires_grad_(False)  # a frozen layer, as in fine-tuning tutorials
     table = ms.summary(net, input_size=(1, 1, 8, 8))
     print(table)
-    print(f"\ntrainable {table.trainable_params:,} of {table.total_params:,}; buffers {table.buffers}")
+    print(
+        f"\ntrainable {table.trainable_params:,} of {table.total_params:,}; buffers {table.buffers}"
+    )
 
     path = out / "cnn.safetensors"
     ms.save(net, path, config={"channels": 8, "hidden": 32}, sample_input=torch.zeros(1, 1, 8, 8))
     from_file = ms.summary(path, model=DigitsCNN)  # the saved signature gives the input shape
     print(f"\nfrom {path.name}:\n{from_file}")
     same = [r.output_shape for r in from_file.layers] == [r.output_shape for r in table.layers]
-    print(f"same layers and shapes from the file: {same and from_file.total_params == table.total_params}")
+    print(
+        f"same layers and shapes from the file: {same and from_file.total_params == table.total_params}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,21 +34,29 @@ print(json.dumps({"labels": labels[:5], "torch_imported": "torch" in sys.modules
 
 def main(out: Path) -> None:
     torch.manual_seed(0)
-    x_train, x_test, y_train, y_test = digits()
+    x_train, x_test, y_train, _y_test = digits()
     net = Net(hidden=32)
     train(net, x_train, y_train)
 
     path = out / "digits.onnx"
     info = ms.save(net, path, sample_input=x_test[:16], labels=LABELS)  # same as ms.export_onnx
     parity = ms.inspect(path)
-    print(f"exported {path.name}: {info.size_bytes:,} bytes, inputs {parity.metadata['inputs']}, "
-          f"opset {parity.metadata['opset']}")
+    print(
+        f"exported {path.name}: {info.size_bytes:,} bytes, inputs {parity.metadata['inputs']}, "
+        f"opset {parity.metadata['opset']}"
+    )
 
     np.save(out / "x.npy", x_test)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(out / "x.npy")],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(out / "x.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     child = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"child process: first labels {child['labels']}, torch imported: {child['torch_imported']}")
+    print(
+        f"child process: first labels {child['labels']}, torch imported: {child['torch_imported']}"
+    )
     onnx_scores = np.load(str(out / "x.npy") + ".out.npy")
     torch_scores = ms.predict(net, x_test)
     diff = float(np.abs(onnx_scores - torch_scores).max())

@@ -35,7 +35,9 @@ class Net(nn.Module):
 def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.25, random_state=0, stratify=y
+    )
     return x_train, x_test, y_train, y_test
 
 
@@ -63,15 +65,25 @@ def main(out: Path) -> None:
     print(f"test accuracy: {accuracy(net, x_test, y_test):.3f}")
 
     path = out / "digits.safetensors"
-    info = ms.save(net, path, config={"hidden": 32}, labels=LABELS, sample_input=x_test[:1],
-                   metadata={"dataset": "sklearn digits"})
-    print(f"saved {path.name}: {info.num_params:,} parameters, {info.size_bytes:,} bytes, sha256 {info.sha256[:12]}...")
+    info = ms.save(
+        net,
+        path,
+        config={"hidden": 32},
+        labels=LABELS,
+        sample_input=x_test[:1],
+        metadata={"dataset": "sklearn digits"},
+    )
+    print(
+        f"saved {path.name}: {info.num_params:,} parameters, {info.size_bytes:,} bytes, sha256 {info.sha256[:12]}..."
+    )
 
     loaded = ms.load(path, model=Net)  # built from the recorded config, no random init
     sample = x_test[:1]
     label = ms.predict(loaded, sample, output="label")[0]
     proba = ms.predict(loaded, sample, output="proba")[0]
-    print(f"first test digit: predicted {label} with probability {proba.max():.3f} (true {y_test[0]})")
+    print(
+        f"first test digit: predicted {label} with probability {proba.max():.3f} (true {y_test[0]})"
+    )
 
     same = np.array_equal(ms.predict(loaded, x_test), ms.predict(net, x_test))
     print(f"reloaded model gives identical outputs: {same}")

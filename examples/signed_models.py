@@ -33,10 +33,18 @@ def key_pair(folder: Path, name: str) -> tuple[Path, Path]:
     """A private key (keep it secret) and its public key (share it), as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     private, public = folder / f"{name}.key", folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return private, public
 
 
@@ -53,7 +61,9 @@ def main() -> None:
         v = ms.verify(path, signed_by=team_pub)
         print(f"verified: {', '.join(v.files)} signed by {v.signer[:20]}...")
         net = ms.load(path, model=Net, signed_by=team_pub)
-        print(f"loaded: {type(net).__name__}, prediction {ms.predict(net, torch.zeros(1, 64), output='label')}")
+        print(
+            f"loaded: {type(net).__name__}, prediction {ms.predict(net, torch.zeros(1, 64), output='label')}"
+        )
 
         data = bytearray(path.read_bytes())
         data[-1] ^= 1  # one bit of one weight

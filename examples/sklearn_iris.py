@@ -1,6 +1,6 @@
 """The tutorials' RandomForest on iris: save with joblib through modelstore, load, predict.
 
-    python examples/sklearn_iris.py [--out DIR]
+python examples/sklearn_iris.py [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import modelstore as ms
 
 def main(out: Path) -> None:
     iris = load_iris()
-    x_train, x_test, y_train, y_test = train_test_split(iris.data, iris.target, test_size=0.3,
-                                                        random_state=0, stratify=iris.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        iris.data, iris.target, test_size=0.3, random_state=0, stratify=iris.target
+    )
     forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(x_train, y_train)
     print(f"test accuracy: {forest.score(x_test, y_test):.3f}")
 
@@ -29,8 +30,10 @@ def main(out: Path) -> None:
 
     # inspect reads the pickle's opcodes: class, parameters, classes - nothing is unpickled
     seen = ms.inspect(path)
-    print(f"inspect: {seen.metadata['estimator']}, n_estimators={seen.metadata['params']['n_estimators']}, "
-          f"{seen.metadata['n_features_in_']} features, executes code: {seen.executes_code}")
+    print(
+        f"inspect: {seen.metadata['estimator']}, n_estimators={seen.metadata['params']['n_estimators']}, "
+        f"{seen.metadata['n_features_in_']} features, executes code: {seen.executes_code}"
+    )
     print(f"scan: {ms.scan(path).verdict}")
 
     with warnings.catch_warnings(record=True) as caught:

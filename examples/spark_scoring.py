@@ -36,13 +36,20 @@ def main(out: Path) -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master("local[2]").config("spark.driver.host", "127.0.0.1")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     from modelstore.spark import predict_udf
 
     df = spark.createDataFrame(pdf)
-    score = predict_udf(spark, path, output="label")  # the gate runs here first, then on every executor
+    score = predict_udf(
+        spark, path, output="label"
+    )  # the gate runs here first, then on every executor
     got = df.select(score(*features).alias("species")).toPandas()["species"].to_list()
     print(f"spark: {len(got)} rows scored, same as ms.predict: {got == want}")
     assert got == want
@@ -53,9 +60,15 @@ def main(out: Path) -> None:
 
     from modelstore.dask import predict_partitions
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
-            Client(cluster):
-        pred = predict_partitions(dd.from_pandas(pdf, npartitions=3), path, output="label").compute()
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster),
+    ):
+        pred = predict_partitions(
+            dd.from_pandas(pdf, npartitions=3), path, output="label"
+        ).compute()
     print(f"dask: {len(pred)} rows scored, same as ms.predict: {pred.to_list() == want}")
     assert pred.to_list() == want
 
@@ -63,7 +76,9 @@ def main(out: Path) -> None:
     fresh = out / "iris-v2.joblib"
     ms.save(model, fresh)
     score_v2 = predict_udf(spark, fresh, result_type="string")  # the driver records its sha256
-    ms.save(LogisticRegression(max_iter=500).fit(iris.data[:100], iris.target[:100]), fresh)  # swapped
+    ms.save(
+        LogisticRegression(max_iter=500).fit(iris.data[:100], iris.target[:100]), fresh
+    )  # swapped
     try:
         df.select(score_v2(*features)).collect()
     except Exception as e:  # Spark wraps the executor's IntegrityError in its own exception
@@ -73,6 +88,7 @@ def main(out: Path) -> None:
     print(f"swapped file refused on the executors: {refused}")
     assert refused
     spark.stop()
+
 
 if __name__ == "__main__":
     from _runner import run

@@ -28,20 +28,30 @@ def main(out: Path, png: Path) -> None:
     torch.save(net.state_dict(), path)  # a foreign file: no modelstore metadata
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ms.PickleWarning)  # a .pth is a pickle; we know, it was scanned
+        warnings.simplefilter(
+            "ignore", ms.PickleWarning
+        )  # a .pth is a pickle; we know, it was scanned
         rows = ms.stats(path)  # no trust=: tensors and plain values only
         ms.plot_weights(path, png, title="digits MLP after 10 epochs")
-    print(f"{'tensor':<12} {'shape':>7} {'dtype':>8} {'mean':>8} {'std':>7} {'min':>7} {'max':>7} {'zeros':>6}")
+    print(
+        f"{'tensor':<12} {'shape':>7} {'dtype':>8} {'mean':>8} {'std':>7} {'min':>7} {'max':>7} {'zeros':>6}"
+    )
     for s in rows:
         shape = "x".join(map(str, s.shape))
-        print(f"{s.name:<12} {shape:>7} {s.dtype:>8} {s.mean:8.4f} {s.std:7.4f} {s.min:7.3f} {s.max:7.3f} "
-              f"{s.zeros:6.1%}")
+        print(
+            f"{s.name:<12} {shape:>7} {s.dtype:>8} {s.mean:8.4f} {s.std:7.4f} {s.min:7.3f} {s.max:7.3f} "
+            f"{s.zeros:6.1%}"
+        )
     print(f"wrote {png} ({len(rows)} tensors; NaN/Inf: {sum(s.nans + s.infs for s in rows)})")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="folder for the files (default: a temp dir)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for the files (default: a temp dir)"
+    )
     parser.add_argument("--png", type=Path, default=Path("weights.png"))
     args = parser.parse_args()
     if args.out is not None:

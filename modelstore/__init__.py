@@ -79,12 +79,20 @@ __all__ = [
 __all__ += _errors.__all__
 
 _LAZY = {  # not needed to save or load a file: imported on first use
-    "Store": "store", "ModelVersion": "store",
-    "summary": "api.summary", "Summary": "api.summary", "LayerSummary": "api.summary",
-    "stats": "api.stats", "TensorStats": "api.stats",
-    "evaluate": "api.evaluate", "Evaluation": "api.evaluate",
-    "plot_weights": "api.plots", "plot_predictions": "api.plots",
-    "sign": "api.signing", "verify": "api.signing", "SigningPolicy": "api.signing",
+    "Store": "store",
+    "ModelVersion": "store",
+    "summary": "api.summary",
+    "Summary": "api.summary",
+    "LayerSummary": "api.summary",
+    "stats": "api.stats",
+    "TensorStats": "api.stats",
+    "evaluate": "api.evaluate",
+    "Evaluation": "api.evaluate",
+    "plot_weights": "api.plots",
+    "plot_predictions": "api.plots",
+    "sign": "api.signing",
+    "verify": "api.signing",
+    "SigningPolicy": "api.signing",
     "VerifiedSignature": "api.signing",
 }
 

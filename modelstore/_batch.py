@@ -44,7 +44,13 @@ class Plan:
     load_options: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> tuple[Any, ...]:
-        return (self.path, self.sha256, self.trust, _freeze(self.signed_by), _freeze(self.load_options))
+        return (
+            self.path,
+            self.sha256,
+            self.trust,
+            _freeze(self.signed_by),
+            _freeze(self.load_options),
+        )
 
     def load_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.load_options)
@@ -55,15 +61,26 @@ class Plan:
         return kwargs
 
 
-def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str | None,
-         batch_size: int | None, load_options: dict[str, Any]) -> Plan:
+def plan(
+    model_ref: Any,
+    *,
+    output: str,
+    trust: Any,
+    signed_by: Any,
+    sha256: str | None,
+    batch_size: int | None,
+    load_options: dict[str, Any],
+) -> Plan:
     """Resolve ``model_ref`` once and record what the executors must load (driver side)."""
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
         raise ArgumentError(f"batch_size must be a positive integer, not {batch_size!r}")
-    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set))
-                                                 and all(isinstance(t, str) for t in trust))):
+    if not (
+        trust is True
+        or trust is False
+        or (isinstance(trust, (list, tuple, set)) and all(isinstance(t, str) for t in trust))
+    ):
         raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
     path, pin, store_options = _resolve(model_ref, load_options.get("storage_options"))
     if store_options and "storage_options" not in load_options:
@@ -78,12 +95,21 @@ def plan(model_ref: Any, *, output: str, trust: Any, signed_by: Any, sha256: str
         actual = digest_of(path, load_options.get("storage_options"))
     for want, where in ((pin, "the store's manifest"), (sha256, "the sha256= pin")):
         if want is not None and want.lower() != actual:
-            msg = (f"{path}: its sha256 is {actual}, but {where} says {want.lower()}: the file changed "
-                   "or the pin is wrong; refusing to plan a job on it")
+            msg = (
+                f"{path}: its sha256 is {actual}, but {where} says {want.lower()}: the file changed "
+                "or the pin is wrong; refusing to plan a job on it"
+            )
             raise IntegrityError(msg)
     trust_value = trust if isinstance(trust, bool) else tuple(sorted(trust))
-    return Plan(path=path, sha256=actual, output=output, trust=trust_value, batch_size=batch_size,
-                signed_by=signed_by, load_options=dict(load_options))
+    return Plan(
+        path=path,
+        sha256=actual,
+        output=output,
+        trust=trust_value,
+        batch_size=batch_size,
+        signed_by=signed_by,
+        load_options=dict(load_options),
+    )
 
 
 def _resolve(model_ref: Any, storage_options: Any) -> tuple[str, str | None, dict[str, Any] | None]:
@@ -93,10 +119,14 @@ def _resolve(model_ref: Any, storage_options: Any) -> tuple[str, str | None, dic
 
         store, ref = model_ref
         if not isinstance(store, modelstore.Store):
-            raise ArgumentError(f"a store reference is (Store, 'name@version'), not ({type(store).__name__}, ...)")
+            raise ArgumentError(
+                f"a store reference is (Store, 'name@version'), not ({type(store).__name__}, ...)"
+            )
         version = store.info(ref)  # an alias is resolved once: the path below is this version's
         # a remote store's files need its storage options on the executors too
-        options = storage_options if storage_options is not None else getattr(store, "_options", None)
+        options = (
+            storage_options if storage_options is not None else getattr(store, "_options", None)
+        )
         return store.path(f"{version.name}@{version.version}"), version.sha256 or None, options
     if isinstance(model_ref, (str, os.PathLike)):
         text = os.fspath(model_ref)
@@ -104,11 +134,17 @@ def _resolve(model_ref: Any, storage_options: Any) -> tuple[str, str | None, dic
             return text, None, None
         p = Path(text).expanduser().resolve()
         if not p.exists():
-            raise ModelNotFoundError(2, f"{text}: no such model file; check the path (relative paths are "
-                                        "resolved on the driver, from its working directory)", text)
+            raise ModelNotFoundError(
+                2,
+                f"{text}: no such model file; check the path (relative paths are "
+                "resolved on the driver, from its working directory)",
+                text,
+            )
         return str(p), None, None
-    msg = (f"model_ref must be a path, an fsspec URI or a (Store, 'name@version') pair, "
-           f"not {type(model_ref).__name__}")
+    msg = (
+        f"model_ref must be a path, an fsspec URI or a (Store, 'name@version') pair, "
+        f"not {type(model_ref).__name__}"
+    )
     raise ArgumentError(msg)
 
 
@@ -175,9 +211,11 @@ def model_for(job: Plan) -> Any:
 def remember(job: Plan, model: Any) -> None:
     """Keep ``model`` (loaded through ``job``'s pinned load) for later batches in this process."""
     if isinstance(model, dict):  # a weights file without model=: tensors, nothing to run
-        msg = (f"{job.path}: loads as a state dict (weights only), which cannot predict: pass "
-               "model=YourClass (importable on the executors), or trust=True to build the class "
-               "recorded in the file")
+        msg = (
+            f"{job.path}: loads as a state dict (weights only), which cannot predict: pass "
+            "model=YourClass (importable on the executors), or trust=True to build the class "
+            "recorded in the file"
+        )
         raise ArgumentError(msg)
     _CACHE[job.key()] = model
     _CACHE.move_to_end(job.key())
@@ -202,7 +240,9 @@ def features(columns: list[Any]) -> Any:
                 if not len(values):
                     return np.empty((0, 0))
                 # Spark hands each row of an array column over as a numpy array already
-                return np.stack(values if isinstance(values[0], np.ndarray) else [np.asarray(v) for v in values])
+                return np.stack(
+                    values if isinstance(values[0], np.ndarray) else [np.asarray(v) for v in values]
+                )
             except ValueError as e:
                 raise ArgumentError(f"the array column's rows differ in length: {e}") from None
         return values.reshape(-1, 1)
@@ -224,8 +264,10 @@ def run(job: Plan, x: Any, shape: str) -> Any:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
-            msg = (f"{job.path}: the model gives {y.shape[1:]} values per row, not one: declare an "
-                   "array result type (result_type='array<float>' on Spark, meta=object on Dask)")
+            msg = (
+                f"{job.path}: the model gives {y.shape[1:]} values per row, not one: declare an "
+                "array result type (result_type='array<float>' on Spark, meta=object on Dask)"
+            )
             raise ArgumentError(msg)
         return y
     return list(y.reshape(len(y), -1))
@@ -252,11 +294,19 @@ def result_kind(model: Any, output: str) -> tuple[str, str]:
         classes = getattr(model, "classes_", None)
         if classes is not None and getattr(classes, "ndim", 1) == 1:
             kind = getattr(getattr(classes, "dtype", None), "kind", "O")
-            return "scalar", {"i": "int64", "u": "int64", "f": "float64", "b": "bool"}.get(kind, "str")
+            return "scalar", {"i": "int64", "u": "int64", "f": "float64", "b": "bool"}.get(
+                kind, "str"
+            )
         outputs = getattr(model, "n_outputs_", 1)
         return ("array" if outputs > 1 else "scalar"), "float64"
     return "array", "float32"  # torch and Keras: a vector of float32 per row
 
 
-_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
-               "tensor(int32)": "int32", "tensor(string)": "str", "tensor(bool)": "bool"}
+_ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(string)": "str",
+    "tensor(bool)": "bool",
+}

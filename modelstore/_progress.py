@@ -77,8 +77,9 @@ class _Bar:
 
 
 @contextmanager
-def progress_bar(desc: str, total: int, *, progress: Any = None, size: int | None = None,
-                 unit: str = "step") -> Iterator[Any]:
+def progress_bar(
+    desc: str, total: int, *, progress: Any = None, size: int | None = None, unit: str = "step"
+) -> Iterator[Any]:
     """A bar with ``step(label)`` / ``advance(n)``; a silent stand-in when not shown."""
     want = wanted(progress)
     if want is False or (want is None and not _terminal()):
@@ -90,9 +91,19 @@ def progress_bar(desc: str, total: int, *, progress: Any = None, size: int | Non
         yield _Quiet()
         return
     delay = 0.0 if want or (size is not None and size >= BIG_BYTES) else DELAY_S
-    handle = _Bar(lambda: tqdm(total=total, desc=desc, unit=unit, delay=delay, file=sys.stderr,
-                               leave=False, dynamic_ncols=True, mininterval=0.1 if delay else 0.0),
-                  eager=not delay)
+    handle = _Bar(
+        lambda: tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            delay=delay,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.1 if delay else 0.0,
+        ),
+        eager=not delay,
+    )
     try:
         yield handle
         if handle.bar is not None and handle.bar.n < total:

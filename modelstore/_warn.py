@@ -21,8 +21,9 @@ def user_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside modelstore, seen from our caller."""
     frame = sys._getframe(2)  # the caller of warn()
     level = 2
-    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
-                                 or frame.f_code.co_filename.endswith(_PASSING)):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename.endswith(_PASSING)
+    ):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level

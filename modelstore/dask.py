@@ -22,9 +22,19 @@ __all__ = ["predict_partitions"]
 NAME = "prediction"
 
 
-def predict_partitions(ddf: Any, model_ref: Any, *, columns: list[str] | None = None, output: str = "raw",
-                       trust: bool | list[str] = False, signed_by: Any = None, sha256: str | None = None,
-                       batch_size: int | None = None, meta: Any = None, **load_options: Any) -> Any:
+def predict_partitions(
+    ddf: Any,
+    model_ref: Any,
+    *,
+    columns: list[str] | None = None,
+    output: str = "raw",
+    trust: bool | list[str] = False,
+    signed_by: Any = None,
+    sha256: str | None = None,
+    batch_size: int | None = None,
+    meta: Any = None,
+    **load_options: Any,
+) -> Any:
     """Predictions of a saved model for every row of a Dask DataFrame, as a Dask Series.
 
     Parameters
@@ -60,9 +70,18 @@ def predict_partitions(ddf: Any, model_ref: Any, *, columns: list[str] | None = 
     import pandas as pd
 
     if not hasattr(ddf, "map_partitions"):
-        raise ArgumentError(f"predict_partitions needs a Dask DataFrame or Series, not {type(ddf).__name__}")
-    job = _batch.plan(model_ref, output=output, trust=trust, signed_by=signed_by, sha256=sha256,
-                      batch_size=batch_size, load_options=dict(load_options))
+        raise ArgumentError(
+            f"predict_partitions needs a Dask DataFrame or Series, not {type(ddf).__name__}"
+        )
+    job = _batch.plan(
+        model_ref,
+        output=output,
+        trust=trust,
+        signed_by=signed_by,
+        sha256=sha256,
+        batch_size=batch_size,
+        load_options=dict(load_options),
+    )
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             raise ArgumentError("columns must be a list of column names")
@@ -76,7 +95,7 @@ def predict_partitions(ddf: Any, model_ref: Any, *, columns: list[str] | None = 
         dtype = pd.api.types.pandas_dtype(object if shape == "array" or kind == "str" else kind)
     else:
         dtype = _meta_dtype(meta)
-        shape = "array" if dtype == object and output != "label" else "scalar"
+        shape = "array" if getattr(dtype, "kind", None) == "O" and output != "label" else "scalar"
     empty = pd.Series([], dtype=dtype, name=NAME)
     return ddf.map_partitions(_score, job, shape, dtype, meta=empty)
 
@@ -102,7 +121,9 @@ def _meta_dtype(meta: Any) -> Any:
     try:
         return pd.api.types.pandas_dtype(meta)
     except TypeError:
-        raise ArgumentError(f"meta must be a dtype, a (name, dtype) pair or an empty Series, not {meta!r}") from None
+        raise ArgumentError(
+            f"meta must be a dtype, a (name, dtype) pair or an empty Series, not {meta!r}"
+        ) from None
 
 
 def _require() -> None:
@@ -112,5 +133,6 @@ def _require() -> None:
     if not missing and importlib.util.find_spec("dask.dataframe") is None:
         missing.append("dask[dataframe]")
     if missing:
-        raise MissingDependencyError(f"modelstore.dask needs {', '.join(missing)}: "
-                                     'pip install "modelstore-safe[dask]"')
+        raise MissingDependencyError(
+            f'modelstore.dask needs {", ".join(missing)}: pip install "modelstore-safe[dask]"'
+        )

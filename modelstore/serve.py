@@ -56,7 +56,9 @@ class Limits:
         for f in fields(self):
             value = getattr(self, f.name)
             if type(value) is not int or value < 1:
-                raise ArgumentError(f"serve limit {f.name} must be a positive integer, not {value!r}")
+                raise ArgumentError(
+                    f"serve limit {f.name} must be a positive integer, not {value!r}"
+                )
 
 
 class ClientError(Exception):
@@ -76,10 +78,13 @@ def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
     # allows (each value needs a comma or a bracket beside it) is refused before parsing.
     room = 2 * limits.max_values + 1024
     if body.count(b",") > room or body.count(b"[") > room // 2:
-        raise ClientError(413, f"the request holds more than the {limits.max_values} values accepted")
+        raise ClientError(
+            413, f"the request holds more than the {limits.max_values} values accepted"
+        )
     try:
-        data = jsonsafe.loads(body, where="the request body", max_bytes=limits.max_body_bytes,
-                              max_depth=JSON_DEPTH)
+        data = jsonsafe.loads(
+            body, where="the request body", max_bytes=limits.max_body_bytes, max_depth=JSON_DEPTH
+        )
     except jsonsafe.JSONLimitError as e:
         # JSON has no NaN or Infinity, and 1e999 is no float: numbers the model cannot use
         unusable = "non-standard constant" in str(e) or "overflows a float" in str(e)
@@ -122,9 +127,13 @@ def shape_of(value: Any, limits: Limits, name: str = "inputs") -> tuple[int, ...
         if n == 0:
             raise ClientError(422, f"{name} is empty at dimension {len(shape)}")
         if not shape and n > limits.max_rows:
-            raise ClientError(413, f"{n} rows is more than the {limits.max_rows} accepted; split the request")
+            raise ClientError(
+                413, f"{n} rows is more than the {limits.max_rows} accepted; split the request"
+            )
         if len(level) * n > limits.max_values:
-            raise ClientError(413, f"{name} holds more than {limits.max_values} values; send fewer rows")
+            raise ClientError(
+                413, f"{name} holds more than {limits.max_values} values; send fewer rows"
+            )
         shape.append(n)
         level = [v for row in level for v in row]
     if not shape:
@@ -157,12 +166,18 @@ def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
     named = isinstance(raw, dict)
     items = raw if named else {"inputs": raw}
     if named and not 0 < len(items) <= MAX_NAMED_INPUTS:
-        raise ClientError(422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}")
-    shapes = {key: shape_of(value, limits, f"inputs[{key[:40]!r}]" if named else "inputs")
-              for key, value in items.items()}
+        raise ClientError(
+            422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}"
+        )
+    shapes = {
+        key: shape_of(value, limits, f"inputs[{key[:40]!r}]" if named else "inputs")
+        for key, value in items.items()
+    }
     total = sum(math.prod(s) for s in shapes.values())
     if total > limits.max_values:
-        raise ClientError(413, f"the inputs hold {total} values, more than the {limits.max_values} accepted")
+        raise ClientError(
+            413, f"the inputs hold {total} values, more than the {limits.max_values} accepted"
+        )
     rows = max(s[0] for s in shapes.values())
     arrays = {key: np.asarray(value) for key, value in items.items()}
     return (arrays if named else arrays["inputs"]), rows
@@ -175,8 +190,10 @@ def batch_size_for(data: dict[str, Any], rows: int, limits: Limits) -> int | Non
         return None
     if -(-rows // batch_size) > limits.max_batches:
         least = -(-rows // limits.max_batches)
-        msg = (f"batch_size {batch_size} splits {rows} rows into more than {limits.max_batches} "
-               f"batches; use a batch_size of at least {least}, or none")
+        msg = (
+            f"batch_size {batch_size} splits {rows} rows into more than {limits.max_batches} "
+            f"batches; use a batch_size of at least {least}, or none"
+        )
         raise ClientError(422, msg)
     return batch_size
 
@@ -196,9 +213,16 @@ def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
     try:
         return 200, jsonsafe.dumps({"outputs": plain(result)})
     except ValueError:
-        return 422, jsonsafe.dumps({"error": "the model produced NaN or infinite outputs for these inputs"})
-    except (TypeError, AttributeError) as e:  # not an array, or labels JSON cannot carry: ours to fix
-        return 500, jsonsafe.dumps({"error": f"the model's outputs cannot be written as JSON ({e})"})
+        return 422, jsonsafe.dumps(
+            {"error": "the model produced NaN or infinite outputs for these inputs"}
+        )
+    except (
+        TypeError,
+        AttributeError,
+    ) as e:  # not an array, or labels JSON cannot carry: ours to fix
+        return 500, jsonsafe.dumps(
+            {"error": f"the model's outputs cannot be written as JSON ({e})"}
+        )
 
 
 def plain(result: Any) -> Any:
@@ -218,10 +242,14 @@ def run_model(loaded: Any, inputs: Any, output: str, batch_size: int | None) -> 
     except ModelstoreError as e:
         raise ClientError(422, str(e)[:1000]) from None
     except MemoryError:
-        raise ClientError(413, "the inputs need more memory than the server has; send fewer rows") from None
+        raise ClientError(
+            413, "the inputs need more memory than the server has; send fewer rows"
+        ) from None
     except Exception as e:  # the framework refused these inputs (wrong feature count, dtype, ...)
         first = (str(e).splitlines() or [""])[0][:500]
-        raise ClientError(422, f"the model cannot run on these inputs: {type(e).__name__}: {first}") from None
+        raise ClientError(
+            422, f"the model cannot run on these inputs: {type(e).__name__}: {first}"
+        ) from None
 
 
 def servable(path: str, loaded: Any) -> None:
@@ -235,13 +263,20 @@ def servable(path: str, loaded: Any) -> None:
         return
     except UnsupportedModelError:
         pass
-    what = "weights only (a state dict or checkpoint)" if isinstance(loaded, dict) else f"a {type(loaded).__qualname__}"
+    what = (
+        "weights only (a state dict or checkpoint)"
+        if isinstance(loaded, dict)
+        else f"a {type(loaded).__qualname__}"
+    )
     try:
         recorded = recorded_metadata(path).get("model_class")
     except ModelstoreError:
         recorded = None
-    hint = (f"pass the recorded class: --model {recorded} (Python: model=)" if isinstance(recorded, str)
-            else "pass the model's class: --model MODULE:CLASS or path/to/file.py:CLASS (Python: model=)")
+    hint = (
+        f"pass the recorded class: --model {recorded} (Python: model=)"
+        if isinstance(recorded, str)
+        else "pass the model's class: --model MODULE:CLASS or path/to/file.py:CLASS (Python: model=)"
+    )
     raise ArgumentError(f"{path}: holds {what}, which cannot answer /predict; {hint}")
 
 
@@ -249,11 +284,20 @@ def _json_media(content_type: str | None) -> bool:
     if content_type is None:
         return True  # a bare POST: read as JSON, the only thing this server reads
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
-def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
-               limits: Limits | None = None, signed_by: Any = None, signature: str | None = None) -> Any:
+def create_app(
+    path: str,
+    *,
+    model: Any = None,
+    trust: bool | list[str] = False,
+    limits: Limits | None = None,
+    signed_by: Any = None,
+    signature: str | None = None,
+) -> Any:
     """The ASGI application serving the model at ``path``.
 
     The model is loaded here (a hostile file raises :class:`UnsafeModelError` and nothing
@@ -267,11 +311,15 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
-        raise MissingDependencyError('serving needs starlette and uvicorn; run: pip install "modelstore-safe[serve]"',
-                                     name="starlette") from None
+        raise MissingDependencyError(
+            'serving needs starlette and uvicorn; run: pip install "modelstore-safe[serve]"',
+            name="starlette",
+        ) from None
     limits = limits if limits is not None else Limits()
     if not isinstance(limits, Limits):
-        raise ArgumentError(f"limits must be a modelstore.serve.Limits, not {type(limits).__name__}")
+        raise ArgumentError(
+            f"limits must be a modelstore.serve.Limits, not {type(limits).__name__}"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a PickleWarning is the load's business; a refusal raises
         loaded = load(path, model=model, trust=trust, signed_by=signed_by, signature=signature)
@@ -300,8 +348,10 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
     async def predict_route(request: Request) -> Any:
         content_type = request.headers.get("content-type")
         if not _json_media(content_type):
-            msg = (f"POST /predict reads JSON only, not {str(content_type)[:60]!r}; send "
-                   f"Content-Type: application/json (curl: --json)")
+            msg = (
+                f"POST /predict reads JSON only, not {str(content_type)[:60]!r}; send "
+                f"Content-Type: application/json (curl: --json)"
+            )
             return error(415, msg)
         try:
             body = await read_body(request)
@@ -321,24 +371,39 @@ def create_app(path: str, *, model: Any = None, trust: bool | list[str] = False,
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return error(status, str(detail))
 
-    return Starlette(routes=[
-        Route("/predict", predict_route, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/info", info_route, methods=["GET"]),
-    ], exception_handlers={HTTPException: http_error, Exception: http_error})
+    return Starlette(
+        routes=[
+            Route("/predict", predict_route, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/info", info_route, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: http_error},
+    )
 
 
-def run(path: str, *, host: str = "127.0.0.1", port: int = 8000, model: Any = None,
-        trust: bool | list[str] = False, limits: Limits | None = None, signed_by: Any = None,
-        signature: str | None = None, ready: Callable[[str], None] | None = None) -> None:
+def run(
+    path: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: Any = None,
+    trust: bool | list[str] = False,
+    limits: Limits | None = None,
+    signed_by: Any = None,
+    signature: str | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
     """Serve until interrupted (see :func:`create_app`). ``ready(url)`` is called once the
     model is loaded and the port is listening (the CLI prints "serving ... on ..." there)."""
     try:
         import uvicorn
     except ImportError:
-        raise MissingDependencyError('serving needs uvicorn; run: pip install "modelstore-safe[serve]"',
-                                     name="uvicorn") from None
-    app = create_app(path, model=model, trust=trust, limits=limits, signed_by=signed_by, signature=signature)
+        raise MissingDependencyError(
+            'serving needs uvicorn; run: pip install "modelstore-safe[serve]"', name="uvicorn"
+        ) from None
+    app = create_app(
+        path, model=model, trust=trust, limits=limits, signed_by=signed_by, signature=signature
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     asyncio.run(_serve(server, lambda: ready(f"http://{host}:{port}") if ready else None))
 

@@ -13,20 +13,35 @@ Importing this module does not import pyspark; calling :func:`predict_udf` does.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Tuple  # typing's: the hint names pyspark recognises
+from typing import Any, Iterator  # typing's: the hint names pyspark recognises
 
 from . import _batch
 from .errors import ArgumentError, MissingDependencyError
 
 __all__ = ["predict_udf"]
 
-_SPARK_TYPES = {"float32": "float", "float64": "double", "int64": "bigint", "int32": "int",
-                "bool": "boolean", "str": "string"}
+_SPARK_TYPES = {
+    "float32": "float",
+    "float64": "double",
+    "int64": "bigint",
+    "int32": "int",
+    "bool": "boolean",
+    "str": "string",
+}
 
 
-def predict_udf(spark: Any, model_ref: Any, *, output: str = "raw", trust: bool | list[str] = False,
-                signed_by: Any = None, sha256: str | None = None, batch_size: int | None = None,
-                result_type: Any = None, **load_options: Any) -> Any:
+def predict_udf(
+    spark: Any,
+    model_ref: Any,
+    *,
+    output: str = "raw",
+    trust: bool | list[str] = False,
+    signed_by: Any = None,
+    sha256: str | None = None,
+    batch_size: int | None = None,
+    result_type: Any = None,
+    **load_options: Any,
+) -> Any:
     """A Spark pandas UDF (iterator of Arrow batches) that scores rows with a saved model.
 
     Parameters
@@ -70,8 +85,15 @@ def predict_udf(spark: Any, model_ref: Any, *, output: str = "raw", trust: bool 
     _require()
     if not type(spark).__name__ == "SparkSession":
         raise ArgumentError(f"predict_udf needs a SparkSession first, not {type(spark).__name__}")
-    job = _batch.plan(model_ref, output=output, trust=trust, signed_by=signed_by, sha256=sha256,
-                      batch_size=batch_size, load_options=dict(load_options))
+    job = _batch.plan(
+        model_ref,
+        output=output,
+        trust=trust,
+        signed_by=signed_by,
+        sha256=sha256,
+        batch_size=batch_size,
+        load_options=dict(load_options),
+    )
     if result_type is None:
         import modelstore
 
@@ -87,8 +109,9 @@ def _require() -> None:
 
     missing = [m for m in ("pyspark", "pandas", "pyarrow") if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingDependencyError(f"modelstore.spark needs {', '.join(missing)}: "
-                                     'pip install "modelstore-safe[spark]"')
+        raise MissingDependencyError(
+            f'modelstore.spark needs {", ".join(missing)}: pip install "modelstore-safe[spark]"'
+        )
 
 
 def _shape_of(result_type: Any) -> str:
@@ -97,7 +120,9 @@ def _shape_of(result_type: Any) -> str:
     from pyspark.sql.types import ArrayType, DataType
 
     if not isinstance(result_type, DataType):
-        raise ArgumentError(f"result_type must be a Spark type name or DataType, not {type(result_type).__name__}")
+        raise ArgumentError(
+            f"result_type must be a Spark type name or DataType, not {type(result_type).__name__}"
+        )
     return "array" if isinstance(result_type, ArrayType) else "scalar"
 
 
@@ -112,5 +137,8 @@ def _udf(job: _batch.Plan, result_type: Any, shape: str) -> Any:
             yield pd.Series(_batch.run(job, _batch.features(columns), shape))
 
     # real objects, not strings: pyspark reads these hints to pick the iterator UDF type
-    score.__annotations__ = {"batches": Iterator[Tuple[pd.Series, ...]], "return": Iterator[pd.Series]}
+    score.__annotations__ = {
+        "batches": Iterator[tuple[pd.Series, ...]],
+        "return": Iterator[pd.Series],
+    }
     return pandas_udf(score, returnType=result_type)  # type: ignore[call-overload]  # hints set above

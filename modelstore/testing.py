@@ -36,12 +36,20 @@ from .storage.sidecar import SIDECAR_SUFFIX
 __all__ = ["BackendContract", "Backend", "run_python"]
 
 
-def run_python(code: str, *, cwd: str | Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *, cwd: str | Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (same executable and sys.path) and capture output."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
 
 
 class BackendContract:
@@ -128,7 +136,9 @@ class BackendContract:
         info = self._save(model, path)
         assert info.format == self.backend_name and info.size_bytes == path.stat().st_size
         loaded = self._load(path)
-        np.testing.assert_allclose(ms.predict(loaded, x), ms.predict(model, x), rtol=self.rtol, atol=self.atol)
+        np.testing.assert_allclose(
+            ms.predict(loaded, x), ms.predict(model, x), rtol=self.rtol, atol=self.atol
+        )
 
     def test_native_loader_reads_our_file(self, tmp_path: Path) -> None:
         """The framework's own loader reads what modelstore wrote, with the same outputs."""
@@ -140,8 +150,12 @@ class BackendContract:
         path = tmp_path / f"model{self.suffix}"
         self._save(model, path)
         native = self.native_load(path)
-        np.testing.assert_allclose(self.outputs_of(native, x), ms.predict(model, x),
-                                   rtol=max(self.rtol, 1e-6), atol=max(self.atol, 1e-6))
+        np.testing.assert_allclose(
+            self.outputs_of(native, x),
+            ms.predict(model, x),
+            rtol=max(self.rtol, 1e-6),
+            atol=max(self.atol, 1e-6),
+        )
 
     def test_foreign_file_loads(self, tmp_path: Path) -> None:
         """A file written by the framework itself, with no modelstore metadata, loads."""
@@ -154,7 +168,9 @@ class BackendContract:
         self.native_save(model, path)
         assert not Path(str(path) + SIDECAR_SUFFIX).exists()
         loaded = self._load(path)
-        np.testing.assert_allclose(ms.predict(loaded, x), ms.predict(model, x), rtol=self.rtol, atol=self.atol)
+        np.testing.assert_allclose(
+            ms.predict(loaded, x), ms.predict(model, x), rtol=self.rtol, atol=self.atol
+        )
         assert ms.inspect(path).format == self.backend_name
 
     def test_checksum_catches_a_flipped_byte(self, tmp_path: Path) -> None:
@@ -199,7 +215,9 @@ class BackendContract:
             assert not marker.exists(), "the hostile payload ran"
         # metadata naming a class whose module has a side effect on import
         modname = f"ms_evil_{abs(hash(str(tmp_path))) % 10**8}"
-        (tmp_path / f"{modname}.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Evil: pass\n")
+        (tmp_path / f"{modname}.py").write_text(
+            f"open({str(marker)!r}, 'w').close()\nclass Evil: pass\n"
+        )
         sys.path.insert(0, str(tmp_path))
         try:
             path = tmp_path / f"model{self.suffix}"
@@ -210,7 +228,9 @@ class BackendContract:
                 self._load_plain(path, **kwargs)
             except ms.ModelstoreError:
                 pass
-            assert not marker.exists(), "a class path recorded in the file was imported without trust"
+            assert not marker.exists(), (
+                "a class path recorded in the file was imported without trust"
+            )
         finally:
             sys.path.remove(str(tmp_path))
 
@@ -232,4 +252,3 @@ class BackendContract:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ms.PickleWarning)
             return ms.load(path, verify=False, **kw)
-

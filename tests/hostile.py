@@ -70,12 +70,14 @@ class Hostile:
 def raw(fn: Callable[[Path], bytes]) -> Callable[[Path, Path], None]:
     def build(path: Path, marker: Path) -> None:
         path.write_bytes(fn(marker))
+
     return build
 
 
 def dumped(fn: Callable[[Path], Any], protocol: int = 4) -> Callable[[Path, Path], None]:
     def build(path: Path, marker: Path) -> None:
         path.write_bytes(pickle.dumps(fn(marker), protocol=protocol))
+
     return build
 
 
@@ -84,6 +86,7 @@ def joblib_dumped(fn: Callable[[Path], Any], compress: Any = 0) -> Callable[[Pat
         import joblib
 
         joblib.dump(fn(marker), path, compress=compress)
+
     return build
 
 
@@ -92,6 +95,7 @@ def torch_saved(fn: Callable[[Path], Any], legacy: bool = False) -> Callable[[Pa
         import torch
 
         torch.save(fn(marker), path, _use_new_zipfile_serialization=not legacy)
+
     return build
 
 
@@ -105,14 +109,33 @@ def _code_bytes(m: Path) -> bytes:
 
 def _stack_global_memo(m: Path) -> bytes:
     # names put in the memo, then fetched with BINGET before STACK_GLOBAL
-    return (b"\x80\x04" + _s("posix") + b"q\x00" + _s("system") + b"q\x01" + b"0"  # POP
-            + b"h\x00h\x01\x93" + _s(touch_cmd(m)) + b"\x85R.")
+    return (
+        b"\x80\x04"
+        + _s("posix")
+        + b"q\x00"
+        + _s("system")
+        + b"q\x01"
+        + b"0"  # POP
+        + b"h\x00h\x01\x93"
+        + _s(touch_cmd(m))
+        + b"\x85R."
+    )
 
 
 def _memo_confusion(m: Path) -> bytes:
     # slot 0 first holds 'numpy', is overwritten with 'posix' before use
-    return (b"\x80\x04" + _s("numpy") + b"q\x000" + _s("posix") + b"q\x000" + _s("system") + b"q\x010"
-            + b"h\x00h\x01\x93" + _s(touch_cmd(m)) + b"\x85R.")
+    return (
+        b"\x80\x04"
+        + _s("numpy")
+        + b"q\x000"
+        + _s("posix")
+        + b"q\x000"
+        + _s("system")
+        + b"q\x010"
+        + b"h\x00h\x01\x93"
+        + _s(touch_cmd(m))
+        + b"\x85R."
+    )
 
 
 def _computed_global(m: Path) -> bytes:

@@ -31,8 +31,17 @@ def dotted_pyrun(m: Path) -> bytes:
 
 def dotted_from_memo(m: Path) -> bytes:
     """The same path, its names fetched from the memo before STACK_GLOBAL."""
-    return (P4 + _s("sklearn.base") + b"\x94" + _s("np.ctypeslib.ctypes.pythonapi.PyRun_SimpleString")
-            + b"\x94" + b"0" + b"h\x00h\x01\x93" + _b(py_touch(m).encode()) + b"\x85R.")
+    return (
+        P4
+        + _s("sklearn.base")
+        + b"\x94"
+        + _s("np.ctypeslib.ctypes.pythonapi.PyRun_SimpleString")
+        + b"\x94"
+        + b"0"
+        + b"h\x00h\x01\x93"
+        + _b(py_touch(m).encode())
+        + b"\x85R."
+    )
 
 
 def zlib_joblib(m: Path) -> bytes:
@@ -70,18 +79,36 @@ def reexported_class(module: str, name: str) -> bytes:
 def build_on_mixin() -> bytes:
     """BUILD on an allowed-looking mixin class: every LogisticRegression in the process would
     then predict through numpy.negative."""
-    return (P2 + _g("sklearn.linear_model._base", "LinearClassifierMixin") + b"N}" + _s("predict")
-            + _g("numpy", "negative") + b"s\x86b0N.")
+    return (
+        P2
+        + _g("sklearn.linear_model._base", "LinearClassifierMixin")
+        + b"N}"
+        + _s("predict")
+        + _g("numpy", "negative")
+        + b"s\x86b0N."
+    )
 
 
 def setitem_on_constant() -> bytes:
     """SETITEM on a module-level dict: every MLP's relu becomes numpy.negative."""
-    return P2 + _g("sklearn.neural_network._base", "ACTIVATIONS") + _s("relu") + _g("numpy", "negative") + b"s0N."
+    return (
+        P2
+        + _g("sklearn.neural_network._base", "ACTIVATIONS")
+        + _s("relu")
+        + _g("numpy", "negative")
+        + b"s0N."
+    )
 
 
 def build_on_function_defaults() -> bytes:
     """BUILD on a function: its defaults changed for every caller in the process."""
-    return (P2 + _g("sklearn.utils.validation", "check_array") + b"N}" + _s("__defaults__") + b")s\x86b0N.")
+    return (
+        P2
+        + _g("sklearn.utils.validation", "check_array")
+        + b"N}"
+        + _s("__defaults__")
+        + b")s\x86b0N."
+    )
 
 
 def dtype_build(code: str, state: bytes) -> bytes:
@@ -94,8 +121,16 @@ def forged_object_array() -> bytes:
     the array's items are forged pointers (a segfault on first use, naive)."""
     state = b"(K\x03" + _s("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # flags 0
     dt = dtype_build("O8", state)
-    return (P2 + _g("numpy._core.numeric", "_frombuffer") + b"(" + _b(b"\x41" * 8) + dt
-            + b"K\x01\x85" + _s("C") + b"tR.")
+    return (
+        P2
+        + _g("numpy._core.numeric", "_frombuffer")
+        + b"("
+        + _b(b"\x41" * 8)
+        + dt
+        + b"K\x01\x85"
+        + _s("C")
+        + b"tR."
+    )
 
 
 def fraction_hang() -> bytes:
@@ -103,7 +138,9 @@ def fraction_hang() -> bytes:
 
 
 def huge_bytes() -> bytes:
-    return P2 + _g("builtins", "bytes") + b"(\x8a\x05" + (3 << 30).to_bytes(5, "little") + b"tR."  # 3 GiB
+    return (
+        P2 + _g("builtins", "bytes") + b"(\x8a\x05" + (3 << 30).to_bytes(5, "little") + b"tR."
+    )  # 3 GiB
 
 
 def multistream_bz2(claim: int = 48 << 30) -> bytes:
@@ -118,7 +155,7 @@ def multistream_bz2(claim: int = 48 << 30) -> bytes:
     joblib.dump(np.zeros(4, dtype=np.float64), buf)
     data = buf.getvalue()
     at = data.index(b"K\x04\x85")  # the shape (4,)
-    head = data[:at] + b"\x8a\x05" + (claim // 8).to_bytes(5, "little") + b"\x85" + data[at + 3:]
+    head = data[:at] + b"\x8a\x05" + (claim // 8).to_bytes(5, "little") + b"\x85" + data[at + 3 :]
     head = head[: head.index(b"ub") + 2]  # up to the wrapper's BUILD; the array bytes follow
     zeros = bz2.compress(b"\x00" * (1 << 20), 9)
     return bz2.compress(head) + zeros * 40
@@ -167,7 +204,7 @@ def randomstate_position(pos: int = 100_000) -> bytes:
 
     data = pickle.dumps(np.random.RandomState(0), protocol=2)
     at = data.index(b"Mp\x02", data.index(b"pos"))  # BININT2 624, the value of 'pos'
-    return data[:at] + b"J" + struct.pack("<i", pos) + data[at + 3:]
+    return data[:at] + b"J" + struct.pack("<i", pos) + data[at + 3 :]
 
 
 def frame_overrun(m: Path, k: int = 64) -> bytes:
@@ -182,7 +219,12 @@ def frame_overrun(m: Path, k: int = 64) -> bytes:
 
 
 def second_pickle_after_stop(m: Path) -> bytes:
-    return pickle.dumps({"w": [1.0]}, protocol=4) + P2 + _call(_g("os", "system"), _s(touch_cmd(m))) + b"."
+    return (
+        pickle.dumps({"w": [1.0]}, protocol=4)
+        + P2
+        + _call(_g("os", "system"), _s(touch_cmd(m)))
+        + b"."
+    )
 
 
 def colliding_keys(n: int = 60_000) -> bytes:

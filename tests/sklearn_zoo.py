@@ -25,8 +25,11 @@ def _data() -> dict[str, Any]:
     X, y = load_iris(return_X_y=True)
     rng = np.random.RandomState(0)
     return {
-        "X": X, "y": y, "yr": X[:, 0] + rng.normal(scale=0.1, size=len(y)),
-        "Y2": np.c_[X[:, 0], X[:, 1]], "Xpos": np.abs(X) + 0.1,
+        "X": X,
+        "y": y,
+        "yr": X[:, 0] + rng.normal(scale=0.1, size=len(y)),
+        "Y2": np.c_[X[:, 0], X[:, 1]],
+        "Xpos": np.abs(X) + 0.1,
         "text": ["the cat sat", "a dog ran", "the dog sat", "a cat ran"] * 10,
         "ytext": np.array([0, 1, 0, 1] * 10),
     }
@@ -40,28 +43,52 @@ def _meta(name: str) -> dict[str, Any]:
 
     clf, reg = LogisticRegression(max_iter=500), LinearRegression()
     table: dict[str, dict[str, Any]] = {
-        "ClassifierChain": {"estimator": clf}, "RegressorChain": {"estimator": reg},
-        "ColumnTransformer": {"transformers": [("s", StandardScaler(), [0, 1]), ("p", "passthrough", [2, 3])]},
+        "ClassifierChain": {"estimator": clf},
+        "RegressorChain": {"estimator": reg},
+        "ColumnTransformer": {
+            "transformers": [("s", StandardScaler(), [0, 1]), ("p", "passthrough", [2, 3])]
+        },
         "FeatureUnion": {"transformer_list": [("s", StandardScaler()), ("p", PCA(2))]},
-        "FixedThresholdClassifier": {"estimator": clf}, "FrozenEstimator": {"estimator": clf},
-        "GridSearchCV": {"estimator": DecisionTreeClassifier(), "param_grid": {"max_depth": [1, 2]}},
-        "RandomizedSearchCV": {"estimator": DecisionTreeClassifier(), "param_distributions": {"max_depth": [1, 2]},
-                               "n_iter": 2},
-        "HalvingGridSearchCV": {"estimator": DecisionTreeClassifier(), "param_grid": {"max_depth": [1, 2]}},
-        "HalvingRandomSearchCV": {"estimator": DecisionTreeClassifier(), "param_distributions": {"max_depth": [1, 2]}},
-        "MultiOutputClassifier": {"estimator": clf}, "MultiOutputRegressor": {"estimator": reg},
-        "OneVsOneClassifier": {"estimator": clf}, "OneVsRestClassifier": {"estimator": clf},
+        "FixedThresholdClassifier": {"estimator": clf},
+        "FrozenEstimator": {"estimator": clf},
+        "GridSearchCV": {
+            "estimator": DecisionTreeClassifier(),
+            "param_grid": {"max_depth": [1, 2]},
+        },
+        "RandomizedSearchCV": {
+            "estimator": DecisionTreeClassifier(),
+            "param_distributions": {"max_depth": [1, 2]},
+            "n_iter": 2,
+        },
+        "HalvingGridSearchCV": {
+            "estimator": DecisionTreeClassifier(),
+            "param_grid": {"max_depth": [1, 2]},
+        },
+        "HalvingRandomSearchCV": {
+            "estimator": DecisionTreeClassifier(),
+            "param_distributions": {"max_depth": [1, 2]},
+        },
+        "MultiOutputClassifier": {"estimator": clf},
+        "MultiOutputRegressor": {"estimator": reg},
+        "OneVsOneClassifier": {"estimator": clf},
+        "OneVsRestClassifier": {"estimator": clf},
         "OutputCodeClassifier": {"estimator": clf},
         "Pipeline": {"steps": [("s", StandardScaler()), ("c", clf)]},
-        "RFE": {"estimator": clf}, "RFECV": {"estimator": clf}, "SelectFromModel": {"estimator": clf},
-        "SelfTrainingClassifier": {"estimator": clf}, "SequentialFeatureSelector": {"estimator": clf, "n_features_to_select": 2},
+        "RFE": {"estimator": clf},
+        "RFECV": {"estimator": clf},
+        "SelectFromModel": {"estimator": clf},
+        "SelfTrainingClassifier": {"estimator": clf},
+        "SequentialFeatureSelector": {"estimator": clf, "n_features_to_select": 2},
         "StackingClassifier": {"estimators": [("t", DecisionTreeClassifier()), ("l", clf)]},
         "StackingRegressor": {"estimators": [("t", DecisionTreeRegressor()), ("l", reg)]},
         "TunedThresholdClassifierCV": {"estimator": clf},
         "VotingClassifier": {"estimators": [("t", DecisionTreeClassifier()), ("l", clf)]},
         "VotingRegressor": {"estimators": [("t", DecisionTreeRegressor()), ("l", reg)]},
-        "CCA": {"n_components": 1}, "PLSCanonical": {"n_components": 1}, "PLSSVD": {"n_components": 1},
-        "GaussianRandomProjection": {"n_components": 2}, "SparseRandomProjection": {"n_components": 2},
+        "CCA": {"n_components": 1},
+        "PLSCanonical": {"n_components": 1},
+        "PLSSVD": {"n_components": 1},
+        "GaussianRandomProjection": {"n_components": 2},
+        "SparseRandomProjection": {"n_components": 2},
     }
     return table.get(name, {})
 
@@ -102,9 +129,20 @@ def _fit(name: str, est: Any, d: dict[str, Any]) -> Any:
     if name.startswith("MultiTask") or name in ("CCA", "PLSCanonical", "PLSRegression", "PLSSVD"):
         est.fit(X, d["Y2"])
         return X[:5]
-    if name in ("AdditiveChi2Sampler", "SkewedChi2Sampler", "NMF", "MiniBatchNMF",
-                "LatentDirichletAllocation", "MultinomialNB", "ComplementNB", "CategoricalNB", "PoissonRegressor",
-                "GammaRegressor", "TweedieRegressor", "BernoulliRBM"):
+    if name in (
+        "AdditiveChi2Sampler",
+        "SkewedChi2Sampler",
+        "NMF",
+        "MiniBatchNMF",
+        "LatentDirichletAllocation",
+        "MultinomialNB",
+        "ComplementNB",
+        "CategoricalNB",
+        "PoissonRegressor",
+        "GammaRegressor",
+        "TweedieRegressor",
+        "BernoulliRBM",
+    ):
         if is_classifier(est):
             est.fit(np.round(d["Xpos"]), y)
         elif is_regressor(est):
@@ -136,16 +174,40 @@ def _extras() -> Iterator[tuple[str, Any, Any]]:
     X, y = d["X"], d["y"]
     df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
     df["colour"] = np.array(["red", "green", "blue"])[y]
-    ct = ColumnTransformer([("num", StandardScaler(), ["a", "b", "c", "d"]),
-                            ("cat", OneHotEncoder(handle_unknown="ignore"), ["colour"])])
-    yield "ColumnTransformer+HGB on a DataFrame", Pipeline([("ct", ct), ("hgb", HistGradientBoostingClassifier(max_iter=10))]).fit(df, y), df.head()
+    ct = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["a", "b", "c", "d"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
+        ]
+    )
+    yield (
+        "ColumnTransformer+HGB on a DataFrame",
+        Pipeline([("ct", ct), ("hgb", HistGradientBoostingClassifier(max_iter=10))]).fit(df, y),
+        df.head(),
+    )
     cat = np.c_[np.round(X[:, :1]), X[:, 1:]]
-    yield "HGB with categorical features", HistGradientBoostingClassifier(max_iter=10, categorical_features=[0]).fit(cat, y), cat[:5]
+    yield (
+        "HGB with categorical features",
+        HistGradientBoostingClassifier(max_iter=10, categorical_features=[0]).fit(cat, y),
+        cat[:5],
+    )
     yield "HGB regressor", HistGradientBoostingRegressor(max_iter=10).fit(X, d["yr"]), X[:5]
     yield "CalibratedClassifierCV(SVC)", CalibratedClassifierCV(SVC()).fit(X, y), X[:5]
-    yield "GridSearchCV(LogisticRegression)", GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0]}).fit(X, y), X[:5]
-    yield "SelectKBest(chi2)", make_pipeline(SelectKBest(chi2, k=2), LogisticRegression(max_iter=500)).fit(X, y), X[:5]
-    yield "FunctionTransformer(np.log1p)", make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=500)).fit(X, y), X[:5]
+    yield (
+        "GridSearchCV(LogisticRegression)",
+        GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0]}).fit(X, y),
+        X[:5],
+    )
+    yield (
+        "SelectKBest(chi2)",
+        make_pipeline(SelectKBest(chi2, k=2), LogisticRegression(max_iter=500)).fit(X, y),
+        X[:5],
+    )
+    yield (
+        "FunctionTransformer(np.log1p)",
+        make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=500)).fit(X, y),
+        X[:5],
+    )
     yield "SGDClassifier(log_loss)", SGDClassifier(loss="log_loss").fit(X, y), X[:5]
     yield "SVC(probability=True)", SVC(probability=True).fit(X, y), X[:5]
 
@@ -185,5 +247,7 @@ def outputs(est: Any, xs: Any) -> list[Any]:
                 value = fn(xs)
             except Exception:  # noqa: BLE001 - not every method applies to every fitted model
                 continue
-            out.append((method, value.toarray() if hasattr(value, "toarray") else np.asarray(value)))
+            out.append(
+                (method, value.toarray() if hasattr(value, "toarray") else np.asarray(value))
+            )
     return out

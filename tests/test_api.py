@@ -142,8 +142,12 @@ BAD_INPUTS = {
     "random": lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)),
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
     "tiny": lambda p: p.write_bytes(b"\x01\x02"),
-    "header_flip": lambda p: p.write_bytes(p.read_bytes()[:20] + bytes([p.read_bytes()[20] ^ 0xFF]) + p.read_bytes()[21:]),
-    "payload_flip": lambda p: p.write_bytes(p.read_bytes()[:-10] + bytes([p.read_bytes()[-10] ^ 0x40]) + p.read_bytes()[-9:]),
+    "header_flip": lambda p: p.write_bytes(
+        p.read_bytes()[:20] + bytes([p.read_bytes()[20] ^ 0xFF]) + p.read_bytes()[21:]
+    ),
+    "payload_flip": lambda p: p.write_bytes(
+        p.read_bytes()[:-10] + bytes([p.read_bytes()[-10] ^ 0x40]) + p.read_bytes()[-9:]
+    ),
     "huge_header_len": lambda p: p.write_bytes(struct.pack("<Q", 2**62) + p.read_bytes()[8:]),
 }
 

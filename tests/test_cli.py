@@ -18,8 +18,13 @@ from tests import models  # noqa: E402
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +101,9 @@ def test_scan_recurses_into_folders_with_progress(tmp_path: Path) -> None:
     assert "scanning" in proc.stderr and "2/2" in proc.stderr
     (tmp_path / "a" / "evil.pkl").write_bytes(pickle.dumps(Reduce(os.getcwd)))
     proc = run("scan", str(tmp_path))
-    assert proc.returncode == 1 and "evil.pkl: unsafe" in proc.stdout and "posix.getcwd" in proc.stdout
+    assert (
+        proc.returncode == 1 and "evil.pkl: unsafe" in proc.stdout and "posix.getcwd" in proc.stdout
+    )
     assert run("scan", str(tmp_path / "a" / "b" / "nothing")).returncode == 2
 
 
@@ -122,7 +129,9 @@ def test_inspect_stats_and_plot(files: dict[str, Path], tmp_path: Path) -> None:
     assert abs(stats["fc1.weight"]["mean"] - float(w.mean())) < 1e-6
     assert png.read_bytes()[:4] == b"\x89PNG"
     plain = run("inspect", str(files["pt"]), "--stats")
-    assert plain.returncode == 0 and "fc2.bias" in plain.stdout and "mean" in plain.stdout, plain.stderr
+    assert plain.returncode == 0 and "fc2.bias" in plain.stdout and "mean" in plain.stdout, (
+        plain.stderr
+    )
     refused = run("inspect", str(files["whole"]), "--stats")
     assert refused.returncode == 1 and "--trust" in refused.stderr
     trusted = run("inspect", str(files["whole"]), "--stats", "--trust")
@@ -142,18 +151,47 @@ def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Pat
     assert run("convert", str(files["pt"]), str(dst)).returncode == 2  # exists
     assert run("convert", str(files["pt"]), str(dst), "--force").returncode == 0
     onnx_path = tmp_path / "w.onnx"
-    proc = run("convert", str(files["st"]), str(onnx_path), "--model", "tests.models:Net",
-               "--config", '{"hidden": 8}', "--sample", str(sample))
+    proc = run(
+        "convert",
+        str(files["st"]),
+        str(onnx_path),
+        "--model",
+        "tests.models:Net",
+        "--config",
+        '{"hidden": 8}',
+        "--sample",
+        str(sample),
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run("predict", str(onnx_path), "--input", str(sample), "--output", "label")
     assert proc.returncode == 0, proc.stderr
     labels = json.loads(proc.stdout)
     assert len(labels) == 6 and all(v in list("0123456789") for v in labels)
     csv = tmp_path / "x.csv"
-    np.savetxt(csv, np.load(sample), delimiter=",", header=",".join(f"f{i}" for i in range(64)), comments="")
+    np.savetxt(
+        csv,
+        np.load(sample),
+        delimiter=",",
+        header=",".join(f"f{i}" for i in range(64)),
+        comments="",
+    )
     out = tmp_path / "proba.npy"
-    proc = run("predict", str(files["st"]), "--input", str(csv), "--output", "proba", "--model", "tests.models:Net",
-               "--config", '{"hidden": 8}', "--out", str(out), "--batch-size", "4")
+    proc = run(
+        "predict",
+        str(files["st"]),
+        "--input",
+        str(csv),
+        "--output",
+        "proba",
+        "--model",
+        "tests.models:Net",
+        "--config",
+        '{"hidden": 8}',
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+    )
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.load(out).sum(axis=1), 1, rtol=1e-5)
     bad = run("predict", str(files["whole"]), "--input", str(sample))
@@ -186,7 +224,9 @@ def every_format(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
         out["sklearn"] = root / "m.joblib"
         rng = np.random.default_rng(0)
-        ms.save(LogisticRegression().fit(rng.random((20, 64)), rng.integers(0, 3, 20)), out["sklearn"])
+        ms.save(
+            LogisticRegression().fit(rng.random((20, 64)), rng.integers(0, 3, 20)), out["sklearn"]
+        )
     except ImportError:
         pass
     try:
@@ -209,8 +249,9 @@ def every_format(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["safetensors", "torch", "sklearn", "keras", "onnx"])
-def test_every_format_through_the_command(every_format: dict[str, Path], fmt: str, sample: Path,
-                                          tmp_path: Path) -> None:
+def test_every_format_through_the_command(
+    every_format: dict[str, Path], fmt: str, sample: Path, tmp_path: Path
+) -> None:
     """inspect --json, scan, predict (and convert where it applies) on each format."""
     if fmt not in every_format:
         pytest.skip(f"{fmt} not installed")
@@ -220,11 +261,18 @@ def test_every_format_through_the_command(every_format: dict[str, Path], fmt: st
     data = json.loads(proc.stdout)
     assert data["format"] == fmt and data["verdict"] == "safe" and data["num_params"] > 0
     assert run("scan", str(path)).returncode == 0
-    extra = ["--model", "tests.models:Net", "--config", '{"hidden": 8}'] if fmt in ("safetensors", "torch") else []
+    extra = (
+        ["--model", "tests.models:Net", "--config", '{"hidden": 8}']
+        if fmt in ("safetensors", "torch")
+        else []
+    )
     proc = run("predict", str(path), "--input", str(sample), *extra)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) == 6
     if fmt == "keras":
         proc = run("convert", str(path), str(tmp_path / "m.keras"))
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(run("inspect", str(tmp_path / "m.keras"), "--json").stdout)["format"] == "keras"
+        assert (
+            json.loads(run("inspect", str(tmp_path / "m.keras"), "--json").stdout)["format"]
+            == "keras"
+        )

@@ -21,8 +21,14 @@ from tests.hostile import Reduce  # noqa: E402
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,9 @@ def test_json_inventory(tree: Path) -> None:
     data = (tree / "models" / "net.safetensors").read_bytes()
     assert net["sha256"] == hashlib.sha256(data).hexdigest() and net["size_bytes"] == len(data)
     assert (net["format"], net["verdict"]) == ("safetensors", "safe")
-    assert records["evil.pkl"]["verdict"] == "unsafe" and records["junk.onnx"]["verdict"] == "unknown"
+    assert (
+        records["evil.pkl"]["verdict"] == "unsafe" and records["junk.onnx"]["verdict"] == "unknown"
+    )
     assert run("scan", str(tree / "models"), "--json").stdout == proc.stdout  # the old spelling
 
 
@@ -68,11 +76,22 @@ def test_sarif(tree: Path) -> None:
     assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
     run_ = log["runs"][0]
     driver = run_["tool"]["driver"]
-    assert driver["name"] == "modelstore" and [r["id"] for r in driver["rules"]] == ["MS001", "MS002", "MS003"]
+    assert driver["name"] == "modelstore" and [r["id"] for r in driver["rules"]] == [
+        "MS001",
+        "MS002",
+        "MS003",
+    ]
     uris = [a["location"]["uri"] for a in run_["artifacts"]]
-    assert uris == ["models/evil.pkl", "models/junk.onnx", "models/net.safetensors", "models/sub/weights.pth"]
-    assert all(a["location"]["uriBaseId"] == "%SRCROOT%" and len(a["hashes"]["sha-256"]) == 64
-               for a in run_["artifacts"])
+    assert uris == [
+        "models/evil.pkl",
+        "models/junk.onnx",
+        "models/net.safetensors",
+        "models/sub/weights.pth",
+    ]
+    assert all(
+        a["location"]["uriBaseId"] == "%SRCROOT%" and len(a["hashes"]["sha-256"]) == 64
+        for a in run_["artifacts"]
+    )
     by_file = {}
     for res in run_["results"]:
         loc = res["locations"][0]["physicalLocation"]["artifactLocation"]
@@ -83,8 +102,9 @@ def test_sarif(tree: Path) -> None:
     assert by_file["models/junk.onnx"] == [("MS003", "warning")]
     assert "models/net.safetensors" not in by_file and "models/sub/weights.pth" not in by_file
     again = json.loads(run("scan", "models", "--format", "sarif", cwd=tree).stdout)
-    assert [r["partialFingerprints"] for r in again["runs"][0]["results"]] == \
-        [r["partialFingerprints"] for r in run_["results"]]
+    assert [r["partialFingerprints"] for r in again["runs"][0]["results"]] == [
+        r["partialFingerprints"] for r in run_["results"]
+    ]
 
 
 def test_output_file_and_text_summary(tree: Path, tmp_path: Path) -> None:
@@ -92,8 +112,12 @@ def test_output_file_and_text_summary(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "scan.sarif"
     proc = run("scan", str(tree / "models"), "--format", "sarif", "--output", str(out))
     assert proc.returncode == 1 and json.loads(out.read_text())["version"] == "2.1.0"
-    assert "4 files: 2 safe, 1 unsafe, 1 unknown" in proc.stdout and "evil.pkl: unsafe" in proc.stdout
-    bad = run("scan", str(tree / "models"), "--output", str(tmp_path / "no" / "such" / "dir" / "x.json"))
+    assert (
+        "4 files: 2 safe, 1 unsafe, 1 unknown" in proc.stdout and "evil.pkl: unsafe" in proc.stdout
+    )
+    bad = run(
+        "scan", str(tree / "models"), "--output", str(tmp_path / "no" / "such" / "dir" / "x.json")
+    )
     assert bad.returncode == 2 and "cannot write the report" in bad.stderr
     clash = run("scan", str(tree / "models"), "--json", "--format", "sarif")
     assert clash.returncode == 2 and "disagree" in clash.stderr
@@ -103,4 +127,8 @@ def test_empty_folder(tmp_path: Path) -> None:
     """A folder with no model files is an error (exit 2) that says what scan looks for."""
     (tmp_path / "notes.txt").write_text("hi")
     proc = run("scan", str(tmp_path))
-    assert proc.returncode == 2 and "no model files found" in proc.stderr and ".safetensors" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "no model files found" in proc.stderr
+        and ".safetensors" in proc.stderr
+    )

@@ -19,8 +19,13 @@ from tests import models  # noqa: E402
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -31,7 +36,9 @@ def test_summary_command(tmp_path: Path) -> None:
     plain = run("summary", str(path))
     assert plain.returncode == 0, plain.stderr
     assert "total params: 610" in plain.stdout and "model=Net" in plain.stdout
-    built = run("summary", str(path), "--model", "tests.models:Net", "--input-size", "3,64", "--json")
+    built = run(
+        "summary", str(path), "--model", "tests.models:Net", "--input-size", "3,64", "--json"
+    )
     assert built.returncode == 0, built.stderr
     data = json.loads(built.stdout)
     assert data["total_params"] == 610 and data["input_shapes"] == [[3, 64]]
@@ -53,13 +60,39 @@ def test_evaluate_command(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     (tmp_path / "y.csv").write_text("\n".join(f"d{v}" for v in y))
-    proc = run("evaluate", str(path), "--model", "tests.models:Net", "--input", str(tmp_path / "x.npy"),
-               "--target", str(tmp_path / "y.npy"), "--plot", str(tmp_path / "g.png"))
+    proc = run(
+        "evaluate",
+        str(path),
+        "--model",
+        "tests.models:Net",
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--target",
+        str(tmp_path / "y.npy"),
+        "--plot",
+        str(tmp_path / "g.png"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "accuracy 0.9500 (19/20 correct)" in proc.stdout and (tmp_path / "g.png").is_file()
-    proc = run("evaluate", str(path), "--model", "tests.models:Net", "--input", str(tmp_path / "x.npy"),
-               "--target", str(tmp_path / "y.csv"), "--json")
+    proc = run(
+        "evaluate",
+        str(path),
+        "--model",
+        "tests.models:Net",
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--target",
+        str(tmp_path / "y.csv"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["wrong"] == [0]
-    missing = run("evaluate", str(path), "--input", str(tmp_path / "x.npy"), "--target", str(tmp_path / "no.npy"))
+    missing = run(
+        "evaluate",
+        str(path),
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--target",
+        str(tmp_path / "no.npy"),
+    )
     assert missing.returncode == 2 and "--target" in missing.stderr

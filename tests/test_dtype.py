@@ -37,10 +37,17 @@ def x() -> Any:
     return torch.from_numpy(np.random.default_rng(0).random((16, 64), dtype=np.float32))
 
 
-@pytest.mark.parametrize(("dtype", "code", "torch_dtype"), [
-    ("float16", "F16", "float16"), ("bfloat16", "BF16", "bfloat16"), ("fp16", "F16", "float16"),
-])
-def test_save_casts_and_load_restores(tmp_path: Path, x: Any, dtype: str, code: str, torch_dtype: str) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "code", "torch_dtype"),
+    [
+        ("float16", "F16", "float16"),
+        ("bfloat16", "BF16", "bfloat16"),
+        ("fp16", "F16", "float16"),
+    ],
+)
+def test_save_casts_and_load_restores(
+    tmp_path: Path, x: Any, dtype: str, code: str, torch_dtype: str
+) -> None:
     """Half the bytes on disk; Net gets float32 back and predicts within 1e-2."""
     net = models.trained_net()
     full = tmp_path / "full.safetensors"
@@ -90,7 +97,10 @@ def test_integer_buffers_are_left_alone(tmp_path: Path) -> None:
     assert codes["bn.num_batches_tracked"] == "I64"
     assert codes["bn.running_mean"] == "F16" and codes["fc.weight"] == "F16"
     loaded = ms.load(path, model=models.BNNet)
-    assert loaded.bn.num_batches_tracked.dtype == torch.int64 and loaded.bn.num_batches_tracked.item() == 1
+    assert (
+        loaded.bn.num_batches_tracked.dtype == torch.int64
+        and loaded.bn.num_batches_tracked.item() == 1
+    )
     assert loaded.bn.running_var.dtype == torch.float32
     xb = torch.randn(4, 8)
     with torch.no_grad():
@@ -132,7 +142,10 @@ def test_mixed_dtypes_are_recorded_per_tensor(tmp_path: Path) -> None:
     sd = {"a": torch.randn(4, dtype=torch.float64), "b": torch.randn(4), "ids": torch.arange(4)}
     path = tmp_path / "mixed.safetensors"
     ms.save(sd, path, dtype="float16")
-    assert recorded_metadata(path)["cast"] == {"to": "float16", "from": {"a": "float64", "b": "float32"}}
+    assert recorded_metadata(path)["cast"] == {
+        "to": "float16",
+        "from": {"a": "float64", "b": "float32"},
+    }
     back = ms.load(path)
     assert back["a"].dtype == torch.float64 and back["b"].dtype == torch.float32
     assert back["ids"].dtype == torch.int64 and torch.equal(back["ids"], sd["ids"])
@@ -143,14 +156,20 @@ def test_the_model_passed_in_is_not_changed(tmp_path: Path) -> None:
     net = models.trained_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     ms.save(net, tmp_path / "m.safetensors", dtype="float16")
-    assert all(v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(
+        v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in net.state_dict().items()
+    )
 
 
 def test_dtype_with_shards(tmp_path: Path, x: Any) -> None:
     net = models.trained_net(hidden=128)
     ms.save(net, tmp_path / "full", max_shard_size="10KB")
-    info = ms.save(net, tmp_path / "half", max_shard_size="10KB", dtype="bfloat16", config={"hidden": 128})
-    full_total = json.loads((tmp_path / "full" / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
+    info = ms.save(
+        net, tmp_path / "half", max_shard_size="10KB", dtype="bfloat16", config={"hidden": 128}
+    )
+    full_total = json.loads((tmp_path / "full" / "model.safetensors.index.json").read_text())[
+        "metadata"
+    ]["total_size"]
     index = json.loads(Path(info.path).read_text())
     assert index["metadata"]["total_size"] * 2 == full_total
     assert index["metadata"]["modelstore"]["cast"] == {"to": "bfloat16", "from": "float32"}
@@ -160,7 +179,9 @@ def test_dtype_with_shards(tmp_path: Path, x: Any) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x), atol=5e-2, rtol=0)
     assert {t.dtype for t in ms.load(tmp_path / "half").values()} == {torch.float32}
-    assert {t.dtype for t in ms.load(tmp_path / "half", dtype="bfloat16").values()} == {torch.bfloat16}
+    assert {t.dtype for t in ms.load(tmp_path / "half", dtype="bfloat16").values()} == {
+        torch.bfloat16
+    }
     half_module = ms.load(tmp_path / "half", model=models.Net, dtype="float16")
     assert half_module.fc2.bias.dtype == torch.float16
 
@@ -195,10 +216,17 @@ def test_dtype_is_refused_where_it_does_not_apply(tmp_path: Path) -> None:
     with pytest.raises(ms.ArgumentError, match="checkpoint"):
         ms.save(checkpoint, tmp_path / "ckpt.pt", dtype="float16")
     ms.save(checkpoint, tmp_path / "ckpt.pt")
-    with pytest.raises(ms.ArgumentError, match="checkpoint"):  # no PickleWarning: nothing was loaded
+    with pytest.raises(
+        ms.ArgumentError, match="checkpoint"
+    ):  # no PickleWarning: nothing was loaded
         ms.load(tmp_path / "ckpt.pt", dtype="float16")
     with pytest.raises(ms.ArgumentError):
-        ms.save(models.trained_net(), tmp_path / "m.onnx", dtype="float16", sample_input=np.zeros((1, 64), np.float32))
+        ms.save(
+            models.trained_net(),
+            tmp_path / "m.onnx",
+            dtype="float16",
+            sample_input=np.zeros((1, 64), np.float32),
+        )
 
 
 def test_malformed_cast_metadata_is_a_format_error(tmp_path: Path) -> None:
@@ -219,7 +247,10 @@ def test_malformed_cast_metadata_is_a_format_error(tmp_path: Path) -> None:
 
     def edit2(h: dict[str, Any]) -> None:
         meta = json.loads(h["__metadata__"]["modelstore"])
-        meta["cast"] = {"to": "float16", "from": "load"}  # not a dtype: ignored, never looked up as code
+        meta["cast"] = {
+            "to": "float16",
+            "from": "load",
+        }  # not a dtype: ignored, never looked up as code
         h["__metadata__"]["modelstore"] = json.dumps(meta)
 
     rewrite_header(path, edit2)

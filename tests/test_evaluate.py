@@ -38,8 +38,14 @@ def test_matches_sklearn_metrics(iris) -> None:  # type: ignore[no-untyped-def]
     assert ev.support == s.tolist() and ev.confusion == confusion_matrix(y, pred).tolist()
     assert ev.wrong == np.flatnonzero(pred != y).tolist()
     text = str(ev)
-    assert text.startswith(f"accuracy {ev.accuracy:.4f}") and "versicolor" in text and "confusion matrix" in text
-    assert "<table>" in ev._repr_html_() and ev.to_dict()["macro_f1"] == pytest.approx(float(np.mean(f)))
+    assert (
+        text.startswith(f"accuracy {ev.accuracy:.4f}")
+        and "versicolor" in text
+        and "confusion matrix" in text
+    )
+    assert "<table>" in ev._repr_html_() and ev.to_dict()["macro_f1"] == pytest.approx(
+        float(np.mean(f))
+    )
 
 
 def test_labels_as_names_and_saved_labels(iris, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -50,7 +56,10 @@ def test_labels_as_names_and_saved_labels(iris, tmp_path: Path) -> None:  # type
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)  # a pickle load says so; expected here
         by_name = ms.evaluate(path, x, np.array(NAMES)[y])
-    assert by_name.labels == NAMES and by_name.accuracy == ms.evaluate(clf, x, y, labels=NAMES).accuracy
+    assert (
+        by_name.labels == NAMES
+        and by_name.accuracy == ms.evaluate(clf, x, y, labels=NAMES).accuracy
+    )
 
 
 def test_onnx_and_torch_models(iris, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +69,10 @@ def test_onnx_and_torch_models(iris, tmp_path: Path) -> None:  # type: ignore[no
     clf, x, y = iris
     onnx_path = tmp_path / "iris.onnx"
     ms.export_onnx(clf, onnx_path, sample_input=x[:2])
-    assert ms.evaluate(onnx_path, x, y, labels=NAMES).confusion == ms.evaluate(clf, x, y, labels=NAMES).confusion
+    assert (
+        ms.evaluate(onnx_path, x, y, labels=NAMES).confusion
+        == ms.evaluate(clf, x, y, labels=NAMES).confusion
+    )
     torch = pytest.importorskip("torch")
     lin = torch.nn.Linear(4, 3)
     with torch.no_grad():

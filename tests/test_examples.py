@@ -14,8 +14,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -30,11 +36,20 @@ def test_quickstart_then_evaluate(tmp_path: Path) -> None:
     assert acc > 0.9
     pytest.importorskip("matplotlib")
     png = tmp_path / "grid.png"
-    proc = run_example("evaluate_digits.py", "--model", str(tmp_path / "digits.safetensors"), "--png", str(png),
-                       cwd=tmp_path)
+    proc = run_example(
+        "evaluate_digits.py",
+        "--model",
+        str(tmp_path / "digits.safetensors"),
+        "--png",
+        str(png),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "confusion matrix (rows: true, columns: predicted)" in proc.stdout and "macro avg" in proc.stdout
+    assert (
+        "confusion matrix (rows: true, columns: predicted)" in proc.stdout
+        and "macro avg" in proc.stdout
+    )
 
 
 @pytest.mark.slow
@@ -95,9 +110,24 @@ def test_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
     in a fresh interpreter, so its registration does not leak into this process)."""
     pytest.importorskip("sklearn")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--rootdir", str(EXAMPLES / "plugin_linear_json"), str(EXAMPLES / "plugin_linear_json")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(EXAMPLES / "plugin_linear_json"),
+            str(EXAMPLES / "plugin_linear_json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
 
@@ -119,7 +149,10 @@ def test_model_summary(tmp_path: Path) -> None:
     proc = run_example("model_summary.py", "--out", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "trainable 4,474 of 4,554; buffers 17" in proc.stdout
-    assert "BatchNorm2d  1x8x8x8" in proc.stdout and "same layers and shapes from the file: True" in proc.stdout
+    assert (
+        "BatchNorm2d  1x8x8x8" in proc.stdout
+        and "same layers and shapes from the file: True" in proc.stdout
+    )
 
 
 @pytest.mark.slow
@@ -128,9 +161,13 @@ def test_weight_histograms(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
     png = tmp_path / "w.png"
-    proc = run_example("weight_histograms.py", "--out", str(tmp_path), "--png", str(png), cwd=tmp_path)
+    proc = run_example(
+        "weight_histograms.py", "--out", str(tmp_path), "--png", str(png), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "fc1.weight" in proc.stdout and "NaN/Inf: 0" in proc.stdout and "trust" not in proc.stderr
+    assert (
+        "fc1.weight" in proc.stdout and "NaN/Inf: 0" in proc.stdout and "trust" not in proc.stderr
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

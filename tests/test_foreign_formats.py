@@ -29,7 +29,8 @@ def torchscript(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
     """TorchScript archives written by torch.jit itself: scripted (False) and traced (True)."""
     pytest.importorskip("torch")
     folder = tmp_path_factory.mktemp("torchscript")
-    _run_file(f"""
+    _run_file(
+        f"""
         import torch
         class Net(torch.nn.Module):
             def __init__(self):
@@ -39,7 +40,9 @@ def torchscript(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
                 return self.fc(x).relu()
         torch.jit.script(Net()).save({str(folder / "scripted.pt")!r})
         torch.jit.trace(Net(), torch.ones(1, 3)).save({str(folder / "traced.pth")!r})
-    """, folder)
+    """,
+        folder,
+    )
     return {False: folder / "scripted.pt", True: folder / "traced.pth"}
 
 
@@ -50,7 +53,9 @@ def test_torchscript_is_named(torchscript: dict[bool, Path], traced: bool) -> No
     for call in (lambda: ms.load(path), lambda: ms.predict(path, np.ones((1, 3), np.float32))):
         with pytest.raises(ms.UnsafeModelError, match="this is TorchScript") as info:
             call()
-        assert "torch.jit.load if you trust it" in str(info.value) and "trust=[" not in str(info.value)
+        assert "torch.jit.load if you trust it" in str(info.value) and "trust=[" not in str(
+            info.value
+        )
     with pytest.raises(ms.UnsafeModelError, match="TorchScript"):
         ms.load(path, trust=["<foreign format>", "__torch__.Net"])  # a list never opens it
     report = ms.scan(path)
@@ -75,14 +80,17 @@ def test_torchscript_with_trust_true_is_torchs_own_load(torchscript: dict[bool, 
 def test_tensorflow_savedmodel_folder(tmp_path: Path) -> None:
     """A SavedModel folder (and its saved_model.pb) gets a message naming the format and a way on."""
     folder = tmp_path / "sm"
-    _run_file(f"""
+    _run_file(
+        f"""
         import tensorflow as tf
         class M(tf.Module):
             @tf.function(input_signature=[tf.TensorSpec([None, 3])])
             def __call__(self, x):
                 return x * 2.0
         tf.saved_model.save(M(), {str(folder)!r})
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     for target in (folder, folder / "saved_model.pb"):
         for call in (ms.load, ms.inspect):
             with pytest.raises(ms.FormatError, match="TensorFlow SavedModel folder") as info:
@@ -110,7 +118,12 @@ def test_legacy_h5_keras_cannot_rebuild(tmp_path: Path) -> None:
     with pytest.raises(ms.FormatError, match="Keras could not rebuild this model") as info:
         ms.load(path)
     text = str(info.value)
-    assert "Dense" in text and "foo_bar" in text and "damaged" not in text and "re-save it as .keras" in text
+    assert (
+        "Dense" in text
+        and "foo_bar" in text
+        and "damaged" not in text
+        and "re-save it as .keras" in text
+    )
 
 
 def test_legacy_h5_weights_do_not_fit(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ def _set_method(data: bytearray, method: int) -> None:
 @pytest.mark.parametrize("edit", ["method99", "encrypted", "deflate_garbage"])
 def test_crafted_torch_zip_records(tmp_path: Path, edit: str) -> None:
     """Unknown compression, the encrypted flag, garbage deflate: ModelstoreError everywhere."""
+
     def method99(d: bytearray) -> None:
         _set_method(d, 99)
 
@@ -66,9 +67,16 @@ def test_crafted_torch_zip_records(tmp_path: Path, edit: str) -> None:
     def deflate_garbage(d: bytearray) -> None:
         _set_method(d, 8)
 
-    path = _zip_variant(tmp_path, f"{edit}.pt", {"method99": method99, "encrypted": encrypted,
-                                                  "deflate_garbage": deflate_garbage}[edit])
-    for call in (lambda: ms.load(path), lambda: ms.inspect(path), lambda: ms.load(path, trust=True)):
+    path = _zip_variant(
+        tmp_path,
+        f"{edit}.pt",
+        {"method99": method99, "encrypted": encrypted, "deflate_garbage": deflate_garbage}[edit],
+    )
+    for call in (
+        lambda: ms.load(path),
+        lambda: ms.inspect(path),
+        lambda: ms.load(path, trust=True),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ms.PickleWarning)
             with pytest.raises(ms.ModelstoreError) as e:
@@ -114,9 +122,18 @@ def test_checkpoint_with_trust_stays_a_checkpoint(tmp_path: Path) -> None:
             ms.load(tmp_path / "odd.pt", model=models.Net)
 
 
-@pytest.mark.parametrize("field,value", [("metadata", "abc"), ("metadata", 5), ("tied", ["w"]),
-                                         ("config", "abc"), ("signature", "x"), ("labels", {"a": 1}),
-                                         ("tied", {"a": 1})])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("metadata", "abc"),
+        ("metadata", 5),
+        ("tied", ["w"]),
+        ("config", "abc"),
+        ("signature", "x"),
+        ("labels", {"a": 1}),
+        ("tied", {"a": 1}),
+    ],
+)
 def test_malformed_recorded_metadata(tmp_path: Path, field: str, value: Any) -> None:
     """Metadata fields of the wrong type in a file are a FormatError on load and inspect."""
     path = tmp_path / "m.safetensors"
@@ -163,7 +180,11 @@ def test_unusable_devices(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     ms.save(models.trained_net(), path)
     for dev in ("mps", "xpu", "nonsense"):
-        if dev != "nonsense" and getattr(torch.backends, dev, None) and torch.backends.mps.is_available():
+        if (
+            dev != "nonsense"
+            and getattr(torch.backends, dev, None)
+            and torch.backends.mps.is_available()
+        ):
             continue
         with pytest.raises(ms.ArgumentError):
             ms.load(path, model=models.Net, device=dev)
@@ -179,13 +200,18 @@ def test_save_problems(tmp_path: Path) -> None:
         ms.save(models.trained_net(), tmp_path / "m.safetensors", labels=5)  # type: ignore[arg-type]
     info = ms.save(models.trained_net(), tmp_path / "x.pt", format="safetensors")
     assert info.format == "safetensors"
-    assert isinstance(ms.load(tmp_path / "x.pt", format="safetensors", model=models.Net), models.Net)
-    assert list(p.name for p in tmp_path.iterdir()) == ["x.pt"]
+    assert isinstance(
+        ms.load(tmp_path / "x.pt", format="safetensors", model=models.Net), models.Net
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
 def test_integer_tensor_for_float_parameter(tmp_path: Path) -> None:
     """A dtype kind mismatch (int file, float model) is an ArchitectureMismatchError."""
-    sd = {k: v.to(torch.int32) if k == "fc1.bias" else v for k, v in models.trained_net().state_dict().items()}
+    sd = {
+        k: v.to(torch.int32) if k == "fc1.bias" else v
+        for k, v in models.trained_net().state_dict().items()
+    }
     path = tmp_path / "m.safetensors"
     ms.save(sd, path)
     with pytest.raises(ms.ArchitectureMismatchError, match="fc1.bias: file int32 vs model float32"):

@@ -20,12 +20,19 @@ torch = pytest.importorskip("torch")
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
-def test_failed_reexport_keeps_previous_onnx_with_external_data(tmp_path: Path, monkeypatch: Any) -> None:
+def test_failed_reexport_keeps_previous_onnx_with_external_data(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     """A re-export that fails parity leaves the previous model and its external data whole."""
     pytest.importorskip("onnxruntime")
     from modelstore.formats.onnx import export as _onnx_export
@@ -47,8 +54,12 @@ def test_failed_reexport_keeps_previous_onnx_with_external_data(tmp_path: Path, 
 
     with pytest.raises(ms.ExportMismatchError):
         ms.export_onnx(Noisy(), path, sample_input=x)
-    np.testing.assert_allclose(ms.predict(ms.load(path), x), good(torch.from_numpy(x)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ms.predict(ms.load(path), x),
+        good(torch.from_numpy(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     ms.export_onnx(torch.nn.Linear(16, 8), path, sample_input=x)
     assert len(list(tmp_path.glob("m.onnx.*.data"))) == 1  # the old data file was removed
 
@@ -65,8 +76,12 @@ def test_sparse_initializer_external_data_is_refused(tmp_path: Path) -> None:
     indices = helper.make_tensor("si", TensorProto.INT64, [1], [0])
     sparse = helper.make_sparse_tensor(values, indices, [3])
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
     graph.sparse_initializer.append(sparse)
     path = tmp_path / "s.onnx"
     path.write_bytes(helper.make_model(graph).SerializeToString())
@@ -80,7 +95,9 @@ def test_h5_declaring_unstored_gigabytes_is_refused(tmp_path: Path) -> None:
     pytest.importorskip("keras")
     path = tmp_path / "m.weights.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("layers/dense/vars/0", shape=(512, 1024, 256), dtype="f4")  # 512 MiB, unwritten
+        f.create_dataset(
+            "layers/dense/vars/0", shape=(512, 1024, 256), dtype="f4"
+        )  # 512 MiB, unwritten
         f.attrs["modelstore"] = json.dumps({"checksum": "xxh3_128:" + "0" * 32})
     assert path.stat().st_size < 1 << 20
     with pytest.raises(ms.UnsafeModelError, match="declares"):
@@ -97,12 +114,18 @@ def test_export_arguments(tmp_path: Path) -> None:
     model = LogisticRegression().fit(xi, np.arange(30) % 2)
     assert ms.export_onnx(model, tmp_path / "lr.onnx", sample_input=xi).format == "onnx"
     with pytest.raises(ms.UnsupportedModelError, match="sample_input"):
-        ms.export_onnx(torch.nn.Linear(4, 3), tmp_path / "bad.onnx", sample_input=np.zeros((2, 5), np.float32))
+        ms.export_onnx(
+            torch.nn.Linear(4, 3), tmp_path / "bad.onnx", sample_input=np.zeros((2, 5), np.float32)
+        )
     with pytest.raises(ms.ArgumentError):
         ms.export_onnx(torch.nn.Linear(4, 3), tmp_path / "bad.onnx", sample_input=[[1, 2, 3, "a"]])
     ms.save(torch.nn.Linear(4, 3), tmp_path / "w.safetensors")
     with pytest.raises(ms.UnsupportedModelError, match="model="):
-        ms.convert(tmp_path / "w.safetensors", tmp_path / "w.onnx", sample_input=np.zeros((2, 4), np.float32))
+        ms.convert(
+            tmp_path / "w.safetensors",
+            tmp_path / "w.onnx",
+            sample_input=np.zeros((2, 4), np.float32),
+        )
     assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "w.onnx").exists()
 
 
@@ -123,10 +146,19 @@ def test_cli_bad_arguments_are_one_line(tmp_path: Path) -> None:
     ms.save(torch.nn.Linear(64, 2), path)
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((2, 64), np.float32))
-    for args in (["--model", "torch.nn:Linear", "--config", "[1]"], ["--config", '{"a": 1}'],
-                 ["--model", "torch.nn:Linear", "--config", '{"nope": 1}'],
-                 ["--model", "torch.nn:Linear", "--config", '{"in_features": 64, "out_features": 2}',
-                  "--out", str(tmp_path / "missing" / "o.json")]):
+    for args in (
+        ["--model", "torch.nn:Linear", "--config", "[1]"],
+        ["--config", '{"a": 1}'],
+        ["--model", "torch.nn:Linear", "--config", '{"nope": 1}'],
+        [
+            "--model",
+            "torch.nn:Linear",
+            "--config",
+            '{"in_features": 64, "out_features": 2}',
+            "--out",
+            str(tmp_path / "missing" / "o.json"),
+        ],
+    ):
         proc = cli("predict", str(path), "--input", str(x), *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -178,10 +210,15 @@ def test_serve_nonfinite_and_deep_json(tmp_path: Path) -> None:
     app = create_app(str(path), model=torch.nn.Linear(2, 2))
 
     async def statuses() -> list[int]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            bodies: list[Any] = [b'{"inputs": [[NaN, 1]]}', b'{"inputs": ' + b"[" * 100_000,
-                                 json.dumps({"inputs": [[1, 2]], "batch_size": True}).encode(),
-                                 json.dumps({"inputs": [[1, 2]]}).encode()]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
+            bodies: list[Any] = [
+                b'{"inputs": [[NaN, 1]]}',
+                b'{"inputs": ' + b"[" * 100_000,
+                json.dumps({"inputs": [[1, 2]], "batch_size": True}).encode(),
+                json.dumps({"inputs": [[1, 2]]}).encode(),
+            ]
             return [(await client.post("/predict", content=b)).status_code for b in bodies]
 
     assert asyncio.run(statuses()) == [422, 400, 422, 200]

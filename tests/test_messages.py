@@ -62,10 +62,19 @@ def test_moved_class_says_it_could_not_be_imported(tmp_path: Path) -> None:
     """A pickled whole module whose class is gone: 'could not be imported', not 'damaged'."""
     (tmp_path / "gone_pkg.py").write_text(
         "import torch\nclass Tiny(torch.nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.l = torch.nn.Linear(2, 2)\n")
+        "    def __init__(self):\n        super().__init__()\n        self.l = torch.nn.Linear(2, 2)\n"
+    )
     path = tmp_path / "whole.pt"
-    subprocess.run([sys.executable, "-c", "import torch, gone_pkg; "
-                    f"torch.save(gone_pkg.Tiny(), {str(path)!r})"], cwd=tmp_path, check=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import torch, gone_pkg; torch.save(gone_pkg.Tiny(), {str(path)!r})",
+        ],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+    )
     (tmp_path / "gone_pkg.py").unlink()  # the code moved away
     for trust in (True, ["gone_pkg.Tiny", "torch.nn.modules.linear.Linear"]):
         with pytest.raises(ms.MissingDependencyError) as e:

@@ -10,9 +10,28 @@ import modelstore as ms
 from modelstore import errors
 from modelstore.testing import run_python
 
-HEAVY = ["torch", "tensorflow", "keras", "sklearn", "numpy", "onnx", "onnxruntime", "joblib",
-         "safetensors", "scipy", "pandas", "h5py", "xxhash", "fsspec", "s3fs", "botocore",
-         "pyspark", "pyarrow", "dask", "distributed"]
+HEAVY = [
+    "torch",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "joblib",
+    "safetensors",
+    "scipy",
+    "pandas",
+    "h5py",
+    "xxhash",
+    "fsspec",
+    "s3fs",
+    "botocore",
+    "pyspark",
+    "pyarrow",
+    "dask",
+    "distributed",
+]
 
 
 def test_import_loads_no_framework() -> None:
@@ -57,11 +76,25 @@ def test_all_is_exactly_the_public_surface() -> None:
     import types
 
     # submodules (errors, cli, serve, ...) appear as attributes once imported; they are not names
-    public = {n for n in dir(ms) if not n.startswith("_") and not isinstance(getattr(ms, n), types.ModuleType)}
+    public = {
+        n
+        for n in dir(ms)
+        if not n.startswith("_") and not isinstance(getattr(ms, n), types.ModuleType)
+    }
     assert set(ms.__all__) - {"__version__"} == public
     assert callable(ms.backends)  # the function, not the backends/ subpackage
-    for name in ["save", "load", "predict", "inspect", "scan", "export_onnx", "convert", "register", "backends",
-                 "refresh_backends"]:
+    for name in [
+        "save",
+        "load",
+        "predict",
+        "inspect",
+        "scan",
+        "export_onnx",
+        "convert",
+        "register",
+        "backends",
+        "refresh_backends",
+    ]:
         assert callable(getattr(ms, name))
 
 

@@ -67,7 +67,9 @@ def test_remote_sharded_folder_loads_by_its_uri(mem: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
-def test_unknown_torch_load_options_are_refused_with_the_valid_names(tmp_path: Path, suffix: str) -> None:
+def test_unknown_torch_load_options_are_refused_with_the_valid_names(
+    tmp_path: Path, suffix: str
+) -> None:
     path = tmp_path / f"m{suffix}"
     ms.save(models.trained_net(), path)
     with pytest.raises(ms.ArgumentError, match=r"map_location=.*dtype=.*use device="):
@@ -102,7 +104,9 @@ def test_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         ms.load(path)
     pickle = [w for w in caught if issubclass(w.category, ms.PickleWarning)]
-    assert pickle and all(w.filename == __file__ for w in pickle), [(w.filename, w.lineno) for w in caught]
+    assert pickle and all(w.filename == __file__ for w in pickle), [
+        (w.filename, w.lineno) for w in caught
+    ]
     with warnings.catch_warnings(record=True) as caught:  # from deep in the torch backend
         warnings.simplefilter("always")
         ms.load(tmp_path / "m.pt", model=models.Net(hidden=16), strict=False)
@@ -114,16 +118,22 @@ def test_library_code_never_changes_warning_filters() -> None:
     """``catch_warnings`` swaps the process-wide filter list (not thread-safe): only the
     command-line shells and the test helper may touch filters."""
     root = Path(ms.__file__).parent
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.parts[-2] != "cli" and p.name not in ("testing.py", "serve.py")
-                 and ("catch_warnings" in p.read_text() or "simplefilter" in p.read_text())]
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p.parts[-2] != "cli"
+        and p.name not in ("testing.py", "serve.py")
+        and ("catch_warnings" in p.read_text() or "simplefilter" in p.read_text())
+    ]
     assert offenders == []
 
 
 # -- the CLI: convert, inspect --stats of a URI ----------------------------------------------------
 
 
-def test_convert_reports_writing_after_loading_and_honours_force(tmp_path: Path, capsys: Any) -> None:
+def test_convert_reports_writing_after_loading_and_honours_force(
+    tmp_path: Path, capsys: Any
+) -> None:
     src, dst = tmp_path / "w.pt", tmp_path / "w.safetensors"
     ms.save(models.trained_net(), src)
     dst.write_bytes(b"keep me")
@@ -137,14 +147,18 @@ def test_convert_reports_writing_after_loading_and_honours_force(tmp_path: Path,
     assert ms.inspect(dst).format == "safetensors"
 
 
-def test_convert_refuses_an_existing_remote_target_without_overwrite(mem: str, tmp_path: Path) -> None:
+def test_convert_refuses_an_existing_remote_target_without_overwrite(
+    mem: str, tmp_path: Path
+) -> None:
     ms.save(models.trained_net(), tmp_path / "w.safetensors")
     ms.convert(tmp_path / "w.safetensors", f"{mem}/w2.safetensors")
     with pytest.raises(ms.ModelExistsError):
         ms.convert(tmp_path / "w.safetensors", f"{mem}/w2.safetensors", overwrite=False)
 
 
-def test_inspect_stats_of_a_uri_works_where_inspect_does(mem: str, tmp_path: Path, capsys: Any) -> None:
+def test_inspect_stats_of_a_uri_works_where_inspect_does(
+    mem: str, tmp_path: Path, capsys: Any
+) -> None:
     uri = f"{mem}/digits.safetensors"
     ms.save(models.trained_net(), uri)
     assert cli_main(["inspect", uri, "--stats", "--json"]) == 0
@@ -165,19 +179,29 @@ class _GraphWithData(Backend):
     def can_save(self, obj: Any) -> bool:
         return isinstance(obj, _Scale)
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Exported:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Exported:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         w = numpy_helper.from_array(np.full((4,), model.k, dtype=np.float32), "w")
-        graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])], [w])
+        graph = helper.make_graph(
+            [helper.make_node("Mul", ["x", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+            [w],
+        )
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         proto.ir_version = 8
-        onnx.save_model(proto, str(path), save_as_external_data=True, location=path.name + ".data",
-                        size_threshold=0)
+        onnx.save_model(
+            proto,
+            str(path),
+            save_as_external_data=True,
+            location=path.name + ".data",
+            size_threshold=0,
+        )
         return Exported("test", "1", 17, lambda x: [np.asarray(x, np.float32) * model.k])
 
 
@@ -315,7 +339,9 @@ def test_a_plugin_declaring_itself_safe_is_still_scanned(tmp_path: Path) -> None
             return head.startswith(b"LIAR")
 
         def scan(self, path: Path) -> ms.ScanReport:
-            return ms.ScanReport(str(path), self.name, "unsafe", [ms.Finding("builtins.exec", "critical", "code")])
+            return ms.ScanReport(
+                str(path), self.name, "unsafe", [ms.Finding("builtins.exec", "critical", "code")]
+            )
 
         def load(self, path: Path, request: Any) -> Any:
             raise AssertionError("the gate must refuse before the backend loads")
@@ -337,19 +363,35 @@ def test_a_plugin_declaring_itself_safe_is_still_scanned(tmp_path: Path) -> None
 def test_the_plugin_api_exports_what_a_backend_needs() -> None:
     import importlib
 
-    api = importlib.import_module("modelstore.backends")  # `ms.backends` is the function listing them
+    api = importlib.import_module(
+        "modelstore.backends"
+    )  # `ms.backends` is the function listing them
 
-    for name in ("Backend", "Inspection", "LoadRequest", "PredictRequest", "Exported", "TensorInfo",
-                 "ScanReport", "is_instance_of", "describe_inputs", "labels_from_scores",
-                 "new_checksum", "format_checksum", "check_checksum", "file_checksum"):
+    for name in (
+        "Backend",
+        "Inspection",
+        "LoadRequest",
+        "PredictRequest",
+        "Exported",
+        "TensorInfo",
+        "ScanReport",
+        "is_instance_of",
+        "describe_inputs",
+        "labels_from_scores",
+        "new_checksum",
+        "format_checksum",
+        "check_checksum",
+        "file_checksum",
+    ):
         assert hasattr(api, name), name
 
 
 # -- formats ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", ["float8_e4m3fnuz", "float8_e5m2fnuz", "uint16", "uint32", "uint64",
-                                   "complex64"])
+@pytest.mark.parametrize(
+    "dtype", ["float8_e4m3fnuz", "float8_e5m2fnuz", "uint16", "uint32", "uint64", "complex64"]
+)
 def test_safetensors_dtypes_of_the_format(tmp_path: Path, dtype: str) -> None:
     from safetensors.torch import save_file
 
@@ -385,14 +427,21 @@ def test_no_private_third_party_apis() -> None:
     import re
 
     root = Path(ms.__file__).parent
-    pattern = re.compile(r"\b(onnx|torch|keras|sklearn|joblib|safetensors|h5py)(\.[a-z_]+)*\.(_[a-z]\w*)\(")
-    hits = [f"{p.relative_to(root)}: {m.group(0)}" for p in root.rglob("*.py")
-            for m in pattern.finditer(p.read_text()) if "external_data_helper" in m.group(0)
-            or m.group(3) == "_get_all_tensors"]
+    pattern = re.compile(
+        r"\b(onnx|torch|keras|sklearn|joblib|safetensors|h5py)(\.[a-z_]+)*\.(_[a-z]\w*)\("
+    )
+    hits = [
+        f"{p.relative_to(root)}: {m.group(0)}"
+        for p in root.rglob("*.py")
+        for m in pattern.finditer(p.read_text())
+        if "external_data_helper" in m.group(0) or m.group(3) == "_get_all_tensors"
+    ]
     assert hits == []
 
 
-def test_safetensors_header_parsed_once_per_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_safetensors_header_parsed_once_per_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One load or inspect parses and validates the header once; the next call (a new pass)
     parses again, so a file saved anew in between is read anew."""
     from modelstore.formats.safetensors import file as st_file
@@ -402,7 +451,11 @@ def test_safetensors_header_parsed_once_per_pass(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(st_file, "header_from_reader", lambda *a: calls.append(1) or real(*a))
     path = tmp_path / "m.safetensors"
     ms.save({"a": torch.zeros(3)}, path)
-    for run in (lambda: ms.load(path), lambda: ms.inspect(path), lambda: ms.load(path, verify=False)):
+    for run in (
+        lambda: ms.load(path),
+        lambda: ms.inspect(path),
+        lambda: ms.load(path, verify=False),
+    ):
         calls.clear()
         run()
         assert len(calls) == 1

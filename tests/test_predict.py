@@ -31,7 +31,9 @@ def test_inputs_numpy_list_tensor_agree(net: models.Net, x64: np.ndarray) -> Non
 
 def test_batch_size_splits(net: models.Net, x64: np.ndarray) -> None:
     """batch_size gives the same result in chunks, including a ragged last chunk."""
-    np.testing.assert_allclose(ms.predict(net, x64, batch_size=5), ms.predict(net, x64), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        ms.predict(net, x64, batch_size=5), ms.predict(net, x64), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(ms.ArgumentError):
         ms.predict(net, x64, batch_size=0)
 
@@ -62,7 +64,9 @@ def test_proba_and_labels(tmp_path: Path, net: models.Net, x64: np.ndarray) -> N
         ms.predict(net, x64, output="probs")
 
 
-def test_predict_from_path_needs_a_runnable_model(tmp_path: Path, net: models.Net, x64: np.ndarray) -> None:
+def test_predict_from_path_needs_a_runnable_model(
+    tmp_path: Path, net: models.Net, x64: np.ndarray
+) -> None:
     """predict(path) loads safely; a bare weights file cannot run, and says so."""
     path = tmp_path / "m.safetensors"
     ms.save(net, path)

@@ -24,11 +24,14 @@ def test_progress_true_draws_the_steps(tmp_path: Path, capsys: Any) -> None:
     assert "saving w.safetensors" in capsys.readouterr().err
     ms.load(path, model=models.Net, progress=True)
     err = capsys.readouterr().err
-    assert "loading w.safetensors" in err and err.index("checksum") < err.index("scan") < err.index("load]")
+    assert "loading w.safetensors" in err and err.index("checksum") < err.index("scan") < err.index(
+        "load]"
+    )
 
 
-def test_off_by_default_off_a_terminal_and_by_the_switches(tmp_path: Path, capsys: Any,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_by_default_off_a_terminal_and_by_the_switches(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "w.safetensors"
     ms.save(models.trained_net(), path)  # stderr is captured, not a terminal
     ms.load(path)

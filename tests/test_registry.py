@@ -51,8 +51,10 @@ def test_register_and_clash(tmp_path: Path) -> None:
         f.write_bytes(b"TOY!....")
         assert ms.scan(f).format == "toy"  # sniffed by content, no suffix match
         with pytest.raises(ms.RegistryError, match="built-in"):
+
             class Fake(ToyBackend):
                 name = "torch"
+
             ms.register(Fake)
     finally:
         REGISTRY.unregister("toy")
@@ -77,23 +79,32 @@ def _make_plugin(root: Path, dist: str, module: str, body: str, ep_value: str) -
 def _plant_evil(folder: Path) -> Path:
     """A model folder holding a plugin distribution whose module writes a marker when imported."""
     marker = folder / "marker"
-    _make_plugin(folder, "evilplugin", "evilplugin", f"""
+    _make_plugin(
+        folder,
+        "evilplugin",
+        "evilplugin",
+        f"""
         open({str(marker)!r}, "w").close()
         from modelstore.backends import Backend
         class Backend(Backend):
             name = "evil"
             suffixes = (".bin",)
-    """, "evilplugin:Backend")
+    """,
+        "evilplugin:Backend",
+    )
     return marker
 
 
 def test_naive_entry_point_loading_imports_a_planted_plugin(tmp_path: Path) -> None:
     """Proof the planted plugin is real: plain importlib.metadata in its folder imports it."""
     marker = _plant_evil(tmp_path)
-    proc = run_python("""
+    proc = run_python(
+        """
         from importlib.metadata import entry_points
         print([ep.load().__name__ for ep in entry_points(group="modelstore.backends")])
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Backend" in proc.stdout and marker.exists()
 
@@ -106,7 +117,8 @@ def test_reading_files_never_discovers_plugins(tmp_path: Path) -> None:
     marker = _plant_evil(tmp_path)
     torch.save({"w": torch.zeros(2)}, tmp_path / "pytorch_model.bin")
     (tmp_path / "model.xyz").write_bytes(b"\x00unknown" * 8)
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys, warnings
         import modelstore as ms
         warnings.simplefilter("ignore", ms.PickleWarning)
@@ -122,14 +134,21 @@ def test_reading_files_never_discovers_plugins(tmp_path: Path) -> None:
                 print(type(e).__name__)
         print(ms.backends())
         print("evilplugin" in sys.modules)
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "torch safe" and lines[1] == "['w']"
     assert len(lines) == 2 + 7 + 2 and "evil" not in lines[-2] and lines[-1] == "False"
     for command in (["inspect", "pytorch_model.bin"], ["scan", "."], ["inspect", "model.xyz"]):
-        subprocess.run([sys.executable, "-m", "modelstore", *command], cwd=tmp_path, capture_output=True,
-                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "modelstore", *command],
+            cwd=tmp_path,
+            capture_output=True,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+            timeout=120,
+        )
     assert not marker.exists(), "a plugin beside the model ran"
 
 
@@ -137,7 +156,8 @@ def test_refresh_backends_skips_a_plugin_beside_the_model(tmp_path: Path) -> Non
     """refresh_backends() run in the model's folder skips the planted plugin with a
     BackendWarning saying it is not installed, and never imports it."""
     marker = _plant_evil(tmp_path)
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys, warnings
         import modelstore as ms
         with warnings.catch_warnings(record=True) as w:
@@ -146,20 +166,29 @@ def test_refresh_backends_skips_a_plugin_beside_the_model(tmp_path: Path) -> Non
         for x in w:
             print(x.category.__name__, x.filename == "<string>", x.message)
         print("evil" in ms.backends(), "evilplugin" in sys.modules)
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "[]"
-    assert any(line.startswith("BackendWarning True modelstore backend plugin evilplugin:Backend was skipped")
-               and str(tmp_path / "evilplugin-1.0.dist-info") in line and "not in an installed location" in line
-               for line in lines[1:-1]), lines
+    assert any(
+        line.startswith(
+            "BackendWarning True modelstore backend plugin evilplugin:Backend was skipped"
+        )
+        and str(tmp_path / "evilplugin-1.0.dist-info") in line
+        and "not in an installed location" in line
+        for line in lines[1:-1]
+    ), lines
     assert lines[-1] == "False False"
     assert not marker.exists()
 
 
 def _venv(root: Path) -> tuple[Path, Path]:
     """A fresh virtual environment (no pip): its python and its site-packages."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120
+    )
     python = root / "bin" / "python"
     site_dir = next((root / "lib").glob("python3*/site-packages"))
     return python, site_dir
@@ -171,21 +200,35 @@ def test_refresh_backends_reads_installed_plugins(tmp_path: Path) -> None:
     replaced; a module planted in the working directory under an installed plugin's module
     name is refused, not imported."""
     python, site_dir = _venv(tmp_path / "venv")
-    _make_plugin(site_dir, "goodplug", "goodplug_mod", """
+    _make_plugin(
+        site_dir,
+        "goodplug",
+        "goodplug_mod",
+        """
         from modelstore.backends import Backend
         class Good(Backend):
             name = "good"
             suffixes = (".good",)
             def sniff(self, path, head):
                 return head.startswith(b"GOOD")
-    """, "goodplug_mod:Good")
-    _make_plugin(site_dir, "badplug", "badplug_mod", "raise RuntimeError('boom')\n", "badplug_mod:X")
-    _make_plugin(site_dir, "clashplug", "clashplug_mod", """
+    """,
+        "goodplug_mod:Good",
+    )
+    _make_plugin(
+        site_dir, "badplug", "badplug_mod", "raise RuntimeError('boom')\n", "badplug_mod:X"
+    )
+    _make_plugin(
+        site_dir,
+        "clashplug",
+        "clashplug_mod",
+        """
         from modelstore.backends import Backend
         class Clash(Backend):
             name = "torch"
             suffixes = (".pt",)
-    """, "clashplug_mod:Clash")
+    """,
+        "clashplug_mod:Clash",
+    )
     _make_plugin(site_dir, "shadowplug", "shadowplug_mod", "X = 1\n", "shadowplug_mod:X")
     work = tmp_path / "work"
     work.mkdir()
@@ -209,14 +252,22 @@ def test_refresh_backends_reads_installed_plugins(tmp_path: Path) -> None:
         print(type(REGISTRY.get("torch")).__name__)
     """)
     root = Path(ms.__file__).resolve().parent.parent
-    proc = subprocess.run([str(python), "-c", code], cwd=work, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(root)))
+    proc = subprocess.run(
+        [str(python), "-c", code],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:3] == ["False", "unknown before refresh", "['good'] []"], lines
     warned = "\n".join(lines[3:-2])
     assert "'badplug' (badplug_mod:X) failed to load: RuntimeError: boom" in warned
     assert "clashplug_mod:Clash is named 'torch', which is taken" in warned
-    assert "refused to import shadowplug_mod" in warned and str(work / "shadowplug_mod.py") in warned
+    assert (
+        "refused to import shadowplug_mod" in warned and str(work / "shadowplug_mod.py") in warned
+    )
     assert lines[-2:] == ["good", "TorchBackend"]
     assert not (work / "marker").exists()

@@ -29,7 +29,16 @@ from tests import models  # noqa: E402
 from tests.hostile import CORPUS, NAIVE_LOADER, Reduce, py_touch  # noqa: E402
 
 #: Tight limits for the scikit-learn server, so limit tests stay small and fast.
-TIGHT = ["--max-body-bytes", "200000", "--max-rows", "50", "--max-values", "3200", "--max-batches", "4"]
+TIGHT = [
+    "--max-body-bytes",
+    "200000",
+    "--max-rows",
+    "50",
+    "--max-values",
+    "3200",
+    "--max-batches",
+    "4",
+]
 JSON = {"content-type": "application/json"}
 ROW = [0.5] * 64
 
@@ -45,8 +54,13 @@ def serving(path: Path, *flags: str) -> Iterator[str]:
     """``python -m modelstore serve PATH FLAGS`` on a free loopback port, until the block ends."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.Popen([sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(port), *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(port), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -62,7 +76,7 @@ def serving(path: Path, *flags: str) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=10)
         assert "Traceback" not in err, err
 
 
@@ -108,11 +122,14 @@ def test_predict_over_http(server: str) -> None:
     r = httpx.post(f"{server}/predict", json={"inputs": x})
     assert r.status_code == 200
     out = np.array(r.json()["outputs"])
-    np.testing.assert_allclose(out, ms.predict(models.trained_net(), np.array(x, np.float32)), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out, ms.predict(models.trained_net(), np.array(x, np.float32)), rtol=1e-4, atol=1e-5
+    )
     proba = httpx.post(f"{server}/predict", json={"inputs": x, "output": "proba"}).json()["outputs"]
     np.testing.assert_allclose(np.sum(proba, axis=1), 1, rtol=1e-5)
-    labels = httpx.post(f"{server}/predict", json={"inputs": x, "output": "label"}).json()["outputs"]
+    labels = httpx.post(f"{server}/predict", json={"inputs": x, "output": "label"}).json()[
+        "outputs"
+    ]
     assert len(labels) == 3
     batched = httpx.post(f"{server}/predict", json={"inputs": x, "batch_size": 2}).json()["outputs"]
     np.testing.assert_allclose(batched, out, rtol=1e-6)
@@ -160,7 +177,12 @@ BAD: list[tuple[str, bytes, dict[str, str], int | tuple[int, ...]]] = [
     ("wrong_rank", json.dumps({"inputs": [[ROW]]}).encode(), JSON, 422),
     ("one_dim", json.dumps({"inputs": ROW}).encode(), JSON, (422, 413)),  # 64 rows of one value
     ("named_wrong", json.dumps({"inputs": {"x": [ROW]}}).encode(), JSON, 422),
-    ("named_too_many", json.dumps({"inputs": {str(i): [ROW] for i in range(17)}}).encode(), JSON, 422),
+    (
+        "named_too_many",
+        json.dumps({"inputs": {str(i): [ROW] for i in range(17)}}).encode(),
+        JSON,
+        422,
+    ),
     ("output_unknown", json.dumps({"inputs": [ROW], "output": "probs"}).encode(), JSON, 422),
     ("output_not_text", json.dumps({"inputs": [ROW], "output": [[1]]}).encode(), JSON, 422),
     ("batch_zero", json.dumps({"inputs": [ROW], "batch_size": 0}).encode(), JSON, 422),
@@ -170,7 +192,12 @@ BAD: list[tuple[str, bytes, dict[str, str], int | tuple[int, ...]]] = [
     ("batch_bool", json.dumps({"inputs": [ROW], "batch_size": True}).encode(), JSON, 422),
     ("batch_list", json.dumps({"inputs": [ROW], "batch_size": [1]}).encode(), JSON, 422),
     ("text_plain", json.dumps({"inputs": [ROW]}).encode(), {"content-type": "text/plain"}, 415),
-    ("form", json.dumps({"inputs": [ROW]}).encode(), {"content-type": "application/x-www-form-urlencoded"}, 415),
+    (
+        "form",
+        json.dumps({"inputs": [ROW]}).encode(),
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+    ),
 ]
 
 
@@ -181,8 +208,9 @@ def _good(client: httpx.Client, url: str) -> None:
 
 
 @pytest.mark.parametrize("which", ["server", pytest.param("sk_server", marks=pytest.mark.slow)])
-def test_every_client_mistake_is_a_4xx_and_the_next_request_works(which: str,
-                                                                   request: pytest.FixtureRequest) -> None:
+def test_every_client_mistake_is_a_4xx_and_the_next_request_works(
+    which: str, request: pytest.FixtureRequest
+) -> None:
     """Each bad request gets its 4xx with a JSON error and no traceback; a good request on the
     same server (and the same connection) right after it succeeds."""
     url = request.getfixturevalue(which)
@@ -190,9 +218,18 @@ def test_every_client_mistake_is_a_4xx_and_the_next_request_works(which: str,
     with httpx.Client(timeout=60) as client:
         for name, body, headers, status in BAD:
             r = client.post(f"{url}/predict", content=body, headers=headers)
-            error = r.json().get("error") if r.headers.get("content-type") == "application/json" else None
+            error = (
+                r.json().get("error")
+                if r.headers.get("content-type") == "application/json"
+                else None
+            )
             allowed = status if isinstance(status, tuple) else (status,)
-            if r.status_code not in allowed or not isinstance(error, str) or not error or "Traceback" in r.text:
+            if (
+                r.status_code not in allowed
+                or not isinstance(error, str)
+                or not error
+                or "Traceback" in r.text
+            ):
                 wrong.append((name, r.status_code, r.text[:200]))
             _good(client, url)
     assert not wrong, wrong
@@ -238,7 +275,11 @@ def test_a_huge_batch_size_is_one_batch(server: str) -> None:
 
 def test_the_old_12_minute_request_is_refused_at_once(server: str) -> None:
     """64 MiB of one-row inputs with batch_size=1 (minutes of CPU before) is a 413 in a blink."""
-    body = b'{"batch_size": 1, "inputs": [' + (b"[" + b"0," * 63 + b"0],") * ((64 << 20) // 130) + b"[0]]}"
+    body = (
+        b'{"batch_size": 1, "inputs": ['
+        + (b"[" + b"0," * 63 + b"0],") * ((64 << 20) // 130)
+        + b"[0]]}"
+    )
     start = time.perf_counter()
     r = httpx.post(f"{server}/predict", content=body, headers=JSON, timeout=60)
     assert r.status_code == 413
@@ -249,14 +290,25 @@ def test_pickle_bodies_are_never_unpickled(server: str, tmp_path: Path) -> None:
     """A pickle payload is refused under any Content-Type (415, or 400 as JSON) and never runs."""
     marker = tmp_path / "marker"
     payload = _pickle_marker(marker)
-    proc = subprocess.run([sys.executable, "-c", NAIVE_LOADER, "pickle", str(_write(tmp_path, payload))],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", NAIVE_LOADER, "pickle", str(_write(tmp_path, payload))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert marker.exists(), proc.stderr  # the payload is real: a naive pickle.load runs it
     marker.unlink()
     with httpx.Client(timeout=30) as client:
-        for ct, status in [("application/octet-stream", 415), ("application/x-pickle", 415),
-                           ("application/python-pickle", 415), ("application/json", 400), (None, 400)]:
-            r = client.post(f"{server}/predict", content=payload, headers={"content-type": ct} if ct else {})
+        for ct, status in [
+            ("application/octet-stream", 415),
+            ("application/x-pickle", 415),
+            ("application/python-pickle", 415),
+            ("application/json", 400),
+            (None, 400),
+        ]:
+            r = client.post(
+                f"{server}/predict", content=payload, headers={"content-type": ct} if ct else {}
+            )
             assert r.status_code == status and r.json()["error"], (ct, r.text)
             _good(client, server)
     assert not marker.exists()
@@ -277,15 +329,23 @@ def test_serve_refuses_to_start_on_a_hostile_file(tmp_path: Path, name: str) -> 
     naive_dir.mkdir()
     path, marker = naive_dir / f"model{hostile.suffix}", naive_dir / "marker"
     hostile.build(path, marker)
-    subprocess.run([sys.executable, "-c", NAIVE_LOADER, str(hostile.naive), str(path)], capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", NAIVE_LOADER, str(hostile.naive), str(path)],
+        capture_output=True,
+        timeout=120,
+    )
     assert marker.exists(), "the payload is real: a naive load runs it"
 
     path, marker = tmp_path / f"model{hostile.suffix}", tmp_path / "marker"
     hostile.build(path, marker)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(free_port())],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "refused" in proc.stderr and str(path) in proc.stderr
     with pytest.raises(ms.UnsafeModelError):
         create_app(str(path))

@@ -32,8 +32,13 @@ def _weights(tmp_path: Path) -> Path:
 def test_weights_without_model_are_refused_at_start_up(tmp_path: Path) -> None:
     """A weights-only file without --model stops serve at once, naming the recorded class."""
     path = _weights(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(free_port())],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "weights only" in proc.stderr and "--model tests.models:Net" in proc.stderr
     assert "serving" not in proc.stdout
@@ -46,9 +51,23 @@ def test_serving_is_announced_when_it_answers(tmp_path: Path) -> None:
     """The "serving ... on ..." line comes once the model is loaded and the port listens."""
     path = _weights(tmp_path)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "modelstore", "serve", str(path), "--port", str(port),
-                             "--model", "tests.models:Net"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelstore",
+            "serve",
+            str(path),
+            "--port",
+            str(port),
+            "--model",
+            "tests.models:Net",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the announcement

@@ -77,8 +77,12 @@ def shard_names(folder: Path, prefix: str = "model") -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(prefix + "-"))
 
 
-def write_index(folder: Path, weight_map: dict[str, str], metadata: Any = None,
-                name: str = "model.safetensors.index.json") -> Path:
+def write_index(
+    folder: Path,
+    weight_map: dict[str, str],
+    metadata: Any = None,
+    name: str = "model.safetensors.index.json",
+) -> Path:
     path = folder / name
     data: dict[str, Any] = {"weight_map": weight_map}
     if metadata is not None:
@@ -91,18 +95,33 @@ def write_index(folder: Path, weight_map: dict[str, str], metadata: Any = None,
 def saved(tmp_path: Path) -> tuple[Deep, Path, ms.ModelInfo]:
     net = deep()
     folder = tmp_path / "ckpt"
-    info = ms.save(net, folder, max_shard_size=LIMIT, config={"width": 64, "depth": 4},
-                   metadata={"run": "a1"}, labels=list("0123456789"))
+    info = ms.save(
+        net,
+        folder,
+        max_shard_size=LIMIT,
+        config={"width": 64, "depth": 4},
+        metadata={"run": "a1"},
+        labels=list("0123456789"),
+    )
     return net, folder, info
 
 
 # -- sizes and path rules ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("500MB", 500 * 10**6), ("2GB", 2 * 10**9), ("1.5GiB", int(1.5 * 2**30)), ("10KB", 10_000),
-    (" 3 mb", 3 * 10**6), ("64KiB", 65536), ("1000", 1000), (4096, 4096),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("500MB", 500 * 10**6),
+        ("2GB", 2 * 10**9),
+        ("1.5GiB", int(1.5 * 2**30)),
+        ("10KB", 10_000),
+        (" 3 mb", 3 * 10**6),
+        ("64KiB", 65536),
+        ("1000", 1000),
+        (4096, 4096),
+    ],
+)
 def test_shard_sizes_parse_like_hugging_face(text: Any, expected: int) -> None:
     """GB is 10**9 (as huggingface_hub counts), GiB 2**30; ints are bytes."""
     assert _shards.parse_size(text) == expected
@@ -122,7 +141,9 @@ def test_round_trip_in_three_or_more_shards(saved: tuple[Deep, Path, ms.ModelInf
     net, folder, info = saved
     names = shard_names(folder)
     assert len(names) >= 3
-    assert names == [f"model-{i:05d}-of-{len(names):05d}.safetensors" for i in range(1, len(names) + 1)]
+    assert names == [
+        f"model-{i:05d}-of-{len(names):05d}.safetensors" for i in range(1, len(names) + 1)
+    ]
     assert info.path == str(folder / "model.safetensors.index.json")
     loaded = ms.load(folder, model=Deep)
     assert not loaded.training
@@ -204,7 +225,12 @@ def test_one_shard_still_gets_an_index(tmp_path: Path) -> None:
 
 
 def test_a_tensor_larger_than_the_limit_gets_its_own_shard(tmp_path: Path) -> None:
-    sd = {"a": torch.zeros(10), "big": torch.zeros(1000), "b": torch.zeros(10), "c": torch.zeros(10)}
+    sd = {
+        "a": torch.zeros(10),
+        "big": torch.zeros(1000),
+        "b": torch.zeros(10),
+        "c": torch.zeros(10),
+    }
     ms.save(sd, tmp_path / "s", max_shard_size=100)
     wm = index_of(tmp_path / "s")["weight_map"]
     assert len({wm["big"]}) == 1 and list(wm.values()).count(wm["big"]) == 1
@@ -257,7 +283,9 @@ def test_fill_an_instance_and_device(saved: tuple[Deep, Path, ms.ModelInfo]) -> 
     assert same_weights(target.state_dict(), net.state_dict())
 
 
-def test_mismatch_is_reported_over_the_whole_checkpoint(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_mismatch_is_reported_over_the_whole_checkpoint(
+    saved: tuple[Deep, Path, ms.ModelInfo],
+) -> None:
     """Missing, unexpected and mis-shaped keys from every shard are listed together."""
     net, folder, _ = saved
     with pytest.raises(ms.ArchitectureMismatchError) as e:
@@ -276,7 +304,9 @@ def test_mismatch_is_reported_over_the_whole_checkpoint(saved: tuple[Deep, Path,
     assert torch.equal(partial.head.weight, net.head.weight)
 
 
-def test_strict_false_with_a_class_builds_missing_keys_for_real(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_strict_false_with_a_class_builds_missing_keys_for_real(
+    saved: tuple[Deep, Path, ms.ModelInfo],
+) -> None:
     net, folder, _ = saved
     index = index_of(folder)
     index["metadata"]["modelstore"]["config"] = {"width": 64, "depth": 5}
@@ -296,7 +326,9 @@ def flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_flipped_byte_in_a_shard_is_caught_and_named(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_a_flipped_byte_in_a_shard_is_caught_and_named(
+    saved: tuple[Deep, Path, ms.ModelInfo],
+) -> None:
     net, folder, _ = saved
     second = shard_names(folder)[1]
     flip_last_byte(folder / second)
@@ -321,7 +353,9 @@ def test_shards_are_verified_and_read_one_at_a_time(saved: tuple[Deep, Path, ms.
     assert not torch.equal(target.head.weight, net.head.weight)  # the damaged shard was not
 
 
-def test_truncated_shard_and_shard_header_checksum(tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_truncated_shard_and_shard_header_checksum(
+    tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]
+) -> None:
     """Without records in the index, a shard's own header checksum still catches damage."""
     net, folder, _ = saved
     first = shard_names(folder)[0]
@@ -336,7 +370,10 @@ def test_truncated_shard_and_shard_header_checksum(tmp_path: Path, saved: tuple[
 
 def test_sha256_pin_covers_the_shards(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
     net, folder, info = saved
-    assert info.sha256 == hashlib.sha256((folder / "model.safetensors.index.json").read_bytes()).hexdigest()
+    assert (
+        info.sha256
+        == hashlib.sha256((folder / "model.safetensors.index.json").read_bytes()).hexdigest()
+    )
     assert same_weights(ms.load(folder, sha256=info.sha256), net.state_dict())
     with pytest.raises(ms.IntegrityError, match="pinned"):
         ms.load(folder, sha256="0" * 64)
@@ -348,15 +385,23 @@ def test_sha256_pin_covers_the_shards(saved: tuple[Deep, Path, ms.ModelInfo]) ->
 # -- hostile indexes ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "error", "verdict"), [
-    ("../x.safetensors", ms.UnsafeModelError, "unsafe"), ("/etc/passwd.safetensors", ms.UnsafeModelError, "unsafe"),
-    ("..\\x.safetensors", ms.UnsafeModelError, "unsafe"), ("C:x.safetensors", ms.UnsafeModelError, "unsafe"),
-    ("%2e%2e%2fx.safetensors", ms.UnsafeModelError, "unsafe"), ("..", ms.UnsafeModelError, "unsafe"),
-    ("", ms.UnsafeModelError, "unsafe"), ("sub/x.safetensors", ms.FormatError, "unknown"),
-    ("model-00001-of-00004.bin", ms.FormatError, "unknown"),
-])
-def test_shard_names_must_stay_in_the_folder(saved: tuple[Deep, Path, ms.ModelInfo], name: str,
-                                             error: type[Exception], verdict: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "error", "verdict"),
+    [
+        ("../x.safetensors", ms.UnsafeModelError, "unsafe"),
+        ("/etc/passwd.safetensors", ms.UnsafeModelError, "unsafe"),
+        ("..\\x.safetensors", ms.UnsafeModelError, "unsafe"),
+        ("C:x.safetensors", ms.UnsafeModelError, "unsafe"),
+        ("%2e%2e%2fx.safetensors", ms.UnsafeModelError, "unsafe"),
+        ("..", ms.UnsafeModelError, "unsafe"),
+        ("", ms.UnsafeModelError, "unsafe"),
+        ("sub/x.safetensors", ms.FormatError, "unknown"),
+        ("model-00001-of-00004.bin", ms.FormatError, "unknown"),
+    ],
+)
+def test_shard_names_must_stay_in_the_folder(
+    saved: tuple[Deep, Path, ms.ModelInfo], name: str, error: type[Exception], verdict: str
+) -> None:
     """A shard name that could lead outside is refused as unsafe; a malformed one as a format error."""
     _, folder, _ = saved
     index = index_of(folder)
@@ -371,16 +416,20 @@ def test_shard_names_must_stay_in_the_folder(saved: tuple[Deep, Path, ms.ModelIn
     assert ms.scan(folder).verdict == verdict
 
 
-def test_absolute_path_to_a_real_file_outside_is_refused(tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_absolute_path_to_a_real_file_outside_is_refused(
+    tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]
+) -> None:
     _, folder, _ = saved
     outside = tmp_path / "outside.safetensors"
     safetensors_torch.save_file({"head.bias": torch.zeros(10)}, str(outside))
-    write_index(folder, {**{k: v for k, v in index_of(folder)["weight_map"].items()}, "head.bias": str(outside)})
+    write_index(folder, {**dict(index_of(folder)["weight_map"]), "head.bias": str(outside)})
     with pytest.raises(ms.UnsafeModelError, match="absolute path"):
         ms.load(folder)
 
 
-def test_symlinks_may_not_lead_outside(tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_symlinks_may_not_lead_outside(
+    tmp_path: Path, saved: tuple[Deep, Path, ms.ModelInfo]
+) -> None:
     net, folder, _ = saved
     first = shard_names(folder)[0]
     outside = tmp_path / "elsewhere.safetensors"
@@ -416,14 +465,26 @@ def test_tensor_missing_from_its_shard(saved: tuple[Deep, Path, ms.ModelInfo]) -
         ms.load(folder, model=Deep)
 
 
-@pytest.mark.parametrize("text", [
-    "{not json", "[1, 2]", "null", '{"metadata": {}}', '{"weight_map": []}', '{"weight_map": {"a": 3}}',
-    '{"weight_map": {}, "metadata": []}', '{"weight_map": {}, "metadata": {"modelstore": {"config": []}}}',
-    '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": "big"}}}}',
-    "\xff\xfe", '{"weight_map": {}, "metadata": {"total_size": 1e999}}', '{"weight_map": {}, "metadata": Infinity}',
-    '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": 18446744073709551616}}}}',
-    '{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"weight_map": {"a": ' + "9" * 5000 + '}}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        "null",
+        '{"metadata": {}}',
+        '{"weight_map": []}',
+        '{"weight_map": {"a": 3}}',
+        '{"weight_map": {}, "metadata": []}',
+        '{"weight_map": {}, "metadata": {"modelstore": {"config": []}}}',
+        '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": "big"}}}}',
+        "\xff\xfe",
+        '{"weight_map": {}, "metadata": {"total_size": 1e999}}',
+        '{"weight_map": {}, "metadata": Infinity}',
+        '{"weight_map": {}, "metadata": {"modelstore": {}, "shards": {"x.safetensors": {"size": 18446744073709551616}}}}',
+        '{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"weight_map": {"a": ' + "9" * 5000 + "}}",
+    ],
+)
 def test_malformed_indexes_are_format_errors(tmp_path: Path, text: str) -> None:
     (tmp_path / "model.safetensors.index.json").write_bytes(text.encode("latin-1"))
     with pytest.raises(ms.FormatError):
@@ -455,7 +516,9 @@ def test_find_index_and_index_files(saved: tuple[Deep, Path, ms.ModelInfo], tmp_
 # -- overwrite -------------------------------------------------------------------------------
 
 
-def test_overwrite_with_fewer_shards_removes_the_stale_ones(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_overwrite_with_fewer_shards_removes_the_stale_ones(
+    saved: tuple[Deep, Path, ms.ModelInfo],
+) -> None:
     _, folder, _ = saved
     before = shard_names(folder)
     (folder / "notes.txt").write_text("keep me")
@@ -507,7 +570,9 @@ def test_scan_of_a_sharded_checkpoint(saved: tuple[Deep, Path, ms.ModelInfo]) ->
         ms.load(folder)
 
 
-def test_convert_a_sharded_checkpoint_to_one_file(saved: tuple[Deep, Path, ms.ModelInfo], tmp_path: Path) -> None:
+def test_convert_a_sharded_checkpoint_to_one_file(
+    saved: tuple[Deep, Path, ms.ModelInfo], tmp_path: Path
+) -> None:
     net, folder, _ = saved
     ms.convert(folder, tmp_path / "one.safetensors")
     loaded = ms.load(tmp_path / "one.safetensors", model=Deep)  # config carried over
@@ -539,14 +604,18 @@ def test_huggingface_hub_shards_load(tmp_path: Path) -> None:
     assert len(shard_names(tmp_path / "lm")) >= 2
     sd = ms.load(tmp_path / "lm")
     assert set(sd) == set(lm.state_dict())
-    assert torch.equal(sd["head.weight"], lm.emb.weight) and torch.equal(sd["emb.weight"], lm.emb.weight)
+    assert torch.equal(sd["head.weight"], lm.emb.weight) and torch.equal(
+        sd["emb.weight"], lm.emb.weight
+    )
     tied = ms.load(tmp_path / "lm", model=TiedDeep)
     assert tied.head.weight is tied.emb.weight
     ids = torch.tensor([[1, 2, 399]])
     torch.testing.assert_close(tied(ids), lm(ids))
 
 
-def test_modelstore_shards_load_with_huggingface_hub(saved: tuple[Deep, Path, ms.ModelInfo]) -> None:
+def test_modelstore_shards_load_with_huggingface_hub(
+    saved: tuple[Deep, Path, ms.ModelInfo],
+) -> None:
     hub = pytest.importorskip("huggingface_hub")
     net, folder, _ = saved
     fresh = deep(seed=7)
@@ -571,11 +640,17 @@ def test_transformers_style_hand_written_index(tmp_path: Path) -> None:
     weight_map = {}
     for i, part in enumerate(parts, 1):
         fname = f"model-{i:05d}-of-{len(parts):05d}.safetensors"
-        safetensors_torch.save_file({k: sd[k] for k in part}, str(tmp_path / fname), metadata={"format": "pt"})
-        weight_map.update({k: fname for k in part})
+        safetensors_torch.save_file(
+            {k: sd[k] for k in part}, str(tmp_path / fname), metadata={"format": "pt"}
+        )
+        weight_map.update(dict.fromkeys(part, fname))
     total = sum(t.numel() * t.element_size() for t in sd.values())
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+            indent=2,
+        )
+    )
     loaded = ms.load(tmp_path, model=Deep)
     torch.testing.assert_close(loaded(x_in()), net(x_in()))
     assert same_weights(ms.load(tmp_path), sd)

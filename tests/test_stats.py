@@ -15,7 +15,12 @@ from modelstore.api.stats import summarize, weights  # noqa: E402
 
 def test_safetensors_arrays_keep_names_and_values(tmp_path: Path) -> None:
     """Every dtype comes back under its tensor's name; bfloat16 is widened to float32."""
-    sd = {"a": torch.randn(3).bfloat16(), "b": torch.arange(4), "c": torch.tensor([True]), "d": torch.randn(2).half()}
+    sd = {
+        "a": torch.randn(3).bfloat16(),
+        "b": torch.arange(4),
+        "c": torch.tensor([True]),
+        "d": torch.randn(2).half(),
+    }
     path = tmp_path / "w.safetensors"
     ms.save(sd, path)
     arrays = weights(path)
@@ -28,14 +33,24 @@ def test_safetensors_arrays_keep_names_and_values(tmp_path: Path) -> None:
 
 def test_plain_state_dict_needs_no_trust(tmp_path: Path) -> None:
     """ms.stats reads a torch.save state dict through the weights-only gate, without trust."""
-    sd = {"w": torch.tensor([[0.0, 1.0], [2.0, 3.0]]), "b": torch.zeros(3, dtype=torch.float16),
-          "n": torch.tensor(7)}
+    sd = {
+        "w": torch.tensor([[0.0, 1.0], [2.0, 3.0]]),
+        "b": torch.zeros(3, dtype=torch.float16),
+        "n": torch.tensor(7),
+    }
     path = tmp_path / "weights.pth"
     torch.save(sd, path)
     with pytest.warns(ms.PickleWarning):
         rows = {r.name: r for r in ms.stats(path)}
     w = rows["w"]
-    assert (w.shape, w.dtype, w.mean, w.min, w.max, w.zeros) == ((2, 2), "float32", 1.5, 0.0, 3.0, 0.25)
+    assert (w.shape, w.dtype, w.mean, w.min, w.max, w.zeros) == (
+        (2, 2),
+        "float32",
+        1.5,
+        0.0,
+        3.0,
+        0.25,
+    )
     assert w.std == pytest.approx(float(np.std([0, 1, 2, 3])))
     assert rows["b"].dtype == "float16" and rows["b"].zeros == 1.0
     assert rows["n"].shape == () and rows["n"].dtype == "int64"
@@ -62,7 +77,9 @@ def test_checkpoint_and_whole_module(tmp_path: Path) -> None:
 
 def test_nan_inf_and_objects(tmp_path: Path) -> None:
     """NaN and Inf are counted apart and kept out of mean/min/max; modules and dicts work directly."""
-    rows = {r.name: r for r in ms.stats({"x": torch.tensor([1.0, float("nan"), float("inf"), 3.0])})}
+    rows = {
+        r.name: r for r in ms.stats({"x": torch.tensor([1.0, float("nan"), float("inf"), 3.0])})
+    }
     x = rows["x"]
     assert (x.nans, x.infs, x.mean, x.min, x.max) == (1, 1, 2.0, 1.0, 3.0)
     assert x.to_dict()["shape"] == [4]
@@ -101,8 +118,23 @@ def test_cli_stats_of_a_state_dict_needs_no_trust(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save({"a": torch.randn(100)}, path)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "modelstore", "inspect", str(path), "--stats", "--json",
-                           "--plot", str(tmp_path / "p.png")], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelstore",
+            "inspect",
+            str(path),
+            "--stats",
+            "--json",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)["stats"][0]
     assert row["name"] == "a" and row["dtype"] == "float32" and row["nans"] == 0

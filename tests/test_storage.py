@@ -35,11 +35,14 @@ def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("where", ["memory", "s3", "file"])
-def test_save_load_predict_inspect_on_uris(where: str, request: pytest.FixtureRequest, tmp_path: Path,
-                                           x64: np.ndarray) -> None:
-    base = {"memory": lambda: request.getfixturevalue("mem"),
-            "s3": lambda: request.getfixturevalue("s3_bucket") + "/models",
-            "file": lambda: f"file://{tmp_path}"}[where]()
+def test_save_load_predict_inspect_on_uris(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path, x64: np.ndarray
+) -> None:
+    base = {
+        "memory": lambda: request.getfixturevalue("mem"),
+        "s3": lambda: request.getfixturevalue("s3_bucket") + "/models",
+        "file": lambda: f"file://{tmp_path}",
+    }[where]()
     net = models.trained_net()
     uri = f"{base}/digits.safetensors"
     info = ms.save(net, uri, config={"hidden": 32}, labels=list("0123456789"), metadata={"run": 7})
@@ -114,8 +117,9 @@ class CountingFS:
         class Counting(MemoryFileSystem):
             protocol = "countmem"
 
-            def cat_file(self, path: str, start: int | None = None, end: int | None = None,
-                         **kw: Any) -> bytes:
+            def cat_file(
+                self, path: str, start: int | None = None, end: int | None = None, **kw: Any
+            ) -> bytes:
                 data: bytes = super().cat_file(path, start=start, end=end, **kw)
                 cls.read += len(data)
                 return data
@@ -159,7 +163,9 @@ def test_convert_and_export_between_uris(mem: str, x64: np.ndarray) -> None:
     assert weights_equal(ms.load(f"{mem}/w.safetensors", model=models.Net), net)
     onnx_info = ms.export_onnx(net, f"{mem}/net.onnx", sample_input=x64[:4])
     assert onnx_info.path == f"{mem}/net.onnx"
-    np.testing.assert_allclose(ms.predict(f"{mem}/net.onnx", x64), ms.predict(net, x64), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ms.predict(f"{mem}/net.onnx", x64), ms.predict(net, x64), rtol=1e-4, atol=1e-5
+    )
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -174,8 +180,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ms.Store:
 
 def test_store_versions_aliases_delete(store: ms.Store, x64: np.ndarray, tmp_path: Path) -> None:
     nets = [models.trained_net(seed=s) for s in (1, 2, 3)]
-    v1 = store.save(nets[0], "digits-mlp", config={"hidden": 32}, labels=list("0123456789"),
-                    metadata={"acc": 0.91}, tags={"data": "digits"})
+    v1 = store.save(
+        nets[0],
+        "digits-mlp",
+        config={"hidden": 32},
+        labels=list("0123456789"),
+        metadata={"acc": 0.91},
+        tags={"data": "digits"},
+    )
     v2 = store.save(nets[1], "digits-mlp", config={"hidden": 32}, metadata={"acc": 0.95})
     assert (v1, v2) == (1, 2)
     assert store.list() == ["digits-mlp"]
@@ -268,7 +280,9 @@ def test_store_manifest_is_hostile_input(tmp_path: Path) -> None:
         store.versions("m")
 
 
-def test_store_default_root_is_modelstore_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_default_root_is_modelstore_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELSTORE_HOME", str(tmp_path / "home"))
     store = ms.Store()
     store.save(models.trained_net(), "m")
@@ -280,33 +294,70 @@ def test_store_default_root_is_modelstore_home(tmp_path: Path, monkeypatch: pyte
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_store_command_push_list_show_pull(where: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_store_command_push_list_show_pull(
+    where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     from tests.test_cli import run
 
-    root = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_bucket") + "/cli"
+    root = (
+        str(tmp_path / "store")
+        if where == "local"
+        else request.getfixturevalue("s3_bucket") + "/cli"
+    )
     net = models.trained_net()
     ms.save(net, tmp_path / "digits.safetensors", labels=list("0123456789"))
-    pushed = run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "digits",
-                 "--tag", "data=digits", "--alias", "prod", "--metadata", '{"acc": 0.93}')
+    pushed = run(
+        "store",
+        "--root",
+        root,
+        "push",
+        str(tmp_path / "digits.safetensors"),
+        "digits",
+        "--tag",
+        "data=digits",
+        "--alias",
+        "prod",
+        "--metadata",
+        '{"acc": 0.93}',
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.startswith("pushed digits@1")
-    assert run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "digits").returncode == 0
+    assert (
+        run(
+            "store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "digits"
+        ).returncode
+        == 0
+    )
     listed = run("store", "--root", root, "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout) == [{"name": "digits", "versions": 2, "latest": 2, "format": "safetensors",
-                                          "size_bytes": json.loads(listed.stdout)[0]["size_bytes"],
-                                          "created": json.loads(listed.stdout)[0]["created"],
-                                          "aliases": ["prod->1"]}]
+    assert json.loads(listed.stdout) == [
+        {
+            "name": "digits",
+            "versions": 2,
+            "latest": 2,
+            "format": "safetensors",
+            "size_bytes": json.loads(listed.stdout)[0]["size_bytes"],
+            "created": json.loads(listed.stdout)[0]["created"],
+            "aliases": ["prod->1"],
+        }
+    ]
     shown = run("store", "--root", root, "show", "digits@prod")
     assert shown.returncode == 0 and "digits@1" in shown.stdout and "data=digits" in shown.stdout
     assert '"acc": 0.93' in shown.stdout and "digits.safetensors" in shown.stdout
     shown_json = json.loads(run("store", "--root", root, "show", "digits", "--json").stdout)
-    assert shown_json["version"] == 2 and shown_json["sha256"] == ms.inspect(tmp_path / "digits.safetensors").sha256
+    assert (
+        shown_json["version"] == 2
+        and shown_json["sha256"] == ms.inspect(tmp_path / "digits.safetensors").sha256
+    )
     pulled = run("store", "--root", root, "pull", "digits@prod", str(tmp_path / "out"))
     assert pulled.returncode == 0, pulled.stderr
     assert weights_equal(ms.load(pulled.stdout.strip(), model=models.Net), net)
     missing = run("store", "--root", root, "show", "digits@7")
-    assert missing.returncode == 2 and "versions: 1, 2" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "versions: 1, 2" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
     bad = run("store", "--root", root, "push", str(tmp_path / "digits.safetensors"), "../evil")
     assert bad.returncode == 2 and "not a valid model name" in bad.stderr
 
@@ -346,13 +397,17 @@ def test_sharded_and_cast_checkpoints_over_s3(s3_bucket: str, x64: np.ndarray) -
 def test_store_keeps_sharded_versions(store: ms.Store, tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = Wide().eval()
-    v = store.save(net, "wide", max_shard_size="10KB", dtype="float16", metadata={"note": "sharded"})
+    v = store.save(
+        net, "wide", max_shard_size="10KB", dtype="float16", metadata={"note": "sharded"}
+    )
     info = store.info(f"wide@{v}")
     assert info.path.endswith("/versions/000001/model/model.safetensors.index.json")
     assert len([f for f in info.files if f.startswith("model/model-")]) >= 3
     back = store.load("wide", model=Wide)
-    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(back.state_dict().values(),
-                                                              net.state_dict().values()))
+    assert all(
+        torch.allclose(a, b, atol=1e-3)
+        for a, b in zip(back.state_dict().values(), net.state_dict().values())
+    )
     pulled = store.pull("wide", tmp_path / "pulled")
     assert pulled.name == "model.safetensors.index.json"
     assert isinstance(ms.load(pulled.parent, model=Wide), Wide)
@@ -375,12 +430,19 @@ def _naive(text: str) -> BaseException:
     raise AssertionError("the naive path accepted it")
 
 
-@pytest.mark.parametrize("text, naive", [
-    ('{"size_bytes": 1e999}', OverflowError), ('{"size_bytes": Infinity}', OverflowError),
-    ('{"size_bytes": NaN}', ValueError), ('{"size_bytes": ' + "[" * 100_000 + "]" * 100_000 + "}", RecursionError),
-    ('{"size_bytes": ' + "9" * 5000 + "}", ValueError),
-])
-def test_hostile_manifest_numbers_are_format_errors(tmp_path: Path, text: str, naive: type[BaseException]) -> None:
+@pytest.mark.parametrize(
+    "text, naive",
+    [
+        ('{"size_bytes": 1e999}', OverflowError),
+        ('{"size_bytes": Infinity}', OverflowError),
+        ('{"size_bytes": NaN}', ValueError),
+        ('{"size_bytes": ' + "[" * 100_000 + "]" * 100_000 + "}", RecursionError),
+        ('{"size_bytes": ' + "9" * 5000 + "}", ValueError),
+    ],
+)
+def test_hostile_manifest_numbers_are_format_errors(
+    tmp_path: Path, text: str, naive: type[BaseException]
+) -> None:
     """Overflowing, infinite, NaN, huge and 100,000-deep manifest values raise FormatError, not what json/int raise."""
     assert isinstance(_naive(text), naive)
     store = ms.Store(tmp_path)
@@ -391,11 +453,23 @@ def test_hostile_manifest_numbers_are_format_errors(tmp_path: Path, text: str, n
             call()
 
 
-@pytest.mark.parametrize("field, value", [
-    ("size_bytes", -5), ("size_bytes", True), ("size_bytes", 2**64), ("size_bytes", "7"), ("size_bytes", 1.5),
-    ("files", {"model.safetensors": -1}), ("files", {"model.safetensors": 10**30}), ("files", [1]),
-    ("tags", {"a": 1}), ("metadata", [1]), ("format", 3), ("framework", ["torch"]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("size_bytes", -5),
+        ("size_bytes", True),
+        ("size_bytes", 2**64),
+        ("size_bytes", "7"),
+        ("size_bytes", 1.5),
+        ("files", {"model.safetensors": -1}),
+        ("files", {"model.safetensors": 10**30}),
+        ("files", [1]),
+        ("tags", {"a": 1}),
+        ("metadata", [1]),
+        ("format", 3),
+        ("framework", ["torch"]),
+    ],
+)
 def test_manifest_fields_are_type_and_range_checked(tmp_path: Path, field: str, value: Any) -> None:
     """A manifest field of the wrong type or a size out of range is a FormatError naming the manifest."""
     store = ms.Store(tmp_path)
@@ -408,8 +482,9 @@ def test_manifest_fields_are_type_and_range_checked(tmp_path: Path, field: str, 
         store.info("m@1")
 
 
-@pytest.mark.parametrize("ref", ["m@²", "m@" + "9" * 5000, "m@١٢", "m@" + "1" * 19, "m@-1", "m@a/b", "m@",
-                                 "m@@1"])
+@pytest.mark.parametrize(
+    "ref", ["m@²", "m@" + "9" * 5000, "m@١٢", "m@" + "1" * 19, "m@-1", "m@a/b", "m@", "m@@1"]
+)
 def test_malformed_version_refs_are_argument_errors(tmp_path: Path, ref: str) -> None:
     """Refs whose version passes str.isdigit but not int(), non-ASCII digits, absurdly long numbers and
     malformed refs raise ArgumentError naming the ref."""
@@ -446,13 +521,19 @@ def test_odd_names_in_a_store_folder_are_ignored(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["memory", "s3"])
-def test_remote_header_nested_50000_deep_is_a_format_error(where: str, request: pytest.FixtureRequest) -> None:
+def test_remote_header_nested_50000_deep_is_a_format_error(
+    where: str, request: pytest.FixtureRequest
+) -> None:
     """A remote safetensors header nested 50,000 deep: scan says unknown, inspect and load raise FormatError."""
     import struct
 
     import fsspec.core
 
-    base = request.getfixturevalue("mem") if where == "memory" else request.getfixturevalue("s3_bucket")
+    base = (
+        request.getfixturevalue("mem")
+        if where == "memory"
+        else request.getfixturevalue("s3_bucket")
+    )
     uri = f"{base}/deep.safetensors"
     header = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     with pytest.raises(RecursionError):
@@ -467,13 +548,17 @@ def test_remote_header_nested_50000_deep_is_a_format_error(where: str, request: 
         ms.load(uri)
 
 
-def test_remote_header_only_inspect_validates_metadata_like_a_local_one(mem: str, tmp_path: Path) -> None:
+def test_remote_header_only_inspect_validates_metadata_like_a_local_one(
+    mem: str, tmp_path: Path
+) -> None:
     """Metadata of the wrong type in a header is refused by a remote header-only inspect as by a local one."""
     import fsspec.core
     from safetensors.torch import save_file
 
     local = tmp_path / "bad.safetensors"
-    save_file({"w": torch.zeros(2)}, str(local), metadata={"modelstore": json.dumps({"config": [1, 2]})})
+    save_file(
+        {"w": torch.zeros(2)}, str(local), metadata={"modelstore": json.dumps({"config": [1, 2]})}
+    )
     with pytest.raises(ms.FormatError, match="malformed 'config'"):
         ms.inspect(local)
     fs, path = fsspec.core.url_to_fs(f"{mem}/bad.safetensors")
@@ -496,13 +581,20 @@ def test_remote_companion_names_are_never_fetched_from_elsewhere(mem: str, tmp_p
     fs.pipe_file(f"{root}/secret.safetensors", b"secret bytes")
     index = {"weight_map": {"w": "%2e%2e%2fsecret.safetensors"}}
     fs.pipe_file(f"{root}/ckpt/model.safetensors.index.json", json.dumps(index).encode())
-    for call in (lambda: ms.load(f"{mem}/ckpt"), lambda: ms.inspect(f"{mem}/ckpt/model.safetensors.index.json")):
+    for call in (
+        lambda: ms.load(f"{mem}/ckpt"),
+        lambda: ms.inspect(f"{mem}/ckpt/model.safetensors.index.json"),
+    ):
         with pytest.raises(ms.UnsafeModelError, match="percent-escape"):
             call()
     from modelstore.pipeline import locate
 
-    assert not locate.plain_name("%2e%2e%2fw.bin") and not locate.plain_name("..") \
-        and not locate.plain_name("a/b") and locate.plain_name("w.bin")
+    assert (
+        not locate.plain_name("%2e%2e%2fw.bin")
+        and not locate.plain_name("..")
+        and not locate.plain_name("a/b")
+        and locate.plain_name("w.bin")
+    )
 
 
 def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Path) -> None:
@@ -519,7 +611,9 @@ def test_store_metadata_that_json_cannot_hold_is_an_argument_error(tmp_path: Pat
 
 
 @pytest.mark.parametrize("where", ["folder", "mem"])
-def test_store_latest_reads_one_manifest(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_latest_reads_one_manifest(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The latest version is the highest published number, from one listing and one manifest
     read; a claim without its manifest is not a version; a deleted latest falls back."""
     root = str(tmp_path / "s") if where == "folder" else f"memory://latest-{uuid.uuid4().hex}"

@@ -23,7 +23,9 @@ class ConvNet(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * 8 * 8, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.bn(self.conv(x))))
@@ -41,13 +43,24 @@ def test_numbers_match_torchinfo() -> None:
     assert ours.frozen_params == 40
     bn_buffers = 4 + 4 + 1  # running_mean, running_var, num_batches_tracked
     assert ours.buffers == bn_buffers
-    assert ours.size_bytes == 4330 * 4 + 8 * 4 + 8  # float32 params and running stats, an int64 counter
+    assert (
+        ours.size_bytes == 4330 * 4 + 8 * 4 + 8
+    )  # float32 params and running stats, an int64 counter
     assert "weights size: 17.0 KiB (params and buffers)" in str(ours)
-    leaf_shapes = {row.var_name: row.output_size for row in theirs.summary_list if row.is_leaf_layer}
-    by_type = {(r.type, r.output_shape and tuple(r.output_shape)) for r in ours.layers if r.type != "Sequential"}
+    leaf_shapes = {
+        row.var_name: row.output_size for row in theirs.summary_list if row.is_leaf_layer
+    }
+    by_type = {
+        (r.type, r.output_shape and tuple(r.output_shape))
+        for r in ours.layers
+        if r.type != "Sequential"
+    }
     for row in theirs.summary_list:
         if row.is_leaf_layer:
-            assert (row.class_name, tuple(row.output_size)) in by_type, (row.class_name, row.output_size)
+            assert (row.class_name, tuple(row.output_size)) in by_type, (
+                row.class_name,
+                row.output_size,
+            )
     assert len(leaf_shapes) == 6
     conv = next(r for r in ours.layers if r.name == "conv")
     assert (conv.params, conv.trainable, conv.output_shape) == (40, 0, [2, 4, 8, 8])
@@ -69,7 +82,11 @@ def test_text_html_and_dict() -> None:
     assert "buffers (not params): 13" in text  # 4 + 4 + 1 persistent, + 4 non-persistent
     assert s._repr_html_().startswith("<p><b>BNNet</b>") and "<table>" in s._repr_html_()
     data = json.loads(json.dumps(s.to_dict()))
-    assert data["total_params"] == 44 and data["frozen_params"] == 0 and data["layers"][0]["name"] == "(root)"
+    assert (
+        data["total_params"] == 44
+        and data["frozen_params"] == 0
+        and data["layers"][0]["name"] == "(root)"
+    )
     assert data["layers"][0]["buffers"] == 4  # BNNet's own (non-persistent) buffer gets a row
 
 
@@ -83,7 +100,9 @@ def test_tied_weights_count_once() -> None:
 def test_saved_file_builds_on_meta_with_the_recorded_signature(tmp_path: Path) -> None:
     """A saved file with model=Net builds on the meta device (no init) and uses the saved signature."""
     path = tmp_path / "net.safetensors"
-    ms.save(models.trained_net(hidden=8), path, config={"hidden": 8}, sample_input=torch.zeros(4, 64))
+    ms.save(
+        models.trained_net(hidden=8), path, config={"hidden": 8}, sample_input=torch.zeros(4, 64)
+    )
     models.BUILT_ON.clear()
     s = ms.summary(path, model=models.Net)
     assert models.BUILT_ON == ["meta"]
@@ -100,7 +119,11 @@ def test_recorded_class_needs_trust(tmp_path: Path) -> None:
     assert plain.total_params == 44 and plain.buffers == 9 and plain.trainable_params is None
     assert "model=BNNet" in str(plain) and "trust=True" in str(plain)
     trusted = ms.summary(path, trust=True, input_size=(2, 8))
-    assert trusted.name == "BNNet" and trusted.total_params == 44 and trusted.layers[2].type == "BatchNorm1d"
+    assert (
+        trusted.name == "BNNet"
+        and trusted.total_params == 44
+        and trusted.layers[2].type == "BatchNorm1d"
+    )
 
 
 def test_plain_state_dict_needs_no_trust(tmp_path: Path) -> None:
@@ -109,7 +132,9 @@ def test_plain_state_dict_needs_no_trust(tmp_path: Path) -> None:
     torch.save(ConvNet().state_dict(), path)
     s = ms.summary(path)
     assert s.total_params == 4330 and s.buffers == 9
-    assert s.size_bytes == sum(t.numel() * t.element_size() for t in ConvNet().state_dict().values())
+    assert s.size_bytes == sum(
+        t.numel() * t.element_size() for t in ConvNet().state_dict().values()
+    )
     assert [r.name for r in s.layers] == ["conv", "bn", "head.1", "head.3"]
 
 
@@ -152,8 +177,14 @@ def test_onnx_file(tmp_path: Path) -> None:
 def test_keras_model_and_file(tmp_path: Path) -> None:
     """Keras models and .keras files report Keras' own counts and output shapes."""
     keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(10),
+        ]
+    )
     model.layers[0].trainable = False
     s = ms.summary(model)
     assert s.total_params == model.count_params() == 64 * 16 + 16 + 4 * 16 + 16 * 10 + 10
@@ -165,16 +196,23 @@ def test_keras_model_and_file(tmp_path: Path) -> None:
     unbuilt = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
     assert "not built" in str(ms.summary(unbuilt))
     built = ms.summary(unbuilt, input_size=(1, 8))
-    assert built.total_params == 8 * 4 + 4 + 4 * 2 + 2 and built.layers[-1].output_shape == [None, 2]
+    assert built.total_params == 8 * 4 + 4 + 4 * 2 + 2 and built.layers[-1].output_shape == [
+        None,
+        2,
+    ]
 
 
 def test_import_stays_lean() -> None:
     """ms.summary and friends are importable names that import nothing heavy until called."""
     import subprocess
 
-    code = ("import sys, modelstore as ms; ms.summary; ms.stats; ms.evaluate; ms.plot_weights; "
-            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'onnx', 'keras') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, modelstore as ms; ms.summary; ms.stats; ms.evaluate; ms.plot_weights; "
+        "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'onnx', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -217,6 +255,13 @@ def test_several_inputs_and_tuple_outputs_match_torchinfo() -> None:
     net = TwoInputs()
     ours = ms.summary(net, input_size=[(2, 5, 8), (2, 4)])
     theirs = torchinfo.summary(net, input_size=[(2, 5, 8), (2, 4)], verbose=0)
-    assert (ours.total_params, ours.trainable_params) == (theirs.total_params, theirs.trainable_params)
+    assert (ours.total_params, ours.trainable_params) == (
+        theirs.total_params,
+        theirs.trainable_params,
+    )
     assert ours.input_shapes == [[2, 5, 8], [2, 4]]
-    assert {r.name: r.output_shape for r in ours.layers} == {"rnn": [2, 5, 16], "side": [2, 16], "head": [2, 3]}
+    assert {r.name: r.output_shape for r in ours.layers} == {
+        "rnn": [2, 5, 16],
+        "side": [2, 16],
+        "head": [2, 3],
+    }

@@ -36,13 +36,32 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "modelstore" / "security" / "allowlist_sklearn.py"
 
 #: Modules never listed: file and network access, test helpers, build and set-up code.
-DENIED = ("sklearn.datasets", "sklearn.externals", "sklearn.experimental", "sklearn.tests",
-          "sklearn.utils._testing", "sklearn.utils._show_versions", "sklearn.utils.discovery",
-          "sklearn.utils.parallel", "sklearn.utils.fixes", "sklearn.conftest", "sklearn._build_utils",
-          "sklearn.__check_build", "sklearn.utils._joblib", "sklearn._config", "sklearn.utils._estimator_html_repr")
+DENIED = (
+    "sklearn.datasets",
+    "sklearn.externals",
+    "sklearn.experimental",
+    "sklearn.tests",
+    "sklearn.utils._testing",
+    "sklearn.utils._show_versions",
+    "sklearn.utils.discovery",
+    "sklearn.utils.parallel",
+    "sklearn.utils.fixes",
+    "sklearn.conftest",
+    "sklearn._build_utils",
+    "sklearn.__check_build",
+    "sklearn.utils._joblib",
+    "sklearn._config",
+    "sklearn.utils._estimator_html_repr",
+)
 #: Score functions people pass to selectors (SelectKBest(chi2)): pure computations.
-SCORE_FUNCTIONS = ("chi2", "f_classif", "f_regression", "r_regression", "mutual_info_classif",
-                   "mutual_info_regression")
+SCORE_FUNCTIONS = (
+    "chi2",
+    "f_classif",
+    "f_regression",
+    "r_regression",
+    "mutual_info_classif",
+    "mutual_info_regression",
+)
 
 
 def families() -> dict[tuple[str, str], tuple[str, str]]:
@@ -59,8 +78,13 @@ def families() -> dict[tuple[str, str], tuple[str, str]]:
 
     def defined(mod: object, base: type, kind: str, why: str, skip: tuple[str, ...] = ()) -> None:
         for name, obj in vars(mod).items():
-            if isinstance(obj, type) and issubclass(obj, base) and obj is not base \
-                    and obj.__module__ == mod.__name__ and name not in skip:  # type: ignore[attr-defined]
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, base)
+                and obj is not base
+                and obj.__module__ == mod.__name__
+                and name not in skip
+            ):  # type: ignore[attr-defined]
                 rows[(mod.__name__, name)] = (kind, why)  # type: ignore[attr-defined]
 
     defined(kernels, kernels.Kernel, "construct", "helper")
@@ -76,7 +100,9 @@ def families() -> dict[tuple[str, str], tuple[str, str]]:
     for base in (_sgd_fast.Classification, _sgd_fast.Regression):
         defined(_sgd_fast, base, "call", "cython", skip=("Classification", "Regression"))
     for base in (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32):
-        defined(_dist_metrics, base, "value", "reference", skip=("PyFuncDistance64", "PyFuncDistance32"))
+        defined(
+            _dist_metrics, base, "value", "reference", skip=("PyFuncDistance64", "PyFuncDistance32")
+        )
     for mod, cls in ((_kd_tree, "KDTree"), (_ball_tree, "BallTree")):
         rows[(mod.__name__, cls)] = ("value", "reference")
         rows[(mod.__name__, "newObj")] = ("call", "cython")
@@ -105,8 +131,12 @@ def defined_estimators() -> set[tuple[str, str]]:
         except Exception:  # noqa: BLE001 - optional-dependency modules
             continue
         for name, obj in vars(mod).items():
-            if isinstance(obj, type) and issubclass(obj, BaseEstimator) and obj.__module__ == info.name \
-                    and obj.__qualname__ == name:
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, BaseEstimator)
+                and obj.__module__ == info.name
+                and obj.__qualname__ == name
+            ):
                 found.add((info.name, name))
     return found
 
@@ -131,7 +161,11 @@ class _Survey(pickle._Unpickler):  # type: ignore[name-defined,misc]
         key = self.names.get(id(func))
         if key is not None:
             self.usage[key].add("call")
-        if func in (copyreg._reconstructor, copyreg.__newobj__) and args and id(args[0]) in self.names:
+        if (
+            func in (copyreg._reconstructor, copyreg.__newobj__)
+            and args
+            and id(args[0]) in self.names
+        ):
             self.usage[self.names[id(args[0])]].add("construct")
         super().load_reduce()
 
@@ -190,7 +224,10 @@ def entries() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     for key in defined_estimators():
         rows[key] = ("construct", "estimator")
     rows.update(families())
-    for fs_mod in ("sklearn.feature_selection._univariate_selection", "sklearn.feature_selection._mutual_info"):
+    for fs_mod in (
+        "sklearn.feature_selection._univariate_selection",
+        "sklearn.feature_selection._mutual_info",
+    ):
         mod = importlib.import_module(fs_mod)
         for fn in SCORE_FUNCTIONS:
             if getattr(mod, fn, None) is not None and getattr(mod, fn).__module__ == fs_mod:
@@ -208,7 +245,9 @@ def entries() -> tuple[list[tuple[str, str, str, str]], list[str]]:
             continue
         if "call" in uses:
             if call_for(f"{module}:{name}") is None:
-                problems.append(f"{module}.{name} is called by pickles but has no validator in check_sklearn.py")
+                problems.append(
+                    f"{module}.{name} is called by pickles but has no validator in check_sklearn.py"
+                )
                 continue
             rows[(module, name)] = ("call", "cython")
         elif "construct" in uses:
@@ -221,15 +260,15 @@ def entries() -> tuple[list[tuple[str, str, str, str]], list[str]]:
 
 REASONS = {
     "estimator": "a scikit-learn estimator class defined in this module: created empty, filled with "
-                 "its fitted attributes; estimators whose compiled code trusts those attributes are "
-                 "validated when the load ends (check_sklearn_fitted.py, check_sklearn_state.py)",
+    "its fitted attributes; estimators whose compiled code trusts those attributes are "
+    "validated when the load ends (check_sklearn_fitted.py, check_sklearn_state.py)",
     "helper": "a helper class a fitted estimator's state holds (found in the pickles of fitted "
-              "estimators); created empty and filled",
+    "estimators); created empty and filled",
     "cython": "a compiled class or unpickle helper scikit-learn's pickles call; its arguments and the "
-              "state it receives are validated (check_sklearn.py)",
+    "state it receives are validated (check_sklearn.py)",
     "reference": "stored by reference in a fitted estimator (a function or class as a parameter); "
-                 "never called while loading; a function only at the attribute where scikit-learn "
-                 "keeps it (check_sklearn_places.PLACES), refused anywhere else",
+    "never called while loading; a function only at the attribute where scikit-learn "
+    "keeps it (check_sklearn_places.PLACES), refused anywhere else",
     "score": "a feature-scoring function passed to a selector (SelectKBest(chi2)); a pure computation",
 }
 
@@ -267,7 +306,9 @@ def render(rows: list[tuple[str, str, str, str]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the checked-in file is out of date")
+    ap.add_argument(
+        "--check", action="store_true", help="exit 1 if the checked-in file is out of date"
+    )
     args = ap.parse_args()
     rows, problems = entries()
     text = render(rows)

@@ -62,7 +62,9 @@ def _kind(obj: Any) -> str | None:
     return None
 
 
-def dump(model: Any, path: Path, meta: dict[str, Any] | None = None, indent: int | None = None) -> None:
+def dump(
+    model: Any, path: Path, meta: dict[str, Any] | None = None, indent: int | None = None
+) -> None:
     """This format's own writer (what a user of the format would call without modelstore)."""
     kind = _kind(model)
     if kind is None:
@@ -71,7 +73,9 @@ def dump(model: Any, path: Path, meta: dict[str, Any] | None = None, indent: int
         "format": FORMAT,
         "class": kind,
         "coef": model.coef_.tolist(),
-        "intercept": model.intercept_.tolist() if hasattr(model.intercept_, "tolist") else float(model.intercept_),
+        "intercept": model.intercept_.tolist()
+        if hasattr(model.intercept_, "tolist")
+        else float(model.intercept_),
         "n_features_in": int(model.n_features_in_),
     }
     if CLASSES[kind][2]:
@@ -79,7 +83,9 @@ def dump(model: Any, path: Path, meta: dict[str, Any] | None = None, indent: int
     if meta is not None:
         doc["modelstore"] = meta
         doc["checksum"] = _checksum(doc)
-    path.write_text(json.dumps(doc, indent=indent, allow_nan=False))  # "format" first: sniffing sees it
+    path.write_text(
+        json.dumps(doc, indent=indent, allow_nan=False)
+    )  # "format" first: sniffing sees it
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -109,7 +115,9 @@ def _numbers(value: Any, depth: int) -> bool:
 
 def _checksum(doc: dict[str, Any]) -> str:
     hasher = new_checksum()
-    hasher.update(json.dumps({k: v for k, v in doc.items() if k != "checksum"}, sort_keys=True).encode())
+    hasher.update(
+        json.dumps({k: v for k, v in doc.items() if k != "checksum"}, sort_keys=True).encode()
+    )
     return format_checksum(hasher)
 
 
@@ -126,13 +134,19 @@ def load_json(path: Path) -> Any:
     if coef.ndim not in (1, 2) or coef.shape[-1] != doc["n_features_in"]:
         raise FormatError(f"{path}: coef has shape {coef.shape}, not (..., {doc['n_features_in']})")
     est.coef_ = coef
-    est.intercept_ = np.asarray(doc["intercept"], dtype=np.float64) if isinstance(doc["intercept"], list) \
+    est.intercept_ = (
+        np.asarray(doc["intercept"], dtype=np.float64)
+        if isinstance(doc["intercept"], list)
         else float(doc["intercept"])
+    )
     est.n_features_in_ = doc["n_features_in"]
     if classifier:
         classes = doc.get("classes")
-        if not isinstance(classes, list) or len(classes) < 2 or not all(
-                isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes):
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes)
+        ):
             raise FormatError(f"{path}: a classifier needs a list of at least two class labels")
         rows = 1 if len(classes) == 2 else len(classes)
         if coef.ndim != 2 or coef.shape[0] != rows:
@@ -170,10 +184,15 @@ class LinearJsonBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         import sklearn
 
-        return {"framework": "sklearn", "framework_version": sklearn.__version__,
-                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        return {
+            "framework": "sklearn",
+            "framework_version": sklearn.__version__,
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         dump(obj, tmp, meta, indent=options.indent)  # tmp: the pipeline renames it into place
         return None
 
@@ -182,7 +201,11 @@ class LinearJsonBackend(Backend):
         meta = doc.get("modelstore")
         if not isinstance(meta, dict):
             return None
-        return {**meta, "checksum": doc.get("checksum")} if isinstance(doc.get("checksum"), str) else meta
+        return (
+            {**meta, "checksum": doc.get("checksum")}
+            if isinstance(doc.get("checksum"), str)
+            else meta
+        )
 
     def verify(self, path: Path, meta: dict[str, Any]) -> None:
         doc = read(path)
@@ -192,22 +215,33 @@ class LinearJsonBackend(Backend):
         try:
             read(path)
         except FormatError as e:
-            return ScanReport(str(path), self.name, "unknown", [Finding("file", "warning", f"format: {e}")])
+            return ScanReport(
+                str(path), self.name, "unknown", [Finding("file", "warning", f"format: {e}")]
+            )
         return ScanReport(str(path), self.name, "safe", [Finding("file", "info", "numbers only")])
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; a linear-json file holds the whole model")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; a linear-json file holds the whole model"
+            )
         return load_json(path)
 
     def inspect(self, path: Path) -> Inspection:
         doc = read(path)
         coef = doc["coef"]
         rows = len(coef) if isinstance(coef[0], list) else 1
-        shape = (rows, doc["n_features_in"]) if isinstance(coef[0], list) else (doc["n_features_in"],)
+        shape = (
+            (rows, doc["n_features_in"]) if isinstance(coef[0], list) else (doc["n_features_in"],)
+        )
         tensors = [TensorInfo("coef", shape, "float64", 8 * rows * doc["n_features_in"])]
-        return Inspection(framework="sklearn", tensors=tensors, meta=self.read_meta(path),
-                          extra_metadata={"class": doc["class"]}, labels=doc.get("classes"))
+        return Inspection(
+            framework="sklearn",
+            tensors=tensors,
+            meta=self.read_meta(path),
+            extra_metadata={"class": doc["class"]},
+            labels=doc.get("classes"),
+        )
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         import numpy as np
@@ -218,6 +252,9 @@ class LinearJsonBackend(Backend):
         if request.output == "proba" and hasattr(model, "predict_proba"):
             return model.predict_proba(x)
         if request.output == "label" and hasattr(model, "predict_proba"):
-            return labels_from_scores(model.predict_proba(x), request.labels) if request.labels \
+            return (
+                labels_from_scores(model.predict_proba(x), request.labels)
+                if request.labels
                 else model.predict(x).tolist()
+            )
         return model.predict(x)

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from linear_json import LinearJsonBackend, dump, load_json
 
 import modelstore as ms
 from modelstore.testing import BackendContract
-
-from linear_json import LinearJsonBackend, dump, load_json
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,8 +83,11 @@ def test_labels_travel_with_the_loaded_model(tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
     x, y = _data()
-    ms.save(LogisticRegression(max_iter=500).fit(x, y), tmp_path / "iris.linear.json",
-            labels=["setosa", "versicolor", "virginica"])
+    ms.save(
+        LogisticRegression(max_iter=500).fit(x, y),
+        tmp_path / "iris.linear.json",
+        labels=["setosa", "versicolor", "virginica"],
+    )
     model = ms.load(tmp_path / "iris.linear.json")
     assert ms.predict(model, x[:1], output="label") == ["setosa"]
 

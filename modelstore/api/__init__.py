@@ -7,5 +7,17 @@ from .plugins import backends, refresh_backends, register
 from .predict import OUTPUTS, predict
 from .save import save
 
-__all__ = ["OUTPUTS", "backends", "convert", "export_onnx", "inspect", "load", "predict",
-           "recorded_metadata", "refresh_backends", "register", "save", "scan"]
+__all__ = [
+    "OUTPUTS",
+    "backends",
+    "convert",
+    "export_onnx",
+    "inspect",
+    "load",
+    "predict",
+    "recorded_metadata",
+    "refresh_backends",
+    "register",
+    "save",
+    "scan",
+]

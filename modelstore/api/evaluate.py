@@ -48,12 +48,17 @@ class Evaluation:
     def __str__(self) -> str:
         shown = [printable(x) for x in self.labels]  # class names may come from the file
         width = max([len(x) for x in shown] + [len("macro avg")])
-        lines = [f"accuracy {self.accuracy:.4f} ({self.n - len(self.wrong)}/{self.n} correct)", "",
-                 f"{'class':<{width}}  precision  recall     f1  support"]
+        lines = [
+            f"accuracy {self.accuracy:.4f} ({self.n - len(self.wrong)}/{self.n} correct)",
+            "",
+            f"{'class':<{width}}  precision  recall     f1  support",
+        ]
         for name, p, r, f, s in zip(shown, self.precision, self.recall, self.f1, self.support):
             lines.append(f"{name:<{width}}  {p:9.3f}  {r:6.3f}  {f:5.3f}  {s:7d}")
-        lines.append(f"{'macro avg':<{width}}  {_mean(self.precision, self.support):9.3f}  "
-                     f"{_mean(self.recall, self.support):6.3f}  {self.macro_f1:5.3f}  {self.n:7d}")
+        lines.append(
+            f"{'macro avg':<{width}}  {_mean(self.precision, self.support):9.3f}  "
+            f"{_mean(self.recall, self.support):6.3f}  {self.macro_f1:5.3f}  {self.n:7d}"
+        )
         lines += ["", "confusion matrix (rows: true, columns: predicted)"]
         cell = max([len(x) for x in shown] + [len(str(v)) for row in self.confusion for v in row])
         lines.append(" " * width + "  " + " ".join(x.rjust(cell) for x in shown))
@@ -67,13 +72,20 @@ class Evaluation:
         head = "".join(f"<th>{html.escape(x)}</th>" for x in self.labels)
         body = "".join(
             f"<tr><th>{html.escape(n)}</th><td>{p:.3f}</td><td>{r:.3f}</td><td>{f:.3f}</td><td>{s}</td></tr>"
-            for n, p, r, f, s in zip(self.labels, self.precision, self.recall, self.f1, self.support))
-        conf = "".join(f"<tr><th>{html.escape(n)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
-                       for n, row in zip(self.labels, self.confusion))
-        return (f"<p>accuracy <b>{self.accuracy:.4f}</b> ({self.n - len(self.wrong)}/{self.n})</p>"
-                f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>f1</th><th>support</th></tr>"
-                f"{body}</table><p>confusion matrix (rows: true, columns: predicted)</p>"
-                f"<table><tr><th></th>{head}</tr>{conf}</table>")
+            for n, p, r, f, s in zip(
+                self.labels, self.precision, self.recall, self.f1, self.support
+            )
+        )
+        conf = "".join(
+            f"<tr><th>{html.escape(n)}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+            for n, row in zip(self.labels, self.confusion)
+        )
+        return (
+            f"<p>accuracy <b>{self.accuracy:.4f}</b> ({self.n - len(self.wrong)}/{self.n})</p>"
+            f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>f1</th><th>support</th></tr>"
+            f"{body}</table><p>confusion matrix (rows: true, columns: predicted)</p>"
+            f"<table><tr><th></th>{head}</tr>{conf}</table>"
+        )
 
 
 def _mean(values: list[float], support: list[int]) -> float:
@@ -81,8 +93,14 @@ def _mean(values: list[float], support: list[int]) -> float:
     return sum(kept) / len(kept) if kept else 0.0
 
 
-def evaluate(model_or_path: Any, X: Any, y: Any, *, labels: list[Any] | None = None,
-             batch_size: int | None = None) -> Evaluation:
+def evaluate(
+    model_or_path: Any,
+    X: Any,
+    y: Any,
+    *,
+    labels: list[Any] | None = None,
+    batch_size: int | None = None,
+) -> Evaluation:
     """Accuracy, per-class precision / recall / F1 and the confusion matrix of a classifier.
 
     Parameters
@@ -115,8 +133,10 @@ def evaluate(model_or_path: Any, X: Any, y: Any, *, labels: list[Any] | None = N
     pred = predicted_names(model_or_path, X, labels, batch_size=batch_size)
     if not set(truth) & set(pred):
         shown_t, shown_p = sorted(set(truth), key=_natural)[:5], sorted(set(pred), key=_natural)[:5]
-        msg = (f"y holds {shown_t} but the model predicts {shown_p}: no class in common. If y holds "
-               f"indices and the model names, pass labels=[...] (names by index) to map them")
+        msg = (
+            f"y holds {shown_t} but the model predicts {shown_p}: no class in common. If y holds "
+            f"indices and the model names, pass labels=[...] (names by index) to map them"
+        )
         raise ArgumentError(msg)
     classes = _class_order(labels, truth, pred)
     index = {c: i for i, c in enumerate(classes)}
@@ -130,10 +150,16 @@ def evaluate(model_or_path: Any, X: Any, y: Any, *, labels: list[Any] | None = N
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return Evaluation(
-        n=n, accuracy=float(tp.sum() / n), labels=classes,
-        precision=[float(v) for v in precision], recall=[float(v) for v in recall],
-        f1=[float(v) for v in f1], support=[int(v) for v in support],
-        confusion=conf.tolist(), wrong=[i for i in range(n) if truth[i] != pred[i]])
+        n=n,
+        accuracy=float(tp.sum() / n),
+        labels=classes,
+        precision=[float(v) for v in precision],
+        recall=[float(v) for v in recall],
+        f1=[float(v) for v in f1],
+        support=[int(v) for v in support],
+        confusion=conf.tolist(),
+        wrong=[i for i in range(n) if truth[i] != pred[i]],
+    )
 
 
 def _length(X: Any) -> int:
@@ -142,7 +168,9 @@ def _length(X: Any) -> int:
     try:
         n = len(X)
     except TypeError:
-        raise ArgumentError(f"X must be a batch of inputs (an array, list or tensor), not {type(X).__name__}") from None
+        raise ArgumentError(
+            f"X must be a batch of inputs (an array, list or tensor), not {type(X).__name__}"
+        ) from None
     if n == 0:
         raise ArgumentError("X holds no samples; nothing to evaluate")
     return n
@@ -157,7 +185,9 @@ def _name(value: Any, labels: list[Any] | None) -> str:
         if str(value) in names and labels and not isinstance(labels[0], str):
             return str(value)  # integer labels: the value is the label itself
         if not 0 <= value < len(labels):
-            raise ArgumentError(f"class index {value} has no name: labels= lists {len(labels)} classes")
+            raise ArgumentError(
+                f"class index {value} has no name: labels= lists {len(labels)} classes"
+            )
         return str(labels[value])
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -170,15 +200,20 @@ def true_names(y: Any, labels: list[Any] | None, n: int) -> list[str]:
         raise ArgumentError(f"labels must be a non-empty list of class names, not {labels!r:.100}")
     values = y.tolist() if hasattr(y, "tolist") else list(y)
     if len(values) != n:
-        raise ArgumentError(f"y has {len(values)} classes for {n} inputs; give one class per input row")
+        raise ArgumentError(
+            f"y has {len(values)} classes for {n} inputs; give one class per input row"
+        )
     if values and isinstance(values[0], list):
-        raise ArgumentError("y must hold one class per sample (indices or names), not one-hot rows; "
-                            "use y.argmax(axis=1)")
+        raise ArgumentError(
+            "y must hold one class per sample (indices or names), not one-hot rows; "
+            "use y.argmax(axis=1)"
+        )
     return [_name(v, labels) for v in values]
 
 
-def predicted_names(model_or_path: Any, X: Any, labels: list[Any] | None, *, batch_size: int | None = None
-                    ) -> list[str]:
+def predicted_names(
+    model_or_path: Any, X: Any, labels: list[Any] | None, *, batch_size: int | None = None
+) -> list[str]:
     """The model's predicted classes as names (saved labels, else ``labels=``, else the values)."""
     from .predict import predict
 

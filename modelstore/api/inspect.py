@@ -40,7 +40,10 @@ def inspect(path: PathLike, *, storage_options: dict[str, Any] | None = None) ->
             backend, size, inspection = found
             # sha256 needs every byte: left empty for a header-only look (ms.Store records it)
             return _info(uri, backend, inspection, inspection.meta, "its header", size, "")
-        with locate.fetched(uri, storage_options) as (local, shown), renamed(local.parent, remote.parent_uri(shown)):
+        with (
+            locate.fetched(uri, storage_options) as (local, shown),
+            renamed(local.parent, remote.parent_uri(shown)),
+        ):
             return dataclasses.replace(inspect(local), path=shown)
     p = choose.model_file(path)
     info = info_of(p, choose.for_file(p, None))
@@ -59,8 +62,15 @@ def info_of(p: Path, backend: Backend) -> ModelInfo:
     return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_of(p))
 
 
-def _info(path: str, backend: Backend, found: Inspection, meta: dict[str, Any] | None, where: str,
-          size: int, sha: str) -> ModelInfo:
+def _info(
+    path: str,
+    backend: Backend,
+    found: Inspection,
+    meta: dict[str, Any] | None,
+    where: str,
+    size: int,
+    sha: str,
+) -> ModelInfo:
     check_meta(path, meta, where)  # one validation, local or remote
     meta = meta or {}
     user = dict(found.extra_metadata)
@@ -72,7 +82,9 @@ def _info(path: str, backend: Backend, found: Inspection, meta: dict[str, Any] |
         size_bytes=found.size_bytes if found.size_bytes is not None else size,
         sha256=sha,
         tensors=found.tensors,
-        num_params=found.num_params if found.num_params is not None else sum(t.numel for t in found.tensors),
+        num_params=found.num_params
+        if found.num_params is not None
+        else sum(t.numel for t in found.tensors),
         metadata=user,
         labels=meta.get("labels") or found.labels,
         signature=meta.get("signature"),
@@ -81,7 +93,9 @@ def _info(path: str, backend: Backend, found: Inspection, meta: dict[str, Any] |
     )
 
 
-def _ranged(uri: str, storage_options: dict[str, Any] | None, method: str) -> tuple[Backend, int, Any] | None:
+def _ranged(
+    uri: str, storage_options: dict[str, Any] | None, method: str
+) -> tuple[Backend, int, Any] | None:
     """What a backend reads from a remote file's byte ranges alone (None: fetch it whole)."""
     from ..pipeline.registry import REGISTRY
 
@@ -97,7 +111,9 @@ def _ranged(uri: str, storage_options: dict[str, Any] | None, method: str) -> tu
         return None
     if kind == "directory":
         return None
-    found = getattr(backend, method)(uri, size, lambda a, b: remote.read_range(uri, a, b, storage_options))
+    found = getattr(backend, method)(
+        uri, size, lambda a, b: remote.read_range(uri, a, b, storage_options)
+    )
     return None if found is None else (backend, size, found)
 
 
@@ -125,7 +141,10 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
         found = _ranged(uri, storage_options, "scan_remote")
         if found is not None:
             return found[2]  # type: ignore[no-any-return]
-        with locate.fetched(uri, storage_options) as (local, shown), renamed(local.parent, remote.parent_uri(shown)):
+        with (
+            locate.fetched(uri, storage_options) as (local, shown),
+            renamed(local.parent, remote.parent_uri(shown)),
+        ):
             report = scan(local)
         return dataclasses.replace(report, path=shown)
     try:
@@ -143,8 +162,11 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
         return unreadable(p, backend.name, "damaged", str(e))
     problem = None if backend.embeds_metadata else sidecar_problem(p)
     if problem:  # load refuses a sidecar that leads outside: scan must not call the model safe
-        report = dataclasses.replace(report, verdict="unsafe",
-                                     findings=[*report.findings, Finding("sidecar", "critical", problem)])
+        report = dataclasses.replace(
+            report,
+            verdict="unsafe",
+            findings=[*report.findings, Finding("sidecar", "critical", problem)],
+        )
     if os.path.isdir(path):  # a folder: its config and side files (optimizer.pt, ...) too
         report = folder.scan_folder(Path(os.fspath(path)), p, backend, report)
     return report

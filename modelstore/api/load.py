@@ -26,12 +26,23 @@ from ..storage.hashing import file_checksum
 from ..storage.sidecar import sidecar_path
 
 
-def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = None,
-         format: str | None = None, device: str | None = None,
-         trust: bool | list[str] = False, strict: bool = True, verify: bool = True,
-         sha256: str | None = None, storage_options: dict[str, Any] | None = None,
-         signed_by: Any = None, signature: PathLike | None = None, progress: bool | None = None,
-         **options: Any) -> Any:
+def load(
+    path: PathLike,
+    *,
+    model: Any = None,
+    config: dict[str, Any] | None = None,
+    format: str | None = None,
+    device: str | None = None,
+    trust: bool | list[str] = False,
+    strict: bool = True,
+    verify: bool = True,
+    sha256: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    signed_by: Any = None,
+    signature: PathLike | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> Any:
     """Load a model file without running code from it unless ``trust`` allows.
 
     Parameters
@@ -84,12 +95,26 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
     """
     trust = gate.checked_trust(trust)
     if config is not None and not isinstance(config, dict):
-        raise ArgumentError(f"config= must be a dict of constructor keyword arguments, not {type(config).__name__}")
+        raise ArgumentError(
+            f"config= must be a dict of constructor keyword arguments, not {type(config).__name__}"
+        )
     if config is not None and not isinstance(model, type):
-        raise ArgumentError("config= gives the constructor arguments of model=: pass the class as model=")
+        raise ArgumentError(
+            "config= gives the constructor arguments of model=: pass the class as model="
+        )
     _progress.wanted(progress)  # checked before anything is read
-    args = dict(model=model, config=config, format=format, device=device, trust=trust, strict=strict,
-                verify=verify, sha256=sha256, options=options, progress=progress)
+    args = dict(
+        model=model,
+        config=config,
+        format=format,
+        device=device,
+        trust=trust,
+        strict=strict,
+        verify=verify,
+        sha256=sha256,
+        options=options,
+        progress=progress,
+    )
     if signed_by is not None or signature is not None:  # verify a private copy, load that copy
         return _load_signed(path, signed_by, signature, storage_options, args)
     path, uri = locate.split(path)
@@ -98,8 +123,14 @@ def load(path: PathLike, *, model: Any = None, config: dict[str, Any] | None = N
     return _load_local(path, None, **args)
 
 
-def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dict[str, Any] | None,
-                 args: dict[str, Any], shown: str | None = None) -> Any:
+def _load_signed(
+    path: Any,
+    signed_by: Any,
+    signature: Any,
+    storage_options: dict[str, Any] | None,
+    args: dict[str, Any],
+    shown: str | None = None,
+) -> Any:
     """Verify a private copy of the model against its signature, then run the local pipeline
     on that copy; every byte of it was just hashed against the signed manifest, so that pass
     serves as the checksum too (a pin, ``sha256=``, is still compared)."""
@@ -107,39 +138,74 @@ def _load_signed(path: Any, signed_by: Any, signature: Any, storage_options: dic
     from ..pipeline import signature as step
 
     if signed_by is None:
-        raise ArgumentError("signature= needs signed_by=, the key or certificate that must have signed it")
+        raise ArgumentError(
+            "signature= needs signed_by=, the key or certificate that must have signed it"
+        )
     local, uri = locate.split(path)
     if uri is not None:
-        with step.fetched_with_signature(uri, signature, storage_options, args["format"]) as (fetched, sig, shown):
+        with step.fetched_with_signature(uri, signature, storage_options, args["format"]) as (
+            fetched,
+            sig,
+            shown,
+        ):
             with renamed(fetched.parent, remote.parent_uri(shown)):
                 return _load_signed(fetched, signed_by, sig, None, args, shown)
-    with step.verified(local, signed_by=signed_by, signature=signature) as v, \
-            renamed(v.copy_root, str(v.model.root)):
+    with (
+        step.verified(local, signed_by=signed_by, signature=signature) as v,
+        renamed(v.copy_root, str(v.model.root)),
+    ):
         try:
             return _load_local(v.load_path, shown or os.fspath(local), **{**args, "verify": False})
         except ModelNotFoundError as e:  # a shard or external data file the signature left out
-            raise SignatureError(f"{path}: the load needs a file the signature does not cover ({e})") from None
+            raise SignatureError(
+                f"{path}: the load needs a file the signature does not cover ({e})"
+            ) from None
 
 
-def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, Any] | None,
-                format: str | None, device: str | None,
-                trust: bool | list[str], strict: bool, verify: bool, sha256: str | None,
-                options: dict[str, Any], progress: bool | None = None) -> Any:
+def _load_local(
+    path: Any,
+    shown: str | None,
+    *,
+    model: Any,
+    config: dict[str, Any] | None,
+    format: str | None,
+    device: str | None,
+    trust: bool | list[str],
+    strict: bool,
+    verify: bool,
+    sha256: str | None,
+    options: dict[str, Any],
+    progress: bool | None = None,
+) -> Any:
     p = choose.model_file(path)
     backend = choose.for_file(p, format)
     opts = typed.parse(backend, "load", options, shown or p)
     backend.require(p, f"loading a {backend.name} file")
-    request = LoadRequest(model=model, device=device, trust=trust, strict=strict, options=opts,
-                          verify=verify, config=config)
+    request = LoadRequest(
+        model=model,
+        device=device,
+        trust=trust,
+        strict=strict,
+        options=opts,
+        verify=verify,
+        config=config,
+    )
     name = shown or str(p)
     size = p.stat().st_size if p.is_file() else None
-    with _progress.progress_bar(f"loading {Path(name).name}", len(STEPS), progress=progress, size=size) as bar:
+    with _progress.progress_bar(
+        f"loading {Path(name).name}", len(STEPS), progress=progress, size=size
+    ) as bar:
         if sha256 is not None:
             files = locate.companion_names(p, backend)
             bar.step("sha256")
-            with verify_step.pinned_copy(p, sha256, files) as copy, renamed(copy.parent, str(p.parent)):
+            with (
+                verify_step.pinned_copy(p, sha256, files) as copy,
+                renamed(copy.parent, str(p.parent)),
+            ):
                 request.pinned = True
-                return consistently(copy, lambda: _load_once(copy, backend, request, name, bar.step))
+                return consistently(
+                    copy, lambda: _load_once(copy, backend, request, name, bar.step)
+                )
         return consistently(p, lambda: _load_once(p, backend, request, name, bar.step))
 
 
@@ -147,10 +213,14 @@ def _load_local(path: Any, shown: str | None, *, model: Any, config: dict[str, A
 STEPS = ("checksum", "scan", "load")
 
 
-def _load_once(p: Path, backend: Backend, request: LoadRequest, name: str,
-               step: Any = lambda _: None) -> Any:
+def _load_once(
+    p: Path, backend: Backend, request: LoadRequest, name: str, step: Any = lambda _: None
+) -> Any:
     """One pass of metadata -> verify -> gate -> backend over one file (held open)."""
-    with one_file(p, backend.single_file(p)) as f, one_pass():  # every step reads the same file, parsed once
+    with (
+        one_file(p, backend.single_file(p)) as f,
+        one_pass(),
+    ):  # every step reads the same file, parsed once
         step("checksum")
         computed = None
         if request.verify and not backend.embeds_metadata and sidecar_path(p).is_file():
@@ -184,4 +254,3 @@ def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[
                     raise
         time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
-

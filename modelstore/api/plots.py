@@ -16,8 +16,13 @@ from ..errors import ArgumentError, StorageError
 MAX_IMAGES = 64
 
 
-def plot_weights(path_or_model: Any, png_path: str | os.PathLike[str], *, trust: bool = False,
-                 title: str | None = None) -> Path:
+def plot_weights(
+    path_or_model: Any,
+    png_path: str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    title: str | None = None,
+) -> Path:
     """Write histograms of a model's weight tensors (the 16 largest) to a PNG.
 
     Parameters
@@ -39,8 +44,11 @@ def plot_weights(path_or_model: Any, png_path: str | os.PathLike[str], *, trust:
 
     arrays = arrays_of(path_or_model, trust=trust)
     if title is None:
-        name = Path(os.fspath(path_or_model)).name if isinstance(path_or_model, (str, os.PathLike)) \
+        name = (
+            Path(os.fspath(path_or_model)).name
+            if isinstance(path_or_model, (str, os.PathLike))
             else type(path_or_model).__name__
+        )
         title = f"{name}: weight histograms"
     png = Path(png_path)
     with _writing(png):
@@ -50,8 +58,16 @@ def plot_weights(path_or_model: Any, png_path: str | os.PathLike[str], *, trust:
     return png
 
 
-def plot_predictions(model_or_path: Any, images: Any, y_true: Any, png_path: str | os.PathLike[str], *,
-                     labels: list[Any] | None = None, max_images: int = 32, cols: int = 8) -> Path:
+def plot_predictions(
+    model_or_path: Any,
+    images: Any,
+    y_true: Any,
+    png_path: str | os.PathLike[str],
+    *,
+    labels: list[Any] | None = None,
+    max_images: int = 32,
+    cols: int = 8,
+) -> Path:
     """Draw the tutorials' prediction grid: each image titled with its prediction, wrong ones in red.
 
     Parameters
@@ -78,10 +94,14 @@ def plot_predictions(model_or_path: Any, images: Any, y_true: Any, png_path: str
     from .stats import agg_figure
 
     if type(max_images) is not int or not 1 <= max_images <= MAX_IMAGES:
-        raise ArgumentError(f"max_images must be an integer from 1 to {MAX_IMAGES}, not {max_images!r}")
+        raise ArgumentError(
+            f"max_images must be an integer from 1 to {MAX_IMAGES}, not {max_images!r}"
+        )
     x = np.asarray(images)
     if x.ndim < 2 or len(x) == 0:
-        raise ArgumentError(f"images must be a batch (n, ...) of at least one image, got shape {x.shape}")
+        raise ArgumentError(
+            f"images must be a batch (n, ...) of at least one image, got shape {x.shape}"
+        )
     labels = labels if labels is not None else saved_labels(model_or_path)
     truth = true_names(y_true, labels, len(x))
     pred = predicted_names(model_or_path, x, labels)
@@ -100,9 +120,15 @@ def plot_predictions(model_or_path: Any, images: Any, y_true: Any, png_path: str
         img = as_image(x[i])
         ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None)
         ok = pred[i] == truth[i]
-        ax.set_title(f"{pred[i]}" if ok else f"{pred[i]} (true {truth[i]})",
-                     color="green" if ok else "red", fontsize=8)
-    fig.suptitle(f"{len(show)} of {len(x)} shown; {len(wrong)} of {len(x)} wrong (red), green = correct", fontsize=9)
+        ax.set_title(
+            f"{pred[i]}" if ok else f"{pred[i]} (true {truth[i]})",
+            color="green" if ok else "red",
+            fontsize=8,
+        )
+    fig.suptitle(
+        f"{len(show)} of {len(x)} shown; {len(wrong)} of {len(x)} wrong (red), green = correct",
+        fontsize=9,
+    )
     fig.tight_layout()
     png = Path(png_path)
     with _writing(png):
@@ -118,7 +144,9 @@ def as_image(sample: Any) -> Any:
     if a.ndim == 1:
         side = math.isqrt(a.size)
         if side * side != a.size:
-            raise ArgumentError(f"an input of {a.size} values is not a square image; pass images as (n, h, w)")
+            raise ArgumentError(
+                f"an input of {a.size} values is not a square image; pass images as (n, h, w)"
+            )
         return a.reshape(side, side)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = np.moveaxis(a, 0, -1)  # channels first (torch) -> channels last (matplotlib)
@@ -143,6 +171,9 @@ class _writing:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> Literal[False]:
         if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-            raise StorageError(exc.errno or 5, f"{self.png}: cannot write the picture: {exc.strerror or exc}",
-                               str(self.png)) from None
+            raise StorageError(
+                exc.errno or 5,
+                f"{self.png}: cannot write the picture: {exc.strerror or exc}",
+                str(self.png),
+            ) from None
         return False

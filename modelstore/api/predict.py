@@ -24,8 +24,14 @@ _PREDICTORS: OrderedDict[type, tuple[int, Backend]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def predict(model_or_path: Any, inputs: Any, *, batch_size: int | None = None,
-            device: str | None = None, output: str = "raw") -> Any:
+def predict(
+    model_or_path: Any,
+    inputs: Any,
+    *,
+    batch_size: int | None = None,
+    device: str | None = None,
+    output: str = "raw",
+) -> Any:
     """Run a model on ``inputs`` and return numpy (or a list of labels).
 
     Parameters

@@ -27,11 +27,20 @@ from ..storage.sidecar import (
 from .inspect import info_of
 
 
-def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[str, Any] | None = None,
-         metadata: dict[str, Any] | None = None, labels: list[Any] | None = None,
-         sample_input: Any = None, overwrite: bool = True,
-         storage_options: dict[str, Any] | None = None, progress: bool | None = None,
-         **options: Any) -> ModelInfo:
+def save(
+    model: Any,
+    path: PathLike,
+    *,
+    format: str | None = None,
+    config: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    labels: list[Any] | None = None,
+    sample_input: Any = None,
+    overwrite: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> ModelInfo:
     """Save ``model`` to ``path`` atomically, with metadata and a payload checksum.
 
     Parameters
@@ -76,36 +85,67 @@ def save(model: Any, path: PathLike, *, format: str | None = None, config: dict[
     _progress.wanted(progress)
     path, uri = locate.split(path)
     if uri is not None:
-        with locate.staged(uri, overwrite, storage_options) as (staged, publish), \
-                _progress.progress_bar(f"saving {uri.rsplit('/', 1)[-1]}", 2, progress=progress) as bar:
+        with (
+            locate.staged(uri, overwrite, storage_options) as (staged, publish),
+            _progress.progress_bar(f"saving {uri.rsplit('/', 1)[-1]}", 2, progress=progress) as bar,
+        ):
             bar.step("write")
-            info = save(model, staged, format=format, config=config, metadata=metadata,
-                        labels=labels, sample_input=sample_input, progress=False, **options)
+            info = save(
+                model,
+                staged,
+                format=format,
+                config=config,
+                metadata=metadata,
+                labels=labels,
+                sample_input=sample_input,
+                progress=False,
+                **options,
+            )
             bar.step("upload")
             out: ModelInfo = publish(info)
         return out
     target = Path(os.fspath(path))
     with _progress.progress_bar(f"saving {target.name}", 1, progress=progress) as bar:
         bar.step("write")
-        return _save_local(model, target, format, config, metadata, labels, sample_input, overwrite, options)
+        return _save_local(
+            model, target, format, config, metadata, labels, sample_input, overwrite, options
+        )
 
 
-def _save_local(model: Any, target: Path, format: str | None, config: dict[str, Any] | None,
-                metadata: dict[str, Any] | None, labels: list[Any] | None, sample_input: Any,
-                overwrite: bool, options: dict[str, Any]) -> ModelInfo:
+def _save_local(
+    model: Any,
+    target: Path,
+    format: str | None,
+    config: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+    labels: list[Any] | None,
+    sample_input: Any,
+    overwrite: bool,
+    options: dict[str, Any],
+) -> ModelInfo:
     backend = choose.for_save(model, target, format)
     if backend.exports_to:
         if options or config is not None:
             given = sorted(options) + (["config"] if config is not None else [])
-            raise ArgumentError(f"{target}: saving as {backend.name} exports the model; it takes "
-                                f"sample_input=, labels= and metadata=, not {', '.join(given)}")
-        export(model, target, backend, sample_input=sample_input, labels=labels, metadata_=metadata,
-               overwrite=overwrite)
+            raise ArgumentError(
+                f"{target}: saving as {backend.name} exports the model; it takes "
+                f"sample_input=, labels= and metadata=, not {', '.join(given)}"
+            )
+        export(
+            model,
+            target,
+            backend,
+            sample_input=sample_input,
+            labels=labels,
+            metadata_=metadata,
+            overwrite=overwrite,
+        )
         return info_of(target, backend)
     opts = typed.parse(backend, "save", options, target)
     backend.require(target, f"saving a {backend.name} file")
-    meta = meta_step.build(backend, model, config=config, metadata=metadata, labels=labels,
-                           sample_input=sample_input)
+    meta = meta_step.build(
+        backend, model, config=config, metadata=metadata, labels=labels, sample_input=sample_input
+    )
     main = backend.write_files(model, target, meta, opts, overwrite)
     if main is None:  # one file, written atomically here
         main = target
@@ -117,15 +157,18 @@ def _save_local(model: Any, target: Path, format: str | None, config: dict[str, 
     return info_of(main, backend)
 
 
-def _write(backend: Backend, model: Any, target: Path, meta: dict[str, Any], opts: Any) -> str | None:
+def _write(
+    backend: Backend, model: Any, target: Path, meta: dict[str, Any], opts: Any
+) -> str | None:
     if backend.embeds_metadata:
         with atomic_paths(target) as (tmp,):
             return backend.write(model, tmp, meta, opts, target)
     return _write_with_sidecar(backend, model, target, meta, opts)
 
 
-def _write_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[str, Any],
-                        opts: Any) -> str | None:
+def _write_with_sidecar(
+    backend: Backend, model: Any, target: Path, meta: dict[str, Any], opts: Any
+) -> str | None:
     """Payload plus sidecar, crash- and race-safe: writers of one target take turns; the
     sidecar (new entry + the entry it replaces) is renamed before the payload, so whichever
     payload a reader or a crash finds, the sidecar describes it."""
@@ -140,7 +183,9 @@ def _write_with_sidecar(backend: Backend, model: Any, target: Path, meta: dict[s
             checksum = file_checksum(target) if len(previous) > 1 else None
             current = choose_version(target, previous, checksum) if previous else None
         except (ModelstoreError, OSError):
-            current = None  # an unreadable (or hostile: a link out) old sidecar is replaced, not followed
+            current = (
+                None  # an unreadable (or hostile: a link out) old sidecar is replaced, not followed
+            )
         keep = [meta] + ([current] if current is not None else [])
         write_json(side_tmp, {"sidecar_version": SIDECAR_VERSION, "versions": keep[:SIDECAR_KEEP]})
     return digest

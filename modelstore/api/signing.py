@@ -32,8 +32,14 @@ __all__ = ["sign", "verify", "VerifiedSignature", "SigningPolicy"]
 PathLike = str | os.PathLike[str]
 
 
-def sign(path: PathLike, *, key: Any, certificate_chain: list[Any] | None = None,
-         signature: PathLike | None = None, password: str | None = None) -> Path:
+def sign(
+    path: PathLike,
+    *,
+    key: Any,
+    certificate_chain: list[Any] | None = None,
+    signature: PathLike | None = None,
+    password: str | None = None,
+) -> Path:
     """Sign a model and all its companion files in the OpenSSF Model Signing format.
 
     Parameters
@@ -79,9 +85,12 @@ def sign(path: PathLike, *, key: Any, certificate_chain: list[Any] | None = None
         config = signing.Config().set_hashing_config(hashing_config)  # type: ignore[no-untyped-call]
         try:
             if certificate_chain:
-                chain = [_pem_file(c, folder / f"cert{i}.pem") for i, c in enumerate(certificate_chain)]
-                config.use_certificate_signer(private_key=key_file, signing_certificate=chain[0],
-                                              certificate_chain=chain[1:])
+                chain = [
+                    _pem_file(c, folder / f"cert{i}.pem") for i, c in enumerate(certificate_chain)
+                ]
+                config.use_certificate_signer(
+                    private_key=key_file, signing_certificate=chain[0], certificate_chain=chain[1:]
+                )
             else:
                 config.use_elliptic_key_signer(private_key=key_file, password=password)
         except (ValueError, TypeError) as e:
@@ -119,14 +128,19 @@ def _pem_file(value: Any, dest: Path, *, private: bool = False) -> Path:
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif private and hasattr(value, "private_bytes"):
-        data = value.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption())
+        data = value.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     elif not private and hasattr(value, "public_bytes") and hasattr(value, "subject"):
         data = value.public_bytes(serialization.Encoding.PEM)
     else:
         what = "a private key" if private else "a certificate"
-        raise ArgumentError(f"expected {what} (PEM path, PEM bytes or a cryptography object), "
-                            f"not {type(value).__name__}")
+        raise ArgumentError(
+            f"expected {what} (PEM path, PEM bytes or a cryptography object), "
+            f"not {type(value).__name__}"
+        )
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -145,7 +159,9 @@ def _scratch() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def verify(path: PathLike, *, signed_by: Any, signature: PathLike | None = None) -> VerifiedSignature:
+def verify(
+    path: PathLike, *, signed_by: Any, signature: PathLike | None = None
+) -> VerifiedSignature:
     """Check that ``signed_by`` signed exactly the model's files as they are now.
 
     Parameters
@@ -200,7 +216,9 @@ def load_from_store(store: Any, ref: str, signed_by: Any, load_kwargs: dict[str,
         local = store.pull(f"{version.name}@{version.version}", folder / "v")
         sig = local.with_name(local.name + _core.SIGNATURE_SUFFIX)
         if not sig.is_file():
-            raise SignatureError(f"{entry}: version {version.version} of {version.name!r} has no signature; "
-                                 f"push it with sign_with=KEY (or load without signed_by)")
+            raise SignatureError(
+                f"{entry}: version {version.version} of {version.name!r} has no signature; "
+                f"push it with sign_with=KEY (or load without signed_by)"
+            )
         with renamed(local.parent, entry.rsplit("/", 1)[0] if "/" in entry else entry):
             return load(local, signed_by=key, signature=sig, **load_kwargs)

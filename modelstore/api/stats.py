@@ -91,14 +91,18 @@ def stats(path_or_model: Any, *, trust: bool = False) -> list[TensorStats]:
     return summarize(arrays, dtypes)
 
 
-def arrays_of(path_or_model: Any, *, trust: bool = False, dtypes: dict[str, str] | None = None) -> dict[str, Any]:
+def arrays_of(
+    path_or_model: Any, *, trust: bool = False, dtypes: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Weights as numpy arrays by name, from a path or a loaded model."""
     if trust is not True and trust is not False:
         raise ArgumentError(f"trust must be True or False here, not {trust!r}")
     if isinstance(path_or_model, (str, os.PathLike)):
         return weights(path_or_model, trust=trust, dtypes=dtypes)
     own_path = getattr(path_or_model, "path", None)
-    if type(path_or_model).__module__.startswith("modelstore.") and isinstance(own_path, (str, Path)):
+    if type(path_or_model).__module__.startswith("modelstore.") and isinstance(
+        own_path, (str, Path)
+    ):
         return weights(own_path, trust=False, dtypes=dtypes)  # a loaded ONNX model: its file
     return _object_arrays(path_or_model, dtypes)
 
@@ -119,9 +123,11 @@ def _object_arrays(obj: Any, dtypes: dict[str, str] | None) -> dict[str, Any]:
     else:
         _collect(obj, "", out, np, 0, dtypes)
     if not out:
-        msg = (f"found no weight tensors in a {type(obj).__module__}.{type(obj).__qualname__}; "
-               f"pass a torch module or state dict, a Keras model, a fitted scikit-learn estimator "
-               f"or a model file's path")
+        msg = (
+            f"found no weight tensors in a {type(obj).__module__}.{type(obj).__qualname__}; "
+            f"pass a torch module or state dict, a Keras model, a fitted scikit-learn estimator "
+            f"or a model file's path"
+        )
         raise UnsupportedModelError(msg)
     return out
 
@@ -132,8 +138,13 @@ def is_torch_module(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[str, str] | None = None,
-            storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def weights(
+    path: str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    dtypes: dict[str, str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Every weight array in the model as numpy, by name (a URI is fetched first; ``dtypes``
     gets the stored dtypes).
     """
@@ -146,7 +157,10 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
 
     local, uri = locate.split(path)
     if uri is not None:
-        with locate.fetched(uri, storage_options) as (copy, shown), renamed(copy.parent, remote.parent_uri(shown)):
+        with (
+            locate.fetched(uri, storage_options) as (copy, shown),
+            renamed(copy.parent, remote.parent_uri(shown)),
+        ):
             return weights(copy, trust=trust, dtypes=dtypes)
     path = local
 
@@ -181,7 +195,9 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
             problems = external_data_problems(proto, p)
             if problems:
                 reasons = "; ".join(reason for _, reason in problems[:5])
-                raise UnsafeModelError(f"{p}: not reading its weights: {reasons}", [s for s, _ in problems])
+                raise UnsafeModelError(
+                    f"{p}: not reading its weights: {reasons}", [s for s, _ in problems]
+                )
             load_external_data_for_model(proto, str(p.parent))
             inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
         if dtypes is not None:
@@ -192,9 +208,11 @@ def weights(path: str | os.PathLike[str], *, trust: bool = False, dtypes: dict[s
     except UnsafeModelError as e:
         if trust:
             raise
-        msg = (f"{e} (reading the weights of this {backend.name} file means unpickling objects beyond "
-               f"plain tensors: pass --trust / trust=True only if you trust its author, or ask for a "
-               f"safetensors file)")
+        msg = (
+            f"{e} (reading the weights of this {backend.name} file means unpickling objects beyond "
+            f"plain tensors: pass --trust / trust=True only if you trust its author, or ask for a "
+            f"safetensors file)"
+        )
         raise UnsafeModelError(msg, e.untrusted) from None
     out: dict[str, Any] = {}
     _collect(obj, "", out, np, 0, dtypes, source=p)
@@ -241,8 +259,14 @@ def _keras_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[str, An
         check(p, kind)  # the container checks of the scan (every CRC, the HDF5 walk in a child)
         with open_h5(p, kind) as f, reading(p, "read the weights of"):
             if f is not None:
-                f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
-                             and not n.startswith(("optimizer", "optimizer_weights")) else None)
+                f.visititems(
+                    lambda n, o: (
+                        out.__setitem__(n, o[()])
+                        if isinstance(o, h5py.Dataset)
+                        and not n.startswith(("optimizer", "optimizer_weights"))
+                        else None
+                    )
+                )
     except KerasFileError as e:  # internal to the Keras reader: say it as the load would
         if e.kind == "suspicious":
             raise UnsafeModelError(f"{p}: {e}; not reading its weights", []) from None
@@ -252,8 +276,15 @@ def _keras_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[str, An
     return out
 
 
-def _collect(obj: Any, prefix: str, out: dict[str, Any], np: Any, depth: int,
-             dtypes: dict[str, str] | None = None, source: Path | None = None) -> None:
+def _collect(
+    obj: Any,
+    prefix: str,
+    out: dict[str, Any],
+    np: Any,
+    depth: int,
+    dtypes: dict[str, str] | None = None,
+    source: Path | None = None,
+) -> None:
     """Numeric arrays of ``obj`` by name. ``source``: the file ``obj`` was read from, whose
     tensors may only hold what their storage holds (no view that repeats its bytes)."""
     if depth > 6 or len(out) > 10_000:
@@ -268,9 +299,11 @@ def _collect(obj: Any, prefix: str, out: dict[str, Any], np: Any, depth: int,
         if source is not None and t.numel() * t.element_size() > t.untyped_storage().nbytes():
             # a stride-0 (expanded) view: a few stored bytes declaring any number of elements,
             # which the statistics below would copy (to float64) in full
-            msg = (f"{source}: the tensor {name!r} declares {t.numel():,} elements over "
-                   f"{t.untyped_storage().nbytes():,} stored bytes (a view that repeats its data); "
-                   f"not reading its statistics")
+            msg = (
+                f"{source}: the tensor {name!r} declares {t.numel():,} elements over "
+                f"{t.untyped_storage().nbytes():,} stored bytes (a view that repeats its data); "
+                f"not reading its statistics"
+            )
             raise IntegrityError(msg)
         out[name] = t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
         if dtypes is not None:
@@ -285,7 +318,11 @@ def _collect(obj: Any, prefix: str, out: dict[str, Any], np: Any, depth: int,
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _collect(v, f"{prefix}{i}.", out, np, depth + 1, dtypes, source)
-    elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("sklearn", "xgboost", "lightgbm"):
+    elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in (
+        "sklearn",
+        "xgboost",
+        "lightgbm",
+    ):
         for k, v in vars(obj).items():
             if k.endswith("_") or k == "steps":
                 _collect(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source)
@@ -306,11 +343,20 @@ def summarize(arrays: dict[str, Any], dtypes: dict[str, str] | None = None) -> l
         infs = int(v.size - finite.sum() - nans)
         f = v[finite] if nans or infs else v
         nan = float("nan")
-        rows.append(TensorStats(
-            name=name, shape=tuple(int(d) for d in a.shape), dtype=(dtypes or {}).get(name, str(a.dtype)),
-            mean=float(f.mean()) if f.size else nan, std=float(f.std()) if f.size else nan,
-            min=float(f.min()) if f.size else nan, max=float(f.max()) if f.size else nan,
-            zeros=float(np.count_nonzero(v == 0) / v.size), nans=nans, infs=infs))
+        rows.append(
+            TensorStats(
+                name=name,
+                shape=tuple(int(d) for d in a.shape),
+                dtype=(dtypes or {}).get(name, str(a.dtype)),
+                mean=float(f.mean()) if f.size else nan,
+                std=float(f.std()) if f.size else nan,
+                min=float(f.min()) if f.size else nan,
+                max=float(f.max()) if f.size else nan,
+                zeros=float(np.count_nonzero(v == 0) / v.size),
+                nans=nans,
+                infs=infs,
+            )
+        )
     return rows
 
 
@@ -322,7 +368,11 @@ def plot(arrays: dict[str, Any], png: str | os.PathLike[str], title: str) -> int
     import numpy as np
 
     figure_cls, canvas_cls = agg_figure()
-    floats = [(n, np.asarray(a)) for n, a in arrays.items() if np.asarray(a).dtype.kind == "f" and np.asarray(a).size]
+    floats = [
+        (n, np.asarray(a))
+        for n, a in arrays.items()
+        if np.asarray(a).dtype.kind == "f" and np.asarray(a).size
+    ]
     floats = sorted(floats, key=lambda t: -t[1].size)[:MAX_PLOTS]
     order = {n: i for i, n in enumerate(arrays)}
     floats.sort(key=lambda t: order[t[0]])
@@ -353,6 +403,7 @@ def agg_figure() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise MissingDependencyError('plots need matplotlib; run: pip install "modelstore-safe[plot]"',
-                                     name="matplotlib") from None
+        raise MissingDependencyError(
+            'plots need matplotlib; run: pip install "modelstore-safe[plot]"', name="matplotlib"
+        ) from None
     return Figure, FigureCanvasAgg

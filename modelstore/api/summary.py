@@ -77,10 +77,28 @@ class Summary:
     def _rows(self) -> list[list[str]]:
         rows = [["layer", "type", "output shape", "params", "trainable"]]
         for r in self.layers:
-            shape = "" if r.output_shape is None else "x".join("?" if d is None else str(d) for d in r.output_shape)
-            rows.append(["  " * (r.depth - 1) + printable(r.name), printable(r.type), shape, f"{r.params:,}" if r.params else "-",
-                         "" if r.trainable is None or not r.params else
-                         ("yes" if r.trainable == r.params else "no" if r.trainable == 0 else f"{r.trainable:,}")])
+            shape = (
+                ""
+                if r.output_shape is None
+                else "x".join("?" if d is None else str(d) for d in r.output_shape)
+            )
+            rows.append(
+                [
+                    "  " * (r.depth - 1) + printable(r.name),
+                    printable(r.type),
+                    shape,
+                    f"{r.params:,}" if r.params else "-",
+                    ""
+                    if r.trainable is None or not r.params
+                    else (
+                        "yes"
+                        if r.trainable == r.params
+                        else "no"
+                        if r.trainable == 0
+                        else f"{r.trainable:,}"
+                    ),
+                ]
+            )
         return rows
 
     def __str__(self) -> str:
@@ -89,11 +107,14 @@ class Summary:
         right = {3}
         lines = [f"{self.name} ({self.framework})"]
         if self.input_shapes:
-            lines[0] += "  input " + ", ".join("x".join("?" if d is None else str(d) for d in s)
-                                                  for s in self.input_shapes)
+            lines[0] += "  input " + ", ".join(
+                "x".join("?" if d is None else str(d) for d in s) for s in self.input_shapes
+            )
         lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
         for i, r in enumerate(rows):
-            cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))]
+            cells = [
+                c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))
+            ]
             lines.append("  ".join(cells).rstrip())
             if i == 0:
                 lines.append(lines[1])
@@ -113,14 +134,18 @@ class Summary:
 
         rows = self._rows()
         head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+        )
         totals = f"total params {self.total_params:,}"
         if self.trainable_params is not None:
             totals += f", trainable {self.trainable_params:,}, frozen {self.frozen_params:,}"
         totals += f"; buffers {self.buffers:,}"
         notes = "".join(f"<br><i>{html.escape(n)}</i>" for n in self.notes)
-        return (f"<p><b>{html.escape(self.name)}</b> ({html.escape(self.framework)})</p>"
-                f"<table><tr>{head}</tr>{body}</table><p>{totals}{notes}</p>")
+        return (
+            f"<p><b>{html.escape(self.name)}</b> ({html.escape(self.framework)})</p>"
+            f"<table><tr>{head}</tr>{body}</table><p>{totals}{notes}</p>"
+        )
 
 
 def _human(n: int) -> str:
@@ -132,8 +157,14 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
-def summary(model_or_path: Any, *, input_size: Any = None, sample_input: Any = None, model: Any = None,
-            trust: bool = False) -> Summary:
+def summary(
+    model_or_path: Any,
+    *,
+    input_size: Any = None,
+    sample_input: Any = None,
+    model: Any = None,
+    trust: bool = False,
+) -> Summary:
     """A per-layer table of a model: name, type, output shape, parameters, trainable or frozen.
 
     Parameters
@@ -172,7 +203,9 @@ def summary(model_or_path: Any, *, input_size: Any = None, sample_input: Any = N
     if isinstance(model_or_path, (str, os.PathLike)):
         return _file_summary(Path(model_or_path), input_size, sample_input, model, trust)
     if model is not None:
-        raise ArgumentError("model= is for a weights file; pass the module itself as the first argument")
+        raise ArgumentError(
+            "model= is for a weights file; pass the module itself as the first argument"
+        )
     if _is_torch_module(model_or_path):
         return torch_summary(model_or_path, _inputs(input_size, sample_input, model_or_path))
     if _is_keras_model(model_or_path):
@@ -180,12 +213,18 @@ def summary(model_or_path: Any, *, input_size: Any = None, sample_input: Any = N
             _build_keras(model_or_path, input_size, sample_input)
         return _keras_summary(model_or_path, type(model_or_path).__name__)
     own_path = getattr(model_or_path, "path", None)
-    if type(model_or_path).__module__.startswith("modelstore.") and isinstance(own_path, (str, Path)):
-        return _file_summary(Path(own_path), input_size, sample_input, None, False)  # a loaded ONNX model
+    if type(model_or_path).__module__.startswith("modelstore.") and isinstance(
+        own_path, (str, Path)
+    ):
+        return _file_summary(
+            Path(own_path), input_size, sample_input, None, False
+        )  # a loaded ONNX model
     if type(model_or_path).__module__.startswith("onnx") and hasattr(model_or_path, "graph"):
         return _onnx_summary(model_or_path, "onnx model")
-    msg = (f"summary() does not know a {type(model_or_path).__module__}.{type(model_or_path).__qualname__}; "
-           f"pass a torch module, a Keras model, an ONNX model or a model file's path")
+    msg = (
+        f"summary() does not know a {type(model_or_path).__module__}.{type(model_or_path).__qualname__}; "
+        f"pass a torch module, a Keras model, an ONNX model or a model file's path"
+    )
     raise UnsupportedModelError(msg)
 
 
@@ -202,42 +241,68 @@ def _is_keras_model(obj: Any) -> bool:
     return keras is not None and isinstance(obj, keras.Model)
 
 
-def _inputs(input_size: Any, sample_input: Any, module: Any, dtype: str | None = None) -> list[Any] | None:
+def _inputs(
+    input_size: Any, sample_input: Any, module: Any, dtype: str | None = None
+) -> list[Any] | None:
     """The tensors to run: from ``sample_input`` or zeros of ``input_size``, on the module's device."""
     import torch
 
     device = next((t.device for t in module.parameters()), None) or next(
-        (t.device for t in module.buffers()), torch.device("cpu"))
+        (t.device for t in module.buffers()), torch.device("cpu")
+    )
     if sample_input is not None:
-        items = list(sample_input) if isinstance(sample_input, (tuple, list)) and sample_input and \
-            hasattr(sample_input[0], "shape") else [sample_input]
-        return [torch.as_tensor(x).to(device) if device.type != "meta" else
-                torch.empty(tuple(torch.as_tensor(x).shape), dtype=torch.as_tensor(x).dtype, device="meta")
-                for x in items]
+        items = (
+            list(sample_input)
+            if isinstance(sample_input, (tuple, list))
+            and sample_input
+            and hasattr(sample_input[0], "shape")
+            else [sample_input]
+        )
+        return [
+            torch.as_tensor(x).to(device)
+            if device.type != "meta"
+            else torch.empty(
+                tuple(torch.as_tensor(x).shape), dtype=torch.as_tensor(x).dtype, device="meta"
+            )
+            for x in items
+        ]
     if input_size is None:
         return None
-    sizes = input_size if isinstance(input_size, (list, tuple)) and input_size and \
-        isinstance(input_size[0], (list, tuple)) else [input_size]
+    sizes = (
+        input_size
+        if isinstance(input_size, (list, tuple))
+        and input_size
+        and isinstance(input_size[0], (list, tuple))
+        else [input_size]
+    )
     out = []
     for size in sizes:
         if not isinstance(size, (list, tuple)) or not all(type(d) is int and d > 0 for d in size):
-            raise ArgumentError(f"input_size must be a shape of positive integers with the batch dimension, "
-                                f"e.g. (1, 64), not {size!r}")
+            raise ArgumentError(
+                f"input_size must be a shape of positive integers with the batch dimension, "
+                f"e.g. (1, 64), not {size!r}"
+            )
         if math.prod(size) > 2**31 and device.type != "meta":
             raise ArgumentError(f"input_size {tuple(size)} is too large to run on {device.type}")
-        torch_dtype = getattr(torch, dtype) if dtype and isinstance(getattr(torch, dtype, None), torch.dtype) \
+        torch_dtype = (
+            getattr(torch, dtype)
+            if dtype and isinstance(getattr(torch, dtype, None), torch.dtype)
             else torch.float32
+        )
         out.append(torch.zeros(tuple(size), dtype=torch_dtype, device=device))
     return out
 
 
-def torch_summary(module: Any, inputs: list[Any] | None, name: str | None = None,
-                  notes: list[str] | None = None) -> Summary:
+def torch_summary(
+    module: Any, inputs: list[Any] | None, name: str | None = None, notes: list[str] | None = None
+) -> Summary:
     """Count a module's parameters and buffers per layer; run ``inputs`` through it for shapes."""
     notes = list(notes or [])
     shapes = _output_shapes(module, inputs) if inputs is not None else {}
     if inputs is None:
-        notes.append("output shapes need input_size= or sample_input= (or a signature saved with the model)")
+        notes.append(
+            "output shapes need input_size= or sample_input= (or a signature saved with the model)"
+        )
     seen: set[int] = set()
     rows: list[LayerSummary] = []
     total = trainable = buffers = nbytes = 0
@@ -252,11 +317,31 @@ def torch_summary(module: Any, inputs: list[Any] | None, name: str | None = None
         total, trainable, buffers = total + params, trainable + train, buffers + buf
         nbytes += sum(t.numel() * t.element_size() for t in own + own_buffers)
         if mod_name or params or buf:
-            rows.append(LayerSummary(mod_name or "(root)", type(m).__name__, mod_name.count(".") + 1 if mod_name else 1,
-                                     shapes.get(mod_name) if mod_name else None, params, train, buf))
-    in_shapes: list[Shape] | None = [[int(d) for d in t.shape] for t in inputs] if inputs is not None else None
-    return Summary(name or type(module).__name__, "torch", rows, total, trainable, buffers, in_shapes, notes,
-                   nbytes)
+            rows.append(
+                LayerSummary(
+                    mod_name or "(root)",
+                    type(m).__name__,
+                    mod_name.count(".") + 1 if mod_name else 1,
+                    shapes.get(mod_name) if mod_name else None,
+                    params,
+                    train,
+                    buf,
+                )
+            )
+    in_shapes: list[Shape] | None = (
+        [[int(d) for d in t.shape] for t in inputs] if inputs is not None else None
+    )
+    return Summary(
+        name or type(module).__name__,
+        "torch",
+        rows,
+        total,
+        trainable,
+        buffers,
+        in_shapes,
+        notes,
+        nbytes,
+    )
 
 
 def _output_shapes(module: Any, inputs: list[Any]) -> dict[str, Shape]:
@@ -282,9 +367,11 @@ def _output_shapes(module: Any, inputs: list[Any]) -> dict[str, Shape]:
                 module(*inputs)  # data-dependent forward code: a real pass where the module lives
     except Exception as e:  # the user's forward: any error means the input did not fit
         shown = ", ".join("x".join(map(str, t.shape)) for t in inputs)
-        msg = (f"{type(module).__name__}'s forward pass failed on an input of shape {shown}: "
-               f"{type(e).__name__}: {str(e).splitlines()[0].rstrip('.') if str(e) else ''}. Check input_size= "
-               f"(it includes the batch dimension, e.g. (1, 64))")
+        msg = (
+            f"{type(module).__name__}'s forward pass failed on an input of shape {shown}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0].rstrip('.') if str(e) else ''}. Check input_size= "
+            f"(it includes the batch dimension, e.g. (1, 64))"
+        )
         raise ArgumentError(msg) from None
     finally:
         for h in handles:
@@ -300,7 +387,9 @@ def _on_meta(module: Any, inputs: list[Any]) -> bool:
     import torch
 
     if all(t.is_meta for t in inputs):
-        return False  # already on meta (a module built from a file): the plain call is the meta pass
+        return (
+            False  # already on meta (a module built from a file): the plain call is the meta pass
+        )
     stand_in = {n: torch.empty_like(t, device="meta") for n, t in module.named_parameters()}
     stand_in.update({n: torch.empty_like(t, device="meta") for n, t in module.named_buffers()})
     meta_inputs = [torch.empty_like(t, device="meta") for t in inputs]
@@ -346,13 +435,17 @@ def _file_summary(p: Path, input_size: Any, sample_input: Any, model: Any, trust
         with reading(p, "read the graph of"):
             proto = onnx.load_model_from_string(data)
         if external_data_problems(proto, p):
-            raise UnsafeModelError(f"{p}: the scan did not call it safe (see ms.scan); not reading its graph")
+            raise UnsafeModelError(
+                f"{p}: the scan did not call it safe (see ms.scan); not reading its graph"
+            )
         return _onnx_summary(proto, p.name)
     if info.format == "keras":
         return _keras_summary(load(p), p.name)
     if info.framework != "torch" and info.format not in ("torch", "safetensors"):
-        raise UnsupportedModelError(f"{p}: summary() reads torch, safetensors, Keras and ONNX files, "
-                                    f"not {info.format}; try ms.inspect(path) or ms.stats(path)")
+        raise UnsupportedModelError(
+            f"{p}: summary() reads torch, safetensors, Keras and ONNX files, "
+            f"not {info.format}; try ms.inspect(path) or ms.stats(path)"
+        )
     meta = recorded_metadata(p)
     cls = model
     if cls is None and trust and meta.get("model_class"):
@@ -365,9 +458,15 @@ def _file_summary(p: Path, input_size: Any, sample_input: Any, model: Any, trust
         input_size, dtype = _from_signature(info.signature)
     else:
         dtype = None
-    return torch_summary(module, _inputs(input_size, sample_input, module, dtype), type(module).__name__,
-                         [f"built from {p.name} on the meta device (no weights read); trainable/frozen "
-                          f"as the class builds it (files do not record requires_grad)"])
+    return torch_summary(
+        module,
+        _inputs(input_size, sample_input, module, dtype),
+        type(module).__name__,
+        [
+            f"built from {p.name} on the meta device (no weights read); trainable/frozen "
+            f"as the class builds it (files do not record requires_grad)"
+        ],
+    )
 
 
 def _import_class(path: str, where: Path) -> type:
@@ -377,8 +476,10 @@ def _import_class(path: str, where: Path) -> type:
         for part in qual.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
-        raise ArchitectureMismatchError(f"{where}: the file records the class {path}, which cannot be imported "
-                                        f"here ({e}); pass it yourself: ms.summary(path, model=Net)") from None
+        raise ArchitectureMismatchError(
+            f"{where}: the file records the class {path}, which cannot be imported "
+            f"here ({e}); pass it yourself: ms.summary(path, model=Net)"
+        ) from None
     if not isinstance(obj, type):
         raise ArchitectureMismatchError(f"{where}: the recorded {path} is not a class")
     return obj
@@ -395,9 +496,11 @@ def _build_meta(cls: Any, config: dict[str, Any], where: Path) -> Any:
         with torch.device("meta"):
             return cls(**config)
     except TypeError as e:
-        raise ArchitectureMismatchError(f"{where}: could not build {cls.__qualname__}(**{config!r}): {e}; the file "
-                                        f"was saved with that config; pass a class that accepts it, or an instance: "
-                                        f"model={cls.__qualname__}(...)") from None
+        raise ArchitectureMismatchError(
+            f"{where}: could not build {cls.__qualname__}(**{config!r}): {e}; the file "
+            f"was saved with that config; pass a class that accepts it, or an instance: "
+            f"model={cls.__qualname__}(...)"
+        ) from None
 
 
 def _check_layout(module: Any, info: Any, where: Path) -> None:
@@ -407,8 +510,10 @@ def _check_layout(module: Any, info: Any, where: Path) -> None:
     unexpected = sorted(set(stored) - set(built))
     shaped = sorted(k for k in set(built) & set(stored) if built[k] != stored[k])
     if stored and (missing or unexpected or shaped):
-        msg = (f"{where}: {type(module).__name__} does not match the stored weights: missing {missing[:10]}, "
-               f"unexpected {unexpected[:10]}, mis-shaped {shaped[:10]}")
+        msg = (
+            f"{where}: {type(module).__name__} does not match the stored weights: missing {missing[:10]}, "
+            f"unexpected {unexpected[:10]}, mis-shaped {shaped[:10]}"
+        )
         raise ArchitectureMismatchError(msg)
 
 
@@ -417,7 +522,9 @@ def _from_signature(signature: dict[str, Any]) -> tuple[list[list[int]] | None, 
     sizes = []
     for item in inputs:
         shape = item.get("shape") if isinstance(item, dict) else None
-        if not isinstance(shape, list) or not all(d is None or (type(d) is int and d > 0) for d in shape):
+        if not isinstance(shape, list) or not all(
+            d is None or (type(d) is int and d > 0) for d in shape
+        ):
             return None, None
         sizes.append([1 if d is None else d for d in shape])
     dtype = inputs[0].get("dtype") if inputs and isinstance(inputs[0], dict) else None
@@ -431,18 +538,34 @@ def _tensor_summary(info: Any, p: Path, meta: dict[str, Any]) -> Summary:
         layer, _, leaf = t.name.rpartition(".")
         row = groups.setdefault(layer, [0, 0])
         row[1 if leaf in _BUFFER_SUFFIXES else 0] += t.numel
-    rows = [LayerSummary(name or "(root)", "?", 1, None, params, None, buf)
-            for name, (params, buf) in groups.items()]
+    rows = [
+        LayerSummary(name or "(root)", "?", 1, None, params, None, buf)
+        for name, (params, buf) in groups.items()
+    ]
     total = sum(r.params for r in rows)
     buffers = sum(r.buffers for r in rows)
     recorded = meta.get("model_class")
-    hint = (f"pass model={str(recorded).rpartition(':')[2]} (or trust=True to import the recorded {recorded})"
-            if recorded else "pass model=YourClass")
+    hint = (
+        f"pass model={str(recorded).rpartition(':')[2]} (or trust=True to import the recorded {recorded})"
+        if recorded
+        else "pass model=YourClass"
+    )
     notes = [f"layers from the stored tensor names; {hint} for types and output shapes"]
     if buffers:
-        notes.append("buffers recognised by name (BatchNorm's running_mean, running_var, num_batches_tracked)")
-    return Summary(p.name, info.framework or info.format, rows, total, None, buffers, None, notes,
-                   sum(t.nbytes for t in info.tensors))
+        notes.append(
+            "buffers recognised by name (BatchNorm's running_mean, running_var, num_batches_tracked)"
+        )
+    return Summary(
+        p.name,
+        info.framework or info.format,
+        rows,
+        total,
+        None,
+        buffers,
+        None,
+        notes,
+        sum(t.nbytes for t in info.tensors),
+    )
 
 
 # -- Keras --------------------------------------------------------------------------------
@@ -458,9 +581,11 @@ def _build_keras(model: Any, input_size: Any, sample_input: Any) -> None:
         else:
             model.build((None, *tuple(input_size)[1:]))
     except Exception as e:  # the user's model rejected the shape
-        msg = (f"could not build {type(model).__name__} for input "
-               f"{tuple(np.shape(sample_input)) if sample_input is not None else tuple(input_size)}: "
-               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        msg = (
+            f"could not build {type(model).__name__} for input "
+            f"{tuple(np.shape(sample_input)) if sample_input is not None else tuple(input_size)}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        )
         raise ArgumentError(msg) from None
 
 
@@ -476,11 +601,17 @@ def _keras_summary(model: Any, name: str) -> Summary:
         rows.append(LayerSummary(layer.name, type(layer).__name__, 1, shape, params, int(train)))
     total = int(model.count_params()) if model.built else 0
     trainable = sum(math.prod(int(d) for d in w.shape) for w in model.trainable_weights)
-    notes = ["as Keras counts them: non-trainable weights (e.g. BatchNorm moving statistics) are frozen params"]
+    notes = [
+        "as Keras counts them: non-trainable weights (e.g. BatchNorm moving statistics) are frozen params"
+    ]
     if not model.built:
-        notes.append("the model is not built yet: call it once or build(input_shape) for shapes and counts")
+        notes.append(
+            "the model is not built yet: call it once or build(input_shape) for shapes and counts"
+        )
     try:
-        ins: list[Shape] | None = [[None if d is None else int(d) for d in t.shape] for t in model.inputs]
+        ins: list[Shape] | None = [
+            [None if d is None else int(d) for d in t.shape] for t in model.inputs
+        ]
     except (AttributeError, ValueError, TypeError):
         ins = None
     return Summary(name, "keras", rows, total, int(trainable), 0, ins, notes)
@@ -498,7 +629,9 @@ def _onnx_summary(proto: Any, name: str) -> Summary:
     except Exception:  # noqa: BLE001 - shape inference is a nicety; a graph it cannot follow still lists
         inferred = proto
     shapes: dict[str, Shape] = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+    for vi in (
+        list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    ):
         dims = vi.type.tensor_type.shape.dim
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     used: set[str] = set()
@@ -507,8 +640,16 @@ def _onnx_summary(proto: Any, name: str) -> Summary:
         own = [x for x in node.input if x in sizes and x not in used]
         used.update(own)
         out = node.output[0] if node.output else ""
-        rows.append(LayerSummary(node.name or f"{node.op_type}_{i}", node.op_type, 1, shapes.get(out),
-                                 sum(sizes[x] for x in own), None))
+        rows.append(
+            LayerSummary(
+                node.name or f"{node.op_type}_{i}",
+                node.op_type,
+                1,
+                shapes.get(out),
+                sum(sizes[x] for x in own),
+                None,
+            )
+        )
     inits = set(sizes)
     ins = [shapes.get(vi.name, []) for vi in proto.graph.input if vi.name not in inits]
     notes = ["ONNX records no trainable/frozen split; shapes from ONNX shape inference"]

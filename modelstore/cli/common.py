@@ -14,10 +14,15 @@ from ..errors import ArgumentError
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="MODULE:CLASS",
-                   help="the class to load weights into (a module path or file.py, then :Class)")
+    p.add_argument(
+        "--model",
+        metavar="MODULE:CLASS",
+        help="the class to load weights into (a module path or file.py, then :Class)",
+    )
     p.add_argument("--config", metavar="JSON", help="constructor arguments for --model, as JSON")
-    p.add_argument("--trust", action="store_true", help="allow code from the file to run (pickles, Lambdas)")
+    p.add_argument(
+        "--trust", action="store_true", help="allow code from the file to run (pickles, Lambdas)"
+    )
 
 
 def model_class(spec: str | None, config: str | None) -> Any:
@@ -43,7 +48,9 @@ def model_class(spec: str | None, config: str | None) -> Any:
         for part in qual.split("."):
             cls = getattr(cls, part)
     except Exception as e:  # the user's module failed to import (SyntaxError, ImportError, ...)
-        raise ArgumentError(f"--model {spec!r} cannot be imported: {type(e).__name__}: {e}") from None
+        raise ArgumentError(
+            f"--model {spec!r} cannot be imported: {type(e).__name__}: {e}"
+        ) from None
     if config:
         try:
             kwargs = json.loads(config)
@@ -54,7 +61,9 @@ def model_class(spec: str | None, config: str | None) -> Any:
         try:
             return cls(**kwargs)
         except Exception as e:
-            raise ArgumentError(f"--model {spec} --config {config}: {type(e).__name__}: {e}") from None
+            raise ArgumentError(
+                f"--model {spec} --config {config}: {type(e).__name__}: {e}"
+            ) from None
     return cls
 
 

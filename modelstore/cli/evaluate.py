@@ -22,13 +22,25 @@ EXAMPLE = (
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "evaluate", "accuracy, per-class precision/recall/F1 and the confusion matrix on labelled inputs",
-             EXAMPLE)
+    p = make(
+        sub,
+        "evaluate",
+        "accuracy, per-class precision/recall/F1 and the confusion matrix on labelled inputs",
+        EXAMPLE,
+    )
     p.add_argument("path")
-    p.add_argument("--input", required=True, metavar="X.npy|X.csv", help="the inputs, one row per sample")
-    p.add_argument("--target", required=True, metavar="Y.npy|Y.csv", help="the true classes (indices or names)")
-    p.add_argument("--labels", metavar="A,B,...", help="class names by index, when the model has none saved")
-    p.add_argument("--plot", metavar="FILE.png", help="also draw a grid of predictions (wrong ones in red)")
+    p.add_argument(
+        "--input", required=True, metavar="X.npy|X.csv", help="the inputs, one row per sample"
+    )
+    p.add_argument(
+        "--target", required=True, metavar="Y.npy|Y.csv", help="the true classes (indices or names)"
+    )
+    p.add_argument(
+        "--labels", metavar="A,B,...", help="class names by index, when the model has none saved"
+    )
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="also draw a grid of predictions (wrong ones in red)"
+    )
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a report")
     p.set_defaults(func=run)
@@ -72,7 +84,9 @@ def targets(path: str) -> Any:
         if p.suffix.lower() == ".npy":
             y = np.load(p, allow_pickle=False)
         elif p.suffix.lower() in (".csv", ".txt"):
-            y = np.asarray([v.strip() for v in np.loadtxt(p, delimiter=",", dtype=str, ndmin=1).ravel()])
+            y = np.asarray(
+                [v.strip() for v in np.loadtxt(p, delimiter=",", dtype=str, ndmin=1).ravel()]
+            )
             try:
                 y = y.astype(np.int64)
             except ValueError:

@@ -14,18 +14,30 @@ from ..api import inspect, scan
 from ..errors import PickleWarning, StorageError
 from .output import print_info, print_stats
 
-EXAMPLE = ("examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json\n"
-           "  modelstore inspect digits.keras --stats --plot weights.png")
+EXAMPLE = (
+    "examples:\n  modelstore inspect digits.safetensors\n  modelstore inspect weights.pth --json\n"
+    "  modelstore inspect digits.keras --stats --plot weights.png"
+)
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "inspect", "show a model file's tensors or layers, metadata and safety, without running it", EXAMPLE)
+    p = make(
+        sub,
+        "inspect",
+        "show a model file's tensors or layers, metadata and safety, without running it",
+        EXAMPLE,
+    )
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--stats", action="store_true", help="mean, std, min and max of every weight tensor")
+    p.add_argument(
+        "--stats", action="store_true", help="mean, std, min and max of every weight tensor"
+    )
     p.add_argument("--plot", metavar="FILE.png", help="write per-tensor weight histograms to a PNG")
-    p.add_argument("--trust", action="store_true",
-                   help="allow code in the file to run (only for --stats/--plot of pickles the safe loader refuses)")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow code in the file to run (only for --stats/--plot of pickles the safe loader refuses)",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,9 +71,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         try:
             n = plot(arrays, args.plot, f"{Path(args.path).name}: weight histograms")
         except OSError as e:
-            raise StorageError(e.errno or 5, f"{args.plot}: cannot write the plot: {e.strerror or e}",
-                               str(args.plot)) from None
+            raise StorageError(
+                e.errno or 5,
+                f"{args.plot}: cannot write the plot: {e.strerror or e}",
+                str(args.plot),
+            ) from None
         sys.stderr.write(f"wrote {args.plot} ({n} histograms)\n")
     return 0
-
-

@@ -17,14 +17,22 @@ COMMANDS = (inspect, scan, convert, predict, serve, store, sign, summary, evalua
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
-                                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelstore", description="Save, load, inspect, run and convert "
-                                     "model files safely. Exit codes: 0 ok, 1 refused or unsafe, 2 error.")
+    parser = argparse.ArgumentParser(
+        prog="modelstore",
+        description="Save, load, inspect, run and convert "
+        "model files safely. Exit codes: 0 ok, 1 refused or unsafe, 2 error.",
+    )
     parser.add_argument("--version", action="version", version=f"modelstore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -49,7 +57,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: still one line, never a traceback
-        sys.stderr.write(f"modelstore: internal error: {type(e).__name__}: {e} (please report it)\n")
+        sys.stderr.write(
+            f"modelstore: internal error: {type(e).__name__}: {e} (please report it)\n"
+        )
         return 2
     return code
 

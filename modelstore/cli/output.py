@@ -22,7 +22,9 @@ def table(rows: list[list[str]], out: TextIO, right: set[int] | None = None) -> 
     rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
         out.write("  ".join(cells).rstrip() + "\n")
 
 
@@ -45,7 +47,12 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
     compact = {k: v for k, v in info.metadata.items() if k not in ("layers", "params", "hf_config")}
     if isinstance(info.metadata.get("hf_config"), dict):
         cfg = info.metadata["hf_config"]
-        head.append(["config.json", json.dumps({k: cfg[k] for k in ("architectures", "model_type") if k in cfg})])
+        head.append(
+            [
+                "config.json",
+                json.dumps({k: cfg[k] for k in ("architectures", "model_type") if k in cfg}),
+            ]
+        )
     if compact:
         head.append(["metadata", json.dumps(compact, sort_keys=True)[:400]])
     if info.globals:
@@ -57,17 +64,32 @@ def print_info(info: ModelInfo, out: TextIO, verdict: str | None = None) -> None
         rows = [["layer", "type", "output shape", "params"]]
         for row in layers:
             shape = row.get("output_shape")
-            rows.append([str(row.get("name")), str(row.get("class")),
-                         "x".join("?" if d is None else str(d) for d in shape) if shape else "",
-                         f"{row.get('params', 0):,}"])
+            rows.append(
+                [
+                    str(row.get("name")),
+                    str(row.get("class")),
+                    "x".join("?" if d is None else str(d) for d in shape) if shape else "",
+                    f"{row.get('params', 0):,}",
+                ]
+            )
         rows.append(["total", "", "", f"{info.num_params:,}"])
         table(rows, out, right={3})
     elif info.tensors:
         out.write("\n")
         rows = [["tensor", "shape", "dtype", "params", "bytes"]]
         for t in info.tensors:
-            rows.append([t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, f"{t.numel:,}", f"{t.nbytes:,}"])
-        rows.append(["total", "", "", f"{info.num_params:,}", f"{sum(t.nbytes for t in info.tensors):,}"])
+            rows.append(
+                [
+                    t.name,
+                    "x".join(map(str, t.shape)) or "scalar",
+                    t.dtype,
+                    f"{t.numel:,}",
+                    f"{t.nbytes:,}",
+                ]
+            )
+        rows.append(
+            ["total", "", "", f"{info.num_params:,}", f"{sum(t.nbytes for t in info.tensors):,}"]
+        )
         table(rows, out, right={3, 4})
     if info.files:
         out.write("\n")
@@ -80,11 +102,19 @@ def print_stats(rows: list[dict[str, object]], out: TextIO) -> None:
     cells = [["tensor", "shape", "dtype", "mean", "std", "min", "max", "zeros", "nan/inf"]]
     for r in rows:
         shape = r["shape"] if isinstance(r["shape"], list) else []
-        cells.append([str(r["name"]), "x".join(map(str, shape)) or "scalar", str(r.get("dtype", "")),
-                      *(f"{float(r[k]):.4g}" if r[k] is not None else "nan"  # type: ignore[arg-type]
-                        for k in ("mean", "std", "min", "max")),
-                      f"{float(r.get('zeros', 0.0)):.1%}",  # type: ignore[arg-type]
-                      f"{r.get('nans', 0)}/{r.get('infs', 0)}"])
+        cells.append(
+            [
+                str(r["name"]),
+                "x".join(map(str, shape)) or "scalar",
+                str(r.get("dtype", "")),
+                *(
+                    f"{float(r[k]):.4g}" if r[k] is not None else "nan"  # type: ignore[arg-type]
+                    for k in ("mean", "std", "min", "max")
+                ),
+                f"{float(r.get('zeros', 0.0)):.1%}",  # type: ignore[arg-type]
+                f"{r.get('nans', 0)}/{r.get('infs', 0)}",
+            ]
+        )
     table(cells, out, right={3, 4, 5, 6, 7, 8})
 
 
@@ -92,5 +122,3 @@ def print_scan(report: ScanReport, out: TextIO) -> None:
     out.write(f"{printable(report.path)}: {report.verdict} ({report.format})\n")
     for f in report.findings:
         out.write(f"  [{f.severity}] {printable(f.subject)}: {printable(f.reason)}\n")
-
-

@@ -13,8 +13,10 @@ from ..api import load, predict
 from ..errors import PickleWarning, StorageError
 from .common import add_model_options, model_class, read_inputs
 
-EXAMPLE = ("examples:\n  modelstore predict digits.onnx --input x.npy --output label\n"
-           "  modelstore predict iris.joblib --input rows.csv --output proba --out proba.npy")
+EXAMPLE = (
+    "examples:\n  modelstore predict digits.onnx --input x.npy --output label\n"
+    "  modelstore predict iris.joblib --input rows.csv --output proba --out proba.npy"
+)
 
 
 def add_parser(sub: Any, make: Any) -> None:
@@ -23,7 +25,9 @@ def add_parser(sub: Any, make: Any) -> None:
     p.add_argument("--input", required=True, metavar="X.npy|X.csv")
     p.add_argument("--output", choices=["raw", "proba", "label"], default="raw")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--out", metavar="FILE", help="write results to .npy, .csv or .json instead of stdout")
+    p.add_argument(
+        "--out", metavar="FILE", help="write results to .npy, .csv or .json instead of stdout"
+    )
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -43,11 +47,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             if target.suffix == ".npy":
                 np.save(target, np.asarray(result))
             elif target.suffix == ".csv":
-                np.savetxt(target, np.asarray(result).reshape(len(values), -1), delimiter=",", fmt="%s")
+                np.savetxt(
+                    target, np.asarray(result).reshape(len(values), -1), delimiter=",", fmt="%s"
+                )
             else:
                 target.write_text(json.dumps(values))
         except OSError as e:
-            raise StorageError(e.errno or 5, f"{target}: cannot write the results: {e.strerror or e}", str(target)) from None
+            raise StorageError(
+                e.errno or 5, f"{target}: cannot write the results: {e.strerror or e}", str(target)
+            ) from None
         sys.stderr.write(f"wrote {len(values)} results to {target}\n")
     else:
         json.dump(values, out)

@@ -21,18 +21,31 @@ INFO_URI = "https://github.com/modelstore/modelstore/blob/main/docs/security.md"
 
 # rule id -> (short name, description, default level)
 RULES: dict[str, tuple[str, str, str]] = {
-    "MS001": ("untrusted-code", "The file names code outside modelstore's allow-list; loading it "
-              "without trust= is refused, and a naive loader would run that code.", "error"),
-    "MS002": ("suspicious-content", "The scan found something that needs a look (a damaged part, an "
-              "unusual structure, a companion file problem).", "warning"),
-    "MS003": ("unknown-format", "modelstore could not judge the file (an unknown format or an "
-              "unreadable file); treat it as unsafe until a person looks.", "warning"),
+    "MS001": (
+        "untrusted-code",
+        "The file names code outside modelstore's allow-list; loading it "
+        "without trust= is refused, and a naive loader would run that code.",
+        "error",
+    ),
+    "MS002": (
+        "suspicious-content",
+        "The scan found something that needs a look (a damaged part, an "
+        "unusual structure, a companion file problem).",
+        "warning",
+    ),
+    "MS003": (
+        "unknown-format",
+        "modelstore could not judge the file (an unknown format or an "
+        "unreadable file); treat it as unsafe until a person looks.",
+        "warning",
+    ),
 }
 _LEVEL_RULE = {"critical": "MS001", "warning": "MS002"}
 
 
-def build(records: list[dict[str, Any]], *, tool_version: str, base: str | os.PathLike[str] | None = None
-          ) -> dict[str, Any]:
+def build(
+    records: list[dict[str, Any]], *, tool_version: str, base: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """A SARIF log from scan inventory records (``path``, ``format``, ``verdict``, ``sha256``,
     ``size_bytes``, ``findings``: each ``subject``, ``severity``, ``reason``).
 
@@ -44,8 +57,12 @@ def build(records: list[dict[str, Any]], *, tool_version: str, base: str | os.Pa
     results: list[dict[str, Any]] = []
     for index, rec in enumerate(records):
         location = _location(str(rec["path"]), root)
-        artifact: dict[str, Any] = {"location": location, "description": {
-            "text": f"{rec.get('format', 'unknown')} file, verdict {rec['verdict']}"}}
+        artifact: dict[str, Any] = {
+            "location": location,
+            "description": {
+                "text": f"{rec.get('format', 'unknown')} file, verdict {rec['verdict']}"
+            },
+        }
         if rec.get("sha256"):
             artifact["hashes"] = {"sha-256": rec["sha256"]}
         if isinstance(rec.get("size_bytes"), int):
@@ -61,31 +78,57 @@ def build(records: list[dict[str, Any]], *, tool_version: str, base: str | os.Pa
             results.append(_result(rule, f"{f['subject']}: {f['reason']}", location, index, rec, f))
             judged = judged or rule == "MS001"
         if rec["verdict"] == "unknown" and len(results) == before:
-            results.append(_result("MS003", f"{rec['path']}: the scan could not judge this file",
-                                   location, index, rec, None))
+            results.append(
+                _result(
+                    "MS003",
+                    f"{rec['path']}: the scan could not judge this file",
+                    location,
+                    index,
+                    rec,
+                    None,
+                )
+            )
         elif rec["verdict"] == "unsafe" and not judged:
             # an unsafe verdict always shows as an error, even when its findings were warnings
-            results.append(_result("MS001", f"{rec['path']}: unsafe to load without trust=",
-                                   location, index, rec, None, level="error"))
+            results.append(
+                _result(
+                    "MS001",
+                    f"{rec['path']}: unsafe to load without trust=",
+                    location,
+                    index,
+                    rec,
+                    None,
+                    level="error",
+                )
+            )
     driver = {
         "name": "modelstore",
         "version": tool_version,
         "informationUri": INFO_URI,
-        "rules": [{"id": rid, "name": name, "shortDescription": {"text": desc.split(";")[0]},
-                   "fullDescription": {"text": desc}, "defaultConfiguration": {"level": level},
-                   "helpUri": INFO_URI}
-                  for rid, (name, desc, level) in RULES.items()],
+        "rules": [
+            {
+                "id": rid,
+                "name": name,
+                "shortDescription": {"text": desc.split(";")[0]},
+                "fullDescription": {"text": desc},
+                "defaultConfiguration": {"level": level},
+                "helpUri": INFO_URI,
+            }
+            for rid, (name, desc, level) in RULES.items()
+        ],
     }
     return {
         "$schema": SCHEMA,
         "version": VERSION,
-        "runs": [{
-            "tool": {"driver": driver},
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": root.as_uri() + "/"}},
-            "artifacts": artifacts,
-            "results": results,
-            "invocations": [{"executionSuccessful": True}],
-        }],
+        "runs": [
+            {
+                "tool": {"driver": driver},
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": root.as_uri() + "/"}},
+                "artifacts": artifacts,
+                "results": results,
+                "invocations": [{"executionSuccessful": True}],
+            }
+        ],
     }
 
 
@@ -99,11 +142,20 @@ def _location(path: str, root: Path) -> dict[str, Any]:
     return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
 
 
-def _result(rule: str, text: str, location: dict[str, Any], index: int, rec: dict[str, Any],
-            finding: dict[str, Any] | None, level: str | None = None) -> dict[str, Any]:
+def _result(
+    rule: str,
+    text: str,
+    location: dict[str, Any],
+    index: int,
+    rec: dict[str, Any],
+    finding: dict[str, Any] | None,
+    level: str | None = None,
+) -> dict[str, Any]:
     subject = finding["subject"] if finding else rule
     # stable across runs on the same bytes, so a dashboard tracks one alert per file and finding
-    fingerprint = hashlib.sha256(f"{rec.get('sha256') or rec['path']}|{rule}|{subject}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(
+        f"{rec.get('sha256') or rec['path']}|{rule}|{subject}".encode()
+    ).hexdigest()
     return {
         "ruleId": rule,
         "ruleIndex": list(RULES).index(rule),

@@ -31,16 +31,32 @@ FORMATS = ("text", "json", "sarif")
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "scan", "security verdict for model files: exit 0 safe, 1 unsafe, 2 unknown", EPILOG)
+    p = make(
+        sub, "scan", "security verdict for model files: exit 0 safe, 1 unsafe, 2 unknown", EPILOG
+    )
     p.add_argument("paths", nargs="+", help="files, or folders to search for model files")
-    p.add_argument("--format", choices=FORMATS, default=None, dest="fmt",
-                   help="text (default), json (the inventory) or sarif (SARIF 2.1.0 for code scanning)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        dest="fmt",
+        help="text (default), json (the inventory) or sarif (SARIF 2.1.0 for code scanning)",
+    )
     p.add_argument("--json", action="store_true", help="the same as --format json")
-    p.add_argument("--output", "-o", metavar="FILE", default=None,
-                   help="write the report to FILE instead of stdout")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: on a terminal, once it takes over 0.5 s; "
-                        "MODELSTORE_PROGRESS=0/1; needs tqdm)")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        default=None,
+        help="write the report to FILE instead of stdout",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: on a terminal, once it takes over 0.5 s; "
+        "MODELSTORE_PROGRESS=0/1; needs tqdm)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,20 +67,26 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     fmt = "json" if args.json else (args.fmt or "text")
     files = expand(args.paths)
     if not files:
-        sys.stderr.write("modelstore: error: no model files found in " + ", ".join(args.paths) +
-                         " (scan looks for .safetensors, .pt/.pth, .keras/.h5, .joblib/.pkl, .onnx, ...)\n")
+        sys.stderr.write(
+            "modelstore: error: no model files found in "
+            + ", ".join(args.paths)
+            + " (scan looks for .safetensors, .pt/.pth, .keras/.h5, .joblib/.pkl, .onnx, ...)\n"
+        )
         return 2
     from .._progress import progress_bar
 
-    with progress_bar("scanning", len(files), progress=args.progress if len(files) > 1 else False,
-                      unit="file") as bar:
+    with progress_bar(
+        "scanning", len(files), progress=args.progress if len(files) > 1 else False, unit="file"
+    ) as bar:
         records = inventory(files, progress=lambda f: bar.advance(1, f))
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as f:
                 write_report(records, fmt, f)
         except OSError as e:
-            sys.stderr.write(f"modelstore: error: {args.output}: cannot write the report: {e.strerror or e}\n")
+            sys.stderr.write(
+                f"modelstore: error: {args.output}: cannot write the report: {e.strerror or e}\n"
+            )
             return 2
         if fmt != "text":
             write_report(records, "text", out)  # the human summary still goes to the terminal
@@ -102,7 +124,9 @@ def expand(paths: list[str]) -> list[str]:
     return out
 
 
-def inventory(files: list[str], *, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def inventory(
+    files: list[str], *, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
     """Scan each file; one record per file: its report plus ``sha256`` and ``size_bytes``."""
     from ..api import scan
 
@@ -160,9 +184,13 @@ def _text(records: list[dict[str, Any]], out: TextIO) -> None:
             out.write(f"  [{f['severity']}] {printable(f['subject'])}: {printable(f['reason'])}\n")
     counts = {v: sum(r["verdict"] == v for r in records) for v in ("safe", "unsafe", "unknown")}
     if len(records) > 1:
-        out.write(f"\n{len(records)} files: {counts['safe']} safe, {counts['unsafe']} unsafe, "
-                  f"{counts['unknown']} unknown\n")
+        out.write(
+            f"\n{len(records)} files: {counts['safe']} safe, {counts['unsafe']} unsafe, "
+            f"{counts['unknown']} unknown\n"
+        )
         width = max(len(printable(r["path"])) for r in records)
         for r in records:
             sha = (r["sha256"] or "-")[:16]
-            out.write(f"  {printable(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n")
+            out.write(
+                f"  {printable(r['path']).ljust(width)}  {r['format']:<11}  {sha:<16}  {r['verdict']}\n"
+            )

@@ -7,12 +7,16 @@ from typing import Any, TextIO
 
 from .common import add_model_options, model_class
 
-EXAMPLE = ("examples:\n  modelstore serve digits.onnx --port 8000\n"
-           "  curl -s localhost:8000/predict --json '{\"inputs\": [[0, 1, ...]], \"output\": \"label\"}'")
+EXAMPLE = (
+    "examples:\n  modelstore serve digits.onnx --port 8000\n"
+    '  curl -s localhost:8000/predict --json \'{"inputs": [[0, 1, ...]], "output": "label"}\''
+)
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "serve", "serve a model over HTTP: POST /predict, GET /health, GET /info", EXAMPLE)
+    p = make(
+        sub, "serve", "serve a model over HTTP: POST /predict, GET /health, GET /info", EXAMPLE
+    )
     add_serve_options(p)
     p.set_defaults(func=run)
 
@@ -35,11 +39,19 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     defaults = Limits()
     for flag, field, text in SERVE_LIMITS:
-        p.add_argument(flag, type=int, default=getattr(defaults, field), metavar="N",
-                       help=f"{text} (default %(default)s)")
+        p.add_argument(
+            flag,
+            type=int,
+            default=getattr(defaults, field),
+            metavar="N",
+            help=f"{text} (default %(default)s)",
+        )
     add_model_options(p)
-    p.add_argument("--signed-by", metavar="KEY.pub|CA.pem|POLICY.toml",
-                   help="refuse to start unless the model is signed by this key, certificate or policy")
+    p.add_argument(
+        "--signed-by",
+        metavar="KEY.pub|CA.pem|POLICY.toml",
+        help="refuse to start unless the model is signed by this key, certificate or policy",
+    )
     p.add_argument("--signature", metavar="FILE.sig", help="the bundle for --signed-by")
 
 
@@ -55,7 +67,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"serving {args.path} on {url} (POST /predict, GET /health, GET /info)\n")
         out.flush()
 
-    serve(args.path, host=args.host, port=args.port, model=model, trust=args.trust, limits=limits,
-          signed_by=signer_arg(args.signed_by), signature=args.signature, ready=ready)
+    serve(
+        args.path,
+        host=args.host,
+        port=args.port,
+        model=model,
+        trust=args.trust,
+        limits=limits,
+        signed_by=signer_arg(args.signed_by),
+        signature=args.signature,
+        ready=ready,
+    )
     return 0
-

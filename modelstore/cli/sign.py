@@ -15,11 +15,11 @@ from ..errors import ModelstoreError, SignatureError
 
 EXAMPLES = {
     "sign": "examples:\n  modelstore sign digits.safetensors --key team.key\n"
-            "  modelstore sign shards/ --key team.key --json\n"
-            "  modelstore sign digits.onnx --key release.key --cert release.pem --cert ca.pem",
+    "  modelstore sign shards/ --key team.key --json\n"
+    "  modelstore sign digits.onnx --key release.key --cert release.pem --cert ca.pem",
     "verify": "examples:\n  modelstore verify digits.safetensors --signed-by team.pub\n"
-              "  modelstore verify shards/ --signed-by policy.toml --json\n"
-              "exit codes: 0 verified, 1 refused (no signature, another signer, files changed), 2 error",
+    "  modelstore verify shards/ --signed-by policy.toml --json\n"
+    "exit codes: 0 verified, 1 refused (no signature, another signer, files changed), 2 error",
 }
 
 
@@ -38,19 +38,33 @@ def add_parser(sub: Any, make: Any) -> None:
     """Add ``sign`` and ``verify`` to the CLI."""
     text = "sign a model and its companion files (OpenSSF model signing); writes FILE.sig or FOLDER/model.sig"
     p = make(sub, "sign", text, EXAMPLES["sign"])
-    p.add_argument("path", help="the model file (its sidecar, shards, external data come along) or folder")
-    p.add_argument("--key", required=True, metavar="KEY.pem", help="the private key (EC P-256/384/521, PEM)")
-    p.add_argument("--cert", action="append", metavar="CERT.pem",
-                   help="sign with a certificate: the signing certificate, then each intermediate (repeat)")
+    p.add_argument(
+        "path", help="the model file (its sidecar, shards, external data come along) or folder"
+    )
+    p.add_argument(
+        "--key", required=True, metavar="KEY.pem", help="the private key (EC P-256/384/521, PEM)"
+    )
+    p.add_argument(
+        "--cert",
+        action="append",
+        metavar="CERT.pem",
+        help="sign with a certificate: the signing certificate, then each intermediate (repeat)",
+    )
     p.add_argument("--signature", metavar="FILE.sig", help="where to write the bundle")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_sign)
     text = "check that a model's files are exactly what the given key or certificate signed"
     p = make(sub, "verify", text, EXAMPLES["verify"])
     p.add_argument("path")
-    p.add_argument("--signed-by", required=True, metavar="KEY.pub|CA.pem|POLICY.toml",
-                   help="the public key, the certificate(s) the signer chains to, or a signing policy")
-    p.add_argument("--signature", metavar="FILE.sig", help="the bundle (default FILE.sig or FOLDER/model.sig)")
+    p.add_argument(
+        "--signed-by",
+        required=True,
+        metavar="KEY.pub|CA.pem|POLICY.toml",
+        help="the public key, the certificate(s) the signer chains to, or a signing policy",
+    )
+    p.add_argument(
+        "--signature", metavar="FILE.sig", help="the bundle (default FILE.sig or FOLDER/model.sig)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -58,7 +72,12 @@ def add_parser(sub: Any, make: Any) -> None:
 def _fail(e: ModelstoreError, args: argparse.Namespace, out: TextIO) -> int:
     code = 1 if isinstance(e, SignatureError) else 2
     if args.json:
-        out.write(json.dumps({"ok": False, "path": args.path, "error": type(e).__name__, "message": str(e)}) + "\n")
+        out.write(
+            json.dumps(
+                {"ok": False, "path": args.path, "error": type(e).__name__, "message": str(e)}
+            )
+            + "\n"
+        )
     else:
         sys.stderr.write(f"modelstore: {'refused' if code == 1 else 'error'}: {e}\n")
     return code

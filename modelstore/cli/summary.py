@@ -19,11 +19,17 @@ EXAMPLE = (
 
 
 def add_parser(sub: Any, make: Any) -> None:
-    p = make(sub, "summary", "a per-layer table: output shapes, parameters (trainable / frozen) and buffers",
-             EXAMPLE)
+    p = make(
+        sub,
+        "summary",
+        "a per-layer table: output shapes, parameters (trainable / frozen) and buffers",
+        EXAMPLE,
+    )
     p.add_argument("path")
     add_model_options(p)
-    p.add_argument("--input-size", metavar="N,D,...", help="input shape with the batch dimension, e.g. 1,64")
+    p.add_argument(
+        "--input-size", metavar="N,D,...", help="input shape with the batch dimension, e.g. 1,64"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -34,7 +40,9 @@ def input_size(text: str | None) -> tuple[int, ...] | None:
     try:
         size = tuple(int(x) for x in text.replace("x", ",").split(",") if x.strip())
     except ValueError:
-        raise ArgumentError(f"--input-size {text!r}: expected integers like 1,64 or 1x3x32x32") from None
+        raise ArgumentError(
+            f"--input-size {text!r}: expected integers like 1,64 or 1x3x32x32"
+        ) from None
     if not size:
         raise ArgumentError("--input-size is empty; give a shape like 1,64")
     return size

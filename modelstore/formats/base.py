@@ -127,7 +127,11 @@ class Backend:
         missing = self.missing()
         if missing:
             target = f"{path}: " if path else ""
-            hint = f'pip install "modelstore-safe[{self.extra}]"' if self.extra else f"pip install {' '.join(missing)}"
+            hint = (
+                f'pip install "modelstore-safe[{self.extra}]"'
+                if self.extra
+                else f"pip install {' '.join(missing)}"
+            )
             msg = (
                 f"{target}{what or 'this'} needs {', '.join(missing)}, which is not installed; "
                 f"run: {hint}"
@@ -170,8 +174,9 @@ class Backend:
         """Framework facts about ``obj`` to record in metadata (class path, versions)."""
         return {"framework": self.framework}
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
-              target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         """Write ``obj`` to ``tmp``, a fresh temp file beside ``target`` that the pipeline
         fsyncs and renames over ``target`` afterwards (a crash leaves ``target`` whole; never
         write ``target`` itself). ``options`` is this backend's ``SaveOptions``. Embedding
@@ -180,8 +185,9 @@ class Backend:
         writing."""
         raise UnsupportedModelError(f"the {self.name} backend cannot save models")
 
-    def write_files(self, obj: Any, target: Path, meta: dict[str, Any], options: Any,
-                    overwrite: bool) -> Path | None:
+    def write_files(
+        self, obj: Any, target: Path, meta: dict[str, Any], options: Any, overwrite: bool
+    ) -> Path | None:
         """For models of several files (shards, when the options ask for them): write them
         all atomically and return the main file's path; None (the default) means "one file:
         the pipeline writes it through :meth:`write`"."""
@@ -230,25 +236,37 @@ class Backend:
     def inspect(self, path: Path) -> Inspection:
         return Inspection(framework=self.framework)
 
-    def inspect_remote(self, name: str, size: int, read: Callable[[int, int], bytes]) -> Inspection | None:
+    def inspect_remote(
+        self, name: str, size: int, read: Callable[[int, int], bytes]
+    ) -> Inspection | None:
         """Describe a remote file of ``size`` bytes from byte ranges (``read(start, end)``)
         alone, or None (the default) to have the pipeline fetch it whole first."""
         return None
 
-    def scan_remote(self, name: str, size: int, read: Callable[[int, int], bytes]) -> ScanReport | None:
+    def scan_remote(
+        self, name: str, size: int, read: Callable[[int, int], bytes]
+    ) -> ScanReport | None:
         """Like :meth:`inspect_remote`, for ``scan``."""
         return None
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         raise UnsupportedModelError(f"the {self.name} backend cannot run models")
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Exported:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Exported:
         """Write ``model`` as ONNX to ``path``; return what was done as :class:`Exported`."""
         raise UnsupportedModelError(f"the {self.name} backend has no ONNX exporter")
 
-    def finish_export(self, tmp: Path, target: Path, exported: Exported, sample: Any,
-                      meta: dict[str, Any], check: dict[str, Any] | None) -> list[Path]:
+    def finish_export(
+        self,
+        tmp: Path,
+        target: Path,
+        exported: Exported,
+        sample: Any,
+        meta: dict[str, Any],
+        check: dict[str, Any] | None,
+    ) -> list[Path]:
         """(``exports_to`` backends) check and complete an export written to ``tmp``; return
         extra files written beside ``target`` (removed again if the export fails)."""
         raise UnsupportedModelError(f"the {self.name} backend is not an export target")
@@ -291,7 +309,11 @@ def describe_inputs(sample: Any) -> dict[str, Any] | None:
     dimension recorded as None. Duck-typed so it imports no framework."""
     if sample is None:
         return None
-    samples = sample if isinstance(sample, (list, tuple)) and sample and hasattr(sample[0], "shape") else [sample]
+    samples = (
+        sample
+        if isinstance(sample, (list, tuple)) and sample and hasattr(sample[0], "shape")
+        else [sample]
+    )
     inputs = []
     for i, s in enumerate(samples):
         shape = getattr(s, "shape", None)
@@ -301,7 +323,9 @@ def describe_inputs(sample: Any) -> dict[str, Any] | None:
         dims: list[int | None] = [int(d) for d in shape]
         if dims:
             dims[0] = None
-        inputs.append({"name": f"input_{i}", "shape": dims, "dtype": str(dtype).replace("torch.", "")})
+        inputs.append(
+            {"name": f"input_{i}", "shape": dims, "dtype": str(dtype).replace("torch.", "")}
+        )
     return {"inputs": inputs}
 
 
@@ -322,9 +346,19 @@ def labels_from_scores(scores: Any, labels: list[Any] | None) -> list[Any]:
 # -- modelstore's metadata: validated as hostile input, carried by the object -----------------
 
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "config": dict, "metadata": dict, "labels": list, "signature": dict, "tied": dict,
-    "model_class": str, "checksum": str, "framework": str, "framework_version": (str, type(None)),
-    "format": str, "modelstore": dict, "cast": dict, "checksum_covers": str,
+    "config": dict,
+    "metadata": dict,
+    "labels": list,
+    "signature": dict,
+    "tied": dict,
+    "model_class": str,
+    "checksum": str,
+    "framework": str,
+    "framework_version": (str, type(None)),
+    "format": str,
+    "modelstore": dict,
+    "cast": dict,
+    "checksum_covers": str,
 }
 
 

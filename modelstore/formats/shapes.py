@@ -27,7 +27,8 @@ def _show(shape: Sequence[Any]) -> str:
 
 def _fits(given: Sequence[int], expected: Sequence[Any]) -> bool:
     return len(given) == len(expected) and all(
-        not isinstance(e, int) or e == g for g, e in zip(given, expected, strict=True))
+        not isinstance(e, int) or e == g for g, e in zip(given, expected, strict=True)
+    )
 
 
 def fit_hint(given: Sequence[Sequence[int]], expected: list[list[Any]] | None) -> str:
@@ -36,10 +37,13 @@ def fit_hint(given: Sequence[Sequence[int]], expected: list[list[Any]] | None) -
         return ""
     wanted = ", ".join(_show(e) for e in expected)
     if len(given) == len(expected) and all(
-            len(g) == len(e) - 1 and _fits(g, e[1:]) for g, e in zip(given, expected, strict=True)):
+        len(g) == len(e) - 1 and _fits(g, e[1:]) for g, e in zip(given, expected, strict=True)
+    ):
         batched = ", ".join(_show((1, *g)) for g in given)
-        return (f" These look like one sample without its batch dimension: add one, "
-                f"x[None] or x.unsqueeze(0) (shape {batched}); the model expects {wanted}.")
+        return (
+            f" These look like one sample without its batch dimension: add one, "
+            f"x[None] or x.unsqueeze(0) (shape {batched}); the model expects {wanted}."
+        )
     return f" The model expects {wanted}."
 
 

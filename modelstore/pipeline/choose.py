@@ -26,10 +26,15 @@ def model_file(path: Any) -> Path:
         try:
             names = sorted(entry.name for entry in p.iterdir() if entry.is_file())
         except OSError as e:
-            raise StorageError(e.errno or errno.EIO, f"{p}: cannot list the folder: {e.strerror}", str(p)) from None
+            raise StorageError(
+                e.errno or errno.EIO, f"{p}: cannot list the folder: {e.strerror}", str(p)
+            ) from None
         found = REGISTRY.entry_file(names)
         if found is None:
-            msg = foreign_folder(p, names) or f"{p}: is a directory, not a model file; pass the path of the file inside it"
+            msg = (
+                foreign_folder(p, names)
+                or f"{p}: is a directory, not a model file; pass the path of the file inside it"
+            )
             raise FormatError(msg)
         return existing_file(p / found[1])
     if not os.path.lexists(p):
@@ -82,7 +87,9 @@ def for_save(model: Any, path: Path, fmt: str | None) -> Backend:
             raise UnsupportedModelError(msg)
         backend = able[0] if able else REGISTRY.for_object(model)
     if not backend.exports_to and not backend.can_save(model):
-        raise UnsupportedModelError(f"{path}: the {backend.name} backend cannot save a {type(model).__qualname__}")
+        raise UnsupportedModelError(
+            f"{path}: the {backend.name} backend cannot save a {type(model).__qualname__}"
+        )
     return backend
 
 
@@ -97,9 +104,11 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 def foreign_folder(folder: Path, names: list[str]) -> str | None:
     """What to say about a folder of a format modelstore does not read, or None."""
     if any(n in SAVED_MODEL_FILES for n in names):
-        return (f"{folder}: this is a TensorFlow SavedModel folder, which modelstore does not read "
-                f"(loading one runs the TensorFlow graph functions it holds, and may load custom op "
-                f"libraries). If you trust it: tf.saved_model.load({str(folder)!r}), or convert it "
-                f"once with python -m tf2onnx.convert --saved-model {folder} --output model.onnx and "
-                f"load the .onnx file here")
+        return (
+            f"{folder}: this is a TensorFlow SavedModel folder, which modelstore does not read "
+            f"(loading one runs the TensorFlow graph functions it holds, and may load custom op "
+            f"libraries). If you trust it: tf.saved_model.load({str(folder)!r}), or convert it "
+            f"once with python -m tf2onnx.convert --saved-model {folder} --output model.onnx and "
+            f"load the .onnx file here"
+        )
     return None

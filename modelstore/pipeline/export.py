@@ -34,10 +34,22 @@ def numeric_sample(target: Path, sample: Any) -> Any:
     return arr.astype(np.float32) if arr.dtype == np.float64 else arr
 
 
-def export(model: Any, target: Path, into: Backend, *, sample_input: Any, opset: int | None = None,
-           dynamic_batch: bool = True, check: bool = True, rtol: float = 1e-3, atol: float = 1e-5,
-           labels: Any = None, metadata_: Any = None, source: Path | None = None,
-           overwrite: bool = True) -> Path:
+def export(
+    model: Any,
+    target: Path,
+    into: Backend,
+    *,
+    sample_input: Any,
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    check: bool = True,
+    rtol: float = 1e-3,
+    atol: float = 1e-5,
+    labels: Any = None,
+    metadata_: Any = None,
+    source: Path | None = None,
+    overwrite: bool = True,
+) -> Path:
     """Export ``model`` to ``target`` in ``into``'s format; returns ``target``."""
     sample = numeric_sample(target, sample_input)
     check_target(target, overwrite)
@@ -45,10 +57,18 @@ def export(model: Any, target: Path, into: Backend, *, sample_input: Any, opset:
     into.require(target, f"{into.name} export")
     if labels is None:
         labels = attached(model).get("labels")
-    meta = metadata.build(source_backend, model, config=None, metadata=metadata_, labels=labels,
-                          sample_input=sample_input)
-    meta["onnx_source"] = {"source_format": source_backend.name,
-                           "source_sha256": sha256_of(source) if source is not None else None}
+    meta = metadata.build(
+        source_backend,
+        model,
+        config=None,
+        metadata=metadata_,
+        labels=labels,
+        sample_input=sample_input,
+    )
+    meta["onnx_source"] = {
+        "source_format": source_backend.name,
+        "source_sha256": sha256_of(source) if source is not None else None,
+    }
     extra: list[Path] = []
     with writer_lock(target):
         try:
@@ -59,10 +79,14 @@ def export(model: Any, target: Path, into: Backend, *, sample_input: Any, opset:
                     raise
                 except Exception as e:  # exporters raise their own types for unsupported graphs
                     first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-                    msg = (f"{target}: {source_backend.name} could not export this model "
-                           f"({type(e).__name__}: {first[:300]}); check sample_input's shape and dtype")
+                    msg = (
+                        f"{target}: {source_backend.name} could not export this model "
+                        f"({type(e).__name__}: {first[:300]}); check sample_input's shape and dtype"
+                    )
                     raise UnsupportedModelError(msg) from None
-                checks = {"dynamic_batch": dynamic_batch, "rtol": rtol, "atol": atol} if check else None
+                checks = (
+                    {"dynamic_batch": dynamic_batch, "rtol": rtol, "atol": atol} if check else None
+                )
                 extra = into.finish_export(tmp, target, exported, sample, meta, checks)
         except BaseException:
             for data in extra:

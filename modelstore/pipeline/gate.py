@@ -17,8 +17,11 @@ from .registry import BUILTIN
 
 
 def checked_trust(trust: Any) -> bool | list[str]:
-    if not (trust is True or trust is False or (isinstance(trust, (list, tuple, set)) and
-                                                 all(isinstance(t, str) for t in trust))):
+    if not (
+        trust is True
+        or trust is False
+        or (isinstance(trust, (list, tuple, set)) and all(isinstance(t, str) for t in trust))
+    ):
         raise ArgumentError("trust must be True, False or a list of 'module.Name' strings")
     return trust if isinstance(trust, bool) else list(trust)
 
@@ -49,7 +52,11 @@ def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
         return
     # a pickle backend whose loader is the restricted unpickler checks while it reads (one
     # pass); every other non-safe backend is scanned before anything is deserialised
-    if backend.risk == "pickle" and getattr(backend, "checks_while_loading", False) and _builtin(backend):
+    if (
+        backend.risk == "pickle"
+        and getattr(backend, "checks_while_loading", False)
+        and _builtin(backend)
+    ):
         return
     enforce(backend.scan(path), trust)
 
@@ -73,8 +80,9 @@ def _identity(shown: str, path: Path) -> tuple[Any, ...]:
     return (shown,)
 
 
-def warn_unpickled(backend: Backend, shown: str, trust: bool | list[str], path: Path | None = None,
-                   obj: Any = None) -> None:
+def warn_unpickled(
+    backend: Backend, shown: str, trust: bool | list[str], path: Path | None = None, obj: Any = None
+) -> None:
     """One ``PickleWarning`` per file per process (a changed file warns again), at the
     caller's line, with advice that fits what was loaded. Silence it for files you wrote
     yourself with ``warnings.filterwarnings("ignore", category=ms.PickleWarning)``."""
@@ -86,8 +94,14 @@ def warn_unpickled(backend: Backend, shown: str, trust: bool | list[str], path: 
     _WARNED[key] = None
     while len(_WARNED) > _WARNED_MAX:
         _WARNED.popitem(last=False)
-    what = "with trust=True: any code in it ran" if trust is True else (
-        "through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
-    _warn.warn(f"{shown}: unpickled {what}; {backend.pickle_advice(obj)}. Once per file; "
-               "silence it for files you wrote with "
-               "warnings.filterwarnings('ignore', category=modelstore.PickleWarning)", PickleWarning)
+    what = (
+        "with trust=True: any code in it ran"
+        if trust is True
+        else ("through modelstore's allow-list (plain data, tensors, numpy, scipy, scikit-learn)")
+    )
+    _warn.warn(
+        f"{shown}: unpickled {what}; {backend.pickle_advice(obj)}. Once per file; "
+        "silence it for files you wrote with "
+        "warnings.filterwarnings('ignore', category=modelstore.PickleWarning)",
+        PickleWarning,
+    )

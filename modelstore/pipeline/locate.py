@@ -47,7 +47,9 @@ def companion_names(p: Path, backend: Backend) -> list[str]:
     names = []
     for name in backend.companions(p):
         if not plain_name(name):
-            raise FormatError(f"{p}: names the companion file {name!r}, which is not a plain file name beside it")
+            raise FormatError(
+                f"{p}: names the companion file {name!r}, which is not a plain file name beside it"
+            )
         try:
             confine(p.parent, name, what="the companion file", source=p, main=p)
         except ModelNotFoundError:
@@ -87,8 +89,9 @@ def _remote_main(fs: Any, rpath: str, uri: str) -> str:
 
 
 @contextlib.contextmanager
-def fetched(uri: str, storage_options: dict[str, Any] | None = None,
-            fmt: str | None = None) -> Iterator[tuple[Path, str]]:
+def fetched(
+    uri: str, storage_options: dict[str, Any] | None = None, fmt: str | None = None
+) -> Iterator[tuple[Path, str]]:
     """Copy the model at ``uri`` (its main file, the companions its backend names and its
     sidecar) into a private temporary folder and yield ``(local main file, its URI)``; the
     folder is removed afterwards (memory maps stay valid)."""
@@ -105,23 +108,31 @@ def fetched(uri: str, storage_options: dict[str, Any] | None = None,
         folder = remote.parent(main)
         for name in backend.companions(local):
             if not plain_name(name):
-                raise FormatError(f"{uri}: names the companion file {name!r}, which is not a plain file name beside it")
+                raise FormatError(
+                    f"{uri}: names the companion file {name!r}, which is not a plain file name beside it"
+                )
             remote.get(fs, remote.join(folder, name), tmp / name, uri)
         side = main + SIDECAR_SUFFIX
         if not backend.embeds_metadata and remote.exists(fs, side, uri):
             remote.get(fs, side, tmp / (local.name + SIDECAR_SUFFIX), uri)
         inside = main.startswith(rpath.rstrip("/") + "/")  # a folder's main file
-        main_uri = (uri.rstrip("/") + "/" + remote.basename(main) if inside
-                    else remote.join(remote.parent_uri(uri), remote.basename(main)))
+        main_uri = (
+            uri.rstrip("/") + "/" + remote.basename(main)
+            if inside
+            else remote.join(remote.parent_uri(uri), remote.basename(main))
+        )
         yield local, main_uri
 
 
 @contextlib.contextmanager
-def staged(uri: str, overwrite: bool, storage_options: dict[str, Any] | None = None) -> Iterator[tuple[Path, Any]]:
+def staged(
+    uri: str, overwrite: bool, storage_options: dict[str, Any] | None = None
+) -> Iterator[tuple[Path, Any]]:
     """Yield ``(local path, publish)``: save to the local path, then ``publish(info)`` uploads
     the model's files, data first and the files that describe them last, so a reader never
     meets metadata pointing at bytes not yet uploaded. Returns the ModelInfo with its URI."""
     with remote.staged(uri, overwrite, storage_options) as (local, send):
+
         def publish(info: ModelInfo) -> ModelInfo:
             main = Path(info.path)
             files = model_paths(main, REGISTRY.get(info.format))

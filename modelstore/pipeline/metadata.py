@@ -25,8 +25,9 @@ def _check_json(value: Any, what: str) -> Any:
     return value
 
 
-def build(backend: Backend, model: Any, *, config: Any, metadata: Any, labels: Any,
-          sample_input: Any) -> dict[str, Any]:
+def build(
+    backend: Backend, model: Any, *, config: Any, metadata: Any, labels: Any, sample_input: Any
+) -> dict[str, Any]:
     """The metadata a save records: versions, the backend's facts, the caller's fields."""
     meta: dict[str, Any] = {
         "modelstore": {"version": __version__, "metadata_version": METADATA_VERSION},
@@ -39,7 +40,9 @@ def build(backend: Backend, model: Any, *, config: Any, metadata: Any, labels: A
         meta["config"] = _check_json(dict(config), "config")
     if labels is not None:
         if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
-            raise ArgumentError(f"labels must be a list of class names, not {type(labels).__name__}")
+            raise ArgumentError(
+                f"labels must be a list of class names, not {type(labels).__name__}"
+            )
         meta["labels"] = _check_json(list(labels), "labels")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -51,8 +54,9 @@ def build(backend: Backend, model: Any, *, config: Any, metadata: Any, labels: A
     return meta
 
 
-def read(path: Path, backend: Backend, checksum: str | None = None,
-         data: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+def read(
+    path: Path, backend: Backend, checksum: str | None = None, data: Path | None = None
+) -> tuple[dict[str, Any] | None, str]:
     """modelstore's metadata for ``path`` and where it was found, every field type-checked.
     For sidecar formats ``checksum`` (the payload's, if already computed) picks the entry
     that describes the payload on disk; ``data`` is where the payload is read (the same
@@ -65,15 +69,19 @@ def read(path: Path, backend: Backend, checksum: str | None = None,
             versions = sidecar_versions(read_sidecar(path))
             if checksum is None and len(versions) > 1:
                 checksum = file_checksum(data)  # several entries: the payload decides
-            meta, where = choose_version(path, versions, checksum), f"the sidecar {sidecar_path(path).name}"
+            meta, where = (
+                choose_version(path, versions, checksum),
+                f"the sidecar {sidecar_path(path).name}",
+            )
             if not versions:  # no sidecar: what the file carries itself (a .pt from ms.save)
                 meta, where = backend.read_meta(data), "the metadata record inside the file"
     check_meta(path, meta, where)
     return meta, where
 
 
-def current(path: Path, backend: Backend, meta: dict[str, Any] | None,
-            where: str) -> tuple[dict[str, Any] | None, str, str | None]:
+def current(
+    path: Path, backend: Backend, meta: dict[str, Any] | None, where: str
+) -> tuple[dict[str, Any] | None, str, str | None]:
     """For ``inspect``: ``(meta, where, note)`` with a sidecar that no longer matches the file
     set aside: a whole file rewritten by another tool is described by its own metadata (if it
     carries any) and the note says the sidecar is stale; a damaged file keeps the sidecar's
@@ -85,6 +93,12 @@ def current(path: Path, backend: Backend, meta: dict[str, Any] | None,
             return meta, where, None
         own = backend.intact(path)
     if own is None:
-        return meta, where, f"{where} does not match this file: the file is damaged (load raises IntegrityError)"
-    note = f"{where} does not match this file: it was rewritten by another tool; the sidecar is stale"
+        return (
+            meta,
+            where,
+            f"{where} does not match this file: the file is damaged (load raises IntegrityError)",
+        )
+    note = (
+        f"{where} does not match this file: it was rewritten by another tool; the sidecar is stale"
+    )
     return (own or None), ("the metadata record inside the file" if own else where), note

@@ -21,8 +21,10 @@ HINTS = {
     "mmap": "safetensors files are memory-mapped already",
     "_use_new_zipfile_serialization": "modelstore always writes the zip format",
     "providers": "ONNX Runtime providers are an option of .onnx loads only",
-    "max_shard_size": ("max_shard_size= writes sharded safetensors: save to a folder, a NAME.safetensors "
-                       "or a NAME.safetensors.index.json"),
+    "max_shard_size": (
+        "max_shard_size= writes sharded safetensors: save to a folder, a NAME.safetensors "
+        "or a NAME.safetensors.index.json"
+    ),
     "compress": "compress= is a joblib option (scikit-learn files: .joblib, .pkl)",
 }
 
@@ -35,8 +37,10 @@ def parse(backend: Backend, action: str, given: dict[str, Any], where: Path | st
     if unknown:
         valid = ", ".join(f"{f}=" for f in fields) or "none"
         hints = "; ".join(f"{k}=: {HINTS[k]}" for k in unknown if k in HINTS)
-        msg = (f"{where}: {action} of a {backend.name} file got unknown option(s) "
-               f"{', '.join(k + '=' for k in unknown)}; the {backend.name} backend takes: {valid}")
+        msg = (
+            f"{where}: {action} of a {backend.name} file got unknown option(s) "
+            f"{', '.join(k + '=' for k in unknown)}; the {backend.name} backend takes: {valid}"
+        )
         raise ArgumentError(msg + (f" ({hints})" if hints else ""))
     try:
         return cls(**given)

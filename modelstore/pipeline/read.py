@@ -29,9 +29,13 @@ def reading(path: Path | str, what: str) -> Iterator[None]:
     except (ModelstoreError, Warning):  # warnings raised as errors are the caller's choice
         raise
     except MemoryError:
-        raise IntegrityError(f"{path}: the file declares sizes too large to {what} it; it is damaged") from None
+        raise IntegrityError(
+            f"{path}: the file declares sizes too large to {what} it; it is damaged"
+        ) from None
     except RecursionError:
-        raise FormatError(f"{path}: the file nests too deeply to {what} it; it is damaged or crafted") from None
+        raise FormatError(
+            f"{path}: the file nests too deeply to {what} it; it is damaged or crafted"
+        ) from None
     except Exception as e:
         msg = f"{path}: could not {what} the file ({type(e).__name__}: {e}); it is damaged or not what its name says"
         raise FormatError(msg) from e
@@ -60,7 +64,9 @@ def consistently(p: Path, once: Callable[[], Any]) -> Any:
             if identity(p) == before:
                 return result
         time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its renames
-    raise IntegrityError(f"{p}: the file kept changing while it was read ({READ_ATTEMPTS} tries); try again")
+    raise IntegrityError(
+        f"{p}: the file kept changing while it was read ({READ_ATTEMPTS} tries); try again"
+    )
 
 
 @contextlib.contextmanager

@@ -43,18 +43,40 @@ class BackendEntry:
 
 #: Built-in backends, in the order they are tried for sniffing and for saving objects.
 BUILTIN: tuple[BackendEntry, ...] = (
-    BackendEntry("safetensors", "modelstore.formats.safetensors.backend:SafetensorsBackend", "torch",
-                 (".safetensors", ".safetensors.index.json")),
-    BackendEntry("torch", "modelstore.formats.torch.backend:TorchBackend", "torch",
-                 (".pt", ".pth", ".bin.index.json")),
-    BackendEntry("sklearn", "modelstore.formats.sklearn.backend:SklearnBackend", "sklearn",
-                 (".joblib", ".pkl", ".pickle")),
-    BackendEntry("keras", "modelstore.formats.keras.backend:KerasBackend", "keras",
-                 (".keras", ".h5", ".hdf5", ".weights.h5")),
+    BackendEntry(
+        "safetensors",
+        "modelstore.formats.safetensors.backend:SafetensorsBackend",
+        "torch",
+        (".safetensors", ".safetensors.index.json"),
+    ),
+    BackendEntry(
+        "torch",
+        "modelstore.formats.torch.backend:TorchBackend",
+        "torch",
+        (".pt", ".pth", ".bin.index.json"),
+    ),
+    BackendEntry(
+        "sklearn",
+        "modelstore.formats.sklearn.backend:SklearnBackend",
+        "sklearn",
+        (".joblib", ".pkl", ".pickle"),
+    ),
+    BackendEntry(
+        "keras",
+        "modelstore.formats.keras.backend:KerasBackend",
+        "keras",
+        (".keras", ".h5", ".hdf5", ".weights.h5"),
+    ),
     BackendEntry("onnx", "modelstore.formats.onnx.backend:OnnxBackend", "onnx", (".onnx",)),
-    BackendEntry("numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")),
-    BackendEntry("xgboost", "modelstore.formats.xgboost.backend:XGBoostBackend", "xgboost", (".ubj",)),
-    BackendEntry("lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)),
+    BackendEntry(
+        "numpy", "modelstore.formats.numpy.backend:NumpyBackend", "numpy", (".npy", ".npz")
+    ),
+    BackendEntry(
+        "xgboost", "modelstore.formats.xgboost.backend:XGBoostBackend", "xgboost", (".ubj",)
+    ),
+    BackendEntry(
+        "lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)
+    ),
     BackendEntry("skops", "modelstore.formats.skops.backend:SkopsBackend", "skops", (".skops",)),
 )
 
@@ -98,8 +120,10 @@ class Registry:
         with self._lock:
             if name not in self._entries:
                 known = ", ".join(self._entries)
-                msg = (f"unknown format {name!r}; known formats: {known} (installed plugins are added "
-                       f"by modelstore.refresh_backends())")
+                msg = (
+                    f"unknown format {name!r}; known formats: {known} (installed plugins are added "
+                    f"by modelstore.refresh_backends())"
+                )
                 raise FormatError(msg)
             if name not in self._instances:
                 entry = self._entries[name]
@@ -153,7 +177,9 @@ class Registry:
             f"supported: torch modules and dicts of tensors, scikit-learn estimators, Keras models "
             f"(formats: {', '.join(self._entries)})"
         )
-        hint = next((h for h in (self.get(n).object_hint(obj) for n in list(self._entries)) if h), None)
+        hint = next(
+            (h for h in (self.get(n).object_hint(obj) for n in list(self._entries)) if h), None
+        )
         if hint and action == "save":
             msg = f"a {type(obj).__qualname__} cannot be saved as a model: {hint}"
         raise UnsupportedModelError(msg)
@@ -191,7 +217,9 @@ class Registry:
                 folder = _dist_folder(dist)
                 if folder is None:
                     for ep in points:
-                        _warn(f"modelstore backend plugin {ep.value} was skipped: {_not_installed(dist)}")
+                        _warn(
+                            f"modelstore backend plugin {ep.value} was skipped: {_not_installed(dist)}"
+                        )
                     continue
                 key = _dist_key(dist)
                 if key in seen:
@@ -209,10 +237,14 @@ class Registry:
         try:
             instance = _instantiate(_load_entry_point(ep.value))
         except Exception as e:  # a broken or refused plugin must not break modelstore
-            _warn(f"modelstore backend plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
+            _warn(
+                f"modelstore backend plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}"
+            )
             return None
         if instance.name in self._entries:
-            _warn(f"modelstore backend plugin {ep.value} is named {instance.name!r}, which is taken; it was ignored")
+            _warn(
+                f"modelstore backend plugin {ep.value} is named {instance.name!r}, which is taken; it was ignored"
+            )
             return None
         self._plugins[ep.value] = instance.name
         self._entries[instance.name] = instance
@@ -247,9 +279,11 @@ def _dist_folder(dist: Any) -> Path | None:
 def _not_installed(dist: Any) -> str:
     path = getattr(dist, "_path", None)  # PathDistribution's folder; other kinds have none
     where = os.path.abspath(str(path)) if path is not None else "(no folder)"
-    return (f"its metadata {where} is not in an installed location (site-packages or the standard "
-            f"library), so it may be a file beside a model rather than a package you installed; "
-            f"install it with pip to use it")
+    return (
+        f"its metadata {where} is not in an installed location (site-packages or the standard "
+        f"library), so it may be a file beside a model rather than a package you installed; "
+        f"install it with pip to use it"
+    )
 
 
 def _dist_key(dist: Any) -> str:
@@ -284,16 +318,22 @@ def _instantiate(backend: Any) -> Backend:
         backend = _import(backend)
     instance = backend() if isinstance(backend, type) else backend
     if not isinstance(instance, Backend):
-        raise RegistryError(f"{backend!r} is not a modelstore Backend (subclass modelstore.backends.Backend)")
+        raise RegistryError(
+            f"{backend!r} is not a modelstore Backend (subclass modelstore.backends.Backend)"
+        )
     if not instance.name or not instance.name.replace("_", "").isalnum():
         raise RegistryError(f"backend {type(instance).__name__} needs a short lowercase name")
     if any(not s.startswith(".") for s in instance.suffixes):
         raise RegistryError(f"backend {instance.name!r}: suffixes must start with a dot")
     if type(instance).__module__.split(".")[0] != "modelstore":
-        claimed = [s for s in instance.suffixes if any(s.lower().endswith(r) for r in RESERVED_SUFFIXES)]
+        claimed = [
+            s for s in instance.suffixes if any(s.lower().endswith(r) for r in RESERVED_SUFFIXES)
+        ]
         if claimed:
-            msg = (f"backend {instance.name!r} claims {', '.join(claimed)}, which modelstore reserves "
-                   f"for its own files ({', '.join(RESERVED_SUFFIXES)}); choose another suffix")
+            msg = (
+                f"backend {instance.name!r} claims {', '.join(claimed)}, which modelstore reserves "
+                f"for its own files ({', '.join(RESERVED_SUFFIXES)}); choose another suffix"
+            )
             raise RegistryError(msg)
     if type(instance.priority) is not int:
         raise RegistryError(f"backend {instance.name!r}: priority must be an int")

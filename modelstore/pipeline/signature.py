@@ -48,9 +48,16 @@ class VerifiedSignature:
 
 
 def result(v: core.Verified) -> VerifiedSignature:
-    return VerifiedSignature(path=str(v.model.path), signature=str(v.signature), signer=v.signer,
-                             key_id=v.key_id, files=tuple(v.files), digests=dict(v.digests), method=v.method,
-                             hash_type=v.hash_type)
+    return VerifiedSignature(
+        path=str(v.model.path),
+        signature=str(v.signature),
+        signer=v.signer,
+        key_id=v.key_id,
+        files=tuple(v.files),
+        digests=dict(v.digests),
+        method=v.method,
+        hash_type=v.hash_type,
+    )
 
 
 def model_files(path: Path, signature: Path | None, *, signing: bool = False) -> core.ModelFiles:
@@ -99,12 +106,18 @@ def verified(path: Any, *, signed_by: Any, signature: Any = None) -> Iterator[co
 
 
 @contextlib.contextmanager
-def fetched_with_signature(uri: str, signature: Any, storage_options: dict[str, Any] | None,
-                           fmt: str | None) -> Iterator[tuple[Path, Path, str]]:
+def fetched_with_signature(
+    uri: str, signature: Any, storage_options: dict[str, Any] | None, fmt: str | None
+) -> Iterator[tuple[Path, Path, str]]:
     """A remote model's files in a private folder, and its signature (``URI.sig`` unless
     ``signature`` names another local path or URI): yields ``(local, local signature, shown)``."""
-    sig_uri = os.fspath(signature) if signature is not None else uri.rstrip("/") + core.SIGNATURE_SUFFIX
-    with locate.fetched(uri, storage_options, fmt) as (local, shown), remote.scratch("sig") as sig_dir:
+    sig_uri = (
+        os.fspath(signature) if signature is not None else uri.rstrip("/") + core.SIGNATURE_SUFFIX
+    )
+    with (
+        locate.fetched(uri, storage_options, fmt) as (local, shown),
+        remote.scratch("sig") as sig_dir,
+    ):
         yield local, _download_signature(sig_uri, storage_options, sig_dir / "model.sig"), shown
 
 
@@ -117,8 +130,10 @@ def _download_signature(sig: str, storage_options: dict[str, Any] | None, dest: 
         with fs.open(rpath, "rb") as f:
             data = f.read(core.MAX_BUNDLE + 1)
     except FileNotFoundError:
-        raise SignatureError(f"{uri}: no signature here; sign the model (ms.sign) and upload the bundle beside it, "
-                             f"or pass signature=") from None
+        raise SignatureError(
+            f"{uri}: no signature here; sign the model (ms.sign) and upload the bundle beside it, "
+            f"or pass signature="
+        ) from None
     except OSError as e:
         raise SignatureError(f"{uri}: cannot read the signature ({e})") from None
     dest.write_bytes(data)

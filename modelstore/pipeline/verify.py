@@ -24,8 +24,14 @@ from ..storage.remote import scratch
 from .read import reading
 
 
-def checksum(f: Path, backend: Backend, meta: dict[str, Any] | None, computed: str | None,
-             where: str, shown: str | None = None) -> dict[str, Any] | None:
+def checksum(
+    f: Path,
+    backend: Backend,
+    meta: dict[str, Any] | None,
+    computed: str | None,
+    where: str,
+    shown: str | None = None,
+) -> dict[str, Any] | None:
     """The payload against the checksum its metadata records (if it records one); returns the
     metadata to use. A sidecar that does not match a file whose own checks show it whole
     (another tool rewrote it) is stale, not damage: a warning, and the file's own metadata."""
@@ -42,9 +48,12 @@ def checksum(f: Path, backend: Backend, meta: dict[str, Any] | None, computed: s
             if own is None:
                 raise
             using = "the metadata recorded inside the file" if own else "no modelstore metadata"
-            _warn.warn(f"{shown or f}: {where} does not match this file: it was rewritten by another tool "
-                       f"(the file itself is whole); loading it with {using}. Save it again with "
-                       f"ms.save, or delete the sidecar", MetadataWarning)
+            _warn.warn(
+                f"{shown or f}: {where} does not match this file: it was rewritten by another tool "
+                f"(the file itself is whole); loading it with {using}. Save it again with "
+                f"ms.save, or delete the sidecar",
+                MetadataWarning,
+            )
             return own or None
     return meta
 
@@ -60,7 +69,9 @@ def pinned_copy(p: Path, pin: Any, files: list[str]) -> Iterator[Path]:
         digest = copy_hashing(p, copy)
         check_pin(p, pin, actual=digest)
         for name in files:
-            with open_confined(p.parent, name, what="the companion file", source=p, main=p) as src, \
-                    open(folder / name, "xb") as dst:
+            with (
+                open_confined(p.parent, name, what="the companion file", source=p, main=p) as src,
+                open(folder / name, "xb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
         yield copy

@@ -32,7 +32,9 @@ ATTACK = "an attack payload: it runs code, touches files or the network, or impo
 NOT_ALLOWED = "imported and run by unpickling; not on modelstore's allow-list"
 
 
-def classify(path: Path, fmt: str, streams: Iterable[tuple[str, PickleReport]], lookup: Any) -> ScanReport:
+def classify(
+    path: Path, fmt: str, streams: Iterable[tuple[str, PickleReport]], lookup: Any
+) -> ScanReport:
     """A verdict for pickle streams: unsafe if any global is outside the allow-list
     (``lookup(module, name)`` -> entry or None), if a stream uses an allowed object in a way
     the loader refuses, or if it breaks the reading rules; unknown if it could not be read."""
@@ -50,12 +52,19 @@ def classify(path: Path, fmt: str, streams: Iterable[tuple[str, PickleReport]], 
             if rep.suspicious:
                 findings.append(Finding(STRUCTURE, "critical", f"{label}: {rep.error}"))
             else:
-                findings.append(Finding(label, "warning", f"{DAMAGED}: cannot be read statically: {rep.error}"))
+                findings.append(
+                    Finding(label, "warning", f"{DAMAGED}: cannot be read statically: {rep.error}")
+                )
     for g, (module, name) in zip(globals_, pairs):
         if lookup(module, name) is None:
-            findings.append(Finding(g, "critical", ATTACK if is_attack(module, name) else NOT_ALLOWED))
-    verdict: Verdict = "unsafe" if any(f.severity == "critical" for f in findings) else (
-        "unknown" if findings else "safe")
+            findings.append(
+                Finding(g, "critical", ATTACK if is_attack(module, name) else NOT_ALLOWED)
+            )
+    verdict: Verdict = (
+        "unsafe"
+        if any(f.severity == "critical" for f in findings)
+        else ("unknown" if findings else "safe")
+    )
     return ScanReport(str(path), fmt, verdict, findings, globals_)
 
 
@@ -77,7 +86,9 @@ def enforce(report: ScanReport, trust: TrustArg) -> None:
     trusted = set() if trust is False else set(trust)
     foreign = [f.reason for f in report.findings if f.subject == FOREIGN]
     if foreign:
-        raise UnsafeModelError(f"{report.path}: {foreign[0]}. Nothing from the file was executed", [])
+        raise UnsafeModelError(
+            f"{report.path}: {foreign[0]}. Nothing from the file was executed", []
+        )
     critical = [f for f in report.findings if f.severity == "critical"]
     structure = [f.reason for f in critical if f.subject == STRUCTURE]
     blocked = [f for f in critical if f.subject != STRUCTURE and f.subject not in trusted]
@@ -106,7 +117,9 @@ def _refusal(report: ScanReport, structure: list[str], blocked: list[Finding]) -
     others = [f.subject for f in blocked if f.reason != ATTACK]
     parts = []
     if attacks:
-        parts.append(f"the file calls {', '.join(attacks)}: {ATTACK}. This is not a model; do not load it")
+        parts.append(
+            f"the file calls {', '.join(attacks)}: {ATTACK}. This is not a model; do not load it"
+        )
     if structure:
         parts.append(f"the file is crafted: {'; '.join(structure[:5])}")
     if others:
@@ -114,7 +127,9 @@ def _refusal(report: ScanReport, structure: list[str], blocked: list[Finding]) -
         for f in blocked:
             if f.reason != ATTACK:
                 by_reason.setdefault(f.reason, []).append(f.subject)
-        what = "; ".join(f"{', '.join(subjects)} ({reason})" for reason, subjects in by_reason.items())
+        what = "; ".join(
+            f"{', '.join(subjects)} ({reason})" for reason, subjects in by_reason.items()
+        )
         parts.append(f"the file references {what}")
     msg = f"{report.path}: refusing to load: {'. '.join(parts)}. Nothing from the file was executed"
     if any(s.startswith("external:") for s in others):
@@ -124,6 +139,8 @@ def _refusal(report: ScanReport, structure: list[str], blocked: list[Finding]) -
         recipe = ", ".join(repr(g) for g in others)
         msg += f". If you trust the file's author, pass trust=[{recipe}] (or trust=True to allow anything)"
         if report.format == "torch":
-            msg += (". A whole pickled module is best re-saved as weights: in the code that made "
-                    "it, ms.save(model, 'model.safetensors') and load it with model=YourClass")
+            msg += (
+                ". A whole pickled module is best re-saved as weights: in the code that made "
+                "it, ms.save(model, 'model.safetensors') and load it with model=YourClass"
+            )
     return msg

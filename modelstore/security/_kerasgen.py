@@ -87,8 +87,15 @@ REFUSED = {
     "keras.layers.FlaxLayer": "wraps an arbitrary Flax module named in the config",
 }
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
-BUILTIN_MODULES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
-                   "regularizers")
+BUILTIN_MODULES = (
+    "activations",
+    "constraints",
+    "initializers",
+    "losses",
+    "metrics",
+    "optimizers",
+    "regularizers",
+)
 #: Resolvers (a string or config in, any object out) are never modelling APIs.
 RESOLVERS = ("get", "serialize", "deserialize")
 
@@ -128,10 +135,26 @@ def _plain_dicts() -> list[dict[str, Any]]:
     from keras.src.optimizers.schedules import learning_rate_schedule
 
     legacy = dict(vars(layers))
-    legacy.update(InputLayer=layers.InputLayer, Functional=models.Functional, Model=models.Model,
-                  Sequential=models.Sequential)
-    families = [m.ALL_OBJECTS_DICT for m in (activations, initializers, regularizers, constraints, losses,
-                                             metrics, optimizers, dtype_policies, quantizers)]
+    legacy.update(
+        InputLayer=layers.InputLayer,
+        Functional=models.Functional,
+        Model=models.Model,
+        Sequential=models.Sequential,
+    )
+    families = [
+        m.ALL_OBJECTS_DICT
+        for m in (
+            activations,
+            initializers,
+            regularizers,
+            constraints,
+            losses,
+            metrics,
+            optimizers,
+            dtype_policies,
+            quantizers,
+        )
+    ]
     return [legacy, *families, dict(vars(learning_rate_schedule))]
 
 
@@ -156,7 +179,10 @@ def collect() -> dict[str, Any]:
     from keras.src import api_export
     from keras.src.saving.keras_saveable import KerasSaveable
 
-    exported = {name: _canonical(obj, api_export) for name, obj in api_export.REGISTERED_NAMES_TO_OBJS.items()}
+    exported = {
+        name: _canonical(obj, api_export)
+        for name, obj in api_export.REGISTERED_NAMES_TO_OBJS.items()
+    }
     spellings: dict[str, str] = {}
     for cls in _saveables(KerasSaveable):
         spellings[f"{cls.__module__}.{cls.__name__}"] = _canonical(cls, api_export)
@@ -165,17 +191,34 @@ def collect() -> dict[str, Any]:
         for name, obj in table.items():
             if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj)):
                 plain.setdefault(name, set()).add(_canonical(obj, api_export))
-    legacy_functions = {n: _canonical(obj, api_export) for n, obj in _plain_dicts()[0].items()
-                        if not n.startswith("_") and inspect.isfunction(obj)}
-    canon = set(exported.values()) | set(spellings.values()) | {c for cs in plain.values() for c in cs}
+    legacy_functions = {
+        n: _canonical(obj, api_export)
+        for n, obj in _plain_dicts()[0].items()
+        if not n.startswith("_") and inspect.isfunction(obj)
+    }
+    canon = (
+        set(exported.values()) | set(spellings.values()) | {c for cs in plain.values() for c in cs}
+    )
     allowed = {c for c in canon if allowed_group(c) is not None}
     for name in sorted(allowed):
         obj = api_export.get_symbol_from_name(name)
-        source = inspect.getsource(obj.from_config) if inspect.isclass(obj) and hasattr(obj, "from_config") else ""
+        source = (
+            inspect.getsource(obj.from_config)
+            if inspect.isclass(obj) and hasattr(obj, "from_config")
+            else ""
+        )
         if "safe_mode" in source:  # safe mode must matter only for what we refuse
-            raise AssertionError(f"{name}.from_config consults safe mode; review it before allowing it")
-    return {"version": keras.__version__, "exported": exported, "spellings": spellings, "plain": plain,
-            "allowed": allowed, "legacy_functions": legacy_functions}
+            raise AssertionError(
+                f"{name}.from_config consults safe mode; review it before allowing it"
+            )
+    return {
+        "version": keras.__version__,
+        "exported": exported,
+        "spellings": spellings,
+        "plain": plain,
+        "allowed": allowed,
+        "legacy_functions": legacy_functions,
+    }
 
 
 def _block(name: str, doc: str, items: list[str]) -> str:
@@ -192,13 +235,19 @@ def render(data: dict[str, Any]) -> str:
     plain = [f"{n}={'|'.join(sorted(cs))}" for n, cs in sorted(data["plain"].items())]
     legacy = [f"{n}={c}" for n, c in sorted(data["legacy_functions"].items())]
     families = tuple(f"keras.{m}." for m in BUILTIN_MODULES)
-    builtin_refused = [n for n, c in sorted(data["exported"].items())
-                       if n.startswith(families) and n.count(".") == 2 and c not in known]
+    builtin_refused = [
+        n
+        for n, c in sorted(data["exported"].items())
+        if n.startswith(families) and n.count(".") == 2 and c not in known
+    ]
     groups: dict[str, list[str]] = {}
     for c in sorted(data["allowed"]):
         groups.setdefault(str(allowed_group(c)), []).append(c)
-    reasons = {**EXPORTED_GROUPS, **EXPORTED_SINGLES,
-               **{f"keras.src.{k}": v for k, v in SRC_PACKAGES.items()}}
+    reasons = {
+        **EXPORTED_GROUPS,
+        **EXPORTED_SINGLES,
+        **{f"keras.src.{k}": v for k, v in SRC_PACKAGES.items()},
+    }
     lines = [
         '"""The Keras objects a model config may name: data generated from the installed Keras.',
         "",
@@ -224,17 +273,37 @@ def render(data: dict[str, Any]) -> str:
         "ALLOWED_BY_GROUP: dict[str, str] = {",
     ]
     for group, names in groups.items():
-        body = textwrap.fill(" ".join(names), width=92, break_long_words=False, break_on_hyphens=False)
+        body = textwrap.fill(
+            " ".join(names), width=92, break_long_words=False, break_on_hyphens=False
+        )
         lines.append(f'    {group!r}: """\n{textwrap.indent(body, "        ")}\n    """,')
     lines += ["}", ""]
     out = "\n".join(lines) + "\n"
-    out += _block("_ALIASES", "Other spellings (exported aliases, ``cls.__module__.cls.__name__``) of known names.",
-                  aliased) + "\n"
-    out += _block("_PLAIN", "Plain names Keras looks up in its dictionaries, ``=canonical[|canonical]``.", plain)
-    out += "\n" + _block("_BUILTIN_REFUSED", "Exported names Keras searches for ``module='builtins'`` "
-                          "functions that are not allowed (so that route cannot skip them).", builtin_refused)
-    out += "\n" + _block("_LEGACY_FUNCTIONS", "Functions Keras' legacy H5 reader substitutes for a string "
-                          "naming them in a layer's config.", legacy)
+    out += (
+        _block(
+            "_ALIASES",
+            "Other spellings (exported aliases, ``cls.__module__.cls.__name__``) of known names.",
+            aliased,
+        )
+        + "\n"
+    )
+    out += _block(
+        "_PLAIN",
+        "Plain names Keras looks up in its dictionaries, ``=canonical[|canonical]``.",
+        plain,
+    )
+    out += "\n" + _block(
+        "_BUILTIN_REFUSED",
+        "Exported names Keras searches for ``module='builtins'`` "
+        "functions that are not allowed (so that route cannot skip them).",
+        builtin_refused,
+    )
+    out += "\n" + _block(
+        "_LEGACY_FUNCTIONS",
+        "Functions Keras' legacy H5 reader substitutes for a string "
+        "naming them in a layer's config.",
+        legacy,
+    )
     return out
 
 

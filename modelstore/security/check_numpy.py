@@ -30,12 +30,18 @@ def _np() -> Any:
 
 
 def _int(v: Any) -> bool:
-    return type(v) is int or (hasattr(v, "dtype") and getattr(v, "shape", None) == () and v.dtype.kind in "iu")
+    return type(v) is int or (
+        hasattr(v, "dtype") and getattr(v, "shape", None) == () and v.dtype.kind in "iu"
+    )
 
 
 def check_shape(st: LoadState, shape: Any, what: str) -> int:
     """A tuple of sane non-negative ints; returns the element count."""
-    if not isinstance(shape, tuple) or len(shape) > MAX_DIMS or not all(_int(d) and 0 <= int(d) for d in shape):
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > MAX_DIMS
+        or not all(_int(d) and int(d) >= 0 for d in shape)
+    ):
         raise st.refuse(f"{what} has a malformed shape {str(shape)[:80]}")
     n = 1
     for d in shape:
@@ -67,7 +73,9 @@ def call_dtype(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     if isinstance(code, bytes):
         code = code.decode("ascii", "replace")
     if not isinstance(code, str) or not _CODE.match(code):
-        raise st.refuse(f"numpy.dtype called with {type(args[0]).__name__} {str(args[0])[:40]!r}, not a type code")
+        raise st.refuse(
+            f"numpy.dtype called with {type(args[0]).__name__} {str(args[0])[:40]!r}, not a type code"
+        )
     align = bool(args[1]) if len(args) > 1 and isinstance(args[1], (bool, int)) else False
     try:
         result = np.dtype(code, align, True)
@@ -92,7 +100,11 @@ def _candidate(st: LoadState, target: Any, state: Any) -> Any:
         check_shape(st, subarray[1], "a sub-array dtype")
         return np.dtype((base, subarray[1]))
     if names is not None or fields is not None:
-        if not (isinstance(names, tuple) and isinstance(fields, dict) and all(type(n) is str for n in names)):
+        if not (
+            isinstance(names, tuple)
+            and isinstance(fields, dict)
+            and all(type(n) is str for n in names)
+        ):
             raise st.refuse("a structured dtype state with malformed names or fields")
         formats, offsets, titles = [], [], []
         for n in names:
@@ -102,7 +114,12 @@ def _candidate(st: LoadState, target: Any, state: Any) -> Any:
             formats.append(dtype_in_use(st, spec[0], "a field's dtype"))
             offsets.append(int(spec[1]))
             titles.append(spec[2] if len(spec) == 3 else None)
-        desc: dict[str, Any] = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": int(elsize)}
+        desc: dict[str, Any] = {
+            "names": list(names),
+            "formats": formats,
+            "offsets": offsets,
+            "itemsize": int(elsize),
+        }
         if any(t is not None for t in titles):
             desc["titles"] = titles
         return np.dtype(desc, align=bool(int(flags) & 0x80))
@@ -112,15 +129,28 @@ def _candidate(st: LoadState, target: Any, state: Any) -> Any:
         cand = np.dtype(f"{kind}{size}")
     elif kind in "Mm":
         meta = state[8] if len(state) == 9 else None
-        if not (isinstance(meta, tuple) and len(meta) == 2 and meta[0] is None and isinstance(meta[1], tuple)
-                and len(meta[1]) == 4):
+        if not (
+            isinstance(meta, tuple)
+            and len(meta) == 2
+            and meta[0] is None
+            and isinstance(meta[1], tuple)
+            and len(meta[1]) == 4
+        ):
             raise st.refuse("a datetime dtype state with malformed metadata")
         unit, num, den, events = meta[1]
-        if not (isinstance(unit, bytes) and unit.isascii() and _int(num) and 0 < num < 1 << 31
-                and den == 1 and events == 1):
+        if not (
+            isinstance(unit, bytes)
+            and unit.isascii()
+            and _int(num)
+            and 0 < num < 1 << 31
+            and den == 1
+            and events == 1
+        ):
             raise st.refuse("a datetime dtype state with a malformed unit")
         text = unit.decode()
-        cand = np.dtype(f"{kind}8" if text == "generic" else f"{kind}8[{num if num != 1 else ''}{text}]")
+        cand = np.dtype(
+            f"{kind}8" if text == "generic" else f"{kind}8[{num if num != 1 else ''}{text}]"
+        )
     else:
         cand = np.dtype(target.str)
     if endian in "<>" and cand.byteorder not in ("|",):
@@ -138,7 +168,11 @@ def build_dtype(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         raise
     except (TypeError, ValueError) as e:
         raise st.refuse(f"a dtype state numpy itself would not build ({str(e)[:120]})") from None
-    if type(cand) is not type(target) or cand.itemsize != target.itemsize or cand.__reduce__()[2] != state:
+    if (
+        type(cand) is not type(target)
+        or cand.itemsize != target.itemsize
+        or cand.__reduce__()[2] != state
+    ):
         raise st.refuse(f"a dtype state that disagrees with the dtype it describes ({cand})")
     target.__setstate__(state)
     if target != cand or target.flags != cand.flags or target.itemsize != cand.itemsize:
@@ -156,16 +190,25 @@ def _array_classes() -> tuple[Any, ...]:
 
 def call_reconstruct(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     """``_reconstruct(ndarray, (0,), b'b')``: the empty array numpy's BUILD then fills."""
-    if len(args) != 3 or not any(args[0] is c for c in _array_classes()) or args[1] != (0,) \
-            or args[2] not in (b"b", "b"):
+    if (
+        len(args) != 3
+        or not any(args[0] is c for c in _array_classes())
+        or args[1] != (0,)
+        or args[2] not in (b"b", "b")
+    ):
         raise st.refuse("numpy's _reconstruct called with arguments numpy never writes")
     return st.expect_build(func(args[0], (0,), b"b"))
 
 
 def call_mareconstruct(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     np = _np()
-    if len(args) != 4 or args[0] is not np.ma.MaskedArray or args[1] is not np.ndarray \
-            or args[2] != (0,) or args[3] not in (b"b", "b"):
+    if (
+        len(args) != 4
+        or args[0] is not np.ma.MaskedArray
+        or args[1] is not np.ndarray
+        or args[2] != (0,)
+        or args[3] not in (b"b", "b")
+    ):
         raise st.refuse("numpy.ma's _mareconstruct called with arguments numpy never writes")
     return st.expect_build(func(*args))
 
@@ -178,7 +221,9 @@ def check_raw(st: LoadState, shape: Any, dtype: Any, raw: Any, what: str) -> int
         if dtype.fields is not None or dtype.subdtype is not None:
             raise st.refuse(f"{what} is a structured array holding objects")
         if not isinstance(raw, list) or len(raw) != n:
-            raise st.refuse(f"{what} of {n} objects has {len(raw) if isinstance(raw, list) else 'no'} items")
+            raise st.refuse(
+                f"{what} of {n} objects has {len(raw) if isinstance(raw, list) else 'no'} items"
+            )
     elif not isinstance(raw, (bytes, bytearray)) or len(raw) != n * dtype.itemsize:
         got = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
         raise st.refuse(f"{what} needs {n * dtype.itemsize} bytes of data, the file has {got}")
@@ -186,7 +231,12 @@ def check_raw(st: LoadState, shape: Any, dtype: Any, raw: Any, what: str) -> int
 
 
 def _array_state(st: LoadState, state: Any, what: str) -> tuple[Any, ...]:
-    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and isinstance(state[3], (bool, int))):
+    if not (
+        isinstance(state, tuple)
+        and len(state) == 5
+        and state[0] == 1
+        and isinstance(state[3], (bool, int))
+    ):
         raise st.refuse(f"{what} state of an unknown layout")
     dtype = dtype_in_use(st, state[2], what)
     check_raw(st, state[1], dtype, state[4], what)
@@ -292,7 +342,11 @@ def call_generator(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
 
 def _uint_array(st: LoadState, value: Any, dtype: str, length: int, what: str) -> None:
     np = _np()
-    if not (isinstance(value, np.ndarray) and value.dtype == np.dtype(dtype) and value.shape == (length,)):
+    if not (
+        isinstance(value, np.ndarray)
+        and value.dtype == np.dtype(dtype)
+        and value.shape == (length,)
+    ):
         raise st.refuse(f"a random generator state whose {what} is not {length} x {dtype}")
     st.complete(value, "an array")
 
@@ -303,7 +357,11 @@ def _small(value: Any, bound: int) -> bool:
 
 def check_bit_state(st: LoadState, name: str, state: Any) -> None:
     """The state dict numpy's bit generators accept, with every index within its buffer."""
-    if not isinstance(state, dict) or state.get("bit_generator") != name or not isinstance(state.get("state"), dict):
+    if (
+        not isinstance(state, dict)
+        or state.get("bit_generator") != name
+        or not isinstance(state.get("state"), dict)
+    ):
         raise st.refuse(f"a malformed {name} state")
     inner = state["state"]
     if name == "MT19937":
@@ -346,7 +404,9 @@ def build_randomstate(reader: RestrictedUnpickler, target: Any, state: Any) -> A
         raise st.refuse("a RandomState state that is not a dict")
     name = type(target._bit_generator).__name__
     check_bit_state(st, name, {k: v for k, v in state.items() if k not in ("has_gauss", "gauss")})
-    if not (_small(state.get("has_gauss", 0), 2) and isinstance(state.get("gauss", 0.0), (float, int))):
+    if not (
+        _small(state.get("has_gauss", 0), 2) and isinstance(state.get("gauss", 0.0), (float, int))
+    ):
         raise st.refuse("a RandomState state with a malformed cached gaussian")
     target.__setstate__(state)
     return target
@@ -366,7 +426,11 @@ def _check_seed_state(st: LoadState, state: Any) -> None:
     if not (_small(pool_size, 1 << 16) and int(pool_size) >= 4):
         raise st.refuse("a SeedSequence with a malformed pool size")
     _uint_array(st, pool, "uint32", int(pool_size), "pool")
-    if not (_small(spawned, 1 << 62) and isinstance(spawn_key, tuple) and all(_small(k, 1 << 64) for k in spawn_key)):
+    if not (
+        _small(spawned, 1 << 62)
+        and isinstance(spawn_key, tuple)
+        and all(_small(k, 1 << 64) for k in spawn_key)
+    ):
         raise st.refuse("a SeedSequence with a malformed spawn key")
     if entropy is not None and not _small(entropy, 1 << 4096):
         if not isinstance(entropy, (list, tuple)) or not all(_small(e, 1 << 4096) for e in entropy):

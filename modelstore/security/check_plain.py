@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 _BIG = (1 << 61) - 1
 _TEXT_CODECS = frozenset({"latin1", "latin-1", "iso-8859-1", "iso8859-1", "utf-8", "utf8", "ascii"})
 _FRACTION = re.compile(r"^\s*[+-]?\d{1,400}(/\d{1,400})?\s*$")
-_DECIMAL = re.compile(r"^\s*[+-]?(\d{0,400}(\.\d{0,400})?([eE][+-]?\d{1,7})?|NaN|sNaN|Infinity|Inf)\s*$", re.I)
+_DECIMAL = re.compile(
+    r"^\s*[+-]?(\d{0,400}(\.\d{0,400})?([eE][+-]?\d{1,7})?|NaN|sNaN|Infinity|Inf)\s*$", re.I
+)
 _MATERIAL = (list, tuple, set, frozenset, dict)
 
 
@@ -43,10 +45,13 @@ def _container(kind: type, keyed: bool) -> Any:
         _n_args(st, kind.__name__, args, 0, 1)
         if args:
             if not isinstance(args[0], _MATERIAL):
-                raise st.refuse(f"{kind.__name__}() of a {type(args[0]).__name__}, not a materialised container")
+                raise st.refuse(
+                    f"{kind.__name__}() of a {type(args[0]).__name__}, not a materialised container"
+                )
             if keyed:
                 check_keys(args[0].keys() if isinstance(args[0], dict) else args[0], st.where)
         return func(*args)
+
     return call
 
 
@@ -56,7 +61,9 @@ def _dict_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         src = args[0]
         if isinstance(src, dict):
             check_keys(src.keys(), st.where)
-        elif isinstance(src, (list, tuple)) and all(isinstance(p, tuple) and len(p) == 2 for p in src):
+        elif isinstance(src, (list, tuple)) and all(
+            isinstance(p, tuple) and len(p) == 2 for p in src
+        ):
             check_keys((p[0] for p in src), st.where)
         else:
             raise st.refuse(f"{func.__name__}() of a {type(src).__name__}")
@@ -75,7 +82,9 @@ def _bytes_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
             if not all(type(b) is int and 0 <= b < 256 for b in src):
                 raise st.refuse(f"{func.__name__}() of a list that is not bytes")
         elif not isinstance(src, (bytes, bytearray)):
-            raise st.refuse(f"{func.__name__}() of a {type(src).__name__} (an int would allocate that many bytes)")
+            raise st.refuse(
+                f"{func.__name__}() of a {type(src).__name__} (an int would allocate that many bytes)"
+            )
     return func(*args)
 
 
@@ -96,15 +105,20 @@ def _str(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     return func(*args)
 
 
-_ERROR_HANDLERS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass",
-                             "backslashreplace"})
+_ERROR_HANDLERS = frozenset(
+    {"strict", "ignore", "replace", "surrogateescape", "surrogatepass", "backslashreplace"}
+)
 
 
 def _text_codec(st: LoadState, what: str, args: tuple[Any, ...]) -> None:
     """``args`` is ``(encoding[, errors])``: a plain text encoding and a built-in error handler."""
     encoding, errors = args[0], (args[1] if len(args) > 1 else "strict")
-    if not isinstance(encoding, str) or encoding.lower() not in _TEXT_CODECS \
-            or not isinstance(errors, str) or errors not in _ERROR_HANDLERS:
+    if (
+        not isinstance(encoding, str)
+        or encoding.lower() not in _TEXT_CODECS
+        or not isinstance(errors, str)
+        or errors not in _ERROR_HANDLERS
+    ):
         raise st.refuse(f"{what}() with a codec that is not a plain text encoding")
 
 
@@ -125,8 +139,12 @@ def _encode(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     ``zlib_codec``/``bz2_codec`` would decompress, ``punycode`` is slow on crafted input."""
     _n_args(st, "_codecs.encode", args, 1, 3)
     encoding = args[1] if len(args) > 1 else "utf-8"
-    if not isinstance(args[0], str) or not isinstance(encoding, str) or encoding.lower() not in _TEXT_CODECS \
-            or (len(args) == 3 and args[2] != "strict"):
+    if (
+        not isinstance(args[0], str)
+        or not isinstance(encoding, str)
+        or encoding.lower() not in _TEXT_CODECS
+        or (len(args) == 3 and args[2] != "strict")
+    ):
         raise st.refuse("_codecs.encode called with a codec that is not a plain text encoding")
     return func(*args)
 
@@ -134,8 +152,15 @@ def _encode(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
 def _defaultdict(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     _n_args(st, "defaultdict", args, 0, 2)
     factory = args[0] if args else None
-    allowed = ("builtins:list", "builtins:dict", "builtins:set", "builtins:int", "builtins:float",
-               "builtins:str", "builtins:tuple")
+    allowed = (
+        "builtins:list",
+        "builtins:dict",
+        "builtins:set",
+        "builtins:int",
+        "builtins:float",
+        "builtins:str",
+        "builtins:tuple",
+    )
     if factory is not None and not any(st.is_value(factory, a) for a in allowed):
         raise st.refuse("a defaultdict whose default factory is not a builtin container")
     if len(args) == 2:
@@ -163,7 +188,9 @@ def _datetime(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     name = func.__name__
     if name == "timezone":
         _n_args(st, name, args, 1, 2)
-        if not isinstance(args[0], datetime.timedelta) or (len(args) == 2 and not isinstance(args[1], str)):
+        if not isinstance(args[0], datetime.timedelta) or (
+            len(args) == 2 and not isinstance(args[1], str)
+        ):
             raise st.refuse("timezone() of something that is not an offset")
         return func(*args)
     if name == "timedelta":
@@ -196,7 +223,9 @@ def _fraction(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     _n_args(st, "Fraction", args, 1, 2)
     if len(args) == 1 and isinstance(args[0], str):
         if not _FRACTION.match(args[0]):
-            raise st.refuse("Fraction() of text that is not a bounded ratio (exponents are refused)")
+            raise st.refuse(
+                "Fraction() of text that is not a bounded ratio (exponents are refused)"
+            )
     elif not all(type(a) is int and a.bit_length() <= 1400 for a in args):
         raise st.refuse("Fraction() of values that are not bounded integers")
     return func(*args)
@@ -230,8 +259,18 @@ def _newobj_ex(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     return st.expect_build(cls.__new__(cls))
 
 
-_BASES = ("builtins:object", "builtins:dict", "builtins:list", "builtins:set", "builtins:tuple",
-          "builtins:frozenset", "builtins:int", "builtins:float", "builtins:str", "builtins:bytes")
+_BASES = (
+    "builtins:object",
+    "builtins:dict",
+    "builtins:list",
+    "builtins:set",
+    "builtins:tuple",
+    "builtins:frozenset",
+    "builtins:int",
+    "builtins:float",
+    "builtins:str",
+    "builtins:bytes",
+)
 
 
 def _reconstructor(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
@@ -241,13 +280,17 @@ def _reconstructor(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     cls, base, state = args
     cls = _construct_class(st, cls, "copyreg._reconstructor")
     if not any(st.is_value(base, b) for b in _BASES) or not issubclass(cls, base):
-        raise st.refuse(f"copyreg._reconstructor of {cls.__qualname__} from a base it does not have")
+        raise st.refuse(
+            f"copyreg._reconstructor of {cls.__qualname__} from a base it does not have"
+        )
     if base is object:
         if state is not None:
             raise st.refuse("copyreg._reconstructor with a state for a plain object")
         return st.expect_build(object.__new__(cls))
     if type(state) is not base:
-        raise st.refuse(f"copyreg._reconstructor of a {base.__name__} subclass from a {type(state).__name__}")
+        raise st.refuse(
+            f"copyreg._reconstructor of a {base.__name__} subclass from a {type(state).__name__}"
+        )
     if isinstance(state, (dict, set, frozenset)):
         check_keys(state.keys() if isinstance(state, dict) else state, st.where)
     obj = base.__new__(cls, state)
@@ -260,7 +303,11 @@ def _partial_target(st: LoadState, func: Any) -> Any:
     import types
 
     entry = st.entry_of(func)
-    if entry is None or entry.kind != VALUE or not isinstance(func, (types.FunctionType, types.BuiltinFunctionType)):
+    if (
+        entry is None
+        or entry.kind != VALUE
+        or not isinstance(func, (types.FunctionType, types.BuiltinFunctionType))
+    ):
         name = getattr(func, "__qualname__", type(func).__name__)
         raise st.refuse(f"functools.partial over {name}, which is not an allowed pure function")
     return func
@@ -278,8 +325,12 @@ def build_partial(reader: Any, target: Any, state: Any) -> Any:
     if not (isinstance(state, tuple) and len(state) == 4):
         raise st.refuse("a functools.partial state of an unknown layout")
     fn, args, kwds, namespace = state
-    if fn is not target.func or not isinstance(args, tuple) or not (kwds is None or isinstance(kwds, dict)) \
-            or not (namespace is None or isinstance(namespace, dict)):
+    if (
+        fn is not target.func
+        or not isinstance(args, tuple)
+        or not (kwds is None or isinstance(kwds, dict))
+        or not (namespace is None or isinstance(namespace, dict))
+    ):
         raise st.refuse("a functools.partial state that changes its function or is malformed")
     for mapping in (kwds or {}, namespace or {}):
         if not all(type(k) is str for k in mapping):
@@ -289,8 +340,15 @@ def build_partial(reader: Any, target: Any, state: Any) -> Any:
 
 
 CALLS = {
-    **{f"builtins:{n}": _container(t, keyed) for n, t, keyed in (
-        ("set", set, True), ("frozenset", frozenset, True), ("list", list, False), ("tuple", tuple, False))},
+    **{
+        f"builtins:{n}": _container(t, keyed)
+        for n, t, keyed in (
+            ("set", set, True),
+            ("frozenset", frozenset, True),
+            ("list", list, False),
+            ("tuple", tuple, False),
+        )
+    },
     "builtins:dict": _dict_like,
     "builtins:bytes": _bytes_like,
     "builtins:bytearray": _bytes_like,

@@ -20,7 +20,11 @@ _MAX_DIM = 1 << 40
 
 
 def _shape_ok(shape: Any) -> bool:
-    return isinstance(shape, tuple) and len(shape) == 2 and all(_int(d) and 0 <= int(d) < _MAX_DIM for d in shape)
+    return (
+        isinstance(shape, tuple)
+        and len(shape) == 2
+        and all(_int(d) and 0 <= int(d) < _MAX_DIM for d in shape)
+    )
 
 
 def _arrays_complete(st: LoadState, obj: Any, names: tuple[str, ...]) -> None:
@@ -51,7 +55,11 @@ def check_sparse(st: LoadState, obj: Any) -> None:
                 raise st.refuse("a COO matrix with malformed coordinates")
             _arrays_complete(st, obj, ("data",))
             for c in coords:
-                if not isinstance(c, np.ndarray) or c.dtype.kind != "i" or c.shape != d["data"].shape:
+                if (
+                    not isinstance(c, np.ndarray)
+                    or c.dtype.kind != "i"
+                    or c.shape != d["data"].shape
+                ):
                     raise st.refuse("a COO matrix whose coordinates do not match its data")
                 st.complete(c, "an array")
             obj._check()
@@ -61,7 +69,12 @@ def check_sparse(st: LoadState, obj: Any) -> None:
         elif fmt == "dia":
             _arrays_complete(st, obj, ("data", "offsets"))
             data, offsets = d["data"], d["offsets"]
-            if data.ndim != 2 or offsets.ndim != 1 or offsets.dtype.kind != "i" or data.shape[0] != offsets.shape[0]:
+            if (
+                data.ndim != 2
+                or offsets.ndim != 1
+                or offsets.dtype.kind != "i"
+                or data.shape[0] != offsets.shape[0]
+            ):
                 raise st.refuse("a DIA matrix whose data and offsets disagree")
             if data.shape[1] > int(d["_shape"][1]):
                 raise st.refuse("a DIA matrix whose diagonals are longer than its shape")
@@ -74,7 +87,9 @@ def check_sparse(st: LoadState, obj: Any) -> None:
     except ModelstoreError:
         raise
     except (ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
-        raise st.refuse(f"a sparse {fmt} matrix that fails scipy's own check ({str(e)[:120]})") from None
+        raise st.refuse(
+            f"a sparse {fmt} matrix that fails scipy's own check ({str(e)[:120]})"
+        ) from None
 
 
 def _check_lil(st: LoadState, obj: Any) -> None:
@@ -95,7 +110,9 @@ def _check_lil(st: LoadState, obj: Any) -> None:
         last = -1
         for j in r:
             if type(j) is not int or not last < j < m:
-                raise st.refuse("a LIL matrix whose column indices are out of order or outside its shape")
+                raise st.refuse(
+                    "a LIL matrix whose column indices are out of order or outside its shape"
+                )
             last = j
         if not all(_scalar(x) for x in v):
             raise st.refuse("a LIL matrix whose values are not numbers")
@@ -108,15 +125,23 @@ def _check_dok(st: LoadState, obj: Any) -> None:
     if type(entries) is not dict:
         raise st.refuse("a DOK matrix without its entries")
     for key, value in entries.items():
-        if not (type(key) is tuple and len(key) == 2 and all(_int(i) for i in key)
-                and 0 <= int(key[0]) < n and 0 <= int(key[1]) < m and _scalar(value)):
+        if not (
+            type(key) is tuple
+            and len(key) == 2
+            and all(_int(i) for i in key)
+            and 0 <= int(key[0]) < n
+            and 0 <= int(key[1]) < m
+            and _scalar(value)
+        ):
             raise st.refuse("a DOK matrix with an entry outside its shape")
 
 
 def _scalar(x: Any) -> bool:
     import numpy as np
 
-    return type(x) in (int, float, bool, complex) or (isinstance(x, np.generic) and type(x).__module__ == "numpy")
+    return type(x) in (int, float, bool, complex) or (
+        isinstance(x, np.generic) and type(x).__module__ == "numpy"
+    )
 
 
 def _check_compressed(st: LoadState, obj: Any, fmt: str) -> None:
@@ -138,11 +163,18 @@ def _check_compressed(st: LoadState, obj: Any, fmt: str) -> None:
         if data.ndim != 1:
             raise st.refuse("a sparse matrix whose data are not one-dimensional")
         major, minor = (rows, cols) if fmt == "csr" else (cols, rows)
-    ok = (indices.dtype.kind == "i" and indptr.dtype.kind == "i" and indices.ndim == 1 and indptr.ndim == 1
-          and indptr.shape[0] == major + 1 and indices.shape[0] == data.shape[0]
-          and int(indptr[0]) == 0 and int(indptr[-1]) == indices.shape[0]
-          and bool(np.all(np.diff(indptr) >= 0))
-          and (indices.size == 0 or (int(indices.min()) >= 0 and int(indices.max()) < minor)))
+    ok = (
+        indices.dtype.kind == "i"
+        and indptr.dtype.kind == "i"
+        and indices.ndim == 1
+        and indptr.ndim == 1
+        and indptr.shape[0] == major + 1
+        and indices.shape[0] == data.shape[0]
+        and int(indptr[0]) == 0
+        and int(indptr[-1]) == indices.shape[0]
+        and bool(np.all(np.diff(indptr) >= 0))
+        and (indices.size == 0 or (int(indices.min()) >= 0 and int(indices.max()) < minor))
+    )
     if not ok:
         raise st.refuse(f"a sparse {fmt} matrix whose index arrays disagree with its shape or data")
 
@@ -159,9 +191,18 @@ def check_bspline(st: LoadState, obj: Any) -> None:
     st.complete(c, "an array")
     k = int(k)
     n = t.shape[0] - k - 1
-    if not (t.ndim == 1 and t.dtype == np.float64 and t.flags.c_contiguous and 0 <= k < 64 and n >= k + 1
-            and c.ndim >= 1 and c.shape[0] >= n and np.all(np.diff(t) >= 0)
-            and _int(d.get("axis", 0)) and 0 <= int(d.get("axis", 0)) < max(c.ndim, 1)):
+    if not (
+        t.ndim == 1
+        and t.dtype == np.float64
+        and t.flags.c_contiguous
+        and 0 <= k < 64
+        and n >= k + 1
+        and c.ndim >= 1
+        and c.shape[0] >= n
+        and np.all(np.diff(t) >= 0)
+        and _int(d.get("axis", 0))
+        and 0 <= int(d.get("axis", 0)) < max(c.ndim, 1)
+    ):
         raise st.refuse("a B-spline whose knots, coefficients and degree disagree")
 
 

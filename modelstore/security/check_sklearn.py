@@ -28,8 +28,15 @@ def _np() -> Any:
     return numpy
 
 
-def _array(st: LoadState, value: Any, what: str, *, dtype: Any = None, ndim: int | None = None,
-           contiguous: bool = True) -> Any:
+def _array(
+    st: LoadState,
+    value: Any,
+    what: str,
+    *,
+    dtype: Any = None,
+    ndim: int | None = None,
+    contiguous: bool = True,
+) -> Any:
     np = _np()
     if not isinstance(value, np.ndarray) or type(value) is not np.ndarray:
         raise st.refuse(f"{what} is not an array")
@@ -55,8 +62,14 @@ def _children_ok(left: Any, right: Any, n: int, leaf: Any) -> bool:
     np = _np()
     idx = np.arange(n)
     internal = ~leaf
-    return bool(np.all((left[internal] > idx[internal]) & (left[internal] < n)
-                       & (right[internal] > idx[internal]) & (right[internal] < n)))
+    return bool(
+        np.all(
+            (left[internal] > idx[internal])
+            & (left[internal] < n)
+            & (right[internal] > idx[internal])
+            & (right[internal] < n)
+        )
+    )
 
 
 # -- sklearn.tree._tree.Tree --------------------------------------------------------------------
@@ -70,7 +83,11 @@ def call_tree(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     n_features = _count(st, args[0], "a tree's feature count", 1)
     n_outputs = _count(st, args[2], "a tree's output count", 1, 1 << 20)
     classes = _array(st, args[1], "a tree's class counts", ndim=1)
-    if classes.dtype.kind not in "iu" or classes.shape != (n_outputs,) or not np.all((classes >= 1) & (classes < _MAX)):
+    if (
+        classes.dtype.kind not in "iu"
+        or classes.shape != (n_outputs,)
+        or not np.all((classes >= 1) & (classes < _MAX))
+    ):
         raise st.refuse("a tree whose class counts do not match its outputs")
     if n_outputs * int(classes.max()) >= _MAX:
         raise st.refuse("a tree whose value stride overflows")
@@ -83,7 +100,9 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
 
     st = reader.state
     np = _np()
-    if not isinstance(state, dict) or not {"max_depth", "node_count", "nodes", "values"} <= set(state):
+    if not isinstance(state, dict) or not {"max_depth", "node_count", "nodes", "values"} <= set(
+        state
+    ):
         raise st.refuse("a decision tree state without its nodes")
     nodes = _array(st, state["nodes"], "a tree's nodes", dtype=NODE_DTYPE, ndim=1)
     n = _count(st, state["node_count"], "a tree's node count", 1)
@@ -95,10 +114,15 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         raise st.refuse("a tree whose value array does not match its nodes and outputs")
     left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
     leaf = left == -1
-    if not (np.all(right[leaf] == -1) and _children_ok(left, right, n, leaf)
-            and np.all((feature[~leaf] >= 0) & (feature[~leaf] < target.n_features))
-            and np.all(nodes["missing_go_to_left"] <= 1)):
-        raise st.refuse("a decision tree whose nodes point outside the tree, back up it, or at features it does not have")
+    if not (
+        np.all(right[leaf] == -1)
+        and _children_ok(left, right, n, leaf)
+        and np.all((feature[~leaf] >= 0) & (feature[~leaf] < target.n_features))
+        and np.all(nodes["missing_go_to_left"] <= 1)
+    ):
+        raise st.refuse(
+            "a decision tree whose nodes point outside the tree, back up it, or at features it does not have"
+        )
     target.__setstate__(state)
     return target
 
@@ -130,11 +154,19 @@ def call_newobj(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     metric, which must then receive its state."""
     bases, pyfunc = _metric_base()
     cls = args[0] if len(args) == 1 else None
-    ok = isinstance(cls, type) and st.entry_of(cls) is not None and (
-        cls in _binary_tree_classes() or (issubclass(cls, bases) and not issubclass(cls, pyfunc)))
+    ok = (
+        isinstance(cls, type)
+        and st.entry_of(cls) is not None
+        and (
+            cls in _binary_tree_classes()
+            or (issubclass(cls, bases) and not issubclass(cls, pyfunc))
+        )
+    )
     if not ok:
-        raise st.refuse(f"newObj called on {getattr(cls, '__qualname__', type(cls).__name__)}, not a "
-                        "neighbour tree or built-in distance metric")
+        raise st.refuse(
+            f"newObj called on {getattr(cls, '__qualname__', type(cls).__name__)}, not a "
+            "neighbour tree or built-in distance metric"
+        )
     return st.expect_build(func(cls), required=True)
 
 
@@ -149,7 +181,10 @@ def build_metric(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         raise st.refuse("a distance metric with a malformed p")
     vec = _array(st, vec, "a distance metric's weights", ndim=1)
     mat = _array(st, mat, "a distance metric's matrix", ndim=2)
-    if vec.dtype not in (np.dtype(dt), np.dtype("float64")) or mat.dtype not in (np.dtype(dt), np.dtype("float64")):
+    if vec.dtype not in (np.dtype(dt), np.dtype("float64")) or mat.dtype not in (
+        np.dtype(dt),
+        np.dtype("float64"),
+    ):
         raise st.refuse("a distance metric with arrays of the wrong dtype")
     name = type(target).__name__
     if name.startswith("Mahalanobis") and not (mat.shape[0] == mat.shape[1] == vec.shape[0]):
@@ -190,9 +225,13 @@ def build_binary_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> A
         _count(st, state[i], "a neighbour tree's counter", 0, 1 << 62)
     if node_data.shape[0] != n_nodes or n_nodes != 2**n_levels - 1:
         raise st.refuse("a neighbour tree whose node count disagrees with its depth")
-    start, end, leaf = node_data["idx_start"], node_data["idx_end"], node_data["is_leaf"].astype(bool)
+    start, end, leaf = (
+        node_data["idx_start"],
+        node_data["idx_end"],
+        node_data["is_leaf"].astype(bool),
+    )
     inner = np.nonzero(~leaf)[0]
-    if not (np.all((0 <= start) & (start <= end) & (end <= n)) and np.all(2 * inner + 2 < n_nodes)):
+    if not (np.all((start >= 0) & (start <= end) & (end <= n)) and np.all(2 * inner + 2 < n_nodes)):
         raise st.refuse("a neighbour tree whose nodes point outside its data or its node array")
     bounds = _array(st, state[3], "a neighbour tree's bounds", ndim=3)
     kd = type(target).__name__ == "KDTree"
@@ -204,7 +243,9 @@ def build_binary_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> A
         raise st.refuse("a neighbour tree whose distance metric is not a built-in metric")
     st.complete(metric, "a distance metric")
     dims = metric_dims(metric)
-    if (dims is not None and dims != d) or (type(metric).__name__.startswith("Haversine") and d != 2):
+    if (dims is not None and dims != d) or (
+        type(metric).__name__.startswith("Haversine") and d != 2
+    ):
         raise st.refuse("a neighbour tree whose distance metric is sized for other data")
     if len(state) == 13 and state[12] is not None:
         weights = _array(st, state[12], "a neighbour tree's sample weights", ndim=1)
@@ -218,8 +259,11 @@ def build_binary_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> A
 
 
 def _plain_numbers(values: Any) -> bool:
-    return isinstance(values, tuple) and len(values) <= 8 and all(
-        v is None or (isinstance(v, (bool, int, float)) and abs(v) < 1e300) for v in values)
+    return (
+        isinstance(values, tuple)
+        and len(values) <= 8
+        and all(v is None or (isinstance(v, (bool, int, float)) and abs(v) < 1e300) for v in values)
+    )
 
 
 def call_cython_value_class(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
@@ -233,9 +277,15 @@ def call_cython_unpickle(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any
     """``__pyx_unpickle_X(X, checksum, state-or-None)`` of a Cython class whose state is
     numbers (a state that comes later by BUILD is checked there)."""
     name = func.__name__.removeprefix("__pyx_unpickle_")
-    if not (len(args) == 3 and isinstance(args[0], type) and args[0].__name__ == name
-            and args[0].__module__ == func.__module__ and st.entry_of(args[0]) is not None
-            and _int(args[1]) and (args[2] is None or _plain_numbers(args[2]))):
+    if not (
+        len(args) == 3
+        and isinstance(args[0], type)
+        and args[0].__name__ == name
+        and args[0].__module__ == func.__module__
+        and st.entry_of(args[0]) is not None
+        and _int(args[1])
+        and (args[2] is None or _plain_numbers(args[2]))
+    ):
         raise st.refuse(f"{func.__name__} called with arguments scikit-learn never writes")
     result = func(*args)
     return st.expect_build(result) if args[2] is None else result

@@ -122,8 +122,11 @@ def _hf_root(real_base: Path, real: Path) -> Path | None:
     for folder in (real_base, *real_base.parents):
         if folder.parent.name == "snapshots":
             repo = folder.parent.parent
-            if (_HF_REPO.fullmatch(repo.name) and real.parent == repo / "blobs"
-                    and _HASH.fullmatch(real.name)):
+            if (
+                _HF_REPO.fullmatch(repo.name)
+                and real.parent == repo / "blobs"
+                and _HASH.fullmatch(real.name)
+            ):
                 return repo
             return None
     return None
@@ -150,19 +153,38 @@ def _real(real_base: str, parts: tuple[str, ...]) -> tuple[str, os.stat_result |
     return os.path.realpath(os.path.join(real_base, *parts)), None
 
 
-def _resolve(base: str | os.PathLike[str], name: object, *, what: str, source: object, main: Path | None,
-             hf_cache: bool, kind: Kind, todo: str | None = None) -> tuple[Path, Path, os.stat_result]:
+def _resolve(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    source: object,
+    main: Path | None,
+    hf_cache: bool,
+    kind: Kind,
+    todo: str | None = None,
+) -> tuple[Path, Path, os.stat_result]:
     """(real path, real folder it was checked against, its stat)."""
     try:
-        return _resolve_checked(base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind=kind)
+        return _resolve_checked(
+            base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind=kind
+        )
     except ConfinementError as e:
         if todo is None:
             raise
         raise ConfinementError(e.detail, todo) from None
 
 
-def _resolve_checked(base: str | os.PathLike[str], name: object, *, what: str, source: object,
-                     main: Path | None, hf_cache: bool, kind: Kind) -> tuple[Path, Path, os.stat_result]:
+def _resolve_checked(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    source: object,
+    main: Path | None,
+    hf_cache: bool,
+    kind: Kind,
+) -> tuple[Path, Path, os.stat_result]:
     parts = check_name(name, what=what, source=source)
     base_s = os.fspath(base)
     real_base = os.path.realpath(base_s)  # the caller's folder: its own links are the caller's
@@ -171,23 +193,41 @@ def _resolve_checked(base: str | os.PathLike[str], name: object, *, what: str, s
     if not _inside(real, real_base):
         hf = _hf_root(Path(real_base), Path(real)) if hf_cache else None
         if hf is None:
-            raise _refuse(source, what, name, f"is a link (or passes through a linked folder) leading "
-                          f"outside {base_s} (to {real})", "Copy the file itself into the folder if you trust it")
+            raise _refuse(
+                source,
+                what,
+                name,
+                f"is a link (or passes through a linked folder) leading "
+                f"outside {base_s} (to {real})",
+                "Copy the file itself into the folder if you trust it",
+            )
         root = str(hf)
     if _kernel(real):
-        raise _refuse(source, what, name, f"leads into {real}, kernel state rather than a file",
-                      "A model's files are ordinary files in its folder")
+        raise _refuse(
+            source,
+            what,
+            name,
+            f"leads into {real}, kernel state rather than a file",
+            "A model's files are ordinary files in its folder",
+        )
     if st is None:
         try:
             st = os.stat(real)
-        except (FileNotFoundError, NotADirectoryError):  # a file where a folder would be: no such path
+        except (
+            FileNotFoundError,
+            NotADirectoryError,
+        ):  # a file where a folder would be: no such path
             lexical = os.path.join(base_s, *parts)
             if os.path.lexists(lexical):
-                raise _refuse(source, what, name, "is a broken link", "Replace it with the file itself") from None
+                raise _refuse(
+                    source, what, name, "is a broken link", "Replace it with the file itself"
+                ) from None
             msg = f"{source or base_s}: {what} {name!r} does not exist in {base_s}"
             raise ModelNotFoundError(errno.ENOENT, msg, lexical) from None
         except OSError as e:  # a link loop (ELOOP), a name too long for this file system
-            raise _refuse(source, what, name, f"cannot be resolved ({e.strerror})", _FIX_NAME) from None
+            raise _refuse(
+                source, what, name, f"cannot be resolved ({e.strerror})", _FIX_NAME
+            ) from None
     _check_stat(st, kind, source=source, what=what, name=name)
     if main is not None and kind == "file" and _same(st, main):
         raise _refuse(source, what, name, "is the model file itself", _FIX_NAME)
@@ -204,20 +244,50 @@ def _same(st: os.stat_result, main: Path) -> bool:
 def _check_stat(st: os.stat_result, kind: Kind, *, source: object, what: str, name: object) -> None:
     if kind == "dir":
         if not stat.S_ISDIR(st.st_mode):
-            raise _refuse(source, what, name, "is not a folder", "Remove it; the store entry is damaged")
+            raise _refuse(
+                source, what, name, "is not a folder", "Remove it; the store entry is damaged"
+            )
         return
     if not stat.S_ISREG(st.st_mode):
-        kind_of = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                   else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if
-                   stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
-        raise _refuse(source, what, name, f"is {kind_of}, not a regular file", "Replace it with the file itself")
+        kind_of = (
+            "a folder"
+            if stat.S_ISDIR(st.st_mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "not a regular file"
+        )
+        raise _refuse(
+            source,
+            what,
+            name,
+            f"is {kind_of}, not a regular file",
+            "Replace it with the file itself",
+        )
     if st.st_nlink > 1:
-        raise _refuse(source, what, name, f"has {st.st_nlink - 1} other hard link(s), so it may be a file "
-                      f"from elsewhere", "Copy it (cp, not ln) into the folder if you trust it")
+        raise _refuse(
+            source,
+            what,
+            name,
+            f"has {st.st_nlink - 1} other hard link(s), so it may be a file from elsewhere",
+            "Copy it (cp, not ln) into the folder if you trust it",
+        )
 
 
-def confine(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
-            main: Path | None = None, hf_cache: bool = False, kind: Kind = "file", todo: str | None = None) -> Path:
+def confine(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    source: object = None,
+    main: Path | None = None,
+    hf_cache: bool = False,
+    kind: Kind = "file",
+    todo: str | None = None,
+) -> Path:
     """The real path of ``name`` inside the folder ``base`` after every check in the module
     docstring, or ConfinementError (ModelNotFoundError if it does not exist).
 
@@ -227,18 +297,29 @@ def confine(base: str | os.PathLike[str], name: object, *, what: str, source: ob
     ``kind="dir"`` checks a folder (links leading out and non-folders refused); ``todo``
     replaces the advice that ends a refusal.
     """
-    return _resolve(base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind=kind, todo=todo)[0]
+    return _resolve(
+        base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind=kind, todo=todo
+    )[0]
 
 
-def open_confined(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
-                  main: Path | None = None, hf_cache: bool = False, todo: str | None = None) -> BinaryIO:
+def open_confined(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    source: object = None,
+    main: Path | None = None,
+    hf_cache: bool = False,
+    todo: str | None = None,
+) -> BinaryIO:
     """:func:`confine`, then open the checked path without following any link and check
     the descriptor itself (a regular file, no other hard links, not the main file). A file
     swapped for a link after the check fails the open; a file replaced by another (a
     concurrent save renames a new one in) is judged by the same rules on what was opened.
     Returns a binary file object to close."""
-    real, root, _ = _resolve(base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind="file",
-                             todo=todo)
+    real, root, _ = _resolve(
+        base, name, what=what, source=source, main=main, hf_cache=hf_cache, kind="file", todo=todo
+    )
     try:
         fd = _open_below(root, real)
     except FileNotFoundError:
@@ -246,9 +327,16 @@ def open_confined(base: str | os.PathLike[str], name: object, *, what: str, sour
         raise ModelNotFoundError(errno.ENOENT, msg, str(real)) from None
     except OSError as e:  # ELOOP / ENOTDIR: a component became a link after the check
         if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-            raise _refuse(source, what, name, "was replaced by a link while it was opened",
-                          "Someone is changing the folder; load it again when it is quiet") from None
-        raise StorageError(e.errno or errno.EIO, f"{real}: cannot read {what}: {e.strerror}", str(real)) from None
+            raise _refuse(
+                source,
+                what,
+                name,
+                "was replaced by a link while it was opened",
+                "Someone is changing the folder; load it again when it is quiet",
+            ) from None
+        raise StorageError(
+            e.errno or errno.EIO, f"{real}: cannot read {what}: {e.strerror}", str(real)
+        ) from None
     try:
         now = os.fstat(fd)
         _check_stat(now, "file", source=source, what=what, name=name)
@@ -260,25 +348,47 @@ def open_confined(base: str | os.PathLike[str], name: object, *, what: str, sour
         raise
 
 
-def read_confined(base: str | os.PathLike[str], name: object, *, what: str, max_bytes: int, source: object = None,
-                  main: Path | None = None, hf_cache: bool = False, todo: str | None = None) -> bytes:
+def read_confined(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    max_bytes: int,
+    source: object = None,
+    main: Path | None = None,
+    hf_cache: bool = False,
+    todo: str | None = None,
+) -> bytes:
     """The bytes of a confined companion file of at most ``max_bytes`` (FormatError beyond)."""
     from ..errors import FormatError
 
-    with open_confined(base, name, what=what, source=source, main=main, hf_cache=hf_cache, todo=todo) as f:
+    with open_confined(
+        base, name, what=what, source=source, main=main, hf_cache=hf_cache, todo=todo
+    ) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise FormatError(f"{source or base}: {what} {name!r} is more than the {max_bytes} bytes such a "
-                          f"file can need; it is damaged or hostile")
+        raise FormatError(
+            f"{source or base}: {what} {name!r} is more than the {max_bytes} bytes such a "
+            f"file can need; it is damaged or hostile"
+        )
     return data
 
 
 def _open_below(root: Path, real: Path) -> int:
     """Open ``real`` (free of links, inside ``root``) walking from ``root`` with O_NOFOLLOW
     on every component, non-blocking (a FIFO swapped in cannot hang the open)."""
-    rel = os.fspath(real)[len(os.fspath(root)):].strip(os.sep).split(os.sep)
-    last = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    if rel == [""] or os.open not in os.supports_dir_fd or not _NOFOLLOW:  # pragma: no cover - not POSIX
+    rel = os.fspath(real)[len(os.fspath(root)) :].strip(os.sep).split(os.sep)
+    last = (
+        os.O_RDONLY
+        | _NOFOLLOW
+        | _NONBLOCK
+        | _CLOEXEC
+        | getattr(os, "O_NOCTTY", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
+    if (
+        rel == [""] or os.open not in os.supports_dir_fd or not _NOFOLLOW
+    ):  # pragma: no cover - not POSIX
         return os.open(real, last)
     dfd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:
@@ -291,8 +401,14 @@ def _open_below(root: Path, real: Path) -> int:
         os.close(dfd)
 
 
-def writable(base: str | os.PathLike[str], name: object, *, what: str, source: object = None,
-             todo: str | None = None) -> Path:
+def writable(
+    base: str | os.PathLike[str],
+    name: object,
+    *,
+    what: str,
+    source: object = None,
+    todo: str | None = None,
+) -> Path:
     """Where to write ``name`` inside ``base``: the folders on the way must be real folders
     inside it (created if missing); an existing file there is replaced, never written
     through, so the returned path's last component may be a link the caller will replace."""
@@ -307,8 +423,11 @@ def writable(base: str | os.PathLike[str], name: object, *, what: str, source: o
             except FileExistsError:
                 pass
             except OSError as e:
-                raise StorageError(e.errno or errno.EIO, f"{folder}: cannot create the folder: {e.strerror}",
-                                   str(folder)) from None
+                raise StorageError(
+                    e.errno or errno.EIO,
+                    f"{folder}: cannot create the folder: {e.strerror}",
+                    str(folder),
+                ) from None
         confine(base_p, "/".join(parts[: i + 1]), what=what, source=source, kind="dir", todo=todo)
     return folder / parts[-1]
 

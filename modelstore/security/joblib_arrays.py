@@ -12,7 +12,9 @@ from .pickle_stream import PickleStreamError
 if TYPE_CHECKING:
     from .pickle_load import RestrictedUnpickler
 
-_STATE_KEYS = frozenset({"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"})
+_STATE_KEYS = frozenset(
+    {"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"}
+)
 
 
 def _read_padding(read: Any, alignment: Any) -> None:
@@ -22,7 +24,9 @@ def _read_padding(read: Any, alignment: Any) -> None:
         raise PickleStreamError("an array with a malformed alignment", "suspicious")
     pad = read(1)[0]
     if pad > alignment:
-        raise PickleStreamError(f"an array padding of {pad} bytes for an alignment of {alignment}", "suspicious")
+        raise PickleStreamError(
+            f"an array padding of {pad} bytes for an alignment of {alignment}", "suspicious"
+        )
     if pad:
         read(pad)
 
@@ -35,7 +39,11 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     from .check_numpy import check_shape, dtype_in_use
 
     st = reader.state
-    if not isinstance(state, dict) or not set(state) <= _STATE_KEYS or not {"shape", "dtype", "order"} <= set(state):
+    if (
+        not isinstance(state, dict)
+        or not set(state) <= _STATE_KEYS
+        or not {"shape", "dtype", "order"} <= set(state)
+    ):
         raise st.refuse("a joblib array record of an unknown layout")
     if state.get("subclass") is not np.ndarray or state["order"] not in ("C", "F"):
         raise st.refuse("a joblib array record of a class or order joblib never writes")
@@ -54,9 +62,13 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     nbytes = count * dtype.itemsize
     left = reader.source.remaining()
     if left is not None and nbytes > left:
-        raise PickleStreamError(f"an array claims {nbytes} bytes but only {left} remain (truncated?)")
+        raise PickleStreamError(
+            f"an array claims {nbytes} bytes but only {left} remain (truncated?)"
+        )
     array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
-    array = array.reshape(shape[::-1]).transpose() if state["order"] == "F" else array.reshape(shape)
+    array = (
+        array.reshape(shape[::-1]).transpose() if state["order"] == "F" else array.reshape(shape)
+    )
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
     return array
@@ -70,5 +82,3 @@ def _read_all(reader: RestrictedUnpickler, nbytes: int) -> bytes:
         chunks.append(part)
         have += len(part)
     return b"".join(chunks)
-
-

@@ -42,7 +42,9 @@ class PickleFileError(Exception):
 
 def looks_like_pickle(head: bytes) -> bool:
     """Protocol 2+ pickles start with PROTO; joblib files may be compressed."""
-    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or compression_of(head) is not None
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or compression_of(
+        head
+    ) is not None
 
 
 def itemsize_of_code(code: str) -> tuple[str, int] | None:
@@ -57,7 +59,9 @@ def itemsize_of_code(code: str) -> tuple[str, int] | None:
 # -- the loader's side ------------------------------------------------------------------------
 
 
-def load_file(path: Path, trusted: list[str], where: str | None = None, limits: Limits | None = None) -> Any:
+def load_file(
+    path: Path, trusted: list[str], where: str | None = None, limits: Limits | None = None
+) -> Any:
     """Unpickle a pickle or joblib file through the restricted unpickler.
 
     Raises UnsafeModelError for anything refused or crafted (frames, trailing pickles, bombs),
@@ -83,7 +87,10 @@ def load_file(path: Path, trusted: list[str], where: str | None = None, limits: 
 
 
 def _symbolic_code(dtype: Any) -> str | None:
-    if not isinstance(dtype, Call) or dtype.func_name not in ("numpy.dtype", "numpy.core.multiarray.dtype"):
+    if not isinstance(dtype, Call) or dtype.func_name not in (
+        "numpy.dtype",
+        "numpy.core.multiarray.dtype",
+    ):
         return None
     args = dtype.args if isinstance(dtype.args, tuple) else ()
     return args[0] if args and isinstance(args[0], str) else None
@@ -100,8 +107,14 @@ def _plain_struct(dtype: Call, depth: int = 0) -> bool:
         sub = spec[0] if isinstance(spec, tuple) and spec else None
         code = _symbolic_code(sub)
         info = itemsize_of_code(code) if code else None
-        if info is None or info[0] == "O" or (info[0] == "V" and (
-                depth >= 4 or not isinstance(sub, Call) or not _plain_struct(sub, depth + 1))):
+        if (
+            info is None
+            or info[0] == "O"
+            or (
+                info[0] == "V"
+                and (depth >= 4 or not isinstance(sub, Call) or not _plain_struct(sub, depth + 1))
+            )
+        ):
             return False
     return True
 
@@ -113,7 +126,9 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
         return None
     fields = wrapper_fields(call)
     if fields is None:
-        raise PickleStreamError("a joblib array record whose shape or dtype the scanner cannot size", "suspicious")
+        raise PickleStreamError(
+            "a joblib array record whose shape or dtype the scanner cannot size", "suspicious"
+        )
     shape, code, itemsize, alignment = fields
     count = 1
     for d in shape:
@@ -125,12 +140,16 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
         call.payload = inner.load()
         return None
     if kind == "V" and not _plain_struct(_dtype_call(call)):
-        raise PickleStreamError("a joblib array of a structured dtype the scanner cannot size", "suspicious")
+        raise PickleStreamError(
+            "a joblib array of a structured dtype the scanner cannot size", "suspicious"
+        )
     _read_padding(reader.raw_read, alignment)
     nbytes = count * itemsize
     left = reader.source.remaining()
     if left is not None and nbytes > left:
-        raise PickleStreamError(f"an array claims {nbytes} bytes but only {left} remain (truncated?)")
+        raise PickleStreamError(
+            f"an array claims {nbytes} bytes but only {left} remain (truncated?)"
+        )
     if nbytes <= KEEP_BYTES:
         call.payload = reader.raw_read(nbytes)
     else:
@@ -142,7 +161,7 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
 
 
 def _dtype_call(call: Call) -> Call:
-    state = dict((k, v) for k, v in mapping_items(call.state) or [] if isinstance(k, str))
+    state = {k: v for k, v in mapping_items(call.state) or [] if isinstance(k, str)}
     return state.get("dtype")  # type: ignore[return-value]
 
 
@@ -153,14 +172,22 @@ def _state_keeps_size(dtype: Call, itemsize: int) -> bool:
     state = dtype.state
     if state is None:
         return True
-    fixed = (_symbolic_code(dtype) or "").lstrip("<>|=")[:1] not in ("U", "S", "V")  # numpy writes -1 for these
-    return isinstance(state, tuple) and len(state) >= 6 and type(state[5]) is int \
+    fixed = (_symbolic_code(dtype) or "").lstrip("<>|=")[:1] not in (
+        "U",
+        "S",
+        "V",
+    )  # numpy writes -1 for these
+    return (
+        isinstance(state, tuple)
+        and len(state) >= 6
+        and type(state[5]) is int
         and (state[5] == itemsize or (fixed and state[5] == -1))
+    )
 
 
 def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None] | None:
     """(shape, dtype code, item size, alignment) of a symbolic NumpyArrayWrapper, or None."""
-    state = dict((k, v) for k, v in mapping_items(target.state) or [] if isinstance(k, str))
+    state = {k: v for k, v in mapping_items(target.state) or [] if isinstance(k, str)}
     shape = state.get("shape")
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
         return None
@@ -222,8 +249,19 @@ def array_value(target: Any, limit: int = 1000) -> list[Any] | None:
         return _object_array_values(data)
     kind = code.lstrip("<>|=")[0]
     big = code.startswith(">")
-    codes = {("i", 8): "q", ("i", 4): "i", ("i", 2): "h", ("i", 1): "b", ("u", 8): "Q", ("u", 4): "I",
-             ("u", 2): "H", ("u", 1): "B", ("f", 8): "d", ("f", 4): "f", ("b", 1): "?"}
+    codes = {
+        ("i", 8): "q",
+        ("i", 4): "i",
+        ("i", 2): "h",
+        ("i", 1): "b",
+        ("u", 8): "Q",
+        ("u", 4): "I",
+        ("u", 2): "H",
+        ("u", 1): "B",
+        ("f", 8): "d",
+        ("f", 4): "f",
+        ("b", 1): "?",
+    }
     if kind == "U":
         width = itemsize // 4
         text = data.decode("utf-32-be" if big else "utf-32-le", errors="replace")

@@ -56,8 +56,13 @@ def depth_of(value: Any) -> int:
     return deepest
 
 
-def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYTES,
-          max_depth: int | None = MAX_DEPTH) -> Any:
+def loads(
+    data: bytes | bytearray | str,
+    *,
+    where: str,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int | None = MAX_DEPTH,
+) -> Any:
     """Parse JSON text read from ``where`` (a file, URI or "the request body").
 
     Raises :class:`JSONLimitError` (a ``FormatError``) for malformed text, text over
@@ -67,19 +72,27 @@ def loads(data: bytes | bytearray | str, *, where: str, max_bytes: int = MAX_BYT
     holds): for readers that check the type of every field, so refuse nesting themselves.
     """
     if len(data) > max_bytes:
-        raise JSONLimitError(f"{where}: {len(data)} bytes of JSON is more than the {max_bytes} accepted")
+        raise JSONLimitError(
+            f"{where}: {len(data)} bytes of JSON is more than the {max_bytes} accepted"
+        )
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
     except UnicodeDecodeError as e:
-        raise JSONLimitError(f"{where}: the JSON is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        raise JSONLimitError(
+            f"{where}: the JSON is not valid UTF-8 ({e.reason} at byte {e.start})"
+        ) from None
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_float)
     except RecursionError:
-        raise JSONLimitError(f"{where}: the JSON nests too deeply; it is damaged or hostile") from None
+        raise JSONLimitError(
+            f"{where}: the JSON nests too deeply; it is damaged or hostile"
+        ) from None
     except ValueError as e:  # json.JSONDecodeError is a ValueError, and so are ours above
         raise JSONLimitError(f"{where}: not valid JSON ({str(e)[:200]})") from None
     if max_depth is not None and depth_of(value) > max_depth:
-        raise JSONLimitError(f"{where}: the JSON nests deeper than {max_depth} levels; it is damaged or hostile")
+        raise JSONLimitError(
+            f"{where}: the JSON nests deeper than {max_depth} levels; it is damaged or hostile"
+        )
     return value
 
 

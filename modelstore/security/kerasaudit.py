@@ -32,8 +32,15 @@ from .._info import Finding
 from . import kerasnames
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
-BUILTIN_MODULES = ("activations", "constraints", "initializers", "losses", "metrics", "optimizers",
-                   "regularizers")
+BUILTIN_MODULES = (
+    "activations",
+    "constraints",
+    "initializers",
+    "losses",
+    "metrics",
+    "optimizers",
+    "regularizers",
+)
 #: Subject of Python bytecode outside a Lambda layer's own function.
 LAMBDA_BYTECODE = "__lambda__"
 LAMBDA = "keras.layers.Lambda"
@@ -44,18 +51,52 @@ PATH_ARGUMENTS = {
     "keras.layers.TextVectorization": ("vocabulary", "idf_weights"),
 }
 #: Values ``__numpy__`` and ``__tensor__`` nodes may declare (numpy builds them before Keras checks).
-DTYPES = frozenset("bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 bfloat16 float32 float64 "
-                   "complex64 complex128 string".split())
+DTYPES = frozenset(
+    [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "string",
+    ]
+)
 #: Nodes Keras' legacy JSON reader turns into TensorFlow objects by a registry name.
 TF_REGISTRY_NODES = ("TypeSpec", "CompositeTensor")
-_PLAIN_SPECIALS = ("__keras_tensor__", "__bytes__", "__ellipsis__", "__slice__", "__tuple__", "TensorShape")
+_PLAIN_SPECIALS = (
+    "__keras_tensor__",
+    "__bytes__",
+    "__ellipsis__",
+    "__slice__",
+    "__tuple__",
+    "TensorShape",
+)
 
 _NAMESPACE_REASONS = (
-    ("keras.utils.", "a Keras utility (file, download, dataset or process helpers), not a modelling API"),
+    (
+        "keras.utils.",
+        "a Keras utility (file, download, dataset or process helpers), not a modelling API",
+    ),
     ("keras.saving.", "a Keras saving or loading function, not a modelling API"),
-    ("keras.config.", "a Keras configuration switch (it can turn safe mode off), not a modelling API"),
+    (
+        "keras.config.",
+        "a Keras configuration switch (it can turn safe mode off), not a modelling API",
+    ),
     ("keras.backend.", "a Keras backend utility, not a modelling API"),
-    ("keras.callbacks.", "a training callback (writes files, contacts servers), not a modelling API"),
+    (
+        "keras.callbacks.",
+        "a training callback (writes files, contacts servers), not a modelling API",
+    ),
     ("keras.datasets.", "a dataset downloader, not a modelling API"),
     ("keras.applications.", "an application builder (downloads weights), not a modelling API"),
     ("keras.models.", "a model loading or cloning function, not a modelling API"),
@@ -91,10 +132,15 @@ def _known(name: str, names: frozenset[str]) -> str | None:
 
 
 @functools.lru_cache(maxsize=1)  # parsed once: the audit asks for them for every node
-def _tables() -> tuple[frozenset[str], dict[str, str], dict[str, tuple[str, ...]], dict[str, str], frozenset[str]]:
+def _tables() -> tuple[
+    frozenset[str], dict[str, str], dict[str, tuple[str, ...]], dict[str, str], frozenset[str]
+]:
     allowed = frozenset(n for block in kerasnames.ALLOWED_BY_GROUP.values() for n in block.split())
     aliases = dict(item.split("=", 1) for item in kerasnames._ALIASES.split())
-    plain = {k: tuple(v.split("|")) for k, v in (item.split("=", 1) for item in kerasnames._PLAIN.split())}
+    plain = {
+        k: tuple(v.split("|"))
+        for k, v in (item.split("=", 1) for item in kerasnames._PLAIN.split())
+    }
     legacy = dict(item.split("=", 1) for item in kerasnames._LEGACY_FUNCTIONS.split())
     return allowed, aliases, plain, legacy, frozenset(kerasnames._BUILTIN_REFUSED.split())
 
@@ -147,7 +193,9 @@ class _Walker:
             if "config" in node and "class_name" in node and not isinstance(cls, str):
                 self.out.add(f"<malformed at {where}>", "a class_name that is not a string")
             elif isinstance(cls, str) and cls in TF_REGISTRY_NODES and self.legacy:
-                self.out.add(f"tf.{cls}", "a TensorFlow object rebuilt from a registry name (legacy H5 JSON)")
+                self.out.add(
+                    f"tf.{cls}", "a TensorFlow object rebuilt from a registry name (legacy H5 JSON)"
+                )
             elif isinstance(cls, str) and "config" in node:
                 where = self.node(node, cls, where)
             stack.extend((value, where) for value in node.values())
@@ -157,19 +205,28 @@ class _Walker:
         cfg = node.get("config")
         if cls == "__lambda__":
             if id(node) not in self.owned:
-                self.out.add(LAMBDA_BYTECODE, f"Python bytecode (a serialised lambda) in {where}, run when "
-                                              "the model is built", unsafe=True)
+                self.out.add(
+                    LAMBDA_BYTECODE,
+                    f"Python bytecode (a serialised lambda) in {where}, run when "
+                    "the model is built",
+                    unsafe=True,
+                )
             return where
         if cls in _PLAIN_SPECIALS:
             return where
         if cls in ("__numpy__", "__tensor__"):
             dtype = cfg.get("dtype") if isinstance(cfg, dict) else None
             if dtype not in DTYPES:
-                self.out.add(f"<{cls} dtype {str(dtype)[:40]}>", f"an array of an unsupported dtype in {where}")
+                self.out.add(
+                    f"<{cls} dtype {str(dtype)[:40]}>",
+                    f"an array of an unsupported dtype in {where}",
+                )
             return where
         if cls == "__typespec__":
             name = node.get("spec_name")
-            self.resolve({**node, "class_name": name if isinstance(name, str) else "?"}, "class", where)
+            self.resolve(
+                {**node, "class_name": name if isinstance(name, str) else "?"}, "class", where
+            )
             return where
         kind = "function" if cls == "function" else "class"
         target = self.resolve(node, kind, where)
@@ -180,7 +237,9 @@ class _Walker:
         for arg in PATH_ARGUMENTS.get(target or "", ()):
             value = cfg.get(arg) if isinstance(cfg, dict) else None
             if isinstance(value, str):
-                self.out.add(f"{target}.{arg}", f"{here} reads its {arg} from the path {value[:200]!r}")
+                self.out.add(
+                    f"{target}.{arg}", f"{here} reads its {arg} from the path {value[:200]!r}"
+                )
         if self.legacy and "module" not in node and isinstance(cfg, dict):
             self.legacy_strings(cfg, here)
         return here
@@ -192,11 +251,16 @@ class _Walker:
             if isinstance(fn, dict) and fn.get("class_name") == "__lambda__":
                 self.owned.add(id(fn))
                 code = True
-            elif key == "function" and isinstance(fn, list):  # Keras 2 H5: [code, defaults, closure]
+            elif key == "function" and isinstance(
+                fn, list
+            ):  # Keras 2 H5: [code, defaults, closure]
                 code = True
         if code or cfg.get("function_type") == "lambda":
-            self.out.add(LAMBDA, f"a Lambda layer ({where}) carrying Python bytecode, run when the model is "
-                                 "built", unsafe=True)
+            self.out.add(
+                LAMBDA,
+                f"a Lambda layer ({where}) carrying Python bytecode, run when the model is built",
+                unsafe=True,
+            )
         else:
             self.out.add(LAMBDA, f"a Lambda layer ({where}) calling a Python function")
 
@@ -212,22 +276,33 @@ class _Walker:
         module = node.get("module")
         registered = node.get("registered_name")
         name = node.get("config") if kind == "function" else node.get("class_name")
-        if not isinstance(name, str) or not (module is None or isinstance(module, str)) or not (
-                registered is None or isinstance(registered, str)):
-            self.out.add(f"<malformed at {where}>", "an object whose module or name is not a string")
+        if (
+            not isinstance(name, str)
+            or not (module is None or isinstance(module, str))
+            or not (registered is None or isinstance(registered, str))
+        ):
+            self.out.add(
+                f"<malformed at {where}>", "an object whose module or name is not a string"
+            )
             return None
         subject = f"{module}.{name}" if module else name
         if registered not in (None, name):
-            self.out.add(subject, f"a custom object registered as {registered!r} ({where}): Keras takes it "
-                                  "from the objects registered in this process, not from the file")
+            self.out.add(
+                subject,
+                f"a custom object registered as {registered!r} ({where}): Keras takes it "
+                "from the objects registered in this process, not from the file",
+            )
             return None
         if module is None:  # legacy layers and the families' plain-name lookups
             return self.require(plain_targets(name), name, where)
         routes: list[str] = []
         if kind == "function" and module == "builtins":  # Keras tries each family in turn
             refused = _tables()[4]
-            routes = [c for m in BUILTIN_MODULES
-                      if (c := canonical(f"keras.{m}.{name}") or _known(f"keras.{m}.{name}", refused))]
+            routes = [
+                c
+                for m in BUILTIN_MODULES
+                if (c := canonical(f"keras.{m}.{name}") or _known(f"keras.{m}.{name}", refused))
+            ]
         elif module == "keras" or module.startswith("keras."):
             found = canonical(f"{module}.{name}")
             if found is None:
@@ -235,20 +310,30 @@ class _Walker:
                 return None
             routes = [found]
         if not routes:
-            self.out.add(subject, f"a custom {kind} from outside Keras ({where}): only objects registered in "
-                                  "this process could resolve it")
+            self.out.add(
+                subject,
+                f"a custom {kind} from outside Keras ({where}): only objects registered in "
+                "this process could resolve it",
+            )
             return None
         return self.require(tuple(routes) + plain_targets(name), subject, where)
 
     def require(self, targets: tuple[str, ...], subject: str, where: str) -> str | None:
         allowed = _tables()[0]
         if not targets:
-            self.out.add(subject, f"a custom object ({where}): only objects registered in this process "
-                                  "could resolve it")
+            self.out.add(
+                subject,
+                f"a custom object ({where}): only objects registered in this process "
+                "could resolve it",
+            )
             return None
         refused = [t for t in targets if t not in allowed and t != LAMBDA]
         for target in refused:
-            self.out.add(target, f"{why_refused(target)} ({where})", unsafe=target == "keras.layers.TFSMLayer")
+            self.out.add(
+                target,
+                f"{why_refused(target)} ({where})",
+                unsafe=target == "keras.layers.TFSMLayer",
+            )
         if LAMBDA in targets:
             return LAMBDA  # reported by the Lambda check, with what it carries
         return None if refused else targets[0]

@@ -43,7 +43,7 @@ class KerasFileError(Exception):
 
 
 def kind_of(path: Path, head: bytes) -> str | None:
-    """"keras" (zip), "h5" (full model), "weights" (weights only) or None. Recognition only:
+    """ "keras" (zip), "h5" (full model), "weights" (weights only) or None. Recognition only:
     :func:`check` decides whether the container is acceptable."""
     if head.startswith(HDF5_MAGIC):
         return "weights" if path.name.lower().endswith(".weights.h5") else "h5"
@@ -68,7 +68,9 @@ def keras_member(name: str) -> bool:
 def check_zip(path: Path, crc: bool | Any = False) -> list[zipfile.ZipInfo]:
     """The strict archive check (structure always; CRCs of the members ``crc`` selects)."""
     try:
-        return check_archive(path, expected=keras_member, max_ratio=MAX_RATIO, max_total=MAX_TOTAL, crc=crc)
+        return check_archive(
+            path, expected=keras_member, max_ratio=MAX_RATIO, max_total=MAX_TOTAL, crc=crc
+        )
     except ArchiveError as e:
         raise KerasFileError(e.detail, e.kind) from None
 
@@ -119,7 +121,9 @@ def _dataset_problems(name: str, obj: Any, totals: list[int] | None = None) -> l
     plist = obj.id.get_create_plist()
     filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
     if any(fid not in H5_FILTERS for fid in filters):
-        out.append(f"{name} needs HDF5 filter plugin(s) {sorted(set(filters) - H5_FILTERS)} (shared libraries)")
+        out.append(
+            f"{name} needs HDF5 filter plugin(s) {sorted(set(filters) - H5_FILTERS)} (shared libraries)"
+        )
     declared = obj.size * obj.dtype.itemsize
     stored = obj.id.get_storage_size()
     if totals is not None:
@@ -168,9 +172,15 @@ def guard_h5(path: Path, member: str = "") -> None:
             args = [sys.executable, "-c", _GUARD, str(path)] + ([member] if member else [])
             proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
             last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-            _GUARDED[key] = None if proc.returncode == 0 else f"the HDF5 structure cannot be read ({last[:200]})"
+            _GUARDED[key] = (
+                None
+                if proc.returncode == 0
+                else f"the HDF5 structure cannot be read ({last[:200]})"
+            )
         except subprocess.TimeoutExpired:
-            _GUARDED[key] = f"the HDF5 library did not finish reading the file's structure in {GUARD_SECONDS} s"
+            _GUARDED[key] = (
+                f"the HDF5 library did not finish reading the file's structure in {GUARD_SECONDS} s"
+            )
     failure = _GUARDED[key]
     if failure is not None:
         raise KerasFileError(failure, "damaged")
@@ -188,7 +198,11 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
             if "model.weights.h5" not in names:
                 yield None
                 return
-            with zipfile.ZipFile(path) as zf, zf.open("model.weights.h5") as fh, h5py.File(fh, "r") as f:
+            with (
+                zipfile.ZipFile(path) as zf,
+                zf.open("model.weights.h5") as fh,
+                h5py.File(fh, "r") as f,
+            ):
                 check_h5(f)
                 yield f
         else:
@@ -210,7 +224,9 @@ def read_config(path: Path, kind: str) -> tuple[dict[str, Any] | None, dict[str,
     return next((c for name, c, _ in configs if name != "training_config"), None), facts
 
 
-def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any], bool]], dict[str, Any]]:
+def read_configs(
+    path: Path, kind: str
+) -> tuple[list[tuple[str, dict[str, Any], bool]], dict[str, Any]]:
     """Every config a Keras load deserialises, with its name and whether it is legacy (H5)
     JSON: ``config.json`` of an archive; ``model_config`` and ``training_config`` of H5."""
     if kind == "keras":
@@ -219,11 +235,17 @@ def read_configs(path: Path, kind: str) -> tuple[list[tuple[str, dict[str, Any],
             with zipfile.ZipFile(path) as zf:
                 config = _json(zf.read("config.json"), f"{path} (config.json)")
                 names = zf.namelist()
-                facts = _json(zf.read("metadata.json"), f"{path} (metadata.json)") if "metadata.json" in names else {}
+                facts = (
+                    _json(zf.read("metadata.json"), f"{path} (metadata.json)")
+                    if "metadata.json" in names
+                    else {}
+                )
         except KerasFileError:
             raise
         except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise KerasFileError(f"the archive's config cannot be read ({type(e).__name__})", "damaged") from None
+            raise KerasFileError(
+                f"the archive's config cannot be read ({type(e).__name__})", "damaged"
+            ) from None
         if not isinstance(config, dict):
             raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
         _check_sizes([("config.json", config, False)], stored_sizes(path, kind))
@@ -287,7 +309,9 @@ def _json(data: bytes | str, where: str) -> Any:
 
 
 def _text(v: Any) -> Any:
-    return v.decode() if isinstance(v, bytes) else (v if isinstance(v, (str, int, float)) else str(v))
+    return (
+        v.decode() if isinstance(v, bytes) else (v if isinstance(v, (str, int, float)) else str(v))
+    )
 
 
 # -- config audit ----------------------------------------------------------------------------

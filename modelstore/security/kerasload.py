@@ -12,7 +12,9 @@ from typing import Any
 from .kerassize import SizeError, check_build
 
 
-def check_load(path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool) -> None:
+def check_load(
+    path: Path, kind: str, configs: list[tuple[str, dict[str, Any], bool]], *, safe: bool
+) -> None:
     """The load-time check of every model config in ``path`` (see :func:`check_build`), as
     ModelstoreErrors: UnsafeModelError for sizes the file does not back. A config Keras cannot
     build raises Keras' own error, which the backend reports as it reports a failed load."""

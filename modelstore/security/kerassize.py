@@ -123,7 +123,14 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
     if cls.startswith("ConvLSTM"):
         filters = _int(g("filters")) or 0
         return 4 * filters * filters * _prod(_ints(g("kernel_size")))
-    gates = {"LSTM": 4, "LSTMCell": 4, "GRU": 3, "GRUCell": 3, "SimpleRNN": 1, "SimpleRNNCell": 1}.get(cls)
+    gates = {
+        "LSTM": 4,
+        "LSTMCell": 4,
+        "GRU": 3,
+        "GRUCell": 3,
+        "SimpleRNN": 1,
+        "SimpleRNNCell": 1,
+    }.get(cls)
     if gates:
         units = _int(g("units")) or 0
         return gates * units * (units + 1)  # recurrent kernel and (at least) the input kernel
@@ -133,7 +140,9 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
         return heads * (2 * key + 2 * value)
     if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
         head = _int(g("head_dim")) or 0
-        return head * (2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0))
+        return head * (
+            2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0)
+        )
     return 0
 
 
@@ -160,7 +169,10 @@ def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
         fixed = _int(g("num_tokens")) or 0
     elif cls in ("Hashing", "HashedCrossing") and g("output_mode") in _VECTOR_MODES:
         fixed = _int(g("num_bins")) or 0
-    elif cls in ("StringLookup", "IntegerLookup", "TextVectorization") and g("output_mode") in _VECTOR_MODES:
+    elif (
+        cls in ("StringLookup", "IntegerLookup", "TextVectorization")
+        and g("output_mode") in _VECTOR_MODES
+    ):
         fixed = _int(g("max_tokens")) or 0
     if cls == "TextVectorization":
         fixed = max(fixed, _int(g("output_sequence_length")) or 0)
@@ -184,15 +196,41 @@ def input_shapes(config: Any) -> list[tuple[str, list[Any]]]:
 
 
 #: Config arguments that size a layer, shown in refusals.
-_SIZE_ARGS = ("units", "input_dim", "output_dim", "filters", "kernel_size", "depth_multiplier", "num_heads",
-              "key_dim", "value_dim", "head_dim", "num_query_heads", "num_key_value_heads", "n", "size",
-              "strides", "dilation_rate", "padding", "height", "width", "target_shape", "num_tokens",
-              "num_bins", "max_tokens", "output_sequence_length")
+_SIZE_ARGS = (
+    "units",
+    "input_dim",
+    "output_dim",
+    "filters",
+    "kernel_size",
+    "depth_multiplier",
+    "num_heads",
+    "key_dim",
+    "value_dim",
+    "head_dim",
+    "num_query_heads",
+    "num_key_value_heads",
+    "n",
+    "size",
+    "strides",
+    "dilation_rate",
+    "padding",
+    "height",
+    "width",
+    "target_shape",
+    "num_tokens",
+    "num_bins",
+    "max_tokens",
+    "output_sequence_length",
+)
 
 
 def _what(cls: str, name: str, cfg: dict[str, Any]) -> str:
     """``'dense' (Dense, units=50000000)``: the layer and the arguments that size it."""
-    args = [f"{k}={json.dumps(cfg[k])[:60]}" for k in _SIZE_ARGS if k in cfg and not isinstance(cfg[k], str)]
+    args = [
+        f"{k}={json.dumps(cfg[k])[:60]}"
+        for k in _SIZE_ARGS
+        if k in cfg and not isinstance(cfg[k], str)
+    ]
     return f"{name!r} ({', '.join([cls, *args])})"
 
 
@@ -210,8 +248,10 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
     for name, shape in input_shapes(config):
         dims = [d for d in shape[1:] if d is not None]
         if not all(_dim_ok(d) for d in shape):
-            raise SizeError(f"{where}: input {name!r} declares the shape {shape[:8]!r}; dimensions must "
-                            f"be whole numbers up to {MAX_DIM}")
+            raise SizeError(
+                f"{where}: input {name!r} declares the shape {shape[:8]!r}; dimensions must "
+                f"be whole numbers up to {MAX_DIM}"
+            )
         input_elements = max(input_elements, _prod([int(d) for d in dims]))
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
     batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
@@ -225,29 +265,44 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
             fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
         if factor > GROWTH_LIMIT:
-            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by "
-                            f"{factor:,} (at most {GROWTH_LIMIT:,} is accepted): it would allocate that much "
-                            f"at predict")
+            raise SizeError(
+                f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by "
+                f"{factor:,} (at most {GROWTH_LIMIT:,} is accepted): it would allocate that much "
+                f"at predict"
+            )
         total_growth *= factor
         if fixed > act_limit:
-            raise SizeError(f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per "
-                            f"sample ({_mib(fixed)}; at most {act_limit:,} are accepted for this model's "
-                            f"inputs): it would allocate that much at predict")
+            raise SizeError(
+                f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per "
+                f"sample ({_mib(fixed)}; at most {act_limit:,} are accepted for this model's "
+                f"inputs): it would allocate that much at predict"
+            )
     if total_growth > TOTAL_GROWTH_LIMIT:
-        raise SizeError(f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
-                        f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)")
+        raise SizeError(
+            f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
+            f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)"
+        )
     if floor > total_stored + SLACK:
         n, what = biggest
-        raise SizeError(f"{where}: its layers declare at least {floor:,} weights ({_mib(floor)}; layer "
-                        f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
-                        f"allocate and initialise them before reading the file's weights")
+        raise SizeError(
+            f"{where}: its layers declare at least {floor:,} weights ({_mib(floor)}; layer "
+            f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
+            f"allocate and initialise them before reading the file's weights"
+        )
 
 
 # -- building the model without allocating ----------------------------------------------
 
 
-def check_build(config: dict[str, Any], legacy: bool, stored: list[int], where: str = "the model config",
-                *, activations: bool = True, safe: bool = True) -> None:
+def check_build(
+    config: dict[str, Any],
+    legacy: bool,
+    stored: list[int],
+    where: str = "the model config",
+    *,
+    activations: bool = True,
+    safe: bool = True,
+) -> None:
     """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
     initialised), then require every variable of MATCH_MIN elements or more to match a stored
     dataset of the same size, all of them together to stay within SLACK of what is stored, and
@@ -274,7 +329,9 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
             if legacy:
                 from keras.src.legacy.saving import json_utils, saving_options, saving_utils
 
-                with saving_options.keras_option_scope(use_legacy_config=True):  # as the loader does
+                with saving_options.keras_option_scope(
+                    use_legacy_config=True
+                ):  # as the loader does
                     return saving_utils.model_from_config(json_utils.decode(text))
             from keras.src.saving.serialization_lib import (
                 ObjectSharingScope,
@@ -297,7 +354,10 @@ def _stateless(config: Any) -> Any:
     if isinstance(config, list):
         return [_stateless(v) for v in config]
     if isinstance(config, dict):
-        return {k: (False if k == "stateful" and v is True else _stateless(v)) for k, v in config.items()}
+        return {
+            k: (False if k == "stateful" and v is True else _stateless(v))
+            for k, v in config.items()
+        }
     return config
 
 
@@ -306,7 +366,9 @@ def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
     owner: dict[int, str] = {}
     for layer in _all_layers(model):  # outer layers first: inner ones overwrite
         for v in getattr(layer, "weights", None) or []:
-            owner[id(v)] = f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
+            owner[id(v)] = (
+                f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
+            )
     out = []
     for v in getattr(model, "weights", []):
         shape = tuple(int(d) for d in v.shape)
@@ -320,15 +382,19 @@ def _match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], 
         if n < MATCH_MIN:
             break
         if available[n] <= 0:
-            raise SizeError(f"{where}: layer {path} has the shape "
-                            f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
-                            f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
-                            f"allocate it before reading the file's weights")
+            raise SizeError(
+                f"{where}: layer {path} has the shape "
+                f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
+                f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
+                f"allocate it before reading the file's weights"
+            )
         available[n] -= 1
     total = sum(n for _, _, n in declared)
     if total > sum(stored) + SLACK:
-        raise SizeError(f"{where}: the model's variables hold {total:,} elements ({_mib(total)}) but the file "
-                        f"stores {sum(stored):,}")
+        raise SizeError(
+            f"{where}: the model's variables hold {total:,} elements ({_mib(total)}) but the file "
+            f"stores {sum(stored):,}"
+        )
 
 
 def _bound_outputs(model: Any, where: str) -> None:
@@ -340,9 +406,11 @@ def _bound_outputs(model: Any, where: str) -> None:
             for t in getattr(node, "output_tensors", []) or []:
                 n = _known(getattr(t, "shape", ()))
                 if n > limit:
-                    raise SizeError(f"{where}: layer {layer.name!r} ({type(layer).__name__}) outputs the shape "
-                                    f"{list(t.shape)} ({n:,} elements per sample, {_mib(n)}; at most {limit:,} "
-                                    f"are accepted for this model's inputs): predict would allocate that much")
+                    raise SizeError(
+                        f"{where}: layer {layer.name!r} ({type(layer).__name__}) outputs the shape "
+                        f"{list(t.shape)} ({n:,} elements per sample, {_mib(n)}; at most {limit:,} "
+                        f"are accepted for this model's inputs): predict would allocate that much"
+                    )
 
 
 def _known(shape: Any) -> int:

@@ -26,14 +26,30 @@ EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
 #: The oldest onnx whose external-data handling the gated path relies on.
 MIN_ONNX = (1, 21)
 _TENSOR = "onnx.TensorProto"
-_LABELS = {"onnx.GraphProto": "graph", "onnx.FunctionProto": "function", "onnx.NodeProto": "node",
-           "onnx.AttributeProto": "attribute", "onnx.TrainingInfoProto": "training info"}
+_LABELS = {
+    "onnx.GraphProto": "graph",
+    "onnx.FunctionProto": "function",
+    "onnx.NodeProto": "node",
+    "onnx.AttributeProto": "attribute",
+    "onnx.TrainingInfoProto": "training info",
+}
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 #: Operator domains onnxruntime implements itself; any other needs a custom-op library,
 #: which modelstore never registers (nothing named by a file is loaded as native code).
-ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
-                         "com.microsoft.experimental", "ai.onnx.training", "ai.onnx.preview.training",
-                         "com.ms.internal.nhwc", "org.pytorch.aten"})
+ORT_DOMAINS = frozenset(
+    {
+        "",
+        "ai.onnx",
+        "ai.onnx.ml",
+        "com.microsoft",
+        "com.microsoft.nchwc",
+        "com.microsoft.experimental",
+        "ai.onnx.training",
+        "ai.onnx.preview.training",
+        "com.ms.internal.nhwc",
+        "org.pytorch.aten",
+    }
+)
 #: (confined file or None, why not): the one confinement check, given by the caller.
 Confine = Callable[[Path, str], "tuple[Path | None, str | None]"]
 
@@ -57,7 +73,7 @@ def _is_repeated(field: Any) -> bool:
     return bool(flag) if flag is not None else bool(field.label == field.LABEL_REPEATED)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tensor_fields(descriptor: Any) -> tuple[tuple[str, bool], ...]:
     """(field name, repeated) of the message fields through which ``descriptor`` can reach a
     TensorProto. The message types form cycles (graph -> node -> attribute -> graph), so
@@ -74,12 +90,17 @@ def _tensor_fields(descriptor: Any) -> tuple[tuple[str, bool], ...]:
     while changed:
         changed = False
         for name, d in closure.items():
-            if name not in reaching and any(f.message_type is not None and f.message_type.full_name in reaching
-                                            for f in d.fields):
+            if name not in reaching and any(
+                f.message_type is not None and f.message_type.full_name in reaching
+                for f in d.fields
+            ):
                 reaching.add(name)
                 changed = True
-    return tuple((f.name, _is_repeated(f)) for f in descriptor.fields
-                 if f.message_type is not None and f.message_type.full_name in reaching)
+    return tuple(
+        (f.name, _is_repeated(f))
+        for f in descriptor.fields
+        if f.message_type is not None and f.message_type.full_name in reaching
+    )
 
 
 def tensors(model: Any) -> Iterator[tuple[str, Any]]:
@@ -104,7 +125,9 @@ def tensors(model: Any) -> Iterator[tuple[str, Any]]:
                 stack.append((getattr(msg, field), at))
 
 
-_NAMED_FIELDS = frozenset({"initializer", "sparse_initializer", "values", "indices", "training_info"})
+_NAMED_FIELDS = frozenset(
+    {"initializer", "sparse_initializer", "values", "indices", "training_info"}
+)
 
 
 def external_refs(model: Any) -> list[ExternalRef]:
@@ -113,8 +136,15 @@ def external_refs(model: Any) -> list[ExternalRef]:
     for where, t in tensors(model):
         if t.data_location == EXTERNAL or len(t.external_data):
             entries = tuple((e.key, e.value) for e in t.external_data)
-            out.append(ExternalRef(f"{where} ({t.name!r})" if t.name else where, t.name, entries,
-                                   t.data_location == EXTERNAL, _nbytes(t)))
+            out.append(
+                ExternalRef(
+                    f"{where} ({t.name!r})" if t.name else where,
+                    t.name,
+                    entries,
+                    t.data_location == EXTERNAL,
+                    _nbytes(t),
+                )
+            )
     return out
 
 

@@ -44,7 +44,13 @@ from typing import Any
 
 from ..errors import MissingDependencyError, UnsafeModelError
 
-__all__ = ["import_trusted", "installed_locations", "is_installed_location", "trusted_origin", "untrusted_reason"]
+__all__ = [
+    "import_trusted",
+    "installed_locations",
+    "is_installed_location",
+    "trusted_origin",
+    "untrusted_reason",
+]
 
 
 #: The folder the running modelstore package was imported from.
@@ -54,13 +60,27 @@ _OWN_ROOT = os.path.realpath(Path(__file__).resolve().parents[2])
 @functools.lru_cache(maxsize=1)
 def installed_locations() -> frozenset[str]:
     """Resolved paths of the standard library, site-packages and their ``.pth`` folders."""
-    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
-            "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}
-    stdlib = {sysconfig.get_path("stdlib", vars=base), sysconfig.get_path("platstdlib", vars=base),
-              os.path.dirname(os.__file__)}
+    base = {
+        "base": sys.base_prefix,
+        "platbase": sys.base_exec_prefix,
+        "installed_base": sys.base_prefix,
+        "installed_platbase": sys.base_exec_prefix,
+    }
+    stdlib = {
+        sysconfig.get_path("stdlib", vars=base),
+        sysconfig.get_path("platstdlib", vars=base),
+        os.path.dirname(os.__file__),
+    }
     roots = set(stdlib) | {os.path.join(p, "lib-dynload") for p in stdlib}
-    roots.add(os.path.join(sys.base_prefix, "lib", f"python{sys.version_info[0]}{sys.version_info[1]}.zip"))
-    sites = set(site.getsitepackages()) | {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    roots.add(
+        os.path.join(
+            sys.base_prefix, "lib", f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
+        )
+    )
+    sites = set(site.getsitepackages()) | {
+        sysconfig.get_path("purelib"),
+        sysconfig.get_path("platlib"),
+    }
     if site.ENABLE_USER_SITE:
         sites.add(site.getusersitepackages())
     for folder in list(sites):
@@ -97,8 +117,10 @@ def is_installed_location(folder: str | os.PathLike[str]) -> bool:
 def _spec_problem(name: str, spec: Any) -> str | None:
     """Why the module ``name`` described by ``spec`` is not from an installed place (None: it is)."""
     loader = getattr(spec, "loader", None)
-    if spec.origin in ("built-in", "frozen") or loader in (importlib.machinery.BuiltinImporter,
-                                                            importlib.machinery.FrozenImporter):
+    if spec.origin in ("built-in", "frozen") or loader in (
+        importlib.machinery.BuiltinImporter,
+        importlib.machinery.FrozenImporter,
+    ):
         return None
     depth = name.count(".") + 1
     locations = list(spec.submodule_search_locations or [])
@@ -130,8 +152,10 @@ def _file_problem(name: str, file: str, depth: int, *, package: bool) -> str | N
     # modelstore's own modules come from where the running modelstore does (a checkout, too)
     own = name.split(".")[0] == "modelstore" and os.path.realpath(root) == _OWN_ROOT
     if not own and not is_installed_location(root):
-        return (f"it would come from {file}, outside the standard library and the installed packages "
-                f"(its folder {root} is not a site-packages directory)")
+        return (
+            f"it would come from {file}, outside the standard library and the installed packages "
+            f"(its folder {root} is not a site-packages directory)"
+        )
     return None
 
 
@@ -143,8 +167,11 @@ def _find(name: str) -> Any:
         if spec is None:
             file = getattr(module, "__file__", None)
             if file is None:
-                return importlib.machinery.ModuleSpec(name, None, origin="built-in") \
-                    if name in sys.builtin_module_names else importlib.machinery.ModuleSpec(name, None)
+                return (
+                    importlib.machinery.ModuleSpec(name, None, origin="built-in")
+                    if name in sys.builtin_module_names
+                    else importlib.machinery.ModuleSpec(name, None)
+                )
             return importlib.util.spec_from_file_location(name, file)
         return spec
     try:
@@ -227,7 +254,9 @@ def _installed_path_only() -> Iterator[None]:
     locations, for the duration of one trusted import (and everything it imports in turn)."""
     with _PATH_LOCK:
         saved = list(sys.path)
-        sys.path[:] = [p for p in saved if p and (is_installed_location(p) or os.path.realpath(p) == _OWN_ROOT)]
+        sys.path[:] = [
+            p for p in saved if p and (is_installed_location(p) or os.path.realpath(p) == _OWN_ROOT)
+        ]
         try:
             yield
         finally:

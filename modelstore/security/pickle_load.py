@@ -37,9 +37,17 @@ from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, chec
 from .policy import GENERAL, Policy, refusal
 
 TRUSTED = "trusted"
-_NOT_MUTABLE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-                types.MethodType, types.BuiltinMethodType, types.WrapperDescriptorType,
-                types.MethodDescriptorType, types.GetSetDescriptorType)
+_NOT_MUTABLE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.GetSetDescriptorType,
+)
 
 
 @dataclass
@@ -63,8 +71,11 @@ class LoadState:
     # ---- used by validators
 
     def refuse(self, what: str) -> UnsafeModelError:
-        return UnsafeModelError(f"{self.where}: refusing to load: {what}. Nothing from the file was "
-                                "executed; the file is damaged or crafted", [])
+        return UnsafeModelError(
+            f"{self.where}: refusing to load: {what}. Nothing from the file was "
+            "executed; the file is damaged or crafted",
+            [],
+        )
 
     def entry_of(self, obj: Any) -> Entry | None:
         return self.external.get(id(obj))
@@ -138,7 +149,9 @@ class RestrictedUnpickler(StreamReader):
         st = self.state
         entry = st.external.get(id(func))
         if entry is None:
-            raise st.refuse(f"the stream calls a {type(func).__name__} it built itself, not an allowed function")
+            raise st.refuse(
+                f"the stream calls a {type(func).__name__} it built itself, not an allowed function"
+            )
         if not isinstance(args, tuple):
             raise PickleStreamError("REDUCE arguments are not a tuple")
         if entry.kind == TRUSTED:
@@ -148,8 +161,10 @@ class RestrictedUnpickler(StreamReader):
 
             result = call_validator(entry)(st, func, args)
         elif entry.kind == CONSTRUCT:
-            raise st.refuse(f"{entry.key} is only ever created empty and filled by its state, "
-                            "but the stream calls it with arguments")
+            raise st.refuse(
+                f"{entry.key} is only ever created empty and filled by its state, "
+                "but the stream calls it with arguments"
+            )
         else:
             raise st.refuse(f"{entry.key} may only be referred to, but the stream calls it")
         if id(result) in st.external or isinstance(result, _NOT_MUTABLE):
@@ -160,13 +175,17 @@ class RestrictedUnpickler(StreamReader):
         st = self.state
         entry = st.external.get(id(cls))
         if entry is None or not isinstance(cls, type):
-            raise st.refuse(f"the stream creates an instance of a {type(cls).__name__} that is not an allowed class")
+            raise st.refuse(
+                f"the stream creates an instance of a {type(cls).__name__} that is not an allowed class"
+            )
         if entry.kind == TRUSTED:
             obj = cls.__new__(cls, *args, **(kwargs or {}))
         elif entry.kind != CONSTRUCT:
             raise st.refuse(f"{entry.key} may not be instantiated by the stream")
         elif args or kwargs:
-            raise st.refuse(f"{entry.key} is created with arguments to __new__, which it never needs")
+            raise st.refuse(
+                f"{entry.key} is created with arguments to __new__, which it never needs"
+            )
         else:
             obj = cls.__new__(cls)
         return st.expect_build(obj)
@@ -176,14 +195,18 @@ class RestrictedUnpickler(StreamReader):
     def _own(self, target: Any, op: str) -> None:
         if id(target) in self.state.external or isinstance(target, _NOT_MUTABLE):
             what = getattr(target, "__qualname__", type(target).__qualname__)
-            raise self.state.refuse(f"{op} on {what}, an object the file did not create (it would "
-                                    "change it for every model in this process)")
+            raise self.state.refuse(
+                f"{op} on {what}, an object the file did not create (it would "
+                "change it for every model in this process)"
+            )
 
     def on_build(self, target: Any, state: Any) -> Any:
         st = self.state
         self._own(target, "BUILD")
         if id(target) not in st.buildable:
-            built = "a second time" if id(target) in st.sealed else "on an object that takes no state"
+            built = (
+                "a second time" if id(target) in st.sealed else "on an object that takes no state"
+            )
             raise st.refuse(f"the stream sets the state of a {type(target).__qualname__} {built}")
         st.buildable.pop(id(target))
         st.required.pop(id(target), None)
@@ -196,7 +219,9 @@ class RestrictedUnpickler(StreamReader):
     def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
         self._own(target, "SETITEM")
         if not isinstance(target, dict):
-            raise self.state.refuse(f"SETITEM on a {type(target).__qualname__}, which is not a dict")
+            raise self.state.refuse(
+                f"SETITEM on a {type(target).__qualname__}, which is not a dict"
+            )
         check_keys((k for k, _ in pairs), self.where)
         for k, v in pairs:
             target[k] = v
@@ -210,7 +235,9 @@ class RestrictedUnpickler(StreamReader):
     def on_additems(self, target: Any, items: list[Any]) -> None:
         self._own(target, "ADDITEMS")
         if not isinstance(target, set):
-            raise self.state.refuse(f"ADDITEMS on a {type(target).__qualname__}, which is not a set")
+            raise self.state.refuse(
+                f"ADDITEMS on a {type(target).__qualname__}, which is not a set"
+            )
         check_keys(items, self.where)
         target.update(items)
 
@@ -219,8 +246,14 @@ class RestrictedUnpickler(StreamReader):
         return RestrictedUnpickler(self.source, self.state)
 
 
-def restricted_load(source: Source, where: str, *, trusted: Collection[str] = (),
-                    policy: Policy = GENERAL, limits: Limits | None = None) -> Any:
+def restricted_load(
+    source: Source,
+    where: str,
+    *,
+    trusted: Collection[str] = (),
+    policy: Policy = GENERAL,
+    limits: Limits | None = None,
+) -> Any:
     """Load the one pickle in ``source`` under the allow-list ``policy`` plus ``trusted``
     (exact ``"module.name"`` strings from the caller). Raises UnsafeModelError for anything
     refused, PickleStreamError for a malformed stream."""

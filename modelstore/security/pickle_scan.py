@@ -96,8 +96,15 @@ BuildHook = Callable[["SymbolicUnpickler", Call], Any]
 Lookup = Callable[[str, str], "Entry | None"]
 
 
-_COPYREG_NEW = frozenset({"copyreg.__newobj__", "copyreg._reconstructor", "copyreg.__newobj_ex__",
-                          "copy_reg.__newobj__", "copy_reg._reconstructor"})
+_COPYREG_NEW = frozenset(
+    {
+        "copyreg.__newobj__",
+        "copyreg._reconstructor",
+        "copyreg.__newobj_ex__",
+        "copy_reg.__newobj__",
+        "copy_reg._reconstructor",
+    }
+)
 
 
 def _name(v: Any) -> str:
@@ -107,8 +114,15 @@ def _name(v: Any) -> str:
 class SymbolicUnpickler(StreamReader):
     """Read a stream the way the loader does, without importing or calling anything."""
 
-    def __init__(self, source: Source, where: str, report: PickleReport, lookup: Lookup,
-                 on_build: BuildHook | None = None, persistent_ids: bool = False) -> None:
+    def __init__(
+        self,
+        source: Source,
+        where: str,
+        report: PickleReport,
+        lookup: Lookup,
+        on_build: BuildHook | None = None,
+        persistent_ids: bool = False,
+    ) -> None:
         super().__init__(source, where)
         self.report = report
         self.lookup = lookup
@@ -134,8 +148,13 @@ class SymbolicUnpickler(StreamReader):
     # ---- what the loader would call
 
     def on_call(self, func: Any, args: Any) -> Any:
-        if isinstance(func, Global) and func.qualname in _COPYREG_NEW and isinstance(args, tuple) and args \
-                and isinstance(args[0], Global):
+        if (
+            isinstance(func, Global)
+            and func.qualname in _COPYREG_NEW
+            and isinstance(args, tuple)
+            and args
+            and isinstance(args[0], Global)
+        ):
             # copyreg's helpers create an empty instance of their first argument, as NEWOBJ
             # does: the result is that class's instance (a joblib wrapper reads raw bytes next)
             if func.qualname.endswith("__newobj_ex__"):
@@ -155,7 +174,9 @@ class SymbolicUnpickler(StreamReader):
         if not isinstance(cls, Global):
             self.report.flag(f"creates an instance of a {_name(cls)}, not an allowed class")
         elif cls.entry is not None and cls.entry.kind != CONSTRUCT:
-            self.report.flag(f"creates an instance of {cls.qualname}, which may not be instantiated")
+            self.report.flag(
+                f"creates an instance of {cls.qualname}, which may not be instantiated"
+            )
         elif args or kwargs:
             self.report.flag(f"passes arguments to {cls.qualname}.__new__")
         return Call(cls, args, kwargs, new=True)
@@ -164,8 +185,10 @@ class SymbolicUnpickler(StreamReader):
 
     def _own(self, target: Any, op: str) -> bool:
         if isinstance(target, Global):
-            self.report.flag(f"{op} on {target.qualname}, an object the file did not create "
-                             "(it would change it for every model in the process)")
+            self.report.flag(
+                f"{op} on {target.qualname}, an object the file did not create "
+                "(it would change it for every model in the process)"
+            )
             return False
         return True
 
@@ -223,10 +246,17 @@ class SymbolicUnpickler(StreamReader):
     def _keys(self, keys: Any) -> None:
         for k in keys:
             if isinstance(k, Call):
-                if k.func_name not in ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"):
-                    self.report.flag(f"a dict key built by {k.func_name or 'a call'}, whose hash cannot be checked")
+                if k.func_name not in (
+                    "numpy._core.multiarray.scalar",
+                    "numpy.core.multiarray.scalar",
+                ):
+                    self.report.flag(
+                        f"a dict key built by {k.func_name or 'a call'}, whose hash cannot be checked"
+                    )
             elif isinstance(k, (Global, SymDict, SymSet, PersId)) or not safe_key(k):
-                self.report.flag(f"a dict key or set member of type {type(k).__name__} whose hash the file controls")
+                self.report.flag(
+                    f"a dict key or set member of type {type(k).__name__} whose hash the file controls"
+                )
 
     def load_empty_dictionary(self) -> None:
         self.append(SymDict())
@@ -242,8 +272,15 @@ class SymbolicUnpickler(StreamReader):
         return SymbolicUnpickler(self.source, self.where, self.report, self.lookup, self.hook)
 
 
-def analyse_source(source: Source, where: str, lookup: Lookup, *, on_build: BuildHook | None = None,
-                   persistent_ids: bool = False, expect_end: bool = True) -> PickleReport:
+def analyse_source(
+    source: Source,
+    where: str,
+    lookup: Lookup,
+    *,
+    on_build: BuildHook | None = None,
+    persistent_ids: bool = False,
+    expect_end: bool = True,
+) -> PickleReport:
     """Walk one pickle stream; never raises on bad input (the report says what went wrong)."""
     from .pickle_stream import DECOMPRESS_ERRORS
     from .pickle_stream import expect_end as check_end
@@ -260,19 +297,32 @@ def analyse_source(source: Source, where: str, lookup: Lookup, *, on_build: Buil
         report.suspicious = e.kind == "suspicious"
     except DECOMPRESS_ERRORS as e:
         report.error = f"cannot decompress or read the stream: {e}"
-    except Exception as e:  # a refusal raised while reading (unsafe keys) or anything else: fail closed
+    except (
+        Exception
+    ) as e:  # a refusal raised while reading (unsafe keys) or anything else: fail closed
         report.error = f"{type(e).__name__}: {str(e)[:200]}"
         report.suspicious = True
     return report
 
 
-def analyse(data: bytes, *, lookup: Lookup | None = None, persistent_ids: bool = False,
-            expect_end: bool = True, where: str = "<bytes>") -> PickleReport:
+def analyse(
+    data: bytes,
+    *,
+    lookup: Lookup | None = None,
+    persistent_ids: bool = False,
+    expect_end: bool = True,
+    where: str = "<bytes>",
+) -> PickleReport:
     """:func:`analyse_source` over bytes in memory (a torch zip record, a test stream)."""
     import io
 
-    return analyse_source(Source(io.BytesIO(data), len(data)), where, lookup or _nothing,
-                          persistent_ids=persistent_ids, expect_end=expect_end)
+    return analyse_source(
+        Source(io.BytesIO(data), len(data)),
+        where,
+        lookup or _nothing,
+        persistent_ids=persistent_ids,
+        expect_end=expect_end,
+    )
 
 
 def _nothing(module: str, name: str) -> Entry | None:

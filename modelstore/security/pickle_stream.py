@@ -132,8 +132,10 @@ class Source:
         line: bytes = self._f.readline(self.MAX_LINE + 1)
         self._pos += len(line)
         if len(line) > self.MAX_LINE:  # never cut short: the rest would be read as opcodes
-            raise PickleStreamError(f"a protocol-0 line longer than {self.MAX_LINE} bytes at byte "
-                                    f"{self._pos - len(line)} (crafted: real pickles write short lines)")
+            raise PickleStreamError(
+                f"a protocol-0 line longer than {self.MAX_LINE} bytes at byte "
+                f"{self._pos - len(line)} (crafted: real pickles write short lines)"
+            )
         return line
 
     def tell(self) -> int:
@@ -173,7 +175,8 @@ class _Inflating(io.RawIOBase):
                 f"the {self._name} stream inflates to more than {self._budget} bytes, beyond the "
                 f"decompression limit for a file of this size (a decompression bomb?); if the file "
                 f"is genuine, raise the limit with the environment variables {var}",
-                "suspicious")
+                "suspicious",
+            )
         return n
 
 
@@ -214,7 +217,9 @@ def open_source(path: Path, f: BinaryIO, limits: Limits) -> Source:
     if comp is None:
         return Source(f, size)
     if comp in ("lz4", "zlib-legacy"):
-        raise PickleStreamError(f"{comp} compression is not supported (joblib < 0.10 or lz4)", "suspicious")
+        raise PickleStreamError(
+            f"{comp} compression is not supported (joblib < 0.10 or lz4)", "suspicious"
+        )
     budget = min(limits.inflate_cap, max(limits.inflate_floor, limits.inflate_ratio * size))
     raw: Any
     if comp == "gzip":
@@ -222,7 +227,7 @@ def open_source(path: Path, f: BinaryIO, limits: Limits) -> Source:
     elif comp == "bz2":
         raw = bz2.BZ2File(f, mode="rb")
     elif comp in ("xz", "lzma"):
-        raw = lzma.LZMAFile(f, mode="rb")
+        raw = lzma.LZMAFile(f, mode="rb")  # noqa: SIM115 - owned by the Source it is wrapped in
     else:
         raw = _ZlibRaw(f)
     return Source(io.BufferedReader(_Inflating(raw, budget, comp), 1 << 20), None, comp)
@@ -262,7 +267,8 @@ def check_keys(keys: Any, where: str) -> None:
             raise UnsafeModelError(
                 f"{where}: a dict key or set member of type {type(k).__name__} whose hash the file "
                 f"controls (crafted collisions make loading hang); nothing from the file was executed",
-                [])
+                [],
+            )
 
 
 # -- the reader -------------------------------------------------------------------------------
@@ -302,7 +308,9 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
                     raise PickleStreamError("the stream ends before its STOP opcode (truncated?)")
                 handler = dispatch.get(key[0])
                 if handler is None:
-                    raise PickleStreamError(f"unknown opcode {key!r} at byte {self.source.tell() - 1}")
+                    raise PickleStreamError(
+                        f"unknown opcode {key!r} at byte {self.source.tell() - 1}"
+                    )
                 handler(self)
         except pickle._Stop as stop:  # type: ignore[attr-defined]
             return stop.value
@@ -315,9 +323,21 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise PickleStreamError(f"malformed pickle: {e}", kind) from None
         except DECOMPRESS_ERRORS as e:
             raise PickleStreamError(f"cannot decompress or read the stream: {e}") from None
-        except (IndexError, KeyError, ValueError, TypeError, AttributeError, struct.error,
-                UnicodeDecodeError, OverflowError, MemoryError, RecursionError) as e:
-            raise PickleStreamError(f"malformed pickle ({type(e).__name__}: {str(e)[:200]})") from None
+        except (
+            IndexError,
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            struct.error,
+            UnicodeDecodeError,
+            OverflowError,
+            MemoryError,
+            RecursionError,
+        ) as e:
+            raise PickleStreamError(
+                f"malformed pickle ({type(e).__name__}: {str(e)[:200]})"
+            ) from None
 
     def frame_open(self) -> bool:
         """Whether unread bytes of a FRAME remain (raw reads may not start inside one)."""
@@ -467,7 +487,9 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         (size,) = struct.unpack("<Q", self.read(8))
         frame = self._unframer.current_frame
         if frame is not None and frame.read() != b"":
-            raise PickleStreamError("a new frame begins before the current frame ends", "suspicious")
+            raise PickleStreamError(
+                "a new frame begins before the current frame ends", "suspicious"
+            )
         data = self._file_read(size)
         if len(data) < size:
             raise PickleStreamError("the stream ends inside a frame (truncated?)")
@@ -507,4 +529,6 @@ def expect_end(reader: StreamReader) -> None:
     """Refuse bytes after the pickle's STOP: a second pickle there is what another reader
     (a legacy torch.load, a careless ``pickle.load`` loop) would run next."""
     if reader.frame_open() or not reader.source.at_end():
-        raise PickleStreamError("data follows the pickle's STOP opcode (a second pickle?)", "suspicious")
+        raise PickleStreamError(
+            "data follows the pickle's STOP opcode (a second pickle?)", "suspicious"
+        )

@@ -63,15 +63,19 @@ def _lookup(module: str, qualname: str, where: str) -> Any:
         obj: Any = import_trusted(module)
     except ModuleNotFoundError as e:
         top = module.split(".")[0]
-        msg = (f"{where}: the model needs the module {module!r}, which is not installed; install "
-               f"the package that provides it (e.g. pip install {top})")
+        msg = (
+            f"{where}: the model needs the module {module!r}, which is not installed; install "
+            f"the package that provides it (e.g. pip install {top})"
+        )
         raise MissingDependencyError(msg, name=e.name) from None
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            msg = (f"{where}: the model needs {module}.{qualname}, which this version of "
-                   f"{module.split('.')[0]} does not have; install the version the model was saved with")
+            msg = (
+                f"{where}: the model needs {module}.{qualname}, which this version of "
+                f"{module.split('.')[0]} does not have; install the version the model was saved with"
+            )
             raise MissingDependencyError(msg, name=module) from None
     return obj
 
@@ -82,15 +86,19 @@ def refusal(where: str, names: list[tuple[str, str]]) -> UnsafeModelError:
     keys = [f"{m}.{n}" for m, n in names]
     attacks = [k for (m, n), k in zip(names, keys) if is_attack(m, n)]
     if attacks:
-        msg = (f"{where}: refusing to load: the file calls {', '.join(attacks)}, which runs code, "
-               f"touches files or the network, or imports other code. This is an attack payload, "
-               f"not a model; nothing from the file was executed. Do not load this file")
+        msg = (
+            f"{where}: refusing to load: the file calls {', '.join(attacks)}, which runs code, "
+            f"touches files or the network, or imports other code. This is an attack payload, "
+            f"not a model; nothing from the file was executed. Do not load this file"
+        )
     else:
         recipe = ", ".join(repr(k) for k in keys)
-        msg = (f"{where}: refusing to load: the file references {', '.join(keys)} (imported and "
-               f"run by unpickling; not on modelstore's allow-list). Nothing from the file was "
-               f"executed. If you trust the file's author, pass trust=[{recipe}] "
-               f"(or trust=True to allow anything)")
+        msg = (
+            f"{where}: refusing to load: the file references {', '.join(keys)} (imported and "
+            f"run by unpickling; not on modelstore's allow-list). Nothing from the file was "
+            f"executed. If you trust the file's author, pass trust=[{recipe}] "
+            f"(or trust=True to allow anything)"
+        )
     return UnsafeModelError(msg, keys)
 
 

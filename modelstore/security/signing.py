@@ -70,7 +70,9 @@ class ModelFiles:
 def default_signature(path: Path) -> Path:
     """Where a signature lives unless the caller says: ``FOLDER/model.sig`` for a folder,
     ``FILE.sig`` beside a file (for a sharded ``NAME.safetensors``, beside that name)."""
-    return path / FOLDER_SIGNATURE if path.is_dir() else path.with_name(path.name + SIGNATURE_SUFFIX)
+    return (
+        path / FOLDER_SIGNATURE if path.is_dir() else path.with_name(path.name + SIGNATURE_SUFFIX)
+    )
 
 
 def walk(folder: Path) -> list[str]:
@@ -83,14 +85,20 @@ def walk(folder: Path) -> list[str]:
             st = full.lstat()
             rel = full.relative_to(folder).as_posix()
             if stat.S_ISLNK(st.st_mode):
-                raise SignatureError(f"{folder}: {rel} is a symbolic link; a signed model folder holds "
-                                     f"only its own files (copy the target in, or remove the link)")
+                raise SignatureError(
+                    f"{folder}: {rel} is a symbolic link; a signed model folder holds "
+                    f"only its own files (copy the target in, or remove the link)"
+                )
             if stat.S_ISREG(st.st_mode):
                 out.append(rel)
                 if len(out) > MAX_RESOURCES:
-                    raise SignatureError(f"{folder}: holds more than {MAX_RESOURCES} files; that is not one model")
+                    raise SignatureError(
+                        f"{folder}: holds more than {MAX_RESOURCES} files; that is not one model"
+                    )
             elif not stat.S_ISDIR(st.st_mode):
-                raise SignatureError(f"{folder}: {rel} is not a regular file; remove it from the model folder")
+                raise SignatureError(
+                    f"{folder}: {rel} is not a regular file; remove it from the model folder"
+                )
     return out
 
 
@@ -118,19 +126,26 @@ def read_bundle(sig: Path) -> Bundle:
         with open_confined(sig.parent, sig.name, what="the signature") as f:
             raw = f.read(MAX_BUNDLE + 1)
     except ModelNotFoundError:
-        msg = (f"{sig}: no signature here; sign the model first (ms.sign or `modelstore sign`) "
-               f"or pass signature= with the bundle's path")
+        msg = (
+            f"{sig}: no signature here; sign the model first (ms.sign or `modelstore sign`) "
+            f"or pass signature= with the bundle's path"
+        )
         raise SignatureError(msg) from None
     except ConfinementError as e:
         raise SignatureError(f"{sig}: {e}") from e
     if len(raw) > MAX_BUNDLE:
-        raise FormatError(f"{where} is over {MAX_BUNDLE >> 20} MiB; a real bundle is a few KiB. It is not a signature")
+        raise FormatError(
+            f"{where} is over {MAX_BUNDLE >> 20} MiB; a real bundle is a few KiB. It is not a signature"
+        )
     bundle = loads(raw, where=where, max_bytes=MAX_BUNDLE)
     envelope = _get(bundle, "dsseEnvelope", dict, where)
     payload = _get(envelope, "payload", str, where)
     try:
-        statement = loads(base64.b64decode(payload, validate=True), where=f"{where}'s payload",
-                          max_bytes=MAX_BUNDLE)
+        statement = loads(
+            base64.b64decode(payload, validate=True),
+            where=f"{where}'s payload",
+            max_bytes=MAX_BUNDLE,
+        )
     except (binascii.Error, ValueError) as e:
         if isinstance(e, ModelstoreError):
             raise
@@ -147,9 +162,13 @@ def read_bundle(sig: Path) -> Bundle:
         size = serialization.get("shard_size")
         # protobuf's JSON writes numbers as floats (1048576.0); jsonsafe already refused inf/nan
         if type(size) not in (int, float) or size != int(size) or size < MIN_SHARD:
-            raise FormatError(f"{where}: shard_size {size!r} is below {MIN_SHARD} bytes; refusing to hash by it")
+            raise FormatError(
+                f"{where}: shard_size {size!r} is below {MIN_SHARD} bytes; refusing to hash by it"
+            )
     if len(resources) > MAX_RESOURCES:
-        raise FormatError(f"{where}: lists {len(resources)} resources, more than the {MAX_RESOURCES} accepted")
+        raise FormatError(
+            f"{where}: lists {len(resources)} resources, more than the {MAX_RESOURCES} accepted"
+        )
     names: set[str] = set()
     digests: dict[str, str] = {}
     for res in resources:
@@ -173,7 +192,11 @@ def read_bundle(sig: Path) -> Bundle:
     cert = None
     if isinstance(material, dict):
         chain = material.get("x509CertificateChain")
-        if isinstance(chain, dict) and isinstance(chain.get("certificates"), list) and chain["certificates"]:
+        if (
+            isinstance(chain, dict)
+            and isinstance(chain.get("certificates"), list)
+            and chain["certificates"]
+        ):
             first = chain["certificates"][0]
             if isinstance(first, dict) and isinstance(first.get("rawBytes"), str):
                 with contextlib.suppress(binascii.Error, ValueError):
@@ -184,7 +207,9 @@ def read_bundle(sig: Path) -> Bundle:
 def _get(obj: Any, key: str, kind: type, where: str) -> Any:
     value = obj.get(key) if isinstance(obj, dict) else None
     if not isinstance(value, kind):
-        raise FormatError(f"{where}: no {key!r} {kind.__name__} where an OpenSSF model signature has one")
+        raise FormatError(
+            f"{where}: no {key!r} {kind.__name__} where an OpenSSF model signature has one"
+        )
     return value
 
 
@@ -212,36 +237,59 @@ def trust_material(signed_by: Any) -> Trust:
             with open(p, "rb") as f:
                 pem = f.read(MAX_KEY + 1)
         except OSError as e:
-            raise ArgumentError(f"{p}: cannot read the key or certificate given as signed_by ({e.strerror})") from None
+            raise ArgumentError(
+                f"{p}: cannot read the key or certificate given as signed_by ({e.strerror})"
+            ) from None
         if len(pem) > MAX_KEY:
-            raise ArgumentError(f"{p}: over {MAX_KEY} bytes; signed_by takes a PEM public key or certificate")
+            raise ArgumentError(
+                f"{p}: over {MAX_KEY} bytes; signed_by takes a PEM public key or certificate"
+            )
     elif isinstance(signed_by, (bytes, bytearray)):
         pem = bytes(signed_by)
     elif isinstance(signed_by, x509.Certificate):
         pem = signed_by.public_bytes(serialization.Encoding.PEM)
-    elif isinstance(signed_by, (list, tuple)) and signed_by and all(isinstance(c, x509.Certificate) for c in signed_by):
+    elif (
+        isinstance(signed_by, (list, tuple))
+        and signed_by
+        and all(isinstance(c, x509.Certificate) for c in signed_by)
+    ):
         pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in signed_by)
     elif hasattr(signed_by, "public_bytes") and hasattr(signed_by, "verify"):  # a public key object
-        pem = signed_by.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = signed_by.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     elif hasattr(signed_by, "private_bytes"):
-        raise ArgumentError("signed_by takes the PUBLIC key (private_key.public_key()), never the private key")
+        raise ArgumentError(
+            "signed_by takes the PUBLIC key (private_key.public_key()), never the private key"
+        )
     else:
-        raise ArgumentError(f"signed_by must be a PEM path, PEM bytes, a public key or certificate(s), "
-                            f"not {type(signed_by).__name__}")
+        raise ArgumentError(
+            f"signed_by must be a PEM path, PEM bytes, a public key or certificate(s), "
+            f"not {type(signed_by).__name__}"
+        )
     if b"PRIVATE KEY" in pem:
-        raise ArgumentError("signed_by takes a public key or certificate; this is a private key: keep it secret")
+        raise ArgumentError(
+            "signed_by takes a public key or certificate; this is a private key: keep it secret"
+        )
     if b"BEGIN CERTIFICATE" in pem:
         try:
             certs = x509.load_pem_x509_certificates(pem)
         except ValueError as e:
             raise ArgumentError(f"signed_by: the certificate does not parse ({e})") from None
-        return Trust("certificate", pem, hashlib.sha256(b"".join(
-            c.public_bytes(serialization.Encoding.DER) for c in certs)).hexdigest())
+        return Trust(
+            "certificate",
+            pem,
+            hashlib.sha256(
+                b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
+            ).hexdigest(),
+        )
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as e:
         raise ArgumentError(f"signed_by is not a PEM public key or certificate ({e})") from None
-    canonical = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    canonical = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return Trust("key", canonical, hashlib.sha256(canonical).hexdigest())
 
 
@@ -289,16 +337,20 @@ def verify_copy(model: ModelFiles, *, signed_by: Any, sig: Path, scratch: Path) 
     if single:  # model_signing signed the one file itself: nothing else may come with it
         extra = [n for n in model.files if n != model.main]
         if model.folder or extra:
-            msg = (f"{sig}: signs a single file, but {path} also has {', '.join(extra) or 'a folder'}, which "
-                   f"the signature does not cover; sign the model with ms.sign (it covers the companions)")
+            msg = (
+                f"{sig}: signs a single file, but {path} also has {', '.join(extra) or 'a folder'}, which "
+                f"the signature does not cover; sign the model with ms.sign (it covers the companions)"
+            )
             raise SignatureError(msg)
         wanted = [model.main]
     else:
         unsigned = sorted(set(model.files) - set(bundle.names))
         if unsigned:
             kind = "in the signed folder" if model.folder else "that the load would read"
-            msg = (f"{path}: {', '.join(unsigned[:5])} {kind} {'is' if len(unsigned) == 1 else 'are'} not covered "
-                   f"by the signature {sig}; files were added or renamed after signing (remove them, or sign again)")
+            msg = (
+                f"{path}: {', '.join(unsigned[:5])} {kind} {'is' if len(unsigned) == 1 else 'are'} not covered "
+                f"by the signature {sig}; files were added or renamed after signing (remove them, or sign again)"
+            )
             raise SignatureError(msg)
         wanted = sorted(set(model.files) | set(bundle.names))
     for name in wanted:
@@ -306,18 +358,33 @@ def verify_copy(model: ModelFiles, *, signed_by: Any, sig: Path, scratch: Path) 
     verify_root = copy_root / model.main if single else copy_root
     signer = _run_model_signing(verify_root, scratch, trust, sig, path, bundle)
     load_path = copy_root / model.main if model.main else copy_root
-    return Verified(model, sig, load_path, copy_root, wanted, bundle.digests, signer or _who(trust, bundle),
-                    trust.key_id, bundle.method, bundle.hash_type)
+    return Verified(
+        model,
+        sig,
+        load_path,
+        copy_root,
+        wanted,
+        bundle.digests,
+        signer or _who(trust, bundle),
+        trust.key_id,
+        bundle.method,
+        bundle.hash_type,
+    )
 
 
 def _copy_in(model: ModelFiles, name: str, dst: Path, sig: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open_confined(model.root, name, what="the signed file", source=sig) as src, open(dst, "xb") as out:
+        with (
+            open_confined(model.root, name, what="the signed file", source=sig) as src,
+            open(dst, "xb") as out,
+        ):
             _copy(src, out)
     except ModelNotFoundError:
-        msg = (f"{model.path}: the signature {sig} lists {name}, which is missing; the model changed "
-               f"after it was signed (restore it, or sign again)")
+        msg = (
+            f"{model.path}: the signature {sig} lists {name}, which is missing; the model changed "
+            f"after it was signed (restore it, or sign again)"
+        )
         raise SignatureError(msg) from None
     except ConfinementError as e:
         raise SignatureError(f"{model.path}: {e}") from e
@@ -337,8 +404,9 @@ def _copy(src: Any, out: Any) -> None:
     shutil.copyfileobj(src, out, 8 << 20)
 
 
-def _run_model_signing(verify_root: Path, scratch: Path, trust: Trust, sig: Path, path: Path,
-                       bundle: Bundle) -> str | None:
+def _run_model_signing(
+    verify_root: Path, scratch: Path, trust: Trust, sig: Path, path: Path, bundle: Bundle
+) -> str | None:
     """``model_signing``'s public verification over the private copy; its errors become
     SignatureError with the reason in words. The hashing settings are the bundle's, as
     checked by :func:`read_bundle` (method, algorithm, a sane integer shard size), never its
@@ -387,7 +455,9 @@ def _reason(e: Exception) -> str:
         return "the signature is not valid for signed_by's key (another signer, or the bundle was altered)"
     if "Signature mismatch" in text:
         detail = text.split(":", 1)[1].strip()
-        if detail.startswith("[") and len(detail) < 20_000:  # model_signing formats a list of findings
+        if (
+            detail.startswith("[") and len(detail) < 20_000
+        ):  # model_signing formats a list of findings
             import ast
 
             with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):

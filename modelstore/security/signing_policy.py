@@ -50,21 +50,33 @@ class SigningPolicy:
         signed_by = "keys/ml-team.pem"     # a certificate: any signer it issued
     """
 
-    def __init__(self, rules: list[Mapping[str, Any]] | Mapping[str, Any], *, base: PathLike | None = None) -> None:
+    def __init__(
+        self, rules: list[Mapping[str, Any]] | Mapping[str, Any], *, base: PathLike | None = None
+    ) -> None:
         self._base = Path(os.fspath(base)) if base is not None else None
         if isinstance(rules, Mapping):
             rules = rules.get("rule", rules.get("rules"))
         if not isinstance(rules, list) or not rules:
-            raise ArgumentError("a SigningPolicy needs a non-empty list of rules "
-                                "({'path': PREFIX or 'store': PATTERN, 'signed_by': KEY})")
+            raise ArgumentError(
+                "a SigningPolicy needs a non-empty list of rules "
+                "({'path': PREFIX or 'store': PATTERN, 'signed_by': KEY})"
+            )
         self.rules: list[_Rule] = [self._rule(r) for r in rules]
 
     def _rule(self, r: Any) -> _Rule:
-        if not isinstance(r, Mapping) or set(r) - {"path", "store", "signed_by"} or "signed_by" not in r:
-            raise ArgumentError(f"a policy rule has 'path' or 'store', and 'signed_by', nothing else: {r!r}")
+        if (
+            not isinstance(r, Mapping)
+            or set(r) - {"path", "store", "signed_by"}
+            or "signed_by" not in r
+        ):
+            raise ArgumentError(
+                f"a policy rule has 'path' or 'store', and 'signed_by', nothing else: {r!r}"
+            )
         kinds = [k for k in ("path", "store") if k in r]
         if len(kinds) != 1 or not isinstance(r[kinds[0]], str) or not r[kinds[0]]:
-            raise ArgumentError(f"a policy rule has exactly one of 'path' or 'store' (a non-empty string): {r!r}")
+            raise ArgumentError(
+                f"a policy rule has exactly one of 'path' or 'store' (a non-empty string): {r!r}"
+            )
         key = r["signed_by"]
         if isinstance(key, str) and self._base is not None and not os.path.isabs(key):
             key = str(self._base / key)
@@ -80,7 +92,9 @@ class SigningPolicy:
         try:
             raw = p.read_bytes()
         except OSError as e:
-            raise ModelNotFoundError(e.errno or 2, f"{p}: cannot read the signing policy ({e.strerror})", str(p)) from None
+            raise ModelNotFoundError(
+                e.errno or 2, f"{p}: cannot read the signing policy ({e.strerror})", str(p)
+            ) from None
         if len(raw) > 1 << 20:
             raise FormatError(f"{p}: a signing policy over 1 MiB is not a policy")
         if p.suffix.lower() == ".toml":
@@ -101,7 +115,11 @@ class SigningPolicy:
         if no rule covers it."""
         best: _Rule | None = None
         for rule in self.rules:
-            if store_name is not None and rule.kind == "store" and fnmatch.fnmatchcase(store_name, rule.pattern):
+            if (
+                store_name is not None
+                and rule.kind == "store"
+                and fnmatch.fnmatchcase(store_name, rule.pattern)
+            ):
                 hit = True
             elif path is not None and rule.kind == "path":
                 full = os.path.abspath(os.fspath(path))
@@ -112,18 +130,24 @@ class SigningPolicy:
                 best = rule
         if best is None:
             what = f"the store model {store_name!r}" if store_name is not None else f"{path}"
-            raise SignatureError(f"{what}: no rule of the signing policy covers it, so it is refused; "
-                                 f"add a rule for it")
+            raise SignatureError(
+                f"{what}: no rule of the signing policy covers it, so it is refused; "
+                f"add a rule for it"
+            )
         return best.signed_by
 
     def __repr__(self) -> str:
         return f"SigningPolicy({[(r.kind, r.pattern) for r in self.rules]!r})"
 
 
-def resolve_signer(signed_by: Any, path: PathLike | None = None, *, store_name: str | None = None) -> Any:
+def resolve_signer(
+    signed_by: Any, path: PathLike | None = None, *, store_name: str | None = None
+) -> Any:
     """``signed_by`` itself, or what a policy (object or policy file path) says for the model."""
     if isinstance(signed_by, SigningPolicy):
         return signed_by.signer_for(path, store_name=store_name)
     if signed_by is None:
-        raise ArgumentError("signed_by must be a public key, certificate or SigningPolicy, not None")
+        raise ArgumentError(
+            "signed_by must be a public key, certificate or SigningPolicy, not None"
+        )
     return signed_by

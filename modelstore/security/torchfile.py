@@ -75,8 +75,10 @@ def read_pickles(path: Path) -> TorchPickles:
 #: and raw storages named by number (plus the JSON metadata record ``ms.save`` appends, which
 #: torch never reads and modelstore reads as bounded JSON). Anything else (a second pickle torch would not read but
 #: another tool might) is refused.
-_TORCH_MEMBER = re.compile(r"(data\.pkl|modelstore\.json|version|byteorder|\.format_version|\.storage_alignment|"
-                           r"\.data/version|\.data/serialization_id|data/\d{1,12})")
+_TORCH_MEMBER = re.compile(
+    r"(data\.pkl|modelstore\.json|version|byteorder|\.format_version|\.storage_alignment|"
+    r"\.data/version|\.data/serialization_id|data/\d{1,12})"
+)
 
 
 def _torch_member(name: str) -> bool:
@@ -99,7 +101,9 @@ def _check_container(path: Path) -> None:
         raise TorchFileError(e.detail, e.kind) from None
     roots = {i.filename.partition("/")[0] for i in infos}
     if len(roots) > 1:
-        raise TorchFileError(f"the archive holds records under several roots {sorted(roots)}", "suspicious")
+        raise TorchFileError(
+            f"the archive holds records under several roots {sorted(roots)}", "suspicious"
+        )
 
 
 def torchscript_code(path: Path) -> list[str]:
@@ -120,10 +124,12 @@ def torchscript_code(path: Path) -> list[str]:
 
 def torchscript_message(code: list[str]) -> str:
     shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
-    return (f"this is TorchScript (torch.jit.save), not a torch.save file: it holds compiled code "
-            f"({shown}) that runs when it is loaded, which modelstore never does; use "
-            f"torch.jit.load if you trust it (then ms.save(module.state_dict(), 'model.safetensors') "
-            f"gives a file anyone can load safely)")
+    return (
+        f"this is TorchScript (torch.jit.save), not a torch.save file: it holds compiled code "
+        f"({shown}) that runs when it is loaded, which modelstore never does; use "
+        f"torch.jit.load if you trust it (then ms.save(module.state_dict(), 'model.safetensors') "
+        f"gives a file anyone can load safely)"
+    )
 
 
 def _read_zip(path: Path) -> TorchPickles:
@@ -137,7 +143,9 @@ def _read_zip(path: Path) -> TorchPickles:
     with zf:
         _check_bounds(path, zf)
         names = [i.filename for i in zf.infolist()]
-        links = [i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000]
+        links = [
+            i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000
+        ]
         if links:
             raise TorchFileError(f"the archive holds symbolic link entries {links}", "suspicious")
         seen: set[str] = set()
@@ -150,7 +158,9 @@ def _read_zip(path: Path) -> TorchPickles:
             raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
         for info in pkls:
             if info.file_size > MAX_PICKLE_BYTES:
-                out.streams[info.filename] = PickleReport(error=f"pickle record of {info.file_size} bytes")
+                out.streams[info.filename] = PickleReport(
+                    error=f"pickle record of {info.file_size} bytes"
+                )
                 continue
             try:
                 data = zf.read(info)
@@ -193,8 +203,9 @@ def _read_legacy(path: Path) -> TorchPickles:
     with open(path, "rb") as f:
         source = Source(f, path.stat().st_size)
         for label in ("magic", "protocol", "sys_info", "object", "storage_keys"):
-            rep = analyse_source(source, f"{path}:{label}", TORCH_POLICY.entry, persistent_ids=True,
-                                 expect_end=False)
+            rep = analyse_source(
+                source, f"{path}:{label}", TORCH_POLICY.entry, persistent_ids=True, expect_end=False
+            )
             out.streams[label] = rep
             if rep.error:
                 break
@@ -226,7 +237,11 @@ def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] |
     if fn not in _REBUILD_TENSOR or len(args) < 3:
         return None
     storage, offset, size = args[0], args[1], args[2]
-    if not isinstance(storage, PersId) or not isinstance(storage.pid, tuple) or len(storage.pid) < 3:
+    if (
+        not isinstance(storage, PersId)
+        or not isinstance(storage.pid, tuple)
+        or len(storage.pid) < 3
+    ):
         return None
     stype = storage.pid[1]
     dtype = "unknown"
@@ -238,7 +253,9 @@ def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] |
     return dtype, shape, (storage.pid[2], offset, shape)
 
 
-def tensor_records(result: Any, prefix: str = "", depth: int = 0) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
+def tensor_records(
+    result: Any, prefix: str = "", depth: int = 0
+) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
     """Every tensor in a symbolic state dict or checkpoint, with a dotted name."""
     out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
     if depth > 32:
@@ -249,7 +266,9 @@ def tensor_records(result: Any, prefix: str = "", depth: int = 0) -> list[tuple[
         n = 1
         for d in shape:
             n *= d
-        info = TensorInfo(prefix.rstrip(".") or "<tensor>", shape, dtype, n * DTYPE_SIZES.get(dtype, 0))
+        info = TensorInfo(
+            prefix.rstrip(".") or "<tensor>", shape, dtype, n * DTYPE_SIZES.get(dtype, 0)
+        )
         return [(info, ident)]
     items = mapping_items(result)
     if items is not None:

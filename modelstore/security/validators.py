@@ -26,6 +26,7 @@ BuildValidator = Callable[["RestrictedUnpickler", Any, Any], Any]
 def _missing(target: str) -> CallValidator:
     def refuse(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         raise st.refuse(f"{target} has no argument validator")
+
     return refuse
 
 
@@ -72,8 +73,10 @@ def _builder_for(t: type) -> BuildValidator:
 
 
 def _no_state(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
-    raise reader.state.refuse(f"the stream sets the state of a {type(target).__qualname__}, which "
-                              "modelstore has no validator for")
+    raise reader.state.refuse(
+        f"the stream sets the state of a {type(target).__qualname__}, which "
+        "modelstore has no validator for"
+    )
 
 
 def default_build(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
@@ -87,7 +90,9 @@ def default_build(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         if isinstance(state, tuple) and len(state) == 2:
             state, slots = state
             if slots:
-                raise st.refuse(f"a {type(target).__qualname__} state that sets attributes through setattr")
+                raise st.refuse(
+                    f"a {type(target).__qualname__} state that sets attributes through setattr"
+                )
         if state is not None:
             if not isinstance(state, dict) or not all(type(k) is str for k in state):
                 raise st.refuse(f"a {type(target).__qualname__} state that is not a dict of names")

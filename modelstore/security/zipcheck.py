@@ -78,10 +78,15 @@ class _Member:
     end: int = 0
 
 
-def check_archive(path: str | os.PathLike[str], *, expected: Callable[[str], bool] | None = None,
-                  max_ratio: float = MAX_RATIO, max_total: int = MAX_TOTAL,
-                  crc: bool | Callable[[str], bool] = True,
-                  methods: tuple[int, ...] = METHODS) -> list[zipfile.ZipInfo]:
+def check_archive(
+    path: str | os.PathLike[str],
+    *,
+    expected: Callable[[str], bool] | None = None,
+    max_ratio: float = MAX_RATIO,
+    max_total: int = MAX_TOTAL,
+    crc: bool | Callable[[str], bool] = True,
+    methods: tuple[int, ...] = METHODS,
+) -> list[zipfile.ZipInfo]:
     """Check ``path`` is one unambiguous zip archive and return its members in order.
 
     Parameters
@@ -109,7 +114,9 @@ def check_archive(path: str | os.PathLike[str], *, expected: Callable[[str], boo
     except ArchiveError:
         raise
     except OSError as e:
-        raise ArchiveError(where, f"the archive cannot be read ({e.strerror or e})", "damaged") from None
+        raise ArchiveError(
+            where, f"the archive cannot be read ({e.strerror or e})", "damaged"
+        ) from None
     return [m.info for m in members]
 
 
@@ -140,12 +147,23 @@ class _Reader:
         pos = 0
         for m in members:  # the members must tile [0, cd_offset) exactly: no gaps, no overlaps
             if m.info.header_offset != pos:
-                what = "data before the first member" if pos == 0 else (
-                    "members that overlap" if m.info.header_offset < pos else "unreferenced bytes between members")
-                raise self.fail(f"the archive holds {what} (at byte {min(pos, m.info.header_offset)})")
+                what = (
+                    "data before the first member"
+                    if pos == 0
+                    else (
+                        "members that overlap"
+                        if m.info.header_offset < pos
+                        else "unreferenced bytes between members"
+                    )
+                )
+                raise self.fail(
+                    f"the archive holds {what} (at byte {min(pos, m.info.header_offset)})"
+                )
             pos = m.end
         if pos != cd_offset:
-            raise self.fail(f"the archive holds unreferenced bytes before its central directory (at byte {pos})")
+            raise self.fail(
+                f"the archive holds unreferenced bytes before its central directory (at byte {pos})"
+            )
         if cd_offset + cd_size != cd_end:
             raise self.fail("the central directory does not end where the end record begins")
         return members
@@ -162,16 +180,26 @@ class _Reader:
                     found.append(self.size - tail_len + at)
             at = tail.rfind(_SIG_EOCD, 0, at)
         if not found:
-            if tail.rfind(_SIG_EOCD) >= 0:  # an end record that does not end the file: bytes follow it
+            if (
+                tail.rfind(_SIG_EOCD) >= 0
+            ):  # an end record that does not end the file: bytes follow it
                 raise self.fail("data follows the end of the zip archive (a second file appended?)")
-            raise self.fail("no zip end record at the end of the file (damaged or truncated)", "damaged")
+            raise self.fail(
+                "no zip end record at the end of the file (damaged or truncated)", "damaged"
+            )
         if len(found) > 1:
-            raise self.fail("the file holds two zip end records (a second archive hidden in the comment)")
+            raise self.fail(
+                "the file holds two zip end records (a second archive hidden in the comment)"
+            )
         eocd = found[0]
-        _, disk, cd_disk, on_disk, count, cd_size, cd_offset, _ = _EOCD.unpack(self.pread(eocd, _EOCD.size))
+        _, disk, cd_disk, on_disk, count, cd_size, cd_offset, _ = _EOCD.unpack(
+            self.pread(eocd, _EOCD.size)
+        )
         cd_end = eocd
         if eocd >= _LOCATOR.size and self.pread(eocd - _LOCATOR.size, 4) == _SIG_LOCATOR:
-            count, cd_size, cd_offset, cd_end = self._zip64(eocd, (disk, cd_disk, on_disk, count, cd_size, cd_offset))
+            count, cd_size, cd_offset, cd_end = self._zip64(
+                eocd, (disk, cd_disk, on_disk, count, cd_size, cd_offset)
+            )
         elif 0xFFFF in (disk, cd_disk, on_disk, count) or 0xFFFFFFFF in (cd_size, cd_offset):
             raise self.fail("the end record asks for zip64 records that are not there", "damaged")
         elif disk or cd_disk or on_disk != count:
@@ -184,50 +212,85 @@ class _Reader:
         if rec_disk or disks != 1 or rec_offset + _EOCD64.size != loc:
             raise self.fail("the zip64 locator does not point at the record right before it")
         sig, rec_size, _, _, disk, cd_disk, on_disk, count, cd_size, cd_offset = _EOCD64.unpack(
-            self.pread(rec_offset, _EOCD64.size))
+            self.pread(rec_offset, _EOCD64.size)
+        )
         if sig != _SIG_EOCD64 or rec_size != _EOCD64.size - 12:
             raise self.fail("the zip64 end record is malformed")
         if disk or cd_disk or on_disk != count:
             raise self.fail("the archive claims to span several disks")
-        for small, big, full in zip(plain[3:], (count, cd_size, cd_offset), (0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)):
+        for small, big, full in zip(
+            plain[3:], (count, cd_size, cd_offset), (0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+        ):
             if small not in (big, full):
                 raise self.fail("the zip64 end record disagrees with the end record")
         return count, cd_size, cd_offset, rec_offset
 
     def _central(self, cd_offset: int, cd_size: int, count: int) -> list[_Member]:
         if count * _CENTRAL.size > cd_size:
-            raise self.fail(f"the end record counts {count} members, more than the central directory holds",
-                            "damaged")
+            raise self.fail(
+                f"the end record counts {count} members, more than the central directory holds",
+                "damaged",
+            )
         cd = self.pread(cd_offset, cd_size)
         members: list[_Member] = []
         p = 0
         for _ in range(count):
-            if p + _CENTRAL.size > len(cd) or cd[p:p + 4] != _SIG_CENTRAL:
+            if p + _CENTRAL.size > len(cd) or cd[p : p + 4] != _SIG_CENTRAL:
                 raise self.fail(f"central directory entry {len(members)} is malformed", "damaged")
             fields = _CENTRAL.unpack_from(cd, p)
             n, e, c = fields[10:13]
             start = p + _CENTRAL.size
             if start + n + e + c > len(cd):
-                raise self.fail(f"central directory entry {len(members)} runs past the directory", "damaged")
-            raw_name, extra = cd[start:start + n], cd[start + n:start + n + e]
-            members.append(self._entry(fields, raw_name, extra, cd[start + n + e:start + n + e + c]))
+                raise self.fail(
+                    f"central directory entry {len(members)} runs past the directory", "damaged"
+                )
+            raw_name, extra = cd[start : start + n], cd[start + n : start + n + e]
+            members.append(
+                self._entry(fields, raw_name, extra, cd[start + n + e : start + n + e + c])
+            )
             p = start + n + e + c
         if p != len(cd):
             raise self.fail("the central directory holds bytes beyond its counted entries")
         return members
 
-    def _entry(self, fields: tuple[int, ...], raw_name: bytes, extra: bytes, comment: bytes) -> _Member:
-        (_, made_by, needed, flags, method, mtime, mdate, crc, csize, usize, _, _, _, disk, iattr, eattr,
-         offset) = fields
+    def _entry(
+        self, fields: tuple[int, ...], raw_name: bytes, extra: bytes, comment: bytes
+    ) -> _Member:
+        (
+            _,
+            made_by,
+            needed,
+            flags,
+            method,
+            mtime,
+            mdate,
+            crc,
+            csize,
+            usize,
+            _,
+            _,
+            _,
+            disk,
+            iattr,
+            eattr,
+            offset,
+        ) = fields
         name = self._name(raw_name, flags)
-        usize, csize, offset, disk = _zip64_values(self, _extras(self, name, extra), (usize, csize, offset, disk))
+        usize, csize, offset, disk = _zip64_values(
+            self, _extras(self, name, extra), (usize, csize, offset, disk)
+        )
         if disk:
             raise self.fail(f"the member {name!r} starts on another disk")
         info = zipfile.ZipInfo(name, _dos_time(mdate, mtime))
         info.create_system, info.create_version = made_by >> 8, made_by & 0xFF
         info.extract_version, info.flag_bits, info.compress_type = needed, flags, method
         info.CRC, info.compress_size, info.file_size, info.header_offset = crc, csize, usize, offset
-        info.internal_attr, info.external_attr, info.extra, info.comment = iattr, eattr, extra, comment
+        info.internal_attr, info.external_attr, info.extra, info.comment = (
+            iattr,
+            eattr,
+            extra,
+            comment,
+        )
         return _Member(info, raw_name)
 
     def _name(self, raw: bytes, flags: int) -> str:
@@ -245,22 +308,33 @@ class _Reader:
         head = self.pread(info.header_offset, _LOCAL.size)
         sig, _, flags, method, _, _, crc, csize, usize, n, e = _LOCAL.unpack(head)
         if sig != _SIG_LOCAL:
-            raise self.fail(f"the member {info.filename!r} has no local header where the directory says",
-                            "damaged")
+            raise self.fail(
+                f"the member {info.filename!r} has no local header where the directory says",
+                "damaged",
+            )
         body = self.pread(info.header_offset + _LOCAL.size, n + e)
         if body[:n] != m.raw_name or flags != info.flag_bits or method != info.compress_type:
-            raise self.fail(f"the local header of {info.filename!r} disagrees with the central directory "
-                            "(name, flags or compression method)")
-        usize, csize = _zip64_values(self, _extras(self, info.filename, body[n:]), (usize, csize))[:2]
+            raise self.fail(
+                f"the local header of {info.filename!r} disagrees with the central directory "
+                "(name, flags or compression method)"
+            )
+        usize, csize = _zip64_values(self, _extras(self, info.filename, body[n:]), (usize, csize))[
+            :2
+        ]
         stated = (crc, csize, usize)
         if stated != (info.CRC, info.compress_size, info.file_size) and not (
-                flags & _DESCRIPTOR_FLAG and stated == (0, 0, 0)):
-            raise self.fail(f"the local header of {info.filename!r} disagrees with the central directory "
-                            "(CRC or sizes)")
+            flags & _DESCRIPTOR_FLAG and stated == (0, 0, 0)
+        ):
+            raise self.fail(
+                f"the local header of {info.filename!r} disagrees with the central directory "
+                "(CRC or sizes)"
+            )
         m.data_start = info.header_offset + _LOCAL.size + n + e
         m.end = m.data_start + info.compress_size
         if m.end > cd_offset:
-            raise self.fail(f"the data of {info.filename!r} runs into the central directory", "damaged")
+            raise self.fail(
+                f"the data of {info.filename!r} runs into the central directory", "damaged"
+            )
         if flags & _DESCRIPTOR_FLAG:
             m.end += self._descriptor(m, cd_offset)
 
@@ -275,9 +349,15 @@ class _Reader:
             values = struct.unpack_from(fmt, room)
             if sig and values[0] != _SIG_DESCRIPTOR:
                 continue
-            if tuple(values[1:] if sig else values) == (info.CRC, info.compress_size, info.file_size):
+            if tuple(values[1:] if sig else values) == (
+                info.CRC,
+                info.compress_size,
+                info.file_size,
+            ):
                 return struct.calcsize(fmt)
-        raise self.fail(f"the data descriptor of {info.filename!r} disagrees with the central directory")
+        raise self.fail(
+            f"the data descriptor of {info.filename!r} disagrees with the central directory"
+        )
 
 
 def bad_name(name: str) -> str | None:
@@ -306,8 +386,10 @@ def _extras(r: _Reader, name: str, extra: bytes) -> dict[int, bytes]:
         if key in out and key in (_ZIP64_EXTRA, _UNICODE_PATH_EXTRA):
             raise r.fail(f"the member {name!r} has two zip64 or path extra fields")
         if key == _UNICODE_PATH_EXTRA:
-            raise r.fail(f"the member {name!r} carries a second spelling of its name (Unicode path field)")
-        out[key] = extra[p + 4:p + 4 + n]
+            raise r.fail(
+                f"the member {name!r} carries a second spelling of its name (Unicode path field)"
+            )
+        out[key] = extra[p + 4 : p + 4 + n]
         p += 4 + n
     return out
 
@@ -324,18 +406,30 @@ def _zip64_values(r: _Reader, extras: dict[int, bytes], values: tuple[int, ...])
         width = 4 if i == 3 else 8
         if p + width > len(data):
             raise r.fail("a zip64 size or offset is missing from its extra field", "damaged")
-        out[i] = int.from_bytes(data[p:p + width], "little")
+        out[i] = int.from_bytes(data[p : p + width], "little")
         p += width
     return tuple(out)
 
 
 def _dos_time(date: int, time: int) -> tuple[int, int, int, int, int, int]:
-    return ((date >> 9) + 1980, (date >> 5) & 0xF, date & 0x1F, time >> 11, (time >> 5) & 0x3F,
-            (time & 0x1F) * 2)
+    return (
+        (date >> 9) + 1980,
+        (date >> 5) & 0xF,
+        date & 0x1F,
+        time >> 11,
+        (time >> 5) & 0x3F,
+        (time & 0x1F) * 2,
+    )
 
 
-def _check_members(where: str, members: list[_Member], expected: Callable[[str], bool] | None,
-                   max_ratio: float, max_total: int, methods: tuple[int, ...]) -> None:
+def _check_members(
+    where: str,
+    members: list[_Member],
+    expected: Callable[[str], bool] | None,
+    max_ratio: float,
+    max_total: int,
+    methods: tuple[int, ...],
+) -> None:
     seen: set[str] = set()
     total = 0
     for m in members:
@@ -345,12 +439,19 @@ def _check_members(where: str, members: list[_Member], expected: Callable[[str],
         seen.add(name)
         if info.flag_bits & ~_KNOWN_FLAGS:
             what = "encrypted" if info.flag_bits & 0x2041 else "flagged with unknown options"
-            raise ArchiveError(where, f"the member {name!r} is {what} (flags {info.flag_bits:#06x})")
+            raise ArchiveError(
+                where, f"the member {name!r} is {what} (flags {info.flag_bits:#06x})"
+            )
         if info.compress_type not in methods:
-            raise ArchiveError(where, f"the member {name!r} uses compression method {info.compress_type}, "
-                                      f"not one of {list(methods)}")
+            raise ArchiveError(
+                where,
+                f"the member {name!r} uses compression method {info.compress_type}, "
+                f"not one of {list(methods)}",
+            )
         if info.compress_type == 0 and info.compress_size != info.file_size:
-            raise ArchiveError(where, f"the stored member {name!r} declares two different sizes", "damaged")
+            raise ArchiveError(
+                where, f"the stored member {name!r} declares two different sizes", "damaged"
+            )
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             what = "a symbolic link" if kind == stat.S_IFLNK else "a device, FIFO or socket"
@@ -359,12 +460,17 @@ def _check_members(where: str, members: list[_Member], expected: Callable[[str],
             raise ArchiveError(where, f"the archive holds an unexpected member {name!r}")
         if info.file_size > RATIO_FLOOR and info.file_size > max_ratio * info.compress_size:
             ratio = info.file_size // max(info.compress_size, 1)
-            raise ArchiveError(where, f"the member {name!r} inflates {ratio}x to {info.file_size} bytes "
-                                      f"(a decompression bomb; the limit is {max_ratio}x)")
+            raise ArchiveError(
+                where,
+                f"the member {name!r} inflates {ratio}x to {info.file_size} bytes "
+                f"(a decompression bomb; the limit is {max_ratio}x)",
+            )
         total += info.file_size
     if total > max_total:
-        raise ArchiveError(where, f"the archive declares {total} bytes of content, more than the "
-                                  f"{max_total} allowed")
+        raise ArchiveError(
+            where,
+            f"the archive declares {total} bytes of content, more than the {max_total} allowed",
+        )
 
 
 def _verify_data(f: BinaryIO, where: str, m: _Member) -> None:
@@ -383,23 +489,37 @@ def _verify_data(f: BinaryIO, where: str, m: _Member) -> None:
             continue
         while chunk:
             if inflate.eof:
-                raise ArchiveError(where, f"the member {info.filename!r} has bytes after its compressed stream")
+                raise ArchiveError(
+                    where, f"the member {info.filename!r} has bytes after its compressed stream"
+                )
             try:
                 out = inflate.decompress(chunk, _CHUNK)
             except zlib.error as e:
-                raise ArchiveError(where, f"the member {info.filename!r} does not inflate ({e})", "damaged") from None
+                raise ArchiveError(
+                    where, f"the member {info.filename!r} does not inflate ({e})", "damaged"
+                ) from None
             produced, crc = produced + len(out), zlib.crc32(out, crc)
             if produced > info.file_size:
-                raise ArchiveError(where, f"the member {info.filename!r} inflates past its declared "
-                                          f"{info.file_size} bytes")
+                raise ArchiveError(
+                    where,
+                    f"the member {info.filename!r} inflates past its declared "
+                    f"{info.file_size} bytes",
+                )
             chunk = inflate.unconsumed_tail
         if inflate.unused_data:
-            raise ArchiveError(where, f"the member {info.filename!r} has bytes after its compressed stream")
+            raise ArchiveError(
+                where, f"the member {info.filename!r} has bytes after its compressed stream"
+            )
     if inflate is not None:
         out = inflate.flush()  # output zlib still held back; bounded by its window
         produced, crc = produced + len(out), zlib.crc32(out, crc)
         if not inflate.eof:
-            raise ArchiveError(where, f"the compressed stream of {info.filename!r} ends early", "damaged")
+            raise ArchiveError(
+                where, f"the compressed stream of {info.filename!r} ends early", "damaged"
+            )
     if produced != info.file_size or crc != info.CRC:
-        raise ArchiveError(where, f"the member {info.filename!r} fails its CRC check (damaged or altered)",
-                           "damaged")
+        raise ArchiveError(
+            where,
+            f"the member {info.filename!r} fails its CRC check (damaged or altered)",
+            "damaged",
+        )

@@ -35,9 +35,11 @@ def not_a_path(path: Any, error: Exception) -> ArgumentError:
     if isinstance(path, (str, bytes)) or path is None:
         return ArgumentError(f"{path!r} is not a usable path ({error})")
     cls = type(path)
-    return ArgumentError(f"a {cls.__module__}.{cls.__qualname__} object was given where a file path is "
-                         f"expected; this call reads model files: pass the path, or for a model in "
-                         f"memory use ms.summary(model) or ms.stats(model)")
+    return ArgumentError(
+        f"a {cls.__module__}.{cls.__qualname__} object was given where a file path is "
+        f"expected; this call reads model files: pass the path, or for a model in "
+        f"memory use ms.summary(model) or ms.stats(model)"
+    )
 
 
 def existing_file(path: PathLike) -> Path:
@@ -100,7 +102,9 @@ def _pid_alive(pid: int) -> bool:
 
 def _host() -> str:
     """This machine's name as it appears in temp names (no dots: they separate the fields)."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
+    return (
+        "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
+    )
 
 
 #: A temp file of another machine (a shared filesystem) is only removed after this long: its
@@ -123,7 +127,7 @@ def clean_stale_temps(target: Path) -> None:
         # temp names may carry a suffix a framework insists on (".modelstore-tmp.keras")
         if not (name.startswith(prefix) and _TMP_MARK in name):
             continue
-        fields = name[len(prefix):].split(".")
+        fields = name[len(prefix) :].split(".")
         if len(fields) < 3 or not fields[1].isdigit():
             continue
         host, pid = fields[0], int(fields[1])
@@ -140,7 +144,9 @@ def clean_stale_temps(target: Path) -> None:
 
 
 def temp_path_for(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{_host()}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_MARK}")
+    return target.with_name(
+        f".{target.name}.{_host()}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_MARK}"
+    )
 
 
 def fsync_file(path: Path) -> None:

@@ -37,8 +37,9 @@ def format_checksum(hasher: Any) -> str:
     return f"{CHECKSUM_ALGO}:{hasher.hexdigest()}"
 
 
-def update_from_file(hasher: Any, path: Path, start: int = 0, end: int | None = None,
-                     file: BinaryIO | None = None) -> None:
+def update_from_file(
+    hasher: Any, path: Path, start: int = 0, end: int | None = None, file: BinaryIO | None = None
+) -> None:
     """Feed bytes ``[start, end)`` of ``path`` (or of the already opened ``file``: a
     confined companion) to ``hasher`` through one memory map."""
     with contextlib.ExitStack() as stack:

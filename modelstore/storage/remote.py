@@ -40,9 +40,9 @@ def is_uri(path: Any) -> bool:
 def local_path_of(uri: str) -> Path | None:
     """The local path behind a ``file://`` URI (None for any other scheme)."""
     if uri.lower().startswith("file://"):
-        return Path(uri[len("file://"):] or "/")
+        return Path(uri[len("file://") :] or "/")
     if uri.lower().startswith("local://"):
-        return Path(uri[len("local://"):] or "/")
+        return Path(uri[len("local://") :] or "/")
     return None
 
 
@@ -64,16 +64,24 @@ def open_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[An
         import fsspec.core
     except ImportError:
         raise MissingDependencyError(
-            f"{uri}: URIs need fsspec, which is not installed; run: pip install fsspec", name="fsspec"
+            f"{uri}: URIs need fsspec, which is not installed; run: pip install fsspec",
+            name="fsspec",
         ) from None
     try:
         fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         return fs, str(path)
     except ImportError as e:
         extra = _EXTRAS.get(scheme)
-        hint = f'pip install "modelstore-safe[{extra}]"' if extra else "install the fsspec plugin for it"
-        raise MissingDependencyError(f"{uri}: the {scheme}:// scheme needs a package that is not "
-                                     f"installed ({e}); run: {hint}", name=scheme) from None
+        hint = (
+            f'pip install "modelstore-safe[{extra}]"'
+            if extra
+            else "install the fsspec plugin for it"
+        )
+        raise MissingDependencyError(
+            f"{uri}: the {scheme}:// scheme needs a package that is not "
+            f"installed ({e}); run: {hint}",
+            name=scheme,
+        ) from None
     except ValueError as e:
         raise ArgumentError(f"{uri}: not a usable URI ({e})") from None
 
@@ -108,7 +116,9 @@ def storage_errors(uri: str, what: str) -> Iterator[None]:
     except FileExistsError:
         raise
     except PermissionError as e:
-        raise StorageError(errno.EACCES, f"{uri}: permission denied while trying to {what} ({e})", uri) from None
+        raise StorageError(
+            errno.EACCES, f"{uri}: permission denied while trying to {what} ({e})", uri
+        ) from None
     except Exception as e:  # network, credentials, throttling: each client has its own types
         code = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
         first = str(e).splitlines()[0] if str(e) else ""
@@ -154,11 +164,15 @@ def get(fs: Any, rpath: str, local: Path, uri: str) -> None:
 
 
 def _get(fs: Any, rpath: str, local: Path, uri: str) -> None:
-    with storage_errors(f"{uri}" if rpath.endswith(basename(uri)) else f"{uri} ({basename(rpath)})", "download"):
+    with storage_errors(
+        f"{uri}" if rpath.endswith(basename(uri)) else f"{uri} ({basename(rpath)})", "download"
+    ):
         fs.get_file(rpath, str(local))
 
 
-def read_range(uri: str, start: int, end: int, storage_options: dict[str, Any] | None = None) -> bytes:
+def read_range(
+    uri: str, start: int, end: int, storage_options: dict[str, Any] | None = None
+) -> bytes:
     """Bytes ``[start, end)`` of a remote file, with one range request."""
     fs, rpath = open_fs(uri, storage_options)
     with storage_errors(uri, "read"):
@@ -180,8 +194,10 @@ def identity(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[A
     with contextlib.suppress(Exception):
         fs.invalidate_cache(rpath)
         info = fs.info(rpath)
-        return (info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified"),
-                info.get("size"))
+        return (
+            info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified"),
+            info.get("size"),
+        )
     return (None, None)
 
 
@@ -189,7 +205,9 @@ def identity(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[A
 
 
 @contextlib.contextmanager
-def staged(uri: str, overwrite: bool, storage_options: dict[str, Any] | None = None) -> Iterator[tuple[Path, Any]]:
+def staged(
+    uri: str, overwrite: bool, storage_options: dict[str, Any] | None = None
+) -> Iterator[tuple[Path, Any]]:
     """Yield ``(local path to save to, upload)``; the caller saves there, then calls
     ``upload(files)`` with the files to publish in order (data first, describing files last).
     Local ``file://`` URIs are saved in place (``upload`` does nothing)."""
@@ -201,6 +219,7 @@ def staged(uri: str, overwrite: bool, storage_options: dict[str, Any] | None = N
         msg = f"{uri}: already exists and overwrite=False; pick another name or pass overwrite=True"
         raise ModelExistsError(errno.EEXIST, msg, uri)
     with scratch("stage") as tmp:
+
         def send(files: list[Path]) -> None:
             upload(fs, tmp, parent(rpath), uri, files)
 

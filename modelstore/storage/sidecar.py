@@ -36,7 +36,9 @@ def sidecar_versions(data: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [v for v in versions if isinstance(v, dict)]
 
 
-def choose_version(path: Path, versions: list[dict[str, Any]], checksum: str | None) -> dict[str, Any] | None:
+def choose_version(
+    path: Path, versions: list[dict[str, Any]], checksum: str | None
+) -> dict[str, Any] | None:
     """The entry describing the payload now on disk: the one whose checksum matches, else the
     newest whose size matches, else the newest (verification then reports the mismatch)."""
     if not versions:
@@ -64,8 +66,9 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     side = sidecar_path(path)
     if not os.path.lexists(side):
         return None
-    raw = read_confined(path.parent, side.name, what="the sidecar", source=path, main=path,
-                        max_bytes=MAX_SIDECAR)
+    raw = read_confined(
+        path.parent, side.name, what="the sidecar", source=path, main=path, max_bytes=MAX_SIDECAR
+    )
     try:
         data = loads(raw, where=f"the sidecar {side}")
     except FormatError as e:

@@ -79,7 +79,7 @@ def _tags(tags: Any) -> dict[str, str]:
     if isinstance(tags, dict):
         out = {str(k): str(v) for k, v in tags.items()}
     elif isinstance(tags, (list, tuple, set)) and all(isinstance(t, str) for t in tags):
-        out = {t: "" for t in tags}
+        out = dict.fromkeys(tags, "")
     else:
         raise ArgumentError("tags must be a dict of strings or a list of strings")
     return out

@@ -68,9 +68,16 @@ class Store(_Folder):
     >>> net = store.load("digits-mlp@prod", model=Net)
     """
 
-    def __init__(self, root: PathLike | None = None, *, storage_options: dict[str, Any] | None = None,
-                 signed_by: Any = None) -> None:
-        self._signed_by = signed_by  # every load must be signed by this key / policy (docs/signing.md)
+    def __init__(
+        self,
+        root: PathLike | None = None,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        signed_by: Any = None,
+    ) -> None:
+        self._signed_by = (
+            signed_by  # every load must be signed by this key / policy (docs/signing.md)
+        )
         root_str = os.fspath(root) if root is not None else default_root()
         self._options = dict(storage_options or {})
         root_local, uri = _remote.split(root_str)
@@ -84,8 +91,11 @@ class Store(_Folder):
             try:
                 local.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise StorageError(e.errno or errno.EIO, f"{local}: cannot create the store folder: {e.strerror}",
-                                   str(local)) from None
+                raise StorageError(
+                    e.errno or errno.EIO,
+                    f"{local}: cannot create the store folder: {e.strerror}",
+                    str(local),
+                ) from None
             self._fs, _ = _remote.open_fs(f"file://{local}")
             self._root = str(local)
             self._uri_prefix = str(local)
@@ -96,9 +106,16 @@ class Store(_Folder):
         return f"Store({self.root!r})"
 
     # -- names and paths ------------------------------------------------------------------
-    def save(self, model: Any, name: str, *, metadata: dict[str, Any] | None = None,
-             tags: dict[str, str] | list[str] | None = None, format: str | None = None,
-             **save_options: Any) -> int:
+    def save(
+        self,
+        model: Any,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        format: str | None = None,
+        **save_options: Any,
+    ) -> int:
         """Save ``model`` as the next version of ``name`` and return its number.
 
         ``save_options`` go to :func:`modelstore.save` (``config=``, ``labels=``,
@@ -116,15 +133,28 @@ class Store(_Folder):
         target = _remote.join(self._public(vdir), entry)
         try:
             self._make_vdir(vdir)
-            info = _api.save(model, target, format=format, metadata=metadata,
-                             storage_options=self._options, **save_options)
+            info = _api.save(
+                model,
+                target,
+                format=format,
+                metadata=metadata,
+                storage_options=self._options,
+                **save_options,
+            )
         except BaseException:
             self._discard(vdir)
             raise
         return self._publish(name, number, vdir, info, tag_map)
 
-    def push(self, path: PathLike, name: str, *, metadata: dict[str, Any] | None = None,
-             tags: dict[str, str] | list[str] | None = None, sign_with: Any = None) -> int:
+    def push(
+        self,
+        path: PathLike,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        sign_with: Any = None,
+    ) -> int:
         """Add an existing local model file (with its sidecar, shards or external data) as
         the next version of ``name``, without loading it. ``metadata`` is kept in the manifest.
         ``sign_with`` (a private key) signs those files and stores the signature with them."""
@@ -148,7 +178,13 @@ class Store(_Folder):
             for f, rel in uploads:  # data first, describing files last
                 dest = _remote.join(vdir, rel)
                 if self._local:
-                    writable(self._root, self._rel(dest), what="the version folder", source=self.root, todo=_FIX)
+                    writable(
+                        self._root,
+                        self._rel(dest),
+                        what="the version folder",
+                        source=self.root,
+                        todo=_FIX,
+                    )
                 with _remote.storage_errors(self._public(dest), "upload"):
                     self._fs.put_file(str(f), dest)
         except BaseException:
@@ -159,20 +195,33 @@ class Store(_Folder):
                 import shutil
 
                 shutil.rmtree(uploads[-1][0].parent, ignore_errors=True)
-        info = dataclasses.replace(info, path=_remote.join(self._public(vdir), entry), metadata=metadata)
+        info = dataclasses.replace(
+            info, path=_remote.join(self._public(vdir), entry), metadata=metadata
+        )
         return self._publish(name, number, vdir, info, _tags(tags))
 
     def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
         self._fresh(vdir)
         with _remote.storage_errors(self._public(vdir), "list"):
             found = self._fs.find(vdir, detail=True)  # one listing, sizes included
-        files = {str(p)[len(vdir):].lstrip("/"): int(d.get("size") or 0) for p, d in sorted(found.items())}
-        entry = info.path[len(self._public(vdir)):].lstrip("/")
+        files = {
+            str(p)[len(vdir) :].lstrip("/"): int(d.get("size") or 0)
+            for p, d in sorted(found.items())
+        }
+        entry = info.path[len(self._public(vdir)) :].lstrip("/")
         manifest = {
-            "store_version": STORE_VERSION, "name": name, "version": number, "created": _now(),
-            "entry": entry, "format": info.format, "framework": info.framework,
-            "size_bytes": sum(files.values()), "sha256": info.sha256, "files": files,
-            "metadata": info.metadata, "tags": tags,
+            "store_version": STORE_VERSION,
+            "name": name,
+            "version": number,
+            "created": _now(),
+            "entry": entry,
+            "format": info.format,
+            "framework": info.framework,
+            "size_bytes": sum(files.values()),
+            "sha256": info.sha256,
+            "files": files,
+            "metadata": info.metadata,
+            "tags": tags,
         }
         # the manifest last: the version exists for readers only once all its files do
         self._write_json(vdir + ".json", manifest)
@@ -182,7 +231,9 @@ class Store(_Folder):
         """Names with at least one published version, sorted."""
         names = []
         for name in self._ls(self._root):
-            if _NAME.match(name) and any(n.endswith(".json") for n in self._ls(self._p(name, "versions"))):
+            if _NAME.match(name) and any(
+                n.endswith(".json") for n in self._ls(self._p(name, "versions"))
+            ):
                 names.append(name)
         return sorted(names)
 
@@ -192,7 +243,7 @@ class Store(_Folder):
         aliases = self._aliases(name)
         out = []
         for entry in self._ls(self._p(name, "versions")):
-            number = _number(entry[:-len(".json")]) if entry.endswith(".json") else None
+            number = _number(entry[: -len(".json")]) if entry.endswith(".json") else None
             if number is not None:
                 manifest = self._read_json(self._p(name, "versions", entry))
                 if manifest is not None:  # deleted between the listing and the read
@@ -203,34 +254,61 @@ class Store(_Folder):
         """The highest published version from one listing and one manifest read (not every
         manifest: a load of the latest costs the same at 10 versions and at 10,000). A manifest
         deleted between the listing and the read falls back to the next highest."""
-        numbers = sorted((n for n in (_number(e[:-len(".json")]) for e in self._ls(self._p(name, "versions"))
-                                      if e.endswith(".json")) if n is not None), reverse=True)
+        numbers = sorted(
+            (
+                n
+                for n in (
+                    _number(e[: -len(".json")])
+                    for e in self._ls(self._p(name, "versions"))
+                    if e.endswith(".json")
+                )
+                if n is not None
+            ),
+            reverse=True,
+        )
         for number in numbers:
             manifest = self._read_json(self._vdir(name, number) + ".json")
             if manifest is not None:
                 return self._version(name, number, manifest, aliases)
         return None
 
-    def _version(self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]) -> ModelVersion:
+    def _version(
+        self, name: str, number: int, m: dict[str, Any], aliases: dict[str, int]
+    ) -> ModelVersion:
         """A manifest read as hostile input: names lead only into the version's folder
         (ConfinementError), every field has its type and sizes their range (FormatError)."""
         where = self._public(self._vdir(name, number) + ".json")
         try:
             entry, files, tags = m["entry"], m.get("files") or {}, m.get("tags") or {}
             metadata, framework = m.get("metadata") or {}, m.get("framework")
-            if not (isinstance(entry, str) and isinstance(files, dict) and isinstance(metadata, dict)
-                    and isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+            if not (
+                isinstance(entry, str)
+                and isinstance(files, dict)
+                and isinstance(metadata, dict)
+                and isinstance(tags, dict)
+                and all(isinstance(v, str) for v in tags.values())
+            ):
                 raise TypeError("entry, files, metadata or tags")
             if framework is not None and not isinstance(framework, str):
                 raise TypeError("framework")
             version = ModelVersion(
-                name=name, version=number, path=_remote.join(self._public(self._vdir(name, number)), entry),
-                format=_text(m["format"]), framework=framework, created=_text(m["created"]),
-                size_bytes=_size(m["size_bytes"]), sha256=_text(m.get("sha256") or ""),
-                files={k: _size(v) for k, v in files.items()}, metadata=dict(metadata), tags=dict(tags),
-                aliases=sorted(a for a, v in aliases.items() if v == number))
+                name=name,
+                version=number,
+                path=_remote.join(self._public(self._vdir(name, number)), entry),
+                format=_text(m["format"]),
+                framework=framework,
+                created=_text(m["created"]),
+                size_bytes=_size(m["size_bytes"]),
+                sha256=_text(m.get("sha256") or ""),
+                files={k: _size(v) for k, v in files.items()},
+                metadata=dict(metadata),
+                tags=dict(tags),
+                aliases=sorted(a for a, v in aliases.items() if v == number),
+            )
         except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"{where}: the version manifest is malformed ({e}); the store entry is damaged") from None
+            raise FormatError(
+                f"{where}: the version manifest is malformed ({e}); the store entry is damaged"
+            ) from None
         for rel in (entry, *files):  # names lead nowhere but into the version's folder
             check_name(rel, what="the version file", source=where)
         return version
@@ -242,9 +320,16 @@ class Store(_Folder):
         if not self._local:
             return version.path
         vdir = self._vdir(version.name, version.version)
-        entry = version.path[len(self._public(vdir)):].lstrip("/")
-        return str(confine(self._root, _remote.join(self._rel(vdir), entry), what="the version's model file",
-                           source=self._public(vdir + ".json"), todo=_FIX))
+        entry = version.path[len(self._public(vdir)) :].lstrip("/")
+        return str(
+            confine(
+                self._root,
+                _remote.join(self._rel(vdir), entry),
+                what="the version's model file",
+                source=self._public(vdir + ".json"),
+                todo=_FIX,
+            )
+        )
 
     def _aliases(self, name: str) -> dict[str, int]:
         out = {}
@@ -253,38 +338,54 @@ class Store(_Folder):
                 data = self._read_json(self._p(name, "aliases", entry)) or {}
                 version = data.get("version")
                 if type(version) is int and 0 < version < 10**_MAX_DIGITS:
-                    out[entry[:-len(".json")]] = version
+                    out[entry[: -len(".json")]] = version
         return out
 
     def resolve(self, ref: str) -> ModelVersion:
         """``"name"`` (latest), ``"name@3"``, ``"name@prod"`` (an alias) or ``"name@latest"``."""
         if not isinstance(ref, str):
-            raise ArgumentError(f"a model reference is a string like 'digits@3', not {type(ref).__name__}")
+            raise ArgumentError(
+                f"a model reference is a string like 'digits@3', not {type(ref).__name__}"
+            )
         name, _, which = ref.partition("@")
         self._check_name(name)
         number = _number(which)
         if which and number is None and (not _NAME.match(which) or which.isdigit()):
-            msg = (f"{ref[:200]!r} is not a valid model reference: after '@' comes a version number "
-                   f"(at most {_MAX_DIGITS} digits 0-9), an alias or 'latest'")
+            msg = (
+                f"{ref[:200]!r} is not a valid model reference: after '@' comes a version number "
+                f"(at most {_MAX_DIGITS} digits 0-9), an alias or 'latest'"
+            )
             raise ArgumentError(msg)
         aliases = self._aliases(name)
         if which in ("", "latest"):
             latest = self._latest(name, aliases)
             if latest is None:
-                raise ModelNotFoundError(errno.ENOENT, f"{self._public(self._p(name))}: no versions of "
-                                         f"{name!r} in {self.root}; save one with store.save(model, {name!r})", ref)
+                raise ModelNotFoundError(
+                    errno.ENOENT,
+                    f"{self._public(self._p(name))}: no versions of "
+                    f"{name!r} in {self.root}; save one with store.save(model, {name!r})",
+                    ref,
+                )
             return latest
         if number is None and which in aliases:
             number = aliases[which]
         elif number is None:
             known = ", ".join(sorted(aliases)) or "none"
-            raise ModelNotFoundError(errno.ENOENT, f"{ref}: no version or alias {which!r} of {name!r} in "
-                                     f"{self.root} (aliases: {known})", ref)
+            raise ModelNotFoundError(
+                errno.ENOENT,
+                f"{ref}: no version or alias {which!r} of {name!r} in "
+                f"{self.root} (aliases: {known})",
+                ref,
+            )
         manifest = self._read_json(self._vdir(name, number) + ".json")
         if manifest is None:
             have = ", ".join(str(v.version) for v in self.versions(name)) or "none"
-            raise ModelNotFoundError(errno.ENOENT, f"{ref}: version {number} of {name!r} does not exist in "
-                                     f"{self.root} (versions: {have})", ref)
+            raise ModelNotFoundError(
+                errno.ENOENT,
+                f"{ref}: version {number} of {name!r} does not exist in "
+                f"{self.root} (versions: {have})",
+                ref,
+            )
         return self._version(name, number, manifest, aliases)
 
     def info(self, ref: str) -> ModelVersion:
@@ -303,12 +404,16 @@ class Store(_Folder):
         ``store.load("digits-mlp@prod", model=Net)``. ``signed_by=`` (default: the store's)
         refuses a version whose stored signature that signer did not make."""
         signed_by = load_options.pop("signed_by", None)
-        signed_by = signed_by if signed_by is not None else self._signed_by  # None never lifts the store's
+        signed_by = (
+            signed_by if signed_by is not None else self._signed_by
+        )  # None never lifts the store's
         if signed_by is not None:
             from ..api.signing import load_from_store
 
             return load_from_store(self, ref, signed_by, load_options)
-        return _api.load(self._entry(self.resolve(ref)), storage_options=self._options, **load_options)
+        return _api.load(
+            self._entry(self.resolve(ref)), storage_options=self._options, **load_options
+        )
 
     def pull(self, ref: str, dest: PathLike) -> Path:
         """Copy a version's files into the local folder ``dest``; return the model file's path.
@@ -325,22 +430,37 @@ class Store(_Folder):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StorageError(e.errno or errno.EIO, f"{folder}: cannot create the folder: {e.strerror}",
-                               str(folder)) from None
+            raise StorageError(
+                e.errno or errno.EIO,
+                f"{folder}: cannot create the folder: {e.strerror}",
+                str(folder),
+            ) from None
         vdir = self._vdir(version.name, version.version)
         source = self._public(vdir + ".json")
         targets = {}
         for rel in version.files:  # every file checked before any is copied
             if self._local:
-                confine(self._root, self._rel(_remote.join(vdir, rel)), what="the version file", source=source,
-                        todo=_FIX)
+                confine(
+                    self._root,
+                    self._rel(_remote.join(vdir, rel)),
+                    what="the version file",
+                    source=source,
+                    todo=_FIX,
+                )
             targets[rel] = writable(folder, rel, what="the pulled file", source=source)
         for rel, local in targets.items():
-            tmp = local.with_name(f".{local.name}.{os.getpid()}.{os.urandom(4).hex()}.modelstore-tmp")
+            tmp = local.with_name(
+                f".{local.name}.{os.getpid()}.{os.urandom(4).hex()}.modelstore-tmp"
+            )
             try:
                 if self._local:
-                    with open_confined(self._root, self._rel(_remote.join(vdir, rel)), what="the version file",
-                                       source=source, todo=_FIX) as src:
+                    with open_confined(
+                        self._root,
+                        self._rel(_remote.join(vdir, rel)),
+                        what="the version file",
+                        source=source,
+                        todo=_FIX,
+                    ) as src:
                         with create_new(tmp) as out:
                             shutil.copyfileobj(src, out, 16 << 20)
                 else:
@@ -350,7 +470,7 @@ class Store(_Folder):
             finally:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-        entry = version.path[len(self._public(vdir)):].lstrip("/")
+        entry = version.path[len(self._public(vdir)) :].lstrip("/")
         return folder / entry
 
     def alias(self, name: str, version: int, alias: str) -> None:
@@ -358,11 +478,15 @@ class Store(_Folder):
         self._check_name(name)
         self._check_name(alias, "alias")
         if alias.isdigit() or alias in _RESERVED:
-            raise ArgumentError(f"{alias!r} cannot be an alias: numbers and 'latest' already mean versions")
+            raise ArgumentError(
+                f"{alias!r} cannot be an alias: numbers and 'latest' already mean versions"
+            )
         if type(version) is not int:
             raise ArgumentError(f"version must be an int, not {type(version).__name__}")
         self.resolve(f"{name}@{version}")  # must exist
-        self._write_json(self._p(name, "aliases", f"{alias}.json"), {"version": version, "updated": _now()})
+        self._write_json(
+            self._p(name, "aliases", f"{alias}.json"), {"version": version, "updated": _now()}
+        )
 
     def delete(self, name: str, version: int) -> None:
         """Remove one version (its manifest first, so readers stop seeing it, then its files)

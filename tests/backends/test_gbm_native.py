@@ -55,7 +55,11 @@ def test_xgboost_written_by_xgboost(tmp_path: Path, models: dict[str, Any], suff
     assert type(booster).__name__ == "Booster"
     np.testing.assert_array_equal(ms.predict(booster, x, output="proba"), clf.predict_proba(x))
     info = ms.inspect(tmp_path / f"c{suffix}")
-    assert info.format == "xgboost" and info.metadata["trees"] == 5 and info.metadata["objective"] == "multi:softprob"
+    assert (
+        info.format == "xgboost"
+        and info.metadata["trees"] == 5
+        and info.metadata["objective"] == "multi:softprob"
+    )
     assert ms.scan(tmp_path / f"c{suffix}").verdict == "safe"
 
 
@@ -70,7 +74,9 @@ def test_xgboost_save_is_native_by_default(tmp_path: Path, models: dict[str, Any
         assert ms.predict(loaded, x[:1], output="label") == ["setosa"]
     json.loads((tmp_path / "m.json").read_text())  # XGBoost's JSON, readable by anyone
     ms.save(models["xgbr"], tmp_path / "r.ubj")
-    np.testing.assert_array_equal(ms.predict(ms.load(tmp_path / "r.ubj"), x), models["xgbr"].predict(x))
+    np.testing.assert_array_equal(
+        ms.predict(ms.load(tmp_path / "r.ubj"), x), models["xgbr"].predict(x)
+    )
 
 
 def test_lightgbm_text(tmp_path: Path, models: dict[str, Any]) -> None:
@@ -79,13 +85,20 @@ def test_lightgbm_text(tmp_path: Path, models: dict[str, Any]) -> None:
     clf = models["lgb"]
     clf.booster_.save_model(tmp_path / "native.txt")
     booster = ms.load(tmp_path / "native.txt")
-    np.testing.assert_allclose(ms.predict(booster, x, output="proba"), clf.predict_proba(x), rtol=1e-12)
+    np.testing.assert_allclose(
+        ms.predict(booster, x, output="proba"), clf.predict_proba(x), rtol=1e-12
+    )
     assert ms.inspect(tmp_path / "native.txt").metadata["objective"] == "multiclass"
     info = ms.save(clf, tmp_path / "m.txt")
     assert info.format == "lightgbm" and (tmp_path / "m.txt").read_bytes().startswith(b"tree\n")
-    assert ms.predict(ms.load(tmp_path / "m.txt"), x[:2], output="label") == clf.predict(x[:2]).tolist()
+    assert (
+        ms.predict(ms.load(tmp_path / "m.txt"), x[:2], output="label")
+        == clf.predict(x[:2]).tolist()
+    )
     ms.save(models["lgbr"], tmp_path / "r.txt")
-    np.testing.assert_allclose(ms.predict(ms.load(tmp_path / "r.txt"), x), models["lgbr"].predict(x))
+    np.testing.assert_allclose(
+        ms.predict(ms.load(tmp_path / "r.txt"), x), models["lgbr"].predict(x)
+    )
     assert ms.scan(tmp_path / "m.txt").verdict == "safe"
 
 
@@ -98,7 +111,9 @@ def test_explicit_joblib_still_possible(tmp_path: Path, models: dict[str, Any]) 
 
 
 @pytest.mark.parametrize("key,name", [("xgb", "m.ubj"), ("lgb", "m.txt"), ("lgbr", "r.txt")])
-def test_onnx_export_and_convert(tmp_path: Path, models: dict[str, Any], key: str, name: str) -> None:
+def test_onnx_export_and_convert(
+    tmp_path: Path, models: dict[str, Any], key: str, name: str
+) -> None:
     """ms.save(model, .onnx) and convert(native -> .onnx) through onnxmltools, parity checked."""
     pytest.importorskip("onnxmltools")
     x, _ = _iris()
@@ -111,9 +126,13 @@ def test_onnx_export_and_convert(tmp_path: Path, models: dict[str, Any], key: st
     for onnx_file in ("direct.onnx", "converted.onnx"):
         loaded = ms.load(tmp_path / onnx_file)
         if hasattr(model, "predict_proba"):
-            np.testing.assert_allclose(ms.predict(loaded, x, output="proba"), model.predict_proba(x), atol=1e-5)
+            np.testing.assert_allclose(
+                ms.predict(loaded, x, output="proba"), model.predict_proba(x), atol=1e-5
+            )
         else:
-            np.testing.assert_allclose(ms.predict(loaded, x).reshape(-1), model.predict(x), rtol=1e-4)
+            np.testing.assert_allclose(
+                ms.predict(loaded, x).reshape(-1), model.predict(x), rtol=1e-4
+            )
 
 
 # -- hostile files -------------------------------------------------------------------------
@@ -126,18 +145,26 @@ def _hostile(tmp_path: Path, models: dict[str, Any], kind: str) -> Path:
     if kind == "deep":
         return _write(tmp_path / "m.json", '{"learner": ' + "[" * 100_000 + "]" * 100_000 + "}")
     if kind == "huge-number":
-        return _write(tmp_path / "m.json", text.replace('"num_feature":"4"', '"num_feature":"99999999999999999999"'))
+        return _write(
+            tmp_path / "m.json",
+            text.replace('"num_feature":"4"', '"num_feature":"99999999999999999999"'),
+        )
     if kind == "nan":
         return _write(tmp_path / "m.json", '{"learner": {"x": NaN}, "version": [3, 0, 0]}')
     if kind == "garbage-learner":
-        return _write(tmp_path / "m.json", '{"learner": {"gradient_booster": 7}, "version": [3, 0, 0]}')
+        return _write(
+            tmp_path / "m.json", '{"learner": {"gradient_booster": 7}, "version": [3, 0, 0]}'
+        )
     if kind == "truncated-ubj":
         models["xgb"].save_model(tmp_path / "full.ubj")
         data = (tmp_path / "full.ubj").read_bytes()
         (tmp_path / "m.ubj").write_bytes(data[: len(data) // 2])
         return tmp_path / "m.ubj"
     if kind == "lgb-garbage":
-        return _write(tmp_path / "m.txt", "tree\nversion=v4\nnum_class=-5\nnum_tree_per_iteration=99999999999\n")
+        return _write(
+            tmp_path / "m.txt",
+            "tree\nversion=v4\nnum_class=-5\nnum_tree_per_iteration=99999999999\n",
+        )
     if kind == "lgb-truncated":
         models["lgb"].booster_.save_model(tmp_path / "full.txt")
         data = (tmp_path / "full.txt").read_text()
@@ -150,8 +177,18 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["deep", "huge-number", "nan", "garbage-learner", "truncated-ubj",
-                                  "lgb-garbage", "lgb-truncated"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "deep",
+        "huge-number",
+        "nan",
+        "garbage-learner",
+        "truncated-ubj",
+        "lgb-garbage",
+        "lgb-truncated",
+    ],
+)
 def test_hostile_native_files(tmp_path: Path, models: dict[str, Any], kind: str) -> None:
     """Malformed or hostile native files are a ModelstoreError from every entry point, in a
     child process first so a crash of the native parser would show as a signal, not a pass."""

@@ -32,8 +32,14 @@ X = torch.tensor([[1, 5, 7, 9, 2]])
 
 def tiny_bert() -> Any:
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=37, vocab_size=99, max_position_embeddings=64)
+    cfg = transformers.BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=99,
+        max_position_embeddings=64,
+    )
     return transformers.BertForMaskedLM(cfg).eval()
 
 
@@ -56,7 +62,13 @@ def folders(tmp_path_factory: pytest.TempPathFactory, bert: Any) -> dict[str, Pa
     quiet(bert.save_pretrained, root / "st_sharded", max_shard_size="20KB")
     for name, kw in (("bin", {}), ("bin_sharded", {"max_shard_size": "20KB"})):
         (root / name).mkdir()
-        quiet(hub.save_torch_state_dict, bert.state_dict(), root / name, safe_serialization=False, **kw)
+        quiet(
+            hub.save_torch_state_dict,
+            bert.state_dict(),
+            root / name,
+            safe_serialization=False,
+            **kw,
+        )
         shutil.copy(root / "st" / "config.json", root / name / "config.json")
     return {p.name: p for p in root.iterdir()}
 
@@ -65,12 +77,18 @@ def copy(folders: dict[str, Path], name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(folders[name], tmp_path / name))
 
 
-LAYOUTS = {"st": "model.safetensors", "st_sharded": "model.safetensors.index.json",
-           "bin": "pytorch_model.bin", "bin_sharded": "pytorch_model.bin.index.json"}
+LAYOUTS = {
+    "st": "model.safetensors",
+    "st_sharded": "model.safetensors.index.json",
+    "bin": "pytorch_model.bin",
+    "bin_sharded": "pytorch_model.bin.index.json",
+}
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_folder_loads_into_the_callers_class(folders: dict[str, Path], bert: Any, layout: str) -> None:
+def test_folder_loads_into_the_callers_class(
+    folders: dict[str, Path], bert: Any, layout: str
+) -> None:
     """load(folder, model=BertForMaskedLM) builds the class from config.json, ties kept."""
     model = quiet(ms.load, folders[layout], model=transformers.BertForMaskedLM)
     assert torch.equal(model(X).logits, bert(X).logits)
@@ -79,7 +97,9 @@ def test_folder_loads_into_the_callers_class(folders: dict[str, Path], bert: Any
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_folder_inspect_scan_and_state_dict(folders: dict[str, Path], bert: Any, layout: str) -> None:
+def test_folder_inspect_scan_and_state_dict(
+    folders: dict[str, Path], bert: Any, layout: str
+) -> None:
     """inspect lists every file and the total, records config.json; scan is safe; a plain
     load gives the state dict."""
     folder = folders[layout]
@@ -92,7 +112,9 @@ def test_folder_inspect_scan_and_state_dict(folders: dict[str, Path], bert: Any,
     assert info.executes_code == layout.startswith("bin")
     assert ms.scan(folder).verdict == "safe"
     sd = quiet(ms.load, folder)
-    assert torch.equal(sd["bert.embeddings.word_embeddings.weight"], bert.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(
+        sd["bert.embeddings.word_embeddings.weight"], bert.bert.embeddings.word_embeddings.weight
+    )
 
 
 def test_bin_shards_warn_as_pickles(folders: dict[str, Path]) -> None:
@@ -102,8 +124,13 @@ def test_bin_shards_warn_as_pickles(folders: dict[str, Path]) -> None:
 
 
 def test_cli_inspect_lists_files(folders: dict[str, Path]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "modelstore", "inspect", str(folders["st_sharded"])],
-                          capture_output=True, text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelstore", "inspect", str(folders["st_sharded"])],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert "model-00001-of-00005.safetensors" in proc.stdout and "config.json" in proc.stdout
 
 
@@ -173,14 +200,18 @@ def test_shards_must_cover_the_weight_map(folders: dict[str, Path], tmp_path: Pa
         quiet(ms.load, folder)
 
 
-@pytest.mark.parametrize("edit", [
-    {"auto_map": {"AutoModel": "modeling_evil.EvilModel"}},
-    {"trust_remote_code": True},
-    {"attn_implementation": "kernels-community/flash-attn"},
-    {"text_config": {"auto_map": {"AutoConfig": "evil--configuration.Evil"}}},
-])
-def test_config_that_runs_code_is_reported_and_refused(folders: dict[str, Path], tmp_path: Path,
-                                                       edit: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"auto_map": {"AutoModel": "modeling_evil.EvilModel"}},
+        {"trust_remote_code": True},
+        {"attn_implementation": "kernels-community/flash-attn"},
+        {"text_config": {"auto_map": {"AutoConfig": "evil--configuration.Evil"}}},
+    ],
+)
+def test_config_that_runs_code_is_reported_and_refused(
+    folders: dict[str, Path], tmp_path: Path, edit: dict[str, Any]
+) -> None:
     """config.json keys that make transformers fetch or run code: scan says unsafe, building
     the caller's class from that config is refused; the bare weights still load."""
     folder = copy(folders, "st", tmp_path)
@@ -215,20 +246,28 @@ def test_config_symlinked_out_is_refused(folders: dict[str, Path], tmp_path: Pat
     assert ms.scan(folder).verdict == "unsafe"
 
 
-def test_side_files_go_through_the_same_gate(folders: dict[str, Path], bert: Any, tmp_path: Path) -> None:
+def test_side_files_go_through_the_same_gate(
+    folders: dict[str, Path], bert: Any, tmp_path: Path
+) -> None:
     """optimizer.pt and scheduler.pt of a trainer checkpoint scan clean; a training_args.bin
     holding a pickled object is reported (by name); the model's own load is unaffected."""
     folder = copy(folders, "st", tmp_path)
     opt = torch.optim.AdamW(bert.parameters())
     torch.save(opt.state_dict(), folder / "optimizer.pt")
-    torch.save(torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0).state_dict(), folder / "scheduler.pt")
+    torch.save(
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0).state_dict(), folder / "scheduler.pt"
+    )
     torch.save({"cpu": torch.random.get_rng_state()}, folder / "rng_state.pth")
     assert ms.scan(folder).verdict == "safe"
     torch.save(transformers.GenerationConfig(), folder / "training_args.bin")
     report = ms.scan(folder)
     assert report.verdict == "unsafe"
     assert any(f.subject.startswith("training_args.bin: transformers.") for f in report.findings)
-    assert set(ms.inspect(folder).files) >= {"optimizer.pt", "training_args.bin", "model.safetensors"}
+    assert set(ms.inspect(folder).files) >= {
+        "optimizer.pt",
+        "training_args.bin",
+        "model.safetensors",
+    }
     model = ms.load(folder, model=transformers.BertForMaskedLM)
     assert torch.equal(model(X).logits, bert(X).logits)
 
@@ -250,7 +289,9 @@ def test_hostile_side_file_payload_never_runs(folders: dict[str, Path], tmp_path
 
 
 @pytest.mark.parametrize("shard", [None, "20KB"])
-def test_save_writes_a_folder_from_pretrained_reads(bert: Any, tmp_path: Path, shard: str | None) -> None:
+def test_save_writes_a_folder_from_pretrained_reads(
+    bert: Any, tmp_path: Path, shard: str | None
+) -> None:
     """ms.save(model, folder) -> from_pretrained gives the same outputs with ties kept, and
     ms.load reads it back with the labels recorded."""
     folder = tmp_path / "out"
@@ -279,11 +320,17 @@ def test_save_over_a_folder(bert: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("layout", ["st", "bin", "bin_sharded"])
-def test_base_model_from_a_head_models_folder(folders: dict[str, Path], bert: Any, layout: str) -> None:
+def test_base_model_from_a_head_models_folder(
+    folders: dict[str, Path], bert: Any, layout: str
+) -> None:
     """model=BertModel on a BertForMaskedLM folder takes the bert.* weights, as transformers
     does; the pooler the file lacks is reported (strict) or left initialised (strict=False)."""
     with pytest.raises(ms.ArchitectureMismatchError, match="pooler.dense.weight"):
         quiet(ms.load, folders[layout], model=transformers.BertModel)
     base = quiet(ms.load, folders[layout], model=transformers.BertModel, strict=False)
-    assert torch.equal(base.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
-    assert torch.equal(base.encoder.layer[1].output.dense.weight, bert.bert.encoder.layer[1].output.dense.weight)
+    assert torch.equal(
+        base.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight
+    )
+    assert torch.equal(
+        base.encoder.layer[1].output.dense.weight, bert.bert.encoder.layer[1].output.dense.weight
+    )

@@ -50,7 +50,9 @@ def _bin_folder(tmp_path: Path) -> tuple[HubNet, Path]:
     folder.mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hub.save_torch_state_dict(net.state_dict(), folder, safe_serialization=False, max_shard_size="1KB")
+        hub.save_torch_state_dict(
+            net.state_dict(), folder, safe_serialization=False, max_shard_size="1KB"
+        )
     (folder / "config.json").write_text(json.dumps({"hidden": 64}))
     return net, folder
 

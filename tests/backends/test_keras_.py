@@ -26,8 +26,14 @@ Y = np.random.default_rng(1).integers(0, 10, 64)
 def mlp(seed: int = 0) -> Any:
     """The tutorials' Sequential Dense digits model (64-32-10, dropout, softmax)."""
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dropout(0.2), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
 
@@ -79,7 +85,9 @@ class TestKerasContract(BackendContract):
 
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo("model.weights.h5")
-        return info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+        return (
+            info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+        )
 
     def write_hostile(self, path: Path, marker: Path) -> bool:
         lambda_model(marker).save(path)
@@ -140,7 +148,9 @@ def test_lambda_refused_until_trusted(tmp_path: Path) -> None:
     path = tmp_path / "lam.keras"
     ms.save(lambda_model(marker), path)
     marker.unlink(missing_ok=True)  # building it to save ran it here, on our side
-    with pytest.raises(ms.UnsafeModelError, match=r"Lambda.*bytecode.*trust=\['keras.layers.Lambda'\]"):
+    with pytest.raises(
+        ms.UnsafeModelError, match=r"Lambda.*bytecode.*trust=\['keras.layers.Lambda'\]"
+    ):
         ms.load(path)
     assert ms.scan(path).verdict == "unsafe" and ms.inspect(path).executes_code
     assert not marker.exists()
@@ -155,7 +165,11 @@ def test_config_naming_foreign_function(tmp_path: Path) -> None:
 
     def edit(cfg: dict[str, Any]) -> None:
         cfg["config"]["layers"][1]["config"]["activation"] = {
-            "module": "builtins", "class_name": "function", "config": "print", "registered_name": "function"}
+            "module": "builtins",
+            "class_name": "function",
+            "config": "print",
+            "registered_name": "function",
+        }
 
     edit_config(path, edit)
     with pytest.raises(ms.UnsafeModelError, match="builtins.print"):
@@ -219,7 +233,11 @@ def test_inspect_without_tensorflow(tmp_path: Path) -> None:
         assert info["framework"] == "keras"
     layers = out["m.keras"]["metadata"]["layers"]
     assert [(row["class"], row["params"]) for row in layers] == [
-        ("InputLayer", 0), ("Dense", 2080), ("Dropout", 0), ("Dense", 330)]
+        ("InputLayer", 0),
+        ("Dense", 2080),
+        ("Dropout", 0),
+        ("Dense", 330),
+    ]
     assert layers[1]["output_shape"] == [None, 32]
     assert out["m.keras"]["metadata"]["keras_version"] == keras.__version__
 
@@ -244,7 +262,9 @@ def test_predict_batches_agree_with_keras_predict() -> None:
     x = np.random.default_rng(2).random((kp.ONE_BATCH + 5, 64), dtype=np.float32)
     ref = model.predict(x, verbose=0)
     for batch_size in (None, 1, 100, kp.ONE_BATCH + 5, 10_000):
-        np.testing.assert_allclose(ms.predict(model, x, batch_size=batch_size), ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            ms.predict(model, x, batch_size=batch_size), ref, rtol=1e-5, atol=1e-6
+        )
     a, b = keras.Input((4,)), keras.Input((2,))
     two = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
     xa, xb = X[:10, :4], X[:10, 4:6]
@@ -261,11 +281,11 @@ def test_other_frameworks_never_import_tensorflow(tmp_path: Path) -> None:
         import torch, modelstore as ms
         from sklearn.linear_model import LogisticRegression
         warnings.simplefilter("ignore")
-        ms.save(torch.nn.Linear(2, 2), {str(tmp_path / 'a.safetensors')!r})
-        ms.load({str(tmp_path / 'a.safetensors')!r}, model=torch.nn.Linear(2, 2))
-        ms.save(torch.nn.Linear(2, 2), {str(tmp_path / 'a.pt')!r}); ms.load({str(tmp_path / 'a.pt')!r})
-        ms.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), {str(tmp_path / 'a.joblib')!r})
-        ms.load({str(tmp_path / 'a.joblib')!r}); ms.scan({str(tmp_path / 'a.joblib')!r})
+        ms.save(torch.nn.Linear(2, 2), {str(tmp_path / "a.safetensors")!r})
+        ms.load({str(tmp_path / "a.safetensors")!r}, model=torch.nn.Linear(2, 2))
+        ms.save(torch.nn.Linear(2, 2), {str(tmp_path / "a.pt")!r}); ms.load({str(tmp_path / "a.pt")!r})
+        ms.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), {str(tmp_path / "a.joblib")!r})
+        ms.load({str(tmp_path / "a.joblib")!r}); ms.scan({str(tmp_path / "a.joblib")!r})
         print([m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules])
     """)
     assert proc.returncode == 0, proc.stderr
@@ -291,7 +311,9 @@ def _weights_variant(tmp_path: Path, kind: str, name: str = "w.weights.h5") -> t
     with h5py.File(path, "a") as f:
         del f[key]
         if kind == "external storage":
-            f.create_dataset(key, shape=(3, 2), dtype="<f4", external=[(str(outside / "canary.bin"), 0, 24)])
+            f.create_dataset(
+                key, shape=(3, 2), dtype="<f4", external=[(str(outside / "canary.bin"), 0, 24)]
+            )
         elif kind == "virtual":
             layout = h5py.VirtualLayout(shape=(3, 2), dtype="<f4")
             layout[:] = h5py.VirtualSource(str(outside / "other.h5"), "secret", shape=(3, 2))
@@ -307,11 +329,19 @@ def _weights_variant(tmp_path: Path, kind: str, name: str = "w.weights.h5") -> t
             dcpl = h5p.create(h5p.DATASET_CREATE)
             dcpl.set_chunk((3, 2))
             dcpl.set_filter(32004, h5z.FLAG_OPTIONAL, ())
-            h5d.create(f["layers/dense/vars"].id, b"0", h5t.IEEE_F32LE, h5s.create_simple((3, 2)), dcpl=dcpl)
+            h5d.create(
+                f["layers/dense/vars"].id,
+                b"0",
+                h5t.IEEE_F32LE,
+                h5s.create_simple((3, 2)),
+                dcpl=dcpl,
+            )
     return path, key
 
 
-@pytest.mark.parametrize("kind", ["external storage", "virtual", "soft link", "external link", "filter plugin"])
+@pytest.mark.parametrize(
+    "kind", ["external storage", "virtual", "soft link", "external link", "filter plugin"]
+)
 def test_hdf5_structures_that_read_elsewhere(tmp_path: Path, kind: str) -> None:
     """Datasets stored in other files, virtual datasets, soft and external links and plugin
     filters: h5py (what Keras reads with) follows them; modelstore refuses the file."""
@@ -366,10 +396,12 @@ def _appended(raw: bytes) -> bytes:
 
 def _bad_crc(raw: bytes) -> bytes:
     at = raw.index(b'"module"')  # a byte inside config.json (stored uncompressed by Keras)
-    return raw[:at] + b"'" + raw[at + 1:]
+    return raw[:at] + b"'" + raw[at + 1 :]
 
 
-@pytest.mark.parametrize("trick", [_prepended, _appended, _bad_crc], ids=["prepended", "appended", "bad_crc"])
+@pytest.mark.parametrize(
+    "trick", [_prepended, _appended, _bad_crc], ids=["prepended", "appended", "bad_crc"]
+)
 def test_keras_archive_polyglots_and_damage(tmp_path: Path, keras_bytes: bytes, trick: Any) -> None:
     """Data before or after the archive, and a member failing its CRC, are refused before Keras runs."""
     path = tmp_path / "m.keras"
@@ -406,7 +438,7 @@ def test_checksum_covers_the_zip_directory(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as zf:
         start = zf.start_dir
     # the first central-directory record (config or metadata): its modification time, byte 12
-    assert raw[start:start + 4] == b"PK\x01\x02"
+    assert raw[start : start + 4] == b"PK\x01\x02"
     raw[start + 12] ^= 0x01
     altered = tmp_path / "altered.keras"
     altered.write_bytes(bytes(raw))

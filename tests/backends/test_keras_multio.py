@@ -74,12 +74,15 @@ def test_proba_and_label_per_output(saved: dict[str, Path]) -> None:
     assert labels["cls"] == proba["cls"].argmax(axis=1).tolist()
 
 
-@pytest.mark.parametrize("bad", [
-    {"a": A},                       # missing b
-    {"a": A, "b": B, "c": B},       # unknown c
-    A,                              # one array for two inputs
-    [A],                            # too few in a list
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"a": A},  # missing b
+        {"a": A, "b": B, "c": B},  # unknown c
+        A,  # one array for two inputs
+        [A],  # too few in a list
+    ],
+)
 def test_wrong_inputs_name_the_expected(saved: dict[str, Path], bad: Any) -> None:
     """A wrong set of inputs is an ArgumentError naming the inputs and their order."""
     model = ms.load(saved["dict"])
@@ -113,4 +116,7 @@ def test_serve_answers_json_objects(saved: dict[str, Path]) -> None:
         assert r.status_code == 422 and "['a', 'b']" in r.json()["error"]
     with TestClient(create_app(str(saved["list"]))) as client:
         r = client.post("/predict", json=body)
-        assert r.status_code == 200 and [np.asarray(o).shape for o in r.json()["outputs"]] == [(6, 4), (6, 1)]
+        assert r.status_code == 200 and [np.asarray(o).shape for o in r.json()["outputs"]] == [
+            (6, 4),
+            (6, 1),
+        ]

@@ -33,7 +33,9 @@ def test_npy_and_npz_written_by_numpy(tmp_path: Path) -> None:
     assert c["x"].dtype == np.float16 and c["z"].shape == (0, 3)
     info = ms.inspect(tmp_path / "b.npz")
     assert info.format == "numpy" and [(t.name, t.shape, t.dtype) for t in info.tensors] == [
-        ("x", (3, 4), "float32"), ("y", (5,), "int64")]
+        ("x", (3, 4), "float32"),
+        ("y", (5,), "int64"),
+    ]
     assert ms.scan(tmp_path / "c.npz").verdict == "safe"
 
 
@@ -128,12 +130,17 @@ def _header(shape: tuple[int, ...], dtype: str = "<f4") -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
 
-@pytest.mark.parametrize("shape,expected", [
-    ((1 << 40,), ms.IntegrityError),           # declares a terabyte, stores 16 bytes
-    ((1 << 31, 1 << 31, 1 << 31), ms.UnsafeModelError),  # more elements than any real array
-    ((-1,), ms.UnsafeModelError),              # a negative dimension
-])
-def test_headers_that_lie_about_sizes(tmp_path: Path, shape: tuple[int, ...], expected: type) -> None:
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ((1 << 40,), ms.IntegrityError),  # declares a terabyte, stores 16 bytes
+        ((1 << 31, 1 << 31, 1 << 31), ms.UnsafeModelError),  # more elements than any real array
+        ((-1,), ms.UnsafeModelError),  # a negative dimension
+    ],
+)
+def test_headers_that_lie_about_sizes(
+    tmp_path: Path, shape: tuple[int, ...], expected: type
+) -> None:
     """A header declaring far more (or less) than is stored is refused before any allocation."""
     path = tmp_path / "big.npy"
     path.write_bytes(_header(shape) + b"\0" * 16)

@@ -46,8 +46,14 @@ class TestOnnxContract(BackendContract):
 
         with warnings.catch_warnings(), contextlib.redirect_stdout(None):  # type: ignore[type-var]
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.from_numpy(X),), str(path), dynamo=True, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+            torch.onnx.export(
+                model,
+                (torch.from_numpy(X),),
+                str(path),
+                dynamo=True,
+                verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
 
     def native_load(self, path: Path) -> Any:
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -62,18 +68,25 @@ def test_torch_export_records_parity_and_runs_without_torch(tmp_path: Path) -> N
     net = models.trained_net()
     path = tmp_path / "digits.onnx"
     info = ms.export_onnx(net, path, sample_input=X)
-    onnx_meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["modelstore"])["onnx"]
+    onnx_meta = json.loads(
+        {p.key: p.value for p in onnx.load(str(path)).metadata_props}["modelstore"]
+    )["onnx"]
     assert onnx_meta["exporter"].startswith("torch.onnx.export")
     assert onnx_meta["parity"]["batches"] == [8, 1, 7, 8]
-    assert onnx_meta["parity"]["max_abs_diff"] < 1e-5 and onnx_meta["opset"] is None or onnx_meta["opset"]
-    assert info.metadata["inputs"][0]["shape"][1] == 64 and info.metadata["inputs"][0]["shape"][0] is not None
+    assert (onnx_meta["parity"]["max_abs_diff"] < 1e-5 and onnx_meta["opset"] is None) or onnx_meta[
+        "opset"
+    ]
+    assert (
+        info.metadata["inputs"][0]["shape"][1] == 64
+        and info.metadata["inputs"][0]["shape"][0] is not None
+    )
     expected = ms.predict(net, X)
     np.save(tmp_path / "x.npy", X)
     proc = run_python(f"""
         import sys, numpy as np, modelstore as ms
-        x = np.load({str(tmp_path / 'x.npy')!r}).astype(np.float64)   # float64 is cast to the input's float32
+        x = np.load({str(tmp_path / "x.npy")!r}).astype(np.float64)   # float64 is cast to the input's float32
         out = ms.predict({str(path)!r}, x, batch_size=3)
-        np.save({str(tmp_path / 'out.npy')!r}, out)
+        np.save({str(tmp_path / "out.npy")!r}, out)
         print('torch' in sys.modules, 'tensorflow' in sys.modules)
     """)
     assert proc.returncode == 0, proc.stderr
@@ -84,6 +97,7 @@ def test_torch_export_records_parity_and_runs_without_torch(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_parity_failure_is_export_mismatch(tmp_path: Path) -> None:
     """A model whose outputs the ONNX file cannot reproduce raises ExportMismatchError."""
+
     class Noisy(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + torch.rand_like(x)
@@ -109,8 +123,9 @@ def test_sklearn_export_labels_and_probabilities(tmp_path: Path) -> None:
     ms.save(model, path, sample_input=iris.data[:30], labels=list(iris.target_names))
     loaded = ms.load(path)
     np.testing.assert_array_equal(ms.predict(loaded, iris.data), model.predict(iris.data))
-    np.testing.assert_allclose(ms.predict(loaded, iris.data, output="proba"), model.predict_proba(iris.data),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        ms.predict(loaded, iris.data, output="proba"), model.predict_proba(iris.data), atol=1e-5
+    )
     assert ms.predict(loaded, iris.data[:2], output="label") == ["setosa", "setosa"]
     assert ms.inspect(path).labels == list(iris.target_names)
 
@@ -129,21 +144,37 @@ def test_sklearn_regressor_and_convert_records_source(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)
         ms.convert(src, tmp_path / "ridge.onnx", sample_input=xr[:10])
-    meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "ridge.onnx")).metadata_props}["modelstore"])
-    assert meta["onnx"]["source_sha256"] == src_info.sha256 and meta["onnx"]["source_format"] == "sklearn"
-    np.testing.assert_allclose(ms.predict(tmp_path / "ridge.onnx", xr).reshape(-1), model.predict(xr), rtol=1e-4)
+    meta = json.loads(
+        {p.key: p.value for p in onnx.load(str(tmp_path / "ridge.onnx")).metadata_props}[
+            "modelstore"
+        ]
+    )
+    assert (
+        meta["onnx"]["source_sha256"] == src_info.sha256
+        and meta["onnx"]["source_format"] == "sklearn"
+    )
+    np.testing.assert_allclose(
+        ms.predict(tmp_path / "ridge.onnx", xr).reshape(-1), model.predict(xr), rtol=1e-4
+    )
 
 
 def test_keras_export(tmp_path: Path) -> None:
     """A Keras model that was never called exports (called once on the sample) with parity."""
     keras = pytest.importorskip("keras")
     pytest.importorskip("tf2onnx")
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     info = ms.export_onnx(model, tmp_path / "k.onnx", sample_input=X)
     assert info.format == "onnx"
     loaded = ms.load(tmp_path / "k.onnx")
-    np.testing.assert_allclose(ms.predict(loaded, X), model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ms.predict(loaded, X), model.predict(X, verbose=0), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(ms.predict(loaded, X, output="proba").sum(axis=1), 1, rtol=1e-5)
 
 
@@ -188,9 +219,13 @@ def _external_model(folder: Path, location: str, offset: int = 0, length: int = 
         entry.key, entry.value = key, value
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w]
+    )
     path = folder / "m.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
     return path
 
 
@@ -236,9 +271,12 @@ def test_corrupt_onnx_is_format_error(tmp_path: Path) -> None:
     path.write_bytes(np.random.default_rng(0).bytes(500))
     with pytest.raises(ms.FormatError):
         ms.load(path)
-    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ms.FormatError, match="checker"):
         ms.load(path)

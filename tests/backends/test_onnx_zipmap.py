@@ -71,7 +71,9 @@ def test_zipmap_binary_pipeline(tmp_path: Path) -> None:
     x, y = _iris()
     keep = y > 0
     x2, y2 = x[keep], NAMES[y[keep]]
-    clf = make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=10, random_state=0)).fit(x2, y2)
+    clf = make_pipeline(
+        StandardScaler(), GradientBoostingClassifier(n_estimators=10, random_state=0)
+    ).fit(x2, y2)
     path = _write(clf, x2, tmp_path / "gb.onnx")
     loaded = ms.load(path)
     proba = ms.predict(loaded, x2, output="proba")

@@ -49,6 +49,7 @@ class TestSafetensorsContract(NetHooks, BackendContract):
             meta = json.loads(h["__metadata__"][META_KEY])
             meta["model_class"] = class_path
             h["__metadata__"][META_KEY] = json.dumps(meta)
+
         rewrite_header(path, edit)
 
     def test_recorded_class_imported_only_with_trust(self, tmp_path: Path) -> None:
@@ -56,7 +57,12 @@ class TestSafetensorsContract(NetHooks, BackendContract):
         path = tmp_path / "m.safetensors"
         ms.save(models.trained_net(hidden=8), path, config={"hidden": 8})
         sd = ms.load(path)
-        assert isinstance(sd, dict) and set(sd) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+        assert isinstance(sd, dict) and set(sd) == {
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+        }
         net = ms.load(path, trust=True)
         assert isinstance(net, models.Net) and net.fc1.out_features == 8 and not net.training
 
@@ -77,12 +83,20 @@ def test_module_is_built_on_meta_device_without_random_init(tmp_path: Path) -> N
 def test_config_and_labels_round_trip(tmp_path: Path) -> None:
     """config, labels, metadata and signature travel in the header and show in inspect."""
     path = tmp_path / "m.safetensors"
-    ms.save(models.trained_net(hidden=12), path, config={"hidden": 12}, labels=list("abcdefghij"),
-            metadata={"accuracy": 0.97}, sample_input=torch.zeros(4, 64))
+    ms.save(
+        models.trained_net(hidden=12),
+        path,
+        config={"hidden": 12},
+        labels=list("abcdefghij"),
+        metadata={"accuracy": 0.97},
+        sample_input=torch.zeros(4, 64),
+    )
     info = ms.inspect(path)
     assert info.labels == list("abcdefghij")
     assert info.metadata["accuracy"] == 0.97
-    assert info.signature == {"inputs": [{"name": "input_0", "shape": [None, 64], "dtype": "float32"}]}
+    assert info.signature == {
+        "inputs": [{"name": "input_0", "shape": [None, 64], "dtype": "float32"}]
+    }
     assert info.num_params == 64 * 12 + 12 + 12 * 10 + 10
     assert not info.executes_code and info.globals == []
     assert {t.name: t.shape for t in info.tensors}["fc1.weight"] == (12, 64)
@@ -174,9 +188,14 @@ def test_bad_config_is_architecture_error(tmp_path: Path) -> None:
 def test_dtypes_round_trip(tmp_path: Path) -> None:
     """Every common dtype, including bfloat16 and empty tensors, survives a round trip."""
     sd = {
-        "f16": torch.randn(3, 2).half(), "bf16": torch.randn(5).bfloat16(), "i64": torch.arange(7),
-        "u8": torch.arange(4, dtype=torch.uint8), "b": torch.tensor([True, False]),
-        "f64": torch.randn(2, dtype=torch.float64), "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5),
+        "f16": torch.randn(3, 2).half(),
+        "bf16": torch.randn(5).bfloat16(),
+        "i64": torch.arange(7),
+        "u8": torch.arange(4, dtype=torch.uint8),
+        "b": torch.tensor([True, False]),
+        "f64": torch.randn(2, dtype=torch.float64),
+        "empty": torch.zeros(0, 3),
+        "scalar": torch.tensor(2.5),
     }
     path = tmp_path / "d.safetensors"
     ms.save(sd, path)

@@ -54,7 +54,9 @@ class TestSklearnContract(BackendContract):
         return loaded.predict(x)
 
     def write_hostile(self, path: Path, marker: Path) -> bool:
-        joblib.dump({"model": LogisticRegression(), "x": Reduce(os.system, f"touch {marker}")}, path)
+        joblib.dump(
+            {"model": LogisticRegression(), "x": Reduce(os.system, f"touch {marker}")}, path
+        )
         return True
 
 
@@ -94,7 +96,12 @@ def test_compressed_joblib_round_trip(tmp_path: Path, compress: Any) -> None:
 def test_inspect_reads_estimator_without_unpickling(tmp_path: Path) -> None:
     """inspect shows class, params, n_features_in_, classes_, arrays; imports no sklearn/numpy."""
     path = tmp_path / "f.joblib"
-    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, np.array(NAMES)[Y]), path)
+    joblib.dump(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(
+            X, np.array(NAMES)[Y]
+        ),
+        path,
+    )
     proc = run_python(f"""
         import sys, json, modelstore as ms
         info = ms.inspect({str(path)!r})
@@ -108,7 +115,10 @@ def test_inspect_reads_estimator_without_unpickling(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[1] == "[]"
     md = data["metadata"]
     assert md["estimator"] == "sklearn.pipeline.Pipeline"
-    assert md["steps"][1] == ["logisticregression", "sklearn.linear_model._logistic.LogisticRegression"]
+    assert md["steps"][1] == [
+        "logisticregression",
+        "sklearn.linear_model._logistic.LogisticRegression",
+    ]
     assert md["classes_"] == NAMES and data["labels"] == NAMES
     assert md["n_features_in_"] == 4
     assert data["executes_code"] is True and "sklearn.pipeline.Pipeline" in data["globals"]

@@ -50,7 +50,9 @@ def test_save_and_convert_both_ways(tmp_path: Path, pipe: Any) -> None:
     x, _ = _iris()
     info = ms.save(pipe, tmp_path / "m.skops", labels=["a", "b", "c"])
     assert info.format == "skops"
-    assert isinstance(sio.load(tmp_path / "m.skops"), type(pipe))  # skops itself reads it, no trust needed
+    assert isinstance(
+        sio.load(tmp_path / "m.skops"), type(pipe)
+    )  # skops itself reads it, no trust needed
     assert ms.predict(ms.load(tmp_path / "m.skops"), x[:1], output="label") == ["a"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)
@@ -119,23 +121,45 @@ def test_function_payload_naive_pattern_fires_modelstore_refuses(tmp_path: Path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("trick", ["nested-object", "function-node", "deep-json", "extra-member",
-                                   "duplicate-schema", "not-a-zip"])
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "nested-object",
+        "function-node",
+        "deep-json",
+        "extra-member",
+        "duplicate-schema",
+        "not-a-zip",
+    ],
+)
 def test_crafted_skops_files(tmp_path: Path, pipe: Any, trick: str) -> None:
     """Names hidden anywhere in the schema, deep JSON, extra or duplicate members: refused."""
     good = tmp_path / "good.skops"
     sio.dump(pipe, good)
     path = tmp_path / "m.skops"
     if trick == "nested-object":
+
         def change(data: bytes) -> bytes:
             schema = json.loads(data)
             schema["content"]["content"]["steps"]["content"][0]["content"].append(
-                {"__class__": "system", "__module__": "os", "__loader__": "ObjectNode", "content": {}})
+                {
+                    "__class__": "system",
+                    "__module__": "os",
+                    "__loader__": "ObjectNode",
+                    "content": {},
+                }
+            )
             return json.dumps(schema).encode()
+
         _rewrite(good, path, change)
     elif trick == "function-node":
-        _rewrite(good, path, lambda d: d.replace(b'"builtins"', b'"subprocess"', 1)
-                 if b'"builtins"' in d else d + b"")
+        _rewrite(
+            good,
+            path,
+            lambda d: (
+                d.replace(b'"builtins"', b'"subprocess"', 1) if b'"builtins"' in d else d + b""
+            ),
+        )
         if b'"subprocess"' not in zipfile.ZipFile(path).read("schema.json"):
             pytest.skip("no builtins node to rename in this schema")
     elif trick == "deep-json":

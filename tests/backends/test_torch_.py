@@ -193,9 +193,14 @@ def test_sidecar_stale_after_foreign_overwrite(tmp_path: Path) -> None:
     ms.save(models.trained_net(seed=1), path)
     new = models.trained_net(seed=2)
     torch.save(new.state_dict(), path)
-    with pytest.warns(ms.MetadataWarning, match="rewritten by another tool"), pytest.warns(ms.PickleWarning):
+    with (
+        pytest.warns(ms.MetadataWarning, match="rewritten by another tool"),
+        pytest.warns(ms.PickleWarning),
+    ):
         loaded = ms.load(path, model=models.Net)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), new.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), new.state_dict().values())
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)
         assert isinstance(ms.load(path, model=models.Net, verify=False), models.Net)

@@ -25,8 +25,13 @@ def _net() -> object:
 
 def _saved(tmp_path: Path) -> Path:
     path = tmp_path / "m.pt"
-    ms.save(_net(), path, labels=["cat", "dog"], config={"in_features": 3, "out_features": 2},
-            metadata={"run": "a1"})
+    ms.save(
+        _net(),
+        path,
+        labels=["cat", "dog"],
+        config={"in_features": 3, "out_features": 2},
+        metadata={"run": "a1"},
+    )
     return path
 
 
@@ -58,8 +63,12 @@ def test_a_stale_sidecar_is_reported_not_called_damage(tmp_path: Path) -> None:
     path = _saved(tmp_path)
     fresh = {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}
     torch.save(fresh, path)
-    with pytest.warns(ms.MetadataWarning, match="does not match this file: it was rewritten by another tool"), \
-            pytest.warns(ms.PickleWarning):
+    with (
+        pytest.warns(
+            ms.MetadataWarning, match="does not match this file: it was rewritten by another tool"
+        ),
+        pytest.warns(ms.PickleWarning),
+    ):
         sd = ms.load(path)
     assert torch.equal(sd["weight"], fresh["weight"])
     info = ms.inspect(path)  # inspect says so too, and shows no stale labels
@@ -73,7 +82,10 @@ def test_a_stale_sidecar_beside_another_ms_save_uses_the_files_own_record(tmp_pa
     other.mkdir()
     ms.save(torch.nn.Linear(3, 2), other / "m.pt", labels=["x", "y"])
     path.write_bytes((other / "m.pt").read_bytes())
-    with pytest.warns(ms.MetadataWarning, match="metadata recorded inside the file"), pytest.warns(ms.PickleWarning):
+    with (
+        pytest.warns(ms.MetadataWarning, match="metadata recorded inside the file"),
+        pytest.warns(ms.PickleWarning),
+    ):
         model = ms.load(path, model=torch.nn.Linear, config={"in_features": 3, "out_features": 2})
     assert ms.predict(model, [[1.0, 2.0, 3.0]], output="label")[0] in ("x", "y")
 
@@ -81,7 +93,7 @@ def test_a_stale_sidecar_beside_another_ms_save_uses_the_files_own_record(tmp_pa
 def test_damage_is_still_damage(tmp_path: Path) -> None:
     """A flipped byte in a storage: IntegrityError, not a stale-sidecar warning."""
     path = _saved(tmp_path)
-    info = [i for i in zipfile.ZipFile(path).infolist() if "/data/" in i.filename][0]
+    info = next(i for i in zipfile.ZipFile(path).infolist() if "/data/" in i.filename)
     data = bytearray(path.read_bytes())
     data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 1] ^= 0x01
     path.write_bytes(bytes(data))

@@ -51,8 +51,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     with warnings.catch_warnings():  # the exporter's own deprecation chatter is not ours
         warnings.simplefilter("ignore")
         ms.export_onnx(net, folder / "digits.onnx", sample_input=x[:4])
-    return Models(folder, x[:300], folder / "digits.joblib", folder / "digits.safetensors",
-                  folder / "digits.onnx")
+    return Models(
+        folder,
+        x[:300],
+        folder / "digits.joblib",
+        folder / "digits.safetensors",
+        folder / "digits.onnx",
+    )
 
 
 def expected(path: Path, x: np.ndarray, output: str = "raw", **load_options: Any) -> Any:
@@ -72,16 +77,26 @@ def spark() -> Iterator[Any]:
         pytest.skip("Spark needs a Java runtime (apt-get install default-jre-headless)")
     from pyspark.sql import SparkSession
 
-    saved = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYTHONPATH")}
+    saved = {
+        k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYTHONPATH")
+    }
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     # executors import tests.models (the class given as model=Net) and this checkout's modelstore
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else []))
-    session = (SparkSession.builder.master("local[2]").appName("modelstore-tests")
-               .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.default.parallelism", "2")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .getOrCreate())
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])
+    )
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("modelstore-tests")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     try:
         yield session
@@ -100,8 +115,9 @@ def dask_client() -> Iterator[Any]:
     pytest.importorskip("dask.dataframe")
     distributed = pytest.importorskip("distributed")
 
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                       dashboard_address="127.0.0.1:0")  # inproc: no host
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0"
+    )  # inproc: no host
     client = distributed.Client(cluster)
     try:
         yield client

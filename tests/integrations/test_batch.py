@@ -17,8 +17,9 @@ pd = pytest.importorskip("pandas")
 
 
 def plan(ref: Any, **kw: Any) -> _batch.Plan:
-    args: dict[str, Any] = dict(output="raw", trust=False, signed_by=None, sha256=None, batch_size=None,
-                                load_options={})
+    args: dict[str, Any] = dict(
+        output="raw", trust=False, signed_by=None, sha256=None, batch_size=None, load_options={}
+    )
     args.update(kw)
     return _batch.plan(ref, **args)
 
@@ -41,9 +42,13 @@ def test_plan_records_the_sha256_and_no_model(model_file: Path) -> None:
 
 def test_plan_refuses_bad_arguments(model_file: Path) -> None:
     """Every unusable argument is an ArgumentError (or the file's own error) on the driver."""
-    for kw, match in [({"output": "logits"}, "output"), ({"batch_size": 0}, "batch_size"),
-                      ({"batch_size": 2.0}, "batch_size"), ({"trust": "yes"}, "trust"),
-                      ({"sha256": 5}, "sha256")]:
+    for kw, match in [
+        ({"output": "logits"}, "output"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.0}, "batch_size"),
+        ({"trust": "yes"}, "trust"),
+        ({"sha256": 5}, "sha256"),
+    ]:
         with pytest.raises(ms.ArgumentError, match=match):
             plan(model_file, **kw)
     with pytest.raises(ms.ArgumentError, match="model_ref"):
@@ -74,7 +79,9 @@ def test_features_from_columns_or_one_array_column() -> None:
 
 def test_the_cache_is_bounded(model_file: Path) -> None:
     """At most CACHE_SIZE models stay loaded per process; the oldest goes first."""
-    jobs = [plan(model_file, load_options={"format": f"f{i}"}) for i in range(_batch.CACHE_SIZE + 2)]
+    jobs = [
+        plan(model_file, load_options={"format": f"f{i}"}) for i in range(_batch.CACHE_SIZE + 2)
+    ]
     for i, job in enumerate(jobs):
         _batch.remember(job, f"model {i}")
     assert _batch.model_for(jobs[-1]) == f"model {len(jobs) - 1}"  # served from the cache

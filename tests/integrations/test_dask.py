@@ -40,12 +40,20 @@ def test_sklearn_onnx_torch_equal_ms_predict(dask_client: Any, models: Models) -
     assert labels.name == "prediction" and (labels.index == ddf.index.compute()).all()
     with pytest.warns(ms.PickleWarning):
         proba = predict_partitions(ddf, models.sklearn, output="proba").compute()
-    np.testing.assert_allclose(np.stack(proba.to_list()), expected(models.sklearn, models.x, "proba"))
+    np.testing.assert_allclose(
+        np.stack(proba.to_list()), expected(models.sklearn, models.x, "proba")
+    )
     onnx = predict_partitions(ddf, models.onnx, columns=COLUMNS).compute()
-    np.testing.assert_allclose(np.stack(onnx.to_list()), expected(models.onnx, models.x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(onnx.to_list()), expected(models.onnx, models.x), rtol=1e-5, atol=1e-6
+    )
     torch_out = predict_partitions(ddf, models.torch, model=Net, batch_size=16).compute()
-    np.testing.assert_allclose(np.stack(torch_out.to_list()), expected(models.torch, models.x, model=Net),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(torch_out.to_list()),
+        expected(models.torch, models.x, model=Net),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_loads_once_per_process(dask_client: Any, models: Models, tmp_path: Path) -> None:
@@ -78,7 +86,9 @@ def test_hostile_joblib_refused(dask_client: Any, models: Models, tmp_path: Path
     assert not marker.exists()
 
 
-def test_file_swapped_after_planning_is_refused(dask_client: Any, models: Models, tmp_path: Path) -> None:
+def test_file_swapped_after_planning_is_refused(
+    dask_client: Any, models: Models, tmp_path: Path
+) -> None:
     """The pin recorded when the graph was built refuses a file replaced before it runs."""
     from modelstore.dask import predict_partitions
 
@@ -102,8 +112,16 @@ def test_a_worker_process_refuses_too(models: Models, tmp_path: Path) -> None:
     joblib_dumped(_system)(path, marker)
     good = tmp_path / "digits.onnx"
     good.write_bytes(models.onnx.read_bytes())
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         got = client.compute(predict_partitions(frame(models.x), good, output="label")).result()
         assert got.to_list() == [str(v) for v in expected(models.onnx, models.x, "label")]
         lazy = predict_partitions(frame(models.x), path, meta=("prediction", "i8"))
@@ -136,8 +154,9 @@ def test_remote_store_reference(dask_client: Any, models: Models) -> None:
     store = ms.Store("memory://engine-tests/models")
     version = store.push(models.onnx, "digits")
     store.alias("digits", version, "prod")
-    got = predict_partitions(frame(models.x), (store, "digits@prod"), output="label",
-                             meta=("prediction", object)).compute()
+    got = predict_partitions(
+        frame(models.x), (store, "digits@prod"), output="label", meta=("prediction", object)
+    ).compute()
     assert got.to_list() == [str(v) for v in expected(models.onnx, models.x, "label")]
 
 
@@ -150,5 +169,6 @@ def test_weights_need_a_class(dask_client: Any, models: Models) -> None:
     with pytest.raises(ms.ArgumentError, match="model=YourClass"):
         predict_partitions(frame(models.x), models.torch)
     got = predict_partitions(frame(models.x), models.torch, trust=True, meta=object).compute()
-    np.testing.assert_allclose(np.stack(got.to_list()), expected(models.torch, models.x, model=Net),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(got.to_list()), expected(models.torch, models.x, model=Net), rtol=1e-5, atol=1e-6
+    )

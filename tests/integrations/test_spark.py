@@ -85,7 +85,9 @@ def test_onnx_over_feature_columns(spark: Any, models: Models) -> None:
     got = collect(df, predict_udf(spark, models.onnx)(*COLUMNS))
     np.testing.assert_allclose(np.stack(got), expected(models.onnx, models.x), rtol=1e-5, atol=1e-6)
     proba = collect(df, predict_udf(spark, models.onnx, output="proba", batch_size=7)("x"))
-    np.testing.assert_allclose(np.stack(proba), expected(models.onnx, models.x, "proba"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(proba), expected(models.onnx, models.x, "proba"), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_store_reference(spark: Any, models: Models, tmp_path: Path) -> None:
@@ -110,7 +112,9 @@ def test_hostile_joblib_refused_on_the_driver(spark: Any, tmp_path: Path) -> Non
     assert not marker.exists()
 
 
-def test_hostile_joblib_refused_on_the_executors(spark: Any, models: Models, tmp_path: Path) -> None:
+def test_hostile_joblib_refused_on_the_executors(
+    spark: Any, models: Models, tmp_path: Path
+) -> None:
     """With result_type given nothing loads on the driver; every executor refuses the file and
     the job fails with modelstore's message, the payload never having run."""
     from modelstore.spark import predict_udf

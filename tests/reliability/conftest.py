@@ -30,13 +30,22 @@ def record(section: str, figures: dict[str, Any]) -> None:
 
 def spawn(*args: str, stdin: Any = None, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, str(WORKERS), *args], stdin=stdin, stdout=subprocess.PIPE,
-                            stderr=stderr, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(WORKERS), *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.fixture
 def need() -> Any:
     def _need(family: str) -> None:
-        module = {"safetensors": "torch", "torch": "torch", "sklearn": "sklearn", "keras": "keras"}[family]
+        module = {"safetensors": "torch", "torch": "torch", "sklearn": "sklearn", "keras": "keras"}[
+            family
+        ]
         pytest.importorskip(module)
+
     return _need

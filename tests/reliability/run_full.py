@@ -20,7 +20,9 @@ from pathlib import Path
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[2]
@@ -28,7 +30,9 @@ def main() -> int:
         report = Path(tmp) / "figures.jsonl"
         env = dict(os.environ, MODELSTORE_FULL="1", MODELSTORE_RELIABILITY_REPORT=str(report))
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/reliability"], cwd=root, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "tests/reliability"], cwd=root, env=env
+        )
         minutes = (time.perf_counter() - started) / 60
         rows: dict[str, list[dict[str, object]]] = defaultdict(list)
         for line in report.read_text().splitlines() if report.exists() else []:

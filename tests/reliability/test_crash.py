@@ -16,6 +16,7 @@ from tests.reliability.workers import FAMILIES, make, version_of
 
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
 
+
 def load_quietly(path: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.PickleWarning)
@@ -52,8 +53,17 @@ def test_killed_saves_leave_a_whole_file(tmp_path: Path, family: str, need: Any)
         last = int(max(v, completed))
     ms.save(make(family, last + 1), path, metadata={"i": last + 1})
     assert not [p.name for p in tmp_path.iterdir() if "modelstore-tmp" in p.name]
-    record("crash", {"family": family, "trials": trials, "kills": trials, "corrupt": 0,
-                     "mismatched": mismatches, "temps_left_then_cleaned": temps_seen})
+    record(
+        "crash",
+        {
+            "family": family,
+            "trials": trials,
+            "kills": trials,
+            "corrupt": 0,
+            "mismatched": mismatches,
+            "temps_left_then_cleaned": temps_seen,
+        },
+    )
 
 
 @pytest.mark.parametrize("family", ["safetensors", "torch"])
@@ -65,8 +75,10 @@ def test_concurrent_writers_and_readers(tmp_path: Path, family: str, need: Any) 
     path = tmp_path / f"model{FAMILIES[family]}"
     ms.save(make(family, 0), path, metadata={"i": 0})
     valid = {0.0} | {float(1000 * (w + 1) + k) for w in range(4) for k in range(per_writer)}
-    writers = [spawn("writer", family, str(path), str(1000 * (w + 1)), str(w + 1), str(per_writer))
-               for w in range(4)]
+    writers = [
+        spawn("writer", family, str(path), str(1000 * (w + 1)), str(w + 1), str(per_writer))
+        for w in range(4)
+    ]
     reads, failures = 0, []
     while any(w.poll() is None for w in writers):
         try:
@@ -84,5 +96,13 @@ def test_concurrent_writers_and_readers(tmp_path: Path, family: str, need: Any) 
     assert reads > 0
     final = version_of(family, load_quietly(path))
     assert final in valid
-    record("concurrency", {"family": family, "writers": 4, "saves": 4 * per_writer, "reads": reads,
-                           "failed_reads": len(failures)})
+    record(
+        "concurrency",
+        {
+            "family": family,
+            "writers": 4,
+            "saves": 4 * per_writer,
+            "reads": reads,
+            "failed_reads": len(failures),
+        },
+    )

@@ -30,10 +30,17 @@ except ms.StorageError as e:
 
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
 
+
 def run(code: str, path: Path, **kw: object) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path)], capture_output=True,
-                          text=True, env=env, timeout=120, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
@@ -42,8 +49,10 @@ def test_disk_full(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"m{suffix}"
     ms.save(torch.nn.Linear(4, 4), path)
     before = path.read_bytes()
-    limits = ("signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))")
+    limits = (
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))"
+    )
     proc = run(SAVE_BIG.format(limits=limits), path)
     assert proc.returncode == 3, proc.stderr
     assert "StorageError" in proc.stdout and str(path) in proc.stdout and "untouched" in proc.stdout
@@ -64,7 +73,10 @@ def test_read_only_folder(tmp_path: Path) -> None:
     before = path.read_bytes()
     root = os.geteuid() == 0
     if root:
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode:
+        if (
+            shutil.which("chattr") is None
+            or subprocess.run(["chattr", "+i", str(folder)]).returncode
+        ):
             pytest.skip("running as root without chattr: cannot make a folder read-only")
     else:
         folder.chmod(0o555)

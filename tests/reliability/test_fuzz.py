@@ -26,6 +26,7 @@ CASE_SECONDS = 20
 
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
 
+
 class Worker:
     """The fuzz worker process; restarted after a hang or a crash."""
 
@@ -79,7 +80,9 @@ def _seed_files(root: Path) -> dict[str, Path]:
         from sklearn.linear_model import LogisticRegression
 
         files["joblib"] = root / "m.joblib"
-        ms.save(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1]), files["joblib"], compress=3)
+        ms.save(
+            LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1]), files["joblib"], compress=3
+        )
     except ImportError:
         pass
     try:
@@ -106,7 +109,9 @@ def _seed_files(root: Path) -> dict[str, Path]:
 
 @st.composite
 def mutations(draw: Any, size: int) -> tuple[str, int, bytes]:
-    kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "header_len", "zero_run"]))
+    kind = draw(
+        st.sampled_from(["truncate", "flip", "overwrite", "insert", "header_len", "zero_run"])
+    )
     pos = draw(st.integers(0, max(0, size - 1)))
     blob = draw(st.binary(min_size=1, max_size=16))
     return kind, pos, blob
@@ -130,8 +135,9 @@ FORMATS = ["safetensors", "torch", "torch_foreign", "joblib", "keras", "h5", "on
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, seeds: dict[str, Path],
-                                    fmt: str) -> None:
+def test_mutated_files_never_escape(
+    tmp_path_factory: pytest.TempPathFactory, seeds: dict[str, Path], fmt: str
+) -> None:
     """No foreign exception type, no hang, no crash, no unbounded allocation."""
     root = tmp_path_factory.mktemp(f"fuzz_{fmt}")
     if fmt not in seeds:
@@ -145,8 +151,13 @@ def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, se
     outcomes: dict[str, int] = {}
     examples = count(40, 400)
 
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(mutations(len(data)))
     def case(m: tuple[str, int, bytes]) -> None:
         target = case_dir / seed.name
@@ -158,7 +169,9 @@ def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, se
         if outcome != "ok":  # keep the case for whoever debugs it
             keep = root / "failures"
             keep.mkdir(exist_ok=True)
-            shutil.copy(target, keep / f"{sum(outcomes.values())}-{outcome.split()[0]}{seed.suffix}")
+            shutil.copy(
+                target, keep / f"{sum(outcomes.values())}-{outcome.split()[0]}{seed.suffix}"
+            )
 
     started = time.perf_counter()
     try:
@@ -166,7 +179,15 @@ def test_mutated_files_never_escape(tmp_path_factory: pytest.TempPathFactory, se
     finally:
         worker.close()
     foreign = {k: v for k, v in outcomes.items() if k != "ok"}
-    record("fuzz", {"format": fmt, "cases": sum(outcomes.values()), "foreign": sum(
-        v for k, v in foreign.items() if k not in ("HANG", "CRASH")), "hangs": worker.hangs,
-        "crashes": worker.crashes, "seconds": round(time.perf_counter() - started, 1)})
+    record(
+        "fuzz",
+        {
+            "format": fmt,
+            "cases": sum(outcomes.values()),
+            "foreign": sum(v for k, v in foreign.items() if k not in ("HANG", "CRASH")),
+            "hangs": worker.hangs,
+            "crashes": worker.crashes,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
     assert not foreign, f"{foreign}; cases kept in {root / 'failures'}"

@@ -21,10 +21,16 @@ WORKER = Path(__file__).with_name("store_workers.py")
 
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
 
+
 def spawn(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -58,8 +64,16 @@ def test_concurrent_saves_get_distinct_versions(root: str) -> None:
     assert check_whole(store, "shared") == list(range(1, writers * each + 1))
     values = {v.metadata["value"] for v in store.versions("shared")}
     assert values == {w * 1000 + i for w in range(writers) for i in range(each)}, "a save was lost"
-    record("store-concurrency", {"root": root.split(":")[0] if "://" in root else "local",
-                                 "writers": writers, "saves": writers * each, "lost": 0, "duplicates": 0})
+    record(
+        "store-concurrency",
+        {
+            "root": root.split(":")[0] if "://" in root else "local",
+            "writers": writers,
+            "saves": writers * each,
+            "lost": 0,
+            "duplicates": 0,
+        },
+    )
 
 
 def test_killed_store_saves_publish_nothing_half_written(root: str) -> None:
@@ -78,11 +92,20 @@ def test_killed_store_saves_publish_nothing_half_written(root: str) -> None:
         assert visible[0] == 1 and len(visible) <= t + 1
         completed = len(visible) - 1
     # the next save still gets a fresh number, past every claimed (even unpublished) one
-    v = store.save({"w": torch.full((64,), 99.0), "b": torch.arange(8)}, "big", metadata={"value": 99})
+    v = store.save(
+        {"w": torch.full((64,), 99.0), "b": torch.arange(8)}, "big", metadata={"value": 99}
+    )
     assert v > max(check_whole(store, "big")[:-1])
     assert torch.all(store.load("big")["w"] == 99.0)
-    record("store-kill", {"root": "s3" if "://" in root else "local", "kills": trials,
-                          "completed_before_kill": completed, "corrupt": 0})
+    record(
+        "store-kill",
+        {
+            "root": "s3" if "://" in root else "local",
+            "kills": trials,
+            "completed_before_kill": completed,
+            "corrupt": 0,
+        },
+    )
 
 
 def test_killed_upload_over_an_object_leaves_it_whole(s3_bucket: str, tmp_path: Path) -> None:

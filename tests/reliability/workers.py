@@ -31,7 +31,9 @@ def make(family: str, i: int) -> Any:
         import numpy as np
         from sklearn.dummy import DummyRegressor
 
-        est = DummyRegressor(strategy="constant", constant=float(i)).fit(np.zeros((2, 1)), [0.0, 0.0])
+        est = DummyRegressor(strategy="constant", constant=float(i)).fit(
+            np.zeros((2, 1)), [0.0, 0.0]
+        )
         est.padding_ = np.full(65536, float(i))  # enough bytes that a write takes a moment
         return est
     import keras
@@ -91,7 +93,12 @@ def fuzz_worker() -> None:
 if __name__ == "__main__":
     role = sys.argv[1]
     if role == "writer":
-        writer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0,
-               int(sys.argv[6]) if len(sys.argv) > 6 else 0)
+        writer(
+            sys.argv[2],
+            sys.argv[3],
+            int(sys.argv[4]),
+            int(sys.argv[5]) if len(sys.argv) > 5 else 0,
+            int(sys.argv[6]) if len(sys.argv) > 6 else 0,
+        )
     else:
         fuzz_worker()

@@ -48,20 +48,107 @@ def _int(v: int) -> bytes:
     return b"\x8a" + bytes([len(raw)]) + raw
 
 
-_CODES = ["f8", "f4", "i8", "i4", "u1", "b1", "O8", "U3", "S4", "V8", "V12", "V0", "M8", "m8", "c16", "f2",
-          "<f8", ">i4", "V64", "U0", "f16"]
-_ATTRS = ["tree_", "n_features_in_", "coef_", "intercept_", "classes_", "estimators_", "_predictors",
-          "n_outputs_", "_fit_X", "_tree", "support_vectors_", "_n_support", "_dual_coef_", "_intercept_",
-          "shape_fit_", "_sparse", "kernel", "cluster_centers_", "_shape", "data", "indices", "indptr",
-          "coords", "offsets", "_t", "_c", "k", "nodes", "binned_left_cat_bitsets", "raw_left_cat_bitsets",
-          "_bin_mapper", "is_categorical_", "n_classes_", "max_depth", "node_count", "values", "effective_metric_",
-          "_fit_method", "n_samples_fit_", "_y", "_probA", "_probB", "support_", "_gamma", "class_weight_",
-          # fitted state the end-of-load checks compare (check_sklearn_fitted.py, check_sklearn_state.py)
-          "n_trees_per_iteration_", "init_", "_loss", "_preprocessor", "transformers_", "vocabulary_",
-          "n_features", "_n_features_outs", "categories_", "_bisecting_tree", "_n_threads", "_max_features",
-          "estimators_features_", "n_components_", "components_", "_n_out_full", "n_output_features_",
-          "labels_", "n_features_out_", "bsplines_", "indexHash_", "n_components", "sample_steps", "max_iter",
-          "outputs_2d_", "func", "kw_args", "center", "left", "right"]
+_CODES = [
+    "f8",
+    "f4",
+    "i8",
+    "i4",
+    "u1",
+    "b1",
+    "O8",
+    "U3",
+    "S4",
+    "V8",
+    "V12",
+    "V0",
+    "M8",
+    "m8",
+    "c16",
+    "f2",
+    "<f8",
+    ">i4",
+    "V64",
+    "U0",
+    "f16",
+]
+_ATTRS = [
+    "tree_",
+    "n_features_in_",
+    "coef_",
+    "intercept_",
+    "classes_",
+    "estimators_",
+    "_predictors",
+    "n_outputs_",
+    "_fit_X",
+    "_tree",
+    "support_vectors_",
+    "_n_support",
+    "_dual_coef_",
+    "_intercept_",
+    "shape_fit_",
+    "_sparse",
+    "kernel",
+    "cluster_centers_",
+    "_shape",
+    "data",
+    "indices",
+    "indptr",
+    "coords",
+    "offsets",
+    "_t",
+    "_c",
+    "k",
+    "nodes",
+    "binned_left_cat_bitsets",
+    "raw_left_cat_bitsets",
+    "_bin_mapper",
+    "is_categorical_",
+    "n_classes_",
+    "max_depth",
+    "node_count",
+    "values",
+    "effective_metric_",
+    "_fit_method",
+    "n_samples_fit_",
+    "_y",
+    "_probA",
+    "_probB",
+    "support_",
+    "_gamma",
+    "class_weight_",
+    # fitted state the end-of-load checks compare (check_sklearn_fitted.py, check_sklearn_state.py)
+    "n_trees_per_iteration_",
+    "init_",
+    "_loss",
+    "_preprocessor",
+    "transformers_",
+    "vocabulary_",
+    "n_features",
+    "_n_features_outs",
+    "categories_",
+    "_bisecting_tree",
+    "_n_threads",
+    "_max_features",
+    "estimators_features_",
+    "n_components_",
+    "components_",
+    "_n_out_full",
+    "n_output_features_",
+    "labels_",
+    "n_features_out_",
+    "bsplines_",
+    "indexHash_",
+    "n_components",
+    "sample_steps",
+    "max_iter",
+    "outputs_2d_",
+    "func",
+    "kw_args",
+    "center",
+    "left",
+    "right",
+]
 
 
 class Composer:
@@ -73,9 +160,22 @@ class Composer:
         self.constructs = [e for e in entries if e.kind == "construct"]
         self.values = [e for e in entries if e.kind == "value"]
         self.memo = 0
-        hot = {"numpy", "numpy._core.multiarray", "numpy._core.numeric", "sklearn.tree._tree",
-               "sklearn.neighbors._kd_tree", "sklearn.metrics._dist_metrics", "numpy.random._pickle",
-               "numpy.ma.core", "builtins", "functools", "copyreg", "fractions", "decimal", "datetime"}
+        hot = {
+            "numpy",
+            "numpy._core.multiarray",
+            "numpy._core.numeric",
+            "sklearn.tree._tree",
+            "sklearn.neighbors._kd_tree",
+            "sklearn.metrics._dist_metrics",
+            "numpy.random._pickle",
+            "numpy.ma.core",
+            "builtins",
+            "functools",
+            "copyreg",
+            "fractions",
+            "decimal",
+            "datetime",
+        }
         self.hot_calls = [e for e in self.calls if e.module in hot]
 
     def literal(self) -> bytes:
@@ -86,17 +186,71 @@ class Composer:
         if kind == 1:
             return b"\x88" if r.random() < 0.5 else b"\x89"
         if kind == 2:
-            return _int(r.choice([0, 1, -1, 2, 3, 4, 7, 8, 12, 16, 64, 624, 625, 10**6, -2, 2**31 - 1, 2**31,
-                                  2**63, -(2**63), 2**61 - 1, 10**18, r.randrange(-100, 100)]))
+            return _int(
+                r.choice(
+                    [
+                        0,
+                        1,
+                        -1,
+                        2,
+                        3,
+                        4,
+                        7,
+                        8,
+                        12,
+                        16,
+                        64,
+                        624,
+                        625,
+                        10**6,
+                        -2,
+                        2**31 - 1,
+                        2**31,
+                        2**63,
+                        -(2**63),
+                        2**61 - 1,
+                        10**18,
+                        r.randrange(-100, 100),
+                    ]
+                )
+            )
         if kind == 3:
-            return b"G" + struct.pack(">d", r.choice([0.0, -0.0, 1.5, 1e308, float("inf"), float("nan"), -1.0]))
+            return b"G" + struct.pack(
+                ">d", r.choice([0.0, -0.0, 1.5, 1e308, float("inf"), float("nan"), -1.0])
+            )
         if kind == 4:
-            return _s(r.choice(_CODES + ["C", "F", "|", "<", ">", "latin1", "utf-8", "MT19937", "PCG64", "Philox",
-                                          "1e999999999", "1/3", "relu", "rbf", "c_svc", "precomputed", "ball_tree",
-                                          "x" * r.randrange(0, 40)]))
+            return _s(
+                r.choice(
+                    _CODES
+                    + [
+                        "C",
+                        "F",
+                        "|",
+                        "<",
+                        ">",
+                        "latin1",
+                        "utf-8",
+                        "MT19937",
+                        "PCG64",
+                        "Philox",
+                        "1e999999999",
+                        "1/3",
+                        "relu",
+                        "rbf",
+                        "c_svc",
+                        "precomputed",
+                        "ball_tree",
+                        "x" * r.randrange(0, 40),
+                    ]
+                )
+            )
         if kind == 5:
             n = r.choice([0, 1, 2, 4, 8, 12, 16, 24, 64, 128, r.randrange(0, 300)])
-            return b"C" + bytes([n]) + r.randbytes(n) if n < 256 else b"B" + struct.pack("<I", n) + r.randbytes(n)
+            return (
+                b"C" + bytes([n]) + r.randbytes(n)
+                if n < 256
+                else b"B" + struct.pack("<I", n) + r.randbytes(n)
+            )
         if kind == 6:
             return b")"
         if kind == 7:
@@ -168,7 +322,11 @@ class Composer:
         r = self.r
         if r.random() < 0.6:
             n = r.randrange(0, 6)
-            return b"(" + b"".join(_s(r.choice(_ATTRS)) + self.value(depth + 1) for _ in range(n)) + b"d"
+            return (
+                b"("
+                + b"".join(_s(r.choice(_ATTRS)) + self.value(depth + 1) for _ in range(n))
+                + b"d"
+            )
         return self.args(depth) if r.random() < 0.7 else self.value(depth + 1)
 
     def stream(self) -> bytes:
@@ -179,7 +337,11 @@ class Composer:
             if self.memo:
                 i = r.randrange(min(self.memo, 256))
                 op = r.choice([b"b", b"s", b"a"])
-                extra = self.state(1) if op == b"b" else (_s(r.choice(_ATTRS)) + self.value(2) if op == b"s" else self.value(2))
+                extra = (
+                    self.state(1)
+                    if op == b"b"
+                    else (_s(r.choice(_ATTRS)) + self.value(2) if op == b"s" else self.value(2))
+                )
                 body += b"h" + bytes([i]) + extra + op + b"0"
         return b"\x80\x02" + body + b"."
 
@@ -202,12 +364,23 @@ def real_objects() -> list[Any]:
     lr_sparse = LogisticRegression(max_iter=300).fit(X, y)
     lr_sparse.coef_ = sp.csr_matrix(lr_sparse.coef_)
     return [
-        DecisionTreeClassifier(max_depth=3).fit(X, y), RandomForestClassifier(n_estimators=3, max_depth=3).fit(X, y),
-        HistGradientBoostingClassifier(max_iter=3).fit(X, y), SVC().fit(X, y), KNeighborsClassifier().fit(X, y),
-        KDTree(X), BallTree(X, metric="seuclidean", V=np.ones(4)), lr, lr_sparse,
-        np.random.RandomState(0), np.random.default_rng(1), np.arange(12.0).reshape(3, 4),
-        np.array(["a", None, 3], dtype=object), np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),
-        sp.coo_matrix(np.eye(3)), sp.csc_matrix(np.eye(3)), *fitted_state_objects(X, y),
+        DecisionTreeClassifier(max_depth=3).fit(X, y),
+        RandomForestClassifier(n_estimators=3, max_depth=3).fit(X, y),
+        HistGradientBoostingClassifier(max_iter=3).fit(X, y),
+        SVC().fit(X, y),
+        KNeighborsClassifier().fit(X, y),
+        KDTree(X),
+        BallTree(X, metric="seuclidean", V=np.ones(4)),
+        lr,
+        lr_sparse,
+        np.random.RandomState(0),
+        np.random.default_rng(1),
+        np.arange(12.0).reshape(3, 4),
+        np.array(["a", None, 3], dtype=object),
+        np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),
+        sp.coo_matrix(np.eye(3)),
+        sp.csc_matrix(np.eye(3)),
+        *fitted_state_objects(X, y),
     ]
 
 
@@ -231,8 +404,11 @@ def fitted_state_objects(X: Any, y: Any) -> list[Any]:
         HistGradientBoostingRegressor(max_iter=3, categorical_features=[0]).fit(cats, X[:40, 0]),
         IsolationForest(n_estimators=3, max_features=0.5, random_state=0).fit(X),
         RadiusNeighborsClassifier(radius=3.0, metric="manhattan").fit(X, y),
-        BisectingKMeans(n_clusters=3, random_state=0).fit(X), FeatureAgglomeration(n_clusters=2).fit(X),
-        OneHotEncoder().fit(cats), PolynomialFeatures(degree=2).fit(X), SplineTransformer(n_knots=3).fit(X),
+        BisectingKMeans(n_clusters=3, random_state=0).fit(X),
+        FeatureAgglomeration(n_clusters=2).fit(X),
+        OneHotEncoder().fit(cats),
+        PolynomialFeatures(degree=2).fit(X),
+        SplineTransformer(n_knots=3).fit(X),
         SparseRandomProjection(n_components=2, random_state=0).fit(X),
         DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}, {"c": 3}]),
     ]
@@ -259,18 +435,26 @@ def _mutate_value(rnd: random.Random, v: Any, depth: int) -> Any:
             out = v.copy()
             flat = out.reshape(-1)
             for _ in range(rnd.randrange(1, 4)):
-                flat[rnd.randrange(flat.size)] = rnd.choice([-1, -2, 0, 1, 10**6, flat.size, flat.size + 1, -(2**31)])
+                flat[rnd.randrange(flat.size)] = rnd.choice(
+                    [-1, -2, 0, 1, 10**6, flat.size, flat.size + 1, -(2**31)]
+                )
             return out
         if roll < 0.3 and v.size and v.dtype.names:
             out = v.copy()
             name = rnd.choice(v.dtype.names)
             if out[name].dtype.kind in "iuf":
-                out[name][rnd.randrange(out.size)] = rnd.choice([-1, -2, 0, 10**6, out.size, 2**31 - 1])
+                out[name][rnd.randrange(out.size)] = rnd.choice(
+                    [-1, -2, 0, 10**6, out.size, 2**31 - 1]
+                )
             return out
         if roll < 0.45:
             return v.reshape(-1)[: rnd.randrange(0, max(v.size, 1))]
         if roll < 0.55:
-            return v.astype(rnd.choice(["f4", "i4", "i8", "u1", "f8", "O"])) if v.dtype.names is None else v
+            return (
+                v.astype(rnd.choice(["f4", "i4", "i8", "u1", "f8", "O"]))
+                if v.dtype.names is None
+                else v
+            )
         if roll < 0.65:
             return np.asfortranarray(v.reshape(v.shape[::-1]) if v.ndim == 2 else v)
         if roll < 0.75:
@@ -287,7 +471,11 @@ def _mutate_value(rnd: random.Random, v: Any, depth: int) -> Any:
         return tuple(_mutate_value(rnd, x, depth + 1) for x in v)
     if isinstance(v, list):
         return [_mutate_value(rnd, x, depth + 1) for x in v[:50]]
-    if hasattr(v, "__reduce_ex__") and not isinstance(v, (str, bytes, float, type)) and rnd.random() < 0.6:
+    if (
+        hasattr(v, "__reduce_ex__")
+        and not isinstance(v, (str, bytes, float, type))
+        and rnd.random() < 0.6
+    ):
         try:
             rv = v.__reduce_ex__(2)
         except Exception:  # noqa: BLE001 - objects that refuse to pickle stay as they are
@@ -388,7 +576,11 @@ def worker(folder: Path) -> None:
         path = folder / f"case-{n}.pkl"
         log.write(f"start {n}\n")
         try:
-            obj = pickle.loads(path.read_bytes()) if os.environ.get("FUZZ_NAIVE") else load_file(path, [])
+            obj = (
+                pickle.loads(path.read_bytes())
+                if os.environ.get("FUZZ_NAIVE")
+                else load_file(path, [])
+            )
         except ModelstoreError:
             log.write(f"refused {n}\n")
             continue
@@ -420,7 +612,9 @@ def generate(folder: Path, count: int, seed: int) -> None:
         (folder / f"case-{n}.pkl").write_bytes(data)
 
 
-def run(folder: Path, count: int, seed: int = 0, case_timeout: float = 20.0) -> dict[str, list[str]]:
+def run(
+    folder: Path, count: int, seed: int = 0, case_timeout: float = 20.0
+) -> dict[str, list[str]]:
     """Generate ``count`` cases and load them in worker processes; returns the findings."""
     generate(folder, count, seed)
     findings: dict[str, list[str]] = {"signal": [], "hang": [], "foreign": []}
@@ -431,8 +625,13 @@ def run(folder: Path, count: int, seed: int = 0, case_timeout: float = 20.0) -> 
     log.write_text("")
     seen = 0
     while start < count:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.security.pickle_fuzz", "worker", str(folder), str(start)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.security.pickle_fuzz", "worker", str(folder), str(start)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+        )
         current, last = start, time.monotonic()
         while True:
             time.sleep(0.05)

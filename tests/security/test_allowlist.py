@@ -47,8 +47,12 @@ def test_entries_resolve_to_classes_and_functions_defined_where_named() -> None:
         except Exception as exc:  # noqa: BLE001 - entries for other numpy/scipy versions
             assert "version" in str(exc) or "not installed" in str(exc), (e, exc)
             continue
-        assert isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)) or \
-            type(obj).__name__ in ("cython_function_or_method", "_ArrayFunctionDispatcher"), (e, type(obj))
+        assert isinstance(
+            obj, (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)
+        ) or type(obj).__name__ in ("cython_function_or_method", "_ArrayFunctionDispatcher"), (
+            e,
+            type(obj),
+        )
         if e.module.startswith("sklearn."):
             assert getattr(obj, "__module__", e.module) == e.module, e
         if e.kind == CONSTRUCT:
@@ -63,8 +67,11 @@ def test_every_estimator_of_the_installed_sklearn_is_listed() -> None:
     from modelstore.security.allowlist_sklearn import SKLEARN_VERSION
 
     listed = {(e.module, e.name) for e in ENTRIES if e.kind == CONSTRUCT}
-    missing = [f"{cls.__module__}.{cls.__qualname__}" for _, cls in all_estimators()
-               if (cls.__module__, cls.__qualname__) not in listed]
+    missing = [
+        f"{cls.__module__}.{cls.__qualname__}"
+        for _, cls in all_estimators()
+        if (cls.__module__, cls.__qualname__) not in listed
+    ]
     assert not missing, f"not in the list generated from scikit-learn {SKLEARN_VERSION}: {missing}"
 
 

@@ -59,7 +59,11 @@ def test_every_fittable_estimator_loads_and_predicts_identically(tmp_path: Path)
     failures, count = [], 0
     for i, (name, est, xs) in enumerate(fitted()):
         want = outputs(est, xs)
-        ways = ["ms.save", *WAYS] if FULL or name.startswith(EVERY_WAY) else ["ms.save", WAYS[i % len(WAYS)]]
+        ways = (
+            ["ms.save", *WAYS]
+            if FULL or name.startswith(EVERY_WAY)
+            else ["ms.save", WAYS[i % len(WAYS)]]
+        )
         for way in ways:
             path = _write(est, tmp_path / f"m{i}-{way}.pkl", way)
             count += 1

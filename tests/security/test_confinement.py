@@ -52,7 +52,9 @@ def texts_of(e: BaseException) -> str:
     return "\n".join(out)
 
 
-def refused(call: Callable[[], Any], error: type[Exception] = ms.UnsafeModelError, match: str | None = None) -> str:
+def refused(
+    call: Callable[[], Any], error: type[Exception] = ms.UnsafeModelError, match: str | None = None
+) -> str:
     """Run ``call``; it must raise ``error`` (a ModelstoreError) without the canary in it."""
     with pytest.raises(error, match=match) as e:
         call()
@@ -63,7 +65,11 @@ def refused(call: Callable[[], Any], error: type[Exception] = ms.UnsafeModelErro
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` and its bytes (to prove nothing was written there)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -71,11 +77,21 @@ def outside(tmp_path: Path) -> Path:
     """A folder outside every model folder, holding canaries of each kind."""
     folder = tmp_path / "outside"
     folder.mkdir()
-    (folder / "secret.json").write_text(json.dumps({
-        "sidecar_version": 2, "versions": [{"format": "joblib", "metadata": {"stolen": CANARY}}],
-        "weight_map": {}, "metadata": {"stolen": CANARY}}))
-    safetensors_torch.save_file({"fc2.bias": torch.full((10,), CANARY_VALUE)}, str(folder / "secret.safetensors"),
-                                metadata={"stolen": CANARY})
+    (folder / "secret.json").write_text(
+        json.dumps(
+            {
+                "sidecar_version": 2,
+                "versions": [{"format": "joblib", "metadata": {"stolen": CANARY}}],
+                "weight_map": {},
+                "metadata": {"stolen": CANARY},
+            }
+        )
+    )
+    safetensors_torch.save_file(
+        {"fc2.bias": torch.full((10,), CANARY_VALUE)},
+        str(folder / "secret.safetensors"),
+        metadata={"stolen": CANARY},
+    )
     (folder / "secret.bin").write_bytes(np.full(3, CANARY_VALUE, np.float32).tobytes())
     return folder
 
@@ -103,12 +119,33 @@ def relink(link: Path, target: Path) -> None:
 # -- the check itself --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "/etc/passwd", "../secret.json", "a/../../secret.json", "%2e%2e/secret.json", "%2E%2E%2Fsecret.json",
-    "..%2fsecret.json", "..%5csecret.json", "%252e%252e%252fsecret.json", "..\\secret.json", "a\\b.json",
-    "C:secret.json", "C:\\secret.json", "x.json:stream", "x\x00.json", "x\n.json", "", ".", "./", 3, None,
-    "a" * 2000, "b" * 300 + ".json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/etc/passwd",
+        "../secret.json",
+        "a/../../secret.json",
+        "%2e%2e/secret.json",
+        "%2E%2E%2Fsecret.json",
+        "..%2fsecret.json",
+        "..%5csecret.json",
+        "%252e%252e%252fsecret.json",
+        "..\\secret.json",
+        "a\\b.json",
+        "C:secret.json",
+        "C:\\secret.json",
+        "x.json:stream",
+        "x\x00.json",
+        "x\n.json",
+        "",
+        ".",
+        "./",
+        3,
+        None,
+        "a" * 2000,
+        "b" * 300 + ".json",
+    ],
+)
 def test_names_that_could_lead_anywhere_are_refused(tmp_path: Path, name: Any) -> None:
     """Absolute, '..', encoded, backslash, drive, NUL, empty and oversized names are refused before any disk access."""
     with pytest.raises(ConfinementError):
@@ -141,7 +178,10 @@ def test_links_files_and_folders_leading_outside_are_refused(tmp_path: Path, out
     (base / "broken").symlink_to("nowhere")  # inside, but missing
     for name in ("file.json", "dir/secret.json", "sub/up/outside/secret.json"):
         assert CANARY in (base / name).read_text()  # the naive path reads the canary
-        message = refused(lambda: read_confined(base, name, what="the sidecar", max_bytes=1 << 20), match="outside")
+        message = refused(
+            lambda: read_confined(base, name, what="the sidecar", max_bytes=1 << 20),
+            match="outside",
+        )
         assert "Copy the file itself" in message
     refused(lambda: confine(base, "loop", what="the file"), match="cannot be resolved")
     refused(lambda: confine(base, "broken", what="the file"), match="broken link")
@@ -149,13 +189,18 @@ def test_links_files_and_folders_leading_outside_are_refused(tmp_path: Path, out
         confine(base, "missing.json", what="the file")
 
 
-def test_hard_links_fifos_devices_and_kernel_files_are_refused(tmp_path: Path, outside: Path) -> None:
+def test_hard_links_fifos_devices_and_kernel_files_are_refused(
+    tmp_path: Path, outside: Path
+) -> None:
     """A hard link (another name of a file elsewhere), a FIFO, a device and /proc files are refused."""
     base = tmp_path / "base"
     base.mkdir()
     os.link(outside / "secret.json", base / "hard.json")
     assert CANARY in (base / "hard.json").read_text()  # the naive path reads the canary
-    refused(lambda: read_confined(base, "hard.json", what="the file", max_bytes=1 << 20), match="hard link")
+    refused(
+        lambda: read_confined(base, "hard.json", what="the file", max_bytes=1 << 20),
+        match="hard link",
+    )
     os.mkfifo(base / "fifo.json")
     refused(lambda: read_confined(base, "fifo.json", what="the file", max_bytes=10), match="a FIFO")
     (base / "dir.json").mkdir()
@@ -172,13 +217,17 @@ def test_hard_links_fifos_devices_and_kernel_files_are_refused(tmp_path: Path, o
     refused(lambda: confine("/proc/self", "cwd/x", what="the file"))
     model = base / "m.onnx"
     model.write_bytes(b"graph")
-    refused(lambda: confine(base, "m.onnx", what="the external data file", main=model), match="model file itself")
+    refused(
+        lambda: confine(base, "m.onnx", what="the external data file", main=model),
+        match="model file itself",
+    )
     assert "m.onnx" in (external_data_problem(base, "m.onnx", main=model) or "")
     assert external_data_problem(base, "missing.bin", main=model) is not None
 
 
-def test_a_swap_between_check_and_open_is_caught(tmp_path: Path, outside: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_swap_between_check_and_open_is_caught(
+    tmp_path: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file or a folder swapped for a link, or for a hard link, after the check is never read."""
     base = tmp_path / "base"
     (base / "sub").mkdir(parents=True)
@@ -194,7 +243,10 @@ def test_a_swap_between_check_and_open_is_caught(tmp_path: Path, outside: Path,
 
     (base / "side.json").write_text("{}")
     check_then(lambda: relink(base / "side.json", outside / "secret.json"))
-    refused(lambda: read_confined(base, "side.json", what="the sidecar", max_bytes=1 << 20), match="replaced by a link")
+    refused(
+        lambda: read_confined(base, "side.json", what="the sidecar", max_bytes=1 << 20),
+        match="replaced by a link",
+    )
 
     (base / "sub" / "secret.json").write_text("{}")
 
@@ -203,8 +255,10 @@ def test_a_swap_between_check_and_open_is_caught(tmp_path: Path, outside: Path,
         (base / "sub").symlink_to(outside)
 
     check_then(swap_folder)
-    refused(lambda: read_confined(base, "sub/secret.json", what="the shard", max_bytes=1 << 20),
-            match="replaced by a link")
+    refused(
+        lambda: read_confined(base, "sub/secret.json", what="the shard", max_bytes=1 << 20),
+        match="replaced by a link",
+    )
 
     (base / "w.json").write_text("{}")
 
@@ -213,13 +267,18 @@ def test_a_swap_between_check_and_open_is_caught(tmp_path: Path, outside: Path,
         os.link(outside / "secret.json", base / "w.json")
 
     check_then(swap_hard)
-    refused(lambda: read_confined(base, "w.json", what="the sidecar", max_bytes=1 << 20), match="hard link")
+    refused(
+        lambda: read_confined(base, "w.json", what="the sidecar", max_bytes=1 << 20),
+        match="hard link",
+    )
     monkeypatch.undo()
     with open_confined(base, "old/secret.json", what="the file") as f:
         assert f.read() == b"{}"
 
 
-def test_hugging_face_cache_blobs_of_the_same_repository_only(tmp_path: Path, outside: Path) -> None:
+def test_hugging_face_cache_blobs_of_the_same_repository_only(
+    tmp_path: Path, outside: Path
+) -> None:
     """A cache snapshot may link to content-addressed blobs of its own repository, nothing else."""
     repo = tmp_path / "hub" / "models--someone--net"
     snapshot = repo / "snapshots" / "0123abc"
@@ -229,7 +288,9 @@ def test_hugging_face_cache_blobs_of_the_same_repository_only(tmp_path: Path, ou
     blob.write_bytes(b"shard")
     (snapshot / "ok.safetensors").symlink_to(Path("..", "..", "blobs", blob.name))
     assert confine(snapshot, "ok.safetensors", what="the shard", hf_cache=True) == blob.resolve()
-    refused(lambda: confine(snapshot, "ok.safetensors", what="the sidecar"), match="outside")  # shards only
+    refused(
+        lambda: confine(snapshot, "ok.safetensors", what="the sidecar"), match="outside"
+    )  # shards only
     other = tmp_path / "hub" / "models--other--net" / "blobs"
     other.mkdir(parents=True)
     (other / ("b" * 64)).write_bytes(b"x")
@@ -244,15 +305,18 @@ def test_hugging_face_cache_blobs_of_the_same_repository_only(tmp_path: Path, ou
     plain.mkdir(parents=True)
     (plain.parent.parent / "blobs" / ("c" * 64)).write_bytes(b"x")
     (plain / "s.safetensors").symlink_to(Path("..", "..", "blobs", "c" * 64))
-    refused(lambda: confine(plain, "s.safetensors", what="the shard", hf_cache=True), match="outside")
+    refused(
+        lambda: confine(plain, "s.safetensors", what="the shard", hf_cache=True), match="outside"
+    )
 
 
 # -- sidecars ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("trick", ["symlink", "hardlink", "proc"])
-def test_hostile_sidecar_is_refused_by_every_entry_point(sk_model: tuple[Path, np.ndarray], outside: Path,
-                                                          tmp_path: Path, trick: str) -> None:
+def test_hostile_sidecar_is_refused_by_every_entry_point(
+    sk_model: tuple[Path, np.ndarray], outside: Path, tmp_path: Path, trick: str
+) -> None:
     """A sidecar that is another name of a file elsewhere is refused by load, predict, inspect, scan,
     convert and push; no canary in any message."""
     path, X = sk_model
@@ -279,10 +343,18 @@ def test_hostile_sidecar_is_refused_by_every_entry_point(sk_model: tuple[Path, n
     assert store.list() == []
 
 
-@pytest.mark.parametrize("text", ['{"versions": [{"payload_size": 1e999}], "sidecar_version": 2}',
-                                  '{"sidecar_version": Infinity}', "[" * 100_000 + "]" * 100_000,
-                                  '{"versions": [{"config": ' + "9" * 5000 + "}]}"])
-def test_hostile_sidecar_json_is_a_format_error(sk_model: tuple[Path, np.ndarray], text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"versions": [{"payload_size": 1e999}], "sidecar_version": 2}',
+        '{"sidecar_version": Infinity}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"versions": [{"config": ' + "9" * 5000 + "}]}",
+    ],
+)
+def test_hostile_sidecar_json_is_a_format_error(
+    sk_model: tuple[Path, np.ndarray], text: str
+) -> None:
     """Overflowing, infinite, huge and 100,000-deep sidecar JSON is a FormatError naming the sidecar."""
     path, _ = sk_model
     Path(str(path) + ".modelstore.json").write_text(text)
@@ -304,7 +376,9 @@ def test_fifo_sidecar_never_hangs(sk_model: tuple[Path, np.ndarray]) -> None:
     refused(lambda: ms.load(path), match="FIFO")
 
 
-def test_saving_over_a_linked_sidecar_replaces_the_link(sk_model: tuple[Path, np.ndarray], outside: Path) -> None:
+def test_saving_over_a_linked_sidecar_replaces_the_link(
+    sk_model: tuple[Path, np.ndarray], outside: Path
+) -> None:
     """A save never writes through a sidecar link: the link is replaced and the outside file is untouched."""
     path, _ = sk_model
     side = Path(str(path) + ".modelstore.json")
@@ -324,8 +398,9 @@ def _fitted() -> Any:
     return LogisticRegression(max_iter=300).fit(X, y)
 
 
-def test_cli_inspect_and_scan_refuse_hostile_companions(sk_model: tuple[Path, np.ndarray], outside: Path,
-                                                        tmp_path: Path) -> None:
+def test_cli_inspect_and_scan_refuse_hostile_companions(
+    sk_model: tuple[Path, np.ndarray], outside: Path, tmp_path: Path
+) -> None:
     """The command refuses a linked sidecar and a linked shard index: exit 2 or 1, no canary, no traceback."""
     from tests.test_cli import run
 
@@ -355,7 +430,9 @@ def ckpt(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("trick", ["symlink", "hardlink"])
-def test_linked_shard_index_is_refused(ckpt: Path, outside: Path, tmp_path: Path, trick: str) -> None:
+def test_linked_shard_index_is_refused(
+    ckpt: Path, outside: Path, tmp_path: Path, trick: str
+) -> None:
     """A shard index that is a link to a file elsewhere is not read by load, inspect, scan, convert or push."""
     index = ckpt / "model.safetensors.index.json"
     if trick == "symlink":
@@ -376,7 +453,9 @@ def test_linked_shard_index_is_refused(ckpt: Path, outside: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("trick", ["symlink", "hardlink"])
-def test_shard_leading_elsewhere_is_refused(ckpt: Path, outside: Path, tmp_path: Path, trick: str) -> None:
+def test_shard_leading_elsewhere_is_refused(
+    ckpt: Path, outside: Path, tmp_path: Path, trick: str
+) -> None:
     """A shard that is a link, or a hard link, to a file elsewhere loads its bytes naively; modelstore refuses it."""
     index = json.loads((ckpt / "model.safetensors.index.json").read_text())
     last = index["weight_map"]["fc2.bias"]
@@ -412,26 +491,38 @@ def _external_model(folder: Path, location: str) -> Path:
         entry.key, entry.value = key, value
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w]
+    )
     path = folder / "m.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
     return path
 
 
 @pytest.mark.parametrize("trick", ["linked-folder", "hardlink", "encoded", "self"])
-def test_onnx_external_data_goes_through_the_same_check(tmp_path: Path, outside: Path, trick: str) -> None:
+def test_onnx_external_data_goes_through_the_same_check(
+    tmp_path: Path, outside: Path, trick: str
+) -> None:
     """External data through a linked folder, a hard link, an encoded name or the graph itself is refused."""
     ort = pytest.importorskip("onnxruntime")
     folder = tmp_path / "model"
     folder.mkdir()
-    location = {"linked-folder": "sub/secret.bin", "hardlink": "w.bin", "encoded": "%2e%2e/outside/secret.bin",
-                "self": "m.onnx"}[trick]
+    location = {
+        "linked-folder": "sub/secret.bin",
+        "hardlink": "w.bin",
+        "encoded": "%2e%2e/outside/secret.bin",
+        "self": "m.onnx",
+    }[trick]
     if trick == "linked-folder":
         (folder / "sub").symlink_to(outside)
     elif trick == "hardlink":
         os.link(outside / "secret.bin", folder / "w.bin")
     path = _external_model(folder, location)
-    if trick == "linked-folder":  # a plain open follows the folder link (onnxruntime 1.32 refuses it too)
+    if (
+        trick == "linked-folder"
+    ):  # a plain open follows the folder link (onnxruntime 1.32 refuses it too)
         assert np.frombuffer((folder / location).read_bytes(), np.float32)[0] == CANARY_VALUE
     if trick == "hardlink":  # onnxruntime itself reads the outside bytes through a hard link
         out = ort.InferenceSession(str(path)).run(None, {"x": np.zeros(3, np.float32)})[0]
@@ -458,7 +549,9 @@ def _vdir(store: ms.Store, n: int = 1) -> Path:
     return Path(store.root) / "m" / "versions" / f"{n:06d}"
 
 
-def _store_refuses_everywhere(store: ms.Store, ref: str, dest: Path, match: str | None = None) -> None:
+def _store_refuses_everywhere(
+    store: ms.Store, ref: str, dest: Path, match: str | None = None
+) -> None:
     refused(lambda: store.load(ref, model=models.Net), match=match)
     refused(lambda: store.load(ref), match=match)
     refused(lambda: store.info(ref), match=match)
@@ -478,7 +571,9 @@ def test_store_entry_linked_outside(store: ms.Store, outside: Path, tmp_path: Pa
     _store_refuses_everywhere(store, "m", tmp_path / "pulled2", match="hard link")
 
 
-def test_store_version_folder_linked_outside(store: ms.Store, outside: Path, tmp_path: Path) -> None:
+def test_store_version_folder_linked_outside(
+    store: ms.Store, outside: Path, tmp_path: Path
+) -> None:
     """A version folder that is a link to a folder elsewhere is refused; delete removes nothing outside."""
     vdir = _vdir(store)
     os.replace(vdir / "model.safetensors", outside / "model.safetensors")
@@ -491,7 +586,9 @@ def test_store_version_folder_linked_outside(store: ms.Store, outside: Path, tmp
     assert tree(outside) == before
 
 
-def test_store_manifests_aliases_and_folders_linked_outside(store: ms.Store, outside: Path, tmp_path: Path) -> None:
+def test_store_manifests_aliases_and_folders_linked_outside(
+    store: ms.Store, outside: Path, tmp_path: Path
+) -> None:
     """Linked manifests, alias files and versions folders are refused, and a save never writes through them."""
     root = Path(store.root)
     manifest = json.loads((root / "m" / "versions" / "000001.json").read_text())
@@ -518,7 +615,9 @@ def test_store_manifests_aliases_and_folders_linked_outside(store: ms.Store, out
     assert tree(outside) == before
 
 
-def test_store_save_never_writes_into_a_planted_version_folder(store: ms.Store, outside: Path) -> None:
+def test_store_save_never_writes_into_a_planted_version_folder(
+    store: ms.Store, outside: Path
+) -> None:
     """A link planted under the next version number is skipped: the save writes nothing outside."""
     (_vdir(store, 2)).symlink_to(outside)
     before = tree(outside)
@@ -545,19 +644,31 @@ def test_pull_never_copies_through_links(store: ms.Store, outside: Path, tmp_pat
     (dest / "extra").symlink_to(outside)
     before = tree(outside)
     refused(lambda: store.pull("m", dest), match="outside")
-    assert tree(outside) == before and tree(dest) == {}  # every file is checked before any is copied
+    assert (
+        tree(outside) == before and tree(dest) == {}
+    )  # every file is checked before any is copied
     (dest / "extra").unlink()
     (dest / "model.safetensors").symlink_to(outside / "secret.safetensors")
-    pulled = store.pull("m", dest)  # a link at a pulled file's name is replaced, not written through
+    pulled = store.pull(
+        "m", dest
+    )  # a link at a pulled file's name is replaced, not written through
     assert tree(outside) == before and not pulled.is_symlink()
     assert isinstance(ms.load(pulled, model=models.Net), models.Net)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("entry", "%2e%2e/%2e%2e/secret.safetensors"), ("entry", "..\\..\\x"), ("entry", "/etc/passwd"),
-    ("files", {"../../escaped.bin": 3}), ("files", {"a%2f..%2f..%2fescaped.bin": 3}),
-])
-def test_remote_store_manifest_names_stay_in_the_version(field: str, value: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("entry", "%2e%2e/%2e%2e/secret.safetensors"),
+        ("entry", "..\\..\\x"),
+        ("entry", "/etc/passwd"),
+        ("files", {"../../escaped.bin": 3}),
+        ("files", {"a%2f..%2f..%2fescaped.bin": 3}),
+    ],
+)
+def test_remote_store_manifest_names_stay_in_the_version(
+    field: str, value: Any, tmp_path: Path
+) -> None:
     """On a memory:// store a manifest naming files outside its version is refused; pull writes nothing outside."""
     import fsspec
 
@@ -565,7 +676,7 @@ def test_remote_store_manifest_names_stay_in_the_version(field: str, value: Any,
     store = ms.Store(root)
     store.save(models.trained_net(), "m")
     fs = fsspec.filesystem("memory")
-    mpath = f"{root[len('memory://'):]}/m/versions/000001.json"
+    mpath = f"{root[len('memory://') :]}/m/versions/000001.json"
     manifest = json.loads(fs.cat_file(mpath))
     manifest[field] = value if field == "entry" else {**manifest["files"], **value}
     fs.pipe_file(mpath, json.dumps(manifest).encode())
@@ -583,7 +694,9 @@ def test_plain_files_in_a_store_root_do_not_break_listing(store: ms.Store) -> No
     assert store.versions("README.md") == []
 
 
-def test_store_command_refuses_a_linked_entry(store: ms.Store, outside: Path, tmp_path: Path) -> None:
+def test_store_command_refuses_a_linked_entry(
+    store: ms.Store, outside: Path, tmp_path: Path
+) -> None:
     """modelstore store show|pull of a version whose model file links outside: exit 1, no canary, no traceback."""
     from tests.test_cli import run
 

@@ -39,8 +39,9 @@ def test_every_payload_runs_under_a_naive_load(tmp_path: Path) -> None:
         h.build(path, marker)
         args += [h.naive, str(path)]
         markers.append((h.name, marker))
-    proc = subprocess.run([sys.executable, "-c", NAIVE_LOADER, *args], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", NAIVE_LOADER, *args], capture_output=True, text=True, timeout=300
+    )
     missing = [name for name, marker in markers if not marker.exists()]
     assert not missing, f"payloads that did not run naively: {missing}\n{proc.stdout}{proc.stderr}"
 
@@ -65,7 +66,11 @@ def test_modelstore_refuses_and_never_runs_it(tmp_path: Path, hostile: Hostile) 
     assert not marker.exists(), "the payload ran"
 
 
-@pytest.mark.parametrize("hostile", [h for h in CORPUS if h.suffix != ".pt"], ids=[h.name for h in CORPUS if h.suffix != ".pt"])
+@pytest.mark.parametrize(
+    "hostile",
+    [h for h in CORPUS if h.suffix != ".pt"],
+    ids=[h.name for h in CORPUS if h.suffix != ".pt"],
+)
 def test_the_restricted_unpickler_alone_refuses_it(tmp_path: Path, hostile: Hostile) -> None:
     """The restricted unpickler is the check a load goes through: called directly, with no
     scan before it, it refuses every payload."""

@@ -21,7 +21,17 @@ from modelstore.security.jsonsafe import dumps, loads
         '{"a": ',
         b"\xff\xfe",
     ],
-    ids=["overflow", "inf", "-inf", "nan", "deep-50k", "deep-300", "5000-digits", "truncated", "not-utf8"],
+    ids=[
+        "overflow",
+        "inf",
+        "-inf",
+        "nan",
+        "deep-50k",
+        "deep-300",
+        "5000-digits",
+        "truncated",
+        "not-utf8",
+    ],
 )
 def test_refused_with_a_format_error_naming_the_source(text: str | bytes) -> None:
     """Each hostile text raises FormatError naming where it came from, never a foreign error."""

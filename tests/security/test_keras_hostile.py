@@ -31,7 +31,12 @@ from modelstore.security import kerasaudit, kerasnames  # noqa: E402
 
 X = np.zeros((2, 3), np.float32)
 CANARY = "CANARY-7f3a9"
-POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+POLICY = {
+    "module": "keras",
+    "class_name": "DTypePolicy",
+    "config": {"name": "float32"},
+    "registered_name": None,
+}
 
 
 def code_of(marker: Path) -> str:
@@ -45,13 +50,24 @@ def bytecode(marker: Path) -> dict[str, Any]:
     return {"class_name": "__lambda__", "config": {"value": [code_of(marker), None, None]}}
 
 
-def lambda_layer(marker: Path, module: str | None = "keras.layers", class_name: str = "Lambda",
-                 name: str = "lam") -> dict[str, Any]:
+def lambda_layer(
+    marker: Path, module: str | None = "keras.layers", class_name: str = "Lambda", name: str = "lam"
+) -> dict[str, Any]:
     node: dict[str, Any] = {
-        "class_name": class_name, "registered_name": None, "build_config": {"input_shape": [None, 3]},
-        "config": {"name": name, "trainable": True, "dtype": POLICY, "arguments": {},
-                   "function": {"class_name": "__lambda__",
-                                "config": {"code": code_of(marker), "defaults": None, "closure": None}}}}
+        "class_name": class_name,
+        "registered_name": None,
+        "build_config": {"input_shape": [None, 3]},
+        "config": {
+            "name": name,
+            "trainable": True,
+            "dtype": POLICY,
+            "arguments": {},
+            "function": {
+                "class_name": "__lambda__",
+                "config": {"code": code_of(marker), "defaults": None, "closure": None},
+            },
+        },
+    }
     if module is not None:
         node["module"] = module
     return node
@@ -75,9 +91,13 @@ def dense(config: dict[str, Any]) -> dict[str, Any]:
 
 def wrapped(inner: dict[str, Any]) -> dict[str, Any]:
     """``inner`` inside a TimeDistributed layer (a layer inside a layer)."""
-    return {"module": "keras.layers", "class_name": "TimeDistributed", "registered_name": None,
-            "config": {"name": "td", "trainable": True, "dtype": POLICY, "layer": inner},
-            "build_config": {"input_shape": [None, 1, 3]}}
+    return {
+        "module": "keras.layers",
+        "class_name": "TimeDistributed",
+        "registered_name": None,
+        "config": {"name": "td", "trainable": True, "dtype": POLICY, "layer": inner},
+        "build_config": {"input_shape": [None, 1, 3]},
+    }
 
 
 @dataclass
@@ -89,24 +109,35 @@ class KerasHostile:
     base: str = "dense"  # which real model's config is edited: "dense" or "td" (TimeDistributed)
 
 
-def _insert(layer: Callable[[Path], dict[str, Any]]) -> Callable[[dict[str, Any], Path, Path], None]:
+def _insert(
+    layer: Callable[[Path], dict[str, Any]],
+) -> Callable[[dict[str, Any], Path, Path], None]:
     def edit(config: dict[str, Any], marker: Path, canary: Path) -> None:
         config["config"]["layers"].insert(1, layer(marker))
+
     return edit
 
 
 def _slot(slot: str, value: Callable[[Path], Any]) -> Callable[[dict[str, Any], Path, Path], None]:
     def edit(config: dict[str, Any], marker: Path, canary: Path) -> None:
         dense(config)["config"][slot] = value(marker)
+
     return edit
 
 
 def _function(module: str, name: str) -> Callable[[Path], Any]:
-    return lambda marker: {"module": module, "class_name": "function", "config": name, "registered_name": name}
+    return lambda marker: {
+        "module": module,
+        "class_name": "function",
+        "config": name,
+        "registered_name": name,
+    }
 
 
 def _td_dense(config: dict[str, Any]) -> dict[str, Any]:
-    layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "TimeDistributed")
+    layer = next(
+        layer for layer in config["config"]["layers"] if layer["class_name"] == "TimeDistributed"
+    )
     inner: dict[str, Any] = layer["config"]["layer"]
     return inner
 
@@ -122,46 +153,115 @@ def _timedistributed_lambda(config: dict[str, Any], marker: Path, canary: Path) 
 
 def _vocabulary(config: dict[str, Any], marker: Path, canary: Path) -> None:
     config["config"]["layers"] = [
-        {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-         "config": {"batch_shape": [None, 1], "dtype": "string", "name": "input"}},
-        {"module": "keras.layers", "class_name": "StringLookup", "registered_name": None,
-         "config": {"name": "lookup", "vocabulary": str(canary), "output_mode": "int"}}]
+        {
+            "module": "keras.layers",
+            "class_name": "InputLayer",
+            "registered_name": None,
+            "config": {"batch_shape": [None, 1], "dtype": "string", "name": "input"},
+        },
+        {
+            "module": "keras.layers",
+            "class_name": "StringLookup",
+            "registered_name": None,
+            "config": {"name": "lookup", "vocabulary": str(canary), "output_mode": "int"},
+        },
+    ]
 
 
 def _torch_wrapper(config: dict[str, Any], marker: Path, canary: Path) -> None:
-    config["config"]["layers"].insert(1, {"module": "keras.layers", "class_name": "TorchModuleWrapper",
-                                          "registered_name": None, "config": {"name": "t", "module": "gASVAA=="}})
+    config["config"]["layers"].insert(
+        1,
+        {
+            "module": "keras.layers",
+            "class_name": "TorchModuleWrapper",
+            "registered_name": None,
+            "config": {"name": "t", "module": "gASVAA=="},
+        },
+    )
 
 
 CORPUS = [
-    KerasHostile("lambda_spelled_keras_layers_dot_Lambda", "marker",
-                 _insert(lambda m: lambda_layer(m, module="keras", class_name="layers.Lambda")), "keras.layers.Lambda"),
-    KerasHostile("lambda_by_its_source_module", "marker",
-                 _insert(lambda m: lambda_layer(m, module="keras.src.layers.core.lambda_layer")), "keras.layers.Lambda"),
-    KerasHostile("lambda_without_module", "marker", _insert(lambda m: lambda_layer(m, module=None)),
-                 "keras.layers.Lambda"),
-    KerasHostile("bytecode_as_dense_activation", "marker", _slot("activation", bytecode), "__lambda__"),
-    KerasHostile("bytecode_in_a_layer_inside_a_layer", "marker", _timedistributed_dense, "__lambda__", "td"),
-    KerasHostile("lambda_layer_inside_a_layer", "marker", _timedistributed_lambda, "keras.layers.Lambda", "td"),
+    KerasHostile(
+        "lambda_spelled_keras_layers_dot_Lambda",
+        "marker",
+        _insert(lambda m: lambda_layer(m, module="keras", class_name="layers.Lambda")),
+        "keras.layers.Lambda",
+    ),
+    KerasHostile(
+        "lambda_by_its_source_module",
+        "marker",
+        _insert(lambda m: lambda_layer(m, module="keras.src.layers.core.lambda_layer")),
+        "keras.layers.Lambda",
+    ),
+    KerasHostile(
+        "lambda_without_module",
+        "marker",
+        _insert(lambda m: lambda_layer(m, module=None)),
+        "keras.layers.Lambda",
+    ),
+    KerasHostile(
+        "bytecode_as_dense_activation", "marker", _slot("activation", bytecode), "__lambda__"
+    ),
+    KerasHostile(
+        "bytecode_in_a_layer_inside_a_layer", "marker", _timedistributed_dense, "__lambda__", "td"
+    ),
+    KerasHostile(
+        "lambda_layer_inside_a_layer",
+        "marker",
+        _timedistributed_lambda,
+        "keras.layers.Lambda",
+        "td",
+    ),
     # Keras' own initializer/constraint/regularizer lookups refuse bytecode; we refuse it anyway
-    KerasHostile("bytecode_as_initializer", None, _slot("kernel_initializer", bytecode), "__lambda__"),
-    KerasHostile("bytecode_as_constraint", None, _slot("kernel_constraint", bytecode), "__lambda__"),
-    KerasHostile("bytecode_as_regularizer", None, _slot("kernel_regularizer", bytecode), "__lambda__"),
-    KerasHostile("vocabulary_read_from_a_file", "canary", _vocabulary, "keras.layers.StringLookup.vocabulary"),
-    KerasHostile("get_file_as_activation", None, _slot("activation", _function("keras.utils", "get_file")),
-                 "keras.utils.get_file"),
-    KerasHostile("get_file_by_source_module", None,
-                 _slot("activation", _function("keras.src.utils.file_utils", "get_file")),
-                 "keras.src.utils.file_utils.get_file"),
-    KerasHostile("safe_mode_switch_as_activation", None,
-                 _slot("activation", _function("keras.config", "enable_unsafe_deserialization")),
-                 "keras.config.enable_unsafe_deserialization"),
-    KerasHostile("resolver_as_activation", None, _slot("activation", _function("keras.activations", "get")),
-                 "keras.activations.get"),
+    KerasHostile(
+        "bytecode_as_initializer", None, _slot("kernel_initializer", bytecode), "__lambda__"
+    ),
+    KerasHostile(
+        "bytecode_as_constraint", None, _slot("kernel_constraint", bytecode), "__lambda__"
+    ),
+    KerasHostile(
+        "bytecode_as_regularizer", None, _slot("kernel_regularizer", bytecode), "__lambda__"
+    ),
+    KerasHostile(
+        "vocabulary_read_from_a_file", "canary", _vocabulary, "keras.layers.StringLookup.vocabulary"
+    ),
+    KerasHostile(
+        "get_file_as_activation",
+        None,
+        _slot("activation", _function("keras.utils", "get_file")),
+        "keras.utils.get_file",
+    ),
+    KerasHostile(
+        "get_file_by_source_module",
+        None,
+        _slot("activation", _function("keras.src.utils.file_utils", "get_file")),
+        "keras.src.utils.file_utils.get_file",
+    ),
+    KerasHostile(
+        "safe_mode_switch_as_activation",
+        None,
+        _slot("activation", _function("keras.config", "enable_unsafe_deserialization")),
+        "keras.config.enable_unsafe_deserialization",
+    ),
+    KerasHostile(
+        "resolver_as_activation",
+        None,
+        _slot("activation", _function("keras.activations", "get")),
+        "keras.activations.get",
+    ),
     KerasHostile("torch_module_wrapper", None, _torch_wrapper, "keras.layers.TorchModuleWrapper"),
-    KerasHostile("custom_function", None, _slot("activation", _function("builtins", "print")), "builtins.print"),
-    KerasHostile("resolver_found_through_builtins", None, _slot("activation", _function("builtins", "deserialize")),
-                 "keras.activations.deserialize"),
+    KerasHostile(
+        "custom_function",
+        None,
+        _slot("activation", _function("builtins", "print")),
+        "builtins.print",
+    ),
+    KerasHostile(
+        "resolver_found_through_builtins",
+        None,
+        _slot("activation", _function("builtins", "deserialize")),
+        "keras.activations.deserialize",
+    ),
 ]
 IDS = [h.name for h in CORPUS]
 
@@ -171,8 +271,12 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real .keras files whose configs the hostile files edit: Input(3) -> Dense(2), and
     Input(1, 3) -> TimeDistributed(Dense(2))."""
     folder = tmp_path_factory.mktemp("base")
-    models = {"dense": keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
-              "td": keras.Sequential([keras.Input((1, 3)), keras.layers.TimeDistributed(keras.layers.Dense(2))])}
+    models = {
+        "dense": keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+        "td": keras.Sequential(
+            [keras.Input((1, 3)), keras.layers.TimeDistributed(keras.layers.Dense(2))]
+        ),
+    }
     for name, model in models.items():
         model.save(folder / f"{name}.keras")
     return {name: folder / f"{name}.keras" for name in models}
@@ -210,13 +314,20 @@ for path in sys.argv[1:]:
 
 
 def naive(paths: list[Path]) -> str:
-    proc = subprocess.run([sys.executable, "-c", NAIVE, *map(str, paths)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    proc = subprocess.run(
+        [sys.executable, "-c", NAIVE, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
-def test_every_payload_fires_under_a_naive_keras_load(bases: dict[str, Path], tmp_path: Path) -> None:
+def test_every_payload_fires_under_a_naive_keras_load(
+    bases: dict[str, Path], tmp_path: Path
+) -> None:
     """Proof the corpus is real: keras.saving.load_model(safe_mode=False) + predict in a fresh
     process runs each bytecode payload or reads the canary."""
     built = {h.name: build(bases, tmp_path / h.name, h) for h in CORPUS if h.naive}
@@ -229,7 +340,9 @@ def test_every_payload_fires_under_a_naive_keras_load(bases: dict[str, Path], tm
 
 
 @pytest.mark.parametrize("hostile", CORPUS, ids=IDS)
-def test_every_entry_point_refuses(bases: dict[str, Path], tmp_path: Path, hostile: KerasHostile) -> None:
+def test_every_entry_point_refuses(
+    bases: dict[str, Path], tmp_path: Path, hostile: KerasHostile
+) -> None:
     """load, predict(path), convert, serve start-up and a harmless trust list refuse; scan is
     unsafe and names the object; inspect reports code; nothing fires, no canary leaks."""
     path, marker, _ = build(bases, tmp_path, hostile)
@@ -238,8 +351,11 @@ def test_every_entry_point_refuses(bases: dict[str, Path], tmp_path: Path, hosti
     info = ms.inspect(path)
     assert info.executes_code and hostile.subject in info.globals
     calls: list[Callable[[], Any]] = [
-        lambda: ms.load(path), lambda: ms.predict(path, X), lambda: ms.convert(path, tmp_path / "out.keras"),
-        lambda: ms.load(path, trust=["keras.layers.Dense"])]
+        lambda: ms.load(path),
+        lambda: ms.predict(path, X),
+        lambda: ms.convert(path, tmp_path / "out.keras"),
+        lambda: ms.load(path, trust=["keras.layers.Dense"]),
+    ]
     if _has_starlette():
         from modelstore.serve import create_app
 
@@ -267,8 +383,13 @@ def test_cli_refuses_every_hostile_file(bases: dict[str, Path], tmp_path: Path) 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                              env=env, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "modelstore", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
 
     scan = cli("scan", *[str(p) for _, p, _, _ in built], "--json")
     assert scan.returncode == 1 and {r["verdict"] for r in json.loads(scan.stdout)} == {"unsafe"}
@@ -276,14 +397,18 @@ def test_cli_refuses_every_hostile_file(bases: dict[str, Path], tmp_path: Path) 
         info = cli("inspect", str(path), "--json")
         assert info.returncode == 0 and json.loads(info.stdout)["executes_code"] is True, h.name
         pred = cli("predict", str(path), "--input", str(x))
-        assert pred.returncode != 0 and "Traceback" not in pred.stderr and CANARY not in pred.stderr, h.name
+        assert (
+            pred.returncode != 0 and "Traceback" not in pred.stderr and CANARY not in pred.stderr
+        ), h.name
         assert not marker.exists(), h.name
 
 
 # -- trust lists widen exactly what they name -------------------------------------------------
 
 
-def _lambda_plus(base: Path, tmp_path: Path, extra: Callable[[Path], Any]) -> tuple[Path, Path, Path]:
+def _lambda_plus(
+    base: Path, tmp_path: Path, extra: Callable[[Path], Any]
+) -> tuple[Path, Path, Path]:
     """A Lambda layer (marker a) plus a second payload in a Dense activation (marker b)."""
     path, a, b = tmp_path / "m.keras", tmp_path / "a", tmp_path / "b"
 
@@ -330,8 +455,13 @@ def test_bytecode_under_an_unknown_spelling_is_its_own_finding(base: Path, tmp_p
     """A Lambda spelled through a re-exporting module is refused as an unknown name, and its
     bytecode separately: trusting the spelling alone does not let the bytecode run."""
     path, a = tmp_path / "m.keras", tmp_path / "a"
-    edit_keras(base, path, lambda config: config["config"]["layers"].insert(
-        1, lambda_layer(a, module="keras.src.layers", class_name="Lambda")))
+    edit_keras(
+        base,
+        path,
+        lambda config: config["config"]["layers"].insert(
+            1, lambda_layer(a, module="keras.src.layers", class_name="Lambda")
+        ),
+    )
     assert sorted(ms.scan(path).untrusted) == ["__lambda__", "keras.src.layers.Lambda"]
     with pytest.raises(ms.UnsafeModelError) as e:
         ms.load(path, trust=["keras.src.layers.Lambda"])
@@ -356,7 +486,7 @@ def test_keras_version_floor() -> None:
     """The gated path needs Keras >= 3.13.2 and says how to upgrade."""
     keras_._require_keras(Path("m.keras"), "3.13.2")
     keras_._require_keras(Path("m.keras"), "3.15.1")
-    with pytest.raises(ms.MissingDependencyError, match=r'keras>=3\.13\.2'):
+    with pytest.raises(ms.MissingDependencyError, match=r"keras>=3\.13\.2"):
         keras_._require_keras(Path("m.keras"), "3.13.1")
     with pytest.raises(ms.MissingDependencyError):
         keras_._require_keras(Path("m.keras"), "3.9.0rc1")
@@ -399,9 +529,18 @@ def test_allow_list_is_exact_names_not_prefixes() -> None:
     """Allowed names are matched whole: near spellings and utilities are refused."""
     allowed = kerasaudit._tables()[0]
     assert "keras.layers.Dense" in allowed and "keras.activations.relu" in allowed
-    for name in ("keras.layers.Dense.x", "keras.layersX.Dense", "keras.layers", "keras.utils.get_file",
-                 "keras.saving.load_model", "keras.config.enable_unsafe_deserialization", "keras.layers.Lambda",
-                 "keras.activations.get", "keras.layers.deserialize", "keras.layers.TFSMLayer"):
+    for name in (
+        "keras.layers.Dense.x",
+        "keras.layersX.Dense",
+        "keras.layers",
+        "keras.utils.get_file",
+        "keras.saving.load_model",
+        "keras.config.enable_unsafe_deserialization",
+        "keras.layers.Lambda",
+        "keras.activations.get",
+        "keras.layers.deserialize",
+        "keras.layers.TFSMLayer",
+    ):
         assert name not in allowed, name
     assert set(kerasnames.GROUPS) == set(kerasnames.ALLOWED_BY_GROUP)  # a reason for every group
 
@@ -410,19 +549,28 @@ def test_allow_list_is_exact_names_not_prefixes() -> None:
 def test_benign_models_audit_clean(tmp_path: Path) -> None:
     """Functional models with ops, schedules, metrics, regularisers and nested layers audit clean."""
     inp = keras.Input((4,))
-    h = keras.layers.Dense(3, activation="gelu", kernel_regularizer="l2",
-                           kernel_constraint=keras.constraints.MaxNorm(2))(inp)
+    h = keras.layers.Dense(
+        3,
+        activation="gelu",
+        kernel_regularizer="l2",
+        kernel_constraint=keras.constraints.MaxNorm(2),
+    )(inp)
     h = keras.ops.add(keras.ops.sum(h, axis=-1, keepdims=True), h)
     seq = keras.layers.Reshape((3, 1))(h)
     out = keras.layers.Bidirectional(keras.layers.LSTM(2))(seq)
     model = keras.Model(inp, out)
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", metrics=["mae", keras.metrics.AUC()])
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss="mse", metrics=["mae", keras.metrics.AUC()]
+    )
     for name in ("f.keras", "f.h5"):
         ms.save(model, tmp_path / name)
         assert ms.scan(tmp_path / name).verdict == "safe", ms.scan(tmp_path / name)
-    np.testing.assert_allclose(ms.predict(ms.load(tmp_path / "f.keras"), np.ones((2, 4), np.float32)),
-                               model.predict(np.ones((2, 4), np.float32), verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        ms.predict(ms.load(tmp_path / "f.keras"), np.ones((2, 4), np.float32)),
+        model.predict(np.ones((2, 4), np.float32), verbose=0),
+        rtol=1e-5,
+    )
 
 
 # -- legacy H5 configs --------------------------------------------------------------------------
@@ -450,8 +598,15 @@ def test_legacy_h5_lambda_fires_naively_and_is_refused(tmp_path: Path) -> None:
     m1, m2 = tmp_path / "m1", tmp_path / "m2"
 
     def legacy_lambda(config: dict[str, Any]) -> None:
-        node = {"class_name": "Lambda", "config": {"name": "lam", "function": [code_of(m1), None, None],
-                                                   "function_type": "lambda", "arguments": {}}}
+        node = {
+            "class_name": "Lambda",
+            "config": {
+                "name": "lam",
+                "function": [code_of(m1), None, None],
+                "function_type": "lambda",
+                "arguments": {},
+            },
+        }
         config["config"]["layers"].insert(1, node)
 
     _h5_with(base_h5, lam, legacy_lambda)
@@ -476,8 +631,12 @@ def test_training_config_of_h5_is_audited(tmp_path: Path) -> None:
     model.save(path)
     with h5py.File(path, "a") as f:
         training = json.loads(f.attrs["training_config"])
-        training["loss"] = {"module": "keras.utils", "class_name": "function", "config": "get_file",
-                            "registered_name": "get_file"}
+        training["loss"] = {
+            "module": "keras.utils",
+            "class_name": "function",
+            "config": "get_file",
+            "registered_name": "get_file",
+        }
         f.attrs["training_config"] = json.dumps(training)
     assert "keras.utils.get_file" in ms.scan(path).untrusted
     with pytest.raises(ms.UnsafeModelError):

@@ -31,23 +31,76 @@ MB = 1 << 20
 #: (case id, base model, config text to replace, replacement, predict input shape or None,
 #: words the refusal must contain). Sizes make plain Keras allocate roughly 0.3-1 GB.
 CASES = [
-    ("dense-units", "dense", '"units": 3', '"units": 25000000', None, ["'dense' (Dense, units=25000000)", "50,000,000"]),
-    ("input-dim", "dense", "[null, 4]", "[null, 30000000]", None, ["Dense 'dense', variable 'kernel'", "[30000000, 3]"]),
-    ("embedding", "seq", '"input_dim": 10', '"input_dim": 25000000', None, ["'embedding' (Embedding, input_dim=25000000, output_dim=4)"]),
+    (
+        "dense-units",
+        "dense",
+        '"units": 3',
+        '"units": 25000000',
+        None,
+        ["'dense' (Dense, units=25000000)", "50,000,000"],
+    ),
+    (
+        "input-dim",
+        "dense",
+        "[null, 4]",
+        "[null, 30000000]",
+        None,
+        ["Dense 'dense', variable 'kernel'", "[30000000, 3]"],
+    ),
+    (
+        "embedding",
+        "seq",
+        '"input_dim": 10',
+        '"input_dim": 25000000',
+        None,
+        ["'embedding' (Embedding, input_dim=25000000, output_dim=4)"],
+    ),
     ("lstm-units", "seq", '"units": 6', '"units": 5000', None, ["(LSTM, units=5000)"]),
     ("gru-units", "seq", '"units": 7', '"units": 6000', None, ["(GRU, units=6000)"]),
-    ("repeat-n", "seq", '"n": 2', '"n": 20000000', (1, 5), ["'repeat_vector' (RepeatVector)", "[None, 20000000, 7]"]),
-    ("conv-filters", "conv", '"filters": 5', '"filters": 10000000', None, ["'conv2d' (Conv2D, filters=10000000, kernel_size=[3, 3]"]),
-    ("upsampling", "conv", '"size": [2, 2]', '"size": [1000, 1000]', (1, 8, 8, 1),
-     ["'up_sampling2d' (UpSampling2D, size=[1000, 1000])", "1,000,000"]),
-    ("attention", "mha", '"key_dim": 5', '"key_dim": 10000000', None, ["(MultiHeadAttention, num_heads=2, key_dim=10000000"]),
+    (
+        "repeat-n",
+        "seq",
+        '"n": 2',
+        '"n": 20000000',
+        (1, 5),
+        ["'repeat_vector' (RepeatVector)", "[None, 20000000, 7]"],
+    ),
+    (
+        "conv-filters",
+        "conv",
+        '"filters": 5',
+        '"filters": 10000000',
+        None,
+        ["'conv2d' (Conv2D, filters=10000000, kernel_size=[3, 3]"],
+    ),
+    (
+        "upsampling",
+        "conv",
+        '"size": [2, 2]',
+        '"size": [1000, 1000]',
+        (1, 8, 8, 1),
+        ["'up_sampling2d' (UpSampling2D, size=[1000, 1000])", "1,000,000"],
+    ),
+    (
+        "attention",
+        "mha",
+        '"key_dim": 5',
+        '"key_dim": 10000000',
+        None,
+        ["(MultiHeadAttention, num_heads=2, key_dim=10000000"],
+    ),
 ]
 
 
 def run_py(code: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 #: Child helpers: growth() resets the peak RSS (VmHWM) to the current RSS and returns a
@@ -71,16 +124,34 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
     q = keras.Input((3, 4))
     # layers named explicitly: Keras numbers default names per process (dense_5 after other tests)
     models = {
-        "dense": keras.Sequential([keras.Input((4,)), L.BatchNormalization(name="batch_normalization"),
-                                   L.Dense(3, name="dense")]),
-        "seq": keras.Sequential([keras.Input((5,), dtype="int32"), L.Embedding(10, 4, name="embedding"),
-                                 L.LSTM(6, return_sequences=True, recurrent_initializer="glorot_uniform",
-                                        name="lstm"),
-                                 L.GRU(7, recurrent_initializer="glorot_uniform", name="gru"),
-                                 L.RepeatVector(2, name="repeat_vector")]),
-        "conv": keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(5, 3, name="conv2d"),
-                                  L.UpSampling2D(2, name="up_sampling2d")]),
-        "mha": keras.Model(q, L.MultiHeadAttention(num_heads=2, key_dim=5, name="multi_head_attention")(q, q)),
+        "dense": keras.Sequential(
+            [
+                keras.Input((4,)),
+                L.BatchNormalization(name="batch_normalization"),
+                L.Dense(3, name="dense"),
+            ]
+        ),
+        "seq": keras.Sequential(
+            [
+                keras.Input((5,), dtype="int32"),
+                L.Embedding(10, 4, name="embedding"),
+                L.LSTM(
+                    6, return_sequences=True, recurrent_initializer="glorot_uniform", name="lstm"
+                ),
+                L.GRU(7, recurrent_initializer="glorot_uniform", name="gru"),
+                L.RepeatVector(2, name="repeat_vector"),
+            ]
+        ),
+        "conv": keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                L.Conv2D(5, 3, name="conv2d"),
+                L.UpSampling2D(2, name="up_sampling2d"),
+            ]
+        ),
+        "mha": keras.Model(
+            q, L.MultiHeadAttention(num_heads=2, key_dim=5, name="multi_head_attention")(q, q)
+        ),
     }
     out: dict[str, dict[str, Path]] = {}
     for name, model in models.items():
@@ -130,7 +201,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path, A
 
 
 @pytest.mark.slow
-def test_plain_keras_allocates_what_the_config_declares(hostile: list[tuple[str, Path, Any, list[str]]]) -> None:
+def test_plain_keras_allocates_what_the_config_declares(
+    hostile: list[tuple[str, Path, Any, list[str]]],
+) -> None:
     """Plain Keras (safe mode on) allocates hundreds of MB for each .keras file, at load or at
     the first predict, before it notices that the stored weights do not fit. One child per
     file, two at a time: memory a process freed may be reused without raising its peak."""
@@ -139,7 +212,9 @@ def test_plain_keras_allocates_what_the_config_declares(hostile: list[tuple[str,
     for name, path, shape, _ in hostile:
         if not name.endswith(".keras"):
             continue  # the legacy .h5 files are built by the same Keras code
-        code = PEAK + f"""
+        code = (
+            PEAK
+            + f"""
     import warnings, numpy as np, keras
     warnings.simplefilter("ignore")
     grown = growth()
@@ -150,12 +225,23 @@ def test_plain_keras_allocates_what_the_config_declares(hostile: list[tuple[str,
         pass
     print("GREW", grown())
     """
+        )
         children.append((name, textwrap.dedent(code)))
     grown: dict[str, Any] = {}
     for i in range(0, len(children), 2):
-        procs = [(name, subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=env))
-                 for name, code in children[i:i + 2]]
+        procs = [
+            (
+                name,
+                subprocess.Popen(
+                    [sys.executable, "-c", code],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                ),
+            )
+            for name, code in children[i : i + 2]
+        ]
         for name, proc in procs:
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, (name, err[-2000:])
@@ -169,7 +255,9 @@ def test_load_refuses_without_allocating(hostile: list[tuple[str, Path, Any, lis
     """ms.load (and ms.predict, had it loaded) refuses each file with an UnsafeModelError
     naming the layer and the sizes, and the child's peak RSS does not grow."""
     files = [(name, str(path), shape) for name, path, shape, _ in hostile]
-    r = run_py(PEAK + f"""
+    r = run_py(
+        PEAK
+        + f"""
     import warnings, numpy as np, keras
     import modelstore as ms
     warnings.simplefilter("ignore")
@@ -183,7 +271,8 @@ def test_load_refuses_without_allocating(hostile: list[tuple[str, Path, Any, lis
         except ms.ModelstoreError as e:
             outcome = type(e).__name__ + " " + " ".join(str(e).split())
         print("CASE", name, grown(), outcome, flush=True)
-    """)
+    """
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     seen = {}
     for line in r.stdout.splitlines():
@@ -200,12 +289,20 @@ def test_load_refuses_without_allocating(hostile: list[tuple[str, Path, Any, lis
 
 @pytest.mark.slow
 def test_scan_and_inspect_agree_where_the_config_alone_tells(
-        hostile: list[tuple[str, Path, Any, list[str]]]) -> None:
+    hostile: list[tuple[str, Path, Any, list[str]]],
+) -> None:
     """Cases the config alone proves (declared weights, growth factors) are unsafe to scan and
     refused by inspect, without Keras building anything."""
-    config_only = {"dense-units", "embedding", "lstm-units", "gru-units", "conv-filters", "upsampling",
-                   "attention"}
-    for name, path, _, words in hostile:
+    config_only = {
+        "dense-units",
+        "embedding",
+        "lstm-units",
+        "gru-units",
+        "conv-filters",
+        "upsampling",
+        "attention",
+    }
+    for name, path, _, _words in hostile:
         if name.split(".")[0] not in config_only:
             continue
         report = ms.scan(path)
@@ -249,11 +346,16 @@ def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
     model = keras.Model([img, tok], out)
     model.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    xs = [rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 50, size=(8, 6)).astype("int32")]
+    xs = [
+        rng.normal(size=(8, 8, 8, 3)).astype("float32"),
+        rng.integers(0, 50, size=(8, 6)).astype("int32"),
+    ]
     model.fit(xs, rng.integers(0, 2, size=8), epochs=1, verbose=0)
     want = model.predict(xs, verbose=0)
     # a stateful RNN makes its state from tensors, which Keras' StatelessScope cannot defer
-    stateful = keras.Sequential([keras.Input(batch_shape=(2, 3, 4)), L.LSTM(3, stateful=True), L.Dense(2)])
+    stateful = keras.Sequential(
+        [keras.Input(batch_shape=(2, 3, 4)), L.LSTM(3, stateful=True), L.Dense(2)]
+    )
     x2 = rng.normal(size=(2, 3, 4)).astype("float32")
     for suffix in (".keras", ".h5"):
         path = tmp_path / f"all{suffix}"
@@ -270,7 +372,10 @@ def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
 
 
 def _seq(*layers: dict[str, Any], shape: list[Any] | None = None) -> dict[str, Any]:
-    first = {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": shape or [None, 4]}}
+    first = {
+        "class_name": "InputLayer",
+        "config": {"name": "in", "batch_shape": shape or [None, 4]},
+    }
     return {"class_name": "Sequential", "config": {"name": "s", "layers": [first, *layers]}}
 
 
@@ -278,22 +383,45 @@ def _layer(cls: str, name: str, **cfg: Any) -> dict[str, Any]:
     return {"module": "keras.layers", "class_name": cls, "config": {"name": name, **cfg}}
 
 
-@pytest.mark.parametrize("layer, words", [
-    (_layer("Dense", "d", units=5e7), ["'d' (Dense, units=50000000.0)", "100,000,000"]),
-    (_layer("Embedding", "e", input_dim=10**6, output_dim=10**3), ["'e' (Embedding, "]),
-    (_layer("Conv3D", "c", filters=10**5, kernel_size=[3, 3, 3]), ["'c' (Conv3D, "]),
-    (_layer("Bidirectional", "b", layer=_layer("LSTM", "inner", units=10**4)), ["'inner' (LSTM, "]),
-    (_layer("RNN", "r", cell=_layer("GRUCell", "cell", units=10**4)), ["'cell' (GRUCell, "]),
-    (_layer("GroupQueryAttention", "g", head_dim=10**4, num_query_heads=64, num_key_value_heads=8),
-     ["'g' (GroupQueryAttention, "]),
-    (_layer("RepeatVector", "rv", n=10**9), ["'rv' (RepeatVector, ", "1,000,000,000"]),
-    (_layer("UpSampling3D", "u", size=[100, 100, 100]), ["'u' (UpSampling3D, ", "1,000,000"]),
-    (_layer("Conv2DTranspose", "t", filters=1, kernel_size=1, strides=[1000, 1000]), ["'t' (Conv2DTranspose, "]),
-    (_layer("ZeroPadding2D", "z", padding=[[10**5, 0], [10**5, 0]]), ["'z' (ZeroPadding2D, "]),
-    (_layer("Resizing", "rs", height=10**5, width=10**5), ["'rs' (Resizing, "]),
-    (_layer("CategoryEncoding", "ce", num_tokens=10**9, output_mode="one_hot"), ["'ce' (CategoryEncoding, "]),
-    (_layer("Conv1D", "dil", filters=1, kernel_size=3, dilation_rate=10**9, padding="same"), ["'dil' (Conv1D, "]),
-])
+@pytest.mark.parametrize(
+    "layer, words",
+    [
+        (_layer("Dense", "d", units=5e7), ["'d' (Dense, units=50000000.0)", "100,000,000"]),
+        (_layer("Embedding", "e", input_dim=10**6, output_dim=10**3), ["'e' (Embedding, "]),
+        (_layer("Conv3D", "c", filters=10**5, kernel_size=[3, 3, 3]), ["'c' (Conv3D, "]),
+        (
+            _layer("Bidirectional", "b", layer=_layer("LSTM", "inner", units=10**4)),
+            ["'inner' (LSTM, "],
+        ),
+        (_layer("RNN", "r", cell=_layer("GRUCell", "cell", units=10**4)), ["'cell' (GRUCell, "]),
+        (
+            _layer(
+                "GroupQueryAttention",
+                "g",
+                head_dim=10**4,
+                num_query_heads=64,
+                num_key_value_heads=8,
+            ),
+            ["'g' (GroupQueryAttention, "],
+        ),
+        (_layer("RepeatVector", "rv", n=10**9), ["'rv' (RepeatVector, ", "1,000,000,000"]),
+        (_layer("UpSampling3D", "u", size=[100, 100, 100]), ["'u' (UpSampling3D, ", "1,000,000"]),
+        (
+            _layer("Conv2DTranspose", "t", filters=1, kernel_size=1, strides=[1000, 1000]),
+            ["'t' (Conv2DTranspose, "],
+        ),
+        (_layer("ZeroPadding2D", "z", padding=[[10**5, 0], [10**5, 0]]), ["'z' (ZeroPadding2D, "]),
+        (_layer("Resizing", "rs", height=10**5, width=10**5), ["'rs' (Resizing, "]),
+        (
+            _layer("CategoryEncoding", "ce", num_tokens=10**9, output_mode="one_hot"),
+            ["'ce' (CategoryEncoding, "],
+        ),
+        (
+            _layer("Conv1D", "dil", filters=1, kernel_size=3, dilation_rate=10**9, padding="same"),
+            ["'dil' (Conv1D, "],
+        ),
+    ],
+)
 def test_config_check_names_layer_and_sizes(layer: dict[str, Any], words: list[str]) -> None:
     """The Keras-free check refuses each size-bearing or size-growing layer declared too large,
     naming the layer and the numbers."""
@@ -310,7 +438,9 @@ def test_config_check_bounds_inputs_and_accepts_what_is_stored() -> None:
     big = _layer("Dense", "d", units=5 * 10**6)
     kerassize.check_config(_seq(big), stored=[4 * 5 * 10**6, 5 * 10**6])
     stateful = _layer("LSTM", "st", units=1000, stateful=True)  # its state is batch x units
-    with pytest.raises(kerassize.SizeError, match=r"'st' \(LSTM, units=1000\) outputs or pads to 100,000,000"):
+    with pytest.raises(
+        kerassize.SizeError, match=r"'st' \(LSTM, units=1000\) outputs or pads to 100,000,000"
+    ):
         kerassize.check_config(_seq(stateful, shape=[10**5, 3, 4]), stored=[4 * 10**6])
     ups = [_layer("UpSampling2D", f"u{i}", size=[4, 4]) for i in range(6)]
     with pytest.raises(kerassize.SizeError, match="in all"):
@@ -354,12 +484,51 @@ def test_config_check_is_total_on_garbage() -> None:
     import random
 
     rng = random.Random(7)
-    classes = ["Dense", "Embedding", "Conv2D", "Conv1DTranspose", "SeparableConv2D", "DepthwiseConv2D",
-               "ConvLSTM2D", "LSTM", "GRUCell", "MultiHeadAttention", "GroupQueryAttention", "RepeatVector",
-               "UpSampling2D", "ZeroPadding3D", "Resizing", "Reshape", "CategoryEncoding", "Hashing",
-               "TextVectorization", "InputLayer"]
-    keys = [*kerassize._SIZE_ARGS, "batch_shape", "batch_input_shape", "stateful", "use_bias", "output_mode"]
-    odd = [None, True, False, -1, 0, 3, 2**40, 1e300, float("nan"), float("inf"), "x", "one_hot", 2.5]
+    classes = [
+        "Dense",
+        "Embedding",
+        "Conv2D",
+        "Conv1DTranspose",
+        "SeparableConv2D",
+        "DepthwiseConv2D",
+        "ConvLSTM2D",
+        "LSTM",
+        "GRUCell",
+        "MultiHeadAttention",
+        "GroupQueryAttention",
+        "RepeatVector",
+        "UpSampling2D",
+        "ZeroPadding3D",
+        "Resizing",
+        "Reshape",
+        "CategoryEncoding",
+        "Hashing",
+        "TextVectorization",
+        "InputLayer",
+    ]
+    keys = [
+        *kerassize._SIZE_ARGS,
+        "batch_shape",
+        "batch_input_shape",
+        "stateful",
+        "use_bias",
+        "output_mode",
+    ]
+    odd = [
+        None,
+        True,
+        False,
+        -1,
+        0,
+        3,
+        2**40,
+        1e300,
+        float("nan"),
+        float("inf"),
+        "x",
+        "one_hot",
+        2.5,
+    ]
 
     def value(depth: int = 0) -> Any:
         r = rng.random()
@@ -372,10 +541,16 @@ def test_config_check_is_total_on_garbage() -> None:
         return rng.randint(-5, 10**6)
 
     for _ in range(3000):
-        layers = [{"class_name": rng.choice(classes), "config": {rng.choice(keys): value() for _ in range(4)}}
-                  for _ in range(3)]
+        layers = [
+            {
+                "class_name": rng.choice(classes),
+                "config": {rng.choice(keys): value() for _ in range(4)},
+            }
+            for _ in range(3)
+        ]
         try:
-            kerassize.check_config({"class_name": "Sequential", "config": {"layers": layers}},
-                                   [rng.randint(0, 10**7)])
+            kerassize.check_config(
+                {"class_name": "Sequential", "config": {"layers": layers}}, [rng.randint(0, 10**7)]
+            )
         except kerassize.SizeError:
             pass

@@ -35,8 +35,14 @@ VEC = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("x", "
 OPSET = [helper.make_opsetid("", 17)]
 
 
-def ext(name: str, entries: tuple[tuple[str, str], ...] = (("location", "data.bin"), ("offset", "0"),
-                                                              ("length", "16"))) -> Any:
+def ext(
+    name: str,
+    entries: tuple[tuple[str, str], ...] = (
+        ("location", "data.bin"),
+        ("offset", "0"),
+        ("length", "16"),
+    ),
+) -> Any:
     t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[4])
     t.data_location = TensorProto.EXTERNAL
     for key, value in entries:
@@ -46,11 +52,18 @@ def ext(name: str, entries: tuple[tuple[str, str], ...] = (("location", "data.bi
 
 
 def sparse(values: Any) -> Any:
-    return helper.make_sparse_tensor(values, helper.make_tensor("i", TensorProto.INT64, [4], [0, 1, 2, 3]), [4])
+    return helper.make_sparse_tensor(
+        values, helper.make_tensor("i", TensorProto.INT64, [4], [0, 1, 2, 3]), [4]
+    )
 
 
-def model(nodes: list[Any], *, functions: list[Any] | None = None, sparse_init: Any = None,
-          domains: tuple[str, ...] = ()) -> Any:
+def model(
+    nodes: list[Any],
+    *,
+    functions: list[Any] | None = None,
+    sparse_init: Any = None,
+    domains: tuple[str, ...] = (),
+) -> Any:
     graph = helper.make_graph(nodes, "g", [VEC[0]], [VEC[1]])
     if sparse_init is not None:
         graph.sparse_initializer.append(sparse_init)
@@ -59,9 +72,12 @@ def model(nodes: list[Any], *, functions: list[Any] | None = None, sparse_init: 
 
 
 def in_function(node: Any) -> Any:
-    fn = helper.make_function("local", "Leak", ["x"], ["y"], [node, helper.make_node("Add", ["x", "c"], ["y"])],
-                              OPSET)
-    return model([helper.make_node("Leak", ["x"], ["y"], domain="local")], functions=[fn], domains=("local",))
+    fn = helper.make_function(
+        "local", "Leak", ["x"], ["y"], [node, helper.make_node("Add", ["x", "c"], ["y"])], OPSET
+    )
+    return model(
+        [helper.make_node("Leak", ["x"], ["y"], domain="local")], functions=[fn], domains=("local",)
+    )
 
 
 def function_sparse_constant() -> Any:
@@ -73,8 +89,12 @@ def function_constant() -> Any:
 
 
 def graph_sparse_constant() -> Any:
-    return model([helper.make_node("Constant", [], ["c"], sparse_value=sparse(ext("v"))),
-                  helper.make_node("Add", ["x", "c"], ["y"])])
+    return model(
+        [
+            helper.make_node("Constant", [], ["c"], sparse_value=sparse(ext("v"))),
+            helper.make_node("Add", ["x", "c"], ["y"]),
+        ]
+    )
 
 
 def sparse_initializer() -> Any:
@@ -83,31 +103,63 @@ def sparse_initializer() -> Any:
 
 def if_branch() -> Any:
     out = helper.make_tensor_value_info("t", TensorProto.FLOAT, [4])
-    then = helper.make_graph([helper.make_node("Identity", ["w"], ["t"])], "then", [], [out], initializer=[ext("w")])
+    then = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["t"])], "then", [], [out], initializer=[ext("w")]
+    )
     other = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "else", [], [out])
     cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
-    return model([helper.make_node("Constant", [], ["cond"], value=cond),
-                  helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)])
+    return model(
+        [
+            helper.make_node("Constant", [], ["cond"], value=cond),
+            helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other),
+        ]
+    )
 
 
 def loop_body() -> Any:
     body = helper.make_graph(
-        [helper.make_node("Constant", [], ["k"], value=ext("k")), helper.make_node("Identity", ["c_in"], ["c_out"]),
-         helper.make_node("Identity", ["k"], ["out"])], "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("out", TensorProto.FLOAT, [4])])
-    return model([helper.make_node("Constant", [], ["n"], value=helper.make_tensor("n", TensorProto.INT64, [], [1])),
-                  helper.make_node("Constant", [], ["go"], value=helper.make_tensor("g", TensorProto.BOOL, [], [True])),
-                  helper.make_node("Loop", ["n", "go"], ["y"], body=body)])
+        [
+            helper.make_node("Constant", [], ["k"], value=ext("k")),
+            helper.make_node("Identity", ["c_in"], ["c_out"]),
+            helper.make_node("Identity", ["k"], ["out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, [4]),
+        ],
+    )
+    return model(
+        [
+            helper.make_node(
+                "Constant", [], ["n"], value=helper.make_tensor("n", TensorProto.INT64, [], [1])
+            ),
+            helper.make_node(
+                "Constant", [], ["go"], value=helper.make_tensor("g", TensorProto.BOOL, [], [True])
+            ),
+            helper.make_node("Loop", ["n", "go"], ["y"], body=body),
+        ]
+    )
 
 
 def function_attribute_default() -> Any:
-    fn = helper.make_function("local", "Leak", ["x"], ["y"], [helper.make_node("Identity", ["x"], ["y"])], OPSET,
-                              attributes=[])
+    fn = helper.make_function(
+        "local",
+        "Leak",
+        ["x"],
+        ["y"],
+        [helper.make_node("Identity", ["x"], ["y"])],
+        OPSET,
+        attributes=[],
+    )
     fn.attribute_proto.append(helper.make_attribute("w", ext("w")))
-    return model([helper.make_node("Leak", ["x"], ["y"], domain="local")], functions=[fn], domains=("local",))
+    return model(
+        [helper.make_node("Leak", ["x"], ["y"], domain="local")], functions=[fn], domains=("local",)
+    )
 
 
 def training_info() -> Any:
@@ -119,9 +171,15 @@ def training_info() -> Any:
 
 def initializer_with(entries: tuple[tuple[str, str], ...]) -> Callable[[], Any]:
     def build() -> Any:
-        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [VEC[0]], [VEC[1]],
-                                  initializer=[ext("w", entries)])
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            "g",
+            [VEC[0]],
+            [VEC[1]],
+            initializer=[ext("w", entries)],
+        )
         return helper.make_model(graph, opset_imports=OPSET)
+
     return build
 
 
@@ -129,7 +187,9 @@ def initializer_with(entries: tuple[tuple[str, str], ...]) -> Callable[[], Any]:
 class OnnxHostile:
     name: str
     build: Callable[[], Any]
-    link: str  # how data.bin reaches the canary: "hardlink", "symlink", "fifo", "copy" (entries lie)
+    link: (
+        str  # how data.bin reaches the canary: "hardlink", "symlink", "fifo", "copy" (entries lie)
+    )
     leaks: bool  # plain onnxruntime 1.32 returns the canary (older versions leaked more)
 
 
@@ -141,20 +201,47 @@ CORPUS = [
     OnnxHostile("sparse_initializer_hardlink", sparse_initializer, "hardlink", True),
     OnnxHostile("if_branch_initializer_symlink", if_branch, "symlink", False),
     OnnxHostile("loop_body_constant_hardlink", loop_body, "hardlink", False),
-    OnnxHostile("function_attribute_default_hardlink", function_attribute_default, "hardlink", False),
+    OnnxHostile(
+        "function_attribute_default_hardlink", function_attribute_default, "hardlink", False
+    ),
     OnnxHostile("training_info_initializer_hardlink", training_info, "hardlink", False),
     OnnxHostile("data_file_is_a_fifo", graph_sparse_constant, "fifo", False),
-    OnnxHostile("folder_on_the_way_is_a_symlink", initializer_with((("location", "sub/data.bin"),)), "subdir", False),
-    OnnxHostile("unknown_external_data_key", initializer_with((("location", "data.bin"), ("basepath", "/"))),
-                "copy", False),
-    OnnxHostile("repeated_location_key", initializer_with((("location", "data.bin"), ("location", "/etc/passwd"))),
-                "copy", False),
-    OnnxHostile("offset_in_unicode_digits", initializer_with((("location", "data.bin"), ("offset", "\u0660"))),
-                "copy", False),
-    OnnxHostile("location_is_the_model_itself", initializer_with((("location", "m.onnx"), ("length", "16"))),
-                "copy", False),
-    OnnxHostile("length_past_the_end", initializer_with((("location", "data.bin"), ("offset", "8"),
-                                                         ("length", "16"))), "copy", False),
+    OnnxHostile(
+        "folder_on_the_way_is_a_symlink",
+        initializer_with((("location", "sub/data.bin"),)),
+        "subdir",
+        False,
+    ),
+    OnnxHostile(
+        "unknown_external_data_key",
+        initializer_with((("location", "data.bin"), ("basepath", "/"))),
+        "copy",
+        False,
+    ),
+    OnnxHostile(
+        "repeated_location_key",
+        initializer_with((("location", "data.bin"), ("location", "/etc/passwd"))),
+        "copy",
+        False,
+    ),
+    OnnxHostile(
+        "offset_in_unicode_digits",
+        initializer_with((("location", "data.bin"), ("offset", "\u0660"))),
+        "copy",
+        False,
+    ),
+    OnnxHostile(
+        "location_is_the_model_itself",
+        initializer_with((("location", "m.onnx"), ("length", "16"))),
+        "copy",
+        False,
+    ),
+    OnnxHostile(
+        "length_past_the_end",
+        initializer_with((("location", "data.bin"), ("offset", "8"), ("length", "16"))),
+        "copy",
+        False,
+    ),
 ]
 IDS = [h.name for h in CORPUS]
 
@@ -200,9 +287,12 @@ def test_every_entry_point_refuses(tmp_path: Path, hostile: OnnxHostile) -> None
     assert report.verdict == "unsafe" and report.untrusted[0].startswith("external:"), report
     info = ms.inspect(path)
     assert info.globals and not info.executes_code
-    calls: list[Callable[[], Any]] = [lambda: ms.load(path), lambda: ms.predict(path, X),
-                                      lambda: ms.load(path, trust=True),
-                                      lambda: ms.convert(path, tmp_path / "out.onnx", sample_input=X)]
+    calls: list[Callable[[], Any]] = [
+        lambda: ms.load(path),
+        lambda: ms.predict(path, X),
+        lambda: ms.load(path, trust=True),
+        lambda: ms.convert(path, tmp_path / "out.onnx", sample_input=X),
+    ]
     if _installed("starlette"):
         from modelstore.serve import create_app
 
@@ -230,8 +320,13 @@ def test_cli_refuses_every_hostile_file(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "modelstore", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     scan = cli("scan", *map(str, paths), "--json")
     assert scan.returncode == 1 and {r["verdict"] for r in json.loads(scan.stdout)} == {"unsafe"}
@@ -246,8 +341,16 @@ def test_cli_refuses_every_hostile_file(tmp_path: Path) -> None:
 def test_walker_finds_tensors_everywhere() -> None:
     """One walk reaches initializers, sparse values and indices, Constant attributes, function
     bodies and attribute defaults, If/Loop bodies and training graphs."""
-    for build_model in (function_sparse_constant, function_constant, graph_sparse_constant, sparse_initializer,
-                        if_branch, loop_body, function_attribute_default, training_info):
+    for build_model in (
+        function_sparse_constant,
+        function_constant,
+        graph_sparse_constant,
+        sparse_initializer,
+        if_branch,
+        loop_body,
+        function_attribute_default,
+        training_info,
+    ):
         refs = onnxfile.external_refs(build_model())
         assert len(refs) == 1 and refs[0].get("location") == "data.bin", build_model.__name__
     where = onnxfile.external_refs(function_sparse_constant())[0].where
@@ -266,12 +369,23 @@ def test_benign_external_data_still_loads(tmp_path: Path) -> None:
 def test_custom_op_domain_never_loads_a_library(tmp_path: Path) -> None:
     """A node of an unknown domain, with metadata naming a shared library: load is a
     FormatError that says so, and no library named by the file is mapped into the process."""
-    lib = Path(next(p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6",
-                                "/lib64/libm.so.6") if Path(p).exists()))
+    lib = Path(
+        next(
+            p
+            for p in (
+                "/lib/x86_64-linux-gnu/libm.so.6",
+                "/usr/lib/x86_64-linux-gnu/libm.so.6",
+                "/lib64/libm.so.6",
+            )
+            if Path(p).exists()
+        )
+    )
     planted = tmp_path / "libmodelstore_evil_ops.so"
     shutil.copy(lib, planted)
     m = model([helper.make_node("Steal", ["x"], ["y"], domain="evil.ops")], domains=("evil.ops",))
-    onnx.helper.set_model_props(m, {"custom_op_library": str(planted), "ort_custom_ops": str(planted)})
+    onnx.helper.set_model_props(
+        m, {"custom_op_library": str(planted), "ort_custom_ops": str(planted)}
+    )
     path = tmp_path / "m.onnx"
     path.write_bytes(m.SerializeToString())
     assert ms.inspect(path).metadata["custom_domains"] == ["evil.ops"]
@@ -299,4 +413,4 @@ def test_resaving_never_moves_files_out_of_the_folder(tmp_path: Path) -> None:
 def test_onnx_version_floor() -> None:
     """The gated path needs onnx >= 1.21 and says how to upgrade."""
     assert onnxfile.require_onnx("1.21.0") is None and onnxfile.require_onnx("1.23.2") is None
-    assert 'onnx>=1.21' in str(onnxfile.require_onnx("1.20.1"))
+    assert "onnx>=1.21" in str(onnxfile.require_onnx("1.20.1"))

@@ -40,7 +40,8 @@ def test_planted_modules_are_refused_and_never_run(tmp_path: Path) -> None:
     """import_trusted refuses a module (or a parent) that would come from the working
     directory, naming the file, and imports nothing from it; trusted_origin agrees."""
     marker = _plant(tmp_path)
-    proc = run_python("""
+    proc = run_python(
+        """
         import json, sys
         import modelstore as ms
         from modelstore.security.origin import import_trusted, trusted_origin
@@ -54,11 +55,17 @@ def test_planted_modules_are_refused_and_never_run(tmp_path: Path) -> None:
                 out[name] += [str(e), e.untrusted]
         out["loaded"] = [m for m in ("fractions", "sklearn") if m in sys.modules]
         print(json.dumps(out))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    for name, planted in [("fractions", "fractions.py"), ("sklearn", "sklearn/__init__.py"),
-                          ("sklearn.linear_model", "sklearn/__init__.py"), ("sklearn.base", "sklearn/__init__.py")]:
+    for name, planted in [
+        ("fractions", "fractions.py"),
+        ("sklearn", "sklearn/__init__.py"),
+        ("sklearn.linear_model", "sklearn/__init__.py"),
+        ("sklearn.base", "sklearn/__init__.py"),
+    ]:
         trusted, message, untrusted = out[name]
         assert trusted is False and untrusted == [name.split(".")[0]]
         assert str(tmp_path / planted) in message
@@ -71,7 +78,8 @@ def test_a_planted_module_already_imported_is_not_trusted(tmp_path: Path) -> Non
     """A module in sys.modules counts only if its own file passes: one imported from the
     working directory before is refused."""
     _plant(tmp_path)
-    proc = run_python("""
+    proc = run_python(
+        """
         import fractions
         import modelstore as ms
         from modelstore.security.origin import import_trusted
@@ -79,7 +87,9 @@ def test_a_planted_module_already_imported_is_not_trusted(tmp_path: Path) -> Non
             import_trusted("fractions")
         except ms.UnsafeModelError as e:
             print("refused", e)
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("refused") and str(tmp_path / "fractions.py") in proc.stdout
 
@@ -88,7 +98,8 @@ def test_a_planted_module_already_imported_is_not_trusted(tmp_path: Path) -> Non
 def test_installed_and_standard_modules_are_trusted(tmp_path: Path) -> None:
     """Stdlib (source, extension, zip-free), built-in, frozen and site-packages modules pass,
     and trusted_origin imports nothing to decide."""
-    proc = run_python("""
+    proc = run_python(
+        """
         import json, sys
         from modelstore.security.origin import import_trusted, trusted_origin, untrusted_reason
         before = "sklearn" in sys.modules
@@ -97,11 +108,13 @@ def test_installed_and_standard_modules_are_trusted(tmp_path: Path) -> None:
         after = "sklearn" in sys.modules or "fractions" in sys.modules
         mods = [import_trusted(n).__name__ for n in ("fractions", "json.decoder", "sklearn.linear_model")]
         print(json.dumps([before, after, checks, mods, import_trusted("fractions").__file__]))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     before, after, checks, mods, file = json.loads(proc.stdout)
     assert (before, after) == (False, False)
-    assert checks == {n: None for n in checks}, checks
+    assert checks == dict.fromkeys(checks), checks
     assert mods == ["fractions", "json.decoder", "sklearn.linear_model"]
     assert "site-packages" not in file and file.endswith("fractions.py")
 
@@ -116,7 +129,9 @@ def test_missing_and_malformed_names() -> None:
         with pytest.raises(ms.UnsafeModelError):
             import_trusted(bad)
         assert not trusted_origin(bad)
-    assert untrusted_reason("no_such_module_xyz") == "no module named no_such_module_xyz is installed"
+    assert (
+        untrusted_reason("no_such_module_xyz") == "no module named no_such_module_xyz is installed"
+    )
 
 
 def test_installed_locations_are_the_stdlib_and_site_packages() -> None:
@@ -141,7 +156,10 @@ def test_modelstore_itself_is_trusted_from_where_it_runs(tmp_path: Path) -> None
     assert trusted_origin("modelstore.security.jsonsafe")
     checkout = Path(origin.__file__).resolve().parents[2]
     if not any(str(checkout) == r for r in installed_locations()):
-        assert origin._spec_problem("fractions", _spec_at(checkout / "fractions.py", "fractions")) is not None
+        assert (
+            origin._spec_problem("fractions", _spec_at(checkout / "fractions.py", "fractions"))
+            is not None
+        )
 
 
 def _spec_at(path: Path, name: str):  # type: ignore[no-untyped-def]

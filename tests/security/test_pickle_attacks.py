@@ -34,10 +34,18 @@ RUNS_CODE: dict[str, tuple[str, Callable[[Path], bytes]]] = {
 }
 
 
-def naive(code: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def naive(
+    code: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def quiet_load(path: Path, **kw: object) -> object:
@@ -77,8 +85,9 @@ def test_each_payload_runs_under_joblib_load(code_files: dict[str, tuple[Path, P
 
 
 @pytest.mark.parametrize("name", list(RUNS_CODE))
-def test_refused_by_load_scan_inspect_predict_convert(code_files: dict[str, tuple[Path, Path]], name: str,
-                                                       tmp_path: Path) -> None:
+def test_refused_by_load_scan_inspect_predict_convert(
+    code_files: dict[str, tuple[Path, Path]], name: str, tmp_path: Path
+) -> None:
     """Every Python entry point refuses it as an attack (no trust recipe); scan says unsafe;
     inspect says the file executes code; nothing runs."""
     path, marker = code_files[name]
@@ -102,20 +111,34 @@ def test_refused_by_load_scan_inspect_predict_convert(code_files: dict[str, tupl
 
 
 @pytest.mark.slow
-def test_refused_by_the_cli_and_serve(code_files: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+def test_refused_by_the_cli_and_serve(
+    code_files: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
     """``modelstore predict``/``scan``/``serve`` as subprocesses: refused, exit codes 1/2, no marker."""
     path, marker = code_files["dotted_pyrun"]
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 4)))
     exe = [sys.executable, "-m", "modelstore"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pred = subprocess.run([*exe, "predict", str(path), "--input", str(x)], capture_output=True, text=True, env=env,
-                          timeout=120)
+    pred = subprocess.run(
+        [*exe, "predict", str(path), "--input", str(x)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert pred.returncode != 0 and "attack" in pred.stderr
-    scan = subprocess.run([*exe, "scan", str(path)], capture_output=True, text=True, env=env, timeout=120)
+    scan = subprocess.run(
+        [*exe, "scan", str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert scan.returncode == 1
-    serve = subprocess.run([*exe, "serve", str(path), "--port", "0"], capture_output=True, text=True, env=env,
-                           timeout=120)
+    serve = subprocess.run(
+        [*exe, "serve", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert serve.returncode != 0 and "attack" in serve.stderr
     assert not marker.exists()
 
@@ -123,22 +146,29 @@ def test_refused_by_the_cli_and_serve(code_files: dict[str, tuple[Path, Path]], 
 # -- names that only look like scikit-learn classes ----------------------------------------------
 
 
-@pytest.mark.parametrize("module,name", [
-    ("sklearn.callback._transport", "Listener"),
-    ("sklearn.callback._transport", "Client"),
-    ("sklearn.callback._progressbar", "Thread"),
-    ("sklearn.utils._available_if", "MethodType"),
-    ("sklearn.datasets._base", "Path"),
-    ("sklearn.externals._scipy.sparse.csgraph._laplacian", "LinearOperator"),
-    ("sklearn.neural_network._base", "ACTIVATIONS"),
-    ("sklearn.tree._tree", "NODE_DTYPE"),
-])
-def test_reexports_and_constants_are_not_on_the_list(tmp_path: Path, module: str, name: str) -> None:
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        ("sklearn.callback._transport", "Listener"),
+        ("sklearn.callback._transport", "Client"),
+        ("sklearn.callback._progressbar", "Thread"),
+        ("sklearn.utils._available_if", "MethodType"),
+        ("sklearn.datasets._base", "Path"),
+        ("sklearn.externals._scipy.sparse.csgraph._laplacian", "LinearOperator"),
+        ("sklearn.neural_network._base", "ACTIVATIONS"),
+        ("sklearn.tree._tree", "NODE_DTYPE"),
+    ],
+)
+def test_reexports_and_constants_are_not_on_the_list(
+    tmp_path: Path, module: str, name: str
+) -> None:
     """A capitalised, dot-free name in an sklearn module that is a re-export or a constant is
     refused: the list holds classes defined where they are named, never anything else."""
     import importlib
 
-    obj = getattr(importlib.import_module(module), name)  # it exists: the old spelling rule admitted it
+    obj = getattr(
+        importlib.import_module(module), name
+    )  # it exists: the old spelling rule admitted it
     assert obj is not None
     path = tmp_path / "m.pkl"
     path.write_bytes(H.reexported_class(module, name))
@@ -178,18 +208,28 @@ def test_a_load_cannot_change_other_models(tmp_path: Path, name: str) -> None:
     in the process predict differently; modelstore refuses it and they stay as they were."""
     path = tmp_path / "poison.pkl"
     path.write_bytes(POISON[name]())
-    proc = naive(_CHECK.replace("LOAD", f"""
+    proc = naive(
+        _CHECK.replace(
+            "LOAD",
+            f"""
     try:
         pickle.load(open({str(path)!r}, "rb"))
     except Exception as e:
-        print("naive load raised", type(e).__name__)"""))
+        print("naive load raised", type(e).__name__)""",
+        )
+    )
     assert "CHANGED" in proc.stdout, proc.stdout + proc.stderr
-    proc = naive(_CHECK.replace("LOAD", f"""
+    proc = naive(
+        _CHECK.replace(
+            "LOAD",
+            f"""
     import modelstore as ms
     try:
         ms.load({str(path)!r})
     except ms.UnsafeModelError as e:
-        print("refused", e)"""))
+        print("refused", e)""",
+        )
+    )
     assert "refused" in proc.stdout and "SAME" in proc.stdout, proc.stdout + proc.stderr
     assert ms.scan(path).verdict == "unsafe"
 
@@ -202,7 +242,11 @@ def _crash_or_hang(code: str, timeout: float = 10) -> str:
         proc = naive(code, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "hang"
-    return f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}: {proc.stderr[-300:]}"
+    return (
+        f"signal {-proc.returncode}"
+        if proc.returncode < 0
+        else f"exit {proc.returncode}: {proc.stderr[-300:]}"
+    )
 
 
 @pytest.mark.slow
@@ -211,7 +255,9 @@ def test_forged_object_array_crashes_naively_and_is_refused(tmp_path: Path) -> N
     forged object pointers (a segfault on first use); modelstore refuses the dtype state."""
     path = tmp_path / "forged.pkl"
     path.write_bytes(H.forged_object_array())
-    outcome = _crash_or_hang(f"import pickle; a = pickle.load(open({str(path)!r}, 'rb')); print(repr(a[0]))")
+    outcome = _crash_or_hang(
+        f"import pickle; a = pickle.load(open({str(path)!r}, 'rb')); print(repr(a[0]))"
+    )
     assert outcome.startswith("signal"), outcome
     with pytest.raises(ms.UnsafeModelError, match="dtype"):
         ms.load(path)
@@ -259,7 +305,10 @@ def test_fraction_from_a_huge_exponent_hangs_naively(tmp_path: Path) -> None:
     path = tmp_path / "frac.pkl"
     path.write_bytes(H.fraction_hang())
     assert len(path.read_bytes()) < 64
-    assert _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5) == "hang"
+    assert (
+        _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5)
+        == "hang"
+    )
     start = time.perf_counter()
     with pytest.raises(ms.UnsafeModelError, match="Fraction"):
         ms.load(path)
@@ -281,9 +330,12 @@ def test_bytes_of_an_int_allocates_gigabytes_naively(tmp_path: Path) -> None:
             print("MemoryError")
     """
     assert "MemoryError" in naive(code).stdout
-    ours = naive(code.replace("import resource, pickle", "import resource, modelstore as ms").replace(
-        "pickle.load(open(" + repr(str(path)) + ", 'rb'))", f"ms.load({str(path)!r})").replace(
-        "except MemoryError:", "except ms.UnsafeModelError:").replace('print("MemoryError")', 'print("refused")'))
+    ours = naive(
+        code.replace("import resource, pickle", "import resource, modelstore as ms")
+        .replace("pickle.load(open(" + repr(str(path)) + ", 'rb'))", f"ms.load({str(path)!r})")
+        .replace("except MemoryError:", "except ms.UnsafeModelError:")
+        .replace('print("MemoryError")', 'print("refused")')
+    )
     assert "refused" in ours.stdout, ours.stderr
 
 
@@ -305,10 +357,19 @@ def test_multistream_bz2_bomb_is_bounded(tmp_path: Path) -> None:
             print(type(e).__name__, "MODELSTORE_MAX_INFLATE" in str(e) or "truncated" in str(e))
         print(time.perf_counter() - t < 20)
     """
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
     lines = proc.stdout.split()
-    assert lines[0] in ("unsafe", "unknown") and lines[-1] == "True", (size, proc.stdout, proc.stderr)
+    assert lines[0] in ("unsafe", "unknown") and lines[-1] == "True", (
+        size,
+        proc.stdout,
+        proc.stderr,
+    )
 
 
 def test_random_state_position_past_its_key(tmp_path: Path) -> None:
@@ -326,7 +387,10 @@ def test_colliding_dict_keys_are_refused_quickly(tmp_path: Path) -> None:
     modelstore refuses the first such key."""
     path = tmp_path / "keys.pkl"
     path.write_bytes(H.colliding_keys())
-    assert _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5) == "hang"
+    assert (
+        _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5)
+        == "hang"
+    )
     start = time.perf_counter()
     with pytest.raises(ms.UnsafeModelError, match="hash"):
         ms.load(path)
@@ -417,13 +481,16 @@ def test_planted_module_in_the_working_directory_is_not_imported(tmp_path: Path)
     a notebook or ``python -c``): a naive load of a file naming ``fractions.Fraction`` imports
     the planted module; modelstore refuses to import it."""
     marker = tmp_path / "marker"
-    (tmp_path / "fractions.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Fraction:\n    pass\n")
+    (tmp_path / "fractions.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Fraction:\n    pass\n"
+    )
     path = tmp_path / "m.pkl"
     path.write_bytes(H.planted_module_global("fractions", "Fraction"))
     naive(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", cwd=tmp_path)
     assert marker.exists()
     marker.unlink()
-    proc = naive(f"""
+    proc = naive(
+        f"""
         import sys
         assert "fractions" not in sys.modules
         import modelstore as ms
@@ -431,7 +498,9 @@ def test_planted_module_in_the_working_directory_is_not_imported(tmp_path: Path)
             ms.load({str(path)!r})
         except ms.ModelstoreError as e:
             print("refused", e)
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert "refused" in proc.stdout and "outside" in proc.stdout, proc.stdout + proc.stderr
     assert not marker.exists()
 
@@ -441,10 +510,14 @@ def test_nothing_named_by_the_file_is_imported_before_the_audit(tmp_path: Path) 
     """A module on sys.path that writes a canary when imported, named by a hostile file: the
     naive load imports it, modelstore never does (the name is not on the list)."""
     canary = tmp_path / "canary"
-    (tmp_path / "canarymod.py").write_text(f"open({str(canary)!r}, 'w').close()\nclass Thing:\n    pass\n")
+    (tmp_path / "canarymod.py").write_text(
+        f"open({str(canary)!r}, 'w').close()\nclass Thing:\n    pass\n"
+    )
     path = tmp_path / "m.pkl"
     path.write_bytes(H.planted_module_global("canarymod", "Thing"))
-    proc = naive(f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import pickle; pickle.load(open({str(path)!r}, 'rb'))")
+    proc = naive(
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import pickle; pickle.load(open({str(path)!r}, 'rb'))"
+    )
     assert canary.exists(), proc.stderr
     canary.unlink()
     proc = naive(f"""

@@ -22,4 +22,6 @@ def test_allow_listed_compositions_never_crash_hang_or_escape(tmp_path: Path) ->
     """10,000 random streams (seeded: a failure names its case and reproduces): 0 signals,
     0 hangs, 0 exceptions from the load that are not ModelstoreErrors."""
     findings = run(tmp_path, CASES, seed=12)
-    assert findings["signal"] == [] and findings["hang"] == [] and findings["foreign"] == [], findings
+    assert findings["signal"] == [] and findings["hang"] == [] and findings["foreign"] == [], (
+        findings
+    )

@@ -11,11 +11,18 @@ import pytest
 import modelstore as ms
 from modelstore.security.pickle_scan import analyse
 
-BENIGN = {"a": [1, 2.5, "x", b"\x00\x01", None, True], "b": (1, (2, 3)), "c": {1, 2}, "d": frozenset({3}),
-          "e": bytearray(b"zz"), "f": complex(1, 2), "g": list(range(300))}
+BENIGN = {
+    "a": [1, 2.5, "x", b"\x00\x01", None, True],
+    "b": (1, (2, 3)),
+    "c": {1, 2},
+    "d": frozenset({3}),
+    "e": bytearray(b"zz"),
+    "f": complex(1, 2),
+    "g": list(range(300)),
+}
 
 
-@pytest.mark.parametrize("protocol", range(0, 6))
+@pytest.mark.parametrize("protocol", range(6))
 def test_benign_pickles_of_every_protocol(tmp_path: Path, protocol: int) -> None:
     """Plain data pickled with protocols 0-5 scans safe and loads back equal."""
     path = tmp_path / "data.pkl"
@@ -29,8 +36,14 @@ def test_benign_pickles_of_every_protocol(tmp_path: Path, protocol: int) -> None
 def test_numpy_objects_scan_safe(tmp_path: Path) -> None:
     """numpy arrays, scalars, dtypes and generators are on the allow-list (protocol 2 and 5)."""
     np = pytest.importorskip("numpy")
-    obj = {"x": np.arange(6.0).reshape(2, 3), "s": np.int32(4), "d": np.dtype("U3"),
-           "rng": np.random.default_rng(1), "rs": np.random.RandomState(2), "u": np.array(["ab", "c"])}
+    obj = {
+        "x": np.arange(6.0).reshape(2, 3),
+        "s": np.int32(4),
+        "d": np.dtype("U3"),
+        "rng": np.random.default_rng(1),
+        "rs": np.random.RandomState(2),
+        "u": np.array(["ab", "c"]),
+    }
     for protocol in (2, 5):
         path = tmp_path / f"np{protocol}.pkl"
         path.write_bytes(pickle.dumps(obj, protocol=protocol))

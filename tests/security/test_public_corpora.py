@@ -25,8 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 REPOS = ("mmaitre314+picklescan", "protectai+modelscan", "trailofbits+fickling")
 DATA_DIRS = ("tests/data", "tests/data2", "test/fixtures", "tests/fixtures")
 #: Files of these corpora that are benign on purpose (their scanners' negative controls).
-BENIGN = {"benign0_v0.pkl", "benign0_v3.pkl", "benign0_v4.pkl", "pytorch_model.bin", "new_pytorch_model.bin",
-          "int_array.npy", "int_arrays.npz", "int_arrays_compressed.npz"}
+BENIGN = {
+    "benign0_v0.pkl",
+    "benign0_v3.pkl",
+    "benign0_v4.pkl",
+    "pytorch_model.bin",
+    "new_pytorch_model.bin",
+    "int_array.npy",
+    "int_arrays.npz",
+    "int_arrays_compressed.npz",
+}
 
 
 def _corpora() -> Path | None:
@@ -38,11 +46,17 @@ def _extract(base: Path, dest: Path) -> list[Path]:
     for repo in REPOS:
         src = base / repo
         if (src / "repo").exists():  # a bare mirror: take the data folders of its HEAD
-            names = subprocess.run(["git", "--git-dir", str(src / "repo"), "ls-tree", "-r", "--name-only", "HEAD"],
-                                   capture_output=True, text=True, check=True).stdout.split()
+            names = subprocess.run(
+                ["git", "--git-dir", str(src / "repo"), "ls-tree", "-r", "--name-only", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             for name in (n for n in names if n.startswith(tuple(d + "/" for d in DATA_DIRS))):
-                blob = subprocess.run(["git", "--git-dir", str(src / "repo"), "show", f"HEAD:{name}"],
-                                      capture_output=True)
+                blob = subprocess.run(
+                    ["git", "--git-dir", str(src / "repo"), "show", f"HEAD:{name}"],
+                    capture_output=True,
+                )
                 if blob.returncode == 0:  # snapshots leave out files of 4 MiB and more
                     out = dest / repo / name
                     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +104,14 @@ def test_public_corpora_are_never_safe_and_never_run(tmp_path: Path) -> None:
     assert len(files) > 50
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    proc = subprocess.run([sys.executable, "-c", _RUN, *map(str, files)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN, *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.splitlines()[-1])
     bad = []

@@ -30,17 +30,30 @@ from tests.hostile import P2, _b, _g, _s  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_py(code: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_py(
+    code: str, cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with this checkout importable."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "modelstore", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def gated_child(path: Path, predict: str | None = None) -> str:
@@ -96,16 +109,35 @@ def wrapper_via_newobj(marker: Path, via: str = "__newobj__") -> bytes:
     n = 64
     payload = _g("os", "system") + _s(f"touch {marker}") + b"\x85R"
     raw = b"B" + struct.pack("<I", n - 5 + len(payload)) + b"\x00" * (n - 5)
-    state = (b"}(" + _s("subclass") + _g("numpy", "ndarray") + _s("shape") + b"K" + bytes([n]) + b"\x85"
-             + _s("order") + _s("C") + _s("dtype") + _g("numpy", "dtype") + _s("u1") + b"\x89\x88\x87R"
-             + _s("allow_mmap") + b"\x89u")
+    state = (
+        b"}("
+        + _s("subclass")
+        + _g("numpy", "ndarray")
+        + _s("shape")
+        + b"K"
+        + bytes([n])
+        + b"\x85"
+        + _s("order")
+        + _s("C")
+        + _s("dtype")
+        + _g("numpy", "dtype")
+        + _s("u1")
+        + b"\x89\x88\x87R"
+        + _s("allow_mmap")
+        + b"\x89u"
+    )
     if via == "__newobj__":
-        make = _g("copyreg", "__newobj__") + _g("joblib.numpy_pickle", "NumpyArrayWrapper") + b"\x85R"
+        make = (
+            _g("copyreg", "__newobj__") + _g("joblib.numpy_pickle", "NumpyArrayWrapper") + b"\x85R"
+        )
     else:
-        make = (_g("copyreg", "_reconstructor") + _g("joblib.numpy_pickle", "NumpyArrayWrapper")
-                + _g("builtins", "object") + b"N\x87R")
+        make = (
+            _g("copyreg", "_reconstructor")
+            + _g("joblib.numpy_pickle", "NumpyArrayWrapper")
+            + _g("builtins", "object")
+            + b"N\x87R"
+        )
     return P2 + make + state + b"b" + raw + payload + b"0."
-
 
 
 @pytest.mark.parametrize("via", ["__newobj__", "_reconstructor"])
@@ -131,13 +163,45 @@ def wrapper_dtype_resized(marker: Path) -> bytes:
     parses the other half as opcodes: a BINBYTES that swallows the os.system call joblib runs."""
     n = 16
     payload = _g("os", "system") + _s(f"touch {marker}") + b"\x85R"
-    raw = b"\x00" * (4 * n) + b"B" + struct.pack("<I", 4 * n - 5 + len(payload)) + b"\x00" * (4 * n - 5)
-    dtype = (_g("numpy", "dtype") + _s("S4") + b"\x89\x88\x87R"
-             + b"(K\x03" + _s("|") + b"NNNK\x08K\x01K\x00tb")  # (3, '|', None, None, None, 8, 1, 0)
-    state = (b"}(" + _s("subclass") + _g("numpy", "ndarray") + _s("shape") + b"K" + bytes([n]) + b"\x85"
-             + _s("order") + _s("C") + _s("dtype") + dtype + _s("allow_mmap") + b"\x89u")
-    return P2 + _g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81" + state + b"b" + raw + payload + b"0."
-
+    raw = (
+        b"\x00" * (4 * n)
+        + b"B"
+        + struct.pack("<I", 4 * n - 5 + len(payload))
+        + b"\x00" * (4 * n - 5)
+    )
+    dtype = (
+        _g("numpy", "dtype")
+        + _s("S4")
+        + b"\x89\x88\x87R"
+        + b"(K\x03"
+        + _s("|")
+        + b"NNNK\x08K\x01K\x00tb"
+    )  # (3, '|', None, None, None, 8, 1, 0)
+    state = (
+        b"}("
+        + _s("subclass")
+        + _g("numpy", "ndarray")
+        + _s("shape")
+        + b"K"
+        + bytes([n])
+        + b"\x85"
+        + _s("order")
+        + _s("C")
+        + _s("dtype")
+        + dtype
+        + _s("allow_mmap")
+        + b"\x89u"
+    )
+    return (
+        P2
+        + _g("joblib.numpy_pickle", "NumpyArrayWrapper")
+        + b")\x81"
+        + state
+        + b"b"
+        + raw
+        + payload
+        + b"0."
+    )
 
 
 def test_scan_sizes_arrays_by_the_dtype_joblib_builds(tmp_path: Path) -> None:
@@ -168,7 +232,6 @@ def long_line(marker: Path) -> bytes:
     return b"V" + b"a" * (1 << 20) + tail + b"\n" + payload + b"00N."
 
 
-
 def test_long_protocol0_line_is_not_scanned_safe(tmp_path: Path) -> None:
     """A protocol-0 line longer than the stream reader's line bound is refused (never cut
     short): scan and load read the opcodes pickle.load would, so os.system is never "safe"."""
@@ -191,7 +254,9 @@ def _knn(path: Path) -> str:
     from sklearn.neighbors import KNeighborsClassifier
 
     x = np.random.RandomState(0).rand(20, 3)
-    m = KNeighborsClassifier(n_neighbors=3, algorithm="brute", metric="manhattan").fit(x, np.arange(20) % 2)
+    m = KNeighborsClassifier(n_neighbors=3, algorithm="brute", metric="manhattan").fit(
+        x, np.arange(20) % 2
+    )
     m._y = np.full(20, 10**12, dtype=np.intp)  # class indices far outside classes_
     joblib.dump(m, path)
     return "np.random.rand(2, 3)"
@@ -229,7 +294,9 @@ def _hashing_vectorizer(path: Path) -> str:
     from sklearn.pipeline import make_pipeline
 
     docs = ["good movie", "bad movie", "great film", "awful film"]
-    m = make_pipeline(HashingVectorizer(n_features=16), SGDClassifier(random_state=0)).fit(docs, [1, 0, 1, 0])
+    m = make_pipeline(HashingVectorizer(n_features=16), SGDClassifier(random_state=0)).fit(
+        docs, [1, 0, 1, 0]
+    )
     m.steps[0][1].n_features = 0  # scikit-learn is built with cdivision: h % 0
     joblib.dump(m, path)
     return "['good film']"
@@ -258,8 +325,10 @@ def _function_transformer(path: Path) -> str:
     # an allowed "value" function called with the model's own keyword arguments: shapes that
     # disagree with the data make its Cython loop write past centers_new
     kw = {"sample_weight": np.ones(1), "centers_init": np.zeros((1, 1)), "max_iter": 1}
-    m.steps[:1] = [("p", PolynomialFeatures(degree=60).fit(x)),
-                   ("f", FunctionTransformer(func=_kmeans_single_lloyd, kw_args=kw))]
+    m.steps[:1] = [
+        ("p", PolynomialFeatures(degree=60).fit(x)),
+        ("f", FunctionTransformer(func=_kmeans_single_lloyd, kw_args=kw)),
+    ]
     joblib.dump(m, path)
     return "np.random.rand(1, 3)"
 
@@ -283,9 +352,13 @@ def test_fitted_state_never_crashes_predict(tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.joblib"
     sample = PREDICT_CRASHES[name](path)
     naive = naive_crash(path, sample)
-    assert naive.returncode < 0 and "SURVIVED" not in naive.stdout, (naive.returncode, naive.stderr[-800:])
+    assert naive.returncode < 0 and "SURVIVED" not in naive.stdout, (
+        naive.returncode,
+        naive.stderr[-800:],
+    )
     assert_no_signal_and_clean(run_py(gated_child(path, sample)))
-    assert_no_signal_and_clean(run_py(f"""
+    assert_no_signal_and_clean(
+        run_py(f"""
         import warnings, numpy as np
         import modelstore as ms
         warnings.simplefilter("ignore")
@@ -294,14 +367,14 @@ def test_fitted_state_never_crashes_predict(tmp_path: Path, name: str) -> None:
             print("PREDICTED")
         except ms.ModelstoreError as e:
             print("REFUSED", type(e).__name__)
-    """))
+    """)
+    )
 
 
 # -- 9. the dict-key check itself calls into the file ---------------------------------------------
 
 
 @pytest.mark.slow
-
 def test_dict_key_check_calls_nothing_from_the_file(tmp_path: Path) -> None:
     """Checking a dict key never calls anything the stream built: an estimator whose state
     holds ``dtype``, ``shape=()`` and ``item=partial(...)`` is refused as a key without its
@@ -311,15 +384,20 @@ def test_dict_key_check_calls_nothing_from_the_file(tmp_path: Path) -> None:
 
     key = LinearRegression()
     key.dtype, key.shape = 1, ()
-    key.item = functools.partial(_kmeans_single_lloyd, np.zeros((1, 200_000)), np.ones(1), np.zeros((1, 1)),
-                                 max_iter=1)
+    key.item = functools.partial(
+        _kmeans_single_lloyd, np.zeros((1, 200_000)), np.ones(1), np.zeros((1, 1)), max_iter=1
+    )
     path = tmp_path / "key.joblib"
     joblib.dump({key: 1}, path, compress=3)
     assert path.stat().st_size < 20_000
     naive = run_py(f"import joblib; joblib.load({str(path)!r}); print('LOADED')")
-    assert naive.returncode == 0 and "LOADED" in naive.stdout  # only modelstore's own check calls item()
+    assert (
+        naive.returncode == 0 and "LOADED" in naive.stdout
+    )  # only modelstore's own check calls item()
     try:  # a corrupted heap may also deadlock in malloc: a hang is a failure too
-        r = run_py(gated_child(path) + "\n        import gc; gc.collect(); print('EXITED')", timeout=90)
+        r = run_py(
+            gated_child(path) + "\n        import gc; gc.collect(); print('EXITED')", timeout=90
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("loading the file hung")
     assert_no_signal_and_clean(r)
@@ -330,7 +408,6 @@ def test_dict_key_check_calls_nothing_from_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-
 def test_lil_matrix_validation_never_writes_past_its_arrays(tmp_path: Path) -> None:
     """A LIL matrix whose ``rows`` hold more entries than its shape has rows is refused by
     plain checks, before any scipy conversion runs (``tocsr`` writes one length per row into
@@ -348,7 +425,9 @@ def test_lil_matrix_validation_never_writes_past_its_arrays(tmp_path: Path) -> N
     naive = run_py(f"import joblib; joblib.load({str(path)!r}); print('LOADED')")
     assert naive.returncode == 0 and "LOADED" in naive.stdout  # the crash is modelstore's own check
     try:
-        r = run_py(gated_child(path) + "\n        import gc; gc.collect(); print('EXITED')", timeout=90)
+        r = run_py(
+            gated_child(path) + "\n        import gc; gc.collect(); print('EXITED')", timeout=90
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("loading the file hung")
     assert_no_signal_and_clean(r)
@@ -359,7 +438,6 @@ def test_lil_matrix_validation_never_writes_past_its_arrays(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-
 def test_predict_fast_path_is_never_taken_from_the_file(tmp_path: Path) -> None:
     """``ms.predict(model, x)`` (and ``serve``) takes its fast path only from modelstore's own
     wrapper classes, never from an attribute a pickle put in an estimator's ``__dict__``:
@@ -369,8 +447,9 @@ def test_predict_fast_path_is_never_taken_from_the_file(tmp_path: Path) -> None:
 
     x = np.random.RandomState(0).rand(20, 3)
     m = LinearRegression().fit(x, x[:, 0])
-    m.__modelstore_predict__ = functools.partial(_kmeans_single_lloyd, np.zeros((1, 50_000)), np.ones(1),
-                                                 np.zeros((1, 1)), 1)
+    m.__modelstore_predict__ = functools.partial(
+        _kmeans_single_lloyd, np.zeros((1, 50_000)), np.ones(1), np.zeros((1, 1)), 1
+    )
     path = tmp_path / "hook.joblib"
     joblib.dump(m, path, compress=3)
     naive = run_py(f"""
@@ -380,8 +459,11 @@ def test_predict_fast_path_is_never_taken_from_the_file(tmp_path: Path) -> None:
     """)
     assert naive.returncode == 0 and "EXITED" in naive.stdout  # the model itself predicts fine
     try:
-        r = run_py(gated_child(path, "np.random.rand(2, 3)") + "\n        import gc; gc.collect(); print('EXITED')",
-                   timeout=90)
+        r = run_py(
+            gated_child(path, "np.random.rand(2, 3)")
+            + "\n        import gc; gc.collect(); print('EXITED')",
+            timeout=90,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("predicting hung")
     assert_no_signal_and_clean(r)
@@ -392,7 +474,6 @@ def test_predict_fast_path_is_never_taken_from_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-
 def test_allowed_modules_never_import_planted_files(tmp_path: Path) -> None:
     """Importing an allowed global's module never imports a file from the model's folder,
     not even one its installed module imports in turn (numpy.random imports ``secrets``)."""
@@ -401,7 +482,8 @@ def test_allowed_modules_never_import_planted_files(tmp_path: Path) -> None:
     (tmp_path / "m.pkl").write_bytes(pickle.dumps(np.random.RandomState(0), protocol=4))
     marker = tmp_path / "marker"
     (tmp_path / "secrets.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\nfrom random import getrandbits as randbits\n")
+        f"open({str(marker)!r}, 'w').close()\nfrom random import getrandbits as randbits\n"
+    )
     r = run_py("import pickle; pickle.load(open('m.pkl', 'rb'))", cwd=tmp_path)
     assert marker.exists(), r.stderr  # a naive load in that folder runs the planted file
     marker.unlink()
@@ -412,7 +494,6 @@ def test_allowed_modules_never_import_planted_files(tmp_path: Path) -> None:
 
 
 # -- 10b. JSON over 1 MiB skips the depth check --------------------------------------------------------
-
 
 
 def test_deep_metadata_in_a_large_sidecar_is_refused(tmp_path: Path) -> None:
@@ -433,7 +514,11 @@ def test_deep_metadata_in_a_large_sidecar_is_refused(tmp_path: Path) -> None:
     data = json.loads(side.read_text())
     data["versions"][0]["metadata"] = "PLACEHOLDER"
     deep = "[" * 900 + "]" * 900
-    side.write_text(json.dumps(data).replace('"PLACEHOLDER"', '{"a": ' + deep + ', "pad": "' + "x" * (1 << 20) + '"}'))
+    side.write_text(
+        json.dumps(data).replace(
+            '"PLACEHOLDER"', '{"a": ' + deep + ', "pad": "' + "x" * (1 << 20) + '"}'
+        )
+    )
     try:
         info = ms.inspect(path)
     except ms.ModelstoreError:
@@ -455,7 +540,6 @@ def str_bomb() -> bytes:
 
 
 @pytest.mark.slow
-
 def test_str_runs_no_decompressing_codec(tmp_path: Path) -> None:
     """``builtins.str(bytes, encoding)`` is allowed only with a plain text codec, like
     ``bytes``/``_codecs.encode``: an 823-byte file never makes load allocate a gigabyte."""
@@ -483,28 +567,34 @@ def test_keras_config_sizes_are_bounded_by_stored_weights(tmp_path: Path) -> Non
     code = f"""
         import json, zipfile, keras
         m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        m.save({str(tmp_path / 'base.keras')!r})
+        m.save({str(tmp_path / "base.keras")!r})
     """
     r = run_py(code)
     assert r.returncode == 0, r.stderr[-2000:]
     with zipfile.ZipFile(tmp_path / "base.keras") as z:
         members = {n: z.read(n) for n in z.namelist()}
     cfg = json.loads(members["config.json"])
-    cfg["config"]["layers"][-1]["config"]["units"] = 25 * 10**6  # 400 MB of float32 kernel, 0 bytes stored
+    cfg["config"]["layers"][-1]["config"]["units"] = (
+        25 * 10**6
+    )  # 400 MB of float32 kernel, 0 bytes stored
     members["config.json"] = json.dumps(cfg).encode()
     path = tmp_path / "big.keras"
     with zipfile.ZipFile(path, "w") as z:
         for n, b in members.items():
             z.writestr(n, b)
     assert path.stat().st_size < 20_000
-    naive = run_py(f"""
+    naive = run_py(
+        f"""
         import warnings, keras
         warnings.simplefilter("ignore")
         try:
             keras.saving.load_model({str(path)!r})
         except ValueError as e:
             print("KERAS REFUSED AFTER BUILDING", str(e)[:80])
-    """ + PEAK_RSS, timeout=300)
+    """
+        + PEAK_RSS,
+        timeout=300,
+    )
     assert naive.returncode == 0, naive.stderr[-2000:]
     peak = int(naive.stdout.split("RSS_MB")[1].split()[0])
     assert peak > 1500, f"plain Keras peaked at only {peak} MB: {naive.stdout}"

@@ -36,8 +36,13 @@ P4 = b"\x80\x04"
 
 def run_py(code: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 #: Child prelude: cap the address space at what the process already maps plus ``HEADROOM``
@@ -84,11 +89,14 @@ def test_stats_of_a_stride_zero_tensor_does_not_allocate_terabytes(tmp_path: Pat
     naive = torch.load(path, weights_only=True)["w"]
     assert naive.numel() == 10**12 and naive.untyped_storage().nbytes() == 4
 
-    r = run_py(CAPPED + f"""
+    r = run_py(
+        CAPPED
+        + f"""
     cap(1 << 30)
     report("stats", lambda: ms.stats({str(path)!r}))
     report("plot", lambda: ms.plot_weights({str(path)!r}, {str(tmp_path / "w.png")!r}))
-    """)
+    """
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ESCAPED" not in r.stdout, r.stdout
     assert r.stdout.count("REFUSED") == 2 or "RETURNED" in r.stdout, r.stdout
@@ -113,10 +121,13 @@ def test_stats_of_an_hdf5_file_full_of_fill_values_is_bounded(tmp_path: Path) ->
         assert declared == 600 << 20
         assert sum(d.id.get_storage_size() for d in f["model_weights"].values()) == 0
 
-    r = run_py(CAPPED + f"""
+    r = run_py(
+        CAPPED
+        + f"""
     cap(256 << 20)
     report("stats", lambda: ms.stats({str(path)!r}))
-    """)
+    """
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "REFUSED" in r.stdout, r.stdout
 
@@ -154,7 +165,9 @@ def _onnx_model(path: Path, init: Any) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def test_stats_of_an_onnx_initializer_shorter_than_its_dims_is_a_modelstore_error(tmp_path: Path) -> None:
+def test_stats_of_an_onnx_initializer_shorter_than_its_dims_is_a_modelstore_error(
+    tmp_path: Path,
+) -> None:
     """An initializer declaring dims [1000] over 4 bytes of raw data: the scan calls the file
     safe, and ``numpy_helper.to_array`` raises ValueError, which ``stats`` let escape."""
     onnx = pytest.importorskip("onnx")
@@ -172,7 +185,9 @@ def test_stats_of_an_onnx_initializer_shorter_than_its_dims_is_a_modelstore_erro
         ms.stats(path)
 
 
-def test_stats_of_onnx_whose_external_data_onnx_refuses_is_a_modelstore_error(tmp_path: Path) -> None:
+def test_stats_of_onnx_whose_external_data_onnx_refuses_is_a_modelstore_error(
+    tmp_path: Path,
+) -> None:
     """External data behind a link that stays inside the model's folder passes the
     confinement check (the scan calls the file safe); ``onnx.load`` (1.21+) refuses any
     symbolic link with its own ``ValidationError``, which ``stats`` let escape."""
@@ -197,7 +212,9 @@ def test_stats_of_onnx_whose_external_data_onnx_refuses_is_a_modelstore_error(tm
         ms.stats(path)
 
 
-def test_stats_of_onnx_reads_the_bytes_it_scanned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stats_of_onnx_reads_the_bytes_it_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``stats`` (and ``summary``) ask ``scan(p)`` and then call ``onnx.load(p)``: two opens of
     one path, against rule 7 (verify and deserialise the same bytes; ``load`` holds one
     descriptor for both). A file replaced between them (the attacker controls timing) is
@@ -209,7 +226,9 @@ def test_stats_of_onnx_reads_the_bytes_it_scanned(tmp_path: Path, monkeypatch: p
 
     folder = tmp_path / "model"
     folder.mkdir()
-    _onnx_model(folder / "model.onnx", helper.make_tensor("W", TensorProto.FLOAT, [4], [1, 2, 3, 4]))
+    _onnx_model(
+        folder / "model.onnx", helper.make_tensor("W", TensorProto.FLOAT, [4], [1, 2, 3, 4])
+    )
     other = tmp_path / "other.onnx"
     _onnx_model(other, helper.make_tensor("W", TensorProto.FLOAT, [4], [1234.5] * 4))
 
@@ -252,8 +271,9 @@ def test_stats_of_a_sharded_checkpoint_reads_its_confined_shards(tmp_path: Path)
 
 
 @pytest.mark.parametrize("name", ["README.md#.pkl", "a%2F..%2Fsetup.py.pkl", "two words?.pkl"])
-def test_sarif_locations_are_uris_of_the_file_scanned(name: str, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sarif_locations_are_uris_of_the_file_scanned(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SARIF ``artifactLocation.uri`` is a URI reference (RFC 3986). The relative path was
     written as is, so a hostile pickle named ``README.md#.pkl`` is reported against
     ``README.md`` (``#`` starts a fragment), ``a%2F..%2Fsetup.py.pkl`` against ``a/../setup.py``
@@ -272,7 +292,9 @@ def test_sarif_locations_are_uris_of_the_file_scanned(name: str, tmp_path: Path,
     log = json.loads(out.getvalue())
     run = log["runs"][0]
     uris = [a["location"]["uri"] for a in run["artifacts"]]
-    uris += [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]]
+    uris += [
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]
+    ]
     assert uris
     for uri in uris:
         parts = urllib.parse.urlsplit(uri)
@@ -314,7 +336,9 @@ def test_summary_report_does_not_pass_control_characters_through(tmp_path: Path)
 
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
-    node = helper.make_node("Relu", ["X"], ["Y"], name="relu\x1b]0;owned\x07\nforged  Gemm  1x4  999,999")
+    node = helper.make_node(
+        "Relu", ["X"], ["Y"], name="relu\x1b]0;owned\x07\nforged  Gemm  1x4  999,999"
+    )
     graph = helper.make_graph([node], "g", [x], [y])
     path = tmp_path / "named.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -351,10 +375,14 @@ def test_a_plugin_cannot_claim_builtin_status_by_spelling_its_module(tmp_path: P
             return head.startswith(b"SPEL")
 
         def scan(self, path: Path) -> ms.ScanReport:
-            return ms.ScanReport(str(path), self.name, "unsafe", [ms.Finding("builtins.exec", "critical", "code")])
+            return ms.ScanReport(
+                str(path), self.name, "unsafe", [ms.Finding("builtins.exec", "critical", "code")]
+            )
 
         def load(self, path: Path, request: Any) -> Any:
-            marker.write_text("loaded unscanned")  # stands for a deserialiser run on unscanned bytes
+            marker.write_text(
+                "loaded unscanned"
+            )  # stands for a deserialiser run on unscanned bytes
             return {}
 
         def inspect(self, path: Path) -> Inspection:
@@ -400,7 +428,12 @@ def test_stats_and_summary_on_gadget_pickles_refuse_without_crashing(tmp_path: P
     calls = "\n".join(
         f"    report({name!r} + ' ' + {fn!r}, lambda: ms.{fn}({str(tmp_path / name)!r}{extra}))"
         for name in files
-        for fn, extra in (("stats", ""), ("summary", ""), ("plot_weights", f", {str(tmp_path / 'w.png')!r}")))
+        for fn, extra in (
+            ("stats", ""),
+            ("summary", ""),
+            ("plot_weights", f", {str(tmp_path / 'w.png')!r}"),
+        )
+    )
     r = run_py(CAPPED + "    cap(1 << 30)\n" + calls, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ESCAPED" not in r.stdout, r.stdout

@@ -34,10 +34,18 @@ class Keys:
         self.public = self.private.public_key()
         self.key = folder / f"{name}.key"
         self.pub = folder / f"{name}.pub"
-        self.key.write_bytes(self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                        serialization.NoEncryption()))
-        self.pub.write_bytes(self.public.public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.key.write_bytes(
+            self.private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.pub.write_bytes(
+            self.public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +90,13 @@ def onnx_model(folder: Path) -> Path:
         entry.key, entry.value = key, value
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w]
+    )
     path = folder / "m.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
     return path
 
 
@@ -93,7 +105,9 @@ def load_pt(path: Path, **kwargs: Any) -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = ms.load(path, **kwargs)
-    assert [w.category for w in caught] in ([], [ms.PickleWarning]), [str(w.message) for w in caught]
+    assert [w.category for w in caught] in ([], [ms.PickleWarning]), [
+        str(w.message) for w in caught
+    ]
     return out
 
 
@@ -106,7 +120,9 @@ def flip(path: Path, offset: int = -1) -> None:
 # -- the happy path ----------------------------------------------------------------------------
 
 
-def test_sign_covers_the_sidecar_and_verify_reports_it(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+def test_sign_covers_the_sidecar_and_verify_reports_it(
+    tmp_path: Path, keys: tuple[Keys, Keys]
+) -> None:
     """A signed .pt's signature covers the file and its sidecar; verify says who and what."""
     team, _ = keys
     path = pt_model(tmp_path / "m")
@@ -137,12 +153,17 @@ def test_sharded_folder_round_trip(tmp_path: Path, keys: tuple[Keys, Keys]) -> N
     sig = ms.sign(folder, key=team.key)
     assert sig == folder / "model.sig"
     v = ms.verify(folder, signed_by=team.pub)
-    assert "model.safetensors.index.json" in v.files and len(v.files) == len(list(folder.iterdir())) - 1
+    assert (
+        "model.safetensors.index.json" in v.files
+        and len(v.files) == len(list(folder.iterdir())) - 1
+    )
     sd = ms.load(folder, signed_by=team.pub)
     assert torch.equal(sd["layer3.weight"], _state()["layer3.weight"])
 
 
-def test_onnx_external_data_is_signed_with_the_graph(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+def test_onnx_external_data_is_signed_with_the_graph(
+    tmp_path: Path, keys: tuple[Keys, Keys]
+) -> None:
     """An ONNX graph's external data file is part of its signature and loads from the copy."""
     team, _ = keys
     np = pytest.importorskip("numpy")
@@ -297,16 +318,21 @@ def test_missing_signed_file_is_out_of_date(tmp_path: Path, keys: tuple[Keys, Ke
         ms.load(path, signed_by=team.pub)
 
 
-def test_bundle_ignore_list_never_lets_a_file_through(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+def test_bundle_ignore_list_never_lets_a_file_through(
+    tmp_path: Path, keys: tuple[Keys, Keys]
+) -> None:
     """A genuine signature whose ignore-list leaves out the model file does not cover it."""
     team, _ = keys
     from model_signing import hashing, signing
 
     path = pt_model(tmp_path / "m")
     sig = tmp_path / "ignoring.sig"
-    (signing.Config().use_elliptic_key_signer(private_key=team.key)
-     .set_hashing_config(hashing.Config().set_ignored_paths(paths=["w.pt"]))
-     .sign(path.parent, sig))
+    (
+        signing.Config()
+        .use_elliptic_key_signer(private_key=team.key)
+        .set_hashing_config(hashing.Config().set_ignored_paths(paths=["w.pt"]))
+        .sign(path.parent, sig)
+    )
     with pytest.raises(ms.SignatureError, match="w.pt"):
         ms.load(path, signed_by=team.pub, signature=sig)
 
@@ -317,8 +343,22 @@ def _bundle_with(sig: Path, statement: Any) -> None:
     sig.write_text(json.dumps(bundle))
 
 
-@pytest.mark.parametrize("hostile", ["deep", "huge", "junk", "not_base64", "dotdot", "absolute", "tiny_shards",
-                                     "many", "not_object", "payload_edit", "huge_ranges"])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "deep",
+        "huge",
+        "junk",
+        "not_base64",
+        "dotdot",
+        "absolute",
+        "tiny_shards",
+        "many",
+        "not_object",
+        "payload_edit",
+        "huge_ranges",
+    ],
+)
 def test_hostile_bundle(tmp_path: Path, keys: tuple[Keys, Keys], hostile: str) -> None:
     """A hostile bundle is a SignatureError or FormatError, never a foreign exception."""
     team, _ = keys
@@ -337,22 +377,35 @@ def test_hostile_bundle(tmp_path: Path, keys: tuple[Keys, Keys], hostile: str) -
         bundle["dsseEnvelope"]["payload"] = "%%%not base64%%%"
         sig.write_text(json.dumps(bundle))
     elif hostile in ("dotdot", "absolute"):
-        statement["predicate"]["resources"][0]["name"] = "../../etc/passwd" if hostile == "dotdot" else "/etc/passwd"
+        statement["predicate"]["resources"][0]["name"] = (
+            "../../etc/passwd" if hostile == "dotdot" else "/etc/passwd"
+        )
         _bundle_with(sig, statement)
     elif hostile == "tiny_shards":
-        statement["predicate"]["serialization"] = {"method": "shards", "hash_type": "sha256", "shard_size": 1,
-                                                   "allow_symlinks": False}
+        statement["predicate"]["serialization"] = {
+            "method": "shards",
+            "hash_type": "sha256",
+            "shard_size": 1,
+            "allow_symlinks": False,
+        }
         _bundle_with(sig, statement)
     elif hostile == "many":
-        statement["predicate"]["resources"] = [{"name": f"f{i}", "digest": "00", "algorithm": "sha256"}
-                                               for i in range(100_001)]
+        statement["predicate"]["resources"] = [
+            {"name": f"f{i}", "digest": "00", "algorithm": "sha256"} for i in range(100_001)
+        ]
         _bundle_with(sig, statement)
     elif hostile == "not_object":
         sig.write_text(json.dumps([1, 2, 3]))
     elif hostile == "huge_ranges":  # shard entries claiming absurd offsets
-        statement["predicate"]["serialization"] = {"method": "shards", "hash_type": "sha256",
-                                                   "shard_size": 10**30, "allow_symlinks": False}
-        statement["predicate"]["resources"] = [{"name": f"w.pt:0:{10**40}", "digest": "00", "algorithm": "sha256"}]
+        statement["predicate"]["serialization"] = {
+            "method": "shards",
+            "hash_type": "sha256",
+            "shard_size": 10**30,
+            "allow_symlinks": False,
+        }
+        statement["predicate"]["resources"] = [
+            {"name": f"w.pt:0:{10**40}", "digest": "00", "algorithm": "sha256"}
+        ]
         _bundle_with(sig, statement)
     elif hostile == "payload_edit":  # a well-formed payload the key never signed
         statement["predicate"]["resources"][0]["digest"] = "0" * 64
@@ -401,8 +454,16 @@ def test_policy_from_json_and_python(tmp_path: Path, keys: tuple[Keys, Keys]) ->
     """JSON and Python policies; the longest matching rule wins; store rules match model names."""
     team, other = keys
     p = tmp_path / "policy.json"
-    p.write_text(json.dumps({"rules": [{"path": ".", "signed_by": str(other.pub)},
-                                       {"path": "models", "signed_by": str(team.pub)}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"path": ".", "signed_by": str(other.pub)},
+                    {"path": "models", "signed_by": str(team.pub)},
+                ]
+            }
+        )
+    )
     policy = ms.SigningPolicy.load(p)
     assert policy.signer_for(tmp_path / "models" / "x.pt") == str(team.pub)
     assert policy.signer_for(tmp_path / "y.pt") == str(other.pub)
@@ -419,16 +480,30 @@ def test_policy_from_json_and_python(tmp_path: Path, keys: tuple[Keys, Keys]) ->
 
 def _cert(subject: str, key: Any, issuer_name: str, issuer_key: Any, ca: bool) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                            key_cert_sign=ca, crl_sign=ca, encipher_only=False,
-                                            decipher_only=False), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -451,19 +526,27 @@ def test_certificate_signing(tmp_path: Path) -> None:
 # -- interop with model_signing ------------------------------------------------------------------
 
 
-def test_ms_signature_verifies_with_model_signing_api(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+def test_ms_signature_verifies_with_model_signing_api(
+    tmp_path: Path, keys: tuple[Keys, Keys]
+) -> None:
     """model_signing's own API verifies what ms.sign made (a folder, and a file with --ignore_unsigned_files)."""
     team, _ = keys
     from model_signing import verifying
 
     folder = sharded_model(tmp_path / "s")
     ms.sign(folder, key=team.key)
-    verifying.Config().use_elliptic_key_verifier(public_key=team.pub).verify(folder, folder / "model.sig")
+    verifying.Config().use_elliptic_key_verifier(public_key=team.pub).verify(
+        folder, folder / "model.sig"
+    )
     path = pt_model(tmp_path / "m")
     (tmp_path / "m" / "unrelated.txt").write_text("another model's notes")
     ms.sign(path, key=team.key)
-    (verifying.Config().use_elliptic_key_verifier(public_key=team.pub).set_ignore_unsigned_files(True)
-     .verify(path.parent, path.with_name("w.pt.sig")))
+    (
+        verifying.Config()
+        .use_elliptic_key_verifier(public_key=team.pub)
+        .set_ignore_unsigned_files(True)
+        .verify(path.parent, path.with_name("w.pt.sig"))
+    )
 
 
 def test_model_signing_api_signature_verifies_here(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
@@ -481,14 +564,20 @@ def test_model_signing_api_signature_verifies_here(tmp_path: Path, keys: tuple[K
 
     save_file(_state(), str(single))
     one_sig = tmp_path / "one.sig"
-    (signing.Config().use_elliptic_key_signer(private_key=team.key)
-     .set_hashing_config(hashing.Config().use_shard_serialization(shard_size=1 << 20)).sign(single, one_sig))
+    (
+        signing.Config()
+        .use_elliptic_key_signer(private_key=team.key)
+        .set_hashing_config(hashing.Config().use_shard_serialization(shard_size=1 << 20))
+        .sign(single, one_sig)
+    )
     v = ms.verify(single, signed_by=team.pub, signature=one_sig)
     assert v.files == ("w.safetensors",) and v.method == "shards"
 
 
 def _model_signing_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.slow
@@ -497,15 +586,31 @@ def test_interop_with_model_signing_cli(tmp_path: Path, keys: tuple[Keys, Keys])
     team, other = keys
     folder = sharded_model(tmp_path / "s")
     ms.sign(folder, key=team.key)
-    proc = _model_signing_cli("verify", "key", str(folder), "--signature", str(folder / "model.sig"),
-                              "--public_key", str(team.pub))
+    proc = _model_signing_cli(
+        "verify",
+        "key",
+        str(folder),
+        "--signature",
+        str(folder / "model.sig"),
+        "--public_key",
+        str(team.pub),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = _model_signing_cli("verify", "key", str(folder), "--signature", str(folder / "model.sig"),
-                              "--public_key", str(other.pub))
+    proc = _model_signing_cli(
+        "verify",
+        "key",
+        str(folder),
+        "--signature",
+        str(folder / "model.sig"),
+        "--public_key",
+        str(other.pub),
+    )
     assert proc.returncode != 0
     other_folder = sharded_model(tmp_path / "t")
     sig = other_folder / "model.sig"
-    proc = _model_signing_cli("sign", "key", str(other_folder), "--signature", str(sig), "--private_key", str(team.key))
+    proc = _model_signing_cli(
+        "sign", "key", str(other_folder), "--signature", str(sig), "--private_key", str(team.key)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ms.verify(other_folder, signed_by=team.pub).files
     assert ms.load(other_folder, signed_by=team.pub)["layer0.weight"].shape == (16, 16)
@@ -554,7 +659,9 @@ def test_sharded_by_name_signs_index_and_shards(tmp_path: Path, keys: tuple[Keys
     v = ms.verify(name, signed_by=team.pub)
     assert "big.safetensors.index.json" in v.files and "notes.txt" not in v.files
     assert sum(f.endswith(".safetensors") for f in v.files) > 1
-    assert torch.equal(ms.load(name, signed_by=team.pub)["layer0.weight"], _state()["layer0.weight"])
+    assert torch.equal(
+        ms.load(name, signed_by=team.pub)["layer0.weight"], _state()["layer0.weight"]
+    )
     flip(sorted(folder.glob("big-*.safetensors"))[-1])
     with pytest.raises(ms.SignatureError):
         ms.load(name, signed_by=team.pub)

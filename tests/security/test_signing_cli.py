@@ -81,15 +81,27 @@ def test_real_command_and_serve_refuses_unsigned(tmp_path: Path, keys: tuple[Key
     team, _ = keys
     path = pt_model(tmp_path / "m")
     run = [sys.executable, "-m", "modelstore"]
-    proc = subprocess.run([*run, "sign", str(path), "--key", str(team.key), "--json"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [*run, "sign", str(path), "--key", str(team.key), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([*run, "verify", str(path), "--signed-by", str(team.pub)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [*run, "verify", str(path), "--signed-by", str(team.pub)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     path.with_name("w.pt.sig").unlink()
-    proc = subprocess.run([*run, "serve", str(path), "--signed-by", str(team.pub), "--port", "0"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*run, "serve", str(path), "--signed-by", str(team.pub), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "refused" in proc.stderr and "no signature" in proc.stderr
 
 
@@ -113,7 +125,9 @@ def test_store_push_sign_with(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
     team, _ = keys
     path = pt_model(tmp_path / "m")
     root = tmp_path / "store"
-    code, _ = cli("store", "--root", str(root), "push", str(path), "digits", "--sign-with", str(team.key))
+    code, _ = cli(
+        "store", "--root", str(root), "push", str(path), "digits", "--sign-with", str(team.key)
+    )
     assert code == 0
     store = ms.Store(root, signed_by=team.pub)
     assert "w.pt.sig" in store.info("digits").files

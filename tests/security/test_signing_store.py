@@ -26,7 +26,10 @@ def test_push_signed_and_load_signed(tmp_path: Path, keys: tuple[Keys, Keys]) ->
     store = ms.Store(tmp_path / "store")
     v = store.push(pt_model(tmp_path / "m"), "digits", sign_with=team.key)
     assert "w.pt.sig" in store.info(f"digits@{v}").files
-    assert load_pt_store(store, f"digits@{v}", signed_by=team.pub)["layer0.weight"].shape == (16, 16)
+    assert load_pt_store(store, f"digits@{v}", signed_by=team.pub)["layer0.weight"].shape == (
+        16,
+        16,
+    )
     with pytest.raises(ms.SignatureError, match="another key"):
         store.load(f"digits@{v}", signed_by=other.pub)
     assert not (tmp_path / "m" / "w.pt.sig").exists()  # the source folder is left as it was
@@ -37,7 +40,9 @@ def load_pt_store(store: ms.Store, ref: str, **kwargs: object) -> object:
         return store.load(ref, **kwargs)
 
 
-def test_store_wide_signed_by_refuses_unsigned_versions(tmp_path: Path, keys: tuple[Keys, Keys]) -> None:
+def test_store_wide_signed_by_refuses_unsigned_versions(
+    tmp_path: Path, keys: tuple[Keys, Keys]
+) -> None:
     """Store(signed_by=) refuses an unsigned version and a tampered one."""
     team, _ = keys
     plain = ms.Store(tmp_path / "store")
@@ -47,7 +52,9 @@ def test_store_wide_signed_by_refuses_unsigned_versions(tmp_path: Path, keys: tu
     with pytest.raises(ms.SignatureError, match="no signature"):
         strict.load(f"digits@{unsigned}")
     with pytest.raises(ms.SignatureError, match="no signature"):
-        strict.load(f"digits@{unsigned}", signed_by=None)  # None does not lift the store's requirement
+        strict.load(
+            f"digits@{unsigned}", signed_by=None
+        )  # None does not lift the store's requirement
     assert load_pt_store(strict, f"digits@{signed}")["layer1.weight"].shape == (16, 16)
     flip(Path(strict.path(f"digits@{signed}")))
     with pytest.raises(ms.SignatureError):

@@ -26,37 +26,85 @@ def entry(name: str | bytes, payload: bytes, *, method: int = 0, **over: Any) ->
     """One member: its stored bytes plus every header field, each overridable."""
     raw = name.encode() if isinstance(name, str) else name
     stored = zlib.compress(payload)[2:-4] if method == 8 else payload
-    e = {"name": raw, "stored": stored, "usize": len(payload), "csize": len(stored), "crc": zlib.crc32(payload),
-         "method": method, "flags": 0, "attr": 0o100644 << 16, "local_extra": b"", "central_extra": b""}
+    e = {
+        "name": raw,
+        "stored": stored,
+        "usize": len(payload),
+        "csize": len(stored),
+        "crc": zlib.crc32(payload),
+        "method": method,
+        "flags": 0,
+        "attr": 0o100644 << 16,
+        "local_extra": b"",
+        "central_extra": b"",
+    }
     e.update(over)
     for key in ("name", "method", "flags", "crc", "csize", "usize"):
         e.setdefault(f"local_{key}", e[key])
     return e
 
 
-def build(entries: list[dict[str, Any]], *, prefix: bytes = b"", gaps: dict[int, bytes] | None = None,
-          suffix: bytes = b"", comment: bytes = b"", offsets: dict[int, int] | None = None,
-          count: int | None = None, descriptor: dict[int, bytes] | None = None) -> bytes:
+def build(
+    entries: list[dict[str, Any]],
+    *,
+    prefix: bytes = b"",
+    gaps: dict[int, bytes] | None = None,
+    suffix: bytes = b"",
+    comment: bytes = b"",
+    offsets: dict[int, int] | None = None,
+    count: int | None = None,
+    descriptor: dict[int, bytes] | None = None,
+) -> bytes:
     """A zip archive assembled field by field, so any field can lie."""
     out = bytearray(prefix)
     starts = []
     for i, e in enumerate(entries):
         starts.append(len(out))
-        out += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, e["local_flags"], e["local_method"], 0, 0x21,
-                           e["local_crc"], e["local_csize"], e["local_usize"], len(e["local_name"]),
-                           len(e["local_extra"]))
+        out += struct.pack(
+            "<4sHHHHHIIIHH",
+            b"PK\x03\x04",
+            20,
+            e["local_flags"],
+            e["local_method"],
+            0,
+            0x21,
+            e["local_crc"],
+            e["local_csize"],
+            e["local_usize"],
+            len(e["local_name"]),
+            len(e["local_extra"]),
+        )
         out += e["local_name"] + e["local_extra"] + e["stored"]
         out += (descriptor or {}).get(i, b"")
         out += (gaps or {}).get(i, b"")
     cd_start = len(out)
     for i, e in enumerate(entries):
         offset = (offsets or {}).get(i, starts[i])
-        out += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 0x0314, 20, e["flags"], e["method"], 0, 0x21,
-                           e["crc"], e["csize"], e["usize"], len(e["name"]), len(e["central_extra"]), 0, 0, 0,
-                           e["attr"], offset)
+        out += struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            0x0314,
+            20,
+            e["flags"],
+            e["method"],
+            0,
+            0x21,
+            e["crc"],
+            e["csize"],
+            e["usize"],
+            len(e["name"]),
+            len(e["central_extra"]),
+            0,
+            0,
+            0,
+            e["attr"],
+            offset,
+        )
         out += e["name"] + e["central_extra"]
     n = len(entries) if count is None else count
-    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, len(out) - cd_start, cd_start, len(comment))
+    out += struct.pack(
+        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, len(out) - cd_start, cd_start, len(comment)
+    )
     return bytes(out + comment + suffix)
 
 
@@ -86,7 +134,9 @@ def lenient_reads(path: Path) -> list[str]:
 
 def test_hand_built_archive_passes(tmp_path: Path) -> None:
     """A well-formed stored + deflated archive passes and agrees with zipfile."""
-    path = write(tmp_path, build([entry("a.txt", b"hello"), entry("d/b.bin", b"\0" * 5000, method=8)]))
+    path = write(
+        tmp_path, build([entry("a.txt", b"hello"), entry("d/b.bin", b"\0" * 5000, method=8)])
+    )
     infos = check_archive(path)
     assert [(i.filename, i.file_size) for i in infos] == [("a.txt", 5), ("d/b.bin", 5000)]
     assert lenient_reads(path) == ["a.txt", "d/b.bin"]
@@ -129,8 +179,16 @@ def test_bad_crc_is_damaged(tmp_path: Path) -> None:
     assert refused(path, "CRC", crc=lambda name: name == "a")
 
 
-@pytest.mark.parametrize("flags,what", [(0x01, "encrypted"), (0x40, "encrypted"), (0x2000, "encrypted"),
-                                        (0x10, "unknown options"), (0x8000, "unknown options")])
+@pytest.mark.parametrize(
+    "flags,what",
+    [
+        (0x01, "encrypted"),
+        (0x40, "encrypted"),
+        (0x2000, "encrypted"),
+        (0x10, "unknown options"),
+        (0x8000, "unknown options"),
+    ],
+)
 def test_odd_flag_bits(tmp_path: Path, flags: int, what: str) -> None:
     """Encryption and unknown flag bits are refused."""
     path = write(tmp_path, build([entry("a", b"x", flags=flags)]))
@@ -139,15 +197,28 @@ def test_odd_flag_bits(tmp_path: Path, flags: int, what: str) -> None:
 
 def test_duplicate_names(tmp_path: Path) -> None:
     """Two members with one name: zipfile silently takes the last; we refuse."""
-    path = write(tmp_path, build([entry("config.json", b"{}"), entry("config.json", b'{"evil": 1}')]))
+    path = write(
+        tmp_path, build([entry("config.json", b"{}"), entry("config.json", b'{"evil": 1}')])
+    )
     with zipfile.ZipFile(path) as zf:
         assert zf.read("config.json") == b'{"evil": 1}'
     refused(path, "two members named 'config.json'")
 
 
-@pytest.mark.parametrize("field,value", [("local_name", b"b.txt"), ("local_method", 8), ("local_flags", 0x800),
-                                          ("local_crc", 1), ("local_usize", 4), ("local_csize", 4)])
-def test_central_directory_disagrees_with_local_header(tmp_path: Path, field: str, value: Any) -> None:
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("local_name", b"b.txt"),
+        ("local_method", 8),
+        ("local_flags", 0x800),
+        ("local_crc", 1),
+        ("local_usize", 4),
+        ("local_csize", 4),
+    ],
+)
+def test_central_directory_disagrees_with_local_header(
+    tmp_path: Path, field: str, value: Any
+) -> None:
     """Name, flags, method, CRC or sizes that differ between the two headers are refused."""
     path = write(tmp_path, build([entry("a.txt", b"hello", **{field: value})]))
     refused(path, "local header")
@@ -175,7 +246,9 @@ def test_data_after_the_end_record(tmp_path: Path) -> None:
 
 def test_gap_between_members(tmp_path: Path) -> None:
     """Unreferenced bytes hidden between two members are refused."""
-    path = write(tmp_path, build([entry("a", b"x"), entry("b", b"y")], gaps={0: pickle.dumps("hidden")}))
+    path = write(
+        tmp_path, build([entry("a", b"x"), entry("b", b"y")], gaps={0: pickle.dumps("hidden")})
+    )
     assert lenient_reads(path) == ["a", "b"]
     refused(path, "unreferenced bytes between members")
 
@@ -183,7 +256,9 @@ def test_gap_between_members(tmp_path: Path) -> None:
 def test_overlapping_members(tmp_path: Path) -> None:
     """A member whose local header lies inside another member's data is refused."""
     inner = entry("b", b"hidden")
-    header = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, inner["crc"], 6, 6, 1, 0)
+    header = struct.pack(
+        "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, inner["crc"], 6, 6, 1, 0
+    )
     inner_bytes = header + b"b" + b"hidden"
     outer = entry("a", inner_bytes)
     data = build([outer, inner], offsets={1: 30 + 1})  # b's header is inside a's data
@@ -192,15 +267,19 @@ def test_overlapping_members(tmp_path: Path) -> None:
     refused(path, "overlap")
 
 
-@pytest.mark.parametrize("mode,what", [(0o120777, "symbolic link"), (0o020644, "device"), (0o010644, "FIFO")])
+@pytest.mark.parametrize(
+    "mode,what", [(0o120777, "symbolic link"), (0o020644, "device"), (0o010644, "FIFO")]
+)
 def test_special_files(tmp_path: Path, mode: int, what: str) -> None:
     """Symlink, device and FIFO members are refused."""
     path = write(tmp_path, build([entry("link", b"/etc/passwd", attr=mode << 16)]))
     refused(path, what)
 
 
-@pytest.mark.parametrize("name", ["../evil.py", "/etc/evil", "C:evil", "a\\..\\b", "a/./b", "a//b", "a/..",
-                                  "bell\x07", ""])
+@pytest.mark.parametrize(
+    "name",
+    ["../evil.py", "/etc/evil", "C:evil", "a\\..\\b", "a/./b", "a//b", "a/..", "bell\x07", ""],
+)
 def test_names_that_leave_the_archive(tmp_path: Path, name: str) -> None:
     """..., absolute, drive, backslash, empty components and control characters are refused."""
     assert bad_name(name)
@@ -235,8 +314,14 @@ def test_truncated_and_miscounted(tmp_path: Path) -> None:
     """A truncated file, or an end record counting entries that are not there, refuses the whole file."""
     data = build([entry("a", b"x" * 100), entry("b", b"y")])
     refused(write(tmp_path, data[:-30]), "end record|past the end|damaged")
-    refused(write(tmp_path, build([entry("a", b"x"), entry("b", b"y")], count=3), "c.zip"), "counts 3 members|malformed")
-    refused(write(tmp_path, build([entry("a", b"x"), entry("b", b"y")], count=1), "d.zip"), "beyond its counted")
+    refused(
+        write(tmp_path, build([entry("a", b"x"), entry("b", b"y")], count=3), "c.zip"),
+        "counts 3 members|malformed",
+    )
+    refused(
+        write(tmp_path, build([entry("a", b"x"), entry("b", b"y")], count=1), "d.zip"),
+        "beyond its counted",
+    )
 
 
 def test_two_end_records(tmp_path: Path) -> None:
@@ -251,8 +336,19 @@ def test_zip64_locator_pointing_elsewhere(tmp_path: Path) -> None:
     data = bytearray(build([entry("a", b"x")]))
     eocd = data.rfind(b"PK\x05\x06")
     locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, 0, 1)
-    record = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, 1, 1, eocd - data.find(b"PK\x01\x02"),
-                         data.find(b"PK\x01\x02"))
+    record = struct.pack(
+        "<4sQHHIIQQQQ",
+        b"PK\x06\x06",
+        44,
+        45,
+        45,
+        0,
+        0,
+        1,
+        1,
+        eocd - data.find(b"PK\x01\x02"),
+        data.find(b"PK\x01\x02"),
+    )
     path = write(tmp_path, bytes(data[:eocd] + record + locator + data[eocd:]))
     refused(path, "zip64 locator")
 
@@ -269,13 +365,20 @@ def test_data_descriptor_must_match(tmp_path: Path) -> None:
 def test_methods_and_stored_sizes(tmp_path: Path) -> None:
     """Unlisted compression methods and stored members with two sizes are refused."""
     refused(write(tmp_path, build([entry("a", b"x", method=12)])), "compression method 12")
-    refused(write(tmp_path, build([entry("a", b"xy", usize=3, local_usize=3)]), "b.zip"), "two different sizes")
+    refused(
+        write(tmp_path, build([entry("a", b"xy", usize=3, local_usize=3)]), "b.zip"),
+        "two different sizes",
+    )
 
 
 def test_unexpected_member(tmp_path: Path) -> None:
     """A name the caller's predicate refuses makes the archive refused."""
-    path = write(tmp_path, build([entry("archive/data.pkl", b"x"), entry("archive/evil.pkl", b"y")]))
-    refused(path, "unexpected member 'archive/evil.pkl'", expected=lambda n: n == "archive/data.pkl")
+    path = write(
+        tmp_path, build([entry("archive/data.pkl", b"x"), entry("archive/evil.pkl", b"y")])
+    )
+    refused(
+        path, "unexpected member 'archive/evil.pkl'", expected=lambda n: n == "archive/data.pkl"
+    )
 
 
 # -- torch-style archives ---------------------------------------------------------------------
@@ -307,10 +410,21 @@ def test_torch_save_passes(tmp_path: Path) -> None:
 
 def test_torch_archive_with_unreferenced_pickle(tmp_path: Path) -> None:
     """archive/data.pkl plus an extra archive/evil.pkl: refused by the expected-member predicate."""
-    path = write(tmp_path, build([entry("archive/data.pkl", pickle.dumps({"w": 1}, protocol=2)),
-                                  entry("archive/evil.pkl", pickle.dumps("x", protocol=2))]), "m.pt")
-    refused(path, "unexpected member 'archive/evil.pkl'",
-            expected=lambda n: n in {"archive/data.pkl", "archive/version"})
+    path = write(
+        tmp_path,
+        build(
+            [
+                entry("archive/data.pkl", pickle.dumps({"w": 1}, protocol=2)),
+                entry("archive/evil.pkl", pickle.dumps("x", protocol=2)),
+            ]
+        ),
+        "m.pt",
+    )
+    refused(
+        path,
+        "unexpected member 'archive/evil.pkl'",
+        expected=lambda n: n in {"archive/data.pkl", "archive/version"},
+    )
 
 
 def test_torch_save_with_duplicated_data_pkl(tmp_path: Path) -> None:

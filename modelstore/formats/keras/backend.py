@@ -103,13 +103,17 @@ class KerasBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         import keras
 
-        return {"framework": "keras", "framework_version": keras.__version__,
-                "keras_backend": keras.backend.backend(),
-                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        return {
+            "framework": "keras",
+            "framework_version": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
 
     # -- write ---------------------------------------------------------------------------
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
-              target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         mode = _mode_for(target.name)
         kpath = tmp.with_name(tmp.name + _SUFFIX[mode])  # Keras insists on the suffix
         try:
@@ -126,8 +130,11 @@ class KerasBackend(Backend):
             kpath.unlink(missing_ok=True)
         if mode == "h5" and re.search(r"weights?$", target.stem, re.IGNORECASE):
             base = re.sub(r"[_.-]*weights?$", "", target.stem, flags=re.IGNORECASE) or "model"
-            _warn.warn(f"{target}: a full model (architecture and weights) was written; Keras writes "
-                       f"weights only to names ending in .weights.h5, such as {base}.weights.h5", UserWarning)
+            _warn.warn(
+                f"{target}: a full model (architecture and weights) was written; Keras writes "
+                f"weights only to names ending in .weights.h5, such as {base}.weights.h5",
+                UserWarning,
+            )
         return None
 
     # -- read ----------------------------------------------------------------------------
@@ -157,7 +164,9 @@ class KerasBackend(Backend):
                 return None  # the gate's scan refuses the file with the reason
             raise FormatError(f"{path}: {e}") from None
         except (zipfile.BadZipFile, KeyError, OSError):
-            raise FormatError(f"{path}: modelstore's metadata in the file is not readable") from None
+            raise FormatError(
+                f"{path}: modelstore's metadata in the file is not readable"
+            ) from None
         return meta if isinstance(meta, dict) else None
 
     def verify(self, path: Path, meta: dict[str, Any]) -> None:
@@ -168,7 +177,9 @@ class KerasBackend(Backend):
         if kind == "keras":
             try:
                 with zipfile.ZipFile(path) as zf:
-                    actual = _zip_checksum(path, zf, directory=meta.get("checksum_covers") == _COVERS)
+                    actual = _zip_checksum(
+                        path, zf, directory=meta.get("checksum_covers") == _COVERS
+                    )
             except (zipfile.BadZipFile, KeyError, OSError):
                 raise FormatError(f"{path}: the archive changed while it was read") from None
         else:
@@ -186,14 +197,21 @@ class KerasBackend(Backend):
         except (KerasFileError, FormatError) as e:
             return unreadable(path, self.name, getattr(e, "kind", "format"), str(e))
         findings = found.findings
-        return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings,
-                          [f.subject for f in findings])
+        return ScanReport(
+            str(path),
+            self.name,
+            "unsafe" if findings else "safe",
+            findings,
+            [f.subject for f in findings],
+        )
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         import keras
 
         if request.device not in (None, "cpu"):
-            raise ArgumentError(f"{path}: device={request.device!r}: Keras places models itself; use device=None")
+            raise ArgumentError(
+                f"{path}: device={request.device!r}: Keras places models itself; use device=None"
+            )
         kind = self._kind(path)
         if request.trust is not True:
             _require_keras(path, keras.__version__)
@@ -206,14 +224,24 @@ class KerasBackend(Backend):
         if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
                 return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
-            msg = (f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
-                   f"save_weights wrote them: pass model= a built Keras model to load them into")
+            msg = (
+                f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
+                f"save_weights wrote them: pass model= a built Keras model to load them into"
+            )
             raise ArgumentError(msg)
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for .weights.h5 files; this file holds the whole model")
+            raise ArgumentError(
+                f"{path}: model= is for .weights.h5 files; this file holds the whole model"
+            )
         # trust=True allows anything, Python bytecode included
-        safe = False if request.trust is True else _safe_mode_for(path, audit_configs(configs), request.trust)
-        if request.trust is not True:  # build without allocating: sizes must match the stored weights
+        safe = (
+            False
+            if request.trust is True
+            else _safe_mode_for(path, audit_configs(configs), request.trust)
+        )
+        if (
+            request.trust is not True
+        ):  # build without allocating: sizes must match the stored weights
             from ...security.kerasload import check_load
 
             try:
@@ -227,7 +255,9 @@ class KerasBackend(Backend):
                 return keras.saving.load_model(p, safe_mode=safe)
             except ModelstoreError:
                 raise
-            except Exception as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
+            except (
+                Exception
+            ) as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
                 raise _load_error(path, e) from None
 
     def inspect(self, path: Path) -> Inspection:
@@ -240,26 +270,42 @@ class KerasBackend(Backend):
                 tensors = weights(f, kind)
         except KerasFileError as e:
             raise FormatError(f"{path}: {e}") from None
-        details: dict[str, Any] = {"keras_file": {"keras": ".keras archive", "h5": "legacy HDF5 model",
-                                                  "weights": "weights only"}[kind]}
-        details.update({k: v for k, v in facts.items() if k in ("keras_version", "backend", "date_saved")})
+        details: dict[str, Any] = {
+            "keras_file": {
+                "keras": ".keras archive",
+                "h5": "legacy HDF5 model",
+                "weights": "weights only",
+            }[kind]
+        }
+        details.update(
+            {k: v for k, v in facts.items() if k in ("keras_version", "backend", "date_saved")}
+        )
         if config:
             details["model"] = config.get("class_name")
             details["layers"] = layer_table(config, tensors)
         findings = found.findings
-        return Inspection(framework="keras", tensors=tensors, num_params=sum(t.numel for t in tensors),
-                          meta=self.read_meta(path), extra_metadata=details,
-                          executes_code=bool(findings), globals=[f.subject for f in findings])
+        return Inspection(
+            framework="keras",
+            tensors=tensors,
+            num_params=sum(t.numel for t in tensors),
+            meta=self.read_meta(path),
+            extra_metadata=details,
+            executes_code=bool(findings),
+            globals=[f.subject for f in findings],
+        )
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Any:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Any:
         from ..onnx.export import export_keras
 
         return export_keras(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         if request.device not in (None, "cpu"):
-            raise ArgumentError(f"device={request.device!r}: Keras places models itself; use device=None")
+            raise ArgumentError(
+                f"device={request.device!r}: Keras places models itself; use device=None"
+            )
         x = prepare(model, inputs)
         try:
             out = run_batches(model, x, request.batch_size)
@@ -267,12 +313,21 @@ class KerasBackend(Backend):
             first = first_reason(e)
             names = input_names(model)
             where = f" (the model takes inputs {names}, in this order)" if len(names) > 1 else ""
-            given = [tuple(v.shape) for v in (list(x.values()) if isinstance(x, dict) else x if isinstance(x, list)
-                                              else [x]) if hasattr(v, "shape")]
+            given = [
+                tuple(v.shape)
+                for v in (
+                    list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
+                )
+                if hasattr(v, "shape")
+            ]
             hint = fit_hint(given, expected_shapes(attached(model)) or _input_shapes(model))
-            raise ArgumentError(f"the inputs (shape {', '.join(map(str, given))}) do not fit the "
-                                f"model{where}: {first}{hint}") from None
-        return finish(model, out, request, _last_activation(model) if request.output != "raw" else None)
+            raise ArgumentError(
+                f"the inputs (shape {', '.join(map(str, given))}) do not fit the "
+                f"model{where}: {first}{hint}"
+            ) from None
+        return finish(
+            model, out, request, _last_activation(model) if request.output != "raw" else None
+        )
 
 
 def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
@@ -281,8 +336,10 @@ def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
     trusted = set(trust) if isinstance(trust, list) else set()
     left = [f.subject for f in found.findings if f.subject not in trusted]
     if left:  # the gate refused these already; a second line, not a second policy
-        msg = (f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
-               f"not name; nothing from the file was run")
+        msg = (
+            f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
+            f"not name; nothing from the file was run"
+        )
         raise UnsafeModelError(msg, left)
     return not found.needs_unsafe
 
@@ -291,8 +348,10 @@ def _require_keras(path: Path, version: str) -> None:
     numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
     if tuple(numbers) < MIN_KERAS:
         want = ".".join(map(str, MIN_KERAS))
-        msg = (f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
-               f'run: pip install -U "keras>={want}"')
+        msg = (
+            f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
+            f'run: pip install -U "keras>={want}"'
+        )
         raise MissingDependencyError(msg, name="keras")
 
 
@@ -312,13 +371,19 @@ def _pinned_safe_mode(safe: bool) -> Iterator[None]:
 def _load_error(path: Path, e: Exception) -> ModelstoreError:
     first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
     if "safe_mode" in str(e) or "unsafe" in str(e).lower():
-        return UnsafeModelError(f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
-                                f"from the file was run")
+        return UnsafeModelError(
+            f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
+            f"from the file was run"
+        )
     reason = _keras_reason(e)
-    hint = (" It may come from another Keras (Keras 2 / tf.keras): load it with the Keras that wrote "
-            "it and re-save it as .keras")
-    return FormatError(f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
-                       f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}")
+    hint = (
+        " It may come from another Keras (Keras 2 / tf.keras): load it with the Keras that wrote "
+        "it and re-save it as .keras"
+    )
+    return FormatError(
+        f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
+        f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}"
+    )
 
 
 def _keras_reason(e: Exception) -> str:
@@ -326,7 +391,11 @@ def _keras_reason(e: Exception) -> str:
     "Error when deserializing class X using config={...}. Exception encountered: CAUSE"."""
     text = " ".join(str(e).split())
     cls = text.partition("Error when deserializing class ")[2].partition(" ")[0].strip("'\"")
-    cause = text.rpartition("Exception encountered:")[2].strip() if "Exception encountered:" in text else ""
+    cause = (
+        text.rpartition("Exception encountered:")[2].strip()
+        if "Exception encountered:" in text
+        else ""
+    )
     if cls and cause:
         return f"{type(e).__name__} in layer class {cls}: {cause[:300]}"
     return f"{type(e).__name__}: {(cause or text or type(e).__name__)[:300]}"
@@ -334,18 +403,24 @@ def _keras_reason(e: Exception) -> str:
 
 def _load_weights(path: Path, model: Any) -> Any:
     if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
-        msg = (f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
-               f"(same layers, built with the same input shape)")
+        msg = (
+            f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
+            f"(same layers, built with the same input shape)"
+        )
         raise ArgumentError(msg)
     try:
         model.load_weights(path)
     except ValueError as e:
         detail = " ".join(str(e).split())[:400]
-        msg = (f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
-               f"{detail} Build the model exactly as it was when saved")
+        msg = (
+            f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
+            f"{detail} Build the model exactly as it was when saved"
+        )
         raise ArchitectureMismatchError(msg) from None
     except Exception as e:  # h5py and Keras raise KeyError/OSError/TypeError on odd files
-        raise FormatError(f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]) from None
+        raise FormatError(
+            f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]
+        ) from None
     return model
 
 
@@ -378,12 +453,32 @@ def _zip_checksum(path: Path, zf: zipfile.ZipFile, *, directory: bool) -> str:
     if directory:
         # every field of each member's central-directory record (so every byte of it), and the
         # archive comment: what Keras reads the archive by
-        rows = sorted((i.header_offset, i.filename, i.compress_size, i.file_size, i.CRC, i.compress_type,
-                       list(i.date_time), i.create_system, i.create_version, i.extract_version,
-                       i.flag_bits, i.volume, i.internal_attr, i.external_attr, i.extra.hex(),
-                       i.comment.hex()) for i in infos if i.filename != META_ENTRY)
+        rows = sorted(
+            (
+                i.header_offset,
+                i.filename,
+                i.compress_size,
+                i.file_size,
+                i.CRC,
+                i.compress_type,
+                list(i.date_time),
+                i.create_system,
+                i.create_version,
+                i.extract_version,
+                i.flag_bits,
+                i.volume,
+                i.internal_attr,
+                i.external_attr,
+                i.extra.hex(),
+                i.comment.hex(),
+            )
+            for i in infos
+            if i.filename != META_ENTRY
+        )
         if any(row[0] >= end for row in rows):
-            raise FormatError(f"{path}: an archive member lies after modelstore's metadata entry; the file was altered")
+            raise FormatError(
+                f"{path}: an archive member lies after modelstore's metadata entry; the file was altered"
+            )
         hasher.update(json.dumps([rows, zf.comment.hex()]).encode())
     return format_checksum(hasher)
 

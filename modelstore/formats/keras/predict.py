@@ -24,7 +24,9 @@ def input_names(model: Any) -> list[str]:
         return []
     # Keras keys a dict of inputs by input *layer* name, which differs from the tensor's
     # name when the Input was not named ("input_layer_1" vs "keras_tensor_4")
-    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "InputLayer"]
+    layers = [
+        layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "InputLayer"
+    ]
     names = []
     for t in tensors:
         owner = next((layer for layer in layers if getattr(layer, "output", None) is t), None)
@@ -59,29 +61,43 @@ def _array(value: Any, name: str) -> Any:
 def prepare(model: Any, inputs: Any) -> Any:
     """Inputs as Keras takes them, checked against the model's input names."""
     if inputs is None:
-        raise ArgumentError("predict needs inputs (an array, a dict by input name, or a list), got None")
+        raise ArgumentError(
+            "predict needs inputs (an array, a dict by input name, or a list), got None"
+        )
     names = input_names(model)
     if isinstance(inputs, dict):
         keys = [str(k) for k in inputs]
         if names and sorted(keys) != sorted(names):
             missing = [n for n in names if n not in keys]
             unknown = [k for k in keys if k not in names]
-            detail = "; ".join(p for p in (f"missing {missing}" if missing else "",
-                                           f"unknown {unknown}" if unknown else "") if p)
+            detail = "; ".join(
+                p
+                for p in (
+                    f"missing {missing}" if missing else "",
+                    f"unknown {unknown}" if unknown else "",
+                )
+                if p
+            )
             raise ArgumentError(f"predict inputs by name: {detail}; {_expects(names)}")
         arrays = {str(k): _array(v, str(k)) for k, v in inputs.items()}
         # a model built from a list takes a list: the dict's entries in the model's order
         return arrays if _takes_dict(model) or not names else [arrays[n] for n in names]
     several = len(names) > 1
-    if isinstance(inputs, (tuple, list)) and (several or (inputs and all(hasattr(i, "shape") for i in inputs)
-                                                       and isinstance(inputs, tuple))):
+    if isinstance(inputs, (tuple, list)) and (
+        several
+        or (inputs and all(hasattr(i, "shape") for i in inputs) and isinstance(inputs, tuple))
+    ):
         if names and len(inputs) != len(names):
-            raise ArgumentError(f"predict got {len(inputs)} inputs; {_expects(names)} (or pass a dict by name)")
+            raise ArgumentError(
+                f"predict got {len(inputs)} inputs; {_expects(names)} (or pass a dict by name)"
+            )
         if several and _takes_dict(model):  # a model built from a dict of inputs takes a dict
             return {n: _array(v, n) for n, v in zip(names, inputs)}
         return [_array(v, names[i] if names else f"input_{i}") for i, v in enumerate(inputs)]
     if several:
-        raise ArgumentError(f"predict got one array; {_expects(names)}: pass a dict by name or a list in that order")
+        raise ArgumentError(
+            f"predict got one array; {_expects(names)}: pass a dict by name or a list in that order"
+        )
     return _array(inputs, names[0] if names else "inputs")
 
 
@@ -111,12 +127,16 @@ def finish(model: Any, out: Any, request: PredictRequest, last_activation: str |
         return {k: _convert(np.asarray(out[k]), request, acts.get(k)) for k in keys}
     if isinstance(out, (list, tuple)):
         acts_list = output_activations(model) if request.output != "raw" else []
-        return [_convert(np.asarray(o), request, acts_list[i] if i < len(acts_list) else None)
-                for i, o in enumerate(out)]
+        return [
+            _convert(np.asarray(o), request, acts_list[i] if i < len(acts_list) else None)
+            for i, o in enumerate(out)
+        ]
     return _convert(np.asarray(out), request, last_activation, several=False)
 
 
-def _convert(out: Any, request: PredictRequest, activation: str | None, several: bool = True) -> Any:
+def _convert(
+    out: Any, request: PredictRequest, activation: str | None, several: bool = True
+) -> Any:
     if request.output == "raw":
         return out
     proba = to_probabilities(out, activation)
@@ -154,7 +174,11 @@ def first_reason(e: Exception) -> str:
     """The line of a Keras/TensorFlow error that says what went wrong (Keras puts a generic
     "Exception encountered when calling ..." line first)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Exception encountered", "Arguments received", "•"))]
+    useful = [
+        ln
+        for ln in lines
+        if not ln.startswith(("Exception encountered", "Arguments received", "•"))
+    ]
     return (useful or lines or [type(e).__name__])[0][:500]
 
 
@@ -172,8 +196,11 @@ def _rows(x: Any, start: int, stop: int) -> Any:
 
 
 def _count(x: Any) -> int:
-    first = next(iter(x.values()), None) if isinstance(x, dict) else (
-        x[0] if isinstance(x, (list, tuple)) and x else x)
+    first = (
+        next(iter(x.values()), None)
+        if isinstance(x, dict)
+        else (x[0] if isinstance(x, (list, tuple)) and x else x)
+    )
     shape = getattr(first, "shape", None)
     if shape is not None:
         return int(shape[0]) if len(shape) else 1

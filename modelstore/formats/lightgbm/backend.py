@@ -48,11 +48,22 @@ def _probe(path: Path, text: str) -> None:
     key = hashlib.sha256(data).hexdigest()
     if key not in _PROBED:
         try:
-            proc = subprocess.run([sys.executable, "-I", "-c", _PROBE], input=data, capture_output=True,
-                                  timeout=PROBE_SECONDS)
-            last = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unknown error"])[-1]
-            _PROBED[key] = None if proc.returncode == 0 else (
-                f"LightGBM cannot read the model ({last[:200]}; exit status {proc.returncode})")
+            proc = subprocess.run(
+                [sys.executable, "-I", "-c", _PROBE],
+                input=data,
+                capture_output=True,
+                timeout=PROBE_SECONDS,
+            )
+            last = (
+                proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unknown error"]
+            )[-1]
+            _PROBED[key] = (
+                None
+                if proc.returncode == 0
+                else (
+                    f"LightGBM cannot read the model ({last[:200]}; exit status {proc.returncode})"
+                )
+            )
         except subprocess.TimeoutExpired:
             _PROBED[key] = f"LightGBM did not finish reading the model in {PROBE_SECONDS} s"
     failure = _PROBED[key]
@@ -87,14 +98,19 @@ class LightGBMBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         import lightgbm
 
-        out: dict[str, Any] = {"framework": "lightgbm", "framework_version": lightgbm.__version__,
-                               "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        out: dict[str, Any] = {
+            "framework": "lightgbm",
+            "framework_version": lightgbm.__version__,
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
         classes = getattr(obj, "classes_", None) if _is_wrapper(obj) else None
         if classes is not None:
             out["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
         return out
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         booster = obj.booster_ if _is_wrapper(obj) else obj
         tmp.write_text(booster.model_to_string(), encoding="utf-8")
         return None
@@ -102,10 +118,14 @@ class LightGBMBackend(Backend):
     def _text(self, path: Path) -> str:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise FormatError(f"{path}: a LightGBM model text of {size} bytes is larger than the {MAX_BYTES} accepted")
+            raise FormatError(
+                f"{path}: a LightGBM model text of {size} bytes is larger than the {MAX_BYTES} accepted"
+            )
         data = path.read_bytes()
         if not self.sniff(path, data[:64]):
-            raise FormatError(f"{path}: not a LightGBM model text (it does not start with 'tree' / 'version=')")
+            raise FormatError(
+                f"{path}: not a LightGBM model text (it does not start with 'tree' / 'version=')"
+            )
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -119,21 +139,31 @@ class LightGBMBackend(Backend):
         try:
             return lightgbm.Booster(model_str=text)
         except (lightgbm.basic.LightGBMError, ValueError, TypeError, KeyError, IndexError) as e:
-            raise FormatError(f"{path}: LightGBM cannot read the model ({str(e).splitlines()[0][:200]})") from None
+            raise FormatError(
+                f"{path}: LightGBM cannot read the model ({str(e).splitlines()[0][:200]})"
+            ) from None
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; a LightGBM file holds the whole model")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; a LightGBM file holds the whole model"
+            )
         booster = self._booster(path)
         classes = (request.meta or {}).get("classes")
-        if isinstance(classes, list) and all(isinstance(c, (str, int, float, bool)) for c in classes):
+        if isinstance(classes, list) and all(
+            isinstance(c, (str, int, float, bool)) for c in classes
+        ):
             booster.__dict__["classes_"] = classes  # the class list the wrapper had
         return booster
 
     def inspect(self, path: Path) -> Inspection:
         booster = self._booster(path)
-        details = {"trees": booster.num_trees(), "features": booster.num_feature(),
-                   "objective": booster.params.get("objective"), "feature_names": booster.feature_name()}
+        details = {
+            "trees": booster.num_trees(),
+            "features": booster.num_feature(),
+            "objective": booster.params.get("objective"),
+            "feature_names": booster.feature_name(),
+        }
         return Inspection(framework="lightgbm", extra_metadata=details)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
@@ -158,8 +188,9 @@ class LightGBMBackend(Backend):
             labels = [c.item() if hasattr(c, "item") else c for c in classes]
         return labels_from_scores(proba, labels)
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Exported:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Exported:
         from ..onnx.gbm import export_gbm
 
         return export_gbm("lightgbm", model, path, sample_input, opset, dynamic_batch)
@@ -175,6 +206,8 @@ def _matrix(inputs: Any) -> Any:
     except ValueError as e:
         raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
     if x.ndim != 2 or x.dtype.kind not in "biuf":
-        raise ArgumentError(f"predict inputs must be a 2-D array of numbers (rows x features), got "
-                            f"{x.dtype} with shape {x.shape}")
+        raise ArgumentError(
+            f"predict inputs must be a 2-D array of numbers (rows x features), got "
+            f"{x.dtype} with shape {x.shape}"
+        )
     return x

@@ -72,21 +72,31 @@ def read_header(f: IO[bytes], name: str, size: int) -> ArrayHeader:
         raise
     except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError, RecursionError) as e:
         raise ArrayFileError(f"{name}: not a readable .npy header ({str(e)[:200]})") from None
-    if not isinstance(shape, tuple) or len(shape) > MAX_DIMS or \
-            not all(type(d) is int and 0 <= d for d in shape):
-        raise ArrayFileError(f"{name}: the header declares an invalid shape {str(shape)[:100]}", "suspicious")
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > MAX_DIMS
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise ArrayFileError(
+            f"{name}: the header declares an invalid shape {str(shape)[:100]}", "suspicious"
+        )
     n = 1
     for d in shape:
         n *= d
     if n > MAX_ELEMENTS:
-        raise ArrayFileError(f"{name}: the header declares {n} elements, more than any real array", "suspicious")
+        raise ArrayFileError(
+            f"{name}: the header declares {n} elements, more than any real array", "suspicious"
+        )
     dtype = np.dtype(dtype)
     offset = f.tell()
     header = ArrayHeader(name, shape, dtype, bool(fortran), offset, size - offset)
     if not header.is_object and header.nbytes != header.stored:
         kind = "damaged" if header.nbytes > header.stored else "suspicious"
-        raise ArrayFileError(f"{name}: the header declares {header.nbytes} bytes of data but "
-                             f"{header.stored} are stored", kind)
+        raise ArrayFileError(
+            f"{name}: the header declares {header.nbytes} bytes of data but "
+            f"{header.stored} are stored",
+            kind,
+        )
     return header
 
 
@@ -98,7 +108,9 @@ def npy_header(path: Path) -> ArrayHeader:
 
 
 def _npz_member(name: str) -> bool:
-    return name.endswith(".npy") and "/" not in name and "\\" not in name and not name.startswith(".")
+    return (
+        name.endswith(".npy") and "/" not in name and "\\" not in name and not name.startswith(".")
+    )
 
 
 def npz_headers(path: Path) -> list[ArrayHeader]:

@@ -26,8 +26,10 @@ from .arrays import ArrayFileError, ArrayHeader, headers, pickle_bytes
 
 #: The trust word that lets object arrays be unpickled (through the allow-list).
 OBJECT_ARRAYS = "numpy:object-arrays"
-OBJECT_REASON = ("an object array: numpy stores it as a pickle, and loading it unpickles; pass "
-                 f"trust=[{OBJECT_ARRAYS!r}] to unpickle it through modelstore's allow-list")
+OBJECT_REASON = (
+    "an object array: numpy stores it as a pickle, and loading it unpickles; pass "
+    f"trust=[{OBJECT_ARRAYS!r}] to unpickle it through modelstore's allow-list"
+)
 
 
 class NumpyBackend(Backend):
@@ -46,7 +48,7 @@ class NumpyBackend(Backend):
         # a zip whose first member is an .npy (np.savez writes "NAME.npy" first)
         if head.startswith(b"PK\x03\x04") and len(head) >= 30:
             n = int.from_bytes(head[26:28], "little")
-            return head[30:30 + n].endswith(b".npy") if 30 + n <= len(head) else False
+            return head[30 : 30 + n].endswith(b".npy") if 30 + n <= len(head) else False
         return False
 
     def accepts(self, path: Path, head: bytes) -> bool:
@@ -57,20 +59,31 @@ class NumpyBackend(Backend):
     def can_save(self, obj: Any) -> bool:
         if is_instance_of(obj, "numpy", "ndarray"):
             return not obj.dtype.hasobject
-        return isinstance(obj, dict) and bool(obj) and all(
-            isinstance(k, str) and is_instance_of(v, "numpy", "ndarray") and not v.dtype.hasobject
-            for k, v in obj.items())
+        return (
+            isinstance(obj, dict)
+            and bool(obj)
+            and all(
+                isinstance(k, str)
+                and is_instance_of(v, "numpy", "ndarray")
+                and not v.dtype.hasobject
+                for k, v in obj.items()
+            )
+        )
 
     def save_hint(self, obj: Any) -> str:
-        return ("a .npy holds one numeric numpy array and a .npz a dict of them (names -> arrays); "
-                "object arrays are not written (they would need pickle)")
+        return (
+            "a .npy holds one numeric numpy array and a .npz a dict of them (names -> arrays); "
+            "object arrays are not written (they would need pickle)"
+        )
 
     def describe(self, obj: Any) -> dict[str, Any]:
         import numpy as np
 
         return {"framework": "numpy", "framework_version": np.__version__}
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         import numpy as np
 
         npz = target.name.lower().endswith(".npz")
@@ -97,7 +110,9 @@ class NumpyBackend(Backend):
             found = headers(path)
         except ArrayFileError as e:
             if e.kind == "suspicious":
-                return ScanReport(str(path), self.name, "unsafe", [Finding(STRUCTURE, "critical", str(e))])
+                return ScanReport(
+                    str(path), self.name, "unsafe", [Finding(STRUCTURE, "critical", str(e))]
+                )
             return unreadable(path, self.name, e.kind, str(e), subject="archive")
         objects = [h for h in found if h.is_object]
         if not objects:
@@ -105,8 +120,10 @@ class NumpyBackend(Backend):
         from ...security.pickle_scan import analyse
         from ...security.policy import GENERAL
 
-        streams = [(h.name, analyse(pickle_bytes(path, h), lookup=GENERAL.entry, where=f"{path}:{h.name}"))
-                   for h in objects]
+        streams = [
+            (h.name, analyse(pickle_bytes(path, h), lookup=GENERAL.entry, where=f"{path}:{h.name}"))
+            for h in objects
+        ]
         report = classify(path, self.name, streams, GENERAL.entry)
         findings = [Finding(OBJECT_ARRAYS, "critical", OBJECT_REASON)] + list(report.findings)
         return ScanReport(str(path), self.name, "unsafe", findings, report.globals)
@@ -132,19 +149,30 @@ class NumpyBackend(Backend):
             with zipfile.ZipFile(path) as zf, zf.open(header.name) as f:
                 return np.lib.format.read_array(f, allow_pickle=trust is True)
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
-            raise IntegrityError(f"{path}: numpy could not read {header.name} ({str(e)[:200]})") from None
+            raise IntegrityError(
+                f"{path}: numpy could not read {header.name} ({str(e)[:200]})"
+            ) from None
 
     def inspect(self, path: Path) -> Inspection:
         found = self._headers(path)
-        tensors = [TensorInfo(_key(h.name), h.shape, str(h.dtype), h.nbytes if not h.is_object else h.stored)
-                   for h in found]
+        tensors = [
+            TensorInfo(
+                _key(h.name), h.shape, str(h.dtype), h.nbytes if not h.is_object else h.stored
+            )
+            for h in found
+        ]
         objects = [t.name for t, h in zip(tensors, found) if h.is_object]
         extra: dict[str, Any] = {"arrays": len(found)}
         if objects:
             extra["object_arrays"] = objects
-        return Inspection(framework="numpy", tensors=tensors, num_params=sum(t.numel for t in tensors),
-                          extra_metadata=extra, executes_code=bool(objects),
-                          globals=[OBJECT_ARRAYS] if objects else [])
+        return Inspection(
+            framework="numpy",
+            tensors=tensors,
+            num_params=sum(t.numel for t in tensors),
+            extra_metadata=extra,
+            executes_code=bool(objects),
+            globals=[OBJECT_ARRAYS] if objects else [],
+        )
 
 
 def _key(member: str) -> str:
@@ -162,11 +190,17 @@ def _restricted(path: Path, header: ArrayHeader, trust: Any) -> Any:
     data = pickle_bytes(path, header)
     trusted = [t for t in (trust or []) if t != OBJECT_ARRAYS]
     try:
-        value = restricted_load(Source(io.BytesIO(data), len(data)), f"{path}:{header.name}", trusted=trusted)
+        value = restricted_load(
+            Source(io.BytesIO(data), len(data)), f"{path}:{header.name}", trusted=trusted
+        )
     except PickleStreamError as e:
-        raise IntegrityError(f"{path}: the object array {header.name} cannot be read ({e})") from None
+        raise IntegrityError(
+            f"{path}: the object array {header.name} cannot be read ({e})"
+        ) from None
     if not isinstance(value, np.ndarray) or value.shape != header.shape:
-        raise FormatError(f"{path}: {header.name} does not hold the {header.shape} array its header declares")
+        raise FormatError(
+            f"{path}: {header.name} does not hold the {header.shape} array its header declares"
+        )
     return value
 
 

@@ -52,9 +52,17 @@ from .files import (
 from .graphinfo import tensor_info as _tensor_info
 from .graphinfo import value_info as _value_info
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
-              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(string)": "str"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(string)": "str",
+}
 
 
 class OnnxModel:
@@ -63,8 +71,13 @@ class OnnxModel:
     Call it like a function (``model(x)``) or use ``ms.predict(model, x)``.
     """
 
-    def __init__(self, path: Path, session: Any, meta: dict[str, Any] | None,
-                 classes: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        session: Any,
+        meta: dict[str, Any] | None,
+        classes: list[Any] | None = None,
+    ) -> None:
         self.path = path
         #: a classifier's classes in column order, as the graph records them (skl2onnx)
         self.classes = classes
@@ -83,7 +96,11 @@ class OnnxModel:
         single = self.inputs[0] if len(self.inputs) == 1 else None
         want = _ORT_TYPES.get(single.type) if single is not None else None
         # (input name, the numpy dtype it takes) for the one-array fast path
-        self._single = (single.name, np.dtype(want)) if single is not None and want not in (None, "str") else None
+        self._single = (
+            (single.name, np.dtype(want))
+            if single is not None and want not in (None, "str")
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"<OnnxModel {self.path.name} inputs={self.input_names} outputs={self.output_names} {self.providers}>"
@@ -96,19 +113,25 @@ class OnnxModel:
             items = dict(inputs)
             missing = [n for n in self.input_names if n not in items]
             if missing:
-                raise ArgumentError(f"{self.path}: inputs lack {missing}; the model takes {self.input_names}")
+                raise ArgumentError(
+                    f"{self.path}: inputs lack {missing}; the model takes {self.input_names}"
+                )
         elif isinstance(inputs, tuple) and len(self.input_names) > 1:
             items = dict(zip(self.input_names, inputs))
         elif len(self.input_names) == 1:
             items = {self.input_names[0]: inputs}
         else:
-            raise ArgumentError(f"{self.path}: the model takes several inputs {self.input_names}: pass a dict")
+            raise ArgumentError(
+                f"{self.path}: the model takes several inputs {self.input_names}: pass a dict"
+            )
         feed = {}
         for name, value in items.items():
             try:
                 arr = value if type(value) is np.ndarray else np.asarray(value)
             except ValueError as e:
-                raise ArgumentError(f"{self.path}: input {name!r} is not rectangular: {e}") from None
+                raise ArgumentError(
+                    f"{self.path}: input {name!r} is not rectangular: {e}"
+                ) from None
             want = self._float_inputs.get(name)
             if arr.ndim == 0 or (want not in (None, "str") and arr.dtype.kind not in "biuf"):
                 msg = f"{self.path}: input {name!r} must be an array of numbers, got {arr.dtype} with shape {arr.shape}"
@@ -172,7 +195,12 @@ class OnnxBackend(Backend):
 
     def sniff(self, path: Path, head: bytes) -> bool:
         # a ModelProto starts with field 1 (ir_version, a small varint)
-        return len(head) > 4 and head[0] == 0x08 and 3 <= head[1] <= 15 and head[2] in (0x12, 0x1A, 0x22, 0x3A)
+        return (
+            len(head) > 4
+            and head[0] == 0x08
+            and 3 <= head[1] <= 15
+            and head[2] in (0x12, 0x1A, 0x22, 0x3A)
+        )
 
     def can_predict(self, obj: Any) -> bool:
         return isinstance(obj, OnnxModel)
@@ -189,7 +217,9 @@ class OnnxBackend(Backend):
                 return onnx.load_model_from_string(data)
             return onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf's DecodeError and friends
-            raise FormatError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+            raise FormatError(
+                f"{path}: not a readable ONNX model ({type(e).__name__}: {e})"
+            ) from None
 
     def read_meta(self, path: Path) -> dict[str, Any] | None:
         props = {p.key: p.value for p in self._proto(path).metadata_props}
@@ -205,14 +235,19 @@ class OnnxBackend(Backend):
     def verify(self, path: Path, meta: dict[str, Any]) -> None:
         expected = meta.get("checksum")
         if isinstance(expected, str):
-            check_checksum(path, expected, proto_checksum(self._proto(path), path.parent), "its metadata_props")
+            check_checksum(
+                path, expected, proto_checksum(self._proto(path), path.parent), "its metadata_props"
+            )
 
     def scan(self, path: Path) -> ScanReport:
         try:
             proto = self._proto(path)
         except FormatError as e:
             return unreadable(path, self.name, "format", str(e), subject="model")
-        findings = [Finding(subject, "critical", reason) for subject, reason in external_data_problems(proto, path)]
+        findings = [
+            Finding(subject, "critical", reason)
+            for subject, reason in external_data_problems(proto, path)
+        ]
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
@@ -220,7 +255,9 @@ class OnnxBackend(Backend):
         import onnxruntime as ort
 
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; an ONNX file holds the whole graph")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; an ONNX file holds the whole graph"
+            )
         providers = request.options.providers or _providers_for(request.device, ort, path)
         try:
             data = path.read_bytes()
@@ -233,8 +270,11 @@ class OnnxBackend(Backend):
         if problems:
             subjects = [subject for subject, _ in problems]
             reasons = "; ".join(reason for _, reason in problems[:5])
-            raise UnsafeModelError(f"{path}: refusing to load: {reasons}. Keep external data as regular "
-                                   f"files beside the model", subjects)
+            raise UnsafeModelError(
+                f"{path}: refusing to load: {reasons}. Keep external data as regular "
+                f"files beside the model",
+                subjects,
+            )
         external = bool(external_refs(proto))
         domains = custom_domains(proto)
         classes = class_list(proto)
@@ -242,18 +282,27 @@ class OnnxBackend(Backend):
         try:
             onnx.checker.check_model(str(path) if external else data)
         except Exception as e:  # ValidationError, and C++ errors surfaced as others
-            raise FormatError(f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}") from None
+            raise FormatError(
+                f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}"
+            ) from None
         options = ort.SessionOptions()
         if external:
-            options.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                             str(path.parent))
+            options.add_session_config_entry(
+                "session.model_external_initializers_file_folder_path", str(path.parent)
+            )
         try:
             session = ort.InferenceSession(data, options, providers=providers)
         except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented
             first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-            hint = (f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
-                    f"never loads" if domains else "")
-            raise FormatError(f"{path}: onnxruntime cannot load the model ({first}){hint}") from None
+            hint = (
+                f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
+                f"never loads"
+                if domains
+                else ""
+            )
+            raise FormatError(
+                f"{path}: onnxruntime cannot load the model ({first}){hint}"
+            ) from None
         return OnnxModel(path, session, request.meta, classes)
 
     def inspect(self, path: Path) -> Inspection:
@@ -269,7 +318,9 @@ class OnnxBackend(Backend):
             "initializers": len(g.initializer),
             "nodes": len(g.node),
         }
-        props = {p.key: p.value for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)}
+        props = {
+            p.key: p.value for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)
+        }
         if props:
             details["metadata_props"] = props
         domains = custom_domains(proto)
@@ -277,13 +328,27 @@ class OnnxBackend(Backend):
             details["custom_domains"] = domains
         tensors = [_tensor_info(t) for t in g.initializer]
         problems = external_data_problems(proto, path)
-        return Inspection(framework="onnx", tensors=tensors, num_params=sum(t.numel for t in tensors),
-                          meta=self.read_meta(path), extra_metadata=details, executes_code=False,
-                          globals=[s for s, _ in problems], labels=class_list(proto))
+        return Inspection(
+            framework="onnx",
+            tensors=tensors,
+            num_params=sum(t.numel for t in tensors),
+            meta=self.read_meta(path),
+            extra_metadata=details,
+            executes_code=False,
+            globals=[s for s, _ in problems],
+            labels=class_list(proto),
+        )
 
     # -- as an export target ------------------------------------------------------------
-    def finish_export(self, tmp: Path, target: Path, exported: Exported, sample: Any,
-                      meta: dict[str, Any], check: dict[str, Any] | None) -> list[Path]:
+    def finish_export(
+        self,
+        tmp: Path,
+        target: Path,
+        exported: Exported,
+        sample: Any,
+        meta: dict[str, Any],
+        check: dict[str, Any] | None,
+    ) -> list[Path]:
         """Check parity with onnxruntime (``check``: dynamic_batch, rtol, atol), give the
         external data names of their own beside ``target`` and embed the metadata."""
         import onnx
@@ -291,15 +356,24 @@ class OnnxBackend(Backend):
 
         from .export import check_parity
 
-        parity = (check_parity(tmp, exported, sample, check["dynamic_batch"], check["rtol"], check["atol"])
-                  if check is not None else None)
+        parity = (
+            check_parity(
+                tmp, exported, sample, check["dynamic_batch"], check["rtol"], check["atol"]
+            )
+            if check is not None
+            else None
+        )
         moved = rename_external_data(tmp, target)  # unique names: the old pair stays whole
         meta["format"] = self.name
         meta["onnx"] = {
-            "exporter": exported.exporter, "exporter_version": exported.exporter_version,
-            "opset": exported.opset, "onnx_version": onnx.__version__,
-            "onnxruntime_version": onnxruntime.__version__, "parity": parity,
-            **meta.pop("onnx_source", {}), **exported.extra,
+            "exporter": exported.exporter,
+            "exporter_version": exported.exporter_version,
+            "opset": exported.opset,
+            "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__,
+            "parity": parity,
+            **meta.pop("onnx_source", {}),
+            **exported.extra,
         }
         embed_metadata(tmp, meta)
         return moved
@@ -310,7 +384,9 @@ class OnnxBackend(Backend):
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
 
         if request.device not in (None, "cpu") and request.device.split(":")[0] != "cuda":
-            raise ArgumentError(f"device={request.device!r}: load the model with that device instead")
+            raise ArgumentError(
+                f"device={request.device!r}: load the model with that device instead"
+            )
         if inputs is None:
             raise ArgumentError("predict needs inputs, got None")
         feed = model.feed(inputs)
@@ -320,8 +396,10 @@ class OnnxBackend(Backend):
             if step >= n:
                 outs = model.session.run(None, feed)
             else:
-                parts = [model.session.run(None, {k: v[s : s + step] for k, v in feed.items()})
-                         for s in range(0, n, step)]
+                parts = [
+                    model.session.run(None, {k: v[s : s + step] for k, v in feed.items()})
+                    for s in range(0, n, step)
+                ]
                 outs = [_join([p[i] for p in parts]) for i in range(len(parts[0]))]
         except Exception as e:  # onnxruntime's InvalidArgument / Fail for wrong shapes or types
             given = [tuple(v.shape) for v in feed.values()]
@@ -337,7 +415,9 @@ class OnnxBackend(Backend):
             return proba
         labels = request.labels or model.labels
         first = outs[0]
-        if len(outs) > 1 and getattr(first, "ndim", 0) == 1:  # classifier exports give labels directly
+        if (
+            len(outs) > 1 and getattr(first, "ndim", 0) == 1
+        ):  # classifier exports give labels directly
             return map_labels(first, classes, labels)
         return labels_from_scores(proba, labels)
 
@@ -370,14 +450,16 @@ def _providers_for(device: str | None, ort: Any, path: Path) -> list[str]:
         return ["CPUExecutionProvider"]
     if device.split(":")[0] == "cuda":
         if "CUDAExecutionProvider" not in available:
-            msg = (f"{path}: device={device!r} needs onnxruntime's CUDAExecutionProvider, which this "
-                   f"onnxruntime lacks (it has {available}); install onnxruntime-gpu or use device='cpu'")
+            msg = (
+                f"{path}: device={device!r} needs onnxruntime's CUDAExecutionProvider, which this "
+                f"onnxruntime lacks (it has {available}); install onnxruntime-gpu or use device='cpu'"
+            )
             raise ArgumentError(msg)
         index = device.split(":")[1] if ":" in device else "0"
         return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]  # type: ignore[list-item]
-    raise ArgumentError(f"{path}: device={device!r} is not supported for ONNX (use 'cpu' or 'cuda')")
+    raise ArgumentError(
+        f"{path}: device={device!r} is not supported for ONNX (use 'cpu' or 'cuda')"
+    )
 
 
 # -- external data ------------------------------------------------------------------------
-
-

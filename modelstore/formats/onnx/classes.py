@@ -24,7 +24,9 @@ def class_list(proto: Any) -> list[Any] | None:
     """The classes in column order: from the ZipMap node if there is one, else from the
     ``ai.onnx.ml`` classifier node; None for graphs that record none (or several differing)."""
     zipmaps = [n for n in proto.graph.node if n.op_type == "ZipMap" and n.domain == _ML]
-    nodes = zipmaps or [n for n in proto.graph.node if n.op_type in _CLASSIFIERS and n.domain == _ML]
+    nodes = zipmaps or [
+        n for n in proto.graph.node if n.op_type in _CLASSIFIERS and n.domain == _ML
+    ]
     found: list[list[Any]] = []
     for node in nodes:
         labels = _labels_of(node)
@@ -48,18 +50,26 @@ def is_zipmap(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
-def zipmap_to_array(value: list[dict[Any, float]], classes: list[Any] | None, path: Path | str) -> Any:
+def zipmap_to_array(
+    value: list[dict[Any, float]], classes: list[Any] | None, path: Path | str
+) -> Any:
     """The probabilities of a ZipMap output as a float32 array, one column per class, in
     the recorded class order (else in the order of the first row's keys)."""
     import numpy as np
 
     keys = list(value[0])
-    order = classes if classes is not None and len(classes) == len(keys) and set(classes) == set(keys) else keys
+    order = (
+        classes
+        if classes is not None and len(classes) == len(keys) and set(classes) == set(keys)
+        else keys
+    )
     try:
         return np.array([[row[k] for k in order] for row in value], dtype=np.float32)
     except (KeyError, TypeError, ValueError):
-        msg = (f"{path}: the model's probability output (a ZipMap) does not give every row the same "
-               f"classes ({order[:10]}); read its raw outputs with model.run(x)")
+        msg = (
+            f"{path}: the model's probability output (a ZipMap) does not give every row the same "
+            f"classes ({order[:10]}); read its raw outputs with model.run(x)"
+        )
         raise FormatError(msg) from None
 
 

@@ -25,20 +25,26 @@ def _needs(module: str, extra: str = "export") -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f'ONNX export needs {module}; run: pip install "modelstore-safe[{extra}]"', name=module)
+        raise MissingDependencyError(
+            f'ONNX export needs {module}; run: pip install "modelstore-safe[{extra}]"', name=module
+        )
 
 
 # -- PyTorch ------------------------------------------------------------------------------
 
 
-def export_torch(module: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool) -> Exported:
+def export_torch(
+    module: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool
+) -> Exported:
     import numpy as np
     import torch
 
     _needs("onnxscript")
     if not isinstance(module, torch.nn.Module):
-        msg = (f"ONNX export needs a torch.nn.Module, not a {type(module).__name__}; for a weights file "
-               f"pass model=YourClass so it is loaded into the module first")
+        msg = (
+            f"ONNX export needs a torch.nn.Module, not a {type(module).__name__}; for a weights file "
+            f"pass model=YourClass so it is loaded into the module first"
+        )
         raise UnsupportedModelError(msg)
     x = torch.as_tensor(np.asarray(sample)) if not isinstance(sample, torch.Tensor) else sample
     first = next(iter(module.parameters()), None)
@@ -47,8 +53,13 @@ def export_torch(module: Any, path: Path, sample: Any, opset: int | None, dynami
     was_training = module.training
     module.eval()
     nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    kwargs: dict[str, Any] = {"dynamo": True, "verbose": False, "input_names": ["input"],
-                              "output_names": ["output"], "external_data": nbytes >= EXTERNAL_DATA_BYTES}
+    kwargs: dict[str, Any] = {
+        "dynamo": True,
+        "verbose": False,
+        "input_names": ["input"],
+        "output_names": ["output"],
+        "external_data": nbytes >= EXTERNAL_DATA_BYTES,
+    }
     if opset is not None:
         kwargs["opset_version"] = opset
     if dynamic_batch and x.dim() > 0:
@@ -66,16 +77,25 @@ def export_torch(module: Any, path: Path, sample: Any, opset: int | None, dynami
                 t = t.to(first.dtype)
             out = module.eval()(t)
         module.train(was_training)
-        return [out.detach().float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy()]
+        return [
+            out.detach().float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy()
+        ]
 
-    return Exported("torch.onnx.export(dynamo=True)", torch.__version__.split("+")[0], opset, reference,
-                    {"external_data": kwargs["external_data"]})
+    return Exported(
+        "torch.onnx.export(dynamo=True)",
+        torch.__version__.split("+")[0],
+        opset,
+        reference,
+        {"external_data": kwargs["external_data"]},
+    )
 
 
 # -- scikit-learn -------------------------------------------------------------------------
 
 
-def export_sklearn(model: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool) -> Exported:
+def export_sklearn(
+    model: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool
+) -> Exported:
     import numpy as np
 
     _needs("skl2onnx")
@@ -84,7 +104,9 @@ def export_sklearn(model: Any, path: Path, sample: Any, opset: int | None, dynam
 
     x = np.asarray(sample)
     if x.ndim != 2:
-        raise ArgumentError(f"sample_input for a scikit-learn model must be 2-D (rows x features), got {x.shape}")
+        raise ArgumentError(
+            f"sample_input for a scikit-learn model must be 2-D (rows x features), got {x.shape}"
+        )
     x = x.astype(np.float32)
     classifier = hasattr(model, "predict_proba") and hasattr(model, "classes_")
     options: dict[Any, Any] = {}
@@ -98,10 +120,16 @@ def export_sklearn(model: Any, path: Path, sample: Any, opset: int | None, dynam
     from skl2onnx.common.data_types import FloatTensorType
 
     try:
-        onx = to_onnx(model, initial_types=[("input", FloatTensorType([batch, x.shape[1]]))],
-                      options=options, **kwargs)
+        onx = to_onnx(
+            model,
+            initial_types=[("input", FloatTensorType([batch, x.shape[1]]))],
+            options=options,
+            **kwargs,
+        )
     except (RuntimeError, NameError, ValueError, TypeError) as e:
-        raise UnsupportedModelError(f"skl2onnx cannot convert {type(model).__qualname__}: {e}") from None
+        raise UnsupportedModelError(
+            f"skl2onnx cannot convert {type(model).__qualname__}: {e}"
+        ) from None
     path.write_bytes(onx.SerializeToString())
 
     def reference(batch_x: Any) -> list[Any]:
@@ -117,7 +145,9 @@ def export_sklearn(model: Any, path: Path, sample: Any, opset: int | None, dynam
 # -- Keras -------------------------------------------------------------------------------
 
 
-def export_keras(model: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool) -> Exported:
+def export_keras(
+    model: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool
+) -> Exported:
     import keras
     import numpy as np
 
@@ -172,40 +202,63 @@ def batches(sample: Any, dynamic: bool, seed: int = 0) -> list[Any]:
     return out
 
 
-def check_parity(path: Path, exported: Exported, sample: Any, dynamic: bool, rtol: float,
-                 atol: float) -> dict[str, Any]:
+def check_parity(
+    path: Path, exported: Exported, sample: Any, dynamic: bool, rtol: float, atol: float
+) -> dict[str, Any]:
     """Run onnxruntime and the original on each batch; raise ExportMismatchError beyond tolerance."""
     import numpy as np
     import onnxruntime as ort
 
     if exported.reference is None:
-        raise ExportMismatchError(f"{path}: the exporter gave no reference outputs to check parity against; pass check=False")
+        raise ExportMismatchError(
+            f"{path}: the exporter gave no reference outputs to check parity against; pass check=False"
+        )
     reference = exported.reference
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     want_float = "float" in inp.type
     worst_abs, worst_rel, checked = 0.0, 0.0, []
     for x in batches(sample, dynamic):
-        feed = x.astype(np.float32) if want_float and x.dtype != np.float32 and x.dtype.kind in "biuf" else x
+        feed = (
+            x.astype(np.float32)
+            if want_float and x.dtype != np.float32 and x.dtype.kind in "biuf"
+            else x
+        )
         got = session.run(None, {inp.name: feed})
         ref = reference(x)
         for i, (g, r) in enumerate(zip(got, ref)):
             g, r = np.asarray(g), np.asarray(r)
             if g.size != r.size:
-                raise ExportMismatchError(f"{path}: ONNX output {i} has shape {g.shape}, the original {r.shape}")
+                raise ExportMismatchError(
+                    f"{path}: ONNX output {i} has shape {g.shape}, the original {r.shape}"
+                )
             g, r = g.reshape(r.shape), r
             tol = tolerances(r.dtype, rtol, atol)
             if tol is None:
                 if not np.array_equal(g.astype(r.dtype) if r.dtype.kind not in "OSU" else g, r):
-                    raise ExportMismatchError(f"{path}: ONNX output {i} differs from the original on a batch of {len(x)}")
+                    raise ExportMismatchError(
+                        f"{path}: ONNX output {i} differs from the original on a batch of {len(x)}"
+                    )
                 continue
             diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
             a = float(diff.max()) if diff.size else 0.0
-            rel = float((diff / np.maximum(np.abs(r.astype(np.float64)), 1e-12)).max()) if diff.size else 0.0
+            rel = (
+                float((diff / np.maximum(np.abs(r.astype(np.float64)), 1e-12)).max())
+                if diff.size
+                else 0.0
+            )
             worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, rel)
             if not np.allclose(g, r, rtol=tol[0], atol=tol[1]):
-                msg = (f"{path}: ONNX output {i} differs from the original beyond rtol={tol[0]}, atol={tol[1]} "
-                       f"on a batch of {len(x)}: max abs diff {a:.3g}, max rel diff {rel:.3g}")
+                msg = (
+                    f"{path}: ONNX output {i} differs from the original beyond rtol={tol[0]}, atol={tol[1]} "
+                    f"on a batch of {len(x)}: max abs diff {a:.3g}, max rel diff {rel:.3g}"
+                )
                 raise ExportMismatchError(msg)
         checked.append(len(x))
-    return {"batches": checked, "max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "rtol": rtol, "atol": atol}
+    return {
+        "batches": checked,
+        "max_abs_diff": worst_abs,
+        "max_rel_diff": worst_rel,
+        "rtol": rtol,
+        "atol": atol,
+    }

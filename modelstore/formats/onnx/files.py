@@ -68,11 +68,13 @@ def embed_metadata(path: Path, meta: dict[str, Any]) -> None:
     keep = [p for p in proto.metadata_props if p.key not in (META_KEY, CHECKSUM_KEY)]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
-    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in keep},
-                                           META_KEY: json.dumps(meta, sort_keys=True)})
+    onnx.helper.set_metadata_props(
+        proto, {**{p.key: p.value for p in keep}, META_KEY: json.dumps(meta, sort_keys=True)}
+    )
     checksum = proto_checksum(proto, path.parent)
-    onnx.helper.set_metadata_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                           CHECKSUM_KEY: checksum})
+    onnx.helper.set_metadata_props(
+        proto, {**{p.key: p.value for p in proto.metadata_props}, CHECKSUM_KEY: checksum}
+    )
     with open(path, "wb") as f:
         f.write(proto.SerializeToString())
 
@@ -89,10 +91,12 @@ def rename_external_data(tmp: Path, target: Path) -> list[Path]:
     for _, t in tensors(proto):
         for entry in t.external_data:
             if entry.key == "location" and entry.value.startswith(tmp.name):
-                new = f"{target.name}.{token}{entry.value[len(tmp.name):]}"
+                new = f"{target.name}.{token}{entry.value[len(tmp.name) :]}"
                 if any(_plain_name(n) is None for n in (entry.value, new)):
-                    raise FormatError(f"{target}: the exporter named external data {entry.value!r}, which is "
-                                      f"not a plain file name beside the model; refusing to move it")
+                    raise FormatError(
+                        f"{target}: the exporter named external data {entry.value!r}, which is "
+                        f"not a plain file name beside the model; refusing to move it"
+                    )
                 moved[entry.value] = new
                 entry.value = new
     for old, new in moved.items():
@@ -112,7 +116,10 @@ def remove_stale_external_data(target: Path) -> None:
     """Delete data files an earlier export of ``target`` left, now that nothing reads them."""
     import onnx
 
-    used = {ref.get("location") for ref in external_refs(onnx.load(str(target), load_external_data=False))}
+    used = {
+        ref.get("location")
+        for ref in external_refs(onnx.load(str(target), load_external_data=False))
+    }
     for f in target.parent.glob(f"{target.name}.*.data"):
         if f.name not in used and f.is_file() and not f.is_symlink():
             f.unlink(missing_ok=True)
@@ -120,5 +127,11 @@ def remove_stale_external_data(target: Path) -> None:
 
 def _plain_name(name: str) -> str | None:
     """``name`` if it is one file name (no folder, no link out of the folder), else None."""
-    ok = name and name not in (".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
+    ok = (
+        name
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+    )
     return name if ok else None

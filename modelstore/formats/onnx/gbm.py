@@ -16,8 +16,9 @@ from ...errors import ArgumentError, MissingDependencyError, UnsupportedModelErr
 from ..base import Exported
 
 
-def export_gbm(family: str, model: Any, path: Path, sample: Any, opset: int | None,
-               dynamic_batch: bool) -> Exported:
+def export_gbm(
+    family: str, model: Any, path: Path, sample: Any, opset: int | None, dynamic_batch: bool
+) -> Exported:
     """Write ``model`` (an XGBoost or LightGBM model) as ONNX to ``path``."""
     import importlib.util
 
@@ -31,7 +32,9 @@ def export_gbm(family: str, model: Any, path: Path, sample: Any, opset: int | No
 
     x = np.asarray(sample, dtype=np.float32)
     if x.ndim != 2:
-        raise ArgumentError(f"sample_input for a {family} model must be 2-D (rows x features), got {x.shape}")
+        raise ArgumentError(
+            f"sample_input for a {family} model must be 2-D (rows x features), got {x.shape}"
+        )
     convert = onnxmltools.convert_xgboost if family == "xgboost" else onnxmltools.convert_lightgbm
     proba = _proba_fn(family, model)
     classifier = proba is not None
@@ -41,8 +44,17 @@ def export_gbm(family: str, model: Any, path: Path, sample: Any, opset: int | No
     batch = None if dynamic_batch else x.shape[0]
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # onnxmltools prints progress
-            onx = convert(model, initial_types=[("input", FloatTensorType([batch, x.shape[1]]))], **kwargs)
-    except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError, KeyError) as e:
+            onx = convert(
+                model, initial_types=[("input", FloatTensorType([batch, x.shape[1]]))], **kwargs
+            )
+    except (
+        RuntimeError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        AttributeError,
+        KeyError,
+    ) as e:
         msg = f"onnxmltools cannot convert this {type(model).__qualname__}: {str(e).splitlines()[0][:300]}"
         raise UnsupportedModelError(msg) from None
     if family == "xgboost" and classifier:
@@ -54,12 +66,18 @@ def export_gbm(family: str, model: Any, path: Path, sample: Any, opset: int | No
         b = np.asarray(batch_x, dtype=np.float32)
         if proba is not None:
             p = np.asarray(proba(b))
-            labels = np.asarray(model.predict(b)) if hasattr(model, "predict_proba") else p.argmax(axis=1)
+            labels = (
+                np.asarray(model.predict(b))
+                if hasattr(model, "predict_proba")
+                else p.argmax(axis=1)
+            )
             return [labels, p]
         return [np.asarray(_raw_predict(family, model, b))]
 
     used = max((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    return Exported("onnxmltools", onnxmltools.__version__, used, reference, {"classifier": classifier})
+    return Exported(
+        "onnxmltools", onnxmltools.__version__, used, reference, {"classifier": classifier}
+    )
 
 
 def _drop_zipmap(onx: Any) -> None:
@@ -84,7 +102,9 @@ _CLASSIFYING = ("binary", "multiclass", "multiclassova", "binary:logistic", "mul
 
 
 def _objective(family: str, model: Any) -> str:
-    model = getattr(model, "booster_", None) or (model.get_booster() if hasattr(model, "get_booster") else model)
+    model = getattr(model, "booster_", None) or (
+        model.get_booster() if hasattr(model, "get_booster") else model
+    )
     if family == "lightgbm":
         return str(model.params.get("objective", ""))
     import json
@@ -101,7 +121,10 @@ def _proba_fn(family: str, model: Any) -> Any:
 
     if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
         return model.predict_proba
-    if hasattr(model, "predict_proba") or _objective(family, model).split(" ")[0] not in _CLASSIFYING:
+    if (
+        hasattr(model, "predict_proba")
+        or _objective(family, model).split(" ")[0] not in _CLASSIFYING
+    ):
         return None
 
     def proba(x: Any) -> Any:
@@ -112,7 +135,11 @@ def _proba_fn(family: str, model: Any) -> Any:
 
 
 def _raw_predict(family: str, model: Any, x: Any) -> Any:
-    if family == "xgboost" and not hasattr(model, "predict_proba") and not hasattr(model, "get_booster"):
+    if (
+        family == "xgboost"
+        and not hasattr(model, "predict_proba")
+        and not hasattr(model, "get_booster")
+    ):
         import xgboost
 
         return model.predict(xgboost.DMatrix(x))

@@ -23,11 +23,19 @@ def type_name(t: Any) -> str:
 
     kind = t.WhichOneof("value")
     if kind == "tensor_type":
-        return onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).name if t.tensor_type.elem_type else "unknown"
+        return (
+            onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).name
+            if t.tensor_type.elem_type
+            else "unknown"
+        )
     if kind == "sequence_type":
         return f"seq({type_name(t.sequence_type.elem_type)})"
     if kind == "map_type":
-        key = onnx.helper.tensor_dtype_to_np_dtype(t.map_type.key_type).name if t.map_type.key_type else "unknown"
+        key = (
+            onnx.helper.tensor_dtype_to_np_dtype(t.map_type.key_type).name
+            if t.map_type.key_type
+            else "unknown"
+        )
         return f"map({key},{type_name(t.map_type.value_type)})"
     return kind or "unknown"
 

@@ -141,29 +141,42 @@ class SafetensorsBackend(Backend):
         return _torch.describe(obj)
 
     # -- write ---------------------------------------------------------------------------
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
-              target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         if options.dtype is not None:
             obj = _dtype.cast_for_save(obj, options.dtype, meta, target)
         tensors, tied = savable(obj, self.save_hint(obj))
         if tied:
             meta = {**meta, "tied": tied}
-        return write_tensors(tmp, tensors, {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}).sha256
+        return write_tensors(
+            tmp, tensors, {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}
+        ).sha256
 
-    def write_files(self, obj: Any, target: Path, meta: dict[str, Any], options: Any,
-                    overwrite: bool) -> Path | None:
+    def write_files(
+        self, obj: Any, target: Path, meta: dict[str, Any], options: Any, overwrite: bool
+    ) -> Path | None:
         from .pretrained import saves_pretrained, write_pretrained
 
         if saves_pretrained(obj, target) and options.dtype is None:
             return write_pretrained(obj, target, meta, options, overwrite)
         if options.max_shard_size is None:
             if _index.is_index(target):
-                raise ArgumentError(f"{target}: an index names shards; pass max_shard_size= to write them")
+                raise ArgumentError(
+                    f"{target}: an index names shards; pass max_shard_size= to write them"
+                )
             return None
         from .shards import write_sharded
 
-        return write_sharded(obj, target, meta, limit=options.max_shard_size, dtype=options.dtype,
-                             overwrite=overwrite, hint=self.save_hint(obj))
+        return write_sharded(
+            obj,
+            target,
+            meta,
+            limit=options.max_shard_size,
+            dtype=options.dtype,
+            overwrite=overwrite,
+            hint=self.save_hint(obj),
+        )
 
     # -- read ----------------------------------------------------------------------------
     def read_meta(self, path: Path) -> dict[str, Any] | None:
@@ -204,19 +217,24 @@ class SafetensorsBackend(Backend):
         _hf.describe(path, found)
         return found
 
-    def inspect_remote(self, name: str, size: int, read: Callable[[int, int], bytes]) -> Inspection | None:
+    def inspect_remote(
+        self, name: str, size: int, read: Callable[[int, int], bytes]
+    ) -> Inspection | None:
         """A remote single file from its header alone (two range requests, never the tensors)."""
         if _index.is_index(Path(name)):
             return None
         return inspection_of(header_from_reader(name, size, read))
 
-    def scan_remote(self, name: str, size: int, read: Callable[[int, int], bytes]) -> ScanReport | None:
+    def scan_remote(
+        self, name: str, size: int, read: Callable[[int, int], bytes]
+    ) -> ScanReport | None:
         if _index.is_index(Path(name)):
             return None
         return scan_header(name, lambda: header_from_reader(name, size, read))
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Any:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Any:
         from ..onnx.export import export_torch
 
         return export_torch(model, path, sample_input, opset, dynamic_batch)
@@ -225,5 +243,3 @@ class SafetensorsBackend(Backend):
         from ..torch.predict import predict
 
         return predict(model, inputs, request)
-
-

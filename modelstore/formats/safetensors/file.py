@@ -37,12 +37,25 @@ META_KEY = "modelstore"
 CHECKSUM_KEY = "modelstore.checksum"
 
 DTYPES: dict[str, tuple[str, int]] = {
-    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
-    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
-    "U64": ("uint64", 8), "U32": ("uint32", 4), "U16": ("uint16", 2), "U8": ("uint8", 1),
-    "BOOL": ("bool", 1), "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1),
-    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 1), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 1),
-    "F8_E8M0": ("float8_e8m0fnu", 1), "C64": ("complex64", 8),
+    "F64": ("float64", 8),
+    "F32": ("float32", 4),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8),
+    "I32": ("int32", 4),
+    "I16": ("int16", 2),
+    "I8": ("int8", 1),
+    "U64": ("uint64", 8),
+    "U32": ("uint32", 4),
+    "U16": ("uint16", 2),
+    "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 1),
+    "F8_E5M2FNUZ": ("float8_e5m2fnuz", 1),
+    "F8_E8M0": ("float8_e8m0fnu", 1),
+    "C64": ("complex64", 8),
 }
 # Not read: F4 / F6_* (sub-byte, packed) — a file using them is refused as malformed, by name.
 _CODES = {name: code for code, (name, _) in DTYPES.items()}
@@ -65,7 +78,9 @@ class Header:
             return None
         meta = loads(text, where=f"{self.path}: the modelstore metadata in the header")
         if not isinstance(meta, dict):
-            raise FormatError(f"{self.path}: the modelstore metadata in the header is not a JSON object")
+            raise FormatError(
+                f"{self.path}: the modelstore metadata in the header is not a JSON object"
+            )
         if CHECKSUM_KEY in self.metadata:
             meta["checksum"] = self.metadata[CHECKSUM_KEY]
         return meta
@@ -73,7 +88,9 @@ class Header:
     def canonical_without_checksum(self) -> bytes:
         raw = dict(self.raw)
         if "__metadata__" in raw:
-            raw["__metadata__"] = {k: v for k, v in raw["__metadata__"].items() if k != CHECKSUM_KEY}
+            raw["__metadata__"] = {
+                k: v for k, v in raw["__metadata__"].items() if k != CHECKSUM_KEY
+            }
         return canonical(raw)
 
     def tensors(self) -> list[TensorInfo]:
@@ -106,7 +123,14 @@ def read_header(path: Path, file: BinaryIO | None = None) -> Header:
     with contextlib.ExitStack() as stack:
         f = file if file is not None else stack.enter_context(open(path, "rb"))
         st = os.fstat(f.fileno())
-        key = ("safetensors-header", os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (
+            "safetensors-header",
+            os.fspath(path),
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+        )
         header: Header = pass_cached(key, lambda: _parse(path, f, st.st_size))
         return header
 
@@ -132,13 +156,17 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
         if read(8, 9) == b"{":
             msg = f"{path}: truncated: the header declares {n} bytes but the file has only {size - 8} after the length"
             raise IntegrityError(msg)
-        raise FormatError(f"{path}: not a safetensors file (header length {n} exceeds the file size {size})")
+        raise FormatError(
+            f"{path}: not a safetensors file (header length {n} exceeds the file size {size})"
+        )
     blob = read(8, 8 + n)
     # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely);
     # _validate checks the type of every field, so it refuses nesting without a depth walk
     raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER, max_depth=None)
     if not isinstance(raw, dict):
-        raise FormatError(f"{path}: the safetensors header is not a JSON object; the file is corrupt")
+        raise FormatError(
+            f"{path}: the safetensors header is not a JSON object; the file is corrupt"
+        )
     header = Header(path, raw, 8 + n, size)
     _validate(header)
     return header
@@ -147,20 +175,28 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
 def _validate(h: Header) -> None:
     path = h.path
     meta = h.raw.get("__metadata__")
-    if meta is not None and (not isinstance(meta, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
+    if meta is not None and (
+        not isinstance(meta, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
+    ):
         raise FormatError(f"{path}: the header's __metadata__ must map strings to strings")
     spans = []
     for name, e in h.entries.items():
         bad = f"{path}: tensor {name!r} has a malformed header entry"
         if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
             raise FormatError(f"{bad} (dtype {e.get('dtype') if isinstance(e, dict) else e!r})")
-        if len(e) > 3 and any(isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")):
+        if len(e) > 3 and any(
+            isinstance(v, (dict, list)) for k, v in e.items() if k not in ("shape", "data_offsets")
+        ):
             raise FormatError(f"{bad} (an unexpected nested field)")
         shape, offs = e.get("shape"), e.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
             raise FormatError(f"{bad} (shape {shape!r})")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and 0 <= o < 2**62 for o in offs)):
+        if not (
+            isinstance(offs, list)
+            and len(offs) == 2
+            and all(type(o) is int and 0 <= o < 2**62 for o in offs)
+        ):
             raise FormatError(f"{bad} (data_offsets {offs!r})")
         numel = 1
         for d in shape:
@@ -172,7 +208,9 @@ def _validate(h: Header) -> None:
     pos = 0
     for b, end, name in spans:
         if b != pos:
-            raise FormatError(f"{path}: tensor {name!r} starts at {b}, expected {pos}: the data region has gaps or overlaps")
+            raise FormatError(
+                f"{path}: tensor {name!r} starts at {b}, expected {pos}: the data region has gaps or overlaps"
+            )
         pos = end
     available = h.file_size - h.data_start
     if pos > available:
@@ -196,20 +234,33 @@ def scan_header(path: Any, read: Callable[[], Header]) -> ScanReport:
     except (FormatError, IntegrityError) as e:
         kind = "damaged" if isinstance(e, IntegrityError) else "format"
         return unreadable(path, "safetensors", kind, str(e), subject="header")
-    return ScanReport(str(path), "safetensors", "safe",
-                      [Finding("header", "info", "tensors and string metadata only; nothing to execute")])
+    return ScanReport(
+        str(path),
+        "safetensors",
+        "safe",
+        [Finding("header", "info", "tensors and string metadata only; nothing to execute")],
+    )
 
 
 def inspection_of(h: Header) -> Inspection:
     """What ``inspect`` reports from a parsed header."""
     meta = h.modelstore_meta()
-    framework = (meta or {}).get("framework") or {"pt": "torch", "tf": "tensorflow", "np": "numpy",
-                                                   "flax": "flax"}.get(h.metadata.get("format", ""))
+    framework = (meta or {}).get("framework") or {
+        "pt": "torch",
+        "tf": "tensorflow",
+        "np": "numpy",
+        "flax": "flax",
+    }.get(h.metadata.get("format", ""))
     tensors = h.tensors()
     # "format" (pt/tf/np) is reported as the framework; the rest is the writer's metadata
     extra = {k: v for k, v in h.metadata.items() if k not in (META_KEY, CHECKSUM_KEY, "format")}
-    return Inspection(framework=framework, tensors=tensors, num_params=sum(t.numel for t in tensors),
-                      meta=meta, extra_metadata=extra)
+    return Inspection(
+        framework=framework,
+        tensors=tensors,
+        num_params=sum(t.numel for t in tensors),
+        meta=meta,
+        extra_metadata=extra,
+    )
 
 
 def load_tensors(path: Path, file: BinaryIO | None = None) -> dict[str, Any]:
@@ -256,16 +307,21 @@ def savable(obj: Any, hint: str) -> tuple[dict[str, Any], dict[str, str]]:
     sd = _torch.state_dict_of(obj)
     if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
         raise UnsupportedModelError(hint)
-    bad = sorted({str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES})
+    bad = sorted(
+        {str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES}
+    )
     if bad:
         names = ", ".join(sorted(_CODES))
-        raise UnsupportedModelError(f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt")
+        raise UnsupportedModelError(
+            f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt"
+        )
     tensors, tied = _dedupe(sd)
     return {k: tensors[k] for k in sd if k in tensors}, tied
 
 
-def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str], *,
-                  file_checksum: bool = False) -> Written:
+def write_tensors(
+    path: Path, tensors: dict[str, Any], metadata: dict[str, str], *, file_checksum: bool = False
+) -> Written:
     """Write ``tensors`` (as :func:`savable` returns them) to ``path`` as a safetensors file
     whose header's ``__metadata__`` holds ``metadata`` plus ``modelstore.checksum``: the
     xxh3 of the canonical header (without that key) and the payload."""
@@ -275,8 +331,11 @@ def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str],
     for k in order:
         t = tensors[k]
         n = t.numel() * t.element_size()
-        header[k] = {"dtype": _CODES[str(t.dtype).replace("torch.", "")], "shape": list(t.shape),
-                     "data_offsets": [pos, pos + n]}
+        header[k] = {
+            "dtype": _CODES[str(t.dtype).replace("torch.", "")],
+            "shape": list(t.shape),
+            "data_offsets": [pos, pos + n],
+        }
         pos += n
     header["__metadata__"] = {**metadata}
     hasher = new_checksum()
@@ -293,7 +352,9 @@ def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str],
     # the whole file's sha256 (~1.4 GB/s) off the write path: a second thread hashes the same
     # (immutable) chunks while this one writes them; both release the GIL on large buffers
     digest: list[str] = []
-    hashing = threading.Thread(target=_sha256_into, args=(chunks, digest), name="modelstore-sha256", daemon=True)
+    hashing = threading.Thread(
+        target=_sha256_into, args=(chunks, digest), name="modelstore-sha256", daemon=True
+    )
     hashing.start()
     try:
         with open(path, "wb") as f:
@@ -304,7 +365,9 @@ def write_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str],
                 size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
     finally:
         hashing.join()
-    sha = digest[0] if digest else _sha256_of(chunks)  # the thread failed (it cannot, but never trust it)
+    sha = (
+        digest[0] if digest else _sha256_of(chunks)
+    )  # the thread failed (it cannot, but never trust it)
     return Written(sha, size, format_checksum(whole) if whole is not None else None)
 
 
@@ -337,8 +400,16 @@ def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     for name in sorted(sd):
         t = sd[name].detach()
         if t.device.type == "meta":
-            raise UnsupportedModelError(f"tensor {name!r} is on the meta device and has no data to save")
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            raise UnsupportedModelError(
+                f"tensor {name!r} is on the meta device and has no data to save"
+            )
+        key = (
+            t.untyped_storage().data_ptr(),
+            t.storage_offset(),
+            tuple(t.shape),
+            tuple(t.stride()),
+            t.dtype,
+        )
         if t.numel() and key in seen:
             tied[name] = seen[key]
             continue

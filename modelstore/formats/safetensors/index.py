@@ -49,8 +49,17 @@ DEFAULT_PREFIX = "model"
 MAX_INDEX = 64 << 20
 #: Entries of an index's "metadata" that are not the writer's own (HF puts ties there).
 _RESERVED = {"total_size", "total_parameters", "modelstore", "shards", "format"}
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 
 
@@ -115,11 +124,15 @@ def check_shard_name(index: Path, name: str) -> None:
     and no folders either (FormatError), so an index can only point into its own folder."""
     parts = check_name(name, what="the shard", source=index)
     if len(parts) != 1 or parts[0] != name:
-        msg = (f"{index}: the index names the shard {name!r}, which is not a plain file name in the "
-               f"index's folder; Hugging Face indexes name shards beside the index")
+        msg = (
+            f"{index}: the index names the shard {name!r}, which is not a plain file name in the "
+            f"index's folder; Hugging Face indexes name shards beside the index"
+        )
         raise FormatError(msg)
     if not name.lower().endswith(SHARD_SUFFIX):
-        raise FormatError(f"{index}: the index names the shard {name!r}; shards must be .safetensors files")
+        raise FormatError(
+            f"{index}: the index names the shard {name!r}; shards must be .safetensors files"
+        )
 
 
 def read_index(path: Path) -> Index:
@@ -130,21 +143,33 @@ def read_index(path: Path) -> Index:
         msg = f"{path}: no such shard index. Check the path (relative paths start at {os.getcwd()})"
         raise ModelNotFoundError(errno.ENOENT, msg, str(path))
     try:
-        raw = read_confined(path.parent, path.name, what="the shard index", source=path.parent,
-                            hf_cache=True, max_bytes=MAX_INDEX)
+        raw = read_confined(
+            path.parent,
+            path.name,
+            what="the shard index",
+            source=path.parent,
+            hf_cache=True,
+            max_bytes=MAX_INDEX,
+        )
     except OSError as e:
         if isinstance(e, (ModelNotFoundError, StorageError)):
             raise
         raise StorageError(e.errno, f"{path}: cannot read: {e.strerror}", str(path)) from None
     data = loads(raw, where=f"{path}: the shard index", max_bytes=MAX_INDEX)
     if not isinstance(data, dict):
-        raise FormatError(f"{path}: the shard index must hold a JSON object, not {type(data).__name__}")
+        raise FormatError(
+            f"{path}: the shard index must hold a JSON object, not {type(data).__name__}"
+        )
     weight_map = data.get("weight_map")
     if not isinstance(weight_map, dict):
-        raise FormatError(f"{path}: the shard index has no 'weight_map' object mapping tensor names to shard files")
+        raise FormatError(
+            f"{path}: the shard index has no 'weight_map' object mapping tensor names to shard files"
+        )
     for key, name in weight_map.items():
         if not isinstance(name, str) or not key:
-            raise FormatError(f"{path}: the weight_map entry {key!r} must name a shard file, not {name!r}")
+            raise FormatError(
+                f"{path}: the weight_map entry {key!r} must name a shard file, not {name!r}"
+            )
     for name in set(weight_map.values()):
         check_shard_name(path, name)
     metadata = data.get("metadata")
@@ -160,11 +185,16 @@ def read_index(path: Path) -> Index:
         check_meta(path, meta, where)
         meta = dict(meta)
     records = _records(path, metadata.get("shards"), strict=meta is not None)
-    ties = {k: v for k, v in metadata.items()
-            if k not in _RESERVED and isinstance(v, str) and k not in weight_map and v in weight_map}
+    ties = {
+        k: v
+        for k, v in metadata.items()
+        if k not in _RESERVED and isinstance(v, str) and k not in weight_map and v in weight_map
+    }
     if ties and not (meta or {}).get("tied"):  # huggingface_hub records the names it dropped
         meta = {**(meta or {}), "tied": ties}
-    return Index(path, dict(weight_map), metadata, meta, records, sha256=hashlib.sha256(raw).hexdigest())
+    return Index(
+        path, dict(weight_map), metadata, meta, records, sha256=hashlib.sha256(raw).hexdigest()
+    )
 
 
 def _records(path: Path, shards: Any, *, strict: bool) -> dict[str, dict[str, Any]]:
@@ -178,9 +208,14 @@ def _records(path: Path, shards: Any, *, strict: bool) -> dict[str, dict[str, An
         if not isinstance(rec, dict):
             raise bad
         checksum, sha, size = rec.get("checksum"), rec.get("sha256"), rec.get("size")
-        if (checksum is not None and not isinstance(checksum, str)) or (
-                sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha))) or (
-                size is not None and not (type(size) is int and 0 <= size < 2**63)):
+        if (
+            (checksum is not None and not isinstance(checksum, str))
+            or (
+                sha is not None
+                and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha))
+            )
+            or (size is not None and not (type(size) is int and 0 <= size < 2**63))
+        ):
             raise bad
         out[name] = {"checksum": checksum, "sha256": sha, "size": size}
     return out
@@ -209,7 +244,9 @@ def open_shard(index: Path, name: str) -> BinaryIO:
     """The shard ``name`` opened after the confinement check, without following links: every
     read of a shard (header, checksum, memory map) goes through this one descriptor."""
     try:
-        return open_confined(index.parent, name, what="the shard", source=index, main=index, hf_cache=True)
+        return open_confined(
+            index.parent, name, what="the shard", source=index, main=index, hf_cache=True
+        )
     except ModelNotFoundError:
         msg = f"{index}: the shard {name} it lists is missing from {index.parent}; the checkpoint is incomplete"
         raise ModelNotFoundError(errno.ENOENT, msg, str(index.parent / name)) from None
@@ -222,17 +259,23 @@ def parse_size(value: Any) -> int:
     """``max_shard_size`` in bytes: an int, or a string like ``"500MB"``, ``"2GB"`` (powers of
     ten, as Hugging Face counts), ``"1.5GiB"`` (powers of two), ``"10KB"``."""
     if isinstance(value, bool):
-        raise ArgumentError(f"max_shard_size must be a number of bytes or a size like '2GB', not {value!r}")
+        raise ArgumentError(
+            f"max_shard_size must be a number of bytes or a size like '2GB', not {value!r}"
+        )
     if isinstance(value, int):
         n = value
     elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
         unit = m.group(2).upper() or "B"
         if unit not in _UNITS:
-            raise ArgumentError(f"max_shard_size={value!r}: unknown unit {m.group(2)!r}; use B, KB, MB, GB, TB, "
-                                f"KiB, MiB, GiB or TiB")
+            raise ArgumentError(
+                f"max_shard_size={value!r}: unknown unit {m.group(2)!r}; use B, KB, MB, GB, TB, "
+                f"KiB, MiB, GiB or TiB"
+            )
         n = int(float(m.group(1)) * _UNITS[unit])
     else:
-        raise ArgumentError(f"max_shard_size must be a number of bytes or a size like '2GB', not {value!r}")
+        raise ArgumentError(
+            f"max_shard_size must be a number of bytes or a size like '2GB', not {value!r}"
+        )
     if n < 1:
         raise ArgumentError(f"max_shard_size={value!r} must be at least one byte")
     return n
@@ -254,8 +297,10 @@ def shard_target(path: Path) -> tuple[Path, str]:
         msg = f"{path}: is a file; a sharded save needs a folder, a NAME.safetensors or a NAME{INDEX_SUFFIX}"
         raise StorageError(errno.EEXIST, msg, str(path))
     else:
-        msg = (f"{path}: max_shard_size= writes sharded safetensors: give a folder, a NAME.safetensors "
-               f"or a NAME{INDEX_SUFFIX}, not a {path.suffix} file")
+        msg = (
+            f"{path}: max_shard_size= writes sharded safetensors: give a folder, a NAME.safetensors "
+            f"or a NAME{INDEX_SUFFIX}, not a {path.suffix} file"
+        )
         raise ArgumentError(msg)
     if not prefix:
         raise ArgumentError(f"{path}: the shard files need a name before {INDEX_SUFFIX}")
@@ -284,5 +329,3 @@ def pack(sizes: dict[str, int], limit: int) -> list[list[str]]:
     if current:
         shards.append(current)
     return shards
-
-

@@ -34,12 +34,18 @@ def saves_pretrained(obj: Any, target: Path) -> bool:
     """A transformers model or hub mixin saved to a folder (an existing one, or a name
     without a suffix)."""
     hf = is_instance_of(obj, "transformers", "PreTrainedModel") or is_instance_of(
-        obj, "huggingface_hub", "ModelHubMixin")
-    return hf and callable(getattr(obj, "save_pretrained", None)) and (
-        target.is_dir() or (not target.suffix and not os.path.lexists(target)))
+        obj, "huggingface_hub", "ModelHubMixin"
+    )
+    return (
+        hf
+        and callable(getattr(obj, "save_pretrained", None))
+        and (target.is_dir() or (not target.suffix and not os.path.lexists(target)))
+    )
 
 
-def write_pretrained(obj: Any, target: Path, meta: dict[str, Any], options: Any, overwrite: bool) -> Path:
+def write_pretrained(
+    obj: Any, target: Path, meta: dict[str, Any], options: Any, overwrite: bool
+) -> Path:
     """Write the folder; return its main file (``model.safetensors`` or the index)."""
     if target.is_dir() and not overwrite and any(_WEIGHTS.fullmatch(n) for n in os.listdir(target)):
         msg = f"{target}: already holds a model and overwrite=False; pick another folder or pass overwrite=True"
@@ -52,12 +58,16 @@ def write_pretrained(obj: Any, target: Path, meta: dict[str, Any], options: Any,
         kwargs: dict[str, Any] = {}
         if options.max_shard_size is not None:
             kwargs["max_shard_size"] = options.max_shard_size
-        if is_instance_of(obj, "transformers", "PreTrainedModel") and _takes(obj.save_pretrained, "safe_serialization"):
+        if is_instance_of(obj, "transformers", "PreTrainedModel") and _takes(
+            obj.save_pretrained, "safe_serialization"
+        ):
             kwargs["safe_serialization"] = True  # transformers 4: never the pickle format
         try:
             obj.save_pretrained(str(stage), **kwargs)
         except OSError as e:
-            raise StorageError(e.errno or errno.EIO, f"{target}: saving failed: {e}", str(target)) from e
+            raise StorageError(
+                e.errno or errno.EIO, f"{target}: saving failed: {e}", str(target)
+            ) from e
         main = _embed_meta(obj, stage, meta)
         written = sorted(os.listdir(stage))
         for name in written:

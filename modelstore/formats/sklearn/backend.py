@@ -52,7 +52,7 @@ from ..base import (
 OTHER_ESTIMATORS = ("xgboost", "lightgbm", "catboost")
 _NEWOBJ = ("copyreg.__newobj__", "copyreg.__newobj_ex__", "copyreg._reconstructor")
 #: Opcodes a protocol 0/1 pickle can start with (MARK, GLOBAL, containers, scalars, ...).
-_PROTO01_STARTS = frozenset(b"(c]})ILFSVNKJMXUTGi" [i : i + 1] for i in range(19))
+_PROTO01_STARTS = frozenset(b"(c]})ILFSVNKJMXUTGi"[i : i + 1] for i in range(19))
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,23 @@ class SklearnBackend(Backend):
         return "it holds scikit-learn estimators (and xgboost/lightgbm models)"
 
     def pickle_advice(self, obj: Any) -> str:
-        return ("a scikit-learn model can go to ONNX, which stores no code "
-                "(ms.export_onnx(model, 'model.onnx', sample_input=X[:1])), or to skops's .skops")
+        return (
+            "a scikit-learn model can go to ONNX, which stores no code "
+            "(ms.export_onnx(model, 'model.onnx', sample_input=X[:1])), or to skops's .skops"
+        )
 
     def describe(self, obj: Any) -> dict[str, Any]:
         top = type(obj).__module__.split(".")[0]
         mod = sys.modules.get(top)
-        return {"framework": "sklearn" if top == "sklearn" else top,
-                "framework_version": getattr(mod, "__version__", None),
-                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        return {
+            "framework": "sklearn" if top == "sklearn" else top,
+            "framework_version": getattr(mod, "__version__", None),
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
-              target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         import joblib
 
         if ATTR in getattr(obj, "__dict__", {}):  # the metadata an earlier save/load attached
@@ -129,7 +134,9 @@ class SklearnBackend(Backend):
         import joblib
 
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; a pickle holds the whole estimator")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; a pickle holds the whole estimator"
+            )
         try:
             if request.trust is True:
                 return joblib.load(path)
@@ -138,11 +145,21 @@ class SklearnBackend(Backend):
         except ModelstoreError:
             raise
         except ModuleNotFoundError as e:
-            msg = (f"{path}: the model needs the module {e.name!r}, which is not installed; "
-                   f'run: pip install "modelstore-safe[sklearn]" (or the package that provides {e.name})')
+            msg = (
+                f"{path}: the model needs the module {e.name!r}, which is not installed; "
+                f'run: pip install "modelstore-safe[sklearn]" (or the package that provides {e.name})'
+            )
             raise MissingDependencyError(msg, name=e.name) from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                KeyError, OSError) as e:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            OSError,
+        ) as e:
             msg = f"{path}: the pickle could not be read ({type(e).__name__}: {e}); the file is damaged or truncated"
             raise IntegrityError(msg) from None
 
@@ -161,13 +178,18 @@ class SklearnBackend(Backend):
         arrays = list(_arrays(rep.result))
         framework = (cls or "").split(".")[0] or None
         return Inspection(
-            framework=framework, tensors=arrays, num_params=sum(t.numel for t in arrays),
-            extra_metadata=details, globals=list(rep.globals), labels=details.get("classes_"),
+            framework=framework,
+            tensors=arrays,
+            num_params=sum(t.numel for t in arrays),
+            extra_metadata=details,
+            globals=list(rep.globals),
+            labels=details.get("classes_"),
             executes_code=True,  # unpickling calls whatever the stream names (DESIGN section 2)
         )
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Any:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Any:
         from ..onnx.export import export_sklearn
 
         return export_sklearn(model, path, sample_input, opset, dynamic_batch)
@@ -176,7 +198,9 @@ class SklearnBackend(Backend):
         import numpy as np
 
         if request.device not in (None, "cpu"):
-            raise ArgumentError(f"scikit-learn runs on the CPU; device={request.device!r} is not supported")
+            raise ArgumentError(
+                f"scikit-learn runs on the CPU; device={request.device!r} is not supported"
+            )
         x = inputs if hasattr(inputs, "iloc") or hasattr(inputs, "shape") else np.asarray(inputs)
         n = x.shape[0]
         step = request.batch_size or n or 1
@@ -184,14 +208,22 @@ class SklearnBackend(Backend):
         if request.output == "proba":
             method = getattr(model, "predict_proba", None)
             if method is None:
-                raise UnsupportedModelError(f"{type(model).__qualname__} has no predict_proba; use output='raw'")
-        parts = [np.asarray(method(x[s : s + step] if not hasattr(x, "iloc") else x.iloc[s : s + step]))
-                 for s in range(0, max(n, 1), step)]
+                raise UnsupportedModelError(
+                    f"{type(model).__qualname__} has no predict_proba; use output='raw'"
+                )
+        parts = [
+            np.asarray(method(x[s : s + step] if not hasattr(x, "iloc") else x.iloc[s : s + step]))
+            for s in range(0, max(n, 1), step)
+        ]
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if request.output != "label":
             return out
         classes = getattr(model, "classes_", None)
-        if request.labels and classes is not None and list(classes) == list(range(len(request.labels))):
+        if (
+            request.labels
+            and classes is not None
+            and list(classes) == list(range(len(request.labels)))
+        ):
             return [request.labels[int(i)] for i in out]
         if out.ndim > 1:
             return labels_from_scores(out, request.labels)
@@ -220,7 +252,9 @@ def _describe_state(state: Any) -> dict[str, Any]:
         if not isinstance(k, str):
             continue
         if k == "steps" and isinstance(v, list):
-            out["steps"] = [[s[0], _object_of(s[1])[0]] for s in v if isinstance(s, tuple) and len(s) == 2]
+            out["steps"] = [
+                [s[0], _object_of(s[1])[0]] for s in v if isinstance(s, tuple) and len(s) == 2
+            ]
             last = v[-1][1] if v and isinstance(v[-1], tuple) and len(v[-1]) == 2 else None
             inner = _describe_state(_object_of(last)[1])
             for key in ("classes_", "n_features_in_"):
@@ -258,20 +292,37 @@ def _arrays(value: Any) -> Any:
                     n = 1
                     for d in shape:
                         n *= d
-                    yield TensorInfo(path.strip(".") or "<array>", shape, _dtype_name(dtype), n * itemsize)
+                    yield TensorInfo(
+                        path.strip(".") or "<array>", shape, _dtype_name(dtype), n * itemsize
+                    )
                 continue
-            children = [(f"{path}", v.state), *[(f"{path}.{i}", a) for i, a in enumerate(v.appends)]]
+            children = [
+                (f"{path}", v.state),
+                *[(f"{path}.{i}", a) for i, a in enumerate(v.appends)],
+            ]
             children += [(f"{path}.{k}", val) for k, val in v.items if isinstance(k, (str, int))]
             stack.extend(reversed(children))
         else:
             items = mapping_items(v)
             if items is not None:
-                stack.extend(reversed([(f"{path}.{k}", val) for k, val in items if isinstance(k, (str, int))]))
+                stack.extend(
+                    reversed(
+                        [(f"{path}.{k}", val) for k, val in items if isinstance(k, (str, int))]
+                    )
+                )
             elif isinstance(v, (list, tuple)):
                 stack.extend(reversed([(f"{path}.{i}", val) for i, val in enumerate(v)]))
 
 
-_NAMES = {"f": "float", "i": "int", "u": "uint", "b": "bool", "c": "complex", "U": "str", "S": "bytes"}
+_NAMES = {
+    "f": "float",
+    "i": "int",
+    "u": "uint",
+    "b": "bool",
+    "c": "complex",
+    "U": "str",
+    "S": "bytes",
+}
 
 
 def _dtype_name(dtype: str) -> str:
@@ -282,4 +333,3 @@ def _dtype_name(dtype: str) -> str:
     if kind == "b":
         return "bool"
     return dtype
-

@@ -35,10 +35,18 @@ from ..base import Backend, Inspection, LoadRequest, PredictRequest, is_instance
 
 #: allow-listed for the pickle path only because modelstore's unpickler validates their state
 #: (indices, node arrays) while it builds them; skops builds them without those checks
-VALIDATED_MODULES = ("sklearn.tree._tree", "sklearn.neighbors._ball_tree", "sklearn.neighbors._kd_tree",
-                     "sklearn.neighbors._binary_tree", "sklearn.metrics._dist_metrics", "sklearn._loss._loss",
-                     "sklearn.linear_model._sgd_fast", "sklearn.ensemble._hist_gradient_boosting",
-                     "sklearn.svm", "sklearn.cluster._k_means")
+VALIDATED_MODULES = (
+    "sklearn.tree._tree",
+    "sklearn.neighbors._ball_tree",
+    "sklearn.neighbors._kd_tree",
+    "sklearn.neighbors._binary_tree",
+    "sklearn.metrics._dist_metrics",
+    "sklearn._loss._loss",
+    "sklearn.linear_model._sgd_fast",
+    "sklearn.ensemble._hist_gradient_boosting",
+    "sklearn.svm",
+    "sklearn.cluster._k_means",
+)
 #: data types skops writes as JSON values (the allow-list has no entry: pickle needs none)
 JSON_TYPES = ("builtins.NoneType",)
 MAX_SCHEMA = 64 << 20
@@ -46,8 +54,12 @@ MAX_NAMES = 10_000
 
 
 def _member(name: str) -> bool:
-    return name == "schema.json" or (name.endswith((".npy", ".npz", ".skops")) and "/" not in name
-                                      and "\\" not in name and not name.startswith("."))
+    return name == "schema.json" or (
+        name.endswith((".npy", ".npz", ".skops"))
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+    )
 
 
 def schema_names(schema: Any) -> list[str]:
@@ -99,10 +111,16 @@ class SkopsBackend(Backend):
         import sklearn
         import skops
 
-        return {"framework": "sklearn", "framework_version": sklearn.__version__, "skops_version": skops.__version__,
-                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        return {
+            "framework": "sklearn",
+            "framework_version": sklearn.__version__,
+            "skops_version": skops.__version__,
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         import skops.io
 
         if "__modelstore_meta__" in getattr(obj, "__dict__", {}):
@@ -125,12 +143,16 @@ class SkopsBackend(Backend):
             try:
                 infos = check_archive(copy, expected=_member)
             except ArchiveError as e:
-                raise UnsafeModelError(f"{path}: refusing to load: {e.detail}. Nothing from the file was run", []) from None
+                raise UnsafeModelError(
+                    f"{path}: refusing to load: {e.detail}. Nothing from the file was run", []
+                ) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         schema_info = next((i for i in infos if i.filename == "schema.json"), None)
         if schema_info is None or schema_info.file_size > MAX_SCHEMA:
-            raise FormatError(f"{path}: not a skops file (no schema.json of at most {MAX_SCHEMA} bytes)")
+            raise FormatError(
+                f"{path}: not a skops file (no schema.json of at most {MAX_SCHEMA} bytes)"
+            )
         import io
 
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -150,8 +172,13 @@ class SkopsBackend(Backend):
             if name in trusted:
                 ok.append(name)
             elif name.startswith(VALIDATED_MODULES):
-                refused.append((name, "allowed only through modelstore's own unpickler, which validates its "
-                                      "state; skops builds it without those checks"))
+                refused.append(
+                    (
+                        name,
+                        "allowed only through modelstore's own unpickler, which validates its "
+                        "state; skops builds it without those checks",
+                    )
+                )
             elif name in GENERAL or name in JSON_TYPES:
                 ok.append(name)
             else:
@@ -162,9 +189,16 @@ class SkopsBackend(Backend):
         try:
             _, names = self._read(path)
         except UnsafeModelError as e:
-            return ScanReport(str(path), self.name, "unsafe", [Finding(STRUCTURE, "critical", str(e))])
+            return ScanReport(
+                str(path), self.name, "unsafe", [Finding(STRUCTURE, "critical", str(e))]
+            )
         except FormatError as e:
-            return ScanReport(str(path), self.name, "unknown", [Finding("file", "warning", f"not this format: {e}")])
+            return ScanReport(
+                str(path),
+                self.name,
+                "unknown",
+                [Finding("file", "warning", f"not this format: {e}")],
+            )
         _, refused = self._audit(names, False)
         findings = [Finding(n, "critical", why) for n, why in refused]
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings, names)
@@ -173,7 +207,9 @@ class SkopsBackend(Backend):
         import skops.io
 
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; a .skops file holds the whole model")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; a .skops file holds the whole model"
+            )
         data, names = self._read(path)
         if request.trust is True:
             trusted = skops.io.get_untrusted_types(data=data)  # the caller trusts the author
@@ -181,8 +217,10 @@ class SkopsBackend(Backend):
             trusted, refused = self._audit(names, request.trust)
             if refused:
                 recipe = ", ".join(repr(n) for n, _ in refused[:10])
-                msg = (f"{path}: refusing to load: the file needs {', '.join(f'{n} ({w})' for n, w in refused[:10])}. "
-                       f"Nothing from the file was run. If you trust the file's author, pass trust=[{recipe}]")
+                msg = (
+                    f"{path}: refusing to load: the file needs {', '.join(f'{n} ({w})' for n, w in refused[:10])}. "
+                    f"Nothing from the file was run. If you trust the file's author, pass trust=[{recipe}]"
+                )
                 raise UnsafeModelError(msg, [n for n, _ in refused])
         try:
             return skops.io.loads(data, trusted=sorted(set(trusted)))
@@ -191,18 +229,28 @@ class SkopsBackend(Backend):
         except Exception as e:  # skops' UntrustedTypesFoundException, and errors of damaged schemas
             first = (str(e).splitlines() or [type(e).__name__])[0][:300]
             if type(e).__name__ == "UntrustedTypesFoundException":
-                raise UnsafeModelError(f"{path}: skops refused the file ({first}); nothing from it was run", []) from None
-            raise IntegrityError(f"{path}: skops could not rebuild the model ({type(e).__name__}: {first})") from None
+                raise UnsafeModelError(
+                    f"{path}: skops refused the file ({first}); nothing from it was run", []
+                ) from None
+            raise IntegrityError(
+                f"{path}: skops could not rebuild the model ({type(e).__name__}: {first})"
+            ) from None
 
     def inspect(self, path: Path) -> Inspection:
         _, names = self._read(path)
         _, refused = self._audit(names, False)
         details = {"types": names}
-        return Inspection(framework="sklearn", extra_metadata=details, globals=[n for n, _ in refused],
-                          executes_code=False)
+        return Inspection(
+            framework="sklearn",
+            extra_metadata=details,
+            globals=[n for n, _ in refused],
+            executes_code=False,
+        )
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        raise ArgumentError("a model loaded from .skops is a scikit-learn estimator: ms.predict runs it")
+        raise ArgumentError(
+            "a model loaded from .skops is a scikit-learn estimator: ms.predict runs it"
+        )
 
 
 __all__ = ["SkopsBackend"]

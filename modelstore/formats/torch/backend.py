@@ -98,13 +98,18 @@ class TorchBackend(Backend):
 
     def pickle_advice(self, obj: Any) -> str:
         if _torch.is_module(obj) or _torch.is_state_dict(obj):
-            return ("torch weights can go to safetensors, which stores no code: "
-                    "ms.save(weights, 'model.safetensors')")
-        return ("a training checkpoint (optimizer state, epoch) is inherently a pickle: keep it "
-                "for resuming, and share the weights as safetensors")
+            return (
+                "torch weights can go to safetensors, which stores no code: "
+                "ms.save(weights, 'model.safetensors')"
+            )
+        return (
+            "a training checkpoint (optimizer state, epoch) is inherently a pickle: keep it "
+            "for resuming, and share the weights as safetensors"
+        )
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any,
-              target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         import torch
 
         if options.dtype is not None:
@@ -140,7 +145,9 @@ class TorchBackend(Backend):
             pickles = read_pickles(path)
         except TorchFileError as e:
             if e.kind == "torchscript":
-                return ScanReport(str(path), self.name, "unsafe", [Finding(FOREIGN, "critical", str(e))])
+                return ScanReport(
+                    str(path), self.name, "unsafe", [Finding(FOREIGN, "critical", str(e))]
+                )
             return unreadable(path, self.name, e.kind, str(e), subject="archive")
         return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
 
@@ -160,16 +167,22 @@ class TorchBackend(Backend):
         import torch
 
         if request.trust is not True and _torch_version(torch) < (2, 10):
-            msg = (f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
-                   f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
-                   f"or pass trust=True only if you trust the file's author")
+            msg = (
+                f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
+                f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
+                f"or pass trust=True only if you trust the file's author"
+            )
             raise MissingDependencyError(msg, name="torch")
         legacy = not zipfile.is_zipfile(path)
         missing: list[str] = []
         try:
             with _allowing(request.trust, missing):
-                obj = torch.load(path, map_location=request.device or "cpu",
-                                 weights_only=request.trust is not True, mmap=not legacy)
+                obj = torch.load(
+                    path,
+                    map_location=request.device or "cpu",
+                    weights_only=request.trust is not True,
+                    mmap=not legacy,
+                )
         except (ImportError, AttributeError) as e:  # trust=True: the class of a pickled module
             if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
                 raise
@@ -184,7 +197,9 @@ class TorchBackend(Backend):
             raise UnsafeModelError(msg) from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise IntegrityError(f"{path}: torch could not read the file ({first}); it is damaged or truncated") from None
+            raise IntegrityError(
+                f"{path}: torch could not read the file ({first}); it is damaged or truncated"
+            ) from None
         return obj
 
     def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
@@ -217,8 +232,14 @@ class TorchBackend(Backend):
     def _inspect(self, path: Path) -> Inspection:
         if _bin.is_index(path):
             tensors, num, globals_, size = _bin.inspect(path)
-            return Inspection(framework="torch", tensors=tensors, num_params=num, globals=globals_,
-                              executes_code=True, size_bytes=size)
+            return Inspection(
+                framework="torch",
+                tensors=tensors,
+                num_params=num,
+                globals=globals_,
+                executes_code=True,
+                size_bytes=size,
+            )
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
@@ -239,16 +260,23 @@ class TorchBackend(Backend):
                 num += info.numel
         globals_ = [g for rep in pickles.streams.values() for g in rep.globals]
         top = plain_value(main.result)
-        extra = ({k: v for k, v in top.items() if isinstance(v, (int, float, str, bool))}
-                 if isinstance(top, dict) else {})
+        extra = (
+            {k: v for k, v in top.items() if isinstance(v, (int, float, str, bool))}
+            if isinstance(top, dict)
+            else {}
+        )
         return Inspection(
-            framework="torch", tensors=[r[0] for r in records], num_params=num,
-            extra_metadata=extra, globals=list(dict.fromkeys(globals_)),
+            framework="torch",
+            tensors=[r[0] for r in records],
+            num_params=num,
+            extra_metadata=extra,
+            globals=list(dict.fromkeys(globals_)),
             executes_code=True,  # unpickling calls whatever the stream names (DESIGN section 2)
         )
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Any:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Any:
         from ..onnx.export import export_torch
 
         return export_torch(model, path, sample_input, opset, dynamic_batch)
@@ -299,7 +327,11 @@ def _allowing(trust: bool | list[str], missing: list[str] | None = None) -> Any:
             # trusting numpy.dtype means trusting what it makes
             import numpy
 
-            objs.extend(v for v in vars(numpy.dtypes).values() if isinstance(v, type) and issubclass(v, numpy.dtype))
+            objs.extend(
+                v
+                for v in vars(numpy.dtypes).values()
+                if isinstance(v, type) and issubclass(v, numpy.dtype)
+            )
     return torch.serialization.safe_globals(objs)
 
 
@@ -311,4 +343,5 @@ def _class_not_importable(path: Path, detail: str) -> MissingDependencyError:
         f"whole module stores only the import path of its class, so the code must be importable "
         f"under the same name as when it was saved (not moved, renamed or defined in __main__). "
         f"Put that module on sys.path, or in the code that made the file re-save the weights: "
-        f"ms.save(model, 'model.safetensors'), loaded later with model=YourClass")
+        f"ms.save(model, 'model.safetensors'), loaded later with model=YourClass"
+    )

@@ -52,7 +52,9 @@ def entry_file(names: list[str]) -> str | None:
         return DEFAULT_INDEX
     found = sorted(n for n in names if n.lower().endswith(BIN_INDEX))
     if len(found) > 1:
-        raise FormatError(f"the folder holds several shard indexes ({', '.join(found)}); pass the one to load")
+        raise FormatError(
+            f"the folder holds several shard indexes ({', '.join(found)}); pass the one to load"
+        )
     if found:
         return found[0]
     return DEFAULT_FILE if DEFAULT_FILE in names else None
@@ -75,21 +77,31 @@ class BinIndex:
 def read_index(path: Path) -> BinIndex:
     """Parse and validate the index (FormatError for anything malformed; ConfinementError for
     a shard name that leads out of the folder)."""
-    raw = read_confined(path.parent, path.name, what="the shard index", source=path.parent, max_bytes=MAX_INDEX)
+    raw = read_confined(
+        path.parent, path.name, what="the shard index", source=path.parent, max_bytes=MAX_INDEX
+    )
     data = loads(raw, where=f"{path}: the shard index", max_bytes=MAX_INDEX)
     if not isinstance(data, dict) or not isinstance(data.get("weight_map"), dict):
-        raise FormatError(f"{path}: the shard index has no 'weight_map' object mapping tensor names to shard files")
+        raise FormatError(
+            f"{path}: the shard index has no 'weight_map' object mapping tensor names to shard files"
+        )
     weight_map = data["weight_map"]
     for key, name in weight_map.items():
         if not key or not isinstance(name, str):
-            raise FormatError(f"{path}: the weight_map entry {key!r} must name a shard file, not {name!r}")
+            raise FormatError(
+                f"{path}: the weight_map entry {key!r} must name a shard file, not {name!r}"
+            )
     for name in set(weight_map.values()):
         parts = check_name(name, what="the shard", source=path)
         if parts != (name,):
-            raise FormatError(f"{path}: the index names the shard {name!r}, which is not a plain file name "
-                              f"in the index's folder")
+            raise FormatError(
+                f"{path}: the index names the shard {name!r}, which is not a plain file name "
+                f"in the index's folder"
+            )
         if not name.lower().endswith(".bin") or name == path.name:
-            raise FormatError(f"{path}: the index names the shard {name!r}; shards of a .bin index are .bin files")
+            raise FormatError(
+                f"{path}: the index names the shard {name!r}; shards of a .bin index are .bin files"
+            )
     return BinIndex(path, dict(weight_map), hashlib.sha256(raw).hexdigest())
 
 
@@ -158,10 +170,18 @@ def scan(index: Path) -> ScanReport:
         except ModelNotFoundError as e:
             rep = unreadable(index.parent / name, "torch", "damaged", str(e), subject=name)
         # subjects stay the globals themselves (what trust=[...] names); the reason names the shard
-        findings += [Finding(f.subject, f.severity, f.reason if name in f.reason else f"in {name}: {f.reason}")
-                     for f in rep.findings]
+        findings += [
+            Finding(
+                f.subject, f.severity, f.reason if name in f.reason else f"in {name}: {f.reason}"
+            )
+            for f in rep.findings
+        ]
         globals_ += [g for g in rep.globals if g not in globals_]
-    verdict = "unsafe" if any(f.severity == "critical" for f in findings) else ("unknown" if findings else "safe")
+    verdict = (
+        "unsafe"
+        if any(f.severity == "critical" for f in findings)
+        else ("unknown" if findings else "safe")
+    )
     return ScanReport(str(index), "torch", verdict, findings, globals_)  # type: ignore[arg-type]
 
 
@@ -175,13 +195,17 @@ def load(index: Path, trust: Any, load_file: Callable[[Path], Any]) -> dict[str,
                 enforce(scan_shard(index, name, data), trust)
             part = load_file(data)
         if not isinstance(part, dict):
-            raise FormatError(f"{index}: the shard {name} holds a {type(part).__name__}, not a state dict")
+            raise FormatError(
+                f"{index}: the shard {name} holds a {type(part).__name__}, not a state dict"
+            )
         wanted = parsed.keys_of(name)
         absent = [k for k in wanted if k not in part]
         if absent:
             more = f" (+{len(absent) - 5} more)" if len(absent) > 5 else ""
-            msg = (f"{index}: the shard {name} lacks {', '.join(absent[:5])}{more}, which the index "
-                   f"puts there; the checkpoint is damaged or was assembled from different saves")
+            msg = (
+                f"{index}: the shard {name} lacks {', '.join(absent[:5])}{more}, which the index "
+                f"puts there; the checkpoint is damaged or was assembled from different saves"
+            )
             raise IntegrityError(msg)
         sd.update((k, part[k]) for k in wanted)
     return sd
@@ -201,7 +225,9 @@ def inspect(index: Path) -> tuple[list[TensorInfo], int, list[str], int]:
             try:
                 pickles = read_pickles(data)
             except TorchFileError as e:
-                raise FormatError(f"{index}: the shard {name} is not a readable torch.save file: {e}") from None
+                raise FormatError(
+                    f"{index}: the shard {name} is not a readable torch.save file: {e}"
+                ) from None
         main = pickles.main
         if main is None or main.error:
             raise FormatError(f"{index}: the shard {name}'s pickle cannot be read statically")
@@ -212,5 +238,7 @@ def inspect(index: Path) -> tuple[list[TensorInfo], int, list[str], int]:
                 if ident not in seen:
                     seen.add(ident)
                     num += info.numel
-        globals_ += [g for rep in pickles.streams.values() for g in rep.globals if g not in globals_]
+        globals_ += [
+            g for rep in pickles.streams.values() for g in rep.globals if g not in globals_
+        ]
     return tensors, num, globals_, size

@@ -37,7 +37,10 @@ def class_path(cls: type) -> str:
 def describe(obj: Any) -> dict[str, Any]:
     import torch
 
-    out: dict[str, Any] = {"framework": "torch", "framework_version": torch.__version__.split("+")[0]}
+    out: dict[str, Any] = {
+        "framework": "torch",
+        "framework_version": torch.__version__.split("+")[0],
+    }
     if is_module(obj):
         out["model_class"] = class_path(type(obj))
     return out
@@ -86,7 +89,9 @@ def construct(cls: type, config: dict[str, Any], where: Path, *, on_meta: bool) 
         )
         raise ArchitectureMismatchError(msg) from None
     if not is_module(module):
-        raise UnsupportedModelError(f"{where}: model={cls.__qualname__} does not build a torch.nn.Module")
+        raise UnsupportedModelError(
+            f"{where}: model={cls.__qualname__} does not build a torch.nn.Module"
+        )
     return module
 
 
@@ -114,7 +119,11 @@ def fill_tied(sd: dict[str, Any], groups: list[list[str]], recorded: dict[str, s
 
 def _retie(module: Any, groups: list[list[str]]) -> None:
     for names in groups:
-        first = module.get_parameter(names[0]) if _is_param(module, names[0]) else module.get_buffer(names[0])
+        first = (
+            module.get_parameter(names[0])
+            if _is_param(module, names[0])
+            else module.get_buffer(names[0])
+        )
         for other in names[1:]:
             owner_name, _, leaf = other.rpartition(".")
             owner = module.get_submodule(owner_name) if owner_name else module
@@ -141,7 +150,8 @@ def mismatch(module: Any, sd: dict[str, Any]) -> tuple[list[str], list[str], lis
     shaped += [
         f"{k}: file {str(sd[k].dtype).replace('torch.', '')} vs model {str(expected[k].dtype).replace('torch.', '')}"
         for k in expected
-        if k in sd and tuple(sd[k].shape) == tuple(expected[k].shape)
+        if k in sd
+        and tuple(sd[k].shape) == tuple(expected[k].shape)
         and sd[k].is_floating_point() != expected[k].is_floating_point()
     ]
     return missing, unexpected, shaped
@@ -152,10 +162,19 @@ def _listing(label: str, keys: list[str]) -> str:
     return f"{label} {len(keys)}: {', '.join(keys[:_SHOW])}{more}"
 
 
-def mismatch_message(where: Path, cls_name: str, recorded: str | None,
-                     missing: list[str], unexpected: list[str], shaped: list[str]) -> str:
-    parts = [_listing(lbl, ks) for lbl, ks in
-             (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)) if ks]
+def mismatch_message(
+    where: Path,
+    cls_name: str,
+    recorded: str | None,
+    missing: list[str],
+    unexpected: list[str],
+    shaped: list[str],
+) -> str:
+    parts = [
+        _listing(lbl, ks)
+        for lbl, ks in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped))
+        if ks
+    ]
     origin = f" The file was saved from {recorded}." if recorded else ""
     return (
         f"{where}: the weights do not fit {cls_name}: {'; '.join(parts)}.{origin} Pass the "
@@ -169,8 +188,12 @@ def build_module(sd: dict[str, Any], request: LoadRequest, where: Path) -> Any:
     return build_from_parts(sd, lambda: [sd], request, where)
 
 
-def build_from_parts(layout: dict[str, Any], parts: Callable[[], Iterable[dict[str, Any]]],
-                     request: LoadRequest, where: Path) -> Any:
+def build_from_parts(
+    layout: dict[str, Any],
+    parts: Callable[[], Iterable[dict[str, Any]]],
+    request: LoadRequest,
+    where: Path,
+) -> Any:
     """:func:`build_module` for weights that arrive in parts (the shards of a checkpoint).
 
     ``layout`` maps every stored name to a tensor of its shape and dtype (meta tensors do),
@@ -205,11 +228,17 @@ def build_from_parts(layout: dict[str, Any], parts: Callable[[], Iterable[dict[s
     missing, unexpected, shaped = mismatch(module, plan)
     skip: set[str] = set()
     if missing or unexpected or shaped:
-        msg = mismatch_message(where, type(module).__qualname__, recorded, missing, unexpected, shaped)
+        msg = mismatch_message(
+            where, type(module).__qualname__, recorded, missing, unexpected, shaped
+        )
         if request.strict:
             raise ArchitectureMismatchError(msg, missing, unexpected, shaped)
-        _warn.warn(msg.replace("or strict=False to load what matches", "skipped keys were left as initialised"),
-                   ArchitectureMismatchWarning)
+        _warn.warn(
+            msg.replace(
+                "or strict=False to load what matches", "skipped keys were left as initialised"
+            ),
+            ArchitectureMismatchWarning,
+        )
         bad = {s.split(":", 1)[0] for s in shaped}
         skip = set(unexpected) | bad
         if built_here and (missing or bad):
@@ -232,8 +261,15 @@ def build_from_parts(layout: dict[str, Any], parts: Callable[[], Iterable[dict[s
     return module
 
 
-def _fill_parts(module: Any, parts: Callable[[], Iterable[dict[str, Any]]], groups: list[list[str]],
-                tied: dict[str, str] | None, skip: set[str], *, assign: bool) -> None:
+def _fill_parts(
+    module: Any,
+    parts: Callable[[], Iterable[dict[str, Any]]],
+    groups: list[list[str]],
+    tied: dict[str, str] | None,
+    skip: set[str],
+    *,
+    assign: bool,
+) -> None:
     expected = module.state_dict(keep_vars=True) if assign else None  # the dtypes to keep
     for part in parts():
         chunk = dict(part)
@@ -249,17 +285,29 @@ def _unfilled(module: Any, names: set[str]) -> bool:
     """Whether some parameter or buffer of ``module`` (non-persistent buffers included) is
     not among ``names``, so a module built on the meta device would keep a meta tensor."""
     return any(n not in names for n, _ in module.named_parameters(remove_duplicate=False)) or any(
-        n not in names for n, _ in module.named_buffers(remove_duplicate=False))
+        n not in names for n, _ in module.named_buffers(remove_duplicate=False)
+    )
 
 
-def _fill(module: Any, sd: dict[str, Any], *, assign: bool, groups: list[list[str]],
-          expected: dict[str, Any] | None = None) -> None:
+def _fill(
+    module: Any,
+    sd: dict[str, Any],
+    *,
+    assign: bool,
+    groups: list[list[str]],
+    expected: dict[str, Any] | None = None,
+) -> None:
     if assign:
         if expected is None:
             expected = module.state_dict(keep_vars=True)
         for k, t in list(sd.items()):
             want = expected.get(k)
-            if want is not None and t.dtype != want.dtype and t.is_floating_point() and want.is_floating_point():
+            if (
+                want is not None
+                and t.dtype != want.dtype
+                and t.is_floating_point()
+                and want.is_floating_point()
+            ):
                 sd[k] = t.to(want.dtype)
     module.load_state_dict(sd, strict=False, assign=assign)
     if assign:
@@ -293,4 +341,3 @@ def _to_device(sd: dict[str, Any], device: str | None) -> dict[str, Any]:
     if device is None:
         return sd
     return {k: v.to(device) for k, v in sd.items()}
-

@@ -26,10 +26,16 @@ from ...errors import ArgumentError, FormatError
 #: What ``dtype=`` accepts: the floating-point dtypes every safetensors reader knows.
 TARGETS = ("float16", "bfloat16", "float32", "float64")
 _ALIASES = {
-    "half": "float16", "fp16": "float16", "f16": "float16",
+    "half": "float16",
+    "fp16": "float16",
+    "f16": "float16",
     "bf16": "bfloat16",
-    "float": "float32", "fp32": "float32", "f32": "float32",
-    "double": "float64", "fp64": "float64", "f64": "float64",
+    "float": "float32",
+    "fp32": "float32",
+    "f32": "float32",
+    "double": "float64",
+    "fp64": "float64",
+    "f64": "float64",
 }
 
 
@@ -38,15 +44,19 @@ def dtype_name(value: Any) -> str:
     ``"half"``, ``"bf16"``) or a ``torch.dtype``; anything else is an ArgumentError."""
     if isinstance(value, str):
         text = value
-    elif type(value).__name__ == "dtype":  # torch.dtype / numpy.dtype, recognised without importing either
+    elif (
+        type(value).__name__ == "dtype"
+    ):  # torch.dtype / numpy.dtype, recognised without importing either
         text = str(value)
     else:
         raise ArgumentError(f"dtype= must be one of {', '.join(TARGETS)}, not {value!r}")
     name = text.strip().lower().removeprefix("torch.")
     name = _ALIASES.get(name, name)
     if name not in TARGETS:
-        raise ArgumentError(f"dtype={value!r} is not a floating-point dtype modelstore casts to; "
-                            f"use one of {', '.join(TARGETS)}")
+        raise ArgumentError(
+            f"dtype={value!r} is not a floating-point dtype modelstore casts to; "
+            f"use one of {', '.join(TARGETS)}"
+        )
     return name
 
 
@@ -86,9 +96,11 @@ def cast_for_save(model: Any, name: str, meta: dict[str, Any], where: Path) -> A
     elif _torch.is_state_dict(model):
         sd = dict(model)
     else:
-        msg = (f"{where}: dtype= casts a torch module or a flat dict of tensors, not a "
-               f"{type(model).__name__} (a training checkpoint keeps its own dtypes); cast the "
-               f"tensors yourself before saving")
+        msg = (
+            f"{where}: dtype= casts a torch module or a flat dict of tensors, not a "
+            f"{type(model).__name__} (a training checkpoint keeps its own dtypes); cast the "
+            f"tensors yourself before saving"
+        )
         raise ArgumentError(msg)
     cast, origin = _cast(sd, name)
     kinds = set(origin.values())
@@ -112,8 +124,18 @@ def _cast(sd: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, str]
             continue
         t = t.detach()
         origin[key] = str(t.dtype).replace("torch.", "")
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()),
-                 t.dtype, t.device) if t.device.type != "meta" else (id(t),)
+        ident = (
+            (
+                t.untyped_storage().data_ptr(),
+                t.storage_offset(),
+                tuple(t.shape),
+                tuple(t.stride()),
+                t.dtype,
+                t.device,
+            )
+            if t.device.type != "meta"
+            else (id(t),)
+        )
         if ident not in done:
             done[ident] = t.to(to)
         out[key] = done[ident]
@@ -139,12 +161,16 @@ def recorded_from(meta: dict[str, Any] | None, where: Path) -> str | dict[str, s
     frm = cast.get("from") if isinstance(cast, dict) else None
     if isinstance(frm, str):
         return frm
-    if isinstance(frm, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in frm.items()):
+    if isinstance(frm, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in frm.items()
+    ):
         return frm
     raise FormatError(f"{where}: the modelstore metadata has a malformed 'cast' entry")
 
 
-def for_load(sd: dict[str, Any], meta: dict[str, Any] | None, dtype: str | None, where: Path) -> dict[str, Any]:
+def for_load(
+    sd: dict[str, Any], meta: dict[str, Any] | None, dtype: str | None, where: Path
+) -> dict[str, Any]:
     """The state dict ``load`` returns: floating tensors cast to ``dtype`` if given, else
     back to the dtypes recorded before a ``save(..., dtype=)``. Tensors already right are
     returned as they are (zero-copy); tensors that share one object stay shared."""
@@ -183,7 +209,9 @@ def for_load_object(obj: Any, meta: dict[str, Any] | None, dtype: str | None, wh
     if _torch.is_state_dict(obj):
         return for_load(obj, meta, dtype, where)
     if dtype is not None:
-        msg = (f"{where}: dtype= casts a state dict or a module, but the file holds a "
-               f"{type(obj).__name__} (a training checkpoint); load it without dtype= and cast what you need")
+        msg = (
+            f"{where}: dtype= casts a state dict or a module, but the file holds a "
+            f"{type(obj).__name__} (a training checkpoint); load it without dtype= and cast what you need"
+        )
         raise ArgumentError(msg)
     return obj

@@ -41,14 +41,19 @@ def write_record(path: Path, meta: dict[str, Any]) -> None:
     record["data_checksum"] = format_checksum(hasher)
     blob = json.dumps(record, sort_keys=True, allow_nan=False).encode()
     with zipfile.ZipFile(path, "a") as zf:
-        zf.writestr(zipfile.ZipInfo(f"{root}/{RECORD}", date_time=(1980, 1, 1, 0, 0, 0)), blob,
-                    compress_type=zipfile.ZIP_STORED)
+        zf.writestr(
+            zipfile.ZipInfo(f"{root}/{RECORD}", date_time=(1980, 1, 1, 0, 0, 0)),
+            blob,
+            compress_type=zipfile.ZIP_STORED,
+        )
 
 
 def _record_info(zf: zipfile.ZipFile) -> zipfile.ZipInfo | None:
     found = [i for i in zf.infolist() if i.filename.partition("/")[2] == RECORD]
     if len(found) > 1:
-        raise FormatError(f"{zf.filename}: the archive holds {len(found)} {RECORD} records; it is damaged or hostile")
+        raise FormatError(
+            f"{zf.filename}: the archive holds {len(found)} {RECORD} records; it is damaged or hostile"
+        )
     return found[0] if found else None
 
 
@@ -62,7 +67,9 @@ def read_record(path: Path) -> dict[str, Any] | None:
             if info is None:
                 return None
             if info.file_size > MAX_RECORD or info.compress_type != zipfile.ZIP_STORED:
-                raise FormatError(f"{path}: its {RECORD} record is not one modelstore writes; it is damaged or hostile")
+                raise FormatError(
+                    f"{path}: its {RECORD} record is not one modelstore writes; it is damaged or hostile"
+                )
             raw = zf.read(info)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise FormatError(f"{path}: cannot read its {RECORD} record ({e})") from None

@@ -43,7 +43,8 @@ def is_hf_weights(path: Path) -> bool:
     if name in SAFETENSORS_NAMES or name in BIN_NAMES:
         return True
     return (name.startswith("model-") and name.endswith(".safetensors")) or (
-        name.startswith("pytorch_model-") and name.endswith(".bin"))
+        name.startswith("pytorch_model-") and name.endswith(".bin")
+    )
 
 
 def config_companion(path: Path) -> list[str]:
@@ -58,13 +59,22 @@ def read_config(path: Path) -> dict[str, Any] | None:
         return None
     try:
         # hf_cache: in a Hugging Face cache snapshot the config links to the repository's blobs
-        raw = read_confined(path.parent, CONFIG, what="the config", source=path, main=path,
-                            hf_cache=True, max_bytes=MAX_CONFIG)
+        raw = read_confined(
+            path.parent,
+            CONFIG,
+            what="the config",
+            source=path,
+            main=path,
+            hf_cache=True,
+            max_bytes=MAX_CONFIG,
+        )
     except ModelNotFoundError:
         return None
     data = loads(raw, where=f"{path.parent / CONFIG}")
     if not isinstance(data, dict):
-        raise FormatError(f"{path.parent / CONFIG}: a model config must be a JSON object, not {type(data).__name__}")
+        raise FormatError(
+            f"{path.parent / CONFIG}: a model config must be a JSON object, not {type(data).__name__}"
+        )
     return data
 
 
@@ -87,10 +97,15 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             at = f"{where}.{key}" if where else str(key)
             low = str(key).lower()
             if low in _CODE_KEYS and v not in (None, False, {}, []):
-                problems.append(f"{at}: makes transformers import code named by the file "
-                                f"({_short(v)})")
-            elif any(h in low for h in _IMPL_HINTS) and isinstance(v, str) and ("/" in v or ":" in v):
-                problems.append(f"{at} = {_short(v)}: names a repository transformers would fetch code from")
+                problems.append(
+                    f"{at}: makes transformers import code named by the file ({_short(v)})"
+                )
+            elif (
+                any(h in low for h in _IMPL_HINTS) and isinstance(v, str) and ("/" in v or ":" in v)
+            ):
+                problems.append(
+                    f"{at} = {_short(v)}: names a repository transformers would fetch code from"
+                )
             elif isinstance(v, (dict, list)):
                 stack.append((at, v))
     if stack:
@@ -108,9 +123,11 @@ def refuse_problems(path: Path, config: dict[str, Any], trust: Any) -> None:
     ``trust=True`` lets such a config build the caller's class)."""
     problems = config_problems(config)
     if problems and trust is not True:
-        msg = (f"{path.parent / CONFIG}: the config would make transformers fetch or run code: "
-               f"{'; '.join(problems[:5])}. modelstore never imports what a config names; remove "
-               f"those keys, or pass trust=True only if you trust the folder's author")
+        msg = (
+            f"{path.parent / CONFIG}: the config would make transformers fetch or run code: "
+            f"{'; '.join(problems[:5])}. modelstore never imports what a config names; remove "
+            f"those keys, or pass trust=True only if you trust the folder's author"
+        )
         raise UnsafeModelError(msg)
 
 
@@ -120,8 +137,11 @@ def refuse_problems(path: Path, config: dict[str, Any], trust: Any) -> None:
 def takes_hf_config(cls: Any) -> bool:
     """A transformers ``PreTrainedModel`` class (its ``config_class`` has ``from_dict``)."""
     config_class = getattr(cls, "config_class", None)
-    return isinstance(cls, type) and isinstance(config_class, type) and callable(
-        getattr(config_class, "from_dict", None))
+    return (
+        isinstance(cls, type)
+        and isinstance(config_class, type)
+        and callable(getattr(config_class, "from_dict", None))
+    )
 
 
 def is_hub_mixin(cls: Any) -> bool:
@@ -138,7 +158,11 @@ def config_for(path: Path, request: Any) -> dict[str, Any] | None:
     config, or None to leave the request as it is: the caller's ``config=`` and a config
     modelstore recorded both win; only the caller's class is ever built."""
     cls = request.model
-    if not isinstance(cls, type) or request.config is not None or (request.meta or {}).get("config"):
+    if (
+        not isinstance(cls, type)
+        or request.config is not None
+        or (request.meta or {}).get("config")
+    ):
         return None
     hf, mixin = takes_hf_config(cls), is_hub_mixin(cls)
     if not (hf or mixin):
@@ -184,7 +208,6 @@ def describe(path: Path, found: Any) -> None:
         found.extra_metadata["hf_config_problems"] = problems
 
 
-
 def base_model_keys(sd: dict[str, Any], request: Any) -> dict[str, Any]:
     """Weights saved from a model with a head (``BertForMaskedLM``: ``bert.*``, ``cls.*``) for
     its base class (``BertModel``), as transformers maps them: when the caller's transformers
@@ -207,4 +230,4 @@ def base_model_keys(sd: dict[str, Any], request: Any) -> dict[str, Any]:
         return sd
     if any(k.startswith(head) for k in own) or not own:
         return sd
-    return {k[len(head):]: v for k, v in sd.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in sd.items() if k.startswith(head)}

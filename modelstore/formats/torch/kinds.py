@@ -21,9 +21,11 @@ def training_state_hint(obj: Any) -> str | None:
         what = "a learning-rate scheduler"
     else:
         return None
-    return (f"{what} is saved by its state, in a training checkpoint with the model's weights: "
-            "ms.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), "
-            "'epoch': epoch}, 'ckpt.pt'); to resume, build them again and call load_state_dict")
+    return (
+        f"{what} is saved by its state, in a training checkpoint with the model's weights: "
+        "ms.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), "
+        "'epoch': epoch}, 'ckpt.pt'); to resume, build them again and call load_state_dict"
+    )
 
 
 def is_tensor(obj: Any) -> bool:
@@ -32,8 +34,11 @@ def is_tensor(obj: Any) -> bool:
 
 def is_state_dict(obj: Any) -> bool:
     """A flat ``{str: Tensor}`` mapping (what safetensors can hold)."""
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and is_tensor(v) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and is_tensor(v) for k, v in obj.items())
+    )
 
 
 def contains_tensor(obj: Any, depth: int = 0) -> bool:

@@ -17,6 +17,7 @@ from ..shapes import expected_shapes, fit_hint, runtime_message
 if TYPE_CHECKING:
     import torch
 
+
 def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tensor:
     import numpy as np
     import torch
@@ -27,7 +28,9 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
         except ValueError as e:  # ragged lists
             raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
         if arr.dtype.kind not in "biuf":
-            raise ArgumentError(f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})")
+            raise ArgumentError(
+                f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})"
+            )
         x = torch.from_numpy(np.ascontiguousarray(arr))
     if like is not None and like.is_floating_point() and x.dtype != like.dtype:
         # floats follow the model's dtype; integers too, unless the model starts with an embedding

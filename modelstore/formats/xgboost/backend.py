@@ -51,8 +51,11 @@ class XGBoostBackend(Backend):
 
     def sniff(self, path: Path, head: bytes) -> bool:
         text = head.lstrip()
-        return text.startswith(b'{"learner"') or (text[:1] == b"{" and b"learner" in text[:24]
-                                                   and text[1:2] in (b"L", b"l", b"i", b"U", b"I"))
+        return text.startswith(b'{"learner"') or (
+            text[:1] == b"{"
+            and b"learner" in text[:24]
+            and text[1:2] in (b"L", b"l", b"i", b"U", b"I")
+        )
 
     def can_save(self, obj: Any) -> bool:
         return is_instance_of(obj, "xgboost.core", "Booster") or _is_wrapper(obj)
@@ -63,10 +66,15 @@ class XGBoostBackend(Backend):
     def describe(self, obj: Any) -> dict[str, Any]:
         import xgboost
 
-        return {"framework": "xgboost", "framework_version": xgboost.__version__,
-                "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}"}
+        return {
+            "framework": "xgboost",
+            "framework_version": xgboost.__version__,
+            "model_class": f"{type(obj).__module__}:{type(obj).__qualname__}",
+        }
 
-    def write(self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path) -> str | None:
+    def write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | None:
         fmt = "json" if target.name.lower().endswith(".json") else "ubj"
         # XGBoost picks the format by suffix, and the wrapper records its scikit-learn facts
         fd, name = tempfile.mkstemp(dir=tmp.parent, suffix=f".{fmt}", prefix=".xgb-")
@@ -83,7 +91,9 @@ class XGBoostBackend(Backend):
     def _read(self, path: Path) -> tuple[bytes, str | None]:
         """The file's bytes (what XGBoost will parse) and the wrapper type it records."""
         data = path.read_bytes()
-        if data.lstrip()[:2] == b'{"' or data.lstrip()[:1] == b"{" and data.lstrip()[1:2] in b' \n\r\t"':
+        if data.lstrip()[:2] == b'{"' or (
+            data.lstrip()[:1] == b"{" and data.lstrip()[1:2] in b' \n\r\t"'
+        ):
             doc = jsonsafe.loads(data, where=str(path))
             learner = doc.get("learner") if isinstance(doc, dict) else None
             if not isinstance(learner, dict):
@@ -100,14 +110,18 @@ class XGBoostBackend(Backend):
         try:
             booster.load_model(bytearray(data))
         except (xgboost.core.XGBoostError, ValueError, TypeError) as e:
-            raise FormatError(f"{path}: XGBoost cannot read the model ({str(e).splitlines()[0][:200]})") from None
+            raise FormatError(
+                f"{path}: XGBoost cannot read the model ({str(e).splitlines()[0][:200]})"
+            ) from None
         return booster
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         import xgboost
 
         if request.model is not None:
-            raise ArgumentError(f"{path}: model= is for weights files; an XGBoost file holds the whole model")
+            raise ArgumentError(
+                f"{path}: model= is for weights files; an XGBoost file holds the whole model"
+            )
         data, kind = self._read(path)
         booster = self._booster(path, data)
         if kind is None:
@@ -121,7 +135,9 @@ class XGBoostBackend(Backend):
         try:
             model.load_model(bytearray(data))
         except (xgboost.core.XGBoostError, ValueError, TypeError, KeyError) as e:
-            raise FormatError(f"{path}: XGBoost cannot rebuild its {kind} ({str(e).splitlines()[0][:200]})") from None
+            raise FormatError(
+                f"{path}: XGBoost cannot rebuild its {kind} ({str(e).splitlines()[0][:200]})"
+            ) from None
         return model
 
     def inspect(self, path: Path) -> Inspection:
@@ -159,8 +175,9 @@ class XGBoostBackend(Backend):
             return proba
         return labels_from_scores(proba, request.labels)
 
-    def export_onnx(self, model: Any, path: Path, sample_input: Any, opset: int | None,
-                    dynamic_batch: bool) -> Exported:
+    def export_onnx(
+        self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool
+    ) -> Exported:
         from ..onnx.gbm import export_gbm
 
         return export_gbm("xgboost", model, path, sample_input, opset, dynamic_batch)
@@ -187,8 +204,10 @@ def _matrix(inputs: Any) -> Any:
     except ValueError as e:
         raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
     if x.ndim != 2 or x.dtype.kind not in "biuf":
-        raise ArgumentError(f"predict inputs must be a 2-D array of numbers (rows x features), got "
-                            f"{x.dtype} with shape {x.shape}")
+        raise ArgumentError(
+            f"predict inputs must be a 2-D array of numbers (rows x features), got "
+            f"{x.dtype} with shape {x.shape}"
+        )
     return x
 
 
