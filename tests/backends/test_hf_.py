@@ -117,10 +117,14 @@ def test_folder_inspect_scan_and_state_dict(
     )
 
 
-def test_bin_shards_warn_as_pickles(folders: dict[str, Path]) -> None:
-    """A .bin checkpoint is unpickled (through the gate), so it warns like any pickle."""
+def test_bin_shards_warn_as_pickles(folders: dict[str, Path], tmp_path: Path) -> None:
+    """A .bin checkpoint is unpickled (through the gate), so it warns like any pickle (a fresh
+    copy: the warning comes once per file per process, and the fixture's folder was loaded)."""
+    import shutil
+
+    copy = shutil.copytree(folders["bin_sharded"], tmp_path / "bin_sharded")
     with pytest.warns(ms.PickleWarning):
-        ms.load(folders["bin_sharded"])
+        ms.load(copy)
 
 
 def test_cli_inspect_lists_files(folders: dict[str, Path]) -> None:
