@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .._info import ScanReport, TensorInfo
-from ..errors import FormatError, MissingDependencyError, UnsupportedModelError
+from ..errors import ArgumentError, FormatError, MissingDependencyError, UnsupportedModelError
 
 Risk = Literal["safe", "restricted", "pickle"]
 
@@ -428,3 +428,21 @@ def pass_cached(key: Any, compute: Callable[[], Any]) -> Any:
     if key not in cache:
         cache[key] = compute()
     return cache[key]
+
+
+def feature_matrix(inputs: Any) -> Any:
+    """``inputs`` as a 2-D numeric numpy array (rows x features), or ArgumentError."""
+    import numpy as np
+
+    if inputs is None:
+        raise ArgumentError("predict needs inputs, got None")
+    try:
+        x = np.asarray(inputs)
+    except ValueError as e:
+        raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
+    if x.ndim != 2 or x.dtype.kind not in "biuf":
+        raise ArgumentError(
+            f"predict inputs must be a 2-D array of numbers (rows x features), got "
+            f"{x.dtype} with shape {x.shape}"
+        )
+    return x

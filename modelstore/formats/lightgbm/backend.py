@@ -19,6 +19,7 @@ from ..base import (
     Inspection,
     LoadRequest,
     PredictRequest,
+    feature_matrix,
     is_instance_of,
     labels_from_scores,
 )
@@ -169,7 +170,7 @@ class LightGBMBackend(Backend):
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         import numpy as np
 
-        x = _matrix(inputs)
+        x = feature_matrix(inputs)
         if _is_wrapper(model):
             if request.output == "raw" or not hasattr(model, "predict_proba"):
                 return np.asarray(model.predict(x))
@@ -194,20 +195,3 @@ class LightGBMBackend(Backend):
         from ..onnx.gbm import export_gbm
 
         return export_gbm("lightgbm", model, path, sample_input, opset, dynamic_batch)
-
-
-def _matrix(inputs: Any) -> Any:
-    import numpy as np
-
-    if inputs is None:
-        raise ArgumentError("predict needs inputs, got None")
-    try:
-        x = np.asarray(inputs)
-    except ValueError as e:
-        raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
-    if x.ndim != 2 or x.dtype.kind not in "biuf":
-        raise ArgumentError(
-            f"predict inputs must be a 2-D array of numbers (rows x features), got "
-            f"{x.dtype} with shape {x.shape}"
-        )
-    return x

@@ -25,6 +25,7 @@ from ..base import (
     Inspection,
     LoadRequest,
     PredictRequest,
+    feature_matrix,
     is_instance_of,
     labels_from_scores,
 )
@@ -159,7 +160,7 @@ class XGBoostBackend(Backend):
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         import numpy as np
 
-        x = _matrix(inputs)
+        x = feature_matrix(inputs)
         if _is_wrapper(model):
             if request.output == "raw" or not hasattr(model, "predict_proba"):
                 return np.asarray(model.predict(x))
@@ -192,23 +193,6 @@ def _estimator_type(sk: Any) -> str | None:
         return None
     kind = facts.get("_estimator_type") if isinstance(facts, dict) else None
     return _BY_TYPE.get(kind) if isinstance(kind, str) else None
-
-
-def _matrix(inputs: Any) -> Any:
-    import numpy as np
-
-    if inputs is None:
-        raise ArgumentError("predict needs inputs, got None")
-    try:
-        x = np.asarray(inputs)
-    except ValueError as e:
-        raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
-    if x.ndim != 2 or x.dtype.kind not in "biuf":
-        raise ArgumentError(
-            f"predict inputs must be a 2-D array of numbers (rows x features), got "
-            f"{x.dtype} with shape {x.shape}"
-        )
-    return x
 
 
 __all__ = ["XGBoostBackend", "UnsupportedModelError"]
