@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ArgumentError, FormatError
+from ...security import child, gbtrees
 from ..base import (
     Backend,
     Exported,
@@ -30,46 +31,30 @@ MAGIC = b"tree\nversion="
 MAX_BYTES = 4 << 30
 
 
-#: seconds the child that parses a model text first may take
-PROBE_SECONDS = 120
-_PROBE = "import sys, lightgbm; lightgbm.Booster(model_str=sys.stdin.buffer.read().decode('utf-8'))"
-_PROBED: dict[str, str | None] = {}  # sha256 of a text -> why it failed, if it did
+#: what the child runs: parse the text with LightGBM, write the model back out (every tree)
+_CANONICAL = (
+    "import sys, lightgbm; "
+    "b = lightgbm.Booster(model_str=sys.stdin.buffer.read().decode('utf-8')); "
+    "sys.stdout.buffer.write(b.model_to_string(num_iteration=-1).encode('utf-8'))"
+)
 
 
-def _probe(path: Path, text: str) -> None:
-    """Parse the text in a child process first: LightGBM's C++ parser aborts the whole
-    process on some malformed texts (seen: a truncated file, ``terminate called``), which no
-    ``except`` can catch. The child (isolated: ``-I``, so nothing beside the model is imported)
-    parses exactly the text this process will; once per text per process."""
-    import hashlib
-    import subprocess
-    import sys
+def _checked_text(path: Path, text: str) -> str:
+    """Parse the text in an isolated child first and check the trees LightGBM wrote back.
 
-    data = text.encode("utf-8")
-    key = hashlib.sha256(data).hexdigest()
-    if key not in _PROBED:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-c", _PROBE],
-                input=data,
-                capture_output=True,
-                timeout=PROBE_SECONDS,
-            )
-            last = (
-                proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unknown error"]
-            )[-1]
-            _PROBED[key] = (
-                None
-                if proc.returncode == 0
-                else (
-                    f"LightGBM cannot read the model ({last[:200]}; exit status {proc.returncode})"
-                )
-            )
-        except subprocess.TimeoutExpired:
-            _PROBED[key] = f"LightGBM did not finish reading the model in {PROBE_SECONDS} s"
-    failure = _PROBED[key]
-    if failure is not None:
-        raise FormatError(f"{path}: {failure}; nothing from the file was run in this process")
+    LightGBM's C++ parser aborts the whole process on some malformed texts (seen: a truncated
+    file, ``terminate called``), which no ``except`` can catch, and its predictor follows child
+    indices unchecked (one past the tree loops forever). The child parses the text and writes
+    the model back in LightGBM's canonical form; that text's trees are checked here and it is
+    the text this process loads, so what was checked is what is loaded.
+    """
+    try:
+        out = child.run(_CANONICAL, text.encode("utf-8"), what="LightGBM")
+    except child.ChildFailed as e:
+        raise FormatError(f"{path}: {e}; nothing from the file was run in this process") from None
+    canonical = out.decode("utf-8")
+    gbtrees.check_lightgbm(canonical, str(path))
+    return canonical
 
 
 def _is_wrapper(obj: Any) -> bool:
@@ -135,8 +120,7 @@ class LightGBMBackend(Backend):
     def _booster(self, path: Path) -> Any:
         import lightgbm
 
-        text = self._text(path)
-        _probe(path, text)
+        text = _checked_text(path, self._text(path))
         try:
             return lightgbm.Booster(model_str=text)
         except (lightgbm.basic.LightGBMError, ValueError, TypeError, KeyError, IndexError) as e:

@@ -7,6 +7,12 @@ scikit-learn backend's, whose joblib pickle is used only when asked for by suffi
 returns the scikit-learn wrapper the file records (``XGBClassifier``... from a fixed list; the
 file cannot name any other class) or a ``Booster``. A JSON file is parsed by our bounded JSON
 reader first (depth, numbers), so a hostile one is refused before XGBoost's parser sees it.
+
+XGBoost's own readers trust the file: a flipped byte in a UBJSON file can crash the
+interpreter, and a tree whose child index points past its nodes crashes prediction. Every
+file is therefore parsed in an isolated child first (:mod:`modelstore.security.child`), which
+writes it back as JSON; that JSON's trees are checked (:mod:`modelstore.security.gbtrees`) and
+it is what this process loads.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ArgumentError, FormatError, UnsupportedModelError
-from ...security import jsonsafe
+from ...security import child, gbtrees, jsonsafe
 from ..base import (
     Backend,
     Exported,
@@ -32,6 +38,12 @@ from ..base import (
 
 #: the scikit-learn wrappers a file may ask to be rebuilt as (exact names in ``xgboost``)
 WRAPPERS = ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")
+#: what the child runs: parse the file with XGBoost, write the model back as JSON
+_CANONICAL = (
+    "import sys, xgboost; b = xgboost.Booster(); "
+    "b.load_model(bytearray(sys.stdin.buffer.read())); "
+    "sys.stdout.buffer.write(b.save_raw('json'))"
+)
 _BY_TYPE = {"classifier": "XGBClassifier", "regressor": "XGBRegressor", "ranker": "XGBRanker"}
 
 
@@ -90,19 +102,26 @@ class XGBoostBackend(Backend):
 
     # -- reading --------------------------------------------------------------------------
     def _read(self, path: Path) -> tuple[bytes, str | None]:
-        """The file's bytes (what XGBoost will parse) and the wrapper type it records."""
-        data = path.read_bytes()
-        if data.lstrip()[:2] == b'{"' or (
-            data.lstrip()[:1] == b"{" and data.lstrip()[1:2] in b' \n\r\t"'
-        ):
-            doc = jsonsafe.loads(data, where=str(path))
-            learner = doc.get("learner") if isinstance(doc, dict) else None
-            if not isinstance(learner, dict):
-                raise FormatError(f"{path}: not an XGBoost JSON model (no 'learner' object)")
-            attrs = learner.get("attributes")
-            sk = attrs.get("scikit_learn") if isinstance(attrs, dict) else None
-            return data, _estimator_type(sk)
-        return data, None
+        """The model as checked JSON, and the wrapper type it records.
+
+        XGBoost's parsers crash the interpreter on some damaged files (seen: a segmentation
+        fault on a UBJSON file with one byte changed) and its predictor walks trees without
+        checking them (a child index past the node arrays crashes at predict time). So the
+        file is parsed in an isolated child first, which writes the model back as JSON; that
+        JSON is checked here (bounded reader, then every tree's structure) and is what this
+        process hands to XGBoost: what was checked is what is loaded.
+        """
+        try:
+            data = child.run(_CANONICAL, path.read_bytes(), what="XGBoost")
+        except child.ChildFailed as e:
+            raise FormatError(
+                f"{path}: {e}; nothing from the file was run in this process"
+            ) from None
+        doc = jsonsafe.loads(data, where=str(path))
+        gbtrees.check_xgboost(doc, str(path))
+        attrs = doc["learner"].get("attributes")
+        sk = attrs.get("scikit_learn") if isinstance(attrs, dict) else None
+        return data, _estimator_type(sk)
 
     def _booster(self, path: Path, data: bytes) -> Any:
         import xgboost
@@ -128,8 +147,6 @@ class XGBoostBackend(Backend):
         if kind is None:
             recorded = str((request.meta or {}).get("model_class") or "")
             kind = next((w for w in WRAPPERS if recorded == f"xgboost.sklearn:{w}"), None)
-            if kind is None:  # UBJSON: the attribute as XGBoost read it
-                kind = _estimator_type(booster.attributes().get("scikit_learn"))
         if kind is None:
             return booster
         model = getattr(xgboost, kind)()
@@ -144,7 +161,6 @@ class XGBoostBackend(Backend):
     def inspect(self, path: Path) -> Inspection:
         data, kind = self._read(path)
         booster = self._booster(path, data)
-        kind = kind or _estimator_type(booster.attributes().get("scikit_learn"))
         config = jsonsafe.loads(booster.save_config(), where=f"{path} (config)")
         learner = config.get("learner", {}) if isinstance(config, dict) else {}
         details = {
