@@ -105,6 +105,8 @@ def _ranged(
     backend = REGISTRY.get(names[0])
     if getattr(type(backend), method) is getattr(Backend, method):
         return None  # the backend reads whole files only: skip the size request
+    if backend.optional_companions(Path(remote.basename(uri))):
+        return None  # files beside it may count (a config.json): fetch it with them
     try:
         size, kind = remote.size_of(uri, storage_options)
     except ModelNotFoundError:  # perhaps saved under another name (shards): the fetch finds it
@@ -167,6 +169,7 @@ def scan(path: PathLike, *, storage_options: dict[str, Any] | None = None) -> Sc
             verdict="unsafe",
             findings=[*report.findings, Finding("sidecar", "critical", problem)],
         )
-    if os.path.isdir(path):  # a folder: its config and side files (optimizer.pt, ...) too
+    report = folder.with_config(p, backend, report)  # a Hugging Face config beside the weights
+    if os.path.isdir(path):  # a folder: its side files (optimizer.pt, ...) too
         report = folder.scan_folder(Path(os.fspath(path)), p, backend, report)
     return report

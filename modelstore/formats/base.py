@@ -200,6 +200,12 @@ class Backend:
         plus ``path`` and its sidecar. Names a file does not list are never read."""
         return []
 
+    def optional_companions(self, path: Path) -> list[str]:
+        """Plain names of files that belong with ``path`` when they exist (a Hugging Face
+        folder's ``config.json``): a fetch of a remote model asks for these too, since
+        :meth:`companions` can only see what is already on this disk."""
+        return []
+
     def entry_file(self, names: list[str]) -> str | None:
         """The main file of a folder holding ``names`` (a checkpoint folder), or None."""
         return None

@@ -52,8 +52,6 @@ def scan_folder(folder: Path, main: Path, backend: Backend, report: ScanReport) 
         own.update(backend.companions(main))
     except ModelstoreError:
         pass
-    for problem in _config_problems(main, backend):
-        findings.append(Finding("config.json", "critical", problem))
     for name in listing(folder):
         if name in own or name.startswith("."):
             continue
@@ -64,6 +62,16 @@ def scan_folder(folder: Path, main: Path, backend: Backend, report: ScanReport) 
     elif verdict == "safe" and len(findings) > len(report.findings):
         verdict = "unknown"
     return dataclasses.replace(report, verdict=verdict, findings=findings)
+
+
+def with_config(main: Path, backend: Backend, report: ScanReport) -> ScanReport:
+    """``report`` with the problems of a Hugging Face ``config.json`` beside ``main``: keys
+    that make transformers fetch or run code make the verdict unsafe (load refuses them)."""
+    problems = _config_problems(main, backend)
+    if not problems:
+        return report
+    findings = [*report.findings, *(Finding("config.json", "critical", p) for p in problems)]
+    return dataclasses.replace(report, verdict="unsafe", findings=findings)
 
 
 def _config_problems(main: Path, backend: Backend) -> list[str]:

@@ -112,6 +112,9 @@ def fetched(
                     f"{uri}: names the companion file {name!r}, which is not a plain file name beside it"
                 )
             remote.get(fs, remote.join(folder, name), tmp / name, uri)
+        for name in backend.optional_companions(local):
+            if plain_name(name) and remote.exists(fs, remote.join(folder, name), uri):
+                remote.get(fs, remote.join(folder, name), tmp / name, uri)
         side = main + SIDECAR_SUFFIX
         if not backend.embeds_metadata and remote.exists(fs, side, uri):
             remote.get(fs, side, tmp / (local.name + SIDECAR_SUFFIX), uri)

@@ -338,3 +338,30 @@ def test_base_model_from_a_head_models_folder(
     assert torch.equal(
         base.encoder.layer[1].output.dense.weight, bert.bert.encoder.layer[1].output.dense.weight
     )
+
+
+@pytest.mark.parametrize("layout", ["st", "bin_sharded"])
+def test_remote_folder_brings_its_config(
+    folders: dict[str, Path], bert: Any, layout: str, tmp_path: Path
+) -> None:
+    """A folder in object storage is fetched with its config.json: the caller's class is
+    built from it, and a hostile remote config is refused like a local one."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"/hf-{layout}-{tmp_path.name}"
+    for name in os.listdir(folders[layout]):
+        fs.pipe(f"{root}/{name}", (folders[layout] / name).read_bytes())
+    uri = f"memory://{root}"
+    model = quiet(ms.load, uri, model=transformers.BertForMaskedLM)
+    assert torch.equal(model(X).logits, bert(X).logits)
+    assert ms.inspect(uri).metadata["hf_config"]["model_type"] == "bert"
+    config = json.loads((folders[layout] / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    fs.pipe(f"{root}/config.json", json.dumps(config).encode())
+    with pytest.raises(ms.UnsafeModelError, match="config"):
+        quiet(ms.load, uri, model=transformers.BertForMaskedLM)
+    assert ms.scan(uri).verdict == "unsafe"
+    main = f"{uri}/{LAYOUTS[layout]}"  # the weights file itself: fetched with its config too
+    assert ms.scan(main).verdict == "unsafe"
+    fs.rm(root, recursive=True)

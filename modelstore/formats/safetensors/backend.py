@@ -111,6 +111,9 @@ class SafetensorsBackend(Backend):
         shards = _index.read_index(path).shards if _index.is_index(path) else []
         return shards + _hf.config_companion(path)
 
+    def optional_companions(self, path: Path) -> list[str]:
+        return _hf.optional_config(path)
+
     def accepts(self, path: Path, head: bytes) -> bool:
         return head[:1] == b"{" if _index.is_index(path) else self.sniff(path, head)
 

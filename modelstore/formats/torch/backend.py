@@ -70,6 +70,9 @@ class TorchBackend(Backend):
         shards = _bin.read_index(path).shards if _bin.is_index(path) else []
         return shards + _hf.config_companion(path)
 
+    def optional_companions(self, path: Path) -> list[str]:
+        return _hf.optional_config(path)
+
     def sniff(self, path: Path, head: bytes) -> bool:
         if head.startswith(LEGACY_PREFIX):
             return True

@@ -52,6 +52,11 @@ def config_companion(path: Path) -> list[str]:
     return [CONFIG] if is_hf_weights(path) and os.path.lexists(path.parent / CONFIG) else []
 
 
+def optional_config(path: Path) -> list[str]:
+    """``["config.json"]`` when ``path`` is under a Hugging Face weights name (it may have one)."""
+    return [CONFIG] if is_hf_weights(path) else []
+
+
 def read_config(path: Path) -> dict[str, Any] | None:
     """The ``config.json`` beside the weights file ``path``, read as hostile input, or None
     when there is none (or ``path`` is not under a Hugging Face name)."""
