@@ -11,23 +11,19 @@ reads and writes its own bytes. Plugin authors import these names from
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .._info import ScanReport, TensorInfo
-from ..errors import ArgumentError, FormatError, MissingDependencyError, UnsupportedModelError
+from ..errors import MissingDependencyError, UnsupportedModelError
+from .carried import ATTR, attach, attached, check_meta, one_pass, pass_cached
+from .values import describe_inputs, feature_matrix, is_instance_of, labels_from_scores
 
 Risk = Literal["safe", "restricted", "pickle"]
-
-#: The attribute a loaded (or saved) object carries its modelstore metadata in, so labels and
-#: signature travel with the object instead of living in a process-wide table.
-ATTR = "__modelstore_meta__"
 
 
 @dataclass(frozen=True)
@@ -296,159 +292,22 @@ def _installed(module: str) -> bool:
         return False
 
 
-def is_instance_of(obj: Any, module: str, qualname: str) -> bool:
-    """``isinstance(obj, module.qualname)`` without importing ``module``: if it was never
-    imported, ``obj`` cannot be an instance of a class it defines."""
-    mod = sys.modules.get(module)
-    if mod is None:
-        return False
-    cls: Any = mod
-    for part in qualname.split("."):
-        cls = getattr(cls, part, None)
-        if cls is None:
-            return False
-    return isinstance(obj, cls)
-
-
-def describe_inputs(sample: Any) -> dict[str, Any] | None:
-    """An input signature from a sample (anything with ``shape`` and ``dtype``), batch
-    dimension recorded as None. Duck-typed so it imports no framework."""
-    if sample is None:
-        return None
-    samples = (
-        sample
-        if isinstance(sample, (list, tuple)) and sample and hasattr(sample[0], "shape")
-        else [sample]
-    )
-    inputs = []
-    for i, s in enumerate(samples):
-        shape = getattr(s, "shape", None)
-        dtype = getattr(s, "dtype", None)
-        if shape is None:
-            return None
-        dims: list[int | None] = [int(d) for d in shape]
-        if dims:
-            dims[0] = None
-        inputs.append(
-            {"name": f"input_{i}", "shape": dims, "dtype": str(dtype).replace("torch.", "")}
-        )
-    return {"inputs": inputs}
-
-
-def labels_from_scores(scores: Any, labels: list[Any] | None) -> list[Any]:
-    """Arg-max over the last axis, mapped through ``labels`` when there are any."""
-    import numpy as np
-
-    idx = np.asarray(scores).argmax(axis=-1)
-    flat = idx.reshape(-1).tolist()
-    if labels:
-        if max(flat, default=0) >= len(labels):
-            msg = f"the model predicts class {max(flat)} but only {len(labels)} labels were saved"
-            raise UnsupportedModelError(msg)
-        return [labels[i] for i in flat]
-    return [int(i) for i in flat]
-
-
-# -- modelstore's metadata: validated as hostile input, carried by the object -----------------
-
-_META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "config": dict,
-    "metadata": dict,
-    "labels": list,
-    "signature": dict,
-    "tied": dict,
-    "model_class": str,
-    "checksum": str,
-    "framework": str,
-    "framework_version": (str, type(None)),
-    "format": str,
-    "modelstore": dict,
-    "cast": dict,
-    "checksum_covers": str,
-}
-
-
-def check_meta(path: Path | str, meta: dict[str, Any] | None, where: str) -> None:
-    """FormatError unless every field of ``meta`` (read from ``where``) has its type: it
-    comes from the file, so it is as untrusted as the rest of it."""
-    if meta is None:
-        return
-    if not isinstance(meta, dict):
-        raise FormatError(f"{path}: the modelstore metadata in {where} is not a JSON object")
-    for key, kind in _META_TYPES.items():
-        if key in meta and not isinstance(meta[key], kind):
-            msg = f"{path}: the modelstore metadata in {where} has a malformed {key!r} ({type(meta[key]).__name__})"
-            raise FormatError(msg)
-    sig = meta.get("signature")
-    if sig is not None and not isinstance(sig.get("inputs"), list):
-        raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'signature'")
-    tied = meta.get("tied") or {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
-        raise FormatError(f"{path}: the modelstore metadata in {where} has a malformed 'tied' map")
-
-
-def attach(obj: Any, meta: dict[str, Any] | None) -> None:
-    """Let ``obj`` carry ``meta`` (labels, signature) as :data:`ATTR`; with None, remove
-    whatever the object carried (a loaded file may have set it). Objects that take no
-    attributes (dicts, tensors) carry nothing."""
-    try:
-        if meta:
-            object.__setattr__(obj, ATTR, meta)
-        elif ATTR in getattr(obj, "__dict__", {}):
-            object.__delattr__(obj, ATTR)
-    except (AttributeError, TypeError):
-        pass
-
-
-def attached(obj: Any) -> dict[str, Any]:
-    """The metadata ``obj`` carries (from its own ``__dict__``), or ``{}``."""
-    try:
-        meta = vars(obj).get(ATTR)
-    except TypeError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-# -- one pipeline pass --------------------------------------------------------------------
-
-_PASS: ContextVar[dict[Any, Any] | None] = ContextVar("modelstore_pass", default=None)
-
-
-@contextlib.contextmanager
-def one_pass() -> Iterator[None]:
-    """The steps of one read of one file (metadata, checksum, scan, load or inspect) share
-    what they parse (:func:`pass_cached`); the next pass, or a retry, starts afresh."""
-    token = _PASS.set({})
-    try:
-        yield
-    finally:
-        _PASS.reset(token)
-
-
-def pass_cached(key: Any, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per pass for ``key`` (which must name the file's identity, not only
-    its path); outside a pass, every time."""
-    cache = _PASS.get()
-    if cache is None:
-        return compute()
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
-
-
-def feature_matrix(inputs: Any) -> Any:
-    """``inputs`` as a 2-D numeric numpy array (rows x features), or ArgumentError."""
-    import numpy as np
-
-    if inputs is None:
-        raise ArgumentError("predict needs inputs, got None")
-    try:
-        x = np.asarray(inputs)
-    except ValueError as e:
-        raise ArgumentError(f"predict inputs must be rectangular: {e}") from None
-    if x.ndim != 2 or x.dtype.kind not in "biuf":
-        raise ArgumentError(
-            f"predict inputs must be a 2-D array of numbers (rows x features), got "
-            f"{x.dtype} with shape {x.shape}"
-        )
-    return x
+__all__ = [
+    "ATTR",
+    "Backend",
+    "Exported",
+    "Inspection",
+    "LoadRequest",
+    "NoOptions",
+    "PredictRequest",
+    "Risk",
+    "attach",
+    "attached",
+    "check_meta",
+    "describe_inputs",
+    "feature_matrix",
+    "is_instance_of",
+    "labels_from_scores",
+    "one_pass",
+    "pass_cached",
+]
