@@ -1,0 +1,159 @@
+"""Builders of hostile `.pt2` archives: each rewrites one written by `torch.export.save`."""
+
+from __future__ import annotations
+import io, json, os, pickle, zipfile
+import torch
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return torch.relu(self.l(x))
+
+
+def benign(path, dynamic=False):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    shapes = {"x": {0: torch.export.Dim("batch")}} if dynamic else None
+    torch.export.save(torch.export.export(Net().eval(), (x,), dynamic_shapes=shapes), str(path))
+    return path
+
+
+def rewrite(src, dst, change=None, add=None, edit_json=None):
+    change = change or {}
+    add = add or {}
+    with zipfile.ZipFile(src) as zin:
+        root = zin.namelist()[0].partition("/")[0]
+        items = [(i.filename.partition("/")[2], zin.read(i)) for i in zin.infolist()]
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for rel, data in items:
+            if rel in change:
+                data = change[rel]
+            if edit_json and rel in edit_json:
+                doc = json.loads(data)
+                edit_json[rel](doc)
+                data = json.dumps(doc).encode()
+            zout.writestr(f"{root}/{rel}", data)
+        for rel, data in add.items():
+            zout.writestr(f"{root}/{rel}" if not rel.startswith("/") else rel[1:], data)
+    return dst
+
+
+def torch_bytes(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def sample_inputs(src, dst, marker):
+    return rewrite(
+        src, dst, change={"data/sample_inputs/model.pt": torch_bytes(((Payload(marker),), {}))}
+    )
+
+
+def pickled_weight(src, dst, marker):
+    def edit(doc):
+        doc["config"]["l.bias"]["use_pickle"] = True
+
+    return rewrite(
+        src,
+        dst,
+        change={"data/weights/weight_1": torch_bytes(Payload(marker))},
+        edit_json={"data/weights/model_weights_config.json": edit},
+    )
+
+
+def opaque_constant(src, dst, marker):
+    def edit(doc):
+        doc["config"]["c"] = {
+            "path_name": "opaque_obj_0",
+            "is_param": False,
+            "use_pickle": True,
+            "tensor_meta": None,
+        }
+
+    return rewrite(
+        src,
+        dst,
+        add={"data/constants/opaque_obj_0": pickle.dumps(Payload(marker))},
+        edit_json={"data/constants/model_constants_config.json": edit},
+    )
+
+
+def _nodes(doc):
+    return doc["graph_module"]["graph"]["nodes"]
+
+
+def callable_target(src, dst, marker):
+    def edit(doc):
+        node = [n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default"][0]
+        node["target"] = "torch.os.system"
+        node["inputs"] = [{"name": "command", "arg": {"as_string": f"touch {marker}"}, "kind": 1}]
+
+    return rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+def sympy_expr(src, dst, marker):
+    # src must have a dynamic batch
+    def edit(doc):
+        text = json.dumps(doc)
+        evil = f"__import__('os').system('touch {marker}') and Symbol('s77', positive=True, integer=True)"
+        doc.clear()
+        doc.update(json.loads(text.replace("Symbol('s77', positive=True, integer=True)", evil)))
+
+    return rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+def guards(src, dst, marker):
+    def edit(doc):
+        doc["guards_code"] = [f"__import__('os').system('touch {marker}') == 0"]
+
+    return rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+def custom_op(src, dst, marker=None):
+    def edit(doc):
+        node = [n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default"][0]
+        node["target"] = "torch.ops.myns.myop.default"
+
+    return rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+def compiled(src, dst, marker=None):
+    return rewrite(src, dst, add={"data/aotinductor/model/model.so": b"\x7fELF" + b"\0" * 60})
+
+
+def extra_pickle(src, dst, marker=None):
+    return rewrite(src, dst, add={"data/weights/extra.pkl": pickle.dumps([1, 2])})
+
+
+def escaping(src, dst, marker=None):
+    return rewrite(src, dst, add={"/m/../../escape": b"x"})
+
+
+def symlink(src, dst, marker=None):
+    rewrite(src, dst)
+    with zipfile.ZipFile(dst, "a") as zf:
+        info = zipfile.ZipInfo(zf.namelist()[0].partition("/")[0] + "/extra/link")
+        info.external_attr = 0o120777 << 16
+        zf.writestr(info, "/etc/passwd")
+    return dst
+
+
+def bomb(src, dst, marker=None):
+    rewrite(src, dst)
+    with zipfile.ZipFile(dst, "a", zipfile.ZIP_DEFLATED) as zf:
+        root = zf.namelist()[0].partition("/")[0]
+        zf.writestr(f"{root}/extra/notes.txt", b"\0" * (64 << 20))
+    return dst
