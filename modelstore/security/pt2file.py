@@ -51,9 +51,24 @@ _MEMBER = re.compile(
 )
 _CODE = (".so", ".dll", ".dylib", ".o", ".a", ".cubin", ".ptx", ".hsaco", ".cpp", ".py", ".pte")
 _DTYPES = {
-    1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
-    8: "float64", 9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16",
-    28: "uint16", 29: "float8_e4m3fn", 30: "float8_e5m2", 34: "uint32", 35: "uint64",
+    1: "uint8",
+    2: "int8",
+    3: "int16",
+    4: "int32",
+    5: "int64",
+    6: "float16",
+    7: "float32",
+    8: "float64",
+    9: "complex32",
+    10: "complex64",
+    11: "complex128",
+    12: "bool",
+    13: "bfloat16",
+    28: "uint16",
+    29: "float8_e4m3fn",
+    30: "float8_e5m2",
+    34: "uint32",
+    35: "uint64",
 }
 
 
@@ -97,8 +112,9 @@ def read_archive(path: Path) -> Pt2Archive:
     names = [i.filename for i in infos]
     roots = {n.partition("/")[0] for n in names}
     if len(roots) != 1 or any("/" not in n for n in names):
-        raise Pt2Error(f"the archive holds records under several roots {sorted(roots)[:5]}",
-                       "suspicious")
+        raise Pt2Error(
+            f"the archive holds records under several roots {sorted(roots)[:5]}", "suspicious"
+        )
     root = roots.pop()
     code = [n for n in names if compiled_member(n)]
     if code:
@@ -147,23 +163,33 @@ def _json(read: Any, rel: str, where: str) -> Any:
     return jsonsafe.loads(read(rel, MAX_JSON), where=f"{where}:{rel}")
 
 
-def _read_model(out: Pt2Archive, model: str, read: Any, sizes: dict[str, int], tmp: Path,
-                where: str) -> None:
+def _read_model(
+    out: Pt2Archive, model: str, read: Any, sizes: dict[str, int], tmp: Path, where: str
+) -> None:
     program = _json(read, f"models/{model}.json", where)
     out.programs[model] = program
     check_program(program, out.graph)
     weights = _json(read, f"data/weights/{model}_weights_config.json", where)
     out.weights += _payloads(out, weights, "data/weights/", ("weight_",), read, sizes, tmp, where)
     constants = _json(read, f"data/constants/{model}_constants_config.json", where)
-    out.constants += _payloads(out, constants, "data/constants/", ("tensor_",), read, sizes, tmp,
-                               where)
+    out.constants += _payloads(
+        out, constants, "data/constants/", ("tensor_",), read, sizes, tmp, where
+    )
     inputs = f"data/sample_inputs/{model}.pt"
     if sizes.get(inputs):
         out.pickles.append((inputs, _pickle(read(inputs, MAX_PICKLE), tmp, f"{where}:{inputs}")))
 
 
-def _payloads(out: Pt2Archive, config: Any, folder: str, prefixes: tuple[str, ...], read: Any,
-              sizes: dict[str, int], tmp: Path, where: str) -> list[TensorInfo]:
+def _payloads(
+    out: Pt2Archive,
+    config: Any,
+    folder: str,
+    prefixes: tuple[str, ...],
+    read: Any,
+    sizes: dict[str, int],
+    tmp: Path,
+    where: str,
+) -> list[TensorInfo]:
     entries = config.get("config") if isinstance(config, dict) else None
     if not isinstance(entries, dict):
         raise Pt2Error(f"{folder} has a malformed payload config")
@@ -174,21 +200,27 @@ def _payloads(out: Pt2Archive, config: Any, folder: str, prefixes: tuple[str, ..
         name = meta["path_name"]
         rel = folder + name
         if name.startswith("custom_obj_"):
-            out.graph.refuse("<stream>", f"{rel}: a torchbind object, rebuilt by torch's "
-                             f"TorchScript unpickler from classes of compiled libraries")
+            out.graph.refuse(
+                "<stream>",
+                f"{rel}: a torchbind object, rebuilt by torch's "
+                f"TorchScript unpickler from classes of compiled libraries",
+            )
             continue
         if name.startswith("opaque_obj_"):
             out.graph.refuse("<stream>", f"{rel}: an opaque object, rebuilt by pickle.loads")
             continue
         if not name.startswith(prefixes) or rel not in sizes:
-            raise Pt2Error(f"{folder}: entry {str(fqn)[:80]!r} names a missing record {name[:80]!r}")
+            raise Pt2Error(
+                f"{folder}: entry {str(fqn)[:80]!r} names a missing record {name[:80]!r}"
+            )
         if meta.get("use_pickle"):
             out.pickles.append((rel, _pickle(read(rel, MAX_PICKLE), tmp, f"{where}:{rel}")))
             continue
         tm = meta.get("tensor_meta") or {}
         sizes_ = [s.get("as_int") for s in tm.get("sizes") or [] if isinstance(s, dict)]
         shape = tuple(int(d) if isinstance(d, int) else -1 for d in sizes_)
-        dtype = _DTYPES.get(tm.get("dtype"), f"dtype {tm.get('dtype')}")
+        code = tm.get("dtype")
+        dtype = _DTYPES.get(code, f"dtype {code}") if isinstance(code, int) else "unknown"
         infos.append(TensorInfo(str(fqn), shape, dtype, sizes[rel]))
     return infos
 

@@ -37,25 +37,138 @@ HIGHER_ORDER = frozenset(
 )
 #: plain Python functions torch.export emits for symbolic-shape arithmetic
 PLAIN_FUNCTIONS = frozenset(
-    {f"_operator.{n}" for n in "getitem add sub mul floordiv truediv mod neg pos pow eq ne lt le gt ge and_ or_ not_ abs".split()}
-    | {f"math.{n}" for n in "ceil floor trunc sqrt".split()}
-    | {f"torch.{n}" for n in "sym_int sym_float sym_max sym_min sym_not sym_sqrt sym_ite sym_sum sym_float sym_fresh_size".split()}
+    {
+        f"_operator.{n}"
+        for n in [
+            "getitem",
+            "add",
+            "sub",
+            "mul",
+            "floordiv",
+            "truediv",
+            "mod",
+            "neg",
+            "pos",
+            "pow",
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "and_",
+            "or_",
+            "not_",
+            "abs",
+        ]
+    }
+    | {f"math.{n}" for n in ["ceil", "floor", "trunc", "sqrt"]}
+    | {
+        f"torch.{n}"
+        for n in [
+            "sym_int",
+            "sym_float",
+            "sym_max",
+            "sym_min",
+            "sym_not",
+            "sym_sqrt",
+            "sym_ite",
+            "sym_sum",
+            "sym_float",
+            "sym_fresh_size",
+        ]
+    }
     | {"torch._assert", "torch._check", "torch._check_is_size"}
 )
-_OP = re.compile(r"torch\.ops\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
+_OP = re.compile(
+    r"torch\.ops\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?"
+)
 
 #: names a symbolic-shape expression may use: sympy constructors and torch's sympy functions
 #: (those torch.export.load passes to sympify); powers are left out (``10**10**10`` hangs)
 SYMPY_NAMES = frozenset(
-    "Symbol Integer Rational Float Add Mul Max Min Abs Eq Ne Lt Le Gt Ge And Or Not true false "
-    "True False None oo zoo nan int_oo positive negative nonnegative nonpositive integer real "
-    "finite nonzero zero FloorDiv ModularIndexing Where PythonMod Mod CleanDiv CeilToInt "
-    "FloorToInt CeilDiv IntTrueDiv FloatTrueDiv TruncToFloat TruncToInt RoundToInt RoundDecimal "
-    "ToFloat Identity IsNonOverlappingAndDenseIndicator".split()
+    [
+        "Symbol",
+        "Integer",
+        "Rational",
+        "Float",
+        "Add",
+        "Mul",
+        "Max",
+        "Min",
+        "Abs",
+        "Eq",
+        "Ne",
+        "Lt",
+        "Le",
+        "Gt",
+        "Ge",
+        "And",
+        "Or",
+        "Not",
+        "true",
+        "false",
+        "True",
+        "False",
+        "None",
+        "oo",
+        "zoo",
+        "nan",
+        "int_oo",
+        "positive",
+        "negative",
+        "nonnegative",
+        "nonpositive",
+        "integer",
+        "real",
+        "finite",
+        "nonzero",
+        "zero",
+        "FloorDiv",
+        "ModularIndexing",
+        "Where",
+        "PythonMod",
+        "Mod",
+        "CleanDiv",
+        "CeilToInt",
+        "FloorToInt",
+        "CeilDiv",
+        "IntTrueDiv",
+        "FloatTrueDiv",
+        "TruncToFloat",
+        "TruncToInt",
+        "RoundToInt",
+        "RoundDecimal",
+        "ToFloat",
+        "Identity",
+        "IsNonOverlappingAndDenseIndicator",
+    ]
 )
 _SYMBOL = re.compile(r"[a-z]{1,8}\d{1,9}")
 _SYMBOL_STRING = re.compile(r"'[A-Za-z_][A-Za-z0-9_]{0,40}'|\"[A-Za-z_][A-Za-z0-9_]{0,40}\"")
-_EXPR_OPS = frozenset("( ) , + - * / // % = < > <= >= == != & | ~".split())
+_EXPR_OPS = frozenset(
+    [
+        "(",
+        ")",
+        ",",
+        "+",
+        "-",
+        "*",
+        "/",
+        "//",
+        "%",
+        "=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "==",
+        "!=",
+        "&",
+        "|",
+        "~",
+    ]
+)
 MAX_EXPR = 10_000
 MAX_DIGITS = 30
 MAX_NODES = 2_000_000
@@ -82,8 +195,11 @@ def check_target(target: str, out: GraphCheck) -> None:
     m = _OP.fullmatch(target)
     if m is None:
         if target.startswith("#"):
-            out.refuse(target, "an extension operator: torch resolves it through a registry of "
-                       "handlers outside the file")
+            out.refuse(
+                target,
+                "an extension operator: torch resolves it through a registry of "
+                "handlers outside the file",
+            )
         else:
             out.refuse(
                 target[:200],
@@ -196,7 +312,7 @@ def _check_metadata(meta: Any, out: GraphCheck) -> None:
     if isinstance(stack, str):
         for item in stack.split(";"):
             _, _, target = item.partition(",")
-            if target and not _META_TARGET.fullmatch(target) or "__" in target:
+            if (target and not _META_TARGET.fullmatch(target)) or "__" in target:
                 out.refuse("source_fn_stack", f"node metadata names {target[:80]!r}")
 
 

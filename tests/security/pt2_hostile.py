@@ -1,7 +1,13 @@
 """Builders of hostile `.pt2` archives: each rewrites one written by `torch.export.save`."""
 
 from __future__ import annotations
-import io, json, os, pickle, zipfile
+
+import io
+import json
+import os
+import pickle
+import zipfile
+
 import torch
 
 
@@ -97,7 +103,7 @@ def _nodes(doc):
 
 def callable_target(src, dst, marker):
     def edit(doc):
-        node = [n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default"][0]
+        node = next(n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default")
         node["target"] = "torch.os.system"
         node["inputs"] = [{"name": "command", "arg": {"as_string": f"touch {marker}"}, "kind": 1}]
 
@@ -124,7 +130,7 @@ def guards(src, dst, marker):
 
 def custom_op(src, dst, marker=None):
     def edit(doc):
-        node = [n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default"][0]
+        node = next(n for n in _nodes(doc) if n["target"] == "torch.ops.aten.relu.default")
         node["target"] = "torch.ops.myns.myop.default"
 
     return rewrite(src, dst, edit_json={"models/model.json": edit})

@@ -144,7 +144,11 @@ def test_cli_refuses(name: str, sources: dict[str, Path], tmp_path: Path) -> Non
     path, marker = build(name, sources, tmp_path)
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((3, 4), np.float32))
-    for args in (("scan", str(path)), ("inspect", str(path)), ("predict", str(path), "--input", str(x))):
+    for args in (
+        ("scan", str(path)),
+        ("inspect", str(path)),
+        ("predict", str(path), "--input", str(x)),
+    ):
         out = subprocess.run(
             [sys.executable, "-m", "modelstore", *args],
             capture_output=True,

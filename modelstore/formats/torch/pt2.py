@@ -132,8 +132,13 @@ class Pt2Backend(Backend):
         report = classify(path, self.name, archive.pickles, TORCH_POLICY.entry)
         findings = list(report.findings)
         for subject, reason, trustable in archive.graph.problems:
-            findings.append(Finding(subject if trustable else STRUCTURE, "critical",
-                                    reason if trustable else f"{subject}: {reason}"))
+            findings.append(
+                Finding(
+                    subject if trustable else STRUCTURE,
+                    "critical",
+                    reason if trustable else f"{subject}: {reason}",
+                )
+            )
         verdict = "unsafe" if any(f.severity == "critical" for f in findings) else report.verdict
         return ScanReport(str(path), self.name, verdict, findings, report.globals), archive
 
@@ -177,8 +182,11 @@ class Pt2Backend(Backend):
             enforce(report, False)  # says why the archive cannot be read
             raise IntegrityError(f"{path}: not a readable torch.export archive")
         details = describe_archive(archive)
-        blocked = [f.subject if f.subject != STRUCTURE else f.reason for f in report.findings
-                   if f.severity == "critical"]
+        blocked = [
+            f.subject if f.subject != STRUCTURE else f.reason
+            for f in report.findings
+            if f.severity == "critical"
+        ]
         return Inspection(
             framework="torch",
             tensors=archive.weights + archive.constants,
@@ -192,15 +200,11 @@ class Pt2Backend(Backend):
     # -- running --------------------------------------------------------------------------
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         from .predict import predict
+        from .pt2check import runner
 
         module = _MODULES.get(model)
         if module is None:
-            module = model.module()
-            # the graph was fixed at export time; its eval()/train() raise (torch 2.13), so
-            # mark it evaluated for predict's mode handling, which then leaves it alone
-            for sub in module.modules():
-                object.__setattr__(sub, "training", False)
-            _MODULES[model] = module
+            module = _MODULES[model] = runner(model)
         return predict(module, inputs, request)
 
 

@@ -94,11 +94,12 @@ def _dim(d: Any) -> Any:
 def _dtype(code: Any) -> str:
     from ...security.pt2file import _DTYPES
 
-    return _DTYPES.get(code, f"dtype {code}")
+    return _DTYPES.get(code, f"dtype {code}") if isinstance(code, int) else "unknown"
 
 
 def _tensor(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    meta = values.get(name) if isinstance(values.get(name), dict) else {}
+    found = values.get(name)
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
     return {
         "name": name,
         "shape": [_dim(d) for d in meta.get("sizes") or []],
@@ -112,7 +113,8 @@ def describe_archive(archive: Pt2Archive) -> dict[str, Any]:
     program = archive.programs.get("model") or next(iter(archive.programs.values()))
     gm = program.get("graph_module") or {}
     graph = gm.get("graph") or {}
-    values = graph.get("tensor_values") if isinstance(graph.get("tensor_values"), dict) else {}
+    found = graph.get("tensor_values")
+    values: dict[str, Any] = found if isinstance(found, dict) else {}
     sig = gm.get("signature") or {}
     inputs, outputs = [], []
     for spec in sig.get("input_specs") or []:
@@ -139,3 +141,30 @@ def describe_archive(archive: Pt2Archive) -> dict[str, Any]:
 
 
 __all__ = ["describe_archive", "parity"]
+
+
+def runner(program: Any) -> Any:
+    """A module that runs ``program`` with each input cast to the dtype the program was
+    exported with (predict's own casting follows a module's first parameter, which an
+    exported program's inputs need not share). It holds no parameters of its own."""
+    import torch
+
+    dtypes = []
+    user = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            dtypes.append(getattr(val, "dtype", None))
+    graph_module = program.module()
+
+    class ExportedRunner(torch.nn.Module):
+        def forward(self, *args: Any) -> Any:
+            cast = [
+                a.to(d) if d is not None and isinstance(a, torch.Tensor) and a.dtype != d else a
+                for a, d in zip(args, dtypes)
+            ]
+            return graph_module(*cast, *args[len(dtypes) :])
+
+    out = ExportedRunner()
+    out.training = False  # the graph was fixed at export time; eval() of it raises
+    return out
