@@ -136,8 +136,47 @@ def custom_op(src, dst, marker=None):
     return rewrite(src, dst, edit_json={"models/model.json": edit})
 
 
+EVIL_C = """
+#include <stdio.h>
+__attribute__((constructor)) static void fire(void) {
+    FILE *f = fopen("%s", "w");
+    if (f) { fputs("fired", f); fclose(f); }
+}
+"""
+AOTI_META = b'{"AOTI_DEVICE_KEY": "cpu", "AOTI_PLATFORM": "linux", "AOTI_MACHINE": "x86_64"}'
+
+
+def compiler() -> str | None:
+    import shutil
+
+    return shutil.which("gcc") or shutil.which("cc")
+
+
 def compiled(src, dst, marker=None):
-    return rewrite(src, dst, add={"data/aotinductor/model/model.so": b"\x7fELF" + b"\0" * 60})
+    """An AOTInductor member: a shared library whose constructor writes the marker (a stub
+    without a C compiler). torch.export.load dlopens it before it finds the symbols missing."""
+    import subprocess
+    import tempfile
+
+    lib = b"\x7fELF" + b"\0" * 60
+    cc = compiler()
+    if cc is not None and marker is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            c = os.path.join(tmp, "evil.c")
+            with open(c, "w") as f:
+                f.write(EVIL_C % str(marker).replace("\\", "/"))
+            out = os.path.join(tmp, "evil.so")
+            subprocess.run([cc, "-shared", "-fPIC", "-o", out, c], check=True, timeout=60)
+            with open(out, "rb") as f:
+                lib = f.read()
+    return rewrite(
+        src,
+        dst,
+        add={
+            "data/aotinductor/model/x.wrapper.so": lib,
+            "data/aotinductor/model/x.wrapper_metadata.json": AOTI_META,
+        },
+    )
 
 
 def extra_pickle(src, dst, marker=None):
