@@ -177,3 +177,24 @@ def test_cli_inspect_scan_predict(tmp_path: Path) -> None:
             timeout=120,
         ).stdout
     )
+
+
+def test_metadata_travels_inside_the_archive(tmp_path: Path) -> None:
+    path = tmp_path / "net.pt2"
+    ms.export(Net(), path, sample_input=_x(), labels=["a", "b", "c"], metadata={"run": 7})
+    (tmp_path / "net.pt2.modelstore.json").unlink()  # sent without its sidecar
+    info = ms.inspect(path)
+    assert info.labels == ["a", "b", "c"] and info.metadata["run"] == 7
+    assert ms.predict(path, _x(2).numpy(), output="label")[0] in {"a", "b", "c"}
+    # torch reads the record as an extra file and ignores it otherwise
+    extra: dict[str, str] = {"modelstore.json": ""}
+    torch.export.load(str(path), extra_files=extra)
+    assert json.loads(extra["modelstore.json"])["labels"] == ["a", "b", "c"]
+
+
+def test_sidecar_stale_after_another_tool_rewrote_the_archive(tmp_path: Path) -> None:
+    path = tmp_path / "net.pt2"
+    ms.export(Net(), path, sample_input=_x(), labels=["a", "b", "c"])
+    torch.export.save(torch.export.export(Net().eval(), (_x(),)), str(path))
+    info = ms.inspect(path)
+    assert "stale" in str(info.metadata.get("sidecar", ""))

@@ -16,6 +16,7 @@ copies the file's bytes once into a private file, checks that copy and hands tha
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import weakref
@@ -28,6 +29,8 @@ from ...errors import ArgumentError, IntegrityError, UnsafeModelError, Unsupport
 from ...security import STRUCTURE, classify, enforce, unreadable
 from ..base import Backend, Inspection, LoadRequest, PredictRequest, is_instance_of
 
+RECORD = "modelstore.json"
+MAX_RECORD = 16 << 20
 _MODULES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -108,13 +111,53 @@ class Pt2Backend(Backend):
             program = options.program  # what ms.export made of ``obj``, the module
         if not is_program(program):
             raise UnsupportedModelError(f"{target}: {self.save_hint(obj)}")
+        record = {k: v for k, v in meta.items() if k not in ("checksum", "payload_size")}
+        extra = {RECORD: json.dumps(record, sort_keys=True, allow_nan=False)}
         with open(tmp, "wb") as f:
-            torch.export.save(program, f)
+            torch.export.save(program, f, extra_files=extra)
         if isinstance(options, ExportCheck) and options.check:
             from .pt2check import parity
 
             meta["export_check"] = parity(self, tmp, obj, options)
         return None
+
+    # -- metadata carried inside the archive ------------------------------------------------
+    def read_meta(self, path: Path) -> dict[str, Any] | None:
+        """``extra/modelstore.json``, which ``ms.export`` writes (torch reads it as text and
+        hands it to no one): the metadata when the file travels without its sidecar."""
+        import zipfile
+
+        from ...errors import FormatError
+        from ...security.jsonsafe import loads
+        from ..base import check_meta
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                found = [
+                    i for i in zf.infolist() if i.filename.partition("/")[2] == f"extra/{RECORD}"
+                ]
+                if not found:
+                    return None
+                if len(found) > 1 or found[0].file_size > MAX_RECORD:
+                    raise FormatError(
+                        f"{path}: its extra/{RECORD} record is not one modelstore writes"
+                    )
+                raw = zf.read(found[0])
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+            return None
+        meta = loads(raw, where=f"{path}: extra/{RECORD}", max_bytes=MAX_RECORD)
+        check_meta(path, meta, f"its extra/{RECORD} record")
+        return dict(meta)
+
+    def intact(self, path: Path) -> dict[str, Any] | None:
+        from ...errors import FormatError
+        from ...security.zipcheck import ArchiveError, check_archive
+
+        try:
+            check_archive(path, crc=True)
+            return self.read_meta(path) or {}
+        except (ArchiveError, FormatError, OSError):
+            return None
 
     # -- reading --------------------------------------------------------------------------
     def _report(self, path: Path) -> tuple[ScanReport, Any]:
