@@ -160,3 +160,70 @@ def test_cli_refuses(name: str, sources: dict[str, Path], tmp_path: Path) -> Non
             assert out.returncode != 0, (args, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr, out.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Symbol('s77', positive=True, integer=True)",
+        "s0 + 2*s1 - 1",
+        "FloorDiv(s0, 2) + Max(s1, 3)",
+        "Mod(s0, 4) >= 0",
+    ],
+)
+def test_symbolic_expressions_torch_writes_pass(expr: str) -> None:
+    from modelstore.security.pt2graph import check_expr
+
+    assert check_expr(expr) is None
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os').system('true')",
+        "Symbol('s0').__class__",
+        "s0.func",
+        "(lambda: 1)()",
+        "Integer(10)**Integer(10)**Integer(10)",
+        "[s0][0]",
+        "eval('1')",
+        "Symbol('a b')",
+        'Symbol("x\'\\\\")',
+        "1" * 100,
+        "s0; s1",
+        "s0 if s1 else s2",
+    ],
+)
+def test_symbolic_expressions_that_could_run_code_are_refused(expr: str) -> None:
+    from modelstore.security.pt2graph import check_expr
+
+    assert check_expr(expr) is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "allowed"),
+    [
+        ("torch.ops.aten.linear.default", True),
+        ("torch.ops.prims.convert_element_type.default", True),
+        ("torch.ops.higher_order.cond", True),
+        ("_operator.getitem", True),
+        ("torch.sym_max", True),
+        ("torch.ops.aten.from_file.default", False),
+        ("torch.ops.aten.save.default", False),
+        ("torch.ops.aten.linear", False),
+        ("torch.ops.higher_order.run_const_graph", False),
+        ("_operator.methodcaller", False),
+        ("_operatorX.getitem", False),
+        ("torch.hub.load", False),
+        ("torch.os.system", False),
+        ("builtins.exec", False),
+        ("#torchbind:ns", False),
+        ("math.sqrt.__globals__", False),
+    ],
+)
+def test_node_targets(target: str, allowed: bool) -> None:
+    from modelstore.security.pt2graph import GraphCheck, check_target
+
+    out = GraphCheck()
+    check_target(target, out)
+    assert (not out.problems) is allowed, out.problems
