@@ -77,7 +77,7 @@ def export(
     if dynamic_batch and _batch_dynamic(program):
         samples += [_rows(args, n) for n in (1, 7)]
     meta = meta_step.build(
-        backend, model, config=None, metadata=metadata, labels=labels, sample_input=args[0]
+        backend, model, config=None, metadata=metadata, labels=labels, sample_input=args
     )
     options = ExportCheck(program, tuple(samples), rtol, atol, check)
     _write_with_sidecar(backend, model, target, meta, options)

@@ -102,8 +102,9 @@ def compiled_member(name: str) -> bool:
     )
 
 
-def read_archive(path: Path) -> Pt2Archive:
-    """Everything torch.export.load would read from ``path``, checked; raises Pt2Error."""
+def read_archive(path: Path, shown: str | None = None) -> Pt2Archive:
+    """Everything torch.export.load would read from ``path``, checked; raises Pt2Error.
+    ``shown`` names the file in messages (``path`` may be a private copy)."""
     from .zipcheck import ArchiveError, check_archive
 
     try:
@@ -156,7 +157,7 @@ def read_archive(path: Path) -> Pt2Archive:
         tmp = Path(tempfile.mkdtemp(prefix="modelstore-pt2-"))
         try:
             for model in models:
-                _read_model(out, model, read, sizes, tmp, str(path))
+                _read_model(out, model, read, sizes, tmp, shown or str(path))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -204,13 +205,13 @@ def _payloads(
         rel = folder + name
         if name.startswith("custom_obj_"):
             out.graph.refuse(
-                "<stream>",
-                f"{rel}: a torchbind object, rebuilt by torch's "
-                f"TorchScript unpickler from classes of compiled libraries",
+                rel,
+                "a torchbind object, rebuilt by torch's TorchScript unpickler from classes "
+                "of compiled libraries",
             )
             continue
         if name.startswith("opaque_obj_"):
-            out.graph.refuse("<stream>", f"{rel}: an opaque object, rebuilt by pickle.loads")
+            out.graph.refuse(rel, "an opaque object, rebuilt by pickle.loads")
             continue
         if not name.startswith(prefixes) or rel not in sizes:
             raise Pt2Error(

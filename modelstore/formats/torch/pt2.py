@@ -160,12 +160,12 @@ class Pt2Backend(Backend):
             return None
 
     # -- reading --------------------------------------------------------------------------
-    def _report(self, path: Path) -> tuple[ScanReport, Any]:
+    def _report(self, path: Path, shown: Path | None = None) -> tuple[ScanReport, Any]:
         from ...security.policy import TORCH_POLICY
         from ...security.pt2file import Pt2Error, read_archive
 
         try:
-            archive = read_archive(path)
+            archive = read_archive(path, str(shown or path))
         except Pt2Error as e:
             return unreadable(path, self.name, e.kind, str(e)), None
         except ArgumentError:
@@ -196,7 +196,7 @@ class Pt2Backend(Backend):
             copy = folder / "model.pt2"
             shutil.copyfile(path, copy)  # one read of the file: checked and loaded below
             if request.trust is not True:
-                report, _ = self._report(copy)
+                report, _ = self._report(copy, path)
                 enforce(ScanReport(str(path), *_fields(report)), request.trust)
             return self._torch_load(path, copy)
         finally:
