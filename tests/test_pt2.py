@@ -198,3 +198,53 @@ def test_sidecar_stale_after_another_tool_rewrote_the_archive(tmp_path: Path) ->
     torch.export.save(torch.export.export(Net().eval(), (_x(),)), str(path))
     info = ms.inspect(path)
     assert "stale" in str(info.metadata.get("sidecar", ""))
+
+
+class _Cond(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.sum() > 0, lambda x: x.sin(), lambda x: x.cos(), (x,))
+
+
+class _ConvBN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.dropout(self.bn(self.c(x)), 0.2, self.training).flatten(1)
+
+
+class _Reshape(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        return x.reshape(n * 2, -1)[: n + 1] * 2
+
+
+class _Split(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = x.chunk(2, dim=1)
+        return a + b, a * b
+
+
+@pytest.mark.parametrize(
+    ("module", "x", "dynamic"),
+    [
+        # a higher-order operator with subgraphs (tracing torch.cond takes seconds)
+        pytest.param(_Cond(), torch.randn(4, 3), False, marks=pytest.mark.slow),
+        (_ConvBN(), torch.randn(2, 3, 8, 8), True),
+        (_Reshape(), torch.randn(6, 4), True),  # symbolic arithmetic: _operator.*, sym_size
+        (_Split(), torch.randn(3, 4), False),  # two outputs
+    ],
+)
+def test_programs_torch_writes_pass_the_check(
+    module: torch.nn.Module, x: torch.Tensor, dynamic: bool, tmp_path: Path
+) -> None:
+    shapes = {"x": {0: torch.export.Dim("b", min=2, max=64)}} if dynamic else None
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(module.eval(), (x,), dynamic_shapes=shapes), str(path))
+    assert ms.scan(path).verdict == "safe", ms.scan(path)
+    got, want = ms.load(path).module()(x), module(x)
+    for g, w in zip(
+        got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)
+    ):
+        torch.testing.assert_close(g, w)
