@@ -8,7 +8,7 @@ from typing import Any
 
 from .._info import ModelInfo
 from ..errors import ArgumentError, ModelstoreError, UnsupportedModelError
-from ..formats.base import attach
+from ..formats.base import attach, is_instance_of
 from ..pipeline import locate
 from ..pipeline import metadata as meta_step
 from ..pipeline.export import numeric_sample
@@ -63,8 +63,6 @@ def export(
     backend = REGISTRY.get("pt2")
     backend.require(target, "torch.export")
     check_target(target, overwrite)
-    from ..formats.base import is_instance_of
-
     if not is_instance_of(model, "torch.nn.modules.module", "Module"):
         raise UnsupportedModelError(
             f"{target}: ms.export takes a torch.nn.Module, got {type(model).__qualname__}"
@@ -119,15 +117,11 @@ def _export(target: Path, model: Any, args: tuple[Any, ...], dynamic_batch: bool
 
 
 def _batch_dynamic(program: Any) -> bool:
-    import torch
-
+    """Whether the program's first input kept a symbolic first dimension."""
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
             val = node.meta.get("val")
-            if val is not None and val.dim() and not isinstance(val.shape[0], int):
-                return True
-            if val is not None and val.dim() and isinstance(val.shape[0], torch.SymInt):
-                return True
+            return val is not None and val.dim() > 0 and not isinstance(val.shape[0], int)
     return False
 
 

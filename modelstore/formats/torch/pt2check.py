@@ -37,9 +37,17 @@ def parity(backend: Pt2Backend, tmp: Path, module: Any, check: ExportCheck) -> d
     worst_abs, worst_rel, batches = 0.0, 0.0, []
     with torch.no_grad():
         for args in check.samples:
-            want = _flat(module(*args))
-            got = _flat(runnable(*args))
             batch = int(args[0].shape[0]) if args and getattr(args[0], "dim", lambda: 0)() else 1
+            want = _flat(module(*args))
+            try:
+                got = _flat(runnable(*args))
+            except Exception as e:  # a guard of the program, or a kernel, refused the batch
+                first = (str(e).splitlines() or [type(e).__name__])[0][:300]
+                raise ExportMismatchError(
+                    f"the exported program fails on a batch of {batch} where the module runs "
+                    f"({type(e).__name__}: {first}); pass dynamic_batch=False to fix the batch "
+                    f"size, or check=False"
+                ) from None
             batches.append(batch)
             if len(want) != len(got):
                 raise ExportMismatchError(
