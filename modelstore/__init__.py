@@ -18,6 +18,7 @@ from ._version import __version__
 from .api import (
     backends,
     convert,
+    export,
     export_onnx,
     inspect,
     load,
@@ -46,6 +47,7 @@ __all__ = [
     "predict",
     "inspect",
     "scan",
+    "export",
     "export_onnx",
     "convert",
     "register",
