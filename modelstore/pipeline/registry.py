@@ -78,6 +78,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
         "lightgbm", "modelstore.formats.lightgbm.backend:LightGBMBackend", "lightgbm", (".lgb",)
     ),
     BackendEntry("skops", "modelstore.formats.skops.backend:SkopsBackend", "skops", (".skops",)),
+    BackendEntry("gguf", "modelstore.formats.gguf.backend:GGUFBackend", "numpy", (".gguf",)),
 )
 
 
