@@ -59,7 +59,9 @@ def write(path: Path, *, alignment: int | None = None) -> Path:
     w.add_array("t.flags", [True, False])
     w.add_array("t.nested", NESTED)
     w.add_token_list([f"tok{i}" for i in range(1000)])
-    w.add_chat_template([{"name": "default", "template": TEMPLATE}, {"name": "tool_use", "template": "B"}])
+    w.add_chat_template(
+        [{"name": "default", "template": TEMPLATE}, {"name": "tool_use", "template": "B"}]
+    )
     if alignment:
         w.add_custom_alignment(alignment)
     for name, value in PLAIN.items():

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 import modelstore as ms
 from modelstore.cli import main as cli_main
-from modelstore.formats.gguf.header import GGUFFileError, parse
+from modelstore.formats.gguf.entries import GGUFFileError
+from modelstore.formats.gguf.header import parse
 from tests.gguf_files import (
     ARR,
     BOOL,
@@ -34,7 +35,6 @@ from tests.gguf_files import (
     kv,
     s,
     u32,
-    u64,
     valid,
 )
 
@@ -81,9 +81,19 @@ CASES: list[tuple[str, Callable[[], File], type[Exception], str]] = [
     ("tensor-count-past-eof", _with(n_tensors=100_000), ms.IntegrityError, "tensor count"),
     ("kv-count-huge", _with(n_kvs=HUGE), ms.FormatError, "metadata count"),
     ("kv-count-past-eof", _with(n_kvs=60_000), ms.IntegrityError, "metadata count"),
-    ("string-negative-length", _kv(kv("k", STR, s("abc", length=HUGE))), ms.FormatError, "declares"),
+    (
+        "string-negative-length",
+        _kv(kv("k", STR, s("abc", length=HUGE))),
+        ms.FormatError,
+        "declares",
+    ),
     ("string-huge-length", _kv(kv("k", STR, s("abc", length=1 << 40))), ms.FormatError, "declares"),
-    ("string-past-eof", _kv(kv("k", STR, s("abc", length=1 << 20))), ms.IntegrityError, "file ends"),
+    (
+        "string-past-eof",
+        _kv(kv("k", STR, s("abc", length=1 << 20))),
+        ms.IntegrityError,
+        "file ends",
+    ),
     ("key-negative-length", _kv(s("k", length=HUGE) + u32(STR) + s("v")), ms.FormatError, "key"),
     ("array-huge", _kv(kv("k", ARR, array(U32, 1 << 40, b""))), ms.FormatError, "length of"),
     ("array-minus-one", _kv(kv("k", ARR, array(STR, HUGE, b""))), ms.FormatError, "length of"),
@@ -100,12 +110,22 @@ CASES: list[tuple[str, Callable[[], File], type[Exception], str]] = [
     ("alignment-wrong-type", _kv(kv("general.alignment", F32, u32(0))), ms.FormatError, "uint32"),
     ("dims-too-many", _tensors(info("t", [1] * 5, T_F32, 0)), ms.FormatError, "dimensions"),
     ("dims-count-huge", _tensors(s("t") + u32(HUGE >> 32)), ms.FormatError, "dimensions"),
-    ("dims-overflow", _tensors(info("t", [1 << 32, 1 << 32], T_F32, 0)), ms.FormatError, "overflow"),
+    (
+        "dims-overflow",
+        _tensors(info("t", [1 << 32, 1 << 32], T_F32, 0)),
+        ms.FormatError,
+        "overflow",
+    ),
     ("dims-negative", _tensors(info("t", [HUGE], T_F32, 0)), ms.FormatError, "negative"),
     ("dims-past-eof", _tensors(info("t", [1 << 40], T_F32, 0)), ms.IntegrityError, "past the end"),
     ("type-unknown", _tensors(info("t", [4], 99, 0)), ms.FormatError, "unknown ggml type"),
     ("quant-partial-block", _tensors(info("t", [33], T_Q8_0, 0)), ms.FormatError, "whole number"),
-    ("offset-past-eof", _tensors(info("t", [4], T_F32, 1 << 20)), ms.IntegrityError, "past the end"),
+    (
+        "offset-past-eof",
+        _tensors(info("t", [4], T_F32, 1 << 20)),
+        ms.IntegrityError,
+        "past the end",
+    ),
     ("offset-huge", _tensors(info("t", [4], T_F32, HUGE - 31)), ms.IntegrityError, "past the end"),
     ("offset-misaligned", _tensors(info("t", [4], T_F32, 4)), ms.FormatError, "multiple of"),
     (
@@ -146,7 +166,9 @@ def test_the_valid_file_loads(tmp_path: Path) -> None:
     assert ms.scan(p).verdict == "safe"
 
 
-@pytest.mark.parametrize(("make", "error", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("make", "error", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_crafted_header_refused_everywhere(
     tmp_path: Path, make: Callable[[], File], error: type[Exception], fragment: str
 ) -> None:

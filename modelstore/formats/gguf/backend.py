@@ -22,6 +22,7 @@ and modelstore never renders it.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ from ...errors import ArgumentError, FormatError, IntegrityError, UnsupportedMod
 from ...security import STRUCTURE, unreadable
 from ..base import Backend, Inspection, LoadRequest, pass_cached
 from . import display
-from .header import GGUFFileError, Header, TensorEntry, is_gguf, parse
+from .entries import GGUFFileError, Header, TensorEntry
+from .header import is_gguf, parse
 
 QUANTIZED_CHOICES = ("raw", "skip", "refuse")
 _ADVICE = {
@@ -124,7 +126,9 @@ class GGUFBackend(Backend):
             out: dict[str, Any] = {}
             for t in chosen:
                 array = _read(path, f, header, t)
-                out[t.name] = _widened(array, t) if to_torch is None else _tensor(array, t, to_torch)
+                out[t.name] = (
+                    _widened(array, t) if to_torch is None else _tensor(array, t, to_torch)
+                )
         return out
 
 
@@ -148,7 +152,7 @@ def _chosen(path: Path, header: Header, quantized: str) -> list[TensorEntry]:
     return list(header.tensors)
 
 
-def _read(path: Path, f: BinaryIO, header: Header, t: TensorEntry) -> Any:
+def _read(path: Path, f: io.BufferedReader, header: Header, t: TensorEntry) -> Any:
     """One tensor's data as a numpy array: the offsets and sizes were checked against the
     file's size when the header was read; a file that shrank since is reported."""
     import numpy as np

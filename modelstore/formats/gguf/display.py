@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._info import Finding, TensorInfo, printable
-from .header import GGUFArray, Header, TensorEntry
+from .entries import GGUFArray, Header, TensorEntry
 from .types import ARRAY, DTYPE_NAMES, VALUE_NAMES
 
 SHOWN_CHARS = 120  # of a string value
@@ -31,9 +31,7 @@ def dtype_name(t: TensorEntry) -> str:
 
 
 def tensors(header: Header) -> list[TensorInfo]:
-    return [
-        TensorInfo(printable(t.name), t.shape, dtype_name(t), t.nbytes) for t in header.tensors
-    ]
+    return [TensorInfo(printable(t.name), t.shape, dtype_name(t), t.nbytes) for t in header.tensors]
 
 
 def shown(value: Any) -> Any:

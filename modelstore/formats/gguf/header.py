@@ -26,13 +26,13 @@ turns these into IntegrityError / FormatError naming the file.
 from __future__ import annotations
 
 import array
+import itertools
 import struct
 import sys
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Union
+from typing import BinaryIO
 
+from .entries import GGUFArray, GGUFFileError, Header, TensorEntry, Value
 from .types import (
-    ARRAY,
     DEFAULT_ALIGNMENT,
     MAGIC,
     SCALARS,
@@ -41,7 +41,6 @@ from .types import (
     UINT32,
     VALUE_NAMES,
     VERSIONS,
-    TensorType,
 )
 
 MAX_HEADER_BYTES = 256 << 20  # real headers (a 256k-token vocabulary and its merges) are ~20 MB
@@ -57,90 +56,6 @@ MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ELEMENTS = (1 << 63) - 1  # ggml counts elements and bytes in int64
 
 _NATIVE_LITTLE = sys.byteorder == "little"
-
-
-class GGUFFileError(ValueError):
-    """A GGUF header this reader refuses; ``kind`` is "damaged", "format" or "suspicious"."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass(frozen=True)
-class GGUFArray:
-    """A metadata array: its element type and values (an ``array.array`` for numbers and
-    booleans, a list of str or of :class:`GGUFArray` for strings and nested arrays)."""
-
-    item_type: int
-    values: Any
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def tolist(self) -> list[Any]:
-        """Plain Python values (nested arrays as nested lists, booleans as bool)."""
-        if self.item_type == ARRAY:
-            return [v.tolist() for v in self.values]
-        if self.item_type == STRING:
-            return list(self.values)
-        out = self.values.tolist()
-        return [bool(v) for v in out] if VALUE_NAMES[self.item_type] == "bool" else out
-
-
-Value = Union[int, float, bool, str, GGUFArray]
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One tensor's entry: ``dims`` as stored (GGUF/ggml order, fastest-varying first),
-    its ggml type, its data offset (relative to the data section) and size in bytes."""
-
-    name: str
-    dims: tuple[int, ...]
-    type: TensorType
-    offset: int
-    nbytes: int
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The numpy (row-major) shape: ``dims`` reversed."""
-        return tuple(reversed(self.dims))
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.dims:
-            n *= d
-        return n
-
-    @property
-    def stored_shape(self) -> tuple[int, ...]:
-        """The shape of the raw bytes of a quantized tensor (rows of whole blocks), or
-        :attr:`shape` for a plain one."""
-        if not self.type.quantized:
-            return self.shape
-        shape = self.shape or (1,)
-        return (*shape[:-1], shape[-1] // self.type.block * self.type.block_bytes)
-
-
-@dataclass(frozen=True)
-class Header:
-    """A validated GGUF header: everything needed to read any tensor without more checks."""
-
-    version: int
-    metadata: dict[str, Value]
-    value_types: dict[str, int]
-    tensors: list[TensorEntry]
-    alignment: int
-    data_start: int
-    file_size: int
-    header_bytes: int = field(default=0)
-
-    def value(self, key: str) -> Any:
-        """A metadata value as plain Python (arrays as lists), or None."""
-        v = self.metadata.get(key)
-        return v.tolist() if isinstance(v, GGUFArray) else v
 
 
 def is_gguf(head: bytes) -> bool:
@@ -240,7 +155,7 @@ class _Parser:
         if code in SCALARS:
             name, fmt, width = SCALARS[code]
             (v,) = struct.unpack("<" + fmt, self.take(width, what))
-            return bool(v) if name == "bool" else v  # type: ignore[no-any-return]
+            return bool(v) if name == "bool" else v
         if code == STRING:
             self.budget(1, what)
             return self.string(what)
@@ -248,12 +163,12 @@ class _Parser:
 
     def array(self, what: str, depth: int) -> GGUFArray:
         if depth > MAX_NESTING:
-            raise GGUFFileError(
-                "suspicious", f"{what} nests arrays more than {MAX_NESTING} deep"
-            )
+            raise GGUFFileError("suspicious", f"{what} nests arrays more than {MAX_NESTING} deep")
         item = self.value_type(f"the items of {what}")
         least = SCALARS[item][2] if item in SCALARS else (8 if item == STRING else 12)
-        n = self.count(self.u64(f"the length of {what}"), least, MAX_ARRAY_ITEMS, f"the length of {what}")
+        n = self.count(
+            self.u64(f"the length of {what}"), least, MAX_ARRAY_ITEMS, f"the length of {what}"
+        )
         if item in SCALARS:
             values = array.array(SCALARS[item][1])
             values.frombytes(self.take(n * least, what))
@@ -271,7 +186,9 @@ class _Parser:
         if magic != MAGIC:
             if self.size < 4:
                 raise GGUFFileError("damaged", f"the file has {self.size} bytes: it is truncated")
-            raise GGUFFileError("format", f"the file starts with {magic!r}, not GGUF's magic b'GGUF'")
+            raise GGUFFileError(
+                "format", f"the file starts with {magic!r}, not GGUF's magic b'GGUF'"
+            )
         version = self._version(self.u32("the version"))
         n_tensors = self.count(self.u64("the tensor count"), 24, MAX_TENSORS, "the tensor count")
         n_keys = self.count(self.u64("the metadata count"), 13, MAX_KEYS, "the metadata count")
@@ -317,12 +234,16 @@ class _Parser:
         what = f"tensor {name!r}"
         n_dims = self.u32(f"the number of dimensions of {what}")
         if n_dims > MAX_DIMS:
-            raise GGUFFileError("suspicious", f"{what} has {n_dims} dimensions (ggml has at most {MAX_DIMS})")
+            raise GGUFFileError(
+                "suspicious", f"{what} has {n_dims} dimensions (ggml has at most {MAX_DIMS})"
+            )
         dims = tuple(self.u64(f"dimension {j} of {what}") for j in range(n_dims))
         numel = 1
         for d in dims:
             if d > MAX_ELEMENTS:
-                raise GGUFFileError("suspicious", f"{what} has the negative dimension {d - (1 << 64)}")
+                raise GGUFFileError(
+                    "suspicious", f"{what} has the negative dimension {d - (1 << 64)}"
+                )
             numel *= d
             if numel > MAX_ELEMENTS:
                 raise GGUFFileError(
@@ -345,7 +266,8 @@ class _Parser:
         offset = self.u64(f"the offset of {what}")
         if offset % alignment:
             raise GGUFFileError(
-                "format", f"{what} starts at offset {offset:,}, not a multiple of the alignment {alignment}"
+                "format",
+                f"{what} starts at offset {offset:,}, not a multiple of the alignment {alignment}",
             )
         return TensorEntry(name, dims, kind, offset, numel // kind.block * kind.block_bytes)
 
@@ -384,7 +306,7 @@ def _check_layout(entries: list[TensorEntry], data_start: int, size: int) -> Non
                 f"its header is damaged",
             )
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in entries if t.nbytes)
-    for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+    for (_, end, a), (start, _, b) in itertools.pairwise(spans):
         if start < end:
             raise GGUFFileError(
                 "suspicious",
