@@ -100,6 +100,12 @@ CASES: list[tuple[str, Callable[[], File], type[Exception], str]] = [
     ("array-past-eof", _kv(kv("k", ARR, array(U32, 1 << 20, b""))), ms.IntegrityError, "remain"),
     ("nested-too-deep", _kv(kv("k", ARR, _nested(64))), ms.FormatError, "nests"),
     ("nested-deep-recursion", _kv(kv("k", ARR, _nested(5000))), ms.FormatError, "nests"),
+    (
+        "nested-too-many",
+        _kv(kv("k", ARR, array(ARR, 70_000, array(U8, 0, b"") * 70_000))),
+        ms.FormatError,
+        "arrays",
+    ),
     ("value-type-unknown", _kv(kv("k", 13, u32(0))), ms.FormatError, "unknown value type"),
     ("array-type-unknown", _kv(kv("k", ARR, array(99, 1, b""))), ms.FormatError, "unknown value"),
     ("key-twice", _kv(kv("k", BOOL, b"\1"), kv("k", BOOL, b"\0")), ms.FormatError, "twice"),

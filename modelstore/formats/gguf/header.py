@@ -46,11 +46,12 @@ from .types import (
 MAX_HEADER_BYTES = 256 << 20  # real headers (a 256k-token vocabulary and its merges) are ~20 MB
 MAX_KEY_BYTES = 65535  # the GGUF spec's limit for keys; used for tensor names too
 MAX_STRING_BYTES = 16 << 20  # chat templates are kilobytes
-MAX_ARRAY_ITEMS = 1 << 24  # vocabularies are a few 100k tokens
+MAX_ARRAY_ITEMS = 1 << 22  # vocabularies are a few 100k tokens
 MAX_NESTING = 4  # arrays of arrays: real files nest at most twice
 MAX_KEYS = 1 << 16  # real files carry tens of keys
 MAX_TENSORS = 1 << 20  # large mixture-of-experts models have thousands
-MAX_OBJECTS = 1 << 24  # strings and arrays in all of the metadata (each one a Python object)
+MAX_STRINGS = 1 << 22  # in all of the metadata: a vocabulary and its merges are ~500k
+MAX_ARRAYS = 1 << 16  # in all of the metadata (a nested array is one per item)
 MAX_ALIGNMENT = 1 << 20
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ELEMENTS = (1 << 63) - 1  # ggml counts elements and bytes in int64
@@ -73,7 +74,8 @@ class _Parser:
         self.f = f
         self.size = size
         self.pos = 0
-        self.objects = 0
+        self.strings = 0
+        self.arrays = 0
 
     # -- bytes ----------------------------------------------------------------------------
     def take(self, n: int, what: str) -> bytes:
@@ -132,12 +134,16 @@ class _Parser:
             shown = raw[:60].decode("utf-8", "backslashreplace")
             raise GGUFFileError("format", f"{what} is not UTF-8 ({shown!r})") from None
 
-    def budget(self, n: int, what: str) -> None:
-        self.objects += n
-        if self.objects > MAX_OBJECTS:
+    def budget(self, strings: int, arrays: int, what: str) -> None:
+        """Count the Python objects the metadata makes (each costs far more memory than the
+        bytes that declare it): refused past the caps, before they are made."""
+        self.strings += strings
+        self.arrays += arrays
+        if self.strings > MAX_STRINGS or self.arrays > MAX_ARRAYS:
             raise GGUFFileError(
                 "suspicious",
-                f"the metadata holds more than {MAX_OBJECTS:,} strings and arrays (at {what})",
+                f"the metadata holds more than {MAX_STRINGS:,} strings or {MAX_ARRAYS:,} arrays "
+                f"(at {what})",
             )
 
     # -- values ---------------------------------------------------------------------------
@@ -157,13 +163,14 @@ class _Parser:
             (v,) = struct.unpack("<" + fmt, self.take(width, what))
             return bool(v) if name == "bool" else v
         if code == STRING:
-            self.budget(1, what)
+            self.budget(1, 0, what)
             return self.string(what)
         return self.array(what, depth + 1)
 
     def array(self, what: str, depth: int) -> GGUFArray:
         if depth > MAX_NESTING:
             raise GGUFFileError("suspicious", f"{what} nests arrays more than {MAX_NESTING} deep")
+        self.budget(0, 1, what)
         item = self.value_type(f"the items of {what}")
         least = SCALARS[item][2] if item in SCALARS else (8 if item == STRING else 12)
         n = self.count(
@@ -175,9 +182,11 @@ class _Parser:
             if not _NATIVE_LITTLE:
                 values.byteswap()
             return GGUFArray(item, values)
-        self.budget(n + 1, what)
         if item == STRING:
+            self.budget(n, 0, what)
             return GGUFArray(item, [self.string(f"{what}[{i}]") for i in range(n)])
+        self.budget(0, n, what)  # refuse too many nested arrays before reading any of them;
+        self.arrays -= n  # each counts itself as it is read
         return GGUFArray(item, [self.array(f"{what}[{i}]", depth + 1) for i in range(n)])
 
     # -- the header -----------------------------------------------------------------------
