@@ -157,13 +157,13 @@ def _read(path: Path, f: io.BufferedReader, header: Header, t: TensorEntry) -> A
     file's size when the header was read; a file that shrank since is reported."""
     import numpy as np
 
-    buf = bytearray(t.nbytes)
+    buf = np.empty(t.nbytes, dtype=np.uint8)  # filled below: no zeroing pass first
     f.seek(header.data_start + t.offset)
-    if f.readinto(buf) != t.nbytes:
+    if f.readinto(memoryview(buf)) != t.nbytes:
         raise IntegrityError(f"{path}: the file ended inside tensor {t.name!r}; it was truncated")
     if t.type.numpy is None:
-        return np.frombuffer(buf, dtype=np.uint8).reshape(t.stored_shape)
-    array = np.frombuffer(buf, dtype=np.dtype(t.type.numpy)).reshape(t.shape)
+        return buf.reshape(t.stored_shape)
+    array = buf.view(np.dtype(t.type.numpy)).reshape(t.shape)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return array
