@@ -159,7 +159,7 @@ def _read(path: Path, f: io.BufferedReader, header: Header, t: TensorEntry) -> A
 
     buf = np.empty(t.nbytes, dtype=np.uint8)  # filled below: no zeroing pass first
     f.seek(header.data_start + t.offset)
-    if f.readinto(memoryview(buf)) != t.nbytes:
+    if f.readinto(buf.data) != t.nbytes:
         raise IntegrityError(f"{path}: the file ended inside tensor {t.name!r}; it was truncated")
     if t.type.numpy is None:
         return buf.reshape(t.stored_shape)
