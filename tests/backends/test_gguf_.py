@@ -177,7 +177,7 @@ def test_options(model: Path) -> None:
     options and values, and model=, are refused."""
     out = ms.load(model, quantized="skip")
     assert "q8" not in out and "q4" not in out and "bf16" in out
-    with pytest.raises(ms.UnsupportedModelError, match="q8 \\(Q8_0\\)"):
+    with pytest.raises(ms.UnsupportedModelError, match="'q8' \\(Q8_0\\)"):
         ms.load(model, quantized="refuse")
     with pytest.raises(ms.ArgumentError, match="quantized"):
         ms.load(model, quantized="dequantize")

@@ -34,7 +34,7 @@ from ...security import STRUCTURE, unreadable
 from ..base import Backend, Inspection, LoadRequest, pass_cached
 from . import display
 from .entries import GGUFFileError, Header, TensorEntry
-from .header import is_gguf, parse
+from .header import is_gguf, named, parse
 
 QUANTIZED_CHOICES = ("raw", "skip", "refuse")
 _ADVICE = {
@@ -140,7 +140,7 @@ def _error(path: Path, e: GGUFFileError) -> Exception:
 def _chosen(path: Path, header: Header, quantized: str) -> list[TensorEntry]:
     blocks = [t for t in header.tensors if t.type.quantized]
     if blocks and quantized == "refuse":
-        names = ", ".join(f"{t.name} ({t.type.name})" for t in blocks[:5])
+        names = ", ".join(f"{named(t.name)} ({t.type.name})" for t in blocks[:5])
         more = f" and {len(blocks) - 5} more" if len(blocks) > 5 else ""
         msg = (
             f"{path}: {len(blocks)} tensors are block-quantized ({names}{more}); pass "
@@ -160,7 +160,9 @@ def _read(path: Path, f: io.BufferedReader, header: Header, t: TensorEntry) -> A
     buf = np.empty(t.nbytes, dtype=np.uint8)  # filled below: no zeroing pass first
     f.seek(header.data_start + t.offset)
     if f.readinto(buf.data) != t.nbytes:
-        raise IntegrityError(f"{path}: the file ended inside tensor {t.name!r}; it was truncated")
+        raise IntegrityError(
+            f"{path}: the file ended inside tensor {named(t.name)}; it was truncated"
+        )
     if t.type.numpy is None:
         return buf.reshape(t.stored_shape)
     array = buf.view(np.dtype(t.type.numpy)).reshape(t.shape)

@@ -206,9 +206,9 @@ class _Parser:
         for i in range(n_keys):
             key = self.string(f"metadata key #{i}", MAX_KEY_BYTES, strict=True)
             if key in metadata:
-                raise GGUFFileError("format", f"the metadata key {key!r} appears twice")
-            types[key] = self.value_type(f"metadata {key!r}")
-            metadata[key] = self.value(types[key], f"metadata {key!r}", 0)
+                raise GGUFFileError("format", f"the metadata key {named(key)} appears twice")
+            types[key] = self.value_type(f"metadata {named(key)}")
+            metadata[key] = self.value(types[key], f"metadata {named(key)}", 0)
         alignment = _alignment(metadata, types)
         entries = [self._tensor(i, alignment) for i in range(n_tensors)]
         header_end = self.pos
@@ -240,7 +240,7 @@ class _Parser:
 
     def _tensor(self, i: int, alignment: int) -> TensorEntry:
         name = self.string(f"the name of tensor #{i}", MAX_KEY_BYTES, strict=True)
-        what = f"tensor {name!r}"
+        what = f"tensor {named(name)}"
         n_dims = self.u32(f"the number of dimensions of {what}")
         if n_dims > MAX_DIMS:
             raise GGUFFileError(
@@ -304,20 +304,26 @@ def _check_layout(entries: list[TensorEntry], data_start: int, size: int) -> Non
     names: set[str] = set()
     for t in entries:
         if t.name in names:
-            raise GGUFFileError("format", f"the tensor name {t.name!r} appears twice")
+            raise GGUFFileError("format", f"the tensor name {named(t.name)} appears twice")
         names.add(t.name)
         end = data_start + t.offset + t.nbytes
         if end > size:
             raise GGUFFileError(
                 "damaged",
-                f"tensor {t.name!r} ({t.nbytes:,} bytes at data offset {t.offset:,}) ends at "
+                f"tensor {named(t.name)} ({t.nbytes:,} bytes at data offset {t.offset:,}) ends at "
                 f"byte {end:,}, past the end of the file ({size:,} bytes): it is truncated, or "
                 f"its header is damaged",
             )
-    spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in entries if t.nbytes)
+    spans = sorted((t.offset, t.offset + t.nbytes, named(t.name)) for t in entries if t.nbytes)
     for (_, end, a), (start, _, b) in itertools.pairwise(spans):
         if start < end:
             raise GGUFFileError(
                 "suspicious",
-                f"the data of tensors {a!r} and {b!r} overlap: the file is damaged or crafted",
+                f"the data of tensors {a} and {b} overlap: the file is damaged or crafted",
             )
+
+
+def named(name: str) -> str:
+    """A name from the file for a message: quoted with its control characters escaped
+    (``repr``), and shortened (names may be 64 KiB)."""
+    return repr(name) if len(name) <= 80 else repr(name[:80]) + f"... ({len(name):,} characters)"
