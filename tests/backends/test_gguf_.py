@@ -137,6 +137,7 @@ def test_inspect(model: Path) -> None:
     assert info.num_params == sum(v.size for v in PLAIN.values()) + 3 * X.size
     meta = info.metadata
     assert meta["gguf"]["version"] == 3 and meta["gguf"]["tensors"] == len(PLAIN) + 3
+    assert meta["gguf"]["tensor_bytes"] == sum(t.nbytes for t in info.tensors)
     assert meta["architecture"] == "llama"
     assert meta["tensor_types"]["Q4_0"] == {"tensors": 1, "block": 32, "block_bytes": 18}
     shown = meta["gguf_metadata"]
@@ -174,7 +175,8 @@ def test_scan_safe_with_chat_template_finding(model: Path, tmp_path: Path) -> No
 
 def test_options(model: Path) -> None:
     """quantized="skip" leaves block-quantized tensors out, "refuse" names them; unknown
-    options and values, and model=, are refused."""
+    options and values, and model=, are refused; saving to .gguf says modelstore does not
+    write GGUF."""
     out = ms.load(model, quantized="skip")
     assert "q8" not in out and "q4" not in out and "bf16" in out
     with pytest.raises(ms.UnsupportedModelError, match="'q8' \\(Q8_0\\)"):
@@ -185,6 +187,8 @@ def test_options(model: Path) -> None:
         ms.load(model, quantise="raw")
     with pytest.raises(ms.ArgumentError, match="dict of arrays"):
         ms.load(model, model=object)
+    with pytest.raises(ms.UnsupportedModelError, match="does not write them"):
+        ms.save(PLAIN, model.parent / "out.gguf")
 
 
 def test_torch_tensors(model: Path) -> None:

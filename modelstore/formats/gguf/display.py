@@ -91,6 +91,7 @@ def extra_metadata(header: Header) -> dict[str, Any]:
             "metadata_keys": len(header.metadata),
             "header_bytes": header.header_bytes,
             "data_offset": header.data_start,
+            "tensor_bytes": sum(t.nbytes for t in header.tensors),
         },
         "gguf_metadata": meta,
         "tensor_types": types,
