@@ -192,13 +192,21 @@ def test_options(model: Path) -> None:
 
 
 def test_torch_tensors(model: Path) -> None:
-    """device= returns torch tensors (BF16 as torch.bfloat16, the stored bits)."""
+    """device= returns torch tensors (BF16 as torch.bfloat16, the stored bits) on that
+    device; a device torch cannot use here is refused before anything is read."""
     torch = pytest.importorskip("torch")
     out = ms.load(model, device="cpu")
     assert isinstance(out["f32"], torch.Tensor) and out["f16"].dtype == torch.float16
     assert out["bf16"].dtype == torch.bfloat16
     np.testing.assert_array_equal(out["bf16"].float().numpy(), ms.load(model)["bf16"])
     np.testing.assert_array_equal(out["i32"].numpy(), PLAIN["i32"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ms.ArgumentError, match="CUDA is not available"):
+            ms.load(model, device="cuda")
+    else:
+        cuda = ms.load(model, device="cuda")
+        assert cuda["f32"].is_cuda and cuda["bf16"].dtype == torch.bfloat16
+        np.testing.assert_array_equal(cuda["f16"].cpu().numpy(), PLAIN["f16"])
 
 
 def test_alignment_version_2_and_sniffing(model: Path, tmp_path: Path) -> None:

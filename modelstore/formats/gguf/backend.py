@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..._info import Finding, ScanReport
-from ...errors import ArgumentError, FormatError, IntegrityError, UnsupportedModelError
+from ...errors import (
+    ArgumentError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
 from ...security import STRUCTURE, unreadable
 from ..base import Backend, Inspection, LoadRequest, pass_cached
 from . import display
@@ -119,7 +125,7 @@ class GGUFBackend(Backend):
         if quantized not in QUANTIZED_CHOICES:
             msg = f"quantized= must be one of {', '.join(map(repr, QUANTIZED_CHOICES))}, not {quantized!r}"
             raise ArgumentError(msg)
-        to_torch = _torch_device(path, request.device, self)
+        to_torch = _torch_device(path, request.device)
         with open(path, "rb") as f:
             header = self.header(path, f)
             chosen = _chosen(path, header, quantized)
@@ -180,26 +186,22 @@ def _widened(array: Any, t: TensorEntry) -> Any:
     return array
 
 
-def _torch_device(path: Path, device: str | None, backend: Backend) -> Any:
+def _torch_device(path: Path, device: str | None) -> Any:
+    """The torch device to put tensors on (None: numpy arrays); refused before any read when
+    torch is missing or cannot use it."""
     if device is None:
         return None
-    if backend.missing() or not _has_torch():
-        from ...errors import MissingDependencyError
+    import importlib.util
 
+    if importlib.util.find_spec("torch") is None:
         msg = f'{path}: device= returns torch tensors and needs torch; pip install "modelstore-safe[torch]"'
         raise MissingDependencyError(msg, name="torch")
     import torch
 
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ArgumentError(f"device={device!r} is not a torch device ({e})") from None
+    from ..torch.common import check_device
 
-
-def _has_torch() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
+    check_device(device, path)
+    return torch.device(device)
 
 
 def _tensor(array: Any, t: TensorEntry, device: Any) -> Any:
