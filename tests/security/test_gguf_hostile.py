@@ -6,6 +6,7 @@ large allocation; random mutations of a valid header raise nothing but Modelstor
 from __future__ import annotations
 
 import io
+import json
 import struct
 import tracemalloc
 from collections.abc import Callable
@@ -195,6 +196,29 @@ def test_crafted_header_refused_everywhere(
     assert ms.scan(p).verdict in ("unsafe", "unknown")
     assert cli_main(["scan", str(p)], io.StringIO()) in (1, 2)
     assert cli_main(["inspect", str(p)], io.StringIO()) != 0
+
+
+def test_control_characters_and_bad_utf8_never_reach_the_terminal(tmp_path: Path) -> None:
+    """Escape sequences and invalid UTF-8 in metadata values, keys and tensor names load as
+    data but are shown escaped by inspect, scan and the CLI."""
+    f = valid()
+    f.kvs += [
+        kv("general.name", STR, s(b"\x1b[31mred\xff\n")),
+        kv("k\x1b[2J", BOOL, b"\1"),
+        kv("tokenizer.chat_template.\x1b]0;x\x07", STR, s("{{ 1 }}")),
+    ]
+    f.infos[0] = info("a\x1b[1m", [4, 3], T_F32, 0)
+    p = tmp_path / "esc.gguf"
+    p.write_bytes(f.bytes())
+    assert "a\x1b[1m" in ms.load(p)
+    described = ms.inspect(p).to_dict()
+    assert "\x1b" not in json.dumps(described, ensure_ascii=False)
+    assert described["metadata"]["gguf_metadata"]["general.name"] == "\\x1b[31mred\\udcff\\n"
+    assert all("\x1b" not in f.subject for f in ms.scan(p).findings)
+    for command in ("inspect", "scan"):
+        out = io.StringIO()
+        cli_main([command, str(p)], out)
+        assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
 
 
 def test_every_truncation_of_a_valid_file_is_damaged(tmp_path: Path) -> None:
