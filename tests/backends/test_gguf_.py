@@ -247,3 +247,48 @@ def test_cli_inspect_and_scan(model: Path) -> None:
     out = io.StringIO()
     assert cli_main(["scan", str(model)], out) == 0
     assert "tokenizer.chat_template" in out.getvalue()
+
+
+def test_type_table_matches_gguf() -> None:
+    """Our ggml type table (codes, names, block sizes) agrees with the gguf package's."""
+    from modelstore.formats.gguf.types import TENSOR_TYPES
+
+    theirs = {int(k): (k.name, *v) for k, v in gguf.GGML_QUANT_SIZES.items()}
+    shared = set(theirs) & set(TENSOR_TYPES)
+    assert len(shared) >= 30
+    for code in shared:
+        t = TENSOR_TYPES[code]
+        assert (t.name, t.block, t.block_bytes) == theirs[code]
+
+
+def test_every_type_loads_like_ggufreader(tmp_path: Path) -> None:
+    """A tensor of every ggml type (random bytes, written raw by GGUFWriter) loads with the
+    same bytes and shape as GGUFReader gives; inspect reports each type by name."""
+    from modelstore.formats.gguf.types import DTYPE_NAMES, TENSOR_TYPES
+
+    path = tmp_path / "types.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    written = {}
+    for code, (block, size) in ((int(k), v) for k, v in gguf.GGML_QUANT_SIZES.items()):
+        if code not in TENSOR_TYPES:
+            continue
+        kind = Q(code)
+        raw = RNG.integers(0, 256, size=(3, 2 * size), dtype=np.uint8)  # 3 rows of 2 blocks
+        if kind in (Q.F16, Q.F32, Q.F64, Q.I8, Q.I16, Q.I32, Q.I64):
+            raw = raw.view(np.dtype(TENSOR_TYPES[code].numpy or "u1"))
+        w.add_tensor(kind.name, raw, raw_shape=raw.shape, raw_dtype=kind)
+        written[kind.name] = (3, 2 * block)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    out = ms.load(path)
+    reader = gguf.GGUFReader(str(path))
+    for t in reader.tensors:
+        mine = out[t.name]
+        if t.name == "BF16":
+            mine = (mine.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+            mine = mine.reshape(np.asarray(t.data).shape)
+        np.testing.assert_array_equal(mine, np.asarray(t.data), err_msg=t.name)
+    shapes = {i.name: (i.shape, i.dtype) for i in ms.inspect(path).tensors}
+    assert shapes == {name: (shape, DTYPE_NAMES.get(name, name)) for name, shape in written.items()}
