@@ -82,21 +82,16 @@ class GGUFBackend(Backend):
 
     # -- reading --------------------------------------------------------------------------
     def header(self, path: Path, file: BinaryIO | None = None) -> Header:
-        """The checked header (parsed once per pipeline pass); ModelstoreErrors only."""
-        with contextlib.ExitStack() as stack:
-            f = file if file is not None else stack.enter_context(open(path, "rb"))
-            st = os.fstat(f.fileno())
-            key = ("gguf-header", os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            try:
-                header: Header = pass_cached(key, lambda: parse(f, st.st_size))
-            except GGUFFileError as e:
-                raise _error(path, e) from None
-            return header
+        """The checked header (parsed once per pipeline pass); ModelstoreErrors only.
+        ``file``: the descriptor the load reads the tensors from, so both see one file."""
+        try:
+            return _parsed(path, file)
+        except GGUFFileError as e:
+            raise _error(path, e) from None
 
     def scan(self, path: Path) -> ScanReport:
         try:
-            with open(path, "rb") as f:
-                header = parse(f, os.fstat(f.fileno()).st_size)
+            header = _parsed(path, None)
         except GGUFFileError as e:
             msg = f"{e}; {_ADVICE[e.kind]}"
             if e.kind == "suspicious":
@@ -136,6 +131,17 @@ class GGUFBackend(Backend):
                     _widened(array, t) if to_torch is None else _tensor(array, t, to_torch)
                 )
         return out
+
+
+def _parsed(path: Path, file: BinaryIO | None) -> Header:
+    """The header of ``file`` (or of ``path`` opened here), parsed once per pipeline pass:
+    the key is the path and the file's identity (device, inode, size, modification time)."""
+    with contextlib.ExitStack() as stack:
+        f = file if file is not None else stack.enter_context(open(path, "rb"))
+        st = os.fstat(f.fileno())
+        key = ("gguf-header", os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        header: Header = pass_cached(key, lambda: parse(f, st.st_size))
+        return header
 
 
 def _error(path: Path, e: GGUFFileError) -> Exception:
