@@ -180,7 +180,8 @@ def test_crafted_header_refused_everywhere(
     tmp_path: Path, make: Callable[[], File], error: type[Exception], fragment: str
 ) -> None:
     """load and inspect raise the right error naming the file and the problem, without a
-    large allocation; scan never calls the file safe; the CLI refuses it with an exit code."""
+    large allocation; scan never calls the file safe; convert, predict and stats refuse it;
+    the CLI refuses it with an exit code."""
     p = tmp_path / "m.gguf"
     p.write_bytes(make().bytes())
     for call in (ms.load, ms.inspect):
@@ -194,6 +195,14 @@ def test_crafted_header_refused_everywhere(
         assert str(p) in str(got.value) and fragment in str(got.value), str(got.value)
         assert peak < 4 << 20, f"{call.__name__} allocated {peak:,} bytes"
     assert ms.scan(p).verdict in ("unsafe", "unknown")
+    for other in (
+        lambda: ms.convert(p, tmp_path / "out.npz"),
+        lambda: ms.predict(p, np.zeros((1, 4), dtype=np.float32)),
+        lambda: ms.stats(p),
+    ):
+        with pytest.raises(ms.ModelstoreError):
+            other()
+    assert not (tmp_path / "out.npz").exists()
     assert cli_main(["scan", str(p)], io.StringIO()) in (1, 2)
     assert cli_main(["inspect", str(p)], io.StringIO()) != 0
 
