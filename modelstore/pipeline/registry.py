@@ -79,6 +79,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
     ),
     BackendEntry("skops", "modelstore.formats.skops.backend:SkopsBackend", "skops", (".skops",)),
     BackendEntry("pt2", "modelstore.formats.torch.pt2:Pt2Backend", "torch", (".pt2",)),
+    BackendEntry("gguf", "modelstore.formats.gguf.backend:GGUFBackend", "numpy", (".gguf",)),
 )
 
 
