@@ -101,9 +101,6 @@ def summary(
     raise UnsupportedModelError(msg)
 
 
-# -- torch --------------------------------------------------------------------------------
-
-
 def _is_keras_model(obj: Any) -> bool:
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(obj, keras.Model)
@@ -259,9 +256,3 @@ def _tensor_summary(info: Any, p: Path, meta: dict[str, Any]) -> Summary:
         notes,
         sum(t.nbytes for t in info.tensors),
     )
-
-
-# -- Keras --------------------------------------------------------------------------------
-
-
-# -- ONNX ---------------------------------------------------------------------------------
