@@ -11,7 +11,12 @@ import re
 from typing import Any
 
 from ..errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
-from ..security.confine import confine, read_confined, replace_file, writable
+from ..security.confine import (
+    confine,
+    read_confined,
+    replace_file,
+    writable,
+)
 from ..security.jsonsafe import dumps, loads
 from ..storage import remote as _remote
 from .records import ModelVersion, _now, _number, _size, _suffix_for, _tags, _text, default_root  # noqa: F401

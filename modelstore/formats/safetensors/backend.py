@@ -21,19 +21,45 @@ from ..torch import common as _torch
 from ..torch import dtype as _dtype
 from ..torch import hf as _hf
 from . import index as _index
-from .file import CHECKSUM_KEY as CHECKSUM_KEY  # the names other modules know this format by
-from .file import DTYPES as DTYPES
-from .file import MAX_HEADER as MAX_HEADER
-from .file import META_KEY as META_KEY
-from .file import Header as Header
-from .file import checksum_of as checksum_of
-from .file import header_from_reader as header_from_reader
-from .file import inspection_of as inspection_of
-from .file import load_tensors as load_tensors
-from .file import read_header as read_header
-from .file import scan_header as scan_header
-from .write import savable as savable
-from .write import write_tensors as write_tensors
+from .file import (  # the names other modules know this format by
+    CHECKSUM_KEY as CHECKSUM_KEY,
+)
+from .file import (
+    DTYPES as DTYPES,
+)
+from .file import (
+    MAX_HEADER as MAX_HEADER,
+)
+from .file import (
+    META_KEY as META_KEY,
+)
+from .file import (
+    Header as Header,
+)
+from .file import (
+    checksum_of as checksum_of,
+)
+from .file import (
+    header_from_reader as header_from_reader,
+)
+from .file import (
+    inspection_of as inspection_of,
+)
+from .file import (
+    load_tensors as load_tensors,
+)
+from .file import (
+    read_header as read_header,
+)
+from .file import (
+    scan_header as scan_header,
+)
+from .write import (
+    savable as savable,
+)
+from .write import (
+    write_tensors as write_tensors,
+)
 
 #: The weights file of a ``save_pretrained`` folder of one file.
 _HF_FILE = "model.safetensors"

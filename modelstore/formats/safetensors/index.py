@@ -32,7 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ...errors import ArgumentError, FormatError, ModelNotFoundError, StorageError
+from ...errors import (
+    ArgumentError,
+    FormatError,
+    ModelNotFoundError,
+    StorageError,
+)
 from ...security.confine import check_name, confine, open_confined, read_confined
 from ...security.jsonsafe import loads
 from ..base import check_meta
