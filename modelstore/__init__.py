@@ -34,7 +34,8 @@ if _TYPE_CHECKING:
     from .api.plots import plot_predictions, plot_weights
     from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
     from .api.stats import TensorStats, stats
-    from .api.summary import LayerSummary, Summary, summary
+    from .api.summary import summary
+    from .api.summary_table import LayerSummary, Summary
     from .store import ModelVersion, Store
 from . import errors as _errors
 from .errors import *  # noqa: F403 - the error and warning tree, listed in errors.__all__
@@ -84,8 +85,8 @@ _LAZY = {  # not needed to save or load a file: imported on first use
     "Store": "store",
     "ModelVersion": "store",
     "summary": "api.summary",
-    "Summary": "api.summary",
-    "LayerSummary": "api.summary",
+    "Summary": "api.summary_table",
+    "LayerSummary": "api.summary_table",
     "stats": "api.stats",
     "TensorStats": "api.stats",
     "evaluate": "api.evaluate",

@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import modelstore as ms  # noqa: E402
-from modelstore.api.stats import summarize, weights  # noqa: E402
+from modelstore.api.stats import summarize  # noqa: E402
+from modelstore.api.weights import weights  # noqa: E402
 
 
 def test_safetensors_arrays_keep_names_and_values(tmp_path: Path) -> None:

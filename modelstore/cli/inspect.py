@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     arrays = None
     dtypes: dict[str, str] = {}
     if args.stats or args.plot:
-        from ..api.stats import weights
+        from ..api.weights import weights
 
         # the command is the application: the pickle note is not its output
         warnings.filterwarnings("ignore", category=PickleWarning)

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import SignatureError
 from ..security import signing as core
 from ..security.confine import ConfinementError
+from ..security.signing_bundle import MAX_BUNDLE
 from ..security.signing_policy import resolve_signer
 from ..storage import remote
 from ..storage.sidecar import sidecar_path
@@ -128,7 +129,7 @@ def _download_signature(sig: str, storage_options: dict[str, Any] | None, dest: 
     fs, rpath = remote.open_fs(uri, storage_options)
     try:
         with fs.open(rpath, "rb") as f:
-            data = f.read(core.MAX_BUNDLE + 1)
+            data = f.read(MAX_BUNDLE + 1)
     except FileNotFoundError:
         raise SignatureError(
             f"{uri}: no signature here; sign the model (ms.sign) and upload the bundle beside it, "

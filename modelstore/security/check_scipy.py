@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelstoreError
-from .check_numpy import _int
+from .check_numpy_dtype import _int
 
 if TYPE_CHECKING:
     from .pickle_load import LoadState

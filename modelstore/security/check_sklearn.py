@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .check_numpy import _int, check_shape
+from .check_numpy_dtype import _int, check_shape
 
 if TYPE_CHECKING:
     from .pickle_load import LoadState, RestrictedUnpickler

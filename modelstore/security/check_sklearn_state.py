@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .check_numpy import _int
+from .check_numpy_dtype import _int
 from .check_sklearn import _array, _np
 
 if TYPE_CHECKING:

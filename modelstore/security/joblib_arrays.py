@@ -36,7 +36,7 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     above, and put the array where the wrapper was."""
     import numpy as np
 
-    from .check_numpy import check_shape, dtype_in_use
+    from .check_numpy_dtype import check_shape, dtype_in_use
 
     st = reader.state
     if (

@@ -2,7 +2,7 @@
 
 Checks the container before Keras sees it (the strict zip reader of :mod:`.zipcheck`; HDF5
 external, soft and virtual links, external storage, filter plugins and declared sizes never
-stored) and audits the model config (:mod:`.kerasaudit`) for anything a load could run, import
+stored, in :mod:`.kerash5`) and audits the model config (:mod:`.kerasaudit`) for anything a load could run, import
 or read from elsewhere. Only ``zipfile``, ``json`` and ``h5py`` are used.
 """
 
@@ -20,26 +20,15 @@ from ..errors import FormatError
 from . import jsonsafe
 from .kerasaudit import Audit
 from .kerasaudit import audit_config as _audit
+from .kerash5 import MAX_RATIO, check_h5, guard_h5
+from .kerash5 import KerasFileError as KerasFileError  # importers take it from here
 from .zipcheck import ArchiveError, check_archive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-#: A member or dataset whose declared size exceeds this many times what is stored is a bomb.
-MAX_RATIO = 200
 #: Declared total size of all members above this is refused outright.
 MAX_TOTAL = 64 << 30
 #: What a .keras archive holds: Keras' config, metadata and weights, its assets, our metadata.
 KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "modelstore.json")
-#: HDF5 filters built into the library and h5py (deflate, shuffle, fletcher32, szip, nbit,
-#: scale-offset, lzf); any other filter id makes HDF5 load a plugin (a shared library).
-H5_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
-
-
-class KerasFileError(Exception):
-    """The file is not a readable Keras file (``kind``: "format", "damaged" or "suspicious")."""
-
-    def __init__(self, message: str, kind: str = "format") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def kind_of(path: Path, head: bytes) -> str | None:
@@ -84,106 +73,6 @@ def check(path: Path, kind: str) -> None:
             guard_h5(path, "model.weights.h5")
     else:
         guard_h5(path)
-
-
-def check_h5(f: Any) -> None:
-    """Refuse links and storage that read other files or other places, plugin filters, and
-    datasets declaring far more than they store."""
-    import h5py
-
-    problems: list[str] = []
-    totals = [0, 0]  # bytes declared, bytes stored, over every dataset
-
-    def visit(name: str, link: Any) -> None:
-        if isinstance(link, h5py.ExternalLink):
-            problems.append(f"{name} is an external link to {link.filename}")
-        elif isinstance(link, h5py.SoftLink):
-            problems.append(f"{name} is a soft link to {link.path}")
-        elif isinstance(link, h5py.HardLink):
-            obj = f.get(name)
-            if isinstance(obj, h5py.Dataset):
-                problems.extend(_dataset_problems(name, obj, totals))
-
-    f.visititems_links(visit)
-    if not problems and totals[0] > MAX_RATIO * totals[1] + (1 << 20):
-        # each dataset within its own slack, the file as a whole far beyond what it stores
-        problems.append(f"the datasets declare {totals[0]} bytes in all but store {totals[1]}")
-    if problems:
-        raise KerasFileError("; ".join(problems[:5]), "suspicious")
-
-
-def _dataset_problems(name: str, obj: Any, totals: list[int] | None = None) -> list[str]:
-    out = []
-    if obj.external:
-        out.append(f"{name} stores its data in external files")
-    if obj.is_virtual:
-        out.append(f"{name} is a virtual dataset mapping other files")
-    plist = obj.id.get_create_plist()
-    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    if any(fid not in H5_FILTERS for fid in filters):
-        out.append(
-            f"{name} needs HDF5 filter plugin(s) {sorted(set(filters) - H5_FILTERS)} (shared libraries)"
-        )
-    declared = obj.size * obj.dtype.itemsize
-    stored = obj.id.get_storage_size()
-    if totals is not None:
-        totals[0] += declared
-        totals[1] += stored
-    if declared > MAX_RATIO * stored + (1 << 20):
-        # reading it would allocate what the file never stored (fill values)
-        out.append(f"{name} declares {declared} bytes but stores {stored}")
-    return out
-
-
-#: How long the HDF5 library may take to walk a file's structure and attributes.
-GUARD_SECONDS = 5
-_GUARD = """
-import sys, zipfile, h5py
-if len(sys.argv) > 2:
-    f = h5py.File(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), "r")
-else:
-    f = h5py.File(sys.argv[1], "r")
-def attrs(obj):
-    for key in obj.attrs:
-        obj.attrs[key]
-attrs(f)
-f.visititems(lambda name, obj: attrs(obj))
-f.visititems_links(lambda name, link: None)
-"""
-_GUARDED: dict[tuple[str, str, int, int, int], str | None] = {}  # file version -> failure, if any
-
-
-def guard_h5(path: Path, member: str = "") -> None:
-    """Walk the HDF5 structure and read every attribute in a child process first.
-
-    The HDF5 C library can loop forever on some damaged files (seen: a variable-length
-    string attribute pointing into a corrupt global heap), and C code cannot be interrupted
-    in-process. A walk that does not finish in GUARD_SECONDS means a damaged file; one that
-    does means the same reads are safe here. Done once per file version per process; for a
-    ``.keras`` archive, on its ``model.weights.h5`` member.
-    """
-    import subprocess
-    import sys
-
-    st = path.stat()
-    key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _GUARDED:
-        try:
-            args = [sys.executable, "-c", _GUARD, str(path)] + ([member] if member else [])
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
-            last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-            _GUARDED[key] = (
-                None
-                if proc.returncode == 0
-                else f"the HDF5 structure cannot be read ({last[:200]})"
-            )
-        except subprocess.TimeoutExpired:
-            _GUARDED[key] = (
-                f"the HDF5 library did not finish reading the file's structure in {GUARD_SECONDS} s"
-            )
-    failure = _GUARDED[key]
-    if failure is not None:
-        raise KerasFileError(failure, "damaged")
 
 
 @contextmanager

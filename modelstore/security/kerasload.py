@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .kerassize import SizeError, check_build
+from .kerasbuild import check_build
+from .kerassize import SizeError
 
 
 def check_load(

@@ -11,8 +11,8 @@ model is built:
   convolutions, recurrent layers and cells, attention) must be covered by the weights the file
   stores; layers that grow their input (repeat, upsampling, transposed and dilated
   convolutions, padding, fixed output sizes, one-hot encodings) and input shapes are bounded.
-- :func:`check_build` (``load`` only, Keras imported) builds the model the way Keras' loader
-  will, inside Keras' ``StatelessScope`` so that no variable is initialised, then requires every
+- :func:`~.kerasbuild.check_build` (in :mod:`.kerasbuild`; ``load`` only, Keras imported)
+  builds the model the way Keras' loader will, inside Keras' ``StatelessScope`` so that no variable is initialised, then requires every
   variable of real size to match a stored dataset of the same size and bounds every layer
   output Keras can infer from the declared input shapes.
 
@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
 SLACK = 1 << 20
-#: A built variable this large (elements) must match a stored dataset of the same size.
-MATCH_MIN = 1 << 16
 #: Elements one layer may output per sample, whatever its input: 2**26 (256 MiB of float32),
 #: or ACTIVATION_FACTOR times the elements the model's inputs declare, if more.
 ACTIVATION_LIMIT = 1 << 26
@@ -289,142 +286,3 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
             f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
             f"allocate and initialise them before reading the file's weights"
         )
-
-
-# -- building the model without allocating ----------------------------------------------
-
-
-def check_build(
-    config: dict[str, Any],
-    legacy: bool,
-    stored: list[int],
-    where: str = "the model config",
-    *,
-    activations: bool = True,
-    safe: bool = True,
-) -> None:
-    """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
-    initialised), then require every variable of MATCH_MIN elements or more to match a stored
-    dataset of the same size, all of them together to stay within SLACK of what is stored, and
-    (``activations``) every layer output Keras infers to stay within the activation limit.
-    Call it only on a config the audit accepted: it runs Keras' deserialisation."""
-    model = _build(config, legacy, safe)
-    try:
-        declared = _variables(model)
-        _match(declared, stored, where)
-        if activations:
-            _bound_outputs(model, where)
-    finally:
-        del model
-
-
-def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
-    from keras.src.backend.common import global_state
-    from keras.src.backend.common.stateless_scope import StatelessScope
-
-    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-    text = json.dumps(_stateless(config))  # a private copy, decoded the way the loader decodes it
-    try:
-        with StatelessScope(initialize_variables=False):
-            if legacy:
-                from keras.src.legacy.saving import json_utils, saving_options, saving_utils
-
-                with saving_options.keras_option_scope(
-                    use_legacy_config=True
-                ):  # as the loader does
-                    return saving_utils.model_from_config(json_utils.decode(text))
-            from keras.src.saving.serialization_lib import (
-                ObjectSharingScope,
-                deserialize_keras_object,
-            )
-
-            cfg = json.loads(text)
-            cfg["compile_config"] = None  # the optimizer's state follows the model's variables
-            with ObjectSharingScope():
-                return deserialize_keras_object(cfg, safe_mode=safe)
-    finally:
-        # the variables made here stay uninitialised: never let a later scope initialise them
-        global_state.set_global_attribute("uninitialized_variables", pending)
-
-
-def _stateless(config: Any) -> Any:
-    """A copy without ``stateful=True``: a stateful RNN makes its state variables from tensors
-    (bounded by :func:`check_config`), which Keras' StatelessScope cannot defer. They are not
-    weights, so the check loses nothing."""
-    if isinstance(config, list):
-        return [_stateless(v) for v in config]
-    if isinstance(config, dict):
-        return {
-            k: (False if k == "stateful" and v is True else _stateless(v))
-            for k, v in config.items()
-        }
-    return config
-
-
-def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
-    """(owning layer, shape, elements) of every variable; the innermost layer owns it."""
-    owner: dict[int, str] = {}
-    for layer in _all_layers(model):  # outer layers first: inner ones overwrite
-        for v in getattr(layer, "weights", None) or []:
-            owner[id(v)] = (
-                f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
-            )
-    out = []
-    for v in getattr(model, "weights", []):
-        shape = tuple(int(d) for d in v.shape)
-        out.append((owner.get(id(v), repr(getattr(v, "path", "?"))), shape, _prod(list(shape))))
-    return out
-
-
-def _match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], where: str) -> None:
-    available = Counter(stored)
-    for path, shape, n in sorted(declared, key=lambda d: -d[2]):
-        if n < MATCH_MIN:
-            break
-        if available[n] <= 0:
-            raise SizeError(
-                f"{where}: layer {path} has the shape "
-                f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
-                f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
-                f"allocate it before reading the file's weights"
-            )
-        available[n] -= 1
-    total = sum(n for _, _, n in declared)
-    if total > sum(stored) + SLACK:
-        raise SizeError(
-            f"{where}: the model's variables hold {total:,} elements ({_mib(total)}) but the file "
-            f"stores {sum(stored):,}"
-        )
-
-
-def _bound_outputs(model: Any, where: str) -> None:
-    inputs = [t for t in getattr(model, "inputs", None) or [] if hasattr(t, "shape")]
-    input_elements = max([_known(t.shape) for t in inputs] or [0])
-    limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
-    for layer in _all_layers(model):
-        for node in getattr(layer, "_inbound_nodes", []) or []:
-            for t in getattr(node, "output_tensors", []) or []:
-                n = _known(getattr(t, "shape", ()))
-                if n > limit:
-                    raise SizeError(
-                        f"{where}: layer {layer.name!r} ({type(layer).__name__}) outputs the shape "
-                        f"{list(t.shape)} ({n:,} elements per sample, {_mib(n)}; at most {limit:,} "
-                        f"are accepted for this model's inputs): predict would allocate that much"
-                    )
-
-
-def _known(shape: Any) -> int:
-    """Elements per sample, counting unknown dimensions as 1."""
-    dims = list(shape)[1:] if shape else []
-    return _prod([int(d) for d in dims if d is not None])
-
-
-def _all_layers(model: Any) -> Iterator[Any]:
-    stack, seen = [model], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        stack.extend(getattr(layer, "layers", None) or [])

@@ -23,33 +23,22 @@ model has been parsed by then.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import os
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, FormatError, ModelNotFoundError, ModelstoreError, SignatureError
-from .confine import ConfinementError, check_name, open_confined
-from .jsonsafe import loads
+from ..errors import ArgumentError, ModelNotFoundError, SignatureError
+from .confine import ConfinementError, open_confined
+from .signing_bundle import MAX_RESOURCES, Bundle, read_bundle
+from .signing_trust import Trust, trust_material
 
-#: A bundle holds a manifest of names and digests and a few certificates: far below this.
-MAX_BUNDLE = 32 << 20
-#: Files (or file shards) one manifest may list.
-MAX_RESOURCES = 100_000
-#: Key and certificate files are small.
-MAX_KEY = 1 << 20
-#: The smallest shard size we let a bundle ask us to hash by (a tiny one is a CPU bomb).
-MIN_SHARD = 1 << 20
 SIGNATURE_SUFFIX = ".sig"
 FOLDER_SIGNATURE = "model.sig"
-HASHES = {"sha256", "blake2b", "blake2", "blake3"}
 _INSTALL = 'pip install "modelstore-safe[signing]"'
 
 
@@ -100,197 +89,6 @@ def walk(folder: Path) -> list[str]:
                     f"{folder}: {rel} is not a regular file; remove it from the model folder"
                 )
     return out
-
-
-# -- the bundle (hostile until verified) -------------------------------------------------------
-
-
-@dataclass
-class Bundle:
-    """The parts of a bundle we read before ``model_signing`` verifies it."""
-
-    raw: bytes
-    names: list[str]  # file names the manifest lists ("." for a single signed file)
-    method: str
-    hash_type: str
-    digests: dict[str, str] = field(default_factory=dict)
-    certificate: bytes | None = None  # the leaf certificate (DER), for certificate bundles
-    shard_size: int = 0
-
-
-def read_bundle(sig: Path) -> Bundle:
-    """Read and pre-check the bundle at ``sig`` (no cryptography yet: structure, sizes,
-    names), so a hostile bundle is refused before ``model_signing`` parses it."""
-    where = f"{sig}: the signature bundle"
-    try:
-        with open_confined(sig.parent, sig.name, what="the signature") as f:
-            raw = f.read(MAX_BUNDLE + 1)
-    except ModelNotFoundError:
-        msg = (
-            f"{sig}: no signature here; sign the model first (ms.sign or `modelstore sign`) "
-            f"or pass signature= with the bundle's path"
-        )
-        raise SignatureError(msg) from None
-    except ConfinementError as e:
-        raise SignatureError(f"{sig}: {e}") from e
-    if len(raw) > MAX_BUNDLE:
-        raise FormatError(
-            f"{where} is over {MAX_BUNDLE >> 20} MiB; a real bundle is a few KiB. It is not a signature"
-        )
-    bundle = loads(raw, where=where, max_bytes=MAX_BUNDLE)
-    envelope = _get(bundle, "dsseEnvelope", dict, where)
-    payload = _get(envelope, "payload", str, where)
-    try:
-        statement = loads(
-            base64.b64decode(payload, validate=True),
-            where=f"{where}'s payload",
-            max_bytes=MAX_BUNDLE,
-        )
-    except (binascii.Error, ValueError) as e:
-        if isinstance(e, ModelstoreError):
-            raise
-        raise FormatError(f"{where}: the payload is not base64 ({e})") from None
-    predicate = _get(statement, "predicate", dict, where)
-    serialization = _get(predicate, "serialization", dict, where)
-    resources = _get(predicate, "resources", list, where)
-    method = _get(serialization, "method", str, where)
-    hash_type = _get(serialization, "hash_type", str, where)
-    if method not in ("files", "shards") or hash_type not in HASHES:
-        raise FormatError(f"{where}: unknown serialization {method!r} / {hash_type!r}")
-    size = 0
-    if method == "shards":
-        size = serialization.get("shard_size")
-        # protobuf's JSON writes numbers as floats (1048576.0); jsonsafe already refused inf/nan
-        if type(size) not in (int, float) or size != int(size) or size < MIN_SHARD:
-            raise FormatError(
-                f"{where}: shard_size {size!r} is below {MIN_SHARD} bytes; refusing to hash by it"
-            )
-    if len(resources) > MAX_RESOURCES:
-        raise FormatError(
-            f"{where}: lists {len(resources)} resources, more than the {MAX_RESOURCES} accepted"
-        )
-    names: set[str] = set()
-    digests: dict[str, str] = {}
-    for res in resources:
-        if not isinstance(res, dict):
-            raise FormatError(f"{where}: a resource is not an object")
-        name = _get(res, "name", str, where)
-        digest = res.get("digest")
-        file_name = name.rsplit(":", 2)[0] if method == "shards" else name
-        if file_name != ".":
-            try:
-                check_name(file_name, what="the signed file", source=sig)
-            except ConfinementError as e:
-                raise SignatureError(f"{sig}: {e}") from e
-        names.add(file_name)
-        if isinstance(digest, str):
-            algo = res.get("algorithm")
-            digests[name] = f"{algo}:{digest}" if isinstance(algo, str) else digest
-    if "." in names and len(names) > 1:
-        raise FormatError(f"{where}: mixes a single-file entry '.' with named files")
-    material = bundle.get("verificationMaterial")
-    cert = None
-    if isinstance(material, dict):
-        chain = material.get("x509CertificateChain")
-        if (
-            isinstance(chain, dict)
-            and isinstance(chain.get("certificates"), list)
-            and chain["certificates"]
-        ):
-            first = chain["certificates"][0]
-            if isinstance(first, dict) and isinstance(first.get("rawBytes"), str):
-                with contextlib.suppress(binascii.Error, ValueError):
-                    cert = base64.b64decode(first["rawBytes"], validate=True)
-    return Bundle(raw, sorted(names), method, hash_type, digests, cert, int(size))
-
-
-def _get(obj: Any, key: str, kind: type, where: str) -> Any:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, kind):
-        raise FormatError(
-            f"{where}: no {key!r} {kind.__name__} where an OpenSSF model signature has one"
-        )
-    return value
-
-
-# -- who must have signed ----------------------------------------------------------------------
-
-
-@dataclass
-class Trust:
-    """The caller's key or certificates, as files for ``model_signing``."""
-
-    kind: str  # "key" or "certificate"
-    pem: bytes
-    key_id: str  # sha256 of the public key's PEM (model_signing's key hint), or of the certs
-
-
-def trust_material(signed_by: Any) -> Trust:
-    """A public key or certificate(s) from a PEM path, PEM bytes or a ``cryptography`` object."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    pem: bytes
-    if isinstance(signed_by, (str, os.PathLike)):
-        p = Path(os.fspath(signed_by))
-        try:
-            with open(p, "rb") as f:
-                pem = f.read(MAX_KEY + 1)
-        except OSError as e:
-            raise ArgumentError(
-                f"{p}: cannot read the key or certificate given as signed_by ({e.strerror})"
-            ) from None
-        if len(pem) > MAX_KEY:
-            raise ArgumentError(
-                f"{p}: over {MAX_KEY} bytes; signed_by takes a PEM public key or certificate"
-            )
-    elif isinstance(signed_by, (bytes, bytearray)):
-        pem = bytes(signed_by)
-    elif isinstance(signed_by, x509.Certificate):
-        pem = signed_by.public_bytes(serialization.Encoding.PEM)
-    elif (
-        isinstance(signed_by, (list, tuple))
-        and signed_by
-        and all(isinstance(c, x509.Certificate) for c in signed_by)
-    ):
-        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in signed_by)
-    elif hasattr(signed_by, "public_bytes") and hasattr(signed_by, "verify"):  # a public key object
-        pem = signed_by.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    elif hasattr(signed_by, "private_bytes"):
-        raise ArgumentError(
-            "signed_by takes the PUBLIC key (private_key.public_key()), never the private key"
-        )
-    else:
-        raise ArgumentError(
-            f"signed_by must be a PEM path, PEM bytes, a public key or certificate(s), "
-            f"not {type(signed_by).__name__}"
-        )
-    if b"PRIVATE KEY" in pem:
-        raise ArgumentError(
-            "signed_by takes a public key or certificate; this is a private key: keep it secret"
-        )
-    if b"BEGIN CERTIFICATE" in pem:
-        try:
-            certs = x509.load_pem_x509_certificates(pem)
-        except ValueError as e:
-            raise ArgumentError(f"signed_by: the certificate does not parse ({e})") from None
-        return Trust(
-            "certificate",
-            pem,
-            hashlib.sha256(
-                b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)
-            ).hexdigest(),
-        )
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as e:
-        raise ArgumentError(f"signed_by is not a PEM public key or certificate ({e})") from None
-    canonical = key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return Trust("key", canonical, hashlib.sha256(canonical).hexdigest())
 
 
 # -- verifying over a private copy -------------------------------------------------------------

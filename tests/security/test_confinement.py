@@ -231,7 +231,7 @@ def test_a_swap_between_check_and_open_is_caught(
     """A file or a folder swapped for a link, or for a hard link, after the check is never read."""
     base = tmp_path / "base"
     (base / "sub").mkdir(parents=True)
-    real_resolve = confine_mod._resolve
+    real_resolve = confine_mod.resolve  # the path check, as open_confined calls it
 
     def check_then(swap: Callable[[], None]) -> None:
         def swapping(*a: Any, **kw: Any) -> Any:
@@ -239,7 +239,7 @@ def test_a_swap_between_check_and_open_is_caught(
             swap()
             return out
 
-        monkeypatch.setattr(confine_mod, "_resolve", swapping)
+        monkeypatch.setattr(confine_mod, "resolve", swapping)
 
     (base / "side.json").write_text("{}")
     check_then(lambda: relink(base / "side.json", outside / "secret.json"))

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 import modelstore as ms
-from modelstore.security.zipcheck import ArchiveError, bad_name, check_archive
+from modelstore.security.zipcheck import ArchiveError, check_archive
+from modelstore.security.ziprecords import bad_name
 
 
 def entry(name: str | bytes, payload: bytes, *, method: int = 0, **over: Any) -> dict[str, Any]:

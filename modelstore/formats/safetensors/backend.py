@@ -52,12 +52,12 @@ from .file import (
     read_header as read_header,
 )
 from .file import (
-    savable as savable,
-)
-from .file import (
     scan_header as scan_header,
 )
-from .file import (
+from .write import (
+    savable as savable,
+)
+from .write import (
     write_tensors as write_tensors,
 )
 

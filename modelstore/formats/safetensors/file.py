@@ -1,4 +1,5 @@
-"""The safetensors file itself: header parsing and validation, memory-mapped reads, writes.
+"""The safetensors file itself: header parsing and validation, memory-mapped reads (writes are in
+:mod:`.write`).
 
 safetensors: the default format for PyTorch weights. Safe by construction (a JSON header
 and raw bytes, nothing to execute), memory-mapped on load.
@@ -12,24 +13,20 @@ header's ``__metadata__`` map. Files from the ``safetensors`` package load the s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import mmap
 import os
 import struct
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..._info import Finding, ScanReport, TensorInfo
-from ...errors import FormatError, IntegrityError, UnsupportedModelError
+from ...errors import FormatError, IntegrityError
 from ...security import unreadable
 from ...security.jsonsafe import loads
 from ...storage.hashing import format_checksum, new_checksum, update_from_file
 from ..base import Inspection, pass_cached
-from ..torch import common as _torch
 
 #: safetensors' own limit on the header, applied before reading it.
 MAX_HEADER = 100 << 20
@@ -58,7 +55,6 @@ DTYPES: dict[str, tuple[str, int]] = {
     "C64": ("complex64", 8),
 }
 # Not read: F4 / F6_* (sub-byte, packed) — a file using them is refused as malformed, by name.
-_CODES = {name: code for code, (name, _) in DTYPES.items()}
 
 
 class Header:
@@ -288,138 +284,3 @@ def load_tensors(path: Path, file: BinaryIO | None = None) -> dict[str, Any]:
         t = torch.frombuffer(mm, dtype=dtype, count=(end - b) // itemsize, offset=h.data_start + b)
         out[name] = t.reshape(shape)
     return out
-
-
-@dataclass(frozen=True)
-class Written:
-    """What :func:`write_tensors` wrote: the file's sha256, its size and, when asked for,
-    the xxh3 checksum of the whole file (what a shard index records)."""
-
-    sha256: str
-    size: int
-    file_checksum: str | None = None
-
-
-def savable(obj: Any, hint: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The tensors a safetensors file of ``obj`` (a module or a flat dict of tensors) holds:
-    contiguous CPU tensors in the state dict's order, each shared tensor once, and the tie
-    map (alias -> kept name). Raises UnsupportedModelError for what safetensors cannot hold."""
-    sd = _torch.state_dict_of(obj)
-    if not (_torch.is_state_dict(sd) or (_torch.is_module(obj) and not sd)):
-        raise UnsupportedModelError(hint)
-    bad = sorted(
-        {str(t.dtype) for t in sd.values() if str(t.dtype).replace("torch.", "") not in _CODES}
-    )
-    if bad:
-        names = ", ".join(sorted(_CODES))
-        raise UnsupportedModelError(
-            f"safetensors cannot hold {', '.join(bad)} tensors (it holds {names}); save as .pt"
-        )
-    tensors, tied = _dedupe(sd)
-    return {k: tensors[k] for k in sd if k in tensors}, tied
-
-
-def write_tensors(
-    path: Path, tensors: dict[str, Any], metadata: dict[str, str], *, file_checksum: bool = False
-) -> Written:
-    """Write ``tensors`` (as :func:`savable` returns them) to ``path`` as a safetensors file
-    whose header's ``__metadata__`` holds ``metadata`` plus ``modelstore.checksum``: the
-    xxh3 of the canonical header (without that key) and the payload."""
-    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
-    header: dict[str, Any] = {}
-    pos = 0
-    for k in order:
-        t = tensors[k]
-        n = t.numel() * t.element_size()
-        header[k] = {
-            "dtype": _CODES[str(t.dtype).replace("torch.", "")],
-            "shape": list(t.shape),
-            "data_offsets": [pos, pos + n],
-        }
-        pos += n
-    header["__metadata__"] = {**metadata}
-    hasher = new_checksum()
-    hasher.update(canonical(header))
-    views = [_bytes_of(tensors[k]) for k in order]
-    for v in views:
-        hasher.update(v)
-    header["__metadata__"][CHECKSUM_KEY] = format_checksum(hasher)
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-(8 + len(blob)) % 8)
-    whole = new_checksum() if file_checksum else None
-    size = 0
-    chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
-    # the whole file's sha256 (~1.4 GB/s) off the write path: a second thread hashes the same
-    # (immutable) chunks while this one writes them; both release the GIL on large buffers
-    digest: list[str] = []
-    hashing = threading.Thread(
-        target=_sha256_into, args=(chunks, digest), name="modelstore-sha256", daemon=True
-    )
-    hashing.start()
-    try:
-        with open(path, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                if whole is not None:
-                    whole.update(chunk)
-                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
-    finally:
-        hashing.join()
-    sha = (
-        digest[0] if digest else _sha256_of(chunks)
-    )  # the thread failed (it cannot, but never trust it)
-    return Written(sha, size, format_checksum(whole) if whole is not None else None)
-
-
-def _sha256_of(chunks: list[bytes | memoryview]) -> str:
-    sha = hashlib.sha256()
-    for chunk in chunks:
-        sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _sha256_into(chunks: list[bytes | memoryview], out: list[str]) -> None:
-    out.append(_sha256_of(chunks))
-
-
-def _bytes_of(t: Any) -> memoryview:
-    import torch
-
-    flat = t.reshape(-1)
-    if flat.numel() == 0:
-        return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())
-
-
-def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Contiguous CPU tensors, each shared tensor stored once; ``tied`` maps alias -> kept."""
-    seen: dict[tuple[Any, ...], str] = {}
-    storages: dict[int, list[str]] = {}
-    out: dict[str, Any] = {}
-    tied: dict[str, str] = {}
-    for name in sorted(sd):
-        t = sd[name].detach()
-        if t.device.type == "meta":
-            raise UnsupportedModelError(
-                f"tensor {name!r} is on the meta device and has no data to save"
-            )
-        key = (
-            t.untyped_storage().data_ptr(),
-            t.storage_offset(),
-            tuple(t.shape),
-            tuple(t.stride()),
-            t.dtype,
-        )
-        if t.numel() and key in seen:
-            tied[name] = seen[key]
-            continue
-        seen[key] = name
-        storages.setdefault(t.untyped_storage().data_ptr(), []).append(name)
-        out[name] = t
-    for names in storages.values():
-        shared = len(names) > 1
-        for n in names:
-            t = out[n].to("cpu")
-            # distinct views of one storage must not be written as overlapping regions
-            out[n] = t.clone() if shared or not t.is_contiguous() else t.contiguous()
-    return out, tied

@@ -99,7 +99,8 @@ def _takes(fn: Any, name: str) -> bool:
 
 def _embed_meta(obj: Any, stage: Path, meta: dict[str, Any]) -> str:
     """Put modelstore's metadata where its loader reads it; the main file's name."""
-    from .file import META_KEY, read_header, write_tensors
+    from .file import META_KEY, read_header
+    from .write import write_tensors
 
     index = stage / "model.safetensors.index.json"
     if index.is_file():

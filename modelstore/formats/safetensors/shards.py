@@ -53,7 +53,8 @@ def write_sharded(
     hint: str,
 ) -> Path:
     """``save(..., max_shard_size=)``: see the module docstring. Returns the index's path."""
-    from .file import META_KEY, savable, write_tensors
+    from .file import META_KEY
+    from .write import savable, write_tensors
 
     folder, prefix = shard_target(path)
     index_path = folder / (prefix + INDEX_SUFFIX)
