@@ -21,7 +21,6 @@ PENDING_SPLIT = {
     "security/allowlist.py",
     "formats/keras/backend.py",
     "formats/onnx/backend.py",
-    "formats/base.py",
     "serve.py",
 }
 
