@@ -40,6 +40,9 @@ def summary(
 ) -> Summary:
     """A per-layer table of a model: name, type, output shape, parameters, trainable or frozen.
 
+    Without ``input_size`` or ``sample_input`` the signature recorded at save time is used,
+    with a batch of 1; without any, output shapes stay empty.
+
     Parameters
     ----------
     model_or_path : a torch module, a Keras model, an ONNX ``ModelProto``, or a model file
@@ -52,9 +55,6 @@ def summary(
     trust : for a torch weights file, import the class the file records (runs its module's
         import code; only for files you trust). Without ``model=`` or ``trust``, the layers come
         from the stored tensor names.
-
-    Without ``input_size`` or ``sample_input`` the signature recorded at save time is used
-    (batch of 1); without any, output shapes stay empty.
 
     Returns
     -------
