@@ -292,3 +292,9 @@ def test_every_type_loads_like_ggufreader(tmp_path: Path) -> None:
         np.testing.assert_array_equal(mine, np.asarray(t.data), err_msg=t.name)
     shapes = {i.name: (i.shape, i.dtype) for i in ms.inspect(path).tensors}
     assert shapes == {name: (shape, DTYPE_NAMES.get(name, name)) for name, shape in written.items()}
+
+
+def test_stats_leave_quantized_blocks_out(model: Path) -> None:
+    """stats describe real weights: quantized tensors (raw blocks) are not among them."""
+    names = {s.name for s in ms.stats(model)}
+    assert "bf16" in names and "q8" not in names and "q4" not in names
