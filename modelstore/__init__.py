@@ -31,6 +31,7 @@ from .api import (
 if _TYPE_CHECKING:
     from .api.evaluate import Evaluation, evaluate
     from .api.plots import plot_predictions, plot_weights
+    from .api.quantize import quantize
     from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
     from .api.stats import TensorStats, stats
     from .api.summary import LayerSummary, Summary, summary
@@ -48,6 +49,7 @@ __all__ = [
     "scan",
     "export_onnx",
     "convert",
+    "quantize",
     "register",
     # OpenSSF model signing (needs modelstore-safe[signing]; imported on first use)
     "sign",
@@ -90,6 +92,7 @@ _LAZY = {  # not needed to save or load a file: imported on first use
     "Evaluation": "api.evaluate",
     "plot_weights": "api.plots",
     "plot_predictions": "api.plots",
+    "quantize": "api.quantize",
     "sign": "api.signing",
     "verify": "api.signing",
     "SigningPolicy": "api.signing",
