@@ -220,6 +220,7 @@ def test_remote_source_and_target(tmp_path: Path) -> None:
         ms.quantize(f"{root}/int8.onnx", tmp_path / "twice.onnx")
 
 
+@pytest.mark.slow
 def test_quantizer_leaves_the_root_logger_alone(tmp_path: Path) -> None:
     """onnxruntime's quantizer logs on the root logger; the call installs no handler there."""
     src = mlp_graph(tmp_path / "mlp.onnx")
