@@ -97,6 +97,30 @@ def test_quantize_writes_int8_keeps_metadata_and_records_the_check(tmp_path: Pat
     assert ms.scan(dst).verdict == "safe"
 
 
+def test_gemm_with_constant_weight_is_quantized(tmp_path: Path) -> None:
+    """torch exports Linear as Gemm(transB=1): rewritten as MatMul + Add, then quantized."""
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.normal(0, 0.2, (10, 64)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(0, 0.1, 10).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w", "b"], ["output"], name="fc", transB=1)],
+        "gemm",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        [w, b],
+        value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [10, 64])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "gemm.onnx"))
+    info = ms.quantize(tmp_path / "gemm.onnx", tmp_path / "q.onnx", sample_input=X)
+    record = info.metadata["quantization"]
+    assert record["gemm_as_matmul"] == 1 and record["integer_ops"]["MatMulInteger"] == 1
+    assert record["accuracy"]["max_abs_diff"] < 0.05
+    want = X @ numpy_helper.to_array(w).T + numpy_helper.to_array(b)
+    np.testing.assert_allclose(ms.predict(tmp_path / "q.onnx", X), want, atol=0.05)
+
+
 def test_quantize_without_sample_and_with_options(tmp_path: Path) -> None:
     """No sample: no accuracy entry; uint8, per-channel and op_types are passed and recorded."""
     src = mlp_graph(tmp_path / "mlp.onnx", meta=False)

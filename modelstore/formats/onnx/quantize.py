@@ -70,6 +70,10 @@ def quantize_dynamic(
 
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
+    copy = type(proto)()
+    copy.CopyFrom(proto)  # the quantizer (and the Gemm rewrite) edit the graph they are given
+    rewritten = 0 if op_types and "Gemm" not in op_types else gemm_as_matmul(copy)
+    proto = copy
     ops = sorted({n.op_type for n in proto.graph.node})
     done = sorted(set(ops) & _INTEGER_OPS)
     if done:
@@ -85,8 +89,6 @@ def quantize_dynamic(
             f"{', '.join(ops[:12])}{' ...' if len(ops) > 12 else ''}; keep the float model"
         )
         raise UnsupportedModelError(msg)
-    copy = type(proto)()
-    copy.CopyFrom(proto)  # the quantizer edits the graph it is given
     with _ort_log() as notes:
         try:
             ort_quantize(
@@ -126,8 +128,67 @@ def quantize_dynamic(
         "op_types": op_types,
         "exclude_nodes": exclude_nodes,
         "integer_ops": counts,
+        "gemm_as_matmul": rewritten,
         **({"notes": notes} if notes else {}),
     }
+
+
+def gemm_as_matmul(proto: Any) -> int:
+    """Rewrite ``Gemm`` nodes with a constant weight as ``MatMul`` + ``Add`` (in place), since
+    onnxruntime's dynamic quantizer has no integer Gemm; returns how many were rewritten.
+    Only the plain case ``Y = A @ B(.T) + C`` (alpha = beta = 1, A not transposed, B an
+    initializer used by this node alone) is rewritten; other Gemms stay in float."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    nodes, count = [], 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        b = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else None
+        plain = (
+            b in inits
+            and uses.get(b) == 1
+            and attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+            and not attrs.get("transA", 0)
+        )
+        if b is None or not plain:
+            nodes.append(node)
+            continue
+        if attrs.get("transB", 0):
+            weight = numpy_helper.to_array(inits[b]).T.copy()
+            inits[b].CopyFrom(numpy_helper.from_array(weight, b))
+            _forget_shape(graph, b, weight.shape)
+        has_bias = len(node.input) > 2 and node.input[2]
+        product = f"{node.name or node.output[0]}_matmul" if has_bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], b], [product], name=f"{node.name}_MatMul"))
+        if has_bias:
+            nodes.append(
+                helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add")
+            )
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
+
+
+def _forget_shape(graph: Any, name: str, shape: tuple[int, ...]) -> None:
+    """Drop the recorded shape of a transposed initializer (value_info) and correct it where
+    old exporters list initializers among the graph's inputs."""
+    keep = [v for v in graph.value_info if v.name != name]
+    del graph.value_info[:]
+    graph.value_info.extend(keep)
+    for value in graph.input:
+        if value.name == name and value.type.HasField("tensor_type"):
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for n in shape:
+                dims.add().dim_value = n
 
 
 def _why_not(op_types: list[str] | None, exclude: list[str] | None) -> str:
