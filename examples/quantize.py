@@ -53,7 +53,11 @@ def main(out: Path) -> None:
     int8 = ms.quantize(out / "digits.onnx", out / "digits.int8.onnx", sample_input=x_test)
     check = int8.metadata["quantization"]["accuracy"]
     rows.append(
-        ("ONNX int8 (ms.quantize)", int8.size_bytes, accuracy(out / "digits.int8.onnx", x_test, y_test))
+        (
+            "ONNX int8 (ms.quantize)",
+            int8.size_bytes,
+            accuracy(out / "digits.int8.onnx", x_test, y_test),
+        )
     )
 
     # ONNX float16: the module in half precision, parity checked in float16
@@ -69,7 +73,9 @@ def main(out: Path) -> None:
     back = ms.load(out / "digits.int8.pt", model=Net)
     with torch.inference_mode():
         same = torch.equal(back(torch.from_numpy(x_test)), q(torch.from_numpy(x_test)))
-    rows.append(("torch int8 (quantize_dynamic, .pt)", tq.size_bytes, accuracy(back, x_test, y_test)))
+    rows.append(
+        ("torch int8 (quantize_dynamic, .pt)", tq.size_bytes, accuracy(back, x_test, y_test))
+    )
 
     print(f"{'model':38} {'bytes':>9} {'ratio':>6} {'test accuracy':>14}")
     for name, size, acc in rows:

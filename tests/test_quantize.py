@@ -58,7 +58,9 @@ def mlp_graph(path: Path, *, hidden: int = 128, meta: bool = True) -> Path:
                 "format": "onnx",
                 "framework": "torch",
                 "labels": LABELS,
-                "signature": {"inputs": [{"name": "input", "dtype": "float32", "shape": [None, 64]}]},
+                "signature": {
+                    "inputs": [{"name": "input", "dtype": "float32", "shape": [None, 64]}]
+                },
                 "metadata": {"dataset": "digits"},
             },
         )
@@ -270,7 +272,16 @@ def test_cli_quantize(tmp_path: Path) -> None:
     assert "int8 ONNX" in text and "MatMulInteger x2" in text and "arg-max agreement" in text
     out = io.StringIO()
     code = main(
-        ["quantize", str(src), str(dst), "--force", "--json", "--per-channel", "--op-types", "MatMul"],
+        [
+            "quantize",
+            str(src),
+            str(dst),
+            "--force",
+            "--json",
+            "--per-channel",
+            "--op-types",
+            "MatMul",
+        ],
         out,
     )
     assert code == 0

@@ -85,14 +85,14 @@ def quantize(
     _check_arguments(
         dst, unknown, method, weight_type, max_abs_diff, min_agreement, op_types, exclude_nodes
     )
-    settings = {
+    settings: dict[str, Any] = {
         "weight_type": weight_type,
         "per_channel": bool(per_channel),
         "reduce_range": bool(reduce_range),
         "op_types": list(op_types) if op_types else None,
         "exclude_nodes": list(exclude_nodes) if exclude_nodes else None,
     }
-    checks = {"sample_input": sample_input, "max_abs_diff": max_abs_diff}
+    checks: dict[str, Any] = {"sample_input": sample_input, "max_abs_diff": max_abs_diff}
     checks["min_agreement"] = min_agreement
     _check_thresholds_need_sample(dst, checks)
     src, src_uri = locate.split(src)

@@ -106,7 +106,9 @@ def test_wrong_model_is_an_architecture_mismatch(tmp_path: Path) -> None:
             self.fc1 = torch.nn.Conv1d(1, 1, 1)
             self.fc2 = torch.nn.Linear(32, 10)
 
-    with pytest.raises(ms.ArchitectureMismatchError, match="fc1 is a Conv1d, not a torch.nn.Linear"):
+    with pytest.raises(
+        ms.ArchitectureMismatchError, match="fc1 is a Conv1d, not a torch.nn.Linear"
+    ):
         ms.load(tmp_path / "q.pt", model=Conv)
 
 

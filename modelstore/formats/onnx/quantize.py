@@ -67,7 +67,6 @@ def quantize_dynamic(
     import onnxruntime
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize
-
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
     copy = type(proto)()
@@ -151,13 +150,14 @@ def gemm_as_matmul(proto: Any) -> int:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         b = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else None
         plain = (
-            b in inits
+            b is not None
+            and b in inits
             and uses.get(b) == 1
             and attrs.get("alpha", 1.0) == 1.0
             and attrs.get("beta", 1.0) == 1.0
             and not attrs.get("transA", 0)
         )
-        if b is None or not plain:
+        if b is None or not plain:  # b is None: not a Gemm
             nodes.append(node)
             continue
         if attrs.get("transB", 0):
@@ -166,10 +166,14 @@ def gemm_as_matmul(proto: Any) -> int:
             _forget_shape(graph, b, weight.shape)
         has_bias = len(node.input) > 2 and node.input[2]
         product = f"{node.name or node.output[0]}_matmul" if has_bias else node.output[0]
-        nodes.append(helper.make_node("MatMul", [node.input[0], b], [product], name=f"{node.name}_MatMul"))
+        nodes.append(
+            helper.make_node("MatMul", [node.input[0], b], [product], name=f"{node.name}_MatMul")
+        )
         if has_bias:
             nodes.append(
-                helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add")
+                helper.make_node(
+                    "Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add"
+                )
             )
         count += 1
     del graph.node[:]
@@ -239,7 +243,6 @@ def session_of(path: Path, shown: Path, meta: dict[str, Any]) -> Any:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return OnnxModel(shown, session, meta)
-
 
 
 def accuracy(source: Any, quantized: Any, sample: Any) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def _swap(module: Any, name: str, linear: Any, dtype: Any) -> Any:
     the root module (the new one when the root itself is that Linear)."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    quantized = DynamicLinear(
+    quantized = DynamicLinear(  # type: ignore[no-untyped-call]
         linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=dtype
     )
     if not name:
@@ -191,7 +191,9 @@ def load_into(module: Any, sd: dict[str, Any], strict: bool, where: Path) -> lis
         raise ArchitectureMismatchError(msg) from None
     problems = []
     if result.missing_keys:
-        problems.append(f"missing {len(result.missing_keys)}: {', '.join(result.missing_keys[:20])}")
+        problems.append(
+            f"missing {len(result.missing_keys)}: {', '.join(result.missing_keys[:20])}"
+        )
     if result.unexpected_keys:
         problems.append(
             f"unexpected {len(result.unexpected_keys)}: {', '.join(result.unexpected_keys[:20])}"
