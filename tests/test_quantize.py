@@ -230,6 +230,27 @@ def test_source_goes_through_the_load_gate(tmp_path: Path) -> None:
     assert not (tmp_path / "q.onnx").exists()
 
 
+def test_external_data_source_gives_one_file(tmp_path: Path) -> None:
+    """A source with its weights in an external data file (confined): quantized into one file."""
+    proto = onnx.load(str(mlp_graph(tmp_path / "plain.onnx", meta=False)))
+    (tmp_path / "ext").mkdir()
+    onnx.save(
+        proto,
+        str(tmp_path / "ext" / "m.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.weights",
+        size_threshold=0,
+    )
+    assert (tmp_path / "ext" / "m.weights").is_file()
+    info = ms.quantize(tmp_path / "ext" / "m.onnx", tmp_path / "q.onnx", sample_input=X)
+    assert info.metadata["quantization"]["accuracy"]["agreement"] >= 0.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext", "plain.onnx", "q.onnx"]
+    np.testing.assert_allclose(
+        ms.predict(tmp_path / "q.onnx", X), ms.predict(tmp_path / "plain.onnx", X), atol=0.1
+    )
+
+
 def test_remote_source_and_target(tmp_path: Path) -> None:
     """URIs work on both sides (fsspec's memory filesystem)."""
     pytest.importorskip("fsspec")

@@ -45,6 +45,9 @@ def test_state_dict_holds_only_allowlisted_globals(tmp_path: Path) -> None:
     assert "torch._utils._rebuild_qtensor" in report.globals
     assert "torch.qint8" in report.globals and "torch.per_tensor_affine" in report.globals
     assert set(report.globals) <= TORCH_WEIGHTS
+    tensors = {t.name: t for t in ms.inspect(path).tensors}  # read statically, qint8 included
+    weight = tensors["fc1._packed_params._packed_params.0"]
+    assert (weight.dtype, weight.shape, weight.nbytes) == ("qint8", (32, 64), 32 * 64)
     with pytest.warns(ms.PickleWarning):
         ms.load(path)
 
