@@ -61,18 +61,16 @@ def quantize_dynamic(
     op_types: list[str] | None,
     exclude_nodes: list[str] | None,
 ) -> dict[str, Any]:
-    """Write ``proto`` quantized to ``out``; returns what to record (the quantizer's
-    settings, its notes and how many operators now run in integers)."""
+    """Write ``proto`` quantized to ``out`` (``proto`` is edited in place); returns what to
+    record (the quantizer's settings, its notes and how many operators now run in integers)."""
     import onnx
     import onnxruntime
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-    copy = type(proto)()
-    copy.CopyFrom(proto)  # the quantizer (and the Gemm rewrite) edit the graph they are given
-    rewritten = 0 if op_types and "Gemm" not in op_types else gemm_as_matmul(copy)
-    proto = copy
+    # the caller's own copy (read for this call): the Gemm rewrite and the quantizer edit it
+    rewritten = 0 if op_types and "Gemm" not in op_types else gemm_as_matmul(proto)
     ops = sorted({n.op_type for n in proto.graph.node})
     done = sorted(set(ops) & _INTEGER_OPS)
     if done:
