@@ -89,7 +89,7 @@ def quantize_dynamic(
     with _ort_log() as notes:
         try:
             ort_quantize(
-                copy,
+                proto,
                 out,
                 weight_type=getattr(QuantType, WEIGHT_TYPES[weight_type]),
                 per_channel=per_channel,
