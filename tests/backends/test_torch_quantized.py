@@ -113,6 +113,18 @@ def test_wrong_model_is_an_architecture_mismatch(tmp_path: Path) -> None:
         ms.ArchitectureMismatchError, match="fc1 is a Conv1d, not a torch.nn.Linear"
     ):
         ms.load(tmp_path / "q.pt", model=Conv)
+    # packed weights of another shape, or of a dtype dynamic quantization never writes
+    sd = quantized().state_dict()
+    small = torch.quantize_per_tensor(torch.rand(3, 5), 0.1, 0, torch.qint8)
+    for value, match in (
+        ((small, torch.rand(3)), r"mis-shaped 1: fc1: file \(3, 5\) vs model \(32, 64\)"),
+        ((torch.rand(32, 64), torch.rand(32)), "do not fit Net"),
+        ((small,), "do not fit Net"),
+    ):
+        torch.save({**sd, "fc1._packed_params._packed_params": value}, tmp_path / "bad.pt")
+        with pytest.raises(ms.ArchitectureMismatchError, match=match):
+            ms.load(tmp_path / "bad.pt", model=models.Net)
+        (tmp_path / "bad.pt").unlink()
 
 
 def test_safetensors_and_dtype_refused_with_advice(tmp_path: Path) -> None:

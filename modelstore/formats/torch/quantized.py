@@ -190,6 +190,14 @@ def load_into(module: Any, sd: dict[str, Any], strict: bool, where: Path) -> lis
         )
         raise ArchitectureMismatchError(msg) from None
     problems = []
+    shaped = _misshaped(module)
+    if shaped:  # packing takes any shape: the first forward would fail (or worse)
+        msg = (
+            f"{where}: the quantized weights do not fit {type(module).__qualname__}: mis-shaped "
+            f"{len(shaped)}: {', '.join(shaped[:20])}. Pass the class the file was saved from, "
+            f"with its config"
+        )
+        raise ArchitectureMismatchError(msg, [], [], shaped)
     if result.missing_keys:
         problems.append(
             f"missing {len(result.missing_keys)}: {', '.join(result.missing_keys[:20])}"
@@ -207,3 +215,20 @@ def load_into(module: Any, sd: dict[str, Any], strict: bool, where: Path) -> lis
             msg, list(result.missing_keys), list(result.unexpected_keys), []
         )
     return problems
+
+
+def _misshaped(module: Any) -> list[str]:
+    """Quantized Linears whose loaded weight or bias disagrees with their in/out features."""
+    out = []
+    for name, sub in module.named_modules():
+        if not callable(getattr(sub, "_weight_bias", None)) or not hasattr(sub, "in_features"):
+            continue
+        weight, bias = sub._weight_bias()
+        want = (sub.out_features, sub.in_features)
+        if tuple(weight.shape) != want:
+            out.append(f"{name or '<root>'}: file {tuple(weight.shape)} vs model {want}")
+        elif bias is not None and tuple(bias.shape) != (sub.out_features,):
+            out.append(
+                f"{name or '<root>'} bias: file {tuple(bias.shape)} vs model ({sub.out_features},)"
+            )
+    return out
