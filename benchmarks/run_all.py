@@ -23,6 +23,7 @@ RUNS: dict[str, tuple[list[str], int]] = {
     "store_latest": (["--counts", "100,200,400", "--repeat", "3"], 120),
     "save_overhead": (["--layers", "8", "--trees", "100", "--repeat", "3"], 120),
     "onnx_predict": (["--repeat", "3", "--number", "500"], 60),
+    "quantize_onnx": (["--hidden", "1024", "--repeat", "3", "--number", "100"], 90),
     "scan_joblib": (["--mb", "20", "--repeat", "3"], 60),
     "load_torch": (["--sizes", "20", "--repeat", "2"], 90),
     "storage": (["--size-mb", "32"], 60),

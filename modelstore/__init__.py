@@ -32,6 +32,7 @@ from .api import (
 if _TYPE_CHECKING:
     from .api.evaluate import Evaluation, evaluate
     from .api.plots import plot_predictions, plot_weights
+    from .api.quantize import quantize
     from .api.signing import SigningPolicy, VerifiedSignature, sign, verify
     from .api.stats import TensorStats, stats
     from .api.summary import summary
@@ -51,6 +52,7 @@ __all__ = [
     "export",
     "export_onnx",
     "convert",
+    "quantize",
     "register",
     # OpenSSF model signing (needs modelstore-safe[signing]; imported on first use)
     "sign",
@@ -93,6 +95,7 @@ _LAZY = {  # not needed to save or load a file: imported on first use
     "Evaluation": "api.evaluate",
     "plot_weights": "api.plots",
     "plot_predictions": "api.plots",
+    "quantize": "api.quantize",
     "sign": "api.signing",
     "verify": "api.signing",
     "SigningPolicy": "api.signing",

@@ -185,3 +185,16 @@ def test_spark_scoring(tmp_path: Path) -> None:
     assert "spark: 150 rows scored, same as ms.predict: True" in proc.stdout
     assert "dask: 150 rows scored, same as ms.predict: True" in proc.stdout
     assert "swapped file refused on the executors: True" in proc.stdout
+
+
+@pytest.mark.slow
+def test_quantize(tmp_path: Path) -> None:
+    """quantize writes float16 and int8 ONNX and int8 torch files, smaller, with the same accuracy."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    proc = run_example("quantize.py", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch int8 reloaded with model=Net gives identical outputs: True" in proc.stdout
+    ratio = float(proc.stdout.split("ONNX int8 (ms.quantize)")[1].split()[1])
+    assert ratio < 0.4
+    assert (tmp_path / "digits.int8.onnx").is_file() and (tmp_path / "digits.fp16.onnx").is_file()

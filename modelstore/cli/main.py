@@ -11,9 +11,9 @@ from typing import Any, TextIO
 
 from .._version import __version__
 from ..errors import ModelstoreError, SignatureError, UnsafeModelError
-from . import convert, evaluate, inspect, predict, scan, serve, sign, store, summary
+from . import convert, evaluate, inspect, predict, quantize, scan, serve, sign, store, summary
 
-COMMANDS = (inspect, scan, convert, predict, serve, store, sign, summary, evaluate)
+COMMANDS = (inspect, scan, convert, quantize, predict, serve, store, sign, summary, evaluate)
 
 
 def _sub(sub: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:

@@ -75,7 +75,11 @@ def export(
             with atomic_paths(target) as (tmp,):
                 try:
                     exported = source_backend.export_onnx(model, tmp, sample, opset, dynamic_batch)
-                except (ModelstoreError, Warning):
+                except ModelstoreError as e:  # name the target, not the temporary file
+                    if e.args and isinstance(e.args[0], str) and str(tmp) in e.args[0]:
+                        e.args = (e.args[0].replace(str(tmp), str(target)), *e.args[1:])
+                    raise
+                except Warning:
                     raise
                 except Exception as e:  # exporters raise their own types for unsupported graphs
                     first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)

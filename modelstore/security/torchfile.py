@@ -220,6 +220,7 @@ _REBUILD_TENSOR = {
     "torch._utils._rebuild_tensor",
     "torch._utils._rebuild_tensor_v2",
     "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_qtensor",  # same leading (storage, offset, size): quantized weights
 }
 _REBUILD_WRAPPED = {"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
 

@@ -49,6 +49,7 @@ from .files import (
 from .files import (
     rename_external_data as rename_external_data,
 )
+from .graphinfo import recorded as _recorded
 from .graphinfo import tensor_info as _tensor_info
 from .graphinfo import value_info as _value_info
 
@@ -328,11 +329,13 @@ class OnnxBackend(Backend):
             details["custom_domains"] = domains
         tensors = [_tensor_info(t) for t in g.initializer]
         problems = external_data_problems(proto, path)
+        meta = self.read_meta(path)
+        details.update(_recorded(meta))
         return Inspection(
             framework="onnx",
             tensors=tensors,
             num_params=sum(t.numel for t in tensors),
-            meta=self.read_meta(path),
+            meta=meta,
             extra_metadata=details,
             executes_code=False,
             globals=[s for s, _ in problems],

@@ -46,8 +46,9 @@ def export_torch(
             f"pass model=YourClass so it is loaded into the module first"
         )
         raise UnsupportedModelError(msg)
-    x = torch.as_tensor(np.asarray(sample)) if not isinstance(sample, torch.Tensor) else sample
     first = next(iter(module.parameters()), None)
+    _refuse_bfloat16(path, first, sample)
+    x = torch.as_tensor(np.asarray(sample)) if not isinstance(sample, torch.Tensor) else sample
     if first is not None and x.is_floating_point():
         x = x.to(first.dtype)
     was_training = module.training
@@ -86,8 +87,24 @@ def export_torch(
         torch.__version__.split("+")[0],
         opset,
         reference,
-        {"external_data": kwargs["external_data"]},
+        {"external_data": kwargs["external_data"], "dtype": str(x.dtype).replace("torch.", "")},
     )
+
+
+def _refuse_bfloat16(path: Path, first: Any, sample: Any) -> None:
+    """bfloat16 graphs do not run on CPU ONNX Runtime (no kernels), so neither the parity
+    check nor ``ms.predict`` could run the file: say so before the exporter or ORT fails."""
+    found = [
+        what
+        for what, obj in (("the model's parameters are", first), ("sample_input is", sample))
+        if str(getattr(obj, "dtype", "")) == "torch.bfloat16"
+    ]
+    if found:
+        msg = (
+            f"{path}: CPU ONNX Runtime cannot run bfloat16 ({' and '.join(found)} bfloat16): "
+            f"export in float32: model.float() (and sample_input.float()), or float16: model.half()"
+        )
+        raise UnsupportedModelError(msg)
 
 
 # -- scikit-learn -------------------------------------------------------------------------
@@ -216,14 +233,12 @@ def check_parity(
     reference = exported.reference
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
-    want_float = "float" in inp.type
+    # the graph's own input dtype (float16 for a half-precision model): ORT casts nothing
+    want = _FLOAT_INPUTS.get(inp.type)
     worst_abs, worst_rel, checked = 0.0, 0.0, []
+    used: tuple[float, float] = (rtol, atol)
     for x in batches(sample, dynamic):
-        feed = (
-            x.astype(np.float32)
-            if want_float and x.dtype != np.float32 and x.dtype.kind in "biuf"
-            else x
-        )
+        feed = x.astype(want) if want and x.dtype != want and x.dtype.kind in "biuf" else x
         got = session.run(None, {inp.name: feed})
         ref = reference(x)
         for i, (g, r) in enumerate(zip(got, ref)):
@@ -233,7 +248,10 @@ def check_parity(
                     f"{path}: ONNX output {i} has shape {g.shape}, the original {r.shape}"
                 )
             g, r = g.reshape(r.shape), r
-            tol = tolerances(r.dtype, rtol, atol)
+            # the less precise of the two sides decides (torch hands back float16 as float32)
+            tol = tolerances(min(g.dtype, r.dtype, key=_precision), rtol, atol)
+            if tol is not None:
+                used = (max(used[0], tol[0]), max(used[1], tol[1]))
             if tol is None:
                 if not np.array_equal(g.astype(r.dtype) if r.dtype.kind not in "OSU" else g, r):
                     raise ExportMismatchError(
@@ -259,6 +277,23 @@ def check_parity(
         "batches": checked,
         "max_abs_diff": worst_abs,
         "max_rel_diff": worst_rel,
-        "rtol": rtol,
-        "atol": atol,
+        "rtol": used[0],
+        "atol": used[1],
+        "input_dtype": want or str(np.asarray(sample).dtype),
     }
+
+
+#: ONNX Runtime's input type -> the numpy dtype to feed it.
+_FLOAT_INPUTS = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+}
+
+
+def _precision(dtype: Any) -> int:
+    """Sort key: floating dtypes by their size (float16 first), everything else last."""
+    import numpy as np
+
+    d = np.dtype(dtype)
+    return d.itemsize if d.kind == "f" else 99

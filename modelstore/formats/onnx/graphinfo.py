@@ -53,3 +53,13 @@ def tensor_info(t: Any) -> TensorInfo:
     except (KeyError, ValueError, TypeError):
         dtype, size = str(t.data_type), 0
     return TensorInfo(t.name, shape, dtype, n * size)
+
+
+def recorded(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``inspect`` shows of modelstore's own record: the export's parity check (measured
+    differences and the tolerances used, e.g. wider ones for float16) and a quantization."""
+    meta = meta or {}
+    found = meta.get("onnx")
+    onnx_meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    out = {"parity": onnx_meta.get("parity"), "quantization": meta.get("quantization")}
+    return {k: v for k, v in out.items() if isinstance(v, dict)}

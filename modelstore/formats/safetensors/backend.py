@@ -20,6 +20,7 @@ from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
 from ..torch import hf as _hf
+from ..torch.quantized import refuse_unsavable as refuse_quantized
 from . import index as _index
 from .file import (  # the names other modules know this format by
     CHECKSUM_KEY as CHECKSUM_KEY,
@@ -147,6 +148,7 @@ class SafetensorsBackend(Backend):
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
     ) -> str | None:
+        refuse_quantized(obj, target, self.name)
         if options.dtype is not None:
             obj = _dtype.cast_for_save(obj, options.dtype, meta, target)
         tensors, tied = savable(obj, self.save_hint(obj))
@@ -161,6 +163,7 @@ class SafetensorsBackend(Backend):
     ) -> Path | None:
         from .pretrained import saves_pretrained, write_pretrained
 
+        refuse_quantized(obj, target, self.name)
         if saves_pretrained(obj, target) and options.dtype is None:
             return write_pretrained(obj, target, meta, options, overwrite)
         if options.max_shard_size is None:

@@ -17,6 +17,7 @@ from typing import Any
 from ..._info import Finding, ScanReport
 from ...errors import (
     ArchitectureMismatchError,
+    ArgumentError,
     FormatError,
     IntegrityError,
     MissingDependencyError,
@@ -39,6 +40,7 @@ from . import common as _torch
 from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
+from . import quantized as _quantized
 
 #: Keys under which training checkpoints usually keep the model's weights.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -115,6 +117,13 @@ class TorchBackend(Backend):
     ) -> str | None:
         import torch
 
+        _quantized.refuse_unsavable(obj, target, self.name)
+        if _quantized.is_quantized(obj):
+            if options.dtype is not None:
+                msg = f"{target}: dtype= casts float weights, and this model is already quantized"
+                raise ArgumentError(msg)
+            if _torch.is_module(obj):
+                meta["quantized"] = _quantized.describe(obj)
         if options.dtype is not None:
             obj = _dtype.cast_for_save(obj, options.dtype, meta, target)
         payload = obj.state_dict() if _torch.is_module(obj) else obj
@@ -217,6 +226,12 @@ class TorchBackend(Backend):
             # a state dict (in the dtypes it was saved from) or a whole checkpoint, as saved
             return _dtype.for_load_object(obj, request.meta, request.options.dtype, path)
         sd = _weights_of(obj)
+        quantized = _quantized_weights(obj) if sd is None else None
+        if quantized is not None:  # a dynamically quantized model's state dict
+            config = dict(request.config or (request.meta or {}).get("config") or {})
+            module = _quantized.build(quantized, request.model, config, path)
+            _quantized.load_into(module, quantized, request.strict, path)
+            return module.to(request.device or "cpu").eval()
         if sd is None:
             keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
             msg = (
@@ -305,6 +320,14 @@ def _weights_of(obj: Any) -> dict[str, Any] | None:
         for key in CHECKPOINT_KEYS:
             if _torch.is_state_dict(obj.get(key)):
                 return dict(obj[key])
+    return None
+
+
+def _quantized_weights(obj: Any) -> dict[str, Any] | None:
+    """A quantized state dict, at the top or under a checkpoint key."""
+    for candidate in (obj, *(obj.get(k) for k in CHECKPOINT_KEYS if isinstance(obj, dict))):
+        if isinstance(candidate, dict) and _quantized.is_quantized(candidate):
+            return candidate  # as loaded: torch's per-module versions ride along (_metadata)
     return None
 
 
