@@ -86,7 +86,7 @@ def weights(
             dtypes.update({k: str(v.dtype) for k, v in inits.items()})
         return inits
     # GGUF: quantized tensors are raw blocks, not weights: their statistics would mislead
-    options = {"quantized": "skip"} if backend.name == "gguf" else {}
+    options: dict[str, Any] = {"quantized": "skip"} if backend.name == "gguf" else {}
     try:  # the same gate as load: plain state dicts and allow-listed objects need no trust
         obj = load(p, trust=trust, **options)
     except UnsafeModelError as e:
