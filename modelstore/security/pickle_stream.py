@@ -154,6 +154,34 @@ class Source:
         return True
 
 
+class MemorySource(Source):
+    """A :class:`Source` over bytes already in memory (a zip record): ``read`` is the
+    buffer's own (bounded by what is there by construction), one call per opcode less."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+        super().__init__(self._buf, len(data))
+        self.read = self._buf.read  # type: ignore[method-assign]
+
+    def readline(self) -> bytes:
+        line: bytes = self._buf.readline(self.MAX_LINE + 1)
+        if len(line) > self.MAX_LINE:
+            raise PickleStreamError(
+                f"a protocol-0 line longer than {self.MAX_LINE} bytes at byte "
+                f"{self.tell() - len(line)} (crafted: real pickles write short lines)"
+            )
+        return line
+
+    def tell(self) -> int:
+        return self._buf.tell()
+
+    def remaining(self) -> int | None:
+        return len(self._buf.getbuffer()) - self._buf.tell()
+
+    def at_end(self) -> bool:
+        return self.remaining() == 0
+
+
 class _Inflating(io.RawIOBase):
     """A decompressor's output, counted: past the budget the read fails (a bomb)."""
 
@@ -292,18 +320,19 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
 
     def load(self) -> Any:  # noqa: C901 - CPython's loop, kept recognisable
         self._unframer = pickle._Unframer(self._file_read, self._file_readline)  # type: ignore[attr-defined]
-        self.read = self._unframer.read
+        # until a FRAME opcode, the unframer would only pass reads on to the file: read the
+        # file directly (one call per opcode less); load_frame switches to the unframer
+        self.read = self._file_read
         self.readinto = self._unframer.readinto
-        self.readline = self._unframer.readline
+        self.readline = self._file_readline
         self.metastack = []
         self.stack = []
         self.append = self.stack.append
         self.proto = 0
-        read = self.read
         dispatch = self.dispatch
         try:
             while True:
-                key = read(1)
+                key = self.read(1)
                 if not key:
                     raise PickleStreamError("the stream ends before its STOP opcode (truncated?)")
                 handler = dispatch.get(key[0])
@@ -485,6 +514,8 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         file is damage (truncation), not a crafted stream: it is told apart here, before an
         opcode later runs past the short frame's end."""
         (size,) = struct.unpack("<Q", self.read(8))
+        self.read = self._unframer.read
+        self.readline = self._unframer.readline
         frame = self._unframer.current_frame
         if frame is not None and frame.read() != b"":
             raise PickleStreamError(

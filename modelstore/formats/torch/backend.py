@@ -1,8 +1,9 @@
 """PyTorch's own ``torch.save`` files (``.pt``, ``.pth``): state dicts and training checkpoints.
 
-These files are pickles. The front door scans them against the tensor allow-list before
-``torch.load`` sees them, and ``torch.load`` then runs with ``weights_only=True`` as a second
-line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.modelstore.json``.
+These files are pickles. Without ``trust``, a zip archive's pickle is read once, by
+modelstore's restricted unpickler under the tensor allow-list inside ``torch.load``
+(:mod:`.onepass`); other files are scanned against that allow-list first and ``torch.load``
+then runs with ``weights_only=True`` as a second line of defence. Only ``trust=True`` lifts both. Metadata lives in ``PATH.modelstore.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ...errors import (
     UnsafeModelError,
     UnsupportedModelError,
 )
-from ...security import FOREIGN, classify, unreadable
+from ...security import FOREIGN, classify, enforce, unreadable
 from ...security.policy import TORCH_POLICY
 from ...security.torchfile import (
     LEGACY_PREFIX,
@@ -39,6 +40,7 @@ from . import common as _torch
 from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
+from . import onepass as _onepass
 
 #: Keys under which training checkpoints usually keep the model's weights.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -54,6 +56,9 @@ class TorchBackend(Backend):
     extra = "torch"
     requires = ("torch",)
     reads_one_file = True
+    #: the gate does not scan first: :func:`.onepass.gated_load` checks while reading, or
+    #: scans itself where it cannot
+    checks_while_loading = True
     embeds_metadata = False
     casts = True
     SaveOptions = _dtype.SaveOptions
@@ -157,9 +162,10 @@ class TorchBackend(Backend):
         if hf_config is not None:
             request.config = hf_config
         if _bin.is_index(path):
+            enforce(self.scan(path), request.trust)  # the gate leaves .pt files to gated_load
             sd = _bin.load(path, request.trust, lambda shard: self._torch_load(shard, request))
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
-        obj = self._torch_load(path, request)
+        obj = _onepass.gated_load(path, request, self.scan, self._torch_load, _translate)
         return self._built(path, request, obj)
 
     def _torch_load(self, path: Path, request: LoadRequest) -> Any:
@@ -183,23 +189,15 @@ class TorchBackend(Backend):
                     weights_only=request.trust is not True,
                     mmap=not legacy,
                 )
-        except (ImportError, AttributeError) as e:  # trust=True: the class of a pickled module
-            if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
-                raise
-            raise _class_not_importable(path, str(e).splitlines()[0]) from None
         except pickle.UnpicklingError as e:
             if missing:
                 raise _class_not_importable(path, ", ".join(missing)) from None
-            msg = (
-                f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
-                f"Pass trust=True only if you trust the file's author"
-            )
-            raise UnsafeModelError(msg) from None
-        except (RuntimeError, EOFError, ValueError, OSError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise IntegrityError(
-                f"{path}: torch could not read the file ({first}); it is damaged or truncated"
-            ) from None
+            raise _translate(path, e) from None
+        except Exception as e:
+            mapped = _translate(path, e)
+            if mapped is None:
+                raise
+            raise mapped from None
         return obj
 
     def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
@@ -333,6 +331,26 @@ def _allowing(trust: bool | list[str], missing: list[str] | None = None) -> Any:
                 if isinstance(v, type) and issubclass(v, numpy.dtype)
             )
     return torch.serialization.safe_globals(objs)
+
+
+def _translate(path: Path, e: Exception) -> Exception | None:
+    """What torch raised reading ``path``, as a ModelstoreError (None: not ours to word)."""
+    if isinstance(e, (ImportError, AttributeError)):  # trust=True: a pickled module's class
+        if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
+            return None
+        return _class_not_importable(path, str(e).splitlines()[0])
+    if isinstance(e, pickle.UnpicklingError):
+        msg = (
+            f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
+            f"Pass trust=True only if you trust the file's author"
+        )
+        return UnsafeModelError(msg)
+    if isinstance(e, (RuntimeError, EOFError, ValueError, OSError)):
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return IntegrityError(
+            f"{path}: torch could not read the file ({first}); it is damaged or truncated"
+        )
+    return None
 
 
 def _class_not_importable(path: Path, detail: str) -> MissingDependencyError:
