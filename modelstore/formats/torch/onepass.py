@@ -37,7 +37,7 @@ def gated_load(
     ModelstoreError (None: re-raise as is)."""
     if request.trust is True:
         return two_pass(path, request)
-    if request.trust or not zipfile.is_zipfile(path):
+    if request.trust or not zipfile.is_zipfile(path) or _forced_weights_only():
         enforce(scan(path), request.trust)
         return two_pass(path, request)
     from ...security.pickle_stream import PickleStreamError
@@ -64,6 +64,13 @@ def gated_load(
         if mapped is None:
             raise
         raise mapped from None
+
+
+def _forced_weights_only() -> bool:
+    """torch then refuses any pickle_module: keep to its own weights_only unpickler."""
+    import os
+
+    return os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true")
 
 
 def _stream_error(path: Path, e: Any) -> ModelstoreError:
