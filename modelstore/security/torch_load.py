@@ -218,8 +218,7 @@ class TorchUnpickler(RestrictedUnpickler):
         if id(target) in st.sealed:
             raise st.refuse("the stream sets the state of an OrderedDict a second time")
         if not isinstance(state, dict) or not all(
-            type(k) is str and not k.startswith("__") and not hasattr(OrderedDict, k)
-            for k in state
+            type(k) is str and not k.startswith("__") and not hasattr(OrderedDict, k) for k in state
         ):
             raise st.refuse("an OrderedDict state that is not a dict of plain attribute names")
         target.__dict__.update(state)
