@@ -72,7 +72,10 @@ def main() -> None:
             p = d / f"n{n}.pt"
             torch.save({f"layers.{i}.weight": torch.full((4,), float(i)) for i in range(n)}, p)
             t = interleaved(
-                {"torch.load": lambda: torch.load(p, weights_only=True), "ms.load": lambda: ms.load(p)},
+                {
+                    "torch.load": lambda: torch.load(p, weights_only=True),
+                    "ms.load": lambda: ms.load(p),
+                },
                 repeat=args.repeat,
             )
             rows.append(row(f".pt, {n:,} tiny tensors", t, "ms.load", "torch.load"))
@@ -81,7 +84,10 @@ def main() -> None:
         torch.save(sd, pt)
         save_file(sd, st)
         t = interleaved(
-            {"torch.load": lambda: torch.load(pt, weights_only=True), "ms.load": lambda: ms.load(pt)},
+            {
+                "torch.load": lambda: torch.load(pt, weights_only=True),
+                "ms.load": lambda: ms.load(pt),
+            },
             repeat=args.repeat,
         )
         rows.append(row(f".pt, MLP {pt.stat().st_size >> 20} MiB", t, "ms.load", "torch.load"))
@@ -140,7 +146,14 @@ def main() -> None:
     print(
         table(
             "Pinned loads (sha256=)",
-            ["file", "ms.load", "one sha256 pass", "pinned", "pinned / load", "pinned / (load + sha)"],
+            [
+                "file",
+                "ms.load",
+                "one sha256 pass",
+                "pinned",
+                "pinned / load",
+                "pinned / (load + sha)",
+            ],
             pins,
         )
     )

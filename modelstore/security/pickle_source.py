@@ -141,7 +141,7 @@ class MemorySource(Source):
     def __init__(self, data: bytes) -> None:
         self._buf = io.BytesIO(data)
         super().__init__(self._buf, len(data))
-        self.read = self._buf.read  # type: ignore[method-assign]
+        self.read = self._buf.read  # type: ignore[method-assign,assignment]
 
     def readline(self) -> bytes:
         line: bytes = self._buf.readline(self.MAX_LINE + 1)

@@ -225,7 +225,7 @@ class TorchUnpickler(RestrictedUnpickler):
         st.sealed.add(id(target))
         return target
 
-    dispatch = dict(RestrictedUnpickler.dispatch)
+    dispatch = dict(RestrictedUnpickler.dispatch)  # type: ignore[misc]
     dispatch[ord("c")] = load_global
     dispatch[0x93] = load_stack_global  # STACK_GLOBAL
     dispatch[ord("Q")] = load_binpersid
@@ -237,11 +237,11 @@ def load(path: Path, where: str, map_location: Any, limits: Limits | None = None
     UnsafeModelError, PickleStreamError, or whatever torch raises reading the records."""
     import torch
 
-    limits = limits or Limits.from_env()
+    bound = limits or Limits.from_env()
 
     class _Bound(TorchUnpickler):
         def __init__(self, file: Any, **kwargs: Any) -> None:
-            super().__init__(file, where=where, limits=limits)
+            super().__init__(file, where=where, limits=bound)
 
     module = types.SimpleNamespace(__name__="modelstore.security.torch_load", Unpickler=_Bound)
     return torch.load(

@@ -176,7 +176,9 @@ def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     seen: set[str] = set()
     dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
     if dupes:
-        msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
+        msg = (
+            f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
+        )
         raise TorchFileError(msg, "suspicious")
 
 

@@ -50,11 +50,11 @@ def dumps(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def tensor(ref: Any = None, offset: int = 0, size: Any = (4,), stride: Any = (1,), **kw: Any) -> Any:
+def tensor(
+    ref: Any = None, offset: int = 0, size: Any = (4,), stride: Any = (1,), **kw: Any
+) -> Any:
     hooks = kw.get("hooks", OrderedDict())
-    return Reduce(
-        torch._utils._rebuild_tensor_v2, ref or Ref(), offset, size, stride, False, hooks
-    )
+    return Reduce(torch._utils._rebuild_tensor_v2, ref or Ref(), offset, size, stride, False, hooks)
 
 
 def pt_with(tmp_path: Path, data: bytes, name: str = "m.pt") -> Path:
@@ -176,7 +176,8 @@ def test_backward_hooks_are_refused(tmp_path: Path) -> None:
 
 def test_tensor_of_a_storage_the_file_did_not_name(tmp_path: Path) -> None:
     path = pt_with(
-        tmp_path, dumps({"w": Reduce(torch._utils._rebuild_tensor_v2, [], 0, (0,), (1,), False, {})})
+        tmp_path,
+        dumps({"w": Reduce(torch._utils._rebuild_tensor_v2, [], 0, (0,), (1,), False, {})}),
     )
     refused(path)
 

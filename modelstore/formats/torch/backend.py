@@ -192,7 +192,7 @@ class TorchBackend(Backend):
         except pickle.UnpicklingError as e:
             if missing:
                 raise _class_not_importable(path, ", ".join(missing)) from None
-            raise _translate(path, e) from None
+            raise _translate(path, e) or e from None
         except Exception as e:
             mapped = _translate(path, e)
             if mapped is None:
