@@ -230,3 +230,28 @@ def test_torch_forcing_weights_only_keeps_the_two_pass_path(
     torch.save({"w": torch.ones(3)}, path)
     monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
     assert torch.equal(ms.load(path)["w"], torch.ones(3))
+
+
+# ---- the reader reads the file directly until a FRAME: frames opening mid-stream
+
+
+def test_frame_opening_mid_stream_is_read_with_the_frame_rules(tmp_path: Path) -> None:
+    import struct
+
+    from tests import hostile_pickles as hp
+
+    marker = tmp_path / "marker"
+    overrun = hp.frame_overrun(marker)
+    assert overrun.startswith(hp.P4)
+    # unframed opcodes first (NONE, POP), then the overrunning frame
+    path = tmp_path / "late.pkl"
+    path.write_bytes(hp.P4 + b"N0" + overrun[len(hp.P4) :])
+    with pytest.raises(UnsafeModelError, match="frame"):
+        ms.load(path)
+    assert not marker.exists()
+    # benign: an unframed prefix, a frame, an unframed gap, a second frame
+    body = pickle.dumps({"a": [1, 2]}, protocol=2)[2:-1]  # no PROTO, no STOP
+    frame = b"\x95" + struct.pack("<Q", len(body)) + body
+    good = tmp_path / "good.pkl"
+    good.write_bytes(hp.P4 + b"N0" + frame + b"\x95" + struct.pack("<Q", 2) + b"N0" + b".")
+    assert ms.load(good) == {"a": [1, 2]}
