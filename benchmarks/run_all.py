@@ -27,6 +27,10 @@ RUNS: dict[str, tuple[list[str], int]] = {
     "scan_joblib": (["--mb", "20", "--repeat", "3"], 60),
     "load_torch": (["--sizes", "20", "--repeat", "2"], 90),
     "storage": (["--size-mb", "32"], 60),
+    "gated_loads": (
+        ["--counts", "2000,4000", "--mb", "64", "--keys", "100000", "--repeat", "3"],
+        150,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ the same client code path as a real bucket.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import uuid
 from pathlib import Path
@@ -629,3 +630,24 @@ def test_store_latest_reads_one_manifest(
     assert float(store.load("m")["w"][0]) == 3.0
     store.delete("m", 4)
     assert store.resolve("m@latest").version == 3
+
+
+def test_copy_hashing_overlapped_copies_and_hashes_exactly(tmp_path: Path) -> None:
+    """The pinned copy: several chunks (and a ragged end) hashed in a second thread while
+    written; the digest is of exactly the bytes written, and a new file is never overwritten."""
+    import hashlib
+
+    from modelstore.storage import pipehash
+    from modelstore.storage.hashing import copy_hashing
+
+    data = os.urandom(3 * pipehash.CHUNK + 12345)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    for name, size in (("empty", 0), ("small", 10), ("big", len(data))):
+        part = tmp_path / f"{name}.in"
+        part.write_bytes(data[:size])
+        dst = tmp_path / f"{name}.out"
+        assert copy_hashing(part, dst) == hashlib.sha256(data[:size]).hexdigest()
+        assert dst.read_bytes() == data[:size]
+        with pytest.raises(FileExistsError):
+            copy_hashing(part, dst)

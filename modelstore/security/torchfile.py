@@ -48,6 +48,18 @@ class TorchPickles:
 
 
 def is_torch_zip(path: Path) -> bool:
+    """Whether ``path`` looks like a torch.save archive (a guess for choosing the format;
+    the strict checks come when it is read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(30 + 4096)
+    except OSError:
+        return False
+    # torch.save writes data.pkl first: its local header names it (no central directory walk)
+    if head[:4] == b"PK\x03\x04" and len(head) >= 30:
+        n = int.from_bytes(head[26:28], "little")
+        if head[30 : 30 + n].endswith(b"/data.pkl"):
+            return True
     try:
         with zipfile.ZipFile(path) as zf:
             return any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist())
@@ -86,7 +98,7 @@ def _torch_member(name: str) -> bool:
     return bool(sep) and "/" not in root and bool(_TORCH_MEMBER.fullmatch(rest))
 
 
-def _check_container(path: Path) -> None:
+def _check_container(path: Path) -> list[zipfile.ZipInfo]:
     """The strict zip reader: one unambiguous archive (local headers agree with the central
     directory, nothing before, between or after members, no duplicates, links or bombs),
     members only of torch's own layout under one root, CRCs checked for all but storages."""
@@ -104,6 +116,7 @@ def _check_container(path: Path) -> None:
         raise TorchFileError(
             f"the archive holds records under several roots {sorted(roots)}", "suspicious"
         )
+    return infos
 
 
 def torchscript_code(path: Path) -> list[str]:
@@ -132,27 +145,48 @@ def torchscript_message(code: list[str]) -> str:
     )
 
 
-def _read_zip(path: Path) -> TorchPickles:
+def check_zip(path: Path) -> None:
+    """Every check of a torch zip archive that is not a walk of its pickle: the strict
+    container, nothing before or after it, no links, no duplicate names, one ``data.pkl``
+    no larger than :data:`MAX_PICKLE_BYTES`. Raises :class:`TorchFileError`."""
+    infos = _check_container(path)
+    _check_members(path, infos)
+    main = [i for i in infos if i.filename.endswith("/data.pkl")]
+    if len(main) != 1:
+        raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
+    if main[0].file_size > MAX_PICKLE_BYTES:
+        raise TorchFileError(f"pickle record of {main[0].file_size} bytes", "suspicious")
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
     _check_container(path)
     try:
-        zf = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         # a zip whose end-of-archive record is missing was most likely cut short
         raise TorchFileError(f"damaged zip archive ({e})", "damaged") from None
+
+
+def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    _check_bounds(path, infos)
+    names = [i.filename for i in infos]
+    links = [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == 0o120000]
+    if links:
+        raise TorchFileError(f"the archive holds symbolic link entries {links}", "suspicious")
+    seen: set[str] = set()
+    dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    if dupes:
+        msg = (
+            f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
+        )
+        raise TorchFileError(msg, "suspicious")
+
+
+def _read_zip(path: Path) -> TorchPickles:
+    zf = _open_zip(path)
     out = TorchPickles(kind="zip")
     with zf:
-        _check_bounds(path, zf)
-        names = [i.filename for i in zf.infolist()]
-        links = [
-            i.filename for i in zf.infolist() if (i.external_attr >> 16) & 0o170000 == 0o120000
-        ]
-        if links:
-            raise TorchFileError(f"the archive holds symbolic link entries {links}", "suspicious")
-        seen: set[str] = set()
-        dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
-        if dupes:
-            msg = f"the archive holds duplicate entries {dupes}; readers may disagree on which one counts"
-            raise TorchFileError(msg, "suspicious")
+        _check_members(path, zf.infolist())
         pkls = [i for i in zf.infolist() if i.filename.endswith(".pkl")]
         if not pkls:
             raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
@@ -174,10 +208,9 @@ def _read_zip(path: Path) -> TorchPickles:
     return out
 
 
-def _check_bounds(path: Path, zf: zipfile.ZipFile) -> None:
+def _check_bounds(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     """Refuse bytes before the first entry or after the end record: a polyglot could carry
     a pickle there for a reader that does not treat the file as a zip."""
-    infos = zf.infolist()
     if infos and min(i.header_offset for i in infos) != 0:
         raise TorchFileError("the file has data before the zip archive starts", "suspicious")
     size = path.stat().st_size

@@ -4,6 +4,7 @@ directory and every local header and data descriptor, each cross-checked against
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -280,13 +281,16 @@ class ArchiveReader:
         )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def bad_name(name: str) -> str | None:
     """Why a member name is refused (it would leave the archive or read ambiguously), or None."""
     if not name:
         return "has an empty name"
     if name.startswith("/") or "\\" in name or ":" in name:
         return "has an absolute, drive-letter or Windows-style path"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+    if _CONTROL.search(name):
         return "has control characters in its name"
     parts = name[:-1].split("/") if name.endswith("/") else name.split("/")
     if any(p in ("", ".", "..") for p in parts):

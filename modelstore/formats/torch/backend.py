@@ -195,23 +195,15 @@ class TorchBackend(Backend):
                     weights_only=request.trust is not True,
                     mmap=not legacy,
                 )
-        except (ImportError, AttributeError) as e:  # trust=True: the class of a pickled module
-            if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
-                raise
-            raise _class_not_importable(path, str(e).splitlines()[0]) from None
         except pickle.UnpicklingError as e:
             if missing:
                 raise _class_not_importable(path, ", ".join(missing)) from None
-            msg = (
-                f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
-                f"Pass trust=True only if you trust the file's author"
-            )
-            raise UnsafeModelError(msg) from None
-        except (RuntimeError, EOFError, ValueError, OSError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise IntegrityError(
-                f"{path}: torch could not read the file ({first}); it is damaged or truncated"
-            ) from None
+            raise _translate(path, e) or e from None
+        except Exception as e:
+            mapped = _translate(path, e)
+            if mapped is None:
+                raise
+            raise mapped from None
         return obj
 
     def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
@@ -359,6 +351,26 @@ def _allowing(trust: bool | list[str], missing: list[str] | None = None) -> Any:
                 if isinstance(v, type) and issubclass(v, numpy.dtype)
             )
     return torch.serialization.safe_globals(objs)
+
+
+def _translate(path: Path, e: Exception) -> Exception | None:
+    """What torch raised reading ``path``, as a ModelstoreError (None: not ours to word)."""
+    if isinstance(e, (ImportError, AttributeError)):  # trust=True: a pickled module's class
+        if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
+            return None
+        return _class_not_importable(path, str(e).splitlines()[0])
+    if isinstance(e, pickle.UnpicklingError):
+        msg = (
+            f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
+            f"Pass trust=True only if you trust the file's author"
+        )
+        return UnsafeModelError(msg)
+    if isinstance(e, (RuntimeError, EOFError, ValueError, OSError)):
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return IntegrityError(
+            f"{path}: torch could not read the file ({first}); it is damaged or truncated"
+        )
+    return None
 
 
 def _class_not_importable(path: Path, detail: str) -> MissingDependencyError:
