@@ -1,7 +1,6 @@
 """Gated pickle loads and pinned loads against the raw call, interleaved (issue 19).
 
-* ``.pt``: ``ms.load`` (one pass: modelstore's restricted unpickler inside ``torch.load``)
-  vs ``torch.load(p, weights_only=True)``, for N tiny tensors (the per-tensor worst case)
+* ``.pt``: ``ms.load`` (the static scan, then ``torch.load(weights_only=True)``) vs ``torch.load(p, weights_only=True)``, for N tiny tensors (the per-tensor worst case)
   and for an MLP state dict of about --mb MB.
 * pickle / joblib: ``ms.load`` (the pure-Python restricted unpickler) vs ``joblib.load`` /
   ``pickle.load`` (C) for a random forest and a dict of --keys string keys.
