@@ -11,28 +11,20 @@ archive, or HDF5 attributes of ``.h5`` files.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ... import _warn
 from ..._info import ScanReport
 from ...errors import (
-    ArchitectureMismatchError,
     ArgumentError,
     FormatError,
-    MissingDependencyError,
     ModelstoreError,
-    UnsafeModelError,
 )
 from ...security import jsonsafe, unreadable
-from ...security.kerasaudit import Audit
 from ...security.kerasfile import (
     KerasFileError,
     audit_configs,
@@ -47,7 +39,7 @@ from ...security.kerasfile import (
     weights,
 )
 from ...storage.files import read_head
-from ...storage.hashing import check_checksum, format_checksum, new_checksum, update_from_file
+from ...storage.hashing import check_checksum
 from ..base import (
     Backend,
     Inspection,
@@ -57,15 +49,27 @@ from ..base import (
     is_instance_of,
 )
 from ..shapes import expected_shapes, fit_hint
+from .files import (
+    _COVERS,
+    META_ATTR,
+    META_ENTRY,
+    _embed_h5,
+    _embed_zip,
+    _h5_checksum,
+    _with_suffix,
+    _zip_checksum,
+)
+from .loading import (
+    _load_error,
+    _load_weights,
+    _pinned_safe_mode,
+    _require_keras,
+    _safe_mode_for,
+)
 from .predict import finish, first_reason, input_names, prepare, run_batches
 from .predict import last_activation as _last_activation
 
-META_ENTRY = "modelstore.json"
-META_ATTR = "modelstore"
 _SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
-#: The oldest Keras whose loader the gated path relies on (safe mode that fails closed for
-#: Lambda and TFSMLayer, zip-bomb and non-modelling-API guards of its own).
-MIN_KERAS = (3, 13, 2)
 
 
 def _mode_for(name: str) -> str:
@@ -328,198 +332,6 @@ class KerasBackend(Backend):
         return finish(
             model, out, request, _last_activation(model) if request.output != "raw" else None
         )
-
-
-def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
-    """Keras' safe mode for this load: off only when every finding that needs it off (and
-    every other finding) is named in ``trust``; a trust list widens exactly what it names."""
-    trusted = set(trust) if isinstance(trust, list) else set()
-    left = [f.subject for f in found.findings if f.subject not in trusted]
-    if left:  # the gate refused these already; a second line, not a second policy
-        msg = (
-            f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
-            f"not name; nothing from the file was run"
-        )
-        raise UnsafeModelError(msg, left)
-    return not found.needs_unsafe
-
-
-def _require_keras(path: Path, version: str) -> None:
-    numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
-    if tuple(numbers) < MIN_KERAS:
-        want = ".".join(map(str, MIN_KERAS))
-        msg = (
-            f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
-            f'run: pip install -U "keras>={want}"'
-        )
-        raise MissingDependencyError(msg, name="keras")
-
-
-@contextlib.contextmanager
-def _pinned_safe_mode(safe: bool) -> Iterator[None]:
-    """Pin Keras' safe mode for this thread while loading: a process-wide
-    ``keras.config.enable_unsafe_deserialization()`` would otherwise override safe_mode=True."""
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:  # a Keras without it: the audit and safe_mode= remain
-        yield
-        return
-    with SafeModeScope(safe):
-        yield
-
-
-def _load_error(path: Path, e: Exception) -> ModelstoreError:
-    first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
-    if "safe_mode" in str(e) or "unsafe" in str(e).lower():
-        return UnsafeModelError(
-            f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
-            f"from the file was run"
-        )
-    reason = _keras_reason(e)
-    hint = (
-        " It may come from another Keras (Keras 2 / tf.keras): load it with the Keras that wrote "
-        "it and re-save it as .keras"
-    )
-    return FormatError(
-        f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
-        f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}"
-    )
-
-
-def _keras_reason(e: Exception) -> str:
-    """The informative part of a Keras deserialisation error: Keras wraps the cause as
-    "Error when deserializing class X using config={...}. Exception encountered: CAUSE"."""
-    text = " ".join(str(e).split())
-    cls = text.partition("Error when deserializing class ")[2].partition(" ")[0].strip("'\"")
-    cause = (
-        text.rpartition("Exception encountered:")[2].strip()
-        if "Exception encountered:" in text
-        else ""
-    )
-    if cls and cause:
-        return f"{type(e).__name__} in layer class {cls}: {cause[:300]}"
-    return f"{type(e).__name__}: {(cause or text or type(e).__name__)[:300]}"
-
-
-def _load_weights(path: Path, model: Any) -> Any:
-    if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
-        msg = (
-            f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
-            f"(same layers, built with the same input shape)"
-        )
-        raise ArgumentError(msg)
-    try:
-        model.load_weights(path)
-    except ValueError as e:
-        detail = " ".join(str(e).split())[:400]
-        msg = (
-            f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
-            f"{detail} Build the model exactly as it was when saved"
-        )
-        raise ArchitectureMismatchError(msg) from None
-    except Exception as e:  # h5py and Keras raise KeyError/OSError/TypeError on odd files
-        raise FormatError(
-            f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]
-        ) from None
-    return model
-
-
-@contextlib.contextmanager
-def _with_suffix(path: Path, suffix: str) -> Iterator[str]:
-    """Keras picks its reader from the suffix: give it a correctly named link if needed."""
-    if path.name.lower().endswith(suffix) or (suffix == ".h5" and path.suffix.lower() == ".hdf5"):
-        yield str(path)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        link = Path(tmp) / f"model{suffix}"
-        os.symlink(path.resolve(), link)
-        yield str(link)
-
-
-#: What a ``.keras`` checksum covers (recorded as ``checksum_covers``): every byte of the
-#: archive's members before modelstore's entry, and the central directory's record of each of
-#: them (name, offset, sizes, CRC, method), which is what Keras reads the archive by. Files
-#: without the field were written when the checksum covered the member bytes alone.
-_COVERS = "members+directory"
-
-
-def _zip_checksum(path: Path, zf: zipfile.ZipFile, *, directory: bool) -> str:
-    """The checksum of the Keras archive inside ``path``, modelstore's entry left out."""
-    infos = zf.infolist()
-    ours = [i for i in infos if i.filename == META_ENTRY]
-    end = ours[0].header_offset if ours else zf.start_dir
-    hasher = new_checksum()
-    update_from_file(hasher, path, 0, end)
-    if directory:
-        # every field of each member's central-directory record (so every byte of it), and the
-        # archive comment: what Keras reads the archive by
-        rows = sorted(
-            (
-                i.header_offset,
-                i.filename,
-                i.compress_size,
-                i.file_size,
-                i.CRC,
-                i.compress_type,
-                list(i.date_time),
-                i.create_system,
-                i.create_version,
-                i.extract_version,
-                i.flag_bits,
-                i.volume,
-                i.internal_attr,
-                i.external_attr,
-                i.extra.hex(),
-                i.comment.hex(),
-            )
-            for i in infos
-            if i.filename != META_ENTRY
-        )
-        if any(row[0] >= end for row in rows):
-            raise FormatError(
-                f"{path}: an archive member lies after modelstore's metadata entry; the file was altered"
-            )
-        hasher.update(json.dumps([rows, zf.comment.hex()]).encode())
-    return format_checksum(hasher)
-
-
-def _embed_zip(path: Path, meta: dict[str, Any]) -> None:
-    """Append modelstore.json; its checksum covers the Keras archive before it, bytes and
-    central directory (see ``_COVERS``)."""
-    with zipfile.ZipFile(path) as zf:
-        checksum = _zip_checksum(path, zf, directory=True)
-    record = {**meta, "checksum": checksum, "checksum_covers": _COVERS}
-    with zipfile.ZipFile(path, "a") as zf:
-        zf.writestr(META_ENTRY, json.dumps(record, sort_keys=True))
-
-
-def _embed_h5(path: Path, meta: dict[str, Any]) -> None:
-    import h5py
-
-    with h5py.File(path, "r+") as f:
-        record = {**meta, "checksum": _h5_checksum(f)}
-        f.attrs[META_ATTR] = json.dumps(record, sort_keys=True)
-
-
-def _h5_checksum(f: Any) -> str:
-    """Checksum of every dataset (name, shape, dtype, bytes) and every attribute but ours."""
-    import h5py
-
-    hasher = new_checksum()
-    for key in sorted(k for k in f.attrs if k != META_ATTR):
-        hasher.update(f"{key}={f.attrs[key]!r}".encode())
-    names: list[str] = []
-    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-    for name in sorted(names):
-        d = f[name]
-        hasher.update(f"{name}:{d.shape}:{d.dtype}".encode())
-        if d.ndim == 0 or d.shape[0] == 0:
-            hasher.update(d[()].tobytes())
-            continue
-        rows = max(1, (16 << 20) // max(1, d.dtype.itemsize * (d.size // d.shape[0] or 1)))
-        for start in range(0, d.shape[0], rows):  # bounded memory, whatever the dataset's size
-            hasher.update(d[start : start + rows].tobytes())
-    return format_checksum(hasher)
 
 
 def _input_shapes(model: Any) -> list[list[Any]] | None:

@@ -1,0 +1,118 @@
+"""Keras loads: the safe-mode decision, the Keras version the gated path needs, thread-local
+safe mode, weights-only files, and Keras' errors as modelstore errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import (
+    ArchitectureMismatchError,
+    ArgumentError,
+    FormatError,
+    MissingDependencyError,
+    ModelstoreError,
+    UnsafeModelError,
+)
+from ...security.kerasaudit import Audit
+from ..base import is_instance_of
+
+#: The oldest Keras whose loader the gated path relies on (safe mode that fails closed for
+#: Lambda and TFSMLayer, zip-bomb and non-modelling-API guards of its own).
+MIN_KERAS = (3, 13, 2)
+
+
+def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
+    """Keras' safe mode for this load: off only when every finding that needs it off (and
+    every other finding) is named in ``trust``; a trust list widens exactly what it names."""
+    trusted = set(trust) if isinstance(trust, list) else set()
+    left = [f.subject for f in found.findings if f.subject not in trusted]
+    if left:  # the gate refused these already; a second line, not a second policy
+        msg = (
+            f"{path}: refusing to load: the file references {', '.join(left)}, which trust= does "
+            f"not name; nothing from the file was run"
+        )
+        raise UnsafeModelError(msg, left)
+    return not found.needs_unsafe
+
+
+def _require_keras(path: Path, version: str) -> None:
+    numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
+    if tuple(numbers) < MIN_KERAS:
+        want = ".".join(map(str, MIN_KERAS))
+        msg = (
+            f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
+            f'run: pip install -U "keras>={want}"'
+        )
+        raise MissingDependencyError(msg, name="keras")
+
+
+@contextlib.contextmanager
+def _pinned_safe_mode(safe: bool) -> Iterator[None]:
+    """Pin Keras' safe mode for this thread while loading: a process-wide
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise override safe_mode=True."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # a Keras without it: the audit and safe_mode= remain
+        yield
+        return
+    with SafeModeScope(safe):
+        yield
+
+
+def _load_error(path: Path, e: Exception) -> ModelstoreError:
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
+    if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+        return UnsafeModelError(
+            f"{path}: Keras refused part of the config in safe mode ({first}); nothing "
+            f"from the file was run"
+        )
+    reason = _keras_reason(e)
+    hint = (
+        " It may come from another Keras (Keras 2 / tf.keras): load it with the Keras that wrote "
+        "it and re-save it as .keras"
+    )
+    return FormatError(
+        f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
+        f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}"
+    )
+
+
+def _keras_reason(e: Exception) -> str:
+    """The informative part of a Keras deserialisation error: Keras wraps the cause as
+    "Error when deserializing class X using config={...}. Exception encountered: CAUSE"."""
+    text = " ".join(str(e).split())
+    cls = text.partition("Error when deserializing class ")[2].partition(" ")[0].strip("'\"")
+    cause = (
+        text.rpartition("Exception encountered:")[2].strip()
+        if "Exception encountered:" in text
+        else ""
+    )
+    if cls and cause:
+        return f"{type(e).__name__} in layer class {cls}: {cause[:300]}"
+    return f"{type(e).__name__}: {(cause or text or type(e).__name__)[:300]}"
+
+
+def _load_weights(path: Path, model: Any) -> Any:
+    if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
+        msg = (
+            f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
+            f"(same layers, built with the same input shape)"
+        )
+        raise ArgumentError(msg)
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        detail = " ".join(str(e).split())[:400]
+        msg = (
+            f"{path}: the weights do not fit {type(model).__qualname__} {model.name!r}: "
+            f"{detail} Build the model exactly as it was when saved"
+        )
+        raise ArchitectureMismatchError(msg) from None
+    except Exception as e:  # h5py and Keras raise KeyError/OSError/TypeError on odd files
+        raise FormatError(
+            f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]
+        ) from None
+    return model
