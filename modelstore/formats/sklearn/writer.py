@@ -111,7 +111,7 @@ def _global_name(obj: Any, name: str | None = None) -> str:
     """``module.qualname`` exactly as pickle's ``save_global`` writes it (protocol >= 4)."""
     if name is None:
         name = getattr(obj, "__qualname__", None) or obj.__name__
-    return f"{pickle.whichmodule(obj, name)}.{name}"
+    return f"{pickle.whichmodule(obj, name)}.{name}"  # type: ignore[attr-defined]
 
 
 _DICT, _SEQ, _REDUCE = 0, 1, 2
@@ -145,7 +145,7 @@ def _pickler_class() -> Any:
     container (so the many small values cost nothing)."""
     from joblib.numpy_pickle import NumpyPickler
 
-    class RecordingPickler(NumpyPickler):  # type: ignore[misc, valid-type]
+    class RecordingPickler(NumpyPickler):  # type: ignore[misc]
         dispatch = NumpyPickler.dispatch.copy()
 
         def __init__(self, fp: Any, protocol: int) -> None:
