@@ -21,6 +21,7 @@ from . import jsonsafe
 from .kerasaudit import Audit
 from .kerasaudit import audit_config as _audit
 from .zipcheck import ArchiveError, check_archive
+from .zipwindow import WINDOW_SOURCE, open_stored
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: A member or dataset whose declared size exceeds this many times what is stored is a bomb.
@@ -139,8 +140,10 @@ def _dataset_problems(name: str, obj: Any, totals: list[int] | None = None) -> l
 GUARD_SECONDS = 5
 _GUARD = """
 import sys, zipfile, h5py
-if len(sys.argv) > 2:
-    f = h5py.File(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), "r")
+if len(sys.argv) > 2:  # open_stored: zipwindow's source runs before this script
+    zf = zipfile.ZipFile(sys.argv[1])
+    fh = open_stored(zf, sys.argv[2]) or zf.open(sys.argv[2])  # kept: h5py does not hold it
+    f = h5py.File(fh, "r")
 else:
     f = h5py.File(sys.argv[1], "r")
 def attrs(obj):
@@ -149,6 +152,7 @@ def attrs(obj):
 attrs(f)
 f.visititems(lambda name, obj: attrs(obj))
 f.visititems_links(lambda name, link: None)
+f.close()  # before the file object it reads goes away at exit
 """
 _GUARDED: dict[tuple[str, str, int, int, int], str | None] = {}  # file version -> failure, if any
 
@@ -169,7 +173,8 @@ def guard_h5(path: Path, member: str = "") -> None:
     key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _GUARDED:
         try:
-            args = [sys.executable, "-c", _GUARD, str(path)] + ([member] if member else [])
+            code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
+            args = [sys.executable, "-c", code, str(path)] + ([member] if member else [])
             proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
             last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             _GUARDED[key] = (
@@ -200,7 +205,7 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
                 return
             with (
                 zipfile.ZipFile(path) as zf,
-                zf.open("model.weights.h5") as fh,
+                open_stored(zf, "model.weights.h5") or zf.open("model.weights.h5") as fh,
                 h5py.File(fh, "r") as f,
             ):
                 check_h5(f)
