@@ -79,7 +79,6 @@ def open_stored(zf: zipfile.ZipFile, name: str) -> Window | None:
         return None
 
 
-
 # -- end of what the child process runs --
 #: This module's source up to the line above, run by the child process that first walks an
 #: HDF5 member's structure (``kerasfile.guard_h5``): it reads the member as this process will.
