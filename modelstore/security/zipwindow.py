@@ -69,7 +69,9 @@ def open_stored(zf: zipfile.ZipFile, name: str) -> Window | None:
             raise OSError("truncated local header")
         fields = _LOCAL.unpack(header)
         name_len, extra_len = fields[10], fields[11]
-        if fields[0] != b"PK\x03\x04" or name_len != len(info.orig_filename.encode()):
+        spelled = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        name = os.pread(f.fileno(), name_len, info.header_offset + _LOCAL.size)
+        if fields[0] != b"PK\x03\x04" or name != spelled:
             raise OSError("local header does not match the central directory")
         start = info.header_offset + _LOCAL.size + name_len + extra_len
         if start + info.file_size > os.fstat(f.fileno()).st_size:
