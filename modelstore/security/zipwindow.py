@@ -70,8 +70,8 @@ def open_stored(zf: zipfile.ZipFile, name: str) -> Window | None:
         fields = _LOCAL.unpack(header)
         name_len, extra_len = fields[10], fields[11]
         spelled = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
-        name = os.pread(f.fileno(), name_len, info.header_offset + _LOCAL.size)
-        if fields[0] != b"PK\x03\x04" or name != spelled:
+        found = os.pread(f.fileno(), name_len, info.header_offset + _LOCAL.size)
+        if fields[0] != b"PK\x03\x04" or found != spelled:
             raise OSError("local header does not match the central directory")
         start = info.header_offset + _LOCAL.size + name_len + extra_len
         if start + info.file_size > os.fstat(f.fileno()).st_size:
