@@ -26,8 +26,8 @@ RUNS: dict[str, tuple[list[str], int]] = {
     "scan_joblib": (["--mb", "20", "--repeat", "3"], 60),
     "load_torch": (["--sizes", "20", "--repeat", "2"], 90),
     "storage": (["--size-mb", "32"], 60),
-    "serve_vs_starlette": (["--requests", "600", "--repeat", "2"], 240),
-    "keras_load": (["--repeat", "1"], 180),
+    "serve_vs_starlette": (["--requests", "400", "--repeat", "1"], 240),
+    "keras_load": (["--repeat", "1"], 150),
 }
 
 
