@@ -31,6 +31,8 @@ RUNS: dict[str, tuple[list[str], int]] = {
         ["--counts", "2000,4000", "--mb", "64", "--keys", "100000", "--repeat", "3"],
         150,
     ),
+    "serve_vs_starlette": (["--requests", "400", "--repeat", "1"], 240),
+    "keras_load": (["--repeat", "1"], 150),
 }
 
 

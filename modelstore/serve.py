@@ -17,192 +17,82 @@ Install with ``pip install "modelstore-safe[serve]"``.
 from __future__ import annotations
 
 import asyncio
-import math
+import os
+import statistics
+import threading
+import time
 import warnings
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Any
 
-from .api import OUTPUTS, inspect, load, predict
+from ._serve_request import (
+    FIELDS,
+    JSON_DEPTH,
+    MAX_NAMED_INPUTS,
+    ClientError,
+    Limits,
+    batch_size_for,
+    parse_body,
+    read_inputs,
+    shape_of,
+)
+from .api import inspect, load, predict
 from .errors import ArgumentError, MissingDependencyError, ModelstoreError
 from .security import jsonsafe
 
-#: JSON nesting accepted by the parser; arrays are bounded more tightly by ``Limits.max_dims``.
-JSON_DEPTH = 128
-#: Fields a POST /predict body may have.
-FIELDS = ("inputs", "output", "batch_size")
-#: Named inputs (``{"inputs": {"name": [...]}}``) accepted in one request.
-MAX_NAMED_INPUTS = 16
-_INT64 = 1 << 63
+__all__ = [
+    "FIELDS",
+    "JSON_DEPTH",
+    "MAX_NAMED_INPUTS",
+    "ClientError",
+    "Limits",
+    "answer",
+    "batch_size_for",
+    "create_app",
+    "parse_body",
+    "read_inputs",
+    "run",
+    "shape_of",
+]
 
-
-@dataclass(frozen=True)
-class Limits:
-    """What one POST /predict may ask of the server; each refusal names the limit it hit.
-
-    Together they bound a request's memory and CPU: the body's bytes, the values the model
-    runs on (``max_values``, rows x features summed over named inputs) and the number of
-    model calls (``max_batches``); the defaults keep the worst request to about a second of
-    parsing plus the model's own time on a million values.
-    """
-
-    max_body_bytes: int = 16 << 20
-    max_dims: int = 6
-    max_rows: int = 10_000
-    max_values: int = 1_000_000
-    max_batches: int = 64
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if type(value) is not int or value < 1:
-                raise ArgumentError(
-                    f"serve limit {f.name} must be a positive integer, not {value!r}"
-                )
-
-
-class ClientError(Exception):
-    """A request the server cannot use: becomes a 4xx answer, never escapes."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# -- reading a request ---------------------------------------------------------------------
-
-
-def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
-    """The request's JSON object, its fields checked (inputs not yet)."""
-    # Parsing costs about 0.3 s per million values or lists; a body with more than the limit
-    # allows (each value needs a comma or a bracket beside it) is refused before parsing.
-    room = 2 * limits.max_values + 1024
-    if body.count(b",") > room or body.count(b"[") > room // 2:
-        raise ClientError(
-            413, f"the request holds more than the {limits.max_values} values accepted"
-        )
-    try:
-        data = jsonsafe.loads(
-            body, where="the request body", max_bytes=limits.max_body_bytes, max_depth=JSON_DEPTH
-        )
-    except jsonsafe.JSONLimitError as e:
-        # JSON has no NaN or Infinity, and 1e999 is no float: numbers the model cannot use
-        unusable = "non-standard constant" in str(e) or "overflows a float" in str(e)
-        raise ClientError(422 if unusable else 400, str(e)) from None
-    if not isinstance(data, dict) or "inputs" not in data:
-        raise ClientError(422, 'expected a JSON object {"inputs": [...]}')
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise ClientError(422, f"unknown fields {unknown[:5]}; a request has {list(FIELDS)}")
-    output = data.get("output", "raw")
-    if output not in OUTPUTS:
-        raise ClientError(422, f"output must be one of {list(OUTPUTS)}, not {_short(output)}")
-    batch_size = data.get("batch_size")
-    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
-        raise ClientError(422, f"batch_size must be a positive integer, not {_short(batch_size)}")
-    return data
-
-
-def _short(value: Any) -> str:
-    """A client's value for an error message: scalars shortened, containers by kind only."""
-    if isinstance(value, (str, int, float)) or value is None:
-        return repr(value)[:40]
-    return "an object" if isinstance(value, dict) else "a list"
-
-
-def shape_of(value: Any, limits: Limits, name: str = "inputs") -> tuple[int, ...]:
-    """The shape of a nested list of numbers (or a flat list of strings), level by level.
-
-    Iterative, so nesting costs no recursion, and refused at ``max_dims`` levels, before
-    anything is converted to numpy.
-    """
-    shape: list[int] = []
-    level = [value]
-    while isinstance(level[0], list):
-        if len(shape) == limits.max_dims:
-            raise ClientError(422, f"{name} has more than {limits.max_dims} dimensions")
-        n = len(level[0])
-        if any(not isinstance(v, list) or len(v) != n for v in level):
-            raise ClientError(422, f"{name} is not rectangular at dimension {len(shape)}")
-        if n == 0:
-            raise ClientError(422, f"{name} is empty at dimension {len(shape)}")
-        if not shape and n > limits.max_rows:
-            raise ClientError(
-                413, f"{n} rows is more than the {limits.max_rows} accepted; split the request"
-            )
-        if len(level) * n > limits.max_values:
-            raise ClientError(
-                413, f"{name} holds more than {limits.max_values} values; send fewer rows"
-            )
-        shape.append(n)
-        level = [v for row in level for v in row]
-    if not shape:
-        raise ClientError(422, f"{name} must be an array (a list of rows), not a single value")
-    _check_leaves(level, len(shape), name)
-    return tuple(shape)
-
-
-def _check_leaves(leaves: list[Any], dims: int, name: str) -> None:
-    kinds = {type(v) for v in leaves}
-    if kinds <= {int, float, bool}:
-        if int in kinds and any(type(v) is int and not -_INT64 <= v < _INT64 for v in leaves):
-            raise ClientError(422, f"{name} holds an integer outside the 64-bit range")
-        return
-    if kinds == {str} and dims == 1:
-        return  # one text per row, for text models
-    odd = sorted(_JSON_NAMES.get(t, t.__name__) for t in kinds - {int, float, bool, str})
-    found = ", ".join(odd) if odd else "texts inside rows or mixed with numbers"
-    raise ClientError(422, f"{name} must hold numbers (or be a flat list of texts); found {found}")
-
-
-_JSON_NAMES = {dict: "an object", type(None): "null", list: "a list beside numbers"}
-
-
-def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
-    """The request's inputs as numpy (one array, or a dict for named inputs) and its rows."""
-    import numpy as np
-
-    raw = data["inputs"]
-    named = isinstance(raw, dict)
-    items = raw if named else {"inputs": raw}
-    if named and not 0 < len(items) <= MAX_NAMED_INPUTS:
-        raise ClientError(
-            422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}"
-        )
-    shapes = {
-        key: shape_of(value, limits, f"inputs[{key[:40]!r}]" if named else "inputs")
-        for key, value in items.items()
-    }
-    total = sum(math.prod(s) for s in shapes.values())
-    if total > limits.max_values:
-        raise ClientError(
-            413, f"the inputs hold {total} values, more than the {limits.max_values} accepted"
-        )
-    rows = max(s[0] for s in shapes.values())
-    arrays = {key: np.asarray(value) for key, value in items.items()}
-    return (arrays if named else arrays["inputs"]), rows
-
-
-def batch_size_for(data: dict[str, Any], rows: int, limits: Limits) -> int | None:
-    """The batch size to pass to predict: None for one batch; refused if it means many calls."""
-    batch_size: int | None = data.get("batch_size")
-    if batch_size is None or batch_size >= rows:
-        return None
-    if -(-rows // batch_size) > limits.max_batches:
-        least = -(-rows // limits.max_batches)
-        msg = (
-            f"batch_size {batch_size} splits {rows} rows into more than {limits.max_batches} "
-            f"batches; use a batch_size of at least {least}, or none"
-        )
-        raise ClientError(422, msg)
-    return batch_size
-
+#: A request whose answer took less than this (median of the last few) is answered in the
+#: event loop itself: a thread hand-off costs more than such a model's predict.
+INLINE_SECONDS = 0.001
+#: Bodies above this size are always parsed in a worker thread (they take long to parse).
+INLINE_BODY_BYTES = 64 << 10
+#: Threads answering slower models.
+WORKERS = min(8, max(2, os.cpu_count() or 1))
 
 # -- answering ------------------------------------------------------------------------------
 
 
+class Dispatch:
+    """Where a request is answered: in the event loop while recent answers took under
+    INLINE_SECONDS (the median of the last 16; the first 8 are timed in a thread), else in a
+    small pool of threads. Large bodies always go to the pool."""
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=16)
+        self.inline = False
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float) -> None:
+        with self._lock:  # worker threads and the event loop both record
+            self.recent.append(seconds)
+            if len(self.recent) >= 8:
+                self.inline = statistics.median(self.recent) < INLINE_SECONDS
+
+    def timed(self, fn: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        t = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.record(time.perf_counter() - t)
+
+
 def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
-    """Status and JSON text for one POST /predict body (run in a worker thread)."""
+    """Status and JSON text for one POST /predict body."""
     try:
         data = parse_body(body, limits)
         inputs, rows = read_inputs(data, limits)
@@ -304,8 +194,8 @@ def create_app(
     serves); ``limits`` bounds each request (see :class:`Limits` and docs/cli.md).
     """
     try:
+        from anyio import CapacityLimiter, to_thread
         from starlette.applications import Starlette
-        from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
         from starlette.requests import ClientDisconnect, Request
         from starlette.responses import JSONResponse, Response
@@ -326,6 +216,7 @@ def create_app(
     servable(path, loaded)
     info = inspect(path).to_dict()
     cap = limits.max_body_bytes
+    dispatch, workers = Dispatch(), CapacityLimiter(WORKERS)
 
     def error(status: int, message: str) -> Any:
         return JSONResponse({"error": message}, status_code=status)
@@ -357,7 +248,14 @@ def create_app(
             body = await read_body(request)
         except ClientError as e:
             return error(e.status, str(e))
-        status, text = await run_in_threadpool(answer, loaded, body, limits)
+
+        def run() -> tuple[int, str]:
+            return answer(loaded, body, limits)
+
+        if dispatch.inline and len(body) <= INLINE_BODY_BYTES:
+            status, text = dispatch.timed(run)  # a fast model: no thread hand-off
+        else:
+            status, text = await to_thread.run_sync(dispatch.timed, run, limiter=workers)
         return Response(text, status_code=status, media_type="application/json")
 
     async def health(request: Request) -> Any:
@@ -371,7 +269,7 @@ def create_app(
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return error(status, str(detail))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/predict", predict_route, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
@@ -379,6 +277,8 @@ def create_app(
         ],
         exception_handlers={HTTPException: http_error, Exception: http_error},
     )
+    app.state.dispatch = dispatch  # where requests are answered (read by tests)
+    return app
 
 
 def run(

@@ -14,11 +14,6 @@ GENERATED = {
     "security/kerasnames.py",  # python -m modelstore.security._kerasgen
     "security/allowlist_sklearn.py",  # tools/gen_sklearn_allowlist.py
 }
-#: Over the limit while other branches edit them (issue 13); each is split after those merge.
-#: Remove a module from here when it is split: the test fails while an entry is stale.
-PENDING_SPLIT = {
-    "serve.py",
-}
 
 
 def _lines() -> dict[str, int]:
@@ -30,11 +25,7 @@ def _lines() -> dict[str, int]:
 
 def test_no_module_is_over_the_line_limit() -> None:
     """Every module that is not generated data holds at most MAX_LINES lines."""
-    over = {
-        name: n
-        for name, n in _lines().items()
-        if n > MAX_LINES and name not in GENERATED | PENDING_SPLIT
-    }
+    over = {name: n for name, n in _lines().items() if n > MAX_LINES and name not in GENERATED}
     assert not over, (
         f"modules over {MAX_LINES} lines: {over}; split each into coherent modules beside it "
         f"(docs/architecture.md lists them)"
@@ -42,10 +33,6 @@ def test_no_module_is_over_the_line_limit() -> None:
 
 
 def test_the_exceptions_are_still_needed() -> None:
-    """Every listed exception exists, and a pending split is still over the limit (else its
-    entry is stale and must go)."""
-    lines = _lines()
-    missing = sorted((GENERATED | PENDING_SPLIT) - set(lines))
+    """Every listed exception exists (else its entry is stale and must go)."""
+    missing = sorted(GENERATED - set(_lines()))
     assert not missing, f"listed but not in the package: {missing}"
-    done = sorted(name for name in PENDING_SPLIT if lines[name] <= MAX_LINES)
-    assert not done, f"split already: remove {done} from PENDING_SPLIT"

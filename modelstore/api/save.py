@@ -175,7 +175,8 @@ def _write_with_sidecar(
     side = sidecar_path(target)
     with writer_lock(target), atomic_paths(side, target) as (side_tmp, tmp):
         digest = backend.write(model, tmp, meta, opts, target)
-        meta["checksum"] = file_checksum(tmp)
+        if "checksum" not in meta:  # a backend may have computed it while writing
+            meta["checksum"] = file_checksum(tmp)
         meta["payload_size"] = tmp.stat().st_size
         try:
             previous = sidecar_versions(read_sidecar(target)) if target.exists() else []

@@ -178,7 +178,7 @@ class Backend:
         write ``target`` itself). ``options`` is this backend's ``SaveOptions``. Embedding
         backends store ``meta`` (and its checksum) in the file and may add entries to
         ``meta`` first (e.g. ``"cast"``). May return the file's sha256 if computed while
-        writing."""
+        writing; a sidecar backend may set ``meta["checksum"]`` likewise (no re-read)."""
         raise UnsupportedModelError(f"the {self.name} backend cannot save models")
 
     def write_files(

@@ -62,6 +62,7 @@ def loads(
     where: str,
     max_bytes: int = MAX_BYTES,
     max_depth: int | None = MAX_DEPTH,
+    native_floats: bool = False,
 ) -> Any:
     """Parse JSON text read from ``where`` (a file, URI or "the request body").
 
@@ -70,6 +71,8 @@ def loads(
     overflow, integers of more digits than Python converts (4300), and invalid UTF-8.
     ``max_depth=None`` skips the exact depth walk (the parser's own recursion guard still
     holds): for readers that check the type of every field, so refuse nesting themselves.
+    ``native_floats=True`` parses floats in C without the per-number check (a caller that
+    bounds number lengths and refuses infinities itself: ``modelstore serve``).
     """
     if len(data) > max_bytes:
         raise JSONLimitError(
@@ -82,7 +85,9 @@ def loads(
             f"{where}: the JSON is not valid UTF-8 ({e.reason} at byte {e.start})"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_float)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=None if native_floats else _float
+        )
     except RecursionError:
         raise JSONLimitError(
             f"{where}: the JSON nests too deeply; it is damaged or hostile"

@@ -23,6 +23,7 @@ from .kerasaudit import audit_config as _audit
 from .kerash5 import MAX_RATIO, check_h5, guard_h5
 from .kerash5 import KerasFileError as KerasFileError  # importers take it from here
 from .zipcheck import ArchiveError, check_archive
+from .zipwindow import open_stored
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Declared total size of all members above this is refused outright.
@@ -89,7 +90,7 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
                 return
             with (
                 zipfile.ZipFile(path) as zf,
-                zf.open("model.weights.h5") as fh,
+                open_stored(zf, "model.weights.h5") or zf.open("model.weights.h5") as fh,
                 h5py.File(fh, "r") as f,
             ):
                 check_h5(f)

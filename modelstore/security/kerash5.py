@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .zipwindow import WINDOW_SOURCE
+
 #: A member or dataset whose declared size exceeds this many times what is stored is a bomb.
 MAX_RATIO = 200
 #: HDF5 filters built into the library and h5py (deflate, shuffle, fletcher32, szip, nbit,
@@ -76,8 +78,10 @@ def _dataset_problems(name: str, obj: Any, totals: list[int] | None = None) -> l
 GUARD_SECONDS = 5
 _GUARD = """
 import sys, zipfile, h5py
-if len(sys.argv) > 2:
-    f = h5py.File(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), "r")
+if len(sys.argv) > 2:  # open_stored: zipwindow's source runs before this script
+    zf = zipfile.ZipFile(sys.argv[1])
+    fh = open_stored(zf, sys.argv[2]) or zf.open(sys.argv[2])  # kept: h5py does not hold it
+    f = h5py.File(fh, "r")
 else:
     f = h5py.File(sys.argv[1], "r")
 def attrs(obj):
@@ -86,6 +90,7 @@ def attrs(obj):
 attrs(f)
 f.visititems(lambda name, obj: attrs(obj))
 f.visititems_links(lambda name, link: None)
+f.close()  # before the file object it reads goes away at exit
 """
 _GUARDED: dict[tuple[str, str, int, int, int], str | None] = {}  # file version -> failure, if any
 
@@ -106,7 +111,8 @@ def guard_h5(path: Path, member: str = "") -> None:
     key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _GUARDED:
         try:
-            args = [sys.executable, "-c", _GUARD, str(path)] + ([member] if member else [])
+            code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
+            args = [sys.executable, "-c", code, str(path)] + ([member] if member else [])
             proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
             last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
             _GUARDED[key] = (

@@ -44,6 +44,8 @@ from ..base import (
     is_instance_of,
     labels_from_scores,
 )
+from . import describe, writer
+from .writer import _dtype_name
 
 #: Frameworks whose estimators this backend saves besides scikit-learn (loading them needs trust=).
 #: Other libraries' estimators this backend pickles when asked by suffix (``.joblib``); for
@@ -118,6 +120,14 @@ class SklearnBackend(Backend):
         if ATTR in getattr(obj, "__dict__", {}):  # the metadata an earlier save/load attached
             obj = copy.copy(obj)
             del obj.__dict__[ATTR]
+        if type(options.compress) in (int, bool) and options.compress == 0:
+            # one pass: written, hashed and described together (no re-read, no re-scan)
+            dumped = writer.dump(obj, tmp, options.protocol)
+            if dumped is not None:
+                meta["checksum"] = dumped.checksum
+                if dumped.recorded is not None:
+                    writer.remember(target, tmp, describe.inspection(dumped.recorded))
+                return dumped.sha256
         joblib.dump(obj, tmp, compress=options.compress, protocol=options.protocol)
         return None
 
@@ -164,6 +174,9 @@ class SklearnBackend(Backend):
             raise IntegrityError(msg) from None
 
     def inspect(self, path: Path) -> Inspection:
+        written = writer.take(path)  # described while this process wrote it (ms.save)
+        if written is not None:
+            return written  # type: ignore[no-any-return]
         scanned = scan_file(path)
         rep = scanned.report
         if rep.error:
@@ -312,24 +325,3 @@ def _arrays(value: Any) -> Any:
                 )
             elif isinstance(v, (list, tuple)):
                 stack.extend(reversed([(f"{path}.{i}", val) for i, val in enumerate(v)]))
-
-
-_NAMES = {
-    "f": "float",
-    "i": "int",
-    "u": "uint",
-    "b": "bool",
-    "c": "complex",
-    "U": "str",
-    "S": "bytes",
-}
-
-
-def _dtype_name(dtype: str) -> str:
-    code = dtype.lstrip("<>|=")
-    kind, size = code[0], code[1:]
-    if kind in ("f", "i", "u", "c") and size.isdigit():
-        return f"{_NAMES[kind]}{int(size) * 8}"
-    if kind == "b":
-        return "bool"
-    return dtype

@@ -1,0 +1,209 @@
+"""Reading one ``POST /predict`` request of ``modelstore serve``: bounded before any work.
+
+Requests come from strangers: the body's JSON, its fields and its arrays are each checked
+against :class:`Limits` before anything is converted to numpy; every refusal is a
+:class:`ClientError` carrying the 4xx status the server answers with.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .api import OUTPUTS
+from .errors import ArgumentError
+from .security import jsonsafe
+
+#: JSON nesting accepted by the parser; arrays are bounded more tightly by ``Limits.max_dims``.
+JSON_DEPTH = 128
+#: Fields a POST /predict body may have.
+FIELDS = ("inputs", "output", "batch_size")
+#: Named inputs (``{"inputs": {"name": [...]}}``) accepted in one request.
+MAX_NAMED_INPUTS = 16
+_INT64 = 1 << 63
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one POST /predict may ask of the server; each refusal names the limit it hit.
+
+    Together they bound a request's memory and CPU: the body's bytes, the values the model
+    runs on (``max_values``, rows x features summed over named inputs) and the number of
+    model calls (``max_batches``); the defaults keep the worst request to about a second of
+    parsing plus the model's own time on a million values.
+    """
+
+    max_body_bytes: int = 16 << 20
+    max_dims: int = 6
+    max_rows: int = 10_000
+    max_values: int = 1_000_000
+    max_batches: int = 64
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 1:
+                raise ArgumentError(
+                    f"serve limit {f.name} must be a positive integer, not {value!r}"
+                )
+
+
+class ClientError(Exception):
+    """A request the server cannot use: becomes a 4xx answer, never escapes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: A run of number characters longer than jsonsafe accepts in one number.
+_LONG_NUMBER = re.compile(rb"[0-9.eE+-]{%d}" % (jsonsafe.MAX_NUMBER_CHARS + 1))
+
+
+def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
+    """The request's JSON object, its fields checked (inputs not yet).
+
+    The per-request cost is kept to the C parser's: floats are parsed natively (a number
+    that overflows one, ``1e999``, is refused when the inputs are converted), and the depth
+    walk runs only when the body has enough brackets to nest past ``JSON_DEPTH``."""
+    # Parsing costs about 0.3 s per million values or lists; a body with more than the limit
+    # allows (each value needs a comma or a bracket beside it) is refused before parsing.
+    room = 2 * limits.max_values + 1024
+    opening = body.count(b"[")
+    if body.count(b",") > room or opening > room // 2:
+        raise ClientError(
+            413, f"the request holds more than the {limits.max_values} values accepted"
+        )
+    long = _LONG_NUMBER.search(body)
+    if long is not None:
+        raise ClientError(
+            400,
+            "the request body: not valid JSON (a number of over "
+            f"{jsonsafe.MAX_NUMBER_CHARS} characters)",
+        )
+    deep = opening + body.count(b"{") > JSON_DEPTH
+    try:
+        data = jsonsafe.loads(
+            body,
+            where="the request body",
+            max_bytes=limits.max_body_bytes,
+            max_depth=JSON_DEPTH if deep else None,
+            native_floats=True,
+        )
+    except jsonsafe.JSONLimitError as e:
+        # JSON has no NaN or Infinity
+        unusable = "non-standard constant" in str(e)
+        raise ClientError(422 if unusable else 400, str(e)) from None
+    if not isinstance(data, dict) or "inputs" not in data:
+        raise ClientError(422, 'expected a JSON object {"inputs": [...]}')
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ClientError(422, f"unknown fields {unknown[:5]}; a request has {list(FIELDS)}")
+    output = data.get("output", "raw")
+    if output not in OUTPUTS:
+        raise ClientError(422, f"output must be one of {list(OUTPUTS)}, not {_short(output)}")
+    batch_size = data.get("batch_size")
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise ClientError(422, f"batch_size must be a positive integer, not {_short(batch_size)}")
+    return data
+
+
+def _short(value: Any) -> str:
+    """A client's value for an error message: scalars shortened, containers by kind only."""
+    if isinstance(value, (str, int, float)) or value is None:
+        return repr(value)[:40]
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def shape_of(value: Any, limits: Limits, name: str = "inputs") -> tuple[int, ...]:
+    """The shape of a nested list of numbers (or a flat list of strings), level by level.
+
+    Iterative, so nesting costs no recursion, and refused at ``max_dims`` levels, before
+    anything is converted to numpy.
+    """
+    shape: list[int] = []
+    level = [value]
+    while isinstance(level[0], list):
+        if len(shape) == limits.max_dims:
+            raise ClientError(422, f"{name} has more than {limits.max_dims} dimensions")
+        n = len(level[0])
+        if any(not isinstance(v, list) or len(v) != n for v in level):
+            raise ClientError(422, f"{name} is not rectangular at dimension {len(shape)}")
+        if n == 0:
+            raise ClientError(422, f"{name} is empty at dimension {len(shape)}")
+        if not shape and n > limits.max_rows:
+            raise ClientError(
+                413, f"{n} rows is more than the {limits.max_rows} accepted; split the request"
+            )
+        if len(level) * n > limits.max_values:
+            raise ClientError(
+                413, f"{name} holds more than {limits.max_values} values; send fewer rows"
+            )
+        shape.append(n)
+        level = [v for row in level for v in row]
+    if not shape:
+        raise ClientError(422, f"{name} must be an array (a list of rows), not a single value")
+    _check_leaves(level, len(shape), name)
+    return tuple(shape)
+
+
+def _check_leaves(leaves: list[Any], dims: int, name: str) -> None:
+    kinds = {type(v) for v in leaves}
+    if kinds <= {int, float, bool}:
+        if int in kinds and any(type(v) is int and not -_INT64 <= v < _INT64 for v in leaves):
+            raise ClientError(422, f"{name} holds an integer outside the 64-bit range")
+        return
+    if kinds == {str} and dims == 1:
+        return  # one text per row, for text models
+    odd = sorted(_JSON_NAMES.get(t, t.__name__) for t in kinds - {int, float, bool, str})
+    found = ", ".join(odd) if odd else "texts inside rows or mixed with numbers"
+    raise ClientError(422, f"{name} must hold numbers (or be a flat list of texts); found {found}")
+
+
+_JSON_NAMES = {dict: "an object", type(None): "null", list: "a list beside numbers"}
+
+
+def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
+    """The request's inputs as numpy (one array, or a dict for named inputs) and its rows."""
+    import numpy as np
+
+    raw = data["inputs"]
+    named = isinstance(raw, dict)
+    items = raw if named else {"inputs": raw}
+    if named and not 0 < len(items) <= MAX_NAMED_INPUTS:
+        raise ClientError(
+            422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}"
+        )
+    shapes = {
+        key: shape_of(value, limits, f"inputs[{key[:40]!r}]" if named else "inputs")
+        for key, value in items.items()
+    }
+    total = sum(math.prod(s) for s in shapes.values())
+    if total > limits.max_values:
+        raise ClientError(
+            413, f"the inputs hold {total} values, more than the {limits.max_values} accepted"
+        )
+    rows = max(s[0] for s in shapes.values())
+    arrays = {key: np.asarray(value) for key, value in items.items()}
+    for key, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():  # 1e999 parses as infinity
+            where = f"inputs[{key[:40]!r}]" if named else "inputs"
+            raise ClientError(422, f"{where} holds a number that overflows a float")
+    return (arrays if named else arrays["inputs"]), rows
+
+
+def batch_size_for(data: dict[str, Any], rows: int, limits: Limits) -> int | None:
+    """The batch size to pass to predict: None for one batch; refused if it means many calls."""
+    batch_size: int | None = data.get("batch_size")
+    if batch_size is None or batch_size >= rows:
+        return None
+    if -(-rows // batch_size) > limits.max_batches:
+        least = -(-rows // limits.max_batches)
+        msg = (
+            f"batch_size {batch_size} splits {rows} rows into more than {limits.max_batches} "
+            f"batches; use a batch_size of at least {least}, or none"
+        )
+        raise ClientError(422, msg)
+    return batch_size

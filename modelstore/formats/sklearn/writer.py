@@ -1,0 +1,362 @@
+"""One pass for an uncompressed joblib save: write, hash and describe what was written.
+
+``joblib.dump`` pickles with joblib's pure-Python ``NumpyPickler``; this module runs that same
+pickler (the bytes are identical to ``joblib.dump``'s) through a file that computes the
+payload checksum (xxh3-128) and the whole file's sha256 as the bytes go by, and records what
+``inspect`` would read back from the stream: the globals it names, the arrays joblib stores
+raw (with the dotted path the static walker gives them) and the top-level object's state.
+``ms.save`` then needs no re-read for the checksum and no static re-scan of its own file.
+
+Anything this recorder cannot describe exactly as the static scan would (an object-dtype or
+structured array, a pickle protocol below 4, a joblib without the pieces used here) makes
+:func:`dump` return ``None`` for the description; the save then inspects the file as before.
+The trust decision is not made here: a load of the file is gated as any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import queue
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..._info import TensorInfo
+from ...storage.hashing import format_checksum, new_checksum
+
+#: bytes gathered before one write + hash (pickle opcodes arrive a few bytes at a time)
+_BUFFER = 1 << 20
+#: descriptions kept for ``inspect`` to pick up right after the save (consumed once)
+_KEEP = 64
+_NEWOBJ = ("__newobj__", "__newobj_ex__")
+
+
+@dataclass
+class Recorded:
+    """What the recording pickler saw: globals in order of first use, raw arrays, states."""
+
+    globals: dict[str, None] = field(default_factory=dict)
+    arrays: list[TensorInfo] = field(default_factory=list)
+    #: id(obj) -> (class or function name as the stream names it, pickled state)
+    objects: dict[int, tuple[str | None, Any]] = field(default_factory=dict)
+    root: tuple[str | None, Any] = (None, None)
+    exact: bool = True
+
+
+class HashingFile:
+    """A write-only file object that checksums every byte it writes (xxh3, at memory speed)
+    and hands the same bytes to a second thread for the whole file's sha256 (~1.4 GB/s;
+    hashlib releases the GIL), so the hash costs the writer almost nothing. Use as a
+    context manager; :meth:`sha256` is ready after it exits."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.xxh = new_checksum()
+        self.size = 0
+        self._buf = bytearray()
+        self._sha = hashlib.sha256()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._hash, name="modelstore-sha256", daemon=True)
+
+    def __enter__(self) -> HashingFile:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+
+    def _hash(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._sha.update(data)
+
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def write(self, data: Any) -> int:
+        n = len(data)
+        if n < 65536:
+            self._buf += data
+            if len(self._buf) >= _BUFFER:
+                self.flush()
+        else:
+            self.flush()
+            self._put(data)
+        return n
+
+    def _put(self, data: Any) -> None:
+        # pickle hands over bytes, or a view of a frame it never touches again
+        self.xxh.update(data)
+        self._queue.put(data)
+        self.raw.write(data)
+        self.size += len(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            data, self._buf = bytes(self._buf), bytearray()
+            self._put(data)
+
+    def tell(self) -> int:
+        return self.size + len(self._buf)
+
+
+def _global_name(obj: Any, name: str | None = None) -> str:
+    """``module.qualname`` exactly as pickle's ``save_global`` writes it (protocol >= 4)."""
+    if name is None:
+        name = getattr(obj, "__qualname__", None) or obj.__name__
+    return f"{pickle.whichmodule(obj, name)}.{name}"  # type: ignore[attr-defined]
+
+
+_DICT, _SEQ, _REDUCE = 0, 1, 2
+
+
+def _index(entry: list[Any]) -> dict[int, tuple[bool, Any]]:
+    """id(child) -> (walked, key) for one container on the stack (the first place wins)."""
+    kind, container = entry[0], entry[1]
+    out: dict[int, tuple[bool, Any]] = {}
+    if kind == _DICT:
+        pairs: Any = container.items()
+    elif kind == _SEQ:
+        pairs = enumerate(container)
+    else:
+        _, _, state, listitems, dictitems = entry[:5]
+        if state is not None:
+            out[id(state)] = (True, _HERE)
+        pairs = [*enumerate(listitems or ()), *(dictitems or ())]
+    for k, v in pairs:
+        if id(v) not in out:
+            out[id(v)] = (isinstance(k, (str, int)), k)
+    return out
+
+
+_HERE = object()
+
+
+def _pickler_class() -> Any:
+    """joblib's NumpyPickler, recording as it goes. Containers being written are kept on a
+    stack; only when an array comes is its path worked out, by finding each child in its
+    container (so the many small values cost nothing)."""
+    from joblib.numpy_pickle import NumpyPickler
+
+    class RecordingPickler(NumpyPickler):  # type: ignore[misc]
+        dispatch = NumpyPickler.dispatch.copy()
+
+        def __init__(self, fp: Any, protocol: int) -> None:
+            super().__init__(fp, protocol=protocol)
+            self.rec = Recorded()
+            #: [kind, container, ..., index of its children (built when an array needs it)]
+            self._stack: list[list[Any]] = []
+            self._root: Any = None
+
+        def dump(self, obj: Any) -> None:
+            self._root = obj
+            super().dump(obj)
+
+        def _path(self, array: Any) -> str | None:
+            keys: list[Any] = []
+            child = array
+            for entry in reversed(self._stack):
+                if entry[-1] is None:
+                    entry[-1] = _index(entry)
+                walked, key = entry[-1].get(id(child), (False, None))
+                if not walked:
+                    return None  # a dict key, a call's argument: the walker does not go there
+                if key is not _HERE:
+                    keys.append(key)
+                child = entry[1]
+            path = ""
+            for key in reversed(keys):
+                path = f"{path}.{key}"
+            return path.strip(".") or "<array>"
+
+        def _create_array_wrapper(self, array: Any) -> Any:
+            path = self._path(array)
+            if path is None:
+                pass
+            elif array.dtype.hasobject:  # pickled inline by a pickler this one cannot see
+                self.rec.exact = False
+            else:
+                n = 1
+                for d in array.shape:
+                    n *= int(d)
+                code = array.dtype.__reduce__()[1][0]  # the type code the stream spells
+                self.rec.arrays.append(
+                    TensorInfo(
+                        path,
+                        tuple(int(d) for d in array.shape),
+                        _dtype_name(code),
+                        n * array.dtype.itemsize,
+                    )
+                )
+            return super()._create_array_wrapper(array)
+
+        def save_dict(self, obj: Any) -> None:
+            self._stack.append([_DICT, obj, None])
+            try:
+                NumpyPickler.save_dict(self, obj)
+            finally:
+                self._stack.pop()
+
+        def save_list(self, obj: Any) -> None:
+            self._stack.append([_SEQ, obj, None])
+            try:
+                NumpyPickler.save_list(self, obj)
+            finally:
+                self._stack.pop()
+
+        def save_tuple(self, obj: Any) -> None:
+            self._stack.append([_SEQ, obj, None])
+            try:
+                NumpyPickler.save_tuple(self, obj)
+            finally:
+                self._stack.pop()
+
+        dispatch[dict] = save_dict
+        dispatch[list] = save_list
+        dispatch[tuple] = save_tuple
+
+        def save_global(self, obj: Any, name: str | None = None) -> None:
+            self.rec.globals[_global_name(obj, name)] = None
+            super().save_global(obj, name)
+
+        def save_reduce(
+            self,
+            func: Any,
+            args: Any,
+            state: Any = None,
+            listitems: Any = None,
+            dictitems: Any = None,
+            *rest: Any,
+            obj: Any = None,
+        ) -> None:
+            if state is not None and (listitems is not None or dictitems is not None):
+                self.rec.exact = False  # written items-then-state, walked state-then-items
+            if listitems is not None:
+                listitems = list(listitems)
+            if dictitems is not None:
+                dictitems = list(dictitems)
+            if obj is not None:
+                name = self._name(func, args)
+                self.rec.objects[id(obj)] = (name, state)
+                if obj is self._root:
+                    self.rec.root = (name, state)
+            self._stack.append([_REDUCE, obj, state, listitems, dictitems, None])
+            try:
+                super().save_reduce(
+                    func,
+                    args,
+                    state,
+                    None if listitems is None else iter(listitems),
+                    None if dictitems is None else iter(dictitems),
+                    *rest,
+                    obj=obj,
+                )
+            finally:
+                self._stack.pop()
+
+        @staticmethod
+        def _name(func: Any, args: Any) -> str | None:
+            """The class a NEWOBJ builds, else the function called, as the stream names it."""
+            try:
+                if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
+                    return _global_name(args[0])
+                return _global_name(func)
+            except Exception:  # noqa: BLE001 - an odd callable: the save itself will say
+                return None
+
+    return RecordingPickler
+
+
+_ARRAYS: tuple[type, ...] = ()
+
+
+def _array_types() -> tuple[type, ...]:
+    global _ARRAYS
+    if not _ARRAYS:
+        import numpy as np
+
+        _ARRAYS = (np.ndarray, np.matrix, np.memmap)
+    return _ARRAYS
+
+
+_NAMES = {
+    "f": "float",
+    "i": "int",
+    "u": "uint",
+    "b": "bool",
+    "c": "complex",
+    "U": "str",
+    "S": "bytes",
+}
+
+
+def _dtype_name(dtype: str) -> str:
+    code = dtype.lstrip("<>|=")
+    kind, size = code[0], code[1:]
+    if kind in ("f", "i", "u", "c") and size.isdigit():
+        return f"{_NAMES[kind]}{int(size) * 8}"
+    if kind == "b":
+        return "bool"
+    return dtype
+
+
+@dataclass
+class Dumped:
+    """What :func:`dump` wrote: checksum, sha256, size, and the description (None: scan)."""
+
+    checksum: str
+    sha256: str
+    size: int
+    recorded: Recorded | None
+
+
+def dump(obj: Any, path: Path, protocol: int | None) -> Dumped | None:
+    """``joblib.dump(obj, path, protocol=protocol)`` (uncompressed) hashed and described in
+    the same pass; None when this joblib lacks the pickler used here (then call joblib.dump)."""
+    if protocol is not None and protocol < 4:
+        return None
+    try:
+        cls = _pickler_class()
+    except (ImportError, AttributeError):
+        return None
+    with open(path, "wb") as raw, HashingFile(raw) as out:
+        pickler = cls(out, protocol=protocol if protocol is not None else pickle.DEFAULT_PROTOCOL)
+        pickler.dump(obj)
+    rec: Recorded = pickler.rec
+    return Dumped(format_checksum(out.xxh), out.sha256(), out.size, rec if rec.exact else None)
+
+
+# -- handing the description to the inspect that follows the save ----------------------------
+
+_LOCK = threading.Lock()
+_WRITTEN: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+
+def _key(path: Path, st: Any) -> tuple[Any, ...]:
+    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def remember(target: Path, tmp: Path, inspection: Any) -> None:
+    """Keep ``inspection`` for ``target`` once ``tmp`` (same inode) is renamed over it."""
+    key = _key(target, tmp.stat())
+    with _LOCK:
+        _WRITTEN[key] = inspection
+        while len(_WRITTEN) > _KEEP:
+            _WRITTEN.popitem(last=False)
+
+
+def take(path: Path) -> Any:
+    """The description this process recorded while writing ``path`` (once), else None."""
+    try:
+        key = _key(path, path.stat())
+    except OSError:
+        return None
+    with _LOCK:
+        return _WRITTEN.pop(key, None)

@@ -1,0 +1,97 @@
+"""modelstore serve answers fast models in the event loop and slow ones in threads (issue 19).
+
+The choice follows the measured answer times (no timing is asserted here: the tests set the
+threshold so that each path is taken for certain and check the answers are the same).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+torch = pytest.importorskip("torch")
+
+import modelstore as ms  # noqa: E402
+from modelstore import serve  # noqa: E402
+from tests import models  # noqa: E402
+
+ROWS = np.random.default_rng(0).random((3, 64)).round(4).astype(np.float32)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Any:
+    from starlette.testclient import TestClient
+
+    path = tmp_path / "digits.safetensors"
+    ms.save(models.trained_net(), path, labels=list("0123456789"))
+    app = serve.create_app(str(path), model=models.Net)
+    with TestClient(app) as c:
+        c.expected = ms.predict(ms.load(path, model=models.Net), ROWS)
+        yield c
+
+
+def _ask(client: Any, n: int) -> None:
+    for _ in range(n):
+        r = client.post("/predict", json={"inputs": ROWS.tolist()})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(r.json()["outputs"], client.expected, rtol=1e-5)
+
+
+def test_the_policy_follows_the_median_of_recent_answers() -> None:
+    d = serve.Dispatch()
+    for _ in range(7):
+        d.record(1e-5)
+    assert not d.inline  # too few answers timed yet: threads
+    d.record(1e-5)
+    assert d.inline
+    for _ in range(9):
+        d.record(0.05)  # the model got slow: most of the last 16 answers are
+    assert not d.inline
+
+
+@pytest.mark.parametrize("threshold", [60.0, 0.0])
+def test_both_paths_answer_alike(
+    client: Any, threshold: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serve, "INLINE_SECONDS", threshold)
+    _ask(client, 12)
+    assert client.app.state.dispatch.inline is (threshold > 0)
+    # client mistakes stay 4xx on either path, and the next request works
+    assert client.post("/predict", content=b'{"inputs": [[1e999]]}').status_code == 422
+    long = b'{"inputs": [[' + b"1" * 500 + b"]]}"
+    assert client.post("/predict", content=long).status_code == 400
+    deep = b'{"inputs": ' + b"[" * 200 + b"]" * 200 + b"}"
+    assert client.post("/predict", content=deep).status_code == 400
+    _ask(client, 1)
+
+
+def _threads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each answer from now on runs in one of anyio's worker threads."""
+    import threading
+
+    seen: list[bool] = []
+    real = serve.answer
+
+    def spy(*args: Any) -> Any:
+        seen.append(threading.current_thread().name.startswith("AnyIO worker"))
+        return real(*args)
+
+    monkeypatch.setattr(serve, "answer", spy)
+    return seen
+
+
+def test_fast_answers_run_in_the_event_loop_and_large_bodies_in_threads(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serve, "INLINE_SECONDS", 60.0)
+    seen = _threads(monkeypatch)
+    _ask(client, 10)
+    assert seen == [True] * 8 + [False] * 2  # the first 8 are timed in threads
+    monkeypatch.setattr(serve, "INLINE_BODY_BYTES", 10)  # every body counts as large now
+    _ask(client, 2)
+    assert seen[-2:] == [True, True]
