@@ -6,6 +6,9 @@
 - node ``target`` strings: ``torch.X.Y`` / ``_operator.X`` / ``math.X`` are resolved by
   ``getattr`` chains from those modules, and any *callable* found becomes a graph call
   (``torch.os.system`` would be called with the node's arguments when the program runs);
+  operator *arguments* (``as_operator``) are resolved the same way and handed to the node's
+  operator (``wrap_with_set_grad_enabled(False, fn, *args)`` calls ``fn(*args)``), so they
+  are checked as targets;
 - symbolic-shape expressions (``expr_str``, range-constraint names) go to ``sympy.sympify``,
   which ``eval``-s Python;
 - ``guards_code`` strings become Python source that ``ExportedProgram.module()`` compiles.
@@ -296,6 +299,13 @@ def check_program(program: Any, out: GraphCheck) -> None:
             _check_metadata(node.get("metadata"), out)
         elif target is not None and "inputs" in node:
             out.refuse("<node>", "a node whose target is not a string")
+        # an operator passed as an argument (``as_operator``) is resolved like a target, and
+        # a higher-order operator such as wrap_with_set_grad_enabled calls it: same rules
+        operator = node.get("as_operator")
+        if isinstance(operator, str):
+            check_target(operator, out)
+        elif operator is not None:
+            out.refuse("<node>", "an operator argument that is not a string")
         expr = node.get("expr_str")
         if expr is not None:
             why = check_expr(expr) if isinstance(expr, str) else "a non-text symbolic expression"
