@@ -34,6 +34,20 @@ OP_NAMESPACES = ("aten", "prims")
 #: aten operators refused even so: they read or write files, or re-point tensor storage
 DENIED_OPS = frozenset({"from_file", "save", "_print", "set_", "set_data", "wait"})
 DENIED_OPS |= {"_cufft_set_plan_cache_max_size"}
+#: aten operators that trust their arguments: views with unchecked sizes and strides, sparse
+#: tensors whose indices are not checked (``to_dense`` then writes out of bounds). Crafted
+#: arguments crash the process (SIGSEGV, shown in tests/security/test_redteam3.py)
+UNCHECKED_OPS = frozenset(
+    {"_reshape_alias", "_reshape_alias_copy", "_coalesced_", "sparse_resize_"}
+    | {"sparse_resize_and_clear_", "_sparse_coo_tensor_with_dims_and_tensors"}
+    | {"sparse_coo_tensor", "_sparse_coo_tensor_unsafe", "_sparse_coo_tensor_with_dims"}
+    | {
+        f"{p}sparse_{k}_tensor{u}"
+        for p in ("", "_")
+        for k in ("compressed", "csr", "csc", "bsr", "bsc")
+        for u in ("", "_unsafe")
+    }
+)
 #: higher-order operators whose bodies are subgraphs in the same JSON (checked the same way)
 HIGHER_ORDER = frozenset(
     {"cond", "while_loop", "map_impl", "scan", "wrap_with_set_grad_enabled", "wrap_with_autocast"}
@@ -222,6 +236,12 @@ def check_target(target: str, out: GraphCheck) -> None:
     if namespace in OP_NAMESPACES:
         if name in DENIED_OPS:
             out.refuse(target, "an operator that reads or writes files or re-points storage")
+        elif name in UNCHECKED_OPS:
+            out.refuse(
+                target,
+                "an operator that does not check its sizes, strides or indices (crafted "
+                "arguments make it read or write outside its memory)",
+            )
         return
     out.refuse(
         f"torch.ops.{namespace}",

@@ -214,3 +214,91 @@ def test_operator_argument_is_checked_as_a_target(source: Path, tmp_path: Path) 
     with pytest.raises(ms.UnsafeModelError) as e:
         ms.predict(path, np.zeros((3, 4), np.float32))
     assert "from_file" in str(e.value)
+
+
+# -- 4. aten operators that do not check their arguments -----------------------------------
+def unchecked_view(src: Path, dst: Path, marker: Path | None = None) -> Path:
+    """``aten._reshape_alias(relu, [10**6], [1000]).sum()``: a view nobody bounds-checks,
+    read far outside a 12-byte storage (SIGSEGV when the program runs)."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        g = doc["graph_module"]["graph"]
+
+        def node(target: str, name: str, inputs: list[tuple[str, Any]]) -> dict[str, Any]:
+            return {
+                "target": target,
+                "inputs": [{"name": k, "arg": v, "kind": 1} for k, v in inputs],
+                "outputs": [{"as_tensor": {"name": name}}],
+                "metadata": {},
+                "is_hop_single_tensor_return": None,
+                "name": name,
+            }
+
+        n = 10**6
+        g["nodes"].append(
+            node(
+                "torch.ops.aten._reshape_alias.default",
+                "evil",
+                [
+                    ("self", {"as_tensor": {"name": "relu"}}),
+                    ("size", {"as_ints": [n]}),
+                    ("stride", {"as_ints": [1000]}),
+                ],
+            )
+        )
+        g["nodes"].append(
+            node("torch.ops.aten.sum.default", "total", [("self", {"as_tensor": {"name": "evil"}})])
+        )
+        for name, sizes, strides in (("evil", [n], [1000]), ("total", [], [])):
+            meta = copy.deepcopy(g["tensor_values"]["relu"])
+            meta.update(sizes=[{"as_int": d} for d in sizes])
+            meta.update(strides=[{"as_int": d} for d in strides])
+            g["tensor_values"][name] = meta
+        g["outputs"] = [{"as_tensor": {"name": "total"}}]
+        spec = {"user_output": {"arg": {"as_tensor": {"name": "total"}}}}
+        doc["graph_module"]["signature"]["output_specs"] = [spec]
+
+    return h.rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+@pytest.mark.slow
+def test_unchecked_view_crashes_torch(source: Path, tmp_path: Path) -> None:
+    out = naive(unchecked_view(source, tmp_path / "alias.pt2"))
+    assert out.returncode < 0, (out.returncode, out.stdout, out.stderr[-2000:])
+
+
+def test_unchecked_view_is_refused(source: Path, tmp_path: Path) -> None:
+    path = unchecked_view(source, tmp_path / "alias.pt2")
+    refused_everywhere(path)
+    with pytest.raises(ms.UnsafeModelError) as e:
+        ms.predict(path, np.zeros((3, 4), np.float32))
+    assert "_reshape_alias" in str(e.value)
+
+
+SPARSE = (
+    "torch.ops.aten.sparse_coo_tensor.indices_size(torch.tensor([[10**9]]), torch.ones(1), [3])"
+)
+
+
+@pytest.mark.slow
+def test_sparse_constructor_crashes_torch() -> None:
+    code = f"import torch\nprint({SPARSE}.to_dense())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert out.returncode < 0, out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "torch.ops.aten.sparse_coo_tensor.indices_size",
+        "torch.ops.aten._sparse_coo_tensor_unsafe.default",
+        "torch.ops.aten._sparse_csr_tensor_unsafe.default",
+        "torch.ops.aten._reshape_alias_copy.default",
+    ],
+)
+def test_unchecked_operators_are_refused(target: str) -> None:
+    from modelstore.security.pt2graph import GraphCheck, check_target
+
+    out = GraphCheck()
+    check_target(target, out)
+    assert out.problems and not out.problems[0][2], out.problems
