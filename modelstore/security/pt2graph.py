@@ -229,6 +229,13 @@ def check_target(target: str, out: GraphCheck) -> None:
     if namespace == "higher_order":
         if overload is not None or name not in HIGHER_ORDER:
             out.refuse(target, "a higher-order operator modelstore does not allow")
+        elif name == "while_loop":
+            out.refuse(
+                target,
+                "a loop whose condition the file decides: running the program may never end; "
+                "trust it by name if you accept that",
+                trustable=True,
+            )
         return
     if overload is None:
         out.refuse(target, "an operator packet without an overload")

@@ -302,3 +302,50 @@ def test_unchecked_operators_are_refused(target: str) -> None:
     out = GraphCheck()
     check_target(target, out)
     assert out.problems and not out.problems[0][2], out.problems
+
+
+# -- 5. a loop whose condition the file decides --------------------------------------------
+class Loop(torch.nn.Module):
+    def forward(self, x: Any) -> Any:
+        from torch._higher_order_ops.while_loop import while_loop
+
+        def cond(i: Any, x: Any) -> Any:
+            return i < 3
+
+        def body(i: Any, x: Any) -> Any:
+            return i + 1, x + 1
+
+        return while_loop(cond, body, (torch.tensor(0), x))[1]
+
+
+def endless_loop(folder: Path) -> Path:
+    """A ``while_loop`` torch.export wrote, its condition ``i < 3`` edited to ``i < 2**62``:
+    ``predict`` never returns."""
+    src = folder / "loop.pt2"
+    torch.export.save(torch.export.export(Loop(), (torch.randn(3, 4),)), str(src))
+
+    def edit(doc: dict[str, Any]) -> None:
+        loops = [n for n in doc["graph_module"]["graph"]["nodes"] if "while_loop" in n["target"]]
+        cond = loops[0]["inputs"][0]["arg"]["as_graph"]["graph"]["nodes"][0]
+        assert cond["target"] == "torch.ops.aten.lt.Scalar", cond
+        cond["inputs"][1]["arg"] = {"as_int": 2**62}
+
+    return h.rewrite(src, folder / "endless.pt2", edit_json={"models/model.json": edit})
+
+
+@pytest.mark.slow
+def test_endless_loop_hangs_torch(tmp_path: Path) -> None:
+    path = endless_loop(tmp_path)
+    script = "import sys, torch\ntorch.export.load(sys.argv[1]).module()(torch.randn(3, 4))\n"
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, "-c", script, str(path)], env=_env(), timeout=30)
+
+
+def test_endless_loop_is_refused_unless_trusted_by_name(tmp_path: Path) -> None:
+    path = endless_loop(tmp_path)
+    refused_everywhere(path)
+    name = "torch.ops.higher_order.while_loop"
+    with pytest.raises(ms.UnsafeModelError) as e:
+        ms.load(path)
+    assert e.value.untrusted == [name]
+    assert ms.load(path, trust=[name]) is not None  # loading runs nothing; predict would
