@@ -28,6 +28,11 @@ from ..errors import FormatError
 MAX_DEPTH = 4096
 #: most outputs (classes or targets) accepted
 MAX_OUTPUTS = 1 << 20
+#: XGBoost category codes are floats below 2**24 (it treats larger inputs as invalid)
+MAX_CATEGORY = 1 << 24
+#: most bytes of category bitsets XGBoost may build on load: one bitset per categorical
+#: split, sized by the largest code in it, so a few bytes of JSON can ask for megabytes
+MAX_CATEGORY_BYTES = 64 << 20
 
 
 class TreeStructureError(FormatError):
@@ -148,11 +153,18 @@ def check_xgboost(doc: Any, where: str) -> None:
         drops = booster.get("weight_drop")
         if not isinstance(drops, list) or len(drops) != len(trees):
             raise TreeStructureError(f"{where}: dart 'weight_drop' does not match the trees")
+    bitsets = 0
     for i, tree in enumerate(trees):
-        _check_xgb_tree(tree, f"{where}: tree {i}", n_features)
+        bitsets += _check_xgb_tree(tree, f"{where}: tree {i}", n_features)
+        if bitsets > MAX_CATEGORY_BYTES:
+            raise TreeStructureError(
+                f"{where}: the category splits up to tree {i} would make XGBoost allocate "
+                f"{bitsets >> 20} MiB of category bitsets (at most {MAX_CATEGORY_BYTES >> 20})"
+            )
 
 
-def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
+def _check_xgb_tree(tree: Any, where: str, n_features: int) -> int:
+    """Check one tree; return the bytes of category bitsets XGBoost builds for it."""
     if not isinstance(tree, dict):
         raise TreeStructureError(f"{where} is not an object")
     tparam = tree.get("tree_param") or {}
@@ -183,6 +195,9 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
     nodes = _ints(where, "categories_nodes", tree.get("categories_nodes", []))
     segments = _ints(where, "categories_segments", tree.get("categories_segments", []), len(nodes))
     sizes = _ints(where, "categories_sizes", tree.get("categories_sizes", []), len(nodes))
+    if any(not 0 <= c < MAX_CATEGORY for c in cats):
+        raise TreeStructureError(f"{where}: a category code is negative or beyond 2**24")
+    bitsets = 0
     for node, start, size in zip(nodes, segments, sizes):
         if not 0 <= node < n or kind[node] != 1:
             raise TreeStructureError(
@@ -190,8 +205,8 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
             )
         if start < 0 or size < 0 or start + size > len(cats):
             raise TreeStructureError(f"{where}: node {node}'s categories lie outside the table")
-    if any(not 0 <= c < (1 << 31) for c in cats):
-        raise TreeStructureError(f"{where}: a category code is negative or beyond 2**31")
+        bitsets += (max(cats[start : start + size], default=0) >> 3) + 8
+    return bitsets
 
 
 # -- LightGBM -----------------------------------------------------------------------------

@@ -30,6 +30,14 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
 
+#: prints the child's own peak memory in KiB (VmHWM: ru_maxrss would include the parent's,
+#: which Linux carries across exec)
+PEAK = (
+    "print('peak', next(line.split()[1] for line in open('/proc/self/status') "
+    "if line.startswith('VmHWM')))\n"
+)
+
+
 def naive(path: Path, code: str = "") -> subprocess.CompletedProcess[str]:
     """``torch.export.load`` + ``.module()`` + one call, in a child; ``code`` runs after."""
     script = (
@@ -183,7 +191,7 @@ def test_empty_record_allocates_under_torch(source: Path, tmp_path: Path) -> Non
     assert path.stat().st_size < 64 << 10
     out = naive(
         path,
-        "import resource\nprint('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n",
+        PEAK,
     )
     peak_kib = int(out.stdout.split("peak")[-1])
     assert peak_kib > (ROWS * 4 * 4) >> 10, out.stdout  # the 800 MB of zeros were made
@@ -349,3 +357,170 @@ def test_endless_loop_is_refused_unless_trusted_by_name(tmp_path: Path) -> None:
         ms.load(path)
     assert e.value.untrusted == [name]
     assert ms.load(path, trust=[name]) is not None  # loading runs nothing; predict would
+
+
+# -- 6. XGBoost: sizes the file declares that XGBoost allocates -----------------------------
+
+
+def _xgb_doc(categorical: bool) -> dict[str, Any]:
+    import json
+
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(0)
+    if categorical:
+        x = rng.integers(0, 5, size=(300, 2)).astype(float)
+        data = xgb.DMatrix(x, x[:, 0] == 2, feature_types=["c", "c"], enable_categorical=True)
+        params = {"max_depth": 2, "objective": "binary:logistic", "max_cat_to_onehot": 1}
+    else:
+        x = rng.normal(size=(200, 4))
+        data = xgb.DMatrix(x, x[:, 0] > 0)
+        params = {"max_depth": 2, "objective": "binary:logistic"}
+    doc: dict[str, Any] = json.loads(xgb.train(params, data, 2).save_raw("json"))
+    return doc
+
+
+def huge_category(folder: Path, code: int = 400_000_000) -> Path:
+    """One category code of 4e8 in each tree: XGBoost builds a bitset up to it on load."""
+    import json
+
+    doc = _xgb_doc(categorical=True)
+    for tree in doc["learner"]["gradient_booster"]["model"]["trees"]:
+        assert tree["categories"], tree
+        tree["categories"][-1] = code
+    path = folder / "category.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def many_features(folder: Path, count: int = 100_000_000) -> Path:
+    """``num_feature`` of 1e8 for a model of 4: XGBoost predicts 4-column rows anyway,
+    with a buffer of the declared size per thread."""
+    import json
+
+    doc = _xgb_doc(categorical=False)
+    doc["learner"]["learner_model_param"]["num_feature"] = str(count)
+    path = folder / "features.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _naive_xgb(path: Path, columns: int, categorical: bool) -> int:
+    """Peak RSS (KiB) of a child that loads ``path`` with XGBoost and predicts 3 rows."""
+    types = f", feature_types={['c'] * columns}, enable_categorical=True" if categorical else ""
+    script = (
+        "import sys, numpy as np, xgboost as xgb\n"
+        "b = xgb.Booster(); b.load_model(sys.argv[1])\n"
+        f"b.predict(xgb.DMatrix(np.zeros((3, {columns})){types}))\n" + PEAK
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split("peak")[-1])
+
+
+@pytest.mark.slow
+def test_huge_category_code_allocates_under_xgboost(tmp_path: Path) -> None:
+    path = huge_category(tmp_path)
+    small = _naive_xgb(huge_category(tmp_path / "..", code=4), 2, True)
+    assert path.stat().st_size < 4096
+    assert _naive_xgb(path, 2, True) - small > 80_000  # ~100 MB of bitsets from 2 KB
+
+
+@pytest.mark.slow
+def test_huge_category_code_is_refused(tmp_path: Path) -> None:
+    path = huge_category(tmp_path)
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.ModelstoreError) as e:
+        ms.load(path)
+    assert "2**24" in str(e.value)
+
+
+def test_category_bitsets_are_bounded_in_total() -> None:
+    """Codes below 2**24 each cost up to 2 MiB: many such splits are refused together."""
+    from modelstore.security.gbtrees import TreeStructureError, check_xgboost
+
+    def tree(code: int) -> dict[str, Any]:
+        return {
+            "tree_param": {"num_nodes": "3", "size_leaf_vector": "1"},
+            "left_children": [1, -1, -1],
+            "right_children": [2, -1, -1],
+            "parents": [2147483647, 0, 0],
+            "split_indices": [0, 0, 0],
+            "split_type": [1, 0, 0],
+            "default_left": [0, 0, 0],
+            "base_weights": [0.0, 0.0, 0.0],
+            "categories": [code],
+            "categories_nodes": [0],
+            "categories_segments": [0],
+            "categories_sizes": [1],
+        }
+
+    def doc(count: int, code: int) -> dict[str, Any]:
+        model = {
+            "trees": [tree(code) for _ in range(count)],
+            "gbtree_model_param": {"num_trees": str(count)},
+            "tree_info": [0] * count,
+            "iteration_indptr": list(range(count + 1)),
+        }
+        return {
+            "learner": {
+                "learner_model_param": {"num_feature": "1", "num_class": "0"},
+                "gradient_booster": {"name": "gbtree", "model": model},
+            }
+        }
+
+    check_xgboost(doc(8, (1 << 24) - 1), "ok.json")  # 16 MiB: a big but possible model
+    with pytest.raises(TreeStructureError, match="MiB of category bitsets"):
+        check_xgboost(doc(40, (1 << 24) - 1), "many.json")
+    with pytest.raises(TreeStructureError, match="2\\*\\*24"):
+        check_xgboost(doc(1, 1 << 24), "big.json")
+
+
+@pytest.mark.slow
+def test_declared_feature_count_allocates_under_xgboost(tmp_path: Path) -> None:
+    small = _naive_xgb(many_features(tmp_path / "..", count=4), 4, False)
+    assert _naive_xgb(many_features(tmp_path), 4, False) - small > 300_000  # 800 MB / thread
+
+
+@pytest.mark.slow
+def test_declared_feature_count_must_match_the_input(tmp_path: Path) -> None:
+    path = many_features(tmp_path)
+    with pytest.raises(ms.ArgumentError, match="100000000 features"):
+        ms.predict(path, np.zeros((3, 4), np.float32))
+    ok = many_features(tmp_path / "..", count=4)
+    assert np.asarray(ms.predict(ok, np.zeros((3, 4), np.float32))).shape[0] == 3
+
+
+# -- 7. scan of boosted trees said "safe" for files load refuses ---------------------------
+@pytest.mark.slow
+def test_scan_of_boosted_trees_is_as_strict_as_load(tmp_path: Path) -> None:
+    """scan did not run the tree checks at all: a tree that crashes XGBoost's predictor or
+    hangs LightGBM's was "safe" (THREATS.md: scan is never more lenient than load)."""
+    from sklearn.datasets import load_iris
+
+    from .test_gbm_trees import _lgb_file, _xgb_file
+
+    xgb = pytest.importorskip("xgboost")
+    lgb = pytest.importorskip("lightgbm")
+    x, y = load_iris(return_X_y=True)
+    trees = {
+        "xgb": xgb.XGBClassifier(n_estimators=3, max_depth=2).fit(x, y),
+        "lgb": lgb.train(
+            {"objective": "binary", "verbose": -1, "num_leaves": 4},
+            lgb.Dataset(x, (y == 1).astype(int)),
+            3,
+        ),
+    }
+    (tmp_path / "x").mkdir()
+    (tmp_path / "l").mkdir()
+    for path in (
+        _xgb_file(tmp_path / "x", trees, "child-out-of-range", ".json"),
+        _lgb_file(tmp_path / "l", trees, "cycle"),
+    ):
+        report = ms.scan(path)
+        assert report.verdict == "unsafe", report
+        assert "reached twice" in str(report.findings) or "outside" in str(report.findings)
+    good = tmp_path / "good.json"
+    trees["xgb"].save_model(good)
+    assert ms.scan(good).verdict == "safe"
