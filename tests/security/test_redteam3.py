@@ -524,3 +524,18 @@ def test_scan_of_boosted_trees_is_as_strict_as_load(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     trees["xgb"].save_model(good)
     assert ms.scan(good).verdict == "safe"
+
+
+# -- 8. the child that parses first had no memory bound ------------------------------------
+@pytest.mark.slow
+def test_the_parsing_child_is_memory_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    """The child parses the file before any tree check: category codes of 2e9 make XGBoost
+    allocate ~1 GB there from 2 KB (and any amount with more trees). Its data size is bounded
+    (RLIMIT_DATA), so the parse fails and the file is refused; shown with a lower bound."""
+    from modelstore.security import child
+
+    path = huge_category(tmp_path, code=2_000_000_000)
+    assert _naive_xgb(path, 2, True) > 900_000
+    monkeypatch.setattr(child, "MEMORY", 600 << 20)
+    with pytest.raises(ms.FormatError, match="bad_alloc|cannot read"):
+        ms.load(path)
