@@ -28,6 +28,8 @@ from ..errors import FormatError
 MAX_DEPTH = 4096
 #: most outputs (classes or targets) accepted
 MAX_OUTPUTS = 1 << 20
+#: outputs a model may declare beyond its trees (an untrained model predicts its base score)
+FREE_OUTPUTS = 1 << 10
 #: XGBoost category codes are floats below 2**24 (it treats larger inputs as invalid)
 MAX_CATEGORY = 1 << 24
 #: most bytes of category bitsets XGBoost may build on load: one bitset per categorical
@@ -143,6 +145,18 @@ def check_xgboost(doc: Any, where: str) -> None:
     declared = _count(where, "num_trees", mparam.get("num_trees", str(len(trees))))
     if declared != len(trees):
         raise TreeStructureError(f"{where}: {declared} trees declared, {len(trees)} stored")
+    # the output width (predict makes rows x outputs values): each output needs its trees,
+    # or, for multi-output trees, leaf vectors of that size
+    leaf_sizes = [
+        _count(where, "size_leaf_vector", (t.get("tree_param") or {}).get("size_leaf_vector", "1"))
+        for t in trees
+        if isinstance(t, dict)
+    ]
+    if groups > max(len(trees), *leaf_sizes, FREE_OUTPUTS):
+        raise TreeStructureError(
+            f"{where}: {groups} outputs declared for {len(trees)} trees; a model has at least "
+            f"one tree (or one leaf value) per output"
+        )
     info = _ints(where, "tree_info", model.get("tree_info", []), len(trees))
     if any(not 0 <= g < groups for g in info):
         raise TreeStructureError(f"{where}: a tree is assigned to an output beyond {groups}")
@@ -177,9 +191,22 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> int:
     left, right, parents = arrays["left_children"], arrays["right_children"], arrays["parents"]
     split, kind = arrays["split_indices"], arrays["split_type"]
 
+    # multi-output trees (XGBoost 3): a leaf's right_children entry is its row in
+    # leaf_weights (size_leaf_vector values each), which the predictor reads unchecked
+    leaf_rows = _leaf_rows(tree, where, leaf_size)
+    used = [False] * (leaf_rows or 0)
+
     def children(node: int) -> tuple[int, ...]:
         if left[node] == -1:
-            if right[node] != -1:
+            if leaf_rows is not None:
+                row = right[node]
+                if not 0 <= row < leaf_rows or used[row]:
+                    raise TreeStructureError(
+                        f"{where}: leaf {node} names leaf value row {row}, out of range or "
+                        f"used twice ({leaf_rows} rows)"
+                    )
+                used[row] = True
+            elif right[node] != -1:
                 raise TreeStructureError(f"{where}: leaf {node} has a right child")
             return ()
         if not 0 <= split[node] < n_features:
@@ -209,6 +236,16 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> int:
     return bitsets
 
 
+def _leaf_rows(tree: dict[str, Any], where: str, leaf_size: int) -> int | None:
+    """Rows of ``leaf_weights`` in a multi-output tree, or None for a one-output tree."""
+    weights = tree.get("leaf_weights")
+    if weights is None or leaf_size <= 1:
+        return None
+    if not isinstance(weights, list) or len(weights) % leaf_size:
+        raise TreeStructureError(f"{where}: 'leaf_weights' is not rows of {leaf_size} values")
+    return len(weights) // leaf_size
+
+
 # -- LightGBM -----------------------------------------------------------------------------
 def check_lightgbm(text: str, where: str) -> None:
     """Check a LightGBM model text as ``Booster.model_to_string`` writes it."""
@@ -227,6 +264,21 @@ def check_lightgbm(text: str, where: str) -> None:
         actual = [len(("Tree=" + b).encode("utf-8")) for b in blocks]
         if declared != actual:
             raise TreeStructureError(f"{where}: 'tree_sizes' does not match the trees stored")
+    # the output width: LightGBM's predict makes rows x num_class values whatever the trees;
+    # a real model grows num_class (= trees per iteration) trees in each iteration
+    n_class = _count(where, "num_class", header.get("num_class", "1"), 1, MAX_OUTPUTS)
+    per_iteration = _count(
+        where, "num_tree_per_iteration", header.get("num_tree_per_iteration", "1"), 1, MAX_OUTPUTS
+    )
+    if (
+        per_iteration != n_class
+        or n_class > max(len(blocks), FREE_OUTPUTS)
+        or len(blocks) % n_class
+    ):
+        raise TreeStructureError(
+            f"{where}: num_class {n_class} with {per_iteration} trees per iteration does not "
+            f"match the {len(blocks)} trees stored"
+        )
     for block in blocks:
         index, _, block_text = block.partition("\n")
         _check_lgb_tree(

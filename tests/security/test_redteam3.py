@@ -539,3 +539,101 @@ def test_the_parsing_child_is_memory_bounded(tmp_path: Path, monkeypatch: Any) -
     monkeypatch.setattr(child, "MEMORY", 600 << 20)
     with pytest.raises(ms.FormatError, match="bad_alloc|cannot read"):
         ms.load(path)
+
+
+# -- 9. XGBoost multi-output trees ----------------------------------------------------------
+def multi_output(folder: Path, leaf_row: int | None = None) -> Path:
+    """A multi_output_tree model (XGBoost 3: a leaf's right_children entry is its row in
+    leaf_weights); ``leaf_row`` rewrites the first leaf's row."""
+    import json
+
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 4)), rng.normal(size=(200, 3))
+    params = {"tree_method": "hist", "multi_strategy": "multi_output_tree"}
+    doc = json.loads(xgb.train(params, xgb.DMatrix(x, y), 3).save_raw("json"))
+    if leaf_row is not None:
+        tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
+        tree["right_children"][tree["left_children"].index(-1)] = leaf_row
+    path = folder / f"multi-{leaf_row}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.slow
+def test_multi_output_leaf_row_out_of_range_crashes_xgboost(tmp_path: Path) -> None:
+    script = (
+        "import sys, numpy as np, xgboost as xgb\n"
+        "b = xgb.Booster(); b.load_model(sys.argv[1])\n"
+        "b.predict(xgb.DMatrix(np.random.default_rng(1).normal(size=(256, 4))))\n"
+    )
+    path = multi_output(tmp_path, leaf_row=10**6)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, timeout=120
+    )
+    assert out.returncode < 0, out
+
+
+@pytest.mark.slow
+def test_multi_output_trees_load_and_bad_leaf_rows_are_refused(tmp_path: Path) -> None:
+    import json
+
+    """The leaf check used to refuse every multi-output tree ("leaf has a right child");
+    now real ones load and predict, and a leaf row outside leaf_weights is refused."""
+    good = multi_output(tmp_path)
+    assert ms.scan(good).verdict == "safe"
+    assert np.asarray(ms.predict(good, np.zeros((5, 4)), output="raw")).shape == (5, 3)
+    bad = multi_output(tmp_path, leaf_row=10**6)
+    assert ms.scan(bad).verdict != "safe"  # XGBoost's own writer aborts in the child
+    with pytest.raises(ms.ModelstoreError):
+        ms.load(bad)
+    from modelstore.security.gbtrees import TreeStructureError, check_xgboost
+
+    with pytest.raises(TreeStructureError, match="leaf value row"):
+        check_xgboost(json.loads(bad.read_text()), str(bad))
+
+
+# -- 10. output widths the trees do not back -----------------------------------------------
+def wide_lightgbm(folder: Path, classes: int = 1_000_000) -> Path:
+    """``num_class`` of 1e6 over 3 binary trees: LightGBM predicts rows x 1e6 values (a
+    MemoryError, not a ModelstoreError, escaped ``ms.predict`` at 1e8 and 1000 rows)."""
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    params = {"num_leaves": 4, "objective": "binary", "verbose": -1}
+    text = lgb.train(params, lgb.Dataset(x, x[:, 0] > 0), 3).model_to_string()
+    assert "num_class=1\n" in text
+    path = folder / "wide.txt"
+    path.write_text(text.replace("num_class=1\n", f"num_class={classes}\n"))
+    return path
+
+
+@pytest.mark.slow
+def test_wide_lightgbm_output_under_lightgbm(tmp_path: Path) -> None:
+    script = (
+        "import sys, numpy as np, lightgbm\n"
+        "b = lightgbm.Booster(model_file=sys.argv[1])\n"
+        "print('shape', b.predict(np.zeros((3, 4))).shape)\n"
+    )
+    path = wide_lightgbm(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert "shape (3, 1000000)" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_output_widths_must_be_backed_by_trees(tmp_path: Path) -> None:
+    import json
+
+    from modelstore.security.gbtrees import TreeStructureError, check_xgboost
+
+    path = wide_lightgbm(tmp_path)
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.ModelstoreError, match="num_class 1000000"):
+        ms.predict(path, np.zeros((3, 4)))
+    doc = _xgb_doc(categorical=False)
+    check_xgboost(doc, "ok.json")
+    doc["learner"]["learner_model_param"]["num_class"] = "100000"
+    with pytest.raises(TreeStructureError, match="100000 outputs declared for 2 trees"):
+        check_xgboost(json.loads(json.dumps(doc)), "wide.json")
