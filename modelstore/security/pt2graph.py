@@ -34,6 +34,8 @@ OP_NAMESPACES = ("aten", "prims")
 #: aten operators refused even so: they read or write files, or re-point tensor storage
 DENIED_OPS = frozenset({"from_file", "save", "_print", "set_", "set_data", "wait"})
 DENIED_OPS |= {"_cufft_set_plan_cache_max_size"}
+#: aten operators that change the state of the whole process running the program
+GLOBAL_OPS = frozenset({"manual_seed", "seed", "set_grad_enabled", "_cufft_clear_plan_cache"})
 #: aten operators that trust their arguments: views with unchecked sizes and strides, sparse
 #: tensors whose indices are not checked (``to_dense`` then writes out of bounds). Crafted
 #: arguments crash the process (SIGSEGV, shown in tests/security/test_redteam3.py)
@@ -243,6 +245,12 @@ def check_target(target: str, out: GraphCheck) -> None:
     if namespace in OP_NAMESPACES:
         if name in DENIED_OPS:
             out.refuse(target, "an operator that reads or writes files or re-points storage")
+        elif name in GLOBAL_OPS:
+            out.refuse(
+                target,
+                "an operator that changes process-wide state (the random generator's seed, "
+                "grad mode, library caches) of the program that runs it",
+            )
         elif name in UNCHECKED_OPS:
             out.refuse(
                 target,

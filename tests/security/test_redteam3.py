@@ -357,3 +357,41 @@ def test_endless_loop_is_refused_unless_trusted_by_name(tmp_path: Path) -> None:
         ms.load(path)
     assert e.value.untrusted == [name]
     assert ms.load(path, trust=[name]) is not None  # loading runs nothing; predict would
+
+
+# -- 6. operators that change the state of the calling process -----------------------------
+def reseeding(src: Path, dst: Path, marker: Path | None = None) -> Path:
+    """``aten.manual_seed(1234)`` as the program's first node: running it reseeds the
+    caller's global random generator (what the caller draws next is known to the file)."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        node = {
+            "target": "torch.ops.aten.manual_seed.default",
+            "inputs": [{"name": "seed", "arg": {"as_int": 1234}, "kind": 1}],
+            "outputs": [],
+            "metadata": {},
+            "is_hop_single_tensor_return": None,
+            "name": "seeded",
+        }
+        doc["graph_module"]["graph"]["nodes"].insert(0, node)
+
+    return h.rewrite(src, dst, edit_json={"models/model.json": edit})
+
+
+@pytest.mark.slow
+def test_reseeding_program_reseeds_the_caller_under_torch(source: Path, tmp_path: Path) -> None:
+    code = (
+        "drawn = torch.rand(4)\n"
+        "torch.manual_seed(1234)\n"
+        "print('reseeded', torch.equal(drawn, torch.rand(4)))\n"
+    )
+    out = naive(reseeding(source, tmp_path / "seed.pt2"), code)
+    assert "reseeded True" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_process_state_operators_are_refused(source: Path, tmp_path: Path) -> None:
+    path = reseeding(source, tmp_path / "seed.pt2")
+    refused_everywhere(path)
+    with pytest.raises(ms.UnsafeModelError) as e:
+        ms.load(path)
+    assert "manual_seed" in str(e.value) and "process-wide" in str(e.value)
