@@ -21,6 +21,11 @@ from collections import OrderedDict
 
 #: most seconds a child may take (parsing a multi-GB model on a busy machine included)
 SECONDS = 300.0
+#: most bytes of data the child may allocate (RLIMIT_DATA, where the platform has it), plus
+#: MEMORY_PER_BYTE per input byte: parsers size tables by what the file declares (XGBoost:
+#: category bitsets up to the largest code), so a few KB could otherwise ask for any amount
+MEMORY = 4 << 30
+MEMORY_PER_BYTE = 32
 #: cached results: at most this many, each at most CACHE_BYTES long
 CACHE_ENTRIES = 16
 CACHE_BYTES = 64 << 20
@@ -37,6 +42,12 @@ def run(script: str, data: bytes, *, what: str, timeout: float = SECONDS) -> byt
 
     ``what`` names the parser for messages ("XGBoost", "LightGBM"). Raises ChildFailed.
     """
+    limit = MEMORY + MEMORY_PER_BYTE * len(data)
+    script = (
+        "try:\n import resource\n"
+        f" resource.setrlimit(resource.RLIMIT_DATA, ({limit}, {limit}))\n"
+        "except (ImportError, AttributeError, ValueError, OSError):\n pass\n" + script
+    )
     key = (script, hashlib.sha256(data).hexdigest())
     hit = _CACHE.get(key)
     if hit is None:

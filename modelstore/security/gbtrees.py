@@ -28,6 +28,13 @@ from ..errors import FormatError
 MAX_DEPTH = 4096
 #: most outputs (classes or targets) accepted
 MAX_OUTPUTS = 1 << 20
+#: outputs a model may declare beyond its trees (an untrained model predicts its base score)
+FREE_OUTPUTS = 1 << 10
+#: XGBoost category codes are floats below 2**24 (it treats larger inputs as invalid)
+MAX_CATEGORY = 1 << 24
+#: most bytes of category bitsets XGBoost may build on load: one bitset per categorical
+#: split, sized by the largest code in it, so a few bytes of JSON can ask for megabytes
+MAX_CATEGORY_BYTES = 64 << 20
 
 
 class TreeStructureError(FormatError):
@@ -138,6 +145,18 @@ def check_xgboost(doc: Any, where: str) -> None:
     declared = _count(where, "num_trees", mparam.get("num_trees", str(len(trees))))
     if declared != len(trees):
         raise TreeStructureError(f"{where}: {declared} trees declared, {len(trees)} stored")
+    # the output width (predict makes rows x outputs values): each output needs its trees,
+    # or, for multi-output trees, leaf vectors of that size
+    leaf_sizes = [
+        _count(where, "size_leaf_vector", (t.get("tree_param") or {}).get("size_leaf_vector", "1"))
+        for t in trees
+        if isinstance(t, dict)
+    ]
+    if groups > max(len(trees), *leaf_sizes, FREE_OUTPUTS):
+        raise TreeStructureError(
+            f"{where}: {groups} outputs declared for {len(trees)} trees; a model has at least "
+            f"one tree (or one leaf value) per output"
+        )
     info = _ints(where, "tree_info", model.get("tree_info", []), len(trees))
     if any(not 0 <= g < groups for g in info):
         raise TreeStructureError(f"{where}: a tree is assigned to an output beyond {groups}")
@@ -148,11 +167,18 @@ def check_xgboost(doc: Any, where: str) -> None:
         drops = booster.get("weight_drop")
         if not isinstance(drops, list) or len(drops) != len(trees):
             raise TreeStructureError(f"{where}: dart 'weight_drop' does not match the trees")
+    bitsets = 0
     for i, tree in enumerate(trees):
-        _check_xgb_tree(tree, f"{where}: tree {i}", n_features)
+        bitsets += _check_xgb_tree(tree, f"{where}: tree {i}", n_features)
+        if bitsets > MAX_CATEGORY_BYTES:
+            raise TreeStructureError(
+                f"{where}: the category splits up to tree {i} would make XGBoost allocate "
+                f"{bitsets >> 20} MiB of category bitsets (at most {MAX_CATEGORY_BYTES >> 20})"
+            )
 
 
-def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
+def _check_xgb_tree(tree: Any, where: str, n_features: int) -> int:
+    """Check one tree; return the bytes of category bitsets XGBoost builds for it."""
     if not isinstance(tree, dict):
         raise TreeStructureError(f"{where} is not an object")
     tparam = tree.get("tree_param") or {}
@@ -165,9 +191,22 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
     left, right, parents = arrays["left_children"], arrays["right_children"], arrays["parents"]
     split, kind = arrays["split_indices"], arrays["split_type"]
 
+    # multi-output trees (XGBoost 3): a leaf's right_children entry is its row in
+    # leaf_weights (size_leaf_vector values each), which the predictor reads unchecked
+    leaf_rows = _leaf_rows(tree, where, leaf_size)
+    used = [False] * (leaf_rows or 0)
+
     def children(node: int) -> tuple[int, ...]:
         if left[node] == -1:
-            if right[node] != -1:
+            if leaf_rows is not None:
+                row = right[node]
+                if not 0 <= row < leaf_rows or used[row]:
+                    raise TreeStructureError(
+                        f"{where}: leaf {node} names leaf value row {row}, out of range or "
+                        f"used twice ({leaf_rows} rows)"
+                    )
+                used[row] = True
+            elif right[node] != -1:
                 raise TreeStructureError(f"{where}: leaf {node} has a right child")
             return ()
         if not 0 <= split[node] < n_features:
@@ -183,6 +222,9 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
     nodes = _ints(where, "categories_nodes", tree.get("categories_nodes", []))
     segments = _ints(where, "categories_segments", tree.get("categories_segments", []), len(nodes))
     sizes = _ints(where, "categories_sizes", tree.get("categories_sizes", []), len(nodes))
+    if any(not 0 <= c < MAX_CATEGORY for c in cats):
+        raise TreeStructureError(f"{where}: a category code is negative or beyond 2**24")
+    bitsets = 0
     for node, start, size in zip(nodes, segments, sizes):
         if not 0 <= node < n or kind[node] != 1:
             raise TreeStructureError(
@@ -190,8 +232,18 @@ def _check_xgb_tree(tree: Any, where: str, n_features: int) -> None:
             )
         if start < 0 or size < 0 or start + size > len(cats):
             raise TreeStructureError(f"{where}: node {node}'s categories lie outside the table")
-    if any(not 0 <= c < (1 << 31) for c in cats):
-        raise TreeStructureError(f"{where}: a category code is negative or beyond 2**31")
+        bitsets += (max(cats[start : start + size], default=0) >> 3) + 8
+    return bitsets
+
+
+def _leaf_rows(tree: dict[str, Any], where: str, leaf_size: int) -> int | None:
+    """Rows of ``leaf_weights`` in a multi-output tree, or None for a one-output tree."""
+    weights = tree.get("leaf_weights")
+    if weights is None or leaf_size <= 1:
+        return None
+    if not isinstance(weights, list) or len(weights) % leaf_size:
+        raise TreeStructureError(f"{where}: 'leaf_weights' is not rows of {leaf_size} values")
+    return len(weights) // leaf_size
 
 
 # -- LightGBM -----------------------------------------------------------------------------
@@ -212,6 +264,21 @@ def check_lightgbm(text: str, where: str) -> None:
         actual = [len(("Tree=" + b).encode("utf-8")) for b in blocks]
         if declared != actual:
             raise TreeStructureError(f"{where}: 'tree_sizes' does not match the trees stored")
+    # the output width: LightGBM's predict makes rows x num_class values whatever the trees;
+    # a real model grows num_class (= trees per iteration) trees in each iteration
+    n_class = _count(where, "num_class", header.get("num_class", "1"), 1, MAX_OUTPUTS)
+    per_iteration = _count(
+        where, "num_tree_per_iteration", header.get("num_tree_per_iteration", "1"), 1, MAX_OUTPUTS
+    )
+    if (
+        per_iteration != n_class
+        or n_class > max(len(blocks), FREE_OUTPUTS)
+        or len(blocks) % n_class
+    ):
+        raise TreeStructureError(
+            f"{where}: num_class {n_class} with {per_iteration} trees per iteration does not "
+            f"match the {len(blocks)} trees stored"
+        )
     for block in blocks:
         index, _, block_text = block.partition("\n")
         _check_lgb_tree(

@@ -135,23 +135,40 @@ def read_archive(path: Path, shown: str | None = None) -> Pt2Archive:
             f"({', '.join(odd[:3])})",
             "suspicious",
         )
-    sizes = {i.filename.partition("/")[2]: i.file_size for i in infos}
+    # torch's zip reader (miniz, no case-sensitive flag) finds a record by its name with ASCII
+    # letters folded: ``models/m.json`` reads ``data/sample_inputs/M.pt``. So records are
+    # looked up here the same way, and names that differ only in case are refused
+    exact: dict[str, str] = {}
+    for n in names:
+        rel = n.partition("/")[2]
+        if _fold(rel) in exact:
+            raise Pt2Error(
+                f"the archive holds records whose names differ only in case ({exact[_fold(rel)]}"
+                f", {rel}); torch's reader does not tell them apart",
+                "suspicious",
+            )
+        exact[_fold(rel)] = rel
+    sizes = {_fold(i.filename.partition("/")[2]): i.file_size for i in infos}
     out = Pt2Archive(root=root, size_bytes=sum(sizes.values()))
     with zipfile.ZipFile(path) as zf:
 
         def read(rel: str, cap: int) -> bytes:
-            if rel not in sizes:
+            key = _fold(rel)
+            if key not in sizes:
                 raise Pt2Error(f"the archive has no {rel} record")
-            if sizes[rel] > cap:
-                raise Pt2Error(f"the {rel} record is {sizes[rel]} bytes (at most {cap})")
-            return zf.read(f"{root}/{rel}")
+            if sizes[key] > cap:
+                raise Pt2Error(f"the {rel} record is {sizes[key]} bytes (at most {cap})")
+            return zf.read(f"{root}/{exact[key]}")
 
         if read("archive_format", 64).strip() != b"pt2":
             raise Pt2Error("not a torch.export archive (archive_format is not 'pt2')")
         version = read("archive_version", 64).strip()
         if version != b"0":
             raise Pt2Error(f"archive version {version[:20]!r}; this reader knows version 0")
-        models = [r[len("models/") : -len(".json")] for r in sizes if r.startswith("models/")]
+        # torch lists programs by their exact names (``models/`` in lower case)
+        models = [
+            r[len("models/") : -len(".json")] for r in exact.values() if r.startswith("models/")
+        ]
         if not models:
             raise Pt2Error("the archive holds no program (models/*.json)")
         tmp = Path(tempfile.mkdtemp(prefix="modelstore-pt2-"))
@@ -161,6 +178,14 @@ def read_archive(path: Path, shown: str | None = None) -> Pt2Archive:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _fold(rel: str) -> str:
+    """A record name as torch's zip reader compares it: ASCII letters in lower case."""
+    return rel.translate(_LOWER)
+
+
+_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _json(read: Any, rel: str, where: str) -> Any:
@@ -180,7 +205,7 @@ def _read_model(
         out, constants, "data/constants/", ("tensor_",), read, sizes, tmp, where
     )
     inputs = f"data/sample_inputs/{model}.pt"
-    if sizes.get(inputs):
+    if sizes.get(_fold(inputs)):
         out.pickles.append((inputs, _pickle(read(inputs, MAX_PICKLE), tmp, f"{where}:{inputs}")))
 
 
@@ -213,7 +238,7 @@ def _payloads(
         if name.startswith("opaque_obj_"):
             out.graph.refuse(rel, "an opaque object, rebuilt by pickle.loads")
             continue
-        if not name.startswith(prefixes) or rel not in sizes:
+        if not name.startswith(prefixes) or _fold(rel) not in sizes:
             raise Pt2Error(
                 f"{folder}: entry {str(fqn)[:80]!r} names a missing record {name[:80]!r}"
             )
@@ -223,9 +248,18 @@ def _payloads(
         tm = meta.get("tensor_meta") or {}
         sizes_ = [s.get("as_int") for s in tm.get("sizes") or [] if isinstance(s, dict)]
         shape = tuple(int(d) if isinstance(d, int) else -1 for d in sizes_)
+        if sizes[_fold(rel)] == 0 and 0 not in shape:
+            # torch.export.load makes torch.zeros(sizes) for an empty record: a few bytes of
+            # JSON would allocate (and fill) any amount of memory
+            raise Pt2Error(
+                f"{folder}: entry {str(fqn)[:80]!r} declares a tensor of shape {shape[:8]} but "
+                f"its record {name[:80]!r} is empty (torch.export.load would allocate it as "
+                f"zeros); torch.export.save writes empty records for empty tensors only",
+                "suspicious",
+            )
         code = tm.get("dtype")
         dtype = _DTYPES.get(code, f"dtype {code}") if isinstance(code, int) else "unknown"
-        infos.append(TensorInfo(str(fqn), shape, dtype, sizes[rel]))
+        infos.append(TensorInfo(str(fqn), shape, dtype, sizes[_fold(rel)]))
     return infos
 
 

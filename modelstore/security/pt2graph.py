@@ -6,6 +6,9 @@
 - node ``target`` strings: ``torch.X.Y`` / ``_operator.X`` / ``math.X`` are resolved by
   ``getattr`` chains from those modules, and any *callable* found becomes a graph call
   (``torch.os.system`` would be called with the node's arguments when the program runs);
+  operator *arguments* (``as_operator``) are resolved the same way and handed to the node's
+  operator (``wrap_with_set_grad_enabled(False, fn, *args)`` calls ``fn(*args)``), so they
+  are checked as targets;
 - symbolic-shape expressions (``expr_str``, range-constraint names) go to ``sympy.sympify``,
   which ``eval``-s Python;
 - ``guards_code`` strings become Python source that ``ExportedProgram.module()`` compiles.
@@ -31,6 +34,22 @@ OP_NAMESPACES = ("aten", "prims")
 #: aten operators refused even so: they read or write files, or re-point tensor storage
 DENIED_OPS = frozenset({"from_file", "save", "_print", "set_", "set_data", "wait"})
 DENIED_OPS |= {"_cufft_set_plan_cache_max_size"}
+#: aten operators that change the state of the whole process running the program
+GLOBAL_OPS = frozenset({"manual_seed", "seed", "set_grad_enabled", "_cufft_clear_plan_cache"})
+#: aten operators that trust their arguments: views with unchecked sizes and strides, sparse
+#: tensors whose indices are not checked (``to_dense`` then writes out of bounds). Crafted
+#: arguments crash the process (SIGSEGV, shown in tests/security/test_redteam3.py)
+UNCHECKED_OPS = frozenset(
+    {"_reshape_alias", "_reshape_alias_copy", "_coalesced_", "sparse_resize_"}
+    | {"sparse_resize_and_clear_", "_sparse_coo_tensor_with_dims_and_tensors"}
+    | {"sparse_coo_tensor", "_sparse_coo_tensor_unsafe", "_sparse_coo_tensor_with_dims"}
+    | {
+        f"{p}sparse_{k}_tensor{u}"
+        for p in ("", "_")
+        for k in ("compressed", "csr", "csc", "bsr", "bsc")
+        for u in ("", "_unsafe")
+    }
+)
 #: higher-order operators whose bodies are subgraphs in the same JSON (checked the same way)
 HIGHER_ORDER = frozenset(
     {"cond", "while_loop", "map_impl", "scan", "wrap_with_set_grad_enabled", "wrap_with_autocast"}
@@ -212,6 +231,13 @@ def check_target(target: str, out: GraphCheck) -> None:
     if namespace == "higher_order":
         if overload is not None or name not in HIGHER_ORDER:
             out.refuse(target, "a higher-order operator modelstore does not allow")
+        elif name == "while_loop":
+            out.refuse(
+                target,
+                "a loop whose condition the file decides: running the program may never end; "
+                "trust it by name if you accept that",
+                trustable=True,
+            )
         return
     if overload is None:
         out.refuse(target, "an operator packet without an overload")
@@ -219,6 +245,18 @@ def check_target(target: str, out: GraphCheck) -> None:
     if namespace in OP_NAMESPACES:
         if name in DENIED_OPS:
             out.refuse(target, "an operator that reads or writes files or re-points storage")
+        elif name in GLOBAL_OPS:
+            out.refuse(
+                target,
+                "an operator that changes process-wide state (the random generator's seed, "
+                "grad mode, library caches) of the program that runs it",
+            )
+        elif name in UNCHECKED_OPS:
+            out.refuse(
+                target,
+                "an operator that does not check its sizes, strides or indices (crafted "
+                "arguments make it read or write outside its memory)",
+            )
         return
     out.refuse(
         f"torch.ops.{namespace}",
@@ -296,6 +334,13 @@ def check_program(program: Any, out: GraphCheck) -> None:
             _check_metadata(node.get("metadata"), out)
         elif target is not None and "inputs" in node:
             out.refuse("<node>", "a node whose target is not a string")
+        # an operator passed as an argument (``as_operator``) is resolved like a target, and
+        # a higher-order operator such as wrap_with_set_grad_enabled calls it: same rules
+        operator = node.get("as_operator")
+        if isinstance(operator, str):
+            check_target(operator, out)
+        elif operator is not None:
+            out.refuse("<node>", "an operator argument that is not a string")
         expr = node.get("expr_str")
         if expr is not None:
             why = check_expr(expr) if isinstance(expr, str) else "a non-text symbolic expression"

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..._info import ScanReport
 from ...errors import ArgumentError, FormatError
-from ...security import child, gbtrees
+from ...security import child, gbtrees, unreadable
 from ..base import (
     Backend,
     Exported,
@@ -116,6 +117,16 @@ class LightGBMBackend(Backend):
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"{path}: the LightGBM model text is not UTF-8") from None
+
+    def scan(self, path: Path) -> ScanReport:
+        """What load checks (the child's parse, then every tree), without loading."""
+        try:
+            _checked_text(path, self._text(path))
+        except gbtrees.TreeStructureError as e:
+            return unreadable(path, self.name, "suspicious", str(e))
+        except FormatError as e:
+            return unreadable(path, self.name, "format", str(e))
+        return super().scan(path)
 
     def _booster(self, path: Path) -> Any:
         import lightgbm

@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..._info import ScanReport
 from ...errors import ArgumentError, FormatError, UnsupportedModelError
-from ...security import child, gbtrees, jsonsafe
+from ...security import child, gbtrees, jsonsafe, unreadable
 from ..base import (
     Backend,
     Exported,
@@ -123,6 +124,16 @@ class XGBoostBackend(Backend):
         sk = attrs.get("scikit_learn") if isinstance(attrs, dict) else None
         return data, _estimator_type(sk)
 
+    def scan(self, path: Path) -> ScanReport:
+        """What load checks (the child's parse, then every tree), without loading."""
+        try:
+            self._read(path)
+        except gbtrees.TreeStructureError as e:
+            return unreadable(path, self.name, "suspicious", str(e))
+        except FormatError as e:
+            return unreadable(path, self.name, "format", str(e))
+        return super().scan(path)
+
     def _booster(self, path: Path, data: bytes) -> Any:
         import xgboost
 
@@ -177,6 +188,14 @@ class XGBoostBackend(Backend):
         import numpy as np
 
         x = feature_matrix(inputs)
+        booster = model.get_booster() if _is_wrapper(model) else model
+        expected = booster.num_features()
+        if x.shape[1] != expected:
+            # XGBoost accepts fewer columns than the model declares, and sizes a buffer per
+            # thread by the model's count: a file declaring 2**31 features asks for GBs
+            raise ArgumentError(
+                f"the model takes rows of {expected} features; the input has {x.shape[1]}"
+            )
         if _is_wrapper(model):
             if request.output == "raw" or not hasattr(model, "predict_proba"):
                 return np.asarray(model.predict(x))
