@@ -206,8 +206,8 @@ def test_plain_keras_allocates_what_the_config_declares(
 ) -> None:
     """Plain Keras (safe mode on) allocates hundreds of MB for each .keras file, at load or at
     the first predict, before it notices that the stored weights do not fit. One child per
-    file, forked from a parent that has imported Keras and loaded nothing (so it pays the
-    import once): memory a process freed may be reused without raising its peak."""
+    file, two at a time, forked from a parent that has imported Keras and loaded nothing (so
+    the import is paid once): memory a process freed may be reused without raising its peak."""
     files = [(name, str(path), shape) for name, path, shape, _ in hostile]
     # the legacy .h5 files are built by the same Keras code
     files = [f for f in files if f[0].endswith(".keras")]
@@ -216,25 +216,31 @@ def test_plain_keras_allocates_what_the_config_declares(
         + f"""
     import os, sys, traceback, warnings, numpy as np, keras
     warnings.simplefilter("ignore")
-    for name, path, shape in {files!r}:
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
+    def child(name, path, shape):
+        try:
+            grown = growth()
             try:
-                grown = growth()
-                try:
-                    m = keras.saving.load_model(path)
-                    m.predict(np.zeros(shape, "float32"), verbose=0)
-                except Exception:
-                    pass
-                print("GREW", name, grown(), flush=True)
-            except BaseException:
-                traceback.print_exc()
-                sys.stderr.flush()
-                os._exit(1)
-            os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        print("CHILD", name, status, flush=True)
+                m = keras.saving.load_model(path)
+                m.predict(np.zeros(shape, "float32"), verbose=0)
+            except Exception:
+                pass
+            print("GREW", name, grown(), flush=True)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+        os._exit(0)
+    files = {files!r}
+    for i in range(0, len(files), 2):  # two at a time
+        pids = {{}}
+        for name, path, shape in files[i : i + 2]:
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                child(name, path, shape)
+            pids[pid] = name
+        for pid, name in pids.items():
+            print("CHILD", name, os.waitpid(pid, 0)[1], flush=True)
     """
     )
     assert r.returncode == 0, r.stderr[-3000:]
