@@ -1,4 +1,5 @@
-"""The modelstore command, run as a real subprocess on real files."""
+"""The modelstore command, run as a real subprocess on real files (the longer sequences of
+command lines run in one child, each as ``python -m modelstore`` would: tests/cli_batch.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import modelstore as ms  # noqa: E402
-from tests import models  # noqa: E402
+from tests import cli_batch, models  # noqa: E402
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -145,28 +146,7 @@ def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Pat
     import numpy as np
 
     dst = tmp_path / "w.safetensors"
-    proc = run("convert", str(files["pt"]), str(dst), "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["format"] == "safetensors"
-    assert run("convert", str(files["pt"]), str(dst)).returncode == 2  # exists
-    assert run("convert", str(files["pt"]), str(dst), "--force").returncode == 0
     onnx_path = tmp_path / "w.onnx"
-    proc = run(
-        "convert",
-        str(files["st"]),
-        str(onnx_path),
-        "--model",
-        "tests.models:Net",
-        "--config",
-        '{"hidden": 8}',
-        "--sample",
-        str(sample),
-    )
-    assert proc.returncode == 0, proc.stderr
-    proc = run("predict", str(onnx_path), "--input", str(sample), "--output", "label")
-    assert proc.returncode == 0, proc.stderr
-    labels = json.loads(proc.stdout)
-    assert len(labels) == 6 and all(v in list("0123456789") for v in labels)
     csv = tmp_path / "x.csv"
     np.savetxt(
         csv,
@@ -176,27 +156,32 @@ def test_convert_and_predict(files: dict[str, Path], tmp_path: Path, sample: Pat
         comments="",
     )
     out = tmp_path / "proba.npy"
-    proc = run(
-        "predict",
-        str(files["st"]),
-        "--input",
-        str(csv),
-        "--output",
-        "proba",
-        "--model",
-        "tests.models:Net",
-        "--config",
-        '{"hidden": 8}',
-        "--out",
-        str(out),
-        "--batch-size",
-        "4",
+    net = ["--model", "tests.models:Net", "--config", '{"hidden": 8}']
+    # one child runs the command lines in turn, each as `python -m modelstore` would
+    first, exists, forced, to_onnx, labels, proba, bad, wrong = cli_batch.run(
+        [
+            ["convert", str(files["pt"]), str(dst), "--json"],
+            ["convert", str(files["pt"]), str(dst)],
+            ["convert", str(files["pt"]), str(dst), "--force"],
+            ["convert", str(files["st"]), str(onnx_path), *net, "--sample", str(sample)],
+            ["predict", str(onnx_path), "--input", str(sample), "--output", "label"],
+            ["predict", str(files["st"]), "--input", str(csv), "--output", "proba", *net]
+            + ["--out", str(out), "--batch-size", "4"],
+            ["predict", str(files["whole"]), "--input", str(sample)],
+            ["predict", str(onnx_path), "--input", str(csv) + ".missing"],
+        ]
     )
-    assert proc.returncode == 0, proc.stderr
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["format"] == "safetensors"
+    assert exists.returncode == 2  # exists
+    assert forced.returncode == 0
+    assert to_onnx.returncode == 0, to_onnx.stderr
+    assert labels.returncode == 0, labels.stderr
+    got = json.loads(labels.stdout)
+    assert len(got) == 6 and all(v in list("0123456789") for v in got)
+    assert proba.returncode == 0, proba.stderr
     np.testing.assert_allclose(np.load(out).sum(axis=1), 1, rtol=1e-5)
-    bad = run("predict", str(files["whole"]), "--input", str(sample))
     assert bad.returncode == 1 and "refused" in bad.stderr and "Traceback" not in bad.stderr
-    wrong = run("predict", str(onnx_path), "--input", str(csv) + ".missing")
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
 
 
@@ -256,23 +241,30 @@ def test_every_format_through_the_command(
     if fmt not in every_format:
         pytest.skip(f"{fmt} not installed")
     path = every_format[fmt]
-    proc = run("inspect", str(path), "--json")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert data["format"] == fmt and data["verdict"] == "safe" and data["num_params"] > 0
-    assert run("scan", str(path)).returncode == 0
     extra = (
         ["--model", "tests.models:Net", "--config", '{"hidden": 8}']
         if fmt in ("safetensors", "torch")
         else []
     )
-    proc = run("predict", str(path), "--input", str(sample), *extra)
-    assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) == 6
+    commands = [
+        ["inspect", str(path), "--json"],
+        ["scan", str(path)],
+        ["predict", str(path), "--input", str(sample), *extra],
+    ]
     if fmt == "keras":
-        proc = run("convert", str(path), str(tmp_path / "m.keras"))
-        assert proc.returncode == 0, proc.stderr
-        assert (
-            json.loads(run("inspect", str(tmp_path / "m.keras"), "--json").stdout)["format"]
-            == "keras"
-        )
+        commands += [
+            ["convert", str(path), str(tmp_path / "m.keras")],
+            ["inspect", str(tmp_path / "m.keras"), "--json"],
+        ]
+    # one child runs the command lines in turn, each as `python -m modelstore` would
+    inspect, scan, predict, *converted = cli_batch.run(commands)
+    assert inspect.returncode == 0, inspect.stderr
+    data = json.loads(inspect.stdout)
+    assert data["format"] == fmt and data["verdict"] == "safe" and data["num_params"] > 0
+    assert scan.returncode == 0
+    assert predict.returncode == 0, predict.stderr
+    assert len(json.loads(predict.stdout)) == 6
+    if fmt == "keras":
+        convert, again = converted
+        assert convert.returncode == 0, convert.stderr
+        assert json.loads(again.stdout)["format"] == "keras"

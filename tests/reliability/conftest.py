@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,57 @@ def spawn(*args: str, stdin: Any = None, stderr: Any = subprocess.PIPE) -> subpr
         text=True,
         env=env,
     )
+
+
+class Forker:
+    """A process that has imported a family's framework once and forks each writer from there
+    (``workers.forker``): a writer is up and saving at once, instead of after seconds of
+    imports, and is a real process that ``kill`` ends with SIGKILL."""
+
+    def __init__(self, family: str, log: Path) -> None:
+        self.log = log
+        with open(log, "w") as err:
+            self.proc = spawn("forker", family, stdin=subprocess.PIPE, stderr=err)
+
+    def writer(self, *args: str) -> Forked:
+        """Fork a ``workers.writer(*args)``; returns once it is running."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        word, pid = self.proc.stdout.readline().split()
+        assert word == "pid", self.stderr()
+        return Forked(self, int(pid))
+
+    def stderr(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.communicate()
+
+
+class Forked:
+    """One forked writer: its output lines, read through the forker's stdout."""
+
+    def __init__(self, forker: Forker, pid: int) -> None:
+        self.forker, self.pid = forker, pid
+
+    def readline(self) -> str:
+        """The writer's next line; '' once it has exited (the forker's 'exit' line)."""
+        assert self.forker.proc.stdout is not None
+        line = self.forker.proc.stdout.readline()
+        assert line, f"the forker died: {self.forker.stderr()}"
+        return "" if line.startswith("exit ") else line
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+    def communicate(self) -> str:
+        """Everything the writer printed after the lines already read, once it has exited."""
+        lines = []
+        while line := self.readline():
+            lines.append(line)
+        return "".join(lines)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import modelstore as ms
-from tests.reliability.conftest import count, record, spawn
+from tests.reliability.conftest import Forker, count, record, spawn
 from tests.reliability.workers import FAMILIES, make, version_of
 
 pytestmark = pytest.mark.slow  # subprocesses killed and fuzzed: the full run, not the quick one
@@ -33,24 +33,27 @@ def test_killed_saves_leave_a_whole_file(tmp_path: Path, family: str, need: Any)
     ms.save(make(family, 0), path, metadata={"i": 0})
     rng = random.Random(0)
     last, temps_seen, mismatches = 0, 0, 0
-    for _ in range(trials):
-        proc = spawn("writer", family, str(path), str(last + 1))
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # one save completed: the writer is up and saving
-        assert first.strip(), proc.stderr.read() if proc.stderr else ""
-        time.sleep(rng.uniform(0, 0.04))
-        proc.kill()
-        rest, _ = proc.communicate()
-        done = [int(v) for v in (first + rest).split()]
-        completed = max(done)
-        obj = load_quietly(path)  # verifies the checksum
-        v = version_of(family, obj)
-        meta_i = ms.inspect(path).metadata["i"]
-        mismatches += v != meta_i
-        assert v == meta_i, f"payload says {v}, metadata says {meta_i}"
-        assert v in (completed, completed + 1), f"found version {v}, last completed {completed}"
-        temps_seen += sum(1 for p in tmp_path.iterdir() if "modelstore-tmp" in p.name)
-        last = int(max(v, completed))
+    forker = Forker(family, tmp_path / "forker.log")  # writers forked once the imports are done
+    try:
+        for _ in range(trials):
+            proc = forker.writer(family, str(path), str(last + 1))
+            first = proc.readline()  # one save completed: the writer is up and saving
+            assert first.strip(), forker.stderr()
+            time.sleep(rng.uniform(0, 0.04))
+            proc.kill()
+            rest = proc.communicate()
+            done = [int(v) for v in (first + rest).split()]
+            completed = max(done)
+            obj = load_quietly(path)  # verifies the checksum
+            v = version_of(family, obj)
+            meta_i = ms.inspect(path).metadata["i"]
+            mismatches += v != meta_i
+            assert v == meta_i, f"payload says {v}, metadata says {meta_i}"
+            assert v in (completed, completed + 1), f"found version {v}, last completed {completed}"
+            temps_seen += sum(1 for p in tmp_path.iterdir() if "modelstore-tmp" in p.name)
+            last = int(max(v, completed))
+    finally:
+        forker.close()
     ms.save(make(family, last + 1), path, metadata={"i": last + 1})
     assert not [p.name for p in tmp_path.iterdir() if "modelstore-tmp" in p.name]
     record(

@@ -65,6 +65,43 @@ def writer(family: str, path: str, start: int, writer_id: int = 0, count: int = 
             return
 
 
+def forker(family: str) -> None:
+    """Imports the family's framework and modelstore once, then for each ``writer`` command
+    line read on stdin (a JSON list: family, path, start) forks a writer: the child prints ``pid N`` and then what ``writer``
+    prints; once the child is gone (killed or finished) this prints ``exit STATUS``. The
+    children are what the crash test kills, at the same moments a fresh writer would be."""
+    import modelstore as ms  # noqa: F401 - imported once here, inherited by every child
+
+    if family in ("safetensors", "torch"):
+        import torch  # noqa: F401
+    elif family == "sklearn":
+        import sklearn.dummy  # noqa: F401
+    else:
+        import keras  # noqa: F401
+    import json
+
+    for line in sys.stdin:
+        args = json.loads(line)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                print("pid", os.getpid(), flush=True)
+                writer(args[0], args[1], *map(int, args[2:]))
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print("exit", status, flush=True)
+
+
 def fuzz_worker() -> None:
     """Reads file paths on stdin; for each, runs load/inspect/scan and prints one line:
     'ok' or the names of exceptions that are not ModelstoreErrors."""
@@ -100,5 +137,7 @@ if __name__ == "__main__":
             int(sys.argv[5]) if len(sys.argv) > 5 else 0,
             int(sys.argv[6]) if len(sys.argv) > 6 else 0,
         )
+    elif role == "forker":
+        forker(sys.argv[2])
     else:
         fuzz_worker()

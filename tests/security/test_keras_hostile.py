@@ -28,6 +28,7 @@ h5py = pytest.importorskip("h5py")
 import modelstore as ms  # noqa: E402
 from modelstore.formats.keras import backend as keras_  # noqa: E402
 from modelstore.security import kerasaudit, kerasnames  # noqa: E402
+from tests import cli_batch  # noqa: E402
 
 X = np.zeros((2, 3), np.float32)
 CANARY = "CANARY-7f3a9"
@@ -376,27 +377,26 @@ def _has_starlette() -> bool:
 
 @pytest.mark.slow
 def test_cli_refuses_every_hostile_file(bases: dict[str, Path], tmp_path: Path) -> None:
-    """modelstore scan / inspect / predict as subprocesses: unsafe, code reported, refused, no marker."""
+    """modelstore scan as a subprocess, then inspect / predict of each file (one child runs
+    them all, each as ``python -m modelstore`` would): unsafe, code reported, refused, no marker."""
     built = [(h, *build(bases, tmp_path / h.name, h)) for h in CORPUS]
     x = tmp_path / "x.npy"
     np.save(x, X)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "modelstore", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-
-    scan = cli("scan", *[str(p) for _, p, _, _ in built], "--json")
+    scan = subprocess.run(
+        [sys.executable, "-m", "modelstore", "scan", *[str(p) for _, p, _, _ in built], "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert scan.returncode == 1 and {r["verdict"] for r in json.loads(scan.stdout)} == {"unsafe"}
-    for h, path, marker, _ in built:
-        info = cli("inspect", str(path), "--json")
+    commands = []
+    for _, path, _, _ in built:
+        commands += [["inspect", str(path), "--json"], ["predict", str(path), "--input", str(x)]]
+    results = cli_batch.run(commands, env=env)
+    for (h, _, marker, _), info, pred in zip(built, results[::2], results[1::2]):
         assert info.returncode == 0 and json.loads(info.stdout)["executes_code"] is True, h.name
-        pred = cli("predict", str(path), "--input", str(x))
         assert (
             pred.returncode != 0 and "Traceback" not in pred.stderr and CANARY not in pred.stderr
         ), h.name

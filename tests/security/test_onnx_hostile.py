@@ -28,6 +28,7 @@ from onnx import TensorProto, helper  # noqa: E402
 import modelstore as ms  # noqa: E402
 from modelstore.formats.onnx import backend as onnx_  # noqa: E402
 from modelstore.security import onnxfile  # noqa: E402
+from tests import cli_batch  # noqa: E402
 
 CANARY = b"CANARY-SECRET-12"  # four float32 values
 X = np.zeros(4, np.float32)
@@ -326,27 +327,26 @@ def _installed(module: str) -> bool:
 
 @pytest.mark.slow
 def test_cli_refuses_every_hostile_file(tmp_path: Path) -> None:
-    """modelstore scan / inspect / predict as subprocesses: unsafe, listed, refused, no canary."""
+    """modelstore scan as a subprocess, then inspect / predict of each file (one child runs
+    them all, each as ``python -m modelstore`` would): unsafe, listed, refused, no canary."""
     paths = [build(tmp_path / h.name, h) for h in CORPUS]
     x = tmp_path / "x.npy"
     np.save(x, X)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "modelstore", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-
-    scan = cli("scan", *map(str, paths), "--json")
+    scan = subprocess.run(
+        [sys.executable, "-m", "modelstore", "scan", *map(str, paths), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert scan.returncode == 1 and {r["verdict"] for r in json.loads(scan.stdout)} == {"unsafe"}
+    commands = []
     for path in paths:
-        info = cli("inspect", str(path), "--json")
+        commands += [["inspect", str(path), "--json"], ["predict", str(path), "--input", str(x)]]
+    results = cli_batch.run(commands, env=env)
+    for path, info, pred in zip(paths, results[::2], results[1::2]):
         assert info.returncode == 0 and json.loads(info.stdout)["globals"], path
-        pred = cli("predict", str(path), "--input", str(x))
         assert pred.returncode != 0 and "Traceback" not in pred.stderr, path
         assert CANARY.decode() not in pred.stdout + pred.stderr + info.stdout
 
