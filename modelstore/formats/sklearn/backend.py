@@ -258,34 +258,9 @@ def _object_of(value: Any) -> tuple[str | None, Any]:
 
 
 def _describe_state(state: Any) -> dict[str, Any]:
-    items = mapping_items(state) or []
-    out: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    for k, v in items:
-        if not isinstance(k, str):
-            continue
-        if k == "steps" and isinstance(v, list):
-            out["steps"] = [
-                [s[0], _object_of(s[1])[0]] for s in v if isinstance(s, tuple) and len(s) == 2
-            ]
-            last = v[-1][1] if v and isinstance(v[-1], tuple) and len(v[-1]) == 2 else None
-            inner = _describe_state(_object_of(last)[1])
-            for key in ("classes_", "n_features_in_"):
-                if key in inner:
-                    out.setdefault(key, inner[key])
-        elif k in ("classes_", "feature_names_in_"):
-            values = array_value(v)
-            if values is not None:
-                out[k] = values
-        elif k in ("n_features_in_", "n_outputs_", "n_classes_") and isinstance(v, int):
-            out[k] = v
-        elif not k.startswith("_") and not k.endswith("_"):
-            plain = plain_value(v)
-            if plain is not None or v is None:
-                params[k] = plain
-    if params:
-        out["params"] = params
-    return out
+    return describe.describe_state(
+        state, lambda st: mapping_items(st) or [], _object_of, array_value, plain_value
+    )
 
 
 def _arrays(value: Any) -> Any:

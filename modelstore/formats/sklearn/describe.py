@@ -8,6 +8,7 @@ scan of the written file gives (``backend.inspect``), so the save needs no re-sc
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from ..base import Inspection
@@ -42,35 +43,54 @@ def inspection(rec: Recorded, compression: str | None = None) -> Inspection:
     )
 
 
-def _describe(state: Any, rec: Recorded) -> dict[str, Any]:
-    """``backend._describe_state`` on the real state that was pickled."""
-    items = list(state.items()) if type(state) in (dict, OrderedDict) else []
+def describe_state(
+    state: Any,
+    items: Callable[[Any], list[Any]],
+    object_of: Callable[[Any], tuple[str | None, Any]],
+    values: Callable[[Any], list[Any] | None],
+    plain: Callable[[Any], Any],
+) -> dict[str, Any]:
+    """What ``inspect`` reports of an estimator's state (pipeline steps, classes, widths and
+    plain settings), whether the state is the real object pickled (a save) or the symbolic
+    one read from a file (a scan): ``items`` gives its (key, value) pairs, ``object_of`` the
+    class and state of a value, ``values`` a short 1-D array's items, ``plain`` a setting."""
     out: dict[str, Any] = {}
     params: dict[str, Any] = {}
-    for k, v in items:
+    for k, v in items(state):
         if not isinstance(k, str):
             continue
         if k == "steps" and isinstance(v, list):
             pairs = [s for s in v if isinstance(s, tuple) and len(s) == 2]
-            out["steps"] = [[s[0], rec.objects.get(id(s[1]), (None, None))[0]] for s in pairs]
+            out["steps"] = [[s[0], object_of(s[1])[0]] for s in pairs]
             last = v[-1][1] if v and isinstance(v[-1], tuple) and len(v[-1]) == 2 else None
-            inner = _describe(rec.objects.get(id(last), (None, None))[1], rec)
+            inner = describe_state(object_of(last)[1], items, object_of, values, plain)
             for key in ("classes_", "n_features_in_"):
                 if key in inner:
                     out.setdefault(key, inner[key])
         elif k in ("classes_", "feature_names_in_"):
-            values = _values(v)
-            if values is not None:
-                out[k] = values
-        elif k in ("n_features_in_", "n_outputs_", "n_classes_") and type(v) in (int, bool):
+            found = values(v)
+            if found is not None:
+                out[k] = found
+        elif k in ("n_features_in_", "n_outputs_", "n_classes_") and isinstance(v, int):
             out[k] = v
         elif not k.startswith("_") and not k.endswith("_"):
-            plain = _plain(v)
-            if plain is not None or v is None:
-                params[k] = plain
+            setting = plain(v)
+            if setting is not None or v is None:
+                params[k] = setting
     if params:
         out["params"] = params
     return out
+
+
+def _describe(state: Any, rec: Recorded) -> dict[str, Any]:
+    """:func:`describe_state` on the real state that was pickled."""
+    return describe_state(
+        state,
+        lambda st: list(st.items()) if type(st) in (dict, OrderedDict) else [],
+        lambda value: rec.objects.get(id(value), (None, None)),
+        _values,
+        _plain,
+    )
 
 
 def _values(v: Any) -> list[Any] | None:
