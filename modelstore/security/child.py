@@ -9,7 +9,7 @@ raises :class:`ChildFailed` saying why. Callers then work on the child's output 
 re-serialisation they check themselves), never on the untouched input, so what was checked is
 what this process deserialises.
 
-Results are cached per script and input digest (bounded: a few entries, small outputs only).
+Results are cached per script and input digest (bounded: 16 entries, 64 MiB in all).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SECONDS = 300.0
 #: category bitsets up to the largest code), so a few KB could otherwise ask for any amount
 MEMORY = 4 << 30
 MEMORY_PER_BYTE = 32
-#: cached results: at most this many, each at most CACHE_BYTES long
+#: cached results: at most this many, CACHE_BYTES in all (larger outputs are not kept)
 CACHE_ENTRIES = 16
 CACHE_BYTES = 64 << 20
 
@@ -54,7 +54,7 @@ def run(script: str, data: bytes, *, what: str, timeout: float = SECONDS) -> byt
         hit = _run(script, data, what, timeout)
         if len(hit) <= CACHE_BYTES:
             _CACHE[key] = hit
-            while len(_CACHE) > CACHE_ENTRIES:
+            while len(_CACHE) > CACHE_ENTRIES or sum(map(len, _CACHE.values())) > CACHE_BYTES:
                 _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
