@@ -108,3 +108,37 @@ def test_structure_changes_after_a_predict_are_seen(x64: np.ndarray) -> None:
     emb[0] = torch.nn.Embedding(10, 4)
     out = ms.predict(emb, np.array([[1, 2, 3]]))  # integer ids stay integers for the embedding
     assert out.shape == (1, 3, 4)
+
+
+def test_first_parameter_is_the_one_parameters_yields() -> None:
+    """The walk that finds the dtype to cast to agrees with ``next(module.parameters())`` on
+    nested, shared, parameter-less and very deep trees (past 64 levels it falls back to
+    ``modules()``); a module returning a parameter as it is still gives numpy out."""
+    from modelstore.formats.torch.predict import _first_and_ids
+
+    nn = torch.nn
+    shared = nn.Linear(3, 3).double()
+    trees = [
+        nn.Sequential(nn.ReLU(), nn.Sequential(nn.Identity(), shared), nn.Linear(3, 3)),
+        nn.Sequential(shared, shared),
+        nn.Sequential(nn.ReLU()),
+    ]
+    deep: torch.nn.Module = nn.Linear(2, 2).half()
+    for _ in range(100):
+        deep = nn.Sequential(nn.ReLU(), deep)
+    trees.append(deep)
+    for tree in trees:
+        want = next(tree.parameters(), None)
+        assert _first_and_ids(tree)[0] is want
+
+    class ReturnsWeight(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.w
+
+    out = ms.predict(ReturnsWeight().eval(), np.zeros((2, 2), np.float32))
+    np.testing.assert_array_equal(out, np.ones((2, 2), np.float32))
+    assert ms.predict(trees[-1].eval(), np.ones((1, 2), np.float32)).dtype == np.float32

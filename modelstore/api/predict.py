@@ -89,6 +89,7 @@ def predictor(cls: type, model: Any) -> Backend:
 
 
 def _fast_path(cls: type) -> Any:
-    if not cls.__module__.startswith("modelstore."):
+    fast = cls.__dict__.get("__modelstore_predict__")
+    if fast is None or not cls.__module__.startswith("modelstore."):
         return None
-    return cls.__dict__.get("__modelstore_predict__")
+    return fast

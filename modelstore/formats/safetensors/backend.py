@@ -20,6 +20,7 @@ from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
 from ..torch import hf as _hf
+from ..torch.predict import predict as _predict
 from ..torch.quantized import refuse_unsavable as refuse_quantized
 from . import index as _index
 from .file import (  # the names other modules know this format by
@@ -246,6 +247,4 @@ class SafetensorsBackend(Backend):
         return export_torch(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        from ..torch.predict import predict
-
-        return predict(model, inputs, request)
+        return _predict(model, inputs, request)

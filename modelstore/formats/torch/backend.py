@@ -41,6 +41,7 @@ from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
 from . import quantized as _quantized
+from .predict import predict as _predict
 
 #: Keys under which training checkpoints usually keep the model's weights.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -292,9 +293,7 @@ class TorchBackend(Backend):
         return export_torch(model, path, sample_input, opset, dynamic_batch)
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
-        from ..torch.predict import predict
-
-        return predict(model, inputs, request)
+        return _predict(model, inputs, request)
 
 
 def _torch_version(torch: Any) -> tuple[int, int]:

@@ -22,7 +22,9 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
     import numpy as np
     import torch
 
-    if not isinstance(x, torch.Tensor):
+    if type(x) is np.ndarray and x.flags.c_contiguous and x.dtype.kind in "biuf":
+        x = torch.from_numpy(x)  # the common case: no copy, no checks to repeat
+    elif not isinstance(x, torch.Tensor):
         try:
             arr = np.asarray(x)
         except ValueError as e:  # ragged lists
@@ -32,7 +34,7 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
                 f"predict inputs must be numbers, got {arr.dtype} ({type(x).__name__})"
             )
         x = torch.from_numpy(np.ascontiguousarray(arr))
-    if like is not None and like.is_floating_point() and x.dtype != like.dtype:
+    if like is not None and x.dtype != like.dtype and like.is_floating_point():
         # floats follow the model's dtype; integers too, unless the model starts with an embedding
         if x.is_floating_point() or (not takes_ids and x.dtype != torch.bool):
             x = x.to(like.dtype)
@@ -42,16 +44,41 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
 
 def _first_and_ids(module: Any) -> tuple[Any, bool]:
     """The module's first parameter (``next(module.parameters())``) and whether the submodule
-    holding it is an embedding (the model takes integer ids). One walk that stops at the first
-    submodule with a parameter, reading ``_parameters`` directly: a few µs, no generators of
-    generators, and nothing remembered that a change of the module could make stale."""
+    holding it is an embedding (the model takes integer ids). A depth-first walk over
+    ``_parameters`` and ``_modules`` in registration order (``modules()``'s order) that stops at
+    the first submodule with a parameter: about a microsecond, and nothing remembered that a
+    change of the module could make stale. Past a depth of 64 (a pathological or cyclic tree)
+    it falls back to ``modules()``, which remembers what it has seen."""
     import torch
 
-    for m in module.modules():
-        for p in m._parameters.values():
-            if p is not None:
-                return p, isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
-    return None, False
+    found = _first_param(module, 0)
+    if found is _TOO_DEEP:
+        for m in module.modules():
+            for p in m._parameters.values():
+                if p is not None:
+                    return p, isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+        return None, False
+    if found is None:
+        return None, False
+    p, m = found
+    return p, isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+
+
+_TOO_DEEP = object()
+
+
+def _first_param(module: Any, depth: int) -> Any:
+    if depth > 64:
+        return _TOO_DEEP
+    for p in module._parameters.values():
+        if p is not None:
+            return p, module
+    for child in module._modules.values():
+        if child is not None:
+            found = _first_param(child, depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _eval_for_predict(module: Any) -> list[tuple[Any, bool]]:
@@ -76,6 +103,7 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
         raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
     many = isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs)
     xs = [_as_tensor(i, first, takes_ids) for i in (inputs if many else (inputs,))]
+    on_device = all(x.device == device for x in xs)
     n = xs[0].shape[0] if xs[0].dim() else 1
     step = request.batch_size or n or 1
     # A module in eval mode (what ms.load returns) runs as it is: no walk over every
@@ -87,7 +115,7 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
         with torch.inference_mode():
             for s in range(0, max(n, 1), step):
                 if step >= n:  # one batch: no slicing
-                    chunk = [x.to(device) for x in xs]
+                    chunk = xs if on_device else [x.to(device) for x in xs]
                 else:
                     chunk = [x[s : s + step].to(device) if x.dim() else x.to(device) for x in xs]
                 try:
@@ -106,7 +134,9 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
                         y = torch.cat([1 - p, p], dim=-1)
                     else:
                         y = torch.softmax(y.float(), dim=-1)
-                outs.append(y.detach().to("cpu"))
+                if y.requires_grad:  # a parameter returned as it is
+                    y = y.detach()
+                outs.append(y if y.device.type == "cpu" else y.cpu())
     finally:
         if modes is not None:
             for m, mode in modes:
