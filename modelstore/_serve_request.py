@@ -167,8 +167,6 @@ _JSON_NAMES = {dict: "an object", type(None): "null", list: "a list beside numbe
 
 def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
     """The request's inputs as numpy (one array, or a dict for named inputs) and its rows."""
-    import numpy as np
-
     raw = data["inputs"]
     named = isinstance(raw, dict)
     items = raw if named else {"inputs": raw}
@@ -176,22 +174,64 @@ def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
         raise ClientError(
             422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}"
         )
-    shapes = {
-        key: shape_of(value, limits, f"inputs[{key[:40]!r}]" if named else "inputs")
-        for key, value in items.items()
-    }
-    total = sum(math.prod(s) for s in shapes.values())
+    arrays = {}
+    for key, value in items.items():
+        where = f"inputs[{key[:40]!r}]" if named else "inputs"
+        arrays[key] = _array(value, limits, where)
+    total = sum(a.size for a in arrays.values())
     if total > limits.max_values:
         raise ClientError(
             413, f"the inputs hold {total} values, more than the {limits.max_values} accepted"
         )
-    rows = max(s[0] for s in shapes.values())
-    arrays = {key: np.asarray(value) for key, value in items.items()}
-    for key, a in arrays.items():
-        if a.dtype.kind == "f" and not np.isfinite(a).all():  # 1e999 parses as infinity
-            where = f"inputs[{key[:40]!r}]" if named else "inputs"
-            raise ClientError(422, f"{where} holds a number that overflows a float")
+    rows = max(a.shape[0] for a in arrays.values())
     return (arrays if named else arrays["inputs"]), rows
+
+
+def _array(value: Any, limits: Limits, where: str) -> Any:
+    """One input as numpy. numpy converts numbers first (the body's size already bounds its
+    work: ``parse_body`` counts the values); what comes out must be a non-empty array of
+    bools, int64 or finite float64 within ``limits``. Anything else (ragged, mixed, texts,
+    integers past 64 bits, nested too deep) is walked by :func:`shape_of`, which says what is
+    wrong or, for a flat list of texts, lets it through."""
+    import numpy as np
+
+    a = None
+    if isinstance(value, list) and not (value and type(value[0]) is str):
+        try:
+            a = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):  # ragged, or numpy's dimension limit
+            a = None
+    if a is not None and a.dtype.kind in "bif" and _within(a, limits):
+        if a.dtype.kind == "f":
+            top = float(np.abs(a).max())
+            if top >= _INT64:  # a JSON integer past 64 bits becomes such a float: walk it
+                shape_of(value, limits, where)
+            if top == math.inf:  # 1e999 parses as infinity
+                raise ClientError(422, f"{where} holds a number that overflows a float")
+        return a
+    shape = shape_of(value, limits, where)  # raises unless numbers numpy refused, or texts
+    if len(shape) == 1 and type(value[0]) is str:
+        longest = max(map(len, value))
+        if longest * len(value) > limits.max_body_bytes:  # numpy keeps 4 bytes per character
+            raise ClientError(
+                413,
+                f"{where}: {len(value)} texts of up to {longest} characters make too large an "
+                "array; send fewer or shorter texts per request",
+            )
+    a = np.asarray(value)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ClientError(422, f"{where} holds a number that overflows a float")
+    return a
+
+
+def _within(a: Any, limits: Limits) -> bool:
+    """Whether numpy's array has a shape :func:`shape_of` would accept."""
+    return (
+        0 < a.ndim <= limits.max_dims
+        and a.size > 0
+        and a.shape[0] <= limits.max_rows
+        and a.size <= limits.max_values
+    )
 
 
 def batch_size_for(data: dict[str, Any], rows: int, limits: Limits) -> int | None:

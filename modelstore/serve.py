@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import threading
 import time
 import warnings
@@ -80,8 +79,11 @@ class Dispatch:
     def record(self, seconds: float) -> None:
         with self._lock:  # worker threads and the event loop both record
             self.recent.append(seconds)
-            if len(self.recent) >= 8:
-                self.inline = statistics.median(self.recent) < INLINE_SECONDS
+            n = len(self.recent)
+            if n >= 8:  # the median, without statistics.median's per-call overhead
+                r = sorted(self.recent)
+                median = r[n // 2] if n % 2 else (r[n // 2 - 1] + r[n // 2]) / 2
+                self.inline = median < INLINE_SECONDS
 
     def timed(self, fn: Callable[[], tuple[int, str]]) -> tuple[int, str]:
         t = time.perf_counter()
@@ -170,6 +172,44 @@ def servable(path: str, loaded: Any) -> None:
     raise ArgumentError(f"{path}: holds {what}, which cannot answer /predict; {hint}")
 
 
+async def _read_body(receive: Any, declared: bytes, cap: int) -> bytes:
+    """The request body, refused (413) as soon as it is declared or counted over ``cap``."""
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+        raise ClientError(413, f"the request body is over {cap} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientError(400, "the client left before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            raise ClientError(413, f"the request body is over {cap} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Any, status: int, payload: Any) -> None:
+    """One JSON answer (``payload`` a dict, or JSON text already written)."""
+    text = payload if isinstance(payload, str) else jsonsafe.dumps(payload)
+    body = text.encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _route_path(scope: Any) -> str:
+    """The path below the app's root path, as Starlette's router reads it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
 def _json_media(content_type: str | None) -> bool:
     if content_type is None:
         return True  # a bare POST: read as JSON, the only thing this server reads
@@ -197,8 +237,9 @@ def create_app(
         from anyio import CapacityLimiter, to_thread
         from starlette.applications import Starlette
         from starlette.exceptions import HTTPException
-        from starlette.requests import ClientDisconnect, Request
-        from starlette.responses import JSONResponse, Response
+        from starlette.middleware import Middleware
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
         from starlette.routing import Route
     except ImportError:
         raise MissingDependencyError(
@@ -221,33 +262,25 @@ def create_app(
     def error(status: int, message: str) -> Any:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > cap:
-            raise ClientError(413, f"the request body is over {cap} bytes")
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > cap:
-                    raise ClientError(413, f"the request body is over {cap} bytes")
-                chunks.append(chunk)
-        except ClientDisconnect:
-            raise ClientError(400, "the client left before sending the whole body") from None
-        return b"".join(chunks)
-
-    async def predict_route(request: Request) -> Any:
-        content_type = request.headers.get("content-type")
+    async def predict_route(scope: Any, receive: Any, send: Any) -> None:
+        """POST /predict as a bare ASGI handler: the hot path, without Starlette's request
+        and response objects (their cost per request is what a small model's predict costs)."""
+        content_type, declared = None, b""
+        for key, value in scope["headers"]:  # lower-case names; the first of each counts
+            if key == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
+            elif key == b"content-length" and not declared:
+                declared = value
         if not _json_media(content_type):
             msg = (
                 f"POST /predict reads JSON only, not {str(content_type)[:60]!r}; send "
                 f"Content-Type: application/json (curl: --json)"
             )
-            return error(415, msg)
+            return await _send(send, 415, {"error": msg})
         try:
-            body = await read_body(request)
+            body = await _read_body(receive, declared, cap)
         except ClientError as e:
-            return error(e.status, str(e))
+            return await _send(send, e.status, {"error": str(e)})
 
         def run() -> tuple[int, str]:
             return answer(loaded, body, limits)
@@ -256,7 +289,7 @@ def create_app(
             status, text = dispatch.timed(run)  # a fast model: no thread hand-off
         else:
             status, text = await to_thread.run_sync(dispatch.timed, run, limiter=workers)
-        return Response(text, status_code=status, media_type="application/json")
+        await _send(send, status, text)
 
     async def health(request: Request) -> Any:
         return JSONResponse({"status": "ok", "model": str(path)})
@@ -269,13 +302,29 @@ def create_app(
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return error(status, str(detail))
 
+    def predict_first(app: Any) -> Any:
+        async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if (
+                scope["type"] == "http"
+                and scope["method"] == "POST"
+                and _route_path(scope) == "/predict"
+            ):
+                return await predict_route(scope, receive, send)
+            return await app(scope, receive, send)
+
+        return asgi
+
+    async def not_reached(request: Request) -> Any:  # answered by predict_first
+        return error(500, "internal error")
+
     app = Starlette(
         routes=[
-            Route("/predict", predict_route, methods=["POST"]),
+            Route("/predict", not_reached, methods=["POST"]),  # so other methods get a 405
             Route("/health", health, methods=["GET"]),
             Route("/info", info_route, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error, Exception: http_error},
+        middleware=[Middleware(predict_first)],
     )
     app.state.dispatch = dispatch  # where requests are answered (read by tests)
     return app

@@ -95,3 +95,78 @@ def test_fast_answers_run_in_the_event_loop_and_large_bodies_in_threads(
     monkeypatch.setattr(serve, "INLINE_BODY_BYTES", 10)  # every body counts as large now
     _ask(client, 2)
     assert seen[-2:] == [True, True]
+
+
+def _walked(value: Any, limits: serve.Limits) -> Any:
+    """What the request reader answered before numpy converted first: the exact walk, then
+    numpy (the reference the fast path must agree with)."""
+    try:
+        serve.shape_of(value, limits)
+        a = np.asarray(value)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise serve.ClientError(422, "overflow")
+        return a
+    except serve.ClientError as e:
+        return e.status
+
+
+CASES: list[Any] = [
+    [[1.5, 2.0]],
+    [[1, 2], [3, 4]],
+    [[True, False]],
+    [[True, 2, 3.5]],
+    [[2**63 - 1, -(2**63)]],
+    [[2**63]],
+    [[2**63, -1]],
+    [[2**63, 0.5]],
+    [[-(2**63) - 1, 0.5]],
+    [[1e300, 1e20]],
+    [[1e999]],
+    [[1, "a"]],
+    [["a", "b"]],
+    ["a", 1],
+    [1, "a"],
+    [[None]],
+    [[{"a": 1}]],
+    [[1, [2]]],
+    [[1, 2], [3]],
+    [],
+    [[]],
+    [[[]]],
+    [1.0, 2.0],
+    [[[[[[[1.0]]]]]]],
+    [[[[[[1.0]]]]]],
+    [[0.0]] * 10_001,
+]
+
+
+@pytest.mark.parametrize("value", CASES, ids=range(len(CASES)))
+def test_numpy_first_agrees_with_the_walk(value: Any) -> None:
+    """The request reader lets numpy convert numbers first (a fast path) and walks the lists
+    only when numpy's answer is not plainly acceptable; accepted arrays, refusals and their
+    statuses are the same as walking every request (integers past 64 bits mixed with floats,
+    which numpy would silently round, included)."""
+    limits = serve.Limits()
+    want = _walked(value, limits)
+    try:
+        got: Any = serve.read_inputs({"inputs": value}, limits)[0]
+    except serve.ClientError as e:
+        got = e.status
+    if isinstance(want, int):
+        assert got == want
+    else:
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_texts_are_bounded_by_the_array_they_make() -> None:
+    """A flat list of texts becomes a fixed-width numpy array (4 bytes per character of the
+    longest text, per row): one long text beside many short ones is refused (413) before
+    numpy allocates rows x longest, while ordinary texts pass."""
+    limits = serve.Limits(max_body_bytes=1 << 20)
+    texts = ["x" * 200_000] + ["a"] * 9_000
+    with pytest.raises(serve.ClientError) as e:
+        serve.read_inputs({"inputs": texts}, limits)
+    assert e.value.status == 413 and "texts" in str(e.value)
+    a, rows = serve.read_inputs({"inputs": ["some text", "more"]}, limits)
+    assert rows == 2 and a.dtype.kind == "U"

@@ -18,11 +18,20 @@ if TYPE_CHECKING:
     import torch
 
 
+#: torch float dtypes numpy casts to exactly as torch would (half goes through float in torch).
+_NUMPY_OF: dict[Any, Any] = {}
+
+
 def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tensor:
     import numpy as np
     import torch
 
+    if not _NUMPY_OF:
+        _NUMPY_OF.update({torch.float32: np.float32, torch.float64: np.float64})
     if type(x) is np.ndarray and x.flags.c_contiguous and x.dtype.kind in "biuf":
+        want = _NUMPY_OF.get(like.dtype) if like is not None and x.dtype.kind == "f" else None
+        if want is not None and x.dtype != want:
+            x = x.astype(want)  # numpy casts a small array ~4x faster than Tensor.to
         x = torch.from_numpy(x)  # the common case: no copy, no checks to repeat
     elif not isinstance(x, torch.Tensor):
         try:
