@@ -8,7 +8,6 @@ against :class:`Limits` before anything is converted to numpy; every refusal is 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -58,8 +57,11 @@ class ClientError(Exception):
         self.status = status
 
 
-#: A run of number characters longer than jsonsafe accepts in one number.
-_LONG_NUMBER = re.compile(rb"[0-9.eE+-]{%d}" % (jsonsafe.MAX_NUMBER_CHARS + 1))
+#: Every byte that can be part of a JSON number becomes "#", every other a space: a run of
+#: more "#" than jsonsafe accepts in one number is then a substring search (C speed, ~25x
+#: faster than a regular expression over a large body).
+_NUMBER_BYTES = bytes(35 if chr(i) in "0123456789.eE+-" else 32 for i in range(256))
+_LONG_NUMBER = b"#" * (jsonsafe.MAX_NUMBER_CHARS + 1)
 
 
 def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
@@ -76,8 +78,7 @@ def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
         raise ClientError(
             413, f"the request holds more than the {limits.max_values} values accepted"
         )
-    long = _LONG_NUMBER.search(body)
-    if long is not None:
+    if len(body) > jsonsafe.MAX_NUMBER_CHARS and _LONG_NUMBER in body.translate(_NUMBER_BYTES):
         raise ClientError(
             400,
             "the request body: not valid JSON (a number of over "
