@@ -8,8 +8,10 @@ or read from elsewhere. Only ``zipfile``, ``json`` and ``h5py`` are used.
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,12 +95,12 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
                 open_stored(zf, "model.weights.h5") or zf.open("model.weights.h5") as fh,
                 h5py.File(fh, "r") as f,
             ):
-                check_h5(f)
+                _check_once(f, os.fstat(zf.fp.fileno()), "model.weights.h5")  # type: ignore[union-attr]
                 yield f
         else:
             guard_h5(path)
             with h5py.File(path, "r") as f:
-                check_h5(f)
+                _check_once(f, os.fstat(f.id.get_vfd_handle()), "")
                 yield f
     except KerasFileError:
         raise
@@ -106,6 +108,21 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
         raise KerasFileError(f"damaged archive ({e})", "damaged") from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
         raise KerasFileError(f"the HDF5 data cannot be read ({e})", "damaged") from None
+
+
+#: File versions (of the file actually opened: fstat, not the path) whose HDF5 structure
+#: check_h5 accepted; a scan and a load open the same file several times.
+_H5_OK: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+
+def _check_once(f: Any, st: os.stat_result, member: str) -> None:
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, member)
+    if key in _H5_OK:
+        return
+    check_h5(f)
+    _H5_OK[key] = None
+    while len(_H5_OK) > 64:
+        _H5_OK.popitem(last=False)
 
 
 def read_config(path: Path, kind: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:

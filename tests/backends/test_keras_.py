@@ -445,3 +445,20 @@ def test_checksum_covers_the_zip_directory(tmp_path: Path) -> None:
     with pytest.raises(ms.IntegrityError, match="checksum"):
         ms.load(altered)
     assert ms.load(altered, verify=False) is not None  # verify=False: the caller's choice
+
+
+@pytest.mark.slow
+def test_a_file_edited_after_a_clean_check_is_checked_again(tmp_path: Path) -> None:
+    """The HDF5 structure check is remembered per version of the file actually opened
+    (device, inode, size, mtime, ctime): a .h5 that loaded cleanly, then gained an external
+    link in place (same path, same inode), is refused on the next load and scan."""
+    path = tmp_path / "m.h5"
+    ms.save(mlp(), path)
+    ms.load(path, verify=False)
+    inode = path.stat().st_ino
+    with h5py.File(path, "a") as f:
+        f["leak"] = h5py.ExternalLink("/etc/passwd", "/x")
+    assert path.stat().st_ino == inode
+    with pytest.raises(ms.UnsafeModelError, match="external link"):
+        ms.load(path, verify=False)
+    assert ms.scan(path).verdict != "safe"
