@@ -119,3 +119,13 @@ def test_a_content_length_of_many_digits_is_a_413(app: Any) -> None:
         r = c.post("/predict", content=b"{}", headers={"content-length": "9" * 5_000})
         assert r.status_code == 413 and "error" in r.json()
         assert c.post("/predict", json=GOOD).status_code == 200
+
+
+def test_unknown_field_names_are_shortened_in_the_answer() -> None:
+    """A refusal of unknown fields echoed up to five of the client's field names whole: two
+    names of a million characters came back as a 2 MB error message. Names are shortened,
+    as every other client value in an error message is."""
+    body = json.dumps({"inputs": [[1]], "x" * 1_000_000: 1, "y" * 1_000_000: 2}).encode()
+    status, text = serve.answer(None, body, serve.Limits())
+    assert status == 422 and "unknown fields" in text
+    assert len(text) < 1_000
