@@ -101,7 +101,8 @@ def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
         raise ClientError(422, 'expected a JSON object {"inputs": [...]}')
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise ClientError(422, f"unknown fields {unknown[:5]}; a request has {list(FIELDS)}")
+        names = [name[:40] for name in unknown[:5]]  # a client's names, shortened
+        raise ClientError(422, f"unknown fields {names}; a request has {list(FIELDS)}")
     output = data.get("output", "raw")
     if output not in OUTPUTS:
         raise ClientError(422, f"output must be one of {list(OUTPUTS)}, not {_short(output)}")
@@ -166,8 +167,21 @@ def _check_leaves(leaves: list[Any], dims: int, name: str) -> None:
 _JSON_NAMES = {dict: "an object", type(None): "null", list: "a list beside numbers"}
 
 
-def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
-    """The request's inputs as numpy (one array, or a dict for named inputs) and its rows."""
+def may_hold_texts(body: bytes, data: dict[str, Any]) -> bool:
+    """Whether ``body`` has quotes beyond those of the request's keys and output name, so a
+    text may sit inside its inputs (a C-speed count; escaped quotes only make it say yes)."""
+    raw = data["inputs"]
+    strings = len(data) + isinstance(data.get("output"), str)
+    strings += len(raw) if isinstance(raw, dict) else 0
+    return body.count(b'"') > 2 * strings
+
+
+def read_inputs(data: dict[str, Any], limits: Limits, *, texts: bool = True) -> tuple[Any, int]:
+    """The request's inputs as numpy (one array, or a dict for named inputs) and its rows.
+
+    ``texts=False`` (the body holds no text in its inputs: :func:`may_hold_texts`) lets numpy
+    convert first; otherwise each input is walked before numpy sees it, since numpy would turn
+    one long text among many numbers into a fixed-width array of rows x longest."""
     raw = data["inputs"]
     named = isinstance(raw, dict)
     items = raw if named else {"inputs": raw}
@@ -176,9 +190,12 @@ def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
             422, f"named inputs must be 1 to {MAX_NAMED_INPUTS} arrays, got {len(items)}"
         )
     arrays = {}
+    room = limits.max_body_bytes  # characters (rows x longest) all texts together may take
     for key, value in items.items():
         where = f"inputs[{key[:40]!r}]" if named else "inputs"
-        arrays[key] = _array(value, limits, where)
+        a = arrays[key] = _array(value, limits, where, texts, room)
+        if a.dtype.kind == "U":
+            room -= a.size * (a.itemsize // 4)
     total = sum(a.size for a in arrays.values())
     if total > limits.max_values:
         raise ClientError(
@@ -188,16 +205,17 @@ def read_inputs(data: dict[str, Any], limits: Limits) -> tuple[Any, int]:
     return (arrays if named else arrays["inputs"]), rows
 
 
-def _array(value: Any, limits: Limits, where: str) -> Any:
-    """One input as numpy. numpy converts numbers first (the body's size already bounds its
-    work: ``parse_body`` counts the values); what comes out must be a non-empty array of
-    bools, int64 or finite float64 within ``limits``. Anything else (ragged, mixed, texts,
-    integers past 64 bits, nested too deep) is walked by :func:`shape_of`, which says what is
-    wrong or, for a flat list of texts, lets it through."""
+def _array(value: Any, limits: Limits, where: str, texts: bool, room: int) -> Any:
+    """One input as numpy. Without texts about, numpy converts numbers first (the body's size
+    already bounds its work: ``parse_body`` counts the values); what comes out must be a
+    non-empty array of bools, int64 or finite float64 within ``limits``. Anything else
+    (ragged, mixed, integers past 64 bits, nested too deep), and any input when the body may
+    hold texts, is walked by :func:`shape_of`, which says what is wrong or, for a flat list of
+    texts, lets it through if rows x longest fits in ``room`` characters."""
     import numpy as np
 
     a = None
-    if isinstance(value, list) and not (value and type(value[0]) is str):
+    if not texts and isinstance(value, list):
         try:
             a = np.asarray(value)
         except (ValueError, TypeError, OverflowError):  # ragged, or numpy's dimension limit
@@ -213,11 +231,11 @@ def _array(value: Any, limits: Limits, where: str) -> Any:
     shape = shape_of(value, limits, where)  # raises unless numbers numpy refused, or texts
     if len(shape) == 1 and type(value[0]) is str:
         longest = max(map(len, value))
-        if longest * len(value) > limits.max_body_bytes:  # numpy keeps 4 bytes per character
+        if longest * len(value) > room:  # numpy keeps 4 bytes per character
             raise ClientError(
                 413,
                 f"{where}: {len(value)} texts of up to {longest} characters make too large an "
-                "array; send fewer or shorter texts per request",
+                "array (with the request's other texts); send fewer or shorter texts",
             )
     a = np.asarray(value)
     if a.dtype.kind == "f" and not np.isfinite(a).all():

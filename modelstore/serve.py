@@ -32,6 +32,7 @@ from ._serve_request import (
     ClientError,
     Limits,
     batch_size_for,
+    may_hold_texts,
     parse_body,
     read_inputs,
     shape_of,
@@ -49,6 +50,7 @@ __all__ = [
     "answer",
     "batch_size_for",
     "create_app",
+    "may_hold_texts",
     "parse_body",
     "read_inputs",
     "run",
@@ -70,7 +72,9 @@ WORKERS = min(8, max(2, os.cpu_count() or 1))
 class Dispatch:
     """Where a request is answered: in the event loop while recent answers took under
     INLINE_SECONDS (the median of the last 16; the first 8 are timed in a thread), else in a
-    small pool of threads. Large bodies always go to the pool."""
+    small pool of threads. Large bodies always go to the pool. Only answers the model gave
+    (status 200) are timed: cheap refusals must not let a client move a slow model into the
+    event loop."""
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=16)
@@ -88,17 +92,17 @@ class Dispatch:
 
     def timed(self, fn: Callable[[], tuple[int, str]]) -> tuple[int, str]:
         t = time.perf_counter()
-        try:
-            return fn()
-        finally:
+        status, text = fn()
+        if status == 200:
             self.record(time.perf_counter() - t)
+        return status, text
 
 
 def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
     """Status and JSON text for one POST /predict body."""
     try:
         data = parse_body(body, limits)
-        inputs, rows = read_inputs(data, limits)
+        inputs, rows = read_inputs(data, limits, texts=may_hold_texts(body, data))
         batch_size = batch_size_for(data, rows, limits)
         result = run_model(loaded, inputs, data.get("output", "raw"), batch_size)
     except ClientError as e:
@@ -175,7 +179,9 @@ def servable(path: str, loaded: Any) -> None:
 
 async def _read_body(receive: Any, declared: bytes, cap: int) -> bytes:
     """The request body, refused (413) as soon as it is declared or counted over ``cap``."""
-    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+    # a length of more digits than any cap has is over it (int() refuses past 4,300 digits)
+    digits = declared.lstrip(b"0")
+    if declared.isdigit() and (len(digits) > 20 or int(digits or b"0") > cap):
         raise ClientError(413, f"the request body is over {cap} bytes")
     chunks, size = [], 0
     while True:
