@@ -245,7 +245,7 @@ def _array(value: Any, limits: Limits, where: str, texts: bool, room: int) -> An
 
 def _within(a: Any, limits: Limits) -> bool:
     """Whether numpy's array has a shape :func:`shape_of` would accept."""
-    return (
+    return bool(
         0 < a.ndim <= limits.max_dims
         and a.size > 0
         and a.shape[0] <= limits.max_rows

@@ -316,8 +316,9 @@ def create_app(
                 and scope["method"] == "POST"
                 and _route_path(scope) == "/predict"
             ):
-                return await predict_route(scope, receive, send)
-            return await app(scope, receive, send)
+                await predict_route(scope, receive, send)
+            else:
+                await app(scope, receive, send)
 
         return asgi
 
