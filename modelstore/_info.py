@@ -39,6 +39,29 @@ class TensorInfo:
         return n
 
 
+class _Computed:
+    """A dataclass field holding a str, or a zero-argument callable that computes it: read
+    once, on first access (``ms.save`` hands over the sha256 its background thread is still
+    computing, so the save returns as soon as the file is durable)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return ""  # the field's default
+        value = obj.__dict__[self.slot]
+        if not isinstance(value, str):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        # dataclass __init__ sets fields with object.__setattr__, which lands here; a user's
+        # assignment is refused by the frozen dataclass before it gets here
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What modelstore knows about a model file, read without running code from it.
@@ -53,7 +76,8 @@ class ModelInfo:
     format: str
     framework: str | None
     size_bytes: int
-    sha256: str
+    #: the whole file's sha256 (computed on first read when a save has just written the file)
+    sha256: str = _Computed()  # type: ignore[assignment]
     tensors: list[TensorInfo] = field(default_factory=list)
     num_params: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +87,11 @@ class ModelInfo:
     globals: list[str] = field(default_factory=list)
     #: for a model given as a folder: every file in it (name -> bytes); ``size_bytes`` is their total
     files: dict[str, int] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the digest, never a thread
+        state = dict(self.__dict__)
+        state["_sha256"] = self.sha256
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (tuples become lists)."""

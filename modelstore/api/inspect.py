@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._info import Finding, ModelInfo, ScanReport
 from ..errors import FormatError, ModelNotFoundError
@@ -18,7 +18,7 @@ from ..pipeline.read import reading, renamed
 from ..security import unreadable
 from ..storage import remote
 from ..storage.files import PathLike
-from ..storage.hashing import sha256_of
+from ..storage.hashing import PendingDigest, sha256_later
 from ..storage.sidecar import sidecar_problem
 
 
@@ -59,7 +59,7 @@ def info_of(p: Path, backend: Backend) -> ModelInfo:
         meta, where, note = metadata.current(p, backend, meta, where)
     if note:
         found.extra_metadata["sidecar"] = note
-    return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_of(p))
+    return _info(str(p), backend, found, meta, where, p.stat().st_size, sha256_later(p))
 
 
 def _info(
@@ -69,7 +69,7 @@ def _info(
     meta: dict[str, Any] | None,
     where: str,
     size: int,
-    sha: str,
+    sha: str | PendingDigest,
 ) -> ModelInfo:
     check_meta(path, meta, where)  # one validation, local or remote
     meta = meta or {}
@@ -80,7 +80,7 @@ def _info(
         format=backend.name,
         framework=meta.get("framework") or found.framework,
         size_bytes=found.size_bytes if found.size_bytes is not None else size,
-        sha256=sha,
+        sha256=cast(str, sha),  # a PendingDigest resolves on first read (ModelInfo)
         tensors=found.tensors,
         num_params=found.num_params
         if found.num_params is not None

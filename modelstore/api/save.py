@@ -15,7 +15,7 @@ from ..pipeline import metadata as meta_step
 from ..pipeline import options as typed
 from ..pipeline.export import export
 from ..storage.files import PathLike, atomic_paths, check_target, write_json, writer_lock
-from ..storage.hashing import file_checksum, remember_sha256
+from ..storage.hashing import PendingDigest, file_checksum, remember_sha256
 from ..storage.sidecar import (
     SIDECAR_KEEP,
     SIDECAR_VERSION,
@@ -159,7 +159,7 @@ def _save_local(
 
 def _write(
     backend: Backend, model: Any, target: Path, meta: dict[str, Any], opts: Any
-) -> str | None:
+) -> str | PendingDigest | None:
     if backend.embeds_metadata:
         with atomic_paths(target) as (tmp,):
             return backend.write(model, tmp, meta, opts, target)
@@ -168,7 +168,7 @@ def _write(
 
 def _write_with_sidecar(
     backend: Backend, model: Any, target: Path, meta: dict[str, Any], opts: Any
-) -> str | None:
+) -> str | PendingDigest | None:
     """Payload plus sidecar, crash- and race-safe: writers of one target take turns; the
     sidecar (new entry + the entry it replaces) is renamed before the payload, so whichever
     payload a reader or a crash finds, the sidecar describes it."""

@@ -16,12 +16,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .._info import ScanReport, TensorInfo
 from ..errors import MissingDependencyError, UnsupportedModelError
 from .carried import ATTR, attach, attached, check_meta, one_pass, pass_cached
 from .values import describe_inputs, feature_matrix, is_instance_of, labels_from_scores
+
+if TYPE_CHECKING:
+    from ..storage.hashing import PendingDigest
 
 Risk = Literal["safe", "restricted", "pickle"]
 
@@ -172,13 +175,15 @@ class Backend:
 
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
-    ) -> str | None:
+    ) -> str | PendingDigest | None:
         """Write ``obj`` to ``tmp``, a fresh temp file beside ``target`` that the pipeline
         fsyncs and renames over ``target`` afterwards (a crash leaves ``target`` whole; never
         write ``target`` itself). ``options`` is this backend's ``SaveOptions``. Embedding
         backends store ``meta`` (and its checksum) in the file and may add entries to
         ``meta`` first (e.g. ``"cast"``). May return the file's sha256 if computed while
-        writing; a sidecar backend may set ``meta["checksum"]`` likewise (no re-read)."""
+        writing, or a :class:`~modelstore.storage.hashing.PendingDigest` still computing it
+        (off the save's critical path); a sidecar backend may set ``meta["checksum"]``
+        likewise (no re-read)."""
         raise UnsupportedModelError(f"the {self.name} backend cannot save models")
 
     def write_files(

@@ -12,6 +12,7 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -84,25 +85,25 @@ class _Cache:
     """A small thread-safe LRU map: digests of files this process read or wrote."""
 
     def __init__(self, size: int) -> None:
-        self._data: OrderedDict[Any, str] = OrderedDict()
+        self._data: OrderedDict[Any, Any] = OrderedDict()  # a str, or a PendingDigest
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> str | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             value = self._data.get(key)
             if value is not None:
                 self._data.move_to_end(key)
             return value
 
-    def __setitem__(self, key: Any, value: str) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
 
-    def pop(self, key: Any, default: str | None = None) -> str | None:
+    def pop(self, key: Any, default: Any = None) -> Any:
         with self._lock:
             return self._data.pop(key, default)
 
@@ -119,11 +120,70 @@ def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
+class PendingDigest:
+    """A sha256 still being computed (in a background thread): calling it waits for the hex
+    digest, once. ``ms.save`` hands one to its ``ModelInfo`` so the save returns as soon as
+    the file is durable; the digest is ready when first read."""
+
+    def __init__(self, wait: Callable[[], str]) -> None:
+        self._wait = wait
+        self._value: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._value is None:
+                self._value = self._wait()
+            return self._value
+
+
+def hash_file_later(path: Path) -> PendingDigest:
+    """The sha256 of the file at ``path`` as it is now: opened here (a descriptor follows the
+    file through a rename, and a replaced path does not change what it reads) and read in a
+    background thread."""
+    fd = os.open(path, os.O_RDONLY)
+    out: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            h = hashlib.sha256()
+            buf = bytearray(_CHUNK)
+            with memoryview(buf) as view, open(fd, "rb", buffering=0, closefd=True) as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+            out.append(h.hexdigest())
+        except BaseException as e:  # noqa: BLE001 - reported to whoever reads the digest
+            errors.append(e)
+
+    thread = threading.Thread(target=work, name="modelstore-sha256", daemon=True)
+    thread.start()
+
+    def wait() -> str:
+        thread.join()
+        if out:
+            return out[0]
+        raise IntegrityError(f"{path}: the file's sha256 could not be computed ({errors[0]!r})")
+
+    return PendingDigest(wait)
+
+
+def sha256_later(path: Path) -> str | PendingDigest:
+    """What :func:`sha256_of` returns, except that a digest still being computed for this
+    very file version (a save that just wrote it) is handed over unresolved."""
+    cached = _SHA_CACHE.get(_stat_key(path))
+    return cached if cached is not None else sha256_of(path)
+
+
 def sha256_of(path: Path) -> str:
     """The whole file's sha256, cached per (path, size, mtime, inode) within the process."""
     key = _stat_key(path)
     cached = _SHA_CACHE.get(key)
-    if cached is not None:
+    if isinstance(cached, PendingDigest):
+        done: str = cached()
+        _SHA_CACHE[key] = done
+        return done
+    if isinstance(cached, str):
         return cached
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -145,7 +205,7 @@ def copy_hashing(src: Path, dst: Path) -> str:
     return copy_hashing_overlapped(src, dst)
 
 
-def remember_sha256(path: Path, digest: str) -> None:
+def remember_sha256(path: Path, digest: str | PendingDigest) -> None:
     _SHA_CACHE[_stat_key(path)] = digest
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..._info import ScanReport
 from ...errors import ArgumentError
-from ...storage.hashing import check_checksum
+from ...storage.hashing import PendingDigest, check_checksum
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from ..torch import common as _torch
 from ..torch import dtype as _dtype
@@ -148,7 +148,7 @@ class SafetensorsBackend(Backend):
     # -- write ---------------------------------------------------------------------------
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
-    ) -> str | None:
+    ) -> str | PendingDigest | None:
         refuse_quantized(obj, target, self.name)
         if options.dtype is not None:
             obj = _dtype.cast_for_save(obj, options.dtype, meta, target)
@@ -156,7 +156,7 @@ class SafetensorsBackend(Backend):
         if tied:
             meta = {**meta, "tied": tied}
         return write_tensors(
-            tmp, tensors, {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}
+            tmp, tensors, {"format": "pt", META_KEY: json.dumps(meta, sort_keys=True)}, later=True
         ).sha256
 
     def write_files(

@@ -99,7 +99,7 @@ def write_sharded(
             )
             records[name] = {
                 "checksum": written.file_checksum,
-                "sha256": written.sha256,
+                "sha256": written.sha256 if isinstance(written.sha256, str) else written.sha256(),
                 "size": written.size,
             }
         index = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UnsupportedModelError
-from ...storage.hashing import format_checksum, new_checksum
+from ...storage.hashing import PendingDigest, format_checksum, hash_file_later, new_checksum
 from ..torch import common as _torch
 from .file import CHECKSUM_KEY, DTYPES, canonical
 
@@ -23,10 +23,11 @@ _CODES = {name: code for code, (name, _) in DTYPES.items()}
 
 @dataclass(frozen=True)
 class Written:
-    """What :func:`write_tensors` wrote: the file's sha256, its size and, when asked for,
-    the xxh3 checksum of the whole file (what a shard index records)."""
+    """What :func:`write_tensors` wrote: the file's sha256 (still being computed when asked
+    for ``later``), its size and, when asked for, the xxh3 checksum of the whole file (what a
+    shard index records)."""
 
-    sha256: str
+    sha256: str | PendingDigest
     size: int
     file_checksum: str | None = None
 
@@ -51,11 +52,21 @@ def savable(obj: Any, hint: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def write_tensors(
-    path: Path, tensors: dict[str, Any], metadata: dict[str, str], *, file_checksum: bool = False
+    path: Path,
+    tensors: dict[str, Any],
+    metadata: dict[str, str],
+    *,
+    file_checksum: bool = False,
+    later: bool = False,
 ) -> Written:
     """Write ``tensors`` (as :func:`savable` returns them) to ``path`` as a safetensors file
     whose header's ``__metadata__`` holds ``metadata`` plus ``modelstore.checksum``: the
-    xxh3 of the canonical header (without that key) and the payload."""
+    xxh3 of the canonical header (without that key) and the payload.
+
+    The file's sha256: by default computed while writing, from the same buffers, in a second
+    thread (the write waits for it); ``later=True`` reads it back from the written file in a
+    background thread instead (a :class:`PendingDigest`: the save returns when the file is
+    written, and the tensors, which the caller may change from then on, are not read again)."""
     order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
     header: dict[str, Any] = {}
     pos = 0
@@ -80,8 +91,17 @@ def write_tensors(
     whole = new_checksum() if file_checksum else None
     size = 0
     chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
+    if later:
+        with open(path, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                if whole is not None:
+                    whole.update(chunk)
+                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+        pending = hash_file_later(path)
+        return Written(pending, size, format_checksum(whole) if whole is not None else None)
     # the whole file's sha256 (~1.4 GB/s) off the write path: a second thread hashes the same
-    # (immutable) chunks while this one writes them; both release the GIL on large buffers
+    # (immutable while we write) chunks as this one writes them; both release the GIL
     digest: list[str] = []
     hashing = threading.Thread(
         target=_sha256_into, args=(chunks, digest), name="modelstore-sha256", daemon=True

@@ -35,6 +35,7 @@ from ...security.joblibfile import (
 )
 from ...security.pickle_scan import Call, Global, mapping_items
 from ...security.torchfile import LEGACY_PREFIX, plain_value
+from ...storage.hashing import PendingDigest
 from ..base import (
     ATTR,
     Backend,
@@ -114,7 +115,7 @@ class SklearnBackend(Backend):
 
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
-    ) -> str | None:
+    ) -> str | PendingDigest | None:
         import joblib
 
         if ATTR in getattr(obj, "__dict__", {}):  # the metadata an earlier save/load attached

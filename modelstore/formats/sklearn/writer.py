@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._info import TensorInfo
-from ...storage.hashing import format_checksum, new_checksum
+from ...storage.hashing import PendingDigest, format_checksum, new_checksum
 
 #: bytes gathered before one write + hash (pickle opcodes arrive a few bytes at a time)
 _BUFFER = 1 << 20
@@ -71,14 +71,21 @@ class HashingFile:
                 self.flush()
         finally:
             self._queue.put(None)
-            self._thread.join()
+            if exc[0] is not None:
+                self._thread.join()  # else the hash finishes off the save's path: sha256()
 
     def _hash(self) -> None:
         while (data := self._queue.get()) is not None:
             self._sha.update(data)
 
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
+    def sha256(self) -> PendingDigest:
+        """The whole file's sha256, ready once the hashing thread has taken every byte."""
+
+        def wait() -> str:
+            self._thread.join()
+            return self._sha.hexdigest()
+
+        return PendingDigest(wait)
 
     def write(self, data: Any) -> int:
         n = len(data)
@@ -312,7 +319,7 @@ class Dumped:
     """What :func:`dump` wrote: checksum, sha256, size, and the description (None: scan)."""
 
     checksum: str
-    sha256: str
+    sha256: PendingDigest
     size: int
     recorded: Recorded | None
 

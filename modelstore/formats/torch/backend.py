@@ -34,6 +34,7 @@ from ...security.torchfile import (
     read_pickles,
     tensor_records,
 )
+from ...storage.hashing import PendingDigest, hash_file_later
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from . import binshards as _bin
 from . import common as _torch
@@ -115,7 +116,7 @@ class TorchBackend(Backend):
 
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
-    ) -> str | None:
+    ) -> str | PendingDigest | None:
         import torch
 
         _quantized.refuse_unsavable(obj, target, self.name)
@@ -139,7 +140,7 @@ class TorchBackend(Backend):
                 f"(e.g. float(x) instead of a numpy scalar)"
             )
             raise UnsupportedModelError(msg)
-        return None
+        return hash_file_later(tmp)  # the sha256 off the save's critical path
 
     def read_meta(self, path: Path) -> dict[str, Any] | None:
         """The metadata record ``ms.save`` puts inside the archive (used without a sidecar)."""
