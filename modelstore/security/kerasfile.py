@@ -22,7 +22,7 @@ from ..errors import FormatError
 from . import jsonsafe
 from .kerasaudit import Audit
 from .kerasaudit import audit_config as _audit
-from .kerash5 import MAX_RATIO, check_h5, guard_h5
+from .kerash5 import MAX_RATIO, check_h5, guard_h5, start_guard
 from .kerash5 import KerasFileError as KerasFileError  # importers take it from here
 from .zipcheck import ArchiveError, check_archive
 from .zipwindow import open_stored
@@ -71,9 +71,17 @@ def check(path: Path, kind: str) -> None:
     """Everything about the container, before anything else reads it: the whole archive with
     every CRC, or the HDF5 structure walked in a child process."""
     if kind == "keras":
-        infos = check_zip(path, crc=True)
-        if "model.weights.h5" in {i.filename for i in infos}:
-            guard_h5(path, "model.weights.h5")
+        infos = check_zip(path)  # the structure first, then the child walks the weights
+        if "model.weights.h5" not in {i.filename for i in infos}:
+            check_zip(path, crc=True)
+            return
+        guard = start_guard(path, "model.weights.h5")
+        try:
+            check_zip(path, crc=True)  # every CRC while the child walks the HDF5 structure
+        except BaseException:
+            guard.cancel()
+            raise
+        guard.wait()
     else:
         guard_h5(path)
 

@@ -104,26 +104,64 @@ def guard_h5(path: Path, member: str = "") -> None:
     does means the same reads are safe here. Done once per file version per process; for a
     ``.keras`` archive, on its ``model.weights.h5`` member.
     """
+    start_guard(path, member).wait()
+
+
+class Guard:
+    """A guard child under way (``proc``), or a remembered answer (``proc`` None)."""
+
+    def __init__(self, key: tuple[str, str, int, int, int], proc: Any = None) -> None:
+        self.key, self.proc = key, proc
+
+    def wait(self) -> None:
+        """The child's answer (remembered for this file version): KerasFileError if damaged."""
+        import subprocess
+
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            try:
+                _, err = proc.communicate(timeout=GUARD_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                _GUARDED[self.key] = (
+                    f"the HDF5 library did not finish reading the file's structure in "
+                    f"{GUARD_SECONDS} s"
+                )
+            else:
+                last = (err.strip().splitlines() or ["unknown error"])[-1]
+                _GUARDED[self.key] = (
+                    None
+                    if proc.returncode == 0
+                    else f"the HDF5 structure cannot be read ({last[:200]})"
+                )
+        failure = _GUARDED[self.key]
+        if failure is not None:
+            raise KerasFileError(failure, "damaged")
+
+    def cancel(self) -> None:
+        """Stop the child (if still running) and reap it; nothing is remembered."""
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def start_guard(path: Path, member: str = "") -> Guard:
+    """:func:`guard_h5` in two halves: the child starts now and :meth:`Guard.wait` takes its
+    answer, so the caller can check something else meanwhile (the archive's CRCs). Call
+    ``wait()`` or, on an error of the caller's own, ``cancel()``."""
     import subprocess
     import sys
 
     st = path.stat()
     key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _GUARDED:
-        try:
-            code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
-            args = [sys.executable, "-c", code, str(path)] + ([member] if member else [])
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=GUARD_SECONDS)
-            last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-            _GUARDED[key] = (
-                None
-                if proc.returncode == 0
-                else f"the HDF5 structure cannot be read ({last[:200]})"
-            )
-        except subprocess.TimeoutExpired:
-            _GUARDED[key] = (
-                f"the HDF5 library did not finish reading the file's structure in {GUARD_SECONDS} s"
-            )
-    failure = _GUARDED[key]
-    if failure is not None:
-        raise KerasFileError(failure, "damaged")
+    if key in _GUARDED:
+        return Guard(key)
+    code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
+    args = [sys.executable, "-c", code, str(path)] + ([member] if member else [])
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    return Guard(key, proc)
