@@ -4,6 +4,7 @@ spent on the declared-size check (security/kerassize.py: the StatelessScope buil
 Each method runs in a fresh process; the model is saved once per format. Run by hand:
 
     .venv/bin/python benchmarks/keras_load.py --repeat 3
+    .venv/bin/python benchmarks/keras_load.py --repeat 6 --warm   # one process, repeated loads
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ else:
 print("SECONDS", time.perf_counter() - t)
 """
 
+WARM = """
+import statistics, time, warnings; warnings.simplefilter("ignore")
+import keras, modelstore as ms
+path, repeat = {path!r}, {repeat!r}
+ms.load(path); keras.saving.load_model(path)  # first loads: imports, the guard child
+times = {{"keras": [], "ms": []}}
+for r in range(repeat):
+    for method in (("keras", "ms") if r % 2 == 0 else ("ms", "keras")):
+        t = time.perf_counter()
+        keras.saving.load_model(path) if method == "keras" else ms.load(path)
+        times[method].append(time.perf_counter() - t)
+print("SECONDS", statistics.median(times["keras"]), statistics.median(times["ms"]))
+"""
+
 
 def run(code: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -65,6 +80,11 @@ def main() -> None:
     parser.add_argument(
         "--model", choices=["mobilenet", "dense"], default="mobilenet", help="dense: ~184 MiB"
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="one process loading each file repeatedly (after a first load of each)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"keras": str(Path(tmp) / "m.keras"), "h5": str(Path(tmp) / "m.h5")}
@@ -73,6 +93,17 @@ def main() -> None:
             f"{'12 x Dense(2048)' if args.model == 'dense' else 'MobileNetV2 (weights=None)'}, "
             f"{params} parameters; median of {args.repeat} fresh processes\n"
         )
+        if args.warm:
+            print("| file | keras.saving.load_model | ms.load | ratio |")
+            print("| --- | --- | --- | --- |")
+            for fmt, path in paths.items():
+                out = run(WARM.format(path=path, repeat=args.repeat)).split("SECONDS")[1]
+                k, m = (float(v) for v in out.split())
+                print(f"| .{fmt} | {k:.2f} s | {m:.2f} s | {m / k:.2f}x |", flush=True)
+            print(
+                f"\nload average {os.getloadavg()[0]:.1f} at the end; one process, loads repeated"
+            )
+            return
         print("| file | keras.saving.load_model | ms.load | ratio | size check alone |")
         print("| --- | --- | --- | --- | --- |")
         for fmt, path in paths.items():
