@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .allowlist import CALL, CONSTRUCT, Entry
-from .pickle_stream import PickleStreamError, Source, StreamReader, safe_key
+from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader, safe_key
 
 
 @dataclass(eq=False)
@@ -313,11 +313,10 @@ def analyse(
     expect_end: bool = True,
     where: str = "<bytes>",
 ) -> PickleReport:
-    """:func:`analyse_source` over bytes in memory (a torch zip record, a test stream)."""
-    import io
-
+    """:func:`analyse_source` over bytes in memory (a torch zip record, a test stream); the
+    reader reads the buffer directly (one Python call per opcode less)."""
     return analyse_source(
-        Source(io.BytesIO(data), len(data)),
+        MemorySource(data),
         where,
         lookup or _nothing,
         persistent_ids=persistent_ids,
