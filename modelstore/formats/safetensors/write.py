@@ -89,15 +89,9 @@ def write_tensors(
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-(8 + len(blob)) % 8)
     whole = new_checksum() if file_checksum else None
-    size = 0
     chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
     if later:
-        with open(path, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                if whole is not None:
-                    whole.update(chunk)
-                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+        size = _write_chunks(path, chunks, whole)
         pending = hash_file_later(path)
         return Written(pending, size, format_checksum(whole) if whole is not None else None)
     # the whole file's sha256 (~1.4 GB/s) off the write path: a second thread hashes the same
@@ -108,18 +102,25 @@ def write_tensors(
     )
     hashing.start()
     try:
-        with open(path, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                if whole is not None:
-                    whole.update(chunk)
-                size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+        size = _write_chunks(path, chunks, whole)
     finally:
         hashing.join()
     sha = (
         digest[0] if digest else _sha256_of(chunks)
     )  # the thread failed (it cannot, but never trust it)
     return Written(sha, size, format_checksum(whole) if whole is not None else None)
+
+
+def _write_chunks(path: Path, chunks: list[bytes | memoryview], whole: Any) -> int:
+    """Write ``chunks`` to the new file ``path`` (feeding ``whole``, if any); bytes written."""
+    size = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            if whole is not None:
+                whole.update(chunk)
+            size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
+    return size
 
 
 def _sha256_of(chunks: list[bytes | memoryview]) -> str:
