@@ -95,6 +95,13 @@ class KerasBackend(Backend):
     def sniff(self, path: Path, head: bytes) -> bool:
         return kind_of(path, head) is not None
 
+    def single_file(self, path: Path) -> bool:
+        # a .keras archive or a full-model .h5 is one file: every step, Keras' own open
+        # included, reads the descriptor the pipeline holds (a path renamed over between the
+        # checks and Keras' open would hand Keras a file nothing checked); .weights.h5 is told
+        # apart by its name, which a descriptor's path does not keep
+        return not path.name.lower().endswith(".weights.h5")
+
     def can_save(self, obj: Any) -> bool:
         return is_instance_of(obj, "keras", "Model")
 
