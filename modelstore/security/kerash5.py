@@ -214,7 +214,9 @@ def start_guard(path: Path, member: str = "", fd: int | None = None) -> Guard:
             return Guard(key, failure=known)  # type: ignore[arg-type]
         target = f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else str(path)
         code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
-        args = [sys.executable, "-c", code, target] + ([member] if member else [])
+        # -I: isolated; without it the child imports from the working directory first (an
+        # h5py.py beside the model, run as code, answering "walked fine")
+        args = [sys.executable, "-I", "-c", code, target] + ([member] if member else [])
         proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

@@ -260,3 +260,70 @@ def test_keras_open_h5_checks_the_structure_of_the_archive_it_opens(
             assert "hidden" not in f
     except KerasFileError:
         pass  # refused: fine
+
+
+def test_a_file_rewritten_in_place_during_a_load_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's owner rewrote it in place (same inode and size) between the checks and
+    Keras' read, then put the checked bytes and the old mtime back: the retry loop compared
+    (inode, size, mtime) only and returned a model built from bytes no check read. ctime,
+    which no one can set back, must be compared too: the load is retried, then refused."""
+    keras = pytest.importorskip("keras")
+    import modelstore as ms
+
+    def model(value: float) -> Any:
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        m.layers[0].kernel.assign(np.full((3, 2), value, "float32"))
+        return m
+
+    path, other = tmp_path / "m.h5", tmp_path / "other.h5"
+    ms.save(model(1.0), path)
+    other.write_bytes(path.read_bytes())
+    with h5py.File(other, "r+") as f:  # other weights, the same size
+        kernels: list[str] = []
+        f.visit(lambda name: kernels.append(name) if name.endswith("kernel") else None)
+        f[kernels[0]][...] = 7.0
+    checked, swapped = path.read_bytes(), other.read_bytes()
+    assert len(checked) == len(swapped) and checked != swapped
+    real = keras.saving.load_model
+
+    def rewriting(p: Any, *args: Any, **kwargs: Any) -> Any:  # the owner's timing
+        st = path.stat()
+        with open(path, "r+b") as f:
+            f.write(swapped)
+        try:
+            return real(p, *args, **kwargs)
+        finally:
+            with open(path, "r+b") as f:
+                f.write(checked)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    monkeypatch.setattr(keras.saving, "load_model", rewriting)
+    try:
+        loaded = ms.load(path)
+    except ms.ModelstoreError:
+        return
+    assert float(loaded.layers[0].kernel.numpy()[0, 0]) == 1.0
+
+
+def test_the_guard_child_imports_nothing_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard child ran ``python -c``, which puts the working directory first on
+    ``sys.path``: ``modelstore scan model.h5`` run inside a model folder that also holds an
+    ``h5py.py`` ran that file (code from the folder) and took its clean exit for a finished
+    walk, so the scan said "safe". The child must run isolated (``-I``)."""
+    good, _ = _pair(tmp_path)
+    marker = tmp_path / "MARKER"
+    (tmp_path / "h5py.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nraise SystemExit(0)\n"
+    )
+    bad = tmp_path / "damaged.h5"
+    data = bytearray(good.read_bytes())
+    data[8] = 0xEE
+    bad.write_bytes(bytes(data))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KerasFileError):
+        guard_h5(Path("damaged.h5"))
+    assert not marker.exists()
