@@ -327,3 +327,25 @@ def test_the_guard_child_imports_nothing_from_the_working_directory(
     with pytest.raises(KerasFileError):
         guard_h5(Path("damaged.h5"))
     assert not marker.exists()
+
+
+def test_keras2_weights_h5_still_loads_through_the_descriptor(tmp_path: Path) -> None:
+    """Not an attack: Keras loads a full-model ``.h5`` through the descriptor the checks read
+    (``/proc/self/fd/N``); a Keras 2 ``save_weights("x.h5")`` file (no model_config) loaded
+    into ``model=`` still reaches Keras under a suffixed name."""
+    keras = pytest.importorskip("keras")
+    import modelstore as ms
+
+    def mlp() -> Any:
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+
+    model = mlp()
+    ms.save(model, tmp_path / "full.h5")
+    path = tmp_path / "old.h5"
+    with h5py.File(tmp_path / "full.h5") as src, h5py.File(path, "w") as dst:
+        for key in src["model_weights"]:
+            src.copy(f"model_weights/{key}", dst, name=key)
+        for k, v in src["model_weights"].attrs.items():
+            dst.attrs[k] = v
+    out = ms.load(path, model=mlp())
+    assert (out.layers[0].kernel.numpy() == model.layers[0].kernel.numpy()).all()

@@ -234,7 +234,8 @@ class KerasBackend(Backend):
             raise FormatError(f"{path}: {e}") from None
         if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
-                return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
+                with _with_suffix(path, ".h5") as p:  # Keras 2 save_weights("x.h5")
+                    return _load_weights(path, request.model, open_as=p)
             msg = (
                 f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
                 f"save_weights wrote them: pass model= a built Keras model to load them into"
