@@ -41,12 +41,14 @@ def reading(path: Path | str, what: str) -> Iterator[None]:
         raise FormatError(msg) from e
 
 
-def identity(p: Path) -> tuple[int, int, int]:
+def identity(p: Path) -> tuple[int, int, int, int]:
+    """The file's version: ctime too, since its owner can set mtime back after a write in
+    place, but no one can set back ctime."""
     try:
         st = p.stat()
     except OSError:  # replaced or removed this instant: differs from any real identity
-        return (-1, -1, -1)
-    return st.st_ino, st.st_size, st.st_mtime_ns
+        return (-1, -1, -1, -1)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def consistently(p: Path, once: Callable[[], Any]) -> Any:

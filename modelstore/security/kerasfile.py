@@ -94,22 +94,30 @@ def open_h5(path: Path, kind: str) -> Iterator[Any]:
 
     try:
         if kind == "keras":
-            names = {i.filename for i in check_zip(path)}
-            if "model.weights.h5" not in names:
-                yield None
-                return
-            with (
-                zipfile.ZipFile(path) as zf,
-                open_stored(zf, "model.weights.h5") or zf.open("model.weights.h5") as fh,
-                h5py.File(fh, "r") as f,
-            ):
-                _check_once(f, os.fstat(zf.fp.fileno()), "model.weights.h5")  # type: ignore[union-attr]
-                yield f
+            with zipfile.ZipFile(path) as zf:
+                fd = zf.fp.fileno()  # type: ignore[union-attr]
+                # the structure and the HDF5 walk of the archive opened here, not of the path
+                here = Path(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else path
+                if "model.weights.h5" not in {i.filename for i in check_zip(here)}:
+                    yield None
+                    return
+                guard_h5(here, "model.weights.h5", fd)
+                with (
+                    open_stored(zf, "model.weights.h5") or zf.open("model.weights.h5") as fh,
+                    h5py.File(fh, "r") as f,
+                ):
+                    _check_once(f, os.fstat(fd), "model.weights.h5")
+                    yield f
         else:
-            guard_h5(path)
-            with h5py.File(path, "r") as f:
-                _check_once(f, os.fstat(f.id.get_vfd_handle()), "")
-                yield f
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                guard_h5(path, "", fd)  # the file h5py opens below: this descriptor's
+                proc = f"/proc/self/fd/{fd}"
+                with h5py.File(proc if os.path.isdir("/proc/self/fd") else path, "r") as f:
+                    _check_once(f, os.fstat(f.id.get_vfd_handle()), "")
+                    yield f
+            finally:
+                os.close(fd)
     except KerasFileError:
         raise
     except zipfile.BadZipFile as e:

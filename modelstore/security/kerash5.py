@@ -5,6 +5,8 @@ can loop forever on a damaged file). :mod:`.kerasfile` opens the files through t
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -92,26 +94,37 @@ f.visititems(lambda name, obj: attrs(obj))
 f.visititems_links(lambda name, link: None)
 f.close()  # before the file object it reads goes away at exit
 """
-_GUARDED: dict[tuple[str, str, int, int, int], str | None] = {}  # file version -> failure, if any
+#: file version (device, inode, size, mtime, ctime, member) -> failure, if any; bounded
+_GUARDED: OrderedDict[tuple[Any, ...], str | None] = OrderedDict()
+_UNKNOWN = object()
 
 
-def guard_h5(path: Path, member: str = "") -> None:
+def guard_h5(path: Path, member: str = "", fd: int | None = None) -> None:
     """Walk the HDF5 structure and read every attribute in a child process first.
 
     The HDF5 C library can loop forever on some damaged files (seen: a variable-length
     string attribute pointing into a corrupt global heap), and C code cannot be interrupted
     in-process. A walk that does not finish in GUARD_SECONDS means a damaged file; one that
     does means the same reads are safe here. Done once per file version per process; for a
-    ``.keras`` archive, on its ``model.weights.h5`` member.
+    ``.keras`` archive, on its ``model.weights.h5`` member. ``fd``: the descriptor of the file
+    the caller has opened (and will read): the verdict is for that file, never for whatever
+    the path names at some other instant.
     """
-    start_guard(path, member).wait()
+    start_guard(path, member, fd).wait()
 
 
 class Guard:
     """A guard child under way (``proc``), or a remembered answer (``proc`` None)."""
 
-    def __init__(self, key: tuple[str, str, int, int, int], proc: Any = None) -> None:
-        self.key, self.proc = key, proc
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        proc: Any = None,
+        fd: int | None = None,
+        own: bool = False,
+        failure: str | None = None,
+    ) -> None:
+        self.key, self.proc, self.fd, self.own, self.failure = key, proc, fd, own, failure
 
     def wait(self) -> None:
         """The child's answer (remembered for this file version): KerasFileError if damaged."""
@@ -120,24 +133,36 @@ class Guard:
         if self.proc is not None:
             proc, self.proc = self.proc, None
             try:
-                _, err = proc.communicate(timeout=GUARD_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                _GUARDED[self.key] = (
-                    f"the HDF5 library did not finish reading the file's structure in "
-                    f"{GUARD_SECONDS} s"
-                )
-            else:
-                last = (err.strip().splitlines() or ["unknown error"])[-1]
-                _GUARDED[self.key] = (
-                    None
-                    if proc.returncode == 0
-                    else f"the HDF5 structure cannot be read ({last[:200]})"
-                )
-        failure = _GUARDED[self.key]
-        if failure is not None:
-            raise KerasFileError(failure, "damaged")
+                try:
+                    _, err = proc.communicate(timeout=GUARD_SECONDS)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                    failure: str | None = (
+                        f"the HDF5 library did not finish reading the file's structure in "
+                        f"{GUARD_SECONDS} s"
+                    )
+                else:
+                    last = (err.strip().splitlines() or ["unknown error"])[-1]
+                    failure = (
+                        None
+                        if proc.returncode == 0
+                        else f"the HDF5 structure cannot be read ({last[:200]})"
+                    )
+                if self.fd is not None and _version(os.fstat(self.fd), self.key[-1]) != self.key:
+                    # written to while the child walked it: the verdict is for no one version
+                    raise KerasFileError(
+                        "the file changed while its HDF5 structure was checked", "damaged"
+                    )
+                _remember(self.key, failure)
+                self.failure = failure
+            finally:
+                if proc.poll() is None:  # interrupted (KeyboardInterrupt): no child left behind
+                    proc.kill()
+                    proc.communicate()
+                self._close()
+        if self.failure is not None:
+            raise KerasFileError(self.failure, "damaged")
 
     def cancel(self) -> None:
         """Stop the child (if still running) and reap it; nothing is remembered."""
@@ -146,22 +171,62 @@ class Guard:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate()
+        self._close()
+
+    def _close(self) -> None:
+        if self.own and self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
 
 
-def start_guard(path: Path, member: str = "") -> Guard:
+def _version(st: os.stat_result, member: str) -> tuple[Any, ...]:
+    """One version of one file: its inode and every time a write changes (ctime included:
+    mtime can be set back, ctime cannot)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, member)
+
+
+def _remember(key: tuple[Any, ...], failure: str | None) -> None:
+    _GUARDED[key] = failure
+    while len(_GUARDED) > 256:
+        _GUARDED.popitem(last=False)
+
+
+def start_guard(path: Path, member: str = "", fd: int | None = None) -> Guard:
     """:func:`guard_h5` in two halves: the child starts now and :meth:`Guard.wait` takes its
     answer, so the caller can check something else meanwhile (the archive's CRCs). Call
-    ``wait()`` or, on an error of the caller's own, ``cancel()``."""
+    ``wait()`` or, on an error of the caller's own, ``cancel()``.
+
+    The child reads the very file the verdict is remembered for: a descriptor (the caller's
+    ``fd``, or one opened here) handed to it, its version taken with ``fstat`` before and
+    after the walk (a path would name another file once a rename lands on it)."""
     import subprocess
     import sys
 
-    st = path.stat()
-    key = (str(path.resolve()), member, st.st_size, st.st_mtime_ns, st.st_ino)
-    if key in _GUARDED:
-        return Guard(key)
-    code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
-    args = [sys.executable, "-c", code, str(path)] + ([member] if member else [])
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    return Guard(key, proc)
+    own = fd is None
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        key = _version(os.fstat(fd), member)
+        known = _GUARDED.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
+            if own:
+                os.close(fd)
+            return Guard(key, failure=known)  # type: ignore[arg-type]
+        target = f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else str(path)
+        code = WINDOW_SOURCE + _GUARD  # the child reads the member as the parent will
+        # -I: isolated; without it the child imports from the working directory first (an
+        # h5py.py beside the model, run as code, answering "walked fine")
+        args = [sys.executable, "-I", "-c", code, target] + ([member] if member else [])
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            pass_fds=(fd,),
+        )
+    except BaseException:
+        if own:
+            os.close(fd)
+        raise
+    return Guard(key, proc, fd, own)

@@ -141,7 +141,9 @@ def hash_file_later(path: Path) -> PendingDigest:
     """The sha256 of the file at ``path`` as it is now: opened here (a descriptor follows the
     file through a rename, and a replaced path does not change what it reads) and read in a
     background thread."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    st = os.fstat(fd)
+    written = (st.st_size, st.st_mtime_ns)  # a rename changes ctime, a write mtime
     out: list[str] = []
     errors: list[BaseException] = []
 
@@ -152,6 +154,10 @@ def hash_file_later(path: Path) -> PendingDigest:
             with memoryview(buf) as view, open(fd, "rb", buffering=0, closefd=True) as f:
                 while n := f.readinto(buf):
                     h.update(view[:n])
+                after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != written:
+                # written to after the save returned: the digest would be of other bytes
+                raise OSError("the file was written to after the save, while it was hashed")
             out.append(h.hexdigest())
         except BaseException as e:  # noqa: BLE001 - reported to whoever reads the digest
             errors.append(e)

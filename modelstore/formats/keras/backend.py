@@ -95,6 +95,13 @@ class KerasBackend(Backend):
     def sniff(self, path: Path, head: bytes) -> bool:
         return kind_of(path, head) is not None
 
+    def single_file(self, path: Path) -> bool:
+        # a .keras archive or a full-model .h5 is one file: every step, Keras' own open
+        # included, reads the descriptor the pipeline holds (a path renamed over between the
+        # checks and Keras' open would hand Keras a file nothing checked); .weights.h5 is told
+        # apart by its name, which a descriptor's path does not keep
+        return not path.name.lower().endswith(".weights.h5")
+
     def can_save(self, obj: Any) -> bool:
         return is_instance_of(obj, "keras", "Model")
 
@@ -227,7 +234,8 @@ class KerasBackend(Backend):
             raise FormatError(f"{path}: {e}") from None
         if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
-                return _load_weights(path, request.model)  # Keras 2 save_weights("x.h5")
+                with _with_suffix(path, ".h5") as p:  # Keras 2 save_weights("x.h5")
+                    return _load_weights(path, request.model, open_as=p)
             msg = (
                 f"{path}: this HDF5 file holds weights only (no model_config), as Keras 2's "
                 f"save_weights wrote them: pass model= a built Keras model to load them into"

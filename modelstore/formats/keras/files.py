@@ -28,7 +28,8 @@ def _with_suffix(path: Path, suffix: str) -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory() as tmp:
         link = Path(tmp) / f"model{suffix}"
-        os.symlink(path.resolve(), link)
+        # /proc/self/fd/N as it is (its target's path may name another file by now)
+        os.symlink(path if str(path).startswith("/proc/self/fd/") else path.resolve(), link)
         yield str(link)
 
 

@@ -95,7 +95,7 @@ def _keras_reason(e: Exception) -> str:
     return f"{type(e).__name__}: {(cause or text or type(e).__name__)[:300]}"
 
 
-def _load_weights(path: Path, model: Any) -> Any:
+def _load_weights(path: Path, model: Any, open_as: str | None = None) -> Any:
     if model is None or isinstance(model, type) or not is_instance_of(model, "keras", "Model"):
         msg = (
             f"{path}: a .weights.h5 file holds weights only: pass model= a Keras model you built "
@@ -103,7 +103,7 @@ def _load_weights(path: Path, model: Any) -> Any:
         )
         raise ArgumentError(msg)
     try:
-        model.load_weights(path)
+        model.load_weights(open_as or path)  # open_as: a suffixed link to a descriptor
     except ValueError as e:
         detail = " ".join(str(e).split())[:400]
         msg = (
