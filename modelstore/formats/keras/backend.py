@@ -261,7 +261,7 @@ class KerasBackend(Backend):
             except ModelstoreError:
                 raise
             except Exception as e:  # a config Keras cannot rebuild: the same answer as the load's
-                raise _load_error(path, e) from None
+                raise _load_error(path, e, kind) from None
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
             try:
                 return keras.saving.load_model(p, safe_mode=safe)
@@ -270,7 +270,7 @@ class KerasBackend(Backend):
             except (
                 Exception
             ) as e:  # Keras raises ValueError/TypeError/KeyError... for configs it refuses
-                raise _load_error(path, e) from None
+                raise _load_error(path, e, kind) from None
 
     def inspect(self, path: Path) -> Inspection:
         kind = self._kind(path)

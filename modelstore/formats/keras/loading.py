@@ -62,7 +62,9 @@ def _pinned_safe_mode(safe: bool) -> Iterator[None]:
         yield
 
 
-def _load_error(path: Path, e: Exception) -> ModelstoreError:
+def _load_error(path: Path, e: Exception, kind: str) -> ModelstoreError:
+    """The answer to a Keras error while rebuilding: ``kind`` ("keras", "h5") says which hint
+    fits (``path`` may be a descriptor's path without the file's suffix)."""
     first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:300]
     if "safe_mode" in str(e) or "unsafe" in str(e).lower():
         return UnsafeModelError(
@@ -76,7 +78,7 @@ def _load_error(path: Path, e: Exception) -> ModelstoreError:
     )
     return FormatError(
         f"{path}: Keras could not rebuild this model: {reason}. The file was read, "
-        f"not run.{hint if path.suffix.lower() in ('.h5', '.hdf5') else ''}"
+        f"not run.{hint if kind == 'h5' else ''}"
     )
 
 
