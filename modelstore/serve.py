@@ -17,6 +17,7 @@ Install with ``pip install "modelstore-safe[serve]"``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -61,6 +62,9 @@ __all__ = [
 #: event loop itself, as a plain async handler would: a thread hand-off cost a 2.4 ms forest a
 #: third of its request rate on 2 cores (the worker and the event loop contend for the GIL).
 INLINE_SECONDS = 0.01
+#: Once answers run in the event loop, one in this many is timed (a model that slows down is
+#: moved to the threads within 16 timed answers all the same).
+SAMPLE_EVERY = 4
 #: Bodies above this size are always parsed in a worker thread (they take long to parse).
 INLINE_BODY_BYTES = 64 << 10
 #: Threads answering slower models.
@@ -71,14 +75,15 @@ WORKERS = min(8, max(2, os.cpu_count() or 1))
 
 class Dispatch:
     """Where a request is answered: in the event loop while recent answers took under
-    INLINE_SECONDS (the median of the last 16; the first 8 are timed in a thread), else in a
-    small pool of threads. Large bodies always go to the pool. Only answers the model gave
+    INLINE_SECONDS (the median of the last 16 timed; the first 8 are timed in a thread), else
+    in a small pool of threads; in the event loop, one answer in SAMPLE_EVERY is timed. Large bodies always go to the pool. Only answers the model gave
     (status 200) are timed: cheap refusals must not let a client move a slow model into the
     event loop."""
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=16)
         self.inline = False
+        self.calls = 0
         self._lock = threading.Lock()
 
     def record(self, seconds: float) -> None:
@@ -91,6 +96,9 @@ class Dispatch:
                 self.inline = median < INLINE_SECONDS
 
     def timed(self, fn: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        self.calls += 1
+        if self.inline and self.calls % SAMPLE_EVERY:
+            return fn()  # settled in the event loop: one answer in SAMPLE_EVERY is timed
         t = time.perf_counter()
         status, text = fn()
         if status == 200:
@@ -244,7 +252,6 @@ def create_app(
         from anyio import CapacityLimiter, to_thread
         from starlette.applications import Starlette
         from starlette.exceptions import HTTPException
-        from starlette.middleware import Middleware
         from starlette.requests import Request
         from starlette.responses import JSONResponse
         from starlette.routing import Route
@@ -309,30 +316,35 @@ def create_app(
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return error(status, str(detail))
 
-    def predict_first(app: Any) -> Any:
-        async def asgi(scope: Any, receive: Any, send: Any) -> None:
+    class ServeApp(Starlette):
+        """Starlette, with POST /predict answered before its middleware stack and router (the
+        other routes, and other methods on /predict, go through them as usual)."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             if (
                 scope["type"] == "http"
                 and scope["method"] == "POST"
                 and _route_path(scope) == "/predict"
             ):
-                await predict_route(scope, receive, send)
+                try:
+                    await predict_route(scope, receive, send)
+                except Exception:  # ours to fix: a 500, as Starlette answers the other routes
+                    with contextlib.suppress(Exception):
+                        await _send(send, 500, {"error": "internal error"})
+                    raise
             else:
-                await app(scope, receive, send)
+                await super().__call__(scope, receive, send)
 
-        return asgi
-
-    async def not_reached(request: Request) -> Any:  # answered by predict_first
+    async def not_reached(request: Request) -> Any:  # answered by ServeApp.__call__
         return error(500, "internal error")
 
-    app = Starlette(
+    app = ServeApp(
         routes=[
             Route("/predict", not_reached, methods=["POST"]),  # so other methods get a 405
             Route("/health", health, methods=["GET"]),
             Route("/info", info_route, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error, Exception: http_error},
-        middleware=[Middleware(predict_first)],
     )
     app.state.dispatch = dispatch  # where requests are answered (read by tests)
     return app

@@ -142,3 +142,25 @@ def test_first_parameter_is_the_one_parameters_yields() -> None:
     out = ms.predict(ReturnsWeight().eval(), np.zeros((2, 2), np.float32))
     np.testing.assert_array_equal(out, np.ones((2, 2), np.float32))
     assert ms.predict(trees[-1].eval(), np.ones((1, 2), np.float32)).dtype == np.float32
+
+
+def test_the_one_batch_path_answers_as_the_general_one(net: models.Net, x64: np.ndarray) -> None:
+    """``predict(model, x)`` on a module in eval mode takes a shorter path (serving calls it
+    per request); its answers and refusals are those of the batched path."""
+    net.eval()
+    np.testing.assert_array_equal(ms.predict(net, x64), ms.predict(net, x64, batch_size=64))
+    half = models.trained_net().half().eval()
+    out = ms.predict(half, x64)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, ms.predict(half, x64, batch_size=64))
+    for kwargs in ({}, {"batch_size": 64}):
+        with pytest.raises(ms.ArgumentError, match=r"shape \(16, 3\)\) do not fit"):
+            ms.predict(net, np.zeros((16, 3), np.float32), **kwargs)
+
+    class Pair(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    for kwargs in ({}, {"batch_size": 64}):
+        with pytest.raises(ms.UnsupportedModelError, match="got tuple"):
+            ms.predict(Pair().eval(), x64, **kwargs)

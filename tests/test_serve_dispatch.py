@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,33 @@ def test_the_policy_follows_the_median_of_recent_answers() -> None:
     for _ in range(9):
         d.record(0.05)  # the model got slow: most of the last 16 answers are
     assert not d.inline
+
+
+def test_in_the_event_loop_one_answer_in_a_few_is_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing every answer costs a fast model a microsecond per request; once in the event
+    loop a sample is timed, and a model that slows down still goes back to the threads."""
+    clock = [0.0]
+    monkeypatch.setattr(serve, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    took = [1e-5]
+
+    def answer() -> tuple[int, str]:
+        clock[0] += took[0]
+        return 200, "{}"
+
+    d = serve.Dispatch()
+    for _ in range(8):
+        d.timed(answer)
+    assert d.inline and len(d.recent) == 8
+    for _ in range(4 * serve.SAMPLE_EVERY):
+        d.timed(answer)
+    assert len(d.recent) == 12  # one in SAMPLE_EVERY timed
+    took[0] = 0.05  # the model got slow
+    for _ in range(9 * serve.SAMPLE_EVERY):
+        d.timed(answer)
+    assert not d.inline
+    before = len(d.recent)
+    d.timed(answer)  # in the threads every answer is timed again
+    assert len(d.recent) == min(16, before + 1) and d.recent[-1] == pytest.approx(0.05)
 
 
 @pytest.mark.parametrize("threshold", [60.0, 0.0])
@@ -174,3 +202,22 @@ def test_texts_are_bounded_by_the_array_they_make() -> None:
     assert e.value.status == 413 and "texts" in str(e.value)
     a, rows = serve.read_inputs({"inputs": ["some text", "more"]}, limits)
     assert rows == 2 and a.dtype.kind == "U"
+
+
+def test_a_fault_of_ours_on_predict_is_a_500_and_raised_to_the_server(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /predict is answered before Starlette's middleware: a bug there still gets the
+    client a JSON 500 (as the other routes' errors do), and the server sees the exception."""
+    from starlette.testclient import TestClient
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(serve, "answer", broken)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        r = c.post("/predict", json={"inputs": ROWS.tolist()})
+        assert r.status_code == 500 and r.json() == {"error": "internal error"}
+        assert c.get("/health").status_code == 200
+    with TestClient(client.app) as c, pytest.raises(RuntimeError, match="a bug"):
+        c.post("/predict", json={"inputs": ROWS.tolist()})

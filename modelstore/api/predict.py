@@ -17,11 +17,14 @@ from ..formats.base import Backend, PredictRequest, attached
 from ..pipeline.registry import REGISTRY
 
 OUTPUTS = ("raw", "proba", "label")
-#: Model types whose backend is remembered (a process sees few): bounded all the same.
+#: Model types whose backend is remembered (a process sees few): bounded all the same; the
+#: oldest entry goes first.
 CACHE_SIZE = 256
 
 _PREDICTORS: OrderedDict[type, tuple[int, Backend]] = OrderedDict()
 _LOCK = threading.Lock()
+#: The request of the common call (raw outputs, one batch, the model's device).
+_RAW = PredictRequest()
 
 
 def predict(
@@ -52,9 +55,12 @@ def predict(
         # modelstore's own wrapper classes offer a lean path for the common call (ONNX serving:
         # every µs counts); looked up on the class, never on the instance, whose __dict__ a
         # loaded file may have filled
-        fast = _fast_path(type(model_or_path))
+        cls = type(model_or_path)
+        fast = _fast_path(cls)
         if fast is not None:
             return fast(model_or_path, inputs)
+        if not isinstance(model_or_path, (str, os.PathLike)):  # labels are for "label" only
+            return predictor(cls, model_or_path).predict(model_or_path, inputs, _RAW)
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
@@ -74,11 +80,9 @@ def predict(
 def predictor(cls: type, model: Any) -> Backend:
     """The backend that runs ``cls`` (cached per type; a table change starts afresh)."""
     generation = REGISTRY.generation
-    with _LOCK:
-        hit = _PREDICTORS.get(cls)
-        if hit is not None and hit[0] == generation:
-            _PREDICTORS.move_to_end(cls)
-            return hit[1]
+    hit = _PREDICTORS.get(cls)  # a hit is read without the lock (one dict lookup, atomic)
+    if hit is not None and hit[0] == generation:
+        return hit[1]
     backend = REGISTRY.for_object(model, action="predict")
     with _LOCK:
         _PREDICTORS[cls] = (generation, backend)

@@ -66,7 +66,7 @@ class LoadRequest:
     config: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictRequest:
     batch_size: int | None = None
     device: str | None = None

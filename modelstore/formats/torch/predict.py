@@ -30,9 +30,10 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
         _NUMPY_OF.update({torch.float32: np.float32, torch.float64: np.float64})
     if type(x) is np.ndarray and x.flags.c_contiguous and x.dtype.kind in "biuf":
         want = _NUMPY_OF.get(like.dtype) if like is not None and x.dtype.kind == "f" else None
-        if want is not None and x.dtype != want:
-            x = x.astype(want)  # numpy casts a small array ~4x faster than Tensor.to
-        x = torch.from_numpy(x)  # the common case: no copy, no checks to repeat
+        if want is not None:  # floats into a float32/float64 model: the common case
+            # numpy casts a small array ~4x faster than Tensor.to
+            return torch.from_numpy(x if x.dtype == want else x.astype(want))
+        x = torch.from_numpy(x)  # no copy, no checks to repeat
     elif not isinstance(x, torch.Tensor):
         try:
             arr = np.asarray(x)
@@ -101,6 +102,16 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
     """Run ``module`` in eval mode under ``torch.inference_mode()``; numpy out."""
     import torch
 
+    if inputs is None:
+        raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
+    if (
+        request.device is None
+        and request.batch_size is None
+        and request.output == "raw"
+        and not module.training
+        and not isinstance(inputs, tuple)
+    ):
+        return _predict_one(module, inputs)  # the common call (serving): one batch, as it is
     if request.device is not None:
         from .common import check_device
 
@@ -108,8 +119,6 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
         module.to(request.device)
     first, takes_ids = _first_and_ids(module)
     device = first.device if first is not None else torch.device(request.device or "cpu")
-    if inputs is None:
-        raise ArgumentError("predict needs inputs (an array, list or tensor), got None")
     many = isinstance(inputs, tuple) and all(hasattr(i, "shape") for i in inputs)
     xs = [_as_tensor(i, first, takes_ids) for i in (inputs if many else (inputs,))]
     on_device = all(x.device == device for x in xs)
@@ -130,13 +139,8 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
                 try:
                     y = module(*chunk)
                 except (RuntimeError, ValueError, IndexError, TypeError) as e:
-                    shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
-                    msg = f"the inputs (shape {shapes}) do not fit the model: {runtime_message(e)}"
-                    hint = fit_hint([tuple(x.shape) for x in xs], expected_shapes(attached(module)))
-                    raise ArgumentError(msg + hint) from None
-                if not isinstance(y, torch.Tensor):
-                    msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
-                    raise UnsupportedModelError(msg)
+                    raise _misfit(module, chunk, xs, e) from None
+                _check_tensor(y)
                 if request.output in ("proba", "label"):
                     if y.dim() and y.shape[-1] == 1:  # one logit: a binary classifier
                         p = torch.sigmoid(y.float())
@@ -157,3 +161,43 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
     if request.output == "label":
         return labels_from_scores(arr, request.labels)
     return arr
+
+
+def _predict_one(module: Any, inputs: Any) -> Any:
+    """``predict`` for one input, one batch, raw output, a module in eval mode: what the
+    general loop does for that case, without its lists and slicing."""
+    import torch
+
+    first, takes_ids = _first_and_ids(module)
+    x = _as_tensor(inputs, first, takes_ids)
+    if first is not None and x.device != first.device:
+        x = x.to(first.device)
+    with torch.inference_mode():
+        try:
+            y = module(x)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            raise _misfit(module, [x], [x], e) from None
+        _check_tensor(y)
+        if y.requires_grad:  # a parameter returned as it is
+            y = y.detach()
+    if not y.is_cpu:
+        y = y.cpu()
+    if y.dtype is torch.float16 or y.dtype is torch.bfloat16:
+        y = y.float()
+    return y.numpy()
+
+
+def _misfit(module: Any, chunk: list[Any], xs: list[Any], e: Exception) -> ArgumentError:
+    """The error for inputs the module refused, with the shapes it would take if known."""
+    shapes = ", ".join(str(tuple(c.shape)) for c in chunk)
+    msg = f"the inputs (shape {shapes}) do not fit the model: {runtime_message(e)}"
+    hint = fit_hint([tuple(x.shape) for x in xs], expected_shapes(attached(module)))
+    return ArgumentError(msg + hint)
+
+
+def _check_tensor(y: Any) -> None:
+    import torch
+
+    if not isinstance(y, torch.Tensor):
+        msg = f"predict expects the model to return a tensor, got {type(y).__name__}"
+        raise UnsupportedModelError(msg)
