@@ -18,6 +18,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -60,49 +61,37 @@ def main() -> None:
         warnings.simplefilter("ignore")
         d = Path(tmp)
 
-        def raw_forest() -> None:
-            joblib.dump(forest, d / "raw.joblib")
-            fsync(d / "raw.joblib")
+        def raw_forest(path: Path) -> None:
+            joblib.dump(forest, path)
+            fsync(path)
 
-        def raw_torch() -> None:
-            save_file(sd, d / "raw.safetensors")
-            fsync(d / "raw.safetensors")
+        def raw_torch(path: Path) -> None:
+            save_file(sd, path)
+            fsync(path)
 
         cases = [
-            (
-                "RandomForest ({} trees, {:.0f} MiB)",
-                args.trees,
-                "joblib.dump + fsync",
-                raw_forest,
-                forest,
-                d / "ms.joblib",
-                d / "raw.joblib",
-            ),
-            (
-                "torch MLP ({} x Linear(2048, 2048), {:.0f} MiB)",
-                args.layers,
-                "save_file + fsync",
-                raw_torch,
-                net,
-                d / "ms.safetensors",
-                d / "raw.safetensors",
-            ),
-        ]
-        for label, n, raw_name, raw, model, ours, raw_path in cases:
-            t = rounds(raw, model, ours, args.repeat)
-            size = raw_path.stat().st_size / 2**20
-            rows.append(
-                [
-                    label.format(n, size),
-                    raw_name,
-                    fmt_s(t["raw"]),
-                    fmt_s(t["save"]),
-                    f"{t['save'] / t['raw']:.2f}x",
-                    fmt_s(t["digest"]),
-                    f"{t['digest'] / t['raw']:.2f}x",
-                ]
-            )
-            print(" | ".join(rows[-1]), flush=True)
+            ("RandomForest ({} trees, {:.0f} MiB)", args.trees, "joblib.dump + fsync",
+             raw_forest, forest, ".joblib"),
+            ("torch MLP ({} x Linear(2048, 2048), {:.0f} MiB)", args.layers,
+             "save_file + fsync", raw_torch, net, ".safetensors"),
+        ]  # fmt: skip
+        for label, n, raw_name, raw, model, suffix in cases:
+            for fresh in (False, True):
+                t = rounds(raw, model, d, suffix, fresh, args.repeat)
+                size = (d / f"raw{suffix}").stat().st_size / 2**20
+                rows.append(
+                    [
+                        label.format(n, size),
+                        "a new file" if fresh else "overwrite",
+                        raw_name,
+                        fmt_s(t["raw"]),
+                        fmt_s(t["save"]),
+                        f"{t['save'] / t['raw']:.2f}x",
+                        fmt_s(t["digest"]),
+                        f"{t['digest'] / t['raw']:.2f}x",
+                    ]
+                )
+                print(" | ".join(rows[-1]), flush=True)
     print()
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
@@ -114,6 +103,7 @@ def main() -> None:
             "ms.save vs the durable raw save",
             [
                 "model",
+                "to",
                 "raw",
                 "raw time",
                 "ms.save",
@@ -126,23 +116,40 @@ def main() -> None:
     )
 
 
-def rounds(raw: Any, model: Any, path: Path, repeat: int) -> dict[str, float]:
+def settle() -> None:
+    """Wait for what a save leaves running (the digest thread, the removal of a replaced
+    file), so no background work overlaps the next measurement."""
+    for t in threading.enumerate():
+        if t.name.startswith("modelstore-"):
+            t.join()
+
+
+def rounds(
+    raw: Any, model: Any, d: Path, suffix: str, fresh: bool, repeat: int
+) -> dict[str, float]:
     """Median seconds of: the raw save; ms.save until it returns; ms.save until its
-    ``info.sha256`` (finished off the save's path) is read. Every ms.save's digest is waited
-    for before the next timed call, so no background hashing overlaps another measurement."""
+    ``info.sha256`` (finished off the save's path) is read. ``fresh``: every call writes a
+    new file (the previous one removed untimed), else each overwrites its own file (the raw
+    save truncates it, ms.save renames over it). Background work is waited for, untimed,
+    before the next call."""
     times: dict[str, list[float]] = {"raw": [], "save": [], "digest": []}
     for r in range(repeat + 1):  # round 0 warms up
         for name in ("raw", "save", "digest")[r % 3 :] + ("raw", "save", "digest")[: r % 3]:
+            path = d / f"{'raw' if name == 'raw' else 'ms'}{suffix}"
+            if fresh:
+                path.unlink(missing_ok=True)
+                fsync(d)
             t0 = time.perf_counter()
             if name == "raw":
-                raw()
+                raw(path)
             else:
                 info = ms.save(model, path)
                 if name == "digest":
                     assert info.sha256
             elapsed = time.perf_counter() - t0
-            if name == "save":
-                assert info.sha256  # settle before the next measurement
+            if name != "raw":
+                assert info.sha256
+                settle()
             if r:
                 times[name].append(elapsed)
     return {k: statistics.median(v) for k, v in times.items()}

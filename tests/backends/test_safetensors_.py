@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -250,3 +251,42 @@ def test_nested_checkpoint_cannot_be_safetensors(tmp_path: Path) -> None:
     with pytest.raises(ms.UnsupportedModelError, match=r"\.pt"):
         ms.save(ckpt, tmp_path / "c.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_checksum_written_after_the_tensors_is_the_one_computed_before(
+    tmp_path: Path,
+) -> None:
+    """ms.save writes the header with a placeholder and puts the checksum in its place once
+    the tensors are written (hashed meanwhile): the file is byte for byte what writing the
+    checksum first gives, safetensors reads it, and the checksum verifies."""
+    from modelstore.formats.safetensors.write import savable, write_tensors
+
+    net = models.trained_net()
+    tensors, _ = savable(net, "")
+    meta = {"format": "pt", "x": "y" * 100}
+    late = write_tensors(tmp_path / "after.safetensors", tensors, meta, later=True)
+    first = write_tensors(tmp_path / "before.safetensors", tensors, meta)
+    after = (tmp_path / "after.safetensors").read_bytes()
+    assert after == (tmp_path / "before.safetensors").read_bytes()
+    pending = late.sha256
+    assert not isinstance(pending, str)
+    assert pending() == first.sha256 == hashlib.sha256(after).hexdigest()
+    assert b'"' + CHECKSUM_KEY.encode() + b'":"xxh3_128:' in after
+    loaded = safetensors_torch.load_file(str(tmp_path / "after.safetensors"))
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    path = tmp_path / "m.safetensors"
+    info = ms.save(net, path)
+    assert info.sha256 == ms.inspect(path).sha256
+    assert isinstance(ms.load(path, model=models.Net), models.Net)
+
+
+def test_a_tensor_named_like_the_header_metadata_is_refused(tmp_path: Path) -> None:
+    """A tensor named ``__metadata__`` was overwritten by the header's metadata: the save
+    succeeded and the file could not be read back. It is refused, with what to do."""
+    sd = {"__metadata__": torch.zeros(2), "a": torch.ones(3)}
+    with pytest.raises(ms.UnsupportedModelError, match="rename that tensor, or save as .pt"):
+        ms.save(sd, tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    ms.save(sd, tmp_path / "m.pt")
+    with pytest.warns(ms.PickleWarning):
+        assert torch.equal(ms.load(tmp_path / "m.pt")["__metadata__"], torch.zeros(2))
