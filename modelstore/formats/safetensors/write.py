@@ -136,19 +136,22 @@ def _write_then_checksum(
     hashing = threading.Thread(
         target=_checksum_into, args=(hasher, views, digest), name="modelstore-xxh3", daemon=True
     )
+    size = 8 + len(blob)
     hashing.start()
     try:
-        size = _write_chunks(path, [struct.pack("<Q", len(blob)), blob, *views], None)
+        with open(path, "wb") as f:
+            for chunk in (struct.pack("<Q", len(blob)), blob, *views):
+                f.write(chunk)
+            hashing.join()
+            if not digest:  # the thread failed (it cannot, but never trust it)
+                for v in views:
+                    hasher.update(v)
+                digest.append(format_checksum(hasher))
+            f.seek(8 + at)  # the same open file: never the path again
+            f.write(digest[0].encode())
     finally:
         hashing.join()
-    if not digest:  # the thread failed (it cannot, but never trust it)
-        for v in views:
-            hasher.update(v)
-        digest.append(format_checksum(hasher))
-    with open(path, "r+b") as f:
-        f.seek(8 + at)
-        f.write(digest[0].encode())
-    return Written(hash_file_later(path), size, None)
+    return Written(hash_file_later(path), size + sum(v.nbytes for v in views), None)
 
 
 def _checksum_into(hasher: Any, views: list[memoryview], out: list[str]) -> None:
