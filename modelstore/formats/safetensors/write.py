@@ -140,7 +140,8 @@ def _write_then_checksum(
     hashing.start()
     try:
         with open(path, "wb") as f:
-            for chunk in (struct.pack("<Q", len(blob)), blob, *views):
+            chunks: list[bytes | memoryview] = [struct.pack("<Q", len(blob)), blob, *views]
+            for chunk in chunks:
                 f.write(chunk)
             hashing.join()
             if not digest:  # the thread failed (it cannot, but never trust it)
