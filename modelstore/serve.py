@@ -322,12 +322,15 @@ def create_app(
 
     class ServeApp(Starlette):
         """Starlette, with POST /predict answered before its middleware stack and router (the
-        other routes, and other methods on /predict, go through them as usual)."""
+        other routes, and other methods on /predict, go through them as usual). Middleware
+        given to the app (``add_middleware``: authentication, allowed hosts, rate limits) sees
+        every request: POST /predict then goes through it and the router, as a route."""
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             if (
                 scope["type"] == "http"
                 and scope["method"] == "POST"
+                and not self.user_middleware
                 and _route_path(scope) == "/predict"
             ):
                 try:
@@ -339,12 +342,15 @@ def create_app(
             else:
                 await super().__call__(scope, receive, send)
 
-    async def not_reached(request: Request) -> Any:  # answered by ServeApp.__call__
-        return error(500, "internal error")
+    class PredictEndpoint:
+        """POST /predict as a route (a bare ASGI app): reached when the app has middleware."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await predict_route(scope, receive, send)
 
     app = ServeApp(
         routes=[
-            Route("/predict", not_reached, methods=["POST"]),  # so other methods get a 405
+            Route("/predict", PredictEndpoint(), methods=["POST"]),  # other methods get a 405
             Route("/health", health, methods=["GET"]),
             Route("/info", info_route, methods=["GET"]),
         ],

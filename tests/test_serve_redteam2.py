@@ -78,3 +78,66 @@ def test_a_client_cannot_hide_slow_answers_between_the_sampled_ones(
                 assert client.post("/predict", json=body).status_code in (200, 422)
     assert not dispatch.inline
     assert IN_LOOP.count(80) <= 9, f"{IN_LOOP.count(80)} slow answers ran in the event loop"
+
+
+class _Auth:
+    """A deployer's authentication middleware: a bearer token on every request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.responses import JSONResponse
+
+        if scope["type"] == "http" and (b"authorization", b"Bearer s3cret") not in scope["headers"]:
+            return await JSONResponse({"error": "unauthorized"}, 401)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def net_app(tmp_path: Path) -> Any:
+    from tests import models
+
+    path = tmp_path / "net.safetensors"
+    ms.save(models.trained_net(), path)
+    return serve.create_app(str(path), model=models.Net)
+
+
+def test_middleware_given_to_the_app_sees_post_predict(
+    net_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``create_app`` returns a Starlette application, so a deployer guards it with
+    ``app.add_middleware`` (authentication, TrustedHostMiddleware, rate limits). POST
+    /predict was answered before Starlette's middleware stack: /health and /info answered 401
+    without the token while POST /predict ran the model for anyone (it was guarded before the
+    change). With middleware added, /predict goes through it, and still answers alike."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.testclient import TestClient
+
+    row = {"inputs": [[0.5] * 64]}
+    token = {"authorization": "Bearer s3cret"}
+    net_app.add_middleware(_Auth)
+    with TestClient(net_app, raise_server_exceptions=False) as client:
+        assert client.get("/health").status_code == 401
+        r = client.post("/predict", json=row)
+        assert r.status_code == 401 and r.json() == {"error": "unauthorized"}
+        r = client.post("/predict", json=row, headers=token)
+        assert r.status_code == 200 and len(r.json()["outputs"][0]) == 10
+        assert client.post("/predict", json={"inputs": 1}, headers=token).status_code == 422
+        assert client.get("/predict", headers=token).status_code == 405
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(serve, "answer", broken)
+        r = client.post("/predict", json=row, headers=token)
+        assert r.status_code == 500 and r.json() == {"error": "internal error"}
+
+    monkeypatch.undo()
+    net_app.user_middleware.clear()
+    net_app.middleware_stack = None
+    net_app.add_middleware(TrustedHostMiddleware, allowed_hosts=["models.example"])
+    with TestClient(net_app) as client:
+        assert client.post("/predict", json=row).status_code == 400  # host "testserver"
+    with TestClient(net_app, base_url="http://models.example") as client:
+        assert client.post("/predict", json=row).status_code == 200
