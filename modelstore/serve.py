@@ -35,6 +35,7 @@ from ._serve_request import (
     batch_size_for,
     may_hold_texts,
     parse_body,
+    plain_numbers,
     read_inputs,
     shape_of,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "create_app",
     "may_hold_texts",
     "parse_body",
+    "plain_numbers",
     "read_inputs",
     "run",
     "shape_of",
@@ -114,7 +116,10 @@ def answer(loaded: Any, body: bytes, limits: Limits) -> tuple[int, str]:
     """Status and JSON text for one POST /predict body."""
     try:
         data = parse_body(body, limits)
-        inputs, rows = read_inputs(data, limits, texts=may_hold_texts(body, data))
+        texts = may_hold_texts(body, data)
+        inputs, rows = read_inputs(
+            data, limits, texts=texts, plain=not texts and plain_numbers(body)
+        )
         batch_size = batch_size_for(data, rows, limits)
         result = run_model(loaded, inputs, data.get("output", "raw"), batch_size)
     except ClientError as e:

@@ -170,14 +170,15 @@ def _predict_one(module: Any, inputs: Any) -> Any:
 
     first, takes_ids = _first_and_ids(module)
     x = _as_tensor(inputs, first, takes_ids)
-    if first is not None and x.device != first.device:
+    if first is not None and not (x.is_cpu and first.is_cpu) and x.device != first.device:
         x = x.to(first.device)
     with torch.inference_mode():
         try:
             y = module(x)
         except (RuntimeError, ValueError, IndexError, TypeError) as e:
             raise _misfit(module, [x], [x], e) from None
-        _check_tensor(y)
+        if type(y) is not torch.Tensor:
+            _check_tensor(y)  # a subclass passes; anything else is refused
         if y.requires_grad:  # a parameter returned as it is
             y = y.detach()
     if not y.is_cpu:
