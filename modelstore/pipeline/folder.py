@@ -15,7 +15,7 @@ from .._info import Finding, ModelInfo, ScanReport
 from ..errors import ModelstoreError
 from ..formats.base import Backend
 from ..security.confine import ConfinementError, confine
-from ..storage.files import read_head
+from ..storage.files import read_head, removals_done
 from ..storage.sidecar import SIDECAR_SUFFIX
 from .read import reading
 from .registry import REGISTRY
@@ -26,6 +26,7 @@ MAX_FILES = 10_000
 
 def listing(folder: Path) -> dict[str, int]:
     """Every entry of ``folder`` that is a file or a link (not followed), name -> bytes."""
+    removals_done()  # a save that returned leaves no temp name in the folder
     out: dict[str, int] = {}
     with os.scandir(folder) as entries:
         for entry in entries:

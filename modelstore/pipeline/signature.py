@@ -21,6 +21,7 @@ from ..security.confine import ConfinementError
 from ..security.signing_bundle import MAX_BUNDLE
 from ..security.signing_policy import resolve_signer
 from ..storage import remote
+from ..storage.files import removals_done
 from ..storage.sidecar import sidecar_path
 from . import choose, locate
 
@@ -67,6 +68,7 @@ def model_files(path: Path, signature: Path | None, *, signing: bool = False) ->
     names (shards, ONNX external data): a signer reads its own files; a verifier parses
     nothing before the check and takes those names from the verified manifest instead."""
     if path.is_dir():
+        removals_done()  # a save that returned leaves no temp name in the folder
         names = [n for n in core.walk(path) if signature is None or path / n != signature]
         return core.ModelFiles(path, path, "", sorted(names), True)
     target = choose.model_file(path)  # ModelNotFoundError if there is none

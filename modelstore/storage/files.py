@@ -228,18 +228,47 @@ def _keep_old(target: Path, old: list[Path]) -> None:
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size < LATE_REMOVAL_BYTES:
         return
     name = temp_path_for(target)
+    old.append(name)  # first: an interrupt just after the link still has the name removed
     try:
         os.link(target, name, follow_symlinks=False)
     except (OSError, NotImplementedError):
-        return
-    old.append(name)
+        old.remove(name)
 
 
 def _remove_later(paths: list[Path]) -> None:
     """Remove ``paths`` in a thread (not a daemon: the interpreter waits for it at exit; a
     killed process leaves temp names the next save to the target removes)."""
     if paths:
-        threading.Thread(target=_remove, args=(paths,), name="modelstore-remove").start()
+        thread = threading.Thread(
+            target=_remove_then_forget, args=(paths,), name="modelstore-remove"
+        )
+        with _REMOVING_LOCK:
+            _REMOVING.add(thread)
+        thread.start()
+
+
+#: Threads of :func:`_remove_later` still running: a reader that lists a folder's files
+#: (signing a folder, a folder's listing) waits for them, so a save that returned never
+#: leaves it a temp name to see.
+_REMOVING: set[threading.Thread] = set()
+_REMOVING_LOCK = threading.Lock()
+
+
+def _remove_then_forget(paths: list[Path]) -> None:
+    try:
+        _remove(paths)
+    finally:
+        with _REMOVING_LOCK:
+            _REMOVING.discard(threading.current_thread())
+
+
+def removals_done() -> None:
+    """Wait until the temp names of files this process replaced are gone (at once if none)."""
+    if _REMOVING:
+        with _REMOVING_LOCK:
+            threads = list(_REMOVING)
+        for thread in threads:
+            thread.join()
 
 
 def _os_error_in(e: BaseException) -> OSError | None:

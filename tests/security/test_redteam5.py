@@ -1,0 +1,127 @@
+"""Red team, round 6: the late removal of a replaced file, the safetensors checksum written
+after the tensors, and the served request's plain-number fast path.
+
+Attacks that held are kept here too, so a later change cannot quietly undo them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import modelstore as ms  # noqa: E402
+from modelstore.storage import files  # noqa: E402
+
+
+def _settle() -> None:
+    for t in threading.enumerate():
+        if t.name.startswith("modelstore-"):
+            t.join()
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if "modelstore-tmp" in p.name)
+
+
+def _big(value: float) -> dict[str, Any]:
+    n = files.LATE_REMOVAL_BYTES // 4 + 1024
+    return {"w": torch.full((n,), value)}
+
+
+def _slow_removal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background removal takes a while (a large file on a slow disk)."""
+    real = files._remove
+
+    def slow(paths: list[Path]) -> None:
+        if threading.current_thread().name == "modelstore-remove":
+            time.sleep(0.3)
+        real(paths)
+
+    monkeypatch.setattr(files, "_remove", slow)
+
+
+def test_signing_a_folder_just_saved_over_does_not_sign_the_old_files_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: save a sharded model over a folder whose shards are >= 16 MiB, then sign the
+    folder at once (what a release script does). The replaced shards still had their temp
+    names (removed by a background thread after the save returned), so the folder walk signed
+    ``.model-00001-of-00002.safetensors.<host>.<pid>.<hex>.modelstore-tmp``; a moment later the
+    name was gone and every verify of that folder failed ("the signature lists ..., which is
+    missing"): a signed release that can never be verified. 10 of 10 tries without any delay.
+    Fixed: listing a folder (signing, verifying, a folder's file list) first waits for this
+    process's pending removals."""
+    pytest.importorskip("model_signing")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    key, pub = tmp_path / "k.key", tmp_path / "k.pub"
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    folder = tmp_path / "m"
+    shard = files.LATE_REMOVAL_BYTES + (1 << 20)
+    ms.save({"a": _big(1.0)["w"], "b": _big(1.0)["w"]}, folder, max_shard_size=shard)
+    _slow_removal(monkeypatch)
+    ms.save({"a": _big(2.0)["w"], "b": _big(1.0)["w"]}, folder, max_shard_size=shard)
+    ms.sign(folder, key=key)
+    _settle()
+    verified = ms.verify(folder, signed_by=pub)
+    assert not any("modelstore-tmp" in f for f in verified.files)
+    assert _temps(tmp_path) == []
+
+
+def test_a_folder_listing_right_after_a_save_holds_no_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for what ``inspect`` of a folder reports as its files."""
+    from modelstore.pipeline.folder import listing
+
+    path = tmp_path / "model.safetensors"
+    ms.save(_big(1.0), path)
+    _slow_removal(monkeypatch)
+    ms.save(_big(2.0), path)
+    assert [n for n in listing(tmp_path) if "modelstore-tmp" in n] == []
+
+
+def test_an_interrupt_just_after_the_old_file_is_linked_leaves_no_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: Ctrl-C delivered right after ``os.link`` gave the replaced file its temp name,
+    before that name was recorded for removal. The save was refused and the target kept (as
+    it must), but a full copy of the old model stayed under a temp name that this process's
+    later saves never clean (its own process id is alive) and that outlived the process.
+    Fixed: the name is recorded before the link is made."""
+    path = tmp_path / "m.safetensors"
+    ms.save(_big(1.0), path)
+    real_link = os.link
+
+    def link_then_interrupt(*args: Any, **kwargs: Any) -> None:
+        real_link(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "link", link_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ms.save(_big(2.0), path)
+    monkeypatch.undo()
+    _settle()
+    assert ms.load(path)["w"][0].item() == 1.0
+    assert os.stat(path).st_nlink == 1
+    assert _temps(tmp_path) == []
