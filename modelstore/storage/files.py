@@ -238,13 +238,22 @@ def _keep_old(target: Path, old: list[Path]) -> None:
 def _remove_later(paths: list[Path]) -> None:
     """Remove ``paths`` in a thread (not a daemon: the interpreter waits for it at exit; a
     killed process leaves temp names the next save to the target removes)."""
-    if paths:
-        thread = threading.Thread(
-            target=_remove_then_forget, args=(paths,), name="modelstore-remove"
-        )
-        with _REMOVING_LOCK:
-            _REMOVING.add(thread)
+    if not paths:
+        return
+    if not threading.main_thread().is_alive():
+        # the interpreter is exiting (an atexit handler saved): a thread started now is
+        # never waited for (3.11) or cannot start (3.12+), and the name would outlive us
+        _remove(paths)
+        return
+    thread = threading.Thread(target=_remove_then_forget, args=(paths,), name="modelstore-remove")
+    with _REMOVING_LOCK:
+        _REMOVING.add(thread)
+    try:
         thread.start()
+    except RuntimeError:  # no thread to be had: the save is done, remove them here
+        with _REMOVING_LOCK:
+            _REMOVING.discard(thread)
+        _remove(paths)
 
 
 #: Threads of :func:`_remove_later` still running: a reader that lists a folder's files

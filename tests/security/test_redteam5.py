@@ -125,3 +125,75 @@ def test_an_interrupt_just_after_the_old_file_is_linked_leaves_no_temp_name(
     assert ms.load(path)["w"][0].item() == 1.0
     assert os.stat(path).st_nlink == 1
     assert _temps(tmp_path) == []
+
+
+_ATEXIT_SAVE = """
+import atexit, sys, threading, time
+from pathlib import Path
+import torch
+import modelstore as ms
+from modelstore.storage import files
+
+real = files._remove
+
+def slow(paths):  # a large file on a slow disk: its removal takes a while
+    if threading.current_thread().name == "modelstore-remove":
+        time.sleep(0.5)
+    real(paths)
+
+files._remove = slow
+path = Path(sys.argv[1]) / "m.safetensors"
+n = files.LATE_REMOVAL_BYTES // 4 + 1024
+ms.save({"w": torch.ones(n)}, path)
+atexit.register(lambda: ms.save({"w": torch.full((n,), 2.0)}, path))
+"""
+
+
+def test_a_save_in_an_atexit_handler_leaves_no_temp_name(tmp_path: Path) -> None:
+    """Attack: a program saves its model in an ``atexit`` handler ("save on exit"), over a
+    file of >= 16 MiB. The old file's temp name was removed by a thread started after the
+    interpreter had stopped waiting for threads: when the removal took a moment, the process
+    ended first and a full copy of the old model outlived it under a temp name (on Python
+    3.12+ the thread cannot start at all, and the save that had already replaced the file
+    raised RuntimeError). Fixed: while the interpreter exits, the name is removed at once."""
+    import subprocess
+    import sys
+
+    src = str(Path(ms.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", _ATEXIT_SAVE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert _temps(tmp_path) == []
+    assert ms.load(tmp_path / "m.safetensors")["w"][0].item() == 2.0
+
+
+def test_a_save_that_cannot_start_the_removal_thread_still_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: no thread can be started (the process is at its thread limit, or the
+    interpreter is shutting down on 3.12+). The new file was already in place, yet the save
+    raised a bare RuntimeError (not a ModelstoreError) after removing the old file's name.
+    Fixed: the name is removed in the saving thread and the save returns normally."""
+    path = tmp_path / "m.safetensors"
+    ms.save(_big(1.0), path)
+
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        if self.name == "modelstore-remove":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(files.threading.Thread, "start", refuse)
+    ms.save(_big(2.0), path)
+    monkeypatch.undo()
+    assert ms.load(path)["w"][0].item() == 2.0
+    assert _temps(tmp_path) == []
+    files.removals_done()  # nothing left waiting on a thread that never started
