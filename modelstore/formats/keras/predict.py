@@ -60,6 +60,15 @@ def _array(value: Any, name: str) -> Any:
 
 def prepare(model: Any, inputs: Any) -> Any:
     """Inputs as Keras takes them, checked against the model's input names."""
+    import numpy as np
+
+    if type(inputs) is np.ndarray and inputs.dtype.kind in "biuf":
+        try:
+            one = len(model.inputs) == 1
+        except (AttributeError, TypeError, ValueError):
+            one = False
+        if one:  # one array for a one-input model, the common call: no names to look up
+            return inputs.astype(np.float32) if inputs.dtype == np.float64 else inputs
     if inputs is None:
         raise ArgumentError(
             "predict needs inputs (an array, a dict by input name, or a list), got None"
