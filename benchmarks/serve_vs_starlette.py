@@ -6,7 +6,8 @@ Two real server processes (uvicorn, same settings) serve the same loaded model o
 ``forest.predict(x)``) -> ``JSONResponse``. A load generator in a third process (plain
 asyncio sockets, HTTP/1.1 keep-alive, one row per request) drives one server at a time,
 alternating between them in rotating order, several rounds; the table gives each server's
-median requests/s and p50/p99 latency, and the ratio modelstore / plain (goal >= 0.9x).
+median requests/s, p50/p99 latency and CPU time per request (read from /proc on Linux), and
+the ratio modelstore / plain (goal >= 0.9x).
 
     python benchmarks/serve_vs_starlette.py [--requests 1500] [--concurrency 1,16,64]
         [--repeat 3] [--models torch,forest]
@@ -129,6 +130,16 @@ async def drive(port: int, body: bytes, concurrency: int, requests: int) -> dict
 # -- the conductor --------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; -1 elsewhere), so
+    the table can say what each server spent per request, not only how fast it answered."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -241,6 +252,7 @@ def main() -> None:
                     names = list(servers)
                     for r in range(args.repeat + 1):  # round 0 warms both up
                         for name in names[r % 2 :] + names[: r % 2]:
+                            before = cpu_seconds(servers[name].pid)
                             out = subprocess.run(
                                 [
                                     sys.executable,
@@ -257,9 +269,15 @@ def main() -> None:
                                 check=True,
                             )
                             if r:
-                                results[name].append(json.loads(out.stdout))
+                                got = json.loads(out.stdout)
+                                spent = cpu_seconds(servers[name].pid) - before
+                                got["cpu"] = spent / args.requests * 1e6 if spent >= 0 else -1
+                                results[name].append(got)
                     med = {
-                        n: {k: statistics.median(x[k] for x in v) for k in ("rps", "p50", "p99")}
+                        n: {
+                            k: statistics.median(x[k] for x in v)
+                            for k in ("rps", "p50", "p99", "cpu")
+                        }
                         for n, v in results.items()
                     }
                     errors = sum(x["errors"] for v in results.values() for x in v)
@@ -267,7 +285,8 @@ def main() -> None:
                         f"| {kind} | {conc} | {med['plain']['rps']:.0f} | {med['modelstore']['rps']:.0f} | "
                         f"**{med['modelstore']['rps'] / med['plain']['rps']:.2f}x** | "
                         f"{med['plain']['p50']:.1f} / {med['plain']['p99']:.1f} | "
-                        f"{med['modelstore']['p50']:.1f} / {med['modelstore']['p99']:.1f} | {errors} |"
+                        f"{med['modelstore']['p50']:.1f} / {med['modelstore']['p99']:.1f} | "
+                        f"{med['plain']['cpu']:.0f} / {med['modelstore']['cpu']:.0f} | {errors} |"
                     )
                     print(rows[-1], flush=True)
             finally:
@@ -282,9 +301,10 @@ def main() -> None:
     )
     print()
     print(
-        "| model | clients | plain req/s | modelstore req/s | ratio | plain p50 / p99 ms | modelstore p50 / p99 ms | errors |"
+        "| model | clients | plain req/s | modelstore req/s | ratio | plain p50 / p99 ms | "
+        "modelstore p50 / p99 ms | server CPU µs per request, plain / modelstore | errors |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 
