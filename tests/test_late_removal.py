@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,10 +28,10 @@ def _settle() -> None:
 
 
 def _temps(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if "modelstore-tmp" in p.name]
+    return sorted(p.name for p in folder.rglob("*") if "modelstore-tmp" in p.name)
 
 
-def _big(value: float) -> dict[str, object]:
+def _big(value: float) -> dict[str, Any]:
     n = files.LATE_REMOVAL_BYTES // 4 + 1024
     return {"w": torch.full((n,), value)}
 

@@ -18,21 +18,7 @@ torch = pytest.importorskip("torch")
 
 import modelstore as ms  # noqa: E402
 from modelstore.storage import files  # noqa: E402
-
-
-def _settle() -> None:
-    for t in threading.enumerate():
-        if t.name.startswith("modelstore-"):
-            t.join()
-
-
-def _temps(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if "modelstore-tmp" in p.name)
-
-
-def _big(value: float) -> dict[str, Any]:
-    n = files.LATE_REMOVAL_BYTES // 4 + 1024
-    return {"w": torch.full((n,), value)}
+from tests.test_late_removal import _big, _settle, _temps  # noqa: E402
 
 
 def _slow_removal(monkeypatch: pytest.MonkeyPatch) -> None:
