@@ -2,7 +2,9 @@
 
 Requests come from strangers: the body's JSON, its fields and its arrays are each checked
 against :class:`Limits` before anything is converted to numpy; every refusal is a
-:class:`ClientError` carrying the 4xx status the server answers with.
+:class:`ClientError` carrying the 4xx status the server answers with. The body itself is
+read under the same cap (:func:`read_body`), and the route and media type are read from the
+ASGI scope as Starlette would.
 """
 
 from __future__ import annotations
@@ -296,3 +298,47 @@ def batch_size_for(data: dict[str, Any], rows: int, limits: Limits) -> int | Non
         )
         raise ClientError(422, msg)
     return batch_size
+
+
+# -- the HTTP request around the body ----------------------------------------------------
+
+
+async def read_body(receive: Any, declared: bytes, cap: int) -> bytes:
+    """The request body, refused (413) as soon as it is declared or counted over ``cap``."""
+    # a length of more digits than any cap has is over it (int() refuses past 4,300 digits)
+    digits = declared.lstrip(b"0")
+    if declared.isdigit() and (len(digits) > 20 or int(digits or b"0") > cap):
+        raise ClientError(413, f"the request body is over {cap} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientError(400, "the client left before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            raise ClientError(413, f"the request body is over {cap} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def route_path(scope: Any) -> str:
+    """The path below the app's root path, as Starlette's router reads it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
+def json_media(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (``application/json``, ``application/*+json``)."""
+    if content_type is None:
+        return True  # a bare POST: read as JSON, the only thing this server reads
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )

@@ -33,10 +33,13 @@ from ._serve_request import (
     ClientError,
     Limits,
     batch_size_for,
+    json_media,
     may_hold_texts,
     parse_body,
     plain_numbers,
+    read_body,
     read_inputs,
+    route_path,
     shape_of,
 )
 from .api import inspect, load, predict
@@ -194,26 +197,6 @@ def servable(path: str, loaded: Any) -> None:
     raise ArgumentError(f"{path}: holds {what}, which cannot answer /predict; {hint}")
 
 
-async def _read_body(receive: Any, declared: bytes, cap: int) -> bytes:
-    """The request body, refused (413) as soon as it is declared or counted over ``cap``."""
-    # a length of more digits than any cap has is over it (int() refuses past 4,300 digits)
-    digits = declared.lstrip(b"0")
-    if declared.isdigit() and (len(digits) > 20 or int(digits or b"0") > cap):
-        raise ClientError(413, f"the request body is over {cap} bytes")
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientError(400, "the client left before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            raise ClientError(413, f"the request body is over {cap} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def _send(send: Any, status: int, payload: Any) -> None:
     """One JSON answer (``payload`` a dict, or JSON text already written)."""
     text = payload if isinstance(payload, str) else jsonsafe.dumps(payload)
@@ -221,26 +204,6 @@ async def _send(send: Any, status: int, payload: Any) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _route_path(scope: Any) -> str:
-    """The path below the app's root path, as Starlette's router reads it."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    if path == root:
-        return ""
-    return path[len(root) :] if path[len(root)] == "/" else path
-
-
-def _json_media(content_type: str | None) -> bool:
-    if content_type is None:
-        return True  # a bare POST: read as JSON, the only thing this server reads
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
 
 
 def create_app(
@@ -294,14 +257,14 @@ def create_app(
                 content_type = value.decode("latin-1")
             elif key == b"content-length" and not declared:
                 declared = value
-        if not _json_media(content_type):
+        if not json_media(content_type):
             msg = (
                 f"POST /predict reads JSON only, not {str(content_type)[:60]!r}; send "
                 f"Content-Type: application/json (curl: --json)"
             )
             return await _send(send, 415, {"error": msg})
         try:
-            body = await _read_body(receive, declared, cap)
+            body = await read_body(receive, declared, cap)
         except ClientError as e:
             return await _send(send, e.status, {"error": str(e)})
 
@@ -336,7 +299,7 @@ def create_app(
                 scope["type"] == "http"
                 and scope["method"] == "POST"
                 and not self.user_middleware
-                and _route_path(scope) == "/predict"
+                and route_path(scope) == "/predict"
             ):
                 try:
                     await predict_route(scope, receive, send)
