@@ -73,13 +73,21 @@ class Forked:
 
     def __init__(self, forker: Forker, pid: int) -> None:
         self.forker, self.pid = forker, pid
+        self.exited = False
 
     def readline(self) -> str:
-        """The writer's next line; '' once it has exited (the forker's 'exit' line)."""
+        """The writer's next line; '' once it has exited (the forker's 'exit' line). A line
+        the writer was killed in the middle of ends where the forker's 'exit' begins."""
         assert self.forker.proc.stdout is not None
+        if self.exited:
+            return ""
         line = self.forker.proc.stdout.readline()
         assert line, f"the forker died: {self.forker.stderr()}"
-        return "" if line.startswith("exit ") else line
+        head, sep, _ = line.partition("exit ")
+        if sep:
+            self.exited = True
+            return head + "\n" if head else ""
+        return line
 
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)

@@ -53,13 +53,21 @@ def version_of(family: str, obj: Any) -> float:
     return float(obj.weights[0].numpy().reshape(-1)[0])
 
 
+def _line(text: str) -> None:
+    """One line in one write: with PYTHONUNBUFFERED set, print() writes the value and the
+    newline separately, and a writer killed between the two left "36" without its newline,
+    so the forker's "exit 9" joined it and the reader never saw the exit."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def writer(family: str, path: str, start: int, writer_id: int = 0, count: int = 0) -> None:
     import modelstore as ms
 
     i = start
     while True:
         ms.save(make(family, i), path, metadata={"i": i, "writer": writer_id})
-        print(i, flush=True)
+        _line(str(i))
         i += 1
         if count and i - start >= count:
             return
@@ -87,7 +95,7 @@ def forker(family: str) -> None:
         if pid == 0:
             code = 0
             try:
-                print("pid", os.getpid(), flush=True)
+                _line(f"pid {os.getpid()}")
                 writer(args[0], args[1], *map(int, args[2:]))
             except BaseException:
                 import traceback
@@ -99,7 +107,7 @@ def forker(family: str) -> None:
                 sys.stderr.flush()
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-        print("exit", status, flush=True)
+        _line(f"exit {status}")
 
 
 def fuzz_worker() -> None:
