@@ -66,7 +66,7 @@ from .loading import (
     _require_keras,
     _safe_mode_for,
 )
-from .predict import finish, first_reason, input_names, prepare, run_batches
+from .predict import ONE_BATCH, finish, first_reason, input_names, one_array, prepare, run_batches
 from .predict import last_activation as _last_activation
 
 _SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
@@ -318,28 +318,39 @@ class KerasBackend(Backend):
             raise ArgumentError(
                 f"device={request.device!r}: Keras places models itself; use device=None"
             )
+        if request.output == "raw" and request.batch_size is None:
+            x = one_array(model, inputs)  # the common call: one batch, as it is
+            if x is not None and x.ndim and len(x) <= ONE_BATCH:
+                try:
+                    out = model.predict_on_batch(x)
+                except Exception as e:  # TensorFlow raises its own error types for bad shapes
+                    raise _misfit(model, x, e) from None
+                return finish(model, out, request, None)
         x = prepare(model, inputs)
         try:
             out = run_batches(model, x, request.batch_size)
         except Exception as e:  # TensorFlow raises its own error types for bad shapes
-            first = first_reason(e)
-            names = input_names(model)
-            where = f" (the model takes inputs {names}, in this order)" if len(names) > 1 else ""
-            given = [
-                tuple(v.shape)
-                for v in (
-                    list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
-                )
-                if hasattr(v, "shape")
-            ]
-            hint = fit_hint(given, expected_shapes(attached(model)) or _input_shapes(model))
-            raise ArgumentError(
-                f"the inputs (shape {', '.join(map(str, given))}) do not fit the "
-                f"model{where}: {first}{hint}"
-            ) from None
+            raise _misfit(model, x, e) from None
         return finish(
             model, out, request, _last_activation(model) if request.output != "raw" else None
         )
+
+
+def _misfit(model: Any, x: Any, e: Exception) -> ArgumentError:
+    """The error for inputs the model refused: their shapes, the model's and Keras' reason."""
+    first = first_reason(e)
+    names = input_names(model)
+    where = f" (the model takes inputs {names}, in this order)" if len(names) > 1 else ""
+    given = [
+        tuple(v.shape)
+        for v in (list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x])
+        if hasattr(v, "shape")
+    ]
+    hint = fit_hint(given, expected_shapes(attached(model)) or _input_shapes(model))
+    return ArgumentError(
+        f"the inputs (shape {', '.join(map(str, given))}) do not fit the "
+        f"model{where}: {first}{hint}"
+    )
 
 
 def _input_shapes(model: Any) -> list[list[Any]] | None:

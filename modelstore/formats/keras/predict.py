@@ -58,17 +58,28 @@ def _array(value: Any, name: str) -> Any:
     return x.astype(np.float32) if x.dtype == np.float64 else x
 
 
-def prepare(model: Any, inputs: Any) -> Any:
-    """Inputs as Keras takes them, checked against the model's input names."""
+def one_array(model: Any, inputs: Any) -> Any:
+    """``inputs`` as Keras takes them when they are the common call, one numpy array of
+    numbers for a one-input model (no names to look up), else None."""
     import numpy as np
 
-    if type(inputs) is np.ndarray and inputs.dtype.kind in "biuf":
-        try:
-            one = len(model.inputs) == 1
-        except (AttributeError, TypeError, ValueError):
-            one = False
-        if one:  # one array for a one-input model, the common call: no names to look up
-            return inputs.astype(np.float32) if inputs.dtype == np.float64 else inputs
+    if type(inputs) is not np.ndarray or inputs.dtype.kind not in "biuf":
+        return None
+    try:
+        if len(model.inputs) != 1:
+            return None
+    except (AttributeError, TypeError, ValueError):  # a subclassed model not built
+        return None
+    dtype = inputs.dtype  # float64 -> float32 (compared by its fields: comparing a dtype
+    # with np.float64 converts the type on every call, measurably slow on a hot path)
+    return inputs.astype(np.float32) if dtype.kind == "f" and dtype.itemsize == 8 else inputs
+
+
+def prepare(model: Any, inputs: Any) -> Any:
+    """Inputs as Keras takes them, checked against the model's input names."""
+    one = one_array(model, inputs)
+    if one is not None:
+        return one
     if inputs is None:
         raise ArgumentError(
             "predict needs inputs (an array, a dict by input name, or a list), got None"

@@ -27,7 +27,8 @@ def _as_tensor(x: Any, like: torch.Tensor | None, takes_ids: bool) -> torch.Tens
     import torch
 
     if not _NUMPY_OF:
-        _NUMPY_OF.update({torch.float32: np.float32, torch.float64: np.float64})
+        # dtype objects, not types: comparing a dtype with np.float32 converts the type anew
+        _NUMPY_OF.update({torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)})
     if type(x) is np.ndarray and x.flags.c_contiguous and x.dtype.kind in "biuf":
         want = _NUMPY_OF.get(like.dtype) if like is not None and x.dtype.kind == "f" else None
         if want is not None:  # floats into a float32/float64 model: the common case
