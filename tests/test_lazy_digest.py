@@ -70,3 +70,23 @@ def test_model_info_holds_a_str_for_its_users() -> None:
     assert calls == [1]
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.sha256 = "x"  # type: ignore[misc]
+
+
+def test_a_digest_read_in_the_tick_of_the_last_change_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File times move in coarse ticks: a same-size rewrite in the tick of the last change,
+    mtime put back, leaves the cache key as it was. A digest of bytes read that soon after a
+    change is not remembered (and a save's own digest is handed over once), so ``inspect``
+    reads such a file again; one read later is remembered."""
+    from modelstore.storage import hashing
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 1000)
+    key = hashing._stat_key(path)
+    assert hashing.sha256_of(path) and hashing._recall(key) is None  # just written: racy
+    monkeypatch.setattr(hashing, "RACY_NS", -(10**18))  # as if the change were long ago
+    digest = hashing.sha256_of(path)
+    assert hashing._recall(key) == digest
+    hashing.remember_sha256(path, "0" * 64)
+    assert hashing._recall(key) == digest  # a save's digest never feeds the trusted cache

@@ -11,6 +11,7 @@ import hashlib
 import mmap
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,21 @@ class _Cache:
 
 
 _SHA_CACHE = _Cache(SHA_CACHE_SIZE)
+#: File times are kept in coarse ticks (a few ms on Linux filesystems): a same-size rewrite
+#: in the tick of the file's last change leaves size, mtime (put back) and ctime as they
+#: were. A digest is therefore trusted only if its bytes were read more than this long after
+#: the file's last change (git's "racily clean" rule); otherwise the file is read again.
+RACY_NS = 50_000_000
+
+
+def _remember(key: tuple[str, int, int, int, int], digest: Any, read_at: int) -> None:
+    """Keep ``digest`` for ``key`` (its ``ctime_ns`` last) if it can be trusted later."""
+    if read_at - key[4] > RACY_NS:
+        _SHA_CACHE[key] = digest
+
+
+def _recall(key: tuple[str, int, int, int, int]) -> Any:
+    return _SHA_CACHE.get(key)
 
 
 def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
@@ -177,26 +193,24 @@ def hash_file_later(path: Path) -> PendingDigest:
 def sha256_later(path: Path) -> str | PendingDigest:
     """What :func:`sha256_of` returns, except that a digest still being computed for this
     very file version (a save that just wrote it) is handed over unresolved."""
-    cached = _SHA_CACHE.get(_stat_key(path))
+    key = _stat_key(path)
+    cached = _recall(key) or _PENDING.pop(key)  # a save's digest is handed over once
     return cached if cached is not None else sha256_of(path)
 
 
 def sha256_of(path: Path) -> str:
     """The whole file's sha256, cached per (path, size, mtime, inode) within the process."""
     key = _stat_key(path)
-    cached = _SHA_CACHE.get(key)
-    if isinstance(cached, PendingDigest):
-        done: str = cached()
-        _SHA_CACHE[key] = done
-        return done
+    cached = _recall(key)
     if isinstance(cached, str):
         return cached
+    read_at = time.time_ns()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     digest = h.hexdigest()
-    _SHA_CACHE[key] = digest
+    _remember(key, digest, read_at)
     return digest
 
 
@@ -212,12 +226,21 @@ def copy_hashing(src: Path, dst: Path) -> str:
 
 
 def remember_sha256(path: Path, digest: str | PendingDigest) -> None:
-    _SHA_CACHE[_stat_key(path)] = digest
+    """What a save computed for the file it just wrote: handed once to the next ``inspect``
+    of that very file version (``sha256_later``), never to a pin. A file just written is
+    "racy" (above): after that, the file is read again."""
+    _PENDING[_stat_key(path)] = digest
+
+
+#: Digests saves handed over, for ``sha256_later`` only (a few; the newest kept).
+_PENDING = _Cache(16)
 
 
 def fresh_sha256(path: Path) -> str:
     """The file's sha256 read now: what a pin is compared with must not come from a cache."""
-    _SHA_CACHE.pop(_stat_key(path), None)
+    key = _stat_key(path)
+    _SHA_CACHE.pop(key, None)
+    _PENDING.pop(key, None)
     return sha256_of(path)
 
 
