@@ -88,14 +88,23 @@ def assert_no_signal_and_clean(r: subprocess.CompletedProcess[str]) -> None:
 
 
 def naive_crash(path: Path, predict: str) -> subprocess.CompletedProcess[str]:
-    return run_py(f"""
+    """Load and predict with plain joblib in a child. The files here corrupt memory, which is
+    undefined behaviour: the child usually dies of a signal, but a corrupted heap can also
+    leave it spinning or deadlocked (seen once in CI under load). A child that has not
+    finished in 60 s is killed and reported as killed by SIGKILL: it did not survive either."""
+    code = f"""
         import warnings, joblib, numpy as np
         warnings.simplefilter("ignore")
         m = joblib.load({str(path)!r})
         m.predict({predict})
         import gc; gc.collect()
         print("SURVIVED")
-    """)
+    """
+    try:
+        return run_py(code, timeout=60)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return subprocess.CompletedProcess(e.cmd, -9, out, "(hung: killed after 60 s)")
 
 
 # -- 1. scan and the naive loader disagree on where array bytes start ---------------------------
