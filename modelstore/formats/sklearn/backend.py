@@ -45,7 +45,7 @@ from ..base import (
     is_instance_of,
     labels_from_scores,
 )
-from . import describe, writer
+from . import describe, fastdump, writer
 from .writer import _dtype_name
 
 #: Frameworks whose estimators this backend saves besides scikit-learn (loading them needs trust=).
@@ -123,7 +123,7 @@ class SklearnBackend(Backend):
             del obj.__dict__[ATTR]
         if type(options.compress) in (int, bool) and options.compress == 0:
             # one pass: written, hashed and described together (no re-read, no re-scan)
-            dumped = writer.dump(obj, tmp, options.protocol)
+            dumped = fastdump.save(obj, tmp, options.protocol)
             if dumped is not None:
                 meta["checksum"] = dumped.checksum
                 if dumped.recorded is not None:

@@ -1,5 +1,8 @@
 """One pass for an uncompressed joblib save: write, hash and describe what was written.
 
+(The save runs :mod:`.fastdump`, the same format written by the C pickler, first; this
+module's pickler writes what that one cannot, and its file object and record are shared.)
+
 ``joblib.dump`` pickles with joblib's pure-Python ``NumpyPickler``; this module runs that same
 pickler (the bytes are identical to ``joblib.dump``'s) through a file that computes the
 payload checksum (xxh3-128) and the whole file's sha256 as the bytes go by, and records what

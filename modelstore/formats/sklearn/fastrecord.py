@@ -1,0 +1,172 @@
+"""What ``inspect`` will read back, recorded while :mod:`.fastdump` writes a joblib file.
+
+Globals (in order of first use) and the state of every object come from the C pickler's
+``reducer_override``, which is called once per object it reduces, in stream order: it does
+what the pickler would (copyreg's dispatch table, else ``__reduce_ex__``) and records the
+result. Array paths come from :func:`walk`, which goes over what was reduced the way the
+pickler did (memo included) and must meet the arrays in exactly the order the pickler's
+``persistent_id`` did, else the description is dropped and ``inspect`` scans the file.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickle
+import types
+from typing import Any
+
+from ..._info import TensorInfo
+from .writer import _NEWOBJ, Recorded, _dtype_name, _global_name
+
+#: types the C pickler writes itself, with nothing below them for the walk
+_LEAVES = (type(None), bool, int, float, str, bytes, bytearray, pickle.PickleBuffer)
+#: types whose pickling is ``type(None)``-style: saved as a call of ``builtins.type``
+_SPECIAL_TYPES = (type(None), type(NotImplemented), type(...))
+
+
+class Recorder:
+    """Globals in order of first use and the reduction of every object, from the hooks."""
+
+    def __init__(self, rec: Recorded, protocol: int) -> None:
+        self.rec = rec
+        self.protocol = protocol
+        #: id(obj) -> (obj, reduce value as pickled); obj kept alive so ids stay unique
+        self.reduced: dict[int, tuple[Any, Any]] = {}
+        self._names: dict[Any, str | None] = {}
+
+    def override(self, obj: Any) -> Any:
+        """``reducer_override``: what the C pickler would do, recorded on the way."""
+        if isinstance(obj, type):
+            self.rec.globals["builtins.type" if obj in _SPECIAL_TYPES else _global_name(obj)] = None
+            return NotImplemented
+        if type(obj) is types.FunctionType:
+            self.rec.globals[_global_name(obj)] = None
+            return NotImplemented
+        reduce = copyreg.dispatch_table.get(type(obj))
+        rv = reduce(obj) if reduce is not None else obj.__reduce_ex__(self.protocol)
+        if isinstance(rv, str):
+            self.rec.globals[_global_name(obj, rv)] = None
+            return rv
+        if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
+            return rv  # the pickler raises its own error for it
+        func, args, state, listitems, dictitems = (*rv, None, None, None)[:5]
+        if state is not None and (listitems is not None or dictitems is not None):
+            self.rec.exact = False  # written items-then-state, walked state-then-items
+        if listitems is not None:
+            listitems = list(listitems)
+        if dictitems is not None:
+            dictitems = list(dictitems)
+        made = func if getattr(func, "__name__", "") not in _NEWOBJ or not args else args[0]
+        name: str | None
+        try:
+            name = self._names[made]
+        except (KeyError, TypeError):
+            name = _reduced_name(func, args)
+            try:
+                self._names[made] = name
+            except TypeError:
+                pass
+        self.rec.objects[id(obj)] = (name, state)
+        rv = (
+            func,
+            args,
+            state,
+            None if listitems is None else iter(listitems),
+            None if dictitems is None else iter(dictitems),
+            *rv[5:],
+        )
+        self.reduced[id(obj)] = (obj, (func, args, state, listitems, dictitems))
+        return rv
+
+
+def _reduced_name(func: Any, args: Any) -> str | None:
+    try:
+        if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
+            return _global_name(args[0])
+        return _global_name(func)
+    except Exception:  # noqa: BLE001 - an odd callable: the pickler itself will say
+        return None
+
+
+def tensor(array: Any, keys: list[Any]) -> TensorInfo:
+    n = 1
+    for d in array.shape:
+        n *= int(d)
+    code = array.dtype.__reduce__()[1][0]  # the type code the stream spells
+    path = ".".join(str(k) for k in keys) or "<array>"
+    return TensorInfo(
+        path, tuple(int(d) for d in array.shape), _dtype_name(code), n * array.dtype.itemsize
+    )
+
+
+def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...]) -> Any:
+    """Every array in the order the pickler met it, with the path ``inspect``'s walker gives
+    it (None where that walker does not go: dict keys, call arguments, set members)."""
+    found: list[tuple[Any, list[Any] | None]] = []
+    memo: set[int] = set()
+    made: list[Any] = []  # tuples made here stay alive: their ids are in memo
+
+    leaves = _LEAVES
+
+    def items(pairs: Any, keys: list[Any] | None) -> None:
+        for k, v in pairs:
+            if type(k) not in leaves:
+                visit(k, None)
+            if type(v) not in leaves:
+                walked = keys is not None and isinstance(k, (str, int))
+                visit(v, [*keys, k] if walked else None)  # type: ignore[misc]
+
+    def visit(obj: Any, keys: list[Any] | None) -> None:
+        t = type(obj)
+        if t in arrays:
+            found.append((obj, keys))
+            return
+        if t in leaves:
+            return
+        i = id(obj)
+        if i in memo:
+            return
+        if t is dict:
+            memo.add(i)
+            items(obj.items(), keys)
+        elif t is list:
+            memo.add(i)
+            items(enumerate(obj), keys)
+        elif t is tuple:
+            items(enumerate(obj), keys)
+            if obj:
+                memo.add(i)  # a tuple is memoised after its items
+        elif t is set:
+            memo.add(i)
+            items(((None, v) for v in obj), None)
+        elif t is frozenset:
+            items(((None, v) for v in obj), None)
+            memo.add(i)
+        else:
+            entry = reduced.get(i)
+            if entry is None:
+                return  # a global, or an object the pickler wrote by name
+            func, args, state, listitems, dictitems = entry[1]
+            name = getattr(func, "__name__", "")
+            if name == "__newobj__" and args:
+                visit(args[0], None)
+                made.append(tuple(args[1:]))  # the pickler saves this slice as a new tuple
+                visit(made[-1], None)
+            elif name == "__newobj_ex__" and len(args) == 3:
+                for arg in args:
+                    visit(arg, None)
+            else:
+                visit(func, None)
+                visit(args, None)
+            if i in memo:
+                return  # the object turned up inside its own arguments
+            memo.add(i)
+            if listitems:
+                items(enumerate(listitems), keys)
+            if dictitems:
+                items(dictitems, keys)
+            if state is not None:
+                visit(state, keys)
+
+    visit(root, [])
+    return found

@@ -1,0 +1,364 @@
+"""The joblib format written by the C pickler (modelstore/formats/sklearn/fastdump.py).
+
+Every structure here is written by ``fastdump`` (never by the fallback unless the test says
+so) and then held to three things: ``joblib.load`` of it gives what ``joblib.load`` of
+``joblib.dump``'s file gives (also memory-mapped), the description recorded while writing
+is what the static scan of the file reads (``inspect``), and the gated loader reads it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+joblib = pytest.importorskip("joblib")
+pytest.importorskip("sklearn")
+
+import modelstore as ms  # noqa: E402
+from modelstore.formats.sklearn import describe, fastdump, writer  # noqa: E402
+
+
+class Holder:
+    """A plain object: state in ``__dict__``."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+class Called:
+    """Pickled as a call with the array as its argument (the walker does not go there)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (Called, (self.value,))
+
+
+class Key:
+    """A hashable object holding an array: as a dict key or set member."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class Items(list):  # type: ignore[type-arg]
+    """A list subclass: its items come as the reduction's list items."""
+
+
+class Both(dict):  # type: ignore[type-arg]
+    """Dict items and a state: joblib writes the items before the state."""
+
+
+def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
+    """Deep equality of two loaded graphs (arrays by dtype, shape and bytes). Which objects
+    are shared is not compared: joblib itself does not keep arrays shared, and a dtype
+    pickled once per wrapper is one object per array after loading."""
+    seen = set() if seen is None else seen
+    if (id(a), id(b)) in seen:
+        return True  # already being compared (a cycle)
+    if type(a) is not type(b):
+        return False
+    seen.add((id(a), id(b)))
+    if isinstance(a, np.ndarray):
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.flags.f_contiguous == b.flags.f_contiguous
+            and (
+                a.tobytes() == b.tobytes()
+                if not a.dtype.hasobject
+                else same(a.tolist(), b.tolist(), seen)
+            )
+        )
+    if isinstance(a, dict):
+        pairs = zip(a.items(), b.items())
+        return (
+            len(a) == len(b)
+            and all(same(p, q, seen) for p, q in pairs)
+            and (not hasattr(a, "__dict__") or same(vars(a), vars(b), seen))
+        )
+    if isinstance(a, (list, tuple)):
+        return (
+            len(a) == len(b)
+            and all(same(x, y, seen) for x, y in zip(a, b))
+            and (not hasattr(a, "__dict__") or same(vars(a), vars(b), seen))
+        )
+    if isinstance(a, (set, frozenset)):
+        return len(a) == len(b)
+    if isinstance(a, float) and a != a:
+        return b != b
+    if isinstance(a, (int, float, complex, str, bytes, bytearray, type, np.generic, np.dtype)):
+        return bool(a == b)
+    if callable(a) and not hasattr(a, "__dict__"):
+        return a is b
+    if hasattr(a, "__dict__"):  # estimators and plain objects
+        return same(vars(a), vars(b), seen)
+    return same(a.__reduce_ex__(4)[1:], b.__reduce_ex__(4)[1:], seen)  # Cython trees
+
+
+def fast(obj: Any, path: Path, protocol: int = 4) -> Any:
+    """Write ``obj`` with fastdump (a Fallback fails the test); the record."""
+    with open(path, "wb") as raw, writer.HashingFile(raw) as out:
+        return fastdump.dump(obj, out, protocol)
+
+
+def check(obj: Any, tmp_path: Path, protocol: int = 4, exact: bool = True) -> None:
+    path, raw = tmp_path / "fast.joblib", tmp_path / "raw.joblib"
+    rec = fast(obj, path, protocol)
+    joblib.dump(obj, raw, protocol=protocol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix
+        assert same(joblib.load(path), joblib.load(raw))
+        assert same(joblib.load(path, mmap_mode="r"), joblib.load(raw, mmap_mode="r"))
+    assert rec.exact is exact
+    if exact:
+        got = describe.inspection(rec)
+        scanned = ms.inspect(path)
+        assert repr(got.tensors) == repr(scanned.tensors)
+        assert got.globals == scanned.globals
+        assert repr(got.extra_metadata) == repr(scanned.metadata)
+
+
+def arrays(tmp: Path) -> dict[str, Any]:
+    rng = np.random.RandomState(0)
+    base = rng.rand(6, 5)
+    mm = np.memmap(tmp / "mm.dat", dtype="float32", mode="w+", shape=(3, 4))
+    mm[:] = 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix([[1, 2], [3, 4]])
+    return {
+        "c": base,
+        "f": np.asfortranarray(base),
+        "view": base[::2, 1:4],
+        "empty": np.zeros((0, 3)),
+        "scalar": np.array(3.5),
+        "big_endian": np.arange(7, dtype=">i4"),
+        "structured": np.zeros(4, dtype=[("a", "<i8"), ("b", "<f4", (2,))]),
+        "datetime": np.array(["2026-12-03", "2020-01-01"], dtype="datetime64[D]"),
+        "bools": np.array([True, False, True]),
+        "complex": np.array([1 + 2j, 3j]),
+        "text": np.array(["alpha", "beta"]),
+        "matrix": matrix,
+        "memmap": mm,
+        "large": rng.rand(300, 300),  # 720 KB: more than a frame
+    }
+
+
+def _cycle(a: dict[str, Any]) -> Any:
+    lst: list[Any] = [a["f"]]
+    lst.append(lst)
+    lst.append(a["c"])
+    return lst
+
+
+def _shared(a: dict[str, Any]) -> Any:
+    inner = [a["f"], {"deep": a["view"]}]
+    return {"a": inner, "b": inner, "c": (inner, a["c"])}
+
+
+STRUCTURES: dict[str, Any] = {
+    "arrays in a dict": lambda a: a,
+    "one array twice": lambda a: {"x": a["c"], "y": [a["c"], a["c"]], "z": (a["f"], a["f"])},
+    "array as root": lambda a: a["c"],
+    "array in a call's arguments": lambda a: {"call": Called(a["c"]), "after": a["f"]},
+    "array under a dict key": lambda a: {Key(a["c"]): a["f"], "n": a["view"]},
+    "array in a set member": lambda a: {"set": {Key(a["c"])}, "after": a["f"]},
+    "ordered dict": lambda a: collections.OrderedDict([("p", a["c"]), ("q", [a["f"]])]),
+    "list subclass": lambda a: Items([a["c"], Holder(w=a["f"])]),
+    "objects": lambda a: Holder(inner=Holder(w=a["c"], b=a["structured"]), ws=[a["large"]]),
+    "big payloads between arrays": lambda a: [
+        b"x" * 70_000,
+        a["c"],
+        "y" * 70_000,
+        bytearray(b"z" * 70_000),
+        b"w" * 70_000,
+        a["f"],
+        b"v" * 65_536,
+        b"u" * 65_536,
+    ],
+    "self-referencing list": lambda a: _cycle(a),
+    "shared containers": lambda a: _shared(a),
+    "numpy scalars and dtypes": lambda a: {
+        "s": np.float64(2.5),
+        "i": np.int64(3),
+        "t": np.dtype("f4"),
+        "arr": a["c"],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_structures(tmp_path: Path, name: str) -> None:
+    check(STRUCTURES[name](arrays(tmp_path)), tmp_path, exact=name != "array as root")
+
+
+def test_protocol_5(tmp_path: Path) -> None:
+    check(STRUCTURES["objects"](arrays(tmp_path)), tmp_path, protocol=5)
+
+
+def test_items_and_state_written_but_not_described(tmp_path: Path) -> None:
+    both = Both(k=arrays(tmp_path)["c"])
+    both.extra = arrays(tmp_path)["f"]  # type: ignore[attr-defined]
+    check(both, tmp_path, exact=False)
+
+
+def test_object_arrays_written_but_not_described(tmp_path: Path) -> None:
+    check(
+        {"o": np.array(["a", 1, None], dtype=object), "c": arrays(tmp_path)["c"]},
+        tmp_path,
+        exact=False,
+    )
+
+
+def _random_structure(rng: random.Random, a: dict[str, Any], depth: int = 0) -> Any:
+    pick = rng.randrange(10 if depth < 4 else 4)
+    if pick == 0:
+        return a[rng.choice(sorted(a))]
+    if pick == 1:
+        return rng.choice([1, -5, 2**70, 2.5, "s", b"b", None, True, "t" * rng.randrange(200)])
+    if pick == 2:
+        return rng.choice([np.float32(1), np.int16(2), np.dtype("i2")])
+    if pick == 3:
+        return b"p" * rng.choice([10, 65_536, 100_000])
+    n = rng.randrange(4)
+    kids = [_random_structure(rng, a, depth + 1) for _ in range(n)]
+    if pick == 4:
+        return {f"k{i}": kid for i, kid in enumerate(kids)}
+    if pick == 5:
+        return kids
+    if pick == 6:
+        return tuple(kids)
+    if pick == 7:
+        return Holder(**{f"a{i}": kid for i, kid in enumerate(kids)})
+    if pick == 8:
+        return collections.OrderedDict((i, kid) for i, kid in enumerate(kids))
+    return Called(kids)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_structures(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    a = arrays(tmp_path)
+    check([_random_structure(rng, a) for _ in range(6)], tmp_path)
+
+
+def test_chunked_writes_reach_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C pickler hands over whole frames; the sink also copes with any split of them."""
+    obj = STRUCTURES["big payloads between arrays"](arrays(tmp_path))
+    fast(obj, tmp_path / "whole.joblib")
+    write = fastdump._Sink.write
+    rng = random.Random(0)
+
+    def in_pieces(self: Any, data: Any) -> int:
+        data = bytes(data)
+        while data:
+            k = rng.randrange(1, 40)
+            write(self, data[:k])
+            data = data[k:]
+        return 0
+
+    monkeypatch.setattr(fastdump._Sink, "write", in_pieces)
+    fast(obj, tmp_path / "pieces.joblib")
+    assert (tmp_path / "pieces.joblib").read_bytes().count(b"\x95") >= 1
+    assert same(joblib.load(tmp_path / "pieces.joblib"), joblib.load(tmp_path / "whole.joblib"))
+
+
+def test_the_tag_found_where_no_array_was_placed_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model bytes that happen to hold the tokens' tag: the save is written by joblib's own
+    pickler instead (a wrong split would corrupt the file)."""
+    base, tail = fastdump._token_base()
+    monkeypatch.setattr(fastdump, "_token_base", lambda: (base, tail))
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.RandomState(0).rand(20, 3)
+    obj = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
+    obj.trap = fastdump._marker(base, 0)  # type: ignore[attr-defined]
+    with pytest.raises(fastdump.Fallback):
+        fast(obj, tmp_path / "m.joblib")
+    raw = tmp_path / "raw.joblib"
+    joblib.dump(obj, raw)
+    path = tmp_path / "saved.joblib"
+    info = ms.save(obj, path)
+    assert path.read_bytes() == raw.read_bytes()  # joblib's own pickler wrote it
+    assert dataclasses.asdict(info) == dataclasses.asdict(ms.inspect(path))
+
+
+def test_unpicklable_models_fail_as_joblib_fails(tmp_path: Path) -> None:
+    obj = Holder(f=lambda x: x, arr=arrays(tmp_path)["c"])
+    with pytest.raises(Exception) as raw:
+        joblib.dump(obj, tmp_path / "raw.joblib")
+    with pytest.raises(Exception) as ours:
+        ms.save(obj, tmp_path / "m.joblib", format="sklearn")
+    assert type(ours.value) is type(raw.value) or isinstance(ours.value, ms.ModelstoreError)
+    assert not (tmp_path / "m.joblib").exists()
+
+
+@pytest.mark.slow
+def test_every_scikit_learn_estimator(tmp_path: Path) -> None:
+    """The zoo: written by fastdump, loaded by joblib and by the gated loader with the same
+    outputs, described as the scan reads it (object arrays aside: scanned instead)."""
+    from tests.sklearn_zoo import fitted, outputs
+
+    described = 0
+    for name, est, x in fitted():
+        path = tmp_path / "m.joblib"
+        rec = fast(est, path)
+        want = outputs(est, x)
+        for loaded in (joblib.load(path), ms.load(path)):
+            got = outputs(loaded, x)
+            assert [m for m, _ in got] == [m for m, _ in want], name
+            for (_, g), (_, w) in zip(got, want):
+                assert np.array_equal(g, w, equal_nan=g.dtype.kind in "fc"), name
+        if rec.exact:
+            described += 1
+            ours, scanned = describe.inspection(rec), ms.inspect(path)
+            assert repr(ours.tensors) == repr(scanned.tensors), name
+            assert ours.globals == scanned.globals, name
+            assert repr(ours.extra_metadata) == repr(scanned.metadata), name
+    assert described > 150
+
+
+def test_loading_is_gated(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.RandomState(0).rand(20, 3)
+    model = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
+    path = tmp_path / "m.joblib"
+    fast(model, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert (ms.load(path).predict(x) == model.predict(x)).all()
+
+
+def test_wrappers_are_memoised_as_joblib_writes_them(tmp_path: Path) -> None:
+    """Each wrapper is pickled by the main pickler, so a forest's node dtype is written once
+    and referenced after (a wrapper pickled on its own per array made the file larger and
+    its load ~2x slower: a structured dtype built again for every node array)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    x = np.random.RandomState(0).rand(60, 4)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, x[:, 0] > 0.5)
+    fast(forest, tmp_path / "fast.joblib")
+    joblib.dump(forest, tmp_path / "raw.joblib")
+    ours, theirs = (tmp_path / "fast.joblib").read_bytes(), (tmp_path / "raw.joblib").read_bytes()
+    assert len(ours) <= len(theirs) * 1.05  # a memo slot and a frame header per array
+    assert ours.count(b"left_child") == theirs.count(b"left_child") == 1
