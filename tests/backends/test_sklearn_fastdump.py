@@ -9,7 +9,9 @@ is what the static scan of the file reads (``inspect``), and the gated loader re
 from __future__ import annotations
 
 import collections
+import copyreg
 import dataclasses
+import enum
 import random
 import warnings
 from pathlib import Path
@@ -362,3 +364,110 @@ def test_wrappers_are_memoised_as_joblib_writes_them(tmp_path: Path) -> None:
     ours, theirs = (tmp_path / "fast.joblib").read_bytes(), (tmp_path / "raw.joblib").read_bytes()
     assert len(ours) <= len(theirs) * 1.05  # a memo slot and a frame header per array
     assert ours.count(b"left_child") == theirs.count(b"left_child") == 1
+
+
+# -- found by a red-team pass over fastdump -------------------------------------------------------
+
+
+class Resets:
+    """Pickling it changes another object's array in place (after copying it)."""
+
+    def __init__(self, buf: Any) -> None:
+        self.buf = buf
+
+    def __getstate__(self) -> Any:
+        state = {"buf": self.buf.copy()}
+        self.buf[:] = 0
+        return state
+
+
+def test_an_array_changed_after_it_was_met_is_written_as_it_was(tmp_path: Path) -> None:
+    """Array bytes reach the file a frame later than the pickler meets the array: a change in
+    between is caught (fingerprints) and the save is written again by joblib's own pickler."""
+
+    def make() -> Any:
+        buf = np.arange(1.0, 6.0)
+        return {"snapshot": buf, "resets": Resets(buf)}
+
+    with pytest.raises(fastdump.Fallback):
+        fast(make(), tmp_path / "fast.joblib")
+    model = make()
+    assert fastdump.save(model, tmp_path / "m.joblib", None) is not None
+    # joblib's pickler wrote the model as it was by then: the first attempt's __getstate__
+    # had run (as it would have for a second joblib.dump), and nothing is half-written
+    assert joblib.load(tmp_path / "m.joblib")["snapshot"].tolist() == model["snapshot"].tolist()
+
+
+def test_the_digest_is_of_the_bytes_written_not_of_the_model_after(tmp_path: Path) -> None:
+    """The sha256 thread may still be hashing after the save returns: it gets copies, so
+    changing the model right after saving does not change the reported digest."""
+    import hashlib
+
+    weights = [np.ones(2_000_000) for _ in range(8)]  # 8 x 16 MB
+    dumped = fastdump.save({"w": weights}, tmp_path / "m.joblib", None)
+    assert dumped is not None
+    for w in reversed(weights):
+        w[:] = 2.0
+    assert dumped.sha256() == hashlib.sha256((tmp_path / "m.joblib").read_bytes()).hexdigest()
+
+
+class Meta(type):
+    pass
+
+
+def _rebuild_meta(name: str) -> Any:
+    return Meta(name, (), {})
+
+
+def test_a_class_reduced_through_copyreg_is_not_recorded_by_name(tmp_path: Path) -> None:
+    copyreg.pickle(Meta, lambda cls: (_rebuild_meta, (cls.__name__,)))
+    try:
+        made = Meta("Made", (), {})
+        path = tmp_path / "m.joblib"
+        rec = fast({"cls": made, "w": np.arange(3.0)}, path)
+        assert rec.exact and rec.globals
+        assert list(rec.globals) == ms.inspect(path).globals
+    finally:
+        copyreg.dispatch_table.pop(Meta)
+
+
+def _set_state(obj: Any, state: Any) -> None:
+    obj.__dict__.update(state)
+
+
+class WithSetter:
+    def __init__(self) -> None:
+        self.w = np.arange(12.0).reshape(3, 4)
+
+    def __reduce__(self) -> Any:
+        return (WithSetter.__new__, (WithSetter,), self.__dict__, None, None, _set_state)
+
+
+class PassesItsData:
+    """Its data goes to the constructor and stays in its state (one memo reference)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __reduce__(self) -> Any:
+        return (PassesItsData, (self.data,), self.__dict__)
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "exact"),
+    [
+        ("state setter", lambda: WithSetter(), False),
+        ("data in arguments and state", lambda: {"t": PassesItsData({"w": np.arange(4.0)})}, False),
+        ("np.str_ key", lambda: {np.str_("k"): np.arange(3.0)}, True),
+        ("IntEnum key", lambda: {Color.RED: np.arange(3.0)}, True),
+        ("np.str_ attribute", lambda: Holder(**{"a": 1, str(np.str_("b")): 2}), True),
+    ],
+)
+def test_descriptions_the_scan_reads_differently(
+    tmp_path: Path, name: str, make: Any, exact: bool
+) -> None:
+    check(make(), tmp_path, exact=exact)

@@ -57,7 +57,7 @@ def describe_state(
     out: dict[str, Any] = {}
     params: dict[str, Any] = {}
     for k, v in items(state):
-        if not isinstance(k, str):
+        if type(k) is not str:  # a str subclass (np.str_) is a call in the stream, not a name
             continue
         if k == "steps" and isinstance(v, list):
             pairs = [s for s in v if isinstance(s, tuple) and len(s) == 2]
@@ -112,5 +112,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if t in (list, tuple):
         return [_plain(v, depth + 1) for v in value]
     if t in (dict, OrderedDict):
-        return {str(k): _plain(v, depth + 1) for k, v in value.items() if isinstance(k, (str, int))}
+        return {
+            str(k): _plain(v, depth + 1) for k, v in value.items() if type(k) in (str, int, bool)
+        }
     return None

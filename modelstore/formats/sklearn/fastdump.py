@@ -42,6 +42,8 @@ from .fastrecord import Recorder, tensor, walk
 from .writer import HashingFile, Recorded
 
 _FRAME = 0x95
+#: array bytes are copied out of the model this many at a time
+_CHUNK = 16 << 20
 _BUILD = ord("b")
 _MEMOIZE = b"\x94"
 #: what follows the token: TUPLE2 (the persistent id), MEMOIZE (its memo slot), BINPERSID
@@ -97,20 +99,31 @@ def _marker(base: int, i: int) -> bytes:
 
 
 class _Arrays:
-    """Each array the pickler meets, with its joblib wrapper."""
+    """Each array the pickler meets, with its joblib wrapper and what its bytes were then.
+
+    The bytes are written when the frame holding the array's token reaches the file, up to
+    a frame (64 KiB of stream) or the end of the dump later: a ``__getstate__`` running in
+    between could change the array. So each array's bytes are fingerprinted (xxh3) when the
+    pickler meets it and again as they are written, from copies of at most 16 MiB that are
+    what the file and its sha256 get (the model's own memory is never handed to the hashing
+    thread, which may still be reading after the save returns); a difference stops the fast
+    save. Object arrays are pickled when met, as joblib would write them."""
 
     def __init__(self, out: HashingFile, recorder: Recorder) -> None:
         import numpy as np
+        import xxhash
         from joblib.numpy_pickle import NumpyPickler
 
         self.np = np
+        self.xxhash = xxhash
         self.types = (np.ndarray, np.matrix, np.memmap)
         self.create = NumpyPickler._create_array_wrapper
         self.file_handle = out  # what joblib's wrapper code reads as the pickler's file
         self.buffered = False
         self.base, self.tail = _token_base()
         self.seen: list[Any] = []  # the arrays as met, in stream order
-        self.pending: list[tuple[Any, Any]] = []  # (array as written, its wrapper)
+        #: (wrapper, C-ordered bytes view or pickled object array, fingerprint or None)
+        self.pending: list[tuple[Any, Any, int | None]] = []
         self.recorder = recorder
 
     def persistent_id(self, obj: Any) -> tuple[Any, int] | None:
@@ -119,32 +132,47 @@ class _Arrays:
         if len(self.pending) >= _MAX_ARRAYS:
             raise Fallback("more arrays than one save's tokens can tell apart")
         self.seen.append(obj)
-        array = self.np.asanyarray(obj) if type(obj) is self.np.memmap else obj  # as joblib
-        if array.dtype.hasobject:  # joblib pickles those inline, where the walk cannot see
-            self.recorder.rec.exact = False
+        np = self.np
+        array = np.asanyarray(obj) if type(obj) is np.memmap else obj  # as joblib does
         wrapper = self.create(self, array)
-        self.pending.append((array, wrapper))
+        if wrapper.safe_get_numpy_array_alignment_bytes() is None:
+            raise Fallback("an array wrapper without alignment")
+        if array.dtype.hasobject:  # joblib pickles it after the wrapper, where the walk cannot see
+            self.recorder.rec.exact = False
+            self.pending.append((wrapper, pickle.dumps(array, protocol=5), None))
+        else:
+            flat = array.T if wrapper.order == "F" else array
+            if not flat.flags.c_contiguous:
+                flat = np.ascontiguousarray(flat)  # a copy now: nothing can change it
+                data, mark = np.asarray(flat).reshape(-1).view(np.uint8), None
+            elif array.dtype.itemsize == 0 or flat.size == 0:
+                data, mark = np.empty(0, np.uint8), None
+            else:
+                data = np.asarray(flat).reshape(-1).view(np.uint8)  # np.matrix stays 2-D
+                mark = self.xxhash.xxh3_64_intdigest(data)
+            self.pending.append((wrapper, data, mark))
         return wrapper, self.base + len(self.pending) - 1
 
     def write(self, index: int) -> None:
-        """The array's padding and bytes, exactly as joblib's ``write_array`` writes them."""
-        array, wrapper = self.pending[index]
+        """The array's padding and bytes, as joblib's ``write_array`` writes them."""
+        wrapper, data, mark = self.pending[index]
+        self.pending[index] = (None, None, None)  # written: let go of it
         out = self.file_handle
-        align = wrapper.safe_get_numpy_array_alignment_bytes()
-        if array.dtype.hasobject or align is None or array.dtype.itemsize == 0:
-            wrapper.write_array(array, self)
+        if isinstance(data, bytes):  # an object array, pickled when it was met
+            out.write(data)
             return
-        if wrapper.order == "F":
-            flat = array.T
-        else:
-            flat = array
-        if not flat.flags.c_contiguous:
-            wrapper.write_array(array, self)
-            return
+        align = wrapper.numpy_array_alignment_bytes
         pad = align - ((out.tell() + 1) % align)
         out.write(bytes([pad]) + b"\xff" * pad)
-        if flat.size:
-            out.write(memoryview(flat.reshape(-1).view(self.np.uint8)))
+        check = self.xxhash.xxh3_64() if mark is not None else None
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):
+            chunk = bytes(view[start : start + _CHUNK])
+            if check is not None:
+                check.update(chunk)
+            out.write(chunk)
+        if check is not None and check.intdigest() != mark:
+            raise Fallback("an array changed while the model was being pickled")
 
 
 class _Sink:

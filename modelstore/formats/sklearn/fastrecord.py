@@ -20,6 +20,8 @@ from .writer import _NEWOBJ, Recorded, _dtype_name, _global_name
 
 #: types the C pickler writes itself, with nothing below them for the walk
 _LEAVES = (type(None), bool, int, float, str, bytes, bytearray, pickle.PickleBuffer)
+#: dict keys the scan names a path after (a str or int subclass is a call in the stream)
+_KEYS = (str, int, bool)
 #: types whose pickling is ``type(None)``-style: saved as a call of ``builtins.type``
 _SPECIAL_TYPES = (type(None), type(NotImplemented), type(...))
 
@@ -36,13 +38,13 @@ class Recorder:
 
     def override(self, obj: Any) -> Any:
         """``reducer_override``: what the C pickler would do, recorded on the way."""
-        if isinstance(obj, type):
+        t = type(obj)
+        reduce = None
+        if t is not type and t is not types.FunctionType:
+            reduce = copyreg.dispatch_table.get(t)  # the pickler asks after those two only
+        if reduce is None and (isinstance(obj, type) or t is types.FunctionType):
             self.rec.globals["builtins.type" if obj in _SPECIAL_TYPES else _global_name(obj)] = None
             return NotImplemented
-        if type(obj) is types.FunctionType:
-            self.rec.globals[_global_name(obj)] = None
-            return NotImplemented
-        reduce = copyreg.dispatch_table.get(type(obj))
         rv = reduce(obj) if reduce is not None else obj.__reduce_ex__(self.protocol)
         if isinstance(rv, str):
             self.rec.globals[_global_name(obj, rv)] = None
@@ -52,6 +54,8 @@ class Recorder:
         func, args, state, listitems, dictitems = (*rv, None, None, None)[:5]
         if state is not None and (listitems is not None or dictitems is not None):
             self.rec.exact = False  # written items-then-state, walked state-then-items
+        if len(rv) == 6 and rv[5] is not None:
+            self.rec.exact = False  # the state goes to a setter call, where the scan does not look
         if listitems is not None:
             listitems = list(listitems)
         if dictitems is not None:
@@ -99,24 +103,38 @@ def tensor(array: Any, keys: list[Any]) -> TensorInfo:
     )
 
 
+class _Unlike(Exception):
+    """The walk cannot name the paths the scan would: describe by scanning instead."""
+
+
 def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...]) -> Any:
     """Every array in the order the pickler met it, with the path ``inspect``'s walker gives
     it (None where that walker does not go: dict keys, call arguments, set members)."""
     found: list[tuple[Any, list[Any] | None]] = []
     memo: set[int] = set()
+    unwalked: set[int] = set()  # holding arrays, met first where the scan's walker does not go
     made: list[Any] = []  # tuples made here stay alive: their ids are in memo
 
     leaves = _LEAVES
+
+    def remember(i: int, keys: list[Any] | None) -> None:
+        memo.add(i)
 
     def items(pairs: Any, keys: list[Any] | None) -> None:
         for k, v in pairs:
             if type(k) not in leaves:
                 visit(k, None)
             if type(v) not in leaves:
-                walked = keys is not None and isinstance(k, (str, int))
+                walked = keys is not None and type(k) in _KEYS
                 visit(v, [*keys, k] if walked else None)  # type: ignore[misc]
 
     def visit(obj: Any, keys: list[Any] | None) -> None:
+        before = len(found)
+        visit_once(obj, keys)
+        if keys is None and len(found) > before:
+            unwalked.add(id(obj))
+
+    def visit_once(obj: Any, keys: list[Any] | None) -> None:
         t = type(obj)
         if t in arrays:
             found.append((obj, keys))
@@ -125,23 +143,27 @@ def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...
             return
         i = id(obj)
         if i in memo:
+            if keys is not None and i in unwalked:
+                # arrays met first in a call argument or key, then where the scan walks: the
+                # scan follows the memo reference and names paths there; this walk does not
+                raise _Unlike
             return
         if t is dict:
-            memo.add(i)
+            remember(i, keys)
             items(obj.items(), keys)
         elif t is list:
-            memo.add(i)
+            remember(i, keys)
             items(enumerate(obj), keys)
         elif t is tuple:
             items(enumerate(obj), keys)
             if obj:
-                memo.add(i)  # a tuple is memoised after its items
+                remember(i, keys)  # a tuple is memoised after its items
         elif t is set:
-            memo.add(i)
+            remember(i, keys)
             items(((None, v) for v in obj), None)
         elif t is frozenset:
             items(((None, v) for v in obj), None)
-            memo.add(i)
+            remember(i, keys)
         else:
             entry = reduced.get(i)
             if entry is None:
@@ -160,7 +182,7 @@ def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...
                 visit(args, None)
             if i in memo:
                 return  # the object turned up inside its own arguments
-            memo.add(i)
+            remember(i, keys)
             if listitems:
                 items(enumerate(listitems), keys)
             if dictitems:
@@ -168,5 +190,8 @@ def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...
             if state is not None:
                 visit(state, keys)
 
-    visit(root, [])
+    try:
+        visit(root, [])
+    except _Unlike:
+        return None
     return found
