@@ -2,6 +2,8 @@
 
 * scikit-learn RandomForest (digits): ``joblib.dump(m, p)`` + fsync vs ``ms.save(m, p)``
 * torch weights (an MLP of Linear(2048, 2048)): ``safetensors.torch.save_file`` + fsync vs ``ms.save(net, p)``
+* then the forest read back: ``joblib.load`` and ``ms.load`` of ``ms.save``'s file (written by
+  the C pickler, not byte-identical to ``joblib.dump``'s) against ``joblib.dump``'s file
 
 Goal (issue 19): <= 1.1x. ``ms.save`` returns once the file is durable; the ModelInfo's
 sha256 is finished in a background thread and read on first access, so the table gives both
@@ -92,6 +94,7 @@ def main() -> None:
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
+        loads = reading_back(forest, d, args.repeat)
     print()
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
@@ -114,6 +117,38 @@ def main() -> None:
             rows,
         )
     )
+    print()
+    print(
+        table(
+            "Reading the forest back: ms.save's file (the C pickler) vs joblib.dump's",
+            ["file", "size", "joblib.load", "ms.load"],
+            loads,
+        )
+    )
+
+
+def reading_back(forest: Any, d: Path, repeat: int) -> list[list[str]]:
+    """The file ms.save writes is a joblib file that is not byte-identical to joblib.dump's:
+    its size and load times against joblib.dump's, interleaved (median of ``repeat``)."""
+    files = {"joblib.dump": d / "back-raw.joblib", "ms.save": d / "back-ms.joblib"}
+    joblib.dump(forest, files["joblib.dump"])
+    ms.save(forest, files["ms.save"])
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):
+        for name, path in files.items():
+            for how, load in (("joblib.load", joblib.load), ("ms.load", ms.load)):
+                start = time.perf_counter()
+                load(path)
+                times.setdefault((name, how), []).append(time.perf_counter() - start)
+    return [
+        [
+            f"{name}'s",
+            f"{path.stat().st_size:,} B",
+            fmt_s(statistics.median(times[name, "joblib.load"])),
+            fmt_s(statistics.median(times[name, "ms.load"])),
+        ]
+        for name, path in files.items()
+    ]
 
 
 def settle() -> None:
