@@ -16,7 +16,7 @@ import types
 from typing import Any
 
 from ..._info import TensorInfo
-from .writer import _NEWOBJ, Recorded, _dtype_name, _global_name
+from .writer import _NEWOBJ, Recorded, _dtype_name, _global_name, reduced_name
 
 #: types the C pickler writes itself, with nothing below them for the walk
 _LEAVES = (type(None), bool, int, float, str, bytes, bytearray, pickle.PickleBuffer)
@@ -65,7 +65,7 @@ class Recorder:
         try:
             name = self._names[made]
         except (KeyError, TypeError):
-            name = _reduced_name(func, args)
+            name = reduced_name(func, args)
             try:
                 self._names[made] = name
             except TypeError:
@@ -81,15 +81,6 @@ class Recorder:
         )
         self.reduced[id(obj)] = (obj, (func, args, state, listitems, dictitems))
         return rv
-
-
-def _reduced_name(func: Any, args: Any) -> str | None:
-    try:
-        if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
-            return _global_name(args[0])
-        return _global_name(func)
-    except Exception:  # noqa: BLE001 - an odd callable: the pickler itself will say
-        return None
 
 
 def tensor(array: Any, keys: list[Any]) -> TensorInfo:

@@ -271,17 +271,19 @@ def _pickler_class() -> Any:
             finally:
                 self._stack.pop()
 
-        @staticmethod
-        def _name(func: Any, args: Any) -> str | None:
-            """The class a NEWOBJ builds, else the function called, as the stream names it."""
-            try:
-                if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
-                    return _global_name(args[0])
-                return _global_name(func)
-            except Exception:  # noqa: BLE001 - an odd callable: the save itself will say
-                return None
+        _name = staticmethod(reduced_name)
 
     return RecordingPickler
+
+
+def reduced_name(func: Any, args: Any) -> str | None:
+    """The class a NEWOBJ builds, else the function called, as the stream names it."""
+    try:
+        if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
+            return _global_name(args[0])
+        return _global_name(func)
+    except Exception:  # noqa: BLE001 - an odd callable: the save itself will say
+        return None
 
 
 _ARRAYS: tuple[type, ...] = ()
