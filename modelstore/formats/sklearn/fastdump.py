@@ -2,7 +2,7 @@
 
 ``joblib.dump`` runs the pure-Python pickler so that it can stop after each numpy array's
 wrapper and write the array's bytes into the file right there. This module writes the same
-format with the C pickler, ~1.5x faster than ``joblib.dump`` for a forest:
+format with the C pickler, faster than ``joblib.dump`` (docs/performance.md, fifth round):
 
 - the pickler's ``persistent_id`` sees every object; each array (the exact types joblib
   wraps) is answered with the persistent id ``(wrapper, token)``: joblib's own
