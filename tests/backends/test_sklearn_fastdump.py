@@ -471,3 +471,25 @@ def test_descriptions_the_scan_reads_differently(
     tmp_path: Path, name: str, make: Any, exact: bool
 ) -> None:
     check(make(), tmp_path, exact=exact)
+
+
+@pytest.mark.parametrize(
+    ("make", "exact"),
+    [
+        (lambda: WithSetter(), False),
+        (lambda: {np.str_("k"): np.arange(3.0)}, True),
+        (lambda: {Color.RED: np.arange(3.0)}, True),
+    ],
+    ids=["state setter", "np.str_ key", "IntEnum key"],
+)
+def test_the_fallback_writer_describes_them_as_the_scan_does(
+    tmp_path: Path, make: Any, exact: bool
+) -> None:
+    path = tmp_path / "m.joblib"
+    dumped = writer.dump(make(), path, 4)
+    assert dumped is not None
+    assert (dumped.recorded is not None) is exact
+    if dumped.recorded is not None:
+        ours, scanned = describe.inspection(dumped.recorded), ms.inspect(path)
+        assert repr(ours.tensors) == repr(scanned.tensors)
+        assert repr(ours.extra_metadata) == repr(scanned.metadata)

@@ -142,7 +142,7 @@ def _index(entry: list[Any]) -> dict[int, tuple[bool, Any]]:
         pairs = [*enumerate(listitems or ()), *(dictitems or ())]
     for k, v in pairs:
         if id(v) not in out:
-            out[id(v)] = (isinstance(k, (str, int)), k)
+            out[id(v)] = (type(k) in (str, int, bool), k)  # a subclass is a call in the stream
     return out
 
 
@@ -248,6 +248,10 @@ def _pickler_class() -> Any:
         ) -> None:
             if state is not None and (listitems is not None or dictitems is not None):
                 self.rec.exact = False  # written items-then-state, walked state-then-items
+            if rest and rest[0] is not None:
+                self.rec.exact = (
+                    False  # the state goes to a setter call, where the scan does not look
+                )
             if listitems is not None:
                 listitems = list(listitems)
             if dictitems is not None:
