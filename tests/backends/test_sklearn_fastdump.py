@@ -493,3 +493,75 @@ def test_the_fallback_writer_describes_them_as_the_scan_does(
         ours, scanned = describe.inspection(dumped.recorded), ms.inspect(path)
         assert repr(ours.tensors) == repr(scanned.tensors)
         assert repr(ours.extra_metadata) == repr(scanned.metadata)
+
+
+# -- found by a second red-team pass ---------------------------------------------------------------
+
+
+def _two_hops(a: dict[str, Any]) -> Any:
+    inner = [a["c"]]
+    outer = [inner]
+    return {"a": Called(inner), "b": Called(outer), "c": outer}
+
+
+def _recursive_tuple(a: dict[str, Any]) -> Any:
+    lst: list[Any] = []
+    t = (lst, a["c"])
+    lst.append(t)
+    return {"t": t, "after": a["f"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "exact"),
+    [
+        ("arrays reached from a call argument through two memo hops", _two_hops, False),
+        ("a tuple that holds itself", _recursive_tuple, False),
+        (
+            "empty and dotted keys",
+            lambda a: {"x": {"": a["c"]}, "": {"y": a["f"]}, ".": {"y.": a["view"]}},
+            True,
+        ),
+    ],
+)
+def test_more_descriptions(tmp_path: Path, name: str, make: Any, exact: bool) -> None:
+    check(make(arrays(tmp_path)), tmp_path, exact=exact)
+
+
+@pytest.mark.parametrize("writer_name", ["fastdump", "writer"])
+def test_a_large_bytearray_is_hashed_as_written(tmp_path: Path, writer_name: str) -> None:
+    """Protocol 5 writes a bytearray's own buffer: the hashing thread gets a copy."""
+    import hashlib
+
+    blob = bytearray(b"a" * 3_000_000)
+    path = tmp_path / "m.joblib"
+    save = fastdump.save if writer_name == "fastdump" else writer.dump
+    dumped = save({"blob": blob, "w": np.arange(3.0)}, path, 5)
+    assert dumped is not None
+    blob[:] = b"b" * len(blob)
+    assert dumped.sha256() == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_zero_size_items_fail_as_joblib_fails(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(10, 2)
+    model = LinearRegression().fit(x, x[:, 0])
+    model.empty_ = np.zeros(3, dtype=[])  # type: ignore[attr-defined]
+    with pytest.raises(Exception) as raw:
+        joblib.dump(model, tmp_path / "raw.joblib")
+    with pytest.raises(Exception) as ours:
+        ms.save(model, tmp_path / "m.joblib")
+    assert type(ours.value) is type(raw.value)
+    assert not (tmp_path / "m.joblib").exists()
+
+
+@pytest.mark.parametrize("pad", [16, 17, 69])
+def test_a_token_that_starts_a_frame(tmp_path: Path, pad: int) -> None:
+    """The pickler may end a frame right after a wrapper's BUILD: the token then opens the
+    next frame, and the array's bytes go between the two (no fallback)."""
+    obj = [b"q" * (pad + 1)] + [{"k": np.arange(i % 5 + 1.0)} for i in range(1500)]
+    rec = fast(obj, tmp_path / "m.joblib")
+    loaded = joblib.load(tmp_path / "m.joblib")
+    assert loaded[0] == obj[0]
+    assert all(np.array_equal(u["k"], v["k"]) for u, v in zip(loaded[1:], obj[1:]))
+    assert repr(describe.inspection(rec).tensors) == repr(ms.inspect(tmp_path / "m.joblib").tensors)

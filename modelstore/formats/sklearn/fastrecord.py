@@ -88,7 +88,10 @@ def tensor(array: Any, keys: list[Any]) -> TensorInfo:
     for d in array.shape:
         n *= int(d)
     code = array.dtype.__reduce__()[1][0]  # the type code the stream spells
-    path = ".".join(str(k) for k in keys) or "<array>"
+    path = ""
+    for key in keys:  # joined as the scan and joblib's recorder join them
+        path = f"{path}.{key}"
+    path = path.strip(".") or "<array>"
     return TensorInfo(
         path, tuple(int(d) for d in array.shape), _dtype_name(code), n * array.dtype.itemsize
     )
@@ -100,86 +103,84 @@ class _Unlike(Exception):
 
 def walk(root: Any, reduced: dict[int, tuple[Any, Any]], arrays: tuple[type, ...]) -> Any:
     """Every array in the order the pickler met it, with the path ``inspect``'s walker gives
-    it (None where that walker does not go: dict keys, call arguments, set members)."""
+    it (None where that walker does not go: dict keys, call arguments, set members); None when
+    the scan would name paths this walk cannot (see :class:`_Unlike`)."""
     found: list[tuple[Any, list[Any] | None]] = []
     memo: set[int] = set()
-    unwalked: set[int] = set()  # holding arrays, met first where the scan's walker does not go
+    holding: set[int] = set()  # memoised objects with an array below them (memo hits included)
+    unwalked: set[int] = set()  # of those, the ones met first where the scan's walker does not go
     made: list[Any] = []  # tuples made here stay alive: their ids are in memo
-
     leaves = _LEAVES
 
-    def remember(i: int, keys: list[Any] | None) -> None:
-        memo.add(i)
-
-    def items(pairs: Any, keys: list[Any] | None) -> None:
+    def items(pairs: Any, keys: list[Any] | None) -> bool:
+        held = False
         for k, v in pairs:
             if type(k) not in leaves:
-                visit(k, None)
+                held = visit(k, None) or held
             if type(v) not in leaves:
                 walked = keys is not None and type(k) in _KEYS
-                visit(v, [*keys, k] if walked else None)  # type: ignore[misc]
+                held = visit(v, [*keys, k] if walked else None) or held  # type: ignore[misc]
+        return held
 
-    def visit(obj: Any, keys: list[Any] | None) -> None:
-        before = len(found)
-        visit_once(obj, keys)
-        if keys is None and len(found) > before:
-            unwalked.add(id(obj))
-
-    def visit_once(obj: Any, keys: list[Any] | None) -> None:
+    def visit(obj: Any, keys: list[Any] | None) -> bool:
+        """Whether an array is below ``obj`` (through memo references too)."""
         t = type(obj)
         if t in arrays:
             found.append((obj, keys))
-            return
+            return True
         if t in leaves:
-            return
+            return False
         i = id(obj)
         if i in memo:
             if keys is not None and i in unwalked:
                 # arrays met first in a call argument or key, then where the scan walks: the
                 # scan follows the memo reference and names paths there; this walk does not
                 raise _Unlike
-            return
-        if t is dict:
-            remember(i, keys)
-            items(obj.items(), keys)
-        elif t is list:
-            remember(i, keys)
-            items(enumerate(obj), keys)
-        elif t is tuple:
-            items(enumerate(obj), keys)
-            if obj:
-                remember(i, keys)  # a tuple is memoised after its items
-        elif t is set:
-            remember(i, keys)
-            items(((None, v) for v in obj), None)
-        elif t is frozenset:
-            items(((None, v) for v in obj), None)
-            remember(i, keys)
-        else:
-            entry = reduced.get(i)
-            if entry is None:
-                return  # a global, or an object the pickler wrote by name
-            func, args, state, listitems, dictitems = entry[1]
-            name = getattr(func, "__name__", "")
-            if name == "__newobj__" and args:
-                visit(args[0], None)
-                made.append(tuple(args[1:]))  # the pickler saves this slice as a new tuple
-                visit(made[-1], None)
-            elif name == "__newobj_ex__" and len(args) == 3:
-                for arg in args:
-                    visit(arg, None)
-            else:
-                visit(func, None)
-                visit(args, None)
+            return i in holding
+        held = visit_new(obj, t, i, keys)
+        if held:
+            holding.add(i)
+            if keys is None:
+                unwalked.add(i)
+        return held
+
+    def visit_new(obj: Any, t: type, i: int, keys: list[Any] | None) -> bool:
+        if t is dict or t is list or t is set:
+            memo.add(i)  # memoised before its items
+            pairs = obj.items() if t is dict else enumerate(obj) if t is list else None
+            return (
+                items(pairs, keys) if pairs is not None else items(((None, v) for v in obj), None)
+            )
+        if t is tuple or t is frozenset:
+            pairs = enumerate(obj) if t is tuple else ((None, v) for v in obj)
+            held = items(pairs, keys if t is tuple else None)
             if i in memo:
-                return  # the object turned up inside its own arguments
-            remember(i, keys)
-            if listitems:
-                items(enumerate(listitems), keys)
-            if dictitems:
-                items(dictitems, keys)
-            if state is not None:
-                visit(state, keys)
+                raise _Unlike  # recursive: the pickler drops this copy and fetches the memoised one
+            if obj:
+                memo.add(i)  # memoised after its items
+            return held
+        entry = reduced.get(i)
+        if entry is None:
+            return False  # a global, or an object the pickler wrote by name
+        func, args, state, listitems, dictitems = entry[1]
+        name = getattr(func, "__name__", "")
+        if name == "__newobj__" and args:
+            made.append(tuple(args[1:]))  # the pickler saves this slice as a new tuple
+            held = visit(args[0], None) | visit(made[-1], None)
+        elif name == "__newobj_ex__" and len(args) == 3:
+            held = visit(args[0], None) | visit(args[1], None) | visit(args[2], None)
+        else:
+            held = visit(func, None) | visit(args, None)
+        if i in memo:
+            raise _Unlike  # inside its own arguments: the pickler drops this copy too
+        memo.add(i)
+        if listitems:
+            held = items(enumerate(listitems), keys) or held
+        if dictitems:
+            held = items(dictitems, keys) or held
+        if state is not None:
+            held = visit(state, keys) or held
+        return held
 
     try:
         visit(root, [])

@@ -32,6 +32,8 @@ from ...storage.hashing import PendingDigest, format_checksum, new_checksum
 
 #: bytes gathered before one write + hash (pickle opcodes arrive a few bytes at a time)
 _BUFFER = 1 << 20
+#: bytes waiting for the sha256 thread before the writer waits for it (memory, not speed)
+_IN_FLIGHT = 256 << 20
 #: descriptions kept for ``inspect`` to pick up right after the save (consumed once)
 _KEEP = 64
 _NEWOBJ = ("__newobj__", "__newobj_ex__")
@@ -62,6 +64,8 @@ class HashingFile:
         self._buf = bytearray()
         self._sha = hashlib.sha256()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queued = 0  # bytes handed to the hashing thread and not hashed yet
+        self._room = threading.Condition()
         self._thread = threading.Thread(target=self._hash, name="modelstore-sha256", daemon=True)
 
     def __enter__(self) -> HashingFile:
@@ -80,6 +84,9 @@ class HashingFile:
     def _hash(self) -> None:
         while (data := self._queue.get()) is not None:
             self._sha.update(data)
+            with self._room:
+                self._queued -= len(data)
+                self._room.notify()
 
     def sha256(self) -> PendingDigest:
         """The whole file's sha256, ready once the hashing thread has taken every byte."""
@@ -102,8 +109,15 @@ class HashingFile:
         return n
 
     def _put(self, data: Any) -> None:
-        # pickle hands over bytes, or a view of a frame it never touches again
+        if type(data) is not bytes:
+            # a view of a caller's buffer (a pickled bytearray, a frame): the hashing thread
+            # may read it after the save returns, so it gets the bytes as written now
+            data = bytes(data)
         self.xxh.update(data)
+        with self._room:  # at most _IN_FLIGHT bytes wait for the hashing thread
+            while self._queued > _IN_FLIGHT and self._thread.is_alive():
+                self._room.wait(0.1)
+            self._queued += len(data)
         self._queue.put(data)
         self.raw.write(data)
         self.size += len(data)
