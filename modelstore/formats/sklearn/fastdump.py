@@ -104,10 +104,10 @@ class _Arrays:
     The bytes are written when the frame holding the array's token reaches the file, up to
     a frame (64 KiB of stream) or the end of the dump later: a ``__getstate__`` running in
     between could change the array. So each array's bytes are fingerprinted (xxh3) when the
-    pickler meets it and again as they are written, from copies of at most 16 MiB that are
-    what the file and its sha256 get (the model's own memory is never handed to the hashing
-    thread, which may still be reading after the save returns); a difference stops the fast
-    save. Object arrays are pickled when met, as joblib would write them."""
+    pickler meets it and again as they are written, in pieces of at most 16 MiB that the
+    hashing file copies as it takes them (the model's own memory is never handed to the
+    sha256 thread, which may still be reading after the save returns); a difference stops
+    the fast save. Object arrays are pickled when met, as joblib would write them."""
 
     def __init__(self, out: HashingFile, recorder: Recorder) -> None:
         import numpy as np
@@ -171,10 +171,10 @@ class _Arrays:
         check = self.xxhash.xxh3_64() if mark is not None else None
         view = memoryview(data)
         for start in range(0, len(view), _CHUNK):
-            chunk = bytes(view[start : start + _CHUNK])
+            chunk = view[start : start + _CHUNK]
             if check is not None:
                 check.update(chunk)
-            out.write(chunk)
+            out.write(chunk)  # copied there, before anything else runs: the bytes just checked
         if check is not None and check.intdigest() != mark:
             raise Fallback("an array changed while the model was being pickled")
 

@@ -98,7 +98,7 @@ class HashingFile:
         return PendingDigest(wait)
 
     def write(self, data: Any) -> int:
-        n = len(data)
+        n = data.nbytes if type(data) is memoryview else len(data)
         if n < 65536:
             self._buf += data
             if len(self._buf) >= _BUFFER:
