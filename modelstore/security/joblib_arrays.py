@@ -45,7 +45,14 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         or not {"shape", "dtype", "order"} <= set(state)
     ):
         raise st.refuse("a joblib array record of an unknown layout")
-    if state.get("subclass") is not np.ndarray or state["order"] not in ("C", "F"):
+    subclass = state.get("subclass")
+    # joblib records the array's exact type: ndarray, or np.matrix / np.memmap (the very
+    # numpy classes, compared by identity); numpy 2's joblib.load hands back an ndarray
+    # for all three, and so does this reader (a matrix on numpy 1, below, as joblib does)
+    if not any(subclass is c for c in (np.ndarray, np.matrix, np.memmap)) or state["order"] not in (
+        "C",
+        "F",
+    ):
         raise st.refuse("a joblib array record of a class or order joblib never writes")
     shape = state["shape"]
     count = check_shape(st, shape, "a joblib array")
@@ -71,6 +78,10 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     )
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
+    if subclass is np.matrix and hasattr(array, "__array_prepare__"):  # numpy 1.x
+        if array.ndim > 2:
+            raise st.refuse("a joblib matrix of more than two dimensions")
+        array = array.view(np.matrix)
     return array
 
 

@@ -565,3 +565,47 @@ def test_a_token_that_starts_a_frame(tmp_path: Path, pad: int) -> None:
     assert loaded[0] == obj[0]
     assert all(np.array_equal(u["k"], v["k"]) for u, v in zip(loaded[1:], obj[1:]))
     assert repr(describe.inspection(rec).tensors) == repr(ms.inspect(tmp_path / "m.joblib").tensors)
+
+
+def test_a_memory_mapped_model_saves_to_a_file_the_gate_reads(tmp_path: Path) -> None:
+    """A model loaded with mmap_mode holds memmaps; joblib records their class, which the
+    gate refuses (numpy.memmap opens files). ms.save records them as the ndarrays they are,
+    which is what joblib.load hands back for either."""
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(20, 3)
+    model = LinearRegression().fit(x, x[:, 0])
+    model.table_ = np.arange(12.0).reshape(3, 4)  # type: ignore[attr-defined]
+    joblib.dump(model, tmp_path / "raw.joblib")
+    mapped = joblib.load(tmp_path / "raw.joblib", mmap_mode="r")
+    assert type(mapped.table_) is np.memmap
+    ms.save(mapped, tmp_path / "m.joblib")
+    assert ms.scan(tmp_path / "m.joblib").verdict == "safe"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = ms.load(tmp_path / "m.joblib")
+    assert type(loaded.table_) is np.ndarray
+    assert np.array_equal(loaded.table_, model.table_)
+    assert np.array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_joblib_files_holding_a_matrix_load(tmp_path: Path, transposed: bool) -> None:
+    """joblib records an np.matrix's class with its bytes; numpy 2's joblib.load hands back
+    an ndarray, and so does the gated loader (it used to refuse the file)."""
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(20, 3)
+    model = LinearRegression().fit(x, x[:, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+    model.extra_ = matrix.T if transposed else matrix  # type: ignore[attr-defined]
+    joblib.dump(model, tmp_path / "raw.joblib")
+    assert ms.scan(tmp_path / "raw.joblib").verdict == "safe"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours, theirs = ms.load(tmp_path / "raw.joblib"), joblib.load(tmp_path / "raw.joblib")
+    assert type(ours.extra_) is type(theirs.extra_)
+    assert np.array_equal(ours.extra_, theirs.extra_)
+    assert ours.extra_.flags.f_contiguous == theirs.extra_.flags.f_contiguous

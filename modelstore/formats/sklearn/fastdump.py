@@ -133,7 +133,10 @@ class _Arrays:
             raise Fallback("more arrays than one save's tokens can tell apart")
         self.seen.append(obj)
         np = self.np
-        array = np.asanyarray(obj) if type(obj) is np.memmap else obj  # as joblib does
+        # a memmap (a model loaded with mmap_mode) is recorded as the ndarray it holds:
+        # joblib.load hands back an ndarray for both, and the gate refuses the memmap class
+        # (it opens files) even as a plain value
+        array = np.asarray(obj) if type(obj) is np.memmap else obj
         wrapper = self.create(self, array)
         if wrapper.safe_get_numpy_array_alignment_bytes() is None:
             raise Fallback("an array wrapper without alignment")
