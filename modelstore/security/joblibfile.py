@@ -24,13 +24,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .joblib_arrays import _read_padding
-from .pickle_scan import Call, PickleReport, SymbolicUnpickler, analyse_source, mapping_items
+from .pickle_scan import (
+    Call,
+    Global,
+    PickleReport,
+    SymbolicUnpickler,
+    analyse_source,
+    mapping_items,
+)
 from .pickle_stream import Limits, PickleStreamError, Source, compression_of, open_source
 
 if TYPE_CHECKING:
     pass
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+#: the array classes joblib records in a wrapper (as pickle spells them)
+_WRAPPER_CLASSES = frozenset({"numpy.ndarray", "numpy.matrix", "numpy.memmap"})
 #: Arrays up to this size are kept by the scanner (to show ``classes_`` in inspect).
 KEEP_BYTES = 64 << 10
 _CODE = re.compile(r"^[<>|=]?([a-zA-Z?])(\d{1,12})$")
@@ -124,6 +133,15 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
     object-array pickle, exactly as :func:`build_wrapper` reads them."""
     if call.func_name != WRAPPER:
         return None
+    state = {k: v for k, v in mapping_items(call.state) or [] if isinstance(k, str)}
+    sub = state.get("subclass")
+    if not (isinstance(sub, Global) and sub.qualname in _WRAPPER_CLASSES) or state.get(
+        "order"
+    ) not in ("C", "F"):
+        # what the loader refuses (build_wrapper): a class or order joblib does not record
+        raise PickleStreamError(
+            "a joblib array record of a class or order joblib never writes", "suspicious"
+        )
     fields = wrapper_fields(call)
     if fields is None:
         raise PickleStreamError(
