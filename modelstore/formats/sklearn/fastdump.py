@@ -38,8 +38,8 @@ from typing import Any
 
 from ...storage.hashing import format_checksum
 from . import writer
-from .fastrecord import Recorder, tensor, walk
-from .writer import HashingFile, Recorded
+from .fastrecord import Recorder, walk
+from .writer import HashingFile, Recorded, array_info
 
 _FRAME = 0x95
 #: array bytes are copied out of the model this many at a time
@@ -305,7 +305,7 @@ def dump(obj: Any, out: HashingFile, protocol: int) -> Recorded:
                     rec.exact = False
                     break
                 if path is not None:
-                    rec.arrays.append(tensor(array, path))
+                    rec.arrays.append(array_info(array, path))
     return rec
 
 

@@ -11,13 +11,11 @@ pickler did (memo included) and must meet the arrays in exactly the order the pi
 from __future__ import annotations
 
 import copyreg
-import functools
 import pickle
 import types
 from typing import Any
 
-from ..._info import TensorInfo
-from .writer import _NEWOBJ, Recorded, _dtype_name, _global_name, reduced_name
+from .writer import _NEWOBJ, Recorded, _global_name, reduced_name
 
 #: types the C pickler writes itself, with nothing below them for the walk
 _LEAVES = (type(None), bool, int, float, str, bytes, bytearray, pickle.PickleBuffer)
@@ -82,26 +80,6 @@ class Recorder:
         )
         self.reduced[id(obj)] = (obj, (func, args, state, listitems, dictitems))
         return rv
-
-
-@functools.lru_cache(maxsize=256)
-def _type_name(dtype: Any) -> str:
-    """The dtype's name from the type code the stream spells (``__reduce__`` builds a
-    structured dtype's whole field table: ~20 µs, once per dtype)."""
-    return _dtype_name(dtype.__reduce__()[1][0])
-
-
-def tensor(array: Any, keys: list[Any]) -> TensorInfo:
-    n = 1
-    for d in array.shape:
-        n *= int(d)
-    path = ""
-    for key in keys:  # joined as the scan and joblib's recorder join them
-        path = f"{path}.{key}"
-    path = path.strip(".") or "<array>"
-    return TensorInfo(
-        path, tuple(int(d) for d in array.shape), _type_name(array.dtype), n * array.dtype.itemsize
-    )
 
 
 class _Unlike(Exception):
