@@ -30,6 +30,7 @@ is recorded on the way (:mod:`.fastrecord`).
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import struct
@@ -50,8 +51,10 @@ _MEMOIZE = b"\x94"
 _AFTER = b"\x86" + _MEMOIZE + b"Q"
 
 
+@functools.cache
 def _opcode_sizes() -> dict[int, tuple[int, int]]:
-    """opcode -> (fixed argument bytes, bytes of a length that many payload bytes follow)."""
+    """opcode -> (fixed argument bytes, bytes of a length that many payload bytes follow);
+    built on the first save (importing the backend for a load need not build it)."""
     import pickletools
 
     lengths = {
@@ -69,9 +72,6 @@ def _opcode_sizes() -> dict[int, tuple[int, int]]:
             out[ord(op.code)] = (0, lengths[n])
     out.pop(_FRAME, None)
     return out
-
-
-_OPCODES = _opcode_sizes()
 
 
 class Fallback(Exception):
@@ -222,7 +222,7 @@ class _Sink:
                 continue
             # outside a frame: PROTO, a large payload the pickler streamed past its frames,
             # or a frame under 4 bytes that it wrote unframed; passed through as they are
-            size = _OPCODES.get(op)
+            size = _opcode_sizes().get(op)
             if size is None:
                 raise Fallback(f"unexpected opcode {op:#x} outside a frame")
             fixed, width = size
