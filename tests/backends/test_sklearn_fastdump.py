@@ -304,14 +304,37 @@ def test_the_tag_found_where_no_array_was_placed_falls_back(
     assert dataclasses.asdict(info) == dataclasses.asdict(ms.inspect(path))
 
 
-def test_unpicklable_models_fail_as_joblib_fails(tmp_path: Path) -> None:
-    obj = Holder(f=lambda x: x, arr=arrays(tmp_path)["c"])
-    with pytest.raises(Exception) as raw:
-        joblib.dump(obj, tmp_path / "raw.joblib")
-    with pytest.raises(Exception) as ours:
-        ms.save(obj, tmp_path / "m.joblib", format="sklearn")
-    assert type(ours.value) is type(raw.value) or isinstance(ours.value, ms.ModelstoreError)
-    assert not (tmp_path / "m.joblib").exists()
+def _local_function() -> Any:
+    def inner(v: Any) -> Any:
+        return v
+
+    return inner
+
+
+@pytest.mark.parametrize(
+    "part",
+    [lambda: lambda v: v, lambda: __import__("threading").Lock(), _local_function],
+    ids=["lambda", "lock", "local function"],
+)
+def test_unpicklable_models_fail_as_joblib_fails(tmp_path: Path, part: Any) -> None:
+    """What joblib.dump cannot pickle, ms.save refuses with an UnsupportedModelError that
+    names the file and what to change; a model saved there before is left as it was."""
+    from sklearn.linear_model import LinearRegression
+
+    x = np.random.RandomState(0).rand(10, 2)
+    model = LinearRegression().fit(x, x[:, 0])
+    path = tmp_path / "m.joblib"
+    ms.save(model, path)
+    side = tmp_path / "m.joblib.modelstore.json"
+    before, side_before = path.read_bytes(), side.read_bytes()
+    model.hook = part()  # type: ignore[attr-defined]
+    with pytest.raises(Exception):
+        joblib.dump(model, tmp_path / "raw.joblib")
+    with pytest.raises(ms.UnsupportedModelError) as ours:
+        ms.save(model, path, overwrite=True)
+    assert str(path) in str(ours.value) and "cannot be pickled" in str(ours.value)
+    assert path.read_bytes() == before and side.read_bytes() == side_before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.slow

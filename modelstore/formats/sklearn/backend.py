@@ -116,6 +116,22 @@ class SklearnBackend(Backend):
     def write(
         self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
     ) -> str | PendingDigest | None:
+        try:
+            return self._write(obj, tmp, meta, options, target)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            if not isinstance(e, pickle.PicklingError) and "pickle" not in str(e):
+                raise  # not the pickler refusing a part of the model
+            msg = (
+                f"{target}: the model cannot be pickled ({type(e).__name__}: {e}); a lambda, "
+                f"a function or class defined inside another, an open file, lock or "
+                f"connection cannot go into a joblib file: replace it with a module-level "
+                f"function or drop it before saving. Nothing was written"
+            )
+            raise UnsupportedModelError(msg) from e
+
+    def _write(
+        self, obj: Any, tmp: Path, meta: dict[str, Any], options: Any, target: Path
+    ) -> str | PendingDigest | None:
         import joblib
 
         if ATTR in getattr(obj, "__dict__", {}):  # the metadata an earlier save/load attached
