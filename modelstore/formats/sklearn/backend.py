@@ -46,7 +46,7 @@ from ..base import (
     labels_from_scores,
 )
 from . import describe, fastdump, writer
-from .writer import _dtype_name
+from .record import _dtype_name
 
 #: Frameworks whose estimators this backend saves besides scikit-learn (loading them needs trust=).
 #: Other libraries' estimators this backend pickles when asked by suffix (``.joblib``); for

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base import Inspection
-from .writer import Recorded, _array_types
+from .record import Recorded
+from .writer import _array_types
 
 #: (kind, item size) of the 1-D arrays whose values ``inspect`` decodes (``array_value``)
 _DECODED = frozenset(

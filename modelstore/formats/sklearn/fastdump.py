@@ -40,7 +40,8 @@ from typing import Any
 from ...storage.hashing import format_checksum
 from . import writer
 from .fastrecord import Recorder, walk
-from .writer import HashingFile, Recorded, array_info
+from .record import Recorded, array_info
+from .writer import HashingFile
 
 _FRAME = 0x95
 #: array bytes are copied out of the model this many at a time

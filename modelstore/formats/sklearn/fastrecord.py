@@ -15,7 +15,7 @@ import pickle
 import types
 from typing import Any
 
-from .writer import _NEWOBJ, Recorded, _global_name, reduced_name
+from .record import _NEWOBJ, Recorded, _global_name, reduced_name
 
 #: types the C pickler writes itself, with nothing below them for the walk
 _LEAVES = (type(None), bool, int, float, str, bytes, bytearray, pickle.PickleBuffer)

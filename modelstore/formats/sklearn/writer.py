@@ -18,18 +18,17 @@ The trust decision is not made here: a load of the file is gated as any other.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import pickle
 import queue
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..._info import TensorInfo
 from ...storage.hashing import PendingDigest, format_checksum, new_checksum
+from .record import Recorded, _global_name, array_info, reduced_name
 
 #: bytes gathered before one write + hash (pickle opcodes arrive a few bytes at a time)
 _BUFFER = 1 << 20
@@ -37,19 +36,6 @@ _BUFFER = 1 << 20
 _IN_FLIGHT = 256 << 20
 #: descriptions kept for ``inspect`` to pick up right after the save (consumed once)
 _KEEP = 64
-_NEWOBJ = ("__newobj__", "__newobj_ex__")
-
-
-@dataclass
-class Recorded:
-    """What the recording pickler saw: globals in order of first use, raw arrays, states."""
-
-    globals: dict[str, None] = field(default_factory=dict)
-    arrays: list[TensorInfo] = field(default_factory=list)
-    #: id(obj) -> (class or function name as the stream names it, pickled state)
-    objects: dict[int, tuple[str | None, Any]] = field(default_factory=dict)
-    root: tuple[str | None, Any] = (None, None)
-    exact: bool = True
 
 
 class HashingFile:
@@ -130,13 +116,6 @@ class HashingFile:
 
     def tell(self) -> int:
         return self.size + len(self._buf)
-
-
-def _global_name(obj: Any, name: str | None = None) -> str:
-    """``module.qualname`` exactly as pickle's ``save_global`` writes it (protocol >= 4)."""
-    if name is None:
-        name = getattr(obj, "__qualname__", None) or obj.__name__
-    return f"{pickle.whichmodule(obj, name)}.{name}"  # type: ignore[attr-defined]
 
 
 _DICT, _SEQ, _REDUCE = 0, 1, 2
@@ -279,40 +258,6 @@ def _pickler_class() -> Any:
     return RecordingPickler
 
 
-@functools.lru_cache(maxsize=256)
-def _type_name(dtype: Any) -> str:
-    """The dtype's name from the type code the stream spells (``__reduce__`` builds a
-    structured dtype's whole field table: ~20 µs, once per dtype)."""
-    return _dtype_name(dtype.__reduce__()[1][0])
-
-
-def array_info(array: Any, keys: list[Any]) -> TensorInfo:
-    """What ``inspect`` lists for an array joblib stores raw, reached through ``keys``
-    (joined as the scan joins them)."""
-    n = 1
-    for d in array.shape:
-        n *= int(d)
-    path = ""
-    for key in keys:
-        path = f"{path}.{key}"
-    return TensorInfo(
-        path.strip(".") or "<array>",
-        tuple(int(d) for d in array.shape),
-        _type_name(array.dtype),
-        n * array.dtype.itemsize,
-    )
-
-
-def reduced_name(func: Any, args: Any) -> str | None:
-    """The class a NEWOBJ builds, else the function called, as the stream names it."""
-    try:
-        if getattr(func, "__name__", "") in _NEWOBJ and args and isinstance(args[0], type):
-            return _global_name(args[0])
-        return _global_name(func)
-    except Exception:  # noqa: BLE001 - an odd callable: the save itself will say
-        return None
-
-
 _ARRAYS: tuple[type, ...] = ()
 
 
@@ -323,27 +268,6 @@ def _array_types() -> tuple[type, ...]:
 
         _ARRAYS = (np.ndarray, np.matrix, np.memmap)
     return _ARRAYS
-
-
-_NAMES = {
-    "f": "float",
-    "i": "int",
-    "u": "uint",
-    "b": "bool",
-    "c": "complex",
-    "U": "str",
-    "S": "bytes",
-}
-
-
-def _dtype_name(dtype: str) -> str:
-    code = dtype.lstrip("<>|=")
-    kind, size = code[0], code[1:]
-    if kind in ("f", "i", "u", "c") and size.isdigit():
-        return f"{_NAMES[kind]}{int(size) * 8}"
-    if kind == "b":
-        return "bool"
-    return dtype
 
 
 @dataclass
