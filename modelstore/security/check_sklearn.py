@@ -72,6 +72,24 @@ def _children_ok(left: Any, right: Any, n: int, leaf: Any) -> bool:
     )
 
 
+def _nodes_ok(nodes: Any, n: int, n_features: int) -> bool:
+    """:func:`_children_ok` for a ``Tree``'s node table, in a handful of array operations (a
+    forest has hundreds of trees): internal nodes (``left_child != -1``) have both children in
+    ``(i, n)`` and split on a feature in ``[0, n_features)``; leaves have ``right_child == -1``.
+    ``i < c < n`` is tested as ``c - (i + 1) < n - (i + 1)`` on unsigned values, where a
+    negative difference (or one that wrapped) is a huge number."""
+    np = _np()
+    left, right = nodes["left_child"], nodes["right_child"]
+    after = np.arange(1, n + 1, dtype=np.int64)
+    room = (n - after).astype(np.uint64)
+    inside = (
+        ((left - after).astype(np.uint64) < room)
+        & ((right - after).astype(np.uint64) < room)
+        & (nodes["feature"].astype(np.uint64) < n_features)
+    )
+    return bool(np.where(left != -1, inside, right == -1).all())
+
+
 # -- sklearn.tree._tree.Tree --------------------------------------------------------------------
 
 
@@ -112,14 +130,7 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
     if values.shape != (n, target.n_outputs, target.max_n_classes):
         raise st.refuse("a tree whose value array does not match its nodes and outputs")
-    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
-    leaf = left == -1
-    if not (
-        np.all(right[leaf] == -1)
-        and _children_ok(left, right, n, leaf)
-        and np.all((feature[~leaf] >= 0) & (feature[~leaf] < target.n_features))
-        and np.all(nodes["missing_go_to_left"] <= 1)
-    ):
+    if not (_nodes_ok(nodes, n, target.n_features) and np.all(nodes["missing_go_to_left"] <= 1)):
         raise st.refuse(
             "a decision tree whose nodes point outside the tree, back up it, or at features it does not have"
         )

@@ -236,8 +236,20 @@ def _guarded(check: Any) -> Any:
     return run
 
 
+_FINALS: dict[type, list[Any]] = {}
+
+
 def finals_for(obj: Any) -> list[Any]:
-    """The end-of-load checks an estimator needs, by what it is."""
+    """The end-of-load checks an estimator needs, by what it is (its type alone decides:
+    looked up once per type, since a forest builds hundreds of the same estimator)."""
+    t = type(obj)
+    found = _FINALS.get(t)
+    if found is None:
+        found = _FINALS[t] = _finals_for(obj)
+    return found
+
+
+def _finals_for(obj: Any) -> list[Any]:
     name = type(obj).__module__
     if not name.startswith("sklearn."):
         return []

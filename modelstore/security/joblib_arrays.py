@@ -41,8 +41,8 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     st = reader.state
     if (
         not isinstance(state, dict)
-        or not set(state) <= _STATE_KEYS
-        or not {"shape", "dtype", "order"} <= set(state)
+        or not state.keys() <= _STATE_KEYS
+        or not ("shape" in state and "dtype" in state and "order" in state)
     ):
         raise st.refuse("a joblib array record of an unknown layout")
     subclass = state.get("subclass")
@@ -72,7 +72,12 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         raise PickleStreamError(
             f"an array claims {nbytes} bytes but only {left} remain (truncated?)"
         )
-    array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
+    if left is None:  # a compressed stream: its length is unknown, read what is really there
+        array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
+    else:  # the bytes are in the file (checked above): read them straight into the array
+        array = np.empty(count, dtype=dtype)
+        if nbytes:
+            reader.raw_readinto(array.view(np.uint8))
     array = (
         array.reshape(shape[::-1]).transpose() if state["order"] == "F" else array.reshape(shape)
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._gc import paused
 from .allowlist import CALL, CONSTRUCT, Entry
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader, safe_key
 
@@ -272,6 +273,7 @@ class SymbolicUnpickler(StreamReader):
         return SymbolicUnpickler(self.source, self.where, self.report, self.lookup, self.hook)
 
 
+@paused
 def analyse_source(
     source: Source,
     where: str,

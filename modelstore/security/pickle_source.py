@@ -108,6 +108,19 @@ class Source:
         self._pos += len(data)
         return data
 
+    def readinto(self, buf: Any) -> int:
+        """Fill the writable buffer ``buf`` (sized by the caller from bytes known to be
+        there); returns how many bytes were read, fewer only at the end of the stream."""
+        view = memoryview(buf).cast("B")
+        have = 0
+        while have < len(view):
+            got = self._f.readinto(view[have:])
+            if not got:
+                break
+            have += got
+        self._pos += have
+        return have
+
     def readline(self) -> bytes:
         line: bytes = self._f.readline(self.MAX_LINE + 1)
         self._pos += len(line)

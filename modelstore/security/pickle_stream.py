@@ -173,6 +173,14 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise PickleStreamError(f"the stream ends inside {n} bytes of array data (truncated?)")
         return data
 
+    def raw_readinto(self, buf: Any) -> None:
+        """:meth:`raw_read` into a writable buffer of exactly the bytes wanted."""
+        if self.frame_open():
+            raise PickleStreamError("raw array data starts inside a pickle frame", "suspicious")
+        n = memoryview(buf).nbytes
+        if self.source.readinto(buf) != n:
+            raise PickleStreamError(f"the stream ends inside {n} bytes of array data (truncated?)")
+
     # ---- hooks for subclasses
 
     def on_global(self, module: str, name: str) -> Any:

@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from .._gc import paused
 from .ziprecords import ArchiveError as ArchiveError  # raised here; importers take it from here
 from .ziprecords import ArchiveReader, Member
 
@@ -50,6 +51,7 @@ _KNOWN_FLAGS = 0b0000_1000_0000_1110
 _CHUNK = 1 << 20
 
 
+@paused
 def check_archive(
     path: str | os.PathLike[str],
     *,
