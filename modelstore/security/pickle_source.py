@@ -114,7 +114,7 @@ class Source:
         view = memoryview(buf).cast("B")
         have = 0
         while have < len(view):
-            got = self._f.readinto(view[have:])
+            got = self._f.readinto(view[have:])  # type: ignore[attr-defined]
             if not got:
                 break
             have += got
