@@ -220,8 +220,11 @@ def check_libsvm(st: LoadState, est: Any) -> None:
 def _guarded(check: Any) -> Any:
     """``check``, with any error its comparisons raise on a malformed state (an array where a
     number belongs, a missing attribute) turned into a refusal naming the file."""
+    import functools
+
     from ..errors import ModelstoreError
 
+    @functools.wraps(check)
     def run(st: LoadState, est: Any) -> None:
         try:
             check(st, est)

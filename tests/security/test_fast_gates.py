@@ -1,0 +1,317 @@
+"""The checks made faster in issue 19's sixth round say exactly what they said before.
+
+- the decision-tree node check (:func:`check_sklearn._nodes_ok`, unsigned arithmetic) against
+  the straightforward masks it replaced, on thousands of mutated node tables, and end to end;
+- joblib array bytes read straight into the array: every cut inside the bytes is refused,
+  nothing uninitialised reaches the caller, every layout joblib writes loads the same;
+- the cyclic collector held off during scans (:mod:`modelstore._gc`) comes back as it was,
+  whatever happens inside, and the scans really run with it off;
+- the end-of-load checks looked up once per estimator type are the ones each type needs.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import pickle
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import modelstore as ms
+from modelstore import _gc
+
+sklearn = pytest.importorskip("sklearn")
+joblib = pytest.importorskip("joblib")
+
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+
+from modelstore.security.check_sklearn import _nodes_ok  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.PickleWarning)
+        yield
+
+
+# -- the tree node check ------------------------------------------------------------------------
+
+
+def _reference(nodes: Any, n: int, n_features: int) -> bool:
+    """The check as it was written before: masks, one condition at a time."""
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    leaf = left == -1
+    internal = ~leaf
+    idx = np.arange(n)
+    return bool(
+        np.all(right[leaf] == -1)
+        and np.all(
+            (left[internal] > idx[internal])
+            & (left[internal] < n)
+            & (right[internal] > idx[internal])
+            & (right[internal] < n)
+        )
+        and np.all((feature[internal] >= 0) & (feature[internal] < n_features))
+    )
+
+
+@pytest.fixture(scope="module")
+def tree() -> DecisionTreeClassifier:
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    return DecisionTreeClassifier(random_state=0).fit(X, y)
+
+
+_I64 = np.iinfo(np.int64)
+
+
+def test_node_check_agrees_with_the_reference_on_mutated_tables(
+    tree: DecisionTreeClassifier,
+) -> None:
+    """3,000 tables, each with one to three fields of random nodes set to values around every
+    boundary (-1, -2, the node itself, its neighbours, n, n - 1, int64 extremes)."""
+    nodes = tree.tree_.__getstate__()["nodes"]
+    n, nf = len(nodes), tree.tree_.n_features
+    rng = np.random.default_rng(19)
+    accepted = refused = 0
+    for _ in range(3000):
+        bad = nodes.copy()
+        for _ in range(rng.integers(1, 4)):
+            i = int(rng.integers(n))
+            field = str(rng.choice(["left_child", "right_child", "feature"]))
+            pool = [-1, -2, i - 1, i, i + 1, n - 1, n, n + 1, 0, nf - 1, nf, nf + 1]
+            pool += [_I64.min, _I64.min + 1, _I64.max, _I64.max - n, 1 << 32, -(1 << 32)]
+            bad[field][i] = pool[int(rng.integers(len(pool)))]
+        want = _reference(bad, n, nf)
+        assert _nodes_ok(bad, n, nf) == want, bad
+        accepted += want
+        refused += not want
+    assert accepted > 300 and refused > 1000  # both sides of the boundary were exercised
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("left_child", "self"),  # a node that is its own child: predict never returns
+        ("left_child", "n"),  # one past the table
+        ("right_child", "n"),
+        ("right_child", "self"),
+        ("left_child", _I64.min),
+        ("feature", "nf"),  # a feature the model does not have
+        ("feature", -3),
+    ],
+)
+def test_bad_node_tables_are_refused_when_loading(
+    tmp_path: Path, tree: DecisionTreeClassifier, field: str, value: Any
+) -> None:
+    nodes = tree.tree_.__getstate__()["nodes"]
+    bad = nodes.copy()
+    n, nf = len(nodes), tree.tree_.n_features
+    root = {"self": 0, "n": n, "nf": nf}.get(value, value) if isinstance(value, str) else value
+    bad[field][0] = root
+    data = pickle.dumps(tree, protocol=4)
+    assert data.count(nodes.tobytes()) == 1
+    path = tmp_path / "tree.pkl"
+    path.write_bytes(data.replace(nodes.tobytes(), bad.tobytes()))
+    with pytest.raises(ms.UnsafeModelError, match="tree"):
+        ms.load(path)
+    path.write_bytes(data)
+    assert (ms.load(path).predict(np.eye(4)) == tree.predict(np.eye(4))).all()
+
+
+def test_a_leaf_with_a_right_child_is_refused(tree: DecisionTreeClassifier) -> None:
+    nodes = tree.tree_.__getstate__()["nodes"].copy()
+    leaf = int(np.flatnonzero(nodes["left_child"] == -1)[0])
+    nodes["right_child"][leaf] = len(nodes) - 1
+    assert not _nodes_ok(nodes, len(nodes), tree.tree_.n_features)
+    assert not _reference(nodes, len(nodes), tree.tree_.n_features)
+
+
+# -- joblib array bytes read into the array --------------------------------------------------
+
+
+def _arrays() -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    return {
+        "f8": rng.random((5, 3)),
+        "fortran": np.asfortranarray(rng.random((4, 6))),
+        "big_endian": np.arange(7, dtype=">i4"),
+        "structured": np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i2"), ("b", "<f8")]),
+        "datetime": np.array(["2026-12-03", "1970-01-01"], dtype="datetime64[D]"),
+        "zero_d": np.array(3.25),
+        "empty": np.zeros((0, 4)),
+        "bool": np.array([True, False, True]),
+        "complex": np.array([1 + 2j, -3j], dtype=np.complex64),
+        "strings": np.array(["ab", "cde"]),
+    }
+
+
+def test_every_layout_loads_equal_and_writeable(tmp_path: Path) -> None:
+    arrays = _arrays()
+    path = tmp_path / "arrays.joblib"
+    joblib.dump(arrays, path)
+    loaded = ms.load(path)
+    assert loaded.keys() == arrays.keys()
+    for name, want in arrays.items():
+        got = loaded[name]
+        assert type(got) is np.ndarray, name
+        assert got.dtype == want.dtype.newbyteorder("="), name
+        assert got.shape == want.shape and (got == want).all(), name
+        assert got.flags.writeable, name
+        got[...] = got  # writeable: joblib.load's arrays are
+
+
+def test_every_cut_inside_the_array_bytes_is_refused(tmp_path: Path) -> None:
+    """A file cut anywhere inside an array's bytes is refused: no array of uninitialised
+    memory (``np.empty`` before the read) reaches the caller."""
+    data = io.BytesIO()
+    joblib.dump({"x": np.arange(64, dtype=np.float64)}, data)
+    whole = data.getvalue()
+    start = whole.index(np.arange(64, dtype=np.float64).tobytes())
+    path = tmp_path / "cut.joblib"
+    for cut in [*range(start - 2, start + 9), start + 256, start + 511]:
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ms.ModelstoreError):
+            ms.load(path)
+    path.write_bytes(whole)
+    assert (ms.load(path)["x"] == np.arange(64)).all()
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_a_size_claim_beyond_the_file_is_refused(tmp_path: Path, compress: int) -> None:
+    """The shape claims more elements than the file holds: refused before anything is
+    allocated for an uncompressed file, by the chunked read for a compressed one."""
+    path = tmp_path / "claim.joblib"
+    joblib.dump(np.arange(4, dtype=np.float64), path)
+    raw = path.read_bytes()
+    at = raw.index(b"K\x04\x85")  # the shape (4,), as joblib pickles it
+    claim = raw[:at] + b"J" + (1 << 30).to_bytes(4, "little") + b"\x85" + raw[at + 3 :]
+    path.write_bytes(claim)
+    if compress:
+        import gzip
+
+        path.write_bytes(gzip.compress(claim))
+    with pytest.raises(ms.ModelstoreError, match="truncated|remain"):
+        ms.load(path)
+
+
+def test_compressed_files_load_the_same(tmp_path: Path) -> None:
+    arrays = _arrays()
+    path = tmp_path / "arrays.joblib.gz"
+    joblib.dump(arrays, path, compress=("gzip", 3))
+    loaded = ms.load(path)
+    for name, want in arrays.items():
+        assert (loaded[name] == want).all() and loaded[name].shape == want.shape, name
+
+
+# -- the collector held off during scans -----------------------------------------------------
+
+
+def test_the_collector_comes_back_as_it_was() -> None:
+    assert gc.isenabled()
+    with _gc.collector_paused():
+        assert not gc.isenabled()
+        with _gc.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    with pytest.raises(KeyboardInterrupt), _gc.collector_paused():
+        raise KeyboardInterrupt
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc.collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off: it stays off
+    finally:
+        gc.enable()
+
+
+def test_overlapping_pauses_in_threads_restore_the_collector() -> None:
+    """Two threads' pauses overlap in every order: the collector is on again once both end."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(200):
+                barrier.wait(timeout=10)
+                with _gc.collector_paused():
+                    assert not gc.isenabled()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert gc.isenabled()
+
+
+def test_scans_run_with_the_collector_off_and_leave_it_on(tmp_path: Path) -> None:
+    import torch
+
+    from modelstore.security import pickle_scan
+
+    seen: list[bool] = []
+
+    def lookup(module: str, name: str) -> Any:
+        seen.append(gc.isenabled())
+        return None
+
+    pickle_scan.analyse(pickle.dumps(DecisionTreeClassifier()), lookup=lookup)
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    assert ms.scan(path).verdict == "safe" and gc.isenabled()
+    path.write_bytes(path.read_bytes()[:-30])  # a broken archive: the error path
+    assert ms.scan(path).verdict != "safe" and gc.isenabled()
+
+
+# -- end-of-load checks looked up once per type -----------------------------------------------
+
+
+def test_checks_are_the_ones_each_type_needs() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    from modelstore.security import check_sklearn_fitted as fitted
+
+    def names(obj: Any) -> list[str]:
+        return sorted(c.__wrapped__.__name__ for c in fitted.finals_for(obj))
+
+    tree, knn, svc = DecisionTreeClassifier(), KNeighborsClassifier(), SVC()
+    assert "check_neighbors" in names(knn) and "check_neighbors" not in names(tree)
+    assert "check_libsvm" in names(svc) and "check_libsvm" not in names(knn)
+    assert names(knn) == names(KNeighborsClassifier(n_neighbors=3))  # cached: the same list
+    assert fitted.finals_for(knn) is fitted.finals_for(KNeighborsClassifier())
+
+
+def test_a_short_read_into_an_array_is_refused() -> None:
+    """A file that shrinks between the size check and the read (its recorded size says the
+    bytes are there, the read finds fewer): the reader refuses rather than hand on a
+    partly filled array."""
+    from modelstore.security.pickle_source import Source
+    from modelstore.security.pickle_stream import PickleStreamError, StreamReader
+
+    def reader(name: str) -> StreamReader:
+        r = StreamReader(Source(io.BytesIO(b"\x01" * 10), size=64), name)
+        r._unframer = pickle._Unframer(r._file_read, r._file_readline)  # as load() sets it up
+        return r
+
+    buf = np.zeros(16, dtype=np.uint8)
+    with pytest.raises(PickleStreamError, match="ends inside 16 bytes"):
+        reader("shrunk.joblib").raw_readinto(buf)
+    buf = np.zeros(4, dtype=np.uint8)
+    reader("ok.joblib").raw_readinto(buf)
+    assert (buf == 1).all()
