@@ -282,10 +282,17 @@ class ArchiveReader:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Names every rule below accepts: '/'-separated components of word characters, '-' and '.',
+#: none empty, none starting with '.' unless more than dots follow (``.format_version``).
+_PLAIN = re.compile(
+    r"(?:(?:[\w-][\w.-]*|\.+[\w-][\w.-]*)/)*(?:[\w-][\w.-]*|\.+[\w-][\w.-]*)/?", re.ASCII
+)
 
 
 def bad_name(name: str) -> str | None:
     """Why a member name is refused (it would leave the archive or read ambiguously), or None."""
+    if _PLAIN.fullmatch(name):
+        return None  # the common case, decided in one match
     if not name:
         return "has an empty name"
     if name.startswith("/") or "\\" in name or ":" in name:
@@ -299,6 +306,8 @@ def bad_name(name: str) -> str | None:
 
 
 def _extras(r: ArchiveReader, name: str, extra: bytes) -> dict[int, bytes]:
+    if not extra:
+        return {}
     out: dict[int, bytes] = {}
     p = 0
     while p < len(extra):
@@ -323,6 +332,8 @@ def _zip64_values(
 ) -> tuple[int, ...]:
     """Replace the 0xFFFFFFFF / 0xFFFF placeholders in (usize, csize[, offset[, disk]]) from the
     zip64 extra field, in the order the format gives them."""
+    if 0xFFFFFFFF not in values and 0xFFFF not in values[3:]:
+        return values  # no placeholder: nothing to take from the extra field
     data = extras.get(_ZIP64_EXTRA, b"")
     out, p = list(values), 0
     for i, v in enumerate(values):

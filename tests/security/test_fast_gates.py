@@ -315,3 +315,34 @@ def test_a_short_read_into_an_array_is_refused() -> None:
     buf = np.zeros(4, dtype=np.uint8)
     reader("ok.joblib").raw_readinto(buf)
     assert (buf == 1).all()
+
+
+# -- zip member names: the one-match fast path ------------------------------------------------
+
+
+def _name_reference(name: str) -> bool:
+    """The rules of ``bad_name`` one at a time, as they were before the fast path."""
+    import re
+
+    if not name or name.startswith("/") or "\\" in name or ":" in name:
+        return False
+    if re.search(r"[\x00-\x1f\x7f]", name):
+        return False
+    parts = name[:-1].split("/") if name.endswith("/") else name.split("/")
+    return not any(p in ("", ".", "..") for p in parts)
+
+
+def test_member_names_fast_path_agrees_with_the_rules() -> None:
+    """Every name of up to five pieces over an alphabet of the characters that matter."""
+    import itertools
+
+    from modelstore.security.ziprecords import bad_name
+
+    alphabet = ["a", "0", "_", "-", ".", "..", "/", "\\", ":", "\x00", "\x7f", "\n", " ", "é"]
+    checked = 0
+    for size in range(6):
+        for parts in itertools.product(alphabet, repeat=size):
+            name = "".join(parts)
+            assert (bad_name(name) is None) == _name_reference(name), repr(name)
+            checked += 1
+    assert checked > 500_000
