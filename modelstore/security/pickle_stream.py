@@ -82,7 +82,7 @@ def safe_key(k: Any) -> bool:
 
 def check_keys(keys: Any, where: str) -> None:
     for k in keys:
-        if not safe_key(k):
+        if type(k) is not str and not safe_key(k):  # str first: nearly every key is one
             raise UnsafeModelError(
                 f"{where}: a dict key or set member of type {type(k).__name__} whose hash the file "
                 f"controls (crafted collisions make loading hang); nothing from the file was executed",
