@@ -65,6 +65,8 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         return array
     if dtype.hasobject:
         raise st.refuse("a joblib array of a structured dtype holding objects")
+    if dtype.itemsize == 0 and count:  # numpy would size it as 1 byte per item, never read
+        raise st.refuse(f"a joblib array of {count} items of zero bytes (joblib never writes one)")
     _read_padding(reader.raw_read, state.get("numpy_array_alignment_bytes"))
     nbytes = count * dtype.itemsize
     left = reader.source.remaining()
@@ -76,6 +78,8 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         array = np.frombuffer(bytearray(_read_all(reader, nbytes)), dtype=dtype, count=count)
     else:  # the bytes are in the file (checked above): read them straight into the array
         array = np.empty(count, dtype=dtype)
+        if array.nbytes != nbytes:  # every byte of the array is read from the file
+            raise st.refuse("a joblib array whose size numpy and the record disagree on")
         if nbytes:
             reader.raw_readinto(array.view(np.uint8))
     array = (

@@ -151,6 +151,11 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
     count = 1
     for d in shape:
         count *= d
+    if itemsize == 0 and count:  # what the loader refuses (build_wrapper)
+        raise PickleStreamError(
+            f"a joblib array of {count} items of zero bytes (joblib never writes one)",
+            "suspicious",
+        )
     kind = code.lstrip("<>|=")[0]
     if kind == "O":
         reader.raw_read(0)

@@ -189,7 +189,7 @@ def test_a_size_claim_beyond_the_file_is_refused(tmp_path: Path, compress: int) 
     """The shape claims more elements than the file holds: refused before anything is
     allocated for an uncompressed file, by the chunked read for a compressed one."""
     path = tmp_path / "claim.joblib"
-    joblib.dump(np.arange(4, dtype=np.float64), path)
+    joblib.dump(np.arange(4, dtype=np.float64), path, protocol=2)  # no frames to resize
     raw = path.read_bytes()
     at = raw.index(b"K\x04\x85")  # the shape (4,), as joblib pickles it
     claim = raw[:at] + b"J" + (1 << 30).to_bytes(4, "little") + b"\x85" + raw[at + 3 :]
@@ -295,6 +295,39 @@ def test_checks_are_the_ones_each_type_needs() -> None:
     assert "check_libsvm" in names(svc) and "check_libsvm" not in names(knn)
     assert names(knn) == names(KNeighborsClassifier(n_neighbors=3))  # cached: the same list
     assert fitted.finals_for(knn) is fitted.finals_for(KNeighborsClassifier())
+
+
+def _zero_size_record(code: str, endian: str, count: int) -> bytes:
+    """A joblib array record of ``count`` items of dtype ``code`` (item size 0), no bytes."""
+    import struct
+
+    from tests.hostile import P2, _g, _s
+
+    def i(n: int) -> bytes:
+        return b"J" + struct.pack("<i", n)
+
+    align, flags = (4, 8) if code.startswith("U") else (1, 0)  # as numpy pickles them
+    dstate = b"(" + i(3) + _s(endian) + b"NNN" + i(0) + i(align) + i(flags) + b"t"
+    dtype = _g("numpy", "dtype") + b"(" + _s(code) + b"\x89\x88tR" + dstate + b"b"
+    fields = [_s("subclass"), _g("numpy", "ndarray"), _s("shape"), b"(" + i(count) + b"t"]
+    fields += [_s("order"), _s("C"), _s("dtype"), dtype, _s("allow_mmap"), b"\x88"]
+    wrapper = _g("joblib.numpy_pickle", "NumpyArrayWrapper")
+    return P2 + b"](" + wrapper + b")\x81}(" + b"".join(fields) + b"ub" + b"e."
+
+
+@pytest.mark.parametrize("code, endian", [("S0", "|"), ("U0", "<"), ("V0", "|")])
+def test_an_array_of_zero_byte_items_is_refused(tmp_path: Path, code: str, endian: str) -> None:
+    """``np.empty(4096, "S0")`` is 4,096 bytes of uninitialised memory (numpy sizes the items
+    as one byte); the record has no bytes to fill it with (red team: freed heap data came
+    back). joblib never writes one; scan and load refuse it (before: scan said "safe")."""
+    path = tmp_path / f"{code}.joblib"
+    path.write_bytes(_zero_size_record(code, endian, 4096))
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="zero bytes"):
+        ms.load(path)
+    path.write_bytes(_zero_size_record(code, endian, 0))  # an empty one is fine
+    (empty,) = ms.load(path)
+    assert empty.shape == (0,)
 
 
 def test_a_short_read_into_an_array_is_refused() -> None:
