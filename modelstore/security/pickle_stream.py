@@ -111,8 +111,10 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
 
     def load(self) -> Any:  # noqa: C901 - CPython's loop, kept recognisable
         self._unframer = pickle._Unframer(self._file_read, self._file_readline)  # type: ignore[attr-defined]
-        # until a FRAME opcode, the unframer would only pass reads on to the file: read the
-        # file directly (one call per opcode less); load_frame switches to the unframer
+        # ``read`` is always a plain read of where the bytes come from now: the file, or the
+        # current frame's buffer (load_frame). The opcodes that take data check they got all
+        # of it (``_cut``), which is what the stdlib's unframer checked on every read; the
+        # loop goes on in the file when a frame is used up (``_next_key``).
         self.read = self._file_read
         self.readinto = self._unframer.readinto
         self.readline = self._file_readline
@@ -123,9 +125,7 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         dispatch = self.dispatch
         try:
             while True:
-                key = self.read(1)
-                if not key:
-                    raise PickleStreamError("the stream ends before its STOP opcode (truncated?)")
+                key = self.read(1) or self._next_key()
                 handler = dispatch.get(key[0])
                 if handler is None:
                     raise PickleStreamError(
@@ -143,13 +143,14 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise PickleStreamError(f"malformed pickle: {e}", kind) from None
         except DECOMPRESS_ERRORS as e:
             raise PickleStreamError(f"cannot decompress or read the stream: {e}") from None
+        except struct.error:  # a fixed-size argument cut short
+            raise self._cut() from None
         except (
             IndexError,
             KeyError,
             ValueError,
             TypeError,
             AttributeError,
-            struct.error,
             UnicodeDecodeError,
             OverflowError,
             MemoryError,
@@ -158,6 +159,27 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise PickleStreamError(
                 f"malformed pickle ({type(e).__name__}: {str(e)[:200]})"
             ) from None
+
+    def _next_key(self) -> bytes:
+        """The current frame is used up: the next opcode comes from the file."""
+        if self.read is not self._file_read:
+            self._unframer.current_frame = None
+            self.read = self._file_read
+            key: bytes = self.read(1)
+            if key:
+                return key
+        raise PickleStreamError("the stream ends before its STOP opcode (truncated?)")
+
+    def _cut(self) -> PickleStreamError:
+        """An opcode's argument or data is shorter than it says: past the end of its frame
+        (where two readers disagree on what comes next: crafted), or of the file."""
+        if self.read is not self._file_read:
+            return PickleStreamError(
+                "an opcode's data runs past the end of its frame (pickle exhausted before end "
+                "of frame)",
+                "suspicious",
+            )
+        return PickleStreamError("the stream ends inside an opcode's data (truncated?)")
 
     def frame_open(self) -> bool:
         """Whether unread bytes of a FRAME remain (raw reads may not start inside one)."""
@@ -313,8 +335,6 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         file is damage (truncation), not a crafted stream: it is told apart here, before an
         opcode later runs past the short frame's end."""
         (size,) = struct.unpack("<Q", self.read(8))
-        self.read = self._unframer.read
-        self.readline = self._unframer.readline
         frame = self._unframer.current_frame
         if frame is not None and frame.read() != b"":
             raise PickleStreamError(
@@ -323,7 +343,97 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         data = self._file_read(size)
         if len(data) < size:
             raise PickleStreamError("the stream ends inside a frame (truncated?)")
-        self._unframer.current_frame = io.BytesIO(data)
+        frame = self._unframer.current_frame = io.BytesIO(data)
+        self.read = frame.read
+        self.readline = self._unframer.readline  # text opcodes: the stdlib's checked reads
+
+    # ---- opcodes with data: all of it, or refused (the stdlib's reader takes what it gets)
+
+    def _data(self, n: int) -> bytes:
+        data: bytes = self.read(n)
+        if len(data) != n:
+            raise self._cut()
+        return data
+
+    def _byte(self) -> int:
+        b: bytes = self.read(1)
+        if not b:
+            raise self._cut()
+        return b[0]
+
+    def load_short_binunicode(self) -> None:
+        n = self.read(1)
+        if n:
+            data = self.read(n[0])
+            if len(data) == n[0]:
+                self.append(str(data, "utf-8", "surrogatepass"))
+                return
+        raise self._cut()
+
+    def load_binunicode(self) -> None:
+        (n,) = struct.unpack("<I", self.read(4))
+        self.append(str(self._data(n), "utf-8", "surrogatepass"))
+
+    def load_binunicode8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > sys.maxsize:
+            raise PickleStreamError(f"BINUNICODE8 of {n} bytes", "suspicious")
+        self.append(str(self._data(n), "utf-8", "surrogatepass"))
+
+    def load_short_binbytes(self) -> None:
+        n = self.read(1)
+        if n:
+            data = self.read(n[0])
+            if len(data) == n[0]:
+                self.append(data)
+                return
+        raise self._cut()
+
+    def load_binbytes(self) -> None:
+        (n,) = struct.unpack("<I", self.read(4))
+        self.append(self._data(n))
+
+    def load_binbytes8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > sys.maxsize:
+            raise PickleStreamError(f"BINBYTES8 of {n} bytes", "suspicious")
+        self.append(self._data(n))
+
+    def load_short_binstring(self) -> None:
+        self.append(self._decode_string(self._data(self._byte())))
+
+    def load_binstring(self) -> None:
+        (n,) = struct.unpack("<i", self.read(4))
+        if n < 0:
+            raise PickleStreamError("BINSTRING with a negative length")
+        self.append(self._decode_string(self._data(n)))
+
+    def load_long1(self) -> None:
+        self.append(pickle.decode_long(self._data(self._byte())))
+
+    def load_long4(self) -> None:
+        (n,) = struct.unpack("<i", self.read(4))
+        if n < 0:
+            raise PickleStreamError("LONG4 with a negative length")
+        self.append(pickle.decode_long(self._data(n)))
+
+    def load_binint1(self) -> None:
+        b = self.read(1)
+        if not b:
+            raise self._cut()
+        self.append(b[0])
+
+    def load_binget(self) -> None:
+        b = self.read(1)
+        if not b:
+            raise self._cut()
+        self.append(self.memo[b[0]])
+
+    def load_binput(self) -> None:
+        b = self.read(1)
+        if not b:
+            raise self._cut()
+        self.memo[b[0]] = self.stack[-1]
 
     def load_proto(self) -> None:
         proto = self.read(1)
@@ -352,6 +462,23 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
     dispatch[P.BYTEARRAY8[0]] = load_bytearray8
     dispatch[P.PROTO[0]] = load_proto
     dispatch[P.FRAME[0]] = load_frame
+    for _op, _load in (
+        (P.SHORT_BINUNICODE, load_short_binunicode),
+        (P.BINUNICODE, load_binunicode),
+        (P.BINUNICODE8, load_binunicode8),
+        (P.SHORT_BINBYTES, load_short_binbytes),
+        (P.BINBYTES, load_binbytes),
+        (P.BINBYTES8, load_binbytes8),
+        (P.SHORT_BINSTRING, load_short_binstring),
+        (P.BINSTRING, load_binstring),
+        (P.LONG1, load_long1),
+        (P.LONG4, load_long4),
+        (P.BININT1, load_binint1),
+        (P.BINGET, load_binget),
+        (P.BINPUT, load_binput),
+    ):
+        dispatch[_op[0]] = _load
+    del _load
     del _op
 
 
