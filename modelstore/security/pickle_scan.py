@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._gc import paused
+from .._gc import MAX_BYTES as PAUSE_BYTES
+from .._gc import collector_paused
 from .allowlist import CALL, CONSTRUCT, Entry
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader, safe_key
 
@@ -273,7 +274,6 @@ class SymbolicUnpickler(StreamReader):
         return SymbolicUnpickler(self.source, self.where, self.report, self.lookup, self.hook)
 
 
-@paused
 def analyse_source(
     source: Source,
     where: str,
@@ -289,8 +289,10 @@ def analyse_source(
 
     report = PickleReport()
     reader = SymbolicUnpickler(source, where, report, lookup, on_build, persistent_ids)
+    left = source.remaining()
     try:
-        report.result = reader.load()
+        with collector_paused(left is not None and left <= PAUSE_BYTES):  # see .._gc
+            report.result = reader.load()
         report.end = source.tell()
         if expect_end:
             check_end(reader)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._gc import paused
 from .._info import TensorInfo
 from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
 from .pickle_scan import Call, Global, PersId, PickleReport, analyse, analyse_source, mapping_items
@@ -68,7 +67,6 @@ def is_torch_zip(path: Path) -> bool:
         return False
 
 
-@paused
 def read_pickles(path: Path) -> TorchPickles:
     """Analyse the pickles of a torch file; raises :class:`TorchFileError` if it is not one."""
     with open(path, "rb") as f:

@@ -33,7 +33,6 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from .._gc import paused
 from .ziprecords import ArchiveError as ArchiveError  # raised here; importers take it from here
 from .ziprecords import ArchiveReader, Member
 
@@ -51,7 +50,6 @@ _KNOWN_FLAGS = 0b0000_1000_0000_1110
 _CHUNK = 1 << 20
 
 
-@paused
 def check_archive(
     path: str | os.PathLike[str],
     *,

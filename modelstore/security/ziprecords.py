@@ -10,6 +10,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .._gc import MAX_BYTES as PAUSE_BYTES
+from .._gc import collector_paused
 from ..errors import FormatError
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -61,9 +63,10 @@ class ArchiveReader:
 
     def read(self) -> list[Member]:
         cd_offset, cd_size, count, cd_end = self._end_records()
-        members = self._central(cd_offset, cd_size, count)
-        for m in members:
-            self._local(m, cd_offset)
+        with collector_paused(cd_size <= PAUSE_BYTES):  # a record per member: see .._gc
+            members = self._central(cd_offset, cd_size, count)
+            for m in members:
+                self._local(m, cd_offset)
         members.sort(key=lambda m: m.info.header_offset)
         pos = 0
         for m in members:  # the members must tile [0, cd_offset) exactly: no gaps, no overlaps
