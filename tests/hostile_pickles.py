@@ -181,6 +181,29 @@ def tree_with_bad_children(depth_attack: str = "oob") -> bytes:
     return data.replace(nodes.tobytes(), bad.tobytes())
 
 
+def tree_deeper_than_it_says() -> bytes:
+    """A fitted DecisionTree 12 levels deep whose state says ``max_depth`` 0 (red team):
+    every node is in order, predict works, and ``decision_path`` (which sizes its buffer
+    from ``max_depth``) writes past the heap buffer."""
+    import io
+
+    import numpy as np
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import Tree
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(5000, 4), rng.randint(0, 2, 5000)
+    est = DecisionTreeClassifier(max_depth=12, random_state=0).fit(X, y)
+    state = est.tree_.__getstate__()
+    state["max_depth"] = 0
+    tree = Tree(est.tree_.n_features, np.array(est.tree_.n_classes, dtype=np.intp), 1)
+    tree.__setstate__(state)
+    est.tree_ = tree
+    buf = io.BytesIO()
+    pickle.Pickler(buf, protocol=4).dump(est)
+    return buf.getvalue()
+
+
 def sparse_coef_out_of_range() -> bytes:
     """A LogisticRegression whose sparse coef_ has indices past its shape."""
     import numpy as np

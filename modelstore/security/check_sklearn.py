@@ -90,6 +90,34 @@ def _nodes_ok(nodes: Any, n: int, n_features: int) -> bool:
     return bool(np.where(left != -1, inside, right == -1).all())
 
 
+def _depth_within(nodes: Any, n: int, max_depth: int) -> bool:
+    """Whether no path down from the root passes more than ``max_depth`` splits:
+    ``decision_path`` sizes its buffer as ``n_samples * (1 + max_depth)`` and writes one
+    entry per node it visits, unchecked (a tree 12 levels deep that says 0 overflows the
+    heap). Needs :func:`_nodes_ok` first. Every node but the root must have exactly one
+    parent (as in every fitted tree); depths then come from pointer jumping: each round
+    doubles how far up every node's known ancestor is, so ``log2(depth)`` rounds."""
+    if max_depth >= n - 1:
+        return True  # children come after their parents: no path is longer than n - 1
+    np = _np()
+    left = nodes["left_child"]
+    internal = np.flatnonzero(left != -1)
+    children = np.concatenate((left[internal], nodes["right_child"][internal]))
+    counts = np.bincount(children, minlength=n)
+    if counts[0] != 0 or not (counts[1:] == 1).all():
+        return False
+    anc = np.zeros(n, dtype=np.int64)  # the root is its own ancestor
+    anc[children] = np.concatenate((internal, internal))
+    dist = np.ones(n, dtype=np.int64)  # how many splits up anc[i] is from i
+    dist[0] = 0
+    # after k rounds anc[i] is 2**k splits up (or the root): with 2**k > max_depth, a node
+    # whose ancestor is not yet the root is too deep, and every other one's dist is its depth
+    for _ in range(max_depth.bit_length()):
+        dist += dist[anc]
+        anc = anc[anc]
+    return not anc.any() and int(dist.max()) <= max_depth
+
+
 # -- sklearn.tree._tree.Tree --------------------------------------------------------------------
 
 
@@ -124,7 +152,7 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
         raise st.refuse("a decision tree state without its nodes")
     nodes = _array(st, state["nodes"], "a tree's nodes", dtype=NODE_DTYPE, ndim=1)
     n = _count(st, state["node_count"], "a tree's node count", 1)
-    _count(st, state["max_depth"], "a tree's depth")
+    depth = _count(st, state["max_depth"], "a tree's depth")
     if nodes.shape[0] != n:
         raise st.refuse(f"a tree with node_count {n} but {nodes.shape[0]} nodes")
     values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
@@ -133,6 +161,11 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     if not (_nodes_ok(nodes, n, target.n_features) and np.all(nodes["missing_go_to_left"] <= 1)):
         raise st.refuse(
             "a decision tree whose nodes point outside the tree, back up it, or at features it does not have"
+        )
+    if not _depth_within(nodes, n, depth):
+        raise st.refuse(
+            f"a decision tree deeper than the depth of {depth} it states (or not a tree: a node "
+            "with two parents); its decision_path would write past its buffer"
         )
     target.__setstate__(state)
     return target

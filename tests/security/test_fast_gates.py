@@ -465,3 +465,45 @@ def test_member_names_fast_path_agrees_with_the_rules() -> None:
             assert (bad_name(name) is None) == _name_reference(name), repr(name)
             checked += 1
     assert checked > 500_000
+
+
+# -- a tree's depth against the depth it states ------------------------------------------------
+
+
+def _depths(nodes: Any) -> list[int]:
+    """Every node's depth, walked one node at a time from the root."""
+    depth = [0] * len(nodes)
+    for i in range(len(nodes)):
+        if nodes["left_child"][i] != -1:
+            depth[nodes["left_child"][i]] = depth[nodes["right_child"][i]] = depth[i] + 1
+    return depth
+
+
+@pytest.mark.parametrize("leaves", [None, 7, 40])  # depth-first and best-first builders
+def test_depth_check_agrees_with_a_walk(leaves: int | None) -> None:
+    from sklearn.datasets import load_digits
+
+    from modelstore.security.check_sklearn import _depth_within
+
+    X, y = load_digits(return_X_y=True)
+    for seed in range(5):
+        est = DecisionTreeClassifier(max_leaf_nodes=leaves, random_state=seed).fit(X, y)
+        state = est.tree_.__getstate__()
+        nodes, n = state["nodes"], state["node_count"]
+        real = max(_depths(nodes))
+        assert real == state["max_depth"]
+        for stated in range(real + 3):
+            assert _depth_within(nodes, n, stated) == (stated >= real), (seed, stated)
+
+
+def test_a_node_with_two_parents_is_refused(tree: DecisionTreeClassifier) -> None:
+    """Not a tree (a shared subtree): depths are not defined by one path; refused."""
+    from modelstore.security.check_sklearn import _depth_within
+
+    nodes = tree.tree_.__getstate__()["nodes"].copy()
+    n = len(nodes)
+    internal = np.flatnonzero(nodes["left_child"] != -1)
+    a, b = int(internal[0]), int(internal[-1])
+    nodes["right_child"][a] = nodes["left_child"][b]  # b's left subtree hangs under a too
+    assert _nodes_ok(nodes, n, tree.tree_.n_features)  # every pointer is still in order
+    assert not _depth_within(nodes, n, n - 2)

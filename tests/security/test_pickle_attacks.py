@@ -281,6 +281,24 @@ def test_tree_nodes_out_of_range_or_cyclic(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.slow
+def test_tree_deeper_than_its_stated_depth(tmp_path: Path) -> None:
+    """A tree whose state says ``max_depth`` 0 over 12 levels of nodes: naively, predict
+    works and ``decision_path`` overflows the heap; modelstore refuses it while loading
+    (red team, sixth round: before, scan said "safe" and the load crashed the same way)."""
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(H.tree_deeper_than_it_says())
+    outcome = _crash_or_hang(f"""
+        import pickle, numpy as np
+        est = pickle.load(open({str(path)!r}, 'rb'))
+        print(est.predict(np.eye(4)))
+        print(est.decision_path(np.random.RandomState(1).rand(1000, 4)).nnz)
+    """)
+    assert outcome.startswith("signal"), outcome
+    with pytest.raises(ms.UnsafeModelError, match="deeper than"):
+        ms.load(path)
+
+
+@pytest.mark.slow
 def test_sparse_coef_with_indices_past_its_shape(tmp_path: Path) -> None:
     """A sparse ``coef_`` whose indices lie outside its shape loads naively and makes
     ``predict`` read out of bounds; modelstore runs scipy's full check and refuses it."""
