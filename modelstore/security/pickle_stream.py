@@ -28,6 +28,7 @@ import sys
 from typing import Any, Callable
 
 from ..errors import ModelstoreError, UnsafeModelError
+from .pickle_exact import EXACT_DISPATCH, ExactReads
 from .pickle_source import (
     DECOMPRESS_ERRORS,
     Limits,
@@ -97,7 +98,7 @@ class _Refused(Exception):
     """Internal: carries a ModelstoreError out of the opcode loop unchanged."""
 
 
-class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,misc]
     """CPython's pure-Python unpickler with the import/call/mutate opcodes routed to
     :meth:`on_global`, :meth:`on_call`, :meth:`on_new`, :meth:`on_build`, :meth:`on_setitems`,
     :meth:`on_appends`, :meth:`on_additems`, and the reading rules above."""
@@ -347,94 +348,6 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
         self.read = frame.read
         self.readline = self._unframer.readline  # text opcodes: the stdlib's checked reads
 
-    # ---- opcodes with data: all of it, or refused (the stdlib's reader takes what it gets)
-
-    def _data(self, n: int) -> bytes:
-        data: bytes = self.read(n)
-        if len(data) != n:
-            raise self._cut()
-        return data
-
-    def _byte(self) -> int:
-        b: bytes = self.read(1)
-        if not b:
-            raise self._cut()
-        return b[0]
-
-    def load_short_binunicode(self) -> None:
-        n = self.read(1)
-        if n:
-            data = self.read(n[0])
-            if len(data) == n[0]:
-                self.append(str(data, "utf-8", "surrogatepass"))
-                return
-        raise self._cut()
-
-    def load_binunicode(self) -> None:
-        (n,) = struct.unpack("<I", self.read(4))
-        self.append(str(self._data(n), "utf-8", "surrogatepass"))
-
-    def load_binunicode8(self) -> None:
-        (n,) = struct.unpack("<Q", self.read(8))
-        if n > sys.maxsize:
-            raise PickleStreamError(f"BINUNICODE8 of {n} bytes", "suspicious")
-        self.append(str(self._data(n), "utf-8", "surrogatepass"))
-
-    def load_short_binbytes(self) -> None:
-        n = self.read(1)
-        if n:
-            data = self.read(n[0])
-            if len(data) == n[0]:
-                self.append(data)
-                return
-        raise self._cut()
-
-    def load_binbytes(self) -> None:
-        (n,) = struct.unpack("<I", self.read(4))
-        self.append(self._data(n))
-
-    def load_binbytes8(self) -> None:
-        (n,) = struct.unpack("<Q", self.read(8))
-        if n > sys.maxsize:
-            raise PickleStreamError(f"BINBYTES8 of {n} bytes", "suspicious")
-        self.append(self._data(n))
-
-    def load_short_binstring(self) -> None:
-        self.append(self._decode_string(self._data(self._byte())))
-
-    def load_binstring(self) -> None:
-        (n,) = struct.unpack("<i", self.read(4))
-        if n < 0:
-            raise PickleStreamError("BINSTRING with a negative length")
-        self.append(self._decode_string(self._data(n)))
-
-    def load_long1(self) -> None:
-        self.append(pickle.decode_long(self._data(self._byte())))
-
-    def load_long4(self) -> None:
-        (n,) = struct.unpack("<i", self.read(4))
-        if n < 0:
-            raise PickleStreamError("LONG4 with a negative length")
-        self.append(pickle.decode_long(self._data(n)))
-
-    def load_binint1(self) -> None:
-        b = self.read(1)
-        if not b:
-            raise self._cut()
-        self.append(b[0])
-
-    def load_binget(self) -> None:
-        b = self.read(1)
-        if not b:
-            raise self._cut()
-        self.append(self.memo[b[0]])
-
-    def load_binput(self) -> None:
-        b = self.read(1)
-        if not b:
-            raise self._cut()
-        self.memo[b[0]] = self.stack[-1]
-
     def load_proto(self) -> None:
         proto = self.read(1)
         if not proto or proto[0] > pickle.HIGHEST_PROTOCOL:
@@ -462,23 +375,7 @@ class StreamReader(pickle._Unpickler):  # type: ignore[name-defined,misc]
     dispatch[P.BYTEARRAY8[0]] = load_bytearray8
     dispatch[P.PROTO[0]] = load_proto
     dispatch[P.FRAME[0]] = load_frame
-    for _op, _load in (
-        (P.SHORT_BINUNICODE, load_short_binunicode),
-        (P.BINUNICODE, load_binunicode),
-        (P.BINUNICODE8, load_binunicode8),
-        (P.SHORT_BINBYTES, load_short_binbytes),
-        (P.BINBYTES, load_binbytes),
-        (P.BINBYTES8, load_binbytes8),
-        (P.SHORT_BINSTRING, load_short_binstring),
-        (P.BINSTRING, load_binstring),
-        (P.LONG1, load_long1),
-        (P.LONG4, load_long4),
-        (P.BININT1, load_binint1),
-        (P.BINGET, load_binget),
-        (P.BINPUT, load_binput),
-    ):
-        dispatch[_op[0]] = _load
-    del _load
+    dispatch.update(EXACT_DISPATCH)
     del _op
 
 

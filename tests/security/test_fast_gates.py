@@ -507,3 +507,78 @@ def test_a_node_with_two_parents_is_refused(tree: DecisionTreeClassifier) -> Non
     nodes["right_child"][a] = nodes["left_child"][b]  # b's left subtree hangs under a too
     assert _nodes_ok(nodes, n, tree.tree_.n_features)  # every pointer is still in order
     assert not _depth_within(nodes, n, n - 2)
+
+
+# -- frames read straight from their buffer -----------------------------------------------------
+
+
+def _data_values() -> list[Any]:
+    return [
+        {"k": 1, "s": "é" * 300, "b": b"\x00" * 70_000, "big": 10**40, "neg": -(2**70)},
+        [0, 255, 256, 65535, 65536, -1, 2**31, 1.5, None, True, False, (1, 2, (3,))],
+        ["x" * i for i in range(0, 600, 37)],
+        {f"key{i}": [i, str(i), bytes([i % 256])] for i in range(3000)},
+        bytearray(b"abc" * 40_000),
+        frozenset({"a", "b"}),
+        {"nested": {"deeper": {"deepest": ["leaf"] * 300}}},
+    ]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_the_reader_reads_what_the_stdlib_reads(protocol: int) -> None:
+    """Every value, pickled at every protocol (frames from 4 on), loads as the stdlib's
+    pure-Python unpickler reads it, and scans without an error."""
+    from modelstore.security.pickle_load import restricted_load
+    from modelstore.security.pickle_scan import analyse
+    from modelstore.security.pickle_source import MemorySource
+
+    for value in _data_values():
+        data = pickle.dumps(value, protocol=protocol)
+        want = pickle._Unpickler(io.BytesIO(data)).load()  # type: ignore[attr-defined]
+        assert restricted_load(MemorySource(data), "v.pkl") == want == value, protocol
+        assert analyse(data).error is None, protocol
+
+
+def test_every_cut_of_a_framed_pickle_is_refused(tmp_path: Path) -> None:
+    """A protocol-4 pickle cut at every byte: refused each time, never read as something
+    shorter (the stdlib reader takes a short string as it comes; ours must not)."""
+    value = {"a": "x" * 40, "b": [1, 2, 3], "c": b"y" * 30, "d": 10**30}
+    whole = pickle.dumps(value, protocol=4)
+    path = tmp_path / "cut.pkl"
+    for cut in range(1, len(whole)):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ms.ModelstoreError):
+            ms.load(path)
+    path.write_bytes(whole)
+    assert ms.load(path) == value
+
+
+def test_frame_boundaries_at_and_inside_an_opcode(tmp_path: Path) -> None:
+    """A frame that ends between two opcodes goes on in the file (as every reader does); one
+    that ends inside an opcode's data, or between an opcode and its data, is crafted."""
+    import struct
+
+    def frame(body: bytes) -> bytes:
+        return b"\x95" + struct.pack("<Q", len(body)) + body
+
+    p4 = b"\x80\x04"
+    path = tmp_path / "f.pkl"
+    cases = {
+        # a string's opcode and length in the frame, its bytes after it
+        "data after": (p4 + frame(b"\x8c\x03") + b"abc.", "frame"),
+        # the frame ends inside the string's bytes
+        "data inside": (p4 + frame(b"\x8c\x03a") + b"bc.", "frame"),
+        # a one-byte argument after the frame
+        "argument after": (p4 + frame(b"K") + b"\x05.", "frame"),
+        # a four-byte argument cut by the frame's end
+        "fixed inside": (p4 + frame(b"J\x01\x00") + b"\x00\x00.", "frame"),
+    }
+    for name, (data, match) in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(ms.UnsafeModelError, match=match):
+            ms.load(path)
+        assert ms.scan(path).verdict == "unsafe", name
+    path.write_bytes(p4 + frame(b"\x8c\x03abc") + b".")  # STOP after the frame: fine
+    assert ms.load(path) == "abc"
+    path.write_bytes(p4 + frame(b"\x8c\x03abc") + frame(b"."))
+    assert ms.load(path) == "abc"
