@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .allowlist import CONSTRUCT, VALUE
-from .pickle_stream import check_keys, safe_key
+from .pickle_keys import check_keys, safe_key
 
 if TYPE_CHECKING:
     from .pickle_load import LoadState

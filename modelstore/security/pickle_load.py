@@ -25,6 +25,7 @@ Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). 
 
 from __future__ import annotations
 
+import operator
 import types
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ from typing import Any
 from ..errors import UnsafeModelError
 from . import allowlist
 from .allowlist import CALL, CONSTRUCT, VALUE, Entry
-from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, check_keys, expect_end
+from .pickle_keys import check_keys
+from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, expect_end
 from .policy import GENERAL, Policy, refusal
 
 TRUSTED = "trusted"
+_first = operator.itemgetter(0)
 _NOT_MUTABLE = (
     type,
     types.ModuleType,
@@ -222,9 +225,12 @@ class RestrictedUnpickler(StreamReader):
             raise self.state.refuse(
                 f"SETITEM on a {type(target).__qualname__}, which is not a dict"
             )
-        check_keys((k for k, _ in pairs), self.where)
-        for k, v in pairs:
-            target[k] = v
+        check_keys(map(_first, pairs), self.where)
+        if type(target) is dict:
+            target.update(pairs)  # in order, as SETITEM by SETITEM
+        else:  # a subclass's own __setitem__ (OrderedDict's, Counter's) as the stdlib calls it
+            for k, v in pairs:
+                target[k] = v
 
     def on_appends(self, target: Any, items: list[Any]) -> None:
         self._own(target, "APPEND")

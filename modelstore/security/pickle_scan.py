@@ -18,7 +18,8 @@ from typing import Any
 from .._gc import MAX_BYTES as PAUSE_BYTES
 from .._gc import collector_paused
 from .allowlist import CALL, CONSTRUCT, Entry
-from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader, safe_key
+from .pickle_keys import plain_keys, safe_key
+from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader
 
 
 @dataclass(eq=False)
@@ -246,6 +247,9 @@ class SymbolicUnpickler(StreamReader):
         return SymSet(items, frozen=True)
 
     def _keys(self, keys: Any) -> None:
+        keys = list(keys)
+        if plain_keys(keys):
+            return
         for k in keys:
             if isinstance(k, Call):
                 if k.func_name not in (

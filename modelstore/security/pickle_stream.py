@@ -24,11 +24,11 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-import sys
 from typing import Any, Callable
 
-from ..errors import ModelstoreError, UnsafeModelError
+from ..errors import ModelstoreError
 from .pickle_exact import EXACT_DISPATCH, ExactReads
+from .pickle_keys import check_keys, safe_key
 from .pickle_source import (
     DECOMPRESS_ERRORS,
     Limits,
@@ -54,41 +54,8 @@ __all__ = [
 ]
 
 P = pickle  # opcode constants
-
-
-# -- dict keys whose hashes an attacker cannot collide -----------------------------------------
-
-_HASH_BOUND = (1 << 61) - 1  # Python's int hash is the value modulo this prime
-
-
-def safe_key(k: Any) -> bool:
-    """Whether ``k`` may be a dict key or set member: types with randomised hashes (str,
-    bytes), small ints and finite floats (distinct values, distinct hashes), and tuples of
-    strings. Big ints, Decimals and Fractions hash modulo a known prime, and tuples of ints
-    combine attacker-chosen hashes: thousands of colliding keys make a small file a hang."""
-    t = type(k)
-    if t is str or t is bytes or k is None or t is bool:
-        return True
-    if t is int:
-        return -_HASH_BOUND < k < _HASH_BOUND
-    if t is float:
-        return k == k and abs(k) < 1e300
-    if t is tuple:
-        return all(type(x) is str or type(x) is bytes for x in k) and len(k) <= 64
-    np = sys.modules.get("numpy")  # only numpy's own scalar types: never call what the stream built
-    if np is not None and isinstance(k, np.generic) and t.__module__ == "numpy":
-        return safe_key(k.item())  # numpy scalars hash like their Python value
-    return False
-
-
-def check_keys(keys: Any, where: str) -> None:
-    for k in keys:
-        if type(k) is not str and not safe_key(k):  # str first: nearly every key is one
-            raise UnsafeModelError(
-                f"{where}: a dict key or set member of type {type(k).__name__} whose hash the file "
-                f"controls (crafted collisions make loading hang); nothing from the file was executed",
-                [],
-            )
+_U16 = struct.Struct("<H").unpack
+_I32 = struct.Struct("<i").unpack
 
 
 # -- the reader -------------------------------------------------------------------------------
@@ -102,6 +69,16 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
     """CPython's pure-Python unpickler with the import/call/mutate opcodes routed to
     :meth:`on_global`, :meth:`on_call`, :meth:`on_new`, :meth:`on_build`, :meth:`on_setitems`,
     :meth:`on_appends`, :meth:`on_additems`, and the reading rules above."""
+
+    #: Opcodes the loop reads itself, without its dispatch table (the data of a vocabulary or a
+    #: state dict: strings, memo entries, small ints): a subclass may not route them elsewhere.
+    INLINE = (0x8C, 0x94, 0x4B, 0x4D, 0x4A)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        changed = [op for op in cls.INLINE if cls.dispatch.get(op) is not StreamReader.dispatch[op]]
+        if changed:
+            raise TypeError(f"{cls.__name__} overrides opcodes the loop reads inline: {changed}")
 
     def __init__(self, source: Source, where: str) -> None:
         super().__init__(source, fix_imports=True, encoding="ASCII", errors="strict")
@@ -127,7 +104,33 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
         try:
             while True:
                 key = self.read(1) or self._next_key()
-                handler = dispatch.get(key[0])
+                op = key[0]
+                # INLINE: what their handlers in the table do, without the call
+                if op == 0x8C:  # SHORT_BINUNICODE
+                    n = self.read(1)
+                    if n:
+                        data = self.read(n[0])
+                        if len(data) == n[0]:
+                            self.append(str(data, "utf-8", "surrogatepass"))
+                            continue
+                    raise self._cut()
+                if op == 0x94:  # MEMOIZE
+                    memo = self.memo
+                    memo[len(memo)] = self.stack[-1]
+                    continue
+                if op == 0x4B:  # BININT1
+                    n = self.read(1)
+                    if not n:
+                        raise self._cut()
+                    self.append(n[0])
+                    continue
+                if op == 0x4D:  # BININT2
+                    self.append(_U16(self.read(2))[0])
+                    continue
+                if op == 0x4A:  # BININT
+                    self.append(_I32(self.read(4))[0])
+                    continue
+                handler = dispatch.get(op)
                 if handler is None:
                     raise PickleStreamError(
                         f"unknown opcode {key!r} at byte {self.source.tell() - 1}"

@@ -582,3 +582,24 @@ def test_frame_boundaries_at_and_inside_an_opcode(tmp_path: Path) -> None:
     assert ms.load(path) == "abc"
     path.write_bytes(p4 + frame(b"\x8c\x03abc") + frame(b"."))
     assert ms.load(path) == "abc"
+
+
+def test_the_inlined_opcodes_cannot_be_rerouted_by_a_subclass() -> None:
+    """The loop reads strings, memo entries and small ints itself: a reader that routed
+    one of them elsewhere in its table would silently not be used, so it is refused."""
+    from modelstore.security.pickle_stream import StreamReader
+
+    with pytest.raises(TypeError, match="inline"):
+
+        class Rerouted(StreamReader):
+            dispatch = dict(StreamReader.dispatch)
+            dispatch[pickle.SHORT_BINUNICODE[0]] = StreamReader.load_binunicode
+
+    from collections import OrderedDict
+
+    from modelstore.security.pickle_load import restricted_load
+    from modelstore.security.pickle_source import MemorySource
+
+    value = OrderedDict((f"k{i}", i) for i in range(2000))  # SETITEMS on a dict subclass
+    got = restricted_load(MemorySource(pickle.dumps(value, protocol=4)), "o.pkl")
+    assert type(got) is OrderedDict and list(got.items()) == list(value.items())
