@@ -10,15 +10,29 @@ reference counts before the collector ever counts them.
 
 The pause is process-wide (``gc.disable`` is): while it lasts, cyclic garbage that *other*
 threads drop is not collected either. So callers pause only walks whose input is small
-(:data:`MAX_BYTES`: a fraction of a second), and a long walk runs with the collector on.
-Cyclic garbage a hostile file makes the walk itself create waits for the next collection;
-the walk holds at most as much as its memo could anyway.
+(:data:`MAX_BYTES`; the walks are linear in their input, a fraction of a second here), and a
+long walk runs with the collector on. Cyclic garbage a hostile file makes the walk itself
+create waits for the next collection; the walk holds at most as much as its memo could.
 
-Pauses nest and are shared by threads: the first to start disables the collector if it was
-on, the last to end turns it back on. The bookkeeping is written so that an exception
-anywhere in it (a KeyboardInterrupt between two of its lines) cannot leave the collector off
-for good: at worst it stays off until the next pause ends. A child process forked during a
-pause starts with the collector as the parent had it before the pause. Code that turns the
+Each pause keeps its own state and no lock, and is written inline at its two call sites::
+
+    held: list[bool] = []
+    try:
+        hold(small, held)
+        ...  # the walk
+    finally:
+        if held:
+            gc.enable()  # before any call: a call's entry is where a signal handler runs
+            release()
+
+A KeyboardInterrupt is raised where the interpreter checks for signals: on entering a
+function and after a call returns. :func:`hold` records the pause before it disables the
+collector, inside the ``try``; the ``finally`` turns it back on before it calls anything.
+So neither an interrupt, nor a finalizer or signal handler that walks a file itself, nor
+another thread's pause ending first, nor a kept traceback can leave the collector off after
+the pause that turned it off has ended (a context manager could: a signal handled on
+entering its ``__exit__`` skips it). At worst an overlapping pause loses its effect early. A
+child process forked during a pause starts with the collector on. Code that turns the
 collector off *during* a pause finds it back on afterwards.
 """
 
@@ -26,56 +40,33 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-#: Walks of inputs up to this size pause the collector (~0.2 s of walking at most here).
+#: Walks of inputs up to this size pause the collector.
 MAX_BYTES = 2 << 20
 
-_lock = threading.Lock()
-#: The pauses under way. Weak: a pause whose exit was cut short by an exception (a
-#: KeyboardInterrupt between two lines of its ``finally``) stops counting once its frame is
-#: gone, so the next pause to end still turns the collector back on.
-_active: weakref.WeakSet[_Token] = weakref.WeakSet()
-_ours = False  # the collector is off because a pause turned it off
+#: One entry per pause that turned the collector off and has not ended (for a child after
+#: ``fork``); a list because its ``append`` and ``pop`` are atomic, where ``+= 1`` is not.
+_holding: list[None] = []
 
 
-class _Token:
-    __slots__ = ("__weakref__",)
+def hold(pause: bool, held: list[bool]) -> None:
+    """Turn the collector off if ``pause`` and it is on, recording that in ``held`` first."""
+    if pause and gc.isenabled():
+        held.append(True)
+        _holding.append(None)
+        gc.disable()
 
 
-@contextmanager
-def collector_paused(pause: bool = True) -> Iterator[None]:
-    """Hold off the cyclic collector for the block, if ``pause`` (see the module doc)."""
-    global _ours
-    if not pause:
-        yield
-        return
-    token = _Token()
-    try:
-        with _lock:
-            _active.add(token)
-            if len(_active) == 1 and gc.isenabled():
-                _ours = True  # set first: interrupted before the disable, the exit re-enables
-                gc.disable()
-        yield
-    finally:
-        with _lock:
-            _active.discard(token)
-            if not _active and _ours:
-                gc.enable()  # first: interrupted before the flag is cleared, the next pause
-                _ours = False  # sees the collector on and takes it over again
+def release() -> None:
+    """Bookkeeping after the ``finally`` above has turned the collector back on."""
+    if _holding:
+        _holding.pop()
 
 
 def _after_fork_in_child() -> None:
-    """The threads that were walking are gone in the child: end their pauses."""
-    global _lock, _active, _ours
-    _lock = threading.Lock()
-    _active = weakref.WeakSet()
-    if _ours:
-        _ours = False
+    """The threads that were walking are gone in the child: their pauses end here."""
+    if _holding:
+        _holding.clear()
         gc.enable()
 
 

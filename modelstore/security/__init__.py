@@ -41,9 +41,11 @@ def classify(
     findings: list[Finding] = []
     globals_: list[str] = []
     pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for label, rep in streams:
         for g, pair in zip(rep.globals, rep.pairs):
-            if g not in globals_:
+            if g not in seen:
+                seen.add(g)
                 globals_.append(g)
                 pairs.append(pair)
         for reason in rep.misuse:

@@ -155,6 +155,8 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     depth = _count(st, state["max_depth"], "a tree's depth")
     if nodes.shape[0] != n:
         raise st.refuse(f"a tree with node_count {n} but {nodes.shape[0]} nodes")
+    if depth > n - 1:  # decision_path allocates n_samples * (1 + max_depth) entries
+        raise st.refuse(f"a tree of {n} nodes that states a depth of {depth}")
     values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
     if values.shape != (n, target.n_outputs, target.max_n_classes):
         raise st.refuse("a tree whose value array does not match its nodes and outputs")

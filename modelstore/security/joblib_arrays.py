@@ -59,7 +59,9 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     dtype = dtype_in_use(st, state["dtype"], "a joblib array")
     if dtype.kind == "O" and dtype.fields is None:
         reader.raw_read(0)  # the inline pickle may not start inside a frame either
-        array = reader.nested().load()
+        inner = reader.nested()
+        array = inner.load()
+        inner.expect_frame_end()
         if type(array) is not np.ndarray or array.dtype.kind != "O" or array.size != count:
             raise st.refuse("a joblib object array whose inline pickle is not that array")
         return array

@@ -161,6 +161,7 @@ def scan_wrapper(reader: SymbolicUnpickler, call: Call) -> Any:
         reader.raw_read(0)
         inner = reader.nested()
         call.payload = inner.load()
+        inner.expect_frame_end()
         return None
     if kind == "V" and not _plain_struct(_dtype_call(call)):
         raise PickleStreamError(

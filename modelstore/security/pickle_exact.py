@@ -86,6 +86,11 @@ class ExactReads:
             raise PickleStreamError(f"BINBYTES8 of {n} bytes", "suspicious")
         self.append(self._data(n))
 
+    def load_bytearray8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        # bounded by what is there (the stdlib allocates bytearray(n) first, then reads)
+        self.append(bytearray(self._data(n)))
+
     def load_short_binstring(self) -> None:
         self.append(self._decode_string(self._data(self._byte())))
 
@@ -133,6 +138,7 @@ EXACT_DISPATCH: dict[int, Callable[[Any], None]] = {
         (P.SHORT_BINBYTES, ExactReads.load_short_binbytes),
         (P.BINBYTES, ExactReads.load_binbytes),
         (P.BINBYTES8, ExactReads.load_binbytes8),
+        (P.BYTEARRAY8, ExactReads.load_bytearray8),
         (P.SHORT_BINSTRING, ExactReads.load_short_binstring),
         (P.BINSTRING, ExactReads.load_binstring),
         (P.LONG1, ExactReads.load_long1),

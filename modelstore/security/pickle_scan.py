@@ -11,12 +11,13 @@ create) and ``inspect`` (tensor records of a torch state dict, an estimator's pa
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._gc import MAX_BYTES as PAUSE_BYTES
-from .._gc import collector_paused
+from .._gc import hold, release
 from .allowlist import CALL, CONSTRUCT, Entry
 from .pickle_keys import plain_keys, safe_key
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader
@@ -82,9 +83,14 @@ class PickleReport:
     #: (module, name) exactly as the stream spelled each global (the name may hold dots)
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
+    #: the names in ``globals``, for the membership test (a list's is O(n): a stream of
+    #: 190,000 distinct globals took minutes to scan)
+    _seen: set[str] = field(default_factory=set)
+
     def add(self, module: str, name: str) -> None:
         qualname = f"{module}.{name}"
-        if qualname not in self.globals:
+        if qualname not in self._seen:
+            self._seen.add(qualname)
             self.globals.append(qualname)
             self.pairs.append((module, name))
 
@@ -294,9 +300,10 @@ def analyse_source(
     report = PickleReport()
     reader = SymbolicUnpickler(source, where, report, lookup, on_build, persistent_ids)
     left = source.remaining()
+    held: list[bool] = []
     try:
-        with collector_paused(left is not None and left <= PAUSE_BYTES):  # see .._gc
-            report.result = reader.load()
+        hold(left is not None and left <= PAUSE_BYTES, held)  # the collector: see .._gc
+        report.result = reader.load()
         report.end = source.tell()
         if expect_end:
             check_end(reader)
@@ -310,6 +317,10 @@ def analyse_source(
     ) as e:  # a refusal raised while reading (unsafe keys) or anything else: fail closed
         report.error = f"{type(e).__name__}: {str(e)[:200]}"
         report.suspicious = True
+    finally:
+        if held:
+            gc.enable()  # first, inline (see .._gc)
+            release()
     return report
 
 

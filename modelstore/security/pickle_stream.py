@@ -185,6 +185,15 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
             )
         return PickleStreamError("the stream ends inside an opcode's data (truncated?)")
 
+    def expect_frame_end(self) -> None:
+        """After a pickle inline in a joblib file: its STOP may not leave bytes of its frame
+        unread (a reader that continues after STOP in the file, as joblib < 1.5 did with the
+        C unpickler, would run them as opcodes of the outer pickle)."""
+        if self.frame_open():
+            raise PickleStreamError(
+                "bytes follow an inline pickle's STOP inside its frame", "suspicious"
+            )
+
     def frame_open(self) -> bool:
         """Whether unread bytes of a FRAME remain (raw reads may not start inside one)."""
         frame = self._unframer.current_frame
@@ -303,6 +312,8 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
 
     def load_setitems(self) -> None:
         items = self.pop_mark()
+        if len(items) % 2:  # both stdlib readers refuse it; zip would drop the last item
+            raise PickleStreamError("SETITEMS with an odd number of items")
         self.on_setitems(self.stack[-1], list(zip(items[::2], items[1::2])))
 
     def load_append(self) -> None:
@@ -326,13 +337,6 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
     def load_frozenset(self) -> None:
         items = self.pop_mark()  # rebinds self.append: take it after
         self.append(self.on_frozenset(items))
-
-    def load_bytearray8(self) -> None:
-        (n,) = struct.unpack("<Q", self.read(8))
-        data = self.read(n)  # bounded by what is there, unlike bytearray(n) + readinto
-        if len(data) != n:
-            raise PickleStreamError("the stream ends inside a BYTEARRAY8 (truncated?)")
-        self.append(bytearray(data))
 
     def load_frame(self) -> None:
         """A FRAME as the stdlib reads it, except that a frame cut short by the end of the
@@ -375,7 +379,6 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
     dispatch[P.ADDITEMS[0]] = load_additems
     dispatch[P.DICT[0]] = load_dict
     dispatch[P.FROZENSET[0]] = load_frozenset
-    dispatch[P.BYTEARRAY8[0]] = load_bytearray8
     dispatch[P.PROTO[0]] = load_proto
     dispatch[P.FRAME[0]] = load_frame
     dispatch.update(EXACT_DISPATCH)
