@@ -25,12 +25,14 @@ Each pause keeps its own state and no lock, and is written inline at its two cal
         ...  # the walk
     finally:
         if held:
-            gc.enable()  # before any call: a call's entry is where a signal handler runs
-            release()
+            del HOLDING[-1:]  # a statement, then the call: nothing can run in between
+            gc.enable()
 
 A KeyboardInterrupt is raised where the interpreter checks for signals: on entering a
-function and after a call returns. :func:`hold` records the pause before it disables the
-collector, inside the ``try``; the ``finally`` turns it back on before it calls anything.
+function and after a call returns, never between statements that call nothing.
+:func:`hold` records the pause (two statements) and only then disables the collector, inside
+the ``try``; the ``finally`` drops the record and turns the collector back on with no call in
+between, before anything else.
 So neither an interrupt, nor a finalizer or signal handler that walks a file itself, nor
 another thread's pause ending first, nor a kept traceback can leave the collector off after
 the pause that turned it off has ended (a context manager could: a signal handled on
@@ -48,28 +50,24 @@ import os
 MAX_BYTES = 4 << 20
 
 #: One entry per pause that turned the collector off and has not ended (for a child after
-#: ``fork``); a list because its ``append`` and ``pop`` are atomic, where ``+= 1`` is not.
-_holding: list[None] = []
+#: ``fork``). Changed only by statements that call no Python code (``+=`` on a list,
+#: ``del`` of a slice), so no signal handler runs between a change and what goes with it.
+HOLDING: list[None] = []
 
 
 def hold(pause: bool, held: list[bool]) -> None:
-    """Turn the collector off if ``pause`` and it is on, recording that in ``held`` first."""
+    """Turn the collector off if ``pause`` and it is on, recording that first."""
+    global HOLDING
     if pause and gc.isenabled():
-        held.append(True)
-        _holding.append(None)
+        held += [True]
+        HOLDING += [None]
         gc.disable()
-
-
-def release() -> None:
-    """Bookkeeping after the ``finally`` above has turned the collector back on."""
-    if _holding:
-        _holding.pop()
 
 
 def _after_fork_in_child() -> None:
     """The threads that were walking are gone in the child: their pauses end here."""
-    if _holding:
-        _holding.clear()
+    if HOLDING:
+        del HOLDING[:]
         gc.enable()
 
 

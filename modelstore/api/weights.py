@@ -160,6 +160,10 @@ def _keras_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[str, An
     return out
 
 
+#: Objects a walk for arrays visits at most (see :func:`collect_arrays`).
+MAX_VISITS = 1_000_000
+
+
 def collect_arrays(
     obj: Any,
     prefix: str,
@@ -168,14 +172,19 @@ def collect_arrays(
     depth: int,
     dtypes: dict[str, str] | None = None,
     source: Path | None = None,
+    budget: list[int] | None = None,
 ) -> None:
     """Numeric arrays of ``obj`` by name. ``source``: the file ``obj`` was read from, whose
-    tensors may only hold what their storage holds (no view that repeats its bytes)."""
-    if depth > 6 or len(out) > 10_000:
+    tensors may only hold what their storage holds (no view that repeats its bytes).
+    ``budget``: objects visited at most (:data:`MAX_VISITS`; a loaded pickle can be a graph
+    whose containers share children, exponentially many paths from a few hundred bytes)."""
+    budget = [MAX_VISITS] if budget is None else budget
+    budget[0] -= 1
+    if depth > 6 or len(out) > 10_000 or budget[0] < 0:
         return
     name = prefix.rstrip(".") or "tensor"
     if is_torch_module(obj):  # a whole pickled module (trust=True), or one inside a checkpoint
-        collect_arrays(obj.state_dict(), prefix, out, np, depth + 1, dtypes, source)
+        collect_arrays(obj.state_dict(), prefix, out, np, depth + 1, dtypes, source, budget)
     elif hasattr(obj, "detach") and hasattr(obj, "numpy"):  # a torch tensor
         t = obj.detach()
         if t.is_meta or t.is_complex():
@@ -198,10 +207,10 @@ def collect_arrays(
             dtypes[name] = str(obj.dtype)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            collect_arrays(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source)
+            collect_arrays(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source, budget)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            collect_arrays(v, f"{prefix}{i}.", out, np, depth + 1, dtypes, source)
+            collect_arrays(v, f"{prefix}{i}.", out, np, depth + 1, dtypes, source, budget)
     elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in (
         "sklearn",
         "xgboost",
@@ -209,4 +218,4 @@ def collect_arrays(
     ):
         for k, v in vars(obj).items():
             if k.endswith("_") or k == "steps":
-                collect_arrays(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source)
+                collect_arrays(v, f"{prefix}{k}.", out, np, depth + 1, dtypes, source, budget)

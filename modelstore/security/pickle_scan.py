@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._gc import HOLDING, hold
 from .._gc import MAX_BYTES as PAUSE_BYTES
-from .._gc import hold, release
 from .allowlist import CALL, CONSTRUCT, Entry
 from .pickle_keys import plain_keys, safe_key
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader
@@ -319,8 +319,8 @@ def analyse_source(
         report.suspicious = True
     finally:
         if held:
-            gc.enable()  # first, inline (see .._gc)
-            release()
+            del HOLDING[-1:]  # then the call, nothing in between (see .._gc)
+            gc.enable()
     return report
 
 

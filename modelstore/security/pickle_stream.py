@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 P = pickle  # opcode constants
+#: The longest "module" + "name" of a global (real ones: under 200; red team: a 2 MiB one).
+MAX_GLOBAL_NAME = 1024
 _U16 = struct.Struct("<H").unpack
 _I32 = struct.Struct("<i").unpack
 
@@ -251,6 +253,10 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
     # ---- opcodes
 
     def find_class(self, module: str, name: str) -> Any:
+        if len(module) + len(name) > MAX_GLOBAL_NAME:  # a name is hashed and joined per use
+            raise PickleStreamError(
+                f"a global named by {len(module) + len(name)} characters", "suspicious"
+            )
         return self.on_global(*self.mapped(module, name))
 
     def mapped(self, module: str, name: str) -> tuple[str, str]:

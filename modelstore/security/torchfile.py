@@ -287,12 +287,21 @@ def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] |
     return dtype, shape, (storage.pid[2], offset, shape)
 
 
+#: Nodes a walk of a symbolic pickle visits at most. Through the memo, a 764-byte pickle is a
+#: graph whose unfolding into a tree has 30**6 nodes (red team: inspect never returned); a
+#: real state dict has one node per tensor and container.
+MAX_VISITS = 1_000_000
+
+
 def tensor_records(
-    result: Any, prefix: str = "", depth: int = 0
+    result: Any, prefix: str = "", depth: int = 0, budget: list[int] | None = None
 ) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
-    """Every tensor in a symbolic state dict or checkpoint, with a dotted name."""
+    """Every tensor in a symbolic state dict or checkpoint, with a dotted name (the first
+    :data:`MAX_VISITS` nodes of a graph that shares containers)."""
     out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
-    if depth > 32:
+    budget = [MAX_VISITS] if budget is None else budget
+    budget[0] -= 1
+    if depth > 32 or budget[0] < 0:
         return out
     fields = _tensor_fields(result)
     if fields is not None:
@@ -307,22 +316,27 @@ def tensor_records(
     items = mapping_items(result)
     if items is not None:
         for k, v in items:
-            out.extend(tensor_records(v, f"{prefix}{k}.", depth + 1))
+            out.extend(tensor_records(v, f"{prefix}{k}.", depth + 1, budget))
     elif isinstance(result, (list, tuple)):
         for i, v in enumerate(result):
-            out.extend(tensor_records(v, f"{prefix}{i}.", depth + 1))
+            out.extend(tensor_records(v, f"{prefix}{i}.", depth + 1, budget))
     return out
 
 
-def plain_value(value: Any, depth: int = 0) -> Any:
-    """Turn a symbolic value back into JSON-able Python where it is plain data, else None."""
-    if depth > 16:
+def plain_value(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """Turn a symbolic value back into JSON-able Python where it is plain data, else None
+    (None too past :data:`MAX_VISITS` nodes)."""
+    budget = [MAX_VISITS] if budget is None else budget
+    budget[0] -= 1
+    if depth > 16 or budget[0] < 0:
         return None
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [plain_value(v, depth + 1) for v in value]
+        return [plain_value(v, depth + 1, budget) for v in value]
     items = mapping_items(value)
     if items is not None:
-        return {str(k): plain_value(v, depth + 1) for k, v in items if isinstance(k, (str, int))}
+        return {
+            str(k): plain_value(v, depth + 1, budget) for k, v in items if isinstance(k, (str, int))
+        }
     return None

@@ -11,8 +11,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .._gc import HOLDING, hold
 from .._gc import MAX_BYTES as PAUSE_BYTES
-from .._gc import hold, release
 from ..errors import FormatError
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -80,8 +80,8 @@ class ArchiveReader:
                 pos = m.end
         finally:
             if held:
-                gc.enable()  # first, inline (see .._gc)
-                release()
+                del HOLDING[-1:]  # then the call, nothing in between (see .._gc)
+                gc.enable()
         if pos != cd_offset:
             raise self.fail(
                 f"the archive holds unreferenced bytes before its central directory (at byte {pos})"

@@ -378,6 +378,8 @@ def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
         finally:
             sys.settrace(None)
         assert gc.isenabled(), f"left off by an interrupt on entering call {n} of {calls}"
+        assert not _gc.HOLDING, f"a stale pause record after call {n}"  # (a forked child
+        # would turn on a collector its parent had turned off: red team)
 
 
 def test_a_child_forked_during_a_scan_has_its_collector_back() -> None:
@@ -776,3 +778,93 @@ def test_a_stated_depth_beyond_the_node_count_is_refused(
     path.write_bytes(pickle.dumps(est, protocol=4))
     with pytest.raises(ms.UnsafeModelError, match="states a depth"):
         ms.load(path)
+
+
+# -- red team, sixth round, third pass ------------------------------------------------------------
+
+
+def test_a_global_with_a_huge_name_is_refused_before_it_is_used(tmp_path: Path) -> None:
+    """A 2 MiB name, memoised and called 419,000 times at 5 bytes a call: every call built and
+    hashed the name (240 s to scan 4 MiB, the collector off throughout)."""
+    import struct
+
+    name = b"n" * 100_000
+    data = b"\x80\x04\x8c\x01m\x94X" + struct.pack("<I", len(name)) + name + b"\x94"
+    data += b"h\x00h\x01\x93\x94" + b"h\x02)R0" * 1000 + b"N."
+    report = _analyse(data)
+    assert report.suspicious and "characters" in (report.error or ""), report.error
+    path = tmp_path / "long.pkl"
+    path.write_bytes(data)
+    with pytest.raises(ms.UnsafeModelError, match="characters"):
+        ms.load(path)
+
+
+def _shared_state_records(entries: int, records: int, junk: bool = False) -> bytes:
+    """``records`` joblib array records sharing one memoised state holding ``entries``
+    duplicate ``allow_mmap`` items (or an unknown key ``z``), one raw byte each."""
+
+    def su(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode() + b"\x94"
+
+    b = bytearray(b"\x80\x04")
+    b += su("joblib.numpy_pickle") + su("NumpyArrayWrapper") + b"\x93\x94"  # memo 2: the class
+    b += b"}\x94("  # memo 3: the shared state
+    b += su("z" if junk else "allow_mmap") + b"\x88" + b"h\x04\x88" * entries
+    b += su("subclass") + su("numpy") + su("ndarray") + b"\x93"
+    b += su("shape") + b")" + su("order") + su("C")
+    b += su("dtype") + b"h\x06" + su("dtype") + b"\x93" + su("u1") + b"\x89\x88\x87R"
+    b += b"(K\x03" + su("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    b += b"u0"
+    b += b"h\x02)\x81h\x03b\x070" * records
+    return bytes(b + b"N.")
+
+
+def test_records_sharing_one_state_scan_in_linear_time(tmp_path: Path) -> None:
+    """2,000 records sharing a state of 100,000 duplicate entries: the scan rebuilt the state
+    per record (O(records x entries): 75 s for 699,050 entries); now once. Scan and load
+    agree on it, and on a state with a key joblib never writes (scan said "safe", load
+    refused)."""
+    import time
+
+    path = tmp_path / "shared.joblib"
+    path.write_bytes(_shared_state_records(100_000, 2000))
+    start = time.perf_counter()
+    assert ms.scan(path).verdict == "safe"
+    assert time.perf_counter() - start < 20  # was ~10 s here: quadratic (a loose bound)
+    assert ms.load(path) is None
+    path.write_bytes(_shared_state_records(3, 2, junk=True))
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="unknown layout"):
+        ms.load(path)
+
+
+def test_a_pickle_that_is_a_graph_does_not_hang_inspect_or_stats(tmp_path: Path) -> None:
+    """A 764-byte data.pkl whose containers share their children through the memo: 30**6
+    paths from the root. inspect and stats walked it as a tree and never returned; they now
+    stop after a million nodes."""
+    import subprocess
+    import sys
+    import zipfile
+
+    for kind in ("list", "dict"):
+        b = bytearray(b"\x80\x02X\x01\x00\x00\x00kq\x00Nq\x01")
+        for level in range(6):
+            src = 1 + level
+            if kind == "dict":
+                b += b"}(" + b"".join(b"K" + bytes([i]) + b"h" + bytes([src]) for i in range(30))
+                b += b"u"
+            else:
+                b += b"](" + (b"h" + bytes([src])) * 30 + b"e"
+            b += b"q" + bytes([2 + level])
+        path = tmp_path / f"dag_{kind}.pt"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", bytes(b + b"."))
+            z.writestr("archive/version", b"3\n")
+        code = (
+            "import warnings, modelstore as ms; warnings.simplefilter('ignore');"
+            f"ms.inspect({str(path)!r}); ms.stats({str(path)!r}); print('done')"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-500:]
