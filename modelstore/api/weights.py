@@ -179,7 +179,7 @@ def collect_arrays(
     ``budget``: objects visited at most (:data:`MAX_VISITS`; a loaded pickle can be a graph
     whose containers share children, exponentially many paths from a few hundred bytes)."""
     budget = [MAX_VISITS] if budget is None else budget
-    budget[0] -= 1
+    budget[0] -= 1 + len(prefix) // 64  # a visit costs its name too (keys can be megabytes)
     if depth > 6 or len(out) > 10_000 or budget[0] < 0:
         return
     name = prefix.rstrip(".") or "tensor"

@@ -198,7 +198,10 @@ def wrapper_state(call: Call) -> dict[str, Any] | None:
     699,050 duplicate entries took 75 s)."""
     obj = call.state
     items = mapping_items(obj)
-    if items is None:
+    if items is None or (isinstance(obj, Call) and obj.args):
+        # dict(pairs) / OrderedDict(pairs): the scan would not see the pairs the loader's dict
+        # has (red team: an alignment key made the two read different bytes); joblib writes
+        # a plain dict
         return None
     cached = getattr(obj, "_wrapper_state", None)
     if cached is not None and cached[0] == len(items):

@@ -300,7 +300,7 @@ def tensor_records(
     :data:`MAX_VISITS` nodes of a graph that shares containers)."""
     out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
     budget = [MAX_VISITS] if budget is None else budget
-    budget[0] -= 1
+    budget[0] -= 1 + len(prefix) // 64  # a visit costs its name too (keys can be megabytes)
     if depth > 32 or budget[0] < 0:
         return out
     fields = _tensor_fields(result)

@@ -868,3 +868,71 @@ def test_a_pickle_that_is_a_graph_does_not_hang_inspect_or_stats(tmp_path: Path)
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
         )
         assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-500:]
+
+
+# -- red team, sixth round, fourth pass ----------------------------------------------------------
+
+
+def test_walks_pay_for_long_names(tmp_path: Path) -> None:
+    """A 1 MB data.pkl: a graph of dicts whose keys are 262,144 characters, 10 levels deep.
+    The million-node budget bounded the visits but not the dotted names each visit built
+    (inspect never returned); a visit now costs its name's length too. And a joblib chain of
+    10,000 dicts under one 1,000-character key (sklearn inspect built every path: 19 s)."""
+    import struct
+    import subprocess
+    import sys
+    import zipfile
+
+    keys, depth, width = 4, 10, 262_144
+    b = bytearray(b"\x80\x02")
+    for i in range(keys):
+        s = (chr(97 + i) * width).encode()
+        b += b"X" + struct.pack("<I", len(s)) + s + b"q" + bytes([i])
+    b += b"Nq" + bytes([keys])
+    for level in range(depth):
+        src, dst = keys + level, keys + level + 1
+        b += b"}(" + b"".join(b"h" + bytes([i]) + b"h" + bytes([src]) for i in range(keys))
+        b += b"uq" + bytes([dst])
+    pt = tmp_path / "longkeys.pt"
+    with zipfile.ZipFile(pt, "w") as z:
+        z.writestr("archive/data.pkl", bytes(b + b"."))
+        z.writestr("archive/version", b"3\n")
+    chain = bytearray(b"\x80\x04X" + struct.pack("<I", 1000) + b"k" * 1000 + b"\x94N")
+    for i in range(10_000):
+        chain += b"\x940}h\x00j" + struct.pack("<I", i + 1) + b"s"
+    jl = tmp_path / "chain.joblib"
+    jl.write_bytes(bytes(chain + b"."))
+    code = (
+        "import warnings, modelstore as ms; warnings.simplefilter('ignore');"
+        f"ms.inspect({str(pt)!r}); ms.stats({str(pt)!r}); ms.inspect({str(jl)!r}); print('done')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-500:]
+
+
+def test_a_record_state_built_by_a_call_is_refused_by_scan(tmp_path: Path) -> None:
+    """``dict([("numpy_array_alignment_bytes", 8)])`` then SETITEMS: the scan saw only the
+    SETITEMS pairs and read no padding where the loader reads some, so the two parsed
+    different opcodes after it (scan said "safe"). joblib writes a plain dict: refused."""
+
+    def su(s: str) -> bytes:
+        return b"\x8c" + bytes([len(s)]) + s.encode()
+
+    b = bytearray(b"\x80\x04")
+    b += su("joblib.numpy_pickle") + su("NumpyArrayWrapper") + b"\x93)\x81"
+    b += (
+        su("builtins")
+        + su("dict")
+        + b"\x93]"
+        + su("numpy_array_alignment_bytes")
+        + b"K\x08\x86a\x85R("
+    )
+    b += su("subclass") + su("numpy") + su("ndarray") + b"\x93"
+    b += su("shape") + b")" + su("order") + su("C")
+    b += su("dtype") + su("numpy") + su("dtype") + b"\x93" + su("u1") + b"\x89\x88\x87R"
+    b += b"(K\x03" + su("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb" + b"ub"
+    hidden = b"0" + su("LOADER-ONLY") + b"N"
+    b += bytes([2]) + b"C" + bytes([1 + len(hidden)]) + b"\x00" + hidden + b"\x86."
+    path = tmp_path / "dictstate.joblib"
+    path.write_bytes(bytes(b))
+    assert ms.scan(path).verdict == "unsafe"

@@ -34,7 +34,7 @@ from ...security.joblibfile import (
     wrapper_fields,
 )
 from ...security.pickle_scan import Call, Global, mapping_items
-from ...security.torchfile import LEGACY_PREFIX, plain_value
+from ...security.torchfile import LEGACY_PREFIX, MAX_VISITS, plain_value
 from ...storage.hashing import PendingDigest
 from ..base import (
     ATTR,
@@ -275,8 +275,13 @@ def _object_of(value: Any) -> tuple[str | None, Any]:
 
 
 def _describe_state(state: Any) -> dict[str, Any]:
+    budget = [MAX_VISITS]  # one for the whole description, not one per setting
     return describe.describe_state(
-        state, lambda st: mapping_items(st) or [], _object_of, array_value, plain_value
+        state,
+        lambda st: mapping_items(st) or [],
+        _object_of,
+        array_value,
+        lambda v: plain_value(v, 0, budget),
     )
 
 
@@ -284,8 +289,12 @@ def _arrays(value: Any) -> Any:
     """(dotted path, TensorInfo) of every numpy array joblib stored raw, depth-first."""
     seen: set[int] = set()
     stack: list[tuple[str, Any]] = [("", value)]
+    budget = MAX_VISITS
     while stack:
         path, v = stack.pop()
+        budget -= 1 + len(path) // 64  # a visit costs its path too (keys can be megabytes)
+        if budget < 0:
+            return
         if id(v) in seen or len(seen) > 100_000:
             continue
         seen.add(id(v))
