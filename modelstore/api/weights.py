@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._walk import WalkBudget
 from ..errors import FormatError, IntegrityError, UnsafeModelError
 
 
@@ -160,10 +161,6 @@ def _keras_arrays(p: Path, dtypes: dict[str, str] | None = None) -> dict[str, An
     return out
 
 
-#: Objects a walk for arrays visits at most (see :func:`collect_arrays`).
-MAX_VISITS = 1_000_000
-
-
 def collect_arrays(
     obj: Any,
     prefix: str,
@@ -172,15 +169,14 @@ def collect_arrays(
     depth: int,
     dtypes: dict[str, str] | None = None,
     source: Path | None = None,
-    budget: list[int] | None = None,
+    budget: WalkBudget | None = None,
 ) -> None:
     """Numeric arrays of ``obj`` by name. ``source``: the file ``obj`` was read from, whose
     tensors may only hold what their storage holds (no view that repeats its bytes).
-    ``budget``: objects visited at most (:data:`MAX_VISITS`; a loaded pickle can be a graph
-    whose containers share children, exponentially many paths from a few hundred bytes)."""
-    budget = [MAX_VISITS] if budget is None else budget
-    budget[0] -= 1 + len(prefix) // 64  # a visit costs its name too (keys can be megabytes)
-    if depth > 6 or len(out) > 10_000 or budget[0] < 0:
+    ``budget``: what the walk may still visit (a loaded pickle can be a graph whose
+    containers share children, exponentially many paths from a few hundred bytes)."""
+    budget = WalkBudget() if budget is None else budget
+    if depth > 6 or len(out) > 10_000 or not budget.spend(prefix):
         return
     name = prefix.rstrip(".") or "tensor"
     if is_torch_module(obj):  # a whole pickled module (trust=True), or one inside a checkpoint

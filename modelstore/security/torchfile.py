@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._info import TensorInfo
+from .._walk import WalkBudget
 from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
 from .pickle_scan import Call, Global, PersId, PickleReport, analyse, analyse_source, mapping_items
 from .pickle_stream import Source
@@ -287,21 +288,14 @@ def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] |
     return dtype, shape, (storage.pid[2], offset, shape)
 
 
-#: Nodes a walk of a symbolic pickle visits at most. Through the memo, a 764-byte pickle is a
-#: graph whose unfolding into a tree has 30**6 nodes (red team: inspect never returned); a
-#: real state dict has one node per tensor and container.
-MAX_VISITS = 1_000_000
-
-
 def tensor_records(
-    result: Any, prefix: str = "", depth: int = 0, budget: list[int] | None = None
+    result: Any, prefix: str = "", depth: int = 0, budget: WalkBudget | None = None
 ) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
-    """Every tensor in a symbolic state dict or checkpoint, with a dotted name (the first
-    :data:`MAX_VISITS` nodes of a graph that shares containers)."""
+    """Every tensor in a symbolic state dict or checkpoint, with a dotted name (as far as
+    the walk's :class:`~.._walk.WalkBudget` goes in a graph that shares containers)."""
     out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
-    budget = [MAX_VISITS] if budget is None else budget
-    budget[0] -= 1 + len(prefix) // 64  # a visit costs its name too (keys can be megabytes)
-    if depth > 32 or budget[0] < 0:
+    budget = WalkBudget() if budget is None else budget
+    if depth > 32 or not budget.spend(prefix):
         return out
     fields = _tensor_fields(result)
     if fields is not None:
@@ -323,12 +317,11 @@ def tensor_records(
     return out
 
 
-def plain_value(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+def plain_value(value: Any, depth: int = 0, budget: WalkBudget | None = None) -> Any:
     """Turn a symbolic value back into JSON-able Python where it is plain data, else None
-    (None too past :data:`MAX_VISITS` nodes)."""
-    budget = [MAX_VISITS] if budget is None else budget
-    budget[0] -= 1
-    if depth > 16 or budget[0] < 0:
+    (None too once the walk's budget is spent)."""
+    budget = WalkBudget() if budget is None else budget
+    if depth > 16 or not budget.spend():
         return None
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

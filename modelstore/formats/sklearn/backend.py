@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._info import ScanReport, TensorInfo
+from ..._walk import WalkBudget
 from ...errors import (
     ArgumentError,
     FormatError,
@@ -34,7 +35,7 @@ from ...security.joblibfile import (
     wrapper_fields,
 )
 from ...security.pickle_scan import Call, Global, mapping_items
-from ...security.torchfile import LEGACY_PREFIX, MAX_VISITS, plain_value
+from ...security.torchfile import LEGACY_PREFIX, plain_value
 from ...storage.hashing import PendingDigest
 from ..base import (
     ATTR,
@@ -275,7 +276,7 @@ def _object_of(value: Any) -> tuple[str | None, Any]:
 
 
 def _describe_state(state: Any) -> dict[str, Any]:
-    budget = [MAX_VISITS]  # one for the whole description, not one per setting
+    budget = WalkBudget()  # one for the whole description, not one per setting
     return describe.describe_state(
         state,
         lambda st: mapping_items(st) or [],
@@ -289,11 +290,10 @@ def _arrays(value: Any) -> Any:
     """(dotted path, TensorInfo) of every numpy array joblib stored raw, depth-first."""
     seen: set[int] = set()
     stack: list[tuple[str, Any]] = [("", value)]
-    budget = MAX_VISITS
+    budget = WalkBudget()
     while stack:
         path, v = stack.pop()
-        budget -= 1 + len(path) // 64  # a visit costs its path too (keys can be megabytes)
-        if budget < 0:
+        if not budget.spend(path):
             return
         if id(v) in seen or len(seen) > 100_000:
             continue
