@@ -8,7 +8,6 @@ pipeline runs on what was fetched or copied.
 from __future__ import annotations
 
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -252,5 +251,7 @@ def _load_remote(uri: str, storage_options: dict[str, Any] | None, kwargs: dict[
             except IntegrityError:
                 if attempt == 2 or remote.identity(uri, storage_options) == before:
                     raise
+        import random  # only on a retry: not part of `import modelstore`
+
         time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover

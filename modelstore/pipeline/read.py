@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +64,8 @@ def consistently(p: Path, once: Callable[[], Any]) -> Any:
         else:
             if identity(p) == before:
                 return result
+        import random  # only on a retry: not part of `import modelstore`
+
         time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the writer finish its renames
     raise IntegrityError(
         f"{p}: the file kept changing while it was read ({READ_ATTEMPTS} tries); try again"

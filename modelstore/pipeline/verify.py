@@ -10,7 +10,6 @@ pinned file records, by the backend that reads them). A file rewritten after the
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +67,8 @@ def pinned_copy(p: Path, pin: Any, files: list[str]) -> Iterator[Path]:
         copy = folder / p.name
         digest = copy_hashing(p, copy)
         check_pin(p, pin, actual=digest)
+        import shutil  # here: it imports bz2 and lzma, ~3 ms of `import modelstore`
+
         for name in files:
             with (
                 open_confined(p.parent, name, what="the companion file", source=p, main=p) as src,

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import json
 import os
-import socket
 import stat
 import threading
 import time
@@ -104,6 +103,8 @@ def _pid_alive(pid: int) -> bool:
 
 def _host() -> str:
     """This machine's name as it appears in temp names (no dots: they separate the fields)."""
+    import socket  # here, not at the top: ~2 ms of `import modelstore` for one call per save
+
     return (
         "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
     )
