@@ -17,7 +17,12 @@ members; a pickle made of the densest opcodes walks at ~3 MB/s, so no pause last
 than a second here. Cyclic garbage a hostile file makes the walk itself create waits for the
 next collection; the walk holds at most as much as its memo could.
 
-Each pause keeps its own state and no lock, and is written inline at its two call sites::
+The same bound covers ``ms.inspect``'s two walks of a ``.pt``'s symbolic result (tensor
+records, plain values: linear in the pickle, and stopped by a :class:`~._walk.WalkBudget`),
+which otherwise promoted the scan's objects and set off full collections.
+
+Each pause keeps its own state and no lock, and is written inline at its three call sites
+(the pickle walk, the zip directory, inspect's walks)::
 
     held: list[bool] = []
     try:

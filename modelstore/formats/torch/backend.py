@@ -7,6 +7,8 @@ line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.models
 
 from __future__ import annotations
 
+import gc
+
 import importlib
 import pickle
 import zipfile
@@ -14,6 +16,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from ..._gc import HOLDING, hold
+from ..._gc import MAX_BYTES as PAUSE_BYTES
 from ..._info import Finding, ScanReport
 from ...errors import (
     ArchitectureMismatchError,
@@ -263,7 +267,15 @@ class TorchBackend(Backend):
         if main is None or main.error:
             why = main.error if main else "no object pickle"
             raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
-        records = tensor_records(main.result)
+        held: list[bool] = []
+        try:
+            hold(main.end <= PAUSE_BYTES, held)  # walks of the symbolic result: see ..._gc
+            records = tensor_records(main.result)
+            top = plain_value(main.result)
+        finally:
+            if held:
+                del HOLDING[-1:]  # then the call, nothing in between (see ..._gc)
+                gc.enable()
         storage_seen: set[tuple[Any, ...]] = set()
         num = 0
         for info, ident in records:
@@ -271,7 +283,6 @@ class TorchBackend(Backend):
                 storage_seen.add(ident)
                 num += info.numel
         globals_ = [g for rep in pickles.streams.values() for g in rep.globals]
-        top = plain_value(main.result)
         extra = (
             {k: v for k, v in top.items() if isinstance(v, (int, float, str, bool))}
             if isinstance(top, dict)
