@@ -99,14 +99,22 @@ def _torch_member(name: str) -> bool:
     return bool(sep) and "/" not in root and bool(_TORCH_MEMBER.fullmatch(rest))
 
 
-def _check_container(path: Path) -> list[zipfile.ZipInfo]:
+def _pickle_member(info: zipfile.ZipInfo) -> bool:
+    """The members read for their bytes: the pickles, up to :data:`MAX_PICKLE_BYTES` each."""
+    return info.filename.endswith(".pkl") and info.file_size <= MAX_PICKLE_BYTES
+
+
+def _check_container(path: Path) -> tuple[list[zipfile.ZipInfo], dict[str, bytes]]:
     """The strict zip reader: one unambiguous archive (local headers agree with the central
     directory, nothing before, between or after members, no duplicates, links or bombs),
-    members only of torch's own layout under one root, CRCs checked for all but storages."""
-    from .zipcheck import ArchiveError, check_archive
+    members only of torch's own layout under one root, CRCs checked for all but storages.
+    Returns the members and the bytes of the pickles, read as their CRCs were checked."""
+    from .zipcheck import ArchiveError, read_archive
 
     try:
-        infos = check_archive(path, expected=_torch_member, crc=lambda n: "/data/" not in n)
+        infos, pickles = read_archive(
+            path, keep=_pickle_member, expected=_torch_member, crc=lambda n: "/data/" not in n
+        )
     except ArchiveError as e:
         code = torchscript_code(path)
         if code:
@@ -117,7 +125,7 @@ def _check_container(path: Path) -> list[zipfile.ZipInfo]:
         raise TorchFileError(
             f"the archive holds records under several roots {sorted(roots)}", "suspicious"
         )
-    return infos
+    return infos, pickles
 
 
 def torchscript_code(path: Path) -> list[str]:
@@ -146,28 +154,6 @@ def torchscript_message(code: list[str]) -> str:
     )
 
 
-def check_zip(path: Path) -> None:
-    """Every check of a torch zip archive that is not a walk of its pickle: the strict
-    container, nothing before or after it, no links, no duplicate names, one ``data.pkl``
-    no larger than :data:`MAX_PICKLE_BYTES`. Raises :class:`TorchFileError`."""
-    infos = _check_container(path)
-    _check_members(path, infos)
-    main = [i for i in infos if i.filename.endswith("/data.pkl")]
-    if len(main) != 1:
-        raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
-    if main[0].file_size > MAX_PICKLE_BYTES:
-        raise TorchFileError(f"pickle record of {main[0].file_size} bytes", "suspicious")
-
-
-def _open_zip(path: Path) -> zipfile.ZipFile:
-    _check_container(path)
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-        # a zip whose end-of-archive record is missing was most likely cut short
-        raise TorchFileError(f"damaged zip archive ({e})", "damaged") from None
-
-
 def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     _check_bounds(path, infos)
     names = [i.filename for i in infos]
@@ -184,28 +170,26 @@ def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
 
 
 def _read_zip(path: Path) -> TorchPickles:
-    zf = _open_zip(path)
+    infos, data = _check_container(path)  # the pickles' bytes come from the strict reader
     out = TorchPickles(kind="zip")
-    with zf:
-        _check_members(path, zf.infolist())
-        pkls = [i for i in zf.infolist() if i.filename.endswith(".pkl")]
-        if not pkls:
-            raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
-        for info in pkls:
-            if info.file_size > MAX_PICKLE_BYTES:
-                out.streams[info.filename] = PickleReport(
-                    error=f"pickle record of {info.file_size} bytes"
-                )
-                continue
-            try:
-                data = zf.read(info)
-            except Exception as e:  # zlib.error, NotImplementedError, RuntimeError (encrypted), ...
-                raise TorchFileError(f"cannot read {info.filename}: {e}", "damaged") from None
-            out.streams[info.filename] = _analyse(data, f"{path}:{info.filename}")
-        main = [n for n in out.streams if n.endswith("/data.pkl") or n == "data.pkl"]
-        if len(main) != 1:
-            raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
-        out.main = out.streams[main[0]]
+    _check_members(path, infos)
+    pkls = [i for i in infos if i.filename.endswith(".pkl")]
+    if not pkls:
+        raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
+    for info in pkls:
+        name = info.filename
+        if name not in data:
+            out.streams[name] = PickleReport(
+                error=f"a pickle record of {info.file_size} bytes, more than the "
+                f"{MAX_PICKLE_BYTES} modelstore reads (torch keeps tensor data outside it)",
+                suspicious=True,
+            )
+            continue
+        out.streams[name] = _analyse(data.pop(name), f"{path}:{name}")
+    main = [n for n in out.streams if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(main) != 1:
+        raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
+    out.main = out.streams[main[0]]
     return out
 
 

@@ -74,14 +74,37 @@ def check_archive(
     ------
     ArchiveError (a FormatError) naming the file and the first problem found.
     """
+    infos, _ = read_archive(
+        path, expected=expected, max_ratio=max_ratio, max_total=max_total, crc=crc, methods=methods
+    )
+    return infos
+
+
+def read_archive(
+    path: str | os.PathLike[str],
+    *,
+    keep: Callable[[zipfile.ZipInfo], bool] | None = None,
+    expected: Callable[[str], bool] | None = None,
+    max_ratio: float = MAX_RATIO,
+    max_total: int = MAX_TOTAL,
+    crc: bool | Callable[[str], bool] = True,
+    methods: tuple[int, ...] = METHODS,
+) -> tuple[list[zipfile.ZipInfo], dict[str, bytes]]:
+    """:func:`check_archive`, and the bytes of the members ``keep`` selects (by their central
+    directory entry: bound their size there), read in the same pass that verifies their CRC:
+    what the caller gets is exactly what was checked, with no second zip reader involved."""
     where = os.fspath(path)
+    kept: dict[str, bytes] = {}
     try:
         with open(where, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             members = ArchiveReader(f, size, where).read()
             _check_members(where, members, expected, max_ratio, max_total, methods)
             for m in members:
-                if crc is True or (crc is not False and crc(m.info.filename)):
+                name = m.info.filename
+                if keep is not None and keep(m.info):
+                    kept[name] = _verify_data(f, where, m, keep=True)
+                elif crc is True or (crc is not False and crc(name)):
                     _verify_data(f, where, m)
     except ArchiveError:
         raise
@@ -89,7 +112,7 @@ def check_archive(
         raise ArchiveError(
             where, f"the archive cannot be read ({e.strerror or e})", "damaged"
         ) from None
-    return [m.info for m in members]
+    return [m.info for m in members], kept
 
 
 def _check_members(
@@ -143,12 +166,14 @@ def _check_members(
         )
 
 
-def _verify_data(f: BinaryIO, where: str, m: Member) -> None:
-    """Read the member's bytes once: its CRC and inflated size must be what the directory says."""
+def _verify_data(f: BinaryIO, where: str, m: Member, keep: bool = False) -> bytes:
+    """Read the member's bytes once: its CRC and inflated size must be what the directory
+    says. Returns them (inflated) if ``keep``, else b""."""
     info = m.info
     f.seek(m.data_start)
     left, produced, crc = info.compress_size, 0, 0
     inflate = zlib.decompressobj(-15) if info.compress_type == 8 else None
+    parts: list[bytes] = []
     while left:
         chunk = f.read(min(_CHUNK, left))
         if not chunk:
@@ -156,6 +181,8 @@ def _verify_data(f: BinaryIO, where: str, m: Member) -> None:
         left -= len(chunk)
         if inflate is None:
             produced, crc = produced + len(chunk), zlib.crc32(chunk, crc)
+            if keep:
+                parts.append(chunk)
             continue
         while chunk:
             if inflate.eof:
@@ -169,6 +196,8 @@ def _verify_data(f: BinaryIO, where: str, m: Member) -> None:
                     where, f"the member {info.filename!r} does not inflate ({e})", "damaged"
                 ) from None
             produced, crc = produced + len(out), zlib.crc32(out, crc)
+            if keep:
+                parts.append(out)
             if produced > info.file_size:
                 raise ArchiveError(
                     where,
@@ -183,6 +212,8 @@ def _verify_data(f: BinaryIO, where: str, m: Member) -> None:
     if inflate is not None:
         out = inflate.flush()  # output zlib still held back; bounded by its window
         produced, crc = produced + len(out), zlib.crc32(out, crc)
+        if keep:
+            parts.append(out)
         if not inflate.eof:
             raise ArchiveError(
                 where, f"the compressed stream of {info.filename!r} ends early", "damaged"
@@ -193,3 +224,4 @@ def _verify_data(f: BinaryIO, where: str, m: Member) -> None:
             f"the member {info.filename!r} fails its CRC check (damaged or altered)",
             "damaged",
         )
+    return parts[0] if len(parts) == 1 else b"".join(parts)

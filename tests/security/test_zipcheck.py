@@ -441,3 +441,101 @@ def test_torch_save_with_duplicated_data_pkl(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as zf:
         assert pickle.loads(zf.read(pkl)) == {"other": 1}
     refused(path, "two members named")
+
+
+def test_read_archive_keeps_exactly_the_checked_bytes(tmp_path: Path) -> None:
+    """``read_archive`` hands back the bytes of the members ``keep`` selects, read in the pass
+    that checks their CRC (stored and deflated, one byte to several read chunks): what
+    ``zipfile`` reads from the same archive, and nothing for the others."""
+    from modelstore.security.zipcheck import read_archive
+
+    import random
+
+    big = random.Random(0).randbytes(2_300_000)  # more than two 1 MiB read chunks
+    path = write(
+        tmp_path,
+        build(
+            [
+                entry("m/data.pkl", b"\x80\x02N."),
+                entry("m/big.pkl", big, method=8),
+                entry("m/one.pkl", b"x", method=8),
+                entry("m/stored.pkl", big[::-1]),
+                entry("m/data/0", b"\0" * 64),
+            ]
+        ),
+    )
+    infos, kept = read_archive(path, keep=lambda i: i.filename.endswith(".pkl"))
+    names = ["m/data.pkl", "m/big.pkl", "m/one.pkl", "m/stored.pkl"]
+    assert [i.filename for i in infos] == [*names, "m/data/0"]
+    with zipfile.ZipFile(path) as zf:
+        assert kept == {n: zf.read(n) for n in names}
+
+
+def test_read_archive_checks_what_it_keeps_even_without_crc(tmp_path: Path) -> None:
+    """A kept member is always verified, whatever ``crc`` says: a bad CRC, a deflate stream
+    that runs past its declared size, or one that stops short, refuses the archive."""
+    from modelstore.security.zipcheck import read_archive
+
+    def keep_all(info: zipfile.ZipInfo) -> bool:
+        return True
+
+    bad_crc = write(tmp_path, build([entry("a", b"hello", crc=zlib.crc32(b"hellO"))]), "c.zip")
+    assert read_archive(bad_crc, crc=False)[1] == {}
+    with pytest.raises(ArchiveError, match="CRC"):
+        read_archive(bad_crc, keep=keep_all, crc=False)
+    past = entry("a", b"z" * 4000, method=8, usize=100, local_usize=100)
+    with pytest.raises(ArchiveError, match="inflates past"):
+        read_archive(write(tmp_path, build([past]), "p.zip"), keep=keep_all, crc=False)
+    short = entry("a", b"z" * 4000, method=8, usize=5000, local_usize=5000)
+    with pytest.raises(ArchiveError, match="CRC"):
+        read_archive(write(tmp_path, build([short]), "s.zip"), keep=keep_all, crc=False)
+
+
+def test_a_torch_pickle_is_scanned_from_the_strict_readers_bytes(tmp_path: Path) -> None:
+    """A ``.pt`` whose ``data.pkl`` is deflated (torch stores it; any zip tool may not) scans
+    and loads the same; one whose pickle bytes were changed after the CRC was written is
+    refused as damaged before anything reads the pickle."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.arange(4.0)}, path)
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(deflated, "w") as dst:
+        for info in src.infolist():
+            method = zipfile.ZIP_DEFLATED if info.filename.endswith(".pkl") else zipfile.ZIP_STORED
+            dst.writestr(info.filename, src.read(info), compress_type=method)
+    assert torch.load(deflated, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ms.scan(deflated).verdict == "safe"
+        assert ms.load(deflated)["w"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"\x80\x02}q\x00")  # the pickle's first bytes, in the first member
+    raw[at + 2] ^= 1
+    tampered = tmp_path / "tampered.pt"
+    tampered.write_bytes(bytes(raw))
+    with pytest.raises(ms.IntegrityError, match="CRC"):
+        ms.load(tampered)
+    assert ms.scan(tampered).verdict != "safe"
+
+
+def test_a_torch_pickle_over_the_size_limit_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``data.pkl`` larger than ``MAX_PICKLE_BYTES`` (256 MiB) is never read into memory:
+    scan reports it, load and inspect refuse the file."""
+    torch = pytest.importorskip("torch")
+    from modelstore.security import torchfile
+
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.arange(4.0)}, path)
+    monkeypatch.setattr(torchfile, "MAX_PICKLE_BYTES", 16)
+    report = torchfile.read_pickles(path)
+    assert report.main is not None and "more than the 16 modelstore reads" in (
+        report.main.error or ""
+    )
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.ModelstoreError, match="more than the 16 modelstore reads"):
+        ms.inspect(path)
+    with warnings.catch_warnings(), pytest.raises(ms.UnsafeModelError, match="more than the 16"):
+        warnings.simplefilter("ignore")
+        ms.load(path)

@@ -8,7 +8,6 @@ line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.models
 from __future__ import annotations
 
 import gc
-
 import importlib
 import pickle
 import zipfile
