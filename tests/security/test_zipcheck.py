@@ -447,9 +447,9 @@ def test_read_archive_keeps_exactly_the_checked_bytes(tmp_path: Path) -> None:
     """``read_archive`` hands back the bytes of the members ``keep`` selects, read in the pass
     that checks their CRC (stored and deflated, one byte to several read chunks): what
     ``zipfile`` reads from the same archive, and nothing for the others."""
-    from modelstore.security.zipcheck import read_archive
-
     import random
+
+    from modelstore.security.zipcheck import read_archive
 
     big = random.Random(0).randbytes(2_300_000)  # more than two 1 MiB read chunks
     path = write(
