@@ -83,6 +83,9 @@ class PickleReport:
     #: (module, name) exactly as the stream spelled each global (the name may hold dots)
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
+    #: every persistent id the stream makes (torch's storage records), in order
+    persistent: list[PersId] = field(default_factory=list)
+
     #: the names in ``globals``, for the membership test (a list's is O(n): a stream of
     #: 190,000 distinct globals took minutes to scan)
     _seen: set[str] = field(default_factory=set)
@@ -142,10 +145,13 @@ class SymbolicUnpickler(StreamReader):
             self.dispatch[ord("P")] = SymbolicUnpickler._persid
 
     def _binpersid(self) -> None:
-        self.stack[-1] = PersId(self.stack[-1])
+        pid = self.stack[-1] = PersId(self.stack[-1])
+        self.report.persistent.append(pid)
 
     def _persid(self) -> None:
-        self.append(PersId(self.readline()[:-1].decode("ascii", "replace")))
+        pid = PersId(self.readline()[:-1].decode("ascii", "replace"))
+        self.report.persistent.append(pid)
+        self.append(pid)
 
     # ---- what the loader would import
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._info import TensorInfo
-from .._walk import WalkBudget
 from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
-from .pickle_scan import Call, Global, PersId, PickleReport, analyse, analyse_source, mapping_items
+from .pickle_scan import Global, PickleReport, analyse, analyse_source
 from .pickle_stream import Source
+from .ziprecords import Member
 
 #: ``torch.save(..., _use_new_zipfile_serialization=False)`` starts with this pickled integer.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -46,6 +45,11 @@ class TorchPickles:
     kind: str  # "zip" | "legacy"
     streams: dict[str, PickleReport] = field(default_factory=dict)
     main: PickleReport | None = None
+    #: zip only: storage key -> (byte offset of its data in the file, size), for the members
+    #: stored uncompressed, as the strict reader found them
+    storages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: zip only: the archive's ``byteorder`` record (None without one)
+    byteorder: bytes | None = None
 
 
 def is_torch_zip(path: Path) -> bool:
@@ -99,33 +103,44 @@ def _torch_member(name: str) -> bool:
     return bool(sep) and "/" not in root and bool(_TORCH_MEMBER.fullmatch(rest))
 
 
-def _pickle_member(info: zipfile.ZipInfo) -> bool:
-    """The members read for their bytes: the pickles, up to :data:`MAX_PICKLE_BYTES` each."""
-    return info.filename.endswith(".pkl") and info.file_size <= MAX_PICKLE_BYTES
+def _kept_member(info: zipfile.ZipInfo) -> bool:
+    """The members read for their bytes: the pickles, up to :data:`MAX_PICKLE_BYTES` each,
+    and the few bytes of the byte-order record."""
+    name = info.filename
+    if name.endswith(".pkl"):
+        return info.file_size <= MAX_PICKLE_BYTES
+    return name.endswith("/byteorder") and info.file_size <= 16
 
 
-def _check_container(path: Path) -> tuple[list[zipfile.ZipInfo], dict[str, bytes]]:
+def _check_container(path: Path) -> tuple[list[Member], dict[str, bytes]]:
     """The strict zip reader: one unambiguous archive (local headers agree with the central
     directory, nothing before, between or after members, no duplicates, links or bombs),
-    members only of torch's own layout under one root, CRCs checked for all but storages.
+    members only of torch's own layout under one root and stored uncompressed as torch stores
+    them, CRCs checked for all but storages.
     Returns the members and the bytes of the pickles, read as their CRCs were checked."""
     from .zipcheck import ArchiveError, read_archive
 
     try:
-        infos, pickles = read_archive(
-            path, keep=_pickle_member, expected=_torch_member, crc=lambda n: "/data/" not in n
+        members, kept = read_archive(
+            path,
+            keep=_kept_member,
+            expected=_torch_member,
+            crc=lambda n: "/data/" not in n,
+            # torch.save stores every member; a deflated pickle of 1.3 MB inflating 200x to
+            # 256 MiB of one-byte opcodes would build ~19 GB of objects (red team)
+            methods=(0,),
         )
     except ArchiveError as e:
         code = torchscript_code(path)
         if code:
             raise TorchFileError(torchscript_message(code), "torchscript") from None
         raise TorchFileError(e.detail, e.kind) from None
-    roots = {i.filename.partition("/")[0] for i in infos}
+    roots = {m.info.filename.partition("/")[0] for m in members}
     if len(roots) > 1:
         raise TorchFileError(
             f"the archive holds records under several roots {sorted(roots)}", "suspicious"
         )
-    return infos, pickles
+    return members, kept
 
 
 def torchscript_code(path: Path) -> list[str]:
@@ -170,9 +185,16 @@ def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
 
 
 def _read_zip(path: Path) -> TorchPickles:
-    infos, data = _check_container(path)  # the pickles' bytes come from the strict reader
+    members, data = _check_container(path)  # the pickles' bytes come from the strict reader
+    infos = [m.info for m in members]
     out = TorchPickles(kind="zip")
     _check_members(path, infos)
+    for m in members:
+        rest = m.info.filename.partition("/")[2]
+        if rest.startswith("data/") and m.info.compress_type == zipfile.ZIP_STORED:
+            out.storages[rest[5:]] = (m.data_start, m.info.file_size)
+        elif rest == "byteorder":
+            out.byteorder = data.get(m.info.filename)
     pkls = [i for i in infos if i.filename.endswith(".pkl")]
     if not pkls:
         raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
@@ -190,7 +212,48 @@ def _read_zip(path: Path) -> TorchPickles:
     if len(main) != 1:
         raise TorchFileError(f"expected one data.pkl record, found {len(main)}")
     out.main = out.streams[main[0]]
+    problem = _storage_problem(out.main, out.storages)
+    if problem:
+        raise TorchFileError(problem, "suspicious")
     return out
+
+
+def _itemsize(stype: Any) -> int | None:
+    """Bytes per element of a storage class named in a storage record (None: unknown)."""
+    if not isinstance(stype, Global):
+        return None
+    if stype.qualname == "torch.storage.UntypedStorage":
+        return 1  # its element count is in bytes
+    if stype.module not in ("torch", "torch.cuda"):
+        return None
+    return DTYPE_SIZES.get(TORCH_STORAGE_DTYPES.get(stype.name, ""))
+
+
+def _storage_problem(main: PickleReport, storages: dict[str, tuple[int, int]]) -> str | None:
+    """Every storage record must name a member stored uncompressed that holds exactly its
+    element count times the element size: ``torch.load(mmap=True)`` reads the stated count
+    from the member's offset, so a larger count would read the bytes of whatever follows it
+    in the file (other members, the central directory) into the tensor."""
+    for p in main.persistent:
+        rec = p.pid
+        if not (isinstance(rec, tuple) and len(rec) == 5 and rec[0] == "storage"):
+            continue  # not a storage record: the scan judges it
+        _, stype, key, _, numel = rec
+        size = _itemsize(stype)
+        if size is None or not isinstance(numel, int) or isinstance(numel, bool):
+            continue  # torch.load refuses it on its own
+        found = storages.get(key) if isinstance(key, str) else None
+        if found is None:
+            return (
+                f"a tensor record names storage {str(key)[:40]!r}, which is not a member "
+                "stored uncompressed in the archive"
+            )
+        if numel * size != found[1]:
+            return (
+                f"a tensor record says storage {key!r} holds {numel} elements of {size} "
+                f"bytes, but its member holds {found[1]} bytes"
+            )
+    return None
 
 
 def _check_bounds(path: Path, infos: list[zipfile.ZipInfo]) -> None:
@@ -229,91 +292,3 @@ def _read_legacy(path: Path) -> TorchPickles:
                 break
     out.main = out.streams.get("object")
     return out
-
-
-# -- tensor records, for inspect -----------------------------------------------------------
-
-
-_REBUILD_TENSOR = {
-    "torch._utils._rebuild_tensor",
-    "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_qtensor",  # same leading (storage, offset, size): quantized weights
-}
-_REBUILD_WRAPPED = {"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"}
-
-
-def _tensor_fields(value: Any) -> tuple[str, tuple[int, ...], tuple[Any, ...]] | None:
-    """(dtype, shape, storage identity) if ``value`` rebuilds a tensor, else None."""
-    if not isinstance(value, Call):
-        return None
-    fn = value.func_name
-    args = value.args if isinstance(value.args, tuple) else ()
-    if fn in _REBUILD_WRAPPED and args:
-        return _tensor_fields(args[0])
-    if fn == "torch._tensor._rebuild_from_type_v2" and len(args) >= 3:
-        return _tensor_fields(Call(args[0], args[2]))
-    if fn not in _REBUILD_TENSOR or len(args) < 3:
-        return None
-    storage, offset, size = args[0], args[1], args[2]
-    if (
-        not isinstance(storage, PersId)
-        or not isinstance(storage.pid, tuple)
-        or len(storage.pid) < 3
-    ):
-        return None
-    stype = storage.pid[1]
-    dtype = "unknown"
-    if isinstance(stype, Global):
-        dtype = TORCH_STORAGE_DTYPES.get(stype.name, stype.name)
-    if fn == "torch._utils._rebuild_tensor_v3" and len(args) >= 7 and isinstance(args[6], Global):
-        dtype = args[6].name
-    shape = tuple(int(d) for d in size) if isinstance(size, tuple) else ()
-    return dtype, shape, (storage.pid[2], offset, shape)
-
-
-def tensor_records(
-    result: Any, prefix: str = "", depth: int = 0, budget: WalkBudget | None = None
-) -> list[tuple[TensorInfo, tuple[Any, ...]]]:
-    """Every tensor in a symbolic state dict or checkpoint, with a dotted name (as far as
-    the walk's :class:`~.._walk.WalkBudget` goes in a graph that shares containers)."""
-    out: list[tuple[TensorInfo, tuple[Any, ...]]] = []
-    budget = WalkBudget() if budget is None else budget
-    if depth > 32 or not budget.spend(prefix):
-        return out
-    fields = _tensor_fields(result)
-    if fields is not None:
-        dtype, shape, ident = fields
-        n = 1
-        for d in shape:
-            n *= d
-        info = TensorInfo(
-            prefix.rstrip(".") or "<tensor>", shape, dtype, n * DTYPE_SIZES.get(dtype, 0)
-        )
-        return [(info, ident)]
-    items = mapping_items(result)
-    if items is not None:
-        for k, v in items:
-            out.extend(tensor_records(v, f"{prefix}{k}.", depth + 1, budget))
-    elif isinstance(result, (list, tuple)):
-        for i, v in enumerate(result):
-            out.extend(tensor_records(v, f"{prefix}{i}.", depth + 1, budget))
-    return out
-
-
-def plain_value(value: Any, depth: int = 0, budget: WalkBudget | None = None) -> Any:
-    """Turn a symbolic value back into JSON-able Python where it is plain data, else None
-    (None too once the walk's budget is spent)."""
-    budget = WalkBudget() if budget is None else budget
-    if depth > 16 or not budget.spend():
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain_value(v, depth + 1, budget) for v in value]
-    items = mapping_items(value)
-    if items is not None:
-        return {
-            str(k): plain_value(v, depth + 1, budget) for k, v in items if isinstance(k, (str, int))
-        }
-    return None

@@ -74,10 +74,10 @@ def check_archive(
     ------
     ArchiveError (a FormatError) naming the file and the first problem found.
     """
-    infos, _ = read_archive(
+    members, _ = read_archive(
         path, expected=expected, max_ratio=max_ratio, max_total=max_total, crc=crc, methods=methods
     )
-    return infos
+    return [m.info for m in members]
 
 
 def read_archive(
@@ -89,8 +89,8 @@ def read_archive(
     max_total: int = MAX_TOTAL,
     crc: bool | Callable[[str], bool] = True,
     methods: tuple[int, ...] = METHODS,
-) -> tuple[list[zipfile.ZipInfo], dict[str, bytes]]:
-    """:func:`check_archive`, and the bytes of the members ``keep`` selects (by their central
+) -> tuple[list[Member], dict[str, bytes]]:
+    """:func:`check_archive` (with each member's data offset), and the bytes of the members ``keep`` selects (by their central
     directory entry: bound their size there), read in the same pass that verifies their CRC:
     what the caller gets is exactly what was checked, with no second zip reader involved."""
     where = os.fspath(path)
@@ -112,7 +112,7 @@ def read_archive(
         raise ArchiveError(
             where, f"the archive cannot be read ({e.strerror or e})", "damaged"
         ) from None
-    return [m.info for m in members], kept
+    return members, kept
 
 
 def _check_members(

@@ -35,7 +35,8 @@ from ...security.joblibfile import (
     wrapper_fields,
 )
 from ...security.pickle_scan import Call, Global, mapping_items
-from ...security.torchfile import LEGACY_PREFIX, plain_value
+from ...security.torchfile import LEGACY_PREFIX
+from ...security.torchrecords import plain_value
 from ...storage.hashing import PendingDigest
 from ..base import (
     ATTR,

@@ -8,10 +8,6 @@ line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.models
 from __future__ import annotations
 
 import gc
-import importlib
-import pickle
-import zipfile
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +19,18 @@ from ...errors import (
     ArgumentError,
     FormatError,
     IntegrityError,
-    MissingDependencyError,
-    UnsafeModelError,
     UnsupportedModelError,
 )
-from ...security import FOREIGN, classify, unreadable
+from ...security import FOREIGN, classify, enforce, unreadable
 from ...security.policy import TORCH_POLICY
 from ...security.torchfile import (
     LEGACY_PREFIX,
     TorchFileError,
+    TorchPickles,
     is_torch_zip,
-    plain_value,
     read_pickles,
-    tensor_records,
 )
+from ...security.torchrecords import plain_value, tensor_records
 from ...storage.hashing import PendingDigest, hash_file_later
 from ..base import Backend, Inspection, LoadRequest, PredictRequest
 from . import binshards as _bin
@@ -45,7 +39,10 @@ from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
 from . import quantized as _quantized
+from .fastload import NOT_PLAIN
+from .fastload import build as build_plain
 from .predict import predict as _predict
+from .rawload import torch_load
 
 #: Keys under which training checkpoints usually keep the model's weights.
 CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -155,18 +152,26 @@ class TorchBackend(Backend):
     def intact(self, path: Path) -> dict[str, Any] | None:
         return None if _bin.is_index(path) else _embedded.intact(path)
 
+    #: ``load`` scans the file itself (the gate leaves it to it) and builds plain state
+    #: dicts and checkpoints from that one scan (:mod:`.fastload`); anything else it hands to
+    #: ``torch.load(weights_only=True)`` after the same scan
+    checks_while_loading = True
+
     def scan(self, path: Path) -> ScanReport:
         if _bin.is_index(path):
             return _bin.scan(path)
+        return self._scanned(path)[0]
+
+    def _scanned(self, path: Path) -> tuple[ScanReport, TorchPickles | None]:
         try:
             pickles = read_pickles(path)
         except TorchFileError as e:
             if e.kind == "torchscript":
-                return ScanReport(
-                    str(path), self.name, "unsafe", [Finding(FOREIGN, "critical", str(e))]
-                )
-            return unreadable(path, self.name, e.kind, str(e), subject="archive")
-        return classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
+                finding = Finding(FOREIGN, "critical", str(e))
+                return ScanReport(str(path), self.name, "unsafe", [finding]), None
+            return unreadable(path, self.name, e.kind, str(e), subject="archive"), None
+        report = classify(path, self.name, pickles.streams.items(), TORCH_POLICY.entry)
+        return report, pickles
 
     def load(self, path: Path, request: LoadRequest) -> Any:
         _torch.check_device(request.device, path)
@@ -174,42 +179,19 @@ class TorchBackend(Backend):
         if hf_config is not None:
             request.config = hf_config
         if _bin.is_index(path):
-            sd = _bin.load(path, request.trust, lambda shard: self._torch_load(shard, request))
+            if request.trust is not True:
+                enforce(_bin.scan(path), request.trust)  # the gate left the scan to us
+            sd = _bin.load(path, request.trust, lambda shard: torch_load(shard, request))
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
-        obj = self._torch_load(path, request)
+        obj = NOT_PLAIN
+        if request.trust is not True:
+            report, pickles = self._scanned(path)
+            enforce(report, request.trust)  # the gate left the scan to us
+            if pickles is not None:
+                obj = build_plain(path, pickles, request.device)
+        if obj is NOT_PLAIN:
+            obj = torch_load(path, request)
         return self._built(path, request, obj)
-
-    def _torch_load(self, path: Path, request: LoadRequest) -> Any:
-        """``torch.load`` with ``weights_only=True`` (unless trust=True), errors translated."""
-        import torch
-
-        if request.trust is not True and _torch_version(torch) < (2, 10):
-            msg = (
-                f"{path}: loading an untrusted .pt needs torch >= 2.10 (its weights_only unpickler "
-                f"had a heap corruption before); this is torch {torch.__version__}. Upgrade torch, "
-                f"or pass trust=True only if you trust the file's author"
-            )
-            raise MissingDependencyError(msg, name="torch")
-        legacy = not zipfile.is_zipfile(path)
-        missing: list[str] = []
-        try:
-            with _allowing(request.trust, missing):
-                obj = torch.load(
-                    path,
-                    map_location=request.device or "cpu",
-                    weights_only=request.trust is not True,
-                    mmap=not legacy,
-                )
-        except pickle.UnpicklingError as e:
-            if missing:
-                raise _class_not_importable(path, ", ".join(missing)) from None
-            raise _translate(path, e) or e from None
-        except Exception as e:
-            mapped = _translate(path, e)
-            if mapped is None:
-                raise
-            raise mapped from None
-        return obj
 
     def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
         if _torch.is_module(obj):
@@ -307,14 +289,6 @@ class TorchBackend(Backend):
         return _predict(model, inputs, request)
 
 
-def _torch_version(torch: Any) -> tuple[int, int]:
-    parts = torch.__version__.split("+")[0].split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (ValueError, IndexError):
-        return (0, 0)
-
-
 def _weights_of(obj: Any) -> dict[str, Any] | None:
     if _torch.is_state_dict(obj):
         return dict(obj)
@@ -331,65 +305,3 @@ def _quantized_weights(obj: Any) -> dict[str, Any] | None:
         if isinstance(candidate, dict) and _quantized.is_quantized(candidate):
             return candidate  # as loaded: torch's per-module versions ride along (_metadata)
     return None
-
-
-def _allowing(trust: bool | list[str], missing: list[str] | None = None) -> Any:
-    """torch's weights_only unpickler, widened by the caller's ``trust=[...]`` globals (the
-    names that cannot be imported are added to ``missing``)."""
-    if isinstance(trust, bool) or not trust:
-        return nullcontext()
-    import torch
-
-    objs = []
-    for name in trust:
-        module, _, attr = name.rpartition(".")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError, ValueError) as e:
-            if missing is not None:
-                missing.append(f"{name} ({type(e).__name__}: {e})")
-            continue
-        objs.append(obj)
-        if name == "numpy.dtype":
-            # torch's unpickler also checks the type of each dtype it rebuilds (Float64DType, ...):
-            # trusting numpy.dtype means trusting what it makes
-            import numpy
-
-            objs.extend(
-                v
-                for v in vars(numpy.dtypes).values()
-                if isinstance(v, type) and issubclass(v, numpy.dtype)
-            )
-    return torch.serialization.safe_globals(objs)
-
-
-def _translate(path: Path, e: Exception) -> Exception | None:
-    """What torch raised reading ``path``, as a ModelstoreError (None: not ours to word)."""
-    if isinstance(e, (ImportError, AttributeError)):  # trust=True: a pickled module's class
-        if isinstance(e, AttributeError) and "Can't get attribute" not in str(e):
-            return None
-        return _class_not_importable(path, str(e).splitlines()[0])
-    if isinstance(e, pickle.UnpicklingError):
-        msg = (
-            f"{path}: torch refused to unpickle it with weights_only=True ({str(e).splitlines()[0]}). "
-            f"Pass trust=True only if you trust the file's author"
-        )
-        return UnsafeModelError(msg)
-    if isinstance(e, (RuntimeError, EOFError, ValueError, OSError)):
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return IntegrityError(
-            f"{path}: torch could not read the file ({first}); it is damaged or truncated"
-        )
-    return None
-
-
-def _class_not_importable(path: Path, detail: str) -> MissingDependencyError:
-    """A pickled whole module names its class by import path: moved or renamed code, or a
-    script's ``__main__``, cannot be found again (the file is not damaged)."""
-    return MissingDependencyError(
-        f"{path}: a class the file was pickled with could not be imported ({detail}). A pickled "
-        f"whole module stores only the import path of its class, so the code must be importable "
-        f"under the same name as when it was saved (not moved, renamed or defined in __main__). "
-        f"Put that module on sys.path, or in the code that made the file re-save the weights: "
-        f"ms.save(model, 'model.safetensors'), loaded later with model=YourClass"
-    )

@@ -32,7 +32,8 @@ from ...security import classify, enforce, unreadable
 from ...security.confine import check_name, open_confined, read_confined
 from ...security.jsonsafe import loads
 from ...security.policy import TORCH_POLICY
-from ...security.torchfile import TorchFileError, read_pickles, tensor_records
+from ...security.torchfile import TorchFileError, read_pickles
+from ...security.torchrecords import tensor_records
 
 BIN_INDEX = ".bin.index.json"
 DEFAULT_INDEX = "pytorch_model.bin.index.json"

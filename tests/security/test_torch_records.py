@@ -1,0 +1,203 @@
+"""Hostile tensor records in ``.pt`` zips: what ``torch.load(mmap=True)`` would read past a
+member, what the one-scan builder (``formats/torch/fastload.py``) must never build, and the
+walks ``inspect`` makes over a scanned pickle (red team, seventh round)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import subprocess
+import sys
+import warnings
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import modelstore as ms  # noqa: E402
+from modelstore.formats.torch import fastload  # noqa: E402
+from modelstore.security.torchfile import read_pickles  # noqa: E402
+
+TWO_FLOATS = struct.pack("<2f", 1.0, 2.0)
+
+
+class _Storage:
+    """Pickled as torch's persistent id for a storage record."""
+
+    def __init__(self, key: str = "0", numel: int = 2, stype: Any = None) -> None:
+        self.pid = ("storage", stype or torch.FloatStorage, key, "cpu", numel)
+
+
+class _Call:
+    def __init__(self, fn: Any, args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> Any:
+        return (self.fn, self.args)
+
+
+class _Pickler(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def tensor(storage: Any = None, offset: Any = 0, size: Any = (2,), stride: Any = (1,)) -> Any:
+    storage = _Storage() if storage is None else storage
+    return _Call(
+        torch._utils._rebuild_tensor_v2, (storage, offset, size, stride, False, OrderedDict())
+    )
+
+
+def write_pt(
+    path: Path, obj: Any = None, data: dict[str, bytes] | None = None, raw: bytes = b""
+) -> Path:
+    """A zip in torch's layout whose data.pkl pickles ``obj`` (or is ``raw``)."""
+    if not raw:
+        buf = io.BytesIO()
+        _Pickler(buf, protocol=2).dump(obj)
+        raw = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", raw)
+        zf.writestr("archive/byteorder", b"little")
+        for key, value in (data if data is not None else {"0": TWO_FLOATS}).items():
+            zf.writestr(f"archive/data/{key}", value)
+        zf.writestr("archive/version", b"3\n")
+    return path
+
+
+def _load(path: Path) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.PickleWarning)
+        return ms.load(path)
+
+
+def test_the_crafted_layout_loads(tmp_path: Path) -> None:
+    """The helper's files are real: torch.load and ms.load read the plain one alike, through
+    the one-scan builder."""
+    path = write_pt(tmp_path / "ok.pt", {"w": tensor()})
+    assert torch.load(path, weights_only=True)["w"].tolist() == [1.0, 2.0]
+    assert fastload.build(path, read_pickles(path), None) is not fastload.NOT_PLAIN
+    assert _load(path)["w"].tolist() == [1.0, 2.0]
+
+
+def test_a_storage_record_larger_than_its_member_is_refused(tmp_path: Path) -> None:
+    """A record claiming 64 floats over an 8-byte member: ``torch.load(mmap=True)`` (what
+    ms.load called before) hands back a tensor of whatever bytes follow the member in the
+    file (other members, the central directory). scan, load and inspect refuse it."""
+    path = write_pt(tmp_path / "numel.pt", {"w": tensor(_Storage(numel=64), size=(64,))})
+    leaked = torch.load(path, weights_only=True, mmap=True)["w"]  # the naive loader
+    assert leaked.numel() == 64 and leaked[:2].tolist() == [1.0, 2.0]
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(
+        ms.UnsafeModelError, match="holds 64 elements of 4 bytes, but its member holds 8"
+    ):
+        _load(path)
+    with pytest.raises(ms.ModelstoreError, match="64 elements"):
+        ms.inspect(path)
+
+
+def test_a_storage_record_naming_no_member_is_refused(tmp_path: Path) -> None:
+    path = write_pt(tmp_path / "missing.pt", {"w": tensor(_Storage(key="7"))})
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="names storage '7', which is not a member"):
+        _load(path)
+
+
+@pytest.mark.parametrize(
+    "offset,size,stride",
+    [
+        (0, (100,), (1,)),  # past the storage's end
+        (2, (1,), (1,)),  # starts at its end
+        (-1, (2,), (1,)),  # before its start
+        (0, (2,), (-1,)),  # backwards
+        (0, (2, 2), (1,)),  # sizes and strides disagree
+        (0, (1 << 60,), (0,)),  # an expanded view of 2**60 elements
+        (0.0, (2,), (1,)),  # not an int
+        (True, (2,), (1,)),  # a bool is not an offset
+    ],
+)
+def test_a_view_outside_its_storage_is_never_built(
+    tmp_path: Path, offset: Any, size: Any, stride: Any
+) -> None:
+    """The builder checks each view against its storage before ``Tensor.set_`` sees it; what
+    it does not build goes to torch.load, which refuses or builds what torch allows."""
+    path = write_pt(tmp_path / "view.pt", {"w": tensor(offset=offset, size=size, stride=stride)})
+    assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN
+    try:
+        expected = torch.load(path, weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - torch refuses it: so must we
+        with pytest.raises(ms.ModelstoreError):
+            _load(path)
+    else:
+        got = _load(path)
+        assert got["w"].shape == expected["w"].shape and got["w"].stride() == expected["w"].stride()
+
+
+def test_one_storage_read_as_two_types_is_never_built(tmp_path: Path) -> None:
+    """Two records over one member with different element types (torch.save refuses to write
+    that): not built here."""
+    obj = {"a": tensor(), "b": tensor(_Storage(numel=8, stype=torch.ByteStorage), size=(8,))}
+    path = write_pt(tmp_path / "two.pt", obj)
+    assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN
+
+
+def test_a_state_dict_state_other_than_its_metadata_is_never_built(tmp_path: Path) -> None:
+    """torch's unpickler applies an OrderedDict's BUILD state to its ``__dict__``; the builder
+    takes ``_metadata`` only and leaves any other state (``__class__``, ...) to torch."""
+
+    class Od(OrderedDict):  # type: ignore[type-arg]
+        def __reduce__(self) -> Any:
+            return (OrderedDict, (), {"__class__": 1, "_metadata": {}}, None, iter(self.items()))
+
+    path = write_pt(tmp_path / "state.pt", Od(w=tensor()))
+    assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN
+    got = _load(path)
+    assert type(got) is OrderedDict and got["w"].tolist() == [1.0, 2.0]
+
+
+def _inspect_in_a_child(path: Path) -> None:
+    code = (
+        "import warnings, modelstore as ms; warnings.simplefilter('ignore');"
+        f"ms.inspect({str(path)!r}); print('done')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-500:]
+
+
+def test_a_dict_holding_itself_under_many_keys_does_not_hang_inspect(tmp_path: Path) -> None:
+    """16 KB of pickle: a dict that holds itself under 4,000 keys. The walks returned before
+    charging calls past their depth limit, and every loop kept iterating its keys once the
+    budget was spent: ~13 minutes with the collector paused (red team: 76 s for 400 keys)."""
+    raw = b"\x80\x02X\x01\x00\x00\x00aq\x000}q\x01(" + b"h\x00h\x01" * 4000 + b"u."
+    _inspect_in_a_child(write_pt(tmp_path / "self.pt", raw=raw, data={}))
+
+
+def test_a_key_the_file_built_is_not_formatted(tmp_path: Path) -> None:
+    """249 bytes: a dict key that is a list made of itself twice, 30 times over, through the
+    memo. Formatting it into a dotted name walked 2**30 leaves (13 GB, minutes); keys that are
+    not strings or small ints are named by their type."""
+    raw = bytearray(b"\x80\x04}]\x940")
+    for i in range(30):
+        raw += b"(h" + bytes([i]) + b"h" + bytes([i]) + b"l\x94" + (b"0" if i < 29 else b"")
+    raw += b"K\x01s."
+    _inspect_in_a_child(write_pt(tmp_path / "key.pt", raw=bytes(raw), data={}))
+
+
+def test_a_shape_of_two_hundred_thousand_entries_is_not_a_tensor_record(tmp_path: Path) -> None:
+    """A 400 KB record whose "shape" is 200,000 memo copies of 2**62: multiplying them out was
+    quadratic (239 s). Shapes of more than 64 entries, or entries outside int64, are not read
+    as tensor records."""
+    raw = bytearray(b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(")
+    raw += b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQ"
+    raw += (
+        b"K\x00(\x8a\x08" + (1 << 62).to_bytes(8, "little") + b"q\x00" + b"h\x00" * 199_999 + b"t"
+    )
+    raw += b"(tK\x00}tRs."
+    path = write_pt(tmp_path / "shape.pt", raw=bytes(raw), data={"0": b"\0" * 4})
+    _inspect_in_a_child(path)
+    assert ms.inspect(path).tensors == []
