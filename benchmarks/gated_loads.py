@@ -1,7 +1,9 @@
 """Gated pickle loads and pinned loads against the raw call, interleaved (issue 19).
 
-* ``.pt``: ``ms.load`` (the static scan, then ``torch.load(weights_only=True)``) vs ``torch.load(p, weights_only=True)``, for N tiny tensors (the per-tensor worst case)
-  and for an MLP state dict of about --mb MB.
+* ``.pt``: ``ms.load`` (one static scan; a plain state dict is built from it, anything else
+  loaded by ``torch.load(weights_only=True)`` after it) vs ``torch.load(p, weights_only=True)``
+  with and without ``mmap=True`` (which ms.load's tensors share), for N tiny tensors (the
+  per-tensor worst case) and for an MLP state dict of about --mb MB.
 * pickle / joblib: ``ms.load`` (the pure-Python restricted unpickler) vs ``joblib.load`` /
   ``pickle.load`` (C) for a random forest and a dict of --keys string keys.
 * pinned: ``ms.load(p, sha256=pin)`` vs ``ms.load(p)`` and one sha256 pass over the file,
@@ -73,11 +75,13 @@ def main() -> None:
             t = interleaved(
                 {
                     "torch.load": lambda: torch.load(p, weights_only=True),
+                    "torch.load mmap": lambda: torch.load(p, weights_only=True, mmap=True),
                     "ms.load": lambda: ms.load(p),
                 },
                 repeat=args.repeat,
             )
-            rows.append(row(f".pt, {n:,} tiny tensors", t, "ms.load", "torch.load"))
+            for raw in ("torch.load", "torch.load mmap"):
+                rows.append(row(f".pt, {n:,} tiny tensors", t, "ms.load", raw))
         sd = mlp(args.mb)
         pt, st = d / "mlp.pt", d / "mlp.safetensors"
         torch.save(sd, pt)
@@ -85,11 +89,13 @@ def main() -> None:
         t = interleaved(
             {
                 "torch.load": lambda: torch.load(pt, weights_only=True),
+                "torch.load mmap": lambda: torch.load(pt, weights_only=True, mmap=True),
                 "ms.load": lambda: ms.load(pt),
             },
             repeat=args.repeat,
         )
-        rows.append(row(f".pt, MLP {pt.stat().st_size >> 20} MiB", t, "ms.load", "torch.load"))
+        for raw in ("torch.load", "torch.load mmap"):
+            rows.append(row(f".pt, MLP {pt.stat().st_size >> 20} MiB", t, "ms.load", raw))
 
         from sklearn.datasets import load_digits
         from sklearn.ensemble import RandomForestClassifier

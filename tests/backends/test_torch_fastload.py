@@ -224,3 +224,18 @@ def test_other_devices_and_trust_go_through_torch_load(
     _load(path, device="meta")
     _load(path, trust=True)
     assert calls == ["meta", None]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")  # torch's own
+def test_a_protocol_4_state_dict_loads_as_its_scan_says(tmp_path: Path) -> None:
+    """``torch.save(..., pickle_protocol=4)`` frames its pickle; torch's weights-only unpickler
+    refuses the ``FRAME`` opcode, so the old path refused a file ``scan`` called safe. The
+    scan reads frames, and the state dict is built from it."""
+    path = tmp_path / "p4.pt"
+    torch.save(_state_dict(), path, pickle_protocol=4)
+    import pickle
+
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert ms.scan(path).verdict == "safe"
+    assert same(torch.load(path, weights_only=False), _load(path))
