@@ -216,7 +216,9 @@ class SymbolicUnpickler(StreamReader):
         if target.built:
             self.report.flag(f"sets the state of {target.func_name or 'an object'} twice")
         target.built = True
-        target.state = state
+        # the state as BUILD applies it: entries the stream adds to that dict afterwards
+        # (through the memo) do not reach the object (red team: a _metadata set later)
+        target.state = SymDict(list(state.items)) if type(state) is SymDict else state
         if self.hook is not None:
             replaced = self.hook(self, target)
             if replaced is not None:

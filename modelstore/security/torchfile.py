@@ -48,8 +48,10 @@ class TorchPickles:
     #: zip only: storage key -> (byte offset of its data in the file, size), for the members
     #: stored uncompressed, as the strict reader found them
     storages: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: zip only: the archive's ``byteorder`` record (None without one)
+    #: zip only: the archive's ``byteorder`` record (None without one; b"?" if too long)
     byteorder: bytes | None = None
+    #: zip only: its format version record, ``.data/version`` or else ``version`` (as above)
+    version: bytes | None = None
 
 
 def is_torch_zip(path: Path) -> bool:
@@ -105,11 +107,15 @@ def _torch_member(name: str) -> bool:
 
 def _kept_member(info: zipfile.ZipInfo) -> bool:
     """The members read for their bytes: the pickles, up to :data:`MAX_PICKLE_BYTES` each,
-    and the few bytes of the byte-order record."""
+    and the few bytes of the byte-order and format-version records."""
     name = info.filename
     if name.endswith(".pkl"):
         return info.file_size <= MAX_PICKLE_BYTES
-    return name.endswith("/byteorder") and info.file_size <= 16
+    return name.endswith(_RECORDS) and info.file_size <= 16
+
+
+#: Small records kept for the builder: (member name under the root, field of TorchPickles).
+_RECORDS = ("/byteorder", "/version", "/.data/version")
 
 
 def _check_container(path: Path) -> tuple[list[Member], dict[str, bytes]]:
@@ -194,7 +200,9 @@ def _read_zip(path: Path) -> TorchPickles:
         if rest.startswith("data/") and m.info.compress_type == zipfile.ZIP_STORED:
             out.storages[rest[5:]] = (m.data_start, m.info.file_size)
         elif rest == "byteorder":
-            out.byteorder = data.get(m.info.filename)
+            out.byteorder = data.get(m.info.filename, b"?")
+        elif rest == ".data/version" or (rest == "version" and out.version is None):
+            out.version = data.get(m.info.filename, b"?")
     pkls = [i for i in infos if i.filename.endswith(".pkl")]
     if not pkls:
         raise TorchFileError("a zip archive without data.pkl is not a torch.save file")
@@ -218,15 +226,25 @@ def _read_zip(path: Path) -> TorchPickles:
     return out
 
 
+#: Bytes per element of the storage classes the allow-list names (a storage record naming
+#: any other class is refused): the legacy typed classes, packed sub-byte quantized ones
+#: (counted in bytes), and the untyped class (its element count is in bytes).
+_ITEMSIZE: dict[str, int] = {
+    **{name: DTYPE_SIZES[dtype] for name, dtype in TORCH_STORAGE_DTYPES.items()},
+    "QUInt4x2Storage": 1,
+    "QUInt2x4Storage": 1,
+}
+
+
 def _itemsize(stype: Any) -> int | None:
     """Bytes per element of a storage class named in a storage record (None: unknown)."""
     if not isinstance(stype, Global):
         return None
     if stype.qualname == "torch.storage.UntypedStorage":
-        return 1  # its element count is in bytes
+        return 1
     if stype.module not in ("torch", "torch.cuda"):
         return None
-    return DTYPE_SIZES.get(TORCH_STORAGE_DTYPES.get(stype.name, ""))
+    return _ITEMSIZE.get(stype.name)
 
 
 def _storage_problem(main: PickleReport, storages: dict[str, tuple[int, int]]) -> str | None:
@@ -239,18 +257,27 @@ def _storage_problem(main: PickleReport, storages: dict[str, tuple[int, int]]) -
         if not (isinstance(rec, tuple) and len(rec) == 5 and rec[0] == "storage"):
             continue  # not a storage record: the scan judges it
         _, stype, key, _, numel = rec
+        # fail closed: torch.load(mmap=True) maps numel x its element size from the member's
+        # offset whatever the member holds (red team: quint4x2 storages, numel=True, read the
+        # next member's header); and nothing the file built is formatted (a key of nested
+        # tuples took exponential time to print)
+        if type(key) is not str:
+            return f"a tensor record names its storage by a {type(key).__name__}, not a string"
         size = _itemsize(stype)
-        if size is None or not isinstance(numel, int) or isinstance(numel, bool):
-            continue  # torch.load refuses it on its own
-        found = storages.get(key) if isinstance(key, str) else None
+        if size is None:
+            what = stype.qualname if isinstance(stype, Global) else type(stype).__name__
+            return f"a tensor record names the storage class {what[:80]}, whose element size is unknown"
+        if type(numel) is not int or numel < 0:
+            return f"a tensor record gives storage {key[:40]!r} an element count that is not a count"
+        found = storages.get(key)
         if found is None:
             return (
-                f"a tensor record names storage {str(key)[:40]!r}, which is not a member "
+                f"a tensor record names storage {key[:40]!r}, which is not a member "
                 "stored uncompressed in the archive"
             )
         if numel * size != found[1]:
             return (
-                f"a tensor record says storage {key!r} holds {numel} elements of {size} "
+                f"a tensor record says storage {key[:40]!r} holds {numel} elements of {size} "
                 f"bytes, but its member holds {found[1]} bytes"
             )
     return None

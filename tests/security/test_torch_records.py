@@ -54,7 +54,12 @@ def tensor(storage: Any = None, offset: Any = 0, size: Any = (2,), stride: Any =
 
 
 def write_pt(
-    path: Path, obj: Any = None, data: dict[str, bytes] | None = None, raw: bytes = b""
+    path: Path,
+    obj: Any = None,
+    data: dict[str, bytes] | None = None,
+    raw: bytes = b"",
+    version: bytes | None = b"3\n",
+    byteorder: bytes | None = b"little",
 ) -> Path:
     """A zip in torch's layout whose data.pkl pickles ``obj`` (or is ``raw``)."""
     if not raw:
@@ -63,10 +68,12 @@ def write_pt(
         raw = buf.getvalue()
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", raw)
-        zf.writestr("archive/byteorder", b"little")
+        if byteorder is not None:
+            zf.writestr("archive/byteorder", byteorder)
         for key, value in (data if data is not None else {"0": TWO_FLOATS}).items():
             zf.writestr(f"archive/data/{key}", value)
-        zf.writestr("archive/version", b"3\n")
+        if version is not None:
+            zf.writestr("archive/version", version)
     return path
 
 
@@ -201,3 +208,89 @@ def test_a_shape_of_two_hundred_thousand_entries_is_not_a_tensor_record(tmp_path
     path = write_pt(tmp_path / "shape.pt", raw=bytes(raw), data={"0": b"\0" * 4})
     _inspect_in_a_child(path)
     assert ms.inspect(path).tensors == []
+
+
+# -- red team, seventh round, second pass --------------------------------------------------
+
+
+def test_a_storage_key_the_file_built_is_refused_without_printing_it(tmp_path: Path) -> None:
+    """974 bytes: a storage record whose key is a tuple holding the previous level twice, 40
+    levels deep. The size check's message printed it (2**40 steps: scan, inspect and load
+    hung; torch.load alone hangs building the member name). Keys must be strings."""
+    key: Any = "k"
+    for _ in range(40):
+        key = (key, key)
+    path = write_pt(tmp_path / "key.pt", {"w": tensor(_Storage(key=key))})
+    assert path.stat().st_size < 2000
+    code = (
+        "import warnings, modelstore as ms; warnings.simplefilter('ignore');"
+        f"r = ms.scan({str(path)!r}); print(r.verdict, r.findings[0].reason)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("unsafe"), proc.stderr[-500:]
+    assert "names its storage by a tuple, not a string" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "stype,numel,members,why",
+    [
+        # packed quantized storages were skipped by the check: 200 "elements" of a 0-byte
+        # member mapped the next member's header and data (and aliased its tensor)
+        ("QUInt4x2Storage", 200, {"0": b"", "1": TWO_FLOATS}, "holds 200 elements of 1 bytes"),
+        # numel=True (NEWTRUE) was skipped too: torch maps True x 8 bytes
+        ("DoubleStorage", True, {"0": b""}, "element count that is not a count"),
+        ("FloatStorage", -1, {"0": b""}, "element count that is not a count"),
+        # a storage class the check has no element size for is refused, not waved through
+        ("storage.TypedStorage", 2, {"0": TWO_FLOATS}, "whose element size is unknown"),
+    ],
+)
+def test_every_storage_record_is_checked_against_its_member(
+    tmp_path: Path, stype: str, numel: Any, members: dict[str, bytes], why: str
+) -> None:
+    owner: Any = torch
+    for part in stype.split("."):
+        owner = getattr(owner, part)
+    path = write_pt(
+        tmp_path / "rec.pt", {"w": tensor(_Storage(numel=numel, stype=owner))}, data=members
+    )
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match=why):
+        _load(path)
+
+
+@pytest.mark.parametrize(
+    "version,byteorder",
+    [(None, b"little"), (b"999\n", b"little"), (b"3\n", b"little" + b" " * 20), (b"3\n", b"big")],
+)
+def test_records_torch_would_refuse_or_read_otherwise_are_left_to_it(
+    tmp_path: Path, version: bytes | None, byteorder: bytes
+) -> None:
+    """No format version, a version newer than torch reads, a byte-order record that is not
+    exactly "little": the builder leaves each to torch.load (which refuses the first three
+    and byte-swaps the last) instead of reading the storages as little-endian version-3 data."""
+    path = write_pt(tmp_path / "v.pt", {"w": tensor()}, version=version, byteorder=byteorder)
+    assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN
+    try:
+        expected = torch.load(path, weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - torch refuses it: so must we
+        with pytest.raises(ms.ModelstoreError):
+            _load(path)
+    else:
+        assert _load(path)["w"].tolist() == expected["w"].tolist()
+
+
+def test_a_state_is_what_it_was_when_build_applied_it(tmp_path: Path) -> None:
+    """An OrderedDict's BUILD state, empty when BUILD runs, is filled afterwards through the
+    memo: unpicklers apply the state as it was (no ``_metadata``); the scan keeps that
+    snapshot, so the builder does not set a ``_metadata`` torch would not."""
+    raw = (
+        b"\x80\x02ccollections\nOrderedDict\n)Rq\x00}q\x01b"  # od, BUILD with an empty state
+        b"h\x01X\t\x00\x00\x00_metadata}X\x01\x00\x00\x00xK\x07ss0"  # state["_metadata"] = {...}
+        b"X\x04\x00\x00\x00junkh\x01s."  # od["junk"] = state
+    )
+    path = write_pt(tmp_path / "state.pt", raw=raw, data={})
+    loaded = pickle.loads(raw)
+    assert loaded["junk"] == {"_metadata": {"x": 7}} and not hasattr(loaded, "_metadata")
+    main = read_pickles(path).main
+    assert main is not None and main.result.state.items == []
+    assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN

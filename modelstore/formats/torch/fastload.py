@@ -39,6 +39,9 @@ from ...security.torchfile import TorchPickles
 NOT_PLAIN: Any = object()
 #: Containers nested deeper than this are left to ``torch.load`` (its unpickler is iterative).
 MAX_DEPTH = 200
+#: The newest archive format version built here (``kMaxSupportedFileFormatVersion`` of torch
+#: 2.13); ``torch.save`` writes 3.
+MAX_VERSION = 10
 
 _TENSOR = "torch._utils._rebuild_tensor_v2"
 _PARAMETER = "torch._utils._rebuild_parameter"
@@ -67,6 +70,7 @@ def build(path: Path, pickles: TorchPickles, device: str | None) -> Any:
         or device not in (None, "cpu")
         or sys.byteorder != "little"
         or pickles.byteorder not in (None, b"little")
+        or not _readable_version(pickles.version)
     ):
         return NOT_PLAIN
     try:
@@ -212,6 +216,13 @@ class _Builder:
         found = (self.file[start : start + nbytes], dtype, numel)
         self.storages[key] = found
         return found
+
+
+def _readable_version(record: bytes | None) -> bool:
+    """A format version torch reads (it refuses a file without one, or newer than it knows;
+    2.13 reads 1 to 10): anything else is torch.load's to refuse."""
+    text = (record or b"").strip()
+    return text.isdigit() and len(text) <= 2 and 1 <= int(text) <= MAX_VERSION
 
 
 def _ints(v: Any) -> bool:
