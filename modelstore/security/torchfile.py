@@ -268,7 +268,9 @@ def _storage_problem(main: PickleReport, storages: dict[str, tuple[int, int]]) -
             what = stype.qualname if isinstance(stype, Global) else type(stype).__name__
             return f"a tensor record names the storage class {what[:80]}, whose element size is unknown"
         if type(numel) is not int or numel < 0:
-            return f"a tensor record gives storage {key[:40]!r} an element count that is not a count"
+            return (
+                f"a tensor record gives storage {key[:40]!r} an element count that is not a count"
+            )
         found = storages.get(key)
         if found is None:
             return (

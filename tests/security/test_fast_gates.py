@@ -325,7 +325,7 @@ def test_signals_at_any_moment_never_leave_the_collector_off() -> None:
 # an interrupt inside the stdlib's zipfile (its __init__ or close) leaves the file for the
 # collector to close: a ResourceWarning, not the collector state under test
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("walk", ["pickle", "zip", "inspect"])
+@pytest.mark.parametrize("walk", ["pickle", "zip", "inspect", "safetensors"])
 def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
     tmp_path: Path, walk: str
 ) -> None:
@@ -345,19 +345,26 @@ def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
             zf.writestr(f"m/data/{i}", b"x" * i)
 
     import torch
+    from safetensors.torch import save_file
 
+    from modelstore.formats.safetensors.file import load_tensors, read_header
     from modelstore.formats.torch.backend import TorchBackend
 
     pt = tmp_path / "w.pt"
     torch.save({"w": torch.ones(2), "b": torch.zeros(1), "n": 3}, pt)
+    st = tmp_path / "w.safetensors"
+    save_file({"w": torch.ones(2), "b": torch.zeros(1)}, st)
 
     def run() -> None:
         if walk == "pickle":
             _analyse(data)
         elif walk == "zip":
             check_archive(archive)
-        else:  # the zip, the pickle, then the walks of the symbolic result under a pause
+        elif walk == "inspect":  # the zip, the pickle, then the walks of the symbolic result
             TorchBackend()._inspect(pt)
+        else:  # the header's parse, its records and its tensors: three pauses (paused())
+            read_header(st).tensors()
+            load_tensors(st)
 
     run()
     calls = 0
@@ -417,6 +424,38 @@ def test_inspect_walks_its_result_with_the_collector_paused(
     torch.save({"w": torch.ones(2)}, path)
     assert [t.name for t in ms.inspect(path).tensors] == ["w"]
     assert seen == [False] and gc.isenabled()
+
+
+def test_safetensors_walks_run_with_the_collector_paused(tmp_path: Path) -> None:
+    """A safetensors header's parse, its tensor records and its tensors (one object per
+    entry) run paused for a header of up to 4 MiB: with the collector on, a load of 10,000
+    tensors took 111 ms instead of 43 and inspect 81 ms instead of 25."""
+    import torch
+    from safetensors.torch import save_file
+
+    from modelstore.formats.safetensors import file
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.ones(2)}, path)
+    seen: list[bool] = []
+    real_decode, real_views = file._decode, file._views
+
+    def decode(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real_decode(*args)
+
+    def views(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real_views(*args)
+
+    mp = pytest.MonkeyPatch()
+    with mp.context() as m:
+        m.setattr(file, "_decode", decode)
+        m.setattr(file, "_views", views)
+        m.setattr(file.Header, "_tensors", lambda self: seen.append(gc.isenabled()) or [])
+        file.read_header(path).tensors()
+        assert list(file.load_tensors(path)) == ["w"]
+    assert seen == [False, False, False, False] and gc.isenabled()  # header read twice
 
 
 def test_a_child_forked_during_a_scan_has_its_collector_back() -> None:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..._gc import MAX_BYTES as PAUSE_BYTES
+from ..._gc import paused
 from ..._info import Finding, ScanReport, TensorInfo
 from ...errors import FormatError, IntegrityError
 from ...security import unreadable
@@ -90,6 +92,10 @@ class Header:
         return canonical(raw)
 
     def tensors(self) -> list[TensorInfo]:
+        # a record per entry, the collector paused for a header of up to 4 MiB (see ..._gc)
+        return paused(self.data_start <= PAUSE_BYTES, self._tensors)
+
+    def _tensors(self) -> list[TensorInfo]:
         out = []
         for name, e in self.entries.items():
             dtype = DTYPES[e["dtype"]][0]
@@ -156,6 +162,11 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
             f"{path}: not a safetensors file (header length {n} exceeds the file size {size})"
         )
     blob = read(8, 8 + n)
+    # a dict per tensor, the collector paused for a header of up to 4 MiB (see ..._gc)
+    return paused(n <= PAUSE_BYTES, _decode, path, blob, 8 + n, size)
+
+
+def _decode(path: Any, blob: bytes, data_start: int, size: int) -> Header:
     # bounded: no RecursionError on deep nesting, no inf/NaN, no huge numbers (also remotely);
     # _validate checks the type of every field, so it refuses nesting without a depth walk
     raw = loads(blob, where=f"{path}: the safetensors header", max_bytes=MAX_HEADER, max_depth=None)
@@ -163,7 +174,7 @@ def header_from_reader(path: Any, size: int, read: Callable[[int, int], bytes]) 
         raise FormatError(
             f"{path}: the safetensors header is not a JSON object; the file is corrupt"
         )
-    header = Header(path, raw, 8 + n, size)
+    header = Header(path, raw, data_start, size)
     _validate(header)
     return header
 
@@ -273,6 +284,11 @@ def load_tensors(path: Path, file: BinaryIO | None = None) -> dict[str, Any]:
     else:
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    # a tensor per entry, the collector paused for a header of up to 4 MiB (see ..._gc)
+    return paused(h.data_start <= PAUSE_BYTES, _views, torch, h, mm, out)
+
+
+def _views(torch: Any, h: Header, mm: mmap.mmap, out: dict[str, Any]) -> dict[str, Any]:
     for name, e in h.entries.items():
         dtype = _torch_dtype(DTYPES[e["dtype"]][0])
         b, end = e["data_offsets"]

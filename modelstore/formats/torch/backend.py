@@ -7,12 +7,11 @@ line of defence; only ``trust=True`` lifts both. Metadata lives in ``PATH.models
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 from typing import Any
 
-from ..._gc import HOLDING, hold
 from ..._gc import MAX_BYTES as PAUSE_BYTES
+from ..._gc import paused
 from ..._info import Finding, ScanReport
 from ...errors import (
     ArchitectureMismatchError,
@@ -248,15 +247,8 @@ class TorchBackend(Backend):
         if main is None or main.error:
             why = main.error if main else "no object pickle"
             raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
-        held: list[bool] = []
-        try:
-            hold(main.end <= PAUSE_BYTES, held)  # walks of the symbolic result: see ..._gc
-            records = tensor_records(main.result)
-            top = plain_value(main.result)
-        finally:
-            if held:
-                del HOLDING[-1:]  # then the call, nothing in between (see ..._gc)
-                gc.enable()
+        # two walks of the symbolic result, the collector paused for a small pickle (see ..._gc)
+        records, top = paused(main.end <= PAUSE_BYTES, _walks, main.result)
         storage_seen: set[tuple[Any, ...]] = set()
         num = 0
         for info, ident in records:
@@ -287,6 +279,10 @@ class TorchBackend(Backend):
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _predict(model, inputs, request)
+
+
+def _walks(result: Any) -> tuple[list[tuple[Any, tuple[Any, ...]]], Any]:
+    return tensor_records(result), plain_value(result)
 
 
 def _weights_of(obj: Any) -> dict[str, Any] | None:
