@@ -74,6 +74,40 @@ def is_torch_zip(path: Path) -> bool:
         return False
 
 
+def small_archive(path: Path, limit: int) -> bool:
+    """Whether ``path`` looks like a torch zip whose central directory and ``data.pkl`` (its
+    first member, as torch writes it) are each at most ``limit`` bytes, in a file of at most
+    64 x ``limit`` (the strict reader CRC-checks every member but the storages): three small
+    reads (the end record, the first directory entry), to bound work before it starts. A
+    file that only looks so is refused by the strict reader where it disagrees with itself;
+    a file that does not look so gets no pause."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            if not 22 + 46 <= size <= 64 * limit:
+                return False
+            f.seek(size - 22)
+            end = f.read(22)
+            if end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
+                return False  # a comment, or no end record where torch puts it
+            cd_size = int.from_bytes(end[12:16], "little")
+            cd_offset = int.from_bytes(end[16:20], "little")
+            if cd_size > limit or cd_offset + 46 > size:
+                return False
+            f.seek(cd_offset)
+            first = f.read(46 + 256)
+    except OSError:
+        return False
+    name = first[46 : 46 + int.from_bytes(first[28:30], "little")]
+    return (
+        first[:4] == b"PK\x01\x02"
+        and name.endswith(b"/data.pkl")  # the only pickle a torch zip may hold
+        and int.from_bytes(first[10:12], "little") == 0  # stored
+        and int.from_bytes(first[20:24], "little") <= limit  # its size (0xFFFFFFFF: zip64)
+    )
+
+
 def read_pickles(path: Path) -> TorchPickles:
     """Analyse the pickles of a torch file; raises :class:`TorchFileError` if it is not one."""
     with open(path, "rb") as f:

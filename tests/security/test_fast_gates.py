@@ -325,7 +325,7 @@ def test_signals_at_any_moment_never_leave_the_collector_off() -> None:
 # an interrupt inside the stdlib's zipfile (its __init__ or close) leaves the file for the
 # collector to close: a ResourceWarning, not the collector state under test
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("walk", ["pickle", "zip", "inspect", "safetensors"])
+@pytest.mark.parametrize("walk", ["pickle", "zip", "inspect", "load", "safetensors"])
 def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
     tmp_path: Path, walk: str
 ) -> None:
@@ -347,6 +347,7 @@ def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
     import torch
     from safetensors.torch import save_file
 
+    from modelstore.formats.base import LoadRequest
     from modelstore.formats.safetensors.file import load_tensors, read_header
     from modelstore.formats.torch.backend import TorchBackend
 
@@ -360,8 +361,10 @@ def test_an_interrupt_on_entering_any_function_never_leaves_the_collector_off(
             _analyse(data)
         elif walk == "zip":
             check_archive(archive)
-        elif walk == "inspect":  # the zip, the pickle, then the walks of the symbolic result
-            TorchBackend()._inspect(pt)
+        elif walk == "inspect":  # the zip, the pickle, the walks: under one pause, nested ones
+            TorchBackend().inspect(pt)
+        elif walk == "load":  # the zip, the pickle, the build: under one pause
+            TorchBackend().load(pt, LoadRequest(options=TorchBackend.LoadOptions()))
         else:  # the header's parse, its records and its tensors: three pauses (paused())
             read_header(st).tensors()
             load_tensors(st)
@@ -424,6 +427,58 @@ def test_inspect_walks_its_result_with_the_collector_paused(
     torch.save({"w": torch.ones(2)}, path)
     assert [t.name for t in ms.inspect(path).tensors] == ["w"]
     assert seen == [False] and gc.isenabled()
+
+
+def test_a_small_torch_archive_is_read_in_one_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scan, load and inspect of a ``.pt`` whose central directory and ``data.pkl`` are each
+    at most 4 MiB (in a file of at most 256 MiB) run whole with the collector paused: with
+    pauses per stage, the scan's objects survived into the next stage and a collection walked
+    them there (load 2.3x from 10,000 to 20,000 tensors, now 2.1x; 0.49x-0.55x torch.load)."""
+    import zipfile
+
+    import torch
+
+    from modelstore.security import torchfile
+
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    limit = _gc.MAX_BYTES
+    assert torchfile.small_archive(path, limit)
+    seen: list[bool] = []
+    real = torchfile._read_zip
+
+    def spy(p: Path) -> Any:
+        seen.append(gc.isenabled())
+        return real(p)
+
+    monkeypatch.setattr(torchfile, "_read_zip", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.PickleWarning)
+        ms.load(path)
+    ms.scan(path)
+    ms.inspect(path)
+    assert seen and not any(seen) and gc.isenabled()
+    # what does not get the pause: a comment after the end record, a first member that is
+    # not the pickle, a pickle or directory over the limit, a file over 64 x the limit
+    with zipfile.ZipFile(path) as src:
+        members = [(i.filename, src.read(i)) for i in src.infolist()]
+    variants = {
+        "comment": (members, b"x", limit),
+        "order": (members[1:] + members[:1], b"", limit),
+        "pickle": (members, b"", len(members[0][1]) - 1),
+    }
+    for name, (order, comment, lim) in variants.items():
+        other = tmp_path / f"{name}.pt"
+        with zipfile.ZipFile(other, "w") as dst:
+            for member, data in order:
+                dst.writestr(member, data)
+            dst.comment = comment
+        assert torchfile.small_archive(path, limit) and not torchfile.small_archive(other, lim), (
+            name
+        )
+    assert not torchfile.small_archive(path, path.stat().st_size // 64 - 1)
 
 
 def test_safetensors_walks_run_with_the_collector_paused(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from ...security.torchfile import (
     TorchPickles,
     is_torch_zip,
     read_pickles,
+    small_archive,
 )
 from ...security.torchrecords import plain_value, tensor_records
 from ...storage.hashing import PendingDigest, hash_file_later
@@ -159,7 +160,8 @@ class TorchBackend(Backend):
     def scan(self, path: Path) -> ScanReport:
         if _bin.is_index(path):
             return _bin.scan(path)
-        return self._scanned(path)[0]
+        # the whole read, the collector paused for a small archive (see ..._gc)
+        return paused(small_archive(path, PAUSE_BYTES), self._scanned, path)[0]
 
     def _scanned(self, path: Path) -> tuple[ScanReport, TorchPickles | None]:
         try:
@@ -184,13 +186,17 @@ class TorchBackend(Backend):
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
         obj = NOT_PLAIN
         if request.trust is not True:
-            report, pickles = self._scanned(path)
-            enforce(report, request.trust)  # the gate left the scan to us
-            if pickles is not None:
-                obj = build_plain(path, pickles, request.device)
+            # the scan and the build, the collector paused for a small archive: the scan's
+            # objects die by reference count before a collection ever walks them (see ..._gc)
+            obj = paused(small_archive(path, PAUSE_BYTES), self._scan_and_build, path, request)
         if obj is NOT_PLAIN:
             obj = torch_load(path, request)
         return self._built(path, request, obj)
+
+    def _scan_and_build(self, path: Path, request: LoadRequest) -> Any:
+        report, pickles = self._scanned(path)
+        enforce(report, request.trust)  # the gate left the scan to us
+        return NOT_PLAIN if pickles is None else build_plain(path, pickles, request.device)
 
     def _built(self, path: Path, request: LoadRequest, obj: Any) -> Any:
         if _torch.is_module(obj):
@@ -221,7 +227,8 @@ class TorchBackend(Backend):
         return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
 
     def inspect(self, path: Path) -> Inspection:
-        found = self._inspect(path)
+        # the whole read, the collector paused for a small archive (see ..._gc)
+        found = paused(small_archive(path, PAUSE_BYTES), self._inspect, path)
         _hf.describe(path, found)
         return found
 
@@ -247,7 +254,8 @@ class TorchBackend(Backend):
         if main is None or main.error:
             why = main.error if main else "no object pickle"
             raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
-        # two walks of the symbolic result, the collector paused for a small pickle (see ..._gc)
+        # two walks of the symbolic result, the collector paused for a small pickle (see
+        # ..._gc; a no-op under the pause of the whole read above)
         records, top = paused(main.end <= PAUSE_BYTES, _walks, main.result)
         storage_seen: set[tuple[Any, ...]] = set()
         num = 0

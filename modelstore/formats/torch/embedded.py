@@ -21,6 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..._gc import MAX_BYTES as PAUSE_BYTES
+from ..._gc import paused
 from ...errors import FormatError
 from ...security.jsonsafe import loads
 from ...storage.hashing import format_checksum, new_checksum, update_from_file
@@ -57,22 +59,43 @@ def _record_info(zf: zipfile.ZipFile) -> zipfile.ZipInfo | None:
     return found[0] if found else None
 
 
+def _directory_size(path: Path) -> int:
+    """The central directory's size from a comment-less end record (as torch writes it),
+    else a size that no pause allows."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 22:
+            return 1 << 62
+        f.seek(-22, 2)
+        end = f.read(22)
+    if end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
+        return 1 << 62
+    return int.from_bytes(end[12:16], "little")
+
+
+def _record_bytes(path: Path) -> bytes | None:
+    with zipfile.ZipFile(path) as zf:
+        info = _record_info(zf)
+        if info is None:
+            return None
+        if info.file_size > MAX_RECORD or info.compress_type != zipfile.ZIP_STORED:
+            raise FormatError(
+                f"{path}: its {RECORD} record is not one modelstore writes; it is damaged or hostile"
+            )
+        return zf.read(info)
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
     """The metadata record inside the torch zip ``path``, validated, or None without one."""
     if not zipfile.is_zipfile(path):
         return None
     try:
-        with zipfile.ZipFile(path) as zf:
-            info = _record_info(zf)
-            if info is None:
-                return None
-            if info.file_size > MAX_RECORD or info.compress_type != zipfile.ZIP_STORED:
-                raise FormatError(
-                    f"{path}: its {RECORD} record is not one modelstore writes; it is damaged or hostile"
-                )
-            raw = zf.read(info)
+        # a ZipInfo per member: the collector paused for a small central directory (see ..._gc)
+        raw = paused(_directory_size(path) <= PAUSE_BYTES, _record_bytes, path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise FormatError(f"{path}: cannot read its {RECORD} record ({e})") from None
+    if raw is None:
+        return None
     meta = loads(raw, where=f"{path}: the {RECORD} record", max_bytes=MAX_RECORD)
     check_meta(path, meta, f"its {RECORD} record")
     if not isinstance(meta.get("data_checksum", ""), str):
