@@ -115,8 +115,8 @@ def same(a: Any, b: Any, seen: set[int] | None = None) -> bool:
     if isinstance(a, torch.Tensor):
         return (
             type(a) is type(b)
-            and (a.dtype, a.shape, a.stride(), a.requires_grad)
-            == (b.dtype, b.shape, b.stride(), b.requires_grad)
+            and (a.dtype, a.shape, a.stride(), a.requires_grad, a._backward_hooks)
+            == (b.dtype, b.shape, b.stride(), b.requires_grad, b._backward_hooks)
             and (a.is_quantized or torch.equal(a, b))
         )
     if isinstance(a, dict):

@@ -147,6 +147,7 @@ class _Builder:
             out = self.torch.nn.Parameter(data, requires_grad=grad)
         else:
             raise _NotPlain
+        out._backward_hooks = OrderedDict()  # as torch's _rebuild_* set it: an empty dict
         self.memo[key] = out
         return out
 
