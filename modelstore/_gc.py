@@ -10,12 +10,14 @@ reference counts before the collector ever counts them.
 
 The pause is process-wide (``gc.disable`` is): while it lasts, cyclic garbage that *other*
 threads drop is not collected either. So callers pause only walks whose input is small
-(:data:`MAX_BYTES`), and a longer walk runs with the collector on. The walks are linear in
-their input (two that were not, found by a red team, are fixed and tested): 4 MiB is the
-pickle of a `.pt` of ~45,000 tensors (walked in ~0.4 s here) or a zip directory of ~60,000
-members; a pickle made of the densest opcodes walks at ~3 MB/s, so no pause lasts much more
-than a second here. Cyclic garbage a hostile file makes the walk itself create waits for the
-next collection; the walk holds at most as much as its memo could.
+(:data:`MAX_PICKLE_BYTES` for a pickle, :data:`MAX_BYTES` for a zip directory or a
+safetensors header), and a longer walk runs with the collector on. The walks are linear in
+their input (those that were not, found by red teams, are fixed and tested). A pickle of the
+densest opcodes walks at ~1.2 MB/s here, and a ``.pt`` whose tensor records reuse the memo
+builds a tensor per 16 bytes (~60,000 per MiB, ~1 s), so no pause lasts much more than a
+second here; a 4 MiB zip directory (~60,000 members) is read in under one. Cyclic garbage a
+hostile file makes the walk itself create waits for the next collection; the walk holds at
+most as much as its memo could.
 
 The same bound covers the walks that build a record per entry of a parsed input: ``ms.inspect``'s
 two walks of a ``.pt``'s symbolic result (tensor records, plain values: linear in the pickle,
@@ -24,8 +26,9 @@ records and its tensors (one per entry; the header is at most 4 MiB). With the c
 their allocations promoted what the parse had built and set off full collections (inspect of
 a `.pt` grew 2.6x from 10,000 to 20,000 tensors; a safetensors load took 111 ms instead of 43).
 
-A ``.pt`` whose central directory and ``data.pkl`` are each at most 4 MiB, in a file of at
-most 256 MiB (``torchfile.small_archive``: three small reads before anything is parsed), is
+A ``.pt`` whose central directory is at most 4 MiB and whose ``data.pkl`` is at most 1 MiB,
+in a file of at most 256 MiB (``torchfile.small_archive``: three small reads before anything
+is parsed; torch is imported before the pause, not in it), is
 scanned, loaded or inspected whole under one pause: per stage, the scan's objects outlived
 their stage and the next stage's first collection walked them (the stages are linear in those
 sizes; the strict reader's CRC pass reads at most the file, allocating nothing tracked).
@@ -65,8 +68,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: Walks of inputs up to this size pause the collector.
+#: Walks of a zip directory or a safetensors header up to this size pause the collector.
 MAX_BYTES = 4 << 20
+#: Walks of a pickle up to this size pause the collector: the densest opcodes (``MARK
+#: SETITEMS`` on one dict, two bytes each) walk at ~1.2 MB/s here (red team), and a pickle
+#: of ``.pt`` tensor records reusing the memo builds a tensor per 16 bytes.
+MAX_PICKLE_BYTES = 1 << 20
 
 #: One entry per pause that turned the collector off and has not ended (for a child after
 #: ``fork``). Changed only by statements that call no Python code (``+=`` on a list,

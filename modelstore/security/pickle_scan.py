@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._gc import HOLDING, hold
-from .._gc import MAX_BYTES as PAUSE_BYTES
+from .._gc import MAX_PICKLE_BYTES as PAUSE_BYTES
 from .allowlist import CALL, CONSTRUCT, Entry
 from .pickle_keys import plain_keys, safe_key
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader
@@ -47,6 +47,8 @@ class Call:
     payload: Any = None  # data a file format stores beside the pickle (joblib's raw arrays)
     new: bool = False
     built: bool = False
+    #: the entries ``state`` had when BUILD applied it (a dict state; -1 otherwise)
+    state_size: int = -1
 
     @property
     def func_name(self) -> str | None:
@@ -216,9 +218,11 @@ class SymbolicUnpickler(StreamReader):
         if target.built:
             self.report.flag(f"sets the state of {target.func_name or 'an object'} twice")
         target.built = True
-        # the state as BUILD applies it: entries the stream adds to that dict afterwards
-        # (through the memo) do not reach the object (red team: a _metadata set later)
-        target.state = SymDict(list(state.items)) if type(state) is SymDict else state
+        target.state = state
+        # how much of a dict state BUILD applies: entries the stream adds to that dict later
+        # (through the memo) do not reach the object (red team: a _metadata set afterwards).
+        # A count, not a copy: one dict built into 100,000 calls made copies quadratic
+        target.state_size = len(state.items) if type(state) is SymDict else -1
         if self.hook is not None:
             replaced = self.hook(self, target)
             if replaced is not None:

@@ -74,13 +74,13 @@ def is_torch_zip(path: Path) -> bool:
         return False
 
 
-def small_archive(path: Path, limit: int) -> bool:
-    """Whether ``path`` looks like a torch zip whose central directory and ``data.pkl`` (its
-    first member, as torch writes it) are each at most ``limit`` bytes, in a file of at most
-    64 x ``limit`` (the strict reader CRC-checks every member but the storages): three small
-    reads (the end record, the first directory entry), to bound work before it starts. A
-    file that only looks so is refused by the strict reader where it disagrees with itself;
-    a file that does not look so gets no pause."""
+def small_archive(path: Path, limit: int, pickle_limit: int) -> bool:
+    """Whether ``path`` looks like a torch zip whose central directory is at most ``limit``
+    bytes and whose ``data.pkl`` (its first member, as torch writes it) at most
+    ``pickle_limit``, in a file of at most 64 x ``limit`` (the strict reader CRC-checks every
+    member but the storages): three small reads (the end record, the first directory entry),
+    to bound work before it starts. A file that only looks so is refused by the strict reader
+    where it disagrees with itself; a file that does not look so gets no pause."""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -104,7 +104,7 @@ def small_archive(path: Path, limit: int) -> bool:
         first[:4] == b"PK\x01\x02"
         and name.endswith(b"/data.pkl")  # the only pickle a torch zip may hold
         and int.from_bytes(first[10:12], "little") == 0  # stored
-        and int.from_bytes(first[20:24], "little") <= limit  # its size (0xFFFFFFFF: zip64)
+        and int.from_bytes(first[20:24], "little") <= pickle_limit  # (0xFFFFFFFF: zip64)
     )
 
 

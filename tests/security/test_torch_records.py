@@ -280,8 +280,8 @@ def test_records_torch_would_refuse_or_read_otherwise_are_left_to_it(
 
 def test_a_state_is_what_it_was_when_build_applied_it(tmp_path: Path) -> None:
     """An OrderedDict's BUILD state, empty when BUILD runs, is filled afterwards through the
-    memo: unpicklers apply the state as it was (no ``_metadata``); the scan keeps that
-    snapshot, so the builder does not set a ``_metadata`` torch would not."""
+    memo: unpicklers apply the state as it was (no ``_metadata``); the scan records how many
+    entries it had then, so the builder does not set a ``_metadata`` torch would not."""
     raw = (
         b"\x80\x02ccollections\nOrderedDict\n)Rq\x00}q\x01b"  # od, BUILD with an empty state
         b"h\x01X\t\x00\x00\x00_metadata}X\x01\x00\x00\x00xK\x07ss0"  # state["_metadata"] = {...}
@@ -291,5 +291,66 @@ def test_a_state_is_what_it_was_when_build_applied_it(tmp_path: Path) -> None:
     loaded = pickle.loads(raw)
     assert loaded["junk"] == {"_metadata": {"x": 7}} and not hasattr(loaded, "_metadata")
     main = read_pickles(path).main
-    assert main is not None and main.result.state.items == []
+    assert main is not None and main.result.state_size == 0 and len(main.result.state.items) == 1
     assert fastload.build(path, read_pickles(path), None) is fastload.NOT_PLAIN
+
+
+# -- red team, seventh round, third pass (the collector's pauses) -------------------------------
+
+
+def _in_a_child(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import warnings; warnings.simplefilter('ignore')\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-800:]
+    return proc.stdout
+
+
+def test_one_state_built_into_many_objects_scans_in_linear_time(tmp_path: Path) -> None:
+    """A 500 KB pickle: one dict of 50,000 entries, then ``BUILD`` with it 100,000 times.
+    Copying the state at each BUILD (to keep what BUILD applied) took 22 s, paused; the scan
+    records how many entries the state had instead."""
+    raw = bytearray(b"\x80\x02ccollections\nOrderedDict\n)Rq\x00")
+    raw += b"}q\x01(" + b"K\x00K\x00" * 50_000 + b"u0" + b"h\x01b" * 100_000 + b"."
+    path = write_pt(tmp_path / "builds.pt", raw=bytes(raw), data={})
+    out = _in_a_child(f"import modelstore as ms; print(ms.scan({str(path)!r}).verdict)")
+    assert out.strip() == "unsafe"  # "sets the state of collections.OrderedDict twice"
+
+
+def test_a_safetensors_shape_of_huge_factors_is_refused_at_once(tmp_path: Path) -> None:
+    """A 4 MB header whose one shape is 200,000 factors just under 2**61: the element count was
+    multiplied out in full before its bound was checked (114 s). It stops at the bound."""
+    header = (
+        '{"a":{"dtype":"F32","shape":['
+        + ",".join(["2305843009213693951"] * 200_000)
+        + '],"data_offsets":[0,0]}}'
+    ).encode()
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    out = _in_a_child(
+        "import modelstore as ms\n"
+        f"r = ms.scan({str(path)!r}); print(r.verdict, len(r.findings[0].reason))"
+    )
+    verdict, length = out.split()
+    assert verdict != "safe" and int(length) < 400  # the message shows 80 characters of it
+
+
+def test_torch_is_imported_before_the_load_pauses_the_collector(tmp_path: Path) -> None:
+    """The first ``.pt`` load in a process imported torch inside the pause (~1.5 s of it)."""
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    out = _in_a_child(
+        "import sys, modelstore as ms\n"
+        "from modelstore.formats.torch import backend\n"
+        "real = backend.paused\n"
+        "def spy(pause, fn, *args):\n"
+        "    print('torch' in sys.modules)\n"
+        "    return real(pause, fn, *args)\n"
+        "backend.paused = spy\n"
+        "assert 'torch' not in sys.modules\n"
+        f"ms.load({str(path)!r})\n"
+    )
+    assert out.split() == ["True"]

@@ -198,18 +198,21 @@ def _validate(h: Header) -> None:
             raise FormatError(f"{bad} (an unexpected nested field)")
         shape, offs = e.get("shape"), e.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
-            raise FormatError(f"{bad} (shape {shape!r})")
+            raise FormatError(f"{bad} (shape {_short(shape)})")
         if not (
             isinstance(offs, list)
             and len(offs) == 2
             and all(type(o) is int and 0 <= o < 2**62 for o in offs)
         ):
-            raise FormatError(f"{bad} (data_offsets {offs!r})")
+            raise FormatError(f"{bad} (data_offsets {_short(offs)})")
         numel = 1
         for d in shape:
             numel *= d
+            if numel >= 2**62:  # stop here: 200,000 factors near 2**61 took minutes (red team)
+                break
         if numel >= 2**62 or offs[1] - offs[0] != numel * DTYPES[e["dtype"]][1]:
-            raise FormatError(f"{bad}: shape {shape} of {e['dtype']} does not fill offsets {offs}")
+            what = f"shape {_short(shape)} of {e['dtype']} does not fill offsets {offs}"
+            raise FormatError(f"{bad}: {what}")
         spans.append((offs[0], offs[1], name))
     spans.sort()
     pos = 0
@@ -225,6 +228,12 @@ def _validate(h: Header) -> None:
         raise IntegrityError(msg)
     if pos < available:
         raise FormatError(f"{path}: {available - pos} unexpected bytes after the last tensor")
+
+
+def _short(value: Any) -> str:
+    """A field the file wrote, for a message: at most 80 characters of it."""
+    text = repr(value[:20]) if isinstance(value, list) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _torch_dtype(name: str) -> Any:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..._gc import MAX_BYTES as PAUSE_BYTES
-from ..._gc import paused
+from ..._gc import MAX_BYTES, MAX_PICKLE_BYTES, paused
 from ..._info import Finding, ScanReport
 from ...errors import (
     ArchitectureMismatchError,
@@ -161,7 +160,7 @@ class TorchBackend(Backend):
         if _bin.is_index(path):
             return _bin.scan(path)
         # the whole read, the collector paused for a small archive (see ..._gc)
-        return paused(small_archive(path, PAUSE_BYTES), self._scanned, path)[0]
+        return paused(small_archive(path, MAX_BYTES, MAX_PICKLE_BYTES), self._scanned, path)[0]
 
     def _scanned(self, path: Path) -> tuple[ScanReport, TorchPickles | None]:
         try:
@@ -186,9 +185,16 @@ class TorchBackend(Backend):
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
         obj = NOT_PLAIN
         if request.trust is not True:
+            import torch  # noqa: F401 - imported before the pause, not during it (red team)
+
             # the scan and the build, the collector paused for a small archive: the scan's
             # objects die by reference count before a collection ever walks them (see ..._gc)
-            obj = paused(small_archive(path, PAUSE_BYTES), self._scan_and_build, path, request)
+            obj = paused(
+                small_archive(path, MAX_BYTES, MAX_PICKLE_BYTES),
+                self._scan_and_build,
+                path,
+                request,
+            )
         if obj is NOT_PLAIN:
             obj = torch_load(path, request)
         return self._built(path, request, obj)
@@ -228,7 +234,7 @@ class TorchBackend(Backend):
 
     def inspect(self, path: Path) -> Inspection:
         # the whole read, the collector paused for a small archive (see ..._gc)
-        found = paused(small_archive(path, PAUSE_BYTES), self._inspect, path)
+        found = paused(small_archive(path, MAX_BYTES, MAX_PICKLE_BYTES), self._inspect, path)
         _hf.describe(path, found)
         return found
 
@@ -256,7 +262,7 @@ class TorchBackend(Backend):
             raise FormatError(f"{path}: the torch file's pickle cannot be read statically ({why})")
         # two walks of the symbolic result, the collector paused for a small pickle (see
         # ..._gc; a no-op under the pause of the whole read above)
-        records, top = paused(main.end <= PAUSE_BYTES, _walks, main.result)
+        records, top = paused(main.end <= MAX_PICKLE_BYTES, _walks, main.result)
         storage_seen: set[tuple[Any, ...]] = set()
         num = 0
         for info, ident in records:

@@ -39,6 +39,8 @@ from ...security.torchfile import TorchPickles
 NOT_PLAIN: Any = object()
 #: Containers nested deeper than this are left to ``torch.load`` (its unpickler is iterative).
 MAX_DEPTH = 200
+#: Tensors with more dimensions are left to ``torch.load`` (which allows 64).
+MAX_DIMS = 16
 #: The newest archive format version built here (``kMaxSupportedFileFormatVersion`` of torch
 #: 2.13); ``torch.save`` writes 3.
 MAX_VERSION = 10
@@ -127,7 +129,7 @@ class _Builder:
         if c.new or c.kwargs or c.appends or c.payload is not None:
             raise _NotPlain
         if name == _ORDERED:
-            if c.args != () or (c.state is not None and not _metadata_only(c.state)):
+            if c.args != () or (c.state is not None and not _metadata_only(c)):
                 raise _NotPlain
             out: Any = OrderedDict()
             self.memo[key] = out
@@ -227,7 +229,13 @@ def _readable_version(record: bytes | None) -> bool:
 
 
 def _ints(v: Any) -> bool:
-    return type(v) is tuple and len(v) <= 64 and all(type(n) is int and 0 <= n < _LIMIT for n in v)
+    """Sizes or strides of at most :data:`MAX_DIMS` entries (real weights have a few; more are
+    left to torch.load, outside the collector's pause: 64-entry records cost ~50 µs each)."""
+    return (
+        type(v) is tuple
+        and len(v) <= MAX_DIMS
+        and all(type(n) is int and 0 <= n < _LIMIT for n in v)
+    )
 
 
 def _no_hooks(v: Any) -> bool:
@@ -240,6 +248,13 @@ def _no_hooks(v: Any) -> bool:
     )
 
 
-def _metadata_only(state: Any) -> bool:
-    """A state dict's BUILD state: ``{"_metadata": ...}`` and nothing else."""
-    return type(state) is SymDict and len(state.items) == 1 and state.items[0][0] == "_metadata"
+def _metadata_only(c: Call) -> bool:
+    """A state dict's BUILD state: ``{"_metadata": ...}`` and nothing else, when BUILD ran
+    (entries added to that dict afterwards never reach the object)."""
+    state = c.state
+    return (
+        type(state) is SymDict
+        and c.state_size == 1
+        and len(state.items) >= 1
+        and state.items[0][0] == "_metadata"
+    )
