@@ -90,9 +90,10 @@ def read_archive(
     crc: bool | Callable[[str], bool] = True,
     methods: tuple[int, ...] = METHODS,
 ) -> tuple[list[Member], dict[str, bytes]]:
-    """:func:`check_archive` (with each member's data offset), and the bytes of the members ``keep`` selects (by their central
-    directory entry: bound their size there), read in the same pass that verifies their CRC:
-    what the caller gets is exactly what was checked, with no second zip reader involved."""
+    """:func:`check_archive`, returning each member with its data offset, and the bytes of
+    the members ``keep`` selects (by their central directory entry: bound their size there),
+    read in the same pass that verifies their CRC (a kept member is always verified): what
+    the caller gets is exactly what was checked, with no second zip reader involved."""
     where = os.fspath(path)
     kept: dict[str, bytes] = {}
     try:
