@@ -45,6 +45,20 @@ def test_import_loads_no_framework() -> None:
     assert json.loads(proc.stdout) == []
 
 
+def test_import_defers_standard_modules_used_on_one_path() -> None:
+    """`import modelstore` does not load OpenSSL (hashlib, ~7 ms) or socket, shutil (bz2,
+    lzma) and random: each is imported by the one function that uses it
+    (benchmarks/import_time.py measures the import)."""
+    deferred = ["hashlib", "_hashlib", "socket", "shutil", "bz2", "lzma", "random"]
+    proc = run_python(f"""
+        import sys, json
+        import modelstore
+        print(json.dumps([m for m in {deferred!r} if m in sys.modules]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
 def test_engine_modules_import_no_engine() -> None:
     """`import modelstore.spark, modelstore.dask` imports neither engine (nor numpy): only a
     call to predict_udf / predict_partitions does."""

@@ -7,7 +7,6 @@ loading it; sha256 (~1.5 GB/s) is computed for ``ModelInfo.sha256`` and pins.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mmap
 import os
 import threading
@@ -157,6 +156,8 @@ def hash_file_later(path: Path) -> PendingDigest:
     """The sha256 of the file at ``path`` as it is now: opened here (a descriptor follows the
     file through a rename, and a replaced path does not change what it reads) and read in a
     background thread."""
+    import hashlib  # here, not at the top: loading OpenSSL was ~7 ms of `import modelstore`
+
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     st = os.fstat(fd)
     written = (st.st_size, st.st_mtime_ns)  # a rename changes ctime, a write mtime
@@ -205,6 +206,8 @@ def sha256_of(path: Path) -> str:
     if isinstance(cached, str):
         return cached
     read_at = time.time_ns()
+    import hashlib  # see hash_file_later
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -246,6 +249,8 @@ def fresh_sha256(path: Path) -> str:
 
 def file_sha256(file: BinaryIO) -> str:
     """The sha256 of an already opened file, read now (no cache)."""
+    import hashlib  # see hash_file_later
+
     h = hashlib.sha256()
     update_from_file(h, Path(), file=file)
     return h.hexdigest()
