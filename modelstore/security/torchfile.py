@@ -10,7 +10,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .allowlist import DTYPE_SIZES, TORCH_STORAGE_DTYPES
 from .pickle_scan import Global, PickleReport, analyse, analyse_source
@@ -74,6 +74,20 @@ def is_torch_zip(path: Path) -> bool:
         return False
 
 
+def plain_end_record(f: BinaryIO) -> tuple[int, int, int] | None:
+    """(file size, central directory size, its offset) from an end record with no comment at
+    the very end of the open file ``f``, where torch writes it; None for anything else."""
+    f.seek(0, 2)
+    size = f.tell()
+    if size < 22:
+        return None
+    f.seek(size - 22)
+    end = f.read(22)
+    if end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
+        return None
+    return size, int.from_bytes(end[12:16], "little"), int.from_bytes(end[16:20], "little")
+
+
 def small_archive(path: Path, limit: int, pickle_limit: int) -> bool:
     """Whether ``path`` looks like a torch zip whose central directory is at most ``limit``
     bytes and whose ``data.pkl`` (its first member, as torch writes it) at most
@@ -83,17 +97,11 @@ def small_archive(path: Path, limit: int, pickle_limit: int) -> bool:
     where it disagrees with itself; a file that does not look so gets no pause."""
     try:
         with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            if not 22 + 46 <= size <= 64 * limit:
-                return False
-            f.seek(size - 22)
-            end = f.read(22)
-            if end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
+            end = plain_end_record(f)
+            if end is None:
                 return False  # a comment, or no end record where torch puts it
-            cd_size = int.from_bytes(end[12:16], "little")
-            cd_offset = int.from_bytes(end[16:20], "little")
-            if cd_size > limit or cd_offset + 46 > size:
+            size, cd_size, cd_offset = end
+            if size > 64 * limit or cd_size > limit or cd_offset + 46 > size:
                 return False
             f.seek(cd_offset)
             first = f.read(46 + 256)
@@ -324,12 +332,10 @@ def _check_bounds(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     a pickle there for a reader that does not treat the file as a zip."""
     if infos and min(i.header_offset for i in infos) != 0:
         raise TorchFileError("the file has data before the zip archive starts", "suspicious")
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        f.seek(max(0, size - 22))
-        tail = f.read(22)
-    if not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00"):
-        raise TorchFileError("the file has data after the end of the zip archive", "suspicious")
+        if plain_end_record(f) is None:
+            msg = "the file has data after the end of the zip archive"
+            raise TorchFileError(msg, "suspicious")
 
 
 def _analyse(data: bytes, where: str) -> PickleReport:

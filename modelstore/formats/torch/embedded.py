@@ -25,6 +25,7 @@ from ..._gc import MAX_BYTES as PAUSE_BYTES
 from ..._gc import paused
 from ...errors import FormatError
 from ...security.jsonsafe import loads
+from ...security.torchfile import plain_end_record
 from ...storage.hashing import format_checksum, new_checksum, update_from_file
 from ..base import check_meta
 
@@ -59,18 +60,12 @@ def _record_info(zf: zipfile.ZipFile) -> zipfile.ZipInfo | None:
     return found[0] if found else None
 
 
-def _directory_size(path: Path) -> int:
-    """The central directory's size from a comment-less end record (as torch writes it),
-    else a size that no pause allows."""
+def _small_directory(path: Path) -> bool:
+    """Whether the archive's end record, as torch writes it, gives a central directory of at
+    most the collector pause's bound (see ..._gc)."""
     with open(path, "rb") as f:
-        f.seek(0, 2)
-        if f.tell() < 22:
-            return 1 << 62
-        f.seek(-22, 2)
-        end = f.read(22)
-    if end[:4] != b"PK\x05\x06" or end[20:22] != b"\x00\x00":
-        return 1 << 62
-    return int.from_bytes(end[12:16], "little")
+        end = plain_end_record(f)
+    return end is not None and end[1] <= PAUSE_BYTES
 
 
 def _record_bytes(path: Path) -> bytes | None:
@@ -91,7 +86,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
     try:
         # a ZipInfo per member: the collector paused for a small central directory (see ..._gc)
-        raw = paused(_directory_size(path) <= PAUSE_BYTES, _record_bytes, path)
+        raw = paused(_small_directory(path), _record_bytes, path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise FormatError(f"{path}: cannot read its {RECORD} record ({e})") from None
     if raw is None:
