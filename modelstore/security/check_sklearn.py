@@ -72,107 +72,6 @@ def _children_ok(left: Any, right: Any, n: int, leaf: Any) -> bool:
     )
 
 
-def _nodes_ok(nodes: Any, n: int, n_features: int) -> bool:
-    """:func:`_children_ok` for a ``Tree``'s node table, in a handful of array operations (a
-    forest has hundreds of trees): internal nodes (``left_child != -1``) have both children in
-    ``(i, n)`` and split on a feature in ``[0, n_features)``; leaves have ``right_child == -1``.
-    ``i < c < n`` is tested as ``c - (i + 1) < n - (i + 1)`` on unsigned values, where a
-    negative difference (or one that wrapped) is a huge number."""
-    np = _np()
-    left, right = nodes["left_child"], nodes["right_child"]
-    after = np.arange(1, n + 1, dtype=np.int64)
-    room = (n - after).astype(np.uint64)
-    inside = (
-        ((left - after).astype(np.uint64) < room)
-        & ((right - after).astype(np.uint64) < room)
-        & (nodes["feature"].astype(np.uint64) < n_features)
-    )
-    return bool(np.where(left != -1, inside, right == -1).all())
-
-
-def _depth_within(nodes: Any, n: int, max_depth: int) -> bool:
-    """Whether no path down from the root passes more than ``max_depth`` splits:
-    ``decision_path`` sizes its buffer as ``n_samples * (1 + max_depth)`` and writes one
-    entry per node it visits, unchecked (a tree 12 levels deep that says 0 overflows the
-    heap). Needs :func:`_nodes_ok` first. Every node but the root must have exactly one
-    parent (as in every fitted tree); depths then come from pointer jumping: each round
-    doubles how far up every node's known ancestor is, so ``log2(depth)`` rounds."""
-    if max_depth >= n - 1:
-        return True  # children come after their parents: no path is longer than n - 1
-    np = _np()
-    left = nodes["left_child"]
-    internal = np.flatnonzero(left != -1)
-    children = np.concatenate((left[internal], nodes["right_child"][internal]))
-    counts = np.bincount(children, minlength=n)
-    if counts[0] != 0 or not (counts[1:] == 1).all():
-        return False
-    anc = np.zeros(n, dtype=np.int64)  # the root is its own ancestor
-    anc[children] = np.concatenate((internal, internal))
-    dist = np.ones(n, dtype=np.int64)  # how many splits up anc[i] is from i
-    dist[0] = 0
-    # after k rounds anc[i] is 2**k splits up (or the root): with 2**k > max_depth, a node
-    # whose ancestor is not yet the root is too deep, and every other one's dist is its depth
-    for _ in range(max_depth.bit_length()):
-        dist += dist[anc]
-        anc = anc[anc]
-    return not anc.any() and int(dist.max()) <= max_depth
-
-
-# -- sklearn.tree._tree.Tree --------------------------------------------------------------------
-
-
-def call_tree(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
-    """``Tree(n_features, n_classes, n_outputs)``: sizes the tree allocates from."""
-    np = _np()
-    if len(args) != 3:
-        raise st.refuse("Tree called with arguments scikit-learn never writes")
-    n_features = _count(st, args[0], "a tree's feature count", 1)
-    n_outputs = _count(st, args[2], "a tree's output count", 1, 1 << 20)
-    classes = _array(st, args[1], "a tree's class counts", ndim=1)
-    if (
-        classes.dtype.kind not in "iu"
-        or classes.shape != (n_outputs,)
-        or not np.all((classes >= 1) & (classes < _MAX))
-    ):
-        raise st.refuse("a tree whose class counts do not match its outputs")
-    if n_outputs * int(classes.max()) >= _MAX:
-        raise st.refuse("a tree whose value stride overflows")
-    del n_features
-    return st.expect_build(func(*args), required=True)
-
-
-def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
-    from sklearn.tree._tree import NODE_DTYPE
-
-    st = reader.state
-    np = _np()
-    if not isinstance(state, dict) or not {"max_depth", "node_count", "nodes", "values"} <= set(
-        state
-    ):
-        raise st.refuse("a decision tree state without its nodes")
-    nodes = _array(st, state["nodes"], "a tree's nodes", dtype=NODE_DTYPE, ndim=1)
-    n = _count(st, state["node_count"], "a tree's node count", 1)
-    depth = _count(st, state["max_depth"], "a tree's depth")
-    if nodes.shape[0] != n:
-        raise st.refuse(f"a tree with node_count {n} but {nodes.shape[0]} nodes")
-    if depth > n - 1:  # decision_path allocates n_samples * (1 + max_depth) entries
-        raise st.refuse(f"a tree of {n} nodes that states a depth of {depth}")
-    values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
-    if values.shape != (n, target.n_outputs, target.max_n_classes):
-        raise st.refuse("a tree whose value array does not match its nodes and outputs")
-    if not (_nodes_ok(nodes, n, target.n_features) and np.all(nodes["missing_go_to_left"] <= 1)):
-        raise st.refuse(
-            "a decision tree whose nodes point outside the tree, back up it, or at features it does not have"
-        )
-    if not _depth_within(nodes, n, depth):
-        raise st.refuse(
-            f"a decision tree deeper than the depth of {depth} it states (or not a tree: a node "
-            "with two parents); its decision_path would write past its buffer"
-        )
-    target.__setstate__(state)
-    return target
-
-
 # -- neighbour trees and distance metrics --------------------------------------------------------
 
 _METRICS_WITH_VEC = ("SEuclidean", "Mahalanobis", "Minkowski")
@@ -348,6 +247,8 @@ def build_for(t: type) -> Any:
     """The BUILD validator for a scikit-learn Cython type, or None."""
     module = t.__module__
     if module == "sklearn.tree._tree" and t.__name__ == "Tree":
+        from .check_sklearn_tree import build_tree
+
         return build_tree
     if module.startswith("sklearn.neighbors.") and t in _binary_tree_classes():
         return build_binary_tree
@@ -362,6 +263,8 @@ def call_for(target: str) -> Any:
     """The call validator for a scikit-learn CALL entry (by its home ``module:name``)."""
     module, _, name = target.partition(":")
     if name == "Tree" and module == "sklearn.tree._tree":
+        from .check_sklearn_tree import call_tree
+
         return call_tree
     if name == "newObj":
         return call_newobj

@@ -70,6 +70,10 @@ class LoadState:
     #: ids of objects whose state is final (built, or used by another object)
     sealed: set[int] = field(default_factory=set)
     finals: list[Callable[[], None]] = field(default_factory=list)
+    #: kind -> (check, objects): end-of-load checks that see every object of a kind at once
+    batches: dict[str, tuple[Callable[[LoadState, list[Any]], None], list[Any]]] = field(
+        default_factory=dict
+    )
 
     # ---- used by validators
 
@@ -108,12 +112,19 @@ class LoadState:
     def final(self, check: Callable[[], None]) -> None:
         self.finals.append(check)
 
+    def batch(self, kind: str, check: Callable[[LoadState, list[Any]], None], obj: Any) -> None:
+        """Have ``check`` see ``obj`` when the load ends, with every other object of ``kind``
+        (before the other end-of-load checks, which may rely on it)."""
+        self.batches.setdefault(kind, (check, []))[1].append(obj)
+
     def finish(self, root: Any = None) -> None:
         """End of the load: every required state set, every end-of-load check passed, and
         reference functions only where their models keep them (walked from ``root``)."""
         if self.required:
             obj = next(iter(self.required.values()))
             raise self.refuse(f"a {type(obj).__qualname__} never received its state")
+        for batch_check, objs in self.batches.values():
+            batch_check(self, objs)
         for check in self.finals:
             check()
         if any(e.module.startswith("sklearn.") for e in self.external.values()):

@@ -1,6 +1,6 @@
 """The checks made faster in issue 19's sixth round say exactly what they said before.
 
-- the decision-tree node check (:func:`check_sklearn._nodes_ok`, unsigned arithmetic) against
+- the decision-tree node check (:func:`check_sklearn_tree._nodes_ok`, unsigned arithmetic) against
   the straightforward masks it replaced, on thousands of mutated node tables, and end to end;
 - joblib array bytes read straight into the array: every cut inside the bytes is refused,
   nothing uninitialised reaches the caller, every layout joblib writes loads the same;
@@ -30,7 +30,7 @@ joblib = pytest.importorskip("joblib")
 
 from sklearn.tree import DecisionTreeClassifier  # noqa: E402
 
-from modelstore.security.check_sklearn import _nodes_ok  # noqa: E402
+from modelstore.security.check_sklearn_tree import _nodes_ok  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -693,7 +693,7 @@ def _depths(nodes: Any) -> list[int]:
 def test_depth_check_agrees_with_a_walk(leaves: int | None) -> None:
     from sklearn.datasets import load_digits
 
-    from modelstore.security.check_sklearn import _depth_within
+    from modelstore.security.check_sklearn_tree import _depth_within
 
     X, y = load_digits(return_X_y=True)
     for seed in range(5):
@@ -708,7 +708,7 @@ def test_depth_check_agrees_with_a_walk(leaves: int | None) -> None:
 
 def test_a_node_with_two_parents_is_refused(tree: DecisionTreeClassifier) -> None:
     """Not a tree (a shared subtree): depths are not defined by one path; refused."""
-    from modelstore.security.check_sklearn import _depth_within
+    from modelstore.security.check_sklearn_tree import _depth_within
 
     nodes = tree.tree_.__getstate__()["nodes"].copy()
     n = len(nodes)

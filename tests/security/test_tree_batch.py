@@ -1,0 +1,225 @@
+"""Decision trees checked together when the load ends (issue 19, eighth round).
+
+A tree's sizes are checked at its ``BUILD`` (all ``Tree.__setstate__`` relies on); its node
+table when the load ends, with every other tree of the file, a group of tables at a time
+(:func:`check_sklearn_tree.check_trees`). These tests hold the batched check to a walk of
+each table on its own, and show that a bad table anywhere in a forest, in any group, is
+refused by ``ms.load`` (and loads silently with ``pickle``).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import modelstore as ms
+
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor  # noqa: E402
+from sklearn.tree._tree import Tree  # noqa: E402
+
+from modelstore.security import check_sklearn_tree  # noqa: E402
+from modelstore.security.check_sklearn_tree import (  # noqa: E402
+    _depths_within,
+    _nodes_in_order,
+    _tables,
+)
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.PickleWarning)
+        yield
+
+
+def _order_ok(nodes: Any, n_features: int) -> bool:
+    """The pointer half of :func:`_walk_ok` (what :func:`_nodes_in_order` checks)."""
+    n = len(nodes)
+    for i in range(n):
+        left, right = int(nodes["left_child"][i]), int(nodes["right_child"][i])
+        if left == -1 and right != -1:
+            return False
+        if left != -1 and not (
+            i < left < n and i < right < n and 0 <= nodes["feature"][i] < n_features
+        ):
+            return False
+    return True
+
+
+def _walk_ok(nodes: Any, n_features: int, max_depth: int) -> bool:
+    """One table on its own, a node at a time: children after their parent and inside the
+    table, features in range, leaves without a right child, ``missing_go_to_left`` 0 or 1,
+    every node but the root reached exactly once, none deeper than stated."""
+    n = len(nodes)
+    parents = [0] * n
+    depth = [0] * n
+    for i in range(n):
+        left, right = int(nodes["left_child"][i]), int(nodes["right_child"][i])
+        if nodes["missing_go_to_left"][i] > 1:
+            return False
+        if left == -1:
+            if right != -1:
+                return False
+            continue
+        if not (i < left < n and i < right < n and 0 <= nodes["feature"][i] < n_features):
+            return False
+        for c in (left, right):
+            parents[c] += 1
+            depth[c] = depth[i] + 1
+    return parents[0] == 0 and all(p == 1 for p in parents[1:]) and max(depth) <= max_depth
+
+
+def _batch_ok(tables: list[Any], widths: list[int], depths: list[int]) -> bool:
+    nodes, lens, start, count = _tables(tables)
+    return (
+        _nodes_in_order(nodes, start, count, np.repeat(np.asarray(widths, np.uint64), lens))
+        and bool((nodes["missing_go_to_left"] <= 1).all())
+        and _depths_within(nodes, start, np.repeat(np.asarray(depths, np.int64), lens))
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted() -> list[tuple[Any, int, int]]:
+    """(node table, feature count, stated depth) of trees of different sizes and builders,
+    a one-node tree among them."""
+    x, y = load_digits(return_X_y=True)
+    out = []
+    for leaves, seed in [(None, 0), (7, 1), (40, 2), (None, 3), (3, 4)]:
+        t = DecisionTreeClassifier(max_leaf_nodes=leaves, random_state=seed).fit(x, y).tree_
+        out.append((t.__getstate__()["nodes"].copy(), t.n_features, t.max_depth))
+    one = DecisionTreeClassifier().fit(x[:5], np.zeros(5)).tree_
+    out.append((one.__getstate__()["nodes"].copy(), one.n_features, one.max_depth))
+    return out
+
+
+_I64 = np.iinfo(np.int64)
+
+
+def test_the_batched_check_agrees_with_each_table_walked_alone(
+    fitted: list[tuple[Any, int, int]],
+) -> None:
+    """600 batches of two to five tables, one of them mutated around every boundary: pointers
+    one past its own table (the next table's root, once they are end to end), into the table
+    before, at itself, int64 extremes; features at the width; stated depths one short."""
+    rng = np.random.default_rng(8)
+    verdicts = {True: 0, False: 0}
+    for _ in range(600):
+        picks = [fitted[int(i)] for i in rng.integers(len(fitted), size=int(rng.integers(2, 6)))]
+        tables = [p[0].copy() for p in picks]
+        widths = [p[1] for p in picks]
+        depths = [p[2] for p in picks]
+        k = int(rng.integers(len(tables)))
+        bad, n = tables[k], len(tables[k])
+        for _ in range(int(rng.integers(1, 3))):
+            field = str(rng.choice(["left_child", "right_child", "feature", "missing_go_to_left"]))
+            i = int(rng.integers(n))
+            pool = [-1, -2, 0, i, i + 1, n - 1, n, n + 1, -n, widths[k], widths[k] - 1]
+            pool += [_I64.max, _I64.min, 2, 1]
+            value = pool[int(rng.integers(len(pool)))]
+            if field == "missing_go_to_left":
+                value = int(value) & 0xFF
+            bad[field][i] = value
+        if rng.random() < 0.2:
+            depths[k] = max(0, depths[k] - 1)
+        want = all(_walk_ok(t, w, d) for t, w, d in zip(tables, widths, depths, strict=True))
+        assert _batch_ok(tables, widths, depths) == want
+        nodes, lens, start, count = _tables(tables)
+        width = np.repeat(np.asarray(widths, np.uint64), lens)
+        in_order = all(_order_ok(t, w) for t, w in zip(tables, widths, strict=True))
+        assert _nodes_in_order(nodes, start, count, width) == in_order
+        verdicts[want] += 1
+    assert verdicts[True] > 60 and verdicts[False] > 300  # both sides were exercised
+
+
+def test_the_unmutated_tables_pass_in_any_order(fitted: list[tuple[Any, int, int]]) -> None:
+    for order in (fitted, fitted[::-1], fitted[2:] + fitted[:2]):
+        assert _batch_ok([p[0] for p in order], [p[1] for p in order], [p[2] for p in order])
+
+
+# -- end to end: one bad tree in a forest ----------------------------------------------------------
+
+
+def _with_nodes(tree: Tree, nodes: Any) -> Tree:
+    """A copy of ``tree`` holding ``nodes`` (``Tree.__setstate__`` checks only their shape)."""
+    state = tree.__getstate__()
+    state["nodes"] = nodes
+    t = Tree(tree.n_features, np.array(tree.n_classes, dtype=np.intp), tree.n_outputs)
+    t.__setstate__(state)
+    return t
+
+
+@pytest.fixture(scope="module")
+def forest() -> RandomForestClassifier:
+    x, y = load_digits(return_X_y=True)
+    est = RandomForestClassifier(90, random_state=0).fit(x, y)
+    sizes = [e.tree_.node_count for e in est.estimators_]
+    assert sum(sizes) > 2 * check_sklearn_tree._GROUP  # the tables span several groups
+    return est
+
+
+def _mutations(nodes: Any) -> dict[str, Any]:
+    n = len(nodes)
+    internal = np.flatnonzero(nodes["left_child"] != -1)
+    leaf = int(np.flatnonzero(nodes["left_child"] == -1)[0])
+    out = {}
+    out["next table's root"] = nodes.copy()
+    out["next table's root"]["right_child"][internal[-1]] = n
+    out["back up"] = nodes.copy()
+    out["back up"]["left_child"][internal[-1]] = internal[0]
+    out["two parents"] = nodes.copy()
+    out["two parents"]["right_child"][internal[0]] = nodes["left_child"][internal[-1]]
+    out["leaf with a child"] = nodes.copy()
+    out["leaf with a child"]["right_child"][leaf] = n - 1
+    return out
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize(
+    "mutation", ["next table's root", "back up", "two parents", "leaf with a child"]
+)
+def test_a_bad_tree_anywhere_in_a_forest_is_refused(
+    tmp_path: Path, forest: RandomForestClassifier, where: str, mutation: str
+) -> None:
+    k = {"first": 0, "middle": len(forest.estimators_) // 2, "last": -1}[where]
+    est = copy.deepcopy(forest)
+    tree = est.estimators_[k].tree_
+    est.estimators_[k].tree_ = _with_nodes(tree, _mutations(tree.__getstate__()["nodes"])[mutation])
+    path = tmp_path / "forest.pkl"
+    path.write_bytes(pickle.dumps(est, protocol=4))
+    naive = pickle.loads(path.read_bytes())  # the naive loader takes it as it is
+    assert not _walk_ok(naive.estimators_[k].tree_.__getstate__()["nodes"], 64, 10**9)
+    with pytest.raises(ms.UnsafeModelError, match="decision tree"):
+        ms.load(path)
+
+
+def test_a_forest_loads_the_same(tmp_path: Path, forest: RandomForestClassifier) -> None:
+    path = tmp_path / "forest.joblib"
+    ms.save(forest, path)
+    x, _ = load_digits(return_X_y=True)
+    assert (ms.load(path).predict_proba(x) == forest.predict_proba(x)).all()
+
+
+def test_a_tree_larger_than_a_group_is_checked_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((12_000, 3))
+    est = DecisionTreeRegressor(random_state=0).fit(x, rng.random(12_000))
+    assert est.tree_.node_count > check_sklearn_tree._GROUP
+    path = tmp_path / "tree.pkl"
+    path.write_bytes(pickle.dumps(est, protocol=4))
+    assert (ms.load(path).predict(x[:50]) == est.predict(x[:50])).all()
+    nodes = est.tree_.__getstate__()["nodes"].copy()
+    nodes["left_child"][np.flatnonzero(nodes["left_child"] != -1)[-1]] = len(nodes)
+    est.tree_ = _with_nodes(est.tree_, nodes)
+    path.write_bytes(pickle.dumps(est, protocol=4))
+    with pytest.raises(ms.UnsafeModelError, match="decision tree"):
+        ms.load(path)
