@@ -246,10 +246,6 @@ def build_cython_value(reader: RestrictedUnpickler, target: Any, state: Any) -> 
 def build_for(t: type) -> Any:
     """The BUILD validator for a scikit-learn Cython type, or None."""
     module = t.__module__
-    if module == "sklearn.tree._tree" and t.__name__ == "Tree":
-        from .check_sklearn_tree import build_tree
-
-        return build_tree
     if module.startswith("sklearn.neighbors.") and t in _binary_tree_classes():
         return build_binary_tree
     if module == "sklearn.metrics._dist_metrics":
@@ -262,10 +258,6 @@ def build_for(t: type) -> Any:
 def call_for(target: str) -> Any:
     """The call validator for a scikit-learn CALL entry (by its home ``module:name``)."""
     module, _, name = target.partition(":")
-    if name == "Tree" and module == "sklearn.tree._tree":
-        from .check_sklearn_tree import call_tree
-
-        return call_tree
     if name == "newObj":
         return call_newobj
     if name.startswith("__pyx_unpickle_"):

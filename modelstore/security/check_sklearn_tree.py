@@ -173,3 +173,13 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     target.__setstate__(state)
     st.batch("sklearn.tree._tree.Tree", check_trees, target)
     return target
+
+
+CALLS = {"sklearn.tree._tree:Tree": call_tree}
+
+
+def build_for(t: type) -> Any:
+    """The BUILD validator for ``Tree``, or None for any other type."""
+    if t.__module__ == "sklearn.tree._tree" and t.__name__ == "Tree":
+        return build_tree
+    return None

@@ -34,9 +34,9 @@ def call_validator(entry: Entry) -> CallValidator:
     target = ":".join(entry.target)
     found = check_plain.CALLS.get(target) or check_numpy.CALLS.get(target)
     if found is None and target.startswith("sklearn."):
-        from . import check_sklearn
+        from . import check_sklearn, check_sklearn_tree
 
-        found = check_sklearn.call_for(target)
+        found = check_sklearn_tree.CALLS.get(target) or check_sklearn.call_for(target)
     return found or _missing(target)
 
 
@@ -56,9 +56,9 @@ def _builder_for(t: type) -> BuildValidator:
     if module.startswith("numpy"):
         return check_numpy.build_for(t) or _no_state
     if module.startswith("sklearn."):
-        from . import check_sklearn
+        from . import check_sklearn, check_sklearn_tree
 
-        found = check_sklearn.build_for(t)
+        found = check_sklearn_tree.build_for(t) or check_sklearn.build_for(t)
         if found is not None:
             return found
     if module == "functools" and t.__name__ == "partial":
