@@ -12,6 +12,7 @@ may sit) are in :mod:`.check_sklearn_state`, histogram gradient boosting in
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .check_numpy_dtype import _int
@@ -22,20 +23,27 @@ if TYPE_CHECKING:
     from .pickle_load import LoadState
 
 
-def _trees_of(est: Any) -> list[Any]:
-    """The trees ``est`` runs on inputs it validated itself: its own ``tree_``, and for the
-    ensembles that call their trees with ``check_input=False`` (forests, gradient boosting,
-    isolation forests), every sub-estimator's tree."""
+@functools.cache
+def _tree_kinds() -> tuple[type, tuple[type, ...]]:
+    """(decision trees, the ensembles that call their trees unchecked), imported once."""
     from sklearn.ensemble import IsolationForest
     from sklearn.ensemble._forest import BaseForest
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.tree._classes import BaseDecisionTree
 
+    return BaseDecisionTree, (BaseForest, BaseGradientBoosting, IsolationForest)
+
+
+def _trees_of(est: Any) -> list[Any]:
+    """The trees ``est`` runs on inputs it validated itself: its own ``tree_``, and for the
+    ensembles that call their trees with ``check_input=False`` (forests, gradient boosting,
+    isolation forests), every sub-estimator's tree."""
+    single, ensembles = _tree_kinds()
     np = _np()
     out = []
-    if isinstance(est, BaseDecisionTree) and "tree_" in est.__dict__:
+    if isinstance(est, single) and "tree_" in est.__dict__:
         out.append(est.__dict__["tree_"])
-    if not isinstance(est, (BaseForest, BaseGradientBoosting, IsolationForest)):
+    if not isinstance(est, ensembles):
         return out
     subs = est.__dict__.get("estimators_")
     if isinstance(subs, np.ndarray):
@@ -75,12 +83,12 @@ def _isolation_widths(st: LoadState, est: Any, n_trees: int, n_features: int) ->
 
 def check_tree_estimator(st: LoadState, est: Any) -> None:
     """Every tree an estimator predicts with reads only the features it is given."""
-    from sklearn.ensemble import IsolationForest
-    from sklearn.tree._tree import Tree
-
     trees = _trees_of(est)
     if not trees:
         return
+    from sklearn.ensemble import IsolationForest
+    from sklearn.tree._tree import Tree
+
     n_features = est.__dict__.get("n_features_in_")
     if not _int(n_features):
         raise st.refuse(f"{type(est).__name__} without its feature count")
@@ -220,8 +228,6 @@ def check_libsvm(st: LoadState, est: Any) -> None:
 def _guarded(check: Any) -> Any:
     """``check``, with any error its comparisons raise on a malformed state (an array where a
     number belongs, a missing attribute) turned into a refusal naming the file."""
-    import functools
-
     from ..errors import ModelstoreError
 
     @functools.wraps(check)

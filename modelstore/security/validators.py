@@ -30,7 +30,19 @@ def _missing(target: str) -> CallValidator:
     return refuse
 
 
+_CALLERS: dict[Entry, CallValidator] = {}
+
+
 def call_validator(entry: Entry) -> CallValidator:
+    """The argument validator of a call entry (looked up once per entry: a forest or a
+    boosting model calls the same few entries thousands of times)."""
+    found = _CALLERS.get(entry)
+    if found is None:
+        found = _CALLERS[entry] = _caller_for(entry)
+    return found
+
+
+def _caller_for(entry: Entry) -> CallValidator:
     target = ":".join(entry.target)
     found = check_plain.CALLS.get(target) or check_numpy.CALLS.get(target)
     if found is None and target.startswith("sklearn."):
