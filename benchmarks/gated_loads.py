@@ -4,8 +4,9 @@
   loaded by ``torch.load(weights_only=True)`` after it) vs ``torch.load(p, weights_only=True)``
   with and without ``mmap=True`` (which ms.load's tensors share), for N tiny tensors (the
   per-tensor worst case) and for an MLP state dict of about --mb MB.
-* pickle / joblib: ``ms.load`` (the pure-Python restricted unpickler) vs ``joblib.load`` /
-  ``pickle.load`` (C) for a random forest and a dict of --keys string keys.
+* pickle / joblib: ``ms.load`` (the pure-Python restricted unpickler) vs ``joblib.load`` (its
+  own pure-Python unpickler) / ``pickle.load`` (C) for a random forest, a gradient boosting
+  model (200 small trees) and a dict of --keys string keys.
 * pinned: ``ms.load(p, sha256=pin)`` vs ``ms.load(p)`` and one sha256 pass over the file,
   for the MLP ``.pt`` and ``.safetensors``: the goal is pinned <= raw + one sha256 pass
   (the "pinned / (load + sha)" column <= 1.0), warm page cache.
@@ -108,6 +109,15 @@ def main() -> None:
             repeat=args.repeat,
         )
         rows.append(row("joblib, forest of 100 trees", t, "ms.load", "joblib.load"))
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        boosting = d / "boosting.joblib"
+        joblib.dump(GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x, y), boosting)
+        t = interleaved(
+            {"joblib.load": lambda: joblib.load(boosting), "ms.load": lambda: ms.load(boosting)},
+            repeat=args.repeat,
+        )
+        rows.append(row("joblib, boosting of 20 x 10 trees", t, "ms.load", "joblib.load"))
         vocab = d / "vocab.pkl"
         vocab.write_bytes(pickle.dumps({f"token{i}": i for i in range(args.keys)}, protocol=4))
 

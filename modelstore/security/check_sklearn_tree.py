@@ -13,7 +13,13 @@ A tree is checked in two steps:
 - **When the load ends**, the node tables of every tree in the file, together, in a fixed
   number of array operations (a forest has hundreds of small trees, and a dozen numpy calls
   per tree cost more than reading it). What is checked is each tree's own memory, read back
-  through ``Tree.__getstate__`` (a view, not a copy), with its own counts.
+  through ``Tree.__getstate__`` (a view, not a copy), with its own counts. Nothing runs in
+  between but the allow-list's validators, which never walk a tree. With ``trust=[...]`` the
+  caller's own code may run during the stream (and use a tree), so each tree is then checked
+  at its ``BUILD``.
+
+Each tree copies its arrays, so two trees may not share one: through the pickle memo, a 1 MB
+table shared by thousands of trees would fill memory (scikit-learn never writes that).
 """
 
 from __future__ import annotations
@@ -170,8 +176,18 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
     if values.shape != (n, target.n_outputs, target.max_n_classes):
         raise st.refuse("a tree whose value array does not match its nodes and outputs")
+    for array in (nodes, values):  # each tree copies its arrays: a shared one multiplies
+        if id(array) in st.copied:
+            raise st.refuse(
+                "two decision trees built from one array (scikit-learn never writes that; each "
+                "tree copies it, so a small file could fill memory)"
+            )
+        st.copied[id(array)] = array  # held, so no other array takes its id during the load
     target.__setstate__(state)
-    st.batch("sklearn.tree._tree.Tree", check_trees, target)
+    if st.trusted:  # code the caller trusts runs during the stream: it may use this tree
+        check_trees(st, [target])
+    else:
+        st.batch("sklearn.tree._tree.Tree", check_trees, target)
     return target
 
 

@@ -70,6 +70,8 @@ class LoadState:
     #: ids of objects whose state is final (built, or used by another object)
     sealed: set[int] = field(default_factory=set)
     finals: list[Callable[[], None]] = field(default_factory=list)
+    #: id -> array a compiled object copied as its state (one array is copied by one object)
+    copied: dict[int, Any] = field(default_factory=dict)
     #: kind -> (check, objects): end-of-load checks that see every object of a kind at once
     batches: dict[str, tuple[Callable[[LoadState, list[Any]], None], list[Any]]] = field(
         default_factory=dict

@@ -223,3 +223,88 @@ def test_a_tree_larger_than_a_group_is_checked_whole(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps(est, protocol=4))
     with pytest.raises(ms.UnsafeModelError, match="decision tree"):
         ms.load(path)
+
+
+# -- red team, eighth round ---------------------------------------------------------------------
+
+_TRUSTED_WARM_UP = """
+import pickle, sys, warnings
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree._classes import BaseDecisionTree
+from sklearn.tree._tree import Tree
+
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+x = rng.normal(size=(60, 4))
+est = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, (x[:, 0] > 0).astype(int))
+state = est.tree_.__getstate__()
+nodes = state["nodes"].copy()
+nodes["right_child"][0] = 1 << 40  # predict reads node 2**40 for any x going right at the root
+bad = Tree(4, np.array([2], dtype=np.intp), 1)
+bad.__setstate__({**state, "nodes": nodes})
+est.tree_ = bad
+
+class WarmUp:  # a predict while unpickling, as the caller's own trusted code might do
+    def __reduce__(self):
+        return (BaseDecisionTree.predict, (est, np.full((3, 4), 10.0)))
+
+data = pickle.dumps([est, WarmUp()], protocol=4)
+if sys.argv[1] == "pickle":
+    pickle.loads(data)
+    print("loaded")
+else:
+    import modelstore as ms
+    open(sys.argv[2], "wb").write(data)
+    try:
+        ms.load(sys.argv[2], trust=["sklearn.tree._classes.BaseDecisionTree.predict"])
+        print("loaded")
+    except ms.UnsafeModelError as e:
+        print("refused:", e)
+"""
+
+
+def test_a_trusted_call_never_sees_an_unchecked_tree(tmp_path: Path) -> None:
+    """With ``trust=[...]``, the caller's trusted code runs during the stream and may use a
+    tree before the load ends (here a trusted ``predict`` of a tree whose child is 2**40):
+    trees are then checked at their own BUILD, before anything can use them. The naive
+    loader crashes."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "warm.py"
+    script.write_text(_TRUSTED_WARM_UP)
+    naive = subprocess.run(
+        [sys.executable, str(script), "pickle"], capture_output=True, text=True, timeout=120
+    )
+    assert naive.returncode != 0 and "loaded" not in naive.stdout  # the read past the table
+    ours = subprocess.run(
+        [sys.executable, str(script), "ms", str(tmp_path / "warm.pkl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert "refused:" in ours.stdout and "point outside the tree" in ours.stdout
+
+
+def test_trees_sharing_one_array_are_refused(tmp_path: Path) -> None:
+    """One node table referenced by many trees through the memo: each tree copies it, so
+    1.2 MB made 4.7 GB (4,000 trees; the red team's measure). scikit-learn never writes it."""
+    x, y = load_digits(return_X_y=True)
+    tree = DecisionTreeClassifier(random_state=0).fit(x, y).tree_
+    state = tree.__getstate__()
+
+    class Shared:
+        def __reduce__(self) -> Any:
+            args = (tree.n_features, np.array(tree.n_classes, dtype=np.intp), tree.n_outputs)
+            return (Tree, args, state)
+
+    data = pickle.dumps([Shared() for _ in range(50)], protocol=4)
+    assert len(data) < 2 * (state["nodes"].nbytes + state["values"].nbytes)  # once in the file
+    naive = pickle.loads(data)
+    assert len({id(t) for t in naive}) == 50  # fifty copies in memory
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(data)
+    with pytest.raises(ms.UnsafeModelError, match="two decision trees built from one array"):
+        ms.load(path)
