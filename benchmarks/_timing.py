@@ -6,14 +6,16 @@ times every method once (in a rotating order), so drift of a shared machine hits
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-#: The checkout these benchmarks belong to, imported before any installed modelstore.
-ROOT = Path(__file__).resolve().parent.parent
+#: The checkout these benchmarks belong to, imported before any installed modelstore; or, to
+#: time an older commit with today's benchmark, ``MODELSTORE_BENCH_ROOT=<a git worktree>``.
+ROOT = Path(os.environ.get("MODELSTORE_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
