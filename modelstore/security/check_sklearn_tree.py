@@ -10,9 +10,9 @@ A tree is checked in two steps:
 - **At its ``BUILD``**, the sizes: the state's node and value arrays have exactly the dtype
   and shape the counts say. That is all ``Tree.__setstate__`` relies on (it copies the two
   arrays into memory of that size), so it runs then.
-- **When the load ends**, the node tables of every tree in the file, together, in a fixed
-  number of array operations (a forest has hundreds of small trees, and a dozen numpy calls
-  per tree cost more than reading it). What is checked is each tree's own memory, read back
+- **When the load ends**, the node tables of every tree in the file, together, a group of
+  tables at a time in a few array operations each (a forest has hundreds of small trees, and
+  a dozen numpy calls per tree cost more than reading it). What is checked is each tree's own memory, read back
   through ``Tree.__getstate__`` (a view, not a copy), with its own counts. Nothing runs in
   between but the allow-list's validators, which never walk a tree. With ``trust=[...]`` the
   caller's own code may run during the stream (and use a tree), so each tree is then checked
