@@ -72,6 +72,8 @@ def check_raw(st: LoadState, shape: Any, dtype: Any, raw: Any, what: str) -> int
             raise st.refuse(
                 f"{what} of {n} objects has {len(raw) if isinstance(raw, list) else 'no'} items"
             )
+        if n:
+            st.claim(raw, what)  # numpy copies the list's pointers into each array
     elif not isinstance(raw, (bytes, bytearray)) or len(raw) != n * dtype.itemsize:
         got = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
         raise st.refuse(f"{what} needs {n * dtype.itemsize} bytes of data, the file has {got}")

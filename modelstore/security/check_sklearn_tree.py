@@ -18,8 +18,9 @@ A tree is checked in two steps:
   caller's own code may run during the stream (and use a tree), so each tree is then checked
   at its ``BUILD``.
 
-Each tree copies its arrays, so two trees may not share one: through the pickle memo, a 1 MB
-table shared by thousands of trees would fill memory (scikit-learn never writes that).
+Each tree copies its arrays, so two trees may not be made from one array, or from arrays over
+one buffer (:meth:`.LoadState.claim`): through the pickle memo, a 1 MB table shared by
+thousands of trees would fill memory (scikit-learn never writes that).
 """
 
 from __future__ import annotations
@@ -176,13 +177,8 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
     if values.shape != (n, target.n_outputs, target.max_n_classes):
         raise st.refuse("a tree whose value array does not match its nodes and outputs")
-    for array in (nodes, values):  # each tree copies its arrays: a shared one multiplies
-        if id(array) in st.copied:
-            raise st.refuse(
-                "two decision trees built from one array (scikit-learn never writes that; each "
-                "tree copies it, so a small file could fill memory)"
-            )
-        st.copied[id(array)] = array  # held, so no other array takes its id during the load
+    st.claim(nodes, "a decision tree's nodes")  # each tree copies both arrays
+    st.claim(values, "a decision tree's values")
     target.__setstate__(state)
     if st.trusted:  # code the caller trusts runs during the stream: it may use this tree
         check_trees(st, [target])

@@ -21,6 +21,11 @@ Built on :class:`~.pickle_stream.StreamReader` (the same reader ``scan`` uses). 
   once every attribute is final (:mod:`.check_sklearn_fitted`): widths, counts and indices
   that must agree across attributes. A reference function of the scikit-learn allow-list may
   sit only at the attribute where scikit-learn keeps it (:mod:`.check_sklearn_places`).
+- **Code the caller trusts** (``trust=[...]``) may run in the middle of the stream and use what
+  is built so far, so before it runs nothing may lack its required state and every check
+  registered so far must pass (:meth:`LoadState.before_trusted`).
+- **Data is copied once**: an array, or the bytes or list an array is made from, may be copied
+  into one object only (:meth:`LoadState.claim`), since the file stores it once.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, expe
 from .policy import GENERAL, Policy, refusal
 
 TRUSTED = "trusted"
+_OBJECT_NEW: Any = object.__new__
+#: How many end-of-load checks one load may run early, before trusted code (see
+#: :meth:`LoadState.before_trusted`): a file calling a trusted class thousands of times among
+#: thousands of estimators would otherwise make the load quadratic.
+EARLY_CHECKS = 1_000_000
 _first = operator.itemgetter(0)
 _NOT_MUTABLE = (
     type,
@@ -70,8 +80,10 @@ class LoadState:
     #: ids of objects whose state is final (built, or used by another object)
     sealed: set[int] = field(default_factory=set)
     finals: list[Callable[[], None]] = field(default_factory=list)
-    #: id -> array a compiled object copied as its state (one array is copied by one object)
+    #: id -> the owner of data an object copied (see :meth:`claim`), held so ids stay unique
     copied: dict[int, Any] = field(default_factory=dict)
+    #: end-of-load checks run so far for trusted code running mid-stream (see :meth:`before_trusted`)
+    early_checks: int = 0
     #: kind -> (check, objects): end-of-load checks that see every object of a kind at once
     batches: dict[str, tuple[Callable[[LoadState, list[Any]], None], list[Any]]] = field(
         default_factory=dict
@@ -113,6 +125,45 @@ class LoadState:
 
     def final(self, check: Callable[[], None]) -> None:
         self.finals.append(check)
+
+    def claim(self, data: Any, what: str) -> None:
+        """``data`` (an array, or the bytes or list an array is made from) is copied into one
+        object. Its owner (followed through ``.base`` and memoryviews: arrays over one memo-
+        shared bytes object have one owner) may not be copied again, since the file stores it
+        once: a 1 MB buffer shared by thousands of trees through the memo would fill memory."""
+        owner = data
+        while getattr(owner, "base", None) is not None:
+            owner = owner.base
+        if isinstance(owner, memoryview):
+            owner = owner.obj
+        if id(owner) in self.copied:
+            raise self.refuse(
+                f"{what} made from data the file already used for another object (each object "
+                "copies it: a small file could fill memory; no real model shares it)"
+            )
+        self.copied[id(owner)] = owner
+
+    def before_trusted(self) -> None:
+        """Code the caller trusts is about to run in the middle of the stream, and may use
+        anything built so far: nothing may still lack its required state, and every check
+        registered so far must pass now (all run again when the load ends, since the stream
+        may still change lists and dicts). Refused past EARLY_CHECKS check runs in one load."""
+        if self.required:
+            obj = next(iter(self.required.values()))
+            raise self.refuse(
+                f"trusted code would run while a {type(obj).__qualname__} still lacks its state"
+            )
+        self.early_checks += len(self.finals) + sum(len(o) for _, o in self.batches.values())
+        if self.early_checks > EARLY_CHECKS:
+            raise self.refuse(
+                f"the stream runs trusted code so often among checked objects that checking "
+                f"before each run would take over {EARLY_CHECKS:,} checks; load it with "
+                "trust=True only if you trust the whole file"
+            )
+        for batch_check, objs in self.batches.values():
+            batch_check(self, objs)
+        for check in self.finals:
+            check()
 
     def batch(self, kind: str, check: Callable[[LoadState, list[Any]], None], obj: Any) -> None:
         """Have ``check`` see ``obj`` when the load ends, with every other object of ``kind``
@@ -171,6 +222,7 @@ class RestrictedUnpickler(StreamReader):
         if not isinstance(args, tuple):
             raise PickleStreamError("REDUCE arguments are not a tuple")
         if entry.kind == TRUSTED:
+            st.before_trusted()
             result = func(*args)
         elif entry.kind == CALL:
             from .validators import call_validator
@@ -195,6 +247,8 @@ class RestrictedUnpickler(StreamReader):
                 f"the stream creates an instance of a {type(cls).__name__} that is not an allowed class"
             )
         if entry.kind == TRUSTED:
+            if cls.__new__ is not _OBJECT_NEW:  # the class's own code runs
+                st.before_trusted()
             obj = cls.__new__(cls, *args, **(kwargs or {}))
         elif entry.kind != CONSTRUCT:
             raise st.refuse(f"{entry.key} may not be instantiated by the stream")
@@ -226,6 +280,10 @@ class RestrictedUnpickler(StreamReader):
             raise st.refuse(f"the stream sets the state of a {type(target).__qualname__} {built}")
         st.buildable.pop(id(target))
         st.required.pop(id(target), None)
+        if st.trusted and getattr(type(target), "__setstate__", None) is not None:
+            entry = st.external.get(id(type(target)))
+            if entry is not None and entry.kind == TRUSTED:  # its own __setstate__ runs
+                st.before_trusted()
         from .validators import build_validator
 
         result = build_validator(type(target))(self, target, state)

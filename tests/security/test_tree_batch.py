@@ -306,5 +306,206 @@ def test_trees_sharing_one_array_are_refused(tmp_path: Path) -> None:
     assert len({id(t) for t in naive}) == 50  # fifty copies in memory
     path = tmp_path / "shared.pkl"
     path.write_bytes(data)
-    with pytest.raises(ms.UnsafeModelError, match="two decision trees built from one array"):
+    with pytest.raises(ms.UnsafeModelError, match="already used for another object"):
         ms.load(path)
+
+
+# -- red team, eighth round, second pass ----------------------------------------------------------
+
+
+class _RawArray:
+    """Pickles as numpy's ``_reconstruct`` + ``BUILD (1, shape, dtype, False, raw)``, with
+    ``raw`` memo-shared when the same object is given to several."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, raw: Any) -> None:
+        self.shape, self.dtype, self.raw = shape, dtype, raw
+
+    def __reduce__(self) -> Any:
+        from numpy._core.multiarray import _reconstruct
+
+        return (
+            _reconstruct,
+            (np.ndarray, (0,), b"b"),
+            (1, self.shape, self.dtype, False, self.raw),
+        )
+
+
+class _FromBuffer(_RawArray):
+    """Pickles as protocol 5's ``_frombuffer(raw, dtype, shape, "C")``."""
+
+    def __reduce__(self) -> Any:
+        from numpy._core.numeric import _frombuffer
+
+        return (_frombuffer, (self.raw, self.dtype, self.shape, "C"))
+
+
+class _Leaf:
+    """A one-leaf tree over ``classes`` classes whose values array is ``values``."""
+
+    def __init__(self, classes: int, values: Any) -> None:
+        self.classes, self.values = classes, values
+
+    def __reduce__(self) -> Any:
+        from sklearn.tree._tree import NODE_DTYPE
+
+        leaf = np.zeros(1, dtype=NODE_DTYPE)
+        leaf["left_child"] = leaf["right_child"] = -1
+        leaf["feature"] = -2
+        state = {"max_depth": 0, "node_count": 1, "nodes": leaf, "values": self.values}
+        return (Tree, (1, np.array([self.classes], dtype=np.intp), 1), state)
+
+
+@pytest.mark.parametrize("array", [_RawArray, _FromBuffer])
+def test_trees_over_one_shared_buffer_are_refused(tmp_path: Path, array: Any) -> None:
+    """Distinct arrays over one memo-shared bytes object (numpy does not copy bytes over 1,000
+    long): each tree copies the values, so 16 KB of values in the file became 3.4 GB with 200
+    trees of 2**21 classes (the red team's measure; here 40 trees of 2**12)."""
+    classes = 1 << 12
+    shared = bytes(8 * classes)
+    trees = [_Leaf(classes, array((1, 1, classes), np.dtype("float64"), shared)) for _ in range(40)]
+    data = pickle.dumps(trees, protocol=5)
+    assert len(data) < 2 * len(shared) + 40 * 400  # the values are in the file once
+    naive = pickle.loads(data)
+    assert len({id(t) for t in naive}) == 40  # forty copies in memory
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(data)
+    with pytest.raises(ms.UnsafeModelError, match="already used for another object"):
+        ms.load(path)
+    one = tmp_path / "one.pkl"  # one such tree alone is fine
+    one.write_bytes(pickle.dumps(trees[:1], protocol=5))
+    assert ms.load(one)[0].max_n_classes == classes
+
+
+def test_object_arrays_over_one_shared_list_are_refused(tmp_path: Path) -> None:
+    """Each object array copies its list's pointers: 300 arrays over one memo-shared list of
+    2**20 items made 2.4 GB from a 1 MB file (the red team's measure; here 50 of 2**14)."""
+    items = [None] * (1 << 14)
+    data = pickle.dumps([_RawArray((len(items),), np.dtype("O"), items) for _ in range(50)], 4)
+    assert len({id(a) for a in pickle.loads(data)}) == 50
+    path = tmp_path / "objects.pkl"
+    path.write_bytes(data)
+    with pytest.raises(ms.UnsafeModelError, match="already used for another object"):
+        ms.load(path)
+
+
+_TRUSTED_LATE = """
+import io, pickle, sys, warnings
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree._classes import BaseDecisionTree
+from sklearn.tree._tree import Tree
+
+warnings.simplefilter("ignore")
+case, how = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+x = rng.normal(size=(60, 1))
+est = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, (x[:, 0] > 0).astype(int))
+state = est.tree_.__getstate__()
+
+
+class WarmUp:  # a predict in the middle of the stream, as trusted code might do
+    def __reduce__(self):
+        return (BaseDecisionTree.predict, (est, np.ones((3, 1))))
+
+
+class Empty:  # Tree(...) with no state yet: no nodes at all
+    def __reduce__(self):
+        return (Tree, (1, np.array([2], dtype=np.intp), 1))
+
+
+class BuildLater:  # that tree's BUILD, after the predict
+    def __init__(self, target):
+        self.target = target
+
+
+class Pickler(pickle._Pickler):
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, BuildLater):
+            self.save(obj.target)
+            self.save(state)
+            self.write(pickle.BUILD)
+            return
+        return super().save(obj, save_persistent_id)
+
+
+if case == "width":
+    # alone the tree is fine (2**31 - 1 features, splitting on feature 2**31 - 2); with the
+    # estimator's 1 feature it reads far past each row: the estimator's check refuses the pair
+    nodes = state["nodes"].copy()
+    nodes["feature"][0] = (1 << 31) - 2
+    wide = Tree((1 << 31) - 1, np.array([2], dtype=np.intp), 1)
+    wide.__setstate__({**state, "nodes": nodes})
+    est.tree_ = wide
+    stream = [est, WarmUp()]
+else:  # the predict walks a tree whose BUILD comes later in the stream
+    empty = Empty()
+    est.tree_ = empty
+    stream = [WarmUp(), BuildLater(empty)]
+buf = io.BytesIO()
+Pickler(buf, protocol=4).dump(stream)
+if how == "pickle":
+    pickle.loads(buf.getvalue())
+    print("loaded")
+else:
+    import modelstore as ms
+
+    open(sys.argv[3], "wb").write(buf.getvalue())
+    try:
+        ms.load(sys.argv[3], trust=["sklearn.tree._classes.BaseDecisionTree.predict"])
+        print("loaded")
+    except ms.UnsafeModelError as e:
+        print("refused:", e)
+"""
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [("width", "gives 1 features to a tree over"), ("unbuilt", "still lacks its state")],
+)
+def test_trusted_code_runs_only_after_every_check_so_far(
+    tmp_path: Path, case: str, reason: str
+) -> None:
+    """Trusted code that runs mid-stream (a trusted ``predict``) first sees every check
+    registered so far pass, and nothing still waiting for its state: a tree wider than its
+    estimator (an end-of-load check) and a tree used before its BUILD both crash the naive
+    loader."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "late.py"
+    script.write_text(_TRUSTED_LATE)
+    run = [sys.executable, str(script), case]
+    naive = subprocess.run([*run, "pickle"], capture_output=True, text=True, timeout=120)
+    assert naive.returncode != 0 and "loaded" not in naive.stdout
+    ours = subprocess.run(
+        [*run, "ms", str(tmp_path / "late.pkl")], capture_output=True, text=True, timeout=120
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert "refused:" in ours.stdout and reason in ours.stdout, ours.stdout
+
+
+def test_early_checks_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each trusted call reruns the checks registered so far: past a bound the load is
+    refused rather than made quadratic."""
+    from modelstore.security import pickle_load
+
+    x, y = load_digits(return_X_y=True)
+    path = tmp_path / "many.pkl"
+    trust = ["copy.copy"]
+    data = pickle.dumps(
+        [DecisionTreeClassifier(max_depth=2, random_state=s).fit(x, y) for s in range(4)]
+        + [_Call() for _ in range(30)],
+        protocol=4,
+    )
+    path.write_bytes(data)
+    assert len(ms.load(path, trust=trust)) == 34
+    monkeypatch.setattr(pickle_load, "EARLY_CHECKS", 20)
+    with pytest.raises(ms.UnsafeModelError, match="trusted code so often"):
+        ms.load(path, trust=trust)
+
+
+class _Call:
+    """A trusted call in the stream: ``copy.copy(1)``."""
+
+    def __reduce__(self) -> Any:
+        return (copy.copy, (1,))
