@@ -112,8 +112,31 @@ def build_masked(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     mask_size = np.ma.make_mask_descr(state[2]).itemsize
     if not isinstance(state[5], (bytes, bytearray)) or len(state[5]) not in (0, n * mask_size):
         raise st.refuse("a masked array whose mask does not match its shape")
+    fill = state[6]  # numpy makes an array of the dtype from it: one item, or as many as given
+    if fill is not None and (
+        not (
+            _plain_fill(fill)
+            or (
+                isinstance(fill, (np.generic, np.ndarray))
+                and fill.shape == ()
+                and not fill.dtype.hasobject
+            )
+        )
+        or state[2].itemsize > MAX_FILL_ITEM
+    ):
+        raise st.refuse("a masked array whose fill value is not one plain value of a small dtype")
     target.__setstate__(state)
     return target
+
+
+#: The largest item a masked array's fill value may have (numpy allocates one of them)
+MAX_FILL_ITEM = 1 << 16
+
+
+def _plain_fill(v: Any) -> bool:
+    return type(v) in (int, float, complex, bool) or (
+        type(v) in (str, bytes) and len(v) <= MAX_FILL_ITEM
+    )
 
 
 def call_frombuffer(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:

@@ -50,6 +50,7 @@ def _container(kind: type, keyed: bool) -> Any:
                 )
             if keyed:
                 check_keys(args[0].keys() if isinstance(args[0], dict) else args[0], st.where)
+            st.charge(8 * len(args[0]), f"{kind.__name__}()")
         return func(*args)
 
     return call
@@ -67,6 +68,7 @@ def _dict_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
             check_keys((p[0] for p in src), st.where)
         else:
             raise st.refuse(f"{func.__name__}() of a {type(src).__name__}")
+        st.charge(16 * len(src), f"{func.__name__}()")
     return func(*args)
 
 
@@ -85,6 +87,7 @@ def _bytes_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
             raise st.refuse(
                 f"{func.__name__}() of a {type(src).__name__} (an int would allocate that many bytes)"
             )
+        st.charge(len(src), f"{func.__name__}()")
     return func(*args)
 
 
@@ -102,6 +105,8 @@ def _str(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         raise st.refuse(f"str() of a {type(args[0]).__name__}")
     if len(args) > 1:  # str(data, encoding, errors) decodes: text codecs only (bz2_codec inflates)
         _text_codec(st, "str", args[1:])
+    if args and isinstance(args[0], (str, bytes, bytearray)):
+        st.charge(len(args[0]), "str()")
     return func(*args)
 
 
@@ -146,6 +151,7 @@ def _encode(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         or (len(args) == 3 and args[2] != "strict")
     ):
         raise st.refuse("_codecs.encode called with a codec that is not a plain text encoding")
+    st.charge(len(args[0]), "_codecs.encode()")
     return func(*args)
 
 
@@ -174,6 +180,8 @@ def _deque(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         raise st.refuse(f"deque() of a {type(args[0]).__name__}")
     if len(args) == 2 and not (args[1] is None or (_small_int(args[1]) and args[1] >= 0)):
         raise st.refuse("deque() with a malformed maxlen")
+    if args:
+        st.charge(8 * len(args[0]), "deque()")
     return func(*args)
 
 
@@ -239,6 +247,8 @@ def _construct_class(st: LoadState, cls: Any, how: str) -> Any:
     if entry is None or not isinstance(cls, type) or entry.kind not in (CONSTRUCT, "trusted"):
         name = getattr(cls, "__qualname__", type(cls).__name__)
         raise st.refuse(f"{how} of {name}, which is not a class the stream may create")
+    if entry.kind == "trusted" and cls.__new__ is not _OBJECT_NEW:  # the class's own code runs
+        st.before_trusted()
     return cls
 
 
@@ -259,6 +269,7 @@ def _newobj_ex(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     return st.expect_build(cls.__new__(cls))
 
 
+_OBJECT_NEW: Any = object.__new__
 _BASES = (
     "builtins:object",
     "builtins:dict",
@@ -293,6 +304,8 @@ def _reconstructor(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         )
     if isinstance(state, (dict, set, frozenset)):
         check_keys(state.keys() if isinstance(state, dict) else state, st.where)
+    if hasattr(state, "__len__"):
+        st.charge(16 * len(state), "copyreg._reconstructor")
     obj = base.__new__(cls, state)
     if base.__init__ is not object.__init__:
         base.__init__(obj, state)

@@ -259,9 +259,8 @@ def finals_for(obj: Any) -> list[Any]:
 
 
 def _finals_for(obj: Any) -> list[Any]:
-    name = type(obj).__module__
-    if not name.startswith("sklearn."):
-        return []
+    if not any((t.__module__ or "").startswith("sklearn.") for t in type(obj).__mro__):
+        return []  # (a trusted subclass of a scikit-learn estimator is checked as one)
     from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import BaseHistGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor

@@ -86,6 +86,8 @@ def _selected(st: LoadState, cols: Any, n: int) -> int:
     np = _np()
     if isinstance(cols, (slice, str)):
         raise st.refuse("a gradient boosting preprocessor selecting columns by name or slice")
+    if isinstance(cols, list) and not all(type(c) in (int, bool) for c in cols):
+        raise st.refuse("a gradient boosting preprocessor with a malformed column selection")
     cols = np.asarray(cols) if isinstance(cols, (list, np.ndarray)) else None
     if cols is None or cols.ndim != 1:
         raise st.refuse("a gradient boosting preprocessor with a malformed column selection")

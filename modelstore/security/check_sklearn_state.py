@@ -101,7 +101,12 @@ def check_vocabulary(st: LoadState, est: Any) -> None:
     if not isinstance(vocab, dict):
         raise st.refuse(f"a {type(est).__name__} whose vocabulary is not a dict")
     np = _np()
-    cols = np.asarray(list(vocab.values()))  # one pass in C: vocabularies run to millions of terms
+    values = list(vocab.values())
+    if not {type(v) for v in values} <= {int, np.int64, np.int32, np.intp}:  # before converting:
+        raise st.refuse(  # a value that is a shared list would be copied per term
+            f"a {type(est).__name__} whose vocabulary maps terms to something other than columns"
+        )
+    cols = np.asarray(values)  # one pass in C: vocabularies run to millions of terms
     n = len(vocab)
     if n and (
         cols.dtype.kind not in "iu" or cols.shape != (n,) or cols.min() < 0 or cols.max() >= n

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import operator
 import types
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,9 @@ _OBJECT_NEW: Any = object.__new__
 #: :meth:`LoadState.before_trusted`): a file calling a trusted class thousands of times among
 #: thousands of estimators would otherwise make the load quadratic.
 EARLY_CHECKS = 1_000_000
+#: What the allow-list's constructors may copy in one load (see :meth:`LoadState.charge`)
+COPY_FACTOR = 32
+COPY_FLOOR = 64 << 20
 _first = operator.itemgetter(0)
 _NOT_MUTABLE = (
     type,
@@ -84,6 +88,9 @@ class LoadState:
     copied: dict[int, Any] = field(default_factory=dict)
     #: end-of-load checks run so far for trusted code running mid-stream (see :meth:`before_trusted`)
     early_checks: int = 0
+    #: bytes the allow-list's constructors copied (see :meth:`charge`), and the stream's position
+    copies: int = 0
+    position: Callable[[], int] = field(default=lambda: 0)
     #: kind -> (check, objects): end-of-load checks that see every object of a kind at once
     batches: dict[str, tuple[Callable[[LoadState, list[Any]], None], list[Any]]] = field(
         default_factory=dict
@@ -142,6 +149,18 @@ class LoadState:
                 "copies it: a small file could fill memory; no real model shares it)"
             )
         self.copied[id(owner)] = owner
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """An allowed constructor copies ``nbytes`` of what the stream built (``list(x)``,
+        ``bytes(x)``, ...). Through the memo one stored object can be copied thousands of
+        times (1.9 MB made 15 GB), so all copies together may not exceed COPY_FACTOR times the
+        stream read so far, plus COPY_FLOOR: a real pickle copies each container about once."""
+        self.copies += nbytes
+        if self.copies > COPY_FLOOR + COPY_FACTOR * self.position():
+            raise self.refuse(
+                f"{what} copies more than {COPY_FACTOR} times the bytes the stream has stored so "
+                "far, all copies together (one object copied over and over through the memo)"
+            )
 
     def before_trusted(self) -> None:
         """Code the caller trusts is about to run in the middle of the stream, and may use
@@ -270,6 +289,14 @@ class RestrictedUnpickler(StreamReader):
                 "change it for every model in this process)"
             )
 
+    def _trusted_code(self, target: Any) -> None:
+        """A container subclass's own method is about to run: the stdlib's allowed ones
+        (``OrderedDict``, ``defaultdict``) are safe; a trusted class's is the caller's code,
+        which may use anything built so far."""
+        entry = self.state.external.get(id(type(target)))
+        if entry is not None and entry.kind == TRUSTED:
+            self.state.before_trusted()
+
     def on_build(self, target: Any, state: Any) -> Any:
         st = self.state
         self._own(target, "BUILD")
@@ -297,6 +324,8 @@ class RestrictedUnpickler(StreamReader):
                 f"SETITEM on a {type(target).__qualname__}, which is not a dict"
             )
         check_keys(map(_first, pairs), self.where)
+        if type(target) is not dict and type(target).__setitem__ is not dict.__setitem__:
+            self._trusted_code(target)
         if type(target) is dict:
             target.update(pairs)  # in order, as SETITEM by SETITEM
         else:  # a subclass's own __setitem__ (OrderedDict's, Counter's) as the stdlib calls it
@@ -305,8 +334,13 @@ class RestrictedUnpickler(StreamReader):
 
     def on_appends(self, target: Any, items: list[Any]) -> None:
         self._own(target, "APPEND")
+        if type(target) is deque:  # deque's reduce fills it by APPENDS (its own C extend)
+            target.extend(items)
+            return
         if not isinstance(target, list):
             raise self.state.refuse(f"APPEND on a {type(target).__qualname__}, which is not a list")
+        if type(target) is not list and type(target).extend is not list.extend:
+            self._trusted_code(target)
         target.extend(items)
 
     def on_additems(self, target: Any, items: list[Any]) -> None:
@@ -336,6 +370,7 @@ def restricted_load(
     refused, PickleStreamError for a malformed stream."""
     state = LoadState(where, policy, frozenset(trusted), limits or Limits.from_env())
     reader = RestrictedUnpickler(source, state)
+    state.position = source.tell
     obj = reader.load()
     expect_end(reader)
     state.finish(obj)

@@ -64,6 +64,25 @@ def build_validator(t: type) -> BuildValidator:
 
 
 def _builder_for(t: type) -> BuildValidator:
+    own = _own_builder_for(t)
+    if own is default_build:  # a class of the caller's (trusted) may subclass a checked type
+        for base in _library_bases(t):
+            found = _own_builder_for(base)
+            if found is not default_build:
+                return found
+    return own
+
+
+def _library_bases(t: type) -> list[type]:
+    """The bases of ``t`` that numpy, scikit-learn or scipy define (a trusted class of the
+    caller's that subclasses one gets that class's checks)."""
+    return [b for b in t.__mro__[1:] if (b.__module__ or "").startswith(_CHECKED)]
+
+
+_CHECKED = ("numpy", "sklearn.", "scipy.")
+
+
+def _own_builder_for(t: type) -> BuildValidator:
     module = t.__module__ or ""
     if module.startswith("numpy"):
         return check_numpy.build_for(t) or _no_state
@@ -115,6 +134,9 @@ def default_build(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
 
 def _register_finals(st: LoadState, obj: Any) -> None:
     module = type(obj).__module__ or ""
+    if not module.startswith(_CHECKED):  # a caller's subclass is checked as its library base
+        bases = _library_bases(type(obj))
+        module = bases[0].__module__ if bases else module
     checks: list[Any] = []
     if module.startswith("sklearn."):
         from . import check_sklearn_fitted

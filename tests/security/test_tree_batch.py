@@ -264,6 +264,7 @@ else:
 """
 
 
+@pytest.mark.slow  # child processes
 def test_a_trusted_call_never_sees_an_unchecked_tree(tmp_path: Path) -> None:
     """With ``trust=[...]``, the caller's trusted code runs during the stream and may use a
     tree before the load ends (here a trusted ``predict`` of a tree whose child is 2**40):
@@ -458,6 +459,7 @@ else:
 """
 
 
+@pytest.mark.slow  # child processes
 @pytest.mark.parametrize(
     "case, reason",
     [("width", "gives 1 features to a tree over"), ("unbuilt", "still lacks its state")],
