@@ -162,6 +162,7 @@ def call_scalar(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     data = args[1] if len(args) == 2 else b""
     if not isinstance(data, (bytes, bytearray)) or len(data) != dtype.itemsize:
         raise st.refuse(f"a numpy {dtype} scalar needs {dtype.itemsize} bytes")
+    st.charge(dtype.itemsize, "a numpy scalar")  # copies its bytes (memo-shared ones too)
     return func(dtype, data)
 
 

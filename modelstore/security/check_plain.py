@@ -50,7 +50,8 @@ def _container(kind: type, keyed: bool) -> Any:
                 )
             if keyed:
                 check_keys(args[0].keys() if isinstance(args[0], dict) else args[0], st.where)
-            st.charge(8 * len(args[0]), f"{kind.__name__}()")
+            # a pointer per item; a set's table costs ~64 bytes per item
+            st.charge((64 if keyed else 8) * len(args[0]), f"{kind.__name__}()")
         return func(*args)
 
     return call
@@ -68,7 +69,7 @@ def _dict_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
             check_keys((p[0] for p in src), st.where)
         else:
             raise st.refuse(f"{func.__name__}() of a {type(src).__name__}")
-        st.charge(16 * len(src), f"{func.__name__}()")
+        st.charge(48 * len(src), f"{func.__name__}()")  # a dict costs ~48 bytes per entry
     return func(*args)
 
 
@@ -80,6 +81,7 @@ def _bytes_like(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
             if len(args) < 2:
                 raise st.refuse(f"{func.__name__}() of text without a text encoding")
             _text_codec(st, func.__name__, args[1:])
+            st.charge(3 * len(src), f"{func.__name__}()")  # encoded: up to 4 bytes a character
         elif isinstance(src, list):
             if not all(type(b) is int and 0 <= b < 256 for b in src):
                 raise st.refuse(f"{func.__name__}() of a list that is not bytes")
@@ -151,7 +153,7 @@ def _encode(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
         or (len(args) == 3 and args[2] != "strict")
     ):
         raise st.refuse("_codecs.encode called with a codec that is not a plain text encoding")
-    st.charge(len(args[0]), "_codecs.encode()")
+    st.charge(4 * len(args[0]), "_codecs.encode()")  # up to 4 bytes per character
     return func(*args)
 
 

@@ -54,6 +54,7 @@ class _Call:
         (list, [None] * 100_000),
         (tuple, [None] * 100_000),
         (dict, dict.fromkeys(range(20_000))),
+        (frozenset, list(range(20_000))),
         (bytearray, bytes(400_000)),
         (bytes, bytearray(400_000)),
     ],
@@ -70,6 +71,21 @@ def test_one_stored_object_copied_over_and_over_is_refused(
     few = tmp_path / "few.pkl"  # a handful of copies, as real pickles make, loads
     few.write_bytes(pickle.dumps([_Call(func, arg) for _ in range(3)], protocol=4))
     assert len(ms.load(few)) == 3
+
+
+def test_numpy_scalars_over_one_stored_buffer_are_charged(tmp_path: Path) -> None:
+    """``numpy scalar(dtype, data)`` copies ``data``: 100 scalars of one memo-shared 16 MB
+    buffer made 1.6 GB (red team, fourth pass; here 2,000 of 400 KB)."""
+    from numpy._core.multiarray import scalar
+
+    dtype, data = np.dtype("V400000"), bytes(400_000)
+    many = pickle.dumps([_Call(scalar, dtype, data) for _ in range(2_000)], protocol=4)
+    path = tmp_path / "scalars.pkl"
+    path.write_bytes(many)
+    with pytest.raises(ms.UnsafeModelError, match="copies more than 32 times"):
+        ms.load(path)
+    path.write_bytes(pickle.dumps([_Call(scalar, dtype, data)] * 1, protocol=4))
+    assert ms.load(path)[0].nbytes == 400_000
 
 
 def test_real_containers_load_under_the_copy_budget(tmp_path: Path) -> None:
