@@ -14,9 +14,8 @@ A tree is checked in two steps:
   tables at a time in a few array operations each (a forest has hundreds of small trees, and
   a dozen numpy calls per tree cost more than reading it). What is checked is each tree's own memory, read back
   through ``Tree.__getstate__`` (a view, not a copy), with its own counts. Nothing runs in
-  between but the allow-list's validators, which never walk a tree. With ``trust=[...]`` the
-  caller's own code may run during the stream (and use a tree), so each tree is then checked
-  at its ``BUILD``.
+  between but the allow-list's validators, which never walk a tree, and code the caller
+  trusts, before which every tree so far is checked (:meth:`.LoadState.before_trusted`).
 
 Each tree copies its arrays, so two trees may not be made from one array, or from arrays over
 one buffer (:meth:`.LoadState.claim`): through the pickle memo, a 1 MB table shared by
@@ -180,10 +179,7 @@ def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     st.claim(nodes, "a decision tree's nodes")  # each tree copies both arrays
     st.claim(values, "a decision tree's values")
     target.__setstate__(state)
-    if st.trusted:  # code the caller trusts runs during the stream: it may use this tree
-        check_trees(st, [target])
-    else:
-        st.batch("sklearn.tree._tree.Tree", check_trees, target)
+    st.batch("sklearn.tree._tree.Tree", check_trees, target)
     return target
 
 
