@@ -1,10 +1,12 @@
 """Time ms.load of Keras models against plain keras.saving.load_model, and the part of it
 spent on the declared-size check (security/kerassize.py: the StatelessScope build).
 
-Each method runs in a fresh process; the model is saved once per format. Run by hand:
+Each method runs in a fresh process, the methods interleaved; the model is saved once per
+format. Run by hand:
 
     .venv/bin/python benchmarks/keras_load.py --repeat 3
     .venv/bin/python benchmarks/keras_load.py --repeat 6 --warm   # one process, repeated loads
+    .venv/bin/python benchmarks/keras_load.py --repeat 7 --against /tmp/old  # a worktree's ms.load too
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+#: the checkout timed (``MODELSTORE_BENCH_ROOT``: another worktree, as in ``_timing.py``)
+ROOT = Path(os.environ.get("MODELSTORE_BENCH_ROOT") or Path(__file__).resolve().parents[1])
 
 MAKE = """
 import warnings; warnings.simplefilter("ignore")
@@ -64,8 +67,8 @@ print("SECONDS", statistics.median(times["keras"]), statistics.median(times["ms"
 """
 
 
-def run(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run(code: str, root: Path = ROOT) -> str:
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env
     )
@@ -84,6 +87,12 @@ def main() -> None:
         "--warm",
         action="store_true",
         help="one process loading each file repeatedly (after a first load of each)",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (a git worktree of an older commit): its ms.load is timed in "
+        "the same rounds",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,22 +113,27 @@ def main() -> None:
                 f"\nload average {os.getloadavg()[0]:.1f} at the end; one process, loads repeated"
             )
             return
-        print("| file | keras.saving.load_model | ms.load | ratio | size check alone |")
-        print("| --- | --- | --- | --- | --- |")
+        other = f" | ms.load ({args.against.name}) | ratio" if args.against else ""
+        print(f"| file | keras.saving.load_model | ms.load | ratio{other} | size check alone |")
+        print("| --- | --- | --- | ---" + (" | --- | ---" if other else "") + " | --- |")
         for fmt, path in paths.items():
-            row: list[float] = []
-            for method in ("keras", "ms", "check"):
-                times = [
-                    float(run(RUN.format(path=path, method=method)).split("SECONDS")[1])
-                    for _ in range(args.repeat)
-                ]
-                row.append(statistics.median(times))
+            times: dict[str, list[float]] = {"keras": [], "ms": [], "check": []}
+            if args.against:
+                times["against"] = []
+            for r in range(args.repeat):  # interleaved, the order alternating
+                for method in list(times) if r % 2 == 0 else reversed(list(times)):
+                    code = RUN.format(path=path, method="ms" if method == "against" else method)
+                    out = run(code, args.against if method == "against" else ROOT)
+                    times[method].append(float(out.split("SECONDS")[1]))
+            med = {m: statistics.median(t) for m, t in times.items()}
             cells = [
-                f"{row[0]:.2f} s",
-                f"{row[1]:.2f} s",
-                f"{row[1] / row[0]:.2f}x",
-                f"{row[2]:.2f} s",
+                f"{med['keras']:.2f} s",
+                f"{med['ms']:.2f} s",
+                f"{med['ms'] / med['keras']:.2f}x",
             ]
+            if args.against:
+                cells += [f"{med['against']:.2f} s", f"{med['against'] / med['keras']:.2f}x"]
+            cells.append(f"{med['check']:.2f} s")
             print(f"| .{fmt} | " + " | ".join(cells) + " |", flush=True)
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 

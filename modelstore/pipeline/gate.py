@@ -50,13 +50,11 @@ def gate(backend: Backend, path: Path, trust: bool | list[str]) -> None:
     """Scan before anything deserialises; refuse what is not allowed."""
     if _declared_safe(backend) or trust is True:
         return
-    # a pickle backend whose loader is the restricted unpickler checks while it reads (one
-    # pass); every other non-safe backend is scanned before anything is deserialised
-    if (
-        backend.risk == "pickle"
-        and getattr(backend, "checks_while_loading", False)
-        and _builtin(backend)
-    ):
+    # a built-in backend whose load runs the check itself, before it deserialises anything,
+    # is not scanned twice: the pickle backends' restricted unpickler is the check (one pass),
+    # the Keras backend scans in its load (its size-check build overlaps the HDF5 guard);
+    # every other non-safe backend is scanned here, before anything is deserialised
+    if getattr(backend, "checks_while_loading", False) and _builtin(backend):
         return
     enforce(backend.scan(path), trust)
 

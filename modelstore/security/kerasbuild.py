@@ -33,12 +33,28 @@ def check_build(
     dataset of the same size, all of them together to stay within SLACK of what is stored, and
     (``activations``) every layer output Keras infers to stay within the activation limit.
     Call it only on a config the audit accepted: it runs Keras' deserialisation."""
+    declared = declared_by(config, legacy, where, activations=activations, safe=safe)
+    match(declared, stored, where)
+
+
+def declared_by(
+    config: dict[str, Any],
+    legacy: bool,
+    where: str = "the model config",
+    *,
+    activations: bool = True,
+    safe: bool = True,
+) -> list[tuple[str, tuple[int, ...], int]]:
+    """The first half of :func:`check_build`, which needs no stored sizes (so it can run while
+    the HDF5 guard child walks the weights): the stateless build, every variable it declares,
+    and (``activations``) the layer outputs bounded. Call :func:`match` with the stored sizes
+    before anything allocates."""
     model = _build(config, legacy, safe)
     try:
         declared = _variables(model)
-        _match(declared, stored, where)
         if activations:
             _bound_outputs(model, where)
+        return declared
     finally:
         del model
 
@@ -101,7 +117,7 @@ def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
     return out
 
 
-def _match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], where: str) -> None:
+def match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], where: str) -> None:
     available = Counter(stored)
     for path, shape, n in sorted(declared, key=lambda d: -d[2]):
         if n < MATCH_MIN:

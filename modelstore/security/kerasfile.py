@@ -12,7 +12,7 @@ import os
 import re
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,17 +67,24 @@ def check_zip(path: Path, crc: bool | Any = False) -> list[zipfile.ZipInfo]:
         raise KerasFileError(e.detail, e.kind) from None
 
 
-def check(path: Path, kind: str) -> None:
+def check(path: Path, kind: str, meanwhile: Callable[[], None] | None = None) -> None:
     """Everything about the container, before anything else reads it: the whole archive with
-    every CRC, or the HDF5 structure walked in a child process."""
+    every CRC, or the HDF5 structure walked in a child process. For an archive, ``meanwhile``
+    runs once every CRC has passed, while the child walks (a load's stateless build: it reads
+    only the JSON members); it must not open the HDF5 data, which the child has not yet
+    cleared."""
     if kind == "keras":
         infos = check_zip(path)  # the structure first, then the child walks the weights
         if "model.weights.h5" not in {i.filename for i in infos}:
             check_zip(path, crc=True)
+            if meanwhile is not None:
+                meanwhile()
             return
         guard = start_guard(path, "model.weights.h5")
         try:
             check_zip(path, crc=True)  # every CRC while the child walks the HDF5 structure
+            if meanwhile is not None:
+                meanwhile()
         except BaseException:
             guard.cancel()
             raise
@@ -153,26 +160,9 @@ def read_configs(
     """Every config a Keras load deserialises, with its name and whether it is legacy (H5)
     JSON: ``config.json`` of an archive; ``model_config`` and ``training_config`` of H5."""
     if kind == "keras":
-        check_zip(path, crc=lambda name: name in ("config.json", "metadata.json"))
-        try:
-            with zipfile.ZipFile(path) as zf:
-                config = _json(zf.read("config.json"), f"{path} (config.json)")
-                names = zf.namelist()
-                facts = (
-                    _json(zf.read("metadata.json"), f"{path} (metadata.json)")
-                    if "metadata.json" in names
-                    else {}
-                )
-        except KerasFileError:
-            raise
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise KerasFileError(
-                f"the archive's config cannot be read ({type(e).__name__})", "damaged"
-            ) from None
-        if not isinstance(config, dict):
-            raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
-        _check_sizes([("config.json", config, False)], stored_sizes(path, kind))
-        return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
+        configs, facts = archive_configs(path)
+        _check_sizes(configs, stored_sizes(path, kind))
+        return configs, facts
     keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
         attrs = {k: _text(v) for k, v in f.attrs.items() if k in keys}
@@ -188,6 +178,30 @@ def read_configs(
         configs.append((key, value, True))
     _check_sizes(configs, stored)
     return configs, attrs
+
+
+def archive_configs(path: Path) -> tuple[list[tuple[str, dict[str, Any], bool]], dict[str, Any]]:
+    """``config.json`` (and ``metadata.json``'s facts) of a ``.keras`` archive, JSON only: the
+    HDF5 weights are not opened, so this may run while their guard child walks them."""
+    check_zip(path, crc=lambda name: name in ("config.json", "metadata.json"))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = _json(zf.read("config.json"), f"{path} (config.json)")
+            names = zf.namelist()
+            facts = (
+                _json(zf.read("metadata.json"), f"{path} (metadata.json)")
+                if "metadata.json" in names
+                else {}
+            )
+    except KerasFileError:
+        raise
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise KerasFileError(
+            f"the archive's config cannot be read ({type(e).__name__})", "damaged"
+        ) from None
+    if not isinstance(config, dict):
+        raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
+    return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
 
 
 _STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes

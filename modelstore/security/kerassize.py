@@ -253,11 +253,16 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
     batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
     floor, biggest, total_growth = 0, (0, ""), 1
+    constants: list[str] = []
     for cls, name, cfg in layers(config):
         n = weight_floor(cls, cfg)
         floor += n
         if n > biggest[0]:
             biggest = (n, _what(cls, name, cfg))
+        if cls == "Normalization" and (
+            cfg.get("mean") is not None or cfg.get("variance") is not None
+        ):
+            constants.append(_what(cls, name, cfg))
         factor, fixed = growth(cls, cfg)
         if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
             fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
@@ -279,6 +284,14 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
             f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
             f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)"
         )
+    if constants:
+        # a Normalization given its statistics broadcasts them to its input's shape when it
+        # is built, as tensors (not variables: a stateless build allocates them too); its
+        # input holds at most the largest input's elements times the model's growth
+        each = 2 * min(act_limit, max(input_elements, 1) * total_growth)
+        floor += each * len(constants)
+        if each > biggest[0]:
+            biggest = (each, constants[0])
     if floor > total_stored + SLACK:
         n, what = biggest
         raise SizeError(

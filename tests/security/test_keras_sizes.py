@@ -81,6 +81,14 @@ CASES = [
         (1, 8, 8, 1),
         ["'up_sampling2d' (UpSampling2D, size=[1000, 1000])", "1,000,000"],
     ),
+    (  # red team, issue 19 ninth round: statistics broadcast to the input's shape at build
+        "normalization-stats",
+        "norm",
+        "[null, 8]",
+        "[null, 40000000]",
+        None,
+        ["'normalization' (Normalization)", "80,000,000"],
+    ),
     (
         "attention",
         "mha",
@@ -148,6 +156,9 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
                 L.Conv2D(5, 3, name="conv2d"),
                 L.UpSampling2D(2, name="up_sampling2d"),
             ]
+        ),
+        "norm": keras.Sequential(
+            [keras.Input((8,)), L.Normalization(mean=0.0, variance=1.0, name="normalization")]
         ),
         "mha": keras.Model(
             q, L.MultiHeadAttention(num_heads=2, key_dim=5, name="multi_head_attention")(q, q)
@@ -305,6 +316,7 @@ def test_scan_and_inspect_agree_where_the_config_alone_tells(
         "gru-units",
         "conv-filters",
         "upsampling",
+        "normalization-stats",
         "attention",
     }
     for name, path, _, _words in hostile:
@@ -481,6 +493,17 @@ def test_scan_refuses_a_declared_layer_without_keras(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "VERDICT unsafe" in r.stdout and "'dense' (Dense, units=50000000)" in r.stdout, r.stdout
     assert "REFUSED" in r.stdout and "TF False" in r.stdout, r.stdout
+
+
+def test_normalization_statistics_count_as_what_the_build_makes() -> None:
+    """A Normalization given its mean and variance broadcasts them to its input's shape when
+    Keras builds it (tensors, not stored weights): counted against what the file stores."""
+    norm = _layer("Normalization", "norm", mean=0.0, variance=1.0)
+    kerassize.check_config(_seq(norm, shape=[None, 784]), [])  # 1,568 elements: in the slack
+    with pytest.raises(kerassize.SizeError, match=r"'norm' \(Normalization\) alone 60,000,000"):
+        kerassize.check_config(_seq(norm, shape=[None, 30_000_000]), [])
+    adapted = _layer("Normalization", "norm", mean=None, variance=None)  # stored variables
+    kerassize.check_config(_seq(adapted, shape=[None, 30_000_000]), [])
 
 
 def test_config_check_is_total_on_garbage() -> None:

@@ -24,7 +24,8 @@ from ...errors import (
     FormatError,
     ModelstoreError,
 )
-from ...security import jsonsafe, unreadable
+from ...security import enforce, jsonsafe, unreadable
+from ...security.kerasaudit import Audit
 from ...security.kerasfile import (
     KerasFileError,
     audit_configs,
@@ -60,6 +61,7 @@ from .files import (
     _zip_checksum,
 )
 from .loading import (
+    EarlyBuild,
     _load_error,
     _load_weights,
     _pinned_safe_mode,
@@ -88,6 +90,8 @@ class KerasBackend(Backend):
     framework = "keras"
     suffixes = (".keras", ".h5", ".hdf5", ".weights.h5")
     risk = "restricted"
+    #: ``load`` runs the scan itself, before anything is deserialised (see ``load``)
+    checks_while_loading = True
     extra = "keras"
     requires = ("keras", "h5py")
     embeds_metadata = True
@@ -199,39 +203,56 @@ class KerasBackend(Backend):
         check_checksum(path, expected, actual, "the file")
 
     def scan(self, path: Path) -> ScanReport:
+        return self._scan(path)[0]
+
+    def _scan(
+        self, path: Path, meanwhile: EarlyBuild | None = None
+    ) -> tuple[ScanReport, list[tuple[str, dict[str, Any], bool]] | None, Audit | None]:
+        """The scan, with the configs it read and their audit (None if it could not read
+        them); ``meanwhile`` runs while the HDF5 guard child walks (see ``load``)."""
         try:
             kind = self._kind(path)
-            check(path, kind)  # the whole container, every CRC, the HDF5 walk in a child
-            found = audit_file(path, kind)
+            check(path, kind, meanwhile)  # the whole container, every CRC, the HDF5 guard
+            configs = read_configs(path, kind)[0]  # with the sizes the configs declare
+            found = audit_configs(configs)
             with open_h5(path, kind):
                 pass  # checks links, external storage, filters and declared sizes
         except (KerasFileError, FormatError) as e:
-            return unreadable(path, self.name, getattr(e, "kind", "format"), str(e))
+            return unreadable(path, self.name, getattr(e, "kind", "format"), str(e)), None, None
         findings = found.findings
-        return ScanReport(
+        report = ScanReport(
             str(path),
             self.name,
             "unsafe" if findings else "safe",
             findings,
             [f.subject for f in findings],
         )
+        return report, configs, found
 
     def load(self, path: Path, request: LoadRequest) -> Any:
-        import keras
-
         if request.device not in (None, "cpu"):
             raise ArgumentError(
                 f"{path}: device={request.device!r}: Keras places models itself; use device=None"
             )
+        early = configs = found = None
+        if request.trust is not True:
+            # the gate's scan, run here (checks_while_loading) so that for an archive the
+            # stateless size-check build overlaps the HDF5 guard child (check runs it)
+            early = EarlyBuild(path, request.trust)
+            report, configs, found = self._scan(path, early)
+            enforce(report, request.trust)
         kind = self._kind(path)
+        import keras
+
         if request.trust is not True:
             _require_keras(path, keras.__version__)
         if kind == "weights":
             return _load_weights(path, request.model)
-        try:
-            configs = read_configs(path, kind)[0]  # read once: the audit below uses these
-        except KerasFileError as e:
-            raise FormatError(f"{path}: {e}") from None
+        if configs is None:
+            try:
+                configs = read_configs(path, kind)[0]
+            except KerasFileError as e:
+                raise FormatError(f"{path}: {e}") from None
         if not any(name != "training_config" for name, _, _ in configs):
             if request.model is not None:
                 with _with_suffix(path, ".h5") as p:  # Keras 2 save_weights("x.h5")
@@ -249,7 +270,9 @@ class KerasBackend(Backend):
         safe = (
             False
             if request.trust is True
-            else _safe_mode_for(path, audit_configs(configs), request.trust)
+            else _safe_mode_for(
+                path, found if found is not None else audit_configs(configs), request.trust
+            )
         )
         if (
             request.trust is not True
@@ -257,7 +280,7 @@ class KerasBackend(Backend):
             from ...security.kerasload import check_load
 
             try:
-                check_load(path, kind, configs, safe=safe)
+                check_load(path, kind, configs, safe=safe, early=early)
             except ModelstoreError:
                 raise
             except Exception as e:  # a config Keras cannot rebuild: the same answer as the load's

@@ -38,9 +38,13 @@ def _safe_mode_for(path: Path, found: Audit, trust: bool | list[str]) -> bool:
     return not found.needs_unsafe
 
 
-def _require_keras(path: Path, version: str) -> None:
+def _keras_ok(version: str) -> bool:
     numbers = [int(p) for p in (version.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit()]
-    if tuple(numbers) < MIN_KERAS:
+    return tuple(numbers) >= MIN_KERAS
+
+
+def _require_keras(path: Path, version: str) -> None:
+    if not _keras_ok(version):
         want = ".".join(map(str, MIN_KERAS))
         msg = (
             f"{path}: loading a Keras file safely needs keras >= {want} (installed: {version}); "
@@ -118,3 +122,59 @@ def _load_weights(path: Path, model: Any, open_as: str | None = None) -> Any:
             f"{path}: Keras could not read the weights ({type(e).__name__}: {e})"[:500]
         ) from None
     return model
+
+
+class EarlyBuild:
+    """:func:`~modelstore.security.kerasfile.check`'s ``meanwhile`` for a ``.keras`` load: the
+    stateless size-check build of the archive's config, run while the guard child walks the
+    HDF5 weights (two cores: the child's interpreter start and the build overlap), so that
+    ``check_load`` only compares it with the stored sizes. It builds only a config with no
+    audit finding at all (a trusted Lambda's code runs in a build: that waits until the whole
+    scan has passed), within the size limits that do not depend on the stored weights, whose
+    declared weights fit the most the weights member could hold. Whatever is wrong with the
+    file is left to the scan that follows, which reports it as it always does."""
+
+    def __init__(self, path: Path, trust: bool | list[str]) -> None:
+        self.path, self.trust = path, trust
+        #: (config, safe mode, declared variables or what the build raised), once built
+        self.result: tuple[dict[str, Any], bool, Any] | None = None
+
+    def __call__(self) -> None:
+        from ...security.kerasbuild import declared_by
+        from ...security.kerasfile import archive_configs, audit_configs
+        from ...security.kerash5 import MAX_RATIO
+        from ...security.kerassize import check_config
+
+        try:
+            configs, _ = archive_configs(self.path)
+            (_, config, _), *_ = configs
+            found = audit_configs(configs)
+            if found.findings:  # even trusted ones: a Lambda's code runs in the build, so
+                return  # only after the whole scan has passed (check_load builds then)
+            safe = _safe_mode_for(self.path, found, self.trust)
+            # the size limits, and the weights declared against the most the weights member
+            # can store (the scan checks them against what it does store): a file refused for
+            # its sizes is refused without building, nor importing Keras
+            check_config(config, [MAX_RATIO * _member_size(self.path) + (1 << 20)])
+            import keras
+
+            if not _keras_ok(keras.__version__):  # load refuses it after the scan
+                return
+        except Exception:  # refused or unreadable: the scan that follows says so
+            return
+        outcome: Any
+        try:
+            with _pinned_safe_mode(safe):
+                outcome = declared_by(config, False, "the model config (config.json)", safe=safe)
+        except Exception as e:  # raised again by check_load, where the build would have been
+            outcome = e
+        self.result = (config, safe, outcome)
+
+
+def _member_size(path: Path) -> int:
+    """The uncompressed size of an archive's ``model.weights.h5`` (0 without one)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        names = {i.filename: i.file_size for i in zf.infolist()}
+    return names.get("model.weights.h5", 0)
