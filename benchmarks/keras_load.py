@@ -7,6 +7,7 @@ format. Run by hand:
     .venv/bin/python benchmarks/keras_load.py --repeat 3
     .venv/bin/python benchmarks/keras_load.py --repeat 6 --warm   # one process, repeated loads
     .venv/bin/python benchmarks/keras_load.py --repeat 7 --against /tmp/old  # a worktree's ms.load too
+    .venv/bin/python benchmarks/keras_load.py --repeat 8 --against /tmp/old --pairs  # overheads only
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ import time, warnings; warnings.simplefilter("ignore")
 import keras, modelstore as ms
 from modelstore.security import kerasfile, kerasload
 path, method = {path!r}, {method!r}
+inner, spent = keras.saving.load_model, [0.0]
+def timed(*a, **k):  # Keras' own load inside ms.load: the rest is modelstore's overhead
+    t = time.perf_counter()
+    try:
+        return inner(*a, **k)
+    finally:
+        spent[0] += time.perf_counter() - t
+keras.saving.load_model = timed
 t = time.perf_counter()
 if method == "keras":
     keras.saving.load_model(path)
@@ -49,7 +58,8 @@ else:
     configs = kerasfile.read_configs(__import__("pathlib").Path(path), kind)[0]
     t = time.perf_counter()
     kerasload.check_load(__import__("pathlib").Path(path), kind, configs, safe=True)
-print("SECONDS", time.perf_counter() - t)
+total = time.perf_counter() - t
+print("SECONDS", total, total - spent[0])
 """
 
 WARM = """
@@ -69,8 +79,14 @@ print("SECONDS", statistics.median(times["keras"]), statistics.median(times["ms"
 
 def run(code: str, root: Path = ROOT) -> str:
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # run in ``root``: ``python -c`` puts the working directory first on sys.path, so from
+    # another checkout PYTHONPATH alone would import that checkout's modelstore instead
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
     )
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -94,6 +110,12 @@ def main() -> None:
         help="another checkout (a git worktree of an older commit): its ms.load is timed in "
         "the same rounds",
     )
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="with --against: time only the two checkouts' ms.load, in turn (their overheads "
+        "outside Keras' own load are steadier than ratios to a separate Keras load)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"keras": str(Path(tmp) / "m.keras"), "h5": str(Path(tmp) / "m.h5")}
@@ -113,26 +135,53 @@ def main() -> None:
                 f"\nload average {os.getloadavg()[0]:.1f} at the end; one process, loads repeated"
             )
             return
-        other = f" | ms.load ({args.against.name}) | ratio" if args.against else ""
-        print(f"| file | keras.saving.load_model | ms.load | ratio{other} | size check alone |")
-        print("| --- | --- | --- | ---" + (" | --- | ---" if other else "") + " | --- |")
+        # overhead: ms.load's time outside the Keras load it runs (Keras' own load varies by
+        # +-25% between processes here; what modelstore adds is steadier)
+        other = f" | ms.load ({args.against.name}) | ratio | overhead" if args.against else ""
+        print(
+            f"| file | keras.saving.load_model | ms.load | ratio | overhead{other} "
+            "| size check alone |"
+        )
+        print(
+            "| --- | --- | --- | --- | ---" + (" | --- | --- | ---" if other else "") + " | --- |"
+        )
         for fmt, path in paths.items():
-            times: dict[str, list[float]] = {"keras": [], "ms": [], "check": []}
+            times: dict[str, list[tuple[float, float]]] = {"keras": [], "ms": [], "check": []}
+            if args.pairs:
+                times = {"ms": [], "against": []}
             if args.against:
                 times["against"] = []
             for r in range(args.repeat):  # interleaved, the order alternating
                 for method in list(times) if r % 2 == 0 else reversed(list(times)):
                     code = RUN.format(path=path, method="ms" if method == "against" else method)
                     out = run(code, args.against if method == "against" else ROOT)
-                    times[method].append(float(out.split("SECONDS")[1]))
-            med = {m: statistics.median(t) for m, t in times.items()}
+                    total, outside = (float(v) for v in out.split("SECONDS")[1].split())
+                    times[method].append((total, outside))
+            med = {m: statistics.median(t for t, _ in ts) for m, ts in times.items()}
+            ovh = {m: statistics.median(o for _, o in ts) for m, ts in times.items()}
+            if args.pairs:
+                spread = {
+                    m: f"{min(o for _, o in ts):.2f}–{max(o for _, o in ts):.2f}"
+                    for m, ts in times.items()
+                }
+                print(
+                    f"| .{fmt} pairs | overhead {ovh['ms']:.2f} s ({spread['ms']}) | "
+                    f"{args.against.name}: {ovh['against']:.2f} s ({spread['against']}) |",
+                    flush=True,
+                )
+                continue
             cells = [
                 f"{med['keras']:.2f} s",
                 f"{med['ms']:.2f} s",
                 f"{med['ms'] / med['keras']:.2f}x",
+                f"{ovh['ms']:.2f} s",
             ]
             if args.against:
-                cells += [f"{med['against']:.2f} s", f"{med['against'] / med['keras']:.2f}x"]
+                cells += [
+                    f"{med['against']:.2f} s",
+                    f"{med['against'] / med['keras']:.2f}x",
+                    f"{ovh['against']:.2f} s",
+                ]
             cells.append(f"{med['check']:.2f} s")
             print(f"| .{fmt} | " + " | ".join(cells) + " |", flush=True)
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
