@@ -96,7 +96,7 @@ def _stateless(config: Any) -> Any:
         return [_stateless(v) for v in config]
     if isinstance(config, dict):
         return {
-            k: (False if k == "stateful" and v is True else _stateless(v))
+            k: (False if k == "stateful" and v else _stateless(v))  # Keras tests truthiness
             for k, v in config.items()
         }
     return config

@@ -264,7 +264,9 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         ):
             constants.append(_what(cls, name, cfg))
         factor, fixed = growth(cls, cfg)
-        if cfg.get("stateful") is True:  # the state, batch x units, is made when the layer is built
+        if cfg.get(
+            "stateful"
+        ):  # (Keras tests truthiness) the state, batch x units, is made at build
             fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
         if factor > GROWTH_LIMIT:
             raise SizeError(

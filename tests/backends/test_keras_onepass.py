@@ -167,3 +167,19 @@ def test_a_trusted_lambda_waits_for_the_whole_scan(tmp_path: Path, damage: str) 
     with pytest.raises(error):
         ms.load(path, trust=["keras.layers.Lambda"])
     assert not marker.exists()
+
+
+def test_layers_that_allocate_at_build_wait_for_the_whole_scan(tmp_path: Path) -> None:
+    """Red team, pass 2: Normalization statistics are tensors made at build, so a config with
+    them is built only after the scan compared its sizes with what the file really stores (a
+    padded weights member raised the early bound past them); it still loads."""
+    path = tmp_path / "norm.keras"
+    L = keras.layers
+    keras.Sequential([keras.Input((8,)), L.Normalization(mean=0.0, variance=1.0)]).save(path)
+    early = loading.EarlyBuild(path, False)
+    early()
+    assert early.result is None
+    assert loading._allocates_at_build(
+        {"layers": [{"class_name": "LSTM", "config": {"stateful": 1}}]}
+    )
+    assert ms.load(path).count_params() == 0

@@ -582,3 +582,11 @@ def test_config_check_is_total_on_garbage() -> None:
             )
         except kerassize.SizeError:
             pass
+
+
+def test_a_stateful_flag_counts_whenever_keras_would_take_it() -> None:
+    """Keras tests ``stateful`` for truth: ``"stateful": 1`` makes the batch x units state at
+    build as ``True`` does (red team, pass 2)."""
+    rnn = _layer("SimpleRNN", "r", units=256, stateful=1)
+    with pytest.raises(kerassize.SizeError, match="'r'"):
+        kerassize.check_config(_seq(rnn, shape=[2**19, 1, 1]), [])

@@ -149,7 +149,9 @@ class EarlyBuild:
             configs, _ = archive_configs(self.path)
             (_, config, _), *_ = configs
             found = audit_configs(configs)
-            if found.findings:  # even trusted ones: a Lambda's code runs in the build, so
+            if found.findings or _allocates_at_build(
+                config
+            ):  # even trusted ones: a Lambda's code runs in the build, so
                 return  # only after the whole scan has passed (check_load builds then)
             safe = _safe_mode_for(self.path, found, self.trust)
             # the size limits, and the weights declared against the most the weights member
@@ -178,3 +180,20 @@ def _member_size(path: Path) -> int:
     with zipfile.ZipFile(path) as zf:
         names = {i.filename: i.file_size for i in zf.infolist()}
     return names.get("model.weights.h5", 0)
+
+
+def _allocates_at_build(config: dict[str, Any]) -> bool:
+    """Whether a layer makes tensors (not deferred variables) when built: a Normalization given
+    its statistics, a stateful RNN. Their sizes are checked against what the file really
+    stores, so such a config is built only after the whole scan (red team: a padded weights
+    member raised the early bound past what they allocate)."""
+    from ...security.kerassize import layers
+
+    return any(
+        (
+            cls == "Normalization"
+            and (cfg.get("mean") is not None or cfg.get("variance") is not None)
+        )
+        or bool(cfg.get("stateful"))
+        for cls, _, cfg in layers(config)
+    )
