@@ -1,10 +1,10 @@
 """Build a Keras model from its config without allocating it, and check what the build declares.
 
-:func:`check_build` (``load`` only, Keras imported) builds the model the way Keras' loader
-will, inside Keras' ``StatelessScope`` so that no variable is initialised, then requires every
-variable of real size to match a stored dataset of the same size and bounds every layer
-output Keras can infer from the declared input shapes. The Keras-free config check and the
-limits are in :mod:`.kerassize`."""
+:func:`declared_by` (``load`` only, Keras imported) builds the model the way Keras' loader
+will, inside Keras' ``StatelessScope`` so that no variable is initialised, and bounds every
+layer output it infers; :func:`match` then requires every variable of real size to match a
+stored dataset of the same size. The Keras-free config check and the limits are in
+:mod:`.kerassize`."""
 
 from __future__ import annotations
 
@@ -19,24 +19,6 @@ from .kerassize import ACTIVATION_FACTOR, ACTIVATION_LIMIT, SLACK, SizeError, _m
 MATCH_MIN = 1 << 16
 
 
-def check_build(
-    config: dict[str, Any],
-    legacy: bool,
-    stored: list[int],
-    where: str = "the model config",
-    *,
-    activations: bool = True,
-    safe: bool = True,
-) -> None:
-    """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
-    initialised), then require every variable of MATCH_MIN elements or more to match a stored
-    dataset of the same size, all of them together to stay within SLACK of what is stored, and
-    (``activations``) every layer output Keras infers to stay within the activation limit.
-    Call it only on a config the audit accepted: it runs Keras' deserialisation."""
-    declared = declared_by(config, legacy, where, activations=activations, safe=safe)
-    match(declared, stored, where)
-
-
 def declared_by(
     config: dict[str, Any],
     legacy: bool,
@@ -45,10 +27,12 @@ def declared_by(
     activations: bool = True,
     safe: bool = True,
 ) -> list[tuple[str, tuple[int, ...], int]]:
-    """The first half of :func:`check_build`, which needs no stored sizes (so it can run while
-    the HDF5 guard child walks the weights): the stateless build, every variable it declares,
-    and (``activations``) the layer outputs bounded. Call :func:`match` with the stored sizes
-    before anything allocates."""
+    """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
+    initialised): every variable it declares, and (``activations``) every layer output Keras
+    infers bounded by the activation limit. No stored sizes are needed, so this can run while
+    the HDF5 guard child walks the weights; :func:`match` then compares the variables with
+    them before anything allocates. Call it only on a config the audit accepted: it runs
+    Keras' deserialisation."""
     model = _build(config, legacy, safe)
     try:
         declared = _variables(model)

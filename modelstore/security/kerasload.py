@@ -21,7 +21,7 @@ def check_load(
     safe: bool,
     early: Any = None,
 ) -> None:
-    """The load-time check of every model config in ``path`` (see :func:`.kerasbuild.check_build`),
+    """The load-time check of every model config in ``path`` (see :func:`.kerasbuild.declared_by` and :func:`~.kerasbuild.match`),
     as ModelstoreErrors: UnsafeModelError for sizes the file does not back. A config Keras cannot
     build raises Keras' own error, which the backend reports as it reports a failed load.
     ``early``: a build already made of one of these very configs in the same safe mode, while

@@ -11,7 +11,7 @@ model is built:
   convolutions, recurrent layers and cells, attention) must be covered by the weights the file
   stores; layers that grow their input (repeat, upsampling, transposed and dilated
   convolutions, padding, fixed output sizes, one-hot encodings) and input shapes are bounded.
-- :func:`~.kerasbuild.check_build` (in :mod:`.kerasbuild`; ``load`` only, Keras imported)
+- :func:`~.kerasbuild.declared_by` (in :mod:`.kerasbuild`; ``load`` only, Keras imported)
   builds the model the way Keras' loader will, inside Keras' ``StatelessScope`` so that no variable is initialised, then requires every
   variable of real size to match a stored dataset of the same size and bounds every layer
   output Keras can infer from the declared input shapes.
@@ -236,6 +236,14 @@ def _mib(elements: int, itemsize: int = 4) -> str:
     return f"{size >> 20:,} MiB as float32" if size >= 1 << 20 else f"{size:,} bytes as float32"
 
 
+def has_statistics(cls: str, cfg: dict[str, Any]) -> bool:
+    """A Normalization given its mean or variance: Keras broadcasts them to its input's shape
+    when it builds the layer, as tensors (a stateless build allocates them too)."""
+    return cls == "Normalization" and (
+        cfg.get("mean") is not None or cfg.get("variance") is not None
+    )
+
+
 def check_config(config: Any, stored: list[int], where: str = "the model config") -> None:
     """Refuse a config whose layers declare more weights than the file stores, or that
     multiplies or fixes activation sizes past the limits; ``stored`` lists the element counts
@@ -259,14 +267,10 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         floor += n
         if n > biggest[0]:
             biggest = (n, _what(cls, name, cfg))
-        if cls == "Normalization" and (
-            cfg.get("mean") is not None or cfg.get("variance") is not None
-        ):
+        if has_statistics(cls, cfg):
             constants.append(_what(cls, name, cfg))
         factor, fixed = growth(cls, cfg)
-        if cfg.get(
-            "stateful"
-        ):  # (Keras tests truthiness) the state, batch x units, is made at build
+        if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
         if factor > GROWTH_LIMIT:
             raise SizeError(

@@ -89,7 +89,7 @@ def test_the_gate_leaves_the_scan_to_the_built_in_backend_only() -> None:
 
 def test_the_early_build_is_used_only_for_the_same_config_and_mode() -> None:
     config = {"class_name": "Sequential", "config": {"layers": []}}
-    early = loading.EarlyBuild(Path("x.keras"), False)
+    early = loading.EarlyBuild(Path("x.keras"))
     assert kerasload._built(early, config, True) is None  # nothing built
     early.result = (config, True, [("Dense 'd'", (4, 3), 12)])
     assert kerasload._built(early, dict(config), True) == [("Dense 'd'", (4, 3), 12)]
@@ -176,7 +176,7 @@ def test_layers_that_allocate_at_build_wait_for_the_whole_scan(tmp_path: Path) -
     path = tmp_path / "norm.keras"
     L = keras.layers
     keras.Sequential([keras.Input((8,)), L.Normalization(mean=0.0, variance=1.0)]).save(path)
-    early = loading.EarlyBuild(path, False)
+    early = loading.EarlyBuild(path)
     early()
     assert early.result is None
     assert loading._allocates_at_build(

@@ -238,7 +238,7 @@ class KerasBackend(Backend):
         if request.trust is not True:
             # the gate's scan, run here (checks_while_loading) so that for an archive the
             # stateless size-check build overlaps the HDF5 guard child (check runs it)
-            early = EarlyBuild(path, request.trust)
+            early = EarlyBuild(path)
             report, configs, found = self._scan(path, early)
             enforce(report, request.trust)
         kind = self._kind(path)

@@ -134,8 +134,8 @@ class EarlyBuild:
     declared weights fit the most the weights member could hold. Whatever is wrong with the
     file is left to the scan that follows, which reports it as it always does."""
 
-    def __init__(self, path: Path, trust: bool | list[str]) -> None:
-        self.path, self.trust = path, trust
+    def __init__(self, path: Path) -> None:
+        self.path = path
         #: (config, safe mode, declared variables or what the build raised), once built
         self.result: tuple[dict[str, Any], bool, Any] | None = None
 
@@ -149,11 +149,10 @@ class EarlyBuild:
             configs, _ = archive_configs(self.path)
             (_, config, _), *_ = configs
             found = audit_configs(configs)
-            if found.findings or _allocates_at_build(
-                config
-            ):  # even trusted ones: a Lambda's code runs in the build, so
-                return  # only after the whole scan has passed (check_load builds then)
-            safe = _safe_mode_for(self.path, found, self.trust)
+            # any finding, even a trusted one (a Lambda's code runs in the build), and tensors
+            # made at build wait until the whole scan has passed (check_load builds then)
+            if found.findings or _allocates_at_build(config):
+                return
             # the size limits, and the weights declared against the most the weights member
             # can store (the scan checks them against what it does store): a file refused for
             # its sizes is refused without building, nor importing Keras
@@ -165,12 +164,12 @@ class EarlyBuild:
         except Exception:  # refused or unreadable: the scan that follows says so
             return
         outcome: Any
-        try:
-            with _pinned_safe_mode(safe):
-                outcome = declared_by(config, False, "the model config (config.json)", safe=safe)
+        try:  # no finding: safe mode on, as the load will have it
+            with _pinned_safe_mode(True):
+                outcome = declared_by(config, False, "the model config (config.json)", safe=True)
         except Exception as e:  # raised again by check_load, where the build would have been
             outcome = e
-        self.result = (config, safe, outcome)
+        self.result = (config, True, outcome)
 
 
 def _member_size(path: Path) -> int:
@@ -187,13 +186,8 @@ def _allocates_at_build(config: dict[str, Any]) -> bool:
     its statistics, a stateful RNN. Their sizes are checked against what the file really
     stores, so such a config is built only after the whole scan (red team: a padded weights
     member raised the early bound past what they allocate)."""
-    from ...security.kerassize import layers
+    from ...security.kerassize import has_statistics, layers
 
     return any(
-        (
-            cls == "Normalization"
-            and (cfg.get("mean") is not None or cfg.get("variance") is not None)
-        )
-        or bool(cfg.get("stateful"))
-        for cls, _, cfg in layers(config)
+        has_statistics(cls, cfg) or bool(cfg.get("stateful")) for cls, _, cfg in layers(config)
     )
