@@ -8,15 +8,34 @@ stored dataset of the same size. The Keras-free config check and the limits are 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from .kerassize import ACTIVATION_FACTOR, ACTIVATION_LIMIT, SLACK, SizeError, _mib, _prod
+from .kerassize import (
+    ACTIVATION_FACTOR,
+    ACTIVATION_LIMIT,
+    SLACK,
+    SizeError,
+    _int,
+    _mib,
+    _prod,
+    input_shapes,
+    layers,
+)
 
 #: A built variable this large (elements) must match a stored dataset of the same size.
 MATCH_MIN = 1 << 16
+#: The name under which the check build deserialises every built-in ``Normalization``.
+_SHAPE_ONLY = "modelstore>ShapeOnlyNormalization"
+
+#: (owning layer, shape, elements, stored): a variable the build declares, or (stored False)
+#: a tensor the real load makes that the file does not store (statistics given in the config,
+#: stateful RNN states): those count towards the total only.
+Declared = tuple[str, tuple[int, ...], int, bool]
 
 
 def declared_by(
@@ -26,16 +45,25 @@ def declared_by(
     *,
     activations: bool = True,
     safe: bool = True,
-) -> list[tuple[str, tuple[int, ...], int]]:
+) -> list[Declared]:
     """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
     initialised): every variable it declares, and (``activations``) every layer output Keras
     infers bounded by the activation limit. No stored sizes are needed, so this can run while
     the HDF5 guard child walks the weights; :func:`match` then compares the variables with
     them before anything allocates. Call it only on a config the audit accepted: it runs
-    Keras' deserialisation."""
+    Keras' deserialisation.
+
+    Two kinds of layer make tensors, not deferred variables, when Keras builds them, so the
+    check build makes them differently and counts them (``stored`` False): a ``Normalization``
+    given its statistics broadcasts them to its input's kept axes (the check build declares
+    them as uninitialised variables of that shape instead), and a stateful RNN makes its
+    states, ``batch x state size`` each (the check build is not stateful; the states' shapes
+    are inferred symbolically)."""
     model = _build(config, legacy, safe)
     try:
         declared = _variables(model)
+        if any(cfg.get("stateful") for _, _, cfg in layers(config)):  # as Keras tests it
+            declared += _states(model, config)
         if activations:
             _bound_outputs(model, where)
         return declared
@@ -48,9 +76,9 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
     from keras.src.backend.common.stateless_scope import StatelessScope
 
     pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-    text = json.dumps(_stateless(config))  # a private copy, decoded the way the loader decodes it
+    text = json.dumps(_for_check(config))  # a private copy, decoded the way the loader decodes it
     try:
-        with StatelessScope(initialize_variables=False):
+        with StatelessScope(initialize_variables=False), _shape_only_scope():
             if legacy:
                 from keras.src.legacy.saving import json_utils, saving_options, saving_utils
 
@@ -72,38 +100,120 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
         global_state.set_global_attribute("uninitialized_variables", pending)
 
 
-def _stateless(config: Any) -> Any:
-    """A copy without ``stateful=True``: a stateful RNN makes its state variables from tensors
-    (bounded by :func:`check_config`), which Keras' StatelessScope cannot defer. They are not
-    weights, so the check loses nothing."""
+def _for_check(config: Any) -> Any:
+    """The copy the check build makes: not stateful (a stateful RNN makes its states from
+    tensors, which Keras' StatelessScope cannot defer; :func:`_states` counts them), and every
+    built-in ``Normalization`` made by :func:`_shape_only_normalization`."""
     if isinstance(config, list):
-        return [_stateless(v) for v in config]
-    if isinstance(config, dict):
-        return {
-            k: (False if k == "stateful" and v else _stateless(v))  # Keras tests truthiness
-            for k, v in config.items()
-        }
-    return config
-
-
-def _variables(model: Any) -> list[tuple[str, tuple[int, ...], int]]:
-    """(owning layer, shape, elements) of every variable; the innermost layer owns it."""
-    owner: dict[int, str] = {}
-    for layer in _all_layers(model):  # outer layers first: inner ones overwrite
-        for v in getattr(layer, "weights", None) or []:
-            owner[id(v)] = (
-                f"{type(layer).__name__} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
-            )
-    out = []
-    for v in getattr(model, "weights", []):
-        shape = tuple(int(d) for d in v.shape)
-        out.append((owner.get(id(v), repr(getattr(v, "path", "?"))), shape, _prod(list(shape))))
+        return [_for_check(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {
+        k: (False if k == "stateful" and v else _for_check(v))  # Keras tests truthiness
+        for k, v in config.items()
+    }
+    module = out.get("module")
+    if (
+        out.get("class_name") == "Normalization"
+        and out.get("registered_name") in (None, "Normalization")
+        and (module is None or (isinstance(module, str) and module.split(".")[0] == "keras"))
+    ):  # looked up by this name (registered) and by class name (legacy configs)
+        out["class_name"] = out["registered_name"] = _SHAPE_ONLY
     return out
 
 
-def match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], where: str) -> None:
+@functools.cache
+def _shape_only_normalization() -> type:
+    """A ``Normalization`` that, when built, declares its statistics as variables of their
+    exact shape (uninitialised in the check build) and makes no tensor: Keras' own either
+    broadcasts the given statistics to that shape or, for adapted ones, reads the fresh
+    variables (``finalize_state``), which in a StatelessScope runs their initialiser. Called,
+    it keeps its input's shape, as Keras' does."""
+    from keras import ops
+    from keras.layers import Normalization
+
+    class ShapeOnlyNormalization(Normalization):  # type: ignore[misc]
+        statistics_given = False
+
+        def build(self, input_shape: Any) -> None:
+            given = (self.input_mean, self.input_variance)  # type: ignore[has-type]
+            self.statistics_given = given[0] is not None
+            self.input_mean = self.input_variance = None  # Keras' own checks, variables only
+            try:
+                super().build(input_shape)
+            finally:
+                self.input_mean, self.input_variance = given
+
+        def finalize_state(self) -> None:
+            return None
+
+        def call(self, inputs: Any) -> Any:
+            return ops.cast(inputs, self.compute_dtype)
+
+    return ShapeOnlyNormalization
+
+
+@contextmanager
+def _shape_only_scope() -> Iterator[None]:
+    """Keras' custom-object scope (thread-local) with :data:`_SHAPE_ONLY` added to any the
+    caller has open."""
+    from keras.src.backend.common import global_state
+    from keras.src.saving.object_registration import CustomObjectScope
+
+    current = global_state.get_global_attribute("custom_objects_scope_dict", {}) or {}
+    with CustomObjectScope({**current, _SHAPE_ONLY: _shape_only_normalization()}):
+        yield
+
+
+def _variables(model: Any) -> list[Declared]:
+    """Every variable; the innermost layer owns it. A shape-only ``Normalization``'s
+    statistics are not stored when the config gives them."""
+    owner: dict[int, tuple[str, bool]] = {}
+    for layer in _all_layers(model):  # outer layers first: inner ones overwrite
+        stored = not getattr(layer, "statistics_given", False)
+        for v in getattr(layer, "weights", None) or []:
+            what = f"{_kind(layer)} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
+            owner[id(v)] = (what, stored)
+    out = []
+    for v in getattr(model, "weights", []):
+        shape = tuple(int(d) for d in v.shape)
+        what, stored = owner.get(id(v), (repr(getattr(v, "path", "?")), True))
+        out.append((what, shape, _prod(list(shape)), stored))
+    return out
+
+
+def _states(model: Any, config: dict[str, Any]) -> list[Declared]:
+    """The states every RNN layer of a model with a stateful layer would make, for the largest
+    batch the config declares: inferred symbolically, none made. (Every RNN layer, not only the
+    stateful ones: wrappers rename the layers they copy.) Without a declared batch Keras
+    refuses a stateful RNN before making anything."""
+    from keras import tree
+    from keras.src.backend import compute_output_spec
+
+    batch = max([_int(shape[0]) or 0 for _, shape in input_shapes(config) if shape] or [0])
+    if batch <= 0:
+        return []
+    out = []
+    for layer in _all_layers(model):
+        cell = getattr(layer, "cell", None)
+        if cell is None or not callable(getattr(layer, "get_initial_state", None)):
+            continue
+        for t in tree.flatten(compute_output_spec(layer.get_initial_state, batch)):
+            shape = tuple(int(d) if d is not None else 1 for d in getattr(t, "shape", ()))
+            out.append((f"{_kind(layer)} {layer.name!r}, state", shape, _prod(list(shape)), False))
+    return out
+
+
+def _kind(layer: Any) -> str:
+    name = type(layer).__name__
+    return "Normalization" if name == "ShapeOnlyNormalization" else name
+
+
+def match(declared: list[Declared], stored: list[int], where: str) -> None:
     available = Counter(stored)
-    for path, shape, n in sorted(declared, key=lambda d: -d[2]):
+    for path, shape, n, in_file in sorted(declared, key=lambda d: -d[2]):
+        if not in_file:
+            continue
         if n < MATCH_MIN:
             break
         if available[n] <= 0:
@@ -114,11 +224,20 @@ def match(declared: list[tuple[str, tuple[int, ...], int]], stored: list[int], w
                 f"allocate it before reading the file's weights"
             )
         available[n] -= 1
-    total = sum(n for _, _, n in declared)
+    total = sum(n for _, _, n, _ in declared)
     if total > sum(stored) + SLACK:
+        extra = [(n, path) for path, _, n, in_file in declared if not in_file]
+        also = ""
+        if extra:
+            n, path = max(extra)
+            also = (
+                f", of which {sum(e for e, _ in extra):,} in tensors the file does not store "
+                f"(statistics given in the config, RNN states; the largest, {path}: {n:,})"
+            )
         raise SizeError(
-            f"{where}: the model's variables hold {total:,} elements ({_mib(total)}) but the file "
-            f"stores {sum(stored):,}"
+            f"{where}: the model's variables hold {total:,} elements ({_mib(total)}{also}) but "
+            f"the file stores {sum(stored):,}: Keras would allocate them before reading the "
+            f"file's weights"
         )
 
 
@@ -145,6 +264,8 @@ def _known(shape: Any) -> int:
 
 
 def _all_layers(model: Any) -> Iterator[Any]:
+    """The model, then every layer in it: those of models inside it and the layers wrappers
+    hold (Bidirectional's two copies, TimeDistributed's layer)."""
     stack, seen = [model], set()
     while stack:
         layer = stack.pop()
@@ -152,4 +273,6 @@ def _all_layers(model: Any) -> Iterator[Any]:
             continue
         seen.add(id(layer))
         yield layer
+        inner = [getattr(layer, a, None) for a in ("forward_layer", "backward_layer", "layer")]
         stack.extend(getattr(layer, "layers", None) or [])
+        stack.extend(i for i in inner if i is not None and hasattr(i, "weights"))

@@ -237,11 +237,34 @@ def _mib(elements: int, itemsize: int = 4) -> str:
 
 
 def has_statistics(cls: str, cfg: dict[str, Any]) -> bool:
-    """A Normalization given its mean or variance: Keras broadcasts them to its input's shape
-    when it builds the layer, as tensors (a stateless build allocates them too)."""
+    """A Normalization given its mean or variance: Keras broadcasts them to its input's kept
+    axes when it builds the layer, as tensors."""
     return cls == "Normalization" and (
         cfg.get("mean") is not None or cfg.get("variance") is not None
     )
+
+
+def _statistics_size(cfg: dict[str, Any]) -> int | None:
+    """The elements of a Normalization's broadcast mean, when the config alone fixes them: one
+    kept axis and a list of k > 1 values, which Keras broadcasts to nothing larger (a shorter
+    list, a scalar or several kept axes broadcast to the input's size, unknown here)."""
+    axis, mean = cfg.get("axis", -1), cfg.get("mean")
+    one_axis = (isinstance(axis, int) and not isinstance(axis, bool)) or (
+        isinstance(axis, list) and len(axis) == 1
+    )
+    if one_axis and isinstance(mean, list) and len(mean) > 1:
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean):
+            return len(mean)
+    return None
+
+
+def _state_count(cls: str) -> int:
+    """States a recurrent layer keeps: an LSTM two (h, c), others one."""
+    return 2 if "LSTM" in cls else 1
+
+
+def _state_units(cfg: dict[str, Any]) -> int:
+    return _int(cfg.get("units")) or _int(cfg.get("filters")) or 1
 
 
 def check_config(config: Any, stored: list[int], where: str = "the model config") -> None:
@@ -261,17 +284,31 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
     batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
     floor, biggest, total_growth = 0, (0, ""), 1
-    constants: list[str] = []
+    constants: list[tuple[int | None, str]] = []
     for cls, name, cfg in layers(config):
-        n = weight_floor(cls, cfg)
+        n, state = weight_floor(cls, cfg), 0
+        if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
+            state = batch * _state_units(cfg)
+            n += _state_count(cls) * state  # ConvLSTM's spatial size is counted at load
+        inner = cfg.get("layer")
+        if (
+            cls == "Bidirectional"
+            and isinstance(inner, dict)
+            and isinstance(inner.get("config"), dict)
+        ):
+            if inner["config"].get("stateful"):  # its backward copy keeps states too
+                n += (
+                    _state_count(str(inner.get("class_name")))
+                    * batch
+                    * _state_units(inner["config"])
+                )
         floor += n
         if n > biggest[0]:
             biggest = (n, _what(cls, name, cfg))
         if has_statistics(cls, cfg):
-            constants.append(_what(cls, name, cfg))
+            constants.append((_statistics_size(cfg), _what(cls, name, cfg)))
         factor, fixed = growth(cls, cfg)
-        if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
-            fixed = max(fixed, batch * (_int(cfg.get("units")) or _int(cfg.get("filters")) or 1))
+        fixed = max(fixed, state)
         if factor > GROWTH_LIMIT:
             raise SizeError(
                 f"{where}: layer {_what(cls, name, cfg)} multiplies the size of its input by "
@@ -290,14 +327,15 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
             f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
             f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)"
         )
-    if constants:
-        # a Normalization given its statistics broadcasts them to its input's shape when it
-        # is built, as tensors (not variables: a stateless build allocates them too); its
-        # input holds at most the largest input's elements times the model's growth
-        each = 2 * min(act_limit, max(input_elements, 1) * total_growth)
-        floor += each * len(constants)
+    for known, what in constants:
+        # a Normalization given its statistics broadcasts them to its input's kept axes when
+        # it is built, as tensors (mean and variance); unless the config fixes their size, the
+        # input holds at most the largest input's elements times the model's growth. (The
+        # load's build counts them exactly: kerasbuild.)
+        each = 2 * (known or min(act_limit, max(input_elements, 1) * total_growth))
+        floor += each
         if each > biggest[0]:
-            biggest = (each, constants[0])
+            biggest = (each, what)
     if floor > total_stored + SLACK:
         n, what = biggest
         raise SizeError(

@@ -71,7 +71,7 @@ def test_load_scans_once_and_builds_while_the_guard_walks(
     assert events[:4] == ["scan", "guard started", "build", "guard waited"], events
     assert events.count("build") == 1 and events.count("scan") == 1, events
     assert reused["declared"] is not None  # check_load compared the early build's variables
-    assert sorted(n for _, _, n in reused["declared"]) == [10, 32, 320, 2048]  # 64-32-10
+    assert sorted(n for _, _, n, _ in reused["declared"]) == [10, 32, 320, 2048]  # 64-32-10
 
 
 def test_the_gate_leaves_the_scan_to_the_built_in_backend_only() -> None:
@@ -169,17 +169,60 @@ def test_a_trusted_lambda_waits_for_the_whole_scan(tmp_path: Path, damage: str) 
     assert not marker.exists()
 
 
-def test_layers_that_allocate_at_build_wait_for_the_whole_scan(tmp_path: Path) -> None:
-    """Red team, pass 2: Normalization statistics are tensors made at build, so a config with
-    them is built only after the scan compared its sizes with what the file really stores (a
-    padded weights member raised the early bound past them); it still loads."""
-    path = tmp_path / "norm.keras"
+def _peak_growth() -> Any:
+    """Reset this process's peak RSS (VmHWM) to its RSS; the returned function gives, in MiB,
+    how far the peak has risen since."""
+
+    def status(key: str) -> int:
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) >> 10 for line in lines if line.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    return lambda: status("VmHWM") - base
+
+
+def test_statistics_in_the_early_build_allocate_nothing(tmp_path: Path) -> None:
+    """Red team, pass 2: a padded weights member raised the early bound, so the early build
+    ran on four Normalizations given statistics over 2**25 inputs and allocated a gigabyte
+    before the scan refused the file. The check build now declares such statistics as
+    uninitialised variables of their exact shape: the early build makes nothing, and the
+    refusal counts them."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    small = tmp_path / "small.keras"
     L = keras.layers
-    keras.Sequential([keras.Input((8,)), L.Normalization(mean=0.0, variance=1.0)]).save(path)
+    norms = [L.Normalization(mean=0.0, variance=1.0, name=f"n{i}") for i in range(4)]
+    keras.Sequential([keras.Input((13,)), *norms]).save(small)
+    path = tmp_path / "padded.keras"
+    with zipfile.ZipFile(small) as z, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            data = z.read(info.filename)
+            if info.filename == "config.json":
+                data = data.replace(b"13]", str(1 << 25).encode() + b"]")
+            elif info.filename == "model.weights.h5":
+                padded = tmp_path / "w.h5"
+                padded.write_bytes(data)
+                pad = np.zeros(1_400_000, np.uint8)  # compresses well (under the zip's limit)
+                rng = np.random.default_rng(0)
+                pad[rng.integers(0, pad.size, pad.size // 60)] = 7
+                with h5py.File(padded, "a") as f:  # counts as 1.4 MB stored
+                    f.create_dataset("pad", data=pad)
+                data = padded.read_bytes()
+            out.writestr(info.filename, data)
+    assert path.stat().st_size < 50_000
     early = loading.EarlyBuild(path)
+    grown = _peak_growth()
     early()
-    assert early.result is None
-    assert loading._allocates_at_build(
-        {"layers": [{"class_name": "LSTM", "config": {"stateful": 1}}]}
-    )
-    assert ms.load(path).count_params() == 0
+    assert grown() < 64, f"the early build grew the peak RSS by {grown()} MiB"
+    assert early.result is not None
+    made = [(w, shape) for w, shape, _, stored in early.result[2] if not stored]
+    assert ("Normalization 'n3', variable 'mean'", (1 << 25,)) in made
+    grown = _peak_growth()
+    with pytest.raises(ms.UnsafeModelError, match="268,435,456"):
+        ms.load(path)
+    assert grown() < 64, f"the load grew the peak RSS by {grown()} MiB"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,31 @@ CASES = [
         None,
         ["'normalization' (Normalization)", "80,000,000"],
     ),
+    (  # red team, issue 19 tenth round: statistics broadcast over kept axes the config check
+        # cannot size (a RepeatVector's output); the load's build declares their exact shape
+        "repeat-normalization",
+        "repnorm",
+        "17",
+        str(1 << 25),
+        None,
+        ["Normalization 'norm_b', variable", "in tensors the file does not store"],
+    ),
+    (  # red team: every stateful layer's states together, an LSTM's two each
+        "stateful-lstms",
+        "stateful",
+        "13",
+        str(1 << 20),
+        None,
+        ["(LSTM, units=32)", "134,"],
+    ),
+    (  # red team: a ConvLSTM's states are batch x its output's spatial size x filters
+        "convlstm-states",
+        "convlstm",
+        "17",
+        str(1 << 18),
+        None,
+        ["ConvLSTM1D 'conv_lstm1d', state", "in tensors the file does not store"],
+    ),
     (
         "attention",
         "mha",
@@ -163,6 +189,28 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
         "mha": keras.Model(
             q, L.MultiHeadAttention(num_heads=2, key_dim=5, name="multi_head_attention")(q, q)
         ),
+        # 13 and 17: placeholders a case replaces (as whole numbers) everywhere, shapes too
+        "repnorm": keras.Sequential(
+            [
+                keras.Input((1,)),
+                L.RepeatVector(17, name="repeat_vector"),
+                L.Normalization(axis=1, mean=0.0, variance=1.0, name="norm_a"),
+                L.Normalization(axis=1, mean=0.0, variance=1.0, name="norm_b"),
+            ]
+        ),
+        "stateful": keras.Sequential(
+            [
+                keras.Input(batch_shape=(13, 1, 1)),
+                L.LSTM(32, stateful=True, return_sequences=True, name="lstm_a"),
+                L.LSTM(32, stateful=True, name="lstm_b"),
+            ]
+        ),
+        "convlstm": keras.Sequential(
+            [
+                keras.Input(batch_shape=(16, 1, 17, 1)),
+                L.ConvLSTM1D(16, 3, padding="same", stateful=True, name="conv_lstm1d"),
+            ]
+        ),
     }
     out: dict[str, dict[str, Path]] = {}
     for name, model in models.items():
@@ -174,14 +222,23 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
     return out
 
 
+def _replace(text: str, old: str, new: str) -> str:
+    """Every ``old`` replaced by ``new``; a number only where it is a whole number."""
+    if old.isdigit():
+        out = re.sub(rf"(?<![\w.]){old}(?![\w.])", new, text)
+    else:
+        out = text.replace(old, new)
+    assert out != text, (old, text)
+    return out
+
+
 def _edit(base: Path, out: Path, old: str, new: str) -> Path:
     """A copy of ``base`` whose model config has every ``old`` replaced by ``new``."""
     if base.suffix == ".keras":
         with zipfile.ZipFile(base) as z:
             members = {n: z.read(n) for n in z.namelist()}
         text = members["config.json"].decode()
-        assert old in text, (old, text)
-        members["config.json"] = text.replace(old, new).encode()
+        members["config.json"] = _replace(text, old, new).encode()
         with zipfile.ZipFile(out, "w") as z:
             for n, b in members.items():
                 z.writestr(n, b)
@@ -192,8 +249,7 @@ def _edit(base: Path, out: Path, old: str, new: str) -> Path:
         with h5py.File(out, "r+") as f:
             raw = f.attrs["model_config"]
             text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            assert old in text, (old, text)
-            f.attrs["model_config"] = text.replace(old, new)
+            f.attrs["model_config"] = _replace(text, old, new)
     return out
 
 
@@ -317,6 +373,7 @@ def test_scan_and_inspect_agree_where_the_config_alone_tells(
         "conv-filters",
         "upsampling",
         "normalization-stats",
+        "stateful-lstms",
         "attention",
     }
     for name, path, _, _words in hostile:
@@ -383,6 +440,87 @@ def test_benign_models_of_every_sized_layer_load(tmp_path: Path) -> None:
         path = tmp_path / f"stateful{suffix}"
         ms.save(stateful, path)
         assert ms.load(path).predict(x2, verbose=0).shape == (2, 2)
+
+
+@pytest.mark.slow
+def test_benign_statistics_and_states_load(tmp_path: Path) -> None:
+    """Per-channel statistics on a large image, adapted statistics the file stores, and stateful
+    recurrent layers (wrapped, convolutional) load and predict as they were saved; the exact
+    shapes the check build declares for them are the ones Keras makes."""
+    keras = pytest.importorskip("keras")
+    np = pytest.importorskip("numpy")
+    from modelstore.security import kerasbuild
+
+    L = keras.layers
+    rng = np.random.default_rng(0)
+    img = keras.Sequential(  # 1.5 M statistics elements by the old charge, for 200 weights
+        [
+            keras.Input((512, 512, 3)),
+            L.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.05, 0.051]),
+            L.Conv2D(4, 3, strides=8),
+            L.GlobalAveragePooling2D(),
+            L.Dense(2),
+        ]
+    )
+    adapted = L.Normalization()
+    adapted.adapt(rng.normal(size=(4, 70_000)).astype("float32"))
+    wide = keras.Sequential([keras.Input((70_000,)), adapted, L.Dense(1)])
+    seq = keras.Input(batch_shape=(2, 3, 5))
+    # named: Keras numbers default names per process
+    h = L.Bidirectional(L.LSTM(4, stateful=True, return_sequences=True, name="lstm"))(seq)
+    h = L.TimeDistributed(L.Dense(3))(h)
+    h = L.GRU(2, stateful=True, name="gru")(h)
+    frames = keras.Input(batch_shape=(2, 3, 6, 1))
+    c = L.ConvLSTM1D(2, 3, padding="same", stateful=True, name="conv_lstm1d")(frames)
+    c = L.GlobalAveragePooling1D()(c)
+    states = keras.Model([seq, frames], L.Concatenate()([h, c]))
+    cases = [
+        (img, rng.normal(size=(1, 512, 512, 3)).astype("float32")),
+        (wide, rng.normal(size=(2, 70_000)).astype("float32")),
+        (states, [rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 6, 1))]),
+    ]
+    for i, (model, x) in enumerate(cases):
+        want = model.predict_on_batch(x)
+        for suffix in (".keras", ".h5"):
+            path = tmp_path / f"m{i}{suffix}"
+            ms.save(model, path)
+            assert ms.scan(path).verdict == "safe", (path, ms.scan(path))
+            got = ms.load(path).predict_on_batch(x)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    config = json.loads(zipfile.ZipFile(tmp_path / "m2.keras").read("config.json"))
+    made = {
+        (what, shape)
+        for what, shape, _, stored in kerasbuild.declared_by(config, False)
+        if not stored
+    }
+    assert ("LSTM 'forward_lstm', state", (2, 4)) in made
+    assert ("LSTM 'backward_lstm', state", (2, 4)) in made
+    assert ("GRU 'gru', state", (2, 2)) in made
+    assert ("ConvLSTM1D 'conv_lstm1d', state", (2, 6, 2)) in made
+
+
+def test_the_check_build_declares_statistics_at_their_broadcast_shape() -> None:
+    """Statistics given in the config are declared at the shape Keras broadcasts them to (the
+    input's kept axes, after an Embedding here), counted, and not looked for among the stored
+    weights; nothing of that size is made."""
+    keras = pytest.importorskip("keras")
+    from modelstore.security import kerasbuild
+
+    L = keras.layers
+    tokens = keras.Input((7,), dtype="int32")
+    x = L.Embedding(3, 11)(tokens)
+    x = L.Normalization(axis=(1, 2), mean=0.0, variance=1.0, name="kept")(x)
+    model = keras.Model(tokens, x)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    declared = kerasbuild.declared_by(config, False)
+    made = [(what, shape) for what, shape, _, stored in declared if not stored]
+    assert ("Normalization 'kept', variable 'mean'", (7, 11)) in made
+    assert ("Normalization 'kept', variable 'variance'", (7, 11)) in made
+    assert [n for what, _, n, stored in declared if stored] == [33]  # the embedding's table
+    big = json.loads(json.dumps(config).replace('"output_dim": 11', '"output_dim": 300000'))
+    big = json.loads(json.dumps(big).replace("11]", "300000]"))
+    with pytest.raises(kerassize.SizeError, match="in tensors the file does not store"):
+        kerasbuild.match(kerasbuild.declared_by(big, False), [3 * 300_000], "the config")
 
 
 # -- the config check alone (no Keras) ------------------------------------------------------
@@ -504,6 +642,27 @@ def test_normalization_statistics_count_as_what_the_build_makes() -> None:
         kerassize.check_config(_seq(norm, shape=[None, 30_000_000]), [])
     adapted = _layer("Normalization", "norm", mean=None, variance=None)  # stored variables
     kerassize.check_config(_seq(adapted, shape=[None, 30_000_000]), [])
+    # one kept axis and a list of k values: Keras broadcasts them to k elements, no more
+    channels = _layer("Normalization", "norm", axis=[-1], mean=[0.5] * 3, variance=[0.2] * 3)
+    kerassize.check_config(_seq(channels, shape=[None, 4096, 4096, 3]), [])
+    several = _layer("Normalization", "norm", axis=[1, 2], mean=[0.5] * 3, variance=[0.2] * 3)
+    with pytest.raises(kerassize.SizeError, match="'norm' \\(Normalization\\)"):
+        kerassize.check_config(_seq(several, shape=[None, 4096, 4096, 3]), [])
+
+
+def test_states_of_every_stateful_layer_count_together() -> None:
+    """An LSTM keeps two states, each batch x units; every stateful layer's count, a
+    Bidirectional's backward copy too (red team: one per layer, under the limit, passed)."""
+    lstm = _layer("LSTM", "l", units=32, stateful=True)
+    shape = [1 << 13, 1, 1]  # 2**13 x 32 x 2 = 2**19 per layer: in the slack alone
+    kerassize.check_config(_seq(lstm, shape=shape), [])
+    with pytest.raises(kerassize.SizeError, match="'m' \\(LSTM, units=32\\)"):
+        kerassize.check_config(
+            _seq(lstm, dict(lstm, config={**lstm["config"], "name": "m"}), shape=shape), []
+        )
+    both = _layer("Bidirectional", "b", layer=lstm)
+    with pytest.raises(kerassize.SizeError, match="at least 1,052,800 weights"):
+        kerassize.check_config(_seq(both, shape=shape), [])
 
 
 def test_config_check_is_total_on_garbage() -> None:

@@ -149,9 +149,10 @@ class EarlyBuild:
             configs, _ = archive_configs(self.path)
             (_, config, _), *_ = configs
             found = audit_configs(configs)
-            # any finding, even a trusted one (a Lambda's code runs in the build), and tensors
-            # made at build wait until the whole scan has passed (check_load builds then)
-            if found.findings or _allocates_at_build(config):
+            # any finding, even a trusted one (a Lambda's code runs in the build), waits until
+            # the whole scan has passed (check_load builds then). The build makes no tensor:
+            # statistics and RNN states are declared or inferred (kerasbuild.declared_by)
+            if found.findings:
                 return
             # the size limits, and the weights declared against the most the weights member
             # can store (the scan checks them against what it does store): a file refused for
@@ -179,15 +180,3 @@ def _member_size(path: Path) -> int:
     with zipfile.ZipFile(path) as zf:
         names = {i.filename: i.file_size for i in zf.infolist()}
     return names.get("model.weights.h5", 0)
-
-
-def _allocates_at_build(config: dict[str, Any]) -> bool:
-    """Whether a layer makes tensors (not deferred variables) when built: a Normalization given
-    its statistics, a stateful RNN. Their sizes are checked against what the file really
-    stores, so such a config is built only after the whole scan (red team: a padded weights
-    member raised the early bound past what they allocate)."""
-    from ...security.kerassize import has_statistics, layers
-
-    return any(
-        has_statistics(cls, cfg) or bool(cfg.get("stateful")) for cls, _, cfg in layers(config)
-    )
