@@ -29,11 +29,19 @@ import warnings; warnings.simplefilter("ignore")
 import keras
 if {model!r} == "dense":  # 12 x Dense(2048): few layers, large weights (~184 MiB)
     m = keras.Sequential([keras.Input((1024,))] + [keras.layers.Dense(2048) for _ in range(12)])
+elif {model!r} == "efficientnet":  # a Normalization given its statistics (preprocessing)
+    m = keras.applications.EfficientNetV2B0(weights=None, input_shape=(224, 224, 3))
 else:
     m = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
 print(m.count_params())
 m.save({keras!r}); m.save({h5!r})
 """
+
+_NAMES = {
+    "dense": "12 x Dense(2048)",
+    "mobilenet": "MobileNetV2 (weights=None)",
+    "efficientnet": "EfficientNetV2B0 (weights=None)",
+}
 
 RUN = """
 import time, warnings; warnings.simplefilter("ignore")
@@ -97,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--model", choices=["mobilenet", "dense"], default="mobilenet", help="dense: ~184 MiB"
+        "--model",
+        choices=["mobilenet", "dense", "efficientnet"],
+        default="mobilenet",
+        help="dense: ~184 MiB; efficientnet: EfficientNetV2B0, statistics in its config",
     )
     parser.add_argument(
         "--warm",
@@ -121,8 +132,7 @@ def main() -> None:
         paths = {"keras": str(Path(tmp) / "m.keras"), "h5": str(Path(tmp) / "m.h5")}
         params = run(MAKE.format(model=args.model, **paths)).split()[-1]
         print(
-            f"{'12 x Dense(2048)' if args.model == 'dense' else 'MobileNetV2 (weights=None)'}, "
-            f"{params} parameters; median of {args.repeat} fresh processes\n"
+            f"{_NAMES[args.model]}, {params} parameters; median of {args.repeat} fresh processes\n"
         )
         if args.warm:
             print("| file | keras.saving.load_model | ms.load | ratio |")

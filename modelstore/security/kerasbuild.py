@@ -23,7 +23,7 @@ from .kerassize import (
     _int,
     _mib,
     _prod,
-    input_shapes,
+    declared_batch,
     layers,
 )
 
@@ -31,6 +31,7 @@ from .kerassize import (
 MATCH_MIN = 1 << 16
 #: The name under which the check build deserialises every built-in ``Normalization``.
 _SHAPE_ONLY = "modelstore>ShapeOnlyNormalization"
+_NORMALIZATION = "keras.layers.Normalization"
 
 #: (owning layer, shape, elements, stored): a variable the build declares, or (stored False)
 #: a tensor the real load makes that the file does not store (statistics given in the config,
@@ -112,14 +113,25 @@ def _for_check(config: Any) -> Any:
         k: (False if k == "stateful" and v else _for_check(v))  # Keras tests truthiness
         for k, v in config.items()
     }
-    module = out.get("module")
-    if (
-        out.get("class_name") == "Normalization"
-        and out.get("registered_name") in (None, "Normalization")
-        and (module is None or (isinstance(module, str) and module.split(".")[0] == "keras"))
-    ):  # looked up by this name (registered) and by class name (legacy configs)
+    if _is_normalization(out):  # looked up by this name (registered) and by class name (legacy)
         out["class_name"] = out["registered_name"] = _SHAPE_ONLY
     return out
+
+
+def _is_normalization(node: dict[str, Any]) -> bool:
+    """Whether Keras resolves the node to its ``Normalization``, however it is spelled (red
+    team: ``{"module": "keras", "class_name": "layers.Normalization"}``): what the audit
+    resolves, not the spelling. A node registered under another name is refused by the
+    audit before any build."""
+    from .kerasaudit import canonical, plain_targets
+
+    name, module = node.get("class_name"), node.get("module")
+    if not isinstance(name, str) or "config" not in node:
+        return False
+    targets = set(plain_targets(name))
+    if isinstance(module, str):
+        targets.add(canonical(f"{module}.{name}") or "")
+    return _NORMALIZATION in targets
 
 
 @functools.cache
@@ -184,19 +196,24 @@ def _variables(model: Any) -> list[Declared]:
 
 def _states(model: Any, config: dict[str, Any]) -> list[Declared]:
     """The states every RNN layer of a model with a stateful layer would make, for the largest
-    batch the config declares: inferred symbolically, none made. (Every RNN layer, not only the
+    batch the config declares or the layer was built with: inferred symbolically, none made. (Every RNN layer, not only the
     stateful ones: wrappers rename the layers they copy.) Without a declared batch Keras
     refuses a stateful RNN before making anything."""
     from keras import tree
     from keras.src.backend import compute_output_spec
 
-    batch = max([_int(shape[0]) or 0 for _, shape in input_shapes(config) if shape] or [0])
-    if batch <= 0:
-        return []
+    declared = declared_batch(config)
     out = []
     for layer in _all_layers(model):
         cell = getattr(layer, "cell", None)
         if cell is None or not callable(getattr(layer, "get_initial_state", None)):
+            continue
+        # and the batch the layer was built with: Keras builds it from its build_config,
+        # whatever the Input says (red team)
+        shapes = (getattr(layer, "_build_shapes_dict", None) or {}).values()
+        built = [_int(s[0]) or 0 for s in shapes if isinstance(s, (list, tuple)) and s]
+        batch = max([declared, *built])
+        if batch <= 0:
             continue
         for t in tree.flatten(compute_output_spec(layer.get_initial_state, batch)):
             shape = tuple(int(d) if d is not None else 1 for d in getattr(t, "shape", ()))

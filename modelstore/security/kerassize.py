@@ -143,6 +143,24 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
     return 0
 
 
+def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
+    """What a preprocessing layer allocates from one config integer when Keras constructs it
+    (Python lists, numpy arrays, a raw ``tf.Variable``: no stateless build defers them), in
+    float32 elements (red team): a lookup's ``num_oov_indices`` out-of-vocabulary tokens
+    (a list, then an int64 array: ~16 bytes each), a text vectorizer's ``ngrams=N`` (the tuple
+    ``1..N``: ~36 bytes each), and tf-idf weights padded to ``max_tokens`` (float64, float32
+    and a variable: 20 bytes each)."""
+    g = cfg.get
+    out = 0
+    if cls in ("StringLookup", "IntegerLookup", "TextVectorization"):
+        out += 4 * (_int(g("num_oov_indices")) or 0)
+        if g("output_mode") == "tf_idf" and g("pad_to_max_tokens"):
+            out += 5 * (_int(g("max_tokens")) or 0)
+    if cls == "TextVectorization":
+        out += 9 * (_int(g("ngrams")) or 0)
+    return out
+
+
 def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
     """(factor, fixed): how many times the layer multiplies its input's size per sample, and
     how many elements per sample it outputs (or pads to) whatever its input."""
@@ -192,6 +210,31 @@ def input_shapes(config: Any) -> list[tuple[str, list[Any]]]:
     return out
 
 
+def declared_shapes(config: Any) -> Iterator[list[Any]]:
+    """Every shape the config declares for something's input, batch first: inputs'
+    ``batch_shape`` / ``batch_input_shape``, layers' ``input_shape`` and the input shapes of
+    their ``build_config`` (Keras builds a layer from it before calling it)."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key in ("batch_shape", "batch_input_shape", "input_shape"):
+                shape = node.get(key)
+                if isinstance(shape, list) and shape and not isinstance(shape[0], list):
+                    yield shape
+                elif key == "input_shape" and isinstance(shape, (list, dict)):
+                    values = shape.values() if isinstance(shape, dict) else shape
+                    yield from (s for s in values if isinstance(s, list) and s)
+            stack.extend(node.values())
+
+
+def declared_batch(config: Any) -> int:
+    """The largest batch any declared shape fixes (0: none does)."""
+    return max([_int(shape[0]) or 0 for shape in declared_shapes(config)] or [0])
+
+
 #: Config arguments that size a layer, shown in refusals.
 _SIZE_ARGS = (
     "units",
@@ -217,6 +260,8 @@ _SIZE_ARGS = (
     "num_tokens",
     "num_bins",
     "max_tokens",
+    "num_oov_indices",
+    "ngrams",
     "output_sequence_length",
 )
 
@@ -281,12 +326,18 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
                 f"be whole numbers up to {MAX_DIM}"
             )
         input_elements = max(input_elements, _prod([int(d) for d in dims]))
+    for shape in declared_shapes(config):
+        if not all(_dim_ok(d) for d in shape if not isinstance(d, list)):
+            raise SizeError(
+                f"{where}: a layer declares the input shape {shape[:8]!r}; dimensions must "
+                f"be whole numbers up to {MAX_DIM}"
+            )
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
-    batch = max([_int(shape[0]) or 1 for _, shape in input_shapes(config) if shape] or [1])
+    batch = max(declared_batch(config), 1)
     floor, biggest, total_growth = 0, (0, ""), 1
     constants: list[tuple[int | None, str]] = []
     for cls, name, cfg in layers(config):
-        n, state = weight_floor(cls, cfg), 0
+        n, state = weight_floor(cls, cfg) + made_at_init(cls, cfg), 0
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)
             n += _state_count(cls) * state  # ConvLSTM's spatial size is counted at load

@@ -115,6 +115,14 @@ CASES = [
         None,
         ["ConvLSTM1D 'conv_lstm1d', state", "in tensors the file does not store"],
     ),
+    (  # red team: a lookup's out-of-vocabulary tokens, a list made when Keras constructs it
+        "lookup-oov",
+        "lookup",
+        "13",
+        str(1 << 25),
+        None,
+        ["'integer_lookup' (IntegerLookup", "num_oov_indices=33554432"],
+    ),
     (
         "attention",
         "mha",
@@ -203,6 +211,12 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
                 keras.Input(batch_shape=(13, 1, 1)),
                 L.LSTM(32, stateful=True, return_sequences=True, name="lstm_a"),
                 L.LSTM(32, stateful=True, name="lstm_b"),
+            ]
+        ),
+        "lookup": keras.Sequential(
+            [
+                keras.Input((4,), dtype="int64"),
+                L.IntegerLookup(vocabulary=[1, 2, 3], num_oov_indices=13, name="integer_lookup"),
             ]
         ),
         "convlstm": keras.Sequential(
@@ -374,6 +388,7 @@ def test_scan_and_inspect_agree_where_the_config_alone_tells(
         "upsampling",
         "normalization-stats",
         "stateful-lstms",
+        "lookup-oov",
         "attention",
     }
     for name, path, _, _words in hostile:
@@ -521,6 +536,30 @@ def test_the_check_build_declares_statistics_at_their_broadcast_shape() -> None:
     big = json.loads(json.dumps(big).replace("11]", "300000]"))
     with pytest.raises(kerassize.SizeError, match="in tensors the file does not store"):
         kerasbuild.match(kerasbuild.declared_by(big, False), [3 * 300_000], "the config")
+
+
+def test_a_normalization_is_known_by_what_it_resolves_to() -> None:
+    """Red team, pass 3: ``{"module": "keras", "class_name": "layers.Normalization"}`` is
+    Keras' Normalization too; the check build makes it shape-only like any other spelling."""
+    keras = pytest.importorskip("keras")
+    from modelstore.security import kerasbuild
+
+    L = keras.layers
+    x = keras.Input((1,))
+    y = L.RepeatVector(5, name="rep")(x)
+    y = L.Normalization(axis=1, mean=0.0, variance=1.0, name="kept")(y)
+    text = json.dumps(keras.saving.serialize_keras_object(keras.Model(x, y)))
+    old = '"module": "keras.layers", "class_name": "Normalization"'
+    assert old in text
+    config = json.loads(
+        text.replace(old, '"module": "keras", "class_name": "layers.Normalization"')
+    )
+    node = next(n for n in config["config"]["layers"] if n["config"]["name"] == "kept")
+    assert type(keras.saving.deserialize_keras_object(node)) is L.Normalization  # as Keras reads it
+    made = [
+        (w, shape) for w, shape, _, stored in kerasbuild.declared_by(config, False) if not stored
+    ]
+    assert ("Normalization 'kept', variable 'mean'", (5,)) in made
 
 
 # -- the config check alone (no Keras) ------------------------------------------------------
@@ -749,3 +788,35 @@ def test_a_stateful_flag_counts_whenever_keras_would_take_it() -> None:
     rnn = _layer("SimpleRNN", "r", units=256, stateful=1)
     with pytest.raises(kerassize.SizeError, match="'r'"):
         kerassize.check_config(_seq(rnn, shape=[2**19, 1, 1]), [])
+
+
+def test_what_preprocessing_layers_make_when_constructed_counts() -> None:
+    """Red team, pass 3: config integers that Keras turns into lists and arrays when it
+    constructs the layer (no build defers them) count against what the file stores."""
+    lookups = [
+        _layer("IntegerLookup", "l", num_oov_indices=1 << 20),
+        _layer("StringLookup", "l", num_oov_indices=1 << 20),
+        _layer("TextVectorization", "l", ngrams=1 << 20),
+        _layer(
+            "IntegerLookup", "l", output_mode="tf_idf", pad_to_max_tokens=True, max_tokens=1 << 20
+        ),
+    ]
+    for layer in lookups:
+        with pytest.raises(kerassize.SizeError, match="'l' "):
+            kerassize.check_config(_seq(layer), [])
+    benign = _layer("StringLookup", "l", num_oov_indices=5, max_tokens=20_000)
+    kerassize.check_config(_seq(benign), [])
+    kerassize.check_config(_seq(_layer("TextVectorization", "l", ngrams=3)), [])
+
+
+def test_the_batch_a_layer_is_built_with_counts() -> None:
+    """Red team, pass 3: Keras builds a layer from its build_config before calling it, so a
+    stateful RNN's states take that batch whatever the Input declares."""
+    lstm = _layer("LSTM", "l", units=32, stateful=True)
+    lstm["build_config"] = {"input_shape": [1 << 20, 1, 1]}
+    assert kerassize.declared_batch(_seq(lstm, shape=[None, 1, 1])) == 1 << 20
+    with pytest.raises(kerassize.SizeError, match="'l' \\(LSTM, units=32\\)"):
+        kerassize.check_config(_seq(lstm, shape=[None, 1, 1]), [])
+    lstm["build_config"] = {"input_shape": [2**40, 1, 1]}
+    with pytest.raises(kerassize.SizeError, match="whole numbers up to"):
+        kerassize.check_config(_seq(lstm, shape=[None, 1, 1]), [])
