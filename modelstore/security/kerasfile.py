@@ -193,6 +193,7 @@ def archive_configs(path: Path) -> tuple[list[tuple[str, dict[str, Any], bool]],
                 if "metadata.json" in names
                 else {}
             )
+            _check_assets(zf, [n for n in names if n.startswith("assets/")])
     except KerasFileError:
         raise
     except (zipfile.BadZipFile, KeyError, OSError) as e:
@@ -202,6 +203,24 @@ def archive_configs(path: Path) -> tuple[list[tuple[str, dict[str, Any], bool]],
     if not isinstance(config, dict):
         raise KerasFileError("the archive's config.json is not a JSON object", "damaged")
     return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
+
+
+def _check_assets(zf: zipfile.ZipFile, names: list[str]) -> None:
+    """A lookup layer whose config has no vocabulary reads it from its asset, one entry a line,
+    into a numpy string array that pads every line to the longest (see kerasvocab)."""
+    from .kerassize import SLACK
+    from .kerasvocab import PAD_FACTOR, lines_padded
+
+    for name in names:
+        with zf.open(name) as stream:
+            pad, held = lines_padded(stream)
+        if pad > SLACK + PAD_FACTOR * held:
+            raise KerasFileError(
+                f"the asset {name} holds {held:,} characters in lines that, padded to the "
+                f"longest as Keras reads a vocabulary, make {pad:,} ({pad >> 18:,} MiB as numpy "
+                f"strings; at most {SLACK + PAD_FACTOR * held:,} are accepted)",
+                "suspicious",
+            )
 
 
 _STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
+
+from .kerasvocab import PAD_FACTOR, made_at_init, padded
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -96,8 +99,25 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
                 name = cfg.get("name")
-                yield cls.rsplit(".", 1)[-1], name if isinstance(name, str) else "?", cfg
+                # Keras aliases Convolution2D, SeparableConvolution1D, ... to the Conv classes
+                plain = cls.rsplit(".", 1)[-1].replace("Convolution", "Conv")
+                yield plain, name if isinstance(name, str) else "?", cfg
             stack.extend(node.values())
+
+
+def _einsum_kernel(equation: Any, output_shape: Any) -> int:
+    """EinsumDense's kernel takes the output's size for each of its axes the output shares
+    (``"ab,bc->ac"`` with ``output_shape=[64]``: c = 64), the input's (unknown: 1) otherwise."""
+    if not isinstance(equation, str) or not re.fullmatch(r"[a-z.]+,[a-z]+->[a-z.]+", equation):
+        return 0
+    _, kernel, out = re.split(",|->", equation)
+    dims = _ints(output_shape)
+    if out.startswith("..."):  # the shape names the output's last axes, else all but the batch
+        letters = out[3:][-len(dims) :] if dims else ""
+    else:
+        letters = out[1:].replace("...", "")[: len(dims)]
+    sizes = dict(zip(letters, dims, strict=False))
+    return _prod([sizes.get(c, 1) for c in kernel])
 
 
 def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
@@ -135,30 +155,17 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
         heads, key = _int(g("num_heads")) or 0, _int(g("key_dim")) or 0
         value = _int(g("value_dim")) or key
         return heads * (2 * key + 2 * value)
+    if cls == "EinsumDense":
+        return _einsum_kernel(g("equation"), g("output_shape"))
+    if cls == "STFTSpectrogram":  # (frame_length, 1, fft_length // 2 + 1) kernels
+        frame = _int(g("frame_length")) or 0
+        return frame * ((_int(g("fft_length")) or frame) // 2 + 1)
     if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
         head = _int(g("head_dim")) or 0
         return head * (
             2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0)
         )
     return 0
-
-
-def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
-    """What a preprocessing layer allocates from one config integer when Keras constructs it
-    (Python lists, numpy arrays, a raw ``tf.Variable``: no stateless build defers them), in
-    float32 elements (red team): a lookup's ``num_oov_indices`` out-of-vocabulary tokens
-    (a list, then an int64 array: ~16 bytes each), a text vectorizer's ``ngrams=N`` (the tuple
-    ``1..N``: ~36 bytes each), and tf-idf weights padded to ``max_tokens`` (float64, float32
-    and a variable: 20 bytes each)."""
-    g = cfg.get
-    out = 0
-    if cls in ("StringLookup", "IntegerLookup", "TextVectorization"):
-        out += 4 * (_int(g("num_oov_indices")) or 0)
-        if g("output_mode") == "tf_idf" and g("pad_to_max_tokens"):
-            out += 5 * (_int(g("max_tokens")) or 0)
-    if cls == "TextVectorization":
-        out += 9 * (_int(g("ngrams")) or 0)
-    return out
 
 
 def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
@@ -236,33 +243,13 @@ def declared_batch(config: Any) -> int:
 
 
 #: Config arguments that size a layer, shown in refusals.
-_SIZE_ARGS = (
-    "units",
-    "input_dim",
-    "output_dim",
-    "filters",
-    "kernel_size",
-    "depth_multiplier",
-    "num_heads",
-    "key_dim",
-    "value_dim",
-    "head_dim",
-    "num_query_heads",
-    "num_key_value_heads",
-    "n",
-    "size",
-    "strides",
-    "dilation_rate",
-    "padding",
-    "height",
-    "width",
-    "target_shape",
-    "num_tokens",
-    "num_bins",
-    "max_tokens",
-    "num_oov_indices",
-    "ngrams",
-    "output_sequence_length",
+_SIZE_ARGS = tuple(
+    """
+    units input_dim output_dim filters kernel_size depth_multiplier num_heads key_dim
+    value_dim head_dim num_query_heads num_key_value_heads n size strides dilation_rate
+    padding height width target_shape num_tokens num_bins max_tokens num_oov_indices ngrams
+    output_sequence_length output_shape frame_length fft_length
+    """.split()  # noqa: SIM905 (a word list: one line per argument would not fit the module)
 )
 
 
@@ -336,7 +323,11 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
     batch = max(declared_batch(config), 1)
     floor, biggest, total_growth = 0, (0, ""), 1
     constants: list[tuple[int | None, str]] = []
+    pad, held, widest = 0, 0, (0, "")
     for cls, name, cfg in layers(config):
+        layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
+        pad, held = pad + layer_pad, held + layer_held
+        widest = max(widest, (layer_pad, _what(cls, name, cfg)))
         n, state = weight_floor(cls, cfg) + made_at_init(cls, cfg), 0
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)
@@ -377,6 +368,13 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
         raise SizeError(
             f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
             f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)"
+        )
+    if pad > SLACK + PAD_FACTOR * held:
+        raise SizeError(
+            f"{where}: layer {widest[1]} pads its vocabulary and special tokens to "
+            f"{widest[0]:,} characters ({_mib(widest[0]).replace('float32', 'numpy strings')}; "
+            f"the layers' {held:,} characters allow {SLACK + PAD_FACTOR * held:,}): Keras makes "
+            f"every entry as long as the longest when it constructs the layer"
         )
     for known, what in constants:
         # a Normalization given its statistics broadcasts them to its input's kept axes when

@@ -123,6 +123,14 @@ CASES = [
         None,
         ["'integer_lookup' (IntegerLookup", "num_oov_indices=33554432"],
     ),
+    (  # red team pass 4: numpy pads every vocabulary entry to the longest, 4 bytes a character
+        "vocab-pad",
+        "strlookup",
+        "longtoken13",
+        "x" * 150_000,
+        None,
+        ["'string_lookup' (StringLookup", "pads its vocabulary", "numpy strings"],
+    ),
     (
         "attention",
         "mha",
@@ -217,6 +225,15 @@ def _bases(root: Path) -> dict[str, dict[str, Path]]:
             [
                 keras.Input((4,), dtype="int64"),
                 L.IntegerLookup(vocabulary=[1, 2, 3], num_oov_indices=13, name="integer_lookup"),
+            ]
+        ),
+        "strlookup": keras.Sequential(
+            [
+                keras.Input((4,), dtype="string"),
+                L.StringLookup(
+                    vocabulary=["longtoken13"] + [f"t{k}" for k in range(1000)],
+                    name="string_lookup",
+                ),
             ]
         ),
         "convlstm": keras.Sequential(
@@ -389,6 +406,7 @@ def test_scan_and_inspect_agree_where_the_config_alone_tells(
         "normalization-stats",
         "stateful-lstms",
         "lookup-oov",
+        "vocab-pad",
         "attention",
     }
     for name, path, _, _words in hostile:
@@ -614,6 +632,24 @@ def _layer(cls: str, name: str, **cfg: Any) -> dict[str, Any]:
             _layer("Conv1D", "dil", filters=1, kernel_size=3, dilation_rate=10**9, padding="same"),
             ["'dil' (Conv1D, "],
         ),
+        # red team pass 4: scan missed these (load matched their variables)
+        (
+            _layer("Convolution2D", "c2", filters=10**5, kernel_size=[30, 30]),
+            ["'c2' (Conv2D, filters=100000"],
+        ),
+        (
+            _layer("SeparableConvolution1D", "s1", filters=10**8, kernel_size=3),
+            ["'s1' (SeparableConv1D, "],
+        ),
+        (
+            _layer("EinsumDense", "ed", equation="ab,bc->ac", output_shape=[10**8]),
+            ["'ed' (EinsumDense, "],
+        ),
+        (
+            _layer("EinsumDense", "e3", equation="...b,bc->...c", output_shape=10**8),
+            ["'e3' (EinsumDense, "],
+        ),
+        (_layer("STFTSpectrogram", "st", frame_length=10**4), ["'st' (STFTSpectrogram, "]),
     ],
 )
 def test_config_check_names_layer_and_sizes(layer: dict[str, Any], words: list[str]) -> None:

@@ -1,0 +1,113 @@
+"""Bound the fixed-width string arrays a lookup layer's config makes Keras build.
+
+``StringLookup``, ``IntegerLookup`` and ``TextVectorization`` turn their ``vocabulary`` into a
+numpy array when Keras constructs them (``np.array(vocabulary)``), and compare their special
+tokens (``[mask_token] + [oov_token] * num_oov_indices``) the same way. A numpy string array
+pads every entry to the longest one, four bytes per character: one 500,000-character token and
+800 short ones are half a megabyte of JSON that deflates to 4 KB, and 1.6 GB of array (red
+team, pass 4). Neither array is a variable, so the stateless check build does not see it: the
+bound is Keras-free, in :func:`~.kerassize.check_config`, so ``scan`` and ``load`` agree.
+
+The charge is the padded array, ``entries x longest entry`` characters, counted in float32
+elements (four bytes, as a numpy character is); it must be covered by the characters the config
+itself holds times :data:`PAD_FACTOR` plus the weights slack. A real vocabulary's longest token
+is a few times its average one (a 60,000-token vocabulary averaging 8 characters may hold a
+480-character one), so it passes whatever its size; a crafted one gets at most 64 times what
+it holds. The same bound applies to a vocabulary asset (``assets/.../vocabulary.txt``, which
+Keras reads when the config's ``vocabulary`` is null): :func:`lines_padded`, in
+:mod:`.kerasfile`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+from collections.abc import Iterator
+from typing import IO, Any
+
+#: Layers whose constructor makes a numpy array of their vocabulary and special tokens.
+LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
+#: How many times the characters a config's vocabularies hold their padded arrays may be.
+PAD_FACTOR = 64
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The scalars of a (possibly nested) JSON list; numpy pads a nested list the same way."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _width(value: Any) -> int:
+    """Characters numpy gives the value in a string array (a number or null: its repr's)."""
+    return len(value) if isinstance(value, str) else len(repr(value))
+
+
+def _int(value: Any) -> int:
+    """A non-negative whole number as Keras may take it (JSON may spell 5e7 as a float), else 0
+    (Keras refuses the rest before it allocates)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def padded(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
+    """(padded, held): the characters of the arrays the layer builds when Keras constructs it,
+    every entry padded to the longest, and the characters its config holds for them."""
+    if cls not in LOOKUPS:
+        return 0, 0
+    vocabulary = cfg.get("vocabulary")
+    entries = list(_leaves(vocabulary)) if isinstance(vocabulary, list) else []
+    specials: list[str] = [
+        s for s in (cfg.get("oov_token"), cfg.get("mask_token")) if isinstance(s, str)
+    ]
+    num_oov = cfg.get("num_oov_indices")
+    count = num_oov if isinstance(num_oov, int) and not isinstance(num_oov, bool) else 1
+    widths = [_width(e) for e in entries] + [len(s) for s in specials]
+    longest = max(widths, default=0)
+    # the vocabulary, then the special tokens, mask first and the OOV token num_oov_indices
+    # times; each padded to the longest of them (an upper bound of what numpy makes)
+    rows = len(entries) + 1 + max(count, 0)
+    return rows * longest, sum(widths)
+
+
+def lines_padded(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[int, int]:
+    """(padded, held) for a vocabulary asset (``assets/.../vocabulary.txt``), which Keras
+    reads when the config's ``vocabulary`` is null: its lines, each padded to the longest,
+    and its characters. Read in chunks: one line may be as long as the member."""
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+    lines, longest, current, held = 1, 0, 0, 0
+    while True:
+        data = stream.read(chunk)
+        text = decode(data, final=not data)
+        held += len(text)
+        parts = text.split("\n")
+        for part in parts[:-1]:
+            longest = max(longest, current + len(part))
+            current, lines = 0, lines + 1
+        current += len(parts[-1])
+        if not data:
+            break
+    return lines * max(longest, current), held
+
+
+def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
+    """What a preprocessing layer allocates from one config integer when Keras constructs it
+    (Python lists, numpy arrays, a raw ``tf.Variable``: no stateless build defers them), in
+    float32 elements (red team): a lookup's ``num_oov_indices`` out-of-vocabulary tokens
+    (a list, then an int64 array: ~16 bytes each), a text vectorizer's ``ngrams=N`` (the tuple
+    ``1..N``: ~36 bytes each), and tf-idf weights padded to ``max_tokens`` (float64, float32
+    and a variable: 20 bytes each)."""
+    g = cfg.get
+    out = 0
+    if cls in LOOKUPS:
+        out += 4 * _int(g("num_oov_indices"))
+        if g("output_mode") == "tf_idf" and g("pad_to_max_tokens"):
+            out += 5 * _int(g("max_tokens"))
+    if cls == "TextVectorization":
+        out += 9 * _int(g("ngrams"))
+    return out
