@@ -46,6 +46,7 @@ def declared_by(
     *,
     activations: bool = True,
     safe: bool = True,
+    keep: list[Any] | None = None,
 ) -> list[Declared]:
     """Build ``config`` as Keras' loader would, inside Keras' StatelessScope (no variable is
     initialised): every variable it declares, and (``activations``) every layer output Keras
@@ -59,20 +60,29 @@ def declared_by(
     given its statistics broadcasts them to its input's kept axes (the check build declares
     them as uninitialised variables of that shape instead), and a stateful RNN makes its
     states, ``batch x state size`` each (the check build is not stateful; the states' shapes
-    are inferred symbolically)."""
-    model = _build(config, legacy, safe)
+    are inferred symbolically).
+
+    ``keep``: when the check build is the model itself (no copy was changed for it, a
+    ``.keras`` config), ``(model, variables)`` is appended to it, the model with every variable
+    it made uninitialised, for the load to fill from the stored weights
+    (``formats/keras/reuse.py``) rather than build the model a second time."""
+    model, made = _build(config, legacy, safe)
     try:
         declared = _variables(model)
         if any(cfg.get("stateful") for _, _, cfg in layers(config)):  # as Keras tests it
             declared += _states(model, config)
         if activations:
             _bound_outputs(model, where)
+        if keep is not None and not legacy and _for_check(config) == config:
+            keep.append((model, made))
         return declared
     finally:
-        del model
+        del model, made
 
 
-def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
+def _build(config: dict[str, Any], legacy: bool, safe: bool) -> tuple[Any, list[Any]]:
+    """The model, and the variables its build made (uninitialised, and left out of Keras'
+    list of variables to initialise)."""
     from keras.src.backend.common import global_state
     from keras.src.backend.common.stateless_scope import StatelessScope
 
@@ -86,16 +96,20 @@ def _build(config: dict[str, Any], legacy: bool, safe: bool) -> Any:
                 with saving_options.keras_option_scope(
                     use_legacy_config=True
                 ):  # as the loader does
-                    return saving_utils.model_from_config(json_utils.decode(text))
-            from keras.src.saving.serialization_lib import (
-                ObjectSharingScope,
-                deserialize_keras_object,
-            )
+                    model = saving_utils.model_from_config(json_utils.decode(text))
+            else:
+                from keras.src.saving.serialization_lib import (
+                    ObjectSharingScope,
+                    deserialize_keras_object,
+                )
 
-            cfg = json.loads(text)
-            cfg["compile_config"] = None  # the optimizer's state follows the model's variables
-            with ObjectSharingScope():
-                return deserialize_keras_object(cfg, safe_mode=safe)
+                cfg = json.loads(text)
+                cfg["compile_config"] = None  # the optimizer's state follows the variables
+                with ObjectSharingScope():
+                    model = deserialize_keras_object(cfg, safe_mode=safe)
+        before = {id(v) for v in pending}
+        made = global_state.get_global_attribute("uninitialized_variables", []) or []
+        return model, [v for v in made if id(v) not in before]
     finally:
         # the variables made here stay uninitialised: never let a later scope initialise them
         global_state.set_global_attribute("uninitialized_variables", pending)

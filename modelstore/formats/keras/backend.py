@@ -70,6 +70,7 @@ from .loading import (
 )
 from .predict import ONE_BATCH, finish, first_reason, input_names, one_array, prepare, run_batches
 from .predict import last_activation as _last_activation
+from .reuse import from_early
 
 _SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
 
@@ -287,6 +288,8 @@ class KerasBackend(Backend):
                 raise _load_error(path, e, kind) from None
         with _with_suffix(path, _SUFFIX[kind]) as p, _pinned_safe_mode(safe):
             try:
+                if safe is True and (model := from_early(p, early, configs)) is not None:
+                    return model  # the size check's build, finished: Keras builds it once
                 return keras.saving.load_model(p, safe_mode=safe)
             except ModelstoreError:
                 raise

@@ -138,6 +138,8 @@ class EarlyBuild:
         self.path = path
         #: (config, safe mode, declared variables or what the build raised), once built
         self.result: tuple[dict[str, Any], bool, Any] | None = None
+        #: the built model and its uninitialised variables, for the load to finish (reuse.py)
+        self.kept: list[Any] = []
 
     def __call__(self) -> None:
         from ...security.kerasbuild import declared_by
@@ -167,7 +169,9 @@ class EarlyBuild:
         outcome: Any
         try:  # no finding: safe mode on, as the load will have it
             with _pinned_safe_mode(True):
-                outcome = declared_by(config, False, "the model config (config.json)", safe=True)
+                outcome = declared_by(
+                    config, False, "the model config (config.json)", safe=True, keep=self.kept
+                )
         except Exception as e:  # raised again by check_load, where the build would have been
             outcome = e
         self.result = (config, True, outcome)

@@ -1,0 +1,132 @@
+"""A ``.keras`` load builds the model once: the size check's stateless build is finished with
+the stored weights (formats/keras/reuse.py) instead of ``keras.saving.load_model`` building it
+again. What it returns must be what Keras' own loader returns: the same weights, the same
+optimizer state, the same assets, the same training from there; a file whose weights do not
+fit is refused as before; configs the check build changes load through Keras as before."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras")
+np = pytest.importorskip("numpy")
+h5py = pytest.importorskip("h5py")
+
+import modelstore as ms  # noqa: E402
+from modelstore.security import kerasbuild  # noqa: E402
+
+L = keras.layers
+rng = np.random.default_rng(0)
+X = rng.normal(size=(64, 8)).astype("float32")
+Y = rng.integers(0, 3, 64)
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count Keras' own loads and the check builds (each still runs as it is)."""
+    counts = {"load_model": 0, "build": 0}
+    load_model, build = keras.saving.load_model, kerasbuild._build
+
+    def load_counted(*a: Any, **k: Any) -> Any:
+        counts["load_model"] += 1
+        return load_model(*a, **k)
+
+    def build_counted(*a: Any, **k: Any) -> Any:
+        counts["build"] += 1
+        return build(*a, **k)
+
+    monkeypatch.setattr(keras.saving, "load_model", load_counted)
+    monkeypatch.setattr(kerasbuild, "_build", build_counted)
+    return counts
+
+
+def _same_state(got: Any, want: Any) -> None:
+    assert [v.path for v in got.weights] == [v.path for v in want.weights]
+    for a, b in zip(got.weights, want.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_a_trained_model_is_built_once_and_loads_as_keras_loads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiled and trained (Adam, a metric, batch statistics): one build, no Keras load; the
+    weights, the optimizer's state and the training that follows are Keras' own."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), L.Dense(16, activation="relu"), L.BatchNormalization(), L.Dense(3)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(X, Y, epochs=2, verbose=0)
+    path = tmp_path / "trained.keras"
+    ms.save(model, path)
+    counts = _spy(monkeypatch)
+    got = ms.load(path)
+    assert counts == {"load_model": 0, "build": 1}
+    monkeypatch.undo()
+    want = keras.saving.load_model(path)
+    _same_state(got, want)
+    assert got.compiled and type(got.optimizer) is type(want.optimizer)
+    assert int(got.optimizer.iterations) == int(want.optimizer.iterations) == 4
+    for a, b in zip(got.optimizer.variables, want.optimizer.variables, strict=True):
+        assert a.path == b.path
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    np.testing.assert_array_equal(got.predict_on_batch(X), model.predict_on_batch(X))
+    resumed = got.fit(X, Y, epochs=2, verbose=0, shuffle=False).history
+    assert resumed == want.fit(X, Y, epochs=2, verbose=0, shuffle=False).history
+
+
+def test_assets_load_and_changed_builds_go_through_keras(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adapted lookup (its vocabulary an asset) is finished from the build; a Normalization
+    given its statistics (the check builds a shape-only stand-in) is loaded by Keras as
+    before. Both predict as saved."""
+    lookup = L.StringLookup()
+    lookup.adapt(np.array(["a", "b", "c", "a"]))
+    words = np.array([["a"], ["c"], ["zz"]])
+    norm = keras.Sequential(
+        [keras.Input((3,)), L.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])]
+    )
+    cases = [
+        (keras.Sequential([keras.Input((1,), dtype="string"), lookup]), words, 0),
+        (norm, X[:4, :3], 1),
+    ]
+    for i, (model, x, keras_loads) in enumerate(cases):
+        path = tmp_path / f"m{i}.keras"
+        ms.save(model, path)
+        counts = _spy(monkeypatch)
+        got = ms.load(path)
+        assert counts == {"load_model": keras_loads, "build": 1}, (i, counts)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(np.asarray(got(x)), np.asarray(model(x)))
+
+
+def test_weights_that_do_not_fit_are_refused_as_before(tmp_path: Path) -> None:
+    """A kernel stored transposed (same size: the size check passes it) fails where Keras'
+    loader fails, as a FormatError naming the file; nothing is returned."""
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, name="dense")])
+    path = tmp_path / "plain.keras"
+    model.save(path)  # Keras' own archive: no modelstore checksum to trip first
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "r+") as f:
+        kernel = f["layers/dense/vars/0"][()]
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars/0"] = kernel.T
+    members["model.weights.h5"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ValueError):  # Keras' own loader refuses it
+        keras.saving.load_model(path)
+    with pytest.raises(ms.FormatError, match="plain.keras"):
+        ms.load(path)
