@@ -145,8 +145,10 @@ def main() -> None:
                 f"\nload average {os.getloadavg()[0]:.1f} at the end; one process, loads repeated"
             )
             return
-        # overhead: ms.load's time outside the Keras load it runs (Keras' own load varies by
-        # +-25% between processes here; what modelstore adds is steadier)
+        # overhead: ms.load's time outside any keras.saving.load_model it runs (Keras' own load
+        # varies by +-25% between processes here; what modelstore adds is steadier). A .keras
+        # load that finishes its size check's build (formats/keras/reuse.py) runs none: all of
+        # its time counts
         other = f" | ms.load ({args.against.name}) | ratio | overhead" if args.against else ""
         print(
             f"| file | keras.saving.load_model | ms.load | ratio | overhead{other} "

@@ -85,6 +85,32 @@ REFUSED = {
     "keras.layers.TFSMLayer": "loads and runs a TensorFlow SavedModel from a path named in the config",
     "keras.layers.JaxLayer": "wraps arbitrary JAX functions named in the config",
     "keras.layers.FlaxLayer": "wraps an arbitrary Flax module named in the config",
+    **{
+        f"keras.src.layers.{path}": (
+            "a base class Keras never writes by name (it writes the concrete layer); the size "
+            "checks know the concrete layers, so a config naming the base would pass them "
+            "(red team: IndexLookup with StringLookup's arguments took a load to 3 GB)"
+        )
+        for path in (
+            "convolutional.base_conv.BaseConv",
+            "convolutional.base_conv_transpose.BaseConvTranspose",
+            "convolutional.base_depthwise_conv.BaseDepthwiseConv",
+            "convolutional.base_separable_conv.BaseSeparableConv",
+            "merging.base_merge.Merge",
+            "pooling.base_adaptive_pooling.BaseAdaptiveAveragePooling",
+            "pooling.base_adaptive_pooling.BaseAdaptiveMaxPooling",
+            "pooling.base_adaptive_pooling.BaseAdaptivePooling",
+            "pooling.base_global_pooling.BaseGlobalPooling",
+            "pooling.base_pooling.BasePooling",
+            "preprocessing.data_layer.DataLayer",
+            "preprocessing.image_preprocessing.base_image_preprocessing_layer."
+            "BaseImagePreprocessingLayer",
+            "preprocessing.index_lookup.IndexLookup",
+            "regularization.spatial_dropout.BaseSpatialDropout",
+            "rnn.conv_lstm.ConvLSTM",
+            "rnn.conv_lstm.ConvLSTMCell",
+        )
+    },
 }
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
 BUILTIN_MODULES = (

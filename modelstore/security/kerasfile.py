@@ -161,7 +161,7 @@ def read_configs(
     JSON: ``config.json`` of an archive; ``model_config`` and ``training_config`` of H5."""
     if kind == "keras":
         configs, facts = archive_configs(path)
-        _check_sizes(configs, stored_sizes(path, kind))
+        _check_sizes(configs, stored_sizes(path, kind), held_ratio(path, "config.json"))
         return configs, facts
     keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
@@ -214,6 +214,7 @@ def _check_assets(zf: zipfile.ZipFile, names: list[str]) -> None:
     for name in names:
         with zf.open(name) as stream:
             pad, held = lines_padded(stream)
+        held = int(held * _ratio(zf.getinfo(name)))  # what the file holds: deflated, less
         if pad > SLACK + PAD_FACTOR * held:
             raise KerasFileError(
                 f"the asset {name} holds {held:,} characters in lines that, padded to the "
@@ -245,14 +246,27 @@ def stored_sizes(path: Path, kind: str) -> list[int]:
     return sizes
 
 
-def _check_sizes(configs: list[tuple[str, dict[str, Any], bool]], stored: list[int]) -> None:
+def held_ratio(path: Path, member: str) -> float:
+    """The bytes an archive spends on ``member`` per byte of it (1 when stored, as Keras
+    writes them): vocabularies are charged for what the file holds (see kerasvocab)."""
+    with zipfile.ZipFile(path) as zf:
+        return _ratio(zf.getinfo(member))
+
+
+def _ratio(info: zipfile.ZipInfo) -> float:
+    return min(1.0, info.compress_size / info.file_size) if info.file_size else 1.0
+
+
+def _check_sizes(
+    configs: list[tuple[str, dict[str, Any], bool]], stored: list[int], ratio: float = 1.0
+) -> None:
     """Layers must not declare more weights than the file stores (see kerassize)."""
     from .kerassize import SizeError, check_config
 
     for name, config, _ in configs:
         if name != "training_config":
             try:
-                check_config(config, stored, where=f"the model config ({name})")
+                check_config(config, stored, f"the model config ({name})", held_ratio=ratio)
             except SizeError as e:
                 raise KerasFileError(str(e), "suspicious") from None
 

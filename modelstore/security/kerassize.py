@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .kerasvocab import PAD_FACTOR, made_at_init, padded
+from .kerasvocab import PAD_FACTOR, made_at_init, output_mode, padded
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -189,11 +189,11 @@ def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
         fixed = _prod(_ints(g("target_shape")))
     elif cls == "CategoryEncoding":
         fixed = _int(g("num_tokens")) or 0
-    elif cls in ("Hashing", "HashedCrossing") and g("output_mode") in _VECTOR_MODES:
+    elif cls in ("Hashing", "HashedCrossing") and output_mode(cfg) in _VECTOR_MODES:
         fixed = _int(g("num_bins")) or 0
     elif (
         cls in ("StringLookup", "IntegerLookup", "TextVectorization")
-        and g("output_mode") in _VECTOR_MODES
+        and output_mode(cfg) in _VECTOR_MODES
     ):
         fixed = _int(g("max_tokens")) or 0
     if cls == "TextVectorization":
@@ -299,10 +299,13 @@ def _state_units(cfg: dict[str, Any]) -> int:
     return _int(cfg.get("units")) or _int(cfg.get("filters")) or 1
 
 
-def check_config(config: Any, stored: list[int], where: str = "the model config") -> None:
+def check_config(
+    config: Any, stored: list[int], where: str = "the model config", *, held_ratio: float = 1.0
+) -> None:
     """Refuse a config whose layers declare more weights than the file stores, or that
     multiplies or fixes activation sizes past the limits; ``stored`` lists the element counts
-    of the stored weight datasets. Raises :class:`SizeError`."""
+    of the stored weight datasets, ``held_ratio`` the bytes the file spends on the config per
+    byte of it (a compressed member: below 1). Raises :class:`SizeError`."""
     total_stored = sum(stored)
     input_elements = 0
     for name, shape in input_shapes(config):
@@ -369,6 +372,7 @@ def check_config(config: Any, stored: list[int], where: str = "the model config"
             f"{where}: its layers multiply the size of their input by {total_growth:,} in all "
             f"(at most {TOTAL_GROWTH_LIMIT:,} is accepted)"
         )
+    held = int(held * held_ratio)  # what the file holds: a deflated vocabulary holds less
     if pad > SLACK + PAD_FACTOR * held:
         raise SizeError(
             f"{where}: layer {widest[1]} pads its vocabulary and special tokens to "

@@ -28,7 +28,7 @@ from typing import IO, Any
 #: Layers whose constructor makes a numpy array of their vocabulary and special tokens.
 LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
 #: How many times the characters a config's vocabularies hold their padded arrays may be.
-PAD_FACTOR = 64
+PAD_FACTOR = 32
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -62,34 +62,38 @@ def padded(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
         return 0, 0
     vocabulary = cfg.get("vocabulary")
     entries = list(_leaves(vocabulary)) if isinstance(vocabulary, list) else []
-    specials: list[str] = [
-        s for s in (cfg.get("oov_token"), cfg.get("mask_token")) if isinstance(s, str)
-    ]
-    num_oov = cfg.get("num_oov_indices")
-    count = num_oov if isinstance(num_oov, int) and not isinstance(num_oov, bool) else 1
-    widths = [_width(e) for e in entries] + [len(s) for s in specials]
+    # the special tokens: the mask once, the OOV token num_oov_indices times, each as numpy
+    # makes it (red team: a token given as a list is an array row of its own leaves)
+    mask, oov = (cfg.get(k) for k in ("mask_token", "oov_token"))
+    mask_leaves = [] if mask is None else list(_leaves(mask))
+    oov_leaves = [] if oov is None else list(_leaves(oov))
+    count = _int(cfg.get("num_oov_indices")) or 1
+    widths = [_width(e) for e in (*entries, *mask_leaves, *oov_leaves)]
     longest = max(widths, default=0)
-    # the vocabulary, then the special tokens, mask first and the OOV token num_oov_indices
-    # times; each padded to the longest of them (an upper bound of what numpy makes)
-    rows = len(entries) + 1 + max(count, 0)
+    # every entry padded to the longest of them all (an upper bound of what numpy makes)
+    rows = len(entries) + max(len(mask_leaves), 1) + count * max(len(oov_leaves), 1)
     return rows * longest, sum(widths)
 
 
 def lines_padded(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[int, int]:
     """(padded, held) for a vocabulary asset (``assets/.../vocabulary.txt``), which Keras
-    reads when the config's ``vocabulary`` is null: its lines, each padded to the longest,
-    and its characters. Read in chunks: one line may be as long as the member."""
+    reads when the config's ``vocabulary`` is null, in text mode, split by
+    ``str.splitlines`` (red team: ``\\r``, ``\\v``, ``\\u2028`` and the rest break lines too):
+    its lines, each padded to the longest, and its characters. Read in chunks: one line may be
+    as long as the member (a ``\\r\\n`` split between chunks counts twice: an upper bound)."""
     decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
     lines, longest, current, held = 1, 0, 0, 0
     while True:
         data = stream.read(chunk)
         text = decode(data, final=not data)
         held += len(text)
-        parts = text.split("\n")
-        for part in parts[:-1]:
-            longest = max(longest, current + len(part))
-            current, lines = 0, lines + 1
-        current += len(parts[-1])
+        parts = text.splitlines(keepends=True)
+        for part in parts:
+            line = part.splitlines()[0]
+            current += len(line)
+            if len(line) < len(part):  # it ends with a line break
+                longest = max(longest, current)
+                current, lines = 0, lines + 1
         if not data:
             break
     return lines * max(longest, current), held
@@ -106,8 +110,18 @@ def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
     out = 0
     if cls in LOOKUPS:
         out += 4 * _int(g("num_oov_indices"))
-        if g("output_mode") == "tf_idf" and g("pad_to_max_tokens"):
+        if output_mode(cfg) == "tf_idf" and g("pad_to_max_tokens"):
             out += 5 * _int(g("max_tokens"))
     if cls == "TextVectorization":
         out += 9 * _int(g("ngrams"))
     return out
+
+
+#: Output modes Keras renames before it validates them (its deprecated spellings).
+_MODE_ALIASES = {"binary": "multi_hot", "tf-idf": "tf_idf"}
+
+
+def output_mode(cfg: dict[str, Any]) -> Any:
+    """A layer's ``output_mode`` as Keras takes it (red team: ``"tf-idf"`` is tf-idf too)."""
+    mode = cfg.get("output_mode")
+    return _MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode

@@ -11,6 +11,7 @@ allocating, ``scan`` agrees, and real vocabularies (adapted, long-tailed) still 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -47,22 +48,30 @@ def test_the_config_check_charges_padded_vocabularies() -> None:
         _lookup("StringLookup", vocabulary=[["x" * LONG], *[[s] for s in short]]),
         _lookup("StringLookup", oov_token="y" * LONG, num_oov_indices=800),
         _lookup("StringLookup", mask_token="z" * LONG, vocabulary=short),
+        # red team pass 5: a token given as a list is an array row of its own
+        _lookup("StringLookup", oov_token=["y" * LONG], num_oov_indices=800),
     ]
     for config in hostile:
         with pytest.raises(kerassize.SizeError, match="'l' .*pads its vocabulary"):
             kerassize.check_config(config, [])
-    # a long-tailed real vocabulary: 60,000 tokens averaging ~8 characters, one of 480
-    tail = [f"w{k:06d}"[: 2 + k % 8] + str(k) for k in range(60_000)] + ["u" * 480]
+    # a long-tailed real vocabulary: 60,000 tokens averaging ~8 characters, one of 240
+    tail = [f"w{k:06d}"[: 2 + k % 8] + str(k) for k in range(60_000)] + ["u" * 240]
     kerassize.check_config(_lookup("TextVectorization", vocabulary=tail), [])
+    # red team pass 5: what the file holds, not what it inflates to: deflated 50 to 1, the
+    # same vocabulary holds too little for its padding
+    with pytest.raises(kerassize.SizeError, match="pads its vocabulary"):
+        kerassize.check_config(_lookup("TextVectorization", vocabulary=tail), [], held_ratio=1 / 50)
     kerassize.check_config(_lookup("IntegerLookup", vocabulary=list(range(100_000))), [])
     kerassize.check_config(_lookup("StringLookup", num_oov_indices=50, oov_token="[UNK]"), [])
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 1 << 20])
-def test_asset_lines_are_measured_across_chunks(chunk: int) -> None:
+@pytest.mark.parametrize("eol", ["\n", "\r", "\x0b", "\x1c", "\u2028"])
+def test_asset_lines_are_measured_across_chunks(chunk: int, eol: str) -> None:
     """``lines_padded`` counts lines x the longest line and the characters (not bytes), one
-    chunk at a time: a line may span chunks, a character its bytes."""
-    text = "[UNK]\nab\n" + "é" * 10 + "\nc"
+    chunk at a time: a line may span chunks, a character its bytes; lines break where
+    ``str.splitlines`` breaks them, as Keras reads the asset (red team pass 5: ``\\r``)."""
+    text = eol.join(["[UNK]", "ab", "é" * 10, "c"])
     assert kerasvocab.lines_padded(io.BytesIO(text.encode()), chunk) == (4 * 10, len(text))
     assert kerasvocab.lines_padded(io.BytesIO(b""), chunk) == (0, 0)
 
@@ -143,17 +152,48 @@ def test_plain_keras_pads_an_asset_and_modelstore_refuses(hostile: Path) -> None
     assert ms.scan(hostile).verdict == "unsafe"
 
 
+def test_deprecated_output_modes_count_as_keras_renames_them() -> None:
+    """Red team pass 5: Keras takes ``"tf-idf"`` for tf-idf and ``"binary"`` for multi-hot."""
+    for mode in ("tf_idf", "tf-idf"):
+        layer = _lookup(
+            "IntegerLookup", output_mode=mode, pad_to_max_tokens=True, max_tokens=1 << 24
+        )
+        with pytest.raises(kerassize.SizeError, match="'l' "):
+            kerassize.check_config(layer, [])
+    for mode in ("multi_hot", "binary"):
+        layer = _lookup("StringLookup", output_mode=mode, max_tokens=1 << 27)
+        with pytest.raises(kerassize.SizeError, match="outputs or pads"):
+            kerassize.check_config(layer, [])
+
+
+def test_a_lookup_base_class_named_directly_is_refused(tmp_path: Path) -> None:
+    """Red team pass 5: ``IndexLookup`` (StringLookup's base) runs the same constructor, but
+    the size checks know the concrete layers; Keras never writes a base class by name, so the
+    audit refuses it, whatever its arguments."""
+    config = _lookup("StringLookup", vocabulary=["a"])
+    node = config["config"]["layers"][1]
+    node.update(module="keras.src.layers.preprocessing.index_lookup", class_name="IndexLookup")
+    path = tmp_path / "base.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "IndexLookup" in str(report.findings), report
+    with pytest.raises(ms.UnsafeModelError, match="IndexLookup"):
+        ms.load(path)
+
+
 @pytest.mark.slow
 def test_real_vocabularies_load(tmp_path: Path) -> None:
-    """An adapted TextVectorization over long-tailed text (one 400-character token among ~20,000
+    """An adapted TextVectorization over long-tailed text (one 200-character token among ~20,000
     short ones, its vocabulary an asset) and a StringLookup given its vocabulary round-trip
     through ms.save and ms.load and predict as saved; scan says safe."""
     keras = pytest.importorskip("keras")
     np = pytest.importorskip("numpy")
     L = keras.layers
     rng = np.random.default_rng(0)
-    words = [f"w{k}" * (1 + k % 3) for k in range(20_000)] + ["u" * 400]
-    text = np.array([" ".join(rng.choice(words, 30)) for _ in range(3000)] + ["u" * 400])
+    words = [f"w{k}" * (1 + k % 3) for k in range(20_000)] + ["u" * 200]
+    text = np.array([" ".join(rng.choice(words, 30)) for _ in range(3000)] + ["u" * 200])
     vectorize = L.TextVectorization(output_mode="int", output_sequence_length=8)
     vectorize.adapt(text)
     assert len(vectorize.get_vocabulary()) > 15_000

@@ -143,7 +143,7 @@ class EarlyBuild:
 
     def __call__(self) -> None:
         from ...security.kerasbuild import declared_by
-        from ...security.kerasfile import archive_configs, audit_configs
+        from ...security.kerasfile import archive_configs, audit_configs, held_ratio
         from ...security.kerash5 import MAX_RATIO
         from ...security.kerassize import check_config
 
@@ -159,7 +159,11 @@ class EarlyBuild:
             # the size limits, and the weights declared against the most the weights member
             # can store (the scan checks them against what it does store): a file refused for
             # its sizes is refused without building, nor importing Keras
-            check_config(config, [MAX_RATIO * _member_size(self.path) + (1 << 20)])
+            check_config(
+                config,
+                [MAX_RATIO * _member_size(self.path) + (1 << 20)],
+                held_ratio=held_ratio(self.path, "config.json"),
+            )
             import keras
 
             if not _keras_ok(keras.__version__):  # load refuses it after the scan
