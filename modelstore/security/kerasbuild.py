@@ -68,7 +68,7 @@ def declared_by(
     (``formats/keras/reuse.py``) rather than build the model a second time."""
     model, made = _build(config, legacy, safe)
     try:
-        declared = _variables(model)
+        declared = _variables(model, made)
         if any(cfg.get("stateful") for _, _, cfg in layers(config)):  # as Keras tests it
             declared += _states(model, config)
         if activations:
@@ -191,9 +191,10 @@ def _shape_only_scope() -> Iterator[None]:
         yield
 
 
-def _variables(model: Any) -> list[Declared]:
-    """Every variable; the innermost layer owns it. A shape-only ``Normalization``'s
-    statistics are not stored when the config gives them."""
+def _variables(model: Any, made: list[Any]) -> list[Declared]:
+    """Every variable the build made (the model's, and any a layer no node reaches made: red
+    team, Keras builds such a layer too); the innermost layer owns it. A shape-only
+    ``Normalization``'s statistics are not stored when the config gives them."""
     owner: dict[int, tuple[str, bool]] = {}
     for layer in _all_layers(model):  # outer layers first: inner ones overwrite
         stored = not getattr(layer, "statistics_given", False)
@@ -201,7 +202,9 @@ def _variables(model: Any) -> list[Declared]:
             what = f"{_kind(layer)} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
             owner[id(v)] = (what, stored)
     out = []
-    for v in getattr(model, "weights", []):
+    weights = list(getattr(model, "weights", []))
+    seen = {id(v) for v in weights}
+    for v in [*weights, *(v for v in made if id(v) not in seen)]:
         shape = tuple(int(d) for d in v.shape)
         what, stored = owner.get(id(v), (repr(getattr(v, "path", "?")), True))
         out.append((what, shape, _prod(list(shape)), stored))

@@ -263,12 +263,11 @@ def _check_sizes(
     """Layers must not declare more weights than the file stores (see kerassize)."""
     from .kerassize import SizeError, check_config
 
-    for name, config, _ in configs:
-        if name != "training_config":
-            try:
-                check_config(config, stored, f"the model config ({name})", held_ratio=ratio)
-            except SizeError as e:
-                raise KerasFileError(str(e), "suspicious") from None
+    for name, config, _ in configs:  # training_config too: the metrics a compile makes
+        try:
+            check_config(config, stored, f"the model config ({name})", held_ratio=ratio)
+        except SizeError as e:
+            raise KerasFileError(str(e), "suspicious") from None
 
 
 def _json(data: bytes | str, where: str) -> Any:

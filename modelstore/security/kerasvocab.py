@@ -99,15 +99,31 @@ def lines_padded(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[int, int]:
     return lines * max(longest, current), held
 
 
+#: Metrics (a compile_config's) that make a confusion matrix, and counts per threshold.
+_CONFUSION = ("IoU", "MeanIoU", "OneHotIoU", "OneHotMeanIoU")
+_THRESHOLDS = (
+    "AUC",
+    "SensitivityAtSpecificity",
+    "SpecificityAtSensitivity",
+    "PrecisionAtRecall",
+    "RecallAtPrecision",
+)
+
+
 def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
-    """What a preprocessing layer allocates from one config integer when Keras constructs it
-    (Python lists, numpy arrays, a raw ``tf.Variable``: no stateless build defers them), in
-    float32 elements (red team): a lookup's ``num_oov_indices`` out-of-vocabulary tokens
+    """What a preprocessing layer or a metric allocates from one config integer when Keras
+    constructs it (Python lists, numpy arrays, a raw ``tf.Variable``, a compile's metrics:
+    no stateless build defers them), in float32 elements (red team): an IoU metric's
+    ``num_classes`` squared, a thresholded metric's four counts per threshold, a lookup's ``num_oov_indices`` out-of-vocabulary tokens
     (a list, then an int64 array: ~16 bytes each), a text vectorizer's ``ngrams=N`` (the tuple
     ``1..N``: ~36 bytes each), and tf-idf weights padded to ``max_tokens`` (float64, float32
     and a variable: 20 bytes each)."""
     g = cfg.get
     out = 0
+    if cls in _CONFUSION:  # a num_classes x num_classes matrix (red team: compile-time metrics)
+        out += _int(g("num_classes")) ** 2
+    if cls in _THRESHOLDS:  # four counts per threshold and label
+        out += 4 * _int(g("num_thresholds")) * max(_int(g("num_labels")), 1)
     if cls in LOOKUPS:
         out += 4 * _int(g("num_oov_indices"))
         if output_mode(cfg) == "tf_idf" and g("pad_to_max_tokens"):

@@ -71,7 +71,8 @@ def test_load_scans_once_and_builds_while_the_guard_walks(
     assert events[:4] == ["scan", "guard started", "build", "guard waited"], events
     assert events.count("build") == 1 and events.count("scan") == 1, events
     assert reused["declared"] is not None  # check_load compared the early build's variables
-    assert sorted(n for _, _, n, _ in reused["declared"]) == [10, 32, 320, 2048]  # 64-32-10
+    # 64-32-10, and the dropout's seed state: every variable the build made
+    assert sorted(n for _, _, n, _ in reused["declared"]) == [2, 10, 32, 320, 2048]
 
 
 def test_the_gate_leaves_the_scan_to_the_built_in_backend_only() -> None:

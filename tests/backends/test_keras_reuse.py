@@ -130,3 +130,85 @@ def test_weights_that_do_not_fit_are_refused_as_before(tmp_path: Path) -> None:
         keras.saving.load_model(path)
     with pytest.raises(ms.FormatError, match="plain.keras"):
         ms.load(path)
+
+
+def _functional(tmp_path: Path, **compile_args: Any) -> Path:
+    x = keras.Input((8,), name="x")
+    model = keras.Model(x, L.Dense(3, name="dense")(x))
+    if compile_args:
+        model.compile(optimizer="adam", loss="mse", **compile_args)
+    path = tmp_path / "func.keras"
+    model.save(path)  # Keras' own archive, edited below
+    return path
+
+
+def _edit(path: Path, edit: Any) -> Path:
+    import json
+
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    out = path.with_name("edited.keras")
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def test_a_layer_no_node_reaches_is_size_checked(tmp_path: Path) -> None:
+    """Red team: a Functional config may list a layer with no inbound node and a large
+    build_config; Keras builds it (4.8 GB for Dense 20000 x 20000 from 18 KB) but it is not
+    among the model's weights. Every variable the check build made is matched now."""
+    import copy
+
+    def orphan(config: dict[str, Any]) -> None:
+        layers = config["config"]["layers"]
+        extra = copy.deepcopy(next(n for n in layers if n["class_name"] == "Dense"))
+        extra["name"] = extra["config"]["name"] = "orphan"
+        extra["config"]["units"] = 4096
+        extra["build_config"] = {"input_shape": [None, 4096]}
+        extra["inbound_nodes"] = []
+        layers.append(extra)
+
+    path = _edit(_functional(tmp_path), orphan)
+    with pytest.raises(ms.UnsafeModelError, match="orphan.*4096, 4096"):
+        ms.load(path)
+
+
+@pytest.mark.parametrize("metric", ["MeanIoU", "AUC"])
+def test_metrics_a_compile_makes_count(tmp_path: Path, metric: str) -> None:
+    """Red team: a compile_config's metrics allocate when constructed (MeanIoU(16000): 2 GB
+    from 24 KB); their sizes count against what the file stores, for scan and load alike."""
+    arg = {"MeanIoU": ("num_classes", 4096), "AUC": ("num_thresholds", 1 << 22)}[metric]
+    path = _functional(tmp_path, metrics=[getattr(keras.metrics, metric)(**{arg[0]: 4})])
+
+    def grow(config: dict[str, Any]) -> None:
+        (node,) = config["compile_config"]["metrics"]
+        node["config"][arg[0]] = arg[1]
+
+    path = _edit(path, grow)
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match=f"\\({metric}"):
+        ms.load(path)
+
+
+def test_an_archive_rewritten_after_the_checks_is_not_read(tmp_path: Path) -> None:
+    """Red team: finishing the build reads the weights from the file again; an archive whose
+    weights member no longer is the one checked (rewritten in place) raises IntegrityError
+    before anything is inflated, and the load's consistent read starts again."""
+    from modelstore.formats.keras import loading, reuse
+
+    path = _functional(tmp_path)
+    early = loading.EarlyBuild(path)
+    early()
+    assert early.kept and early.member is not None
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    with zipfile.ZipFile(path, "w") as zf:  # the same bytes, laid out anew
+        zf.writestr("padding.txt", b"x" * 100)
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with loading._pinned_safe_mode(True), pytest.raises(ms.IntegrityError, match="changed"):
+        reuse.finish(str(path), early.kept.pop(), early.result[0], early.member)

@@ -140,6 +140,8 @@ class EarlyBuild:
         self.result: tuple[dict[str, Any], bool, Any] | None = None
         #: the built model and its uninitialised variables, for the load to finish (reuse.py)
         self.kept: list[Any] = []
+        #: the weights member as the checked archive records it (reuse.py reads no other)
+        self.member: tuple[int, int, int, int] | None = None
 
     def __call__(self) -> None:
         from ...security.kerasbuild import declared_by
@@ -159,9 +161,10 @@ class EarlyBuild:
             # the size limits, and the weights declared against the most the weights member
             # can store (the scan checks them against what it does store): a file refused for
             # its sizes is refused without building, nor importing Keras
+            self.member = _member(self.path)  # read after every CRC passed
             check_config(
                 config,
-                [MAX_RATIO * _member_size(self.path) + (1 << 20)],
+                [MAX_RATIO * (self.member or (0,))[0] + (1 << 20)],
                 held_ratio=held_ratio(self.path, "config.json"),
             )
             import keras
@@ -181,10 +184,12 @@ class EarlyBuild:
         self.result = (config, True, outcome)
 
 
-def _member_size(path: Path) -> int:
-    """The uncompressed size of an archive's ``model.weights.h5`` (0 without one)."""
+def _member(path: Path) -> tuple[int, int, int, int] | None:
+    """What the checked archive says of its ``model.weights.h5``: (size, stored size, CRC,
+    offset); None without one."""
     import zipfile
 
     with zipfile.ZipFile(path) as zf:
-        names = {i.filename: i.file_size for i in zf.infolist()}
-    return names.get("model.weights.h5", 0)
+        infos = {i.filename: i for i in zf.infolist()}
+    i = infos.get("model.weights.h5")
+    return None if i is None else (i.file_size, i.compress_size, i.CRC, i.header_offset)

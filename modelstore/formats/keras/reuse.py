@@ -26,6 +26,8 @@ import io
 import zipfile
 from typing import Any
 
+from ...errors import IntegrityError
+
 #: ``saving_lib._load_state``'s and ``_load_container_state``'s keyword arguments, as this
 #: module calls them.
 _LOAD_STATE_ARGS = {
@@ -67,12 +69,20 @@ def _internals() -> Any:
     return saving_lib
 
 
-def finish(path: str, built: tuple[Any, list[Any]], config: dict[str, Any]) -> Any:
+def finish(
+    path: str,
+    built: tuple[Any, list[Any]],
+    config: dict[str, Any],
+    member: tuple[int, int, int, int] | None,
+) -> Any:
     """The model of ``built`` (the check build of ``config``, and the variables it made)
     with the weights and assets of the archive at ``path``, as ``keras.saving.load_model``
     would return it; None where this cannot be done (the caller loads as usual). Call it with
     Keras' safe mode pinned on, after the size check has matched the build with the stored
-    weights. Raises what Keras' loader raises for weights that do not fit."""
+    weights, and ``member`` what the checked archive recorded of its weights (size, stored
+    size, CRC, offset): an archive that now says otherwise was rewritten since the checks
+    (IntegrityError: the caller's consistent read starts again), and no more than the checked
+    size is inflated. Raises what Keras' loader raises for weights that do not fit."""
     saving_lib = _internals()
     if saving_lib is None:
         return None
@@ -88,7 +98,15 @@ def finish(path: str, built: tuple[Any, list[Any]], config: dict[str, Any]) -> A
         names = zf.namelist()
         if "model.weights.h5" not in names or not saving_lib.is_memory_sufficient(model):
             return None  # Keras' loader extracts the weights to disk first: let it
-        store = saving_lib.H5IOStore(io.BytesIO(zf.read("model.weights.h5")), mode="r")
+        i = zf.getinfo("model.weights.h5")
+        if (i.file_size, i.compress_size, i.CRC, i.header_offset) != member:
+            raise IntegrityError(f"{path}: the archive changed while it was loaded")
+        with zf.open(i) as stream:  # at most what was checked, its CRC checked at the end
+            data = stream.read(i.file_size + 1)
+        if len(data) != i.file_size:
+            raise IntegrityError(f"{path}: the archive changed while it was loaded")
+        store = saving_lib.H5IOStore(io.BytesIO(data), mode="r")
+        del data
         assets = (  # as Keras' loader decides (modelstore's entry counts too)
             saving_lib.DiskIOStore("assets", archive=zf, mode="r") if len(names) > 3 else None
         )
@@ -180,4 +198,4 @@ def from_early(path: str, early: Any, configs: list[tuple[str, dict[str, Any], b
     config = next((c for name, c, _ in configs if name == "config.json"), None)
     if config is None or result[0] != config:
         return None
-    return finish(path, kept.pop(), config)
+    return finish(path, kept.pop(), config, getattr(early, "member", None))
