@@ -131,9 +131,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"keras": str(Path(tmp) / "m.keras"), "h5": str(Path(tmp) / "m.h5")}
         params = run(MAKE.format(model=args.model, **paths)).split()[-1]
-        print(
-            f"{_NAMES[args.model]}, {params} parameters; median of {args.repeat} fresh processes\n"
-        )
+        how = "loads in one process" if args.warm else "fresh processes"
+        print(f"{_NAMES[args.model]}, {params} parameters; median of {args.repeat} {how}\n")
         if args.warm:
             print("| file | keras.saving.load_model | ms.load | ratio |")
             print("| --- | --- | --- | --- |")
