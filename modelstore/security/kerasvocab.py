@@ -9,13 +9,15 @@ team, pass 4). Neither array is a variable, so the stateless check build does no
 bound is Keras-free, in :func:`~.kerassize.check_config`, so ``scan`` and ``load`` agree.
 
 The charge is the padded array, ``entries x longest entry`` characters, counted in float32
-elements (four bytes, as a numpy character is); it must be covered by the characters the config
-itself holds times :data:`PAD_FACTOR` plus the weights slack. A real vocabulary's longest token
-is a few times its average one (a 60,000-token vocabulary averaging 8 characters may hold a
-480-character one), so it passes whatever its size; a crafted one gets at most 64 times what
-it holds. The same bound applies to a vocabulary asset (``assets/.../vocabulary.txt``, which
-Keras reads when the config's ``vocabulary`` is null): :func:`lines_padded`, in
-:mod:`.kerasfile`.
+elements (four bytes, as a numpy character is); it must be covered by :data:`PAD_FACTOR` times
+what the file spends on those characters (all of them in a stored member, as Keras writes
+archives; fewer in a deflated one: red team, pass 5), plus the weights slack. A real
+vocabulary's longest token is a few times its average one (a 60,000-token vocabulary
+averaging 8 characters may hold a 240-character one), so it passes whatever its size. The
+same bound applies to a vocabulary asset (``assets/.../vocabulary.txt``, which Keras reads
+when the config's ``vocabulary`` is null): :func:`lines_padded`, in :mod:`.kerasfile`.
+:func:`made_at_init` counts what lookup layers and compile-time metrics make from one config
+integer.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import IO, Any
 
 #: Layers whose constructor makes a numpy array of their vocabulary and special tokens.
 LOOKUPS = ("StringLookup", "IntegerLookup", "TextVectorization")
-#: How many times the characters a config's vocabularies hold their padded arrays may be.
+#: How many times what the file spends on a vocabulary its padded array may be.
 PAD_FACTOR = 32
 
 
