@@ -5,18 +5,20 @@ from the archive's config the way Keras' loader does, inside ``StatelessScope``:
 and every variable, none initialised. ``keras.saving.load_model`` then built it all again and
 initialised every variable at random before overwriting it with the stored weights. Here the
 check's model is finished instead, as ``saving_lib._load_model_from_fileobj`` finishes the
-model it builds: compiled from the config's ``compile_config`` (safe mode pinned), then the
-weights and assets read by Keras' own ``_load_state``, in a second ``StatelessScope`` that
-records each assignment; each of the build's variables is then created once, from its stored
-value (or from its initialiser, for any Keras does not store), and the optimizer's, made by
-the compile, are assigned theirs.
+model it builds: the weights and assets are read by Keras' own ``_load_state`` in a second
+``StatelessScope`` that records each assignment; each of the build's variables is then
+created once, from its stored value (or from its initialiser, for any Keras does not store);
+then the model is compiled from the config's ``compile_config`` (safe mode pinned; the
+optimizer needs real variables to build) and the state the compile added (the optimizer's)
+is read by the same walk.
 
 Only for a config the check build did not change (no ``Normalization`` given statistics, no
 stateful layer: :func:`~modelstore.security.kerasbuild.declared_by`'s ``keep``), with no
 audit finding (safe mode on), on the TensorFlow backend, with the Keras internals this relies
 on present; otherwise :func:`finish` returns None and the caller loads with
 ``keras.saving.load_model`` as before. The config was read from the checked archive; the
-weights are read, as Keras reads them, from the file the caller names.
+weights are read, as Keras reads them, from the file the caller names, and only if its
+weights member is the one the checks saw.
 """
 
 from __future__ import annotations
