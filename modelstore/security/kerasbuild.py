@@ -20,12 +20,12 @@ from .kerassize import (
     ACTIVATION_LIMIT,
     SLACK,
     SizeError,
-    _int,
     _mib,
     _prod,
     declared_batch,
     layers,
 )
+from .kerasvocab import _int
 
 #: A built variable this large (elements) must match a stored dataset of the same size.
 MATCH_MIN = 1 << 16

@@ -162,6 +162,7 @@ def read_configs(
     if kind == "keras":
         configs, facts = archive_configs(path)
         _check_sizes(configs, stored_sizes(path, kind), held_ratio(path, "config.json"))
+        _check_assets(path)  # here, not in archive_configs: the early build reads no asset
         return configs, facts
     keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
@@ -193,7 +194,6 @@ def archive_configs(path: Path) -> tuple[list[tuple[str, dict[str, Any], bool]],
                 if "metadata.json" in names
                 else {}
             )
-            _check_assets(zf, [n for n in names if n.startswith("assets/")])
     except KerasFileError:
         raise
     except (zipfile.BadZipFile, KeyError, OSError) as e:
@@ -205,23 +205,29 @@ def archive_configs(path: Path) -> tuple[list[tuple[str, dict[str, Any], bool]],
     return [("config.json", config, False)], (facts if isinstance(facts, dict) else {})
 
 
-def _check_assets(zf: zipfile.ZipFile, names: list[str]) -> None:
+def _check_assets(path: Path) -> None:
     """A lookup layer whose config has no vocabulary reads it from its asset, one entry a line,
     into a numpy string array that pads every line to the longest (see kerasvocab)."""
     from .kerassize import SLACK
     from .kerasvocab import PAD_FACTOR, lines_padded
 
-    for name in names:
-        with zf.open(name) as stream:
-            pad, held = lines_padded(stream)
-        held = int(held * _ratio(zf.getinfo(name)))  # what the file holds: deflated, less
-        if pad > SLACK + PAD_FACTOR * held:
-            raise KerasFileError(
-                f"the asset {name} holds {held:,} characters in lines that, padded to the "
-                f"longest as Keras reads a vocabulary, make {pad:,} ({pad >> 18:,} MiB as numpy "
-                f"strings; at most {SLACK + PAD_FACTOR * held:,} are accepted)",
-                "suspicious",
-            )
+    with zipfile.ZipFile(path) as zf:
+        for info in (i for i in zf.infolist() if i.filename.startswith("assets/")):
+            try:
+                with zf.open(info) as stream:
+                    pad, held = lines_padded(stream)
+            except (zipfile.BadZipFile, OSError) as e:
+                msg = f"the asset {info.filename} cannot be read ({type(e).__name__})"
+                raise KerasFileError(msg, "damaged") from None
+            held = int(held * _ratio(info))  # what the file holds: deflated, less
+            if pad > SLACK + PAD_FACTOR * held:
+                raise KerasFileError(
+                    f"the asset {info.filename} holds {held:,} characters in lines that, "
+                    f"padded to the longest as Keras reads a vocabulary, make {pad:,} "
+                    f"({pad >> 18:,} MiB as numpy strings; at most "
+                    f"{SLACK + PAD_FACTOR * held:,} are accepted)",
+                    "suspicious",
+                )
 
 
 _STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes

@@ -24,12 +24,11 @@ what it holds.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator
 from typing import Any
 
-from .kerasvocab import PAD_FACTOR, made_at_init, output_mode, padded
+from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -53,17 +52,6 @@ class SizeError(ValueError):
 
 
 # -- reading the config ------------------------------------------------------------------
-
-
-def _int(value: Any) -> int | None:
-    """A non-negative integer as Keras would take it (JSON may spell 5e7 as a float)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
-        return int(value)
-    return None
 
 
 def _ints(value: Any) -> list[int]:

@@ -49,12 +49,15 @@ def _width(value: Any) -> int:
     return len(value) if isinstance(value, str) else len(repr(value))
 
 
-def _int(value: Any) -> int:
-    """A non-negative whole number as Keras may take it (JSON may spell 5e7 as a float), else 0
-    (Keras refuses the rest before it allocates)."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def _int(value: Any) -> int | None:
+    """A non-negative integer as Keras would take it (JSON may spell 5e7 as a float)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
 
 
 def padded(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
@@ -123,15 +126,15 @@ def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
     g = cfg.get
     out = 0
     if cls in _CONFUSION:  # a num_classes x num_classes matrix (red team: compile-time metrics)
-        out += _int(g("num_classes")) ** 2
+        out += (_int(g("num_classes")) or 0) ** 2
     if cls in _THRESHOLDS:  # four counts per threshold and label
-        out += 4 * _int(g("num_thresholds")) * max(_int(g("num_labels")), 1)
+        out += 4 * (_int(g("num_thresholds")) or 0) * (_int(g("num_labels")) or 1)
     if cls in LOOKUPS:
-        out += 4 * _int(g("num_oov_indices"))
+        out += 4 * (_int(g("num_oov_indices")) or 0)
         if output_mode(cfg) == "tf_idf" and g("pad_to_max_tokens"):
-            out += 5 * _int(g("max_tokens"))
+            out += 5 * (_int(g("max_tokens")) or 0)
     if cls == "TextVectorization":
-        out += 9 * _int(g("ngrams"))
+        out += 9 * (_int(g("ngrams")) or 0)
     return out
 
 
