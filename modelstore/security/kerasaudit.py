@@ -119,6 +119,9 @@ class Audit:
             self.needs_unsafe.add(subject)
 
 
+INPUT_LAYER = "keras.layers.InputLayer"
+
+
 def plain_targets(name: str) -> tuple[str, ...]:
     """What a plain name can resolve to (optimizers are looked up case-insensitively)."""
     plain = _tables()[2]
@@ -234,6 +237,14 @@ class _Walker:
         here = f"{where} > {name}" if isinstance(name, str) and name else where
         if target == LAMBDA and isinstance(cfg, dict):
             self.lambda_layer(cfg, here)
+        if node.get("inbound_nodes") == [] and target not in (None, INPUT_LAYER):
+            # Keras builds every listed layer from its build_config, reached or not, and
+            # never writes one no node reaches (red team: a 2 KB file, gigabytes)
+            self.out.add(
+                f"<unreached layer {str(name)[:60]!r}>",
+                f"a layer no node of the model reaches ({here}): Keras builds it and drops it, "
+                "and never writes one",
+            )
         for arg in PATH_ARGUMENTS.get(target or "", ()):
             value = cfg.get(arg) if isinstance(cfg, dict) else None
             if isinstance(value, str):

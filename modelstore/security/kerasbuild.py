@@ -3,7 +3,7 @@
 :func:`declared_by` (``load`` only, Keras imported) builds the model the way Keras' loader
 will, inside Keras' ``StatelessScope`` so that no variable is initialised, and bounds every
 layer output it infers; :func:`match` then requires every variable of real size to match a
-stored dataset of the same size. The Keras-free config check and the limits are in
+stored dataset of the same size and at least its item size. The Keras-free config check and the limits are in
 :mod:`.kerassize`."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from .kerassize import (
     SLACK,
     SizeError,
     _mib,
-    _prod,
     declared_batch,
     layers,
 )
 from .kerasvocab import _int
+from .kerasweights import _prod, itemsize
 
 #: A built variable this large (elements) must match a stored dataset of the same size.
 MATCH_MIN = 1 << 16
@@ -33,10 +33,16 @@ MATCH_MIN = 1 << 16
 _SHAPE_ONLY = "modelstore>ShapeOnlyNormalization"
 _NORMALIZATION = "keras.layers.Normalization"
 
-#: (owning layer, shape, elements, stored): a variable the build declares, or (stored False)
-#: a tensor the real load makes that the file does not store (statistics given in the config,
-#: stateful RNN states): those count towards the total only.
-Declared = tuple[str, tuple[int, ...], int, bool]
+#: (owning layer, shape, elements, kind, item size) of what the build declares, of a kind:
+#: a variable of the model, whose values the file stores (STORED); a tensor the real load
+#: makes that the file does not store (MADE: statistics given in the config, stateful RNN
+#: states), which counts towards the total only; a variable of a layer the model does not
+#: keep (TRANSIENT: the copy of its layer Bidirectional makes before its forward and backward
+#: copies, a layer no node reaches), which Keras builds and drops, counted apart.
+Declared = tuple[str, tuple[int, ...], int, str, int]
+STORED, MADE, TRANSIENT = "stored", "made", "transient"
+#: (elements, item size) of a dataset the file stores
+Stored = tuple[int, int]
 
 
 def declared_by(
@@ -56,7 +62,7 @@ def declared_by(
     Keras' deserialisation.
 
     Two kinds of layer make tensors, not deferred variables, when Keras builds them, so the
-    check build makes them differently and counts them (``stored`` False): a ``Normalization``
+    check build makes them differently and counts them (kind ``MADE``): a ``Normalization``
     given its statistics broadcasts them to its input's kept axes (the check build declares
     them as uninitialised variables of that shape instead), and a stateful RNN makes its
     states, ``batch x state size`` each (the check build is not stateful; the states' shapes
@@ -195,19 +201,19 @@ def _variables(model: Any, made: list[Any]) -> list[Declared]:
     """Every variable the build made (the model's, and any a layer no node reaches made: red
     team, Keras builds such a layer too); the innermost layer owns it. A shape-only
     ``Normalization``'s statistics are not stored when the config gives them."""
-    owner: dict[int, tuple[str, bool]] = {}
+    owner: dict[int, tuple[str, str]] = {}
     for layer in _all_layers(model):  # outer layers first: inner ones overwrite
-        stored = not getattr(layer, "statistics_given", False)
+        kind = MADE if getattr(layer, "statistics_given", False) else STORED
         for v in getattr(layer, "weights", None) or []:
             what = f"{_kind(layer)} {layer.name!r}, variable {getattr(v, 'name', '?')!r}"
-            owner[id(v)] = (what, stored)
+            owner[id(v)] = (what, kind)
     out = []
     weights = list(getattr(model, "weights", []))
     seen = {id(v) for v in weights}
     for v in [*weights, *(v for v in made if id(v) not in seen)]:
         shape = tuple(int(d) for d in v.shape)
-        what, stored = owner.get(id(v), (repr(getattr(v, "path", "?")), True))
-        out.append((what, shape, _prod(list(shape)), stored))
+        what, kind = owner.get(id(v), (repr(getattr(v, "path", "?")), TRANSIENT))
+        out.append((what, shape, _prod(list(shape)), kind, itemsize(v.dtype)))
     return out
 
 
@@ -234,7 +240,8 @@ def _states(model: Any, config: dict[str, Any]) -> list[Declared]:
             continue
         for t in tree.flatten(compute_output_spec(layer.get_initial_state, batch)):
             shape = tuple(int(d) if d is not None else 1 for d in getattr(t, "shape", ()))
-            out.append((f"{_kind(layer)} {layer.name!r}, state", shape, _prod(list(shape)), False))
+            state = (f"{_kind(layer)} {layer.name!r}, state", shape, _prod(list(shape)), MADE)
+            out.append((*state, itemsize(getattr(t, "dtype", "float32"))))
     return out
 
 
@@ -243,24 +250,41 @@ def _kind(layer: Any) -> str:
     return "Normalization" if name == "ShapeOnlyNormalization" else name
 
 
-def match(declared: list[Declared], stored: list[int], where: str) -> None:
+def match(declared: list[Declared], stored: list[Stored], where: str) -> None:
+    """Every variable of real size must match a stored dataset of its element count whose
+    items are at least as wide (red team: a ``float64`` layer over ``uint8`` datasets makes
+    Keras allocate 8 bytes for each stored one), and all of them together must fit the bytes
+    the file stores; so must the transient ones, apart. Raises :class:`SizeError`."""
     available = Counter(stored)
-    for path, shape, n, in_file in sorted(declared, key=lambda d: -d[2]):
-        if not in_file:
+    held = sum(n * size for n, size in stored)
+    for path, shape, n, kind, size in sorted(declared, key=lambda d: -d[2]):
+        if kind != STORED:
             continue
         if n < MATCH_MIN:
             break
-        if available[n] <= 0:
+        fits = [s for (m, s), left in available.items() if m == n and s >= size and left > 0]
+        if not fits:
             raise SizeError(
-                f"{where}: layer {path} has the shape "
-                f"{list(shape)} ({n:,} elements, {_mib(n)}) but the file stores no weight of that "
-                f"size (it stores {sum(stored):,} elements in {len(stored)} arrays): Keras would "
-                f"allocate it before reading the file's weights"
+                f"{where}: layer {path} has the shape {list(shape)} ({n:,} elements of "
+                f"{size} bytes, {_mib(n, size).replace(' as float32', '')}) but the file stores "
+                f"no weight of that size and width (it stores {held:,} bytes in {len(stored)} "
+                f"arrays): Keras would allocate it before reading the file's weights"
             )
-        available[n] -= 1
-    total = sum(n for _, _, n, _ in declared)
-    if total > sum(stored) + SLACK:
-        extra = [(n, path) for path, _, n, in_file in declared if not in_file]
+        available[(n, min(fits))] -= 1
+    transient = [
+        (n * size, path, shape) for path, shape, n, kind, size in declared if kind == TRANSIENT
+    ]
+    if transient and sum(t[0] for t in transient) > held + 4 * SLACK:
+        n, path, shape = max(transient)
+        raise SizeError(
+            f"{where}: layers the model does not keep (no node reaches them, or a wrapper "
+            f"copied them) make {sum(t[0] for t in transient):,} bytes, more than the "
+            f"{held:,} the file stores (the largest, {path}, has the shape {list(shape)}): "
+            f"Keras would allocate them while it builds the model"
+        )
+    total = sum(n * size for _, _, n, kind, size in declared if kind != TRANSIENT)
+    if total > held + 4 * SLACK:
+        extra = [(n * size, path) for path, _, n, kind, size in declared if kind == MADE]
         also = ""
         if extra:
             n, path = max(extra)
@@ -269,9 +293,9 @@ def match(declared: list[Declared], stored: list[int], where: str) -> None:
                 f"(statistics given in the config, RNN states; the largest, {path}: {n:,})"
             )
         raise SizeError(
-            f"{where}: the model's variables hold {total:,} elements ({_mib(total)}{also}) but "
-            f"the file stores {sum(stored):,}: Keras would allocate them before reading the "
-            f"file's weights"
+            f"{where}: the model's variables hold {total:,} bytes "
+            f"({total >> 20:,} MiB{also}) but the file stores {held:,}: Keras would allocate "
+            f"them before reading the file's weights"
         )
 
 

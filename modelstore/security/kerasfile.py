@@ -9,7 +9,6 @@ or read from elsewhere. Only ``zipfile``, ``json`` and ``h5py`` are used.
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -17,14 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._info import Finding, TensorInfo
+from .._info import Finding
 from ..errors import FormatError
 from . import jsonsafe
 from .kerasaudit import Audit
 from .kerasaudit import audit_config as _audit
 from .kerash5 import MAX_RATIO, check_h5, guard_h5, start_guard
 from .kerash5 import KerasFileError as KerasFileError  # importers take it from here
-from .zipcheck import ArchiveError, check_archive
+from .kerastable import layer_table as layer_table  # importers take it from here
+from .kerastable import weights as weights
+from .zipcheck import ArchiveError, check_archive, read_archive
 from .zipwindow import open_stored
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -67,30 +68,60 @@ def check_zip(path: Path, crc: bool | Any = False) -> list[zipfile.ZipInfo]:
         raise KerasFileError(e.detail, e.kind) from None
 
 
-def check(path: Path, kind: str, meanwhile: Callable[[], None] | None = None) -> None:
+def check(
+    path: Path,
+    kind: str,
+    meanwhile: Callable[[], None] | None = None,
+    keep: Callable[[], bool] | None = None,
+) -> bytes | None:
     """Everything about the container, before anything else reads it: the whole archive with
     every CRC, or the HDF5 structure walked in a child process. For an archive, ``meanwhile``
-    runs once every CRC has passed, while the child walks (a load's stateless build: it reads
-    only the JSON members); it must not open the HDF5 data, which the child has not yet
-    cleared."""
-    if kind == "keras":
-        infos = check_zip(path)  # the structure first, then the child walks the weights
-        if "model.weights.h5" not in {i.filename for i in infos}:
-            check_zip(path, crc=True)
-            if meanwhile is not None:
-                meanwhile()
-            return
-        guard = start_guard(path, "model.weights.h5")
-        try:
-            check_zip(path, crc=True)  # every CRC while the child walks the HDF5 structure
-            if meanwhile is not None:
-                meanwhile()
-        except BaseException:
-            guard.cancel()
-            raise
-        guard.wait()
-    else:
+    runs once the CRCs of the other members have passed, while the child walks (a load's
+    stateless build: it reads only the JSON members); it must not open the HDF5 data, which
+    the child has not yet cleared. Then the weights member's CRC is verified; if ``keep()``
+    says so, its bytes are returned, read in that same pass (the load finishes its build
+    from them rather than read the member a second time)."""
+    if kind != "keras":
         guard_h5(path)
+        return None
+    infos = check_zip(path)  # the structure first, then the child walks the weights
+    if WEIGHTS not in {i.filename for i in infos}:
+        check_zip(path, crc=True)
+        if meanwhile is not None:
+            meanwhile()
+        return None
+    guard = start_guard(path, WEIGHTS)
+    try:  # the CRCs while the child walks the HDF5 structure
+        check_zip(path, crc=lambda name: name != WEIGHTS)
+        if meanwhile is not None:
+            meanwhile()
+        data = _weights_checked(path) if keep is not None and keep() else None
+        if data is None:
+            check_zip(path, crc=lambda name: name == WEIGHTS)
+    except BaseException:
+        guard.cancel()
+        raise
+    guard.wait()
+    return data
+
+
+WEIGHTS = "model.weights.h5"
+
+
+def _weights_checked(path: Path) -> bytes | None:
+    """The weights member's bytes, read in the pass that verifies its CRC."""
+    try:
+        _, kept = read_archive(
+            path,
+            keep=lambda info: info.filename == WEIGHTS,
+            crc=False,
+            expected=keras_member,
+            max_ratio=MAX_RATIO,
+            max_total=MAX_TOTAL,
+        )
+    except ArchiveError as e:
+        raise KerasFileError(e.detail, e.kind) from None
+    return kept.get(WEIGHTS)
 
 
 @contextmanager
@@ -167,7 +198,7 @@ def read_configs(
     keys = ("keras_version", "backend", "model_config", "training_config")
     with open_h5(path, kind) as f:
         attrs = {k: _text(v) for k, v in f.attrs.items() if k in keys}
-        stored = [t.numel for t in weights(f, kind)]
+        stored = [-(-t.nbytes // 4) for t in weights(f, kind)]
     configs = []
     for key in ("model_config", "training_config"):
         raw = attrs.pop(key, None)
@@ -230,11 +261,19 @@ def _check_assets(path: Path) -> None:
                 )
 
 
-_STORED: dict[tuple[str, int, int, int, int], list[int]] = {}  # file version -> stored sizes
+#: file version -> (elements, item size) of each stored weight dataset
+_STORED: dict[tuple[str, int, int, int, int], list[tuple[int, int]]] = {}
 
 
 def stored_sizes(path: Path, kind: str) -> list[int]:
-    """Element counts of the weight datasets the file stores, from HDF5 metadata only.
+    """The sizes of the weight datasets the file stores in float32 elements (bytes / 4,
+    rounded up), from HDF5 metadata only: what :func:`.kerassize.check_config` compares the
+    config's layers with."""
+    return [-(-n * size // 4) for n, size in stored_weights(path, kind)]
+
+
+def stored_weights(path: Path, kind: str) -> list[tuple[int, int]]:
+    """(elements, item size) of each weight dataset the file stores, from HDF5 metadata only.
     Remembered per file version (path, size, mtime, inode, ctime): scan and load both ask."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
@@ -245,7 +284,7 @@ def stored_sizes(path: Path, kind: str) -> list[int]:
             return []
         guard_h5(path, "model.weights.h5")  # cached: the gate's scan walked it already
     with open_h5(path, kind) as f:
-        sizes = [t.numel for t in weights(f, kind)]
+        sizes = [(t.numel, t.nbytes // max(t.numel, 1) or 1) for t in weights(f, kind)]
     if len(_STORED) > 64:
         _STORED.clear()
     _STORED[key] = sizes
@@ -310,67 +349,3 @@ def audit_configs(configs: list[tuple[str, dict[str, Any], bool]]) -> Audit:
 def audit_config(config: Any) -> list[Finding]:
     """Everything in a model config that a load could run, import or read (see kerasaudit)."""
     return _audit(config).findings
-
-
-# -- weights and layers, for inspect --------------------------------------------------------
-
-
-def weights(f: Any, kind: str) -> list[TensorInfo]:
-    """Every weight dataset (optimizer state left out), named by its path in the file."""
-    import h5py
-
-    out: list[TensorInfo] = []
-    skip = ("optimizer/", "optimizer_weights/")
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset) and not name.startswith(skip):
-            shape = tuple(int(d) for d in obj.shape)
-            n = 1
-            for d in shape:
-                n *= d
-            out.append(TensorInfo(name, shape, str(obj.dtype), n * obj.dtype.itemsize))
-
-    if f is not None:
-        f.visititems(visit)
-    return out
-
-
-def layer_table(config: dict[str, Any] | None, tensors: list[TensorInfo]) -> list[dict[str, Any]]:
-    """torchinfo-style rows: layer name, class, output shape where the config records it, params."""
-    layers = []
-    inner = (config or {}).get("config")
-    for layer in (inner.get("layers") if isinstance(inner, dict) else None) or []:
-        if not isinstance(layer, dict):
-            continue
-        raw = layer.get("config")
-        cfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        name = str(cfg.get("name", ""))
-        row: dict[str, Any] = {"name": name, "class": layer.get("class_name")}
-        shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-        if not isinstance(shape, list):
-            shape = None
-        if shape is None and isinstance(cfg.get("units"), int):
-            shape = [None, cfg["units"]]
-        if shape is not None:
-            row["output_shape"] = shape
-        row["params"] = sum(t.numel for t in tensors if _layer_of(t.name) == name)
-        layers.append(row)
-    if layers and not any(r["params"] for r in layers) and tensors:
-        # .keras archives name weight groups by class (dense, dense_1, ...), not by layer name
-        counts: dict[str, int] = {}
-        for row in layers:
-            base = re.sub(r"(?<!^)(?=[A-Z])", "_", str(row["class"])).lower()
-            n = counts.get(base, 0)
-            counts[base] = n + 1
-            key = base if n == 0 else f"{base}_{n}"
-            row["params"] = sum(t.numel for t in tensors if _layer_of(t.name) == key)
-    return layers
-
-
-def _layer_of(tensor_name: str) -> str:
-    parts = tensor_name.split("/")
-    if parts[0] == "layers" and len(parts) > 1:
-        return parts[1]
-    if parts[0] == "model_weights" and len(parts) > 1:
-        return parts[1]
-    return parts[0]

@@ -28,10 +28,10 @@ def check_load(
     the HDF5 guard ran (``.result``: config, safe mode, and the declared variables or what the
     build raised); it is used instead of building again."""
     from ..errors import FormatError, UnsafeModelError
-    from .kerasfile import KerasFileError, stored_sizes
+    from .kerasfile import KerasFileError, stored_weights
 
     try:
-        stored = stored_sizes(path, kind)
+        stored = stored_weights(path, kind)
     except KerasFileError as e:
         raise FormatError(f"{path}: {e}") from None
     for name, config, legacy in configs:

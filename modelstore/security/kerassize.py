@@ -24,11 +24,11 @@ what it holds.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
+from .kerasweights import _ints, _prod, built_floor, width
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -54,30 +54,21 @@ class SizeError(ValueError):
 # -- reading the config ------------------------------------------------------------------
 
 
-def _ints(value: Any) -> list[int]:
-    """The integers of an int-or-tuple argument (``kernel_size=3`` or ``[3, 3]``), nested."""
-    if isinstance(value, (list, tuple)):
-        return [i for v in value for i in _ints(v)]
-    n = _int(value)
-    return [] if n is None else [n]
-
-
 def _dim_ok(value: Any) -> bool:
     """An unknown dimension, or a whole number up to MAX_DIM."""
     n = _int(value)
     return value is None or (n is not None and n <= MAX_DIM)
 
 
-def _prod(values: list[int]) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
-
-
 def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(class name, layer name, config) of every object node in a model config, nested
     layers (Bidirectional, TimeDistributed, RNN cells, models inside models) included."""
+    for cls, name, cfg, _ in _nodes(config):
+        yield cls, name, cfg
+
+
+def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], list[Any] | None]]:
+    """:func:`layers`, each with the input shape its ``build_config`` gives (None: none)."""
     stack = [config]
     while stack:
         node = stack.pop()
@@ -86,74 +77,41 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
         elif isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
-                name = cfg.get("name")
-                # Keras aliases Convolution2D, SeparableConvolution1D, ... to the Conv classes
-                plain = cls.rsplit(".", 1)[-1].replace("Convolution", "Conv")
-                yield plain, name if isinstance(name, str) else "?", cfg
+                name, built = cfg.get("name"), _built_from(node)
+                plain = _resolved(cls, node.get("module"), cfg, built)
+                yield plain, name if isinstance(name, str) else "?", cfg, built
             stack.extend(node.values())
 
 
-def _einsum_kernel(equation: Any, output_shape: Any) -> int:
-    """EinsumDense's kernel takes the output's size for each of its axes the output shares
-    (``"ab,bc->ac"`` with ``output_shape=[64]``: c = 64), the input's (unknown: 1) otherwise."""
-    if not isinstance(equation, str) or not re.fullmatch(r"[a-z.]+,[a-z]+->[a-z.]+", equation):
-        return 0
-    _, kernel, out = re.split(",|->", equation)
-    dims = _ints(output_shape)
-    if out.startswith("..."):  # the shape names the output's last axes, else all but the batch
-        letters = out[3:][-len(dims) :] if dims else ""
-    else:
-        letters = out[1:].replace("...", "")[: len(dims)]
-    sizes = dict(zip(letters, dims, strict=False))
-    return _prod([sizes.get(c, 1) for c in kernel])
+def _resolved(cls: str, module: Any, cfg: dict[str, Any], built: list[Any] | None) -> str:
+    """The class a node names, as Keras resolves it, not as it is spelled (red team:
+    ``"mean_io_u"`` is ``MeanIoU``): of what the audit says the name resolves to, the one
+    the file would make allocate most (the spelling itself, if nothing else)."""
+    from .kerasaudit import canonical, plain_targets
+
+    # Keras aliases Convolution2D, SeparableConvolution1D, ... to the Conv classes
+    names = [cls.rsplit(".", 1)[-1].replace("Convolution", "Conv")]
+    targets = [
+        *plain_targets(cls),
+        *([canonical(f"{module}.{cls}")] if isinstance(module, str) else []),
+    ]
+    names += [t.rsplit(".", 1)[-1] for t in targets if t]
+    return max(names, key=lambda c: built_floor(c, cfg, built) + made_at_init(c, cfg))
 
 
-def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
-    """Weights (elements) the layer has at least, from its config alone (inputs of size 1)."""
-    g = cfg.get
-    bias = g("use_bias", True) is not False
-    if cls == "Dense":
-        units = _int(g("units")) or 0
-        return units * (2 if bias else 1)
-    if cls == "Embedding":
-        return (_int(g("input_dim")) or 0) * (_int(g("output_dim")) or 0)
-    if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and "LSTM" not in cls:
-        filters = _int(g("filters")) or 0
-        return filters * _prod(_ints(g("kernel_size"))) + (filters if bias else 0)
-    if cls.startswith("SeparableConv"):
-        dm, filters = _int(g("depth_multiplier")) or 1, _int(g("filters")) or 0
-        return _prod(_ints(g("kernel_size"))) * dm + dm * filters
-    if cls.startswith("DepthwiseConv"):
-        return _prod(_ints(g("kernel_size"))) * (_int(g("depth_multiplier")) or 1)
-    if cls.startswith("ConvLSTM"):
-        filters = _int(g("filters")) or 0
-        return 4 * filters * filters * _prod(_ints(g("kernel_size")))
-    gates = {
-        "LSTM": 4,
-        "LSTMCell": 4,
-        "GRU": 3,
-        "GRUCell": 3,
-        "SimpleRNN": 1,
-        "SimpleRNNCell": 1,
-    }.get(cls)
-    if gates:
-        units = _int(g("units")) or 0
-        return gates * units * (units + 1)  # recurrent kernel and (at least) the input kernel
-    if cls == "MultiHeadAttention":
-        heads, key = _int(g("num_heads")) or 0, _int(g("key_dim")) or 0
-        value = _int(g("value_dim")) or key
-        return heads * (2 * key + 2 * value)
-    if cls == "EinsumDense":
-        return _einsum_kernel(g("equation"), g("output_shape"))
-    if cls == "STFTSpectrogram":  # (frame_length, 1, fft_length // 2 + 1) kernels
-        frame = _int(g("frame_length")) or 0
-        return frame * ((_int(g("fft_length")) or frame) // 2 + 1)
-    if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
-        head = _int(g("head_dim")) or 0
-        return head * (
-            2 * (_int(g("num_query_heads")) or 0) + 2 * (_int(g("num_key_value_heads")) or 0)
-        )
-    return 0
+def _built_from(node: dict[str, Any]) -> list[Any] | None:
+    """The one input shape a layer's ``build_config`` gives: Keras builds the layer from it
+    when it loads, whether or not any node of the model reaches the layer (red team)."""
+    build = node.get("build_config")
+    if not isinstance(build, dict):
+        return None
+    shapes = build.get("shapes_dict")  # build(**shapes_dict), as Keras builds from it
+    shape = build.get(
+        "input_shape", shapes.get("input_shape") if isinstance(shapes, dict) else None
+    )
+    if isinstance(shape, list) and shape and not isinstance(shape[0], list):
+        return shape
+    return None
 
 
 def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
@@ -236,7 +194,7 @@ _SIZE_ARGS = tuple(
     units input_dim output_dim filters kernel_size depth_multiplier num_heads key_dim
     value_dim head_dim num_query_heads num_key_value_heads n size strides dilation_rate
     padding height width target_shape num_tokens num_bins max_tokens num_oov_indices ngrams
-    output_sequence_length output_shape frame_length fft_length
+    output_sequence_length output_shape frame_length fft_length num_classes num_thresholds
     """.split()  # noqa: SIM905 (a word list: one line per argument would not fit the module)
 )
 
@@ -291,8 +249,9 @@ def check_config(
     config: Any, stored: list[int], where: str = "the model config", *, held_ratio: float = 1.0
 ) -> None:
     """Refuse a config whose layers declare more weights than the file stores, or that
-    multiplies or fixes activation sizes past the limits; ``stored`` lists the element counts
-    of the stored weight datasets, ``held_ratio`` the bytes the file spends on the config per
+    multiplies or fixes activation sizes past the limits; ``stored`` lists the sizes of the
+    stored weight datasets in float32 elements (bytes / 4: :func:`stored_sizes
+    <.kerasfile.stored_sizes>`), ``held_ratio`` the bytes the file spends on the config per
     byte of it (a compressed member: below 1). Raises :class:`SizeError`."""
     total_stored = sum(stored)
     input_elements = 0
@@ -315,11 +274,13 @@ def check_config(
     floor, biggest, total_growth = 0, (0, ""), 1
     constants: list[tuple[int | None, str]] = []
     pad, held, widest = 0, 0, (0, "")
-    for cls, name, cfg in layers(config):
+    for cls, name, cfg, built in _nodes(config):
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
         pad, held = pad + layer_pad, held + layer_held
         widest = max(widest, (layer_pad, _what(cls, name, cfg)))
-        n, state = weight_floor(cls, cfg) + made_at_init(cls, cfg), 0
+        # in float32 elements (32 eighths of a byte): a float64 layer's count twice (red team)
+        n = built_floor(cls, cfg, built) * width(cfg) // 32 + made_at_init(cls, cfg)
+        state = 0
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)
             n += _state_count(cls) * state  # ConvLSTM's spatial size is counted at load
@@ -337,7 +298,8 @@ def check_config(
                 )
         floor += n
         if n > biggest[0]:
-            biggest = (n, _what(cls, name, cfg))
+            what = _what(cls, name, cfg)
+            biggest = (n, f"{what} built for the input {built[:8]!r}" if built else what)
         if has_statistics(cls, cfg):
             constants.append((_statistics_size(cfg), _what(cls, name, cfg)))
         factor, fixed = growth(cls, cfg)

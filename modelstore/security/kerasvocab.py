@@ -119,14 +119,14 @@ def made_at_init(cls: str, cfg: dict[str, Any]) -> int:
     """What a preprocessing layer or a metric allocates from one config integer when Keras
     constructs it (Python lists, numpy arrays, a raw ``tf.Variable``, a compile's metrics:
     no stateless build defers them), in float32 elements (red team): an IoU metric's
-    ``num_classes`` squared, a thresholded metric's four counts per threshold, a lookup's ``num_oov_indices`` out-of-vocabulary tokens
+    ``num_classes`` squared (int64: twice), a thresholded metric's four counts per threshold, a lookup's ``num_oov_indices`` out-of-vocabulary tokens
     (a list, then an int64 array: ~16 bytes each), a text vectorizer's ``ngrams=N`` (the tuple
     ``1..N``: ~36 bytes each), and tf-idf weights padded to ``max_tokens`` (float64, float32
     and a variable: 20 bytes each)."""
     g = cfg.get
     out = 0
-    if cls in _CONFUSION:  # a num_classes x num_classes matrix (red team: compile-time metrics)
-        out += (_int(g("num_classes")) or 0) ** 2
+    if cls in _CONFUSION:  # a num_classes x num_classes matrix (red team: compile-time metrics),
+        out += 2 * (_int(g("num_classes")) or 0) ** 2  # int64 in a legacy compile
     if cls in _THRESHOLDS:  # four counts per threshold and label
         out += 4 * (_int(g("num_thresholds")) or 0) * (_int(g("num_labels")) or 1)
     if cls in LOOKUPS:

@@ -18,7 +18,7 @@ np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
 import modelstore as ms  # noqa: E402
-from modelstore.security import kerasbuild  # noqa: E402
+from modelstore.security import kerasbuild, kerasfile  # noqa: E402
 
 L = keras.layers
 rng = np.random.default_rng(0)
@@ -160,7 +160,8 @@ def _edit(path: Path, edit: Any) -> Path:
 def test_a_layer_no_node_reaches_is_size_checked(tmp_path: Path) -> None:
     """Red team: a Functional config may list a layer with no inbound node and a large
     build_config; Keras builds it (4.8 GB for Dense 20000 x 20000 from 18 KB) but it is not
-    among the model's weights. Every variable the check build made is matched now."""
+    among the model's weights. Every variable the check build made is matched now, and
+    ``scan`` sizes a layer's kernel from the input shape its build_config gives."""
     import copy
 
     def orphan(config: dict[str, Any]) -> None:
@@ -173,8 +174,91 @@ def test_a_layer_no_node_reaches_is_size_checked(tmp_path: Path) -> None:
         layers.append(extra)
 
     path = _edit(_functional(tmp_path), orphan)
-    with pytest.raises(ms.UnsafeModelError, match="orphan.*4096, 4096"):
+    report = ms.scan(path)
+    assert report.verdict == "unsafe", report
+    assert "'orphan' (Dense, units=4096) built for the input [None, 4096]" in str(report)
+    # and the audit: Keras never writes a layer no node reaches (whatever its size)
+    configs = kerasfile.archive_configs(path)[0]
+    assert "<unreached layer 'orphan'>" in [
+        f.subject for f in kerasfile.audit_configs(configs).findings
+    ]
+    with pytest.raises(ms.UnsafeModelError, match="orphan"):
         ms.load(path)
+    # and the load's check build, behind the config check, counts what the orphan makes
+    import json
+
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    declared = kerasbuild.declared_by(config, legacy=False)
+    assert any("orphan" in what and shape == (4096, 4096) for what, shape, *_ in declared)
+    with pytest.raises(kerasbuild.SizeError, match="orphan.*4096, 4096"):
+        kerasbuild.match(declared, [(3, 4), (24, 4)], "edited.keras")
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "build"),
+    [
+        ("Dense", {"units": 4096}, {"shapes_dict": {"input_shape": [None, 4096]}}),
+        ("Dense", {"units": 4096}, {"input_shape": [4096]}),
+        ("BatchNormalization", {}, {"input_shape": [None, 1 << 25]}),
+        ("LayerNormalization", {}, {"input_shape": [None, 1 << 26]}),
+        ("PReLU", {}, {"input_shape": [None, 1 << 27]}),
+        (
+            "EinsumDense",
+            {"equation": "ab,bc->ac", "output_shape": 4096},
+            {"input_shape": [None, 4096]},
+        ),
+    ],
+)
+def test_a_layer_no_node_reaches_is_refused_by_scan(
+    tmp_path: Path, cls: str, config: dict[str, Any], build: dict[str, Any]
+) -> None:
+    """Red team, pass 6: however its build_config gives the shape Keras builds it from
+    (``shapes_dict``, one dimension) and whatever layer it is, a layer no node reaches is a
+    finding of the audit (Keras never writes one), so ``scan`` calls the file unsafe too."""
+
+    def orphan(model: dict[str, Any]) -> None:
+        node = {
+            "module": "keras.layers",
+            "class_name": cls,
+            "config": {"name": "orphan", **config},
+            "registered_name": None,
+            "build_config": build,
+            "inbound_nodes": [],
+            "name": "orphan",
+        }
+        model["config"]["layers"].append(node)
+
+    path = _edit(_functional(tmp_path), orphan)
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "orphan" in str(report), report  # its size or the audit
+    with pytest.raises(ms.UnsafeModelError, match="orphan"):
+        ms.load(path)
+
+
+def test_a_bidirectional_rnn_loads(tmp_path: Path) -> None:
+    """Red team, pass 6 (a false refusal older than the reuse): ``Bidirectional.from_config``
+    builds the wrapped layer before it copies it forward and backward, so the check build
+    made a third LSTM that the file stores no weights for. Keras builds and drops it too; it
+    counts apart, against what the file stores, and a textbook model loads."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32"),
+            L.Embedding(10000, 128),
+            L.Bidirectional(L.LSTM(128)),
+            L.Dense(1),
+        ]
+    )
+    tokens = rng.integers(0, 10000, (4, 12)).astype("int32")
+    for suffix in (".keras", ".h5"):
+        path = tmp_path / f"bidi{suffix}"
+        model.save(path)
+        assert ms.scan(path).verdict == "safe"
+        got = ms.load(path)
+        np.testing.assert_allclose(
+            got.predict_on_batch(tokens), model.predict_on_batch(tokens), rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("metric", ["MeanIoU", "AUC"])
@@ -191,6 +275,34 @@ def test_metrics_a_compile_makes_count(tmp_path: Path, metric: str) -> None:
     path = _edit(path, grow)
     assert ms.scan(path).verdict == "unsafe"
     with pytest.raises(ms.UnsafeModelError, match=f"\\({metric}"):
+        ms.load(path)
+
+
+def test_a_metric_is_known_by_what_it_resolves_to(tmp_path: Path) -> None:
+    """Red team, pass 6: a legacy file's ``training_config`` may spell ``MeanIoU`` as Keras'
+    alias ``mean_io_u``, which the audit and Keras both resolve to MeanIoU; its confusion
+    matrix (int64) counts whatever the spelling (16,384 classes: 2 GiB from 16 KB)."""
+
+    x = keras.Input((4,))
+    model = keras.Model(x, L.Dense(2)(x))
+    loss = keras.losses.MeanSquaredError()  # (a plain "mse" does not load from .h5)
+    model.compile("sgd", loss, metrics=[keras.metrics.MeanIoU(num_classes=2)])
+    path = tmp_path / "snake.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        text = f.attrs["training_config"]
+        text = text.decode() if isinstance(text, bytes) else text
+        assert '"class_name": "MeanIoU"' in text
+        text = text.replace('"class_name": "MeanIoU"', '"class_name": "mean_io_u"')
+        f.attrs["training_config"] = text.replace('"num_classes": 2', '"num_classes": 4096')
+    plain = keras.saving.load_model(path)  # fires: Keras makes the 4096 x 4096 matrix
+    (made,) = plain._compile_metrics._user_metrics
+    assert [(type(made), tuple(v.shape)) for v in made.variables] == [
+        (keras.metrics.MeanIoU, (4096, 4096))
+    ]
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "(MeanIoU, num_classes=4096)" in str(report), report
+    with pytest.raises(ms.UnsafeModelError, match="MeanIoU"):
         ms.load(path)
 
 

@@ -1,0 +1,122 @@
+"""Red team (finding F): the size checks compared element counts whatever the dtype, so a layer
+declared ``float64`` over ``uint8`` datasets made Keras allocate 8 bytes for each byte the file
+stores. The config check now counts a layer's weights at its dtype's width, and the load's
+check build matches each variable with a stored dataset of its element count and at least its
+width. The hostile file loads in plain Keras (and allocates the wide variables) first."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras")
+np = pytest.importorskip("numpy")
+h5py = pytest.importorskip("h5py")
+
+import modelstore as ms  # noqa: E402
+from modelstore.security import kerasbuild, kerassize, kerasweights  # noqa: E402
+
+L = keras.layers
+FLOAT64 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float64"}}
+
+
+def _widened(tmp_path: Path, n: int) -> Path:
+    """A Dense(n) over n inputs, declared float64, its datasets rewritten as uint8 zeros."""
+    x = keras.Input((n,))
+    keras.Model(x, L.Dense(n, name="wide")(x)).save(tmp_path / "plain.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras") as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
+    node["config"]["dtype"] = {**FLOAT64, "registered_name": None}
+    members["config.json"] = json.dumps(config).encode()
+    out = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as src, h5py.File(out, "w") as dst:
+
+        def copy(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                dst.create_dataset(name, data=np.zeros(obj.shape, "uint8"))
+            else:
+                dst.require_group(name)
+
+        src.visititems(copy)
+    members["model.weights.h5"] = out.getvalue()
+    path = tmp_path / "widened.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_a_float64_layer_over_uint8_datasets_is_refused(tmp_path: Path) -> None:
+    path = _widened(tmp_path, 1024)
+    plain = keras.saving.load_model(path)  # fires: 8 bytes allocated per stored byte
+    kernel = next(w for w in plain.weights if w.path.endswith("kernel"))
+    assert (kernel.dtype, tuple(kernel.shape)) == ("float64", (1024, 1024))
+    report = ms.scan(path)
+    assert report.verdict == "unsafe", report
+    assert "'wide' (Dense, units=1024) built for the input [None, 1024]" in str(report)
+    with pytest.raises(ms.UnsafeModelError, match="wide"):
+        ms.load(path)
+
+
+def test_the_check_build_matches_widths() -> None:
+    """Behind the config check: a variable must find a stored dataset of its element count
+    at least as wide; the total is counted in bytes."""
+    x = keras.Input((512,))
+    model = keras.Model(x, L.Dense(512, name="wide", dtype="float64")(x))
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    declared = kerasbuild.declared_by(config, False)
+    assert (
+        "Dense 'wide', variable 'kernel'",
+        (512, 512),
+        512 * 512,
+        kerasbuild.STORED,
+        8,
+    ) in declared
+    kerasbuild.match(declared, [(512 * 512, 8), (512, 8)], "the config")
+    with pytest.raises(kerassize.SizeError, match="144 elements of 8 bytes.*no weight of that"):
+        kerasbuild.match(declared, [(512 * 512, 1), (512, 8)], "the config")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "eighths"),
+    [
+        ("float64", 64),
+        ("bfloat16", 16),
+        ("mixed_float16", 32),
+        (None, 32),
+        (FLOAT64, 64),
+        ("int8_from_float32", 8),
+        ("float8_from_float64", 64),  # float8 keeps its kernel at the source dtype
+        ({"class_name": "Int4DTypePolicy", "config": {"mode": "int4/128", "source_name": "x"}}, 4),
+        ({"class_name": "DTypePolicyMap", "config": {"default_policy": "float64"}}, 64),
+        ({"class_name": "GPTQDTypePolicy", "config": {"mode": "gptq/4/128"}}, 1),
+    ],
+)
+def test_a_layers_width_is_its_variables(dtype: Any, eighths: int) -> None:
+    """Eighths of a byte per weight, at least (red team, pass 6: the quantised policies'
+    discount is no larger than the mode's, and a policy map's is its policies')."""
+    assert kerasweights.width({"dtype": dtype}) == eighths
+
+
+def test_quantised_kernels_count_as_packed(tmp_path: Path) -> None:
+    """int4 stores half a kernel's elements (here 8 Mi int8 for 16 Mi weights, beyond the
+    slack): a quantised model still scans and loads."""
+    x = keras.Input((4096,))
+    model = keras.Model(x, L.Dense(4096)(x))
+    with warnings.catch_warnings():  # "InputLayer does not have a quantize method"
+        warnings.simplefilter("ignore", UserWarning)
+        model.quantize("int4")
+    path = tmp_path / "q.keras"
+    model.save(path)
+    assert ms.scan(path).verdict == "safe"
+    got = ms.load(path)
+    want = np.ones((2, 4096), "float32")
+    np.testing.assert_allclose(got.predict_on_batch(want), model.predict_on_batch(want))
