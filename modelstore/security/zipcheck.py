@@ -174,6 +174,13 @@ def _verify_data(f: BinaryIO, where: str, m: Member, keep: bool = False) -> byte
     f.seek(m.data_start)
     left, produced, crc = info.compress_size, 0, 0
     inflate = zlib.decompressobj(-15) if info.compress_type == 8 else None
+    if keep and inflate is None:  # one read into one buffer: no chunks to join (a copy)
+        data = f.read(left)
+        if len(data) != left:
+            raise ArchiveError(where, f"the member {info.filename!r} is truncated", "damaged")
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise _crc_failed(where, info)
+        return data
     parts: list[bytes] = []
     while left:
         chunk = f.read(min(_CHUNK, left))
@@ -220,9 +227,11 @@ def _verify_data(f: BinaryIO, where: str, m: Member, keep: bool = False) -> byte
                 where, f"the compressed stream of {info.filename!r} ends early", "damaged"
             )
     if produced != info.file_size or crc != info.CRC:
-        raise ArchiveError(
-            where,
-            f"the member {info.filename!r} fails its CRC check (damaged or altered)",
-            "damaged",
-        )
+        raise _crc_failed(where, info)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _crc_failed(where: str, info: zipfile.ZipInfo) -> ArchiveError:
+    return ArchiveError(
+        where, f"the member {info.filename!r} fails its CRC check (damaged or altered)", "damaged"
+    )
