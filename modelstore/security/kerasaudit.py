@@ -30,6 +30,7 @@ from typing import Any
 
 from .._info import Finding
 from . import kerasnames
+from .kerasgraph import unreached_layers
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
 BUILTIN_MODULES = (
@@ -182,6 +183,7 @@ class _Walker:
     def __init__(self, out: Audit, legacy: bool) -> None:
         self.out, self.legacy = out, legacy
         self.owned: set[int] = set()  # bytecode nodes that belong to a Lambda layer's finding
+        self.unreached: set[int] = set()  # layer nodes of a Functional no output depends on
 
     def walk(self, root: Any, where: str) -> None:
         stack: list[tuple[Any, str]] = [(root, where)]
@@ -192,6 +194,7 @@ class _Walker:
                 continue
             if not isinstance(node, dict):
                 continue
+            self.unreached.update(unreached_layers(node))
             cls = node.get("class_name")
             if "config" in node and "class_name" in node and not isinstance(cls, str):
                 self.out.add(f"<malformed at {where}>", "a class_name that is not a string")
@@ -237,13 +240,14 @@ class _Walker:
         here = f"{where} > {name}" if isinstance(name, str) and name else where
         if target == LAMBDA and isinstance(cfg, dict):
             self.lambda_layer(cfg, here)
-        if node.get("inbound_nodes") == [] and target not in (None, INPUT_LAYER):
-            # Keras builds every listed layer from its build_config, reached or not, and
-            # never writes one no node reaches (red team: a 2 KB file, gigabytes)
+        unreached = node.get("inbound_nodes") == [] or id(node) in self.unreached
+        if unreached and target not in (None, INPUT_LAYER):
+            # Keras builds every listed layer from its build_config, and never writes one no
+            # node reaches or no output depends on (red team: 2 KB files, gigabytes)
             self.out.add(
                 f"<unreached layer {str(name)[:60]!r}>",
-                f"a layer no node of the model reaches ({here}): Keras builds it and drops it, "
-                "and never writes one",
+                f"a layer no output of the model depends on ({here}): Keras builds it all the "
+                "same, and never writes one",
             )
         for arg in PATH_ARGUMENTS.get(target or "", ()):
             value = cfg.get(arg) if isinstance(cfg, dict) else None

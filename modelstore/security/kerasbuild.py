@@ -214,6 +214,16 @@ def _variables(model: Any, made: list[Any]) -> list[Declared]:
         shape = tuple(int(d) for d in v.shape)
         what, kind = owner.get(id(v), (repr(getattr(v, "path", "?")), TRANSIENT))
         out.append((what, shape, _prod(list(shape)), kind, itemsize(v.dtype)))
+    # a transient variable is a copy (Bidirectional's of its layer): one of the model's own of
+    # its shape and width stands for it, once; else it must be stored (red team: a layer no
+    # output depends on, kept alive by its input, would get a free allowance)
+    twins = Counter((d[1], d[4]) for d in out if d[3] == STORED)
+    for i, d in enumerate(out):
+        if d[3] == TRANSIENT:
+            if twins[(d[1], d[4])] > 0:
+                twins[(d[1], d[4])] -= 1
+            else:
+                out[i] = (d[0], d[1], d[2], STORED, d[4])
     return out
 
 

@@ -7,6 +7,7 @@ fit is refused as before; configs the check build changes load through Keras as 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,35 @@ def test_a_layer_no_node_reaches_is_refused_by_scan(
     assert report.verdict == "unsafe" and "orphan" in str(report), report  # its size or the audit
     with pytest.raises(ms.UnsafeModelError, match="orphan"):
         ms.load(path)
+
+
+def test_a_layer_no_output_depends_on_is_refused(tmp_path: Path) -> None:
+    """Red team, pass 7: a layer called on the input whose output no model output uses is
+    built by Keras and kept alive by its input's node, and it is no layer of the model's: it
+    is a finding of the audit (Keras never writes one), and the check build does not take its
+    variables for a wrapper's copy (they must be stored)."""
+    import copy
+
+    def ghost(config: dict[str, Any]) -> None:
+        layers = config["config"]["layers"]
+        extra = copy.deepcopy(next(n for n in layers if n["class_name"] == "Dense"))
+        extra["name"] = extra["config"]["name"] = "ghost"
+        extra["config"]["units"] = 4096
+        extra["build_config"] = {"input_shape": [None, 8]}
+        layers.append(extra)  # its inbound node: the input x, like the real head's
+
+    path = _edit(_functional(tmp_path), ghost)
+    plain = keras.saving.load_model(path)  # Keras builds it: 8 x 4096, in no layer of the model
+    assert "ghost" not in [layer.name for layer in plain.layers]
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "<unreached layer 'ghost'>" in str(report), report
+    with pytest.raises(ms.UnsafeModelError, match="ghost"):
+        ms.load(path)
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    declared = kerasbuild.declared_by(config, legacy=False)
+    ((kind,),) = {(k,) for what, shape, _, k, _ in declared if shape == (8, 4096)}
+    assert kind == kerasbuild.STORED  # no twin among the model's own: not a copy
 
 
 def test_a_bidirectional_rnn_loads(tmp_path: Path) -> None:

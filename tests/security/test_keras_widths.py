@@ -120,3 +120,28 @@ def test_quantised_kernels_count_as_packed(tmp_path: Path) -> None:
     got = ms.load(path)
     want = np.ones((2, 4096), "float32")
     np.testing.assert_allclose(got.predict_on_batch(want), model.predict_on_batch(want))
+
+
+def test_unreached_layers_in_both_node_formats() -> None:
+    """The layers no output depends on, by Keras 3's ``keras_history`` and by Keras 2's
+    ``[name, node, tensor, kwargs]`` references (red team, pass 7)."""
+    from modelstore.security.kerasgraph import unreached_layers
+
+    def history(name: str) -> dict[str, Any]:
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
+
+    new = [
+        {"name": "x", "inbound_nodes": []},
+        {"name": "d", "inbound_nodes": [{"args": [history("x")], "kwargs": {}}]},
+        {"name": "ghost", "inbound_nodes": [{"args": [history("x")], "kwargs": {}}]},
+    ]
+    old = [
+        {"name": "x", "inbound_nodes": []},
+        {"name": "d", "inbound_nodes": [[["x", 0, 0, {}]]]},
+        {"name": "ghost", "inbound_nodes": [[["x", 0, 0, {}]]]},
+    ]
+    for layers in (new, old):
+        for outputs in ([["d", 0, 0]], ["d", 0, 0]):
+            found = unreached_layers({"layers": layers, "output_layers": outputs})
+            assert found == {id(layers[2])}, (layers, outputs)
+    assert unreached_layers({"layers": new}) == set()  # not a Functional config
