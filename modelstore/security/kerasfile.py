@@ -25,7 +25,7 @@ from .kerash5 import MAX_RATIO, check_h5, guard_h5, start_guard
 from .kerash5 import KerasFileError as KerasFileError  # importers take it from here
 from .kerastable import layer_table as layer_table  # importers take it from here
 from .kerastable import weights as weights
-from .zipcheck import ArchiveError, check_archive, read_archive
+from .zipcheck import ArchiveError, check_archive
 from .zipwindow import open_stored
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -68,60 +68,30 @@ def check_zip(path: Path, crc: bool | Any = False) -> list[zipfile.ZipInfo]:
         raise KerasFileError(e.detail, e.kind) from None
 
 
-def check(
-    path: Path,
-    kind: str,
-    meanwhile: Callable[[], None] | None = None,
-    keep: Callable[[], bool] | None = None,
-) -> bytes | None:
+def check(path: Path, kind: str, meanwhile: Callable[[], None] | None = None) -> None:
     """Everything about the container, before anything else reads it: the whole archive with
     every CRC, or the HDF5 structure walked in a child process. For an archive, ``meanwhile``
-    runs once the CRCs of the other members have passed, while the child walks (a load's
-    stateless build: it reads only the JSON members); it must not open the HDF5 data, which
-    the child has not yet cleared. Then the weights member's CRC is verified; if ``keep()``
-    says so, its bytes are returned, read in that same pass (the load finishes its build
-    from them rather than read the member a second time)."""
-    if kind != "keras":
+    runs once every CRC has passed, while the child walks (a load's stateless build: it reads
+    only the JSON members); it must not open the HDF5 data, which the child has not yet
+    cleared."""
+    if kind == "keras":
+        infos = check_zip(path)  # the structure first, then the child walks the weights
+        if "model.weights.h5" not in {i.filename for i in infos}:
+            check_zip(path, crc=True)
+            if meanwhile is not None:
+                meanwhile()
+            return
+        guard = start_guard(path, "model.weights.h5")
+        try:
+            check_zip(path, crc=True)  # every CRC while the child walks the HDF5 structure
+            if meanwhile is not None:
+                meanwhile()
+        except BaseException:
+            guard.cancel()
+            raise
+        guard.wait()
+    else:
         guard_h5(path)
-        return None
-    infos = check_zip(path)  # the structure first, then the child walks the weights
-    if WEIGHTS not in {i.filename for i in infos}:
-        check_zip(path, crc=True)
-        if meanwhile is not None:
-            meanwhile()
-        return None
-    guard = start_guard(path, WEIGHTS)
-    try:  # the CRCs while the child walks the HDF5 structure
-        check_zip(path, crc=lambda name: name != WEIGHTS)
-        if meanwhile is not None:
-            meanwhile()
-        data = _weights_checked(path) if keep is not None and keep() else None
-        if data is None:
-            check_zip(path, crc=lambda name: name == WEIGHTS)
-    except BaseException:
-        guard.cancel()
-        raise
-    guard.wait()
-    return data
-
-
-WEIGHTS = "model.weights.h5"
-
-
-def _weights_checked(path: Path) -> bytes | None:
-    """The weights member's bytes, read in the pass that verifies its CRC."""
-    try:
-        _, kept = read_archive(
-            path,
-            keep=lambda info: info.filename == WEIGHTS,
-            crc=False,
-            expected=keras_member,
-            max_ratio=MAX_RATIO,
-            max_total=MAX_TOTAL,
-        )
-    except ArchiveError as e:
-        raise KerasFileError(e.detail, e.kind) from None
-    return kept.get(WEIGHTS)
 
 
 @contextmanager

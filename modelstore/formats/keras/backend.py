@@ -213,10 +213,7 @@ class KerasBackend(Backend):
         them); ``meanwhile`` runs while the HDF5 guard child walks (see ``load``)."""
         try:
             kind = self._kind(path)
-            # the whole container, every CRC, the HDF5 guard
-            weights = check(path, kind, meanwhile, meanwhile.wants_weights if meanwhile else None)
-            if meanwhile is not None:
-                meanwhile.weights = weights
+            check(path, kind, meanwhile)  # the whole container, every CRC, the HDF5 guard
             configs = read_configs(path, kind)[0]  # with the sizes the configs declare
             found = audit_configs(configs)
             with open_h5(path, kind):

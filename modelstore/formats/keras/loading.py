@@ -142,12 +142,6 @@ class EarlyBuild:
         self.kept: list[Any] = []
         #: the weights member as the checked archive records it (reuse.py reads no other)
         self.member: tuple[int, int, int, int] | None = None
-        #: its bytes, kept by the pass that verified its CRC when a model was kept to finish
-        self.weights: bytes | None = None
-
-    def wants_weights(self) -> bool:
-        """Whether the load will finish a kept build, from the weights member's bytes."""
-        return bool(self.kept)
 
     def __call__(self) -> None:
         from ...security.kerasbuild import declared_by

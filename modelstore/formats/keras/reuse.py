@@ -76,7 +76,6 @@ def finish(
     built: tuple[Any, list[Any]],
     config: dict[str, Any],
     member: tuple[int, int, int, int] | None,
-    data: bytes | None = None,
 ) -> Any:
     """The model of ``built`` (the check build of ``config``, and the variables it made)
     with the weights and assets of the archive at ``path``, as ``keras.saving.load_model``
@@ -85,8 +84,7 @@ def finish(
     weights, and ``member`` what the checked archive recorded of its weights (size, stored
     size, CRC, offset): an archive that now says otherwise was rewritten since the checks
     (IntegrityError: the caller's consistent read starts again), and no more than the checked
-    size is inflated; ``data``: the member's bytes as the checks read them (then it is not
-    read again). Raises what Keras' loader raises for weights that do not fit."""
+    size is inflated. Raises what Keras' loader raises for weights that do not fit."""
     saving_lib = _internals()
     if saving_lib is None:
         return None
@@ -105,9 +103,8 @@ def finish(
         i = zf.getinfo("model.weights.h5")
         if (i.file_size, i.compress_size, i.CRC, i.header_offset) != member:
             raise IntegrityError(f"{path}: the archive changed while it was loaded")
-        if data is None:
-            with zf.open(i) as stream:  # at most what was checked, its CRC checked at the end
-                data = stream.read(i.file_size + 1)
+        with zf.open(i) as stream:  # at most what was checked, its CRC checked at the end
+            data = stream.read(i.file_size + 1)
         if len(data) != i.file_size:
             raise IntegrityError(f"{path}: the archive changed while it was loaded")
         store = saving_lib.H5IOStore(io.BytesIO(data), mode="r")
@@ -199,19 +196,8 @@ def from_early(path: str, early: Any, configs: list[tuple[str, dict[str, Any], b
     config in safe mode (what the size check used); None otherwise."""
     kept, result = getattr(early, "kept", None), getattr(early, "result", None)
     if not kept or result is None or result[1] is not True:
-        _taken(early)
         return None
     config = next((c for name, c, _ in configs if name == "config.json"), None)
     if config is None or result[0] != config:
-        _taken(early)
         return None
-    return finish(path, kept.pop(), config, getattr(early, "member", None), _taken(early))
-
-
-def _taken(early: Any) -> bytes | None:
-    """The weights bytes the checks kept, which ``early`` then no longer holds (nor does any
-    frame of this module: finish drops them once Keras has read them)."""
-    data = getattr(early, "weights", None)
-    if data is not None:
-        early.weights = None
-    return data
+    return finish(path, kept.pop(), config, getattr(early, "member", None))
