@@ -226,7 +226,7 @@ def _load_once(
             computed = file_checksum(f)
         meta, where = metadata.read(p, backend, computed, data=f)
         if request.verify:
-            meta = verify_step.checksum(f, backend, meta, computed, where, shown=name)
+            meta = verify_step.checksum(f, backend, meta, computed, where, shown=name, named=p)
         step("scan")
         with reading(f, "scan"):
             gate.gate(backend, f, request.trust)

@@ -30,10 +30,14 @@ def checksum(
     computed: str | None,
     where: str,
     shown: str | None = None,
+    named: Path | None = None,
 ) -> dict[str, Any] | None:
     """The payload against the checksum its metadata records (if it records one); returns the
     metadata to use. A sidecar that does not match a file whose own checks show it whole
-    (another tool rewrote it) is stale, not damage: a warning, and the file's own metadata."""
+    (another tool rewrote it) is stale, not damage: a warning, and the file's own metadata.
+    Unless the path ``named`` no longer holds the file ``f`` reads: a save replaced it while
+    it was read (its sidecar first), and the IntegrityError lets the consistent read start
+    again (``pipeline.read.consistently``) rather than warn of a stale sidecar."""
     if not meta or not meta.get("checksum"):
         return meta
     with reading(f, "verify"):
@@ -43,6 +47,8 @@ def checksum(
         try:
             check_checksum(f, str(meta["checksum"]), computed or file_checksum(f), where)
         except IntegrityError:
+            if named is not None and _replaced(f, named):
+                raise
             own = backend.intact(f)
             if own is None:
                 raise
@@ -55,6 +61,15 @@ def checksum(
             )
             return own or None
     return meta
+
+
+def _replaced(f: Path, named: Path) -> bool:
+    """Whether ``named`` now holds another file than the one ``f`` reads."""
+    try:
+        a, b = f.stat(), named.stat()
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
 
 
 @contextlib.contextmanager
