@@ -37,8 +37,9 @@ _NORMALIZATION = "keras.layers.Normalization"
 #: a variable of the model, whose values the file stores (STORED); a tensor the real load
 #: makes that the file does not store (MADE: statistics given in the config, stateful RNN
 #: states), which counts towards the total only; a variable of a layer the model does not
-#: keep (TRANSIENT: the copy of its layer Bidirectional makes before its forward and backward
-#: copies, a layer no node reaches), which Keras builds and drops, counted apart.
+#: keep, one of the model's own of its shape and width standing for it (TRANSIENT: the copy of
+#: its layer Bidirectional makes before its forward and backward ones), which Keras builds and
+#: drops, counted apart.
 Declared = tuple[str, tuple[int, ...], int, str, int]
 STORED, MADE, TRANSIENT = "stored", "made", "transient"
 #: (elements, item size) of a dataset the file stores
