@@ -240,7 +240,8 @@ class _Walker:
         here = f"{where} > {name}" if isinstance(name, str) and name else where
         if target == LAMBDA and isinstance(cfg, dict):
             self.lambda_layer(cfg, here)
-        unreached = node.get("inbound_nodes") == [] or id(node) in self.unreached
+        inbound = node.get("inbound_nodes")
+        unreached = id(node) in self.unreached or (inbound is not None and not inbound)
         if unreached and target not in (None, INPUT_LAYER):
             # Keras builds every listed layer from its build_config, and never writes one no
             # node reaches or no output depends on (red team: 2 KB files, gigabytes)

@@ -8,21 +8,33 @@ from typing import Any
 
 def unreached_layers(config: dict[str, Any]) -> set[int]:
     """The layer nodes of a Functional ``config`` (its ``layers``, ``output_layers``) that no
-    output depends on, by the names their inbound nodes refer to (``keras_history``, or a
-    legacy ``[name, node, tensor]``); none if the config is not one."""
+    output depends on, followed as Keras follows them (red team, pass 8): from each output's
+    ``[layer, node index, tensor index]`` to that one node of the layer, to the tensors its
+    ``args`` and ``kwargs`` hold (Keras 3's ``__keras_tensor__`` with its ``keras_history``,
+    or Keras 2's ``[layer, node, tensor, kwargs]`` entries), and on; ``output_layers`` in any
+    structure (a dict too). Every layer of a name listed twice counts as unreached (Keras keeps
+    the last, having built both). None if the config is not a Functional one."""
     layers, outputs = config.get("layers"), config.get("output_layers")
-    if not isinstance(layers, list) or not isinstance(outputs, list):
+    if not isinstance(layers, list) or not isinstance(outputs, (list, dict)):
         return set()
-    by_name = {_name(n): n for n in layers if isinstance(n, dict)}
-    stack = _referenced(outputs) if not _is_ref(outputs) else [outputs[0]]
-    seen: set[Any] = set()
+    nodes = [n for n in layers if isinstance(n, dict)]
+    names = [_name(n) for n in nodes]
+    by_name = {name: n for name, n in zip(names, nodes, strict=True) if names.count(name) == 1}
+    stack, seen, reached = _refs(outputs), set(), set()
     while stack:
-        name = stack.pop()
-        if name in seen or name not in by_name:
+        name, index = stack.pop()
+        if (name, index) in seen or name not in by_name:
             continue
-        seen.add(name)
-        stack.extend(_referenced(by_name[name].get("inbound_nodes")))
-    return {id(n) for name, n in by_name.items() if name not in seen}
+        seen.add((name, index))
+        reached.add(name)
+        inbound = by_name[name].get("inbound_nodes")
+        if not isinstance(inbound, list):
+            continue
+        if not 0 <= index < len(inbound):  # a nested model may count its own node first
+            stack.extend(r for node in inbound for r in _node_refs(node))
+        else:
+            stack.extend(_node_refs(inbound[index]))
+    return {id(n) for name, n in zip(names, nodes, strict=True) if name not in reached}
 
 
 def _name(node: dict[str, Any]) -> Any:
@@ -35,19 +47,35 @@ def _is_ref(value: Any) -> bool:
         isinstance(value, list)
         and len(value) >= 3
         and isinstance(value[0], str)
-        and all(isinstance(v, int) for v in value[1:3])
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
     )
 
 
-def _referenced(value: Any) -> list[Any]:
-    """Every layer name ``value`` refers to (nested, both node formats)."""
-    out, stack = [], [value]
+def _refs(value: Any) -> list[tuple[str, int]]:
+    """(layer, node index) of every ``[layer, node, tensor]`` in an output structure."""
+    if _is_ref(value):
+        return [(value[0], value[1])]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [r for v in items for r in _refs(v)]
+
+
+def _node_refs(node: Any) -> list[tuple[str, int]]:
+    """(layer, node index) of every tensor one inbound node is called on."""
+    if isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
+        return [(e[0], e[1]) for e in node if _is_ref(e)]
+    if not isinstance(node, dict):
+        return []
+    out, stack = [], [node.get("args"), node.get("kwargs")]
     while stack:
         v = stack.pop()
-        if _is_ref(v):
-            out.append(v[0])
-        elif isinstance(v, dict):  # a keras_history is a reference: found as a list below
-            stack.extend(v.values())
+        if isinstance(v, dict):
+            cfg = v.get("config")
+            if v.get("class_name") == "__keras_tensor__" and isinstance(cfg, dict):
+                history: Any = cfg.get("keras_history")
+                if _is_ref(history):
+                    out.append((history[0], history[1]))
+            else:
+                stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
     return out

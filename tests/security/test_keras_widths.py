@@ -145,3 +145,30 @@ def test_unreached_layers_in_both_node_formats() -> None:
             found = unreached_layers({"layers": layers, "output_layers": outputs})
             assert found == {id(layers[2])}, (layers, outputs)
     assert unreached_layers({"layers": new}) == set()  # not a Functional config
+
+
+def test_unreached_layers_follow_nodes_as_keras_does() -> None:
+    """Red team, pass 8: outputs given as a dict, a reference under a key Keras never reads,
+    a shared layer whose used node does not take the ghost, and a name listed twice (Keras
+    builds both, keeps the last) each hid a layer no output depends on."""
+    from modelstore.security.kerasgraph import unreached_layers
+
+    def tensor(name: str, node: int = 0) -> dict[str, Any]:
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, node, 0]}}
+
+    def call(*names: str) -> dict[str, Any]:
+        return {"args": [tensor(n) for n in names], "kwargs": {}}
+
+    x = {"name": "x", "inbound_nodes": []}
+    ghost = {"name": "ghost", "inbound_nodes": [call("x")]}
+    gn = {"name": "gn", "inbound_nodes": [{**call("x"), "junk": ["ghost", 0, 0]}]}
+    layers = [x, ghost, gn]
+    assert unreached_layers({"layers": layers, "output_layers": {"y": ["gn", 0, 0]}}) == {id(ghost)}
+    act = {"name": "act", "inbound_nodes": [call("ghost"), call("gn")]}
+    shared = {"layers": [*layers, act], "output_layers": [["act", 1, 0]]}
+    assert unreached_layers(shared) == {id(ghost)}
+    shared["output_layers"] = [["act", 0, 0]]  # the node that takes the ghost: reached
+    assert unreached_layers(shared) == {id(gn)}
+    twin = {"name": "gn", "inbound_nodes": {}}
+    found = unreached_layers({"layers": [twin, x, gn], "output_layers": [["gn", 0, 0]]})
+    assert found == {id(twin), id(gn), id(x)}  # (the input layer is never a finding)
