@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
-from .kerasweights import _ints, _prod, built_floor, width
+from .kerasweights import Shapes, _ints, _prod, built_floor, built_shapes, width
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -67,7 +67,7 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
         yield cls, name, cfg
 
 
-def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], list[Any] | None]]:
+def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], Shapes | None]]:
     """:func:`layers`, each with the input shape its ``build_config`` gives (None: none)."""
     stack = [config]
     while stack:
@@ -77,13 +77,13 @@ def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], list[Any] | 
         elif isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
-                name, built = cfg.get("name"), _built_from(node)
+                name, built = cfg.get("name"), built_shapes(node)
                 plain = _resolved(cls, node.get("module"), cfg, built)
                 yield plain, name if isinstance(name, str) else "?", cfg, built
             stack.extend(node.values())
 
 
-def _resolved(cls: str, module: Any, cfg: dict[str, Any], built: list[Any] | None) -> str:
+def _resolved(cls: str, module: Any, cfg: dict[str, Any], built: Shapes | None) -> str:
     """The class a node names, as Keras resolves it, not as it is spelled (red team:
     ``"mean_io_u"`` is ``MeanIoU``): of what the audit says the name resolves to, the one
     the file would make allocate most (the spelling itself, if nothing else)."""
@@ -97,21 +97,6 @@ def _resolved(cls: str, module: Any, cfg: dict[str, Any], built: list[Any] | Non
     ]
     names += [t.rsplit(".", 1)[-1] for t in targets if t]
     return max(names, key=lambda c: built_floor(c, cfg, built) + made_at_init(c, cfg))
-
-
-def _built_from(node: dict[str, Any]) -> list[Any] | None:
-    """The one input shape a layer's ``build_config`` gives: Keras builds the layer from it
-    when it loads, whether or not any node of the model reaches the layer (red team)."""
-    build = node.get("build_config")
-    if not isinstance(build, dict):
-        return None
-    shapes = build.get("shapes_dict")  # build(**shapes_dict), as Keras builds from it
-    shape = build.get(
-        "input_shape", shapes.get("input_shape") if isinstance(shapes, dict) else None
-    )
-    if isinstance(shape, list) and shape and not isinstance(shape[0], list):
-        return shape
-    return None
 
 
 def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
@@ -209,6 +194,13 @@ def _what(cls: str, name: str, cfg: dict[str, Any]) -> str:
     return f"{name!r} ({', '.join([cls, *args])})"
 
 
+def _shapes_text(built: Shapes) -> str:
+    """``the input [None, 96]`` or ``query_shape [None, 5, 96], value_shape [...]``."""
+    if list(built) == ["input_shape"]:
+        return f"the input {built['input_shape'][:8]!r}"
+    return ", ".join(f"{k} {v[:8]!r}" for k, v in built.items())
+
+
 def _mib(elements: int, itemsize: int = 4) -> str:
     size = elements * itemsize  # integers throughout: a declared size may exceed any float
     return f"{size >> 20:,} MiB as float32" if size >= 1 << 20 else f"{size:,} bytes as float32"
@@ -299,7 +291,7 @@ def check_config(
         floor += n
         if n > biggest[0]:
             what = _what(cls, name, cfg)
-            biggest = (n, f"{what} built for the input {built[:8]!r}" if built else what)
+            biggest = (n, f"{what} built for {_shapes_text(built)}" if built else what)
         if has_statistics(cls, cfg):
             constants.append((_statistics_size(cfg), _what(cls, name, cfg)))
         factor, fixed = growth(cls, cfg)

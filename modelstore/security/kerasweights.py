@@ -24,19 +24,39 @@ def _prod(values: list[int]) -> int:
     return out
 
 
-def _einsum_kernel(equation: Any, output_shape: Any) -> int:
-    """EinsumDense's kernel takes the output's size for each of its axes the output shares
-    (``"ab,bc->ac"`` with ``output_shape=[64]``: c = 64), the input's (unknown: 1) otherwise."""
+def _einsum_kernel(equation: Any, output_shape: Any, input_shape: list[Any] | None = None) -> int:
+    """EinsumDense's kernel, as Keras sizes it: each of its axes takes the output's size where
+    ``output_shape`` gives it (``"ab,bc->ac"`` with ``output_shape=[64]``: c = 64), else the
+    input's where the built ``input_shape`` gives it, else (unknown) 1."""
     if not isinstance(equation, str) or not re.fullmatch(r"[a-z.]+,[a-z]+->[a-z.]+", equation):
         return 0
-    _, kernel, out = re.split(",|->", equation)
-    dims = _ints(output_shape)
+    source, kernel, out = re.split(",|->", equation)
+    dims = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
     if out.startswith("..."):  # the shape names the output's last axes, else all but the batch
         letters = out[3:][-len(dims) :] if dims else ""
     else:
         letters = out[1:].replace("...", "")[: len(dims)]
-    sizes = dict(zip(letters, dims, strict=False))
+    sizes = {c: _dim(d) for c, d in zip(letters, dims, strict=False) if _dim(d)}
+    for c, d in zip(*_input_axes(source, input_shape or []), strict=True):
+        if _dim(d):
+            sizes.setdefault(c, _dim(d))
     return _prod([sizes.get(c, 1) for c in kernel])
+
+
+def _input_axes(source: str, shape: list[Any]) -> tuple[str, list[Any]]:
+    """The input's letters and the dimensions of ``shape`` they name (Keras elides the input's
+    first or last axes with "..."; nothing if the ranks disagree: Keras would not build)."""
+    if source.startswith("..."):
+        letters = source[3:]
+        return (
+            (letters, shape[len(shape) - len(letters) :])
+            if len(letters) <= len(shape)
+            else ("", [])
+        )
+    if source.endswith("..."):
+        letters = source[:-3]
+        return (letters, shape[: len(letters)]) if len(letters) <= len(shape) else ("", [])
+    return (source, shape) if "." not in source and len(source) == len(shape) else ("", [])
 
 
 def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
@@ -87,33 +107,152 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
     return 0
 
 
-def built_floor(cls: str, cfg: dict[str, Any], shape: list[Any] | None) -> int:
-    """Weights (elements) the layer has at least when built from the input ``shape`` of its
-    ``build_config`` (its kernel takes the input's channels); :func:`weight_floor` else."""
+#: The shapes a layer's ``build_config`` gives, by the argument Keras builds it with
+#: (``input_shape``; ``query_shape``, ``value_shape`` and ``key_shape`` for attention).
+Shapes = dict[str, list[Any]]
+
+
+def built_shapes(node: dict[str, Any]) -> Shapes | None:
+    """What Keras builds a layer from when it loads (``Layer.build_from_config``: the
+    ``input_shape`` if the config has one, else ``build(**shapes_dict)``), whether or not any
+    node of the model reaches the layer (red team); flat shapes only (None: none). A list of
+    input shapes (``[query, value, key]`` of ``AdditiveAttention``) is named by position."""
+    build = node.get("build_config")
+    if not isinstance(build, dict):
+        return None
+    found: Any = build.get("shapes_dict")
+    if "input_shape" in build:
+        shape = build["input_shape"]
+        several = isinstance(shape, list) and not _flat(shape)
+        found = dict(zip(_POSITIONS, shape, strict=False)) if several else {"input_shape": shape}
+    if not isinstance(found, dict):
+        return None
+    out = {k: v for k, v in found.items() if isinstance(k, str) and _flat(v)}
+    return out or None
+
+
+_POSITIONS = ("query_shape", "value_shape", "key_shape")
+
+
+def _flat(shape: Any) -> bool:
+    return isinstance(shape, list) and bool(shape) and not isinstance(shape[0], list)
+
+
+def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
+    """Weights (elements) the layer has at least when built from the shapes of its
+    ``build_config`` (a kernel takes its input's channels); :func:`weight_floor` else."""
     floor = weight_floor(cls, cfg)
-    if shape is None:
+    if not shapes:
         return floor
+    if cls in _ATTENTION:
+        return max(floor, _attention(cls, cfg, shapes))
+    if cls == "AdditiveAttention" and cfg.get("use_scale", True) is not False:
+        return _dim(shapes.get("query_shape", [0])[-1])  # a scale per query feature
+    shape = shapes.get("input_shape")
+    return floor if shape is None else max(floor, _from_input(cls, cfg, shape))
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_ATTENTION = ("MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttention")
+
+
+def _from_input(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
+    """The weights a layer built for the input ``shape`` has, at least (0: not known here)."""
     g = cfg.get
-    chans = _int(shape[1] if g("data_format") == "channels_first" else shape[-1]) or 0
-    kernel = 0
+    first = g("data_format") == "channels_first"
+    chans = _dim(shape[(2 if cls.startswith("ConvLSTM") else 1) if first else -1])
+    bias = g("use_bias", True) is not False
+    units, filters, kernel = (
+        _int(g("units")) or 0,
+        _int(g("filters")) or 0,
+        _prod(_ints(g("kernel_size"))),
+    )
     if cls == "Dense":
-        kernel = chans * (_int(g("units")) or 0)
-    elif cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and "LSTM" not in cls:
+        return (chans + bias) * units
+    if cls.startswith("ConvLSTM"):  # input and recurrent kernels, four gates
+        return 4 * filters * kernel * (chans + filters)
+    if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D"):
         groups = max(_int(g("groups")) or 1, 1)
-        kernel = _prod(_ints(g("kernel_size"))) * (chans // groups) * (_int(g("filters")) or 0)
-    elif cls.startswith(("DepthwiseConv", "SeparableConv")):
-        kernel = _prod(_ints(g("kernel_size"))) * chans * (_int(g("depth_multiplier")) or 1)
+        return (kernel * (chans // groups) + bias) * filters
+    if cls.startswith(("DepthwiseConv", "SeparableConv")):
+        depthwise = kernel * chans * (_int(g("depth_multiplier")) or 1)
         if cls.startswith("SeparableConv"):  # and the pointwise kernel
-            kernel += chans * (_int(g("depth_multiplier")) or 1) * (_int(g("filters")) or 0)
-    elif cls in ("LSTM", "GRU", "SimpleRNN"):  # the input kernel
-        kernel = {"LSTM": 4, "GRU": 3}.get(cls, 1) * chans * (_int(g("units")) or 0)
-    elif cls == "BatchNormalization" and _index(g("axis", -1), shape):  # 4 per channel
-        kernel = 4 * (_int(shape[g("axis", -1)]) or 0)
-    elif cls == "LayerNormalization" and g("axis", -1) == -1:  # gamma and beta
-        kernel = 2 * chans
-    elif cls == "PReLU" and not g("shared_axes"):  # one alpha per input element
-        kernel = _prod([_int(d) or 1 for d in shape[1:]])
-    return max(floor, kernel)
+            return depthwise + chans * (_int(g("depth_multiplier")) or 1) * filters
+        return depthwise
+    gates = _GATES.get(cls.removesuffix("Cell"))
+    if gates:  # input and recurrent kernels
+        return gates * units * (chans + units)
+    if cls == "RNN":
+        return _rnn_input(g("cell"), chans)
+    if cls == "EinsumDense":
+        return _einsum_kernel(g("equation"), g("output_shape"), shape)
+    return _per_axis(cls, cfg, shape)
+
+
+def _per_axis(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
+    """Normalisations (per element of the normalised axes) and PReLU (per input element)."""
+    g = cfg.get
+    center, scale = g("center", True) is not False, g("scale", True) is not False
+    per = {
+        "BatchNormalization": 2 + center + scale,  # and the moving mean and variance
+        "LayerNormalization": 1 if g("rms_scaling") else center + scale,
+        "GroupNormalization": center + scale,
+        "RMSNormalization": 1,
+        # adapted mean and variance, unless the config gives them (counted apart)
+        "Normalization": 2 if g("mean") is None and g("variance") is None else 0,
+    }.get(cls)
+    if per is not None:
+        return per * _axes_size(g("axis", -1), shape)
+    if cls == "PReLU":  # one alpha per input element, but one along each shared axis
+        shared = _ints(g("shared_axes"))
+        return _prod([1 if i in shared else _dim(d) or 1 for i, d in enumerate(shape) if i])
+    return 0
+
+
+def _axes_size(axis: Any, shape: list[Any]) -> int:
+    """Elements along the listed axes of ``shape`` (0: an axis out of range or unknown)."""
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    if not axes or not all(_index(a, shape) for a in axes):
+        return 0
+    return _prod([_dim(shape[a]) for a in {a % len(shape) for a in axes}])
+
+
+def _rnn_input(cell: Any, chans: int) -> int:
+    """The input kernel of an ``RNN``'s (first) cell, bar the one input channel the cell's own
+    floor counts; nothing if the cell has a ``build_config`` of its own (built from that)."""
+    if isinstance(cell, dict) and cell.get("class_name") == "StackedRNNCells":
+        cells = (
+            cell.get("config", {}).get("cells") if isinstance(cell.get("config"), dict) else None
+        )
+        cell = cells[0] if isinstance(cells, list) and cells else None
+    if (
+        not isinstance(cell, dict)
+        or "build_config" in cell
+        or not isinstance(cell.get("config"), dict)
+    ):
+        return 0
+    gates = _GATES.get(str(cell.get("class_name")).removesuffix("Cell"), 0)
+    return gates * max(chans - 1, 0) * (_int(cell["config"].get("units")) or 0)
+
+
+def _attention(cls: str, cfg: dict[str, Any], shapes: Shapes) -> int:
+    """Attention's four projections, from the query's, value's and key's feature sizes."""
+    g = cfg.get
+    query, value = (_dim(shapes.get(k, [0])[-1]) for k in ("query_shape", "value_shape"))
+    key = _dim(shapes["key_shape"][-1]) if "key_shape" in shapes else value
+    if cls == "MultiHeadAttention":
+        heads, key_dim = _int(g("num_heads")) or 0, _int(g("key_dim")) or 0
+        value_dim = _int(g("value_dim")) or key_dim
+        out = _prod(_ints(g("output_shape"))) if g("output_shape") is not None else query
+        return heads * (key_dim * (query + key) + value_dim * (value + out))
+    head = _int(g("head_dim")) or 0
+    q_heads, kv_heads = _int(g("num_query_heads")) or 0, _int(g("num_key_value_heads")) or 0
+    return head * (2 * q_heads * query + kv_heads * (key + value))
+
+
+def _dim(value: Any) -> int:
+    """A known dimension, or 0."""
+    return _int(value) or 0
 
 
 def _index(axis: Any, shape: list[Any]) -> bool:

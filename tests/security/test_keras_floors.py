@@ -1,0 +1,196 @@
+"""The config check's weight floors (``kerasweights.built_floor``), against Keras itself.
+
+A layer's ``build_config`` makes Keras build it for the input shape it names before any weight
+is read. ``scan`` has no Keras, so it sizes each layer from its config and that shape; a layer
+it could not size was called safe by ``scan`` while ``load`` (which builds the model
+statelessly) refused it: GroupNormalization, RMSNormalization, ConvLSTM's input kernel,
+attention's projections, EinsumDense's input axes, an RNN's cell, Normalization,
+AdditiveAttention. Two properties, each against Keras' own build:
+
+- **sound**: no benign layer is given more weights than Keras makes (a false refusal);
+- **tight**: for the layers sized from their input, the floor is within a few percent of what
+  Keras makes (so a wide ``build_config`` over small stored weights is refused by ``scan``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras")
+np = pytest.importorskip("numpy")
+
+import modelstore as ms  # noqa: E402
+from modelstore.security import kerassize, kerasweights  # noqa: E402
+
+L = keras.layers
+C = 48  # input channels: large enough that a kernel's input axis dominates its size
+
+
+def _seq(c: int = C) -> tuple[int, ...]:
+    return (2, 5, c)
+
+
+#: name -> (layer factory, the shape it is built for; None: called on (query, value) of 5 x C)
+CASES: dict[str, tuple[Any, Any]] = {
+    "dense": (lambda: L.Dense(8), (2, C)),
+    "dense-no-bias": (lambda: L.Dense(8, use_bias=False), (2, C)),
+    "dense-3d": (lambda: L.Dense(8), _seq()),
+    "einsum": (lambda: L.EinsumDense("ab,bc->ac", output_shape=8), (2, C)),
+    "einsum-seq": (lambda: L.EinsumDense("abc,cd->abd", output_shape=(None, 8)), _seq()),
+    "einsum-ellipsis": (lambda: L.EinsumDense("...b,bc->...c", output_shape=8), _seq()),
+    "einsum-heads": (lambda: L.EinsumDense("abc,cde->abde", output_shape=(5, 4, 6)), _seq()),
+    "conv1d": (lambda: L.Conv1D(8, 3), (2, 9, C)),
+    "conv2d-groups": (lambda: L.Conv2D(8, 3, groups=4), (2, 9, 9, C)),
+    "conv2d-first": (lambda: L.Conv2D(8, 3, data_format="channels_first"), (2, C, 9, 9)),
+    "conv2d-transpose": (lambda: L.Conv2DTranspose(8, 3, use_bias=False), (2, 9, 9, C)),
+    "conv3d": (lambda: L.Conv3D(4, 2), (2, 4, 4, 4, C)),
+    "depthwise": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2), (2, 9, 9, C)),
+    "separable": (lambda: L.SeparableConv1D(8, 3), (2, 9, C)),
+    "convlstm1d": (lambda: L.ConvLSTM1D(8, 3), (2, 3, 9, C)),
+    "convlstm2d-first": (
+        lambda: L.ConvLSTM2D(4, 3, data_format="channels_first"),
+        (2, 3, C, 6, 6),
+    ),
+    "lstm": (lambda: L.LSTM(8), _seq()),
+    "gru-no-bias": (lambda: L.GRU(8, use_bias=False), _seq()),
+    "simple-rnn": (lambda: L.SimpleRNN(8), _seq()),
+    "lstm-cell": (lambda: L.LSTMCell(8), (2, C)),
+    "rnn-of-cell": (lambda: L.RNN(L.GRUCell(8)), _seq()),
+    "rnn-no-bias-cell": (lambda: L.RNN(L.LSTMCell(8, use_bias=False)), _seq()),
+    "rnn-stacked": (lambda: L.RNN([L.LSTMCell(8), L.SimpleRNNCell(4)]), _seq()),
+    "bidirectional": (lambda: L.Bidirectional(L.GRU(8)), _seq()),
+    "time-distributed": (lambda: L.TimeDistributed(L.Dense(8)), _seq()),
+    "batch-norm": (lambda: L.BatchNormalization(), (2, 9, C)),
+    "batch-norm-bare": (lambda: L.BatchNormalization(center=False, scale=False), (2, C)),
+    "batch-norm-axis1": (lambda: L.BatchNormalization(axis=1), (2, C, 3)),
+    "layer-norm": (lambda: L.LayerNormalization(), _seq()),
+    "layer-norm-rms": (lambda: L.LayerNormalization(rms_scaling=True), _seq()),
+    "layer-norm-center": (lambda: L.LayerNormalization(scale=False), _seq()),
+    "layer-norm-axes": (lambda: L.LayerNormalization(axis=[1, 2]), _seq()),
+    "group-norm": (lambda: L.GroupNormalization(groups=4), _seq()),
+    "group-norm-bare": (lambda: L.GroupNormalization(groups=4, center=False), _seq()),
+    "rms-norm": (lambda: L.RMSNormalization(), _seq()),
+    "normalization": (lambda: L.Normalization(), _seq()),
+    "normalization-axes": (lambda: L.Normalization(axis=(1, 2)), _seq()),
+    "normalization-given": (lambda: L.Normalization(mean=0.5, variance=2.0), _seq()),
+    "prelu": (lambda: L.PReLU(), (2, 3, C)),
+    "prelu-shared": (lambda: L.PReLU(shared_axes=[1]), (2, 3, C)),
+    "mha": (lambda: L.MultiHeadAttention(2, 4), None),
+    "mha-value-dim": (lambda: L.MultiHeadAttention(2, 4, value_dim=6, output_shape=10), None),
+    "mha-no-bias": (lambda: L.MultiHeadAttention(2, 4, use_bias=False), None),
+    "gqa": (lambda: L.GroupQueryAttention(4, 4, 2), None),
+    "additive-attention": (lambda: L.AdditiveAttention(), None),
+    "attention-no-scale": (lambda: L.AdditiveAttention(use_scale=False), None),
+    "embedding": (lambda: L.Embedding(10, 8), (2, 5)),
+}
+#: Sized only from their config: their floors may stay well under what Keras makes.
+LOOSE = {"embedding", "normalization-given", "attention-no-scale"}
+
+
+def _built(factory: Any, shape: Any) -> tuple[int, dict[str, Any]]:
+    """(elements Keras makes, the layer's config as a file stores it)."""
+    with warnings.catch_warnings():  # rms_scaling=True is deprecated, and still what it was
+        warnings.simplefilter("ignore")
+        layer = factory()
+    if shape is None:
+        q = keras.Input((5, C))
+        wider = isinstance(layer, L.MultiHeadAttention)  # its value may be wider than the query
+        v = keras.Input((5, C + 8 if wider else C))
+        layer([q, v]) if isinstance(layer, L.AdditiveAttention) else layer(q, v)
+    else:
+        layer.build(shape)
+    made = sum(int(np.prod(w.shape)) for w in layer.weights)
+    return made, json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+
+
+def _floor(node: dict[str, Any]) -> int:
+    return sum(kerasweights.built_floor(c, cfg, b) for c, _, cfg, b in kerassize._nodes(node))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_floors_are_sound_and_tight_against_keras(case: str) -> None:
+    factory, shape = CASES[case]
+    made, node = _built(factory, shape)
+    floor = _floor(node)
+    assert floor <= made, f"{case}: floor {floor} > {made} made by Keras (a false refusal)"
+    if case not in LOOSE:
+        assert floor >= 0.9 * made, f"{case}: floor {floor}, Keras makes {made}"
+
+
+# -- a file that names a wide input in a layer's build_config ----------------------------------
+
+WIDE = 1 << 13  # 8,192 channels: a few MiB stored, hundreds of MiB built
+
+#: name -> (the layer, the model input it is called on, how to widen its build config)
+HOSTILE: dict[str, tuple[Any, tuple[int, ...], Any]] = {
+    "group-norm": (
+        lambda: L.GroupNormalization(groups=1, name="x"),
+        (4,),
+        lambda b: {"input_shape": [None, WIDE * 1024]},
+    ),
+    "rms-norm": (
+        lambda: L.RMSNormalization(name="x"),
+        (4,),
+        lambda b: {"input_shape": [None, WIDE * 2048]},
+    ),
+    "convlstm": (
+        lambda: L.ConvLSTM1D(64, 3, name="x"),
+        (2, 6, 4),
+        lambda b: {"input_shape": [None, 2, 6, WIDE]},
+    ),
+    "mha": (
+        lambda: L.MultiHeadAttention(8, 64, name="x"),
+        (3, 4),
+        lambda b: {"shapes_dict": {"query_shape": [None, 3, WIDE], "value_shape": [None, 3, 4]}},
+    ),
+    "einsum": (
+        lambda: L.EinsumDense("abc,cd->abd", output_shape=(None, 64), name="x"),
+        (3, 4),
+        lambda b: {"input_shape": [None, 3, WIDE * 16]},
+    ),
+}
+
+
+def _hostile(tmp_path: Path, case: str) -> tuple[Path, dict[str, Any]]:
+    factory, shape, widen = HOSTILE[case]
+    x = keras.Input(shape)
+    layer = factory()
+    y = layer(x, x) if isinstance(layer, L.MultiHeadAttention) else layer(x)
+    plain = tmp_path / "plain.keras"
+    keras.Model(x, y).save(plain)
+    with zipfile.ZipFile(plain) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    node = next(n for n in config["config"]["layers"] if n["config"]["name"] == "x")
+    node["build_config"] = widen(node["build_config"])
+    members["config.json"] = json.dumps(config).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    path = tmp_path / f"{case}.keras"
+    path.write_bytes(out.getvalue())
+    return path, node
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_wide_build_config_is_refused_by_scan_as_by_load(tmp_path: Path, case: str) -> None:
+    """Keras builds the layer for the named shape (shown without allocating, in a stateless
+    scope); ``scan`` says so without Keras, and ``load`` refuses before building anything."""
+    path, node = _hostile(tmp_path, case)
+    with keras.StatelessScope():
+        layer = keras.saving.deserialize_keras_object(node)
+        made = sum(int(np.prod(w.shape)) for w in layer.weights)
+    stored = path.stat().st_size
+    assert made * 4 > 32 * stored + (8 << 20), (case, made, stored)  # the payload: it fires
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "'x'" in str(report), report
+    with pytest.raises(ms.UnsafeModelError, match="'x'"):
+        ms.load(path)
