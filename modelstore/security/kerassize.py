@@ -28,7 +28,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
-from .kerasweights import Shapes, _ints, _prod, built_floor, built_shapes, width
+from .kerasweights import (
+    Shapes,
+    _ints,
+    _prod,
+    axes_size,
+    built_floor,
+    built_shapes,
+    passed_on,
+    width,
+)
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
 #: small state Keras keeps outside the weights file (seed generators and the like).
@@ -70,6 +79,7 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
 def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], Shapes | None]]:
     """:func:`layers`, each with the input shape its ``build_config`` gives (None: none)."""
     stack = [config]
+    inherited: dict[int, Shapes] = {}  # id of a wrapped layer's node -> its wrapper's shapes
     while stack:
         node = stack.pop()
         if isinstance(node, list):
@@ -77,8 +87,16 @@ def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], Shapes | Non
         elif isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
-                name, built = cfg.get("name"), built_shapes(node)
+                own, passed = built_shapes(node), inherited.get(id(node))
+                name, built = cfg.get("name"), own or passed
                 plain = _resolved(cls, node.get("module"), cfg, built)
+                if (
+                    own
+                    and passed
+                    and built_floor(plain, cfg, passed) > built_floor(plain, cfg, own)
+                ):
+                    built = passed  # its wrapper builds it again, for the wrapper's input
+                inherited.update((id(inner), s) for inner, s in passed_on(plain, cfg, built))
                 yield plain, name if isinstance(name, str) else "?", cfg, built
             stack.extend(node.values())
 
@@ -214,11 +232,16 @@ def has_statistics(cls: str, cfg: dict[str, Any]) -> bool:
     )
 
 
-def _statistics_size(cfg: dict[str, Any]) -> int | None:
-    """The elements of a Normalization's broadcast mean, when the config alone fixes them: one
-    kept axis and a list of k > 1 values, which Keras broadcasts to nothing larger (a shorter
-    list, a scalar or several kept axes broadcast to the input's size, unknown here)."""
+def _statistics_size(cfg: dict[str, Any], built: Shapes | None) -> int | None:
+    """The elements of a Normalization's broadcast mean, when the config alone fixes them:
+    the kept axes of the input its ``build_config`` names (what Keras broadcasts to; red team:
+    a scalar mean on a 512 x 512 x 3 image is 3 elements, not the image), or one kept axis and
+    a list of k > 1 values, which Keras broadcasts to nothing larger (a shorter list, a scalar
+    or several kept axes broadcast to the input's size, unknown here: None)."""
     axis, mean = cfg.get("axis", -1), cfg.get("mean")
+    shape = built.get("input_shape") if built else None
+    if shape is not None:  # Keras keeps no axis for None; 0: it would not build
+        return 1 if axis is None else max(axes_size(axis, shape), 1)
     one_axis = (isinstance(axis, int) and not isinstance(axis, bool)) or (
         isinstance(axis, list) and len(axis) == 1
     )
@@ -293,7 +316,7 @@ def check_config(
             what = _what(cls, name, cfg)
             biggest = (n, f"{what} built for {_shapes_text(built)}" if built else what)
         if has_statistics(cls, cfg):
-            constants.append((_statistics_size(cfg), _what(cls, name, cfg)))
+            constants.append((_statistics_size(cfg, built), _what(cls, name, cfg)))
         factor, fixed = growth(cls, cfg)
         fixed = max(fixed, state)
         if factor > GROWTH_LIMIT:

@@ -24,39 +24,45 @@ def _prod(values: list[int]) -> int:
     return out
 
 
+#: Keras' three forms of an EinsumDense equation (``_analyze_einsum_string``, "..." read as
+#: "0", matched from the start as ``re.match`` does): none elided, left elided, right elided.
+_EINSUM = (
+    (re.compile(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)"), False),
+    (re.compile(r"0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)"), True),
+    (re.compile(r"([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0"), False),
+)
+
+
 def _einsum_kernel(equation: Any, output_shape: Any, input_shape: list[Any] | None = None) -> int:
-    """EinsumDense's kernel, as Keras sizes it: each of its axes takes the output's size where
-    ``output_shape`` gives it (``"ab,bc->ac"`` with ``output_shape=[64]``: c = 64), else the
-    input's where the built ``input_shape`` gives it, else (unknown) 1."""
-    if not isinstance(equation, str) or not re.fullmatch(r"[a-z.]+,[a-z]+->[a-z.]+", equation):
+    """EinsumDense's kernel as Keras sizes it (``_analyze_split_string``): each kernel axis
+    takes the output's size where the output has it (``output_shape``, after the batch and
+    any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
+    alone elided) count 1. 0 where Keras would not build the layer."""
+    if not isinstance(equation, str):
         return 0
-    source, kernel, out = re.split(",|->", equation)
-    dims = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
-    if out.startswith("..."):  # the shape names the output's last axes, else all but the batch
-        letters = out[3:][-len(dims) :] if dims else ""
-    else:
-        letters = out[1:].replace("...", "")[: len(dims)]
-    sizes = {c: _dim(d) for c, d in zip(letters, dims, strict=False) if _dim(d)}
-    for c, d in zip(*_input_axes(source, input_shape or []), strict=True):
-        if _dim(d):
-            sizes.setdefault(c, _dim(d))
-    return _prod([sizes.get(c, 1) for c in kernel])
-
-
-def _input_axes(source: str, shape: list[Any]) -> tuple[str, list[Any]]:
-    """The input's letters and the dimensions of ``shape`` they name (Keras elides the input's
-    first or last axes with "..."; nothing if the ranks disagree: Keras would not build)."""
-    if source.startswith("..."):
-        letters = source[3:]
-        return (
-            (letters, shape[len(shape) - len(letters) :])
-            if len(letters) <= len(shape)
-            else ("", [])
-        )
-    if source.endswith("..."):
-        letters = source[:-3]
-        return (letters, shape[: len(letters)]) if len(letters) <= len(shape) else ("", [])
-    return (source, shape) if "." not in source and len(source) == len(shape) else ("", [])
+    text = equation.replace("...", "0")
+    found = next(((m, left) for p, left in _EINSUM if (m := p.match(text))), None)
+    if found is None:
+        return 0
+    (source, kernel, out), left = found[0].groups(), found[1]
+    shape = list(input_shape or [None] * (len(source) + left))
+    wanted = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
+    elided = len(shape) - len(source)
+    outs = [shape[0], *wanted]
+    if elided > 0 and left:
+        outs[1:1] = reversed(shape[1:elided])  # Keras inserts them at 1, one by one
+    elif elided > 0:
+        outs += shape[len(shape) - elided :]
+    skip = elided if left else 0
+    in_at = {c: i + skip - (len(shape) if left else 0) for i, c in enumerate(source)}
+    out_at = {c: i + skip for i, c in enumerate(out)}
+    sizes = []
+    for c in kernel:
+        where, at = (outs, out_at[c]) if c in out_at else (shape, in_at.get(c))
+        if at is None or not -len(where) <= at < len(where):
+            return 0
+        sizes.append(_dim(where[at]) or 1)
+    return _prod(sizes)
 
 
 def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
@@ -148,7 +154,8 @@ def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
         return max(floor, _attention(cls, cfg, shapes))
     if cls == "AdditiveAttention" and cfg.get("use_scale", True) is not False:
         return _dim(shapes.get("query_shape", [0])[-1])  # a scale per query feature
-    shape = shapes.get("input_shape")
+    # an RNN called with an initial state is built from build(sequences_shape, ...)
+    shape = shapes.get("input_shape", shapes.get("sequences_shape"))
     return floor if shape is None else max(floor, _from_input(cls, cfg, shape))
 
 
@@ -202,19 +209,37 @@ def _per_axis(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
         "Normalization": 2 if g("mean") is None and g("variance") is None else 0,
     }.get(cls)
     if per is not None:
-        return per * _axes_size(g("axis", -1), shape)
-    if cls == "PReLU":  # one alpha per input element, but one along each shared axis
-        shared = _ints(g("shared_axes"))
-        return _prod([1 if i in shared else _dim(d) or 1 for i, d in enumerate(shape) if i])
+        return per * axes_size(g("axis", -1), shape)
+    if cls == "PReLU":  # one alpha per input element, one along each shared axis, as Keras
+        alphas = [_dim(d) for d in shape[1:]]  # indexes them (axis i is alphas[i - 1])
+        shared = g("shared_axes")
+        for i in shared if isinstance(shared, list) else [] if shared is None else [shared]:
+            if not _index(i - 1 if isinstance(i, int) else None, alphas):
+                return 0  # Keras would not build it
+            alphas[i - 1] = 1
+        return _prod(alphas)
     return 0
 
 
-def _axes_size(axis: Any, shape: list[Any]) -> int:
+def axes_size(axis: Any, shape: list[Any]) -> int:
     """Elements along the listed axes of ``shape`` (0: an axis out of range or unknown)."""
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     if not axes or not all(_index(a, shape) for a in axes):
         return 0
     return _prod([_dim(shape[a]) for a in {a % len(shape) for a in axes}])
+
+
+def passed_on(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> list[tuple[Any, Shapes]]:
+    """The layers a wrapper builds for its own input (red team: a wrapper's ``build_config``
+    sized the layer it wraps, which had none): ``Bidirectional`` and ``SpectralNormalization``
+    pass theirs on, ``TimeDistributed`` without its time axis."""
+    shape = shapes.get("input_shape", shapes.get("sequences_shape")) if shapes else None
+    if shape is None or cls not in ("Bidirectional", "SpectralNormalization", "TimeDistributed"):
+        return []
+    if cls == "TimeDistributed":
+        shape = [shape[0], *shape[2:]]
+    inner = [cfg.get("layer"), cfg.get("backward_layer")]
+    return [(node, {"input_shape": shape}) for node in inner if isinstance(node, dict)]
 
 
 def _rnn_input(cell: Any, chans: int) -> int:

@@ -46,6 +46,12 @@ CASES: dict[str, tuple[Any, Any]] = {
     "einsum-seq": (lambda: L.EinsumDense("abc,cd->abd", output_shape=(None, 8)), _seq()),
     "einsum-ellipsis": (lambda: L.EinsumDense("...b,bc->...c", output_shape=8), _seq()),
     "einsum-heads": (lambda: L.EinsumDense("abc,cde->abde", output_shape=(5, 4, 6)), _seq()),
+    "einsum-upper": (lambda: L.EinsumDense("AB,BC->AC", output_shape=8), (2, C)),
+    "einsum-right": (lambda: L.EinsumDense("ab...,bc->ac...", output_shape=8), _seq()),
+    "einsum-left-bias": (
+        lambda: L.EinsumDense("...b,bc->...c", output_shape=8, bias_axes="c"),
+        (2, 3, 5, C),
+    ),
     "conv1d": (lambda: L.Conv1D(8, 3), (2, 9, C)),
     "conv2d-groups": (lambda: L.Conv2D(8, 3, groups=4), (2, 9, 9, C)),
     "conv2d-first": (lambda: L.Conv2D(8, 3, data_format="channels_first"), (2, C, 9, 9)),
@@ -82,6 +88,9 @@ CASES: dict[str, tuple[Any, Any]] = {
     "normalization-given": (lambda: L.Normalization(mean=0.5, variance=2.0), _seq()),
     "prelu": (lambda: L.PReLU(), (2, 3, C)),
     "prelu-shared": (lambda: L.PReLU(shared_axes=[1]), (2, 3, C)),
+    # red team: Keras indexes shared axes from the alphas' list, so -1 and 0 are legal
+    "prelu-shared-negative": (lambda: L.PReLU(shared_axes=[-1]), (2, 3, 4, C)),
+    "prelu-shared-zero": (lambda: L.PReLU(shared_axes=[0]), (2, 3, C)),
     "mha": (lambda: L.MultiHeadAttention(2, 4), None),
     "mha-value-dim": (lambda: L.MultiHeadAttention(2, 4, value_dim=6, output_shape=10), None),
     "mha-no-bias": (lambda: L.MultiHeadAttention(2, 4, use_bias=False), None),
@@ -155,6 +164,27 @@ HOSTILE: dict[str, tuple[Any, tuple[int, ...], Any]] = {
         (3, 4),
         lambda b: {"input_shape": [None, 3, WIDE * 16]},
     ),
+    # red team, pass 9: spellings and wrappers the first version of these floors missed
+    "einsum-upper": (
+        lambda: L.EinsumDense("ABC,CD->ABD", output_shape=(None, 64), name="x"),
+        (3, 4),
+        lambda b: {"input_shape": [None, 3, WIDE * 16]},
+    ),
+    "time-distributed": (  # the wrapped layers' own build_config removed (below)
+        lambda: L.TimeDistributed(L.Dense(64), name="x"),
+        (3, 4),
+        lambda b: {"input_shape": [None, 3, WIDE * 16]},
+    ),
+    "bidirectional": (
+        lambda: L.Bidirectional(L.LSTM(32), name="x"),
+        (3, 4),
+        lambda b: {"input_shape": [None, 3, WIDE * 4]},
+    ),
+    "sequences-shape": (  # Keras writes it for an RNN called with an initial state
+        lambda: L.LSTM(64, name="x"),
+        (3, 4),
+        lambda b: {"shapes_dict": {"sequences_shape": [None, 3, WIDE * 4]}},
+    ),
 }
 
 
@@ -170,6 +200,10 @@ def _hostile(tmp_path: Path, case: str) -> tuple[Path, dict[str, Any]]:
     config = json.loads(members["config.json"])
     node = next(n for n in config["config"]["layers"] if n["config"]["name"] == "x")
     node["build_config"] = widen(node["build_config"])
+    for key in ("layer", "backward_layer"):  # a wrapper's layers: built for the wrapper's input
+        inner = node["config"].get(key)
+        if isinstance(inner, dict):
+            inner.pop("build_config", None)
     members["config.json"] = json.dumps(config).encode()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
@@ -190,7 +224,28 @@ def test_a_wide_build_config_is_refused_by_scan_as_by_load(tmp_path: Path, case:
         made = sum(int(np.prod(w.shape)) for w in layer.weights)
     stored = path.stat().st_size
     assert made * 4 > 32 * stored + (8 << 20), (case, made, stored)  # the payload: it fires
-    report = ms.scan(path)
-    assert report.verdict == "unsafe" and "'x'" in str(report), report
-    with pytest.raises(ms.UnsafeModelError, match="'x'"):
+    report = ms.scan(path)  # the layer named: 'x', or the layer it wraps
+    assert report.verdict == "unsafe" and "declare at least" in str(report), report
+    with pytest.raises(ms.UnsafeModelError, match="declare at least"):
         ms.load(path)
+
+
+def test_statistics_given_on_an_image_count_at_its_channels(tmp_path: Path) -> None:
+    """Red team, pass 9 (older than these floors): ``Normalization(mean=127.5, ...)`` on a
+    512 x 512 x 3 image broadcasts its statistics to (1, 1, 1, 3), and the config check charged
+    them at the whole image (1.5 M elements for a model of 600 weights): a textbook model
+    refused. With the layer's ``build_config`` they count at its kept axes."""
+    model = keras.Sequential(
+        [
+            keras.Input((512, 512, 3)),
+            L.Normalization(mean=127.5, variance=127.5**2),
+            L.Conv2D(4, 3, strides=8),
+            L.GlobalAveragePooling2D(),
+            L.Dense(3),
+        ]
+    )
+    path = tmp_path / "image.keras"
+    model.save(path)
+    assert ms.scan(path).verdict == "safe"
+    got = ms.load(path)
+    assert [w.shape for w in got.weights] == [w.shape for w in model.weights]
