@@ -5,6 +5,7 @@ helpers every numpy-facing check shares live here too."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,10 @@ MAX_DIMS = 32
 _CODE = re.compile(r"^[<>|=]?([a-zA-Z?])(\d{1,12})$")
 
 
+@functools.cache
 def _np() -> Any:
+    """numpy, imported on first use (once: an import statement costs more than the checks
+    that call this per array)."""
     import numpy
 
     return numpy
@@ -34,6 +38,16 @@ def _int(v: Any) -> bool:
 
 def check_shape(st: LoadState, shape: Any, what: str) -> int:
     """A tuple of sane non-negative ints; returns the element count."""
+    if type(shape) is tuple and len(shape) <= MAX_DIMS:  # the usual case, tested directly
+        n = 1
+        for d in shape:
+            if type(d) is not int or d < 0:
+                break  # numpy integers, and refusals: the general path below
+            n *= d
+        else:
+            if n > MAX_ELEMENTS:
+                raise st.refuse(f"{what} declares {n} elements")
+            return n
     if (
         not isinstance(shape, tuple)
         or len(shape) > MAX_DIMS

@@ -15,17 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .check_numpy_dtype import _int, check_shape
+from .check_numpy_dtype import _np as _np  # shared by the check_sklearn* modules
 
 if TYPE_CHECKING:
     from .pickle_load import LoadState, RestrictedUnpickler
 
 _MAX = 1 << 31
-
-
-def _np() -> Any:
-    import numpy
-
-    return numpy
 
 
 def _array(

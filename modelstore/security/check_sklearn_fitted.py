@@ -34,6 +34,26 @@ def _tree_kinds() -> tuple[type, tuple[type, ...]]:
     return BaseDecisionTree, (BaseForest, BaseGradientBoosting, IsolationForest)
 
 
+@functools.cache
+def _isolation_and_tree() -> tuple[Any, Any]:
+    """(IsolationForest, Tree), imported once: a package's ``from ... import`` costs more
+    than the check that needs them, once per estimator."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.tree._tree import Tree
+
+    return IsolationForest, Tree
+
+
+@functools.cache
+def _boosting_kinds() -> tuple[Any, Any, Any, Any]:
+    """(DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor)."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.tree import DecisionTreeRegressor
+
+    return DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor
+
+
 def _trees_of(est: Any) -> list[Any]:
     """The trees ``est`` runs on inputs it validated itself: its own ``tree_``, and for the
     ensembles that call their trees with ``check_input=False`` (forests, gradient boosting,
@@ -86,9 +106,7 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
     trees = _trees_of(est)
     if not trees:
         return
-    from sklearn.ensemble import IsolationForest
-    from sklearn.tree._tree import Tree
-
+    IsolationForest, Tree = _isolation_and_tree()  # noqa: N806 - the classes' own names
     n_features = est.__dict__.get("n_features_in_")
     if not _int(n_features):
         raise st.refuse(f"{type(est).__name__} without its feature count")
@@ -109,10 +127,9 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
 def check_gradient_boosting(st: LoadState, est: Any) -> None:
     """``predict_stages`` adds tree ``k`` of each stage into column ``k`` of the initial
     predictions without bounds checks: every stage is exactly as wide as those predictions."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.tree import DecisionTreeRegressor
-
+    DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor = (  # noqa: N806
+        _boosting_kinds()
+    )
     np = _np()
     d = est.__dict__
     if "estimators_" not in d:

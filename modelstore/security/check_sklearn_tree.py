@@ -24,6 +24,7 @@ thousands of trees would fill memory (scikit-learn never writes that).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -159,14 +160,20 @@ def call_tree(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
 _STATE = ("max_depth", "node_count", "nodes", "values")
 
 
-def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
-    """Sizes now (``__setstate__`` copies exactly these arrays); node tables at the end."""
+@functools.cache
+def _node_dtype() -> Any:
+    """scikit-learn's node record dtype, imported once (not per tree)."""
     from sklearn.tree._tree import NODE_DTYPE
 
+    return NODE_DTYPE
+
+
+def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
+    """Sizes now (``__setstate__`` copies exactly these arrays); node tables at the end."""
     st = reader.state
     if not isinstance(state, dict) or not all(k in state for k in _STATE):
         raise st.refuse("a decision tree state without its nodes")
-    nodes = _array(st, state["nodes"], "a tree's nodes", dtype=NODE_DTYPE, ndim=1)
+    nodes = _array(st, state["nodes"], "a tree's nodes", dtype=_node_dtype(), ndim=1)
     n = _count(st, state["node_count"], "a tree's node count", 1)
     depth = _count(st, state["max_depth"], "a tree's depth")
     if nodes.shape[0] != n:

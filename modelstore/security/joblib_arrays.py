@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .check_numpy_dtype import _np, check_shape, dtype_in_use
 from .pickle_stream import PickleStreamError
 
 if TYPE_CHECKING:
@@ -34,10 +35,7 @@ def _read_padding(read: Any, alignment: Any) -> None:
 def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     """joblib's wrapper receives its state: read the array it stands for, with the rules
     above, and put the array where the wrapper was."""
-    import numpy as np
-
-    from .check_numpy_dtype import check_shape, dtype_in_use
-
+    np = _np()
     st = reader.state
     if (
         not isinstance(state, dict)
@@ -49,10 +47,9 @@ def build_wrapper(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     # joblib records the array's exact type: ndarray, or np.matrix / np.memmap (the very
     # numpy classes, compared by identity); numpy 2's joblib.load hands back an ndarray
     # for all three, and so does this reader (a matrix on numpy 1, below, as joblib does)
-    if not any(subclass is c for c in (np.ndarray, np.matrix, np.memmap)) or state["order"] not in (
-        "C",
-        "F",
-    ):
+    if not (subclass is np.ndarray or subclass is np.matrix or subclass is np.memmap) or state[
+        "order"
+    ] not in ("C", "F"):
         raise st.refuse("a joblib array record of a class or order joblib never writes")
     shape = state["shape"]
     count = check_shape(st, shape, "a joblib array")

@@ -40,9 +40,10 @@ from typing import Any
 from ..errors import UnsafeModelError
 from . import allowlist
 from .allowlist import CALL, CONSTRUCT, VALUE, Entry
-from .pickle_keys import check_keys
+from .pickle_keys import PLAIN_KEYS, check_keys
 from .pickle_stream import Limits, PickleStreamError, Source, StreamReader, expect_end
 from .policy import GENERAL, Policy, refusal
+from .validators import build_validator, call_validator
 
 TRUSTED = "trusted"
 _OBJECT_NEW: Any = object.__new__
@@ -125,10 +126,13 @@ class LoadState:
         self.sealed.add(id(obj))
 
     def complete(self, obj: Any, what: str) -> None:
-        """Refuse ``obj`` if it still lacks a required state; else seal it."""
-        if id(obj) in self.required:
+        """Refuse ``obj`` if it still lacks a required state; else seal it (as :meth:`seal`,
+        inline: arrays and dtypes are completed once per use)."""
+        key = id(obj)
+        if key in self.required:
             raise self.refuse(f"{what} is used before its state was set")
-        self.seal(obj)
+        self.buildable.pop(key, None)
+        self.sealed.add(key)
 
     def final(self, check: Callable[[], None]) -> None:
         self.finals.append(check)
@@ -244,8 +248,6 @@ class RestrictedUnpickler(StreamReader):
             st.before_trusted()
             result = func(*args)
         elif entry.kind == CALL:
-            from .validators import call_validator
-
             result = call_validator(entry)(st, func, args)
         elif entry.kind == CONSTRUCT:
             raise st.refuse(
@@ -311,13 +313,19 @@ class RestrictedUnpickler(StreamReader):
             entry = st.external.get(id(type(target)))
             if entry is not None and entry.kind == TRUSTED:  # its own __setstate__ runs
                 st.before_trusted()
-        from .validators import build_validator
-
         result = build_validator(type(target))(self, target, state)
         st.sealed.add(id(target))
         return result
 
     def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        if type(target) is dict and id(target) not in self.state.external:
+            # the usual case, what the general path below does for it: a plain dict is no
+            # _NOT_MUTABLE type, and plain keys are what check_keys passes without a look
+            keys = list(map(_first, pairs))
+            if not set(map(type, keys)) <= PLAIN_KEYS:
+                check_keys(keys, self.where)
+            target.update(pairs)  # in order, as SETITEM by SETITEM
+            return
         self._own(target, "SETITEM")
         if not isinstance(target, dict):
             raise self.state.refuse(

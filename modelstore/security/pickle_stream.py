@@ -63,10 +63,6 @@ _I32 = struct.Struct("<i").unpack
 # -- the reader -------------------------------------------------------------------------------
 
 
-class _Refused(Exception):
-    """Internal: carries a ModelstoreError out of the opcode loop unchanged."""
-
-
 class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,misc]
     """CPython's pure-Python unpickler with the import/call/mutate opcodes routed to
     :meth:`on_global`, :meth:`on_call`, :meth:`on_new`, :meth:`on_build`, :meth:`on_setitems`,
@@ -74,7 +70,7 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
 
     #: Opcodes the loop reads itself, without its dispatch table (the data of a vocabulary or a
     #: state dict: strings, memo entries, small ints): a subclass may not route them elsewhere.
-    INLINE = (0x8C, 0x94, 0x4B, 0x4D, 0x4A)
+    INLINE = (0x68, 0x4B, 0x8C, 0x94, 0x4D, 0x4A)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -108,6 +104,12 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
                 key = self.read(1) or self._next_key()
                 op = key[0]
                 # INLINE: what their handlers in the table do, without the call
+                if op == 0x68 or op == 0x4B:  # BINGET, BININT1: a one-byte argument
+                    n = self.read(1)
+                    if not n:
+                        raise self._cut()
+                    self.append(self.memo[n[0]] if op == 0x68 else n[0])
+                    continue
                 if op == 0x8C:  # SHORT_BINUNICODE
                     n = self.read(1)
                     if n:
@@ -119,12 +121,6 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
                 if op == 0x94:  # MEMOIZE
                     memo = self.memo
                     memo[len(memo)] = self.stack[-1]
-                    continue
-                if op == 0x4B:  # BININT1
-                    n = self.read(1)
-                    if not n:
-                        raise self._cut()
-                    self.append(n[0])
                     continue
                 if op == 0x4D:  # BININT2
                     self.append(_U16(self.read(2))[0])
@@ -198,8 +194,8 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
 
     def frame_open(self) -> bool:
         """Whether unread bytes of a FRAME remain (raw reads may not start inside one)."""
-        frame = self._unframer.current_frame
-        return bool(frame) and frame.tell() < len(frame.getbuffer())
+        frame = self._unframer.current_frame  # only load_frame sets one, with _frame_len
+        return frame is not None and frame.tell() < self._frame_len
 
     def raw_read(self, n: int) -> bytes:
         """Bytes that follow the opcodes in the file itself (joblib's array data)."""
@@ -358,6 +354,7 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
         if len(data) < size:
             raise PickleStreamError("the stream ends inside a frame (truncated?)")
         frame = self._unframer.current_frame = io.BytesIO(data)
+        self._frame_len = len(data)
         self.read = frame.read
         self.readline = self._unframer.readline  # text opcodes: the stdlib's checked reads
 

@@ -13,8 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import check_numpy, check_plain
+from . import (
+    check_numpy,
+    check_plain,
+    check_scipy,
+    check_sklearn,
+    check_sklearn_fitted,
+    check_sklearn_tree,
+)
 from .allowlist import Entry
+from .joblib_arrays import build_wrapper
 
 if TYPE_CHECKING:
     from .pickle_load import LoadState, RestrictedUnpickler
@@ -30,24 +38,26 @@ def _missing(target: str) -> CallValidator:
     return refuse
 
 
-_CALLERS: dict[Entry, CallValidator] = {}
+#: id(entry) -> (entry, its validator). Keyed by identity (hashing and comparing the
+#: dataclass cost more than the call it guards); the entry held in the value stays alive, so
+#: no other object can have its id while the row exists. The validator depends only on the
+#: entry's fields, so every entry equal to a cached one gets the same validator it would get.
+_CALLERS: dict[int, tuple[Entry, CallValidator]] = {}
 
 
 def call_validator(entry: Entry) -> CallValidator:
     """The argument validator of a call entry (looked up once per entry: a forest or a
     boosting model calls the same few entries thousands of times)."""
-    found = _CALLERS.get(entry)
-    if found is None:
-        found = _CALLERS[entry] = _caller_for(entry)
-    return found
+    found = _CALLERS.get(id(entry))
+    if found is None or found[0] is not entry:
+        found = _CALLERS[id(entry)] = (entry, _caller_for(entry))
+    return found[1]
 
 
 def _caller_for(entry: Entry) -> CallValidator:
     target = ":".join(entry.target)
     found = check_plain.CALLS.get(target) or check_numpy.CALLS.get(target)
     if found is None and target.startswith("sklearn."):
-        from . import check_sklearn, check_sklearn_tree
-
         found = check_sklearn_tree.CALLS.get(target) or check_sklearn.call_for(target)
     return found or _missing(target)
 
@@ -87,16 +97,12 @@ def _own_builder_for(t: type) -> BuildValidator:
     if module.startswith("numpy"):
         return check_numpy.build_for(t) or _no_state
     if module.startswith("sklearn."):
-        from . import check_sklearn, check_sklearn_tree
-
         found = check_sklearn_tree.build_for(t) or check_sklearn.build_for(t)
         if found is not None:
             return found
     if module == "functools" and t.__name__ == "partial":
         return check_plain.build_partial
     if module == "joblib.numpy_pickle" and t.__name__ == "NumpyArrayWrapper":
-        from .joblib_arrays import build_wrapper
-
         return build_wrapper
     if not hasattr(t, "__dict__") or not (t.__flags__ & (1 << 9)):  # Py_TPFLAGS_HEAPTYPE
         return _no_state  # an extension type without a validator of its own
@@ -139,12 +145,8 @@ def _register_finals(st: LoadState, obj: Any) -> None:
         module = bases[0].__module__ if bases else module
     checks: list[Any] = []
     if module.startswith("sklearn."):
-        from . import check_sklearn_fitted
-
         checks = check_sklearn_fitted.finals_for(obj)
     elif module.startswith("scipy."):
-        from . import check_scipy
-
         checks = check_scipy.finals_for(obj)
     for check in checks:
         st.final(lambda c=check: c(st, obj))
