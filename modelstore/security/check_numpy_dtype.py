@@ -37,11 +37,12 @@ def _int(v: Any) -> bool:
 
 
 def check_shape(st: LoadState, shape: Any, what: str) -> int:
-    """A tuple of sane non-negative ints; returns the element count."""
+    """A tuple of sane non-negative ints, none above :data:`MAX_ELEMENTS` (red team: one huge
+    int repeated as every dimension made the product cost minutes); the element count."""
     if type(shape) is tuple and len(shape) <= MAX_DIMS:  # the usual case, tested directly
         n = 1
         for d in shape:
-            if type(d) is not int or d < 0:
+            if type(d) is not int or not 0 <= d <= MAX_ELEMENTS:
                 break  # numpy integers, and refusals: the general path below
             n *= d
         else:
@@ -51,15 +52,27 @@ def check_shape(st: LoadState, shape: Any, what: str) -> int:
     if (
         not isinstance(shape, tuple)
         or len(shape) > MAX_DIMS
-        or not all(_int(d) and int(d) >= 0 for d in shape)
+        or not all(_int(d) and 0 <= int(d) <= MAX_ELEMENTS for d in shape)
     ):
-        raise st.refuse(f"{what} has a malformed shape {str(shape)[:80]}")
+        raise st.refuse(f"{what} has a malformed shape {_shape_text(shape)}")
     n = 1
     for d in shape:
         n *= int(d)
     if n > MAX_ELEMENTS:
         raise st.refuse(f"{what} declares {n} elements")
     return n
+
+
+def _shape_text(shape: Any) -> str:
+    """A refused shape for the message, without converting a huge int to text (Python
+    refuses past 4,300 digits, and the time is the file's to choose)."""
+    if not isinstance(shape, tuple):
+        return f"(a {type(shape).__name__})"
+    dims = [
+        str(int(d)) if _int(d) and abs(int(d)) <= 1 << 64 else f"<{type(d).__name__}>"
+        for d in shape[:8]
+    ]
+    return f"({', '.join(dims)}{', ...' if len(shape) > 8 else ''})"
 
 
 def dtype_in_use(st: LoadState, dtype: Any, what: str) -> Any:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .check_numpy_dtype import MAX_DIMS, MAX_ELEMENTS
 from .joblib_arrays import _STATE_KEYS, _read_padding
 from .pickle_scan import (
     Call,
@@ -244,8 +245,12 @@ def wrapper_fields(target: Call) -> tuple[tuple[int, ...], str, int, int | None]
     if state is None:
         return None
     shape = state.get("shape")
-    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
-        return None
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > MAX_DIMS
+        or not all(type(d) is int and 0 <= d <= MAX_ELEMENTS for d in shape)
+    ):
+        return None  # (red team: a huge int as every dimension made the product cost minutes)
     code = _symbolic_code(state.get("dtype"))
     info = itemsize_of_code(code) if code else None
     dtype = state.get("dtype")
