@@ -287,7 +287,7 @@ def check_config(
     act_limit = max(ACTIVATION_LIMIT, ACTIVATION_FACTOR * input_elements)
     batch = max(declared_batch(config), 1)
     floor, biggest, total_growth = 0, (0, ""), 1
-    constants: list[tuple[int | None, str]] = []
+    constants: list[tuple[int | None, Any, str]] = []
     pad, held, widest = 0, 0, (0, "")
     for cls, name, cfg, built in _nodes(config):
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
@@ -316,7 +316,9 @@ def check_config(
             what = _what(cls, name, cfg)
             biggest = (n, f"{what} built for {_shapes_text(built)}" if built else what)
         if has_statistics(cls, cfg):
-            constants.append((_statistics_size(cfg, built), _what(cls, name, cfg)))
+            constants.append(
+                (_statistics_size(cfg, built), cfg.get("axis", -1), _what(cls, name, cfg))
+            )
         factor, fixed = growth(cls, cfg)
         fixed = max(fixed, state)
         if factor > GROWTH_LIMIT:
@@ -345,12 +347,15 @@ def check_config(
             f"the layers' {held:,} characters allow {SLACK + PAD_FACTOR * held:,}): Keras makes "
             f"every entry as long as the longest when it constructs the layer"
         )
-    for known, what in constants:
+    inputs = [shape for _, shape in input_shapes(config)]
+    for known, axis, what in constants:
         # a Normalization given its statistics broadcasts them to its input's kept axes when
-        # it is built, as tensors (mean and variance); unless the config fixes their size, the
-        # input holds at most the largest input's elements times the model's growth. (The
-        # load's build counts them exactly: kerasbuild.)
-        each = 2 * (known or min(act_limit, max(input_elements, 1) * total_growth))
+        # it is built, as tensors (mean and variance); unless the config fixes their size
+        # (no build_config: a legacy .h5), they count at the model inputs' kept axes (red
+        # team: a scalar mean on an image is its channels, not the image), or the largest
+        # input's elements, times the model's growth. (The load's build counts them exactly.)
+        kept = 1 if axis is None else max([axes_size(axis, i) for i in inputs] or [0])
+        each = 2 * (known or min(act_limit, max(kept or input_elements, 1) * total_growth))
         floor += each
         if each > biggest[0]:
             biggest = (each, what)

@@ -234,7 +234,8 @@ def test_statistics_given_on_an_image_count_at_its_channels(tmp_path: Path) -> N
     """Red team, pass 9 (older than these floors): ``Normalization(mean=127.5, ...)`` on a
     512 x 512 x 3 image broadcasts its statistics to (1, 1, 1, 3), and the config check charged
     them at the whole image (1.5 M elements for a model of 600 weights): a textbook model
-    refused. With the layer's ``build_config`` they count at its kept axes."""
+    refused. With the layer's ``build_config`` they count at its kept axes; in a legacy
+    ``.h5`` (none) at the model input's."""
     model = keras.Sequential(
         [
             keras.Input((512, 512, 3)),
@@ -244,8 +245,9 @@ def test_statistics_given_on_an_image_count_at_its_channels(tmp_path: Path) -> N
             L.Dense(3),
         ]
     )
-    path = tmp_path / "image.keras"
-    model.save(path)
-    assert ms.scan(path).verdict == "safe"
-    got = ms.load(path)
-    assert [w.shape for w in got.weights] == [w.shape for w in model.weights]
+    for name in ("image.keras", "image.h5"):  # .h5: no build_config, the model input's axes
+        path = tmp_path / name
+        model.save(path)
+        assert ms.scan(path).verdict == "safe", name
+        got = ms.load(path)
+        assert [w.shape for w in got.weights] == [w.shape for w in model.weights]
