@@ -167,7 +167,8 @@ def _from_input(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
     """The weights a layer built for the input ``shape`` has, at least (0: not known here)."""
     g = cfg.get
     first = g("data_format") == "channels_first"
-    chans = _dim(shape[(2 if cls.startswith("ConvLSTM") else 1) if first else -1])
+    at = (2 if cls.startswith("ConvLSTM") else 1) if first else -1
+    chans = _dim(shape[at]) if _index(at, shape) else 0  # (Keras would not build it)
     bias = g("use_bias", True) is not False
     units, filters, kernel = (
         _int(g("units")) or 0,

@@ -251,3 +251,12 @@ def test_statistics_given_on_an_image_count_at_its_channels(tmp_path: Path) -> N
         assert ms.scan(path).verdict == "safe", name
         got = ms.load(path)
         assert [w.shape for w in got.weights] == [w.shape for w in model.weights]
+
+
+def test_a_shape_without_the_channels_axis_is_sized_from_the_config() -> None:
+    """Red team: a channels-first layer built for a 1-D shape raised IndexError (reported as a
+    damaged file); Keras would not build it, so the config alone sizes it."""
+    first = {"filters": 4, "kernel_size": 3, "data_format": "channels_first"}
+    for cls, shape in [("Conv2D", [None]), ("ConvLSTM2D", [None, 3])]:
+        alone = kerasweights.weight_floor(cls, first)
+        assert kerasweights.built_floor(cls, first, {"input_shape": shape}) == alone
