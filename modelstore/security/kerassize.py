@@ -52,6 +52,13 @@ GROWTH_LIMIT = 1 << 12
 TOTAL_GROWTH_LIMIT = 1 << 20
 #: A declared input dimension above this is absurd (TensorFlow indexes with int32).
 MAX_DIM = (1 << 31) - 1
+#: Layers that move elements onto an axis, or make a wide one, without weights to show for it.
+_MOVES_AXES = frozenset(
+    """
+    Reshape Flatten Permute Concatenate Dot RepeatVector CategoryEncoding Hashing HashedCrossing
+    StringLookup IntegerLookup TextVectorization
+    """.split()  # noqa: SIM905 (a word list)
+)
 #: Output modes in which a preprocessing layer emits a vector as long as its vocabulary.
 _VECTOR_MODES = ("one_hot", "multi_hot", "count", "tf_idf")
 
@@ -347,13 +354,17 @@ def check_config(
             f"the layers' {held:,} characters allow {SLACK + PAD_FACTOR * held:,}): Keras makes "
             f"every entry as long as the longest when it constructs the layer"
         )
-    inputs = [shape for _, shape in input_shapes(config)]
+    # the model inputs' kept axes bound a layer's only if no layer moves elements onto them
+    # (red team, pass 10: a Reshape put 2**26 elements on the last axis)
+    moved = any(cls in _MOVES_AXES for cls, _, _ in layers(config))
+    inputs = [] if moved else [shape for _, shape in input_shapes(config)]
     for known, axis, what in constants:
         # a Normalization given its statistics broadcasts them to its input's kept axes when
         # it is built, as tensors (mean and variance); unless the config fixes their size
-        # (no build_config: a legacy .h5), they count at the model inputs' kept axes (red
-        # team: a scalar mean on an image is its channels, not the image), or the largest
-        # input's elements, times the model's growth. (The load's build counts them exactly.)
+        # (no build_config: a legacy .h5), they count at the model inputs' kept axes (a
+        # scalar mean on an image is its channels, not the image) or, where a layer moves
+        # elements between axes, the largest input's elements, times the model's growth.
+        # (The load's build counts them exactly.)
         kept = 1 if axis is None else max([axes_size(axis, i) for i in inputs] or [0])
         each = 2 * (known or min(act_limit, max(kept or input_elements, 1) * total_growth))
         floor += each

@@ -33,9 +33,11 @@ _EINSUM = (
 )
 
 
-def _einsum_kernel(equation: Any, output_shape: Any, input_shape: list[Any] | None = None) -> int:
-    """EinsumDense's kernel as Keras sizes it (``_analyze_split_string``): each kernel axis
-    takes the output's size where the output has it (``output_shape``, after the batch and
+def _einsum_kernel(
+    equation: Any, output_shape: Any, input_shape: list[Any] | None = None, bias_axes: Any = None
+) -> int:
+    """EinsumDense's kernel and bias as Keras sizes them (``_analyze_split_string``): each
+    kernel axis takes the output's size where the output has it (``output_shape``, after the batch and
     any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
     alone elided) count 1. 0 where Keras would not build the layer."""
     if not isinstance(equation, str):
@@ -62,7 +64,12 @@ def _einsum_kernel(equation: Any, output_shape: Any, input_shape: list[Any] | No
         if at is None or not -len(where) <= at < len(where):
             return 0
         sizes.append(_dim(where[at]) or 1)
-    return _prod(sizes)
+    bias = 0  # one per output element along its axes (red team: sized by output_shape alone)
+    if isinstance(bias_axes, str) and bias_axes and all(c in out_at for c in bias_axes):
+        ats = [out_at[c] for c in bias_axes]
+        if all(-len(outs) <= at < len(outs) for at in ats):
+            bias = _prod([_dim(outs[at]) or 1 for at in ats])
+    return _prod(sizes) + bias
 
 
 def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
@@ -101,7 +108,7 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
         value = _int(g("value_dim")) or key
         return heads * (2 * key + 2 * value)
     if cls == "EinsumDense":
-        return _einsum_kernel(g("equation"), g("output_shape"))
+        return _einsum_kernel(g("equation"), g("output_shape"), None, g("bias_axes"))
     if cls == "STFTSpectrogram":  # (frame_length, 1, fft_length // 2 + 1) kernels
         frame = _int(g("frame_length")) or 0
         return frame * ((_int(g("fft_length")) or frame) // 2 + 1)
@@ -193,7 +200,7 @@ def _from_input(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
     if cls == "RNN":
         return _rnn_input(g("cell"), chans)
     if cls == "EinsumDense":
-        return _einsum_kernel(g("equation"), g("output_shape"), shape)
+        return _einsum_kernel(g("equation"), g("output_shape"), shape, g("bias_axes"))
     return _per_axis(cls, cfg, shape)
 
 
@@ -223,19 +230,26 @@ def _per_axis(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
 
 
 def axes_size(axis: Any, shape: list[Any]) -> int:
-    """Elements along the listed axes of ``shape`` (0: an axis out of range or unknown)."""
+    """Elements of a weight with one axis per listed axis of ``shape``, as Keras shapes a
+    normalisation's (a repeated axis repeats: red team, ``axis=[-1, -1]`` is C x C; 0: an
+    axis out of range or unknown)."""
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     if not axes or not all(_index(a, shape) for a in axes):
         return 0
-    return _prod([_dim(shape[a]) for a in {a % len(shape) for a in axes}])
+    return _prod([_dim(shape[a]) for a in axes])
 
 
 def passed_on(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> list[tuple[Any, Shapes]]:
     """The layers a wrapper builds for its own input (red team: a wrapper's ``build_config``
-    sized the layer it wraps, which had none): ``Bidirectional`` and ``SpectralNormalization``
-    pass theirs on, ``TimeDistributed`` without its time axis."""
+    sized the layer it wraps, which had none): ``Bidirectional``, ``SpectralNormalization``
+    and the base ``Wrapper`` pass theirs on, ``TimeDistributed`` without its time axis."""
     shape = shapes.get("input_shape", shapes.get("sequences_shape")) if shapes else None
-    if shape is None or cls not in ("Bidirectional", "SpectralNormalization", "TimeDistributed"):
+    if shape is None or cls not in (
+        "Bidirectional",
+        "SpectralNormalization",
+        "TimeDistributed",
+        "Wrapper",
+    ):
         return []
     if cls == "TimeDistributed":
         shape = [shape[0], *shape[2:]]

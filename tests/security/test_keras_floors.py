@@ -48,6 +48,10 @@ CASES: dict[str, tuple[Any, Any]] = {
     "einsum-heads": (lambda: L.EinsumDense("abc,cde->abde", output_shape=(5, 4, 6)), _seq()),
     "einsum-upper": (lambda: L.EinsumDense("AB,BC->AC", output_shape=8), (2, C)),
     "einsum-right": (lambda: L.EinsumDense("ab...,bc->ac...", output_shape=8), _seq()),
+    "einsum-bias-only": (
+        lambda: L.EinsumDense("abc,cd->abd", output_shape=(5, 8), bias_axes="bd"),
+        _seq(),
+    ),
     "einsum-left-bias": (
         lambda: L.EinsumDense("...b,bc->...c", output_shape=8, bias_axes="c"),
         (2, 3, 5, C),
@@ -185,6 +189,18 @@ HOSTILE: dict[str, tuple[Any, tuple[int, ...], Any]] = {
         (3, 4),
         lambda b: {"shapes_dict": {"sequences_shape": [None, 3, WIDE * 4]}},
     ),
+    # red team, pass 10: a repeated axis (Keras makes one weight axis per listed axis), the
+    # base Wrapper class, and an EinsumDense bias along an axis its kernel does not have
+    "axis-twice": (
+        lambda: L.LayerNormalization(axis=[-1, -1], name="x"),
+        (4,),
+        lambda b: {"input_shape": [None, WIDE]},
+    ),
+    "wrapper": (
+        lambda: L.TimeDistributed(L.Dense(64), name="x"),  # renamed to the base class below
+        (3, 4),
+        lambda b: {"input_shape": [None, WIDE * 32]},
+    ),
 }
 
 
@@ -200,6 +216,8 @@ def _hostile(tmp_path: Path, case: str) -> tuple[Path, dict[str, Any]]:
     config = json.loads(members["config.json"])
     node = next(n for n in config["config"]["layers"] if n["config"]["name"] == "x")
     node["build_config"] = widen(node["build_config"])
+    if case == "wrapper":  # keras.layers.Wrapper builds its layer for its own input
+        node["class_name"] = "Wrapper"
     for key in ("layer", "backward_layer"):  # a wrapper's layers: built for the wrapper's input
         inner = node["config"].get(key)
         if isinstance(inner, dict):
@@ -260,3 +278,30 @@ def test_a_shape_without_the_channels_axis_is_sized_from_the_config() -> None:
     for cls, shape in [("Conv2D", [None]), ("ConvLSTM2D", [None, 3])]:
         alone = kerasweights.weight_floor(cls, first)
         assert kerasweights.built_floor(cls, first, {"input_shape": shape}) == alone
+
+
+def test_an_einsum_bias_sized_by_its_output_shape_alone_counts() -> None:
+    """Red team, pass 10: ``abc,cd->abd`` with ``output_shape=[2**26, 1]`` and ``bias_axes="b"``
+    has a 1 x 1 kernel and a 2**26 bias, with or without a build shape."""
+    cfg = {"equation": "abc,cd->abd", "output_shape": [1 << 26, 1], "bias_axes": "b"}
+    assert kerasweights.weight_floor("EinsumDense", cfg) >= 1 << 26
+    shapes = {"input_shape": [None, 1 << 26, 1]}
+    assert kerasweights.built_floor("EinsumDense", cfg, shapes) >= 1 << 26
+
+
+def test_statistics_after_a_reshape_count_at_the_input_size() -> None:
+    """Red team, pass 10: without build_configs (a legacy .h5), a Reshape can move the input's
+    elements onto the kept axis, so statistics count at the input's size again there."""
+
+    def model(*middle: dict[str, Any]) -> dict[str, Any]:
+        norm = {
+            "class_name": "Normalization",
+            "config": {"name": "n", "axis": [-1], "mean": 0.5, "variance": 2.0},
+        }
+        x = {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [None, 1 << 22, 1]}}
+        return {"class_name": "Sequential", "config": {"name": "m", "layers": [x, *middle, norm]}}
+
+    kerassize.check_config(model(), [])  # one channel: two statistics
+    reshape = {"class_name": "Reshape", "config": {"name": "r", "target_shape": [1, 1 << 22]}}
+    with pytest.raises(kerassize.SizeError, match="'n' \\(Normalization\\)"):
+        kerassize.check_config(model(reshape), [])

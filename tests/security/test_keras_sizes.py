@@ -323,7 +323,8 @@ def test_plain_keras_allocates_what_the_config_declares(
                 m.predict(np.zeros(shape, "float32"), verbose=0)
             except Exception:
                 pass
-            print("GREW", name, grown(), flush=True)
+            # one write: two children report at once (print's two writes interleaved them)
+            os.write(1, f"GREW {{name}} {{grown()}}\\n".encode())
         except BaseException:
             traceback.print_exc()
             sys.stderr.flush()
