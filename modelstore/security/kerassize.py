@@ -334,7 +334,7 @@ def check_config(
                 f"{factor:,} (at most {GROWTH_LIMIT:,} is accepted): it would allocate that much "
                 f"at predict"
             )
-        total_growth *= factor
+        total_growth = min(total_growth * factor, TOTAL_GROWTH_LIMIT + 1)  # over: refused below
         if fixed > act_limit:
             raise SizeError(
                 f"{where}: layer {_what(cls, name, cfg)} outputs or pads to {fixed:,} elements per "

@@ -305,3 +305,26 @@ def test_statistics_after_a_reshape_count_at_the_input_size() -> None:
     reshape = {"class_name": "Reshape", "config": {"name": "r", "target_shape": [1, 1 << 22]}}
     with pytest.raises(kerassize.SizeError, match="'n' \\(Normalization\\)"):
         kerassize.check_config(model(reshape), [])
+
+
+def test_thousands_of_listed_dimensions_saturate_instead_of_multiplying() -> None:
+    """Red team: the exact product of 30,000 repeated axes (or of a 30,000-dimension input)
+    cost seconds, quadratic in the list, and its message could not print it. Products stop at
+    kerasweights.SATURATED, far past anything stored, so the file is refused at once."""
+    wide = [None, (1 << 31) - 1]
+    norm = {"name": "n", "axis": [-1] * 30_000}
+    assert kerasweights.built_floor("LayerNormalization", norm, {"input_shape": wide}) == (
+        2 * kerasweights.SATURATED
+    )
+    layer = {
+        "class_name": "LayerNormalization",
+        "config": norm,
+        "build_config": {"input_shape": wide},
+    }
+    x = {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": wide}}
+    seq = {"class_name": "Sequential", "config": {"name": "m", "layers": [x, layer]}}
+    with pytest.raises(kerassize.SizeError, match="'n' \\(LayerNormalization\\)"):
+        kerassize.check_config(seq, [])
+    x["config"]["batch_shape"] = [None, *[(1 << 31) - 1] * 30_000]
+    with pytest.raises(kerassize.SizeError, match="'n' \\(LayerNormalization\\)"):
+        kerassize.check_config(seq, [])
