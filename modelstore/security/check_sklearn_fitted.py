@@ -13,6 +13,7 @@ may sit) are in :mod:`.check_sklearn_state`, histogram gradient boosting in
 from __future__ import annotations
 
 import functools
+import types
 from typing import TYPE_CHECKING, Any
 
 from .check_numpy_dtype import _int
@@ -24,46 +25,39 @@ if TYPE_CHECKING:
 
 
 @functools.cache
-def _tree_kinds() -> tuple[type, tuple[type, ...]]:
-    """(decision trees, the ensembles that call their trees unchecked), imported once."""
-    from sklearn.ensemble import IsolationForest
+def _sk() -> Any:
+    """The scikit-learn classes these checks compare with, imported once (an import statement
+    costs more than the check that needs it, and these run per estimator)."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import GradientBoostingClassifier, IsolationForest
     from sklearn.ensemble._forest import BaseForest
     from sklearn.ensemble._gb import BaseGradientBoosting
+    from sklearn.tree import DecisionTreeRegressor
     from sklearn.tree._classes import BaseDecisionTree
-
-    return BaseDecisionTree, (BaseForest, BaseGradientBoosting, IsolationForest)
-
-
-@functools.cache
-def _isolation_and_tree() -> tuple[Any, Any]:
-    """(IsolationForest, Tree), imported once: a package's ``from ... import`` costs more
-    than the check that needs them, once per estimator."""
-    from sklearn.ensemble import IsolationForest
     from sklearn.tree._tree import Tree
 
-    return IsolationForest, Tree
-
-
-@functools.cache
-def _boosting_kinds() -> tuple[Any, Any, Any, Any]:
-    """(DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor)."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.tree import DecisionTreeRegressor
-
-    return DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor
+    return types.SimpleNamespace(
+        DummyClassifier=DummyClassifier,
+        DummyRegressor=DummyRegressor,
+        GradientBoostingClassifier=GradientBoostingClassifier,
+        IsolationForest=IsolationForest,
+        DecisionTreeRegressor=DecisionTreeRegressor,
+        BaseDecisionTree=BaseDecisionTree,
+        Tree=Tree,
+        # the ensembles that call their trees unchecked
+        ensembles=(BaseForest, BaseGradientBoosting, IsolationForest),
+    )
 
 
 def _trees_of(est: Any) -> list[Any]:
     """The trees ``est`` runs on inputs it validated itself: its own ``tree_``, and for the
     ensembles that call their trees with ``check_input=False`` (forests, gradient boosting,
     isolation forests), every sub-estimator's tree."""
-    single, ensembles = _tree_kinds()
-    np = _np()
+    sk, np = _sk(), _np()
     out = []
-    if isinstance(est, single) and "tree_" in est.__dict__:
+    if isinstance(est, sk.BaseDecisionTree) and "tree_" in est.__dict__:
         out.append(est.__dict__["tree_"])
-    if not isinstance(est, ensembles):
+    if not isinstance(est, sk.ensembles):
         return out
     subs = est.__dict__.get("estimators_")
     if isinstance(subs, np.ndarray):
@@ -106,15 +100,15 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
     trees = _trees_of(est)
     if not trees:
         return
-    IsolationForest, Tree = _isolation_and_tree()  # noqa: N806 - the classes' own names
+    sk = _sk()
     n_features = est.__dict__.get("n_features_in_")
     if not _int(n_features):
         raise st.refuse(f"{type(est).__name__} without its feature count")
     widths = [int(n_features)] * len(trees)
-    if isinstance(est, IsolationForest):
+    if isinstance(est, sk.IsolationForest):
         widths = _isolation_widths(st, est, len(trees), int(n_features)) or widths
     for tree, width in zip(trees, widths, strict=True):
-        if type(tree) is not Tree:
+        if type(tree) is not sk.Tree:
             raise st.refuse(
                 f"{type(est).__name__} holds a {type(tree).__name__} where a tree belongs"
             )
@@ -127,9 +121,7 @@ def check_tree_estimator(st: LoadState, est: Any) -> None:
 def check_gradient_boosting(st: LoadState, est: Any) -> None:
     """``predict_stages`` adds tree ``k`` of each stage into column ``k`` of the initial
     predictions without bounds checks: every stage is exactly as wide as those predictions."""
-    DummyClassifier, DummyRegressor, GradientBoostingClassifier, DecisionTreeRegressor = (  # noqa: N806
-        _boosting_kinds()
-    )
+    sk = _sk()
     np = _np()
     d = est.__dict__
     if "estimators_" not in d:
@@ -148,10 +140,10 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
             f"({str(k)[:20]})"
         )
     k = int(k)
-    if not all(type(t) is DecisionTreeRegressor for t in stages.flat):
+    if not all(type(t) is sk.DecisionTreeRegressor for t in stages.flat):
         raise st.refuse(f"a {name} holding something other than regression trees")
     init, loss = d.get("init_"), d.get("_loss")
-    if isinstance(est, GradientBoostingClassifier):
+    if isinstance(est, sk.GradientBoostingClassifier):
         n_classes, classes = d.get("n_classes_"), d.get("classes_")
         multi = getattr(loss, "is_multiclass", None)
         if not (
@@ -165,7 +157,7 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
             raise st.refuse(f"a {name} whose class count, loss and stage width disagree")
         if isinstance(init, str):
             ok = init == "zero"
-        elif type(init) is DummyClassifier:
+        elif type(init) is sk.DummyClassifier:
             i = init.__dict__
             prior = i.get("class_prior_")
             ok = (
@@ -177,7 +169,9 @@ def check_gradient_boosting(st: LoadState, est: Any) -> None:
         else:
             ok = not multi or getattr(getattr(init, "classes_", None), "shape", None) == (k,)
     else:
-        ok = k == 1 and (type(init) is not DummyRegressor or init.__dict__.get("n_outputs_") == 1)
+        ok = k == 1 and (
+            type(init) is not sk.DummyRegressor or init.__dict__.get("n_outputs_") == 1
+        )
     if not ok:
         raise st.refuse(
             f"a {name} whose initial estimator predicts a different width than its stages"
