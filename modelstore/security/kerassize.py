@@ -277,7 +277,8 @@ def check_config(
     byte of it (a compressed member: below 1). Raises :class:`SizeError`."""
     total_stored = sum(stored)
     input_elements = 0
-    for name, shape in input_shapes(config):
+    declared_inputs = input_shapes(config)
+    for name, shape in declared_inputs:
         dims = [d for d in shape[1:] if d is not None]
         if not all(_dim_ok(d) for d in shape):
             raise SizeError(
@@ -296,7 +297,9 @@ def check_config(
     floor, biggest, total_growth = 0, (0, ""), 1
     constants: list[tuple[int | None, Any, str]] = []
     pad, held, widest = 0, 0, (0, "")
+    moved = False  # whether a layer moves elements onto an axis (below)
     for cls, name, cfg, built in _nodes(config):
+        moved = moved or cls in _MOVES_AXES
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
         pad, held = pad + layer_pad, held + layer_held
         widest = max(widest, (layer_pad, _what(cls, name, cfg)))
@@ -356,8 +359,7 @@ def check_config(
         )
     # the model inputs' kept axes bound a layer's only if no layer moves elements onto them
     # (red team, pass 10: a Reshape put 2**26 elements on the last axis)
-    moved = any(cls in _MOVES_AXES for cls, _, _ in layers(config))
-    inputs = [] if moved else [shape for _, shape in input_shapes(config)]
+    inputs = [] if moved else [shape for _, shape in declared_inputs]
     for known, axis, what in constants:
         # a Normalization given its statistics broadcasts them to its input's kept axes when
         # it is built, as tensors (mean and variance); unless the config fixes their size
