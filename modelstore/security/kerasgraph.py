@@ -3,6 +3,7 @@ output of the model depends on (Keras builds every listed layer, and never write
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 
@@ -19,7 +20,8 @@ def unreached_layers(config: dict[str, Any]) -> set[int]:
         return set()
     nodes = [n for n in layers if isinstance(n, dict)]
     names = [_name(n) for n in nodes]
-    by_name = {name: n for name, n in zip(names, nodes, strict=True) if names.count(name) == 1}
+    counts = Counter(n for n in names if isinstance(n, str))  # (a ref names a str)
+    by_name = {name: n for name, n in zip(names, nodes, strict=True) if counts[name] == 1}
     stack, seen, reached = _refs(outputs), set(), set()
     while stack:
         name, index = stack.pop()

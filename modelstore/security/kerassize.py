@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from .kerasshapes import inferred_inputs
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 from .kerasweights import (
     Shapes,
@@ -83,8 +84,12 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
         yield cls, name, cfg
 
 
-def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], Shapes | None]]:
-    """:func:`layers`, each with the input shape its ``build_config`` gives (None: none)."""
+def _nodes(
+    config: Any, inferred: dict[int, Shapes] | None = None
+) -> Iterator[tuple[str, str, dict[str, Any], Shapes | None]]:
+    """:func:`layers`, each with the input shape its ``build_config`` gives, else the one
+    ``inferred`` (:func:`.kerasshapes.inferred_inputs`) follows to it (None: neither)."""
+    inferred = inferred or {}
     stack = [config]
     inherited: dict[int, Shapes] = {}  # id of a wrapped layer's node -> its wrapper's shapes
     while stack:
@@ -94,7 +99,8 @@ def _nodes(config: Any) -> Iterator[tuple[str, str, dict[str, Any], Shapes | Non
         elif isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
-                own, passed = built_shapes(node), inherited.get(id(node))
+                own = built_shapes(node) or inferred.get(id(node))
+                passed = inherited.get(id(node))
                 name, built = cfg.get("name"), own or passed
                 plain = _resolved(cls, node.get("module"), cfg, built)
                 if (
@@ -298,7 +304,7 @@ def check_config(
     constants: list[tuple[int | None, Any, str]] = []
     pad, held, widest = 0, 0, (0, "")
     moved = False  # whether a layer moves elements onto an axis (below)
-    for cls, name, cfg, built in _nodes(config):
+    for cls, name, cfg, built in _nodes(config, inferred_inputs(config)):
         moved = moved or cls in _MOVES_AXES
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
         pad, held = pad + layer_pad, held + layer_held

@@ -603,7 +603,10 @@ def _layer(cls: str, name: str, **cfg: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "layer, words",
     [
-        (_layer("Dense", "d", units=5e7), ["'d' (Dense, units=50000000.0)", "100,000,000"]),
+        (  # built for the 4-wide input: (4 + 1) x units, as Keras makes it
+            _layer("Dense", "d", units=5e7),
+            ["'d' (Dense, units=50000000.0) built for the input [None, 4]", "250,000,000"],
+        ),
         (_layer("Embedding", "e", input_dim=10**6, output_dim=10**3), ["'e' (Embedding, "]),
         (_layer("Conv3D", "c", filters=10**5, kernel_size=[3, 3, 3]), ["'c' (Conv3D, "]),
         (
@@ -721,7 +724,9 @@ def test_normalization_statistics_count_as_what_the_build_makes() -> None:
     with pytest.raises(kerassize.SizeError, match=r"'norm' \(Normalization\) alone 60,000,000"):
         kerassize.check_config(_seq(norm, shape=[None, 30_000_000]), [])
     adapted = _layer("Normalization", "norm", mean=None, variance=None)  # stored variables
-    kerassize.check_config(_seq(adapted, shape=[None, 30_000_000]), [])
+    kerassize.check_config(_seq(adapted, shape=[None, 30_000_000]), [30_000_000] * 2 + [1])
+    with pytest.raises(kerassize.SizeError, match=r"'norm' \(Normalization\) built for"):
+        kerassize.check_config(_seq(adapted, shape=[None, 30_000_000]), [])  # none stored
     # one kept axis and a list of k values: Keras broadcasts them to k elements, no more
     channels = _layer("Normalization", "norm", axis=[-1], mean=[0.5] * 3, variance=[0.2] * 3)
     kerassize.check_config(_seq(channels, shape=[None, 4096, 4096, 3]), [])

@@ -1,0 +1,253 @@
+"""The input shapes a Keras model config gives its layers, read from the JSON alone (no
+Keras): what ``scan`` sizes a layer from when the file names no ``build_config`` for it.
+
+A legacy ``.h5`` (or a ``.keras`` whose ``build_config`` entries were removed) names no
+layer's input shape: Keras builds each layer when the model is reconstructed, for the tensor
+it is first called on (red team, pass 9: a ``Dense`` fed by a 2**20-wide ``Input`` made a
+5 KB file allocate 5 GiB in plain Keras while ``scan`` sized it from its units alone). This
+module follows the tensors as Keras does, from the declared inputs (``InputLayer``'s
+``batch_shape``, a ``Sequential``'s ``build_input_shape``) through the graph of a Functional
+model (each layer's first inbound node, which Keras processes first and builds the layer
+with) or the layers of a Sequential one, with each built-in layer's output-shape rule.
+
+Every dimension given is the one Keras computes, or None (unknown: a layer without a rule
+here, a dimension Keras leaves unknown, anything malformed); the floors only grow with known
+dimensions, so an unknown one can make ``scan`` miss a large layer but never refuse a
+benign one. ``load`` builds the model itself and counts exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .kerasrules import Out, Shape, flat, kind, known, output_of
+from .kerasweights import _POSITIONS, Shapes
+
+_MODELS = frozenset(("Sequential", "Functional", "Model"))
+
+
+def inferred_inputs(config: Any) -> dict[int, Shapes]:
+    """``id`` of a layer node -> the shapes it is first called with, for the layers of the
+    config's models (nested ones too) whose input follows from the declared input shapes."""
+    found: dict[int, Shapes] = {}
+    if isinstance(config, dict):
+        _Walk(found).model(config, None)
+    return found
+
+
+class _Walk:
+    def __init__(self, found: dict[int, Shapes]) -> None:
+        self.found = found
+        self.depth = 0
+
+    def model(self, node: dict[str, Any], given: Shape | None) -> Out | None:
+        """A (nested) model's outputs, its layers' inputs recorded on the way."""
+        cfg = node.get("config")
+        if not isinstance(cfg, dict) or self.depth > 64:
+            return None
+        self.depth += 1
+        try:
+            if isinstance(cfg.get("input_layers"), (list, dict)):
+                return self.functional(cfg)
+            layers = cfg.get("layers")
+            return self.sequential(layers, cfg, given) if isinstance(layers, list) else None
+        finally:
+            self.depth -= 1
+
+    def sequential(self, layers: list[Any], cfg: dict[str, Any], given: Shape | None) -> Out:
+        """Keras adds the layers in order: an ``InputLayer`` first builds the model for its
+        shape; else ``build_input_shape`` does; else the first call (``given``)."""
+        nodes = [n for n in layers if isinstance(n, dict)]
+        first = nodes[0] if nodes else {}
+        arg = _input_arg(first)
+        if kind(first) == "InputLayer":
+            shape: Shape | None = _declared(first)
+            nodes = nodes[1:]
+        elif arg is not None:  # Keras adds an InputLayer(shape=arg) first
+            shape = [None, *arg] if flat(arg) else None
+        elif flat(cfg.get("build_input_shape")):
+            shape = list(cfg["build_input_shape"])
+        else:
+            shape = given
+        for layer in nodes:
+            out = self.call(layer, [shape], {})
+            shape = out[0] if out else None
+        return [shape]
+
+    def functional(self, cfg: dict[str, Any]) -> Out | None:
+        """Each layer's first node (the one it is built for), followed from its inputs."""
+        nodes = [n for n in cfg.get("layers") or [] if isinstance(n, dict)]
+        names = [_name(n) for n in nodes]
+        counts = Counter(n for n in names if isinstance(n, str))  # (a ref names a str)
+        by_name = {n: node for n, node in zip(names, nodes, strict=True) if counts[n] == 1}
+        memo: dict[tuple[str, int], Out | None] = {}
+        for name in by_name:
+            self._resolve((name, 0), by_name, memo)
+        return [_tensor(r, memo) for r in _refs(cfg.get("output_layers"))]
+
+    def _resolve(
+        self,
+        key: tuple[str, int],
+        by_name: dict[str, dict[str, Any]],
+        memo: dict[tuple[str, int], Out | None],
+    ) -> None:
+        stack, opened = [key], set()
+        while stack:
+            k = stack[-1]
+            if k in memo:
+                stack.pop()
+                continue
+            node = by_name.get(k[0])
+            inbound = node.get("inbound_nodes") if node else None
+            data = inbound[k[1]] if isinstance(inbound, list) and k[1] < len(inbound) else None
+            wanted = [(r[0], r[1]) for r in _node_refs(data) if (r[0], r[1]) not in memo]
+            if wanted and k not in opened:  # its inputs first (a cycle: unknown)
+                opened.add(k)
+                stack.extend(wanted)
+                continue
+            stack.pop()
+            if node is None or (data is None and kind(node) != "InputLayer"):
+                memo[k] = None
+            elif data is None:
+                memo[k] = [_declared(node)]
+            else:
+                args, kwargs = _arguments(data, memo)
+                memo[k] = self.call(node, args, kwargs, record=k[1] == 0)
+
+    def call(
+        self, node: dict[str, Any], args: list[Any], kwargs: dict[str, Any], record: bool = True
+    ) -> Out | None:
+        """The outputs of calling the layer ``node`` on ``args``; its input shapes recorded."""
+        cls, cfg = kind(node), node.get("config")
+        if not isinstance(cfg, dict):
+            return None
+        if cls == "InputLayer":
+            return [_declared(node)]
+        first = args[0] if args else kwargs.get("inputs", kwargs.get("query"))
+        if record:
+            shapes = _shapes(cls, first, args, kwargs)
+            if shapes:
+                self.found.setdefault(id(node), shapes)
+        if cls in _MODELS:
+            return self.model(node, first if flat(first) else None) if record else None
+        try:
+            return output_of(cls, cfg, first, args, kwargs, self)
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+            return None  # malformed: Keras would not build it either
+
+
+def _shapes(cls: str, first: Any, args: list[Any], kwargs: dict[str, Any]) -> Shapes | None:
+    """What Keras builds the layer from, named as :func:`.kerasweights.built_shapes` names it."""
+    if cls in ("MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttention"):
+        named = {"query": 0, "value": 1, "key": 2}
+        found = {
+            f"{k}_shape": kwargs.get(k, args[i] if i < len(args) else None)
+            for k, i in named.items()
+        }
+        out: Shapes = {k: v for k, v in found.items() if flat(v)}
+        return out if "query_shape" in out and "value_shape" in out else None
+    if isinstance(first, list) and first and not flat(first):
+        listed: Shapes = {k: v for k, v in zip(_POSITIONS, first, strict=False) if flat(v)}
+        return listed or None
+    return {"input_shape": first} if flat(first) else None
+
+
+def _declared(node: dict[str, Any]) -> Shape | None:
+    """An ``InputLayer``'s batch shape, read as its constructor reads its arguments."""
+    cfg = node.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    batch = cfg.get("batch_input_shape", cfg.get("batch_shape"))
+    if batch is not None:
+        return list(batch) if flat(batch) else None
+    shape = cfg.get("input_shape", cfg.get("shape"))
+    size = cfg.get("batch_size")
+    return [size, *shape] if flat(shape) and (size is None or known(size)) else None
+
+
+def _input_arg(node: dict[str, Any]) -> Any:
+    """A layer's own input shape argument (``input_dim``, or ``input_shape``, which the legacy
+    reader sets from ``batch_input_shape``), batch excluded (None: none)."""
+    cfg = node.get("config")
+    if not isinstance(cfg, dict) or kind(node) == "InputLayer":
+        return None
+    if cfg.get("input_dim") is not None:
+        return [cfg["input_dim"]]
+    return cfg.get("batch_input_shape", cfg.get("input_shape"))
+
+
+def _name(node: dict[str, Any]) -> Any:
+    cfg = node.get("config")
+    return node.get("name", cfg.get("name") if isinstance(cfg, dict) else None)
+
+
+def _is_ref(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value[1:3])
+    )
+
+
+def _refs(value: Any) -> list[Any]:
+    if _is_ref(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [r for v in items for r in _refs(v)]
+
+
+def _tensor(ref: Any, memo: dict[tuple[str, int], Out | None]) -> Any:
+    out = memo.get((ref[0], ref[1]))
+    return out[ref[2]] if out and ref[2] < len(out) else None
+
+
+def _history(value: Any) -> Any:
+    """The ``[layer, node, tensor]`` of a Keras 3 ``__keras_tensor__`` (None: not one)."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        cfg = value.get("config")
+        history = cfg.get("keras_history") if isinstance(cfg, dict) else None
+        return history if _is_ref(history) else None
+    return None
+
+
+def _node_refs(data: Any) -> list[Any]:
+    if isinstance(data, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
+        return [r for e in data if _is_ref(e) for r in [e, *_refs(e[3:])]]
+    out, stack = [], [data.get("args"), data.get("kwargs")] if isinstance(data, dict) else []
+    while stack:
+        v = stack.pop()
+        if (h := _history(v)) is not None:
+            out.append(h)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return out
+
+
+def _arguments(
+    data: Any, memo: dict[tuple[str, int], Out | None]
+) -> tuple[list[Any], dict[str, Any]]:
+    """A node's positional and keyword arguments, each tensor replaced by its shape."""
+    if isinstance(data, list):  # Keras 2: one entry per input tensor, kwargs on the first
+        refs = [e for e in data if _is_ref(e)]
+        shapes = [_tensor(r, memo) for r in refs]
+        extra = refs[0][3] if refs and len(refs[0]) > 3 and isinstance(refs[0][3], dict) else {}
+        kwargs = {k: _tensor(v, memo) if _is_ref(v) else v for k, v in extra.items()}
+        return ([shapes[0]] if len(shapes) == 1 else [shapes]), kwargs
+
+    def value(v: Any) -> Any:
+        h = _history(v)
+        if h is not None:
+            return _tensor(h, memo)
+        if isinstance(v, list):
+            return [value(i) for i in v]
+        return v
+
+    args, kwargs = data.get("args"), data.get("kwargs")
+    return (
+        [value(a) for a in args] if isinstance(args, list) else [],
+        {k: value(v) for k, v in kwargs.items()} if isinstance(kwargs, dict) else {},
+    )

@@ -1,0 +1,366 @@
+"""``scan`` follows a Keras model's tensors from its declared inputs (``kerasshapes``), so a
+layer without a ``build_config`` (every legacy ``.h5``) is sized for the input Keras builds it
+for. Red team, pass 9: a 5 KB ``.h5`` whose ``Dense`` is fed by a 2**20-wide ``Input`` made
+plain Keras allocate 5 GiB; ``scan`` sized the layer from its units alone and called it safe
+(``load`` refused it).
+
+- **exact**: every shape the walk gives a layer is the one Keras calls it on, for models of
+  most built-in layer kinds, Functional, Sequential, nested and legacy (Keras 2) configs;
+  where the walk has no rule it gives nothing (never a guess), so no benign model is refused;
+- **hostile**: each file is first shown to make plain Keras build far more than it stores
+  (counted in a ``StatelessScope``), then refused by ``scan`` and ``load``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras")
+h5py = pytest.importorskip("h5py")
+np = pytest.importorskip("numpy")
+
+import modelstore as ms  # noqa: E402
+from modelstore.security.kerasshapes import inferred_inputs  # noqa: E402
+
+L = keras.layers
+
+
+def _cnn() -> Any:
+    i = keras.Input((33, 31, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same")(i)
+    x = L.MaxPooling2D()(x)
+    x = L.Conv2DTranspose(4, 3, strides=2)(x)
+    x = L.Conv2DTranspose(4, 2, strides=3, padding="same")(x)
+    x = L.ZeroPadding2D(((1, 2), (3, 4)))(x)
+    x = L.Cropping2D(1)(x)
+    x = L.UpSampling2D((2, 3))(x)
+    x = L.SeparableConv2D(5, 3, dilation_rate=2)(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, strides=2)(x)
+    x = L.AveragePooling2D(3, strides=2, padding="same")(x)
+    y = L.GlobalMaxPooling2D(keepdims=True)(x)
+    x = L.Flatten()(x)
+    x = L.Dense(16)(x)
+    x = L.Concatenate()([x, L.Dense(4)(L.Flatten()(y))])
+    return keras.Model(i, L.Dense(3, activation="softmax")(L.Dropout(0.2)(x)))
+
+
+def _sequences() -> Any:
+    i = keras.Input((12,), dtype="int32")
+    x = L.Embedding(50, 6)(i)
+    x = L.Conv1D(8, 3, padding="causal", dilation_rate=2)(x)
+    x = L.MaxPooling1D(2)(x)
+    x = L.LSTM(6, return_sequences=True)(x)
+    x, h, c = L.LSTM(5, return_sequences=True, return_state=True)(x)
+    x = L.Bidirectional(L.GRU(5, return_sequences=True))(x)
+    x = L.Bidirectional(L.SimpleRNN(3), merge_mode="sum")(x)
+    x = L.Concatenate()([x, h, c])
+    x = L.RepeatVector(4)(x)
+    x = L.TimeDistributed(L.Dense(7))(x)
+    x = L.Permute((2, 1))(x)
+    x = L.RNN(L.GRUCell(3), return_sequences=True)(x)
+    a = L.MultiHeadAttention(2, 4, output_shape=6)(x, x)
+    b = L.AdditiveAttention()([x, x])  # (Attention: Keras cannot read its .h5 back)
+    x = L.Concatenate()([a, b])
+    x = L.Reshape((3, -1))(x)
+    x = L.Dot(axes=2)([x, x])
+    x = L.Add()([x, L.Multiply()([x, x])])
+    x = L.LayerNormalization()(L.GlobalAveragePooling1D()(x))
+    return keras.Model(i, L.Dense(2)(x))
+
+
+def _volumes() -> Any:
+    first = "channels_first"
+    i = keras.Input((2, 9, 8, 7))
+    x = L.Conv3D(4, (3, 2, 1), data_format=first)(i)
+    x = L.MaxPooling3D(2, data_format=first, padding="same")(x)
+    x = L.UpSampling3D(2, data_format=first)(x)
+    x = L.ZeroPadding3D(1, data_format=first)(x)
+    x = L.Cropping3D(((1, 0), (0, 1), (2, 2)), data_format=first)(x)
+    x = L.Conv3DTranspose(3, 2, strides=(1, 2, 1), data_format=first)(x)
+    x = L.GlobalAveragePooling3D(data_format=first)(x)
+    return keras.Model(i, L.Dense(2)(x))
+
+
+def _nested_and_shared() -> Any:
+    inner = keras.Sequential([L.Dense(6), L.ReLU(), L.Dense(5)], name="inner")
+    tower = keras.Sequential([keras.Input((5,)), L.Dense(4)], name="tower")
+    shared = L.Dense(5, name="shared")
+    a, b = keras.Input((10,)), keras.Input((10,))
+    x = L.Subtract()([shared(a), shared(b)])
+    x = tower(inner(x))
+    j = keras.Input((4,))
+    sub = keras.Model(j, L.Dense(3)(L.Dense(6)(j)), name="sub")
+    x = L.Concatenate()([sub(x), x])
+    x = L.Bidirectional(
+        L.LSTM(4, return_sequences=True),
+        backward_layer=L.LSTM(2, return_sequences=True, go_backwards=True),
+    )(L.RepeatVector(3)(x))
+    x = L.Flatten()(x)
+    x = L.Average()([x, L.Maximum()([x, x]), L.Minimum()([x, x])])
+    return keras.Model([a, b], L.Dense(1)(x))
+
+
+def _sequential() -> Any:
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(8, 5, strides=(2, 1)),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            L.Conv2D(4, 3, padding="same"),
+            L.MaxPooling2D((2, 3), strides=(1, 2)),
+            L.SpatialDropout2D(0.1),
+            L.Flatten(),
+            L.Dense(10),
+            L.Softmax(),
+        ]
+    )
+
+
+MODELS = {
+    "cnn": _cnn,
+    "sequences": _sequences,
+    "volumes": _volumes,
+    "nested-and-shared": _nested_and_shared,
+    "sequential": _sequential,
+}
+
+
+def _named(config: Any, found: dict[int, Any]) -> dict[str, list[Any]]:
+    """layer name -> the shapes the walk gives it (in call order)."""
+    out: dict[str, list[Any]] = {}
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if id(node) in found:
+                out[node["config"]["name"]] = list(found[id(node)].values())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
+
+
+def _called(model: Any) -> dict[str, list[list[Any]]]:
+    """layer name -> the shapes of the tensors Keras first called it on."""
+    out = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        nodes = [n for n in layer._inbound_nodes if not n.is_input]
+        if nodes:
+            out[layer.name] = [list(t.shape) for t in nodes[0].input_tensors]
+    return out
+
+
+def _check_exact(model: Any, config: dict[str, Any]) -> int:
+    got, keras_shapes = _named(config, inferred_inputs(config)), _called(model)
+    for name, shapes in got.items():
+        assert name in keras_shapes, name
+        assert shapes == keras_shapes[name][: len(shapes)], (name, shapes, keras_shapes[name])
+    return len(got)
+
+
+@pytest.mark.parametrize("case", sorted(MODELS))
+def test_the_walk_gives_every_layer_the_shape_keras_calls_it_on(tmp_path: Path, case: str) -> None:
+    """In a legacy ``.h5`` (no ``build_config``): exact shapes for the layers it follows
+    (all but a few here), and the model scans safe and loads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MODELS[case]()
+        path = tmp_path / f"{case}.h5"
+        model.save(path)
+    with h5py.File(path) as f:
+        config = json.loads(f.attrs["model_config"])
+    followed = _check_exact(model, config)
+    called = _called(model)
+    assert followed >= len(called) - 2, (followed, sorted(called))  # RNN cells: not followed
+    assert ms.scan(path).verdict == "safe"
+    loaded = ms.load(path)
+    assert [w.shape for w in loaded.weights] == [w.shape for w in model.weights]
+
+
+def _legacy(config: dict[str, Any]) -> dict[str, Any]:
+    """A Keras 3 Functional config as Keras 2 wrote it: ``[[layer, node, tensor, kwargs]]``
+    per inbound node, tensors in kwargs as ``[layer, node, tensor]``."""
+
+    def ref(t: Any) -> Any:
+        if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
+            return list(t["config"]["keras_history"])
+        if isinstance(t, list):
+            return [ref(v) for v in t]
+        return t
+
+    for layer in config["config"]["layers"]:
+        nodes = []
+        for node in layer["inbound_nodes"]:
+            first = node["args"][0]
+            tensors = [ref(t) for t in (first if isinstance(first, list) else [first])]
+            extra = {k: ref(v) for k, v in node["kwargs"].items()}
+            nodes.append([[*t, extra] for t in tensors])
+        layer["inbound_nodes"] = nodes
+    return config
+
+
+def test_keras_2_configs_are_followed_as_keras_reads_them() -> None:
+    """Keras 2's inbound nodes (entries, kwargs holding tensors) give the same shapes, and
+    Keras 3 reads the config back to the same model."""
+    from keras.src.legacy.saving import saving_utils
+
+    model = _nested_and_shared()  # (Keras 3 does not read tensors in Keras 2's kwargs)
+    config = _legacy(
+        json.loads(json.dumps({"class_name": "Functional", "config": model.get_config()}))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rebuilt = saving_utils.model_from_config(json.loads(json.dumps(config)))
+    assert _check_exact(rebuilt, config) >= len(_called(rebuilt)) - 2
+
+
+def test_a_keras_2_first_layer_input_shape_builds_a_sequential() -> None:
+    """Keras 2 wrote ``batch_input_shape`` on a Sequential's first layer; Keras 3 reads it as
+    that layer's ``input_shape`` and adds ``InputLayer(shape=[None, 7])`` before it."""
+    from keras.src.legacy.saving import saving_utils
+
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {
+                    "class_name": "Dense",
+                    "config": {"name": "d", "units": 4, "batch_input_shape": [None, 7]},
+                },
+                {"class_name": "Dense", "config": {"name": "e", "units": 3}},
+            ],
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rebuilt = saving_utils.model_from_config(json.loads(json.dumps(config)))
+    assert _check_exact(rebuilt, config) == 2
+
+
+# -- hostile files ----------------------------------------------------------------------
+
+WIDE = 1 << 20
+
+
+def _input(name: str, shape: list[Any]) -> dict[str, Any]:
+    return {"class_name": "InputLayer", "config": {"name": name, "batch_shape": shape}}
+
+
+def _dense(name: str, units: int, **extra: Any) -> dict[str, Any]:
+    return {"class_name": "Dense", "config": {"name": name, "units": units, **extra}}
+
+
+def _functional(layers: list[tuple[dict[str, Any], list[str]]]) -> dict[str, Any]:
+    """A Keras 3 Functional config: each layer with the names of the layers it is called on."""
+    nodes = []
+    for node, inputs in layers:
+        history = [
+            {  # the shape it records is not what Keras builds from: the tensor's is
+                "class_name": "__keras_tensor__",
+                "config": {"shape": [None, 1], "dtype": "float32", "keras_history": [n, 0, 0]},
+            }
+            for n in inputs
+        ]
+        args = [] if not history else [history[0] if len(history) == 1 else history]
+        node = dict(node, name=node["config"]["name"])
+        node["inbound_nodes"] = [{"args": args, "kwargs": {}}] if inputs else []
+        nodes.append(node)
+    first, last = nodes[0]["name"], nodes[-1]["name"]
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": "m",
+            "layers": nodes,
+            "input_layers": [[first, 0, 0]],
+            "output_layers": [[last, 0, 0]],
+        },
+    }
+
+
+def _sequential_config(*layers: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"class_name": "Sequential", "config": {"name": "m", "layers": list(layers), **extra}}
+
+
+HOSTILE: dict[str, Any] = {
+    # red team, pass 9: a Dense fed by a wide Input, no build_config
+    "functional-dense": _functional([(_input("x", [None, WIDE]), []), (_dense("d", 1280), ["x"])]),
+    "sequential-dense": _sequential_config(_input("x", [None, WIDE]), _dense("d", 1280)),
+    "keras-2-first-layer": _sequential_config(
+        _dense("d", 1280, batch_input_shape=[None, WIDE]), _dense("e", 2)
+    ),
+    "build-input-shape": _sequential_config(
+        _dense("d", 1280), _dense("e", 2), build_input_shape=[None, WIDE]
+    ),
+    "nested-sequential": _functional(
+        [
+            (_input("x", [None, WIDE]), []),
+            (_sequential_config(_dense("d", 1280)), ["x"]),
+        ]
+    ),
+    "conv-flatten-dense": _functional(
+        [
+            (_input("x", [None, 1024, 1024, 3]), []),
+            (
+                {"class_name": "Conv2D", "config": {"name": "c", "filters": 1, "kernel_size": 1}},
+                ["x"],
+            ),
+            ({"class_name": "Flatten", "config": {"name": "f"}}, ["c"]),
+            (_dense("d", 1280), ["f"]),
+        ]
+    ),
+    "concatenated": _functional(
+        [
+            (_input("x", [None, WIDE // 2]), []),
+            ({"class_name": "Concatenate", "config": {"name": "j", "axis": -1}}, ["x", "x"]),
+            (_dense("d", 1280), ["j"]),
+        ]
+    ),
+}
+
+
+def _keras_builds(config: dict[str, Any]) -> int:
+    """Elements plain Keras makes for the config (its legacy .h5 reader; no allocation)."""
+    from keras.src.backend.common import global_state
+    from keras.src.legacy.saving import saving_utils
+
+    # (a plain StatelessScope initialises the variables it deferred when it exits)
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    try:
+        with warnings.catch_warnings(), keras.StatelessScope(initialize_variables=False):
+            warnings.simplefilter("ignore")
+            model = saving_utils.model_from_config(json.loads(json.dumps(config)))
+            return sum(int(np.prod(w.shape)) for w in model.weights)
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+def _h5(tmp_path: Path, config: dict[str, Any]) -> Path:
+    """A legacy .h5 holding ``config`` and no weights (what Keras builds comes first)."""
+    path = tmp_path / "hostile.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = keras.__version__
+        f.attrs["backend"] = keras.backend.backend()
+        f.create_group("model_weights").attrs["layer_names"] = np.array([], dtype="S1")
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_layer_fed_by_a_wide_input_is_refused_by_scan_as_by_load(
+    tmp_path: Path, case: str
+) -> None:
+    path = _h5(tmp_path, HOSTILE[case])
+    made = _keras_builds(HOSTILE[case])
+    assert made * 4 > 1 << 30, (case, made)  # the payload: over a GiB, from a few KB
+    assert path.stat().st_size < 16 << 10
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "declare at least" in str(report), report
+    with pytest.raises(ms.UnsafeModelError):
+        ms.load(path)
