@@ -146,8 +146,18 @@ def call_frombuffer(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     dtype = dtype_in_use(st, args[1], "an array")
     if dtype.hasobject:
         raise st.refuse("an array of objects built from raw bytes (forged object pointers)")
-    check_raw(st, args[2], dtype, args[0], "an array")
-    return func(args[0], dtype, args[2], args[3])
+    # check_raw for a dtype without objects, inline (it runs once per array of a forest)
+    raw = args[0]
+    n = check_shape(st, args[2], "an array")
+    if type(raw) is not bytearray and not isinstance(raw, (bytes, bytearray)):
+        raise st.refuse(
+            f"an array needs {n * dtype.itemsize} bytes of data, the file has {type(raw).__name__}"
+        )
+    if len(raw) != n * dtype.itemsize:
+        raise st.refuse(
+            f"an array needs {n * dtype.itemsize} bytes of data, the file has {len(raw)}"
+        )
+    return func(raw, dtype, args[2], args[3])
 
 
 def call_scalar(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
