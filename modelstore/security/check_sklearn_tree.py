@@ -146,8 +146,11 @@ def call_tree(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     """``Tree(n_features, n_classes, n_outputs)``: sizes the tree allocates from."""
     if len(args) != 3:
         raise st.refuse("Tree called with arguments scikit-learn never writes")
-    _count(st, args[0], "a tree's feature count", 1)
-    n_outputs = _count(st, args[2], "a tree's output count", 1, 1 << 20)
+    n_features, n_outputs = args[0], args[2]
+    if type(n_features) is not int or not 1 <= n_features < _MAX:  # else as _count says
+        _count(st, n_features, "a tree's feature count", 1)
+    if type(n_outputs) is not int or not 1 <= n_outputs < 1 << 20:
+        n_outputs = _count(st, n_outputs, "a tree's output count", 1, 1 << 20)
     classes = _array(st, args[1], "a tree's class counts", ndim=1)
     counts = classes.tolist() if classes.dtype.kind in "iu" else None
     if counts is None or len(counts) != n_outputs or not 1 <= min(counts) <= max(counts) < _MAX:
@@ -158,29 +161,39 @@ def call_tree(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
 
 
 _STATE = ("max_depth", "node_count", "nodes", "values")
+_STATE_KEYS = frozenset(_STATE)
 
 
 @functools.cache
-def _node_dtype() -> Any:
-    """scikit-learn's node record dtype, imported once (not per tree)."""
+def _dtypes() -> tuple[Any, Any]:
+    """scikit-learn's node record dtype and float64, made once (not per tree)."""
     from sklearn.tree._tree import NODE_DTYPE
 
-    return NODE_DTYPE
+    return NODE_DTYPE, _np().dtype("float64")
 
 
 def build_tree(reader: RestrictedUnpickler, target: Any, state: Any) -> Any:
     """Sizes now (``__setstate__`` copies exactly these arrays); node tables at the end."""
     st = reader.state
-    if not isinstance(state, dict) or not all(k in state for k in _STATE):
+    if not (
+        state.keys() >= _STATE_KEYS
+        if type(state) is dict
+        else isinstance(state, dict) and all(k in state for k in _STATE)
+    ):
         raise st.refuse("a decision tree state without its nodes")
-    nodes = _array(st, state["nodes"], "a tree's nodes", dtype=_node_dtype(), ndim=1)
-    n = _count(st, state["node_count"], "a tree's node count", 1)
-    depth = _count(st, state["max_depth"], "a tree's depth")
+    node_dtype, f64 = _dtypes()
+    nodes = _array(st, state["nodes"], "a tree's nodes", dtype=node_dtype, ndim=1)
+    n = state["node_count"]
+    if type(n) is not int or not 1 <= n < _MAX:  # else as _count says
+        n = _count(st, n, "a tree's node count", 1)
+    depth = state["max_depth"]
+    if type(depth) is not int or not 0 <= depth < _MAX:
+        depth = _count(st, depth, "a tree's depth")
     if nodes.shape[0] != n:
         raise st.refuse(f"a tree with node_count {n} but {nodes.shape[0]} nodes")
     if depth > n - 1:  # decision_path allocates n_samples * (1 + max_depth) entries
         raise st.refuse(f"a tree of {n} nodes that states a depth of {depth}")
-    values = _array(st, state["values"], "a tree's values", dtype="float64", ndim=3)
+    values = _array(st, state["values"], "a tree's values", dtype=f64, ndim=3)
     if values.shape != (n, target.n_outputs, target.max_n_classes):
         raise st.refuse("a tree whose value array does not match its nodes and outputs")
     st.claim(nodes, "a decision tree's nodes")  # each tree copies both arrays
