@@ -244,12 +244,13 @@ class RestrictedUnpickler(StreamReader):
             )
         if not isinstance(args, tuple):
             raise PickleStreamError("REDUCE arguments are not a tuple")
-        if entry.kind == TRUSTED:
+        kind = entry.kind
+        if kind == CALL:  # the usual case first (the kinds are distinct)
+            result = call_validator(entry)(st, func, args)
+        elif kind == TRUSTED:
             st.before_trusted()
             result = func(*args)
-        elif entry.kind == CALL:
-            result = call_validator(entry)(st, func, args)
-        elif entry.kind == CONSTRUCT:
+        elif kind == CONSTRUCT:
             raise st.refuse(
                 f"{entry.key} is only ever created empty and filled by its state, "
                 "but the stream calls it with arguments"
@@ -301,20 +302,20 @@ class RestrictedUnpickler(StreamReader):
 
     def on_build(self, target: Any, state: Any) -> Any:
         st = self.state
-        self._own(target, "BUILD")
-        if id(target) not in st.buildable:
-            built = (
-                "a second time" if id(target) in st.sealed else "on an object that takes no state"
-            )
+        key = id(target)
+        if key in st.external or isinstance(target, _NOT_MUTABLE):
+            self._own(target, "BUILD")  # refuses
+        if key not in st.buildable:
+            built = "a second time" if key in st.sealed else "on an object that takes no state"
             raise st.refuse(f"the stream sets the state of a {type(target).__qualname__} {built}")
-        st.buildable.pop(id(target))
-        st.required.pop(id(target), None)
+        del st.buildable[key]
+        st.required.pop(key, None)
         if st.trusted and getattr(type(target), "__setstate__", None) is not None:
             entry = st.external.get(id(type(target)))
             if entry is not None and entry.kind == TRUSTED:  # its own __setstate__ runs
                 st.before_trusted()
         result = build_validator(type(target))(self, target, state)
-        st.sealed.add(id(target))
+        st.sealed.add(key)
         return result
 
     def on_setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
