@@ -149,7 +149,7 @@ def call_frombuffer(st: LoadState, func: Any, args: tuple[Any, ...]) -> Any:
     # check_raw for a dtype without objects, inline (it runs once per array of a forest)
     raw = args[0]
     n = check_shape(st, args[2], "an array")
-    if type(raw) is not bytearray and not isinstance(raw, (bytes, bytearray)):
+    if not isinstance(raw, (bytes, bytearray)):
         raise st.refuse(
             f"an array needs {n * dtype.itemsize} bytes of data, the file has {type(raw).__name__}"
         )
