@@ -33,6 +33,7 @@ RUNS: dict[str, tuple[list[str], int]] = {
     ),
     "serve_vs_starlette": (["--requests", "400", "--repeat", "1"], 240),
     "keras_load": (["--repeat", "1"], 150),
+    "keras_scan": (["--repeat", "3", "--layers", "5000"], 60),
     "cold_pins": (["--mb", "64", "--repeat", "2"], 90),
     "import_time": (["--repeat", "11"], 60),
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from .kerasvocab import _int
-from .kerasweights import _prod
+from .kerasweights import _prod, einsum_output
 
 Shape = list[Any]  # batch first; each dimension an int or None
 Out = list[Any]  # a layer call's output tensors: Shape or None each
@@ -65,6 +65,10 @@ def output_of(
         return [[x[0], *(x[d] for d in dims)]]
     if cls == "RepeatVector":
         return [[x[0], _int(g("n")), x[1]]] if len(x) == 2 else None
+    if cls == "EinsumDense":
+        return [einsum_output(g("equation"), g("output_shape"), x)]
+    if cls in ("CategoryEncoding", "Hashing"):  # a vector as wide as the tokens or bins
+        return _encoded(cls, cfg, x)
     if cls in _RNN or cls in ("Bidirectional", "TimeDistributed"):
         return _sequence(cls, cfg, x, walk)
     return _spatial(cls, cfg, x)
@@ -102,6 +106,19 @@ def _sequence(cls: str, cfg: dict[str, Any], x: Shape, walk: Any) -> Out | None:
     step = [x[0], units]
     out = [[x[0], x[1], units] if g("return_sequences") else step]
     return out + [list(step) for _ in range(states)] if g("return_state") else out
+
+
+def _encoded(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
+    """``compute_output_shape`` of CategoryEncoding and Hashing."""
+    mode = cfg.get("output_mode", "multi_hot" if cls == "CategoryEncoding" else "int")
+    if cls == "Hashing" and mode == "int":
+        return [list(x)]
+    if mode not in ("one_hot", "multi_hot", "count", "tf_idf"):
+        return None
+    width = _int(cfg.get("num_tokens" if cls == "CategoryEncoding" else "num_bins"))
+    if cls == "CategoryEncoding" and mode == "one_hot" and (x[-1] != 1 or len(x) == 1):
+        return [[*x, width]]
+    return [[*x[:-1], width]]
 
 
 def _cell_units(cell: Any) -> tuple[int | None, int]:

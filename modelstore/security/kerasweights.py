@@ -45,19 +45,15 @@ _EINSUM = (
 )
 
 
-def _einsum_kernel(
-    equation: Any, output_shape: Any, input_shape: list[Any] | None = None, bias_axes: Any = None
-) -> int:
-    """EinsumDense's kernel and bias as Keras sizes them (``_analyze_split_string``): each
-    kernel axis takes the output's size where the output has it (``output_shape``, after the batch and
-    any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
-    alone elided) count 1. 0 where Keras would not build the layer."""
+def _einsum_axes(equation: Any, output_shape: Any, input_shape: list[Any] | None) -> Any:
+    """(kernel letters, input shape, full output shape, input and output axis of each
+    letter), as Keras' ``_analyze_split_string`` makes them; None if Keras would not."""
     if not isinstance(equation, str):
-        return 0
+        return None
     text = equation.replace("...", "0")
     found = next(((m, left) for p, left in _EINSUM if (m := p.match(text))), None)
     if found is None:
-        return 0
+        return None
     (source, kernel, out), left = found[0].groups(), found[1]
     shape = list(input_shape or [None] * (len(source) + left))
     wanted = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
@@ -70,6 +66,26 @@ def _einsum_kernel(
     skip = elided if left else 0
     in_at = {c: i + skip - (len(shape) if left else 0) for i, c in enumerate(source)}
     out_at = {c: i + skip for i, c in enumerate(out)}
+    return kernel, shape, outs, in_at, out_at
+
+
+def einsum_output(equation: Any, output_shape: Any, input_shape: list[Any]) -> list[Any] | None:
+    """The shape an EinsumDense outputs for ``input_shape`` (Keras' ``full_output_shape``)."""
+    parts = _einsum_axes(equation, output_shape, input_shape)
+    return None if parts is None else list(parts[2])
+
+
+def _einsum_kernel(
+    equation: Any, output_shape: Any, input_shape: list[Any] | None = None, bias_axes: Any = None
+) -> int:
+    """EinsumDense's kernel and bias as Keras sizes them (``_analyze_split_string``): each
+    kernel axis takes the output's size where the output has it (``output_shape``, after the batch and
+    any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
+    alone elided) count 1. 0 where Keras would not build the layer."""
+    parts = _einsum_axes(equation, output_shape, input_shape)
+    if parts is None:
+        return 0
+    kernel, shape, outs, in_at, out_at = parts
     sizes = []
     for c in kernel:
         where, at = (outs, out_at[c]) if c in out_at else (shape, in_at.get(c))

@@ -66,10 +66,16 @@ def _sequences() -> Any:
     a = L.MultiHeadAttention(2, 4, output_shape=6)(x, x)
     b = L.AdditiveAttention()([x, x])  # (Attention: Keras cannot read its .h5 back)
     x = L.Concatenate()([a, b])
-    x = L.Reshape((3, -1))(x)
+    x = L.EinsumDense("abc,cd->abd", output_shape=(7, 9), bias_axes="d")(x)
+    x = L.EinsumDense("...b,bc->...c", output_shape=5)(x)
+    x = L.EinsumDense("ab...,bc->ac...", output_shape=4)(x)
+    x = L.Reshape((2, -1))(x)
     x = L.Dot(axes=2)([x, x])
     x = L.Add()([x, L.Multiply()([x, x])])
     x = L.LayerNormalization()(L.GlobalAveragePooling1D()(x))
+    e = L.CategoryEncoding(20, output_mode="count")(L.Hashing(20)(i))
+    f = L.CategoryEncoding(9, output_mode="one_hot")(L.Hashing(9)(L.Reshape((12, 1))(i)))
+    x = L.Concatenate()([x, L.Dense(3)(e), L.Flatten()(f)])
     return keras.Model(i, L.Dense(2)(x))
 
 
@@ -313,6 +319,19 @@ HOSTILE: dict[str, Any] = {
             ),
             ({"class_name": "Flatten", "config": {"name": "f"}}, ["c"]),
             (_dense("d", 1280), ["f"]),
+        ]
+    ),
+    "category-encoding": _functional(  # a wide vector from a narrow input, no weights
+        [
+            (_input("x", [None, 1]), []),
+            (
+                {
+                    "class_name": "CategoryEncoding",
+                    "config": {"name": "e", "num_tokens": WIDE, "output_mode": "multi_hot"},
+                },
+                ["x"],
+            ),
+            (_dense("d", 1280), ["e"]),
         ]
     ),
     "concatenated": _functional(
