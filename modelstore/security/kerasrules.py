@@ -33,18 +33,30 @@ def output_of(
     g = cfg.get
     if cls in _MERGE or cls in ("Concatenate", "Dot"):
         return [_merged(cls, cfg, x)] if isinstance(x, list) and x and not flat(x) else None
+    scores = kwargs.get("return_attention_scores")
     if cls in ("Attention", "AdditiveAttention"):
-        if kwargs.get("return_attention_scores") or not (isinstance(x, list) and len(x) >= 2):
+        if not (isinstance(x, list) and len(x) >= 2 and flat(x[0]) and flat(x[1])):
             return None
         query, value = x[0], x[1]
-        return [[*query[:-1], value[-1]]] if flat(query) and flat(value) else None
+        out = [[*query[:-1], value[-1]]]
+        if scores:  # (batch, Tq, Tv)
+            return [*out, [query[0], query[1], value[1]]] if len(query) == len(value) == 3 else None
+        return out
     if cls in ("MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttention"):
-        if kwargs.get("return_attention_scores") or not flat(x):
+        if not flat(x):
             return None
         shape = g("output_shape")
-        if shape is None:
-            return [list(x)]
-        return [[*x[:-1], *(shape if isinstance(shape, list) else [shape])]]
+        out = [
+            list(x)
+            if shape is None
+            else [*x[:-1], *(shape if isinstance(shape, list) else [shape])]
+        ]
+        if scores:  # (batch, heads, Tq, Tv), for the default attention axes
+            keys = kwargs.get("value", args[1] if len(args) > 1 else None)
+            heads = _int(g("num_heads", g("num_query_heads")))
+            ok = flat(keys) and len(x) == len(keys) == 3 and g("attention_axes") is None
+            return [*out, [x[0], heads, x[1], keys[1]]] if ok and flat(keys) else None
+        return out
     if not flat(x):
         return None
     if cls in _SAME:
@@ -69,6 +81,13 @@ def output_of(
         return [einsum_output(g("equation"), g("output_shape"), x)]
     if cls in ("CategoryEncoding", "Hashing"):  # a vector as wide as the tokens or bins
         return _encoded(cls, cfg, x)
+    if cls in ("Resizing", "CenterCrop", "RandomCrop"):  # a batch of images, resized
+        if len(x) != 4:
+            return None
+        size = [_int(g("height")), _int(g("width"))]
+        return [[x[0], x[1], *size] if _first(cfg) else [x[0], *size, x[3]]]
+    if cls.startswith("ConvLSTM"):
+        return _conv_lstm(cls, cfg, x)
     if cls in _RNN or cls in ("Bidirectional", "TimeDistributed"):
         return _sequence(cls, cfg, x, walk)
     return _spatial(cls, cfg, x)
@@ -132,6 +151,21 @@ def _cell_units(cell: Any) -> tuple[int | None, int]:
     return _int(cfg.get("units")), 2 if kind(cell) == "LSTMCell" else 1
 
 
+def _first(cfg: dict[str, Any]) -> bool:
+    """Channels first? (Keras lower-cases the argument: red team, ``"CHANNELS_FIRST"``.)"""
+    return str(cfg.get("data_format")).lower() == "channels_first"
+
+
+def _conv_lstm(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
+    """A ConvLSTM: the convolution's output at each step, the steps kept or not."""
+    step = _spatial(f"Conv{cls[-2:]}", cfg, [x[0], *x[2:]]) if len(x) > 3 else None
+    if not step or not flat(step[0]):
+        return None
+    last = step[0]
+    out = [[x[0], x[1], *last[1:]] if cfg.get("return_sequences") else last]
+    return [*out, list(last), list(last)] if cfg.get("return_state") else out
+
+
 def _spatial(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
     """Convolutions, pooling, padding, cropping and upsampling: Keras'
     ``compute_conv_output_shape`` and ``compute_pooling_output_shape``."""
@@ -141,7 +175,8 @@ def _spatial(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
     rank = {"1D": 1, "2D": 2, "3D": 3}.get(name[-2:])
     if rank is None or len(x) != rank + 2:
         return None
-    first = g("data_format") == "channels_first"
+    first = _first(cfg)
+    space: Any
     space, chans = (x[2:], x[1]) if first else (x[1:-1], x[-1])
     base = name[:-2]
     if transpose and base != "Conv":
@@ -162,6 +197,8 @@ def _spatial(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
         chans = _int(g("filters"))
         if base == "DepthwiseConv":
             chans = _times(x[1] if first else x[-1], _int(g("depth_multiplier", 1)))
+    elif base in ("AdaptiveMaxPooling", "AdaptiveAveragePooling"):
+        space = _per(g("output_size"), rank)
     elif base in ("MaxPooling", "AveragePooling"):
         pool = _per(g("pool_size", 2), rank)
         strides = _per(g("strides"), rank) if g("strides") is not None else pool
@@ -178,6 +215,7 @@ def _spatial(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
 
 
 def _windowed(space: list[Any], window: list[int], strides: list[int], padding: Any) -> Any:
+    padding = padding.lower() if isinstance(padding, str) else padding  # as Keras reads it
     if padding not in ("valid", "same", "causal") or 0 in strides:
         return None
     out: list[Any] = []
@@ -196,6 +234,7 @@ def _transposed(
     space: list[Any], sizes: list[int], strides: list[int], padding: Any, extra: Any
 ) -> Any:
     """Keras' ``compute_conv_transpose_output_shape``, without an ``output_padding``."""
+    padding = padding.lower() if isinstance(padding, str) else padding
     if padding not in ("valid", "same") or extra is not None:
         return None
     return [
@@ -250,7 +289,7 @@ def _merged(cls: str, cfg: dict[str, Any], shapes: list[Any]) -> Shape | None:
         axis = cfg.get("axis", -1)
         if not isinstance(axis, int) or not -len(shapes[0]) <= axis < len(shapes[0]):
             return None
-        out = [next((d for d in dims if known(d)), None) for dims in zip(*shapes, strict=True)]
+        out = list(shapes[0])  # Keras keeps the first input's other dimensions
         sizes = [s[axis] for s in shapes]
         out[axis] = sum(sizes) if all(known(d) for d in sizes) else None
         return out

@@ -22,14 +22,26 @@ from collections import Counter
 from typing import Any
 
 from .kerasrules import Out, Shape, flat, kind, known, output_of
-from .kerasweights import _POSITIONS, Shapes
+from .kerasweights import _POSITIONS, SATURATED, Shapes
 
 _MODELS = frozenset(("Sequential", "Functional", "Model"))
 
 
+#: Dimensions a followed shape may have: more (a Dot of a tensor with itself doubles its
+#: rank, red team) and it is not followed. Dimensions past SATURATED count as SATURATED.
+MAX_RANK = 64
+
+
+class AmbiguousGraph(ValueError):
+    """A graph Keras reads in a way a reader may not follow: negative node or tensor
+    indices (Keras indexes them Python-style), two layers of one name (Keras keeps the
+    last); Keras never writes either."""
+
+
 def inferred_inputs(config: Any) -> dict[int, Shapes]:
     """``id`` of a layer node -> the shapes it is first called with, for the layers of the
-    config's models (nested ones too) whose input follows from the declared input shapes."""
+    config's models (nested ones too) whose input follows from the declared input shapes.
+    Raises :class:`AmbiguousGraph`."""
     found: dict[int, Shapes] = {}
     if isinstance(config, dict):
         _Walk(found).model(config, None)
@@ -40,20 +52,27 @@ class _Walk:
     def __init__(self, found: dict[int, Shapes]) -> None:
         self.found = found
         self.depth = 0
+        self.models: dict[tuple[int, str], Out | None] = {}  # a nested model's outputs
 
     def model(self, node: dict[str, Any], given: Shape | None) -> Out | None:
-        """A (nested) model's outputs, its layers' inputs recorded on the way."""
+        """A (nested) model's outputs, its layers' inputs recorded on the way (those of its
+        first call: a model called again is followed again only for another input)."""
         cfg = node.get("config")
         if not isinstance(cfg, dict) or self.depth > 64:
             return None
-        self.depth += 1
-        try:
-            if isinstance(cfg.get("input_layers"), (list, dict)):
-                return self.functional(cfg)
-            layers = cfg.get("layers")
-            return self.sequential(layers, cfg, given) if isinstance(layers, list) else None
-        finally:
-            self.depth -= 1
+        functional = isinstance(cfg.get("input_layers"), (list, dict))
+        key = (id(node), "" if functional else repr(given))
+        if key not in self.models:
+            self.models[key] = None  # (while it is followed: a model inside itself)
+            self.depth += 1
+            try:
+                if functional:
+                    self.models[key] = self.functional(cfg)
+                elif isinstance(cfg.get("layers"), list):
+                    self.models[key] = self.sequential(cfg["layers"], cfg, given)
+            finally:
+                self.depth -= 1
+        return self.models[key]
 
     def sequential(self, layers: list[Any], cfg: dict[str, Any], given: Shape | None) -> Out:
         """Keras adds the layers in order: an ``InputLayer`` first builds the model for its
@@ -65,9 +84,9 @@ class _Walk:
             shape: Shape | None = _declared(first)
             nodes = nodes[1:]
         elif arg is not None:  # Keras adds an InputLayer(shape=arg) first
-            shape = [None, *arg] if flat(arg) else None
+            shape = _bounded([None, *arg]) if flat(arg) else None
         elif flat(cfg.get("build_input_shape")):
-            shape = list(cfg["build_input_shape"])
+            shape = _bounded(list(cfg["build_input_shape"]))
         else:
             shape = given
         for layer in nodes:
@@ -80,6 +99,9 @@ class _Walk:
         nodes = [n for n in cfg.get("layers") or [] if isinstance(n, dict)]
         names = [_name(n) for n in nodes]
         counts = Counter(n for n in names if isinstance(n, str))  # (a ref names a str)
+        twice = [n for n, c in counts.items() if c > 1]
+        if twice:
+            raise AmbiguousGraph(f"two layers are named {twice[0][:80]!r}")
         by_name = {n: node for n, node in zip(names, nodes, strict=True) if counts[n] == 1}
         memo: dict[tuple[str, int], Out | None] = {}
         for name in by_name:
@@ -102,6 +124,8 @@ class _Walk:
             inbound = node.get("inbound_nodes") if node else None
             data = inbound[k[1]] if isinstance(inbound, list) and k[1] < len(inbound) else None
             wanted = [(r[0], r[1]) for r in _node_refs(data) if (r[0], r[1]) not in memo]
+            if k[1] and (k[0], 0) not in memo:  # Keras builds a layer at its first node
+                wanted.append((k[0], 0))
             if wanted and k not in opened:  # its inputs first (a cycle: unknown)
                 opened.add(k)
                 stack.extend(wanted)
@@ -130,11 +154,19 @@ class _Walk:
             if shapes:
                 self.found.setdefault(id(node), shapes)
         if cls in _MODELS:
-            return self.model(node, first if flat(first) else None) if record else None
+            return self.model(node, first if flat(first) else None)
         try:
-            return output_of(cls, cfg, first, args, kwargs, self)
+            out = output_of(cls, cfg, first, args, kwargs, self)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
             return None  # malformed: Keras would not build it either
+        return [_bounded(s) for s in out] if out else out
+
+
+def _bounded(shape: Any) -> Shape | None:
+    """A shape of at most MAX_RANK dimensions, each at most SATURATED (None: longer)."""
+    if not flat(shape) or len(shape) > MAX_RANK:
+        return None
+    return [d if d is None or d <= SATURATED else SATURATED for d in shape]
 
 
 def _shapes(cls: str, first: Any, args: list[Any], kwargs: dict[str, Any]) -> Shapes | None:
@@ -160,10 +192,12 @@ def _declared(node: dict[str, Any]) -> Shape | None:
         return None
     batch = cfg.get("batch_input_shape", cfg.get("batch_shape"))
     if batch is not None:
-        return list(batch) if flat(batch) else None
+        return _bounded(list(batch)) if flat(batch) else None
     shape = cfg.get("input_shape", cfg.get("shape"))
     size = cfg.get("batch_size")
-    return [size, *shape] if flat(shape) and (size is None or known(size)) else None
+    if flat(shape) and (size is None or known(size)):
+        return _bounded([size, *shape])
+    return None
 
 
 def _input_arg(node: dict[str, Any]) -> Any:
@@ -183,12 +217,18 @@ def _name(node: dict[str, Any]) -> Any:
 
 
 def _is_ref(value: Any) -> bool:
-    return (
+    """``[layer, node index, tensor index, ...]``; negative indices refused (Keras would
+    index them from the end, red team)."""
+    if not (
         isinstance(value, list)
         and len(value) >= 3
         and isinstance(value[0], str)
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value[1:3])
-    )
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
+    ):
+        return False
+    if value[1] < 0 or value[2] < 0:
+        raise AmbiguousGraph(f"a tensor of layer {value[0][:80]!r} is named by {value[1:3]!r}")
+    return True
 
 
 def _refs(value: Any) -> list[Any]:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from .kerasshapes import inferred_inputs
+from .kerasshapes import AmbiguousGraph, inferred_inputs
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 from .kerasweights import (
     Shapes,
@@ -87,8 +87,11 @@ def layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
 def _nodes(
     config: Any, inferred: dict[int, Shapes] | None = None
 ) -> Iterator[tuple[str, str, dict[str, Any], Shapes | None]]:
-    """:func:`layers`, each with the input shape its ``build_config`` gives, else the one
-    ``inferred`` (:func:`.kerasshapes.inferred_inputs`) follows to it (None: neither)."""
+    """:func:`layers`, each with the input shape Keras builds it for, at least: of the one
+    its ``build_config`` names, the one ``inferred`` (:func:`.kerasshapes.inferred_inputs`)
+    follows to it and the one its wrapper passes on, the one that makes it largest (red
+    team: Keras' legacy reader, which reads an ``.h5`` and any layer without a ``module``,
+    ignores ``build_config``, so a small one named there must not hide the input's width)."""
     inferred = inferred or {}
     stack = [config]
     inherited: dict[int, Shapes] = {}  # id of a wrapped layer's node -> its wrapper's shapes
@@ -99,19 +102,21 @@ def _nodes(
         elif isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
             if isinstance(cls, str) and isinstance(cfg, dict):
-                own = built_shapes(node) or inferred.get(id(node))
-                passed = inherited.get(id(node))
-                name, built = cfg.get("name"), own or passed
-                plain = _resolved(cls, node.get("module"), cfg, built)
-                if (
-                    own
-                    and passed
-                    and built_floor(plain, cfg, passed) > built_floor(plain, cfg, own)
-                ):
-                    built = passed  # its wrapper builds it again, for the wrapper's input
+                found = [built_shapes(node), inferred.get(id(node)), inherited.get(id(node))]
+                shapes = [s for s in found if s]
+                name = cfg.get("name")
+                plain = _resolved(cls, node.get("module"), cfg, shapes[0] if shapes else None)
+                built = max(shapes, key=lambda s: _charged(plain, cfg, s)) if shapes else None
                 inherited.update((id(inner), s) for inner, s in passed_on(plain, cfg, built))
                 yield plain, name if isinstance(name, str) else "?", cfg, built
             stack.extend(node.values())
+
+
+def _charged(cls: str, cfg: dict[str, Any], shapes: Shapes) -> int:
+    """What the layer is charged for when built for ``shapes``: its weights and any given
+    statistics (:func:`has_statistics`)."""
+    stats = _statistics_size(cfg, shapes) or 0 if has_statistics(cls, cfg) else 0
+    return built_floor(cls, cfg, shapes) + stats
 
 
 def _resolved(cls: str, module: Any, cfg: dict[str, Any], built: Shapes | None) -> str:
@@ -145,6 +150,8 @@ def growth(cls: str, cfg: dict[str, Any]) -> tuple[int, int]:
         pads = g("padding")
         per_dim = pads if isinstance(pads, (list, tuple)) else [pads]
         fixed = _prod([sum(_ints(p)) + 1 for p in per_dim])
+    elif cls.startswith(("AdaptiveMaxPooling", "AdaptiveAveragePooling")):
+        fixed = _prod(_ints(g("output_size")))
     elif cls in ("Resizing", "CenterCrop"):
         fixed = (_int(g("height")) or 1) * (_int(g("width")) or 1)
     elif cls == "Reshape":
@@ -304,7 +311,11 @@ def check_config(
     constants: list[tuple[int | None, Any, str]] = []
     pad, held, widest = 0, 0, (0, "")
     moved = False  # whether a layer moves elements onto an axis (below)
-    for cls, name, cfg, built in _nodes(config, inferred_inputs(config)):
+    try:
+        inferred = inferred_inputs(config)
+    except AmbiguousGraph as e:  # (Keras never writes them: refused, not guessed)
+        raise SizeError(f"{where}: {e}, which Keras never writes") from None
+    for cls, name, cfg, built in _nodes(config, inferred):
         moved = moved or cls in _MOVES_AXES
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
         pad, held = pad + layer_pad, held + layer_held

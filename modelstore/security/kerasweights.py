@@ -107,8 +107,9 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
     if cls == "Dense":
         units = _int(g("units")) or 0
         return units * (2 if bias else 1)
-    if cls == "Embedding":
-        return (_int(g("input_dim")) or 0) * (_int(g("output_dim")) or 0)
+    if cls in ("Embedding", "ReversibleEmbedding"):  # (untied: a reverse kernel as large)
+        n = (_int(g("input_dim")) or 0) * (_int(g("output_dim")) or 0)
+        return n * (2 if cls == "ReversibleEmbedding" and g("tie_weights") is False else 1)
     if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and "LSTM" not in cls:
         filters = _int(g("filters")) or 0
         return filters * _prod(_ints(g("kernel_size"))) + (filters if bias else 0)
@@ -201,7 +202,7 @@ _ATTENTION = ("MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttentio
 def _from_input(cls: str, cfg: dict[str, Any], shape: list[Any]) -> int:
     """The weights a layer built for the input ``shape`` has, at least (0: not known here)."""
     g = cfg.get
-    first = g("data_format") == "channels_first"
+    first = str(g("data_format")).lower() == "channels_first"  # Keras lower-cases it
     at = (2 if cls.startswith("ConvLSTM") else 1) if first else -1
     chans = _dim(shape[at]) if _index(at, shape) else 0  # (Keras would not build it)
     bias = g("use_bias", True) is not False

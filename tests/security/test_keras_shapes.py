@@ -255,91 +255,162 @@ def test_a_keras_2_first_layer_input_shape_builds_a_sequential() -> None:
 WIDE = 1 << 20
 
 
+def _kt(name: str, node: int = 0, tensor: int = 0) -> dict[str, Any]:
+    """A Keras 3 tensor reference; the shape it records is not what Keras builds from (the
+    tensor's is), so it lies here."""
+    history = {"shape": [None, 1], "dtype": "float32", "keras_history": [name, node, tensor]}
+    return {"class_name": "__keras_tensor__", "config": history}
+
+
+def _node(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
 def _input(name: str, shape: list[Any]) -> dict[str, Any]:
-    return {"class_name": "InputLayer", "config": {"name": name, "batch_shape": shape}}
+    config = {"name": name, "batch_shape": shape}
+    return {"class_name": "InputLayer", "name": name, "config": config, "inbound_nodes": []}
 
 
-def _dense(name: str, units: int, **extra: Any) -> dict[str, Any]:
-    return {"class_name": "Dense", "config": {"name": name, "units": units, **extra}}
+def _layer(cls: str, name: str, inbound: list[Any], **cfg: Any) -> dict[str, Any]:
+    config = {"name": name, **cfg}
+    return {"class_name": cls, "name": name, "config": config, "inbound_nodes": inbound}
 
 
-def _functional(layers: list[tuple[dict[str, Any], list[str]]]) -> dict[str, Any]:
-    """A Keras 3 Functional config: each layer with the names of the layers it is called on."""
-    nodes = []
-    for node, inputs in layers:
-        history = [
-            {  # the shape it records is not what Keras builds from: the tensor's is
-                "class_name": "__keras_tensor__",
-                "config": {"shape": [None, 1], "dtype": "float32", "keras_history": [n, 0, 0]},
-            }
-            for n in inputs
-        ]
-        args = [] if not history else [history[0] if len(history) == 1 else history]
-        node = dict(node, name=node["config"]["name"])
-        node["inbound_nodes"] = [{"args": args, "kwargs": {}}] if inputs else []
-        nodes.append(node)
-    first, last = nodes[0]["name"], nodes[-1]["name"]
-    return {
-        "class_name": "Functional",
-        "config": {
-            "name": "m",
-            "layers": nodes,
-            "input_layers": [[first, 0, 0]],
-            "output_layers": [[last, 0, 0]],
-        },
-    }
+def _model(layers: list[Any], ins: list[Any], outs: list[Any], name: str = "m") -> dict[str, Any]:
+    config = {"name": name, "layers": layers, "input_layers": ins, "output_layers": outs}
+    return {"class_name": "Functional", "config": config}
+
+
+def _chain(shape: list[Any], *layers: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """An Input of ``shape``, then each (class, config) called on the one before."""
+    nodes, prev = [_input("x", shape)], "x"
+    for i, (cls, cfg) in enumerate(layers):
+        nodes.append(_layer(cls, f"l{i}", [_node(_kt(prev))], **cfg))
+        prev = f"l{i}"
+    return _model(nodes, [["x", 0, 0]], [[prev, 0, 0]])
 
 
 def _sequential_config(*layers: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"class_name": "Sequential", "config": {"name": "m", "layers": list(layers), **extra}}
 
 
+def _dense(name: str, units: int, **extra: Any) -> dict[str, Any]:
+    return {"class_name": "Dense", "config": {"name": name, "units": units, **extra}}
+
+
+def _in(shape: list[Any]) -> dict[str, Any]:
+    return {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": shape}}
+
+
+DENSE = ("Dense", {"units": 1280})
+FLAT = ("Flatten", {})
+_sub = _model(
+    [_input("j", [None, WIDE]), _layer("Activation", "act", [_node(_kt("j"))], activation="relu")],
+    [["j", 0, 0]],
+    [["act", 0, 0]],
+    name="sub",
+)
+_sub.update(name="sub", inbound_nodes=[_node(_kt("x")), _node(_kt("sub", 0))])
+_fake_built = _layer("Dense", "d", [_node(_kt("x"))], units=1280)
+_fake_built["build_config"] = {"input_shape": [None, 1]}  # Keras' .h5 reader ignores it
+_attention = {"class_name": "Attention", "config": {"name": "att"}}
+
 HOSTILE: dict[str, Any] = {
     # red team, pass 9: a Dense fed by a wide Input, no build_config
-    "functional-dense": _functional([(_input("x", [None, WIDE]), []), (_dense("d", 1280), ["x"])]),
-    "sequential-dense": _sequential_config(_input("x", [None, WIDE]), _dense("d", 1280)),
+    "functional-dense": _chain([None, WIDE], DENSE),
+    "sequential-dense": _sequential_config(_in([None, WIDE]), _dense("d", 1280)),
     "keras-2-first-layer": _sequential_config(
         _dense("d", 1280, batch_input_shape=[None, WIDE]), _dense("e", 2)
     ),
     "build-input-shape": _sequential_config(
         _dense("d", 1280), _dense("e", 2), build_input_shape=[None, WIDE]
     ),
-    "nested-sequential": _functional(
-        [
-            (_input("x", [None, WIDE]), []),
-            (_sequential_config(_dense("d", 1280)), ["x"]),
-        ]
+    "nested-sequential": _chain([None, WIDE], ("Sequential", {"layers": [_dense("d", 1280)]})),
+    "conv-flatten-dense": _chain(
+        [None, 1024, 1024, 3], ("Conv2D", {"filters": 1, "kernel_size": 1}), FLAT, DENSE
     ),
-    "conv-flatten-dense": _functional(
+    "concatenated": _model(
         [
-            (_input("x", [None, 1024, 1024, 3]), []),
-            (
-                {"class_name": "Conv2D", "config": {"name": "c", "filters": 1, "kernel_size": 1}},
-                ["x"],
+            _input("x", [None, WIDE // 2]),
+            _layer("Concatenate", "j", [_node([_kt("x"), _kt("x")])], axis=-1),
+            _layer("Dense", "d", [_node(_kt("j"))], units=1280),
+        ],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    # red team, pass 11: layers that make a wide tensor from a narrow one, without weights
+    "category-encoding": _chain(
+        [None, 1], ("CategoryEncoding", {"num_tokens": WIDE, "output_mode": "multi_hot"}), DENSE
+    ),
+    "hashing": _chain([None, 1], ("Hashing", {"num_bins": WIDE, "output_mode": "one_hot"}), DENSE),
+    "einsum": _chain(
+        [None, 1], ("EinsumDense", {"equation": "ab,bc->ac", "output_shape": [WIDE // 2]}), DENSE
+    ),
+    "resizing": _chain([None, 2, 2, 1], ("Resizing", {"height": 1024, "width": 1024}), FLAT, DENSE),
+    "center-crop": _chain(
+        [None, 4096, 4096, 1], ("CenterCrop", {"height": 1024, "width": 1024}), FLAT, DENSE
+    ),
+    "random-crop": _chain(
+        [None, 4096, 4096, 1], ("RandomCrop", {"height": 1024, "width": 1024}), FLAT, DENSE
+    ),
+    "adaptive-pooling": _chain(
+        [None, 2, 2, 1], ("AdaptiveAveragePooling2D", {"output_size": [1024, 1024]}), FLAT, DENSE
+    ),
+    "convlstm": _chain(
+        [None, 2, 1024, 1024, 1],
+        ("ConvLSTM2D", {"filters": 1, "kernel_size": 1, "padding": "same"}),
+        FLAT,
+        DENSE,
+    ),
+    "attention-scores": _model(
+        [
+            _input("q", [None, 1, 1]),
+            _input("v", [None, WIDE, 1]),
+            dict(
+                _attention,
+                name="att",
+                inbound_nodes=[_node([_kt("q"), _kt("v")], return_attention_scores=True)],
             ),
-            ({"class_name": "Flatten", "config": {"name": "f"}}, ["c"]),
-            (_dense("d", 1280), ["f"]),
-        ]
+            _layer("Dense", "d", [_node(_kt("att", 0, 1))], units=1280),
+        ],
+        [["q", 0, 0], ["v", 0, 0]],
+        [["d", 0, 0]],
     ),
-    "category-encoding": _functional(  # a wide vector from a narrow input, no weights
-        [
-            (_input("x", [None, 1]), []),
-            (
-                {
-                    "class_name": "CategoryEncoding",
-                    "config": {"name": "e", "num_tokens": WIDE, "output_mode": "multi_hot"},
-                },
-                ["x"],
-            ),
-            (_dense("d", 1280), ["e"]),
-        ]
+    "reversible-embedding": _chain(
+        [None, 1], ("ReversibleEmbedding", {"input_dim": WIDE, "output_dim": 1280})
     ),
-    "concatenated": _functional(
+    # red team, pass 11: a build_config Keras' legacy reader ignores, a nested model's second
+    # call, indices Keras reads from the end, a name given twice, upper-case arguments
+    "fake-build-config": _model(
+        [_input("x", [None, WIDE]), _fake_built], [["x", 0, 0]], [["d", 0, 0]]
+    ),
+    "nested-second-call": _model(
+        [_input("x", [None, WIDE]), _sub, _layer("Dense", "d", [_node(_kt("sub", 1))], units=1280)],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    "negative-index": _model(
+        [_input("x", [None, WIDE]), _layer("Dense", "d", [_node(_kt("x", -1))], units=1280)],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    "keras-2-negative-tensor": _model(
+        [_input("x", [None, WIDE]), _layer("Dense", "d", [[["x", 0, -1, {}]]], units=1280)],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    "name-twice": _model(
         [
-            (_input("x", [None, WIDE // 2]), []),
-            ({"class_name": "Concatenate", "config": {"name": "j", "axis": -1}}, ["x", "x"]),
-            (_dense("d", 1280), ["j"]),
-        ]
+            _input("x", [None, 4]),
+            _input("x", [None, WIDE]),
+            _layer("Dense", "d", [_node(_kt("x"))], units=1280),
+        ],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    "upper-case-channels-first": _chain(
+        [None, WIDE, 2, 2],
+        ("Conv2D", {"filters": 1280, "kernel_size": 1, "data_format": "CHANNELS_FIRST"}),
     ),
 }
 
@@ -379,7 +450,43 @@ def test_a_layer_fed_by_a_wide_input_is_refused_by_scan_as_by_load(
     made = _keras_builds(HOSTILE[case])
     assert made * 4 > 1 << 30, (case, made)  # the payload: over a GiB, from a few KB
     assert path.stat().st_size < 16 << 10
-    report = ms.scan(path)
-    assert report.verdict == "unsafe" and "declare at least" in str(report), report
+    report = ms.scan(path)  # sized, or refused as a graph Keras never writes
+    reasons = ("declare at least", "which Keras never writes")
+    assert report.verdict == "unsafe" and any(r in str(report) for r in reasons), report
     with pytest.raises(ms.UnsafeModelError):
+        ms.load(path)
+
+
+def test_a_rank_that_doubles_at_each_layer_is_not_followed(tmp_path: Path) -> None:
+    """Red team, pass 11: ``Dot(axes=1)([x, x])`` on a rank-R tensor has rank 2R - 3, so 26
+    such layers made the walk build shapes of tens of millions of dimensions (60 s and 3.6 GiB
+    for a 22 KB file). A shape past MAX_RANK dimensions is not followed."""
+    from modelstore.security.kerasshapes import MAX_RANK, inferred_inputs
+
+    layers = [("Dot", {"axes": 1})] * 26
+    config = _model(
+        [
+            _input("x", [None, 2, 2, 2, 2]),
+            *[
+                _layer("Dot", f"l{i}", [_node([_kt(p), _kt(p)])], axes=1)
+                for i, p in enumerate(["x", *[f"l{j}" for j in range(len(layers) - 1)]])
+            ],
+        ],
+        [["x", 0, 0]],
+        [[f"l{len(layers) - 1}", 0, 0]],
+    )
+    shapes = [s for found in inferred_inputs(config).values() for s in found.values()]
+    assert shapes and max(len(s) for s in shapes) <= MAX_RANK
+    assert ms.scan(_h5(tmp_path, config)).verdict == "safe"  # no weights: nothing to size
+
+
+def test_a_dimension_past_any_size_saturates(tmp_path: Path) -> None:
+    """Red team, pass 11: upsampling by 1e300 sixteen times made a 4,800-digit dimension,
+    which the refusal could not print (reported as a damaged file). Dimensions saturate; the
+    file is refused as growing its input."""
+    config = _chain([None, 2, 2, 1], *[("UpSampling2D", {"size": [1e300, 1]})] * 16, FLAT, DENSE)
+    path = _h5(tmp_path, config)
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "multiplies the size of its input" in str(report)
+    with pytest.raises(ms.UnsafeModelError, match="multiplies the size"):
         ms.load(path)
