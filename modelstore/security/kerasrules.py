@@ -79,8 +79,14 @@ def output_of(
         return [[x[0], _int(g("n")), x[1]]] if len(x) == 2 else None
     if cls == "EinsumDense":
         return [einsum_output(g("equation"), g("output_shape"), x)]
-    if cls in ("CategoryEncoding", "Hashing"):  # a vector as wide as the tokens or bins
+    if cls in ("CategoryEncoding", "Hashing", "Discretization"):  # as wide as the bins
         return _encoded(cls, cfg, x)
+    if cls == "MelSpectrogram":  # (batch, mel bins, frames)
+        stride = _int(g("sequence_stride"))
+        if len(x) != 2 or not stride:
+            return None
+        frames = (x[1] + stride + 1) // stride if known(x[1]) else None
+        return [[x[0], _int(g("num_mel_bins")), frames]]
     if cls in ("Resizing", "CenterCrop", "RandomCrop"):  # a batch of images, resized
         if len(x) != 4:
             return None
@@ -128,15 +134,20 @@ def _sequence(cls: str, cfg: dict[str, Any], x: Shape, walk: Any) -> Out | None:
 
 
 def _encoded(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
-    """``compute_output_shape`` of CategoryEncoding and Hashing."""
+    """``compute_output_shape`` of CategoryEncoding, Hashing and Discretization."""
     mode = cfg.get("output_mode", "multi_hot" if cls == "CategoryEncoding" else "int")
-    if cls == "Hashing" and mode == "int":
+    if mode == "int" and cls != "CategoryEncoding":
         return [list(x)]
     if mode not in ("one_hot", "multi_hot", "count", "tf_idf"):
         return None
     width = _int(cfg.get("num_tokens" if cls == "CategoryEncoding" else "num_bins"))
-    if cls == "CategoryEncoding" and mode == "one_hot" and (x[-1] != 1 or len(x) == 1):
+    bounds = cfg.get("bin_boundaries")
+    if cls == "Discretization" and isinstance(bounds, list):
+        width = len(bounds) + 1
+    if cls != "Hashing" and mode == "one_hot" and (x[-1] != 1 or len(x) == 1):
         return [[*x, width]]
+    if cls == "Discretization" and mode != "one_hot":  # the second axis dropped
+        return [[x[0], *x[2:], width]] if len(x) >= 2 else None
     return [[*x[:-1], width]]
 
 

@@ -79,6 +79,16 @@ def _sequences() -> Any:
     return keras.Model(i, L.Dense(2)(x))
 
 
+def _audio() -> Any:
+    i = keras.Input((64,))
+    mel = L.MelSpectrogram(num_mel_bins=6, sequence_stride=4, fft_length=8, sequence_length=8)
+    x = L.Dense(3)(L.Flatten()(mel(i)))
+    d = L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="count")(L.Reshape((4, 16))(i))
+    h = L.Discretization(bin_boundaries=[0.5], output_mode="one_hot")(L.Reshape((64, 1))(i))
+    y = L.Concatenate()([x, L.Flatten()(d), L.Flatten()(h)])
+    return keras.Model(i, L.Dense(2)(y))
+
+
 def _volumes() -> Any:
     first = "channels_first"
     i = keras.Input((2, 9, 8, 7))
@@ -132,6 +142,7 @@ MODELS = {
     "cnn": _cnn,
     "sequences": _sequences,
     "volumes": _volumes,
+    "audio": _audio,
     "nested-and-shared": _nested_and_shared,
     "sequential": _sequential,
 }
@@ -375,6 +386,18 @@ HOSTILE: dict[str, Any] = {
         ],
         [["q", 0, 0], ["v", 0, 0]],
         [["d", 0, 0]],
+    ),
+    "mel-spectrogram": _chain(  # 312 GiB in plain Keras
+        [None, 16000],
+        ("MelSpectrogram", {"num_mel_bins": 4096, "sequence_stride": 1, "fft_length": 2048}),
+        FLAT,
+        DENSE,
+    ),
+    "discretization": _chain(
+        [None, WIDE],
+        ("Discretization", {"bin_boundaries": [0.0], "output_mode": "one_hot"}),
+        FLAT,
+        DENSE,
     ),
     "reversible-embedding": _chain(
         [None, 1], ("ReversibleEmbedding", {"input_dim": WIDE, "output_dim": 1280})
