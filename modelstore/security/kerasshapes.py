@@ -21,38 +21,68 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .kerasrules import Out, Shape, flat, kind, known, output_of
-from .kerasweights import _POSITIONS, SATURATED, Shapes
+from .kerasrules import kind, output_of
+from .kerasspatial import Out, Shape, flat, known
+from .kerasweights import _POSITIONS, SATURATED, Shapes, _prod
 
 _MODELS = frozenset(("Sequential", "Functional", "Model"))
 
 
-#: Dimensions a followed shape may have: more (a Dot of a tensor with itself doubles its
-#: rank, red team) and it is not followed. Dimensions past SATURATED count as SATURATED.
+#: Dimensions a tensor may have (numpy's limit): more is refused (red team: a Dot of a tensor
+#: with itself doubles its rank; a shape past it was dropped, not sized). Dimensions past
+#: SATURATED count as SATURATED.
 MAX_RANK = 64
+#: Layer calls the walk makes, per object node of the config, before it refuses: a nested
+#: Sequential is followed again for each input shape it is called with (red team: 2,000
+#: calls of 2,000 layers took 24 s).
+CALLS_PER_NODE = 16
+#: The first argument of a layer called with keywords only, by the names Keras' layers use.
+_FIRST = ("inputs", "sequences", "query", "data", "x", "images")
 
 
 class AmbiguousGraph(ValueError):
-    """A graph Keras reads in a way a reader may not follow: negative node or tensor
-    indices (Keras indexes them Python-style), two layers of one name (Keras keeps the
-    last); Keras never writes either."""
+    """A graph the walk refuses to follow: negative node or tensor indices (Keras indexes
+    them Python-style), two layers of one name (Keras keeps the last), tensors of more than
+    MAX_RANK dimensions, layers called past the budget. Keras never writes any of them."""
 
 
 def inferred_inputs(config: Any) -> dict[int, Shapes]:
     """``id`` of a layer node -> the shapes it is first called with, for the layers of the
     config's models (nested ones too) whose input follows from the declared input shapes.
     Raises :class:`AmbiguousGraph`."""
-    found: dict[int, Shapes] = {}
+    return follow(config).found
+
+
+def follow(config: Any) -> _Walk:
+    """The walk of ``config``: ``found`` (:func:`inferred_inputs`) and ``widest`` (the most
+    elements per sample any followed output has, unknown dimensions counted as 1, and the
+    layer's name). Raises :class:`AmbiguousGraph`."""
+    walk = _Walk(_objects(config))
     if isinstance(config, dict):
-        _Walk(found).model(config, None)
-    return found
+        walk.model(config, None)
+    return walk
+
+
+def _objects(config: Any) -> int:
+    """Object nodes (``class_name`` and ``config``) in a config."""
+    count, stack = 0, [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += "class_name" in node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 class _Walk:
-    def __init__(self, found: dict[int, Shapes]) -> None:
-        self.found = found
+    def __init__(self, nodes: int) -> None:
+        self.found: dict[int, Shapes] = {}
         self.depth = 0
         self.models: dict[tuple[int, str], Out | None] = {}  # a nested model's outputs
+        self.budget = CALLS_PER_NODE * nodes + 10_000
+        self.widest: tuple[int, str, Shape] = (0, "", [])
 
     def model(self, node: dict[str, Any], given: Shape | None) -> Out | None:
         """A (nested) model's outputs, its layers' inputs recorded on the way (those of its
@@ -106,7 +136,10 @@ class _Walk:
         memo: dict[tuple[str, int], Out | None] = {}
         for name in by_name:
             self._resolve((name, 0), by_name, memo)
-        return [_tensor(r, memo) for r in _refs(cfg.get("output_layers"))]
+        outputs = _refs(cfg.get("output_layers"))
+        for ref in outputs:  # (a later node of a layer, too)
+            self._resolve((ref[0], ref[1]), by_name, memo)
+        return [_tensor(r, memo) for r in outputs]
 
     def _resolve(
         self,
@@ -148,7 +181,10 @@ class _Walk:
             return None
         if cls == "InputLayer":
             return [_declared(node)]
-        first = args[0] if args else kwargs.get("inputs", kwargs.get("query"))
+        self.budget -= 1
+        if self.budget < 0:
+            raise AmbiguousGraph("its layers are called more often than its size allows")
+        first = args[0] if args else next((kwargs[k] for k in _FIRST if k in kwargs), None)
         if record:
             shapes = _shapes(cls, first, args, kwargs)
             if shapes:
@@ -159,13 +195,21 @@ class _Walk:
             out = output_of(cls, cfg, first, args, kwargs, self)
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
             return None  # malformed: Keras would not build it either
-        return [_bounded(s) for s in out] if out else out
+        out = [_bounded(s) for s in out] if out else out
+        for shape in out or []:
+            if shape:
+                n = _prod([d for d in shape[1:] if d is not None])
+                if n > self.widest[0]:
+                    self.widest = (n, f"{_name(node)!r} ({cls})"[:120], shape)
+        return out
 
 
 def _bounded(shape: Any) -> Shape | None:
-    """A shape of at most MAX_RANK dimensions, each at most SATURATED (None: longer)."""
-    if not flat(shape) or len(shape) > MAX_RANK:
+    """A shape's dimensions, each at most SATURATED; more than MAX_RANK are refused."""
+    if not flat(shape):
         return None
+    if len(shape) > MAX_RANK:
+        raise AmbiguousGraph(f"a tensor has {len(shape):,} dimensions (at most {MAX_RANK})")
     return [d if d is None or d <= SATURATED else SATURATED for d in shape]
 
 

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from .kerasshapes import AmbiguousGraph, inferred_inputs
+from .kerasshapes import AmbiguousGraph, follow
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 from .kerasweights import (
     Shapes,
@@ -312,9 +312,10 @@ def check_config(
     pad, held, widest = 0, 0, (0, "")
     moved = False  # whether a layer moves elements onto an axis (below)
     try:
-        inferred = inferred_inputs(config)
-    except AmbiguousGraph as e:  # (Keras never writes them: refused, not guessed)
-        raise SizeError(f"{where}: {e}, which Keras never writes") from None
+        walk = follow(config)
+    except AmbiguousGraph as e:  # (refused, not guessed)
+        raise SizeError(f"{where}: its layer graph cannot be followed: {e}") from None
+    inferred = walk.found
     for cls, name, cfg, built in _nodes(config, inferred):
         moved = moved or cls in _MOVES_AXES
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
@@ -326,18 +327,10 @@ def check_config(
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)
             n += _state_count(cls) * state  # ConvLSTM's spatial size is counted at load
-        inner = cfg.get("layer")
-        if (
-            cls == "Bidirectional"
-            and isinstance(inner, dict)
-            and isinstance(inner.get("config"), dict)
-        ):
-            if inner["config"].get("stateful"):  # its backward copy keeps states too
-                n += (
-                    _state_count(str(inner.get("class_name")))
-                    * batch
-                    * _state_units(inner["config"])
-                )
+        inner: Any = cfg.get("layer") if cls == "Bidirectional" else None
+        inner_cfg = inner.get("config") if isinstance(inner, dict) else None
+        if isinstance(inner_cfg, dict) and inner_cfg.get("stateful"):  # its backward copy's
+            n += _state_count(str(inner.get("class_name"))) * batch * _state_units(inner_cfg)
         floor += n
         if n > biggest[0]:
             what = _what(cls, name, cfg)
@@ -395,4 +388,11 @@ def check_config(
             f"{where}: its layers declare at least {floor:,} weights ({_mib(floor)}; layer "
             f"{what} alone {n:,}) but the file stores {total_stored:,}: Keras would "
             f"allocate and initialise them before reading the file's weights"
+        )
+    n, what, shape = walk.widest  # load bounds the same outputs, from Keras' own shapes
+    if n > act_limit:
+        raise SizeError(
+            f"{where}: layer {what} outputs the shape {shape[:8]!r} ({n:,} elements per "
+            f"sample, {_mib(n)}; at most {act_limit:,} are accepted for this model's inputs): "
+            f"predict would allocate that much"
         )

@@ -42,10 +42,14 @@ def _cnn() -> Any:
     x = L.SeparableConv2D(5, 3, dilation_rate=2)(x)
     x = L.DepthwiseConv2D(3, depth_multiplier=2, strides=2)(x)
     x = L.AveragePooling2D(3, strides=2, padding="same")(x)
+    att, scores = L.MultiHeadAttention(2, 3, attention_axes=(1, 2))(
+        x, x, return_attention_scores=True
+    )  # scores: (batch, heads, 4, 3, 4, 3)
+    x = L.Add()([x, att])
     y = L.GlobalMaxPooling2D(keepdims=True)(x)
     x = L.Flatten()(x)
     x = L.Dense(16)(x)
-    x = L.Concatenate()([x, L.Dense(4)(L.Flatten()(y))])
+    x = L.Concatenate()([x, L.Dense(4)(L.Flatten()(y)), L.Dense(2)(L.Flatten()(scores))])
     return keras.Model(i, L.Dense(3, activation="softmax")(L.Dropout(0.2)(x)))
 
 
@@ -63,9 +67,14 @@ def _sequences() -> Any:
     x = L.TimeDistributed(L.Dense(7))(x)
     x = L.Permute((2, 1))(x)
     x = L.RNN(L.GRUCell(3), return_sequences=True)(x)
-    a = L.MultiHeadAttention(2, 4, output_shape=6)(x, x)
+    a, scores = L.MultiHeadAttention(2, 4, output_shape=6)(x, x, return_attention_scores=True)
+    a = L.Concatenate()([a, L.Reshape((7, -1))(scores)])
     b = L.AdditiveAttention()([x, x])  # (Attention: Keras cannot read its .h5 back)
+    _, s1 = L.AdditiveAttention()([x, L.Dense(4)(x)], return_attention_scores=True)
+    short = L.Cropping1D((0, 2))(x)  # fewer steps than the query
+    _, s2 = L.GroupQueryAttention(4, 2, 1)(x, short, return_attention_scores=True)
     x = L.Concatenate()([a, b])
+    sc = L.Concatenate()([L.Flatten()(s1), L.Flatten()(s2)])
     x = L.EinsumDense("abc,cd->abd", output_shape=(7, 9), bias_axes="d")(x)
     x = L.EinsumDense("...b,bc->...c", output_shape=5)(x)
     x = L.EinsumDense("ab...,bc->ac...", output_shape=4)(x)
@@ -75,7 +84,7 @@ def _sequences() -> Any:
     x = L.LayerNormalization()(L.GlobalAveragePooling1D()(x))
     e = L.CategoryEncoding(20, output_mode="count")(L.Hashing(20)(i))
     f = L.CategoryEncoding(9, output_mode="one_hot")(L.Hashing(9)(L.Reshape((12, 1))(i)))
-    x = L.Concatenate()([x, L.Dense(3)(e), L.Flatten()(f)])
+    x = L.Concatenate()([x, L.Dense(3)(e), L.Flatten()(f), L.Dense(2)(sc)])
     return keras.Model(i, L.Dense(2)(x))
 
 
@@ -399,6 +408,49 @@ HOSTILE: dict[str, Any] = {
         FLAT,
         DENSE,
     ),
+    # red team, pass 12: attention scores as Keras writes them (attention_axes=[1]), a
+    # recurrent layer called with sequences=, shape-keeping augmentation layers, a wrapper
+    "mha-scores": _model(
+        [
+            _input("x", [None, 1024, 1]),
+            _layer(
+                "MultiHeadAttention",
+                "att",
+                [_node(_kt("x"), _kt("x"), return_attention_scores=True)],
+                num_heads=32,
+                key_dim=1,
+                attention_axes=[1],
+            ),
+            _layer("Flatten", "f", [_node(_kt("att", 0, 1))]),
+            _layer("Dense", "d", [_node(_kt("f"))], units=32),
+        ],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
+    "keyword-sequences": _model(
+        [
+            _input("x", [None, 4, WIDE]),
+            _layer("LSTM", "l", [_node(sequences=_kt("x"))], units=256),
+        ],
+        [["x", 0, 0]],
+        [["l", 0, 0]],
+    ),
+    "augmentation": _chain([None, 1024, 1024, 3], ("RandomInvert", {}), FLAT, DENSE),
+    "spectral-normalization": _chain(
+        [None, 1024, 1024, 3],
+        (
+            "SpectralNormalization",
+            {
+                "layer": {
+                    "module": "keras.layers",
+                    "class_name": "Conv2D",
+                    "config": {"name": "c", "filters": 1, "kernel_size": 1},
+                }
+            },
+        ),
+        FLAT,
+        DENSE,
+    ),
     "reversible-embedding": _chain(
         [None, 1], ("ReversibleEmbedding", {"input_dim": WIDE, "output_dim": 1280})
     ),
@@ -474,17 +526,17 @@ def test_a_layer_fed_by_a_wide_input_is_refused_by_scan_as_by_load(
     assert made * 4 > 1 << 30, (case, made)  # the payload: over a GiB, from a few KB
     assert path.stat().st_size < 16 << 10
     report = ms.scan(path)  # sized, or refused as a graph Keras never writes
-    reasons = ("declare at least", "which Keras never writes")
+    reasons = ("declare at least", "cannot be followed")
     assert report.verdict == "unsafe" and any(r in str(report) for r in reasons), report
     with pytest.raises(ms.UnsafeModelError):
         ms.load(path)
 
 
-def test_a_rank_that_doubles_at_each_layer_is_not_followed(tmp_path: Path) -> None:
+def test_a_rank_that_doubles_at_each_layer_is_refused(tmp_path: Path) -> None:
     """Red team, pass 11: ``Dot(axes=1)([x, x])`` on a rank-R tensor has rank 2R - 3, so 26
     such layers made the walk build shapes of tens of millions of dimensions (60 s and 3.6 GiB
-    for a 22 KB file). A shape past MAX_RANK dimensions is not followed."""
-    from modelstore.security.kerasshapes import MAX_RANK, inferred_inputs
+    for a 22 KB file). Pass 12: dropping such shapes let a Dense fed by a 66-dimension input
+    go unsized. A tensor of more than MAX_RANK dimensions is refused."""
 
     layers = [("Dot", {"axes": 1})] * 26
     config = _model(
@@ -498,9 +550,9 @@ def test_a_rank_that_doubles_at_each_layer_is_not_followed(tmp_path: Path) -> No
         [["x", 0, 0]],
         [[f"l{len(layers) - 1}", 0, 0]],
     )
-    shapes = [s for found in inferred_inputs(config).values() for s in found.values()]
-    assert shapes and max(len(s) for s in shapes) <= MAX_RANK
-    assert ms.scan(_h5(tmp_path, config)).verdict == "safe"  # no weights: nothing to size
+    for hostile in (config, _chain([None, *[1] * 64, WIDE], DENSE)):
+        report = ms.scan(_h5(tmp_path, hostile))
+        assert report.verdict == "unsafe" and "dimensions (at most 64)" in str(report)
 
 
 def test_a_dimension_past_any_size_saturates(tmp_path: Path) -> None:
@@ -510,6 +562,40 @@ def test_a_dimension_past_any_size_saturates(tmp_path: Path) -> None:
     config = _chain([None, 2, 2, 1], *[("UpSampling2D", {"size": [1e300, 1]})] * 16, FLAT, DENSE)
     path = _h5(tmp_path, config)
     report = ms.scan(path)
-    assert report.verdict == "unsafe" and "multiplies the size of its input" in str(report)
-    with pytest.raises(ms.UnsafeModelError, match="multiplies the size"):
+    reasons = ("multiplies the size of its input", "elements per sample")
+    assert report.verdict == "unsafe" and any(r in str(report) for r in reasons), report
+    with pytest.raises(ms.UnsafeModelError, match="multiplies the size|elements per sample"):
         ms.load(path)
+
+
+def test_outputs_past_the_activation_limit_are_refused_with_their_channels(
+    tmp_path: Path,
+) -> None:
+    """Red team, pass 12: the growth bound counted a resize's height x width, not its
+    channels: Resizing(4000, 4000) of a 4096-channel input outputs 65 G elements per sample
+    at the first predict. The walk knows every output shape; scan bounds them as load does."""
+    config = _chain([None, 1, 1, 4096], ("Resizing", {"height": 4000, "width": 4000}))
+    path = _h5(tmp_path, config)
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "elements per sample" in str(report), report
+    with pytest.raises(ms.UnsafeModelError, match="elements per sample"):
+        ms.load(path)
+
+
+def test_a_model_called_on_many_shapes_is_refused_past_the_walk_budget(tmp_path: Path) -> None:
+    """Red team, pass 12: a Sequential without an input, of N layers, called on K inputs of
+    K shapes is followed K times (K x N calls: 24 s for a 1.3 MB file at 2,000 x 2,000; Keras
+    itself fails on it). Past CALLS_PER_NODE calls per node the walk refuses."""
+    k = n = 300
+    seq = _sequential_config(
+        *[{"class_name": "ReLU", "config": {"name": f"r{i}"}} for i in range(n)]
+    )
+    seq.update(name="seq", inbound_nodes=[_node(_kt(f"x{i}")) for i in range(k)])
+    seq["config"]["name"] = "seq"
+    config = _model(
+        [*[_input(f"x{i}", [None, i + 1]) for i in range(k)], seq],
+        [[f"x{i}", 0, 0] for i in range(k)],
+        [["seq", i, 0] for i in range(k)],
+    )
+    report = ms.scan(_h5(tmp_path, config))
+    assert report.verdict == "unsafe" and "called more often than its size allows" in str(report)
