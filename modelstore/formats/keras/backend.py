@@ -71,6 +71,7 @@ from .loading import (
 from .predict import ONE_BATCH, finish, first_reason, input_names, one_array, prepare, run_batches
 from .predict import last_activation as _last_activation
 from .reuse import from_early
+from .reuse_h5 import check_build, from_build
 
 _SUFFIX = {"weights": ".weights.h5", "h5": ".h5", "keras": ".keras"}
 
@@ -268,20 +269,18 @@ class KerasBackend(Backend):
                 f"{path}: model= is for .weights.h5 files; this file holds the whole model"
             )
         # trust=True allows anything, Python bytecode included
-        safe = (
-            False
-            if request.trust is True
-            else _safe_mode_for(
-                path, found if found is not None else audit_configs(configs), request.trust
-            )
-        )
+        audit = found if found is not None or request.trust is True else audit_configs(configs)
+        safe = False if audit is None else _safe_mode_for(path, audit, request.trust)
+        built = None  # an .h5 file's check build, kept for the load to finish (reuse_h5.py)
         if (
             request.trust is not True
         ):  # build without allocating: sizes must match the stored weights
             from ...security.kerasload import check_load
 
             try:
-                check_load(path, kind, configs, safe=safe, early=early)
+                if kind == "h5" and safe is True and audit is not None:
+                    built = check_build(configs, audit)
+                check_load(path, kind, configs, safe=safe, early=built or early)
             except ModelstoreError:
                 raise
             except Exception as e:  # a config Keras cannot rebuild: the same answer as the load's
@@ -290,6 +289,8 @@ class KerasBackend(Backend):
             try:
                 if safe is True and (model := from_early(p, early, configs)) is not None:
                     return model  # the size check's build, finished: Keras builds it once
+                if safe is True and (model := from_build(path, built, configs)) is not None:
+                    return model  # the same for an .h5 file
                 return keras.saving.load_model(p, safe_mode=safe)
             except ModelstoreError:
                 raise
