@@ -69,10 +69,11 @@ def declared_by(
     states, ``batch x state size`` each (the check build is not stateful; the states' shapes
     are inferred symbolically).
 
-    ``keep``: when the check build is the model itself (no copy was changed for it, a
-    ``.keras`` config), ``(model, variables)`` is appended to it, the model with every variable
-    it made uninitialised, for the load to fill from the stored weights
-    (``formats/keras/reuse.py``) rather than build the model a second time."""
+    ``keep``: when the check build is the model itself (no copy was changed for it), for a
+    ``.keras`` config or a legacy ``.h5`` one (built by Keras' own legacy reader, as its
+    ``.h5`` loader builds it), ``(model, variables)`` is appended to it, the model with every
+    variable it made uninitialised, for the load to fill from the stored weights
+    (``formats/keras/reuse.py``, ``reuse_h5.py``) rather than build the model again."""
     model, made = _build(config, legacy, safe)
     try:
         declared = _variables(model, made)
@@ -80,7 +81,7 @@ def declared_by(
             declared += _states(model, config)
         if activations:
             _bound_outputs(model, where)
-        if keep is not None and not legacy and _for_check(config) == config:
+        if keep is not None and _for_check(config) == config:
             keep.append((model, made))
         return declared
     finally:

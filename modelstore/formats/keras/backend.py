@@ -269,7 +269,9 @@ class KerasBackend(Backend):
                 f"{path}: model= is for .weights.h5 files; this file holds the whole model"
             )
         # trust=True allows anything, Python bytecode included
-        audit = found if found is not None or request.trust is True else audit_configs(configs)
+        audit = None  # trust=True allows anything: no audit decides (safe mode off)
+        if request.trust is not True:
+            audit = found if found is not None else audit_configs(configs)
         safe = False if audit is None else _safe_mode_for(path, audit, request.trust)
         built = None  # an .h5 file's check build, kept for the load to finish (reuse_h5.py)
         if (
