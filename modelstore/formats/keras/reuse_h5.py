@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...errors import FormatError, UnsafeModelError
 from ...security.kerasaudit import Audit
 from .loading import _pinned_safe_mode
 from .reuse import _initialise
@@ -120,7 +121,7 @@ def from_build(
     as ``keras.saving.load_model`` finishes its own; None where this cannot be done (the
     caller loads as usual). Call it with safe mode pinned on, after ``check_load`` accepted
     the build. Raises what Keras' loader raises for weights that do not fit."""
-    from ...security.kerasfile import open_h5
+    from ...security.kerasfile import KerasFileError, open_h5
 
     if early is None or not early.kept or early.result is None or early.result[1] is not True:
         return None
@@ -132,13 +133,18 @@ def from_build(
         return None  # the loader calls it after the weights: a preprocessing layer's state
     training = next((c for name, c, _ in configs if name == "training_config"), None)
     error: Exception | None = None
-    with open_h5(path, "h5") as f:  # the checks' own open (cached per file version)
-        try:
-            if ("training_config" in f.attrs) != (training is not None):
-                return None  # an attribute the audit read no config from (empty)
-            return _finish(keras_, f, model, made, training)
-        except Exception as e:  # Keras' own error, not open_h5's rewording of it
-            error = e
+    try:
+        with open_h5(path, "h5") as f:  # the checks' own open (cached per file version)
+            try:
+                if ("training_config" in f.attrs) != (training is not None):
+                    return None  # an attribute the audit read no config from (empty)
+                return _finish(keras_, f, model, made, training)
+            except Exception as e:  # Keras' own error, not open_h5's rewording of it
+                error = e
+    except KerasFileError as e:  # the file changed since the checks (red team): as they say
+        if e.kind == "suspicious":
+            raise UnsafeModelError(f"{path}: refusing to load: {e}") from None
+        raise FormatError(f"{path}: {e}") from None
     if error is not None:
         raise error
     return None
