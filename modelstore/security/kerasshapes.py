@@ -13,7 +13,8 @@ with) or the layers of a Sequential one, with each built-in layer's output-shape
 Every dimension given is the one Keras computes, or None (unknown: a layer without a rule
 here, a dimension Keras leaves unknown, anything malformed); the floors only grow with known
 dimensions, so an unknown one can make ``scan`` miss a large layer but never refuse a
-benign one. ``load`` builds the model itself and counts exactly.
+benign one. A graph the walk cannot follow as Keras would (:class:`AmbiguousGraph`) is
+refused instead. ``load`` builds the model itself and counts exactly.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class _Walk:
             return self.model(node, first if flat(first) else None)
         try:
             out = output_of(cls, cfg, first, args, kwargs, self)
+        except AmbiguousGraph:  # from a wrapped layer's call: refused, not "malformed"
+            raise
         except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
             return None  # malformed: Keras would not build it either
         out = [_bounded(s) for s in out] if out else out

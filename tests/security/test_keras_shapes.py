@@ -599,3 +599,22 @@ def test_a_model_called_on_many_shapes_is_refused_past_the_walk_budget(tmp_path:
     )
     report = ms.scan(_h5(tmp_path, config))
     assert report.verdict == "unsafe" and "called more often than its size allows" in str(report)
+
+
+def test_a_refusal_inside_a_wrapped_layer_is_not_taken_for_a_malformed_one() -> None:
+    """Read-through: a wrapped layer's call (TimeDistributed, Pipeline) that the walk refuses
+    raised inside the outer layer's rule, which took any ValueError for a malformed config
+    and gave an unknown shape: the Dense after it went unsized."""
+    from modelstore.security import kerassize
+
+    reshape = {
+        "module": "keras.layers",
+        "class_name": "Reshape",
+        "config": {"name": "r", "target_shape": [*[1] * 64, WIDE]},
+    }
+    for wrapper in ({"class_name": "TimeDistributed", "layer": reshape}, {"layers": [reshape]}):
+        cls = "Pipeline" if "layers" in wrapper else "TimeDistributed"
+        cfg = {k: v for k, v in wrapper.items() if k != "class_name"}
+        config = _chain([None, 2, WIDE], (cls, cfg), DENSE)
+        with pytest.raises(kerassize.SizeError, match="dimensions \\(at most 64\\)"):
+            kerassize.check_config(config, [])
