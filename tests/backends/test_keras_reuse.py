@@ -51,6 +51,7 @@ def _same_state(got: Any, want: Any) -> None:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
+@pytest.mark.slow
 def test_a_trained_model_is_built_once_and_loads_as_keras_loads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

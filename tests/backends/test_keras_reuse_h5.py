@@ -95,6 +95,7 @@ def _classifier() -> Any:
     return model
 
 
+@pytest.mark.slow
 def test_a_trained_model_is_built_once_and_loads_as_keras_loads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +123,7 @@ def _without_optimizer_weights(path: Path) -> None:
         del f["optimizer_weights"]
 
 
+@pytest.mark.slow
 def test_a_compiled_model_trains_as_keras_loads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,6 +187,7 @@ def _compile(model: Any, losses: int) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_nested, _shared, _rnn])
 @pytest.mark.parametrize("how", ["trained", "compiled", "no optimizer", "not compiled"])
 def test_more_models_load_as_keras_loads_them(

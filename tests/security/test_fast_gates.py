@@ -967,6 +967,7 @@ def test_records_sharing_one_state_scan_in_linear_time(tmp_path: Path) -> None:
         ms.load(path)
 
 
+@pytest.mark.slow
 def test_a_pickle_that_is_a_graph_does_not_hang_inspect_or_stats(tmp_path: Path) -> None:
     """A 764-byte data.pkl whose containers share their children through the memo: 30**6
     paths from the root. inspect and stats walked it as a tree and never returned; they now
@@ -1002,6 +1003,7 @@ def test_a_pickle_that_is_a_graph_does_not_hang_inspect_or_stats(tmp_path: Path)
 # -- red team, sixth round, fourth pass ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_walks_pay_for_long_names(tmp_path: Path) -> None:
     """A 1 MB data.pkl: a graph of dicts whose keys are 262,144 characters, 10 levels deep.
     The million-node budget bounded the visits but not the dotted names each visit built

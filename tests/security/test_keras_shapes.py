@@ -190,6 +190,7 @@ def _check_exact(model: Any, config: dict[str, Any]) -> int:
     return len(got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(MODELS))
 def test_the_walk_gives_every_layer_the_shape_keras_calls_it_on(tmp_path: Path, case: str) -> None:
     """In a legacy ``.h5`` (no ``build_config``): exact shapes for the layers it follows

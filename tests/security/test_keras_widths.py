@@ -106,6 +106,7 @@ def test_a_layers_width_is_its_variables(dtype: Any, eighths: int) -> None:
     assert kerasweights.width({"dtype": dtype}) == eighths
 
 
+@pytest.mark.slow
 def test_quantised_kernels_count_as_packed(tmp_path: Path) -> None:
     """int4 stores half a kernel's elements (here 8 Mi int8 for 16 Mi weights, beyond the
     slack): a quantised model still scans and loads."""
