@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import io
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 from ...errors import IntegrityError
@@ -88,8 +89,6 @@ def finish(
     saving_lib = _internals()
     if saving_lib is None:
         return None
-    from keras.src.backend.common import global_state
-    from keras.src.backend.common.stateless_scope import StatelessScope
     from keras.src.saving.keras_saveable import KerasSaveable
     from keras.src.saving.serialization_lib import SafeModeScope
 
@@ -132,16 +131,9 @@ def finish(
             )
 
         try:
-            pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-            try:  # the model's own state, each assignment recorded, none made
-                with StatelessScope(initialize_variables=False) as scope:
-                    load_state(model, "")
-                before = {id(v) for v in pending}
-                now = global_state.get_global_attribute("uninitialized_variables", []) or []
-                made = [*made, *(v for v in now if id(v) not in before)]
-            finally:
-                global_state.set_global_attribute("uninitialized_variables", pending)
-            if not _initialise(made, scope.state_mapping):
+            # the model's own state, each assignment recorded, none made
+            made, values = recorded(made, lambda: load_state(model, ""))
+            if not _initialise(made, values):
                 return None
             compile_config = config.get("compile_config")
             if compile_config:  # as Keras' loader has it: compiled, then the optimizer's state
@@ -159,6 +151,24 @@ def finish(
     if failed:
         saving_lib._raise_loading_failure(errors)
     return model
+
+
+def recorded(made: list[Any], fill: Callable[[], Any]) -> tuple[list[Any], dict[int, Any]]:
+    """Run ``fill`` inside a ``StatelessScope`` that records each assignment and makes no
+    variable: (``made`` and the variables ``fill`` made, the assignments by variable);
+    Keras' list of uninitialised variables is left as it was."""
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.stateless_scope import StatelessScope
+
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    try:
+        with StatelessScope(initialize_variables=False) as scope:
+            fill()
+        before = {id(v) for v in pending}
+        now = global_state.get_global_attribute("uninitialized_variables", []) or []
+        return [*made, *(v for v in now if id(v) not in before)], scope.state_mapping
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
 
 
 def _initialise(made: list[Any], values: dict[int, Any]) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 from ...errors import FormatError, UnsafeModelError
 from ...security.kerasaudit import Audit
 from .loading import _pinned_safe_mode
-from .reuse import _initialise
+from .reuse import _initialise, recorded
 
 #: The callables of Keras this relies on: module, name, the arguments it passes them.
 _CALLS = (
@@ -155,7 +155,6 @@ def _finish(
 ) -> Any:
     """``load_model_from_hdf5`` from "set weights" on, for the check's model."""
     from keras.src.backend.common import global_state
-    from keras.src.backend.common.stateless_scope import StatelessScope
     from keras.src.saving import object_registration
     from keras.src.saving.serialization_lib import SafeModeScope
 
@@ -163,18 +162,15 @@ def _finish(
     # the custom objects the loader merges when it starts (thread-local ones last)
     tlco = global_state.get_global_attribute("custom_objects_scope_dict", {}) or {}
     custom_objects = {**object_registration.GLOBAL_CUSTOM_OBJECTS, **tlco}
-    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
-    try:  # the weights, each assignment recorded, no variable made
-        legacy = keras_["saving_options"].keras_option_scope(use_legacy_config=True)
-        with legacy, SafeModeScope(True), StatelessScope(initialize_variables=False) as scope:
-            group = keras_["saving_lib"].safe_get_h5_group(f, "model_weights")
-            h5format.load_weights_from_hdf5_group(group, model)
-        before = {id(v) for v in pending}
-        now = global_state.get_global_attribute("uninitialized_variables", []) or []
-        made = [*made, *(v for v in now if id(v) not in before)]
-    finally:
-        global_state.set_global_attribute("uninitialized_variables", pending)
-    if not _initialise(made, scope.state_mapping):
+
+    def fill() -> None:  # the weights, each assignment recorded, no variable made
+        with keras_["saving_options"].keras_option_scope(use_legacy_config=True):
+            with SafeModeScope(True):
+                group = keras_["saving_lib"].safe_get_h5_group(f, "model_weights")
+                h5format.load_weights_from_hdf5_group(group, model)
+
+    made, values = recorded(made, fill)
+    if not _initialise(made, values):
         return None
     if training is None:
         from absl import logging
