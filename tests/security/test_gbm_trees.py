@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 import modelstore as ms
 from modelstore.security import gbtrees
 from modelstore.testing import run_python
+from tests.hang import GO, run_or_hang
 
 pytestmark = pytest.mark.slow  # children import xgboost / lightgbm
 
@@ -30,11 +30,12 @@ lgb = pytest.importorskip("lightgbm")
 
 _NAIVE_XGB = (
     "import sys, numpy as np, xgboost; b = xgboost.Booster(); b.load_model(sys.argv[1]); "
-    "b.predict(xgboost.DMatrix((np.random.rand(256, 4) * 10).astype('float32')))"
+    "x = xgboost.DMatrix((np.random.rand(256, 4) * 10).astype('float32')); "
+    f"{GO}; b.predict(x)"
 )
 _NAIVE_LGB = (
     "import sys, numpy as np, lightgbm; b = lightgbm.Booster(model_file=sys.argv[1]); "
-    "b.predict(np.random.rand(256, 4) * 10)"
+    f"x = np.random.rand(256, 4) * 10; {GO}; b.predict(x)"
 )
 
 
@@ -100,11 +101,8 @@ def _lgb_file(tmp_path: Path, trees: dict[str, Any], kind: str) -> Path:
 
 
 def _naive(script: str, path: Path) -> str:
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", script, str(path)], capture_output=True, timeout=20
-        )
-    except subprocess.TimeoutExpired:
+    proc = run_or_hang([sys.executable, "-c", script, str(path)])
+    if proc is None:
         return "hang"
     return "crash" if proc.returncode < 0 else f"exit {proc.returncode}"
 

@@ -21,6 +21,7 @@ np = pytest.importorskip("numpy")
 
 import modelstore as ms  # noqa: E402
 from tests import hostile_pickles as H  # noqa: E402
+from tests.hang import GO, run_or_hang  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -237,10 +238,12 @@ def test_a_load_cannot_change_other_models(tmp_path: Path, name: str) -> None:
 # -- allowed callables used as gadgets --------------------------------------------------------------
 
 
-def _crash_or_hang(code: str, timeout: float = 10) -> str:
-    try:
-        proc = naive(code, timeout=timeout)
-    except subprocess.TimeoutExpired:
+def _crash_or_hang(code: str, after: float = 4) -> str:
+    """Run ``code`` in a plain child: "hang" if it runs on ``after`` seconds past its GO line
+    (or, with none, past a generous start-up limit), else how it ended."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = run_or_hang([sys.executable, "-c", textwrap.dedent(code)], after=after, env=env)
+    if proc is None:
         return "hang"
     return (
         f"signal {-proc.returncode}"
@@ -273,6 +276,7 @@ def test_tree_nodes_out_of_range_or_cyclic(tmp_path: Path, kind: str) -> None:
     outcome = _crash_or_hang(f"""
         import pickle, numpy as np
         est = pickle.load(open({str(path)!r}, 'rb'))
+        {GO}
         print(est.predict(np.array([[0.0], [3.0]])))
     """)
     assert outcome.startswith("signal") or outcome == "hang", outcome
@@ -324,7 +328,7 @@ def test_fraction_from_a_huge_exponent_hangs_naively(tmp_path: Path) -> None:
     path.write_bytes(H.fraction_hang())
     assert len(path.read_bytes()) < 64
     assert (
-        _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5)
+        _crash_or_hang(f"import pickle; f = open({str(path)!r}, 'rb'); {GO}; pickle.load(f)", 5)
         == "hang"
     )
     start = time.perf_counter()
@@ -406,7 +410,7 @@ def test_colliding_dict_keys_are_refused_quickly(tmp_path: Path) -> None:
     path = tmp_path / "keys.pkl"
     path.write_bytes(H.colliding_keys())
     assert (
-        _crash_or_hang(f"import pickle; pickle.load(open({str(path)!r}, 'rb'))", timeout=5)
+        _crash_or_hang(f"import pickle; f = open({str(path)!r}, 'rb'); {GO}; pickle.load(f)", 5)
         == "hang"
     )
     start = time.perf_counter()
