@@ -94,14 +94,27 @@ def _windowed(space: list[Any], window: list[int], strides: list[int], padding: 
 def _transposed(
     space: list[Any], sizes: list[int], strides: list[int], padding: Any, extra: Any
 ) -> Any:
-    """Keras' ``compute_conv_transpose_output_shape``, without an ``output_padding``."""
+    """Keras' ``compute_conv_transpose_output_shape`` (``sizes`` are the dilated kernel)."""
     padding = padding.lower() if isinstance(padding, str) else padding
-    if padding not in ("valid", "same") or extra is not None:
+    if padding not in ("valid", "same"):
         return None
-    return [
-        None if not known(n) else n * s if padding == "same" else (n - 1) * s + max(k, s)
-        for n, k, s in zip(space, sizes, strides, strict=True)
-    ]
+    pads: list[int | None] = [None] * len(space)
+    if extra is not None:  # Keras: one int, or one per axis, each below its stride
+        each = [extra] * len(space) if _int(extra) is not None else extra
+        if not isinstance(each, list) or len(each) != len(space):
+            return None
+        pads = [_int(v) for v in each]
+        if any(p is None or p >= s for p, s in zip(pads, strides, strict=True)):
+            return None  # Keras refuses it
+    out: list[int | None] = []
+    for n, k, s, p in zip(space, sizes, strides, pads, strict=True):
+        if not known(n):
+            out.append(None)
+        elif p is None:
+            out.append(n * s if padding == "same" else (n - 1) * s + max(k, s))
+        else:
+            out.append((n - 1) * s + (k % 2 if padding == "same" else k) + p)
+    return out
 
 
 def _resized(base: str, cfg: dict[str, Any], space: list[Any], rank: int) -> Any:

@@ -147,8 +147,21 @@ def _sequential() -> Any:
     )
 
 
+def _transposes() -> Any:
+    """Transposed convolutions with ``output_padding``, ``valid`` and ``same``."""
+    i = keras.Input((9, 3))
+    x = L.Conv1DTranspose(4, 3, strides=2, output_padding=1)(i)  # 20
+    x = L.Conv1DTranspose(4, 4, strides=3, padding="same", output_padding=2)(x)  # 59
+    x = L.Reshape((59, 4, 1))(x)
+    x = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", output_padding=(0, 1))(x)
+    x = L.Conv2DTranspose(2, 2, strides=2, output_padding=1, data_format="channels_first")(x)
+    x = L.Conv3DTranspose(2, 1, strides=2, output_padding=1)(L.Reshape((2, 21, 7, 1))(x))
+    return keras.Model(i, L.Dense(2)(L.Flatten()(x)))
+
+
 MODELS = {
     "cnn": _cnn,
+    "transposes": _transposes,
     "sequences": _sequences,
     "volumes": _volumes,
     "audio": _audio,
@@ -349,6 +362,12 @@ HOSTILE: dict[str, Any] = {
     "nested-sequential": _chain([None, WIDE], ("Sequential", {"layers": [_dense("d", 1280)]})),
     "conv-flatten-dense": _chain(
         [None, 1024, 1024, 3], ("Conv2D", {"filters": 1, "kernel_size": 1}), FLAT, DENSE
+    ),
+    "transpose-output-padding": _chain(
+        [None, 512, 512, 3],
+        ("Conv2DTranspose", {"filters": 1, "kernel_size": 1, "strides": 2, "output_padding": 1}),
+        FLAT,
+        DENSE,
     ),
     "concatenated": _model(
         [
