@@ -5,9 +5,10 @@ Keras' ``compute_output_shape`` gives, or None where it is not followed here or 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .kerasspatial import Out, Shape, conv_lstm, first_channels, flat, known, spatial
+from .kerasspatial import Out, Shape, conv_lstm, first_channels, flat, known, spatial, stft
 from .kerasvocab import _int
 from .kerasweights import _prod, einsum_output
 
@@ -23,6 +24,18 @@ _SAME = frozenset(
     RandomElasticTransform RandomGaussianBlur RandomErasing MixUp CutMix AugMix RandAugment
     Equalization RandomSharpness RandomColorDegeneration RandomPosterization RandomShear
     RandomPerspective Solarization
+    """.split()  # noqa: SIM905 (a word list)
+)
+#: Arguments Keras reads as whole numbers (one, or nested lists of them) when it computes an
+#: output shape or a weight's shape. It takes ``true`` as 1 and keeps a fraction, which its
+#: arithmetic then floors: :func:`not_whole` finds the fractions, refused here.
+_WHOLE = frozenset(
+    """
+    units filters kernel_size strides dilation_rate pool_size size padding cropping
+    target_shape axis axes dims n output_padding output_size depth_multiplier groups height
+    width frame_length frame_step fft_length num_mel_bins sequence_stride sequence_length
+    num_tokens num_bins input_dim output_dim output_shape num_heads key_dim value_dim head_dim
+    num_query_heads num_key_value_heads output_sequence_length max_tokens
     """.split()  # noqa: SIM905 (a word list)
 )
 _MERGE = frozenset("Add Subtract Multiply Average Maximum Minimum".split())  # noqa: SIM905
@@ -88,6 +101,8 @@ def output_of(
             return None
         frames = (x[1] + stride + 1) // stride if known(x[1]) else None
         return [[x[0], _int(g("num_mel_bins")), frames]]
+    if cls == "STFTSpectrogram":
+        return stft(cfg, x)
     if cls in ("Resizing", "CenterCrop", "RandomCrop"):  # a batch of images, resized
         if len(x) != 4:
             return None
@@ -189,7 +204,7 @@ def _merged(cls: str, cfg: dict[str, Any], shapes: list[Any]) -> Shape | None:
     if cls == "Dot":
         return _dot(cfg.get("axes"), shapes)
     if cls == "Concatenate":
-        axis = cfg.get("axis", -1)
+        axis = _axis(cfg.get("axis", -1))
         if not isinstance(axis, int) or not -len(shapes[0]) <= axis < len(shapes[0]):
             return None
         out = list(shapes[0])  # Keras keeps the first input's other dimensions
@@ -209,9 +224,11 @@ def _merged(cls: str, cfg: dict[str, Any], shapes: list[Any]) -> Shape | None:
 def _dot(axes: Any, shapes: list[Any]) -> Shape | None:
     if len(shapes) != 2:
         return None
-    pair = [axes, axes] if isinstance(axes, int) and not isinstance(axes, bool) else axes
+    axes = _axis(axes)
+    pair = [axes, axes] if isinstance(axes, int) else axes
     if not isinstance(pair, list) or len(pair) != 2:
         return None
+    pair = [_axis(p) for p in pair]
     a, b = (list(s) for s in shapes)
     if not all(isinstance(p, int) and -len(a) <= p < len(a) for p in pair):
         return None
@@ -248,3 +265,24 @@ def kind(node: Any) -> str:
     if "Pooling" not in cls:
         cls = cls.replace("MaxPool", "MaxPooling").replace("AvgPool", "AveragePooling")
     return cls
+
+
+def not_whole(cfg: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first of the layer's whole-number arguments (:data:`_WHOLE`) that holds a number
+    with a fraction, or one that is not finite: ``(name, value)``; else None."""
+    for key in _WHOLE.intersection(cfg):
+        stack, value = [cfg[key]], cfg[key]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, list):
+                stack.extend(v)
+            elif isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+                return key, value
+    return None
+
+
+def _axis(value: Any) -> Any:
+    """An axis as Keras indexes with it: ``true`` is 1, a whole float its integer."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return int(value) if isinstance(value, bool) else value

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .kerasrules import kind, output_of
+from .kerasrules import kind, not_whole, output_of
 from .kerasspatial import Out, Shape, flat, known
 from .kerasweights import _POSITIONS, SATURATED, Shapes, _prod
 
@@ -185,6 +185,12 @@ class _Walk:
         self.budget -= 1
         if self.budget < 0:
             raise AmbiguousGraph("its layers are called more often than its size allows")
+        fraction = not_whole(cfg)
+        if fraction is not None:  # Keras floors what it computes from it: not followed here
+            raise AmbiguousGraph(
+                f"layer {str(_name(node))[:80]!r} ({cls}) has {fraction[0]}="
+                f"{repr(fraction[1])[:60]}, where Keras reads whole numbers"
+            )
         first = args[0] if args else next((kwargs[k] for k in _FIRST if k in kwargs), None)
         if record:
             shapes = _shapes(cls, first, args, kwargs)

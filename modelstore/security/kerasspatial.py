@@ -4,6 +4,7 @@ pooling, padding, cropping, upsampling), read from a layer's config alone: the p
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeGuard
 
 from .kerasvocab import _int
@@ -73,6 +74,37 @@ def spatial(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
     if space is None:
         return None
     return [[x[0], chans, *space] if first else [x[0], *space, chans]]
+
+
+def stft(cfg: dict[str, Any], x: Shape) -> Out | None:
+    """``STFTSpectrogram``'s ``compute_output_shape``: frames of ``frame_length`` every
+    ``frame_step`` over time, ``fft_length // 2 + 1`` bins per channel (twice for "stft")."""
+    g = cfg.get
+    frame, step = _int(g("frame_length", 256)), _int(g("frame_step"))
+    if len(x) != 3 or not frame:
+        return None
+    step = step or frame // 2
+    bins = fft_length(cfg) // 2 + 1
+    bins *= 2 if g("mode", "log") == "stft" else 1
+    first = first_channels(cfg)
+    time, chans = (x[2], x[1]) if first else (x[1], x[2])
+    frames = _windowed([time], [frame], [step], g("padding", "valid"))
+    if frames is None:
+        return None
+    if g("expand_dims"):
+        return [[x[0], chans, frames[0], bins] if first else [x[0], frames[0], bins, chans]]
+    wide = _times(chans, bins)
+    return [[x[0], wide, frames[0]] if first else [x[0], frames[0], wide]]
+
+
+def fft_length(cfg: dict[str, Any]) -> int:
+    """``STFTSpectrogram``'s FFT length: as given, else Keras' power of two at or above the
+    frame length."""
+    frame = _int(cfg.get("frame_length", 256)) or 0
+    given = _int(cfg.get("fft_length"))
+    if given is not None:
+        return given
+    return 2 ** math.ceil(math.log2(frame)) if frame else 0
 
 
 def _windowed(space: list[Any], window: list[int], strides: list[int], padding: Any) -> Any:

@@ -50,9 +50,8 @@ def _width(value: Any) -> int:
 
 
 def _int(value: Any) -> int | None:
-    """A non-negative integer as Keras would take it (JSON may spell 5e7 as a float)."""
-    if isinstance(value, bool):
-        return None
+    """A non-negative integer as Keras would take it (JSON may spell 5e7 as a float; Python
+    takes ``true`` as 1)."""
     if isinstance(value, int):
         return value if value >= 0 else None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:

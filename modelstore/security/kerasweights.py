@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .kerasspatial import fft_length
 from .kerasvocab import _int
 
 
@@ -138,9 +139,9 @@ def weight_floor(cls: str, cfg: dict[str, Any]) -> int:
         return heads * (2 * key + 2 * value)
     if cls == "EinsumDense":
         return _einsum_kernel(g("equation"), g("output_shape"), None, g("bias_axes"))
-    if cls == "STFTSpectrogram":  # (frame_length, 1, fft_length // 2 + 1) kernels
-        frame = _int(g("frame_length")) or 0
-        return frame * ((_int(g("fft_length")) or frame) // 2 + 1)
+    if cls == "STFTSpectrogram":  # a real and an imaginary (frame, 1, fft // 2 + 1) kernel
+        kernels = 1 if g("mode", "log") in ("real", "imag") else 2
+        return kernels * (_int(g("frame_length", 256)) or 0) * (fft_length(cfg) // 2 + 1)
     if cls in ("GroupedQueryAttention", "GroupQueryAttention"):
         head = _int(g("head_dim")) or 0
         return head * (

@@ -102,6 +102,9 @@ CASES: dict[str, tuple[Any, Any]] = {
     "additive-attention": (lambda: L.AdditiveAttention(), None),
     "attention-no-scale": (lambda: L.AdditiveAttention(use_scale=False), None),
     "embedding": (lambda: L.Embedding(10, 8), (2, 5)),
+    "stft-log": (lambda: L.STFTSpectrogram(frame_length=100), (2, 400, 1)),
+    "stft-real-fft": (lambda: L.STFTSpectrogram("real", 64, fft_length=256), (2, 400, 1)),
+    "stft-imag": (lambda: L.STFTSpectrogram("imag", 32), (2, 400, 1)),
 }
 #: Sized only from their config: their floors may stay well under what Keras makes.
 LOOSE = {"embedding", "normalization-given", "attention-no-scale"}

@@ -94,7 +94,11 @@ def _audio() -> Any:
     x = L.Dense(3)(L.Flatten()(mel(i)))
     d = L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="count")(L.Reshape((4, 16))(i))
     h = L.Discretization(bin_boundaries=[0.5], output_mode="one_hot")(L.Reshape((64, 1))(i))
-    y = L.Concatenate()([x, L.Flatten()(d), L.Flatten()(h)])
+    s1 = L.STFTSpectrogram(frame_length=16, frame_step=4, fft_length=32)(L.Reshape((64, 1))(i))
+    s2 = L.STFTSpectrogram("stft", 8, padding="same", expand_dims=True)(L.Reshape((32, 2))(i))
+    s3 = L.STFTSpectrogram("real", 6, data_format="channels_first")(L.Reshape((2, 32))(i))
+    spectra = [L.Flatten()(s) for s in (s1, s2, s3)]
+    y = L.Concatenate()([x, L.Flatten()(d), L.Flatten()(h), *spectra])
     return keras.Model(i, L.Dense(2)(y))
 
 
@@ -368,6 +372,39 @@ HOSTILE: dict[str, Any] = {
         ("Conv2DTranspose", {"filters": 1, "kernel_size": 1, "strides": 2, "output_padding": 1}),
         FLAT,
         DENSE,
+    ),
+    "stft-flatten-dense": _chain(
+        [None, 65536, 1],
+        ("STFTSpectrogram", {"frame_length": 16, "frame_step": 1, "mode": "log"}),
+        FLAT,
+        DENSE,
+    ),
+    # red team, pass 13: arguments Keras reads as whole numbers, given as true or a fraction
+    "conv-kernel-true": _chain(
+        [None, 512, 512, 3], ("Conv2D", {"filters": 1, "kernel_size": True}), FLAT, DENSE
+    ),
+    "conv-strides-true": _chain(
+        [None, 512, 512, 3],
+        ("Conv2D", {"filters": 1, "kernel_size": 1, "strides": True}),
+        FLAT,
+        DENSE,
+    ),
+    "pool-fraction": _chain(
+        [None, 512, 512, 1], ("MaxPooling2D", {"pool_size": [1.5, 1.5], "strides": 1}), FLAT, DENSE
+    ),
+    "pool-true": _chain([None, 512, 512, 1], ("MaxPooling2D", {"pool_size": True}), FLAT, DENSE),
+    "padding-true": _chain([None, 510, 510, 1], ("ZeroPadding2D", {"padding": True}), FLAT, DENSE),
+    "upsampling-true": _chain([None, 512, 512, 1], ("UpSampling2D", {"size": True}), FLAT, DENSE),
+    "cropping-true": _chain([None, 514, 514, 1], ("Cropping2D", {"cropping": True}), FLAT, DENSE),
+    "reshape-true": _chain([None, 262144], ("Reshape", {"target_shape": [True, -1]}), DENSE),
+    "concatenated-float-axis": _model(
+        [
+            _input("x", [None, WIDE // 8]),
+            _layer("Concatenate", "j", [_node([_kt("x"), _kt("x")])], axis=-1.0),
+            _layer("Dense", "d", [_node(_kt("j"))], units=1280),
+        ],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
     ),
     "concatenated": _model(
         [
