@@ -137,7 +137,11 @@ def _sequence(cls: str, cfg: dict[str, Any], x: Shape, walk: Any) -> Out | None:
         inner = g("layer")
         if not isinstance(inner, dict) or not isinstance(inner.get("config"), dict):
             return None
-        out = _sequence(kind(inner), inner["config"], x, walk)
+        inner_cls = kind(inner)
+        if inner_cls.startswith("ConvLSTM"):
+            out = conv_lstm(inner_cls, inner["config"], x)
+        else:
+            out = _sequence(inner_cls, inner["config"], x, walk)
         if not out or inner["config"].get("return_state") or not flat(out[0]):
             return None
         mode = g("merge_mode", "concat")

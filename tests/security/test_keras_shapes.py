@@ -98,7 +98,9 @@ def _audio() -> Any:
     s2 = L.STFTSpectrogram("stft", 8, padding="same", expand_dims=True)(L.Reshape((32, 2))(i))
     s3 = L.STFTSpectrogram("real", 6, data_format="channels_first")(L.Reshape((2, 32))(i))
     spectra = [L.Flatten()(s) for s in (s1, s2, s3)]
-    y = L.Concatenate()([x, L.Flatten()(d), L.Flatten()(h), *spectra])
+    v = L.Bidirectional(L.ConvLSTM1D(3, 3, return_sequences=True))(L.Reshape((4, 8, 2))(i))
+    v = L.Bidirectional(L.ConvLSTM1D(2, 2), merge_mode="sum")(v)
+    y = L.Concatenate()([x, L.Flatten()(d), L.Flatten()(h), *spectra, L.Flatten()(v)])
     return keras.Model(i, L.Dense(2)(y))
 
 
@@ -341,6 +343,11 @@ def _in(shape: list[Any]) -> dict[str, Any]:
 
 
 DENSE = ("Dense", {"units": 1280})
+_CONV_LSTM = {
+    "module": "keras.layers",
+    "class_name": "ConvLSTM1D",
+    "config": {"name": "c", "filters": 1, "kernel_size": 1},
+}
 FLAT = ("Flatten", {})
 _sub = _model(
     [_input("j", [None, WIDE]), _layer("Activation", "act", [_node(_kt("j"))], activation="relu")],
@@ -405,6 +412,12 @@ HOSTILE: dict[str, Any] = {
         ],
         [["x", 0, 0]],
         [["d", 0, 0]],
+    ),
+    "bidirectional-convlstm": _chain(
+        [None, 2, 1 << 17, 1],
+        ("Bidirectional", {"layer": _CONV_LSTM}),
+        FLAT,
+        DENSE,
     ),
     "concatenated": _model(
         [
