@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from .kerasspatial import Out, Shape, conv_lstm, first_channels, flat, known, spatial, stft
-from .kerasvocab import _int
+from .kerasvocab import LOOKUPS, _int, output_mode
 from .kerasweights import _prod, einsum_output
 
 #: Layers whose output has their input's shape.
@@ -79,6 +79,8 @@ def output_of(
         return [[*x[:-1], _int(g("units"))]]
     if cls == "Embedding":
         return [[*x, _int(g("output_dim"))]]
+    if cls in LOOKUPS:
+        return _looked_up(cls, cfg, x)
     if cls == "Flatten":
         rest = x[1:]
         return [[x[0], _prod(rest) if all(known(d) for d in rest) else None]]
@@ -290,3 +292,25 @@ def _axis(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return int(value) if isinstance(value, bool) else value
+
+
+def _looked_up(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
+    """``compute_output_shape`` of StringLookup, IntegerLookup and TextVectorization: an
+    index per token, or a row as wide as the vocabulary (known here only when it is padded to
+    ``max_tokens``; else not followed)."""
+    mode = output_mode(cfg) or "int"
+    if cls == "TextVectorization":
+        if mode == "int":
+            return [[x[0], _int(cfg.get("output_sequence_length"))]]
+        if cfg.get("split", "whitespace") is not None:
+            x = [*x, None]
+        elif len(x) <= 1:
+            x = [*x, 1]
+    if mode == "int":
+        return [list(x)]
+    if not cfg.get("pad_to_max_tokens") or mode not in ("one_hot", "multi_hot", "count", "tf_idf"):
+        return None
+    depth = _int(cfg.get("max_tokens"))
+    if mode == "one_hot" and not (len(x) > 1 and x[-1] == 1):
+        return [[*x, depth]]
+    return [[*x[:-1], depth]]

@@ -165,8 +165,28 @@ def _transposes() -> Any:
     return keras.Model(i, L.Dense(2)(L.Flatten()(x)))
 
 
+def _lookups() -> Any:
+    """Lookups by index, and padded to ``max_tokens``; a text vectorizer's token ids."""
+    i, n, t = (
+        keras.Input((5,), dtype="string"),
+        keras.Input((3,), dtype="int64"),
+        keras.Input((1,), dtype="string"),
+    )
+    x = L.Embedding(8, 4)(L.StringLookup(vocabulary=["a", "b", "c"])(i))
+    hot = L.StringLookup(
+        vocabulary=["a", "b"], output_mode="multi_hot", pad_to_max_tokens=True, max_tokens=10
+    )(i)
+    one = L.IntegerLookup(
+        vocabulary=[1, 2, 3], output_mode="one_hot", pad_to_max_tokens=True, max_tokens=6
+    )(n)
+    seq = L.TextVectorization(vocabulary=["a", "b"], output_sequence_length=4)(t)
+    y = [L.Flatten()(x), hot, L.Flatten()(one), L.Flatten()(L.Embedding(5, 2)(seq))]
+    return keras.Model([i, n, t], L.Dense(2)(L.Concatenate()(y)))
+
+
 MODELS = {
     "cnn": _cnn,
+    "lookups": _lookups,
     "transposes": _transposes,
     "sequences": _sequences,
     "volumes": _volumes,
@@ -412,6 +432,13 @@ HOSTILE: dict[str, Any] = {
         ],
         [["x", 0, 0]],
         [["d", 0, 0]],
+    ),
+    "lookup-embedding": _chain(
+        [None, 1 << 18],
+        ("StringLookup", {"vocabulary": ["a", "b"]}),
+        ("Embedding", {"input_dim": 4, "output_dim": 1}),
+        FLAT,
+        DENSE,
     ),
     "bidirectional-convlstm": _chain(
         [None, 2, 1 << 17, 1],
