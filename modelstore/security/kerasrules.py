@@ -32,12 +32,13 @@ _SAME = frozenset(
 _WHOLE = frozenset(
     """
     units filters kernel_size strides dilation_rate pool_size size padding cropping
-    target_shape axis axes dims n output_padding output_size depth_multiplier groups height
+    target_shape dims n output_padding output_size depth_multiplier groups height
     width frame_length frame_step fft_length num_mel_bins sequence_stride sequence_length
     num_tokens num_bins input_dim output_dim output_shape num_heads key_dim value_dim head_dim
     num_query_heads num_key_value_heads output_sequence_length max_tokens
     """.split()  # noqa: SIM905 (a word list)
 )
+_AXES = frozenset(("axis", "axes"))
 _MERGE = frozenset("Add Subtract Multiply Average Maximum Minimum".split())  # noqa: SIM905
 _RNN = {"LSTM": 2, "GRU": 1, "SimpleRNN": 1, "RNN": 1}  # -> states returned per cell
 
@@ -210,7 +211,7 @@ def _merged(cls: str, cfg: dict[str, Any], shapes: list[Any]) -> Shape | None:
     if cls == "Dot":
         return _dot(cfg.get("axes"), shapes)
     if cls == "Concatenate":
-        axis = _axis(cfg.get("axis", -1))
+        axis = cfg.get("axis", -1)
         if not isinstance(axis, int) or not -len(shapes[0]) <= axis < len(shapes[0]):
             return None
         out = list(shapes[0])  # Keras keeps the first input's other dimensions
@@ -230,11 +231,9 @@ def _merged(cls: str, cfg: dict[str, Any], shapes: list[Any]) -> Shape | None:
 def _dot(axes: Any, shapes: list[Any]) -> Shape | None:
     if len(shapes) != 2:
         return None
-    axes = _axis(axes)
     pair = [axes, axes] if isinstance(axes, int) else axes
     if not isinstance(pair, list) or len(pair) != 2:
         return None
-    pair = [_axis(p) for p in pair]
     a, b = (list(s) for s in shapes)
     if not all(isinstance(p, int) and -len(a) <= p < len(a) for p in pair):
         return None
@@ -273,25 +272,22 @@ def kind(node: Any) -> str:
     return cls
 
 
-def not_whole(cfg: dict[str, Any]) -> tuple[str, Any] | None:
-    """The first of the layer's whole-number arguments (:data:`_WHOLE`) that holds a number
-    with a fraction, or one that is not finite: ``(name, value)``; else None."""
-    for key in _WHOLE.intersection(cfg):
+def unreadable(cfg: dict[str, Any]) -> str | None:
+    """What in a layer's arguments is refused, or None: a number with a fraction (or not
+    finite) among its whole-number arguments (:data:`_WHOLE`; Keras floors what it computes
+    from it), or an axis that is not an integer (Keras indexes with ``true``, takes ``1.0``
+    and ``"1"`` in places; it writes integers)."""
+    for key in _WHOLE.intersection(cfg).union(_AXES.intersection(cfg)):
         stack, value = [cfg[key]], cfg[key]
         while stack:
             v = stack.pop()
             if isinstance(v, list):
                 stack.extend(v)
+            elif key in _AXES and isinstance(v, (bool, float, str)):
+                return f"{key}={repr(value)[:60]}, where Keras writes integer axes"
             elif isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
-                return key, value
+                return f"{key}={repr(value)[:60]}, where Keras reads whole numbers"
     return None
-
-
-def _axis(value: Any) -> Any:
-    """An axis as Keras indexes with it: ``true`` is 1, a whole float its integer."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return int(value) if isinstance(value, bool) else value
 
 
 def _looked_up(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:

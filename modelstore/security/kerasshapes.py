@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .kerasrules import kind, not_whole, output_of
+from .kerasrules import kind, output_of, unreadable
 from .kerasspatial import Out, Shape, flat, known
 from .kerasweights import _POSITIONS, SATURATED, Shapes, _prod
 
@@ -65,12 +65,19 @@ def follow(config: Any) -> _Walk:
 
 
 def _objects(config: Any) -> int:
-    """Object nodes (``class_name`` and ``config``) in a config."""
+    """Object nodes (``class_name`` and ``config``) in a config; one with an argument read
+    here otherwise than Keras reads it (:func:`.kerasrules.unreadable`) is refused, whether
+    the walk reaches it or not (a ``build_config`` builds a layer no node calls)."""
     count, stack = 0, [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             count += "class_name" in node
+            cfg = node.get("config") if "class_name" in node else None
+            bad = unreadable(cfg) if isinstance(cfg, dict) else None
+            if bad:
+                name = str(cfg.get("name") if isinstance(cfg, dict) else None)[:80]
+                raise AmbiguousGraph(f"{node['class_name']!r:.80} {name!r} has {bad}")
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -185,12 +192,6 @@ class _Walk:
         self.budget -= 1
         if self.budget < 0:
             raise AmbiguousGraph("its layers are called more often than its size allows")
-        fraction = not_whole(cfg)
-        if fraction is not None:  # Keras floors what it computes from it: not followed here
-            raise AmbiguousGraph(
-                f"layer {str(_name(node))[:80]!r} ({cls}) has {fraction[0]}="
-                f"{repr(fraction[1])[:60]}, where Keras reads whole numbers"
-            )
         first = args[0] if args else next((kwargs[k] for k in _FIRST if k in kwargs), None)
         if record:
             shapes = _shapes(cls, first, args, kwargs)
@@ -271,15 +272,15 @@ def _name(node: dict[str, Any]) -> Any:
 
 def _is_ref(value: Any) -> bool:
     """``[layer, node index, tensor index, ...]``; negative indices refused (Keras would
-    index them from the end, red team)."""
+    index them from the end, red team), and ``true``/``false`` ones (it indexes with them)."""
     if not (
         isinstance(value, list)
         and len(value) >= 3
         and isinstance(value[0], str)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
+        and all(isinstance(v, int) for v in value[1:3])
     ):
         return False
-    if value[1] < 0 or value[2] < 0:
+    if value[1] < 0 or value[2] < 0 or isinstance(value[1], bool) or isinstance(value[2], bool):
         raise AmbiguousGraph(f"a tensor of layer {value[0][:80]!r} is named by {value[1:3]!r}")
     return True
 

@@ -186,14 +186,30 @@ def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
     ``build_config`` (a kernel takes its input's channels); :func:`weight_floor` else."""
     floor = weight_floor(cls, cfg)
     if not shapes:
-        return floor
+        return floor + _lora(cls, cfg, 1)
     if cls in _ATTENTION:
         return max(floor, _attention(cls, cfg, shapes))
     if cls == "AdditiveAttention" and cfg.get("use_scale", True) is not False:
         return _dim(shapes.get("query_shape", [0])[-1])  # a scale per query feature
     # an RNN called with an initial state is built from build(sequences_shape, ...)
     shape = shapes.get("input_shape", shapes.get("sequences_shape"))
-    return floor if shape is None else max(floor, _from_input(cls, cfg, shape))
+    if shape is None:
+        return floor + _lora(cls, cfg, 1)
+    at = 1 if str(cfg.get("data_format")).lower() == "channels_first" else -1
+    chans = _dim(shape[at]) if _index(at, shape) else 1
+    return max(floor, _from_input(cls, cfg, shape)) + _lora(cls, cfg, max(chans, 1))
+
+
+def _lora(cls: str, cfg: dict[str, Any], chans: int) -> int:
+    """A ``lora_rank`` r adds (rows, r) and (r, outputs) kernels (Keras' ``enable_lora``)."""
+    g, r = cfg.get, _int(cfg.get("lora_rank")) or 0
+    if cls == "Embedding":
+        return r * ((_int(g("input_dim")) or 0) + (_int(g("output_dim")) or 0))
+    if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and cls[6:] == "":
+        rows = _prod(_ints(g("kernel_size"))) * max(chans // max(_int(g("groups")) or 1, 1), 1)
+        return r * (rows + (_int(g("filters")) or 0))
+    out = {"Dense": _int(g("units")) or 1, "EinsumDense": 1}.get(cls)
+    return r * (chans + out) if out else 0
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}

@@ -433,6 +433,27 @@ HOSTILE: dict[str, Any] = {
         [["x", 0, 0]],
         [["d", 0, 0]],
     ),
+    # red team, pass 14: axes Keras indexes with true or takes as 1.0 / "1"; LoRA kernels;
+    # tensors named by false node and tensor indices
+    "batchnorm-axis-float": _chain([None, 1 << 27], ("BatchNormalization", {"axis": 1.0})),
+    "batchnorm-axis-string": _chain([None, 1 << 27], ("BatchNormalization", {"axis": "1"})),
+    "layernorm-axis-true": _chain([None, 1 << 28], ("LayerNormalization", {"axis": True})),
+    "dense-lora": _chain([None, 1], ("Dense", {"units": 1, "lora_rank": 1 << 28})),
+    "embedding-lora": _chain(
+        [None, 1], ("Embedding", {"input_dim": 1, "output_dim": 1, "lora_rank": 1 << 28})
+    ),
+    "conv-lora": _chain(
+        [None, 4, 1], ("Conv1D", {"filters": 1, "kernel_size": 1, "lora_rank": 1 << 28})
+    ),
+    "dense-lora-wide-input": _chain([None, 1 << 20], ("Dense", {"units": 1, "lora_rank": 512})),
+    "false-indices": _model(
+        [
+            _input("x", [None, WIDE // 8]),
+            _layer("Dense", "d", [[["x", False, False, {}]]], units=4096),
+        ],
+        [["x", 0, 0]],
+        [["d", 0, 0]],
+    ),
     "lookup-embedding": _chain(
         [None, 1 << 18],
         ("StringLookup", {"vocabulary": ["a", "b"]}),
