@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .keraseinsum import einsum_output
 from .kerasspatial import Out, Shape, conv_lstm, first_channels, flat, known, spatial, stft
 from .kerasvocab import LOOKUPS, _int, output_mode
-from .kerasweights import _prod, einsum_output
+from .kerasweights import _prod
 
 #: Layers whose output has their input's shape.
 _SAME = frozenset(
@@ -292,8 +293,7 @@ def unreadable(cfg: dict[str, Any]) -> str | None:
 
 def _looked_up(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
     """``compute_output_shape`` of StringLookup, IntegerLookup and TextVectorization: an
-    index per token, or a row as wide as the vocabulary (known here only when it is padded to
-    ``max_tokens``; else not followed)."""
+    index per token, or a row as wide as the vocabulary (:func:`_depth`), or ``max_tokens``."""
     mode = output_mode(cfg) or "int"
     if cls == "TextVectorization":
         if mode == "int":
@@ -304,9 +304,25 @@ def _looked_up(cls: str, cfg: dict[str, Any], x: Shape) -> Out | None:
             x = [*x, 1]
     if mode == "int":
         return [list(x)]
-    if not cfg.get("pad_to_max_tokens") or mode not in ("one_hot", "multi_hot", "count", "tf_idf"):
+    if mode not in ("one_hot", "multi_hot", "count", "tf_idf"):
         return None
-    depth = _int(cfg.get("max_tokens"))
+    depth = _int(cfg.get("max_tokens")) if cfg.get("pad_to_max_tokens") else _depth(cls, cfg)
     if mode == "one_hot" and not (len(x) > 1 and x[-1] == 1):
         return [[*x, depth]]
     return [[*x[:-1], depth]]
+
+
+def _depth(cls: str, cfg: dict[str, Any]) -> int | None:
+    """A lookup's vocabulary size as Keras builds the next layer for it: a vocabulary in the
+    config and its OOV indices (Keras drops the OOV tokens found at its head, then adds them
+    back; red team pass 15: 200,000 OOV indices made a 6 GiB Dense), else the
+    ``vocabulary_size`` the config gives (what Keras sizes with until the assets are read)."""
+    vocabulary = cfg.get("vocabulary")
+    if not isinstance(vocabulary, list):
+        return _int(cfg.get("vocabulary_size"))
+    if cls == "TextVectorization":
+        oov, token = 1, "[UNK]"
+    else:
+        oov = _int(cfg.get("num_oov_indices", 1)) or 0
+        token = cfg.get("oov_token", "[UNK]" if cls == "StringLookup" else -1)
+    return len(vocabulary) + (0 if vocabulary[:oov] == [token] * oov else oov)

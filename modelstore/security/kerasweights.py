@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .keraseinsum import einsum_axes, einsum_sizes
 from .kerasspatial import fft_length
 from .kerasvocab import _int
 
@@ -37,45 +38,6 @@ def _prod(values: list[int]) -> int:
     return out
 
 
-#: Keras' three forms of an EinsumDense equation (``_analyze_einsum_string``, "..." read as
-#: "0", matched from the start as ``re.match`` does): none elided, left elided, right elided.
-_EINSUM = (
-    (re.compile(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)"), False),
-    (re.compile(r"0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)"), True),
-    (re.compile(r"([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0"), False),
-)
-
-
-def _einsum_axes(equation: Any, output_shape: Any, input_shape: list[Any] | None) -> Any:
-    """(kernel letters, input shape, full output shape, input and output axis of each
-    letter), as Keras' ``_analyze_split_string`` makes them; None if Keras would not."""
-    if not isinstance(equation, str):
-        return None
-    text = equation.replace("...", "0")
-    found = next(((m, left) for p, left in _EINSUM if (m := p.match(text))), None)
-    if found is None:
-        return None
-    (source, kernel, out), left = found[0].groups(), found[1]
-    shape = list(input_shape or [None] * (len(source) + left))
-    wanted = output_shape if isinstance(output_shape, (list, tuple)) else [output_shape]
-    elided = len(shape) - len(source)
-    outs = [shape[0], *wanted]
-    if elided > 0 and left:
-        outs[1:1] = reversed(shape[1:elided])  # Keras inserts them at 1, one by one
-    elif elided > 0:
-        outs += shape[len(shape) - elided :]
-    skip = elided if left else 0
-    in_at = {c: i + skip - (len(shape) if left else 0) for i, c in enumerate(source)}
-    out_at = {c: i + skip for i, c in enumerate(out)}
-    return kernel, shape, outs, in_at, out_at
-
-
-def einsum_output(equation: Any, output_shape: Any, input_shape: list[Any]) -> list[Any] | None:
-    """The shape an EinsumDense outputs for ``input_shape`` (Keras' ``full_output_shape``)."""
-    parts = _einsum_axes(equation, output_shape, input_shape)
-    return None if parts is None else list(parts[2])
-
-
 def _einsum_kernel(
     equation: Any, output_shape: Any, input_shape: list[Any] | None = None, bias_axes: Any = None
 ) -> int:
@@ -83,16 +45,12 @@ def _einsum_kernel(
     kernel axis takes the output's size where the output has it (``output_shape``, after the batch and
     any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
     alone elided) count 1. 0 where Keras would not build the layer."""
-    parts = _einsum_axes(equation, output_shape, input_shape)
-    if parts is None:
+    parts, sizes = einsum_axes(equation, output_shape, input_shape), None
+    if parts is not None:
+        sizes = einsum_sizes(equation, output_shape, input_shape)
+    if parts is None or sizes is None:
         return 0
-    kernel, shape, outs, in_at, out_at = parts
-    sizes = []
-    for c in kernel:
-        where, at = (outs, out_at[c]) if c in out_at else (shape, in_at.get(c))
-        if at is None or not -len(where) <= at < len(where):
-            return 0
-        sizes.append(_dim(where[at]) or 1)
+    outs, out_at = parts[2], parts[4]
     bias = 0  # one per output element along its axes (red team: sized by output_shape alone)
     if isinstance(bias_axes, str) and bias_axes and all(c in out_at for c in bias_axes):
         ats = [out_at[c] for c in bias_axes]
@@ -186,7 +144,7 @@ def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
     ``build_config`` (a kernel takes its input's channels); :func:`weight_floor` else."""
     floor = weight_floor(cls, cfg)
     if not shapes:
-        return floor + _lora(cls, cfg, 1)
+        return floor + _lora(cls, cfg, None)
     if cls in _ATTENTION:
         return max(floor, _attention(cls, cfg, shapes))
     if cls == "AdditiveAttention" and cfg.get("use_scale", True) is not False:
@@ -194,22 +152,27 @@ def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
     # an RNN called with an initial state is built from build(sequences_shape, ...)
     shape = shapes.get("input_shape", shapes.get("sequences_shape"))
     if shape is None:
-        return floor + _lora(cls, cfg, 1)
-    at = 1 if str(cfg.get("data_format")).lower() == "channels_first" else -1
-    chans = _dim(shape[at]) if _index(at, shape) else 1
-    return max(floor, _from_input(cls, cfg, shape)) + _lora(cls, cfg, max(chans, 1))
+        return floor + _lora(cls, cfg, None)
+    return max(floor, _from_input(cls, cfg, shape)) + _lora(cls, cfg, shape)
 
 
-def _lora(cls: str, cfg: dict[str, Any], chans: int) -> int:
-    """A ``lora_rank`` r adds (rows, r) and (r, outputs) kernels (Keras' ``enable_lora``)."""
+def _lora(cls: str, cfg: dict[str, Any], shape: list[Any] | None) -> int:
+    """A ``lora_rank`` r adds a kernel of r columns over the layer kernel's leading axes
+    and one of r rows over its last axis (Keras' ``enable_lora``)."""
     g, r = cfg.get, _int(cfg.get("lora_rank")) or 0
+    if not r:
+        return 0
+    at = 1 if str(g("data_format")).lower() == "channels_first" else -1
+    chans = max(_dim(shape[at]) if shape and _index(at, shape) else 1, 1)
     if cls == "Embedding":
         return r * ((_int(g("input_dim")) or 0) + (_int(g("output_dim")) or 0))
     if cls.startswith("Conv") and cls[4:6] in ("1D", "2D", "3D") and cls[6:] == "":
         rows = _prod(_ints(g("kernel_size"))) * max(chans // max(_int(g("groups")) or 1, 1), 1)
         return r * (rows + (_int(g("filters")) or 0))
-    out = {"Dense": _int(g("units")) or 1, "EinsumDense": 1}.get(cls)
-    return r * (chans + out) if out else 0
+    if cls == "EinsumDense":
+        sizes: list[int] = einsum_sizes(g("equation"), g("output_shape"), shape) or [1]
+        return r * (_prod(sizes[:-1]) + sizes[-1])
+    return r * (chans + (_int(g("units")) or 1)) if cls == "Dense" else 0
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}

@@ -180,7 +180,11 @@ def _lookups() -> Any:
         vocabulary=[1, 2, 3], output_mode="one_hot", pad_to_max_tokens=True, max_tokens=6
     )(n)
     seq = L.TextVectorization(vocabulary=["a", "b"], output_sequence_length=4)(t)
+    words = L.TextVectorization(vocabulary=["a", "b", "c"], output_mode="multi_hot")(t)
+    many = L.StringLookup(vocabulary=["a", "b", "c"], output_mode="count")(i)
+    known = L.IntegerLookup(vocabulary=[-1, 5, 6], output_mode="multi_hot", num_oov_indices=1)(n)
     y = [L.Flatten()(x), hot, L.Flatten()(one), L.Flatten()(L.Embedding(5, 2)(seq))]
+    y += [L.Flatten()(words), many, known]
     return keras.Model([i, n, t], L.Dense(2)(L.Concatenate()(y)))
 
 
@@ -453,6 +457,34 @@ HOSTILE: dict[str, Any] = {
         ],
         [["x", 0, 0]],
         [["d", 0, 0]],
+    ),
+    # red team, pass 15: a lookup's width from its OOV indices or vocabulary; LoRA over an
+    # EinsumDense kernel's leading axes
+    **{
+        f"lookup-oov-{mode}": _chain(
+            [None, 1],
+            (
+                "IntegerLookup",
+                {"vocabulary": [1], "num_oov_indices": 200_000, "output_mode": mode},
+            ),
+            ("Dense", {"units": 8192}),
+        )
+        for mode in ("multi_hot", "one_hot", "count")
+    },
+    "lookup-vocabulary-multi-hot": _chain(
+        [None, 1],
+        (
+            "StringLookup",
+            {"vocabulary": [str(i) for i in range(600)], "output_mode": "multi_hot"},
+        ),
+        ("Dense", {"units": 500_000}),
+    ),
+    "einsum-lora": _chain(
+        [None, 1],
+        (
+            "EinsumDense",
+            {"equation": "ab,bcd->acd", "output_shape": [1 << 19, 1], "lora_rank": 1024},
+        ),
     ),
     "lookup-embedding": _chain(
         [None, 1 << 18],
