@@ -120,7 +120,9 @@ def output_of(
         for layer in inner if isinstance(inner, list) else []:
             if not passed or not isinstance(layer, dict):
                 return None
-            passed = walk.call(layer, [passed[0]], {}, record=False)
+            # a Pipeline builds each of its layers for what the one before gives (red team
+            # pass 16: they were never charged for it); a wrapper's layer: see passed_on
+            passed = walk.call(layer, [passed[0]], {}, record=cls == "Pipeline")
         return passed
     if cls in _RNN or cls in ("Bidirectional", "TimeDistributed"):
         return _sequence(cls, cfg, x, walk)

@@ -248,21 +248,22 @@ def axes_size(axis: Any, shape: list[Any]) -> int:
     return _prod([_dim(shape[a]) for a in axes])
 
 
+_WRAPPERS = ("Bidirectional", "SpectralNormalization", "TimeDistributed", "Wrapper", "Pipeline")
+
+
 def passed_on(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> list[tuple[Any, Shapes]]:
     """The layers a wrapper builds for its own input (red team: a wrapper's ``build_config``
     sized the layer it wraps, which had none): ``Bidirectional``, ``SpectralNormalization``
-    and the base ``Wrapper`` pass theirs on, ``TimeDistributed`` without its time axis."""
+    and the base ``Wrapper`` pass theirs on, ``TimeDistributed`` without its time axis, a
+    ``Pipeline`` to its first layer."""
     shape = shapes.get("input_shape", shapes.get("sequences_shape")) if shapes else None
-    if shape is None or cls not in (
-        "Bidirectional",
-        "SpectralNormalization",
-        "TimeDistributed",
-        "Wrapper",
-    ):
+    if shape is None or cls not in _WRAPPERS:
         return []
     if cls == "TimeDistributed":
         shape = [shape[0], *shape[2:]]
-    inner = [cfg.get("layer"), cfg.get("backward_layer")]
+    layers = cfg.get("layers") if cls == "Pipeline" else None
+    first = layers[0] if isinstance(layers, list) and layers else None
+    inner = [first] if cls == "Pipeline" else [cfg.get("layer"), cfg.get("backward_layer")]
     return [(node, {"input_shape": shape}) for node in inner if isinstance(node, dict)]
 
 

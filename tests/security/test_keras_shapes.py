@@ -367,6 +367,7 @@ def _in(shape: list[Any]) -> dict[str, Any]:
 
 
 DENSE = ("Dense", {"units": 1280})
+_KERAS = {"module": "keras.layers"}
 _CONV_LSTM = {
     "module": "keras.layers",
     "class_name": "ConvLSTM1D",
@@ -484,6 +485,45 @@ HOSTILE: dict[str, Any] = {
         (
             "EinsumDense",
             {"equation": "ab,bcd->acd", "output_shape": [1 << 19, 1], "lora_rank": 1024},
+        ),
+    ),
+    # red team, pass 16: a Pipeline builds its layers for what it is given
+    "pipeline-dense": _chain(
+        [None, WIDE],
+        (
+            "Pipeline",
+            {"layers": [{**_KERAS, "class_name": "Dense", "config": {"name": "d", "units": 512}}]},
+        ),
+    ),
+    "pipeline-second-dense": _chain(
+        [None, WIDE],
+        (
+            "Pipeline",
+            {
+                "layers": [
+                    {
+                        **_KERAS,
+                        "class_name": "Activation",
+                        "config": {"name": "a", "activation": "relu"},
+                    },
+                    {**_KERAS, "class_name": "Dense", "config": {"name": "d", "units": 512}},
+                ]
+            },
+        ),
+    ),
+    "pipeline-lora": _chain(
+        [None, WIDE],
+        (
+            "Pipeline",
+            {
+                "layers": [
+                    {
+                        **_KERAS,
+                        "class_name": "Dense",
+                        "config": {"name": "d", "units": 1, "lora_rank": 300},
+                    }
+                ]
+            },
         ),
     ),
     "lookup-embedding": _chain(
