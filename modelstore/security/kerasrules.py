@@ -29,7 +29,7 @@ _SAME = frozenset(
 )
 #: Arguments Keras reads as whole numbers (one, or nested lists of them) when it computes an
 #: output shape or a weight's shape. It takes ``true`` as 1 and keeps a fraction, which its
-#: arithmetic then floors: :func:`not_whole` finds the fractions, refused here.
+#: arithmetic then floors: :func:`unreadable` finds the fractions, refused here.
 _WHOLE = frozenset(
     """
     units filters kernel_size strides dilation_rate pool_size size padding cropping
