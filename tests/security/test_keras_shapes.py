@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -718,6 +719,35 @@ def test_a_layer_fed_by_a_wide_input_is_refused_by_scan_as_by_load(
     report = ms.scan(path)  # sized, or refused as a graph Keras never writes
     reasons = ("declare at least", "cannot be followed")
     assert report.verdict == "unsafe" and any(r in str(report) for r in reasons), report
+    with pytest.raises(ms.UnsafeModelError):
+        ms.load(path)
+
+
+def test_a_keras_archive_is_read_as_keras_reads_it(tmp_path: Path) -> None:
+    """Red team pass 13 in a ``.keras`` archive: ``kernel_size: true`` on a Conv2D over a wide
+    image, its ``build_config``s removed, a Dense after it: plain Keras makes over a GiB for the
+    few weights stored; scan and load both refuse it."""
+    x = keras.Input((4, 4, 3), name="x")
+    y = L.Dense(2, name="d")(L.Flatten(name="f")(L.Conv2D(1, 1, name="c")(x)))
+    plain = tmp_path / "plain.keras"
+    keras.Model(x, y).save(plain)
+    with zipfile.ZipFile(plain) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    for node in config["config"]["layers"]:
+        node.pop("build_config", None)
+        cfg = node["config"]
+        if node["class_name"] == "InputLayer":
+            cfg["batch_shape"] = [None, 512, 512, 3]
+        cfg.update({"c": {"kernel_size": True}, "d": {"units": 1280}}.get(cfg["name"], {}))
+    members["config.json"] = json.dumps(config).encode()
+    path = tmp_path / "hostile.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert _keras_builds(config) * 4 > 1 << 30
+    report = ms.scan(path)
+    assert report.verdict == "unsafe" and "declare at least" in str(report), report
     with pytest.raises(ms.UnsafeModelError):
         ms.load(path)
 
