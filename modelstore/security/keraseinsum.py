@@ -52,8 +52,11 @@ def einsum_sizes(
 ) -> list[int] | None:
     """The kernel's dimensions (an unknown one: 1); None where Keras would not build it."""
     parts = einsum_axes(equation, output_shape, input_shape)
-    if parts is None:
-        return None
+    return None if parts is None else kernel_sizes(parts)
+
+
+def kernel_sizes(parts: Any) -> list[int] | None:
+    """The kernel's dimensions from :func:`einsum_axes`' parts (an unknown one: 1)."""
     kernel, shape, outs, in_at, out_at = parts
     sizes = []
     for c in kernel:

@@ -40,6 +40,7 @@ _WHOLE = frozenset(
     """.split()  # noqa: SIM905 (a word list)
 )
 _AXES = frozenset(("axis", "axes"))
+_CHECKED = _WHOLE | _AXES
 _MERGE = frozenset("Add Subtract Multiply Average Maximum Minimum".split())  # noqa: SIM905
 _RNN = {"LSTM": 2, "GRU": 1, "SimpleRNN": 1, "RNN": 1}  # -> states returned per cell
 
@@ -280,7 +281,7 @@ def unreadable(cfg: dict[str, Any]) -> str | None:
     finite) among its whole-number arguments (:data:`_WHOLE`; Keras floors what it computes
     from it), or an axis that is not an integer (Keras indexes with ``true``, takes ``1.0``
     and ``"1"`` in places; it writes integers)."""
-    for key in _WHOLE.intersection(cfg).union(_AXES.intersection(cfg)):
+    for key in _CHECKED.intersection(cfg):
         stack, value = [cfg[key]], cfg[key]
         while stack:
             v = stack.pop()

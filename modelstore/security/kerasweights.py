@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .keraseinsum import einsum_axes, einsum_sizes
+from .keraseinsum import einsum_axes, einsum_sizes, kernel_sizes
 from .kerasspatial import fft_length
 from .kerasvocab import _int
 
@@ -45,9 +45,8 @@ def _einsum_kernel(
     kernel axis takes the output's size where the output has it (``output_shape``, after the batch and
     any elided axes), else the input's; unknown sizes (no built ``input_shape``: the batch
     alone elided) count 1. 0 where Keras would not build the layer."""
-    parts, sizes = einsum_axes(equation, output_shape, input_shape), None
-    if parts is not None:
-        sizes = einsum_sizes(equation, output_shape, input_shape)
+    parts = einsum_axes(equation, output_shape, input_shape)
+    sizes = None if parts is None else kernel_sizes(parts)
     if parts is None or sizes is None:
         return 0
     outs, out_at = parts[2], parts[4]
@@ -145,15 +144,14 @@ def built_floor(cls: str, cfg: dict[str, Any], shapes: Shapes | None) -> int:
     floor = weight_floor(cls, cfg)
     if not shapes:
         return floor + _lora(cls, cfg, None)
-    if cls in _ATTENTION:
+    if cls in _ATTENTION:  # (no LoRA)
         return max(floor, _attention(cls, cfg, shapes))
     if cls == "AdditiveAttention" and cfg.get("use_scale", True) is not False:
         return _dim(shapes.get("query_shape", [0])[-1])  # a scale per query feature
     # an RNN called with an initial state is built from build(sequences_shape, ...)
     shape = shapes.get("input_shape", shapes.get("sequences_shape"))
-    if shape is None:
-        return floor + _lora(cls, cfg, None)
-    return max(floor, _from_input(cls, cfg, shape)) + _lora(cls, cfg, shape)
+    built = floor if shape is None else max(floor, _from_input(cls, cfg, shape))
+    return built + _lora(cls, cfg, shape)
 
 
 def _lora(cls: str, cfg: dict[str, Any], shape: list[Any] | None) -> int:
