@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from .kerasquant import least_eighths
 from .kerasshapes import AmbiguousGraph, follow
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 from .kerasweights import (
@@ -37,7 +38,6 @@ from .kerasweights import (
     built_floor,
     built_shapes,
     passed_on,
-    width,
 )
 
 #: Weights (elements) a config may declare beyond what the file stores, for rounding and for
@@ -321,8 +321,9 @@ def check_config(
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
         pad, held = pad + layer_pad, held + layer_held
         widest = max(widest, (layer_pad, _what(cls, name, cfg)))
-        # in float32 elements (32 eighths of a byte): a float64 layer's count twice (red team)
-        n = built_floor(cls, cfg, built) * width(cfg) // 32 + made_at_init(cls, cfg)
+        # in float32 elements (32 eighths of a byte): a float64 layer's count twice, a
+        # quantised one's with its scales and zero points per group (red team)
+        n = least_eighths(cls, cfg, built) // 32 + made_at_init(cls, cfg)
         state = 0
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)

@@ -20,10 +20,14 @@ np = pytest.importorskip("numpy")
 h5py = pytest.importorskip("h5py")
 
 import modelstore as ms  # noqa: E402
-from modelstore.security import kerasbuild, kerassize, kerasweights  # noqa: E402
+from modelstore.security import kerasbuild, kerasquant, kerassize  # noqa: E402
 
 L = keras.layers
 FLOAT64 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float64"}}
+GPTQ_MAP = {
+    "class_name": "DTypePolicyMap",
+    "config": {"policy_map": {"d": "gptq/8/1_from_float32"}},
+}
 
 
 def _widened(tmp_path: Path, n: int) -> Path:
@@ -97,13 +101,21 @@ def test_the_check_build_matches_widths() -> None:
         ("float8_from_float64", 64),  # float8 keeps its kernel at the source dtype
         ({"class_name": "Int4DTypePolicy", "config": {"mode": "int4/128", "source_name": "x"}}, 4),
         ({"class_name": "DTypePolicyMap", "config": {"default_policy": "float64"}}, 64),
-        ({"class_name": "GPTQDTypePolicy", "config": {"mode": "gptq/4/128"}}, 1),
+        # GPTQ packs two 4-bit kernel elements in a byte, other widths one (no source_name:
+        # Keras takes the global policy's); AWQ is 4-bit only
+        ({"class_name": "GPTQDTypePolicy", "config": {"mode": "gptq/4/128"}}, 4),
+        ({"class_name": "GPTQDTypePolicy", "config": {"mode": "gptq/3/1"}}, 8),
+        ("awq/4/128_from_float32", 4),
+        (GPTQ_MAP, 8),
+        ("gptq/4/128", 1),  # no "_from_": Keras refuses it
     ],
 )
 def test_a_layers_width_is_its_variables(dtype: Any, eighths: int) -> None:
     """Eighths of a byte per weight, at least (red team, pass 6: the quantised policies'
-    discount is no larger than the mode's, and a policy map's is its policies')."""
-    assert kerasweights.width({"dtype": dtype}) == eighths
+    discount is no larger than the mode's, and a policy map's is its policies'). The
+    scales and zero points GPTQ, AWQ and int4 add per group are charged on top
+    (``test_keras_quantised.py``)."""
+    assert kerasquant.width({"dtype": dtype}) == eighths
 
 
 @pytest.mark.slow
