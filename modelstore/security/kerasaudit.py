@@ -31,6 +31,7 @@ from typing import Any
 from .._info import Finding
 from . import kerasnames
 from .kerasgraph import unreached_layers
+from .kerasregex import policy_map_problem
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
 BUILTIN_MODULES = (
@@ -121,6 +122,7 @@ class Audit:
 
 
 INPUT_LAYER = "keras.layers.InputLayer"
+POLICY_MAP = "keras.dtype_policies.DTypePolicyMap"
 
 
 def plain_targets(name: str) -> tuple[str, ...]:
@@ -240,6 +242,12 @@ class _Walker:
         here = f"{where} > {name}" if isinstance(name, str) and name else where
         if target == LAMBDA and isinstance(cfg, dict):
             self.lambda_layer(cfg, here)
+        if target == POLICY_MAP and (problem := policy_map_problem(cfg)):
+            self.out.add(
+                f"<DTypePolicyMap in {here[-80:]}>",
+                f"{problem}: Keras matches every key against each layer's path as a regular "
+                f"expression, on every lookup of the layer's dtype ({here})",
+            )
         inbound = node.get("inbound_nodes")
         unreached = id(node) in self.unreached or (inbound is not None and not inbound)
         if unreached and target not in (None, INPUT_LAYER):

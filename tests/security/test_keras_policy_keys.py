@@ -1,0 +1,158 @@
+"""Red team, pass 17: the keys of a Keras ``DTypePolicyMap`` are regular expressions that Keras
+matches (``re.fullmatch``) against each layer's path on every lookup of the layer's dtype,
+and the file chooses both. The key ``(a|aa)*c`` and a layer named with n ``a``s made a
+2.6 KB ``.keras`` load in time growing about 1.6x per ``a`` (1.3 s at 30), in plain Keras and
+in ``ms.load``, and ``scan`` called it safe. Now a key must match in linear time
+(``kerasregex.key_problem``): both refuse the file at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+keras = pytest.importorskip("keras")
+np = pytest.importorskip("numpy")
+
+import modelstore as ms  # noqa: E402
+from modelstore.security import kerasaudit  # noqa: E402
+from modelstore.security.kerasregex import MAX_KEYS, key_problem  # noqa: E402
+from tests.hang import GO, run_or_hang  # noqa: E402
+
+P = keras.dtype_policies
+FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
+
+
+def _policy_map(keys: list[str]) -> dict[str, Any]:
+    return {
+        "module": "keras.dtype_policies",
+        "class_name": "DTypePolicyMap",
+        "registered_name": None,
+        "config": {"default_policy": "float32", "policy_map": dict.fromkeys(keys, FLOAT32)},
+    }
+
+
+def _with_map(tmp_path: Path, name: str, keys: list[str]) -> Path:
+    """A Dense model saved by Keras, its Dense layer renamed ``name`` and given a
+    ``DTypePolicyMap`` of ``keys`` in the archive's config (Keras would look the keys up while
+    building the model to save it)."""
+    x = keras.Input((4,))
+    src = tmp_path / "plain.keras"
+    keras.Model(x, keras.layers.Dense(2, name="d")(x)).save(src)
+    with zipfile.ZipFile(src) as zf:
+        members = {k: zf.read(k) for k in zf.namelist()}
+    config = json.loads(members["config.json"])
+    text = json.dumps(config).replace('"d"', json.dumps(name))  # the layer and its references
+    config = json.loads(text)
+    node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
+    node["config"]["dtype"] = _policy_map(keys)
+    members["config.json"] = json.dumps(config).encode()
+    path = tmp_path / f"map-{len(name)}.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, v in members.items():
+            zf.writestr(k, v)
+    return path
+
+
+@pytest.mark.slow
+def test_plain_keras_backtracks_for_ever(tmp_path: Path) -> None:
+    """The hostile file hangs plain Keras (safe mode on) in ``re.fullmatch``."""
+    path = _with_map(tmp_path, "a" * 60, ["(a|aa)*c"])
+    script = f"import keras; {GO}; keras.saving.load_model({str(path)!r})"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
+    assert run_or_hang([sys.executable, "-c", script], env=env) is None
+
+
+def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None:
+    path = _with_map(tmp_path, "a" * 60, ["(a|aa)*c"])
+    start = time.monotonic()
+    report = ms.scan(path)
+    assert report.verdict == "unsafe"
+    assert any("(a|aa)*c" in f.reason for f in report.findings), report.findings
+    with pytest.raises(ms.UnsafeModelError, match=r"policy_map key '\(a\|aa\)\*c'"):
+        ms.load(path)
+    assert time.monotonic() - start < 60  # (a hang otherwise: about 1.6x per "a")
+
+
+def test_too_many_keys_are_refused(tmp_path: Path) -> None:
+    path = _with_map(tmp_path, "d1", [f"block_{i}" for i in range(MAX_KEYS + 1)])
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="policy_map of 513 keys"):
+        ms.load(path)
+
+
+def test_the_legacy_reader_is_audited_alike() -> None:
+    """A legacy ``.h5`` config names the class plainly; the same check applies."""
+    layer = {
+        "class_name": "Dense",
+        "config": {"name": "aaa", "units": 2, "dtype": {**_policy_map(["(a+)+b"])}},
+    }
+    layer["config"]["dtype"].pop("module")
+    audit = kerasaudit.audit_config(
+        {"class_name": "Sequential", "config": {"layers": [layer]}}, legacy_root=True
+    )
+    assert any("(a+)+b" in f.reason for f in audit.findings), audit.findings
+
+
+def test_a_map_of_paths_and_simple_patterns_loads(tmp_path: Path) -> None:
+    """Keras' documented keys (exact paths, ``encoder/.*``) load and predict as in Keras."""
+    policies = P.DTypePolicyMap(default_policy="float32")
+    policies["dense_a"] = P.DTypePolicy("float32")
+    policies["enc/.*"] = P.DTypePolicy("float32")
+    policies["(query|key)_dense"] = P.DTypePolicy("float32")
+    x = keras.Input((4,))
+    y = keras.layers.Dense(3, name="dense_a", dtype=policies)(x)
+    model = keras.Model(x, keras.layers.Dense(2, name="query_dense", dtype=policies)(y))
+    path = tmp_path / "mapped.keras"
+    model.save(path)
+    assert "DTypePolicyMap" in zipfile.ZipFile(path).read("config.json").decode()
+    assert ms.scan(path).verdict == "safe"
+    want = np.arange(8, dtype="float32").reshape(2, 4)
+    got = ms.load(path)
+    np.testing.assert_allclose(got.predict_on_batch(want), model.predict_on_batch(want))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "functional/dense_1",
+        "encoder/.*",
+        "encoder/layer_0/.*",
+        "(query|key|value)_dense",
+        r"block_\d+/attention",
+        "(?i)Dense",
+        "dense_[0-9]{2}",
+        "a.b",
+    ],
+)
+def test_linear_keys_are_accepted(key: str) -> None:
+    assert key_problem(key) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("(a|aa)*c", "more than one character"),
+        ("(a+)+b", "more than one character"),
+        ("(a*)*b", "more than one character"),
+        (".*a.*b", "more than one repetition"),
+        ("x(a|b.*)", "inside an alternation"),
+        ("(ab|(bb|cc)d)", "inside an alternation"),
+        ("(ab|cd)(ef|gh)", "more than one alternation"),
+        (r"(a)\1", "not accepted"),
+        ("(?=a)a", "not accepted"),
+        ("(?!a)b", "not accepted"),
+        ("[", "not a regular expression"),
+        ("a" * 1025, "1,025 characters"),
+    ],
+)
+def test_keys_that_can_backtrack_are_refused(key: str, why: str) -> None:
+    problem = key_problem(key)
+    assert problem is not None and why in problem, problem
