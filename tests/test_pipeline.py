@@ -297,6 +297,15 @@ def test_caches_are_bounded() -> None:
         cache[i] = str(i)
     assert len(cache) == 3 and cache.get(9) == "9" and cache.get(0) is None
     assert predict_mod.CACHE_SIZE > 0 and len(predict_mod._PREDICTORS) <= predict_mod.CACHE_SIZE
+    # the plain call's per-type entries too: more module types than the bound, each predicted
+    import torch
+
+    x = np.zeros((1, 2), np.float32)
+    for i in range(predict_mod.CACHE_SIZE + 3):
+        kind = type(f"Tiny{i}", (torch.nn.Linear,), {})
+        assert ms.predict(kind(2, 1).eval(), x).shape == (1, 1)
+    assert len(predict_mod._RAW_CALLS) == predict_mod.CACHE_SIZE
+    assert kind in predict_mod._RAW_CALLS
 
 
 def test_labels_travel_with_the_object_not_the_process(tmp_path: Path) -> None:

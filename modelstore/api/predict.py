@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ArgumentError
@@ -22,9 +23,9 @@ OUTPUTS = ("raw", "proba", "label")
 CACHE_SIZE = 256
 
 _PREDICTORS: OrderedDict[type, tuple[int, Backend]] = OrderedDict()
+#: What runs the plain request (raw outputs, one batch) for each type, for the same tables.
+_RAW_CALLS: OrderedDict[type, tuple[int, Callable[[Any, Any], Any]]] = OrderedDict()
 _LOCK = threading.Lock()
-#: The request of the common call (raw outputs, one batch, the model's device).
-_RAW = PredictRequest()
 
 
 def predict(
@@ -52,15 +53,13 @@ def predict(
     ['3', '7', '1', '0', '9']
     """
     if output == "raw" and batch_size is None and device is None:
-        # modelstore's own wrapper classes offer a lean path for the common call (ONNX serving:
-        # every µs counts); looked up on the class, never on the instance, whose __dict__ a
-        # loaded file may have filled
-        cls = type(model_or_path)
-        fast = _fast_path(cls)
-        if fast is not None:
-            return fast(model_or_path, inputs)
-        if not isinstance(model_or_path, (str, os.PathLike)):  # labels are for "label" only
-            return predictor(cls, model_or_path).predict(model_or_path, inputs, _RAW)
+        # the common call (serving: every µs counts): what runs it is remembered per type
+        hit = _RAW_CALLS.get(type(model_or_path))  # (read without the lock: one dict lookup)
+        if hit is not None and hit[0] == REGISTRY.generation:
+            return hit[1](model_or_path, inputs)
+        raw = _raw_call(model_or_path)
+        if raw is not None:  # labels are for "label" only
+            return raw(model_or_path, inputs)
     if output not in OUTPUTS:
         raise ArgumentError(f"output must be one of {OUTPUTS}, not {output!r}")
     if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
@@ -90,6 +89,25 @@ def predictor(cls: type, model: Any) -> Backend:
         while len(_PREDICTORS) > CACHE_SIZE:
             _PREDICTORS.popitem(last=False)
     return backend
+
+
+def _raw_call(model: Any) -> Callable[[Any, Any], Any] | None:
+    """What runs ``model`` for the plain request, remembered for its type (None for a path).
+
+    modelstore's own wrapper classes offer a lean path (``__modelstore_predict__``: ONNX
+    serving), looked up on the class, never on the instance, whose __dict__ a loaded file may
+    have filled; any other type gets its backend's ``predict_raw``."""
+    cls = type(model)
+    if isinstance(model, (str, os.PathLike)):
+        return None
+    generation = REGISTRY.generation
+    call = _fast_path(cls) or predictor(cls, model).predict_raw
+    with _LOCK:
+        _RAW_CALLS[cls] = (generation, call)
+        _RAW_CALLS.move_to_end(cls)
+        while len(_RAW_CALLS) > CACHE_SIZE:
+            _RAW_CALLS.popitem(last=False)
+    return call
 
 
 def _fast_path(cls: type) -> Any:

@@ -74,6 +74,9 @@ class PredictRequest:
     labels: list[Any] | None = None
 
 
+_PLAIN_REQUEST = PredictRequest()
+
+
 @dataclass
 class Inspection:
     """What a backend reads from a file's headers; the front door adds the rest."""
@@ -258,6 +261,11 @@ class Backend:
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         raise UnsupportedModelError(f"the {self.name} backend cannot run models")
+
+    def predict_raw(self, model: Any, inputs: Any) -> Any:
+        """``predict`` with the plain request (raw outputs, one batch, the model's device): the
+        common call, per request when serving. A backend may run it on a shorter path."""
+        return self.predict(model, inputs, _PLAIN_REQUEST)
 
     def export_onnx(
         self, model: Any, path: Path, sample_input: Any, opset: int | None, dynamic_batch: bool

@@ -41,6 +41,7 @@ from . import quantized as _quantized
 from .fastload import NOT_PLAIN
 from .fastload import build as build_plain
 from .predict import predict as _predict
+from .predict import predict_raw as _predict_raw
 from .rawload import torch_load
 
 #: Keys under which training checkpoints usually keep the model's weights.
@@ -293,6 +294,9 @@ class TorchBackend(Backend):
 
     def predict(self, model: Any, inputs: Any, request: PredictRequest) -> Any:
         return _predict(model, inputs, request)
+
+    def predict_raw(self, model: Any, inputs: Any) -> Any:
+        return _predict_raw(model, inputs)
 
 
 def _walks(result: Any) -> tuple[list[tuple[Any, tuple[Any, ...]]], Any]:

@@ -164,15 +164,46 @@ def predict(module: Any, inputs: Any, request: PredictRequest) -> Any:
     return arr
 
 
+_PLAIN = PredictRequest()
+#: numpy's array type, numpy's and torch's float32 (the common call's types, read once)
+_COMMON: list[Any] = []
+
+
+def _common() -> list[Any]:
+    import numpy as np
+    import torch
+
+    _COMMON[:] = [np.ndarray, np.dtype(np.float32), torch.float32]
+    return _COMMON
+
+
+def predict_raw(module: Any, inputs: Any) -> Any:
+    """``predict`` with the plain request: raw outputs, one batch, the module's device."""
+    if not module.training and not isinstance(inputs, tuple):
+        return _predict_one(module, inputs)
+    return predict(module, inputs, _PLAIN)
+
+
 def _predict_one(module: Any, inputs: Any) -> Any:
     """``predict`` for one input, one batch, raw output, a module in eval mode: what the
     general loop does for that case, without its lists and slicing."""
     import torch
 
     first, takes_ids = _first_and_ids(module)
-    x = _as_tensor(inputs, first, takes_ids)
-    if first is not None and not (x.is_cpu and first.is_cpu) and x.device != first.device:
-        x = x.to(first.device)
+    common = _COMMON or _common()
+    if (
+        type(inputs) is common[0]
+        and inputs.dtype is common[1]
+        and first is not None
+        and first.dtype is common[2]
+        and first.is_cpu
+        and inputs.flags.c_contiguous
+    ):  # float32 numpy into a float32 module on the CPU: as it is, no copy
+        x = torch.from_numpy(inputs)
+    else:
+        x = _as_tensor(inputs, first, takes_ids)
+        if first is not None and not (x.is_cpu and first.is_cpu) and x.device != first.device:
+            x = x.to(first.device)
     with torch.inference_mode():
         try:
             y = module(x)
