@@ -31,7 +31,7 @@ from typing import Any
 from .._info import Finding
 from . import kerasnames
 from .kerasgraph import unreached_layers
-from .kerasregex import policy_map_problem
+from .kerasregex import HOLDERS, PathPatterns
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
 BUILTIN_MODULES = (
@@ -122,7 +122,6 @@ class Audit:
 
 
 INPUT_LAYER = "keras.layers.InputLayer"
-POLICY_MAP = "keras.dtype_policies.DTypePolicyMap"
 
 
 def plain_targets(name: str) -> tuple[str, ...]:
@@ -188,6 +187,7 @@ class _Walker:
         self.unreached: set[int] = set()  # layer nodes of a Functional no output depends on
 
     def walk(self, root: Any, where: str) -> None:
+        self.patterns = PathPatterns(root)
         stack: list[tuple[Any, str]] = [(root, where)]
         while stack:
             node, where = stack.pop()
@@ -242,11 +242,11 @@ class _Walker:
         here = f"{where} > {name}" if isinstance(name, str) and name else where
         if target == LAMBDA and isinstance(cfg, dict):
             self.lambda_layer(cfg, here)
-        if target == POLICY_MAP and (problem := policy_map_problem(cfg)):
+        if target in HOLDERS and (problem := self.patterns.problem(target, cfg)):
             self.out.add(
-                f"<DTypePolicyMap in {here[-80:]}>",
-                f"{problem}: Keras matches every key against each layer's path as a regular "
-                f"expression, on every lookup of the layer's dtype ({here})",
+                f"<{target.rsplit('.', 1)[-1]} patterns of {here.rsplit(' > ', 1)[-1][:60]}>",
+                f"{problem}: Keras matches these regular expressions against layer and "
+                f"variable paths while it builds the model ({here})",
             )
         inbound = node.get("inbound_nodes")
         unreached = id(node) in self.unreached or (inbound is not None and not inbound)

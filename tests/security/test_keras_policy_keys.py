@@ -76,7 +76,7 @@ def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None
     report = ms.scan(path)
     assert report.verdict == "unsafe"
     assert any("(a|aa)*c" in f.reason for f in report.findings), report.findings
-    with pytest.raises(ms.UnsafeModelError, match=r"policy_map key '\(a\|aa\)\*c'"):
+    with pytest.raises(ms.UnsafeModelError, match=r"policy_map pattern '\(a\|aa\)\*c'"):
         ms.load(path)
     assert time.monotonic() - start < 60  # (a hang otherwise: about 1.6x per "a")
 
@@ -84,7 +84,7 @@ def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None
 def test_too_many_keys_are_refused(tmp_path: Path) -> None:
     path = _with_map(tmp_path, "d1", [f"block_{i}" for i in range(MAX_KEYS + 1)])
     assert ms.scan(path).verdict == "unsafe"
-    with pytest.raises(ms.UnsafeModelError, match="policy_map of 513 keys"):
+    with pytest.raises(ms.UnsafeModelError, match="policy_map of 1,025 keys"):
         ms.load(path)
 
 
@@ -106,7 +106,7 @@ def test_a_map_of_paths_and_simple_patterns_loads(tmp_path: Path) -> None:
     policies = P.DTypePolicyMap(default_policy="float32")
     policies["dense_a"] = P.DTypePolicy("float32")
     policies["enc/.*"] = P.DTypePolicy("float32")
-    policies["(query|key)_dense"] = P.DTypePolicy("float32")
+    policies["query_.*"] = P.DTypePolicy("float32")
     x = keras.Input((4,))
     y = keras.layers.Dense(3, name="dense_a", dtype=policies)(x)
     model = keras.Model(x, keras.layers.Dense(2, name="query_dense", dtype=policies)(y))
@@ -125,9 +125,8 @@ def test_a_map_of_paths_and_simple_patterns_loads(tmp_path: Path) -> None:
         "functional/dense_1",
         "encoder/.*",
         "encoder/layer_0/.*",
-        "(query|key|value)_dense",
-        r"block_\d+/attention",
-        "(?i)Dense",
+        r"block_0/attention_\d+",
+        "layer_[0-9]+",
         "dense_[0-9]{2}",
         "a.b",
     ],
@@ -139,16 +138,14 @@ def test_linear_keys_are_accepted(key: str) -> None:
 @pytest.mark.parametrize(
     ("key", "why"),
     [
-        ("(a|aa)*c", "more than one character"),
-        ("(a+)+b", "more than one character"),
-        ("(a*)*b", "more than one character"),
-        (".*a.*b", "more than one repetition"),
-        ("x(a|b.*)", "inside an alternation"),
-        ("(ab|(bb|cc)d)", "inside an alternation"),
-        ("(ab|cd)(ef|gh)", "more than one alternation"),
+        ("(a|aa)*c", "not the last item"),
+        ("(a+)+", "more than one character"),
+        (".*a.*b", "not the last item"),
+        ("(query|key)_dense", "SUBPATTERN"),
+        ("query|key", "BRANCH"),
         (r"(a)\1", "not accepted"),
         ("(?=a)a", "not accepted"),
-        ("(?!a)b", "not accepted"),
+        ("(?i)dense", "an inline flag"),
         ("[", "not a regular expression"),
         ("a" * 1025, "1,025 characters"),
     ],
@@ -156,3 +153,25 @@ def test_linear_keys_are_accepted(key: str) -> None:
 def test_keys_that_can_backtrack_are_refused(key: str, why: str) -> None:
     problem = key_problem(key)
     assert problem is not None and why in problem, problem
+
+
+@pytest.mark.parametrize("kind", ["muon", "optimizer-map"])
+def test_optimizers_with_plain_patterns_load(tmp_path: Path, kind: str) -> None:
+    """``Muon(exclude_layers=[...])`` keywords in plain text and ``OptimizerMap`` keys in the
+    documented form load as in Keras (red team, pass 17: both are matched at build)."""
+    if kind == "muon":
+        opt = keras.optimizers.Muon(exclude_layers=["dense_a"])
+    else:
+        opt = keras.optimizers.MultiOptimizer(
+            keras.optimizers.OptimizerMap(
+                keras.optimizers.SGD(), {"dense_a/.*": keras.optimizers.Adam()}
+            )
+        )
+    x = keras.Input((4,))
+    model = keras.Model(x, keras.layers.Dense(2, name="dense_a")(x))
+    model.compile(optimizer=opt, loss="mse")
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    assert ms.scan(path).verdict == "safe"
+    want = np.arange(8, dtype="float32").reshape(2, 4)
+    np.testing.assert_allclose(ms.load(path).predict_on_batch(want), model.predict_on_batch(want))
