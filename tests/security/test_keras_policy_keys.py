@@ -3,14 +3,13 @@ matches (``re.fullmatch``) against each layer's path on every lookup of the laye
 and the file chooses both. The key ``(a|aa)*c`` and a layer named with n ``a``s made a
 2.6 KB ``.keras`` load in time growing about 1.6x per ``a`` (1.3 s at 30), in plain Keras and
 in ``ms.load``, and ``scan`` called it safe. Now a key must match in linear time
-(``kerasregex.key_problem``): both refuse the file at once.
+(``kerasregex.key_problem``): both refuse the file at once. (That the file hangs plain Keras
+is shown with the other pattern attacks, in ``test_redteam17_regex.py``.)
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -24,7 +23,6 @@ np = pytest.importorskip("numpy")
 import modelstore as ms  # noqa: E402
 from modelstore.security import kerasaudit  # noqa: E402
 from modelstore.security.kerasregex import MAX_KEYS, key_problem  # noqa: E402
-from tests.hang import GO, run_or_hang  # noqa: E402
 
 P = keras.dtype_policies
 FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
@@ -39,7 +37,7 @@ def _policy_map(keys: list[str]) -> dict[str, Any]:
     }
 
 
-def _with_map(tmp_path: Path, name: str, keys: list[str]) -> Path:
+def with_map(tmp_path: Path, name: str, keys: list[str]) -> Path:
     """A Dense model saved by Keras, its Dense layer renamed ``name`` and given a
     ``DTypePolicyMap`` of ``keys`` in the archive's config (Keras would look the keys up while
     building the model to save it)."""
@@ -55,23 +53,14 @@ def _with_map(tmp_path: Path, name: str, keys: list[str]) -> Path:
     node["config"]["dtype"] = _policy_map(keys)
     members["config.json"] = json.dumps(config).encode()
     path = tmp_path / f"map-{len(name)}.keras"
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for k, v in members.items():
             zf.writestr(k, v)
     return path
 
 
-@pytest.mark.slow
-def test_plain_keras_backtracks_for_ever(tmp_path: Path) -> None:
-    """The hostile file hangs plain Keras (safe mode on) in ``re.fullmatch``."""
-    path = _with_map(tmp_path, "a" * 60, ["(a|aa)*c"])
-    script = f"import keras; {GO}; keras.saving.load_model({str(path)!r})"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-    assert run_or_hang([sys.executable, "-c", script], env=env) is None
-
-
 def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None:
-    path = _with_map(tmp_path, "a" * 60, ["(a|aa)*c"])
+    path = with_map(tmp_path, "a" * 60, ["(a|aa)*c"])
     start = time.monotonic()
     report = ms.scan(path)
     assert report.verdict == "unsafe"
@@ -82,7 +71,7 @@ def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None
 
 
 def test_too_many_keys_are_refused(tmp_path: Path) -> None:
-    path = _with_map(tmp_path, "d1", [f"block_{i}" for i in range(MAX_KEYS + 1)])
+    path = with_map(tmp_path, "d1", [f"block_{i}" for i in range(MAX_KEYS + 1)])
     assert ms.scan(path).verdict == "unsafe"
     with pytest.raises(ms.UnsafeModelError, match="policy_map of 1,025 keys"):
         ms.load(path)

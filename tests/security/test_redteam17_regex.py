@@ -39,6 +39,7 @@ keras = pytest.importorskip("keras")
 
 import modelstore as ms  # noqa: E402
 from modelstore.security.kerasregex import key_problem  # noqa: E402
+from tests.security.test_keras_policy_keys import with_map  # noqa: E402
 
 FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
 
@@ -189,9 +190,11 @@ def _wide_keys_file(tmp_path: Path, keys: int = 64) -> Path:
 
 @pytest.mark.slow
 def test_each_hangs_plain_keras_and_is_refused_at_once(tmp_path: Path) -> None:
-    """Each file keeps plain Keras busy (188 s, over 60 s twice, 24 s here); scan and load
-    refuse it without matching or compiling anything."""
+    """Each file (under 4 KB) keeps plain Keras busy (1.6x more per "a"; 188 s; over 60 s
+    twice; 24 s here); scan and load refuse it without matching or compiling anything."""
+    (tmp_path / "p").mkdir()
     files = [
+        with_map(tmp_path / "p", "a" * 60, ["(a|aa)*c"]),  # (pass 17's first file)
         _quadratic_key_file(tmp_path / "q"),
         _optimizer_file(tmp_path / "m", "muon"),
         _optimizer_file(tmp_path / "o", "optimizer-map"),
