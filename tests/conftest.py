@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow quiet in test output
 
@@ -29,3 +30,11 @@ def s3_server():  # type: ignore[no-untyped-def]
 def s3_bucket(s3_server) -> str:  # type: ignore[no-untyped-def]
     """``s3://<fresh bucket>`` on the loopback server."""
     return f"s3://{s3_server.bucket()}"
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this run shares (the run's base folder; one worker's
+    own folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -229,6 +230,31 @@ def fitted() -> Iterator[tuple[str, Any, Any]]:
                 continue
             yield name, est, xs
         yield from _extras()
+
+
+def fitted_once(shared: Path) -> list[tuple[str, Any, Any]]:
+    """:func:`fitted`, fitted once per test run: the first test to ask fits the zoo and leaves
+    it pickled in ``shared`` (a folder every xdist worker sees); the others wait for it and
+    read it back (our own file: plain ``pickle``)."""
+    import fcntl
+    import pickle
+
+    import sklearn
+
+    path = shared / f"sklearn-zoo-{sklearn.__version__}.pkl"
+    with open(shared / "sklearn-zoo.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if path.exists():
+                zoo: list[tuple[str, Any, Any]] = pickle.loads(path.read_bytes())
+                return zoo
+            zoo = list(fitted())
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(zoo, protocol=5))
+            tmp.replace(path)
+            return zoo
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def outputs(est: Any, xs: Any) -> list[Any]:

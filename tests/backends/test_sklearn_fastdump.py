@@ -338,27 +338,29 @@ def test_unpicklable_models_fail_as_joblib_fails(tmp_path: Path, part: Any) -> N
 
 
 @pytest.mark.slow
-def test_every_scikit_learn_estimator(tmp_path: Path) -> None:
+def test_every_scikit_learn_estimator(tmp_path: Path, shared_tmp: Path) -> None:
     """The zoo: written by fastdump, loaded by joblib and by the gated loader with the same
     outputs, described as the scan reads it (object arrays aside: scanned instead)."""
-    from tests.sklearn_zoo import fitted, outputs
+    from tests.sklearn_zoo import fitted_once, outputs
 
     described = 0
-    for name, est, x in fitted():
-        path = tmp_path / "m.joblib"
-        rec = fast(est, path)
-        want = outputs(est, x)
-        for loaded in (joblib.load(path), ms.load(path)):
-            got = outputs(loaded, x)
-            assert [m for m, _ in got] == [m for m, _ in want], name
-            for (_, g), (_, w) in zip(got, want):
-                assert np.array_equal(g, w, equal_nan=g.dtype.kind in "fc"), name
-        if rec.exact:
-            described += 1
-            ours, scanned = describe.inspection(rec), ms.inspect(path)
-            assert repr(ours.tensors) == repr(scanned.tensors), name
-            assert ours.globals == scanned.globals, name
-            assert repr(ours.extra_metadata) == repr(scanned.metadata), name
+    with warnings.catch_warnings():  # (deprecated estimators, the pickle warning)
+        warnings.simplefilter("ignore")
+        for name, est, x in fitted_once(shared_tmp):
+            path = tmp_path / "m.joblib"
+            rec = fast(est, path)
+            want = outputs(est, x)
+            for loaded in (joblib.load(path), ms.load(path)):
+                got = outputs(loaded, x)
+                assert [m for m, _ in got] == [m for m, _ in want], name
+                for (_, g), (_, w) in zip(got, want):
+                    assert np.array_equal(g, w, equal_nan=g.dtype.kind in "fc"), name
+            if rec.exact:
+                described += 1
+                ours, scanned = describe.inspection(rec), ms.inspect(path)
+                assert repr(ours.tensors) == repr(scanned.tensors), name
+                assert ours.globals == scanned.globals, name
+                assert repr(ours.extra_metadata) == repr(scanned.metadata), name
     assert described > 150
 
 

@@ -21,7 +21,7 @@ np = pytest.importorskip("numpy")
 joblib = pytest.importorskip("joblib")
 
 import modelstore as ms  # noqa: E402
-from tests.sklearn_zoo import fitted, outputs  # noqa: E402
+from tests.sklearn_zoo import fitted_once, outputs  # noqa: E402
 
 WAYS = ["joblib", "joblib-zlib", "pickle-2", "pickle-3", "pickle-4", "pickle-5"]
 EVERY_WAY = ("HistGradientBoosting", "HGB", "Calibrated", "GridSearch", "ColumnTransformer")
@@ -54,10 +54,12 @@ def _same(a: list[Any], b: list[Any]) -> bool:
 
 
 @pytest.mark.slow
-def test_every_fittable_estimator_loads_and_predicts_identically(tmp_path: Path) -> None:
+def test_every_fittable_estimator_loads_and_predicts_identically(
+    tmp_path: Path, shared_tmp: Path
+) -> None:
     """No benign estimator is refused, none scans unsafe, and predictions are bit-identical."""
     failures, count = [], 0
-    for i, (name, est, xs) in enumerate(fitted()):
+    for i, (name, est, xs) in enumerate(fitted_once(shared_tmp)):
         want = outputs(est, xs)
         ways = (
             ["ms.save", *WAYS]

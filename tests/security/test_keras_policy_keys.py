@@ -1,7 +1,7 @@
 """Red team, pass 17: the keys of a Keras ``DTypePolicyMap`` are regular expressions that Keras
 matches (``re.fullmatch``) against each layer's path on every lookup of the layer's dtype,
 and the file chooses both. The key ``(a|aa)*c`` and a layer named with n ``a``s made a
-2.6 KB ``.keras`` load in time growing about 1.6x per ``a`` (1.3 s at 30), in plain Keras and
+1.6 KB ``.keras`` load in time growing about 1.6x per ``a`` (1.3 s at 30), in plain Keras and
 in ``ms.load``, and ``scan`` called it safe. Now a key must match in linear time
 (``kerasregex.key_problem``): both refuse the file at once. (That the file hangs plain Keras
 is shown with the other pattern attacks, in ``test_redteam17_regex.py``.)
