@@ -31,7 +31,7 @@ from typing import Any
 from .._info import Finding
 from . import kerasnames
 from .kerasgraph import unreached_layers
-from .kerasregex import HOLDERS, PathPatterns
+from .kerasregex import HOLDERS, MAX_ARG_STRING, PathPatterns, longest_string
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
 BUILTIN_MODULES = (
@@ -249,6 +249,13 @@ class _Walker:
                 f"variable paths while it builds the model ({here})",
             )
         inbound = node.get("inbound_nodes")
+        if inbound and longest_string(inbound) > MAX_ARG_STRING:
+            self.out.add(
+                f"<long argument of {str(name)[:60]!r}>",
+                f"a string of over {MAX_ARG_STRING:,} characters in the arguments of {here}: "
+                "Keras parses an op's arguments (a Rearrange pattern) each time it rebuilds "
+                "the graph, some in quadratic time",
+            )
         unreached = id(node) in self.unreached or (inbound is not None and not inbound)
         if unreached and target not in (None, INPUT_LAYER):
             # Keras builds every listed layer from its build_config, and never writes one no

@@ -26,6 +26,7 @@ path the config can give, must stay within :data:`BUDGET` character steps
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from typing import Any
@@ -37,16 +38,26 @@ except ImportError:  # pragma: no cover - Python 3.10
     _c = importlib.import_module("sre_constants")
     _parser = importlib.import_module("sre_parse")
 
-#: The most keys one map may hold, characters per key, and keywords one ``Muon`` may list.
-MAX_KEYS = 1024
+#: The most distinct patterns one config may hold, all holders together: well within the 512
+#: compiled patterns Python's ``re`` keeps (past that, every lookup compiles every key again:
+#: red team, pass 18, 0.7 s per lookup for 1,024 keys), characters per key, and keywords one
+#: ``Muon`` may list.
+MAX_KEYS = 256
 MAX_KEY_LENGTH = 1024
 MAX_KEYWORDS = 64
 #: Code points the character sets of one key may span in all (compiling a set costs as many).
 MAX_SET_SPAN = 1024
-#: Character steps all the patterns of one config may cost Keras while it loads the model
-#: (about 10 lookups per layer; a step is a few nanoseconds).
-BUDGET = 200_000_000
+#: What all the patterns of one config may cost Keras while it loads the model, in character
+#: steps (a step is a few nanoseconds; each match is priced :data:`PER_MATCH` steps more).
+BUDGET = 500_000_000
+PER_MATCH = 200
+#: Lookups of one pattern holder, at most, per layer and per call of a layer in the config
+#: (a layer looks its dtype up ~10 times while built, ~4 per call, and a shared layer is
+#: called once per inbound node; an optimizer map once per variable, a few per layer).
 LOOKUPS_PER_LAYER = 10
+#: The longest string an op's recorded arguments may hold (``Rearrange`` splits its pattern
+#: with regular expressions that are quadratic in runs of spaces or brackets: pass 18).
+MAX_ARG_STRING = 1024
 
 #: canonical class -> (its config key that holds the patterns, "fullmatch" or "search")
 HOLDERS = {
@@ -64,7 +75,9 @@ class PathPatterns:
     def __init__(self, root: Any) -> None:
         self.root = root
         self.longest: int | None = None  # the longest layer path the config can give
+        self.lookups = 0  # lookups of one holder, at most
         self.steps = 0
+        self.seen: set[str] = set()
 
     def problem(self, target: str, cfg: Any) -> str | None:
         """Why the patterns of this ``target`` node (one of :data:`HOLDERS`) are refused."""
@@ -79,23 +92,37 @@ class PathPatterns:
             return f"a {key} that is not a plain mapping of layer paths"
         elif len(patterns) > MAX_KEYS:
             return f"a {key} of {len(patterns):,} keys (at most {MAX_KEYS:,} are accepted)"
+        if self.steps > BUDGET or len(self.seen) > MAX_KEYS:
+            return None  # (already refused: one finding is enough)
         for pattern in patterns:
             why = key_problem(pattern, literal=how == "search")
             if why:
                 return f"the {key} pattern {str(pattern)[:80]!r}: {why}"
+        self.seen.update(patterns)
+        if len(self.seen) > MAX_KEYS:
+            return f"over {MAX_KEYS} distinct patterns in the model (its {key} holds {len(patterns):,})"
         if not patterns:
             return None
         if self.longest is None:
-            self.longest = longest_path(self.root)
-        widest = max(len(p) for p in patterns)
-        self.steps += LOOKUPS_PER_LAYER * len(patterns) * (widest + 2 * self.longest)
+            self.longest, self.lookups = longest_path(self.root)
+        runs = 1 if how == "search" else 2  # (a search runs over the path once)
+        per_lookup = sum(
+            len(p) + PER_MATCH + runs * self.longest * _reaches_end(p, how) for p in patterns
+        )
+        self.steps += self.lookups * per_lookup
         if self.steps > BUDGET:
             return (
-                f"its patterns ({len(patterns):,} of up to {widest:,} characters, with layer "
-                f"paths of up to {self.longest:,}) would cost Keras over {BUDGET:,} steps of "
-                "matching per load"
+                f"its patterns ({len(patterns):,}, with layer paths of up to {self.longest:,} "
+                f"characters and up to {self.lookups:,} lookups) would cost Keras over "
+                f"{BUDGET:,} steps of matching per load"
             )
         return None
+
+
+def _reaches_end(pattern: str, how: str) -> int:
+    """1 if matching the (accepted) pattern may run over the whole path: a search, or a
+    repetition at the end."""
+    return 1 if how == "search" or pattern.endswith(("*", "+", "?", "}")) else 0
 
 
 def key_problem(key: Any, *, literal: bool = False) -> str | None:
@@ -103,6 +130,11 @@ def key_problem(key: Any, *, literal: bool = False) -> str | None:
     repetition of one of them, at the end; ``literal``: plain characters only), or None."""
     if not isinstance(key, str):
         return "not a string"
+    return _problem(key, literal)
+
+
+@functools.lru_cache(maxsize=4096)
+def _problem(key: str, literal: bool) -> str | None:
     if len(key) > MAX_KEY_LENGTH:
         return f"{len(key):,} characters (at most {MAX_KEY_LENGTH:,} are accepted)"
     try:
@@ -137,10 +169,12 @@ def _set_span(items: Any) -> int:
     return sum(av[1] - av[0] + 1 if op == _c.RANGE else 1 for op, av in items)
 
 
-def longest_path(root: Any) -> int:
-    """An upper bound of every layer path Keras can make from ``root``: the longest chain of
-    nested layer names, each with its separator."""
-    longest = 0
+def longest_path(root: Any) -> tuple[int, int]:
+    """An upper bound of every layer path Keras can make from ``root`` (the longest chain of
+    nested layer names, each with its separator), and of the lookups of one pattern holder
+    (:data:`LOOKUPS_PER_LAYER` for the model, each layer listed or wrapped, and each
+    inbound node: a call)."""
+    longest = objects = 0
     stack: list[tuple[Any, int]] = [(root, 0)]
     while stack:
         node, length = stack.pop()
@@ -154,5 +188,30 @@ def longest_path(root: Any) -> int:
         if isinstance(name, str):
             length += len(name) + 1
             longest = max(longest, length)
+        layers = node.get("layers")
+        calls = node.get("inbound_nodes")
+        objects += len(layers) if isinstance(layers, list) else 0
+        objects += len(calls) if isinstance(calls, (list, dict)) else 0
+        objects += sum(isinstance(node.get(k), dict) for k in _INNER)
         stack.extend((value, length) for value in node.values())
+    return longest, LOOKUPS_PER_LAYER * (1 + objects)
+
+
+#: Where a layer's config holds another layer (wrappers, recurrent cells).
+_INNER = ("layer", "backward_layer", "cell")
+
+
+def longest_string(value: Any) -> int:
+    """The longest string anywhere in ``value`` (an op's recorded arguments)."""
+    longest = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            longest = max(longest, len(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(k for k in item if isinstance(k, str))
+        elif isinstance(item, list):
+            stack.extend(item)
     return longest

@@ -73,7 +73,7 @@ def test_scan_and_load_refuse_a_backtracking_key_at_once(tmp_path: Path) -> None
 def test_too_many_keys_are_refused(tmp_path: Path) -> None:
     path = with_map(tmp_path, "d1", [f"block_{i}" for i in range(MAX_KEYS + 1)])
     assert ms.scan(path).verdict == "unsafe"
-    with pytest.raises(ms.UnsafeModelError, match="policy_map of 1,025 keys"):
+    with pytest.raises(ms.UnsafeModelError, match="policy_map of 257 keys"):
         ms.load(path)
 
 
@@ -164,3 +164,30 @@ def test_optimizers_with_plain_patterns_load(tmp_path: Path, kind: str) -> None:
     assert ms.scan(path).verdict == "safe"
     want = np.arange(8, dtype="float32").reshape(2, 4)
     np.testing.assert_allclose(ms.load(path).predict_on_batch(want), model.predict_on_batch(want))
+
+
+def test_patterns_are_counted_over_the_whole_model() -> None:
+    """Python's ``re`` keeps 512 compiled patterns; past that, each lookup compiles each key
+    again (red team, pass 18): at most 256 distinct patterns in one config, all holders
+    together, and the lookups priced by the config's layers and calls."""
+    from modelstore.security.kerasregex import PathPatterns
+
+    def dense(i: int, keys: list[str]) -> dict[str, Any]:
+        return {"class_name": "Dense", "config": {"name": f"d{i}", "dtype": _policy_map(keys)}}
+
+    root = {"config": {"layers": [dense(i, [f"m{i}_{k}" for k in range(200)]) for i in (0, 1)]}}
+    patterns = PathPatterns(root)
+    target = "keras.dtype_policies.DTypePolicyMap"
+    first, second = (
+        patterns.problem(target, layer["config"]["dtype"]["config"])
+        for layer in root["config"]["layers"]
+    )
+    assert first is None
+    assert second is not None and "over 256 distinct patterns" in second
+    # the same keys in both: 200 distinct, accepted
+    root = {"config": {"layers": [dense(i, [f"k{k}" for k in range(200)]) for i in (0, 1)]}}
+    patterns = PathPatterns(root)
+    assert all(
+        patterns.problem(target, layer["config"]["dtype"]["config"]) is None
+        for layer in root["config"]["layers"]
+    )
