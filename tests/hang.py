@@ -8,9 +8,13 @@ line only, and the imports get their own, generous, limit.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 #: The line the child prints right before the call that may hang.
 GO = "print('GO', flush=True)"
@@ -67,3 +71,38 @@ def _watch(
         for t in readers:  # the pipes close when the child is gone
             t.join(10)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out), "".join(err))
+
+
+def keras_loads_hang(paths: list[Path], tmp_path: Path, after: float = 4.0) -> dict[str, bool]:
+    """Whether plain Keras (safe mode on) is still loading each file ``after`` seconds in: one
+    child imports Keras once and forks a grandchild per file; results go through a file."""
+    out = tmp_path / "hangs.json"
+    code = f"""
+import json, os, signal, time, warnings
+warnings.simplefilter("ignore")
+import keras
+found = {{}}
+for path in {[str(p) for p in paths]!r}:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            keras.saving.load_model(path)
+        except BaseException:
+            pass
+        os._exit(0)
+    end = time.monotonic() + {after}
+    while time.monotonic() < end and os.waitpid(pid, os.WNOHANG) == (0, 0):
+        time.sleep(0.05)
+    alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    found[path] = alive
+with open({str(out)!r}, "w") as f:
+    json.dump(found, f)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found: dict[str, bool] = json.loads(out.read_text())
+    return found

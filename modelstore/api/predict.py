@@ -83,12 +83,17 @@ def predictor(cls: type, model: Any) -> Backend:
     if hit is not None and hit[0] == generation:
         return hit[1]
     backend = REGISTRY.for_object(model, action="predict")
-    with _LOCK:
-        _PREDICTORS[cls] = (generation, backend)
-        _PREDICTORS.move_to_end(cls)
-        while len(_PREDICTORS) > CACHE_SIZE:
-            _PREDICTORS.popitem(last=False)
+    _remember(_PREDICTORS, cls, (generation, backend))
     return backend
+
+
+def _remember(cache: OrderedDict[type, Any], cls: type, entry: Any) -> None:
+    """Keep ``entry`` for ``cls``, the oldest entry going first past :data:`CACHE_SIZE`."""
+    with _LOCK:
+        cache[cls] = entry
+        cache.move_to_end(cls)
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
 
 
 def _raw_call(model: Any) -> Callable[[Any, Any], Any] | None:
@@ -102,11 +107,7 @@ def _raw_call(model: Any) -> Callable[[Any, Any], Any] | None:
         return None
     generation = REGISTRY.generation
     call = _fast_path(cls) or predictor(cls, model).predict_raw
-    with _LOCK:
-        _RAW_CALLS[cls] = (generation, call)
-        _RAW_CALLS.move_to_end(cls)
-        while len(_RAW_CALLS) > CACHE_SIZE:
-            _RAW_CALLS.popitem(last=False)
+    _remember(_RAW_CALLS, cls, (generation, call))
     return call
 
 

@@ -28,7 +28,7 @@ P = keras.dtype_policies
 FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
 
 
-def _policy_map(keys: list[str]) -> dict[str, Any]:
+def policy_map(keys: list[str]) -> dict[str, Any]:
     return {
         "module": "keras.dtype_policies",
         "class_name": "DTypePolicyMap",
@@ -50,7 +50,7 @@ def with_map(tmp_path: Path, name: str, keys: list[str]) -> Path:
     text = json.dumps(config).replace('"d"', json.dumps(name))  # the layer and its references
     config = json.loads(text)
     node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
-    node["config"]["dtype"] = _policy_map(keys)
+    node["config"]["dtype"] = policy_map(keys)
     members["config.json"] = json.dumps(config).encode()
     path = tmp_path / f"map-{len(name)}.keras"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -81,7 +81,7 @@ def test_the_legacy_reader_is_audited_alike() -> None:
     """A legacy ``.h5`` config names the class plainly; the same check applies."""
     layer = {
         "class_name": "Dense",
-        "config": {"name": "aaa", "units": 2, "dtype": {**_policy_map(["(a+)+b"])}},
+        "config": {"name": "aaa", "units": 2, "dtype": {**policy_map(["(a+)+b"])}},
     }
     layer["config"]["dtype"].pop("module")
     audit = kerasaudit.audit_config(
@@ -173,7 +173,7 @@ def test_patterns_are_counted_over_the_whole_model() -> None:
     from modelstore.security.kerasregex import PathPatterns
 
     def dense(i: int, keys: list[str]) -> dict[str, Any]:
-        return {"class_name": "Dense", "config": {"name": f"d{i}", "dtype": _policy_map(keys)}}
+        return {"class_name": "Dense", "config": {"name": f"d{i}", "dtype": policy_map(keys)}}
 
     root = {"config": {"layers": [dense(i, [f"m{i}_{k}" for k in range(200)]) for i in (0, 1)]}}
     patterns = PathPatterns(root)

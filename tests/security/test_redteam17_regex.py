@@ -26,9 +26,6 @@ super-linear or unbounded time by plain Keras and by ``ms.load``, while ``scan``
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,9 +36,8 @@ keras = pytest.importorskip("keras")
 
 import modelstore as ms  # noqa: E402
 from modelstore.security.kerasregex import key_problem  # noqa: E402
-from tests.security.test_keras_policy_keys import with_map  # noqa: E402
-
-FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
+from tests.hang import keras_loads_hang  # noqa: E402
+from tests.security.test_keras_policy_keys import policy_map, with_map  # noqa: E402
 
 
 def _rewrite(src: Path, out: Path, edit: Any) -> Path:
@@ -69,17 +65,12 @@ def _quadratic_key_file(tmp_path: Path, n: int = 40_000, keys: int = 32) -> Path
     """A Dense named with ``n`` ``a``s whose dtype is a map of ``keys`` keys
     ``(?i).*a{K}b`` (K about n/2), each accepted by ``key_problem``."""
     pattern = [f"(?i).*a{{{n // 2 - i}}}b" for i in range(keys)]
-    policy_map = {
-        "module": "keras.dtype_policies",
-        "class_name": "DTypePolicyMap",
-        "registered_name": None,
-        "config": {"default_policy": "float32", "policy_map": dict.fromkeys(pattern, FLOAT32)},
-    }
+    mapping = policy_map(pattern)
 
     def edit(text: str) -> str:
         config = json.loads(text.replace('"d"', json.dumps("a" * n)))
         node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
-        node["config"]["dtype"] = policy_map
+        node["config"]["dtype"] = mapping
         return json.dumps(config)
 
     return _rewrite(_dense(tmp_path), tmp_path / "quadratic-key.keras", edit)
@@ -102,41 +93,6 @@ def _optimizer_file(tmp_path: Path, kind: str, n: int = 44, key: str = "(a|aa)*c
         return text.replace('"placeholder_key"', json.dumps(key))
 
     return _rewrite(_dense(tmp_path, opt), tmp_path / f"{kind}-regex.keras", edit)
-
-
-def _plain_keras_hangs(paths: list[Path], tmp_path: Path, after: float = 4.0) -> dict[str, bool]:
-    """Whether plain Keras (safe mode on) is still loading each file ``after`` seconds in: one
-    child imports Keras once and forks a grandchild per file; results go through a file."""
-    out = tmp_path / "hangs.json"
-    code = f"""
-import json, os, signal, time, warnings
-warnings.simplefilter("ignore")
-import keras
-found = {{}}
-for path in {[str(p) for p in paths]!r}:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            keras.saving.load_model(path)
-        except BaseException:
-            pass
-        os._exit(0)
-    end = time.monotonic() + {after}
-    while time.monotonic() < end and os.waitpid(pid, os.WNOHANG) == (0, 0):
-        time.sleep(0.05)
-    alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
-    if alive:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    found[path] = alive
-with open({str(out)!r}, "w") as f:
-    json.dump(found, f)
-"""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found: dict[str, bool] = json.loads(out.read_text())
-    return found
 
 
 def _refused(path: Path) -> None:
@@ -172,17 +128,12 @@ def test_a_key_slow_to_compile_is_refused_without_compiling_it() -> None:
 
 def _wide_keys_file(tmp_path: Path, keys: int = 64) -> Path:
     pattern = [WIDE_KEY + str(i) for i in range(keys)]
-    policy_map = {
-        "module": "keras.dtype_policies",
-        "class_name": "DTypePolicyMap",
-        "registered_name": None,
-        "config": {"default_policy": "float32", "policy_map": dict.fromkeys(pattern, FLOAT32)},
-    }
+    mapping = policy_map(pattern)
 
     def edit(text: str) -> str:
         config = json.loads(text)
         node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
-        node["config"]["dtype"] = policy_map
+        node["config"]["dtype"] = mapping
         return json.dumps(config)
 
     return _rewrite(_dense(tmp_path), tmp_path / "wide-keys.keras", edit)
@@ -201,6 +152,6 @@ def test_each_hangs_plain_keras_and_is_refused_at_once(tmp_path: Path) -> None:
         _wide_keys_file(tmp_path / "w"),
     ]
     assert all(f.stat().st_size < 4096 for f in files)
-    assert _plain_keras_hangs(files, tmp_path) == {str(f): True for f in files}
+    assert keras_loads_hang(files, tmp_path) == {str(f): True for f in files}
     for f in files:
         _refused(f)

@@ -31,11 +31,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import string
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -45,20 +42,12 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import modelstore as ms  # noqa: E402
+from tests.hang import keras_loads_hang  # noqa: E402
+from tests.security.test_keras_policy_keys import policy_map  # noqa: E402
 
-FLOAT32 = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
 #: 1,024 distinct 1,023-character literal keys: each passes ``key_problem``; more than
 #: ``re._MAXCACHE`` (512), so every ``re.fullmatch`` compiles its key again.
 KEYS = ["a" * 1015 + f"{i:08x}" for i in range(1024)]
-
-
-def _policy_map(keys: list[str]) -> dict[str, Any]:
-    return {
-        "module": "keras.dtype_policies",
-        "class_name": "DTypePolicyMap",
-        "registered_name": None,
-        "config": {"default_policy": "float32", "policy_map": dict.fromkeys(keys, FLOAT32)},
-    }
 
 
 def _save(model: Any, tmp_path: Path, out: str, edit: Any) -> Path:
@@ -86,7 +75,7 @@ def _shared_layer_file(tmp_path: Path, calls: int = 200) -> Path:
 
     def edit(config: dict[str, Any]) -> None:
         node = next(n for n in config["config"]["layers"] if n["class_name"] == "Dense")
-        node["config"]["dtype"] = _policy_map(KEYS)
+        node["config"]["dtype"] = policy_map(KEYS)
 
     return _save(keras.Model(x, y, name="m"), tmp_path, "shared-map.keras", edit)
 
@@ -145,41 +134,6 @@ def _rearrange_file(tmp_path: Path, spaces: int = 40_000, parens: int = 100_000)
     return _save(model, tmp_path, "rearrange.keras", edit)
 
 
-def _plain_keras_hangs(paths: list[Path], tmp_path: Path, after: float = 4.0) -> dict[str, bool]:
-    """Whether plain Keras (safe mode on) is still loading each file ``after`` seconds in: one
-    child imports Keras once and forks a grandchild per file; results go through a file."""
-    out = tmp_path / "hangs.json"
-    code = f"""
-import json, os, signal, time, warnings
-warnings.simplefilter("ignore")
-import keras
-found = {{}}
-for path in {[str(p) for p in paths]!r}:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            keras.saving.load_model(path)
-        except BaseException:
-            pass
-        os._exit(0)
-    end = time.monotonic() + {after}
-    while time.monotonic() < end and os.waitpid(pid, os.WNOHANG) == (0, 0):
-        time.sleep(0.05)
-    alive = os.waitpid(pid, os.WNOHANG) == (0, 0)
-    if alive:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    found[path] = alive
-with open({str(out)!r}, "w") as f:
-    json.dump(found, f)
-"""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found: dict[str, bool] = json.loads(out.read_text())
-    return found
-
-
 BUILDERS = {
     "shared-layer-map": _shared_layer_file,
     "optimizer-map": _optimizer_map_file,
@@ -198,7 +152,7 @@ def test_scan_calls_the_file_unsafe(tmp_path: Path, kind: str) -> None:
 @pytest.mark.slow
 def test_each_hangs_plain_keras_and_is_refused_at_once(tmp_path: Path) -> None:
     files = [build(tmp_path / kind) for kind, build in BUILDERS.items()]
-    assert _plain_keras_hangs(files, tmp_path) == {str(f): True for f in files}
+    assert keras_loads_hang(files, tmp_path) == {str(f): True for f in files}
     for f in files:
         # scan first: while it says "safe", ms.load would run for minutes
         assert ms.scan(f).verdict == "unsafe", f
