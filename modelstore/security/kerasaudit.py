@@ -30,7 +30,7 @@ from typing import Any
 
 from .._info import Finding
 from . import kerasnames
-from .kerasgraph import unreached_layers
+from .kerasgraph import MAX_UNFOLDED, UNFOLDED_FACTOR, unfolded_calls, unreached_layers
 from .kerasregex import HOLDERS, MAX_ARG_STRING, PathPatterns, longest_string
 
 #: What Keras searches for ``module="builtins"`` functions (serialization_lib.BUILTIN_MODULES).
@@ -188,6 +188,15 @@ class _Walker:
 
     def walk(self, root: Any, where: str) -> None:
         self.patterns = PathPatterns(root)
+        listed, unfolded = unfolded_calls(root)
+        if unfolded > max(MAX_UNFOLDED, UNFOLDED_FACTOR * listed):
+            self.out.add(
+                "<nested model reuse>",
+                f"{where} runs {unfolded:,} layer calls when Keras traces it (its first "
+                f"predict), from {listed:,} in its config: nested models each called several "
+                f"times multiply (at most {MAX_UNFOLDED:,}, or {UNFOLDED_FACTOR}x the calls "
+                "written, are accepted)",
+            )
         stack: list[tuple[Any, str]] = [(root, where)]
         while stack:
             node, where = stack.pop()

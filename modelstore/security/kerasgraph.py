@@ -81,3 +81,51 @@ def _node_refs(node: Any) -> list[tuple[str, int]]:
         elif isinstance(v, list):
             stack.extend(v)
     return out
+
+
+#: Layer calls a model may run when Keras traces it (its first ``predict``), unfolded: at most
+#: this many, or this many times the calls its config writes (red team, pass 19: a model that
+#: calls a nested model twice, nested 20 deep, is a 4 KB file whose first ``predict`` traces
+#: 2**19 layer calls; each level doubles the time).
+MAX_UNFOLDED = 2000
+UNFOLDED_FACTOR = 4
+_CAP = 10**12
+#: Where a layer's config holds another layer (wrappers, recurrent cells).
+INNER = ("layer", "backward_layer", "cell")
+
+
+def unfolded_calls(root: Any) -> tuple[int, int]:
+    """(layer calls the config writes, layer calls Keras runs tracing it): a nested model runs
+    its own graph once per call of it, so its calls multiply by the calls of it."""
+    if not isinstance(root, dict):
+        return 0, 0
+    listed, unfolded = _inner(root)
+    return listed, max(unfolded, 1)
+
+
+def _inner(node: dict[str, Any]) -> tuple[int, int]:
+    """What calling ``node`` once runs: (calls written below it, calls run)."""
+    cfg = node.get("config")
+    if not isinstance(cfg, dict):
+        return 0, 0
+    if isinstance(cfg.get("layers"), list):
+        return _model(cfg["layers"])
+    listed = unfolded = 0
+    for key in INNER:
+        if isinstance(cfg.get(key), dict):
+            inner_listed, inner_unfolded = _inner(cfg[key])
+            listed, unfolded = listed + inner_listed, unfolded + inner_unfolded
+    return listed, unfolded
+
+
+def _model(layers: list[Any]) -> tuple[int, int]:
+    listed = unfolded = 0
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        calls = layer.get("inbound_nodes")
+        n = len(calls) if isinstance(calls, (list, dict)) and calls else 1
+        inner_listed, inner_unfolded = _inner(layer)
+        listed += n + inner_listed
+        unfolded = min(unfolded + n * max(inner_unfolded, 1), _CAP)
+    return listed, unfolded

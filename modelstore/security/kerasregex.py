@@ -31,6 +31,8 @@ import importlib
 import re
 from typing import Any
 
+from .kerasgraph import INNER, unfolded_calls
+
 try:  # Python 3.11+ (the parser ``re.compile`` itself uses; nothing is compiled here)
     _c: Any = importlib.import_module("re._constants")
     _parser: Any = importlib.import_module("re._parser")
@@ -172,8 +174,8 @@ def _set_span(items: Any) -> int:
 def longest_path(root: Any) -> tuple[int, int]:
     """An upper bound of every layer path Keras can make from ``root`` (the longest chain of
     nested layer names, each with its separator), and of the lookups of one pattern holder
-    (:data:`LOOKUPS_PER_LAYER` for the model, each layer listed or wrapped, and each
-    inbound node: a call)."""
+    (:data:`LOOKUPS_PER_LAYER` for the model, each layer listed or wrapped, each inbound
+    node, and each layer call of the model unfolded: :func:`.kerasgraph.unfolded_calls`)."""
     longest = objects = 0
     stack: list[tuple[Any, int]] = [(root, 0)]
     while stack:
@@ -192,13 +194,10 @@ def longest_path(root: Any) -> tuple[int, int]:
         calls = node.get("inbound_nodes")
         objects += len(layers) if isinstance(layers, list) else 0
         objects += len(calls) if isinstance(calls, (list, dict)) else 0
-        objects += sum(isinstance(node.get(k), dict) for k in _INNER)
+        objects += sum(isinstance(node.get(k), dict) for k in INNER)
         stack.extend((value, length) for value in node.values())
-    return longest, LOOKUPS_PER_LAYER * (1 + objects)
-
-
-#: Where a layer's config holds another layer (wrappers, recurrent cells).
-_INNER = ("layer", "backward_layer", "cell")
+    # a nested model's layers run once per call of it when Keras traces the model (pass 19)
+    return longest, LOOKUPS_PER_LAYER * (1 + objects + unfolded_calls(root)[1])
 
 
 def longest_string(value: Any) -> int:
