@@ -246,7 +246,9 @@ def fitted_once(shared: Path) -> list[tuple[str, Any, Any]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if path.exists():
-                zoo: list[tuple[str, Any, Any]] = pickle.loads(path.read_bytes())
+                with warnings.catch_warnings():  # (deprecated classes warn when rebuilt)
+                    warnings.simplefilter("ignore")
+                    zoo: list[tuple[str, Any, Any]] = pickle.loads(path.read_bytes())
                 return zoo
             zoo = list(fitted())
             tmp = path.with_suffix(".tmp")
