@@ -38,3 +38,17 @@ def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     own folder without xdist)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+_WHOLLY_SLOW = "\npytestmark = pytest.mark.slow"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The quick subset (``-m "not slow"``) does not import modules marked slow as a whole:
+    their deselection would come only after each xdist worker had imported their frameworks
+    (transformers, xgboost, lightgbm, hypothesis: seconds per worker)."""
+    if config.getoption("markexpr", "").strip() != "not slow":
+        return None
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return _WHOLLY_SLOW in collection_path.read_text(encoding="utf-8") or None

@@ -104,6 +104,7 @@ def test_h5_declaring_unstored_gigabytes_is_refused(tmp_path: Path) -> None:
         ms.load(path, model=None)
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_export_arguments(tmp_path: Path) -> None:
     """Integer samples work for float models; bad shapes, strings and bare state dicts are clear."""
     pytest.importorskip("onnxruntime")

@@ -58,6 +58,7 @@ def test_onnx_shape_error_keeps_the_detail(tmp_path: Path) -> None:
     assert "Please fix" not in str(e.value)
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_moved_class_says_it_could_not_be_imported(tmp_path: Path) -> None:
     """A pickled whole module whose class is gone: 'could not be imported', not 'damaged'."""
     (tmp_path / "gone_pkg.py").write_text(

@@ -53,6 +53,7 @@ def row_cost(tmp_path: Path) -> Any:
     return serve.create_app(str(path), model=RowCost)
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 @pytest.mark.parametrize("filler", ["fast", "refused"])
 def test_a_client_cannot_hide_slow_answers_between_the_sampled_ones(
     row_cost: Any, filler: str

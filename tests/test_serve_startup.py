@@ -29,6 +29,7 @@ def _weights(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_weights_without_model_are_refused_at_start_up(tmp_path: Path) -> None:
     """A weights-only file without --model stops serve at once, naming the recorded class."""
     path = _weights(tmp_path)

@@ -28,6 +28,7 @@ class HubNet(torch.nn.Module, hub.PyTorchModelHubMixin):  # type: ignore[misc]
         return self.fc2(torch.relu(self.fc1(x)))
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_hub_mixin_builds_from_its_config(tmp_path: Path) -> None:
     """load(folder, model=HubNet) takes hidden=7 from config.json; ms.save of a mixin writes a
     folder from_pretrained reads; inspect lists the folder's files."""

@@ -281,6 +281,7 @@ class _Tick(BaseException):  # like KeyboardInterrupt: not caught by the scan's 
     pass
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_signals_at_any_moment_never_leave_the_collector_off() -> None:
     """A timer signal whose handler raises, at a random moment of a scan, 1,500 times:
     wherever the interpreter runs the handler (on entering a function, after a call), the

@@ -28,6 +28,7 @@ np = pytest.importorskip("numpy")
 
 import modelstore as ms  # noqa: E402
 from modelstore.security import kerassize, kerasweights  # noqa: E402
+from tests.sampling import quick_sample  # noqa: E402
 
 L = keras.layers
 C = 48  # input channels: large enough that a kernel's input axis dominates its size
@@ -240,7 +241,7 @@ def _hostile(tmp_path: Path, case: str) -> tuple[Path, dict[str, Any]]:
     return path, node
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("case", quick_sample(sorted(HOSTILE), every=4))
 def test_a_wide_build_config_is_refused_by_scan_as_by_load(tmp_path: Path, case: str) -> None:
     """Keras builds the layer for the named shape (shown without allocating, in a stateless
     scope); ``scan`` says so without Keras, and ``load`` refuses before building anything."""

@@ -35,6 +35,7 @@ h5py = pytest.importorskip("h5py")
 
 import modelstore as ms  # noqa: E402
 from modelstore.security import kerasquant, kerassize  # noqa: E402
+from tests.sampling import quick_sample  # noqa: E402
 
 L = keras.layers
 Q = keras.quantizers
@@ -175,7 +176,7 @@ def _bytes(w: Any) -> int:
     return int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("case", quick_sample(sorted(HOSTILE), every=4))
 def test_a_quantised_layer_making_more_than_stored_is_refused(tmp_path: Path, case: str) -> None:
     path, config = _hostile(tmp_path, case)
     made = _keras_makes(config)
@@ -457,6 +458,7 @@ def test_a_model_quantised_by_keras_scans_safe_and_predicts_the_same(
     np.testing.assert_allclose(got.predict_on_batch(x), want)
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_a_model_quantised_to_int4_blocks_scans_safe_and_predicts_the_same(
     tmp_path: Path,
 ) -> None:

@@ -73,6 +73,7 @@ CAPPED = """
 # -- 1. stats materialises what a tiny torch file only declares --------------------------------
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_stats_of_a_stride_zero_tensor_does_not_allocate_terabytes(tmp_path: Path) -> None:
     """A 1 KB ``torch.save`` file holds one float and a view of it with shape 10^6 x 10^6 and
     stride (0, 0): a legal tensor, so the weights-only gate loads it without ``trust``. ``stats``
@@ -402,6 +403,7 @@ def test_a_plugin_cannot_claim_builtin_status_by_spelling_its_module(tmp_path: P
 # -- 5. the new readers on the gadget pickles of round 2 -----------------------------------------
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_stats_and_summary_on_gadget_pickles_refuse_without_crashing(tmp_path: Path) -> None:
     """The allow-listed gadgets (trees with children past their node array, sparse indices out
     of range, a RandomState past its key, a Fraction parse that never ends, a 3 GiB bytes, a

@@ -135,6 +135,7 @@ atexit.register(lambda: ms.save({"w": torch.full((n,), 2.0)}, path))
 """
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_a_save_in_an_atexit_handler_leaves_no_temp_name(tmp_path: Path) -> None:
     """Attack: a program saves its model in an ``atexit`` handler ("save on exit"), over a
     file of >= 16 MiB. The old file's temp name was removed by a thread started after the

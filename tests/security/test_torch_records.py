@@ -338,6 +338,7 @@ def test_a_safetensors_shape_of_huge_factors_is_refused_at_once(tmp_path: Path) 
     assert verdict != "safe" and int(length) < 400  # the message shows 80 characters of it
 
 
+@pytest.mark.slow  # seconds; the full suite runs it
 def test_torch_is_imported_before_the_load_pauses_the_collector(tmp_path: Path) -> None:
     """The first ``.pt`` load in a process imported torch inside the pause (~1.5 s of it)."""
     path = tmp_path / "w.pt"
