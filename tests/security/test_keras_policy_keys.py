@@ -191,3 +191,95 @@ def test_patterns_are_counted_over_the_whole_model() -> None:
         patterns.problem(target, layer["config"]["dtype"]["config"]) is None
         for layer in root["config"]["layers"]
     )
+
+
+# -- which entries of a map may apply to a layer (kerasquant charges the costliest) ----------
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "may"),
+    [
+        ("q", "q", True),  # the path is the name ...
+        ("outer/q", "q", True),  # ... or scopes, then the name (they vary with the format)
+        ("zzz", "q", False),
+        ("q2", "q", False),
+        ("outer/r", "q", False),
+        ("zzz.*", "q", True),  # scopes may start with zzz
+        ("encoder/.*", "q", True),
+        (".*/q", "q", True),
+        ("[^q]", "q", False),
+        ("..", "q", True),  # "x/q" is not it, but "/q" of an empty scope name is
+        ("...", "q", True),
+        ("[^\\s\\S]*", "q", False),  # a set matching nothing
+        ("[^\\s\\S]/q", "q", True),  # as a path itself: a scope may be named "[^\\s\\S]"
+        ("[^\\s\\S]x/q", "q", True),
+        ("[^\\s\\S].", "q", False),
+        ("a[/q]{2}", "q", True),
+        ("[/q]{3,}", "q", True),
+        ("q.+", "q", True),  # "q/q": scopes may be named anything
+        ("x.q", "q", True),
+        ("x.[q]", "q", True),
+        ("x.[r]", "q", False),
+        ("(?a)\\w+/q", "q", True),
+        ("(?a)\\w+", "q", True),
+        ("(?a)\\w+", "é", True),  # é itself is not \w in ASCII mode: scopes/é is not \w+
+    ],
+)
+def test_entries_that_may_apply_to_a_layer(key: str, name: str, may: bool) -> None:
+    from modelstore.security.kerasregex import may_resolve
+
+    got = may_resolve(key, name)
+    if key == "(?a)\\w+" and name == "é":
+        assert got is False  # no string of ASCII word characters ends with "/é"
+        return
+    assert got is may, (key, name)
+
+
+def test_only_dot_star_and_dot_plus_cover_every_path() -> None:
+    from modelstore.security.kerasregex import covers_every_path
+
+    assert covers_every_path(".*") and covers_every_path(".+")
+    for key in (".?", "a.*", "[\\s\\S]*", ".{0,9}", "x", 3, "(a|b)*"):
+        assert not covers_every_path(key), key
+
+
+def test_a_key_too_costly_to_analyse_counts_as_applying() -> None:
+    import time
+
+    from modelstore.security.kerasregex import may_resolve
+
+    key, name = "[ab]" * 250 + "[ab/]*", "a" * 1000  # ~10^5 alignments of 250 tests
+    start = time.monotonic()
+    assert may_resolve(key, name) in (True, None)
+    assert time.monotonic() - start < 10  # (a hang guard, not a speed goal)
+
+
+def test_a_benign_map_of_one_width_scans_safe_and_loads(tmp_path: Path) -> None:
+    path = with_map(tmp_path, "dense_a", ["dense_a", "encoder/.*", ".*"])
+    assert ms.scan(path).verdict == "safe"
+    ms.load(path)
+
+
+def test_the_analysis_of_a_config_s_maps_is_bounded() -> None:
+    """200 layers named with ~1,000 characters, each with a map of 256 keys of 250 sets and a
+    repetition: the analysis stops at its budget and counts every entry (the stricter
+    charge), in about a second."""
+    import time
+
+    from modelstore.security import kerassize
+
+    keys = {"[ab]" * 249 + f"[a{chr(0x100 + i)}]" + "[ab/]*": "int8" for i in range(256)}
+    dtype = policy_map([])
+    dtype["config"]["policy_map"] = keys
+    layers: list[dict[str, Any]] = [
+        {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 4]}}
+    ]
+    for i in range(200):
+        cfg = {"name": "a" * 990 + str(i), "units": 4, "dtype": dtype}
+        layers.append(
+            {"class_name": "Dense", "config": cfg, "build_config": {"input_shape": [None, 4]}}
+        )
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": layers}}
+    start = time.monotonic()
+    kerassize.check_config(config, [1 << 20])  # float32 at most: 200 x 20 weights
+    assert time.monotonic() - start < 30  # (a hang guard, not a speed goal)

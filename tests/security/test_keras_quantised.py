@@ -48,6 +48,11 @@ def _policy(cls: str, mode: str) -> dict[str, Any]:
     return {"module": "keras.dtype_policies", "class_name": cls, "config": config}
 
 
+def _map(default: Any, entries: dict[str, Any]) -> dict[str, Any]:
+    config = {"default_policy": default, "policy_map": entries}
+    return {"module": "keras.dtype_policies", "class_name": "DTypePolicyMap", "config": config}
+
+
 def _quant_config(cls: str, **config: Any) -> dict[str, Any]:
     if cls != "Int4QuantizationConfig":
         config = {"dataset": None, "tokenizer": None, **config}
@@ -105,6 +110,40 @@ HOSTILE: dict[str, tuple[Any, ...]] = {
         lambda: L.Dense(4, name="q"),
         _policy("Int4DTypePolicy", "int4/-1"),
         _quant_config("Int4QuantizationConfig", block_size=2**-14),
+        {"input_shape": [None, 4096]},
+        1 << 30,
+    ),
+    # a DTypePolicyMap: the entry Keras resolves for the layer's path (red team: charged at
+    # the least entry, these scanned safe): a cheap key that can never match its path, a
+    # cheap default under a key matching every path, a cheap key for another layer's path
+    "map-key-never-matches": (
+        4096,
+        lambda: L.Dense(4, name="q"),
+        _map(
+            _policy("GPTQDTypePolicy", "gptq/4/-1"), {"zzz": _policy("Int4DTypePolicy", "int4/-1")}
+        ),
+        _quant_config("GPTQConfig", group_size=2**-14),
+        {"input_shape": [None, 4096]},
+        1 << 30,
+    ),
+    "map-catch-all": (
+        4096,
+        lambda: L.Dense(4, name="q"),
+        _map(
+            _policy("Int4DTypePolicy", "int4/-1"), {".*": _policy("GPTQDTypePolicy", "gptq/4/-1")}
+        ),
+        _quant_config("GPTQConfig", group_size=2**-14),
+        {"input_shape": [None, 4096]},
+        1 << 30,
+    ),
+    "map-other-paths": (
+        4096,
+        lambda: L.Dense(4, name="q"),
+        _map(
+            _policy("GPTQDTypePolicy", "gptq/4/-1"),
+            {"outer/r": _policy("Int4DTypePolicy", "int4/-1"), "q2": "float16", "[^q]": "int8"},
+        ),
+        _quant_config("GPTQConfig", group_size=2**-14),
         {"input_shape": [None, 4096]},
         1 << 30,
     ),
