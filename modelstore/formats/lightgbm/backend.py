@@ -69,6 +69,7 @@ class LightGBMBackend(Backend):
     framework = "lightgbm"
     suffixes = (".lgb",)  # .txt is recognised by content (the suffix is too common to claim)
     risk = "safe"  # a text of trees and numbers
+    reads_one_file = True  # checked and loaded through one descriptor
     extra = "lightgbm"
     requires = ("lightgbm",)
     priority = 10  # above the joblib pickle of the scikit-learn backend

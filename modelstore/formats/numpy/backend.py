@@ -39,6 +39,8 @@ class NumpyBackend(Backend):
     framework = "numpy"
     suffixes = (".npy", ".npz")
     risk = "restricted"  # plain arrays run nothing; object arrays hold a pickle: scanned
+    reads_one_file = True  # checked and loaded through one descriptor (red team: a swap between
+    # the archive check and the load inflated a bomb)
     extra = "numpy"
     requires = ("numpy",)
 

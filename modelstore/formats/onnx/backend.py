@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ..._info import Finding, ScanReport
-from ...errors import ArgumentError, FormatError, MissingDependencyError, UnsafeModelError
+from ...errors import (
+    ArgumentError,
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    UnsafeModelError,
+)
 from ...security import jsonsafe, unreadable
 from ...security.onnxfile import custom_domains, external_refs, require_onnx
 from ...storage.hashing import check_checksum
@@ -277,6 +283,13 @@ class OnnxBackend(Backend):
                 subjects,
             )
         external = bool(external_refs(proto))
+        if external and request.pinned:  # (red team: the pin held while the data changed)
+            names = sorted({ref.get("location") or "" for ref in external_refs(proto)})
+            raise IntegrityError(
+                f"{path}: sha256= pins the graph, but its weights are external data "
+                f"({', '.join(names[:3])}) the graph records no sha256 of, so the pin cannot "
+                f"cover them; load it without sha256=, or save it with the weights inside"
+            )
         domains = custom_domains(proto)
         classes = class_list(proto)
         del proto

@@ -38,7 +38,7 @@ from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
 from . import quantized as _quantized
-from .fastload import NOT_PLAIN
+from .fastload import NOT_PLAIN, refuse_repeats
 from .fastload import build as build_plain
 from .predict import predict as _predict
 from .predict import predict_raw as _predict_raw
@@ -182,7 +182,9 @@ class TorchBackend(Backend):
         if _bin.is_index(path):
             if request.trust is not True:
                 enforce(_bin.scan(path), request.trust)  # the gate left the scan to us
-            sd = _bin.load(path, request.trust, lambda shard: torch_load(shard, request))
+            sd = _bin.load(
+                path, request.trust, lambda shard: torch_load(shard, request), request.pinned
+            )
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
         obj = NOT_PLAIN
         if request.trust is not True:
@@ -198,6 +200,8 @@ class TorchBackend(Backend):
             )
         if obj is NOT_PLAIN:
             obj = torch_load(path, request)
+            if request.trust is not True:
+                refuse_repeats(obj, path)
         return self._built(path, request, obj)
 
     def _scan_and_build(self, path: Path, request: LoadRequest) -> Any:

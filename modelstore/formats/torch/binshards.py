@@ -186,9 +186,21 @@ def scan(index: Path) -> ScanReport:
     return ScanReport(str(index), "torch", verdict, findings, globals_)  # type: ignore[arg-type]
 
 
-def load(index: Path, trust: Any, load_file: Callable[[Path], Any]) -> dict[str, Any]:
-    """The state dict of every shard, each scanned and then loaded from the same descriptor."""
+def load(
+    index: Path, trust: Any, load_file: Callable[[Path], Any], pinned: bool = False
+) -> dict[str, Any]:
+    """The state dict of every shard, each scanned and then loaded from the same descriptor.
+    A pinned index is refused: it records no digest of its shards, so ``sha256=`` would
+    cover the index alone (red team: a shard swapped under the same pin loaded)."""
     parsed = read_index(index)
+    if pinned:
+        msg = (
+            f"{index}: sha256= pins the index, but a .bin index records no sha256 for its "
+            f"shards ({', '.join(parsed.shards[:3])}), so the pin cannot cover them; load it "
+            f"without sha256=, or convert it to safetensors shards (ms.convert), whose index "
+            f"records one per shard"
+        )
+        raise IntegrityError(msg)
     sd: dict[str, Any] = {}
     for name in parsed.shards:
         with opened_shard(index, name) as data:

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ...errors import UnsafeModelError
 from ...security.allowlist import TORCH_STORAGE_DTYPES
 from ...security.pickle_scan import Call, Global, PersId, SymDict
 from ...security.torchfile import TorchPickles
@@ -81,12 +82,52 @@ def build(path: Path, pickles: TorchPickles, device: str | None) -> Any:
         return NOT_PLAIN
 
 
+#: Elements a file's tensor views may declare past those their storages hold, in all (an
+#: expanded buffer is benign; red team: a 778-byte file's view of 2**31 elements over 4
+#: bytes made a cast allocate 4 GiB and a conversion 8 GiB).
+REPEAT_LIMIT = 1 << 24
+
+
+def repeats(path: Path, count: int, stored: int) -> UnsafeModelError:
+    """The refusal of a tensor view that declares more elements than its storage holds."""
+    return UnsafeModelError(
+        f"{path}: a tensor declares {count:,} elements over a storage of {stored:,} (a view "
+        f"that repeats its data, with a stride of 0 or overlapping strides): casting, "
+        f"converting or saving it would allocate all of them. Save tensors that own their "
+        f"data (.contiguous() or .clone() before saving)"
+    )
+
+
+def refuse_repeats(obj: Any, path: Path) -> None:
+    """Refuse ``obj`` (what ``torch.load`` returned) if its tensors, in dicts, lists and
+    tuples, declare over :data:`REPEAT_LIMIT` elements past their storages' (views that
+    repeat their data: :func:`repeats`); at most a million nodes are looked at."""
+    import torch
+
+    stack, seen, repeated = [obj], 0, 0
+    while stack and seen < 1_000_000:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, torch.Tensor):
+            if item.is_meta or item.layout is not torch.strided:
+                continue
+            stored = item.untyped_storage().nbytes() // max(item.element_size(), 1)
+            repeated += max(item.numel() - stored, 0)
+            if repeated > REPEAT_LIMIT:
+                raise repeats(path, item.numel(), stored)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
 class _Builder:
     def __init__(self, path: Path, pickles: TorchPickles) -> None:
         import torch
 
         self.torch = torch
         self.path = path
+        self.repeated = 0  # elements views declare past their storages' (REPEAT_LIMIT)
         self.records = pickles.storages
         self.file: Any = None  # the whole file, mapped on first use
         self.storages: dict[str, tuple[Any, Any, int]] = {}  # key -> (storage, dtype, numel)
@@ -174,6 +215,10 @@ class _Builder:
                 raise _NotPlain
         elif offset > numel:
             raise _NotPlain
+        if count > numel:  # overlapping strides: few stored bytes declaring many elements
+            self.repeated += count - numel
+            if self.repeated > REPEAT_LIMIT:
+                raise repeats(self.path, count, numel)
         if grad and not (dtype.is_floating_point or dtype.is_complex):
             raise _NotPlain  # torch refuses it too
         t = self.torch.empty((0,), dtype=dtype).set_(storage, offset, size, stride)

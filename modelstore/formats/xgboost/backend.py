@@ -59,6 +59,7 @@ class XGBoostBackend(Backend):
     framework = "xgboost"
     suffixes = (".ubj",)  # .json is recognised by content (the suffix is too common to claim)
     risk = "safe"  # trees and numbers: XGBoost's loaders build nothing else
+    reads_one_file = True  # checked and loaded through one descriptor
     extra = "xgboost"
     requires = ("xgboost",)
     priority = 10  # above the joblib pickle of the scikit-learn backend
