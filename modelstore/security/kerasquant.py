@@ -17,7 +17,7 @@ import math
 from typing import Any, NamedTuple
 
 from .keraseinsum import einsum_axes
-from .kerasregex import MapScope, covers_every_path
+from .kerasmaps import MapScope, covers_every_path
 from .kerasvocab import _int
 from .kerasweights import SATURATED, Shapes, _prod, built_floor, itemsize
 
@@ -116,7 +116,7 @@ def _candidates(cfg: dict[str, Any], cls: str, scope: MapScope | None) -> list[A
 
     A layer that makes its weights itself (:data:`OWN_PATH`) has a path ending in its name
     (``name`` or ``<scopes>/name``; the scopes are not followed here): the entries whose key
-    may resolve for such a path (:func:`.kerasregex.may_resolve`; a key not analysed
+    may resolve for such a path (:func:`.kerasmaps.may_resolve`; a key not analysed
     counts; without a ``scope``, every entry), and the default unless a key covers every path (``.*``; a newline in a layer
     name escapes it). Any other layer (attention, recurrent layers, wrappers) has sublayers
     that look up paths of their own: every entry, and the default."""

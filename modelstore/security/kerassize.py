@@ -27,8 +27,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from .kerasmaps import MapScope
 from .kerasquant import least_eighths
-from .kerasregex import MapScope
 from .kerasshapes import AmbiguousGraph, follow
 from .kerasvocab import PAD_FACTOR, _int, made_at_init, output_mode, padded
 from .kerasweights import (
@@ -316,8 +316,7 @@ def check_config(
         walk = follow(config)
     except AmbiguousGraph as e:  # (refused, not guessed)
         raise SizeError(f"{where}: its layer graph cannot be followed: {e}") from None
-    inferred = walk.found
-    scope = MapScope(config)  # (policy maps: kerasquant)
+    inferred, maps = walk.found, MapScope(config)  # (policy maps: kerasquant)
     for cls, name, cfg, built in _nodes(config, inferred):
         moved = moved or cls in _MOVES_AXES
         layer_pad, layer_held = padded(cls, cfg)  # vocabularies: fixed-width string arrays
@@ -325,7 +324,7 @@ def check_config(
         widest = max(widest, (layer_pad, _what(cls, name, cfg)))
         # in float32 elements (32 eighths of a byte): a float64 layer's count twice, a
         # quantised one's with its scales and zero points per group (red team)
-        n = least_eighths(cls, cfg, built, scope) // 32 + made_at_init(cls, cfg)
+        n = least_eighths(cls, cfg, built, maps) // 32 + made_at_init(cls, cfg)
         state = 0
         if cfg.get("stateful"):  # (for truth, as Keras tests it) batch x units, made at build
             state = batch * _state_units(cfg)

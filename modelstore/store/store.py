@@ -180,7 +180,10 @@ class Store(_Versions):
                         todo=_FIX,
                     )
                 with _remote.storage_errors(self._public(dest), "upload"):
-                    self._fs.put_file(str(f), dest)
+                    if sign_with is not None and (f, rel) == uploads[-1]:
+                        self._fs.put_file(str(f), dest)  # the signature we just wrote
+                    else:
+                        self._upload(f, main, dest)
         except BaseException:
             self._discard(vdir)
             raise
@@ -193,6 +196,24 @@ class Store(_Versions):
             info, path=_remote.join(self._public(vdir), entry), metadata=metadata
         )
         return self._publish(name, number, vdir, info, _tags(tags))
+
+    def _upload(self, f: Path, main: Path, dest: str) -> None:
+        """Upload ``f`` from the descriptor the confinement check opened (red team: checked
+        by name, then uploaded by name, a companion swapped for a link in between put a file
+        from outside the folder into the store in 8 pushes of 10)."""
+        import shutil
+
+        with (
+            (
+                open(f, "rb")  # the caller's own path
+                if f == main
+                else open_confined(
+                    f.parent, f.name, what="the file to push", source=main, main=main
+                )
+            ) as src,
+            self._fs.open(dest, "wb") as out,
+        ):
+            shutil.copyfileobj(src, out, 1 << 20)
 
     def _publish(self, name: str, number: int, vdir: str, info: Any, tags: dict[str, str]) -> int:
         self._fresh(vdir)

@@ -226,7 +226,7 @@ def test_patterns_are_counted_over_the_whole_model() -> None:
     ],
 )
 def test_entries_that_may_apply_to_a_layer(key: str, name: str, may: bool) -> None:
-    from modelstore.security.kerasregex import may_resolve
+    from modelstore.security.kerasmaps import may_resolve
 
     got = may_resolve(key, name)
     if key == "(?a)\\w+" and name == "é":
@@ -236,7 +236,7 @@ def test_entries_that_may_apply_to_a_layer(key: str, name: str, may: bool) -> No
 
 
 def test_only_dot_star_and_dot_plus_cover_every_path() -> None:
-    from modelstore.security.kerasregex import covers_every_path
+    from modelstore.security.kerasmaps import covers_every_path
 
     assert covers_every_path(".*") and covers_every_path(".+")
     for key in (".?", "a.*", "[\\s\\S]*", ".{0,9}", "x", 3, "(a|b)*"):
@@ -246,7 +246,7 @@ def test_only_dot_star_and_dot_plus_cover_every_path() -> None:
 def test_a_key_too_costly_to_analyse_counts_as_applying() -> None:
     import time
 
-    from modelstore.security.kerasregex import may_resolve
+    from modelstore.security.kerasmaps import may_resolve
 
     key, name = "[ab]" * 250 + "[ab/]*", "a" * 1000  # ~10^5 alignments of 250 tests
     start = time.monotonic()

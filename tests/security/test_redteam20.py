@@ -8,10 +8,12 @@ import json
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import modelstore as ms
+from modelstore.security.confine import ConfinementError
 from tests.security.test_redteam import run_py
 
 torch = pytest.importorskip("torch")
@@ -129,3 +131,94 @@ def test_a_pinned_onnx_graph_with_external_data_is_refused(tmp_path: Path) -> No
     (tmp_path / "w.bin").write_bytes(b"TAMPEREDDATA")  # the graph, and so the pin, unchanged
     with pytest.raises(ms.IntegrityError, match="cannot cover"):
         ms.load(path, sha256=pin)
+
+
+# -- 4. companions checked by name, then read by name ---------------------------------------
+
+
+def _swap_after(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, swap: Any, at: int = 1
+) -> None:
+    """Run ``swap`` right after the ``at``-th call of ``module.name`` returns: the attacker's
+    moment between the check and the read (the red team hit it with an inotify watcher, 8
+    times in 10)."""
+    real = getattr(module, name)
+    calls = []
+
+    def checked_then_swapped(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == at:
+            swap()
+        return out
+
+    monkeypatch.setattr(module, name, checked_then_swapped)
+
+
+def _onnx_with_canary(tmp_path: Path) -> tuple[Path, Path, Any]:
+    np = pytest.importorskip("numpy")
+    from tests.backends.test_onnx_ import _external_model
+
+    model = tmp_path / "model"
+    model.mkdir()
+    canary = tmp_path / "secret.txt"
+    canary.write_bytes(b"SECRETCANARY")
+    (model / "w.bin").write_bytes(np.array([1, 2, 3], np.float32).tobytes())
+    return _external_model(model, "w.bin"), canary, np
+
+
+def test_onnx_external_data_swapped_for_a_hard_link_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    import os
+
+    from modelstore.formats.onnx import backend as onnx_backend
+
+    path, canary, np = _onnx_with_canary(tmp_path)
+    data = path.parent / "w.bin"
+
+    def swap() -> None:
+        os.link(canary, tmp_path / "link")
+        os.replace(tmp_path / "link", data)
+
+    swap()
+    out = run_py(  # plain onnxruntime reads the link: the canary's 12 bytes as 3 floats
+        "import onnxruntime as ort, numpy as np; "
+        f"s = ort.InferenceSession({str(path)!r}); "
+        "print(s.run(None, {'x': np.zeros(3, np.float32)})[0].tobytes())"
+    )
+    assert "SECRETCANARY" in out.stdout, out
+    data.unlink()  # (the canary keeps its own name)
+    data.write_bytes(np.array([1, 2, 3], np.float32).tobytes())
+    # the scan's check, then the load's: the swap comes after the last check
+    _swap_after(monkeypatch, onnx_backend, "external_data_problems", swap, at=2)
+    with pytest.raises(ConfinementError, match="hard link"):
+        ms.load(path)
+
+
+def test_a_companion_swapped_for_a_link_after_the_check_is_not_pushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    import os
+
+    from modelstore.store import store as store_module
+
+    path, canary, _ = _onnx_with_canary(tmp_path)
+    data = path.parent / "w.bin"
+
+    def swap() -> None:
+        os.symlink(canary, tmp_path / "link")
+        os.replace(tmp_path / "link", data)
+
+    _swap_after(monkeypatch, store_module.locate, "model_paths", swap)
+    store = ms.Store(str(tmp_path / "store"))
+    with pytest.raises(ConfinementError):
+        store.push(path, "m")
+    leaked = [
+        f
+        for f in (tmp_path / "store").rglob("*")
+        if f.is_file() and f.read_bytes() == b"SECRETCANARY"
+    ]
+    assert not leaked

@@ -13,6 +13,7 @@ and never registers a custom-op library: operators of unknown domains cannot run
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ...errors import (
 from ...security import jsonsafe, unreadable
 from ...security.onnxfile import custom_domains, external_refs, require_onnx
 from ...storage.hashing import check_checksum
+from ...storage.remote import scratch
 from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest
 from . import run as _run
 from .classes import class_list
@@ -58,6 +60,7 @@ from .files import (
 from .graphinfo import recorded as _recorded
 from .graphinfo import tensor_info as _tensor_info
 from .graphinfo import value_info as _value_info
+from .session import copy_external, new_session
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -258,7 +261,6 @@ class OnnxBackend(Backend):
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
 
     def load(self, path: Path, request: LoadRequest) -> Any:
-        import onnx
         import onnxruntime as ort
 
         if request.model is not None:
@@ -282,42 +284,24 @@ class OnnxBackend(Backend):
                 f"files beside the model",
                 subjects,
             )
-        external = bool(external_refs(proto))
+        locations = sorted({ref.get("location") or "" for ref in external_refs(proto)})
+        external = bool(locations)
         if external and request.pinned:  # (red team: the pin held while the data changed)
-            names = sorted({ref.get("location") or "" for ref in external_refs(proto)})
             raise IntegrityError(
                 f"{path}: sha256= pins the graph, but its weights are external data "
-                f"({', '.join(names[:3])}) the graph records no sha256 of, so the pin cannot "
+                f"({', '.join(locations[:3])}) the graph records no sha256 of, so the pin cannot "
                 f"cover them; load it without sha256=, or save it with the weights inside"
             )
         domains = custom_domains(proto)
         classes = class_list(proto)
-        del proto
-        try:
-            onnx.checker.check_model(str(path) if external else data)
-        except Exception as e:  # ValidationError, and C++ errors surfaced as others
-            raise FormatError(
-                f"{path}: onnx.checker rejects the model: {str(e).splitlines()[0]}"
-            ) from None
-        options = ort.SessionOptions()
-        if external:
-            options.add_session_config_entry(
-                "session.model_external_initializers_file_folder_path", str(path.parent)
-            )
-        try:
-            session = ort.InferenceSession(data, options, providers=providers)
-        except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented
-            first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-            hint = (
-                f"; it uses operator domains {domains}, which need custom-op libraries that modelstore "
-                f"never loads"
-                if domains
-                else ""
-            )
-            raise FormatError(
-                f"{path}: onnxruntime cannot load the model ({first}){hint}"
-            ) from None
-        return OnnxModel(path, session, request.meta, classes)
+        with contextlib.ExitStack() as stack:
+            folder = path.parent
+            if external:  # onnxruntime and the checker read private copies (below)
+                folder = stack.enter_context(scratch("onnx"))
+                copy_external(path, data, locations, folder, proto, request)
+            del proto
+            session = new_session(path, data, folder if external else None, ort, providers, domains)
+            return OnnxModel(path, session, request.meta, classes)
 
     def inspect(self, path: Path) -> Inspection:
         proto = self._proto(path)
