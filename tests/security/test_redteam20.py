@@ -222,3 +222,30 @@ def test_a_companion_swapped_for_a_link_after_the_check_is_not_pushed(
         if f.is_file() and f.read_bytes() == b"SECRETCANARY"
     ]
     assert not leaked
+
+
+# -- 5. a tiny compressed stream of one-byte opcodes ----------------------------------------
+
+
+def test_a_tiny_bz2_stream_of_one_byte_opcodes_is_refused(tmp_path: Path) -> None:
+    """``MARK``, 64 MiB of ``NONE``, ``LIST``: 150 bytes of bz2. Each opcode costs the walk
+    (and joblib's own loader) a reference: with the old 256 MiB floor, 262,144,000 of them
+    took scan 104 s and 2 GiB, and load 126 s."""
+    import bz2
+
+    n = 64 << 20
+    comp = bz2.BZ2Compressor(9)
+    parts = [comp.compress(b"\x80\x02(")]
+    parts += [comp.compress(b"N" * (16 << 20)) for _ in range(n // (16 << 20))]
+    parts += [comp.compress(b"l."), comp.flush()]
+    path = tmp_path / "nones.joblib"
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 1024
+    inflated = 0  # the payload: what joblib.load walks, opcode by opcode
+    with bz2.open(path) as f:
+        while chunk := f.read(1 << 24):
+            inflated += len(chunk)
+    assert inflated == n + 5
+    assert ms.scan(path).verdict != "safe"
+    with pytest.raises(ms.UnsafeModelError, match="MODELSTORE_MIN_INFLATE_BYTES"):
+        ms.load(path)
