@@ -185,6 +185,8 @@ def collect_arrays(
         t = obj.detach()
         if t.is_meta or t.is_complex():
             return
+        if t.dim() > 64:  # numpy's limit (red team: its ValueError escaped from stats)
+            raise FormatError(f"{source}: the tensor {name!r} has {t.dim()} dimensions; at most 64")
         if source is not None and t.numel() * t.element_size() > t.untyped_storage().nbytes():
             # a stride-0 (expanded) view: a few stored bytes declaring any number of elements,
             # which the statistics below would copy (to float64) in full

@@ -84,4 +84,6 @@ def read_inputs(path: str) -> Any:
                 return np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
     except (ValueError, OSError) as e:
         raise ArgumentError(f"--input {path}: cannot read numbers from it ({e})") from None
+    except MemoryError:  # a header declaring more than it stores (red team: "internal error")
+        raise ArgumentError(f"--input {path}: its header declares more than memory holds") from None
     raise ArgumentError(f"--input {path}: use a .npy or .csv file")

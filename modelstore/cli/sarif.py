@@ -139,7 +139,8 @@ def _location(path: str, root: Path) -> dict[str, Any]:
     except ValueError:
         return {"uri": p.as_uri()}
     # a URI reference: '#', '?', '%' and spaces in a file name must not change which file it names
-    return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
+    # (of the name's bytes, as Path.as_uri: a name that is not UTF-8 is quoted, not a crash)
+    return {"uri": urllib.parse.quote(os.fsencode(rel.as_posix())), "uriBaseId": "%SRCROOT%"}
 
 
 def _result(

@@ -231,3 +231,57 @@ def require_onnx(version: str) -> str | None:
         want = ".".join(map(str, MIN_ONNX))
         return f'loading ONNX files safely needs onnx >= {want} (installed: {version}); run: pip install -U "onnx>={want}"'
     return None
+
+
+#: What the sparse tensors of a graph may declare densely, in all: onnxruntime makes each one
+#: dense when it builds the session (red team: three 1-value initializers of ~16k x 16k in a
+#: 327-byte file took 4 GiB).
+SPARSE_BYTES = 256 << 20
+SPARSE_FACTOR = 64  # or this many times the file's size, if more
+_SPARSE = "onnx.SparseTensorProto"
+
+
+def sparse_problems(model: Any, size: int) -> list[tuple[str, str]]:
+    """(subject, reason) when the sparse tensors of ``model`` (a file of ``size`` bytes)
+    declare more dense bytes in all than :data:`SPARSE_BYTES` or :data:`SPARSE_FACTOR` times
+    the file's size."""
+    total, limit, first = 0, max(SPARSE_BYTES, SPARSE_FACTOR * size), ""
+    stack = [model]
+    while stack:
+        msg = stack.pop()
+        desc = msg.DESCRIPTOR
+        if desc.full_name == _SPARSE:
+            total += _count(msg.dims) * _itemsize(msg.values.data_type)
+            first = first or (msg.values.name or "a sparse tensor")
+            continue
+        for field, repeated in _tensor_fields(desc):
+            if repeated:
+                stack.extend(getattr(msg, field))
+            elif msg.HasField(field):
+                stack.append(getattr(msg, field))
+    if total > limit:
+        return [
+            (
+                f"sparse:{first}",
+                f"its sparse tensors declare {total:,} bytes when made dense (at most "
+                f"{limit:,} are accepted): onnxruntime makes them dense when it loads the model",
+            )
+        ]
+    return []
+
+
+def _itemsize(data_type: int) -> int:
+    """Bytes per value of an ONNX type as onnxruntime holds it (at least 1)."""
+    import onnx
+
+    try:
+        return max(int(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize), 1)
+    except (KeyError, ValueError, TypeError):
+        return 1
+
+
+def _count(dims: Any) -> int:
+    n = 1
+    for d in dims:
+        n *= max(int(d), 0)
+    return n

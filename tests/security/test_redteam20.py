@@ -7,6 +7,7 @@ import hashlib
 import json
 import pickle
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 import modelstore as ms
 from modelstore.security.confine import ConfinementError
-from tests.security.test_redteam import run_py
+from tests.security.test_redteam import cli, run_py
 
 torch = pytest.importorskip("torch")
 
@@ -249,3 +250,140 @@ def test_a_tiny_bz2_stream_of_one_byte_opcodes_is_refused(tmp_path: Path) -> Non
     assert ms.scan(path).verdict != "safe"
     with pytest.raises(ms.UnsafeModelError, match="MODELSTORE_MIN_INFLATE_BYTES"):
         ms.load(path)
+
+
+# -- 6. what escaped as an internal error (red team C) ---------------------------------------
+
+
+def test_a_tensor_of_65_dimensions_is_refused_not_a_numpy_error(tmp_path: Path) -> None:
+    safetensors = pytest.importorskip("safetensors.torch")
+    big = torch.zeros([1] * 65)
+    st = tmp_path / "dims.safetensors"
+    safetensors.save_file({"w": big}, str(st))
+    assert safetensors.load_file(str(st))["w"].dim() == 65  # the naive reader takes it
+    for call in (ms.inspect, ms.load, ms.stats):
+        with pytest.raises(ms.FormatError, match="65 dimensions"):
+            call(st)
+    pt = tmp_path / "dims.pt"
+    torch.save({"w": big}, pt)
+    with warnings.catch_warnings(), pytest.raises(ms.FormatError, match="65 dimensions"):
+        warnings.simplefilter("ignore", ms.PickleWarning)
+        ms.stats(pt)
+    assert "internal error" not in cli("inspect", str(pt), "--stats").stderr
+
+
+def test_sarif_quotes_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    import os
+
+    safetensors = pytest.importorskip("safetensors.torch")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    safetensors.save_file({"w": torch.zeros(2)}, str(folder / "good.safetensors"))
+    bad = os.fsencode(folder) + b"/bad\xff.safetensors"
+    safetensors.save_file({"w": torch.zeros(2)}, os.fsdecode(bad))
+    out = cli("scan", str(folder), "--format", "sarif")
+    assert out.returncode == 0, out.stderr
+    assert "bad%FF.safetensors" in out.stdout and "good.safetensors" in out.stdout, out.stdout
+
+
+def test_predict_input_declaring_more_than_memory_is_an_argument_error(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    model = tmp_path / "w.safetensors"
+    ms.save({"w": torch.zeros(4)}, model)
+    x = tmp_path / "x.npy"
+    with open(x, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": (1 << 40, 4)}
+        )
+    out = cli("predict", str(model), "--input", str(x))
+    assert out.returncode != 0 and "internal error" not in out.stderr, out.stderr
+    assert "--input" in out.stderr
+
+
+# -- 7. ONNX graphs onnxruntime makes large while it loads them (red team C) ----------------
+
+
+def _grows_mib(setup: str, action: str) -> int:
+    """How far a fresh child's peak memory rises (MiB) above what it holds after ``setup``
+    when it runs ``action``: the peak is reset first (Linux: ``/proc/self/clear_refs``),
+    so what the imports held for a moment does not count."""
+    code = (
+        f"import re\n{setup}\n"
+        "def kib(field):\n"
+        "    text = open('/proc/self/status').read()\n"
+        "    return int(re.search(field + r':\\s+(\\d+)', text).group(1))\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "before = kib('VmRSS')\n"
+        f"{action}\n"
+        "print((kib('VmHWM') - before) // 1024)"
+    )
+    out = run_py(code)
+    assert out.returncode == 0, out.stderr[-500:]
+    return int(out.stdout.split()[-1])
+
+
+def _sparse_graph(path: Path, rows: int) -> None:
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    sp = onnx.SparseTensorProto()
+    sp.dims.extend([rows, 16384])
+    sp.values.CopyFrom(h.make_tensor("s", T.FLOAT, [1], [1.0]))
+    sp.indices.CopyFrom(h.make_tensor("s_i", T.INT64, [1], [0]))
+    node = h.make_node("Gather", ["s", "idx"], ["y"], axis=0)
+    graph = h.make_graph(
+        [node],
+        "g",
+        [h.make_tensor_value_info("idx", T.INT64, [1])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 16384])],
+        sparse_initializer=[sp],
+    )
+    path.write_bytes(
+        h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]).SerializeToString()
+    )
+
+
+def _expand_graph(path: Path, rows: int) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(1, np.float32), "one")]
+    inits.append(nh.from_array(np.array([rows, 16384], np.int64), "shape"))
+    nodes = [
+        h.make_node("Expand", ["one", "shape"], ["big"]),
+        h.make_node("Gather", ["big", "idx"], ["y"], axis=0),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "fold",
+        [h.make_tensor_value_info("idx", T.INT64, [1])],
+        [h.make_tensor_value_info("y", T.FLOAT, [1, 16384])],
+        initializer=inits,
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+
+
+def test_a_sparse_initializer_declaring_gigabytes_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "sparse.onnx"
+    _sparse_graph(path, 6000)  # 375 MiB dense, from 200 bytes
+    assert path.stat().st_size < 512
+    naive = _grows_mib("import onnxruntime as ort", f"ort.InferenceSession({str(path)!r})")
+    assert naive > 300, naive
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="sparse tensors declare"):
+        ms.load(path)
+
+
+def test_a_graph_onnxruntime_would_fold_into_gigabytes_loads_small(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "fold.onnx"
+    _expand_graph(path, 6000)  # folding makes 375 MiB, from 300 bytes
+    setup = "import onnxruntime as ort, onnx, modelstore as ms"
+    naive = _grows_mib(setup, f"ort.InferenceSession({str(path)!r})")
+    ours = _grows_mib(setup, f"ms.load({str(path)!r})")
+    assert naive > 300 and ours < 100, (naive, ours)

@@ -27,7 +27,7 @@ from ...errors import (
     UnsafeModelError,
 )
 from ...security import jsonsafe, unreadable
-from ...security.onnxfile import custom_domains, external_refs, require_onnx
+from ...security.onnxfile import custom_domains, external_refs, require_onnx, sparse_problems
 from ...storage.hashing import check_checksum
 from ...storage.remote import scratch
 from ..base import Backend, Exported, Inspection, LoadRequest, PredictRequest
@@ -254,9 +254,13 @@ class OnnxBackend(Backend):
             proto = self._proto(path)
         except FormatError as e:
             return unreadable(path, self.name, "format", str(e), subject="model")
+        size = path.stat().st_size
         findings = [
             Finding(subject, "critical", reason)
-            for subject, reason in external_data_problems(proto, path)
+            for subject, reason in [
+                *external_data_problems(proto, path),
+                *sparse_problems(proto, size),
+            ]
         ]
         return ScanReport(str(path), self.name, "unsafe" if findings else "safe", findings)
 
@@ -284,6 +288,8 @@ class OnnxBackend(Backend):
                 f"files beside the model",
                 subjects,
             )
+        for subject, reason in sparse_problems(proto, len(data)):
+            raise UnsafeModelError(f"{path}: refusing to load: {reason}", [subject])
         locations = sorted({ref.get("location") or "" for ref in external_refs(proto)})
         external = bool(locations)
         if external and request.pinned:  # (red team: the pin held while the data changed)

@@ -53,8 +53,12 @@ def new_session(
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", str(folder)
         )
-    try:
-        return ort.InferenceSession(data, options, providers=providers)
+    try:  # no constant folding: onnxruntime caps one folded node at 1 GiB, not their sum
+        # (red team: a 393-byte graph of three Expand nodes took 3 GiB to load); predict
+        # computes what folding would have, once per call
+        return ort.InferenceSession(
+            data, options, providers=providers, disabled_optimizers=["ConstantFolding"]
+        )
     except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented
         first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         hint = (

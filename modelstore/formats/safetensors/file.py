@@ -179,6 +179,10 @@ def _decode(path: Any, blob: bytes, data_start: int, size: int) -> Header:
     return header
 
 
+#: The most dimensions a tensor may have (numpy's, torch's own limit is below).
+MAX_DIMS = 64
+
+
 def _validate(h: Header) -> None:
     path = h.path
     meta = h.raw.get("__metadata__")
@@ -199,6 +203,8 @@ def _validate(h: Header) -> None:
         shape, offs = e.get("shape"), e.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**62 for d in shape)):
             raise FormatError(f"{bad} (shape {_short(shape)})")
+        if len(shape) > MAX_DIMS:  # numpy's limit (red team: stats raised numpy's ValueError)
+            raise FormatError(f"{bad} ({len(shape):,} dimensions; at most {MAX_DIMS})")
         if not (
             isinstance(offs, list)
             and len(offs) == 2
