@@ -46,6 +46,12 @@ class Limits:
     inflate_floor: int = 16 << 20
     #: ... and never beyond this many.
     inflate_cap: int = 64 << 30
+    #: The opcodes of a compressed stream (not joblib's raw array bytes) may inflate to this
+    #: many times the file's size, or to the floor below if more (red team: a 633-byte bz2
+    #: file of two-byte opcodes each making a set held 1.9 GiB and took load 30 s; array
+    #: data, read apart, is what compresses well in a real model).
+    structure_ratio: int = 64
+    structure_floor: int = 1 << 20
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -53,6 +59,7 @@ class Limits:
             inflate_ratio=_env_int("MODELSTORE_MAX_INFLATE_RATIO", cls.inflate_ratio),
             inflate_floor=_env_int("MODELSTORE_MIN_INFLATE_BYTES", cls.inflate_floor),
             inflate_cap=_env_int("MODELSTORE_MAX_INFLATE_BYTES", cls.inflate_cap),
+            structure_ratio=_env_int("MODELSTORE_MAX_PICKLE_RATIO", cls.structure_ratio),
         )
 
 
@@ -109,6 +116,10 @@ class Source:
             data = b"".join(parts)
         self._pos += len(data)
         return data
+
+    def read_raw(self, n: int) -> bytes:
+        """``read`` for joblib's raw array bytes (not opcodes)."""
+        return self.read(n)
 
     def readinto(self, buf: Any) -> int:
         """Fill the writable buffer ``buf`` (sized by the caller from bytes known to be
@@ -253,7 +264,43 @@ def open_source(path: Path, f: BinaryIO, limits: Limits) -> Source:
         raw = lzma.LZMAFile(f, mode="rb")  # noqa: SIM115 - owned by the Source it is wrapped in
     else:
         raw = _ZlibRaw(f)
-    return Source(io.BufferedReader(_Inflating(raw, budget, comp), 1 << 20), None, comp)
+    stream = io.BufferedReader(_Inflating(raw, budget, comp), 1 << 20)
+    opcodes = max(limits.structure_floor, limits.structure_ratio * size)
+    return _Inflated(stream, None, comp, opcodes)
+
+
+class _Inflated(Source):
+    """A decompressed :class:`Source` whose opcode bytes (all but joblib's raw array bytes)
+    are bounded: what the walk builds grows with them, up to ~100 bytes of objects per byte."""
+
+    def __init__(self, f: BinaryIO, size: int | None, compression: str | None, opcodes: int):
+        super().__init__(f, size, compression)
+        self._left = opcodes
+        self._opcodes = opcodes
+
+    def read(self, n: int = -1) -> bytes:
+        data = super().read(n)
+        self._count(len(data))
+        return data
+
+    def readline(self) -> bytes:
+        line = super().readline()
+        self._count(len(line))
+        return line
+
+    def read_raw(self, n: int) -> bytes:
+        return super().read(n)
+
+    def _count(self, n: int) -> None:
+        self._left -= n
+        if self._left < 0:
+            raise PickleStreamError(
+                f"the {self.compression} stream's pickle opcodes inflate past "
+                f"{self._opcodes:,} bytes, {Limits.structure_ratio}x the file's size (array "
+                f"data aside; a decompression bomb of objects?); if the file is genuine, raise "
+                f"the limit with the environment variable MODELSTORE_MAX_PICKLE_RATIO",
+                "suspicious",
+            )
 
 
 DECOMPRESS_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, lzma.LZMAError)

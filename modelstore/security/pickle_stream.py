@@ -201,7 +201,7 @@ class StreamReader(ExactReads, pickle._Unpickler):  # type: ignore[name-defined,
         """Bytes that follow the opcodes in the file itself (joblib's array data)."""
         if self.frame_open():
             raise PickleStreamError("raw array data starts inside a pickle frame", "suspicious")
-        data = self.source.read(n)
+        data = self.source.read_raw(n)
         if len(data) != n:
             raise PickleStreamError(f"the stream ends inside {n} bytes of array data (truncated?)")
         return data

@@ -248,7 +248,21 @@ def test_a_tiny_bz2_stream_of_one_byte_opcodes_is_refused(tmp_path: Path) -> Non
             inflated += len(chunk)
     assert inflated == n + 5
     assert ms.scan(path).verdict != "safe"
-    with pytest.raises(ms.UnsafeModelError, match="MODELSTORE_MIN_INFLATE_BYTES"):
+    with pytest.raises(ms.UnsafeModelError, match="MODELSTORE_MAX_PICKLE_RATIO"):
+        ms.load(path)
+
+
+def test_a_tiny_gzip_stream_of_sets_is_refused(tmp_path: Path) -> None:
+    """``EMPTY_LIST``, then ``EMPTY_SET APPEND`` 4 million times: 8 MB of opcodes, 216 bytes
+    of objects each, from a few KB of gzip, which inflates at under 2000x (red team C: a
+    633-byte bz2 one held 1.9 GiB and took load 30 s; a 62 KB gzip one scanned 22 s)."""
+    import gzip
+
+    path = tmp_path / "sets.joblib"
+    path.write_bytes(gzip.compress(b"\x80\x04]" + b"\x8fa" * (4 << 20) + b".", 9))
+    assert path.stat().st_size < 64 << 10
+    assert ms.scan(path).verdict != "safe"
+    with pytest.raises(ms.UnsafeModelError, match="MODELSTORE_MAX_PICKLE_RATIO"):
         ms.load(path)
 
 
