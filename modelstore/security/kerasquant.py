@@ -132,7 +132,8 @@ def _candidates(cfg: dict[str, Any], cls: str, scope: MapScope | None) -> list[A
     if scope is None or cls not in OWN_PATH or not isinstance(name, str) or "/" in name:
         return [inner.get("default_policy"), *entries.values()]
     out = [v for k, v in entries.items() if scope.may_resolve(k, name) is not False]
-    if not any(covers_every_path(k) for k in entries) or scope.newline():
+    # (a layer whose path is empty, a top-level one named "", takes the default unlooked-up)
+    if name == "" or not any(covers_every_path(k) for k in entries) or scope.newline():
         out.append(inner.get("default_policy"))
     return out
 

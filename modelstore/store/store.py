@@ -183,7 +183,7 @@ class Store(_Versions):
                     if sign_with is not None and (f, rel) == uploads[-1]:
                         self._fs.put_file(str(f), dest)  # the signature we just wrote
                     else:
-                        self._upload(f, main, dest)
+                        self._upload(f, main, src, dest)
         except BaseException:
             self._discard(vdir)
             raise
@@ -197,18 +197,20 @@ class Store(_Versions):
         )
         return self._publish(name, number, vdir, info, _tags(tags))
 
-    def _upload(self, f: Path, main: Path, dest: str) -> None:
+    def _upload(self, f: Path, main: Path, given: Path, dest: str) -> None:
         """Upload ``f`` from the descriptor the confinement check opened (red team: checked
         by name, then uploaded by name, a companion swapped for a link in between put a file
-        from outside the folder into the store in 8 pushes of 10)."""
+        from outside the folder into the store in 8 pushes of 10; so did the main file a
+        folder's contents chose). Only the file the caller named is opened as it is."""
         import shutil
 
+        owner = None if f == main else main
         with (
             (
-                open(f, "rb")  # the caller's own path
-                if f == main
+                open(f, "rb")
+                if f == given
                 else open_confined(
-                    f.parent, f.name, what="the file to push", source=main, main=main
+                    f.parent, f.name, what="the file to push", source=main, main=owner
                 )
             ) as src,
             self._fs.open(dest, "wb") as out,

@@ -290,7 +290,8 @@ class OnnxBackend(Backend):
             )
         for subject, reason in sparse_problems(proto, len(data)):
             raise UnsafeModelError(f"{path}: refusing to load: {reason}", [subject])
-        locations = sorted({ref.get("location") or "" for ref in external_refs(proto)})
+        refs = external_refs(proto)
+        locations = sorted({ref.get("location") or "" for ref in refs})
         external = bool(locations)
         if external and request.pinned:  # (red team: the pin held while the data changed)
             raise IntegrityError(
@@ -304,7 +305,7 @@ class OnnxBackend(Backend):
             folder = path.parent
             if external:  # onnxruntime and the checker read private copies (below)
                 folder = stack.enter_context(scratch("onnx"))
-                copy_external(path, data, locations, folder, proto, request)
+                copy_external(path, data, refs, folder, proto, request)
             del proto
             session = new_session(path, data, folder if external else None, ort, providers, domains)
             return OnnxModel(path, session, request.meta, classes)

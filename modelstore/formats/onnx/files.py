@@ -42,8 +42,9 @@ def external_data_problems(proto: Any, path: Path) -> list[tuple[str, str]]:
     return problems
 
 
-def proto_checksum(proto: Any, folder: Path) -> str:
-    """Checksum of the model without modelstore's own props, plus its external data files."""
+def proto_checksum(proto: Any, folder: Path, opened: Any = None) -> str:
+    """Checksum of the model without modelstore's own props, plus its external data files
+    (each through ``opened(location)``, an open binary file, where given)."""
     clean = type(proto)()
     clean.CopyFrom(proto)
     keep = [p for p in clean.metadata_props if p.key != CHECKSUM_KEY]
@@ -53,6 +54,11 @@ def proto_checksum(proto: Any, folder: Path) -> str:
     hasher.update(clean.SerializeToString(deterministic=True))
     model = folder / "model.onnx"  # any name in the folder: only its parent matters
     for loc in sorted({ref.get("location") or "" for ref in external_refs(proto)}):
+        if opened is not None:
+            hasher.update(loc.encode())
+            with opened(loc) as f:
+                update_from_file(hasher, folder / loc, file=f)
+            continue
         target, _ = _confined_external(model, loc)
         if target is not None:  # the scan refuses the others
             hasher.update(loc.encode())

@@ -182,8 +182,12 @@ class TorchBackend(Backend):
         if _bin.is_index(path):
             if request.trust is not True:
                 enforce(_bin.scan(path), request.trust)  # the gate left the scan to us
+            spent = [0]  # (one budget of repeated elements for all the shards)
             sd = _bin.load(
-                path, request.trust, lambda shard: torch_load(shard, request), request.pinned
+                path,
+                request.trust,
+                lambda shard: _checked(torch_load(shard, request), path, request, spent),
+                request.pinned,
             )
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
         obj = NOT_PLAIN
@@ -301,6 +305,13 @@ class TorchBackend(Backend):
 
     def predict_raw(self, model: Any, inputs: Any) -> Any:
         return _predict_raw(model, inputs)
+
+
+def _checked(obj: Any, index: Path, request: LoadRequest, spent: list[int]) -> Any:
+    """A shard's state dict, refused if its views repeat data past the model's budget."""
+    if request.trust is not True:
+        refuse_repeats(obj, index, spent)
+    return obj
 
 
 def _walks(result: Any) -> tuple[list[tuple[Any, tuple[Any, ...]]], Any]:

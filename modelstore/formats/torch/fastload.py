@@ -98,27 +98,50 @@ def repeats(path: Path, count: int, stored: int) -> UnsafeModelError:
     )
 
 
-def refuse_repeats(obj: Any, path: Path) -> None:
+def refuse_repeats(obj: Any, path: Path, spent: list[int] | None = None) -> None:
     """Refuse ``obj`` (what ``torch.load`` returned) if its tensors, in dicts, lists and
     tuples, declare over :data:`REPEAT_LIMIT` elements past their storages' (views that
-    repeat their data: :func:`repeats`); at most a million nodes are looked at."""
+    repeat their data: :func:`repeats`), counted into ``spent`` (one budget for a model's
+    shards). Each tensor and container is looked at once, sparse tensors through their
+    indices and values; over a million of them are refused (red team: the walk stopped
+    there, and skipped sparse tensors and ``.bin`` shards)."""
     import torch
 
-    stack, seen, repeated = [obj], 0, 0
-    while stack and seen < 1_000_000:
+    spent = spent if spent is not None else [0]
+    kinds = (torch.Tensor, dict, list, tuple)  # (numbers and strings hold no tensor)
+    stack, seen = [obj], set()
+    while stack:
         item = stack.pop()
-        seen += 1
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if len(seen) > 1_000_000:
+            raise UnsafeModelError(
+                f"{path}: its tensors and containers hold over a million objects, more than "
+                f"modelstore checks; load it with trust=True if you trust its author"
+            )
         if isinstance(item, torch.Tensor):
-            if item.is_meta or item.layout is not torch.strided:
+            if item.is_meta:
+                continue
+            if item.layout is torch.sparse_coo:
+                stack.extend((item._indices(), item._values()))
+                continue
+            if item.layout is not torch.strided:  # compressed sparse layouts: their parts
+                parts = ("crow_indices", "col_indices", "ccol_indices", "row_indices", "values")
+                for part in parts:
+                    try:
+                        stack.append(getattr(item, part)())
+                    except (RuntimeError, AttributeError):
+                        continue
                 continue
             stored = item.untyped_storage().nbytes() // max(item.element_size(), 1)
-            repeated += max(item.numel() - stored, 0)
-            if repeated > REPEAT_LIMIT:
+            spent[0] += max(item.numel() - stored, 0)
+            if spent[0] > REPEAT_LIMIT:
                 raise repeats(path, item.numel(), stored)
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend(v for v in item.values() if isinstance(v, kinds))
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend(v for v in item if isinstance(v, kinds))
 
 
 class _Builder:
