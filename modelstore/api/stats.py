@@ -134,27 +134,47 @@ def summarize(arrays: dict[str, Any], dtypes: dict[str, str] | None = None) -> l
         a = np.asarray(a)
         if a.dtype.kind not in "biuf" or a.size == 0:
             continue
-        v = a.astype(np.float64, copy=False).ravel()
-        finite = np.isfinite(v)
-        nans = int(np.isnan(v).sum()) if a.dtype.kind == "f" else 0
-        infs = int(v.size - finite.sum() - nans)
-        f = v[finite] if nans or infs else v
+        flat = a.reshape(-1)
+        n = mean = m2 = 0.0
+        lo, hi, zeros, nans, infs = float("inf"), float("-inf"), 0, 0, 0
+        for i in range(0, flat.size, CHUNK):  # float64 copies of a chunk at a time (red team:
+            # a 1.7 MB .npz of 200M bools made stats hold 3.4 GiB of whole-array temporaries)
+            v = flat[i : i + CHUNK].astype(np.float64)
+            finite = np.isfinite(v)
+            bad = v.size - int(finite.sum())
+            if bad:
+                chunk_nans = int(np.isnan(v).sum())
+                nans, infs = nans + chunk_nans, infs + bad - chunk_nans
+            zeros += int(np.count_nonzero(v == 0))
+            f = v[finite] if bad else v
+            if f.size:  # Chan et al.'s pairwise update of the mean and squared deviations
+                k, fm = float(f.size), float(f.mean())
+                delta = fm - mean
+                total = n + k
+                mean += delta * k / total
+                m2 += float(((f - fm) ** 2).sum()) + delta * delta * n * k / total
+                n = total
+                lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
         nan = float("nan")
         rows.append(
             TensorStats(
                 name=name,
                 shape=tuple(int(d) for d in a.shape),
                 dtype=(dtypes or {}).get(name, str(a.dtype)),
-                mean=float(f.mean()) if f.size else nan,
-                std=float(f.std()) if f.size else nan,
-                min=float(f.min()) if f.size else nan,
-                max=float(f.max()) if f.size else nan,
-                zeros=float(np.count_nonzero(v == 0) / v.size),
+                mean=mean if n else nan,
+                std=(m2 / n) ** 0.5 if n else nan,
+                min=lo if n else nan,
+                max=hi if n else nan,
+                zeros=float(zeros / flat.size),
                 nans=nans,
                 infs=infs,
             )
         )
     return rows
+
+
+#: Elements whose statistics are taken at a time (8 MiB of float64).
+CHUNK = 1 << 20
 
 
 def plot(arrays: dict[str, Any], png: str | os.PathLike[str], title: str) -> int:

@@ -533,3 +533,23 @@ def test_torch_containers_built_from_colliding_items_are_refused(tmp_path: Path,
     assert ms.scan(path).verdict == "unsafe"
     with pytest.raises(ms.UnsafeModelError, match="hash the file controls"):
         ms.load(path)
+
+
+def test_stats_of_a_large_array_takes_chunks(tmp_path: Path) -> None:
+    """Red team C: a 1.7 MB ``.npz`` of 200M bools (a legitimate 118x deflate) made stats
+    hold 3.4 GiB of float64 temporaries; chunks give the same numbers in ~10 MB."""
+    np = pytest.importorskip("numpy")
+    from modelstore.api.stats import CHUNK, summarize
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(3, 2, 3 * CHUNK + 7).astype(np.float32)
+    a[::1000], a[5] = np.nan, np.inf
+    row = summarize({"a": a})[0]
+    f = a[np.isfinite(a)].astype(np.float64)
+    assert row.mean == pytest.approx(f.mean(), rel=1e-12)
+    assert row.std == pytest.approx(f.std(), rel=1e-12)
+    assert (row.min, row.max, row.nans, row.infs) == (f.min(), f.max(), a.size // 1000 + 1, 1)
+    path = tmp_path / "mask.npz"
+    np.savez_compressed(path, mask=rng.random(1 << 26) < 0.05)  # (deflates under 200x)
+    grows = _grows_mib("import modelstore as ms", f"ms.stats({str(path)!r})")
+    assert grows < 400, grows  # whole-array float64: 512 MiB and its temporaries
