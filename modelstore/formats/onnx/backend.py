@@ -288,8 +288,10 @@ class OnnxBackend(Backend):
                 f"files beside the model",
                 subjects,
             )
+        trusted = request.trust if isinstance(request.trust, list) else []
         for subject, reason in sparse_problems(proto, len(data)):
-            raise UnsafeModelError(f"{path}: refusing to load: {reason}", [subject])
+            if request.trust is not True and subject not in trusted:  # (as the scan's gate)
+                raise UnsafeModelError(f"{path}: refusing to load: {reason}", [subject])
         refs = external_refs(proto)
         locations = sorted({ref.get("location") or "" for ref in refs})
         external = bool(locations)
