@@ -58,3 +58,27 @@ def check_keys(keys: Any, where: str) -> None:
                 f"controls (crafted collisions make loading hang); nothing from the file was executed",
                 [],
             )
+
+
+#: Callables that iterate what they are given (the hashing ones below too).
+ITERATING = frozenset(
+    {
+        "collections.Counter",
+        "collections.OrderedDict",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.dict",
+        "builtins.bytearray",
+        "builtins.list",
+        "builtins.tuple",
+        "torch.Size",
+    }
+)
+#: Containers that hash what they are built from: their items, or the keys of their pairs.
+HASHING = {
+    "collections.Counter": "items",
+    "builtins.set": "items",
+    "builtins.frozenset": "items",
+    "collections.OrderedDict": "pairs",
+    "builtins.dict": "pairs",
+}

@@ -19,6 +19,8 @@ from typing import Any
 from .._gc import HOLDING, hold
 from .._gc import MAX_PICKLE_BYTES as PAUSE_BYTES
 from .allowlist import CALL, CONSTRUCT, Entry
+from .pickle_keys import HASHING as _HASHING
+from .pickle_keys import ITERATING as _ITERATING
 from .pickle_keys import plain_keys, safe_key
 from .pickle_stream import MemorySource, PickleStreamError, Source, StreamReader
 
@@ -110,14 +112,6 @@ BuildHook = Callable[["SymbolicUnpickler", Call], Any]
 Lookup = Callable[[str, str], "Entry | None"]
 
 
-#: Containers that hash what they are built from: their items, or the keys of their pairs.
-_HASHING = {
-    "collections.Counter": "items",
-    "builtins.set": "items",
-    "builtins.frozenset": "items",
-    "collections.OrderedDict": "pairs",
-    "builtins.dict": "pairs",
-}
 _COPYREG_NEW = frozenset(
     {
         "copyreg.__newobj__",
@@ -193,9 +187,22 @@ class SymbolicUnpickler(StreamReader):
             self.report.flag(f"calls a {_name(func)} the stream built, not an allowed function")
         elif func.entry is not None and func.entry.kind != CALL:
             self.report.flag(f"calls {func.qualname}, which may only be {func.entry.kind}ed")
-        elif func.qualname in _HASHING and isinstance(args, tuple) and args:
-            self._hashed(func.qualname, args[0])
+        elif func.qualname in _ITERATING and isinstance(args, tuple) and args:
+            self._iterated(func.qualname, args[0])
         return Call(func, args)
+
+    def _iterated(self, qualname: str, src: Any) -> None:
+        """What a container built from ``src`` iterates must be written out in the stream
+        (red team E: ``set``, ``Counter``, ``bytearray`` or ``torch.Size`` of an expanded
+        tensor view iterated 2**22 elements, a tensor each: 1.9 KB, 3 GiB, 14 s), and what it
+        hashes must be safe keys (:meth:`_hashed`)."""
+        if isinstance(src, (list, tuple, str, bytes, SymDict, SymSet)) or (
+            isinstance(src, Call) and src.func_name == "_codecs.encode"
+        ):
+            if qualname in _HASHING:
+                self._hashed(qualname, src)
+            return
+        self.report.flag(f"{qualname}() of a {_name(src)}, which the loader would iterate")
 
     def _hashed(self, qualname: str, src: Any) -> None:
         """The keys a container built from ``src`` hashes: a set's or Counter's items, a
@@ -203,8 +210,8 @@ class SymbolicUnpickler(StreamReader):
         40,000 int pairs with one hash, 808 KB, took ``torch.load`` and ``ms.load`` 40 s)."""
         if isinstance(src, SymSet):
             src = src.items
-        if isinstance(src, SymDict) or not isinstance(src, (list, tuple)):
-            return  # (a dict's keys were checked where it was built; others: the loader's)
+        if not isinstance(src, (list, tuple)):
+            return  # (a dict's keys were checked where it was built; strings hash safely)
         if _HASHING[qualname] == "items":
             self._keys(src)
         elif all(isinstance(p, tuple) and len(p) == 2 for p in src):

@@ -553,3 +553,61 @@ def test_stats_of_a_large_array_takes_chunks(tmp_path: Path) -> None:
     np.savez_compressed(path, mask=rng.random(1 << 26) < 0.05)  # (deflates under 200x)
     grows = _grows_mib("import modelstore as ms", f"ms.stats({str(path)!r})")
     assert grows < 400, grows  # whole-array float64: 512 MiB and its temporaries
+
+
+# -- 9. red team E, on the fixes above ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["set", "Counter", "bytearray", "Size"])
+def test_containers_built_by_iterating_a_tensor_are_refused(tmp_path: Path, kind: str) -> None:
+    """``set(view)`` iterates a tensor: one tensor object per element of an expanded view
+    (2**22 of them from 1.9 KB: 3 GiB and 14 s in ``torch.load`` and ``ms.load``)."""
+    import collections
+
+    func = {"set": set, "Counter": collections.Counter, "bytearray": bytearray, "Size": torch.Size}
+    dtype = torch.uint8 if kind == "bytearray" else torch.float32
+    if kind == "Size":
+        dtype = torch.int64
+    path = tmp_path / "it.pt"
+    torch.save({"s": _Built(func[kind], torch.zeros(1, dtype=dtype).expand(1000))}, path)
+    got = torch.load(path, weights_only=True)["s"]  # the naive loader iterates the view
+    assert len(got) in (1000, 1), got  # (a set of 1,000 distinct tensor objects; 1 for a Counter)
+    assert ms.scan(path).verdict == "unsafe"
+    with pytest.raises(ms.UnsafeModelError, match="would iterate"):
+        ms.load(path)
+
+
+def test_many_views_of_one_storage_count_together(tmp_path: Path) -> None:
+    """Red team E: 512 slices of one storage of 2**20 float16 (2.1 MB) made a float32 cast
+    allocate 2.2 GiB; each view alone stayed within its storage."""
+    base = torch.zeros(1 << 20, dtype=torch.float16)
+    path = tmp_path / "views.pt"
+    torch.save({f"v{i}": base[i:] for i in range(40)}, path)  # 40M elements over 1M
+    with pytest.raises(ms.UnsafeModelError, match="repeats its data"):
+        ms.load(path, dtype="float32")
+    torch.save({"q": base[: 1 << 19], "k": base[1 << 19 :]}, path)  # a split: loads
+    with pytest.warns(ms.PickleWarning):  # (views sharing a storage take torch's loader)
+        assert ms.load(path)["k"].numel() == 1 << 19
+
+
+def test_an_external_tensor_of_no_fixed_size_without_length_is_refused(tmp_path: Path) -> None:
+    """A STRING tensor's external data with no length meant "to the end of the file": a
+    1 GiB sparse file was copied whole (onnxruntime cannot read such a tensor)."""
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    with open(tmp_path / "w.bin", "wb") as f:
+        f.truncate(1 << 30)
+    w = TensorProto(name="w", data_type=TensorProto.STRING, dims=[1])
+    w.data_location = TensorProto.EXTERNAL
+    entry = w.external_data.add()
+    entry.key, entry.value = "location", "w.bin"
+    x = helper.make_tensor_value_info("x", TensorProto.STRING, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.STRING, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
+    with pytest.raises(ms.FormatError, match="no fixed size and no length"):
+        ms.load(path)

@@ -22,56 +22,75 @@ def copy_external(
     checks. Red team: checked by name and then opened by name by onnxruntime, a data file
     swapped for a hard link in between (8 loads in 10) read a file outside the folder; and
     a copy of whole files took minutes for a 64 GiB sparse one the graph read 16 bytes of."""
-    import functools
+    import contextlib
     import os
 
-    opened = functools.partial(
-        open_confined, path.parent, what="the external data file", source=path, main=path
-    )
-    for name, spans in _spans(refs).items():
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with opened(name) as src, open(target, "xb") as dst:
-            size = os.fstat(src.fileno()).st_size
-            for start, end in spans:
-                end = size if end is None else min(end, size)
-                src.seek(start)
-                dst.seek(start)
-                while start < end:
-                    chunk = src.read(min(1 << 20, end - start))
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    start += len(chunk)
-    (folder / path.name).write_bytes(data)
-    expected = (request.meta or {}).get("checksum")
-    if request.verify and isinstance(expected, str):
-        actual = proto_checksum(proto, path.parent, opened)
-        check_checksum(path, expected, actual, "its metadata_props")
+    with contextlib.ExitStack() as stack:
+        held: dict[str, Any] = {}  # normalised location -> the descriptor the check opened
+
+        def opened(location: str) -> Any:
+            name = os.path.normpath(location)
+            if name not in held:
+                held[name] = stack.enter_context(
+                    open_confined(
+                        path.parent, name, what="the external data file", source=path, main=path
+                    )
+                )
+            return contextlib.nullcontext(held[name])
+
+        for name, spans in _spans(path, refs).items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with opened(name) as src, open(target, "xb") as dst:
+                size = os.fstat(src.fileno()).st_size
+                for start, end in spans:
+                    end = min(end, size)
+                    src.seek(start)
+                    dst.seek(start)
+                    while start < end:
+                        chunk = src.read(min(1 << 20, end - start))
+                        if not chunk:
+                            break
+                        dst.write(chunk)
+                        start += len(chunk)
+        (folder / path.name).write_bytes(data)
+        expected = (request.meta or {}).get("checksum")
+        if request.verify and isinstance(expected, str):  # the files copied, not reopened
+            # (red team E: a second open let a file swapped in between pass the checksum)
+            actual = proto_checksum(proto, path.parent, opened)
+            check_checksum(path, expected, actual, "its metadata_props")
 
 
-def _spans(refs: list[Any]) -> dict[str, list[tuple[int, int | None]]]:
+def _spans(path: Path, refs: list[Any]) -> dict[str, list[tuple[int, int]]]:
     """Per data file (its location, normalised: ``./w.bin`` is ``w.bin``), the byte ranges
-    its tensors read, merged (an end of None: to the end of the file)."""
+    its tensors read, merged. A tensor of a type with no fixed size must give its length
+    (red team E: "to the end of the file" copied a 1 GiB sparse file whole)."""
     import os
 
-    ranges: dict[str, list[tuple[int, int | None]]] = {}
+    ranges: dict[str, list[tuple[int, int]]] = {}
     for ref in refs:
         try:
             start = int(ref.get("offset") or 0)
             length = ref.get("length")
             n = int(length) if length else ref.nbytes
         except ValueError:
-            raise FormatError(f"an external data entry of {ref.tensor!r} is not a number") from None
-        end = None if n is None else start + n
-        ranges.setdefault(os.path.normpath(ref.get("location") or ""), []).append((start, end))
-    merged: dict[str, list[tuple[int, int | None]]] = {}
+            raise FormatError(
+                f"{path}: an external data entry of {ref.tensor!r} is not a number"
+            ) from None
+        if n is None:
+            raise FormatError(
+                f"{path}: the external tensor {ref.tensor!r} has a type of no fixed size and "
+                f"no length: onnxruntime cannot read it"
+            )
+        ranges.setdefault(os.path.normpath(ref.get("location") or ""), []).append(
+            (start, start + n)
+        )
+    merged: dict[str, list[tuple[int, int]]] = {}
     for name, spans in ranges.items():
-        out: list[tuple[int, int | None]] = []
-        for start, end in sorted(spans, key=lambda s: s[0]):
-            if out and (out[-1][1] is None or start <= out[-1][1]):
-                last = out[-1]
-                out[-1] = (last[0], None if end is None or last[1] is None else max(end, last[1]))
+        out: list[tuple[int, int]] = []
+        for start, end in sorted(spans):
+            if out and start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(end, out[-1][1]))
             else:
                 out.append((start, end))
         merged[name] = out

@@ -110,6 +110,7 @@ def refuse_repeats(obj: Any, path: Path, spent: list[int] | None = None) -> None
     spent = spent if spent is not None else [0]
     kinds = (torch.Tensor, dict, list, tuple)  # (numbers and strings hold no tensor)
     stack, seen = [obj], set()
+    views: dict[int, int] = {}  # a storage -> the elements its views declare
     while stack:
         item = stack.pop()
         if id(item) in seen:
@@ -134,10 +135,14 @@ def refuse_repeats(obj: Any, path: Path, spent: list[int] | None = None) -> None
                     except (RuntimeError, AttributeError):
                         continue
                 continue
-            stored = item.untyped_storage().nbytes() // max(item.element_size(), 1)
-            spent[0] += max(item.numel() - stored, 0)
+            storage = item.untyped_storage()
+            stored = storage.nbytes() // max(item.element_size(), 1)
+            key = storage.data_ptr() or id(storage)  # (views of one storage, however many)
+            before = views.get(key, 0)
+            views[key] = before + item.numel()
+            spent[0] += max(before + item.numel() - stored, 0) - max(before - stored, 0)
             if spent[0] > REPEAT_LIMIT:
-                raise repeats(path, item.numel(), stored)
+                raise repeats(path, before + item.numel(), stored)
         elif isinstance(item, dict):
             stack.extend(v for v in item.values() if isinstance(v, kinds))
         elif isinstance(item, (list, tuple)):
@@ -151,6 +156,7 @@ class _Builder:
         self.torch = torch
         self.path = path
         self.repeated = 0  # elements views declare past their storages' (REPEAT_LIMIT)
+        self.views: dict[int, int] = {}  # a storage's id -> the elements its views declare
         self.records = pickles.storages
         self.file: Any = None  # the whole file, mapped on first use
         self.storages: dict[str, tuple[Any, Any, int]] = {}  # key -> (storage, dtype, numel)
@@ -238,10 +244,14 @@ class _Builder:
                 raise _NotPlain
         elif offset > numel:
             raise _NotPlain
-        if count > numel:  # overlapping strides: few stored bytes declaring many elements
-            self.repeated += count - numel
-            if self.repeated > REPEAT_LIMIT:
-                raise repeats(self.path, count, numel)
+        # views of one storage declaring more elements than it holds, in all: a stride of 0,
+        # or many views of it (red team E: 512 slices of one storage, 2.1 MB, 2.2 GiB cast)
+        key = id(storage)
+        before = self.views.get(key, 0)
+        self.views[key] = before + count
+        self.repeated += max(before + count - numel, 0) - max(before - numel, 0)
+        if self.repeated > REPEAT_LIMIT:
+            raise repeats(self.path, before + count, numel)
         if grad and not (dtype.is_floating_point or dtype.is_complex):
             raise _NotPlain  # torch refuses it too
         t = self.torch.empty((0,), dtype=dtype).set_(storage, offset, size, stride)
