@@ -38,7 +38,7 @@ from . import dtype as _dtype
 from . import embedded as _embedded
 from . import hf as _hf
 from . import quantized as _quantized
-from .fastload import NOT_PLAIN, refuse_repeats
+from .fastload import NOT_PLAIN, RepeatBudget, refuse_repeats
 from .fastload import build as build_plain
 from .predict import predict as _predict
 from .predict import predict_raw as _predict_raw
@@ -182,11 +182,11 @@ class TorchBackend(Backend):
         if _bin.is_index(path):
             if request.trust is not True:
                 enforce(_bin.scan(path), request.trust)  # the gate left the scan to us
-            spent = [0]  # (one budget of repeated elements for all the shards)
+            budget = RepeatBudget(path)  # (one for all the shards)
             sd = _bin.load(
                 path,
                 request.trust,
-                lambda shard: _checked(torch_load(shard, request), path, request, spent),
+                lambda shard: _checked(torch_load(shard, request), request, budget),
                 request.pinned,
             )
             return _torch.build_module(_hf.base_model_keys(sd, request), request, path)
@@ -307,10 +307,10 @@ class TorchBackend(Backend):
         return _predict_raw(model, inputs)
 
 
-def _checked(obj: Any, index: Path, request: LoadRequest, spent: list[int]) -> Any:
+def _checked(obj: Any, request: LoadRequest, budget: RepeatBudget) -> Any:
     """A shard's state dict, refused if its views repeat data past the model's budget."""
     if request.trust is not True:
-        refuse_repeats(obj, index, spent)
+        refuse_repeats(obj, budget.path, budget)
     return obj
 
 

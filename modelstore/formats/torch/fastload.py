@@ -98,19 +98,37 @@ def repeats(path: Path, count: int, stored: int) -> UnsafeModelError:
     )
 
 
-def refuse_repeats(obj: Any, path: Path, spent: list[int] | None = None) -> None:
+class RepeatBudget:
+    """What one model's tensor views declare past the elements their storages hold, in all
+    (a stride of 0, or many views of one storage; red team E: 512 slices of one storage,
+    2.1 MB, made a cast allocate 2.2 GiB), against :data:`REPEAT_LIMIT`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.spent = 0
+        self.views: dict[int, int] = {}  # a storage -> the elements its views declare
+
+    def add(self, storage: int, count: int, stored: int) -> None:
+        """Count a view of ``count`` elements of the storage ``storage`` of ``stored``."""
+        before = self.views.get(storage, 0)
+        self.views[storage] = before + count
+        self.spent += max(before + count - stored, 0) - max(before - stored, 0)
+        if self.spent > REPEAT_LIMIT:
+            raise repeats(self.path, before + count, stored)
+
+
+def refuse_repeats(obj: Any, path: Path, budget: RepeatBudget | None = None) -> None:
     """Refuse ``obj`` (what ``torch.load`` returned) if its tensors, in dicts, lists and
     tuples, declare over :data:`REPEAT_LIMIT` elements past their storages' (views that
-    repeat their data: :func:`repeats`), counted into ``spent`` (one budget for a model's
+    repeat their data: :func:`repeats`), counted into ``budget`` (one for a model's
     shards). Each tensor and container is looked at once, sparse tensors through their
     indices and values; over a million of them are refused (red team: the walk stopped
     there, and skipped sparse tensors and ``.bin`` shards)."""
     import torch
 
-    spent = spent if spent is not None else [0]
+    budget = budget if budget is not None else RepeatBudget(path)
     kinds = (torch.Tensor, dict, list, tuple)  # (numbers and strings hold no tensor)
     stack, seen = [obj], set()
-    views: dict[int, int] = {}  # a storage -> the elements its views declare
     while stack:
         item = stack.pop()
         if id(item) in seen:
@@ -137,12 +155,7 @@ def refuse_repeats(obj: Any, path: Path, spent: list[int] | None = None) -> None
                 continue
             storage = item.untyped_storage()
             stored = storage.nbytes() // max(item.element_size(), 1)
-            key = storage.data_ptr() or id(storage)  # (views of one storage, however many)
-            before = views.get(key, 0)
-            views[key] = before + item.numel()
-            spent[0] += max(before + item.numel() - stored, 0) - max(before - stored, 0)
-            if spent[0] > REPEAT_LIMIT:
-                raise repeats(path, before + item.numel(), stored)
+            budget.add(storage.data_ptr() or id(storage), item.numel(), stored)
         elif isinstance(item, dict):
             stack.extend(v for v in item.values() if isinstance(v, kinds))
         elif isinstance(item, (list, tuple)):
@@ -155,8 +168,7 @@ class _Builder:
 
         self.torch = torch
         self.path = path
-        self.repeated = 0  # elements views declare past their storages' (REPEAT_LIMIT)
-        self.views: dict[int, int] = {}  # a storage's id -> the elements its views declare
+        self.repeats = RepeatBudget(path)
         self.records = pickles.storages
         self.file: Any = None  # the whole file, mapped on first use
         self.storages: dict[str, tuple[Any, Any, int]] = {}  # key -> (storage, dtype, numel)
@@ -244,14 +256,7 @@ class _Builder:
                 raise _NotPlain
         elif offset > numel:
             raise _NotPlain
-        # views of one storage declaring more elements than it holds, in all: a stride of 0,
-        # or many views of it (red team E: 512 slices of one storage, 2.1 MB, 2.2 GiB cast)
-        key = id(storage)
-        before = self.views.get(key, 0)
-        self.views[key] = before + count
-        self.repeated += max(before + count - numel, 0) - max(before - numel, 0)
-        if self.repeated > REPEAT_LIMIT:
-            raise repeats(self.path, before + count, numel)
+        self.repeats.add(id(storage), count, numel)  # (a storage object per key: cached)
         if grad and not (dtype.is_floating_point or dtype.is_complex):
             raise _NotPlain  # torch refuses it too
         t = self.torch.empty((0,), dtype=dtype).set_(storage, offset, size, stride)
