@@ -266,17 +266,18 @@ def open_source(path: Path, f: BinaryIO, limits: Limits) -> Source:
         raw = _ZlibRaw(f)
     stream = io.BufferedReader(_Inflating(raw, budget, comp), 1 << 20)
     opcodes = max(limits.structure_floor, limits.structure_ratio * size)
-    return _Inflated(stream, None, comp, opcodes)
+    return _Inflated(stream, comp, opcodes, limits.structure_ratio)
 
 
 class _Inflated(Source):
     """A decompressed :class:`Source` whose opcode bytes (all but joblib's raw array bytes)
     are bounded: what the walk builds grows with them, up to ~100 bytes of objects per byte."""
 
-    def __init__(self, f: BinaryIO, size: int | None, compression: str | None, opcodes: int):
-        super().__init__(f, size, compression)
+    def __init__(self, f: BinaryIO, compression: str, opcodes: int, ratio: int) -> None:
+        super().__init__(f, None, compression)
         self._left = opcodes
         self._opcodes = opcodes
+        self._ratio = ratio
 
     def read(self, n: int = -1) -> bytes:
         data = super().read(n)
@@ -296,7 +297,7 @@ class _Inflated(Source):
         if self._left < 0:
             raise PickleStreamError(
                 f"the {self.compression} stream's pickle opcodes inflate past "
-                f"{self._opcodes:,} bytes, {Limits.structure_ratio}x the file's size (array "
+                f"{self._opcodes:,} bytes, {self._ratio}x the file's size or 1 MiB (array "
                 f"data aside; a decompression bomb of objects?); if the file is genuine, raise "
                 f"the limit with the environment variable MODELSTORE_MAX_PICKLE_RATIO",
                 "suspicious",
